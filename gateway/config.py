@@ -1,0 +1,501 @@
+"""Gateway settings: one TOML file in, typed, validated, frozen dataclasses out.
+
+    config = load_config(Path("/etc/bcpm-gateway/gateway.toml"))
+    config.serial.baudrate        # 19200
+    config.serial.scan            # (1, 2, ..., 247)
+    config.snmp.write_community   # None: SNMP SET is off
+
+Each key is declared once, on its section's dataclass, with its default and the rule that
+checks and converts the raw TOML value: ``baudrate: int = _key(19200, _choice(9600, ...))``.
+`parse_config` walks those declarations, collects every problem (unknown keys included) and
+raises one `ConfigError` listing them all, so the rest of the code never sees raw TOML.
+Non-fatal notices (such as the BACnet network fallback) end up in `Config.warnings` for the
+caller to log.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from ipaddress import AddressValueError, IPv4Address, IPv4Interface, NetmaskValueError
+from pathlib import Path
+from typing import Any, Literal
+
+from gateway.errors import ConfigError, ConfigProblem, show_value
+
+__all__ = [
+    "FALLBACK_NETWORK",
+    "MAX_DEVICE_ID_OFFSET",
+    "MAX_DEVICE_INSTANCE",
+    "MODBUS_ADDRESSES",
+    "VALID_NETWORKS",
+    "BacnetSettings",
+    "Config",
+    "GatewaySettings",
+    "LogSettings",
+    "ModbusTcpSettings",
+    "SerialSettings",
+    "SnmpSettings",
+    "default_config",
+    "load_config",
+    "merge_config",
+    "parse_config",
+]
+
+# Limits shared with the faces and the state file (AV1/AV2 writes obey the same ranges).
+MODBUS_ADDRESSES = range(1, 248)
+MAX_DEVICE_INSTANCE = 4194303
+MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
+VALID_NETWORKS = range(1, 65535)
+# What the BCPME does with a virtual network number outside VALID_NETWORKS.
+FALLBACK_NETWORK = 5
+
+_Rule = Callable[[object], Any]
+_RULE = "rule"
+
+
+class _Refused(Exception):
+    """A raw value broke its rule. `items` holds per-element problems of a list (keys "[i]")."""
+
+    def __init__(self, allowed: str, items: tuple[ConfigProblem, ...] = ()) -> None:
+        super().__init__(allowed)
+        self.allowed = allowed
+        self.items = items
+
+    def problems_at(self, key: str, value: object) -> list[ConfigProblem]:
+        if self.items:
+            return [ConfigProblem(key + item.key, item.value, item.allowed) for item in self.items]
+        return [ConfigProblem(key, value, self.allowed)]
+
+
+def _key(default: object, rule: _Rule) -> Any:
+    """Declare a settings key: its default (already in parsed form) and its rule."""
+    return field(default=default, metadata={_RULE: rule})
+
+
+# Rules: each takes the raw TOML value and returns the parsed one or raises _Refused.
+
+
+def _boolean() -> _Rule:
+    def check(raw: object) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        raise _Refused("true or false")
+
+    return check
+
+
+def _integer(low: int | None = None, high: int | None = None, why: str = "") -> _Rule:
+    allowed = "an integer" if low is None else f"an integer {low}-{high}"
+    allowed += f" ({why})" if why else ""
+
+    def check(raw: object) -> int:
+        # bool is an int subclass: `port = true` must not become port 1.
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            if low is None or high is None or low <= raw <= high:
+                return raw
+        raise _Refused(allowed)
+
+    return check
+
+
+def _number(low: float, high: float) -> _Rule:
+    allowed = f"a number {low:g}-{high:g}"
+
+    def check(raw: object) -> float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and low <= raw <= high:
+            return float(raw)
+        raise _Refused(allowed)  # NaN lands here too: every comparison with it is false
+
+    return check
+
+
+def _choice(*options: object) -> _Rule:
+    allowed = ", ".join(show_value(option) for option in options)
+
+    def check(raw: object) -> object:
+        for option in options:
+            # Compare types too, or `stopbits = true` would pass as 1.
+            if type(raw) is type(option) and raw == option:
+                return option
+        raise _Refused(allowed)
+
+    return check
+
+
+def _string(
+    min_length: int = 1, max_length: int | None = None, *, printable: bool = False
+) -> _Rule:
+    if max_length is None:
+        allowed = "a non-empty string"
+    else:
+        allowed = f"a string of {min_length}-{max_length} characters"
+    if printable:
+        allowed += ", printable ASCII without spaces"
+
+    def check(raw: object) -> str:
+        if (
+            isinstance(raw, str)
+            and min_length <= len(raw)
+            and (max_length is None or len(raw) <= max_length)
+            and (not printable or all("!" <= char <= "~" for char in raw))
+        ):
+            return raw
+        raise _Refused(allowed)
+
+    return check
+
+
+def _optional(rule: _Rule, meaning: str) -> _Rule:
+    """An empty string means "none" (TOML has no null)."""
+
+    def check(raw: object) -> object:
+        if raw == "":
+            return None
+        try:
+            return rule(raw)
+        except _Refused as refused:
+            raise _Refused(f'"" ({meaning}) or {refused.allowed}') from None
+
+    return check
+
+
+def _path() -> _Rule:
+    text = _string()
+
+    def check(raw: object) -> Path:
+        try:
+            return Path(text(raw))
+        except _Refused:
+            raise _Refused("a file path") from None
+
+    return check
+
+
+def _ipv4_address() -> _Rule:
+    allowed = 'an IPv4 address like "0.0.0.0"'
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str):
+            try:
+                return str(IPv4Address(raw))
+            except AddressValueError:
+                pass
+        raise _Refused(allowed)
+
+    return check
+
+
+def _ipv4_interface() -> _Rule:
+    allowed = 'an IPv4 address with its prefix like "192.168.1.24/24"'
+
+    def check(raw: object) -> IPv4Interface:
+        # Without an explicit prefix IPv4Interface assumes /32 and broadcasts would go nowhere.
+        if not isinstance(raw, str) or "/" not in raw:
+            raise _Refused(allowed)
+        try:
+            return IPv4Interface(raw)
+        except (AddressValueError, NetmaskValueError):
+            raise _Refused(allowed) from None
+
+    return check
+
+
+def _endpoint(default_port: int | None) -> _Rule:
+    if default_port is None:
+        allowed = '"ipv4:port" with port 1-65535'
+    else:
+        allowed = f'"ipv4" or "ipv4:port" with port 1-65535 (default {default_port})'
+
+    def check(raw: object) -> tuple[str, int]:
+        if not isinstance(raw, str):
+            raise _Refused(allowed)
+        host, colon, port_text = raw.partition(":")
+        try:
+            address = str(IPv4Address(host))
+        except AddressValueError:
+            raise _Refused(allowed) from None
+        if not colon:
+            if default_port is None:
+                raise _Refused(allowed)
+            return address, default_port
+        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
+            raise _Refused(allowed)
+        return address, int(port_text)
+
+    return check
+
+
+def _list_of(rule: _Rule, what: str) -> _Rule:
+    def check(raw: object) -> tuple[Any, ...]:
+        if not isinstance(raw, list):
+            raise _Refused(f"a list of {what}")
+        parsed = []
+        bad = []
+        for index, item in enumerate(raw):
+            try:
+                parsed.append(rule(item))
+            except _Refused as refused:
+                bad.extend(refused.problems_at(f"[{index}]", item))
+        if bad:
+            raise _Refused(f"a list of {what}", tuple(bad))
+        return tuple(parsed)
+
+    return check
+
+
+_SCAN_PART = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+
+
+def _address_ranges() -> _Rule:
+    low, high = MODBUS_ADDRESSES[0], MODBUS_ADDRESSES[-1]
+    allowed = f'address ranges like "1-247", "5" or "1-10,20-30" within {low}-{high}, low end first'
+
+    def check(raw: object) -> tuple[int, ...]:
+        if not isinstance(raw, str):
+            raise _Refused(allowed)
+        addresses: set[int] = set()
+        for part in raw.split(","):
+            match = _SCAN_PART.fullmatch(part)
+            if match is None:
+                raise _Refused(allowed)
+            start = int(match[1])
+            end = int(match[2]) if match[2] is not None else start
+            if not low <= start <= end <= high:
+                raise _Refused(allowed)
+            addresses.update(range(start, end + 1))
+        return tuple(sorted(addresses))
+
+    return check
+
+
+_PORT = _integer(1, 65535)
+_COMMUNITY = _string(1, 32, printable=True)
+
+
+# Settings, one dataclass per TOML section. Defaults are the documented ones (config/gateway.toml).
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """[gateway]: whether to scan for meters at start, and where the saved state lives."""
+
+    operating_mode: Literal["discovery", "locked"] = _key(
+        "discovery", _choice("discovery", "locked")
+    )
+    state_file: Path = _key(Path("/var/lib/bcpm-gateway/state.json"), _path())
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """[serial]: the RS-485 line, discovery range and poll pacing.
+
+    `timeout` is what a meter gets to answer beyond the wire time of the request and reply.
+    """
+
+    port: str = _key("/dev/ttyUSB0", _string())
+    baudrate: int = _key(19200, _choice(9600, 19200, 38400, 57600, 115200))
+    parity: Literal["N", "E", "O"] = _key("N", _choice("N", "E", "O"))
+    stopbits: Literal[1, 2] = _key(1, _choice(1, 2))
+    timeout: float = _key(0.2, _number(0.01, 5.0))
+    scan: tuple[int, ...] = _key(tuple(MODBUS_ADDRESSES), _address_ranges())
+    poll_interval: float = _key(1.0, _number(0.1, 3600.0))
+    probe_timeout: float = _key(0.05, _number(0.01, 1.0))
+    offline_after: int = _key(3, _integer(1, 100))
+    retries: int = _key(1, _integer(0, 5))
+    slow_every: int = _key(10, _integer(1, 3600))
+    max_queue: int = _key(1024, _integer(16, 100000))
+
+
+@dataclass(frozen=True, slots=True)
+class BacnetSettings:
+    """[bacnet]: the BACnet/IP face: router device, virtual network, BBMD or foreign device.
+
+    `network` outside 1-65534 is not an error: it falls back to 5 with a warning, as on the BCPME.
+    `foreign_bbmd` is (host, port) or None.
+    """
+
+    enabled: bool = _key(True, _boolean())
+    address: IPv4Interface = _key(IPv4Interface("127.0.0.1/8"), _ipv4_interface())
+    port: int = _key(47808, _PORT)
+    device_id_offset: int = _key(
+        50000,
+        _integer(0, MAX_DEVICE_ID_OFFSET, "offset + 247 <= 4194303"),
+    )
+    network: int = _key(50, _integer())
+    vendor_id: int = _key(133, _integer(0, 65535))
+    bbmd: bool = _key(False, _boolean())
+    bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
+    foreign_bbmd: tuple[str, int] | None = _key(
+        None, _optional(_endpoint(None), "not a foreign device")
+    )
+    foreign_ttl: int = _key(300, _integer(1, 65535))
+    rtc_control: Literal["bacnet", "modbus"] = _key("bacnet", _choice("bacnet", "modbus"))
+    # BACnet limits the ReinitializeDevice password to 20 characters.
+    reinit_password: str = _key("", _string(0, 20, printable=True))
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpSettings:
+    """[snmp]: the SNMP v2c agent and its notification receivers.
+
+    `write_community` None means SNMP SET is off; there is deliberately no default.
+    `notify_hosts` is a tuple of (host, port).
+    """
+
+    enabled: bool = _key(True, _boolean())
+    address: str = _key("0.0.0.0", _ipv4_address())
+    port: int = _key(161, _PORT)
+    read_community: str = _key("public", _COMMUNITY)
+    write_community: str | None = _key(None, _optional(_COMMUNITY, "SET off"))
+    trap_community: str = _key("public", _COMMUNITY)
+    notify_hosts: tuple[tuple[str, int], ...] = _key((), _list_of(_endpoint(162), "receivers"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusTcpSettings:
+    """[modbus_tcp]: the Modbus TCP server for several masters."""
+
+    enabled: bool = _key(True, _boolean())
+    address: str = _key("0.0.0.0", _ipv4_address())
+    port: int = _key(502, _PORT)
+    cache_max_age: float = _key(2.0, _number(0.0, 3600.0))
+    max_connections: int = _key(16, _integer(1, 1024))
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """[log]: level and output format ("auto" = JSON unless stderr is a terminal)."""
+
+    level: Literal["debug", "info", "warning", "error"] = _key(
+        "info", _choice("debug", "info", "warning", "error")
+    )
+    format: Literal["auto", "json", "console"] = _key("auto", _choice("auto", "json", "console"))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `warnings` are non-fatal notices the caller should log."""
+
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    serial: SerialSettings = field(default_factory=SerialSettings)
+    bacnet: BacnetSettings = field(default_factory=BacnetSettings)
+    snmp: SnmpSettings = field(default_factory=SnmpSettings)
+    modbus_tcp: ModbusTcpSettings = field(default_factory=ModbusTcpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    warnings: tuple[str, ...] = ()
+
+
+_SECTIONS: dict[str, type] = {
+    "gateway": GatewaySettings,
+    "serial": SerialSettings,
+    "bacnet": BacnetSettings,
+    "snmp": SnmpSettings,
+    "modbus_tcp": ModbusTcpSettings,
+    "log": LogSettings,
+}
+
+
+def default_config() -> Config:
+    """The configuration of an empty file."""
+    return Config()
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML file; raise ConfigError naming the file and every problem."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(heading=f"config file {path}: cannot read it: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(heading=f"config file {path} is not UTF-8 text: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        # The message ends with "(at line L, column C)".
+        raise ConfigError(heading=f"config file {path} is not valid TOML: {err}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(err.problems, heading=f"config file {path}:") from None
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Validate raw TOML data (as from tomllib) into a Config; missing keys take defaults."""
+    problems: list[ConfigProblem] = []
+    sections: dict[str, Any] = {}
+    for name, raw in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            allowed = "sections " + ", ".join(f"[{section}]" for section in _SECTIONS)
+            problems.append(ConfigProblem(name, raw, allowed))
+        elif not isinstance(raw, Mapping):
+            problems.append(ConfigProblem(name, raw, f"a table [{name}]"))
+        else:
+            sections[name] = _parse_section(name, cls, raw, problems)
+    for name, cls in _SECTIONS.items():
+        sections.setdefault(name, cls())
+    warnings: list[str] = []
+    _check_across(sections, problems, warnings)
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections, warnings=tuple(warnings))
+
+
+def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge two raw TOML mappings: tables merge key by key, anything else is replaced.
+
+    Neither input is changed. The demo uses it to lay a user's file over its own defaults:
+    ``parse_config(merge_config(demo_defaults, tomllib.loads(user_text)))``.
+    """
+    merged = {key: copy.deepcopy(value) for key, value in base.items()}
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_config(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _parse_section(
+    name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem]
+) -> Any:
+    declared = {spec.name: spec for spec in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        spec = declared.get(key)
+        if spec is None:
+            allowed = f"keys in [{name}]: " + ", ".join(declared)
+            problems.append(ConfigProblem(f"{name}.{key}", value, allowed))
+            continue
+        try:
+            values[key] = spec.metadata[_RULE](value)
+        except _Refused as refused:
+            problems.extend(refused.problems_at(f"{name}.{key}", value))
+    return cls(**values)
+
+
+def _check_across(
+    sections: dict[str, Any], problems: list[ConfigProblem], warnings: list[str]
+) -> None:
+    """Rules that involve more than one key, and fallbacks that only warn."""
+    bacnet: BacnetSettings = sections["bacnet"]
+    if bacnet.network not in VALID_NETWORKS:
+        warnings.append(
+            f"bacnet.network = {bacnet.network}: allowed 1-65534; "
+            f"using {FALLBACK_NETWORK} instead, as the BCPME does"
+        )
+        sections["bacnet"] = replace(bacnet, network=FALLBACK_NETWORK)
+    if bacnet.bbmd and bacnet.foreign_bbmd is not None:
+        host, port = bacnet.foreign_bbmd
+        problems.append(
+            ConfigProblem(
+                "bacnet.foreign_bbmd",
+                f"{host}:{port}",
+                '"" when bacnet.bbmd = true (the gateway is a BBMD or a foreign device, not both)',
+            )
+        )

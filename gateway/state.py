@@ -1,0 +1,356 @@
+"""The gateway's persistent state: node profiles, user overrides and router settings in one file.
+
+    store = StateStore(config.gateway.state_file)
+    state = store.load()                    # an empty State if the file does not exist yet
+    state = state.with_override(3, DeviceOverride(object_name="PDU_A"))
+    store.save(state)                       # old file or new file after a power cut, never half
+
+The file is JSON a person can read and repair:
+
+    {"version": 1,
+     "profiles": {"1": {"address": 1, "serial": 4660, "model": "A", ...}},
+     "overrides": {"1": {"object_instance": 1001, "object_name": "PDU_A"}},
+     "router": {"device_id_offset": null, "network": null}}
+
+A file that is not exactly this is refused with a StateError naming the file and the problem;
+nothing is ever silently dropped. The same check runs before a save, so the gateway never writes
+a file it would refuse at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from gateway.config import (
+    MAX_DEVICE_ID_OFFSET,
+    MAX_DEVICE_INSTANCE,
+    MODBUS_ADDRESSES,
+    VALID_NETWORKS,
+)
+from gateway.errors import StateError
+
+__all__ = ["DeviceOverride", "NodeProfile", "State", "StateStore"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProfile:
+    """What discovery learned about the meter at one Modbus address.
+
+    A board answers at `primary_address` and `primary_address + 1` (panels 1 and 2, same serial).
+    `device_id` is the meter's own device ID register (15170/15171/15172 = model C/B/A).
+    """
+
+    address: int
+    serial: int
+    model: Literal["A", "B", "C"]
+    device_id: int
+    firmware_rs: int
+    firmware_os: int
+    primary_address: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOverride:
+    """A user-written BACnet identity for a node's device; it survives rediscovery.
+
+    None means "not overridden, use the generated value".
+    """
+
+    object_instance: int | None = None
+    object_name: str | None = None
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+def _frozen_mapping() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything the gateway keeps across restarts. Immutable: the helpers return new States.
+
+    `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
+    None means "use the configured value".
+    """
+
+    profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
+    overrides: Mapping[int, DeviceOverride] = field(default_factory=_frozen_mapping)
+    device_id_offset: int | None = None
+    network: int | None = None
+
+    def __post_init__(self) -> None:
+        # Copy into read-only views, sorted by address, so no caller's dict can change a State.
+        object.__setattr__(self, "profiles", MappingProxyType(dict(sorted(self.profiles.items()))))
+        object.__setattr__(
+            self, "overrides", MappingProxyType(dict(sorted(self.overrides.items())))
+        )
+        for address, profile in self.profiles.items():
+            if profile.address != address:
+                raise ValueError(f"profile of address {profile.address} filed under {address}")
+
+    def with_profiles(self, profiles: Iterable[NodeProfile]) -> State:
+        """Replace all profiles (a discovery's result); overrides are kept."""
+        return replace(self, profiles={profile.address: profile for profile in profiles})
+
+    def with_override(self, address: int, override: DeviceOverride) -> State:
+        """Set the override of one node; an override with nothing set removes it."""
+        overrides = dict(self.overrides)
+        if override == DeviceOverride():
+            overrides.pop(address, None)
+        else:
+            overrides[address] = override
+        return replace(self, overrides=overrides)
+
+    def with_router(
+        self,
+        *,
+        device_id_offset: int | None | _Keep = _Keep.KEEP,
+        network: int | None | _Keep = _Keep.KEEP,
+    ) -> State:
+        """Set AV1 and/or AV2 (None = back to the configured value); an omitted one is kept."""
+        changes: dict[str, int | None] = {}
+        if not isinstance(device_id_offset, _Keep):
+            changes["device_id_offset"] = device_id_offset
+        if not isinstance(network, _Keep):
+            changes["network"] = network
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class StateStore:
+    """Reads and atomically writes the state file at `path`.
+
+    `save` is safe from one thread at a time only: the caller serialises saves (concurrent saves
+    would each land whole, but the later rename wins and stale temp-file cleanup could race).
+    """
+
+    path: Path
+
+    def load(self) -> State:
+        """The saved state; an empty State if the file does not exist. Raises StateError."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return State()
+        except OSError as err:
+            raise StateError(f"state file {self.path}: cannot read it: {err.strerror}") from err
+        try:
+            data = json.loads(raw)
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError alike
+            raise StateError(f"state file {self.path}: not valid JSON: {err}") from None
+        problems = _problems(data)
+        if problems:
+            raise StateError(self._message(problems))
+        return _state_from_json(data)
+
+    def save(self, state: State) -> None:
+        """Write `state` so that a power cut at any moment leaves the old or the new file.
+
+        Temp file in the same folder, flush, fsync, rename over the old file, fsync the folder
+        (so the rename itself survives a power cut). Creates the folder. Raises StateError.
+        """
+        data = _state_to_json(state)
+        problems = _problems(data)
+        if problems:
+            raise StateError(self._message(["refusing to save an invalid state", *problems]))
+        payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temp_files()
+            self._replace_atomically(payload)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise StateError(f"state file {self.path}: cannot save it: {reason}") from err
+
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_stale_temp_files(self) -> None:
+        # Only a crash between write and rename leaves one; with one writer none can be live.
+        for stale in self.path.parent.glob(glob.escape(self._temp_prefix()) + "*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def _replace_atomically(self, payload: bytes) -> None:
+        directory = self.path.parent
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=self._temp_prefix(), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(payload)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _message(self, problems: list[str]) -> str:
+        return "\n".join(f"state file {self.path}: {problem}" for problem in problems)
+
+
+# The JSON schema, as tables: field name -> (test of the JSON value, what is allowed).
+
+_Rule = tuple[Callable[[object], bool], str]
+
+
+def _integer_in(values: range) -> _Rule:
+    def test(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value in values
+
+    return test, f"{values.start}-{values.stop - 1}"
+
+
+def _nullable(rule: _Rule) -> _Rule:
+    test, allowed = rule
+    return (lambda value: value is None or test(value)), f"{allowed} or null"
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+_PROFILE_RULES: dict[str, _Rule] = {
+    "address": _integer_in(MODBUS_ADDRESSES),
+    "serial": _integer_in(range(2**32)),
+    "model": ((lambda value: value in ("A", "B", "C")), "A, B, C"),
+    "device_id": _integer_in(range(2**16)),
+    "firmware_rs": _integer_in(range(2**16)),
+    "firmware_os": _integer_in(range(2**16)),
+    # A node whose partner address is missing is its own board, even at 247.
+    "primary_address": _integer_in(MODBUS_ADDRESSES),
+}
+_OVERRIDE_RULES: dict[str, _Rule] = {
+    # MAX_DEVICE_INSTANCE itself is the "any device" wildcard, not a usable identity.
+    "object_instance": _nullable(_integer_in(range(MAX_DEVICE_INSTANCE))),
+    "object_name": _nullable((_text, "a non-empty string")),
+}
+_ROUTER_RULES: dict[str, _Rule] = {
+    "device_id_offset": _nullable(_integer_in(range(MAX_DEVICE_ID_OFFSET + 1))),
+    "network": _nullable(_integer_in(VALID_NETWORKS)),
+}
+_TOP_KEYS = ("version", "profiles", "overrides", "router")
+_ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
+
+
+def _show(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _check_object(
+    where: str, value: object, keys: Iterable[str], problems: list[str]
+) -> dict[str, Any] | None:
+    """Check that `value` is a JSON object with exactly `keys`; report what is missing or extra."""
+    keys = tuple(keys)
+    if not isinstance(value, dict):
+        problems.append(f"{where or 'top level'} = {_show(value)}: allowed an object")
+        return None
+    for key in value:
+        if key not in keys:
+            allowed = ", ".join(keys)
+            problems.append(f"{_join(where, key)} = {_show(value[key])}: allowed keys {allowed}")
+    for key in keys:
+        if key not in value:
+            problems.append(f"{_join(where, key)} is missing")
+    return value
+
+
+def _check_fields(where: str, value: object, rules: dict[str, _Rule], problems: list[str]) -> bool:
+    record = _check_object(where, value, rules, problems)
+    if record is None:
+        return False
+    good = all(key in record for key in rules)
+    for key, (test, allowed) in rules.items():
+        if key in record and not test(record[key]):
+            problems.append(f"{where}.{key} = {_show(record[key])}: allowed {allowed}")
+            good = False
+    return good
+
+
+def _check_by_address(
+    name: str, value: object, rules: dict[str, _Rule], problems: list[str]
+) -> dict[str, Any]:
+    """Check a map of Modbus address -> record; return the records whose fields are all good."""
+    if not isinstance(value, dict):
+        problems.append(f"{name} = {_show(value)}: allowed an object keyed by Modbus address")
+        return {}
+    good = {}
+    for key, record in value.items():
+        where = f"{name}[{_show(key)}]"
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in MODBUS_ADDRESSES:
+            problems.append(f"{where}: allowed keys are Modbus addresses 1-247")
+        elif _check_fields(where, record, rules, problems):
+            good[key] = record
+    return good
+
+
+def _problems(data: object) -> list[str]:
+    """Everything wrong with the decoded JSON of a state file; empty if it is good."""
+    problems: list[str] = []
+    top = _check_object("", data, _TOP_KEYS, problems)
+    if top is None:
+        return problems
+    version = top.get("version")
+    if "version" in top and (type(version) is not int or version != SCHEMA_VERSION):
+        # A different schema: checking its fields against ours would only add noise.
+        return [f"version = {_show(version)}: allowed {SCHEMA_VERSION}"]
+    profiles = _check_by_address("profiles", top.get("profiles", {}), _PROFILE_RULES, problems)
+    for key, profile in profiles.items():
+        where = f"profiles[{_show(key)}]"
+        if profile["address"] != int(key):
+            problems.append(f"{where}.address = {profile['address']}: allowed {key} (its key)")
+        elif profile["primary_address"] not in (profile["address"], profile["address"] - 1):
+            problems.append(
+                f"{where}.primary_address = {profile['primary_address']}: allowed "
+                f"{profile['address'] - 1} or {profile['address']} "
+                "(a board answers at its primary address and the next)"
+            )
+    _check_by_address("overrides", top.get("overrides", {}), _OVERRIDE_RULES, problems)
+    if "router" in top:
+        _check_fields("router", top["router"], _ROUTER_RULES, problems)
+    return problems
+
+
+def _state_to_json(state: State) -> dict[str, Any]:
+    return {
+        "version": SCHEMA_VERSION,
+        "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
+        "overrides": {
+            str(address): asdict(override) for address, override in state.overrides.items()
+        },
+        "router": {"device_id_offset": state.device_id_offset, "network": state.network},
+    }
+
+
+def _state_from_json(data: dict[str, Any]) -> State:
+    """Build a State from JSON that `_problems` found good."""
+    return State(
+        profiles={int(key): NodeProfile(**value) for key, value in data["profiles"].items()},
+        overrides={int(key): DeviceOverride(**value) for key, value in data["overrides"].items()},
+        device_id_offset=data["router"]["device_id_offset"],
+        network=data["router"]["network"],
+    )

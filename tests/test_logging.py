@@ -1,0 +1,165 @@
+"""Process-wide logging: one formatter for structlog events and library records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from gateway.logging import LIBRARY_LOGGERS, configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state; give the next test what this one found."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    library_levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, library_level in library_levels.items():
+        logging.getLogger(name).setLevel(library_level)
+    structlog.contextvars.clear_contextvars()
+    structlog.reset_defaults()
+
+
+def json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+
+def test_json_lines_carry_event_level_timestamp_and_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+
+    get_logger("gateway.nodes").info("node_online", node=3, model="A")
+
+    [line] = json_lines(capsys)
+    assert line["event"] == "node_online"
+    assert line["level"] == "info"
+    assert str(line["timestamp"]).endswith("Z")
+    assert (line["logger"], line["node"], line["model"]) == ("gateway.nodes", 3, "A")
+
+
+def test_a_foreign_library_record_goes_through_the_same_json_formatter(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+    structlog.contextvars.bind_contextvars(node=7)
+
+    logging.getLogger("pymodbus").warning("no response from %s", "unit 7")
+
+    [line] = json_lines(capsys)
+    assert line["event"] == "no response from unit 7"
+    assert (line["level"], line["logger"], line["node"]) == ("warning", "pymodbus", 7)
+    assert "timestamp" in line
+
+
+def test_auto_format_is_json_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "auto")
+
+    get_logger("gateway").info("started")
+
+    assert json_lines(capsys)[0]["event"] == "started"
+
+
+def test_console_format_is_readable_text(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "console")
+
+    get_logger("gateway").info("started", boards=2)
+
+    output = capsys.readouterr().err
+    assert "started" in output and "boards=2" in output
+    assert not output.lstrip().startswith("{")
+    assert "\x1b[" not in output, "no colour codes when stderr is not a terminal"
+
+
+def raise_with_a_secret_in_a_local() -> None:
+    write_community = "s3cr3t-community"
+    raise RuntimeError(f"SET refused ({len(write_community)} characters)")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+@pytest.mark.parametrize("logger_name", ["gateway.snmp", "pysnmp"])
+def test_a_logged_exception_shows_the_traceback_but_not_local_variables(
+    capsys: pytest.CaptureFixture[str], fmt: str, logger_name: str
+) -> None:
+    configure_logging("info", fmt)
+    logger = get_logger(logger_name) if logger_name.startswith("gateway") else None
+
+    try:
+        raise_with_a_secret_in_a_local()
+    except RuntimeError:
+        if logger is not None:
+            logger.exception("set_failed")
+        else:
+            logging.getLogger(logger_name).exception("set failed")
+
+    output = capsys.readouterr().err
+    assert "RuntimeError" in output
+    assert "raise_with_a_secret_in_a_local" in output
+    assert "s3cr3t-community" not in output
+    if fmt == "json":
+        [line] = [json.loads(text) for text in output.splitlines()]
+        assert line["exception"][0]["exc_type"] == "RuntimeError"
+
+
+def test_configuring_twice_installs_one_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    before = len(root.handlers)
+
+    configure_logging("info", "json")
+    configure_logging("info", "json")
+    get_logger("gateway").info("once")
+
+    assert len(root.handlers) == before + 1
+    assert [line["event"] for line in json_lines(capsys)] == ["once"]
+
+
+def test_library_loggers_are_held_at_warning_unless_the_level_is_debug(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+    logging.getLogger("bacpypes3.ipv4").info("hidden")
+    logging.getLogger("asyncio").warning("shown")
+    assert [line["event"] for line in json_lines(capsys)] == ["shown"]
+
+    configure_logging("debug", "json")
+    logging.getLogger("bacpypes3.ipv4").debug("now shown")
+    assert [line["event"] for line in json_lines(capsys)] == ["now shown"]
+
+
+def test_the_level_filters_our_events_and_library_records_alike(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("error", "json")
+
+    get_logger("gateway").warning("hidden")
+    logging.getLogger("pymodbus").warning("hidden too")
+    get_logger("gateway").error("shown")
+
+    assert [line["event"] for line in json_lines(capsys)] == ["shown"]
+
+
+def test_a_logger_made_before_configuration_follows_it(capsys: pytest.CaptureFixture[str]) -> None:
+    early = get_logger("gateway.cli")
+    early.info("before")
+    capsys.readouterr()
+
+    configure_logging("info", "json")
+    early.info("after")
+
+    assert [line["event"] for line in json_lines(capsys)] == ["after"]
+
+
+def test_an_unknown_level_or_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="verbose"):
+        configure_logging("verbose", "json")
+    with pytest.raises(ValueError, match="xml"):
+        configure_logging("info", "xml")

@@ -1,0 +1,312 @@
+"""The persistent state file: round trip, strict loading, atomic saving."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from gateway.errors import StateError
+from gateway.state import DeviceOverride, NodeProfile, State, StateStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def board(
+    primary: int, serial: int = 0x1234, model: Literal["A", "B", "C"] = "A"
+) -> list[NodeProfile]:
+    """Both addresses of one BCPM board."""
+    device_id = {"A": 15172, "B": 15171, "C": 15170}[model]
+    return [
+        NodeProfile(address, serial, model, device_id, 1030, 2010, primary)
+        for address in (primary, primary + 1)
+    ]
+
+
+def sample_state() -> State:
+    return (
+        State()
+        .with_profiles([*board(1), *board(3, serial=0x5678, model="C")])
+        .with_override(2, DeviceOverride(object_instance=1002, object_name="PDU_A_panel_2"))
+        .with_override(3, DeviceOverride(object_name="PDU_B"))
+        .with_router(device_id_offset=60000)
+    )
+
+
+def test_a_state_survives_a_save_and_a_load(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    state = sample_state()
+
+    store.save(state)
+
+    assert store.load() == state
+
+
+def test_the_file_has_the_documented_json_layout(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(sample_state())
+
+    data = json.loads(store.path.read_text())
+
+    assert data["version"] == 1
+    assert list(data["profiles"]) == ["1", "2", "3", "4"]
+    assert data["profiles"]["4"] == {
+        "address": 4,
+        "serial": 0x5678,
+        "model": "C",
+        "device_id": 15170,
+        "firmware_rs": 1030,
+        "firmware_os": 2010,
+        "primary_address": 3,
+    }
+    assert data["overrides"]["3"] == {"object_instance": None, "object_name": "PDU_B"}
+    assert data["router"] == {"device_id_offset": 60000, "network": None}
+
+
+def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:
+    state = StateStore(tmp_path / "nothing-here.json").load()
+
+    assert state == State()
+    assert (dict(state.profiles), dict(state.overrides)) == ({}, {})
+    assert (state.device_id_offset, state.network) == (None, None)
+
+
+def test_save_creates_the_parent_folder(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "var" / "lib" / "bcpm-gateway" / "state.json")
+
+    store.save(sample_state())
+
+    assert store.load() == sample_state()
+
+
+GOOD_PROFILE = {
+    "address": 3,
+    "serial": 1,
+    "model": "A",
+    "device_id": 15172,
+    "firmware_rs": 1,
+    "firmware_os": 1,
+    "primary_address": 3,
+}
+
+
+def document(**changes: object) -> bytes:
+    data: dict[str, object] = {
+        "version": 1,
+        "profiles": {"3": GOOD_PROFILE},
+        "overrides": {},
+        "router": {"device_id_offset": None, "network": None},
+    }
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (document()[:40], "not valid JSON"),
+        (b"\xff\xfe\x00garbage\x81", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[1, 2]", "top level = [1, 2]: allowed an object"),
+        (document(version=2), "version = 2: allowed 1"),
+        (document(version=True), "version = true: allowed 1"),
+        (
+            document(profiles={"3": {**GOOD_PROFILE, "model": "Z"}}),
+            'profiles["3"].model = "Z": allowed A, B, C',
+        ),
+        (
+            document(profiles={"3": {**GOOD_PROFILE, "serial": "1"}}),
+            'profiles["3"].serial = "1": allowed 0-4294967295',
+        ),
+        (
+            document(profiles={"3": {**GOOD_PROFILE, "address": 4}}),
+            'profiles["3"].address = 4: allowed 3',
+        ),
+        (
+            document(profiles={"3": {**GOOD_PROFILE, "primary_address": 1}}),
+            'profiles["3"].primary_address = 1: allowed 2 or 3',
+        ),
+        (
+            document(profiles={"0": GOOD_PROFILE}),
+            'profiles["0"]: allowed keys are Modbus addresses',
+        ),
+        (
+            document(profiles={"3": {k: v for k, v in GOOD_PROFILE.items() if k != "serial"}}),
+            'profiles["3"].serial is missing',
+        ),
+        (
+            document(overrides={"3": {"object_instance": 4194303, "object_name": None}}),
+            'overrides["3"].object_instance = 4194303: allowed 0-4194302 or null',
+        ),
+        (
+            document(router={"device_id_offset": None, "network": 0}),
+            "router.network = 0: allowed 1-65534 or null",
+        ),
+        (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router"),
+    ],
+)
+def test_a_broken_state_file_is_refused_with_its_name_and_the_problem_and_left_untouched(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+
+    with pytest.raises(StateError) as caught:
+        StateStore(path).load()
+
+    assert f"state file {path}: " in str(caught.value)
+    assert problem in str(caught.value)
+    assert path.read_bytes() == content
+
+
+def test_every_problem_of_a_state_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(
+        document(
+            profiles={"3": {**GOOD_PROFILE, "model": "Z", "firmware_os": -1}},
+            router={"device_id_offset": 4194100, "network": None},
+        )
+    )
+
+    with pytest.raises(StateError) as caught:
+        StateStore(path).load()
+
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(f"state file {path}: ") for line in lines)
+
+
+def test_a_failed_rename_leaves_the_old_file_intact_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(sample_state())
+    before = store.path.read_bytes()
+
+    def refuse(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StateError, match="No space left on device"):
+        store.save(State())
+    monkeypatch.undo()
+
+    assert store.path.read_bytes() == before
+    assert store.load() == sample_state()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_save_syncs_the_new_file_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(State())
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("sync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "sync file")
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        steps.append("rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store.save(sample_state())
+
+    assert steps == ["sync file", "rename", "sync folder"]
+
+
+def test_a_crash_before_the_rename_keeps_the_old_state_and_the_next_save_cleans_up(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(sample_state())
+    before = store.path.read_bytes()
+    # A separate process dies at the rename as a power cut would: no cleanup code runs.
+    crash = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from gateway.state import State, StateStore
+        os.replace = lambda *args: os._exit(17)
+        StateStore(Path({str(store.path)!r})).save(State())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", crash], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False
+    )
+    assert result.returncode == 17
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
+    assert len(leftovers) == 1, "the crashed save should have left its temp file"
+
+    assert store.path.read_bytes() == before
+    assert store.load() == sample_state()
+    store.save(State())
+    assert store.load() == State()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_save_refuses_a_state_it_could_not_load_again_and_writes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(sample_state())
+    before = store.path.read_bytes()
+
+    with pytest.raises(StateError, match="router.network = 0"):
+        store.save(sample_state().with_router(network=0))
+
+    assert store.path.read_bytes() == before
+
+
+def test_a_state_cannot_be_changed_through_the_mappings_it_was_built_from() -> None:
+    profiles = {profile.address: profile for profile in board(1)}
+    state = State(profiles=profiles)
+
+    profiles.clear()
+
+    assert list(state.profiles) == [1, 2]
+    with pytest.raises(TypeError):
+        state.profiles[5] = board(5)[0]  # type: ignore[index]
+
+
+def test_a_profile_filed_under_another_address_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="address 2 filed under 7"):
+        State(profiles={7: board(1)[1]})
+
+
+def test_with_router_changes_only_what_it_is_given() -> None:
+    state = State().with_router(device_id_offset=60000, network=7)
+
+    assert state.with_router(network=9) == State(device_id_offset=60000, network=9)
+    assert state.with_router(device_id_offset=None) == State(network=7)
+
+
+def test_with_profiles_replaces_the_profiles_and_keeps_the_overrides() -> None:
+    state = sample_state().with_profiles(board(5))
+
+    assert list(state.profiles) == [5, 6]
+    assert list(state.overrides) == [2, 3]
+
+
+def test_a_lone_node_at_address_247_is_its_own_board_and_is_saved(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    state = State().with_profiles([NodeProfile(247, 9, "B", 15171, 1, 1, primary_address=247)])
+
+    store.save(state)
+
+    assert store.load() == state
+
+
+def test_an_override_with_nothing_set_removes_the_override() -> None:
+    state = sample_state().with_override(3, DeviceOverride())
+
+    assert list(state.overrides) == [2]
