@@ -1,0 +1,39 @@
+"""The RS-485 bus: the one owner of the serial line, speaking Modbus RTU as master.
+
+It knows nothing about meters, only transactions: a unit address and a request PDU go in, the
+reply PDU (function code and data) or a typed `BusError` comes out. Requests queue by
+`Priority` (writes, then pass-through, then polling, then discovery) and go on the line one at a
+time with RTU timing: t3.5 of silence before each frame, stale input flushed, replies matched
+to their request.
+
+    bus = Bus(LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E"))
+    # on the bus's own thread:   asyncio.run(bus.serve())
+    reply = await bus.transact(1, bytes.fromhex("0300000002"), Priority.POLL)
+"""
+
+from gateway.bus.errors import (
+    BusClosed,
+    BusError,
+    BusOverloaded,
+    CorruptReply,
+    ExceptionReply,
+    NoResponse,
+)
+from gateway.bus.line import LineSettings, expected_reply_length
+from gateway.bus.rtu import RtuLink
+from gateway.bus.scheduler import Bus, BusStats, Priority
+
+__all__ = [
+    "Bus",
+    "BusClosed",
+    "BusError",
+    "BusOverloaded",
+    "BusStats",
+    "CorruptReply",
+    "ExceptionReply",
+    "LineSettings",
+    "NoResponse",
+    "Priority",
+    "RtuLink",
+    "expected_reply_length",
+]

@@ -1,0 +1,276 @@
+"""The Modbus RTU link: one request, one reply, with RTU timing, over a pyserial-asyncio port.
+
+`RtuLink` is an asyncio Protocol on the serial transport. It keeps the line's clock (when the
+last byte was seen in either direction), so every request starts after t3.5 of silence, and it
+makes sure a reply belongs to the request just sent: stale input is flushed before sending,
+bytes that arrive before our frame can have left the wire are dropped, and the reply's unit,
+function code and length (and a write's echo) must match the request. Frames, CRC and reply
+lengths come from pymodbus's `FramerRTU`.
+
+    link = await RtuLink.open(LineSettings("/dev/ttyUSB0"), on_lost=print)
+    reply = await link.transact(1, bytes.fromhex("0300000002"), timeout=0.2)   # b"\\x03\\x04..."
+    await link.close()
+
+One transaction at a time: the scheduler in `gateway.bus.scheduler` guarantees that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import termios
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import serial
+import serial_asyncio
+import structlog
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU
+
+from gateway.bus.errors import BusClosed, CorruptReply, ExceptionReply, NoResponse
+from gateway.bus.line import LineSettings, expected_reply_length
+
+BROADCAST = 0
+MAX_FRAME = 256
+
+# Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
+# (0x08, 0x18, 0x2B, custom codes) wrongly or not at all, so those replies are framed by silence.
+LENGTH_FRAMED = frozenset(
+    {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0B, 0x0C, 0x0F, 0x10, 0x11, 0x14, 0x15, 0x16, 0x17}
+)
+
+_log = structlog.get_logger("gateway.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    unit: int
+    request: bytes
+
+    @property
+    def function(self) -> int:
+        return self.request[0]
+
+
+class RtuLink(asyncio.Protocol):
+    """The RTU master's end of the serial line. Create it with `RtuLink.open`."""
+
+    def __init__(self, settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._settings = settings
+        self._on_lost = on_lost
+        self._framer = FramerRTU(DecodePDU(is_server=False))
+        self._transport: serial_asyncio.SerialTransport | None = None
+        self._made: asyncio.Future[None] = loop.create_future()
+        self._lost: asyncio.Future[None] = loop.create_future()
+        self._last_rx = 0.0
+        self._tx_end = 0.0
+        self._buf = bytearray()
+        self._expected: _Expected | None = None
+        self._waiter: asyncio.Future[bytes] | None = None
+        self._silence_timer: asyncio.TimerHandle | None = None
+        self.failure: BusClosed | None = None
+        self.stale_bytes = 0
+
+    @classmethod
+    async def open(cls, settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> RtuLink:
+        """Open the port on the running loop; `on_lost` hears when the port fails or closes.
+
+        Raises BusClosed with the operating system's reason when the port cannot be opened.
+        """
+        link = cls(settings, on_lost)
+        try:
+            await serial_asyncio.create_serial_connection(
+                asyncio.get_running_loop(),
+                lambda: link,
+                settings.port,
+                baudrate=settings.baudrate,
+                parity=settings.parity,
+                stopbits=settings.stopbits,
+                bytesize=8,
+            )
+        except (serial.SerialException, OSError) as exc:
+            raise BusClosed(f"cannot open {settings.port}: {_reason(exc)}") from exc
+        # create_serial_connection only schedules connection_made.
+        await link._made
+        _log.info("bus.port_open", port=settings.port, baudrate=settings.baudrate)
+        return link
+
+    async def close(self) -> None:
+        """Close the port, dropping anything not yet sent, and wait until it is closed."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+        await self._lost
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(serial_asyncio.SerialTransport, transport)
+        self._made.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        port = self._settings.port
+        if exc is None:
+            self.failure = BusClosed(f"port {port} closed")
+        else:
+            self.failure = BusClosed(f"port {port} failed: {exc}")
+            _log.warning("bus.port_failed", port=port, error=str(exc))
+        self._settle(self.failure)
+        self._lost.set_result(None)
+        self._on_lost(self.failure)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self._last_rx = now
+        if self._waiter is None or self._waiter.done() or now < self._tx_end:
+            # Nothing is waiting, or the slave cannot have heard our whole request yet.
+            self.stale_bytes += len(data)
+            return
+        self._buf += data
+        assert self._expected is not None
+        if self._expected.function in LENGTH_FRAMED:
+            self._decode_by_length()
+        else:
+            if self._silence_timer is not None:
+                self._silence_timer.cancel()
+            self._silence_timer = asyncio.get_running_loop().call_later(
+                self._settings.silence, self._decode_by_silence
+            )
+
+    # the transaction
+
+    async def transact(self, unit: int, pdu: bytes, timeout: float) -> bytes:
+        """Send `pdu` to `unit` and return the reply PDU (function code and data).
+
+        `timeout` is the slave's allowance beyond the wire time of request and reply. Unit 0
+        is a broadcast: no reply is awaited and the result is b"". Raises NoResponse,
+        CorruptReply, ExceptionReply or BusClosed.
+        """
+        await self._wait_for_silence(timeout)
+        transport = self._flush()
+        loop = asyncio.get_running_loop()
+        frame = self._framer.encode(pdu, unit, 0)
+        wire = self._settings.wire_time
+        transport.write(frame)
+        sent = time.monotonic()
+        self._tx_end = sent + wire(len(frame))
+        if unit == BROADCAST:
+            await asyncio.sleep(self._tx_end + self._settings.silence - sent)
+            return b""
+        self._expected = _Expected(unit, pdu)
+        self._waiter = loop.create_future()
+        reply_length = expected_reply_length(pdu) or MAX_FRAME
+        patience = wire(len(frame)) + timeout + wire(reply_length)
+        deadline = loop.call_later(patience, self._expire, patience)
+        try:
+            return await self._waiter
+        finally:
+            deadline.cancel()
+            if self._silence_timer is not None:
+                self._silence_timer.cancel()
+                self._silence_timer = None
+            self._waiter = None
+            self._expected = None
+            self._buf.clear()  # what is left belongs to no request: never carry it over
+
+    async def _wait_for_silence(self, limit: float) -> None:
+        """Wait until nothing has been on the line for t3.5; a line that never quiets is garbage."""
+        silence = self._settings.silence
+        give_up = time.monotonic() + limit
+        while (wait := max(self._last_rx, self._tx_end) + silence - time.monotonic()) > 0:
+            if time.monotonic() + wait > give_up:
+                raise CorruptReply(f"line never quiet for {silence * 1000:.2f} ms within {limit} s")
+            await asyncio.sleep(wait)
+
+    def _flush(self) -> serial_asyncio.SerialTransport:
+        """Drop whatever input is waiting (late replies, noise) and return the open transport."""
+        if self.failure is not None:
+            raise self.failure
+        assert self._transport is not None
+        port = self._transport.serial
+        try:
+            self.stale_bytes += port.in_waiting
+            port.reset_input_buffer()
+        except (OSError, termios.error) as exc:
+            raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
+        return self._transport
+
+    # reply framing
+
+    def _decode_by_length(self) -> None:
+        try:
+            used, unit, _, pdu = self._framer.decode(bytes(self._buf))
+        except Exception as exc:  # garbage can lead pymodbus's length guess into any error
+            self._settle(CorruptReply(f"undecodable reply {self._buf.hex()}: {exc}"))
+            return
+        if not used:
+            return
+        if not pdu:
+            self._settle(CorruptReply(f"CRC error or garbage: {self._buf.hex()}"))
+            return
+        self._accept(unit, pdu)
+
+    def _decode_by_silence(self) -> None:
+        self._silence_timer = None
+        frame = bytes(self._buf)
+        if len(frame) < FramerRTU.MIN_SIZE or not FramerRTU.check_CRC(
+            frame[:-2], int.from_bytes(frame[-2:], "big")
+        ):
+            self._settle(CorruptReply(f"CRC error or garbage: {frame.hex()}"))
+            return
+        self._accept(frame[0], frame[1:-2])
+
+    def _accept(self, unit: int, pdu: bytes) -> None:
+        expected = self._expected
+        assert expected is not None
+        function = pdu[0]
+        if unit != expected.unit:
+            self._settle(
+                CorruptReply(f"reply from unit {unit} to a request to unit {expected.unit}")
+            )
+        elif function == expected.function | 0x80 and len(pdu) == 2:
+            self._settle(ExceptionReply(pdu[1]))
+        elif function != expected.function:
+            asked = expected.function
+            self._settle(CorruptReply(f"reply with function 0x{function:02X} to 0x{asked:02X}"))
+        elif not _answers(expected.request, pdu):
+            self._settle(
+                CorruptReply(f"reply {pdu.hex()} does not answer {expected.request.hex()}")
+            )
+        else:
+            self._settle(bytes(pdu))
+
+    def _expire(self, patience: float) -> None:
+        assert self._expected is not None
+        heard = f" ({len(self._buf)} bytes of an incomplete frame)" if self._buf else ""
+        self._settle(
+            NoResponse(f"no reply from unit {self._expected.unit} within {patience:.3f} s{heard}")
+        )
+
+    def _settle(self, outcome: bytes | Exception) -> None:
+        if self._waiter is None or self._waiter.done():
+            return
+        if isinstance(outcome, Exception):
+            self._waiter.set_exception(outcome)
+        else:
+            self._waiter.set_result(outcome)
+
+
+def _answers(request: bytes, reply: bytes) -> bool:
+    """Whether a normal reply fits its request; RTU has no transaction id, so check what we can."""
+    length = expected_reply_length(request)
+    if length is not None and len(reply) + 3 != length:
+        return False
+    if request[0] in (0x05, 0x06):
+        return reply == request
+    if request[0] in (0x0F, 0x10):
+        return reply[1:5] == request[1:5]
+    return True
+
+
+def _reason(exc: serial.SerialException | OSError) -> str:
+    """The operating system's words for why a port cannot be opened."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)

@@ -1,0 +1,257 @@
+"""The bus: the one owner of the serial line, running one RTU transaction at a time by priority.
+
+`Bus.serve()` runs on its own event loop, normally on a thread of its own, so that busy loops
+elsewhere (BACnet, SNMP) cannot stretch RTU timing. Requests come from any thread or loop and
+go back as futures:
+
+    bus = Bus(LineSettings("/dev/ttyUSB0"))
+    thread = threading.Thread(target=run_bus, args=(bus,))   # run_bus: asyncio.run(bus.serve())
+    thread.start()
+    bus.wait_ready(timeout=5)
+    reply = await bus.transact(1, bytes.fromhex("0300000002"), Priority.POLL)   # from any loop
+    future = bus.submit(1, bytes.fromhex("0600100001"), Priority.WRITE)        # from any thread
+    bus.stop(); thread.join()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+import structlog
+
+from gateway.bus.errors import (
+    BusClosed,
+    BusError,
+    BusOverloaded,
+    CorruptReply,
+    ExceptionReply,
+    NoResponse,
+)
+from gateway.bus.line import LineSettings
+from gateway.bus.rtu import RtuLink
+
+_log = structlog.get_logger("gateway.bus")
+
+_MAX_UNIT = 255
+_MAX_PDU = 253
+
+
+class Priority(IntEnum):
+    """Which queued request goes on the line next: lower first, first come first within one."""
+
+    WRITE = 0
+    PASSTHROUGH = 1
+    POLL = 2
+    DISCOVERY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """Counters since the bus was created; `busy_seconds` is time spent in transactions."""
+
+    transactions: int = 0
+    replies: int = 0
+    timeouts: int = 0
+    corrupt: int = 0
+    exceptions: int = 0
+    stale_bytes: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    unit: int
+    pdu: bytes
+    timeout: float
+    future: Future[bytes]
+
+
+class Bus:
+    """Queue of RTU requests in front of one serial line.
+
+    `submit` and `transact` may be called from any thread or event loop; everything else
+    happens on the loop that runs `serve`.
+    """
+
+    def __init__(self, settings: LineSettings) -> None:
+        self.settings = settings
+        self.ready = threading.Event()
+        self._stats = BusStats()
+        # Guards the queue and the serving state, which other threads touch in submit().
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Priority, int, _Request]] = []
+        self._order = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed_reason = "bus not started"
+        # Set once serve() has either opened the port or given up; see wait_ready().
+        self._settled = threading.Event()
+        self._stale_before = 0
+
+    @property
+    def stats(self) -> BusStats:
+        """A consistent snapshot of the counters, readable from any thread."""
+        return self._stats
+
+    def submit(
+        self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None
+    ) -> Future[bytes]:
+        """Queue a request; the future gives the reply PDU (function code and data) or a BusError.
+
+        Unit 0 broadcasts and resolves to b"". `timeout` overrides the line's reply allowance.
+        Thread-safe; never blocks.
+        """
+        if not 0 <= unit <= _MAX_UNIT:
+            raise ValueError(f"unit must be 0..{_MAX_UNIT}, not {unit}")
+        if not 1 <= len(pdu) <= _MAX_PDU:
+            raise ValueError(f"a PDU is 1..{_MAX_PDU} bytes, not {len(pdu)}")
+        future: Future[bytes] = Future()
+        allowance = self.settings.timeout if timeout is None else timeout
+        request = _Request(unit, bytes(pdu), allowance, future)
+        with self._lock:
+            if self._loop is None or self._wake is None:
+                future.set_exception(BusClosed(self._closed_reason))
+                return future
+            if len(self._queue) >= self.settings.max_queue:
+                future.set_exception(
+                    BusOverloaded(
+                        f"{len(self._queue)} requests already queued on {self.settings.port}"
+                    )
+                )
+                return future
+            heapq.heappush(self._queue, (priority, next(self._order), request))
+            loop, wake = self._loop, self._wake
+        # RuntimeError: the loop has closed, and serve() failed the queue, this request included.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake.set)
+        return future
+
+    async def transact(
+        self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None
+    ) -> bytes:
+        """Like `submit`, awaited from any event loop."""
+        return await asyncio.wrap_future(self.submit(unit, pdu, priority, timeout=timeout))
+
+    def stop(self) -> None:
+        """Cancel `serve()` from any thread; queued requests fail with BusClosed."""
+        task = self._task
+        if task is not None:
+            # RuntimeError: the loop has closed, so serve() has already ended.
+            with contextlib.suppress(RuntimeError):
+                task.get_loop().call_soon_threadsafe(task.cancel)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the port is open; raise BusClosed if serve() failed or ended first.
+
+        Raises TimeoutError if neither happens within `timeout` seconds.
+        """
+        if not self._settled.wait(timeout):
+            raise TimeoutError(f"bus on {self.settings.port} not ready within {timeout} s")
+        if not self.ready.is_set():
+            raise BusClosed(self._closed_reason)
+
+    async def serve(self) -> None:
+        """Open the port on the running loop and run transactions until cancelled.
+
+        Raises BusClosed if the port cannot be opened or fails; re-raises cancellation. Either
+        way the port is closed and every queued and later request fails with BusClosed.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._task is not None:
+                raise RuntimeError("this bus is already serving")
+            self._task = asyncio.current_task()
+        self._settled.clear()
+        wake = asyncio.Event()
+        try:
+            link = await RtuLink.open(self.settings, on_lost=lambda _: wake.set())
+        except BusClosed as exc:
+            self._shut(str(exc))
+            self._task = None
+            raise
+        with self._lock:
+            self._loop, self._wake = loop, wake
+        self._stale_before = self._stats.stale_bytes
+        self.ready.set()
+        self._settled.set()
+        reason = "bus stopped"
+        try:
+            await self._run(link, wake)
+        except BusClosed as exc:
+            reason = str(exc)
+            raise
+        finally:
+            self._shut(reason)
+            await link.close()
+            self._task = None
+            _log.info("bus.closed", port=self.settings.port, reason=reason)
+
+    async def _run(self, link: RtuLink, wake: asyncio.Event) -> None:
+        while True:
+            request = await self._next(link, wake)
+            # False when the caller cancelled before the request went on the line.
+            if request.future.set_running_or_notify_cancel():
+                await self._execute(link, request)
+
+    async def _next(self, link: RtuLink, wake: asyncio.Event) -> _Request:
+        while True:
+            if link.failure is not None:
+                raise link.failure
+            with self._lock:
+                if self._queue:
+                    return heapq.heappop(self._queue)[2]
+                wake.clear()
+            await wake.wait()
+
+    async def _execute(self, link: RtuLink, request: _Request) -> None:
+        started = time.monotonic()
+        try:
+            reply = await link.transact(request.unit, request.pdu, request.timeout)
+        except BusError as exc:
+            self._record(link, started, exc)
+            request.future.set_exception(exc)
+            if isinstance(exc, BusClosed):
+                raise
+        except BaseException:
+            stopped = BusClosed("bus stopped during the transaction")
+            self._record(link, started, stopped)
+            request.future.set_exception(stopped)
+            raise
+        else:
+            self._record(link, started, reply)
+            request.future.set_result(reply)
+
+    def _record(self, link: RtuLink, started: float, outcome: bytes | BusError) -> None:
+        """Count one transaction; a broadcast's b"" is not a reply."""
+        stats = self._stats
+        self._stats = replace(
+            stats,
+            transactions=stats.transactions + 1,
+            replies=stats.replies + (isinstance(outcome, bytes) and outcome != b""),
+            timeouts=stats.timeouts + isinstance(outcome, NoResponse),
+            corrupt=stats.corrupt + isinstance(outcome, CorruptReply),
+            exceptions=stats.exceptions + isinstance(outcome, ExceptionReply),
+            stale_bytes=self._stale_before + link.stale_bytes,
+            busy_seconds=stats.busy_seconds + time.monotonic() - started,
+        )
+
+    def _shut(self, reason: str) -> None:
+        """Stop taking requests and fail the queued ones with BusClosed(reason)."""
+        with self._lock:
+            self._loop = self._wake = None
+            self._closed_reason = reason
+            queued, self._queue = self._queue, []
+        self.ready.clear()
+        self._settled.set()
+        for _, _, request in queued:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(BusClosed(reason))
