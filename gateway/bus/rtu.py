@@ -35,6 +35,7 @@ from gateway.bus.line import LineSettings, expected_reply_length
 
 BROADCAST = 0
 MAX_FRAME = 256
+PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the event loop
 
 # Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
 # (0x08, 0x18, 0x2B, custom codes) wrongly or not at all, so those replies are framed by silence.
@@ -177,13 +178,23 @@ class RtuLink(asyncio.Protocol):
             self._buf.clear()  # what is left belongs to no request: never carry it over
 
     async def _wait_for_silence(self, limit: float) -> None:
-        """Wait until nothing has been on the line for t3.5; a line that never quiets is garbage."""
+        """Wait until nothing has been on the line for t3.5; a line that never quiets is garbage.
+
+        The event loop's timers round up to whole milliseconds, a large part of a 1.75 ms gap, so
+        the last stretch is slept in this thread with the OS's finer clock. The bus thread has
+        nothing else to do meanwhile; bytes that arrive during that sleep restart the wait.
+        """
         silence = self._settings.silence
         give_up = time.monotonic() + limit
         while (wait := max(self._last_rx, self._tx_end) + silence - time.monotonic()) > 0:
             if time.monotonic() + wait > give_up:
                 raise CorruptReply(f"line never quiet for {silence * 1000:.2f} ms within {limit} s")
-            await asyncio.sleep(wait)
+            if wait > PRECISE_WAIT:
+                await asyncio.sleep(wait - PRECISE_WAIT)
+                continue
+            time.sleep(wait)
+            if self._transport is not None and self._transport.serial.in_waiting:
+                self._last_rx = time.monotonic()
 
     def _flush(self) -> serial_asyncio.SerialTransport:
         """Drop whatever input is waiting (late replies, noise) and return the open transport."""

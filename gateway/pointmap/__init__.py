@@ -122,9 +122,9 @@ class Point:
         elif self.encoding is Encoding.INT16:
             if words[0] == INVALID_WORD:
                 return None
-            raw = words[0] - 0x10000 if words[0] & 0x8000 else words[0]
+            raw = signed(words[0])
         else:
-            return words[0]
+            raw = words[0]
         return scale_value(raw, self.exponent if self.exponent is not None else scale) if self.scaled else raw
 
     def encode(self, value: float | int, scale: int = 0) -> list[int]:

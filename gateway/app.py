@@ -1,0 +1,147 @@
+"""The composition root: builds the gateway from a Config and runs it until told to stop.
+
+    main loop  : signals, the event hub, (the protocol faces)
+    bus thread : the bus, discovery, the poll loop (gateway.nodes.service)
+
+Shutdown is the tree unwinding: SIGTERM sets the stop event, the bus thread is cancelled and
+joined, and an error on either side ends the whole gateway with that error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import tempfile
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.config import Config, merge_config, parse_config
+from gateway.nodes.events import EventHub
+from gateway.nodes.service import NodeService
+from gateway.sim import Board, SimulatedLine
+from gateway.state import StateStore
+from gateway.threads import LoopThread
+
+log = structlog.get_logger(__name__)
+
+STATUS_EVERY = 30.0  # seconds between status lines in the log
+
+
+@dataclass(slots=True)
+class Gateway:
+    """A running gateway, for the command line and for tests that drive it."""
+
+    config: Config
+    hub: EventHub
+    nodes: NodeService
+    thread: LoopThread  # the bus thread
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Gateway]:
+    """Start the gateway; stop it cleanly when the block ends."""
+    for warning in config.warnings:
+        log.warning("config", detail=warning)
+    store = StateStore(config.gateway.state_file)
+    state = store.load()
+    hub = EventHub(asyncio.get_running_loop())
+    nodes = NodeService(config, store, state, hub)
+    thread = nodes.start()
+    try:
+        yield Gateway(config, hub, nodes, thread)
+    finally:
+        thread.stop()
+        if thread.done:
+            await thread.wait()  # raise what ended the bus thread, if anything did
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT; an error on the bus thread ends the gateway with that error."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(config) as gateway:
+            bus_thread = asyncio.ensure_future(gateway.thread.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            status = asyncio.ensure_future(_report_status(gateway))
+            try:
+                done, _ = await asyncio.wait({bus_thread, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (bus_thread, stopping, status):
+                    task.cancel()
+            if bus_thread in done:
+                bus_thread.result()  # re-raise the bus thread's error
+                raise RuntimeError("the bus thread ended on its own")
+            log.info("stopping", reason="signal")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _report_status(gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(STATUS_EVERY)
+        reports = gateway.nodes.poller.reports
+        cycle = reports[-1] if reports else None
+        log.info(
+            "status",
+            online=sorted(a for a, n in gateway.nodes.nodes.items() if n.health.online),
+            offline=sorted(a for a, n in gateway.nodes.nodes.items() if not n.health.online),
+            cycle_seconds=round(cycle.duration, 3) if cycle else None,
+            wire_seconds=round(cycle.wire_time, 3) if cycle else None,
+            bus=gateway.nodes.bus.stats,
+        )
+
+
+# --- the embedded default: simulator and gateway in one process ---
+
+DEMO_BAUDRATE = 19200
+DEMO_TURNAROUND = 0.005
+
+
+def demo_defaults(boards: int, port: str, state_dir: Path) -> dict[str, Any]:
+    """The demo's configuration: loopback only, unprivileged ports, state in a temporary folder."""
+    return {
+        "gateway": {"operating_mode": "discovery", "state_file": str(state_dir / "state.json")},
+        "serial": {"port": port, "baudrate": DEMO_BAUDRATE, "scan": f"1-{max(16, 2 * boards)}",
+                   "probe_timeout": 0.02},
+        "bacnet": {"address": "127.0.0.1/8", "port": 47808},
+        "snmp": {"address": "127.0.0.1", "port": 1161, "read_community": "public", "write_community": "private"},
+        "modbus_tcp": {"address": "127.0.0.1", "port": 1502},
+    }
+
+
+def demo_config(boards: int, port: str, state_dir: Path, user_file: Path | None) -> Config:
+    raw = demo_defaults(boards, port, state_dir)
+    if user_file is not None:
+        user = tomllib.loads(user_file.read_text())
+        raw = merge_config(raw, user)
+        raw["serial"]["port"] = port  # the demo's line is always the simulator's
+    return parse_config(raw)
+
+
+def demo_boards(count: int) -> list[Board]:
+    return [Board(primary_address=1 + 2 * i) for i in range(count)]
+
+
+async def demo(boards: int, user_file: Path | None) -> None:
+    """Run the simulator and the gateway together until SIGTERM or SIGINT."""
+    line = SimulatedLine(demo_boards(boards), baudrate=DEMO_BAUDRATE, turnaround=DEMO_TURNAROUND)
+    line.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bcpm-demo-") as state_dir:
+            config = demo_config(boards, line.path, Path(state_dir), user_file)
+            log.info("demo", serial=line.path, boards=boards, bacnet=f"{config.bacnet.address}:{config.bacnet.port}",
+                     snmp=f"{config.snmp.address}:{config.snmp.port}",
+                     modbus_tcp=f"{config.modbus_tcp.address}:{config.modbus_tcp.port}")
+            await serve(config)
+    finally:
+        line.stop()

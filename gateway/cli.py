@@ -1,0 +1,148 @@
+"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import app
+from gateway.bus import Bus, BusError, LineSettings
+from gateway.config import load_config, parse_config
+from gateway.errors import GatewayError
+from gateway.logging import configure_logging
+from gateway.nodes.discovery import Found, boards, scan
+from gateway.sim import cli as sim_cli
+from gateway.state import StateStore
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.command(args) or 0)
+    except GatewayError as error:
+        print(f"bcpm-gateway: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bcpm-gateway", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the gateway as a service")
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.set_defaults(command=_run)
+
+    demo = commands.add_parser("demo", help="run the gateway against the built-in simulated BCPM, on loopback")
+    demo.add_argument("--boards", type=int, default=1, choices=range(1, 124), metavar="N",
+                      help="simulated boards (each answers at two addresses; default 1)")
+    demo.add_argument("--config", type=Path, help="TOML file overriding the demo's settings")
+    demo.set_defaults(command=_demo)
+
+    discover = commands.add_parser("discover", help="scan a bus once and print what answers")
+    discover.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB0")
+    discover.add_argument("--baudrate", type=int, default=19200, choices=(9600, 19200, 38400, 57600, 115200))
+    discover.add_argument("--parity", default="N", choices=("N", "E", "O"))
+    discover.add_argument("--stopbits", type=int, default=1, choices=(1, 2))
+    discover.add_argument("--range", dest="scan", default="1-247", help="addresses to scan, e.g. 1-247 or 1-10,20")
+    discover.add_argument("--timeout", type=float, default=0.05, help="probe timeout in seconds (default 0.05)")
+    discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    discover.set_defaults(command=_discover)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and the state it names")
+    check.add_argument("file", type=Path)
+    check.set_defaults(command=_check_config)
+
+    simulate = commands.add_parser("simulate", help="run the built-in BCPM simulator behind a virtual serial line")
+    sim_cli.add_arguments(simulate)
+    simulate.set_defaults(command=sim_cli.run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format)
+    asyncio.run(app.serve(config))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    configure_logging("info", "auto")
+    asyncio.run(app.demo(args.boards, args.config))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    StateStore(config.gateway.state_file).load()
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    configure_logging("warning", "console")
+    # The scan range is checked by the same rule as the config file's serial.scan.
+    addresses = parse_config({"serial": {"scan": args.scan}}).serial.scan
+    line = LineSettings(port=args.port, baudrate=args.baudrate, parity=args.parity, stopbits=args.stopbits)
+    found = asyncio.run(_scan(line, addresses, args.timeout))
+    print(json.dumps(_as_json(found), indent=2) if args.json else _as_table(found))
+    return 0
+
+
+async def _scan(line: LineSettings, addresses: Sequence[int], timeout: float) -> list[Found]:
+    bus = Bus(line)
+    serving = asyncio.create_task(bus.serve())
+    try:
+        await asyncio.to_thread(bus.wait_ready, 10.0)
+        return await scan(bus, addresses, timeout)
+    except BusError as error:
+        raise GatewayError(str(error)) from error
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+
+
+def _board_of(found: list[Found]) -> dict[int, list[int]]:
+    return {address: addresses for addresses in boards(found).values() for address in addresses}
+
+
+def _as_json(found: list[Found]) -> list[dict[str, object]]:
+    board_of = _board_of(found)
+    rows = []
+    for item in found:
+        row: dict[str, object] = {"address": item.address, "bcpm": item.is_bcpm, "detail": item.detail}
+        if item.profile is not None:
+            p = item.profile
+            row.update(model=p.model, serial=f"0x{p.serial:08X}", device_id=p.device_id,
+                       firmware={"rs": p.firmware_rs, "os": p.firmware_os},
+                       board=board_of.get(item.address, [item.address]), panel=item.address - p.primary_address + 1)
+        rows.append(row)
+    return rows
+
+
+def _as_table(found: list[Found]) -> str:
+    if not found:
+        return "nothing answered"
+    board_of = _board_of(found)
+    lines = [f"{'ADDR':>4}  {'MODEL':5}  {'SERIAL':10}  {'FIRMWARE':15}  BOARD"]
+    for item in found:
+        if item.profile is None:
+            lines.append(f"{item.address:>4}  {'-':5}  {'-':10}  {'-':15}  not a BCPM, left alone ({item.detail})")
+            continue
+        p = item.profile
+        board = board_of.get(item.address, [item.address])
+        pairing = f"panel {item.address - p.primary_address + 1} of board {','.join(map(str, board))}"
+        lines.append(f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The node cache: every value a meter node gave us, with its quality and the time it was read.
+
+One writer (the poller, on the bus thread) and many readers (the faces, on the main loop). The
+writer only ever replaces whole entries of dictionaries whose key sets are fixed when the node is
+created, so a reader never sees a half-updated value and never trips over a resized dictionary.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.nodes.plan import PollPlan
+from gateway.pointmap import Encoding, Point, PointMap, signed
+
+
+class Quality(enum.StrEnum):
+    GOOD = "good"
+    NO_DATA = "no-data"  # the meter answered 0x8000 / NaN: this model or channel has no such value
+    STALE = "stale"  # the node is offline; the value is the last one it gave
+    UNKNOWN = "unknown"  # never read
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    value: float | int | str | None
+    quality: Quality
+    timestamp: float | None  # wall-clock time of the read that gave it
+
+    @property
+    def fresh(self) -> bool:
+        return self.quality in (Quality.GOOD, Quality.NO_DATA)
+
+
+UNREAD = Reading(None, Quality.UNKNOWN, None)
+
+
+class NodeCache:
+    """Raw registers and decoded readings of one node."""
+
+    def __init__(self, pointmap: PointMap, model: str, plan: PollPlan) -> None:
+        self._pointmap = pointmap
+        self._points = pointmap.for_model(model)
+        self.readings: dict[int, Reading] = {p.register: UNREAD for p in self._points}
+        # Raw registers as (word, wall-clock time read); keys fixed to what the plan reads.
+        self._words: dict[int, tuple[int, float] | None] = {r: None for read in plan.reads for r in read.registers}
+        self._scaled_by: dict[int, list[Point]] = {}
+        for point in self._points:
+            if point.scale_register is not None:
+                self._scaled_by.setdefault(point.scale_register, []).append(point)
+
+    def word(self, register: int) -> tuple[int, float] | None:
+        """A raw register and when it was read, if the plan reads it and it has been read."""
+        return self._words.get(register)
+
+    def words(self, point: Point) -> tuple[list[int], float] | None:
+        found = [self.word(r) for r in point.registers]
+        if any(w is None for w in found):
+            return None
+        return [w for w, _ in found], min(t for _, t in found)  # type: ignore[misc]
+
+    def reading(self, point: Point) -> Reading:
+        return self.readings.get(point.register, UNREAD)
+
+    def scale_of(self, point: Point) -> int | None:
+        """The power-of-ten exponent that applies to a point now (None while unknown)."""
+        if point.exponent is not None:
+            return point.exponent
+        if point.scale_register is None:
+            return 0
+        found = self.word(point.scale_register)
+        return signed(found[0]) if found else None
+
+    def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
+        """Keep registers the meter returned; return the points whose reading changed (old, new)."""
+        registers = range(start, start + len(words))
+        for register, word in zip(registers, words):
+            if register in self._words:
+                self._words[register] = (word, timestamp)
+        touched = {self._pointmap.point_at(r) for r in registers}
+        # A changed scale register changes the value of every point it scales.
+        for register in registers:
+            touched.update(self._scaled_by.get(register, ()))
+        changes: dict[Point, tuple[Reading, Reading]] = {}
+        for point in touched:
+            if point is None or point.register not in self.readings:
+                continue
+            new = self._decode(point)
+            old_reading = self.readings[point.register]
+            if new is not None and new != old_reading:
+                self.readings[point.register] = new
+                if (new.value, new.quality) != (old_reading.value, old_reading.quality):
+                    changes[point] = (old_reading, new)
+        return changes
+
+    def _decode(self, point: Point) -> Reading | None:
+        found = self.words(point)
+        scale = self.scale_of(point)
+        if found is None or scale is None:
+            return None
+        words, timestamp = found
+        value = point.decode(words, scale)
+        if point.encoding is Encoding.STRING:
+            return Reading(value, Quality.GOOD, timestamp)
+        return Reading(value, Quality.NO_DATA if value is None else Quality.GOOD, timestamp)
+
+    def mark_stale(self) -> dict[Point, tuple[Reading, Reading]]:
+        """The node went offline: every value it gave is now stale (kept, but flagged)."""
+        changes = {}
+        for point in self._points:
+            old = self.readings[point.register]
+            if old.quality in (Quality.GOOD, Quality.NO_DATA):
+                new = Reading(old.value, Quality.STALE, old.timestamp)
+                self.readings[point.register] = new
+                changes[point] = (old, new)
+        return changes
+
+    def snapshot(self) -> Mapping[int, Reading]:
+        return dict(self.readings)

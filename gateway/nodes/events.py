@@ -1,0 +1,116 @@
+"""Events the node layer publishes, and the fan-out that faces subscribe to.
+
+The poller runs on the bus thread; faces run on the main event loop. ``EventHub.publish`` may be
+called from any thread: it hands a batch of events to the hub's loop, which copies them into every
+subscriber's bounded queue. A subscriber that falls behind loses its oldest events (counted), so a
+slow face can never hold up polling or grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.nodes.cache import Reading
+from gateway.pointmap import Point
+
+
+@dataclass(frozen=True, slots=True)
+class ValueChanged:
+    address: int
+    point: Point
+    old: Reading
+    new: Reading
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChanged:
+    """A transition of an alarm status bitmap (per channel, voltage pair or global)."""
+
+    address: int
+    point: Point
+    old_bits: int | None
+    new_bits: int
+
+    @property
+    def raised(self) -> int:
+        return self.new_bits & ~(self.old_bits or 0)
+
+    @property
+    def cleared(self) -> int:
+        return (self.old_bits or 0) & ~self.new_bits
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOnline:
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOffline:
+    address: int
+    reason: str
+
+
+Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline
+
+
+class Subscription:
+    """A face's view of the event stream: ``async for event in subscription``."""
+
+    def __init__(self, hub: EventHub, kinds: tuple[type, ...], maxsize: int) -> None:
+        self._hub = hub
+        self._kinds = kinds
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def wants(self, event: Event) -> bool:
+        return not self._kinds or isinstance(event, self._kinds)
+
+    def _offer(self, event: Event) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def get_nowait(self) -> Event:
+        return self._queue.get_nowait()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    def close(self) -> None:
+        self._hub._subscriptions.discard(self)
+
+
+class EventHub:
+    """Fan-out of node events to subscribers on one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self, *kinds: type, maxsize: int = 10_000) -> Subscription:
+        """Events of the given kinds (all kinds when none are given), from now on."""
+        subscription = Subscription(self, kinds, maxsize)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Deliver a batch of events; safe to call from any thread."""
+        batch = tuple(events)
+        if batch and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._deliver, batch)
+
+    def _deliver(self, batch: tuple[Event, ...]) -> None:
+        for subscription in tuple(self._subscriptions):
+            for event in batch:
+                if subscription.wants(event):
+                    subscription._offer(event)

@@ -1,0 +1,115 @@
+"""Talking to one node through the bus: retries, health, and the online/offline transitions.
+
+Every transaction with a node (poll, probe, write, read-back) goes through ``NodeLink`` so that the
+node's health is judged from all of them in one place. Runs on the bus thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from gateway.bus import Bus, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
+from gateway.nodes.cache import Quality, Reading
+from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.modbus import read_registers, registers_of
+from gateway.nodes.node import PROBE_BACKOFF_MAX, PROBE_BACKOFF_START, Node
+from gateway.nodes.plan import Read
+from gateway.pointmap import Encoding, Point
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[Iterable[Event]], None]
+
+
+class NodeLink:
+    def __init__(self, bus: Bus, *, retries: int, offline_after: int, probe_timeout: float, publish: Publish) -> None:
+        self.bus = bus
+        self.retries = retries
+        self.offline_after = offline_after
+        self.probe_timeout = probe_timeout
+        self.publish = publish
+
+    async def transact(self, node: Node, pdu: bytes, priority: Priority, *, timeout: float | None = None,
+                       retries: int | None = None) -> bytes:
+        """One request to a node, retried on silence or corruption; a Modbus exception is an answer."""
+        health = node.health
+        attempts = 1 + (self.retries if retries is None else retries)
+        for attempt in range(attempts):
+            health.transactions += 1
+            try:
+                reply = await self.bus.transact(node.address, pdu, priority, timeout=timeout)
+            except ExceptionReply:
+                self._answered(node)
+                raise
+            except (NoResponse, CorruptReply) as error:
+                health.failures += 1
+                if attempt + 1 == attempts:
+                    self._failed(node, error)
+                    raise
+            else:
+                self._answered(node)
+                return reply
+        raise AssertionError("unreachable")
+
+    async def read(self, node: Node, read: Read, priority: Priority = Priority.POLL) -> None:
+        """Read a block into the node's cache and publish what changed."""
+        reply = await self.transact(node, read_registers(read.start, read.count), priority)
+        words = registers_of(reply, read.count)
+        self.publish_changes(node.address, node.cache.store(read.start, words, time.time()))
+
+    def publish_changes(self, address: int, changes: dict[Point, tuple[Reading, Reading]]) -> None:
+        self.publish(_events(address, changes))
+
+    async def probe(self, node: Node) -> None:
+        """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""
+        health = node.health
+        try:
+            reply = await self.transact(node, read_registers(1, 5), Priority.POLL, timeout=self.probe_timeout, retries=0)
+            words = registers_of(reply, 5)
+        except BusError as error:
+            health.backoff = min(health.backoff * 2, PROBE_BACKOFF_MAX)
+            health.next_probe = time.monotonic() + health.backoff
+            health.last_error = str(error)
+            return
+        serial = words[0] << 16 | words[1]
+        if serial != node.profile.serial:
+            # A different meter at this address: its plan may not fit. Keep it out until rediscovery.
+            health.last_error = f"serial changed from 0x{node.profile.serial:08X} to 0x{serial:08X}; rediscover"
+            health.next_probe = time.monotonic() + PROBE_BACKOFF_MAX
+            log.warning("node replaced", address=node.address, detail=health.last_error)
+            return
+        health.online = True
+        health.backoff = PROBE_BACKOFF_START
+        health.last_error = ""
+        node.needs_full_sweep = True
+        log.info("node restored", address=node.address)
+        self.publish([NodeOnline(node.address)])
+
+    def _answered(self, node: Node) -> None:
+        node.health.consecutive_failures = 0
+        node.health.last_success = time.time()
+
+    def _failed(self, node: Node, error: BusError) -> None:
+        health = node.health
+        health.consecutive_failures += 1
+        health.last_error = str(error) or type(error).__name__
+        if health.online and health.consecutive_failures >= self.offline_after:
+            health.online = False
+            health.went_offline += 1
+            health.backoff = PROBE_BACKOFF_START
+            health.next_probe = time.monotonic() + health.backoff
+            log.warning("node lost", address=node.address, failures=health.consecutive_failures, error=health.last_error)
+            self.publish([NodeOffline(node.address, health.last_error), *_events(node.address, node.cache.mark_stale())])
+
+
+def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[Event]:
+    events: list[Event] = []
+    for point, (old, new) in changes.items():
+        events.append(ValueChanged(address, point, old, new))
+        is_alarm = point.group == "alarms" and point.encoding is Encoding.BITMAP
+        if is_alarm and new.quality is Quality.GOOD and (old.value or 0) != new.value:
+            events.append(AlarmChanged(address, point, old.value, new.value))
+    return events

@@ -1,0 +1,50 @@
+"""Modbus requests and replies the node layer uses, built and parsed with pymodbus's PDU classes.
+
+Register numbers here are the vendor's (1-based); the PDU address is ``register - 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pymodbus.pdu import DecodePDU, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    WriteMultipleRegistersRequest,
+    WriteSingleRegisterRequest,
+)
+
+from gateway.bus import CorruptReply
+
+REPORT_SLAVE_ID = b"\x11"
+_decoder = DecodePDU(is_server=False)
+
+
+def _encode(pdu: ModbusPDU) -> bytes:
+    return pdu.function_code.to_bytes(1, "big") + pdu.encode()
+
+
+def read_registers(register: int, count: int) -> bytes:
+    return _encode(ReadHoldingRegistersRequest(address=register - 1, count=count))
+
+
+def write_registers(register: int, words: Sequence[int]) -> bytes:
+    if len(words) == 1:
+        return _encode(WriteSingleRegisterRequest(address=register - 1, registers=[words[0]]))
+    return _encode(WriteMultipleRegistersRequest(address=register - 1, registers=list(words)))
+
+
+def registers_of(reply: bytes, count: int) -> list[int]:
+    """The register values of a read reply; a reply of the wrong size is corrupt."""
+    pdu = _decoder.decode(reply)
+    registers = getattr(pdu, "registers", None)
+    if registers is None or len(registers) != count:
+        raise CorruptReply(f"expected {count} registers, got {reply.hex()}")
+    return list(registers)
+
+
+def slave_id_text(reply: bytes) -> str:
+    """The text of a Report Slave ID reply: function, byte count, slave id, run indicator, text."""
+    if len(reply) < 4 or reply[0] != 0x11 or reply[1] != len(reply) - 2:
+        raise CorruptReply(f"malformed report slave id reply {reply.hex()}")
+    return reply[4:].decode("ascii", "replace")

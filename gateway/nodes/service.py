@@ -1,0 +1,165 @@
+"""The node service: the bus, discovery or saved profiles, the poll loop, and validated writes.
+
+``NodeService.run`` is the main coroutine of the bus thread (see :mod:`gateway.threads`). Faces
+on the main loop read ``nodes`` directly and call :meth:`NodeService.write` /
+:meth:`NodeService.write_value`, which hop onto the bus thread and come back with the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from gateway.bus import Bus, LineSettings, Priority
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.nodes.discovery import boards, scan
+from gateway.nodes.events import EventHub
+from gateway.nodes.link import NodeLink
+from gateway.nodes.modbus import read_registers, registers_of, write_registers
+from gateway.nodes.node import Node
+from gateway.nodes.plan import LineCost, poll_plan
+from gateway.nodes.poller import Poller
+from gateway.pointmap import Encoding, Point, PointMap, load, signed
+from gateway.state import NodeProfile, State, StateStore
+from gateway.threads import LoopThread
+
+log = structlog.get_logger(__name__)
+
+#: What the planner assumes a meter needs to start answering (the BCPM's is not published).
+ASSUMED_TURNAROUND = 0.005
+
+
+class WriteRefused(GatewayError):
+    """A write the point map does not allow; nothing was sent to the meter."""
+
+
+class UnknownTarget(WriteRefused):
+    pass
+
+
+class NotWritable(WriteRefused):
+    pass
+
+
+class OutOfRange(WriteRefused):
+    pass
+
+
+def line_settings(config: Config) -> LineSettings:
+    serial = config.serial
+    return LineSettings(port=serial.port, baudrate=serial.baudrate, parity=serial.parity, stopbits=serial.stopbits,
+                        timeout=serial.timeout, max_queue=serial.max_queue)
+
+
+def line_cost(line: LineSettings) -> LineCost:
+    return LineCost(char_time=line.wire_time(1), fixed=ASSUMED_TURNAROUND + line.silence)
+
+
+class NodeService:
+    def __init__(self, config: Config, store: StateStore, state: State, hub: EventHub,
+                 pointmap: PointMap | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.state = state
+        self.pointmap = pointmap or load()
+        self.line = line_settings(config)
+        self.bus = Bus(self.line)
+        self.nodes: dict[int, Node] = {}
+        self.link = NodeLink(self.bus, retries=config.serial.retries, offline_after=config.serial.offline_after,
+                             probe_timeout=config.serial.probe_timeout, publish=hub.publish)
+        self.poller = Poller(self.link, self.nodes, self.line, interval=config.serial.poll_interval,
+                             slow_every=config.serial.slow_every)
+        self.ready = threading.Event()  # set once the nodes are known (after discovery)
+        self._thread: LoopThread | None = None
+
+    # --- on the bus thread ---
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.bus.serve())
+            await asyncio.to_thread(self.bus.wait_ready, 10.0)
+            profiles = await self._profiles()
+            cost = line_cost(self.line)
+            plans = {model: poll_plan(self.pointmap, model, cost) for model in {p.model for p in profiles}}
+            for profile in profiles:
+                self.nodes[profile.address] = Node.create(profile, plans[profile.model], self.pointmap)
+            log.info("nodes ready", addresses=sorted(self.nodes), boards=self._boards())
+            self.ready.set()
+            group.create_task(self.poller.run())
+
+    async def _profiles(self) -> list[NodeProfile]:
+        if self.config.gateway.operating_mode == "locked":
+            profiles = sorted(self.state.profiles.values(), key=lambda p: p.address)
+            if not profiles:
+                log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
+            return profiles
+        started = time.monotonic()
+        found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout)
+        for item in found:
+            if not item.is_bcpm:
+                log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
+        profiles = [item.profile for item in found if item.profile is not None]
+        log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
+        self.state = self.state.with_profiles(profiles)
+        self.store.save(self.state)
+        return profiles
+
+    def _boards(self) -> dict[int, list[int]]:
+        grouped: dict[int, list[int]] = {}
+        for node in self.nodes.values():
+            grouped.setdefault(node.profile.primary_address, []).append(node.address)
+        return grouped
+
+    async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
+        node, point = self._check_write(address, register, words)
+        await self.link.transact(node, write_registers(register, words), Priority.WRITE)
+        # The cache follows what the meter now holds (an alarm status keeps its non-latching bits).
+        reply = await self.link.transact(node, read_registers(register, point.count), Priority.WRITE)
+        self.link.publish_changes(address, node.cache.store(register, registers_of(reply, point.count), time.time()))
+
+    def _check_write(self, address: int, register: int, words: Sequence[int]) -> tuple[Node, Point]:
+        node = self.nodes.get(address)
+        if node is None:
+            raise UnknownTarget(f"no meter node at address {address}")
+        point = self.pointmap.point_at(register)
+        if point is None or point.register != register:
+            raise UnknownTarget(f"register {register} is not the first register of a point")
+        if not point.writable or node.profile.model not in point.models:
+            raise NotWritable(f"{point.label} (register {register}) is not writable on a model {node.profile.model}")
+        if len(words) != point.count:
+            raise OutOfRange(f"{point.label} takes {point.count} registers, got {len(words)}")
+        if point.encoding is not Encoding.STRING:
+            raw = words[0] << 16 | words[1] if point.count == 2 else (
+                signed(words[0]) if point.encoding is Encoding.INT16 else words[0])
+            if not point.accepts(raw):
+                raise OutOfRange(f"{point.label} (register {register}) accepts {point.valid_text()}, not {raw}")
+        return node, point
+
+    # --- from any other thread or loop ---
+
+    def start(self) -> LoopThread:
+        """Run the service on a thread of its own."""
+        self._thread = LoopThread("bus")
+        self._thread.start(self.run)
+        return self._thread
+
+    async def write(self, address: int, register: int, words: Sequence[int]) -> None:
+        """Write raw registers of one point, checked against the point map, then read them back."""
+        assert self._thread is not None, "start() the service first"
+        await asyncio.wrap_future(self._thread.call(self._write(address, register, list(words))))
+
+    async def write_value(self, address: int, register: int, value: float | int) -> None:
+        """Write an engineering value, scaled the way the meter scales that point."""
+        node = self.nodes.get(address)
+        point = self.pointmap.point_at(register)
+        if node is None or point is None:
+            raise UnknownTarget(f"no point at register {register} of address {address}")
+        scale = node.cache.scale_of(point)
+        if scale is None:
+            raise WriteRefused(f"the scale of {point.label} is not known yet")
+        await self.write(address, register, point.encode(value, scale))

@@ -1,0 +1,40 @@
+"""A faithful BCPM simulator behind a virtual serial line, for the demo, the tests and the benchmarks.
+
+`meter` holds the boards: two Modbus nodes (panels) per board answering the vendor register map
+with the meter's own rules (scale registers, float copies, 32-bit energy, demand and maxima,
+logical 2- and 3-phase meters, alarm bits with delays, reset codes, 0x8000/NaN for points a model
+or a channel lacks, Report Slave ID). `physics` and `alarms` are the pure parts behind it. `line`
+puts boards on a pty with RTU timing at a baud rate and injects faults; `cli` is the `simulate`
+command.
+
+    with SimulatedLine([Board(1, model="A")], link="/tmp/ttyBCPM") as line:
+        line.panel(1).set_current(12, 17.5)
+        line.faults = Faults(crc_error=0.05)
+        ...  # a Modbus RTU master on /tmp/ttyBCPM reads 17.5 A at register 1347
+"""
+
+from gateway.sim.line import Faults, LineStats, SimulatedLine
+from gateway.sim.meter import (
+    Board,
+    IllegalAddress,
+    IllegalFunction,
+    IllegalValue,
+    MeterRefusal,
+    Panel,
+    ResetCode,
+    model_token,
+)
+
+__all__ = [
+    "Board",
+    "Faults",
+    "IllegalAddress",
+    "IllegalFunction",
+    "IllegalValue",
+    "LineStats",
+    "MeterRefusal",
+    "Panel",
+    "ResetCode",
+    "SimulatedLine",
+    "model_token",
+]

@@ -1,0 +1,464 @@
+"""A virtual RS-485 line with simulated BCPM boards on it, behind a pty.
+
+A Modbus RTU master opens `line.path` (or the `link` symlink) like a serial port. The responder
+thread plays every board on the bus: it frames requests with pymodbus's `FramerRTU`, stays silent
+for addresses nobody serves, and answers as a meter would, including the time the bytes would
+take on a real wire at the line's baud rate. Faults are injected on demand.
+
+    with SimulatedLine([Board(1), Board(5, model="C")], link="/tmp/ttyBCPM", seed=7) as line:
+        line.panel(2).set_current(12, 17.5)
+        line.faults = Faults(crc_error=0.1)
+        line.flap(5, period=2.0)
+        ...                                   # a master polls addresses 1, 2, 5 and 6
+        print(line.stats.gap_violations)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import threading
+import time
+import tty
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+    WriteMultipleRegistersRequest,
+    WriteMultipleRegistersResponse,
+    WriteSingleRegisterResponse,
+)
+
+from gateway.sim.meter import Board, IllegalFunction, IllegalValue, MeterRefusal, Panel
+
+TICK_PERIOD = 0.1  # seconds between physics updates while the line is idle
+CHUNK = 16  # bytes written at a time when pacing a frame at wire speed
+BUSY_WAIT = 0.0003  # the last stretch before a due time is spun, not slept, for precision
+WRITE_STALL = 1.0  # seconds a write waits for the pty to drain before the bytes are dropped
+SILENCES_KEPT = 4096
+SERVER_FAILURE = 0x04
+READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID = 0x03, 0x04, 0x06, 0x10, 0x11
+
+# Modbus RTU counts 11 bits a character for t3.5 whatever the framing, and fixes it above 19200
+# baud. The bus master has the same rule; the simulator keeps its own copy on purpose, so that a
+# mistake in the master's timing cannot hide behind an identical mistake here.
+_RTU_CHAR_BITS = 11
+_FAST_BAUD = 19200
+_FAST_SILENCE = 0.00175
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault rates of the line, each a probability per answered request; replace to change them."""
+
+    silence: float = 0.0  # the reply is dropped (the request is still executed)
+    crc_error: float = 0.0  # the reply's CRC is corrupted
+    exception: float = 0.0  # the request is not executed and exception 04 comes back
+    slow: float = 0.0  # the reply comes `slow_delay` seconds late
+    slow_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("silence", "crc_error", "exception", "slow"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability within 0-1, not {getattr(self, name)}")
+        if self.slow_delay < 0:
+            raise ValueError(f"slow_delay must not be negative, not {self.slow_delay}")
+
+
+@dataclass(frozen=True, slots=True)
+class LineStats:
+    """What crossed the line so far, and what the line did to it."""
+
+    requests: int = 0  # well-formed request frames, for any address
+    replies: int = 0
+    unserved: int = 0  # requests for addresses no board serves (silence)
+    bad_frames: int = 0  # garbage or CRC-failed input, discarded
+    gap_violations: int = 0  # requests that started less than t3.5 after our last byte
+    min_silence: float | None = None  # shortest gap the master left after our last byte
+    silences: tuple[float, ...] = ()  # the latest gaps, oldest first
+    # injected faults
+    dropped: int = 0
+    corrupted: int = 0
+    exceptions: int = 0
+    slowed: int = 0
+    vanished: int = 0  # requests a vanished or flapping node left unanswered
+    garbage_bursts: int = 0
+
+
+class SimulatedLine:
+    """Boards on a pty; `start()` serves them from a daemon thread until `stop()`."""
+
+    def __init__(
+        self,
+        boards: Iterable[Board],
+        *,
+        baudrate: int = 19200,
+        parity: str = "N",
+        stopbits: int = 1,
+        turnaround: float = 0.005,
+        emulate_wire: bool = True,
+        link: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.boards = tuple(boards)
+        self._panels: dict[int, Panel] = {}
+        for board in self.boards:
+            if board.baudrate != baudrate:
+                raise ValueError(
+                    f"board {board.primary_address} is set to {board.baudrate} baud, the line runs {baudrate}"
+                )
+            for panel in board.panels:
+                if panel.address in self._panels:
+                    raise ValueError(f"two boards answer address {panel.address}")
+                self._panels[panel.address] = panel
+        if baudrate <= 0:
+            raise ValueError(f"baudrate must be positive, not {baudrate}")
+        if parity not in ("N", "E", "O"):
+            raise ValueError(f"parity must be N, E or O, not {parity!r}")
+        if stopbits not in (1, 2):
+            raise ValueError(f"stopbits must be 1 or 2, not {stopbits}")
+        if turnaround < 0:
+            raise ValueError(f"turnaround must not be negative, not {turnaround}")
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self.turnaround = turnaround
+        self.emulate_wire = emulate_wire
+        self.link = link
+        self._bits_per_char = 1 + 8 + (parity != "N") + stopbits
+        self.silence = _FAST_SILENCE if baudrate > _FAST_BAUD else 3.5 * _RTU_CHAR_BITS / baudrate
+        self._framer = FramerRTU(DecodePDU(is_server=True))
+        self._rng = random.Random(seed)  # used by the responder thread only
+        self._lock = threading.Lock()
+        self._faults = Faults()
+        self._absent: set[int] = set()
+        self._flapping: dict[int, tuple[float, float]] = {}  # address -> (since, period)
+        self._garbage: deque[int] = deque()
+        self._stats = LineStats()
+        self._silences: deque[float] = deque(maxlen=SILENCES_KEPT)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master = self._slave = self._wake_read = self._wake_write = -1
+        self._path: str | None = None
+        self._last_byte_out: float | None = None  # when our last transmitted byte left the wire
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the line is already running")
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        # The slave stays open here so the master side never sees EIO when a client closes.
+        os.set_blocking(self._master, False)
+        self._wake_read, self._wake_write = os.pipe()
+        self._path = os.ttyname(self._slave)
+        if self.link:
+            try:
+                _replace_link(self.link, self._path)
+            except OSError:
+                self._close_fds()
+                raise
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, name=f"bcpm-sim {self._path}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping.set()
+        os.write(self._wake_write, b"\0")
+        self._thread.join()
+        self._thread = None
+        if self.link and os.path.islink(self.link) and os.readlink(self.link) == self._path:
+            os.unlink(self.link)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._master, self._slave, self._wake_read, self._wake_write):
+            os.close(fd)
+        self._master = self._slave = self._wake_read = self._wake_write = -1
+        self._path = None
+
+    def __enter__(self) -> SimulatedLine:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- what tests and the demo use ----------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The serial device a master opens (the pty's slave side)."""
+        if self._path is None:
+            raise RuntimeError("the line is not running: call start() first")
+        return self._path
+
+    @property
+    def addresses(self) -> tuple[int, ...]:
+        return tuple(sorted(self._panels))
+
+    def panel(self, address: int) -> Panel:
+        try:
+            return self._panels[address]
+        except KeyError:
+            raise KeyError(f"no board on this line serves address {address}") from None
+
+    def wire_time(self, nbytes: int) -> float:
+        """Seconds `nbytes` take on the wire: start bit, 8 data bits, parity, stop bits each."""
+        return nbytes * self._bits_per_char / self.baudrate
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._faults = faults  # one reference swap: the responder reads a consistent set
+
+    @property
+    def stats(self) -> LineStats:
+        with self._lock:
+            return replace(self._stats, silences=tuple(self._silences))
+
+    def vanish(self, address: int) -> None:
+        """The node stops answering until `restore`."""
+        self.panel(address)
+        with self._lock:
+            self._absent.add(address)
+
+    def restore(self, address: int) -> None:
+        """The node answers again (ends `vanish` and `flap`)."""
+        with self._lock:
+            self._absent.discard(address)
+            self._flapping.pop(address, None)
+
+    def flap(self, address: int, period: float) -> None:
+        """The node vanishes for `period` seconds, returns for `period`, and so on, from now."""
+        self.panel(address)
+        if period <= 0:
+            raise ValueError(f"flap period must be positive, not {period}")
+        with self._lock:
+            self._flapping[address] = (time.monotonic(), period)
+
+    def send_garbage(self, nbytes: int) -> None:
+        """Put `nbytes` random bytes on the line once, between transactions."""
+        if nbytes <= 0:
+            raise ValueError(f"garbage length must be positive, not {nbytes}")
+        with self._lock:
+            self._garbage.append(nbytes)
+        if self._thread is not None:
+            os.write(self._wake_write, b"\0")
+
+    # -- the responder thread -----------------------------------------------------------------
+
+    def _serve(self) -> None:
+        buffer = bytearray()
+        first_byte_at = last_byte_at = last_tick = 0.0
+        while not self._stopping.is_set():
+            timeout = self.silence if buffer else TICK_PERIOD
+            ready, _, _ = select.select([self._master, self._wake_read], [], [], timeout)
+            now = time.monotonic()
+            if self._wake_read in ready:
+                os.read(self._wake_read, 64)
+            if self._master in ready:
+                data = _read_available(self._master)
+                if buffer and now - last_byte_at >= self.silence:
+                    self._end_of_frame(buffer, first_byte_at)  # t3.5 of silence ended it
+                if not buffer:
+                    first_byte_at = now
+                buffer += data
+                last_byte_at = now
+                self._try_request(buffer, first_byte_at, last_byte_at)
+            elif buffer and now - last_byte_at >= self.silence:
+                self._end_of_frame(buffer, first_byte_at)
+            if not buffer:
+                self._emit_garbage()
+            if now - last_tick >= TICK_PERIOD:
+                for board in self.boards:
+                    board.tick(now)
+                last_tick = now
+
+    def _try_request(self, buffer: bytearray, first_byte_at: float, last_byte_at: float) -> None:
+        used, unit, _, pdu_bytes = self._framer.decode(bytes(buffer))
+        if not used:
+            return  # incomplete: wait for more bytes or for the silence that ends the frame
+        buffer.clear()
+        if not pdu_bytes:
+            self._count(bad_frames=1)
+            return
+        self._request(unit, pdu_bytes, first_byte_at, last_byte_at)
+
+    def _end_of_frame(self, buffer: bytearray, first_byte_at: float) -> None:
+        """A frame the framer could not delimit ended by silence: an unknown function, or garbage."""
+        frame = bytes(buffer)
+        buffer.clear()
+        if len(frame) >= 4 and FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
+            self._request(frame[0], frame[1:-2], first_byte_at, first_byte_at)
+        else:
+            self._count(bad_frames=1)
+
+    def _request(self, unit: int, pdu_bytes: bytes, first_byte_at: float, last_byte_at: float) -> None:
+        self._count(requests=1)
+        self._note_silence(first_byte_at)
+        frame_end = last_byte_at
+        if self.emulate_wire:
+            frame_end = max(last_byte_at, first_byte_at + self.wire_time(len(pdu_bytes) + 3))
+        self._last_byte_out = None  # the master spoke: measure the next gap from our next reply
+        panel = self._panels.get(unit)
+        if panel is None:
+            self._count(unserved=1)
+            return
+        if self._is_absent(unit, last_byte_at):
+            self._count(vanished=1)
+            return
+        faults = self._faults
+        rates = (faults.silence, faults.exception, faults.crc_error, faults.slow)
+        drop, fail, corrupt, slow = (self._rng.random() < rate for rate in rates)  # 4 draws: deterministic
+        if fail:
+            self._count(exceptions=1)
+            reply = self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], SERVER_FAILURE, device_id=unit))
+        else:
+            panel.board.tick(time.monotonic())
+            reply = self._answer(panel, unit, pdu_bytes)
+        if drop:
+            self._count(dropped=1)
+            return
+        if corrupt:
+            self._count(corrupted=1)
+            reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
+        delay = 0.0
+        if slow:
+            self._count(slowed=1)
+            delay = faults.slow_delay
+        if self._transmit(reply, frame_end + self.turnaround + delay):
+            self._count(replies=1)
+
+    def _answer(self, panel: Panel, unit: int, pdu_bytes: bytes) -> bytes:
+        """The reply frame (unit, PDU, CRC) of a request to `panel`."""
+        try:
+            return self._execute(panel, unit, pdu_bytes)
+        except MeterRefusal as refusal:
+            return self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], refusal.code, device_id=unit))
+
+    def _execute(self, panel: Panel, unit: int, pdu_bytes: bytes) -> bytes:
+        function = pdu_bytes[0]
+        if function not in (READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID):
+            raise IllegalFunction(f"function {function:#04x}")
+        if function == REPORT_SLAVE_ID:
+            text = panel.report_slave_id().encode("ascii")
+            # byte count, slave ID 0xFF, run indicator 0xFF (ON), then the text
+            return self._framer.encode(bytes([REPORT_SLAVE_ID, len(text) + 2, 0xFF, 0xFF]) + text, unit, 0)
+        request = self._framer.decoder.decode(pdu_bytes)
+        if request is None:
+            raise IllegalValue("malformed request (a count out of range)")
+        response: ModbusPDU
+        if function in (READ_HOLDING, READ_INPUT):
+            registers = panel.read(request.address + 1, request.count)
+            kind = ReadHoldingRegistersResponse if function == READ_HOLDING else ReadInputRegistersResponse
+            response = kind(registers=registers, dev_id=unit)
+        elif function == WRITE_SINGLE:
+            panel.write(request.address + 1, request.registers)
+            response = WriteSingleRegisterResponse(address=request.address, registers=request.registers, dev_id=unit)
+        else:
+            if not isinstance(request, WriteMultipleRegistersRequest) or request.byte_count != 2 * request.count:
+                raise IllegalValue("byte count does not match the register count")
+            if len(request.registers) != request.count:
+                raise IllegalValue("fewer register values than the count")
+            panel.write(request.address + 1, request.registers)
+            response = WriteMultipleRegistersResponse(address=request.address, count=request.count, dev_id=unit)
+        return self._framer.buildFrame(response)
+
+    def _emit_garbage(self) -> None:
+        with self._lock:
+            nbytes = self._garbage.popleft() if self._garbage else 0
+        if nbytes:
+            self._transmit(self._rng.randbytes(nbytes), time.monotonic())
+            self._count(garbage_bursts=1)
+
+    def _transmit(self, data: bytes, start: float) -> bool:
+        """Write `data` so each byte appears when it would on the wire; False if stopped meanwhile."""
+        if not self.emulate_wire:
+            if not self._sleep_until(start):
+                return False
+            _write_all(self._master, data)
+            self._last_byte_out = time.monotonic()
+            return True
+        for offset in range(0, len(data), CHUNK):
+            chunk = data[offset : offset + CHUNK]
+            due = start + self.wire_time(offset + len(chunk))
+            if not self._sleep_until(due):
+                return False
+            _write_all(self._master, chunk)
+        self._last_byte_out = max(due, time.monotonic())
+        return True
+
+    def _sleep_until(self, due: float) -> bool:
+        if (wait := due - time.monotonic() - BUSY_WAIT) > 0 and self._stopping.wait(wait):
+            return False
+        while time.monotonic() < due:
+            pass
+        return not self._stopping.is_set()
+
+    def _note_silence(self, request_start: float) -> None:
+        if self._last_byte_out is None:
+            return
+        gap = request_start - self._last_byte_out
+        with self._lock:
+            self._silences.append(gap)
+            least = gap if self._stats.min_silence is None else min(gap, self._stats.min_silence)
+            self._stats = replace(
+                self._stats,
+                min_silence=least,
+                gap_violations=self._stats.gap_violations + (gap < self.silence),
+            )
+
+    def _is_absent(self, address: int, now: float) -> bool:
+        with self._lock:
+            if address in self._absent:
+                return True
+            if address in self._flapping:
+                since, period = self._flapping[address]
+                return int((now - since) // period) % 2 == 0
+        return False
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()})
+
+
+def _replace_link(link: str, target: str) -> None:
+    """Point `link` at `target`, replacing a stale symlink but never a real file."""
+    if os.path.islink(link):
+        os.unlink(link)
+    elif os.path.lexists(link):
+        raise FileExistsError(f"{link} exists and is not a symlink: refusing to replace it")
+    os.symlink(target, link)
+
+
+def _read_available(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            if not select.select([], [fd], [], WRITE_STALL)[1]:
+                return  # nobody drains the line: the bytes are lost, as on a wire nobody listens to

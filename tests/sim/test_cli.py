@@ -1,0 +1,82 @@
+"""`simulate`: argument checking, address grouping, and serving until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.sim.cli import add_arguments, board_addresses
+
+from .master import Master
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="simulate")
+    add_arguments(parser)
+    return parser.parse_args(["--link", "/tmp/unused", *argv])
+
+
+@pytest.mark.parametrize(
+    ("addresses", "boards"),
+    [([1], [1]), ([1, 2], [1]), ([1, 5], [1, 5]), ([1, 2, 3], [1, 3]), ([2, 3, 4], [2, 4]), ([246, 247], [246])],
+)
+def test_addresses_group_into_boards(addresses: list[int], boards: list[int]) -> None:
+    assert board_addresses(addresses) == boards
+
+
+def test_cli_rejects_a_board_at_247(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--addresses", "1,247")
+    assert exit_info.value.code == 2
+    assert "a board at 247 would need address 248" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--addresses", "0"], "outside the Modbus range 1-247"),
+        (["--addresses", "1,x"], "not a comma-separated list"),
+        (["--crc-errors", "1.5"], "not a probability"),
+        (["--flap", "2"], "not ADDRESS:SECONDS"),
+        (["--turnaround", "-1"], "negative"),
+        (["--model", "D"], "invalid choice"),
+    ],
+)
+def test_cli_rejects_bad_arguments_with_a_clear_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse(*argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cli_defaults_serve_one_board_at_address_1() -> None:
+    args = parse()
+    assert (args.boards, args.model, args.baudrate, args.parity, args.emulate_wire) == ([1], "A", 19200, "N", True)
+    assert args.turnaround == 0.005
+
+
+def test_simulate_serves_until_sigterm_and_removes_its_link(tmp_path: Path) -> None:
+    link = tmp_path / "ttyBCPM"
+    command = [sys.executable, "-m", "gateway.sim", "--link", str(link), "--addresses", "3,9", "--no-wire-time"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
+        assert process.stdout is not None
+        try:
+            banner = process.stdout.readline()
+            assert "3/4, 9/10" in banner and str(link) in banner
+            master = Master(str(link))
+            assert master.registers(10, 60000) == [9]
+            master.close()
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    assert not os.path.lexists(link)

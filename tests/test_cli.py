@@ -1,0 +1,107 @@
+"""The command line, run as a user would: separate processes, the simulator on a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import TEST_BAUDRATE
+
+COMMAND = [sys.executable, "-m", "gateway"]
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_discover_prints_each_node_with_its_board_pairing(make_line) -> None:
+    line = make_line(1, 4)
+    result = run("discover", "--port", line.path, "--baudrate", str(TEST_BAUDRATE), "--range", "1-8", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert [row["address"] for row in found] == [1, 2, 4, 5]
+    assert {row["address"]: row["board"] for row in found} == {1: [1, 2], 2: [1, 2], 4: [4, 5], 5: [4, 5]}
+    assert {row["address"]: row["panel"] for row in found} == {1: 1, 2: 2, 4: 1, 5: 2}
+    assert all(row["bcpm"] and row["model"] == "A" and row["serial"].startswith("0x") for row in found)
+    table = run("discover", "--port", line.path, "--baudrate", str(TEST_BAUDRATE), "--range", "1-3")
+    assert "panel 2 of board 1,2" in table.stdout
+
+
+def test_discover_on_a_missing_port_says_so(tmp_path: Path) -> None:
+    result = run("discover", "--port", str(tmp_path / "ttyNONE"))
+    assert result.returncode == 2
+    assert "ttyNONE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_config_names_key_value_and_what_is_allowed(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[serial]\nbaudrate = 12345\n[snmp]\nread_comunity = "x"\n')
+    result = run("check-config", str(config))
+    assert result.returncode == 2
+    assert "serial.baudrate = 12345: allowed 9600, 19200, 38400, 57600, 115200" in result.stderr
+    assert "snmp.read_comunity" in result.stderr and "read_community" in result.stderr
+
+
+def test_a_broken_state_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"version": 1, "profiles": {"1": {"model": "Z"}}')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\nstate_file = "{state}"\n')
+    for command in (["check-config", str(config)], ["run", "--config", str(config)]):
+        result = run(*command)
+        assert result.returncode == 2, command
+        assert str(state) in result.stderr and "Traceback" not in result.stderr
+    assert state.read_text() == '{"version": 1, "profiles": {"1": {"model": "Z"}}'
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 30) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    pytest.fail(f"{text!r} not logged; got:\n{''.join(seen)}")
+
+
+def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -> None:
+    line = make_line(1)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
+        f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-4"\n'
+        '[log]\nformat = "json"\n'
+    )
+    process = subprocess.Popen([*COMMAND, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    try:
+        logged = _wait_for_line(process, '"nodes ready"')
+        assert json.loads(logged[-1])["addresses"] == [1, 2]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_demo_runs_simulator_and_gateway_in_one_process() -> None:
+    process = subprocess.Popen([*COMMAND, "demo", "--boards", "2"], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        logged = _wait_for_line(process, "nodes ready")
+        assert json.loads(logged[-1])["addresses"] == [1, 2, 3, 4]  # JSON: stderr is not a terminal
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
