@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import asyncio
 
 import pytest
 
@@ -118,10 +117,15 @@ async def test_alarm_transition_becomes_an_event(make_line, start_gateway, tmp_p
     gateway = await start_gateway(gateway_config(line, tmp_path))
     alarms = gateway.hub.subscribe(AlarmChanged)
     panel.set_current(7, 19.0)  # 95 % of the 20 A breaker: over the 60 % non-latching high threshold
-    event = await alarms.get()
-    while event.point.channel != 7:
-        event = await alarms.get()
-    assert event.address == 1 and event.raised & 0x0100
+
+    async def high_alarm_on_channel_7() -> AlarmChanged:
+        while True:
+            event = await alarms.get()
+            if (event.address, event.point.key, event.point.channel) == (1, "alarm_status", 7) and event.raised:
+                return event
+
+    event = await asyncio.wait_for(high_alarm_on_channel_7(), 10)
+    assert event.raised == 0x0100  # bit 8: high, non-latching
 
 
 async def test_locked_mode_starts_from_saved_profiles_without_a_scan(make_line, start_gateway, tmp_path) -> None:
