@@ -14,10 +14,10 @@ import contextlib
 import signal
 import tempfile
 import tomllib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,14 +33,26 @@ log = structlog.get_logger(__name__)
 STATUS_EVERY = 30.0  # seconds between status lines in the log
 
 
+class Face(Protocol):
+    """A northbound protocol face: serves its protocol from the node cache until cancelled."""
+
+    async def run(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Gateway:
-    """A running gateway, for the command line and for tests that drive it."""
+    """A running gateway, for the faces, the command line and tests that drive it."""
 
     config: Config
     hub: EventHub
     nodes: NodeService
     thread: LoopThread  # the bus thread
+    restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
+
+
+def build_faces(gateway: Gateway) -> list[Face]:
+    """The faces the configuration enables."""
+    return []
 
 
 @contextlib.asynccontextmanager
@@ -53,37 +65,60 @@ async def running(config: Config) -> AsyncIterator[Gateway]:
     hub = EventHub(asyncio.get_running_loop())
     nodes = NodeService(config, store, state, hub)
     thread = nodes.start()
+    gateway = Gateway(config, hub, nodes, thread)
+    faces = [asyncio.create_task(face.run(), name=type(face).__name__) for face in build_faces(gateway)]
     try:
-        yield Gateway(config, hub, nodes, thread)
+        yield gateway
     finally:
+        for task in faces:
+            task.cancel()
+        results = await asyncio.gather(*faces, return_exceptions=True)
         thread.stop()
         if thread.done:
             await thread.wait()  # raise what ended the bus thread, if anything did
+        for task, result in zip(faces, results):
+            if isinstance(result, Exception):
+                raise result
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT; an error on the bus thread ends the gateway with that error."""
+async def serve(load: Callable[[], Config]) -> None:
+    """Run until SIGTERM or SIGINT; an error on the bus thread ends the gateway with that error.
+
+    A restart request (BACnet ReinitializeDevice) stops everything and starts again from a
+    fresh ``load()`` of the configuration, in the same process.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with running(config) as gateway:
-            bus_thread = asyncio.ensure_future(gateway.thread.wait())
-            stopping = asyncio.ensure_future(stop.wait())
-            status = asyncio.ensure_future(_report_status(gateway))
-            try:
-                done, _ = await asyncio.wait({bus_thread, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (bus_thread, stopping, status):
-                    task.cancel()
-            if bus_thread in done:
-                bus_thread.result()  # re-raise the bus thread's error
-                raise RuntimeError("the bus thread ended on its own")
-            log.info("stopping", reason="signal")
+        while await _serve_once(load(), stop):
+            log.info("restarting")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
+    """Run one life of the gateway; True when it ended for a restart."""
+    async with running(config) as gateway:
+        waits = {
+            asyncio.ensure_future(gateway.thread.wait()): "bus thread",
+            asyncio.ensure_future(stop.wait()): "signal",
+            asyncio.ensure_future(gateway.restart.wait()): "restart",
+        }
+        status = asyncio.ensure_future(_report_status(gateway))
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*waits, status):
+                task.cancel()
+        reason = waits[done.pop()]
+        if reason == "bus thread":
+            await gateway.thread.wait()  # re-raise the bus thread's error
+            raise RuntimeError("the bus thread ended on its own")
+        log.info("stopping", reason=reason)
+        return reason == "restart"
 
 
 async def _report_status(gateway: Gateway) -> None:
@@ -142,6 +177,6 @@ async def demo(boards: int, user_file: Path | None) -> None:
             log.info("demo", serial=line.path, boards=boards, bacnet=f"{config.bacnet.address}:{config.bacnet.port}",
                      snmp=f"{config.snmp.address}:{config.snmp.port}",
                      modbus_tcp=f"{config.modbus_tcp.address}:{config.modbus_tcp.port}")
-            await serve(config)
+            await serve(lambda: config)
     finally:
         line.stop()

@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
-    asyncio.run(app.serve(config))
+    # A restart (BACnet ReinitializeDevice) reads the file again.
+    asyncio.run(app.serve(lambda: load_config(args.config)))
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -75,6 +75,7 @@ class NodeService:
         self.poller = Poller(self.link, self.nodes, self.line, interval=config.serial.poll_interval,
                              slow_every=config.serial.slow_every)
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
+        self._state_lock = threading.Lock()  # discovery (bus thread) and faces (main loop) both save
         self._thread: LoopThread | None = None
 
     # --- on the bus thread ---
@@ -105,8 +106,7 @@ class NodeService:
                 log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
         profiles = [item.profile for item in found if item.profile is not None]
         log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
-        self.state = self.state.with_profiles(profiles)
-        self.store.save(self.state)
+        self.update_state(lambda state: state.with_profiles(profiles))
         return profiles
 
     def _boards(self) -> dict[int, list[int]]:
@@ -140,7 +140,20 @@ class NodeService:
                 raise OutOfRange(f"{point.label} (register {register}) accepts {point.valid_text()}, not {raw}")
         return node, point
 
-    # --- from any other thread or loop ---
+    # --- from any thread or loop ---
+
+    def update_state(self, change: Callable[[State], State]) -> State:
+        """Apply a change to the saved state and write it atomically; returns the new state."""
+        with self._state_lock:
+            state = change(self.state)
+            self.store.save(state)
+            self.state = state
+            return state
+
+    async def wait_ready(self) -> None:
+        """Until the nodes are known (discovery done, or the saved profiles loaded)."""
+        while not self.ready.is_set():
+            await asyncio.sleep(0.05)
 
     def start(self) -> LoopThread:
         """Run the service on a thread of its own."""
