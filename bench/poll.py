@@ -42,10 +42,10 @@ CYCLES = 5  # measured, after the start-up sweep
 
 
 @contextlib.contextmanager
-def simulator(baudrate: int, folder: Path) -> Iterator[str]:
-    """The simulated boards in a process of their own; yields the serial device path."""
+def simulator(baudrate: int, folder: Path, boards: int = BOARDS) -> Iterator[str]:
+    """Simulated model-A boards in a process of their own; yields the serial device path."""
     link = folder / "ttyBCPM"
-    addresses = ",".join(str(1 + 2 * i) for i in range(BOARDS))
+    addresses = ",".join(str(1 + 2 * i) for i in range(boards))
     command = [sys.executable, "-m", "gateway", "simulate", "--link", str(link), "--addresses", addresses,
                "--baudrate", str(baudrate), "--turnaround", str(TURNAROUND * 1000)]
     if shutil.which("chrt") and os.geteuid() == 0:

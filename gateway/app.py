@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from gateway.config import Config, merge_config, parse_config
+from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
 from gateway.nodes.service import NodeService
 from gateway.sim import Board, SimulatedLine
@@ -48,11 +49,15 @@ class Gateway:
     nodes: NodeService
     thread: LoopThread  # the bus thread
     restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
+    faces: list[Face] = field(default_factory=list)
 
 
 def build_faces(gateway: Gateway) -> list[Face]:
     """The faces the configuration enables."""
-    return []
+    faces: list[Face] = []
+    if gateway.config.modbus_tcp.enabled:
+        faces.append(ModbusTcpFace(gateway.config.modbus_tcp, gateway.nodes))
+    return faces
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +71,8 @@ async def running(config: Config) -> AsyncIterator[Gateway]:
     nodes = NodeService(config, store, state, hub)
     thread = nodes.start()
     gateway = Gateway(config, hub, nodes, thread)
-    faces = [asyncio.create_task(face.run(), name=type(face).__name__) for face in build_faces(gateway)]
+    gateway.faces = build_faces(gateway)
+    faces = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
     try:
         yield gateway
     finally:

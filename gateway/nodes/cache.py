@@ -50,6 +50,10 @@ class NodeCache:
             if point.scale_register is not None:
                 self._scaled_by.setdefault(point.scale_register, []).append(point)
 
+    def tracks(self, register: int) -> bool:
+        """Whether the poll plan reads this register."""
+        return register in self._words
+
     def word(self, register: int) -> tuple[int, float] | None:
         """A raw register and when it was read, if the plan reads it and it has been read."""
         return self._words.get(register)

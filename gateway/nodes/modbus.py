@@ -17,7 +17,9 @@ from pymodbus.pdu.register_message import (
 from gateway.bus import CorruptReply
 
 REPORT_SLAVE_ID = b"\x11"
+WRITE_FUNCTIONS = frozenset({0x06, 0x10})
 _decoder = DecodePDU(is_server=False)
+_request_decoder = DecodePDU(is_server=True)
 
 
 def _encode(pdu: ModbusPDU) -> bytes:
@@ -48,3 +50,13 @@ def slave_id_text(reply: bytes) -> str:
     if len(reply) < 4 or reply[0] != 0x11 or reply[1] != len(reply) - 2:
         raise CorruptReply(f"malformed report slave id reply {reply.hex()}")
     return reply[4:].decode("ascii", "replace")
+
+
+def written_registers(request: bytes) -> range | None:
+    """The registers a write request (FC06 / FC16) sets, in vendor numbering; None for anything else."""
+    if not request or request[0] not in WRITE_FUNCTIONS:
+        return None
+    pdu = _request_decoder.decode(request)
+    if pdu is None or not pdu.registers:
+        return None
+    return range(pdu.address + 1, pdu.address + 1 + len(pdu.registers))

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from gateway.bus import Bus, LineSettings, Priority
+from gateway.bus import Bus, BusError, LineSettings, Priority
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.nodes.discovery import boards, scan
 from gateway.nodes.events import EventHub
 from gateway.nodes.link import NodeLink
-from gateway.nodes.modbus import read_registers, registers_of, write_registers
+from gateway.nodes.modbus import read_registers, registers_of, write_registers, written_registers
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, poll_plan
 from gateway.nodes.poller import Poller
@@ -122,6 +122,23 @@ class NodeService:
         reply = await self.link.transact(node, read_registers(register, point.count), Priority.WRITE)
         self.link.publish_changes(address, node.cache.store(register, registers_of(reply, point.count), time.time()))
 
+    async def _passthrough(self, unit: int, pdu: bytes) -> bytes:
+        node = self.nodes.get(unit)
+        if node is None:  # not a meter node: still a device on the bus a master may talk to
+            return await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
+        # The master retries by itself; a retry here would only double its wait.
+        reply = await self.link.transact(node, pdu, Priority.PASSTHROUGH, retries=0)
+        written = written_registers(pdu)
+        if written is not None and any(node.cache.tracks(r) for r in written):
+            try:
+                readback = await self.link.transact(node, read_registers(written.start, len(written)), Priority.PASSTHROUGH)
+            except BusError as error:  # the write itself went through; the next poll catches up
+                log.info("read-back after a pass-through write failed", address=unit, error=str(error))
+            else:
+                changes = node.cache.store(written.start, registers_of(readback, len(written)), time.time())
+                self.link.publish_changes(unit, changes)
+        return reply
+
     def _check_write(self, address: int, register: int, words: Sequence[int]) -> tuple[Node, Point]:
         node = self.nodes.get(address)
         if node is None:
@@ -165,6 +182,15 @@ class NodeService:
         """Write raw registers of one point, checked against the point map, then read them back."""
         assert self._thread is not None, "start() the service first"
         await asyncio.wrap_future(self._thread.call(self._write(address, register, list(words))))
+
+    async def passthrough(self, unit: int, pdu: bytes) -> bytes:
+        """Any Modbus request, as a master sent it, to the bus in its turn; the reply PDU comes back.
+
+        A write that succeeds is read back so the cache follows the meter. Raises the bus's typed
+        errors (an exception reply is ``ExceptionReply``).
+        """
+        assert self._thread is not None, "start() the service first"
+        return await asyncio.wrap_future(self._thread.call(self._passthrough(unit, pdu)))
 
     async def write_value(self, address: int, register: int, value: float | int) -> None:
         """Write an engineering value, scaled the way the meter scales that point."""

@@ -1,0 +1,116 @@
+"""Modbus TCP face: several masters over real TCP sockets, the simulator behind the pty."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+
+import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
+from gateway.modbus_tcp import ModbusTcpFace
+from gateway.pointmap import load
+from tests.support import eventually, free_port, gateway_config
+
+PM = load()
+CURRENT_12 = PM.find("current", group="branch", channel=12)  # register 1347
+CT_SIZE_3 = PM.find("ct_size", group="setup", channel=3)  # register 75
+
+
+async def _gateway(make_line, start_gateway, tmp_path, *primaries: int, **modbus: object):
+    line = make_line(*(primaries or (1,)))
+    port = free_port()
+    config = gateway_config(line, tmp_path, modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port,
+                                                        "cache_max_age": 5.0, **modbus})
+    gateway = await start_gateway(config)
+    face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
+    await eventually(lambda: face.bound is not None, what="the server listening")
+    return line, gateway, face, port
+
+
+def _mbpoll(*args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("mbpoll") is None:
+        pytest.fail("mbpoll is not installed (Debian package mbpoll; .ci/run installs it)")
+    return subprocess.run(["mbpoll", "-m", "tcp", "-1", "-0", *args], capture_output=True, text=True, timeout=30)
+
+
+async def test_mbpoll_reads_a_branch_current_equal_to_the_simulators(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    line.panel(2).set_current(12, 17.5)
+    node = gateway.nodes.nodes[2]
+    await eventually(lambda: node.cache.reading(CURRENT_12).value == 17.5, what="current polled")
+    # mbpoll: -a unit, -r first register (0-based with -0), -c count, -t 4 holding / -t 3 input registers
+    for table in ("4", "3"):
+        result = await asyncio.to_thread(_mbpoll, "-a", "2", "-r", str(CURRENT_12.register - 1), "-c", "1",
+                                         "-t", table, "-p", str(port), "127.0.0.1")
+        assert result.returncode == 0, result.stderr
+        assert f"[{CURRENT_12.register - 1}]: \t175" in result.stdout  # 17.5 A at scale -1
+
+
+async def test_three_masters_at_once_get_correct_untangled_replies(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, 1)
+    for channel in range(1, 43):
+        line.panel(1).set_current(channel, channel / 10)
+        line.panel(2).set_current(channel, channel / 5)
+    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=42)).value == 8.4,
+                     what="currents polled")
+
+    async def master(unit: int, scale: int) -> None:
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+        await client.connect()
+        try:
+            for round_ in range(20):
+                channel = 1 + (round_ * 7 + unit) % 42
+                reply = await client.read_holding_registers(1335 + channel - 1, count=1, device_id=unit)
+                assert reply.registers == [channel * scale], (unit, channel)
+                # and a read outside the polled set (the float copy), through the bus
+                floats = await client.read_input_registers(2251 + 2 * (channel - 1), count=2, device_id=unit)
+                value = client.convert_from_registers(floats.registers, client.DATATYPE.FLOAT32)
+                assert value == pytest.approx(channel * scale / 10)
+        finally:
+            client.close()
+
+    await asyncio.gather(master(1, 1), master(2, 2), master(1, 1))
+    await eventually(lambda: len(face.finished) == 3, what="three masters disconnected")
+    assert all(m.cache_hits == 20 and m.bus_trips == 20 and m.exceptions == 0 for m in face.finished)
+
+
+async def test_a_write_of_a_ct_size_reaches_the_simulator_and_the_cache(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(CT_SIZE_3.register - 1), "-t", "4",
+                                     "-p", str(port), "127.0.0.1", "250")
+    assert result.returncode == 0, result.stderr
+    assert line.panel(1).read(CT_SIZE_3.register, 1) == [250]
+    assert gateway.nodes.nodes[1].cache.reading(CT_SIZE_3).value == 250
+
+
+async def test_meter_exceptions_and_a_vanished_node_come_back_as_modbus_exceptions(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+    await client.connect()
+    try:
+        refused = await client.write_register(CT_SIZE_3.register - 1, 40000, device_id=1)
+        assert refused.isError() and refused.exception_code == 3  # the meter's own answer
+        line.vanish(2)
+        gone = await client.read_holding_registers(999, count=3, device_id=2)
+        assert gone.isError() and gone.exception_code == 0x0B
+        nobody = await client.read_holding_registers(0, count=1, device_id=9)
+        assert nobody.isError() and nobody.exception_code == 0x0B
+    finally:
+        client.close()
+
+
+async def test_garbage_closes_only_that_connection(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    good = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+    await good.connect()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x00\x01\x12\x34\x00\x06\x01\x03\x00\x00\x00\x01")  # protocol id 0x1234
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the gateway
+        writer.close()
+        reply = await good.read_holding_registers(0, count=5, device_id=1)
+        assert not reply.isError() and len(reply.registers) == 5
+    finally:
+        good.close()
