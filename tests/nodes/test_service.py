@@ -115,6 +115,8 @@ async def test_alarm_transition_becomes_an_event(make_line, start_gateway, tmp_p
     line = make_line(1)
     panel = line.panel(1)
     gateway = await start_gateway(gateway_config(line, tmp_path))
+    status_7 = PM.find("alarm_status", group="alarms", channel=7)
+    await eventually(lambda: reading(gateway, 1, status_7).quality is Quality.GOOD, what="alarm status polled")
     alarms = gateway.hub.subscribe(AlarmChanged)
     panel.set_current(7, 19.0)  # 95 % of the 20 A breaker: over the 60 % non-latching high threshold
 
