@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from gateway import systemd
 from gateway.config import Config, merge_config, parse_config
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
@@ -35,7 +36,10 @@ STATUS_EVERY = 30.0  # seconds between status lines in the log
 
 
 class Face(Protocol):
-    """A northbound protocol face: serves its protocol from the node cache until cancelled."""
+    """A northbound protocol face: serves its protocol from the node cache until cancelled.
+
+    A face that has something to re-read on SIGHUP also has a ``reload()`` method.
+    """
 
     async def run(self) -> None: ...
 
@@ -105,26 +109,56 @@ async def serve(load: Callable[[], Config]) -> None:
             loop.remove_signal_handler(signum)
 
 
+def reload(gateway: Gateway) -> None:
+    """SIGHUP: every face re-reads what it can without a restart."""
+    log.info("reload")
+    for face in gateway.faces:
+        if callable(getattr(face, "reload", None)):
+            face.reload()  # type: ignore[attr-defined]
+
+
 async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
     """Run one life of the gateway; True when it ended for a restart."""
+    loop = asyncio.get_running_loop()
     async with running(config) as gateway:
+        loop.add_signal_handler(signal.SIGHUP, reload, gateway)
         waits = {
             asyncio.ensure_future(gateway.thread.wait()): "bus thread",
             asyncio.ensure_future(stop.wait()): "signal",
             asyncio.ensure_future(gateway.restart.wait()): "restart",
         }
         status = asyncio.ensure_future(_report_status(gateway))
+        watchdog = asyncio.ensure_future(systemd.feed_watchdog(lambda: _healthy(gateway)))
+        ready = asyncio.ensure_future(_announce_ready(gateway))
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (*waits, status):
+            loop.remove_signal_handler(signal.SIGHUP)
+            for task in (*waits, status, watchdog, ready):
                 task.cancel()
         reason = waits[done.pop()]
         if reason == "bus thread":
             await gateway.thread.wait()  # re-raise the bus thread's error
             raise RuntimeError("the bus thread ended on its own")
         log.info("stopping", reason=reason)
+        systemd.notify("RELOADING=1" if reason == "restart" else "STOPPING=1")
         return reason == "restart"
+
+
+async def _announce_ready(gateway: Gateway) -> None:
+    await gateway.nodes.wait_ready()
+    systemd.notify(f"READY=1\nSTATUS=serving {len(gateway.nodes.nodes)} meter nodes")
+
+
+async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
+    """Both event loops answer: the main one (we are running on it) and the bus thread's."""
+    if gateway.thread.done:
+        return False
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(gateway.thread.call(asyncio.sleep(0))), timeout)
+    except (TimeoutError, RuntimeError):
+        return False
+    return True
 
 
 async def _report_status(gateway: Gateway) -> None:

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from gateway import app
 from gateway.bus import Bus, BusError, LineSettings
-from gateway.config import load_config, parse_config
+from gateway.config import load_config, parse_config, readable_secrets_warning
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, scan
@@ -68,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
+    if warning := readable_secrets_warning(args.config):
+        structlog.get_logger(__name__).warning("config", detail=warning)
     # A restart (BACnet ReinitializeDevice) reads the file again.
     asyncio.run(app.serve(lambda: load_config(args.config)))
     return 0
@@ -82,8 +86,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     StateStore(config.gateway.state_file).load()
-    for warning in config.warnings:
-        print(f"warning: {warning}")
+    for warning in (*config.warnings, readable_secrets_warning(args.file)):
+        if warning:
+            print(f"warning: {warning}")
     print(f"{args.file}: ok")
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -499,3 +500,19 @@ def _check_across(
                 '"" when bacnet.bbmd = true (the gateway is a BBMD or a foreign device, not both)',
             )
         )
+
+
+SECRET_KEYS = ("read_community", "write_community", "trap_community", "reinit_password")
+
+
+def readable_secrets_warning(path: Path) -> str | None:
+    """A warning when a config file that holds secrets (communities, password) is readable by others."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    held = [key for key in SECRET_KEYS if re.search(rf"^\s*{key}\s*=", text, re.MULTILINE)]
+    if mode & stat.S_IROTH and held:
+        return f"config file {path} is readable by other users and holds {', '.join(held)}: chmod o-r {path}"
+    return None

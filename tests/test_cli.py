@@ -105,3 +105,14 @@ def test_demo_runs_simulator_and_gateway_in_one_process() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_check_config_warns_when_communities_are_readable_by_others(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n[snmp]\nwrite_community = "s3cret"\n')
+    config.chmod(0o644)
+    result = run("check-config", str(config))
+    assert result.returncode == 0
+    assert "readable by other users" in result.stdout and "write_community" in result.stdout
+    config.chmod(0o640)
+    assert "readable by other users" not in run("check-config", str(config)).stdout
