@@ -54,8 +54,11 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def wait(self) -> Any:
-        """Await the main coroutine's outcome from another event loop."""
-        return await asyncio.wrap_future(self._outcome)
+        """Await the main coroutine's outcome from another event loop.
+
+        Shielded: a waiter that gives up must not cancel the outcome for everyone else.
+        """
+        return await asyncio.shield(asyncio.wrap_future(self._outcome))
 
     @property
     def done(self) -> bool:

@@ -82,6 +82,8 @@ def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -
         f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
         f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-4"\n'
         '[log]\nformat = "json"\n'
+        # Tests never listen on the machine's real interfaces.
+        "[bacnet]\nenabled = false\n[snmp]\nenabled = false\n[modbus_tcp]\nenabled = false\n"
     )
     process = subprocess.Popen([*COMMAND, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
     try:
