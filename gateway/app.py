@@ -146,8 +146,10 @@ async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
 
 
 async def _announce_ready(gateway: Gateway) -> None:
+    # Serving starts now; discovery (which may wait for meters to boot) reports when it is done.
+    systemd.notify("READY=1\nSTATUS=discovering meter nodes")
     await gateway.nodes.wait_ready()
-    systemd.notify(f"READY=1\nSTATUS=serving {len(gateway.nodes.nodes)} meter nodes")
+    systemd.notify(f"STATUS=serving {len(gateway.nodes.nodes)} meter nodes")
 
 
 async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:

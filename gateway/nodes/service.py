@@ -30,6 +30,9 @@ from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
 
+RESCAN_START = 5.0  # seconds before scanning an empty bus again
+RESCAN_MAX = 300.0
+
 #: What the planner assumes a meter needs to start answering (the BCPM's is not published).
 ASSUMED_TURNAROUND = 0.005
 
@@ -99,13 +102,22 @@ class NodeService:
             if not profiles:
                 log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
             return profiles
-        started = time.monotonic()
-        found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout)
-        for item in found:
-            if not item.is_bcpm:
-                log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
-        profiles = [item.profile for item in found if item.profile is not None]
-        log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
+        # Meters powered up together with the gateway may still be booting: an empty bus is
+        # scanned again, with back-off, rather than served empty until the next restart.
+        pause = RESCAN_START
+        while True:
+            started = time.monotonic()
+            found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout)
+            for item in found:
+                if not item.is_bcpm:
+                    log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
+            profiles = [item.profile for item in found if item.profile is not None]
+            log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
+            if profiles:
+                break
+            log.warning("no meter answered; scanning again", seconds=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RESCAN_MAX)
         self.update_state(lambda state: state.with_profiles(profiles))
         return profiles
 

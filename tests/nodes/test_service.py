@@ -140,3 +140,16 @@ async def test_locked_mode_starts_from_saved_profiles_without_a_scan(make_line, 
     gateway = await start_gateway(gateway_config(line, tmp_path, gateway={"operating_mode": "locked"}))
     assert sorted(gateway.nodes.nodes) == [1, 2]
     assert line.stats.unserved == unserved  # no address outside the saved ones was asked
+
+
+async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(make_line, start_gateway, tmp_path) -> None:
+    line = make_line(1)
+    line.vanish(1)
+    line.vanish(2)
+    async with running(gateway_config(line, tmp_path)) as gateway:
+        await eventually(lambda: line.stats.unserved + line.stats.vanished >= 20, what="a first, empty scan")
+        assert not gateway.nodes.ready.is_set()
+        line.restore(1)
+        line.restore(2)
+        await eventually(gateway.nodes.ready.is_set, timeout=20, what="the second scan")
+        assert sorted(gateway.nodes.nodes) == [1, 2]
