@@ -79,15 +79,25 @@ async def _slave_id(bus: Bus, address: int, timeout: float) -> str:
         return ""
 
 
-async def scan(bus: Bus, addresses: Iterable[int], timeout: float) -> list[Found]:
-    """Probe every address in turn; return what answered, in address order."""
-    found = []
-    for address in addresses:
-        result = await identify(bus, address, timeout)
-        if result is not None:
-            log.info("found", address=address, bcpm=result.is_bcpm, detail=result.detail)
-            found.append(result)
-    return found
+async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_timeout: float = 0.2) -> list[Found]:
+    """Probe every address in turn; return what answered, in address order.
+
+    A board answers at two addresses; when one of them answered and its partner did not, the
+    partner is asked once more with ``patient_timeout``: a meter that was slow to answer its
+    first request must not lose a panel.
+    """
+    wanted = list(addresses)
+    found: dict[int, Found] = {}
+    for address in wanted:
+        if (result := await identify(bus, address, timeout)) is not None:
+            found[address] = result
+    partners = {a for f in found.values() if f.profile for a in (f.profile.primary_address, f.profile.primary_address + 1)}
+    for address in sorted(partners & set(wanted) - set(found)):
+        if (result := await identify(bus, address, patient_timeout)) is not None:
+            found[address] = result
+    for address, result in sorted(found.items()):
+        log.info("found", address=address, bcpm=result.is_bcpm, detail=result.detail)
+    return [found[address] for address in sorted(found)]
 
 
 def boards(found: Iterable[Found]) -> dict[int, list[int]]:

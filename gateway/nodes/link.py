@@ -36,7 +36,8 @@ class NodeLink:
                        retries: int | None = None) -> bytes:
         """One request to a node, retried on silence or corruption; a Modbus exception is an answer."""
         health = node.health
-        attempts = 1 + (self.retries if retries is None else retries)
+        # A node that has just failed gets no retries: one more silence is enough to judge it.
+        attempts = 1 + (0 if health.consecutive_failures else self.retries if retries is None else retries)
         for attempt in range(attempts):
             health.transactions += 1
             try:
@@ -84,7 +85,6 @@ class NodeLink:
         health.online = True
         health.backoff = PROBE_BACKOFF_START
         health.last_error = ""
-        node.needs_full_sweep = True
         log.info("node restored", address=node.address)
         self.publish([NodeOnline(node.address)])
 

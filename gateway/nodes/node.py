@@ -35,7 +35,7 @@ class Node:
     cache: NodeCache
     health: Health = field(default_factory=Health)
     slow_cursor: int = 0  # next slow read to run
-    needs_full_sweep: bool = True  # read every slow block next cycle (start-up, back online)
+    needs_full_sweep: bool = True  # read every slow block in the first cycle
 
     @classmethod
     def create(cls, profile: NodeProfile, plan: PollPlan, pointmap: PointMap) -> Node:

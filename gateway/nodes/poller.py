@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.bus import BusClosed, BusError, LineSettings
+from gateway.bus import BusClosed, BusError, CorruptReply, LineSettings, NoResponse
 from gateway.nodes.link import NodeLink
 from gateway.nodes.node import Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
@@ -79,11 +79,14 @@ class Poller:
 
     async def _poll(self, node: Node, reads: tuple[Read, ...]) -> None:
         for read in reads:
-            if not node.health.online:
-                return
             try:
                 await self.link.read(node, read)
             except BusClosed:
                 raise
+            except (NoResponse, CorruptReply) as error:
+                # A node that did not answer (even after retries) gets no more of this cycle's
+                # time: the others go on, and it is asked again next cycle.
+                log.debug("poll read failed", address=node.address, start=read.start, error=str(error))
+                return
             except BusError as error:
-                log.debug("poll read failed", address=node.address, start=read.start, count=read.count, error=str(error))
+                log.debug("poll read refused", address=node.address, start=read.start, error=str(error))

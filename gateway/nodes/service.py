@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from gateway.bus import Bus, BusError, LineSettings, Priority
+from gateway.bus import Bus, BusError, LineSettings, NoResponse, Priority
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.nodes.discovery import boards, scan
@@ -107,7 +107,8 @@ class NodeService:
         pause = RESCAN_START
         while True:
             started = time.monotonic()
-            found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout)
+            found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout,
+                               patient_timeout=self.config.serial.timeout)
             for item in found:
                 if not item.is_bcpm:
                     log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
@@ -138,6 +139,9 @@ class NodeService:
         node = self.nodes.get(unit)
         if node is None:  # not a meter node: still a device on the bus a master may talk to
             return await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
+        if not node.health.online:
+            # Its probes will notice when it is back; a master's retries must not eat the bus meanwhile.
+            raise NoResponse(f"node {unit} is offline: {node.health.last_error}")
         # The master retries by itself; a retry here would only double its wait.
         reply = await self.link.transact(node, pdu, Priority.PASSTHROUGH, retries=0)
         written = written_registers(pdu)

@@ -424,6 +424,10 @@ class SimulatedLine:
                 gap_violations=self._stats.gap_violations + (gap < self.silence),
             )
 
+    def is_absent(self, address: int, now: float | None = None) -> bool:
+        """Whether a node is vanished (or in the down half of its flapping) at ``now``."""
+        return self._is_absent(address, time.monotonic() if now is None else now)
+
     def _is_absent(self, address: int, now: float) -> bool:
         with self._lock:
             if address in self._absent:
