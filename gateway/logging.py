@@ -104,6 +104,10 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(threshold)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+    if level != "debug":
+        # pymodbus is only our codec: it warns about every frame it cannot decode, and the gateway
+        # handles (and counts) each of those itself. A flood of bad frames must not flood the log.
+        logging.getLogger("pymodbus").setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -6,10 +6,11 @@ request, of any function code, goes to the bus in its turn (pass-through priorit
 ahead of polling) and its reply goes back under the master's transaction id. Each connection's
 requests are answered in the order they arrived.
 
-Errors, as a Modbus gateway reports them: a node that does not answer gives exception 0x0B
-(gateway target device failed to respond); a stopped or overloaded bus gives 0x0A (gateway path
-unavailable); a meter's own exception goes back as it came. A malformed MBAP header closes that
-one connection.
+Errors, as a Modbus gateway reports them: a node that does not answer, is offline, or was not
+found by discovery gives exception 0x0B (gateway target device failed to respond), the last two
+without using the bus; a stopped or overloaded bus gives 0x0A (gateway path unavailable); a
+standard request that does not parse gives 0x03; a meter's own exception goes back as it came.
+A malformed MBAP header closes that one connection.
 """
 
 from __future__ import annotations

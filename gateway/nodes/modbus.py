@@ -18,6 +18,7 @@ from gateway.bus import CorruptReply
 
 REPORT_SLAVE_ID = b"\x11"
 WRITE_FUNCTIONS = frozenset({0x06, 0x10})
+ILLEGAL_DATA_VALUE = 0x03
 _decoder = DecodePDU(is_server=False)
 _request_decoder = DecodePDU(is_server=True)
 
@@ -60,3 +61,13 @@ def written_registers(request: bytes) -> range | None:
     if pdu is None or not pdu.registers:
         return None
     return range(pdu.address + 1, pdu.address + 1 + len(pdu.registers))
+
+
+def malformed(request: bytes) -> bool:
+    """A request of a standard function code that does not parse (wrong length, count out of range).
+
+    Such a request is answered with exception 03 at once: sent on, it would only cost bus time.
+    Function codes pymodbus does not know go to the meter as they are.
+    """
+    known = request[0] in _request_decoder.pdu_table
+    return known and _request_decoder.decode(request) is None

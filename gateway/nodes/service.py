@@ -14,13 +14,20 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from gateway.bus import Bus, BusError, LineSettings, NoResponse, Priority
+from gateway.bus import Bus, BusError, ExceptionReply, LineSettings, NoResponse, Priority
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.nodes.discovery import boards, scan
 from gateway.nodes.events import EventHub
 from gateway.nodes.link import NodeLink
-from gateway.nodes.modbus import read_registers, registers_of, write_registers, written_registers
+from gateway.nodes.modbus import (
+    ILLEGAL_DATA_VALUE,
+    malformed,
+    read_registers,
+    registers_of,
+    write_registers,
+    written_registers,
+)
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, poll_plan
 from gateway.nodes.poller import Poller
@@ -137,8 +144,10 @@ class NodeService:
 
     async def _passthrough(self, unit: int, pdu: bytes) -> bytes:
         node = self.nodes.get(unit)
-        if node is None:  # not a meter node: still a device on the bus a master may talk to
-            return await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
+        if node is None:
+            raise NoResponse(f"no meter node answered at address {unit} during discovery")
+        if malformed(pdu):
+            raise ExceptionReply(ILLEGAL_DATA_VALUE)
         if not node.health.online:
             # Its probes will notice when it is back; a master's retries must not eat the bus meanwhile.
             raise NoResponse(f"node {unit} is offline: {node.health.last_error}")
@@ -200,10 +209,12 @@ class NodeService:
         await asyncio.wrap_future(self._thread.call(self._write(address, register, list(words))))
 
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
-        """Any Modbus request, as a master sent it, to the bus in its turn; the reply PDU comes back.
+        """A Modbus request of any function, as a master sent it, to a node in its turn; its reply PDU.
 
         A write that succeeds is read back so the cache follows the meter. Raises the bus's typed
-        errors (an exception reply is ``ExceptionReply``).
+        errors (an exception reply is ``ExceptionReply``). Answered at once, without the bus: an
+        address where discovery found no meter and an offline node (``NoResponse``), and a
+        standard request that does not parse (``ExceptionReply(3)``).
         """
         assert self._thread is not None, "start() the service first"
         return await asyncio.wrap_future(self._thread.call(self._passthrough(unit, pdu)))

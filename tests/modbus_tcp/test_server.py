@@ -53,8 +53,10 @@ async def test_three_masters_at_once_get_correct_untangled_replies(make_line, st
     for channel in range(1, 43):
         line.panel(1).set_current(channel, channel / 10)
         line.panel(2).set_current(channel, channel / 5)
-    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=42)).value == 8.4,
-                     what="currents polled")
+    currents = [PM.find("current", group="branch", channel=channel) for channel in range(1, 43)]
+    expected = {1: [c / 10 for c in range(1, 43)], 2: [c / 5 for c in range(1, 43)]}
+    await eventually(lambda: all([gateway.nodes.nodes[a].cache.reading(p).value for p in currents] == expected[a]
+                                 for a in (1, 2)), what="currents polled")
 
     async def master(unit: int, scale: int) -> None:
         client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
@@ -114,3 +116,21 @@ async def test_garbage_closes_only_that_connection(make_line, start_gateway, tmp
         assert not reply.isError() and len(reply.registers) == 5
     finally:
         good.close()
+
+
+async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    unserved, bad_frames = line.stats.unserved, line.stats.bad_frames
+    requests = {
+        "unit 9, where discovery found nothing": (9, bytes.fromhex("0300000001")),
+        "a read whose count field is cut short": (1, bytes.fromhex("030000")),
+    }
+    replies = {}
+    for tid, (what, (unit, pdu)) in enumerate(requests.items(), 1):
+        writer.write(tid.to_bytes(2, "big") + b"\x00\x00" + (len(pdu) + 1).to_bytes(2, "big") + bytes([unit]) + pdu)
+        header = await reader.readexactly(7)
+        replies[what] = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+    writer.close()
+    assert replies == {"unit 9, where discovery found nothing": b"\x83\x0b", "a read whose count field is cut short": b"\x83\x03"}
+    assert (line.stats.unserved, line.stats.bad_frames) == (unserved, bad_frames)  # neither went on the line
