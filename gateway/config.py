@@ -407,6 +407,15 @@ def default_config() -> Config:
 
 def load_config(path: Path) -> Config:
     """Read and validate a TOML file; raise ConfigError naming the file and every problem."""
+    data = read_toml(path)
+    try:
+        return parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(err.problems, heading=f"config file {path}:") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The raw tables of a TOML file; ConfigError when it cannot be read or is not TOML."""
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:
@@ -414,14 +423,10 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError as err:
         raise ConfigError(heading=f"config file {path} is not UTF-8 text: {err}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         # The message ends with "(at line L, column C)".
         raise ConfigError(heading=f"config file {path} is not valid TOML: {err}") from None
-    try:
-        return parse_config(data)
-    except ConfigError as err:
-        raise ConfigError(err.problems, heading=f"config file {path}:") from None
 
 
 def parse_config(data: Mapping[str, Any]) -> Config:

@@ -151,8 +151,9 @@ class NodeService:
         if not node.health.online:
             # Its probes will notice when it is back; a master's retries must not eat the bus meanwhile.
             raise NoResponse(f"node {unit} is offline: {node.health.last_error}")
-        # The master retries by itself; a retry here would only double its wait.
-        reply = await self.link.transact(node, pdu, Priority.PASSTHROUGH, retries=0)
+        # Straight to the bus: no retry (the master retries by itself), and no say in the node's
+        # health: a meter that ignores an odd request from a master is not offline.
+        reply = await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
         written = written_registers(pdu)
         if written is not None and any(node.cache.tracks(r) for r in written):
             try:
