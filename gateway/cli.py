@@ -1,4 +1,4 @@
-"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate."""
+"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, export-ede."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from pathlib import Path
 import structlog
 
 from gateway import app
+from gateway.bacnet.ede import ede_text
+from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
 from gateway.config import load_config, parse_config, readable_secrets_warning
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, scan
+from gateway.pointmap import load
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
 
@@ -64,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run the built-in BCPM simulator behind a virtual serial line")
     sim_cli.add_arguments(simulate)
     simulate.set_defaults(command=sim_cli.run)
+
+    ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
+    ede.add_argument("--config", type=Path, required=True, help="TOML configuration file (its state file names the meters)")
+    ede.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    ede.add_argument("--project", default="BCPM gateway", help="PROJECT_NAME in the file (default: BCPM gateway)")
+    ede.set_defaults(command=_export_ede)
     return parser
 
 
@@ -90,6 +99,19 @@ def _check_config(args: argparse.Namespace) -> int:
         if warning:
             print(f"warning: {warning}")
     print(f"{args.file}: ok")
+    return 0
+
+
+def _export_ede(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    state = StateStore(config.gateway.state_file).load()
+    if not state.profiles:
+        raise GatewayError(f"{config.gateway.state_file}: no meters known yet; run the gateway once in discovery mode")
+    text = ede_text(plan_devices(config.bacnet, state, state.profiles.values(), load()), args.project)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8", newline="")
     return 0
 
 

@@ -1,0 +1,20 @@
+"""The BACnet/IP face: a virtual router with one routed device per meter node (SPEC 3).
+
+    objects.py        point map -> BACnet objects (type, instance, name, units, COV increment)
+    identity.py       config + state + profiles -> the router and node devices (IDs, names)
+    status.py         a cached reading -> Present_Value and Reliability
+    ede.py            the EDE point list for BMS tools (`bcpm-gateway export-ede`)
+    local_objects.py  the bacpypes3 AI/AV of a meter point (value push, checked writes)
+    devices.py        the device objects and the router's AV1/AV2
+    application.py    the bacpypes3 applications (bounded COV, TimeSync, ReinitializeDevice)
+    fixes.py          workarounds for bacpypes3 0.0.110 bugs
+    speedups.py       a cached `inspect.getattr_static` for bacpypes3
+    clock.py          the clock TimeSynchronization sets
+    errors.py         failed meter writes -> BACnet errors
+    network.py        the router and node applications of a running gateway
+    face.py           `BacnetFace`: builds the network and follows the node events
+"""
+
+from gateway.bacnet.face import BacnetFace
+
+__all__ = ["BacnetFace"]

@@ -1,0 +1,138 @@
+"""The bacpypes3 applications: one per device, the router's with the gateway-wide services.
+
+Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded COV: at most
+`MAX_COV_SUBSCRIPTIONS` per device and `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed
+notifications per subscription (a slow subscriber misses intermediate values, never the
+gateway's memory). The router's application also answers TimeSynchronization and
+UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
+a global broadcast reaches every device, and only the router acts on it) and
+ReinitializeDevice (warmstart or coldstart, with the configured password: the gateway
+acknowledges, then restarts in-process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from bacpypes3.apdu import (
+    ReinitializeDeviceRequest,
+    ReinitializeDeviceRequestReinitializedStateOfDevice,
+    SimpleAckPDU,
+    SubscribeCOVRequest,
+    TimeSynchronizationRequest,
+    UTCTimeSynchronizationRequest,
+)
+from bacpypes3.app import Application
+from bacpypes3.errors import ExecutionError
+from bacpypes3.service.cov import Subscription
+
+from gateway.bacnet.clock import Clock, epoch_of
+from gateway.bacnet.fixes import (
+    CovConfirmationGuard,
+    IndefiniteCovLifetime,
+    UnconfirmedServicesSupported,
+    WildcardDeviceInstance,
+    WriteDecodingErrors,
+)
+
+__all__ = ["DeviceApplication", "RouterApplication"]
+
+log = structlog.get_logger(__name__)
+
+MAX_COV_SUBSCRIPTIONS = 256
+MAX_NOTIFICATIONS_IN_FLIGHT = 4
+RESTART_DELAY = 0.2  # seconds between the ReinitializeDevice acknowledgement and the restart
+_RESTARTS = (
+    ReinitializeDeviceRequestReinitializedStateOfDevice.coldstart,
+    ReinitializeDeviceRequestReinitializedStateOfDevice.warmstart,
+)
+
+
+class BoundedCov:
+    async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
+        cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
+        if not cancelling and not self._subscribed(apdu) and self.subscription_count() >= MAX_COV_SUBSCRIPTIONS:
+            raise ExecutionError("resources", "noSpaceToAddListElement")
+        await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+
+    def cov_notification(self, cov: Subscription, apdu: Any) -> None:
+        in_flight = getattr(cov, "in_flight", 0)
+        if cov.confirmed:
+            if in_flight >= MAX_NOTIFICATIONS_IN_FLIGHT:
+                return  # the next change sends the then current value
+            cov.in_flight = in_flight + 1  # type: ignore[attr-defined]
+        super().cov_notification(cov, apdu)  # type: ignore[misc]
+
+    def cov_confirmation(self, cov: Subscription, future: asyncio.Future[Any]) -> None:
+        if cov.confirmed:  # bacpypes3 calls this for unconfirmed notifications too
+            cov.in_flight = getattr(cov, "in_flight", 1) - 1  # type: ignore[attr-defined]
+        super().cov_confirmation(cov, future)  # type: ignore[misc]
+
+    # bacpypes3 keeps the subscriptions in `_cov_detections` (object id -> detection) and has no
+    # public way to list them.
+    def subscription_count(self) -> int:
+        detections = self._cov_detections.values()  # type: ignore[attr-defined]
+        return sum(len(detection.cov_subscriptions) for detection in detections)
+
+    def _subscribed(self, apdu: SubscribeCOVRequest) -> bool:
+        detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
+        return detection is not None and any(
+            cov.client_addr == apdu.pduSource and cov.proc_id == apdu.subscriberProcessIdentifier
+            for cov in detection.cov_subscriptions
+        )
+
+    def cancel_all_subscriptions(self) -> None:
+        for detection in list(self._cov_detections.values()):  # type: ignore[attr-defined]
+            for cov in list(detection.cov_subscriptions):
+                self.cancel_subscription(cov)  # type: ignore[attr-defined]
+
+
+class DeviceApplication(  # type: ignore[misc]
+    BoundedCov,
+    IndefiniteCovLifetime,
+    CovConfirmationGuard,
+    WildcardDeviceInstance,
+    UnconfirmedServicesSupported,
+    WriteDecodingErrors,
+    Application,
+):
+    """The application of one device of the gateway."""
+
+
+class RouterApplication(DeviceApplication):
+    _clock: Clock
+    _password: str  # "" = none asked
+    _restart: Callable[[], None]
+
+    def configure(self, clock: Clock, password: str, restart: Callable[[], None]) -> None:
+        self._clock = clock
+        self._password = password
+        self._restart = restart
+
+    async def do_TimeSynchronizationRequest(self, apdu: TimeSynchronizationRequest) -> None:
+        self._synchronize(apdu, utc=False)
+
+    async def do_UTCTimeSynchronizationRequest(self, apdu: UTCTimeSynchronizationRequest) -> None:
+        self._synchronize(apdu, utc=True)
+
+    def _synchronize(self, apdu: TimeSynchronizationRequest | UTCTimeSynchronizationRequest, *, utc: bool) -> None:
+        told = epoch_of(apdu.time, utc=utc)
+        if told is None:
+            log.warning("time synchronization without a definite time, ignored", source=str(apdu.pduSource))
+            return
+        applied = self._clock.synchronize(told)
+        log.info("time synchronization", source=str(apdu.pduSource), utc=utc, time=str(apdu.time),
+                 applied=applied, reason=None if applied else 'rtc_control = "modbus"')
+
+    async def do_ReinitializeDeviceRequest(self, apdu: ReinitializeDeviceRequest) -> None:
+        if self._password and (apdu.password is None or str(apdu.password) != self._password):
+            raise ExecutionError("security", "passwordFailure")
+        if apdu.reinitializedStateOfDevice not in _RESTARTS:
+            raise ExecutionError("services", "serviceRequestDenied")
+        await self.response(SimpleAckPDU(context=apdu))
+        log.warning("reinitialize device: restarting", source=str(apdu.pduSource),
+                    state=str(apdu.reinitializedStateOfDevice))
+        asyncio.get_running_loop().call_later(RESTART_DELAY, self._restart)

@@ -1,0 +1,105 @@
+"""The device objects: the router's and one per meter node, and the router's setting AVs.
+
+A node device's Object_Name and Object_Identifier are writable; the write is checked, saved in
+the state file and applied at once, and survives restarts, offset changes and rediscovery (see
+`identity.py`). The router's identity is its configuration: its Object_Identifier is the device
+ID offset, so it changes through AV1 (applied at the next restart), and neither is writable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from bacpypes3.basetypes import ObjectTypesSupported
+from bacpypes3.errors import ExecutionError
+from bacpypes3.local.analog import AnalogValueObject
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.primitivedata import CharacterString, Date, ObjectIdentifier, Time
+
+from gateway.bacnet.clock import Clock
+from gateway.bacnet.identity import RouterSetting
+from gateway.bacnet.local_objects import GuardedWrites, real_value
+
+__all__ = ["GatewayDevice", "NodeDevice", "NodeIdentities", "RouterSettingValue"]
+
+#: Longest Object_Name a client may give a node device (names live in BMS databases).
+MAX_NAME_LENGTH = 64
+
+
+class GatewayDevice(GuardedWrites, DeviceObject):
+    """A device of the gateway: local time from the gateway's clock, and the object types it
+    really has (bacpypes3 reports none)."""
+
+    _clock: Clock
+
+    @property
+    def localDate(self) -> Date:  # type: ignore[override]
+        return Date.now(self._clock.time())
+
+    @localDate.setter
+    def localDate(self, value: Any) -> None:
+        pass  # computed
+
+    @property
+    def localTime(self) -> Time:  # type: ignore[override]
+        return Time.now(self._clock.time())
+
+    @localTime.setter
+    def localTime(self, value: Any) -> None:
+        pass  # computed
+
+    @property
+    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
+        supported = ObjectTypesSupported([])
+        if self._app is not None:
+            for object_type in {identifier[0] for identifier in self._app.objectIdentifier}:
+                supported[getattr(supported, object_type.attr)] = 1
+        return supported
+
+    @protocolObjectTypesSupported.setter
+    def protocolObjectTypesSupported(self, value: Any) -> None:
+        pass  # computed
+
+
+class NodeIdentities(Protocol):
+    """Who checks and saves a new node identity (the network, which knows every device)."""
+
+    async def rename(self, device: NodeDevice, name: str) -> None: ...
+
+    async def renumber(self, device: NodeDevice, instance: int) -> None: ...
+
+
+class NodeDevice(GatewayDevice):
+    _address: int  # the node's Modbus address
+    _identities: NodeIdentities
+
+    async def _write(self, name: str, value: Any) -> None:
+        if name == "objectName":
+            text = str(value) if isinstance(value, CharacterString) else None
+            if text is None or not text.strip() or len(text) > MAX_NAME_LENGTH:
+                raise ExecutionError("property", "valueOutOfRange" if text is not None else "invalidDataType")
+            await self._identities.rename(self, text)
+        elif name == "objectIdentifier":
+            if not isinstance(value, ObjectIdentifier) or value[0] != self.objectIdentifier[0]:
+                raise ExecutionError("property", "valueOutOfRange")
+            await self._identities.renumber(self, value[1])
+        else:
+            await super()._write(name, value)
+
+
+class RouterSettingValue(GuardedWrites, AnalogValueObject):
+    """AV1 (device ID offset) or AV2 (virtual network): saved at once, applied at next start."""
+
+    _setting: RouterSetting
+    _save: Callable[[RouterSetting, int], Awaitable[None]]
+
+    async def _write(self, name: str, value: Any) -> None:
+        if name != "presentValue":
+            await super()._write(name, value)
+            return
+        number = real_value(value)
+        if not number.is_integer() or int(number) not in self._setting.valid:
+            raise ExecutionError("property", "valueOutOfRange")
+        await self._save(self._setting, int(number))
+        self.presentValue = number

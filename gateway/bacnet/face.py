@@ -1,0 +1,93 @@
+"""The BACnet/IP face: serves the router and the meter devices until cancelled.
+
+It waits for the node service to know its nodes, builds the devices from the plan
+(`identity.plan_devices`), announces them, then follows the node events: every value change,
+node loss and return shows on the objects, and COV notifications follow from there. An event
+that cannot be shown is logged and the face goes on; if the event queue overflowed, every
+object is refreshed from the cache.
+"""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Interface
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gateway.bacnet import speedups
+from gateway.bacnet.clock import Clock
+from gateway.bacnet.identity import plan_devices
+from gateway.bacnet.network import BacnetNetwork
+from gateway.errors import GatewayError
+from gateway.nodes.events import NodeOffline, NodeOnline, Subscription, ValueChanged
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+__all__ = ["BacnetBindError", "BacnetFace"]
+
+log = structlog.get_logger(__name__)
+
+
+class BacnetBindError(GatewayError):
+    """The configured BACnet/IP address and port cannot be listened on."""
+
+
+class BacnetFace:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self.network: BacnetNetwork | None = None  # while serving
+
+    async def run(self) -> None:
+        gateway = self._gateway
+        settings = gateway.config.bacnet
+        await gateway.nodes.wait_ready()
+        events = gateway.hub.subscribe(ValueChanged, NodeOnline, NodeOffline)
+        try:
+            check_bindable(settings.address, settings.port)
+            speedups.install()
+            nodes = gateway.nodes
+            plan = plan_devices(settings, nodes.state, [node.profile for node in nodes.nodes.values()], nodes.pointmap)
+            clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
+            self.network = BacnetNetwork(plan, settings, nodes, clock, restart=gateway.restart.set)
+            try:
+                await self.network.start()
+                log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
+                         network=plan.router.network, devices={n.address: n.instance for n in plan.nodes})
+                await _follow(events, self.network)
+            finally:
+                self.network.close()
+                self.network = None
+        finally:
+            events.close()
+
+
+async def _follow(events: Subscription, network: BacnetNetwork) -> None:
+    dropped = events.dropped
+    async for event in events:
+        try:
+            if events.dropped != dropped:
+                log.warning("bacnet fell behind the node events; refreshing every object",
+                            lost=events.dropped - dropped)
+                dropped = events.dropped
+                network.sync()
+            network.apply(event)
+        except Exception:
+            log.exception("bacnet could not show a node event", event=repr(event))
+
+
+def check_bindable(address: IPv4Interface, port: int) -> None:
+    """Fail now, naming the settings, if the address and port cannot be listened on.
+
+    bacpypes3 retries a failed bind forever without a word, and binds with SO_REUSEPORT, so it
+    would also share the port silently with another BACnet stack on the same board.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((str(address.ip), port))
+        except OSError as error:
+            message = (f"bacnet.address = {address}, bacnet.port = {port}: cannot listen there "
+                       f"({error.strerror}); give an address of this board, or a free port")
+            log.error("bacnet not started", detail=message)
+            raise BacnetBindError(message) from error

@@ -1,0 +1,124 @@
+"""Workarounds for bugs of bacpypes3 0.0.110, one small override each.
+
+Each has a test in `tests/bacnet/test_fixes.py` that shows the stock behaviour is still broken:
+when an upgrade fixes one upstream, that test fails and the override here can go.
+
+- `IndefiniteCovLifetime`: SubscribeCOV without Lifetime (indefinite) fails with
+  operational-problem (`Subscription.__init__` compares None > 0); Lifetime 0 already means
+  indefinite there.
+- `CovConfirmationGuard`: a confirmed COV notification to a subscriber that went away raises in
+  `cov_confirmation` (one traceback per notification) and the subscription goes on for its whole
+  lifetime, forever when indefinite. Here it is cancelled after `COV_FAILURES_TO_CANCEL` misses.
+- `ReliabilityCovCriteria`: Status_Flags is computed from Reliability, so a Reliability change
+  never reaches the COV detection: a node going offline would notify nobody.
+- `WildcardDeviceInstance`: device instance 4194303 ("this device") is compared with a string
+  and never matches, so ReadProperty of it gives unknown-object.
+- `UnconfirmedServicesSupported`: Protocol_Services_Supported maps unconfirmed services with the
+  confirmed choice numbers (Who-Is shows up as some other service).
+- `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
+  the property) or becomes operational-problem, and a value of the wrong datatype gets a Reject;
+  the standard wants unknown-property and invalid-data-type errors.
+
+Two more are done where the thing is built: every analog object gets a COV_Increment (without
+one the first Present_Value change raises inside the caller, see `local_objects.py`), and the
+router announces itself (`NetworkServiceElement.startup` never awaits its announcement; see
+`network.py`). The application answers TimeSynchronization, UTCTimeSynchronization and
+ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bacpypes3.apdu import (
+    ConfirmedServiceChoice,
+    SubscribeCOVRequest,
+    UnconfirmedServiceChoice,
+    WritePropertyRequest,
+    confirmed_request_types,
+    unconfirmed_request_types,
+)
+from bacpypes3.basetypes import ServicesSupported
+from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag
+from bacpypes3.local.cov import COVIncrementCriteria
+from bacpypes3.primitivedata import ObjectType
+from bacpypes3.service.cov import Subscription
+
+__all__ = [
+    "COV_FAILURES_TO_CANCEL",
+    "CovConfirmationGuard",
+    "IndefiniteCovLifetime",
+    "ReliabilityCovCriteria",
+    "UnconfirmedServicesSupported",
+    "WildcardDeviceInstance",
+    "WriteDecodingErrors",
+]
+
+COV_FAILURES_TO_CANCEL = 3
+WILDCARD_INSTANCE = 4194303
+
+
+class IndefiniteCovLifetime:
+    async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
+        if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
+            apdu.lifetime = 0
+        await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+
+
+class CovConfirmationGuard:
+    def cov_confirmation(self, cov: Subscription, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()  # retrieved always, so asyncio does not log it
+        if cov.obj_ref is None:  # cancelled meanwhile; notifications were still in flight
+            return
+        failures = 0 if error is None else getattr(cov, "failures", 0) + 1
+        cov.failures = failures  # type: ignore[attr-defined]
+        if failures >= COV_FAILURES_TO_CANCEL:
+            self.cancel_subscription(cov)  # type: ignore[attr-defined]
+
+
+class ReliabilityCovCriteria(COVIncrementCriteria):
+    """COV_Increment detection that also notifies when Reliability (so Status_Flags) changes."""
+
+    properties_tracked = (*COVIncrementCriteria.properties_tracked, "reliability")
+
+    def send_cov_notifications(self, subscription: Subscription | None = None) -> None:
+        self.statusFlags = self.obj.statusFlags  # the tracked copy never sees the computed change
+        super().send_cov_notifications(subscription)
+
+
+class WildcardDeviceInstance:
+    def get_object_id(self, objid: Any) -> Any:
+        device = getattr(self, "device_object", None)
+        if device is not None and objid[0] == ObjectType.device and objid[1] == WILDCARD_INSTANCE:
+            return device
+        return super().get_object_id(objid)  # type: ignore[misc]
+
+
+class UnconfirmedServicesSupported:
+    def get_services_supported(self) -> ServicesSupported:
+        supported = ServicesSupported([])
+        for choices, request_types in (
+            (ConfirmedServiceChoice, confirmed_request_types),
+            (UnconfirmedServiceChoice, unconfirmed_request_types),
+        ):
+            for choice, request_type in request_types.items():
+                if hasattr(self, "do_" + request_type.__name__):
+                    supported[getattr(supported, choices(choice).attr)] = 1
+        return supported
+
+
+class WriteDecodingErrors:
+    async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
+        obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
+        if obj is not None and (
+            obj.get_property_type(apdu.propertyIdentifier) is None
+            or apdu.propertyIdentifier not in obj.propertyList  # a property of the type, not of this object
+        ):
+            raise ExecutionError("property", "unknownProperty")
+        try:
+            await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
+        except (InvalidTag, DecodingError):
+            raise ExecutionError("property", "invalidDataType") from None

@@ -1,0 +1,134 @@
+"""The bacpypes3 objects of a meter node: an Analog Input or Value per served point.
+
+Values are pushed: the face calls `show()` when the node layer reports a change, and the object
+takes Present_Value and Reliability from the node cache (bacpypes3's COV detection watches those
+assignments). A remote write goes the other way: WriteProperty of an AV's Present_Value is
+checked against the point map and written to the meter by the node service; the object shows
+what the meter holds afterwards. Nothing else is writable but COV_Increment (a BMS tunes it when
+it subscribes; it resets at restart, as on the BCPME).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from bacpypes3.basetypes import PropertyIdentifier
+from bacpypes3.errors import ExecutionError
+from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
+from bacpypes3.primitivedata import Null
+
+from gateway.bacnet.errors import write_error
+from gateway.bacnet.fixes import ReliabilityCovCriteria
+from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.status import present_state
+from gateway.errors import GatewayError
+from gateway.nodes.node import Node
+from gateway.nodes.service import NodeService
+
+__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterValue", "PointLink", "meter_object", "real_value"]
+
+log = structlog.get_logger(__name__)
+
+
+class GuardedWrites:
+    """Only what `_write` accepts is writable remotely (bacpypes3 lets a client write anything)."""
+
+    async def write_property(self, attr: Any, value: Any, index: int | None = None,
+                             priority: int | None = None) -> None:
+        if index is not None:
+            raise ExecutionError("property", "propertyIsNotAnArray")
+        await self._write(PropertyIdentifier(attr).attr, value)
+
+    async def _write(self, name: str, value: Any) -> None:
+        raise ExecutionError("property", "writeAccessDenied")
+
+
+def real_value(value: Any) -> float:
+    """A written REAL as a finite float, or the BACnet error for what it is instead."""
+    if isinstance(value, Null) or not isinstance(value, int | float):
+        raise ExecutionError("property", "invalidDataType")
+    if not math.isfinite(value):
+        raise ExecutionError("property", "valueOutOfRange")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PointLink:
+    """Where an object's value lives: one point of one node, read from the cache, written via
+    the node service."""
+
+    nodes: NodeService
+    node: Node
+    spec: ObjectSpec
+
+    def state(self) -> tuple[float, str]:
+        shown = present_state(self.node.cache.reading(self.spec.point), self.node.health.online)
+        return shown.value, shown.reliability
+
+    async def write(self, value: float) -> None:
+        await self.nodes.write_value(self.node.address, self.spec.point.register, value)
+
+
+class MeterObject(GuardedWrites):
+    """What the AI and AV of a meter point share."""
+
+    _cov_criteria = ReliabilityCovCriteria
+    _link: PointLink
+
+    def show(self) -> None:
+        """Take Present_Value and Reliability from the node cache (COV follows)."""
+        self.presentValue, self.reliability = self._link.state()
+
+    async def _write(self, name: str, value: Any) -> None:
+        if name == "covIncrement":
+            increment = real_value(value)
+            if increment <= 0:
+                raise ExecutionError("property", "valueOutOfRange")
+            self.covIncrement = increment
+        else:
+            await super()._write(name, value)
+
+
+class MeterInput(MeterObject, AnalogInputObject):
+    pass
+
+
+class MeterValue(MeterObject, AnalogValueObject):
+    async def _write(self, name: str, value: Any) -> None:
+        if name != "presentValue":
+            await super()._write(name, value)
+            return
+        wanted = real_value(value)
+        try:
+            await self._link.write(wanted)
+        except GatewayError as error:
+            log.info("bacnet write refused", object=str(self.objectIdentifier), value=wanted, reason=str(error))
+            raise write_error(error) from None
+        # The node service read the register back into the cache; show it now rather than when
+        # its event arrives, so a read right after the write sees it.
+        self.show()
+
+
+def meter_object(link: PointLink) -> MeterInput | MeterValue:
+    spec = link.spec
+    limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
+    cls = MeterValue if spec.writable else MeterInput
+    value, reliability = link.state()
+    obj = cls(
+        objectIdentifier=(spec.object_type, spec.instance),
+        objectName=spec.name,
+        description=spec.description,
+        presentValue=value,
+        reliability=reliability,
+        eventState="normal",
+        outOfService=False,
+        units=spec.units,
+        # Without a COV_Increment bacpypes3 raises on the first Present_Value change.
+        covIncrement=spec.cov_increment,
+        **{key: limit for key, limit in limits.items() if limit is not None},
+    )
+    obj._link = link
+    return obj

@@ -1,0 +1,227 @@
+"""The BACnet side of a running gateway: a router on BACnet/IP and the meters behind it.
+
+The pattern that works with bacpypes3 (reference/stack-notes.md 1.1): one `Application` per
+device. The router's has the BACnet/IP port first (so its device sits on the IP network) and a
+port on a private in-process virtual network numbered `network` (AV2); each node's has one port
+on that virtual network, its MAC address the node's Modbus address, so node 3 is "50:3".
+
+    network = BacnetNetwork(plan, config.bacnet, nodes, clock, restart=gateway.restart.set)
+    await network.start()         # I-Am-Router-To-Network and I-Am for every device
+    network.apply(event)          # a node event -> Present_Value, Reliability, COV
+    network.close()
+
+`BacnetNetwork` also checks and saves a node device's new name or ID (`NodeIdentities`): device
+names and IDs must be unique among the gateway's devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from importlib import metadata
+from typing import Any
+
+from bacpypes3.errors import ExecutionError
+from bacpypes3.local.networkport import NetworkPortObject
+from bacpypes3.vlan import VirtualNetwork
+
+from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.clock import Clock
+from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
+from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
+from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
+from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
+from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.service import NodeService
+from gateway.state import DeviceOverride, State
+
+__all__ = ["BacnetNetwork"]
+
+ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
+MAX_APDU = 1476  # what fits a BACnet/IP frame
+_network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bcpm-gateway")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+class BacnetNetwork:
+    """The router application and one application per node. Build it inside the running loop."""
+
+    def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeService, clock: Clock,
+                 restart: Callable[[], None]) -> None:
+        self._nodes = nodes
+        self._clock = clock
+        self._settings = settings
+        self._vendor = {"vendorIdentifier": plan.router.vendor_id, "vendorName": plan.router.vendor_name,
+                        "applicationSoftwareVersion": _version(), "maxApduLengthAccepted": MAX_APDU}
+        # bacpypes3 keeps virtual networks in a process-wide registry by name.
+        self._network_name = next(_network_names)
+        VirtualNetwork(self._network_name)
+        self.router = self._router(plan, restart)
+        self.devices: dict[int, NodeDevice] = {}
+        self.applications: dict[int, DeviceApplication] = {}
+        self._objects: dict[int, dict[int, MeterObject]] = {}
+        for node in plan.nodes:
+            self._add_node(node)
+
+    # --- building ---
+
+    def _router(self, plan: DevicePlan, restart: Callable[[], None]) -> RouterApplication:
+        router = plan.router
+        device = GatewayDevice(
+            objectIdentifier=("device", router.instance),
+            objectName=router.name,
+            modelName="BCPM gateway (BACnet router)",
+            firmwareRevision=_version(),
+            description=f"BACnet router to the meters on network {router.network}",
+            **self._vendor,
+        )
+        device._clock = self._clock
+        ip_port = NetworkPortObject(
+            f"{self._settings.address}:{self._settings.port}",
+            objectIdentifier=("network-port", 1),
+            objectName="BACnet/IP",
+            networkNumber=router.ip_network,
+            networkNumberQuality="configured",
+        )
+        settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
+        # The IP port first: the router's device object lives on the first bound port.
+        app = RouterApplication.from_object_list(
+            [device, ip_port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
+        )
+        app.configure(self._clock, self._settings.reinit_password, restart)
+        return app
+
+    def _router_setting(self, setting: RouterSetting, value: int) -> RouterSettingValue:
+        obj = RouterSettingValue(
+            objectIdentifier=("analog-value", setting.instance),
+            objectName=setting.name,
+            description="saved at once, applied at the next restart",
+            presentValue=float(value),
+            reliability="no-fault-detected",
+            eventState="normal",
+            outOfService=False,
+            units="noUnits",
+            covIncrement=1.0,
+            minPresValue=float(setting.valid.start),
+            maxPresValue=float(setting.valid.stop - 1),
+        )
+        obj._setting = setting
+        obj._save = self._save_setting
+        return obj
+
+    def _add_node(self, plan: NodePlan) -> None:
+        node = self._nodes.nodes[plan.address]
+        device = NodeDevice(
+            objectIdentifier=("device", plan.instance),
+            objectName=plan.name,
+            modelName=plan.model_name,
+            firmwareRevision=plan.firmware_revision,
+            serialNumber=plan.serial_number,
+            description=plan.description,
+            systemStatus=_system_status(node.health.online),
+            **self._vendor,
+        )
+        device._clock = self._clock
+        device._address = plan.address
+        device._identities = self
+        objects = [meter_object(PointLink(self._nodes, node, spec)) for spec in plan.objects]
+        port = self._virtual_port(1, plan.address, None)
+        self.applications[plan.address] = DeviceApplication.from_object_list([device, port, *objects])
+        self.devices[plan.address] = device
+        self._objects[plan.address] = {obj._link.spec.point.register: obj for obj in objects}
+
+    def _virtual_port(self, instance: int, mac: int, network: int | None) -> NetworkPortObject:
+        numbering: dict[str, Any] = (
+            {"networkNumber": network, "networkNumberQuality": "configured"}
+            if network is not None
+            else {"networkNumber": 0, "networkNumberQuality": "unknown"}
+        )
+        return NetworkPortObject(
+            objectIdentifier=("network-port", instance),
+            objectName="Virtual network",
+            networkType="virtual",
+            protocolLevel="bacnet-application",
+            macAddress=bytes([mac]),
+            networkInterfaceName=self._network_name,
+            statusFlags=[0, 0, 0, 0],
+            reliability="no-fault-detected",
+            outOfService=False,
+            changesPending=False,
+            **numbering,
+        )
+
+    # --- running ---
+
+    async def start(self) -> None:
+        """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
+        await self.router.nse.i_am_router_to_network()
+        for app in self._all_applications():
+            app.i_am()
+
+    def apply(self, event: Event) -> None:
+        """Show a node event on the node's objects."""
+        if isinstance(event, ValueChanged):
+            obj = self._objects.get(event.address, {}).get(event.point.register)
+            if obj is not None:
+                obj.show()
+        elif isinstance(event, NodeOnline | NodeOffline):
+            self.sync(event.address)
+
+    def sync(self, address: int | None = None) -> None:
+        """Show the cache on every object of one node (all nodes when None)."""
+        for each in self._objects if address is None else (address,):
+            for obj in self._objects.get(each, {}).values():
+                obj.show()
+            if each in self.devices:
+                self.devices[each].systemStatus = _system_status(self._nodes.nodes[each].health.online)
+
+    def close(self) -> None:
+        for app in self._all_applications():
+            app.cancel_all_subscriptions()
+            app.close()
+        VirtualNetwork._networks.pop(self._network_name, None)
+
+    def _all_applications(self) -> Iterator[DeviceApplication]:
+        yield self.router
+        yield from self.applications.values()
+
+    # --- identities (NodeIdentities) ---
+
+    async def rename(self, device: NodeDevice, name: str) -> None:
+        if any(other is not device and str(other.objectName) == name for other in self._all_devices()):
+            raise ExecutionError("property", "duplicateName")
+        await self._save_override(device._address, object_name=name)
+        device.objectName = name
+
+    async def renumber(self, device: NodeDevice, instance: int) -> None:
+        if instance not in range(MAX_DEVICE_INSTANCE):  # the top one is the wildcard
+            raise ExecutionError("property", "valueOutOfRange")
+        if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
+            raise ExecutionError("property", "duplicateObjectId")
+        await self._save_override(device._address, object_instance=instance)
+        device.objectIdentifier = ("device", instance)
+
+    def _all_devices(self) -> Iterator[GatewayDevice]:
+        yield self.router.device_object
+        yield from self.devices.values()
+
+    async def _save_override(self, address: int, **fields: Any) -> None:
+        def change(state: State) -> State:
+            return state.with_override(address, replace(state.overrides.get(address, DeviceOverride()), **fields))
+
+        await asyncio.to_thread(self._nodes.update_state, change)
+
+    async def _save_setting(self, setting: RouterSetting, value: int) -> None:
+        await asyncio.to_thread(self._nodes.update_state, lambda state: state.with_router(**{setting.key: value}))
+
+
+def _system_status(online: bool) -> str:
+    return "operational" if online else "non-operational"

@@ -1,0 +1,165 @@
+"""Each workaround for bacpypes3 0.0.110 (gateway/bacnet/fixes.py and friends): the stock
+behaviour is still broken, and the gateway's is right.
+
+When a `test_stock_*` here fails after a bacpypes3 upgrade, upstream fixed that bug: drop the
+workaround (and the test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
+from bacpypes3.app import Application
+from bacpypes3.errors import ExecutionError, InvalidTag
+from bacpypes3.local.analog import AnalogInputObject
+from bacpypes3.local.cov import COVIncrementCriteria
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.networkport import NetworkPortObject
+from bacpypes3.netservice import NetworkServiceElement
+from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
+from bacpypes3.vlan import VirtualNetwork
+
+from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.clock import Clock
+from gateway.bacnet.devices import GatewayDevice
+from gateway.bacnet.fixes import ReliabilityCovCriteria
+from tests.bacnet.client import Client, free_udp_port
+from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
+
+WILDCARD = ObjectIdentifier("device,4194303")
+
+
+def analog_input(**properties: object) -> AnalogInputObject:
+    return AnalogInputObject(objectIdentifier=("analog-input", 1), objectName="Current Ch 1", presentValue=1.0,
+                             units="amperes", eventState="normal", outOfService=False,
+                             reliability="no-fault-detected", **properties)
+
+
+def device(cls: type = DeviceObject, instance: int = 9001) -> DeviceObject:
+    made = cls(objectIdentifier=("device", instance), objectName=f"device {instance}", vendorIdentifier=999)
+    made._clock = Clock(follows_bacnet=False)
+    return made
+
+
+@contextlib.asynccontextmanager
+async def stock_server(*objects: object):
+    """A plain bacpypes3 device on loopback."""
+    port = free_udp_port()
+    app = Application.from_object_list([
+        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
+        *objects,
+    ])
+    try:
+        yield port
+    finally:
+        app.close()
+
+
+async def test_stock_subscribe_cov_without_lifetime_fails() -> None:
+    async with stock_server(analog_input(covIncrement=1.0)) as port:
+        client = Client(port)
+        try:
+            with pytest.raises(ErrorPDU) as failed:
+                await client.subscribe(client.router, "analog-input,1", confirmed=True, lifetime=None)
+            assert str(failed.value.errorCode) == "operational-problem"
+        finally:
+            client.close()
+    # The gateway's: tests/bacnet/test_face.py::test_cov_reports_a_current_change_beyond_the_increment
+
+
+async def test_stock_analog_object_without_cov_increment_raises_on_a_value_change() -> None:
+    stock = analog_input()
+    COVIncrementCriteria(stock)  # what a subscription attaches
+    with pytest.raises(TypeError):
+        stock.presentValue = 2.0
+    # The gateway gives every object one: tests/bacnet/test_objects.py
+
+
+async def test_stock_cov_detection_misses_a_reliability_change() -> None:
+    stock, ours = analog_input(covIncrement=1.0), analog_input(covIncrement=1.0)
+    stock_detection, our_detection = COVIncrementCriteria(stock), ReliabilityCovCriteria(ours)
+    stock.reliability = ours.reliability = "communication-failure"
+    assert stock_detection._execute_handle is None  # nothing scheduled: no notification
+    assert our_detection._execute_handle is not None
+
+
+def test_stock_cov_confirmation_raises_for_a_subscriber_that_went_away() -> None:
+    gone: asyncio.Future[None] = asyncio.Future(loop=asyncio.new_event_loop())
+    gone.set_exception(ConnectionError("no response"))
+    with pytest.raises(ConnectionError):
+        Application.cov_confirmation(Application(), None, gone)
+    # The gateway's: tests/bacnet/test_face.py::test_a_confirmed_subscriber_that_went_away_is_dropped
+
+
+async def test_stock_wildcard_device_instance_is_unknown() -> None:
+    stock = Application.from_object_list([device()])
+    ours = DeviceApplication.from_object_list([device(GatewayDevice, 9002)])
+    assert stock.get_object_id(WILDCARD) is None
+    assert ours.get_object_id(WILDCARD) is ours.device_object
+
+
+async def test_stock_services_supported_misses_who_is() -> None:
+    stock = Application.from_object_list([device()])
+    ours = DeviceApplication.from_object_list([device(GatewayDevice, 9003)])
+    assert stock.get_services_supported()["who-is"] == 0
+    supported = ours.get_services_supported()
+    assert supported["who-is"] == supported["who-has"] == supported["read-property-multiple"] == 1
+    assert supported["subscribe-cov"] == supported["write-property"] == 1
+
+
+async def test_stock_object_types_supported_is_empty() -> None:
+    stock = Application.from_object_list([device(), analog_input(covIncrement=1.0)])
+    ours = DeviceApplication.from_object_list([device(GatewayDevice, 9004), analog_input(covIncrement=1.0)])
+    assert not any(stock.device_object.protocolObjectTypesSupported)
+    supported = ours.device_object.protocolObjectTypesSupported
+    assert supported["analog-input"] == supported["device"] == 1
+    assert supported["analog-value"] == 0
+
+
+async def test_stock_write_of_the_wrong_datatype_is_rejected_instead_of_an_error() -> None:
+    request = WritePropertyRequest(objectIdentifier=ObjectIdentifier("analog-input,1"),
+                                   propertyIdentifier="covIncrement", propertyValue=CharacterString("x"))
+    request = WritePropertyRequest.decode(request.encode())  # as it comes off the wire
+    stock = Application.from_object_list([device(), analog_input(covIncrement=1.0)])
+    ours = DeviceApplication.from_object_list([device(GatewayDevice, 9005), analog_input(covIncrement=1.0)])
+    with pytest.raises(InvalidTag):
+        await stock.do_WritePropertyRequest(request)
+    with pytest.raises(ExecutionError) as refused:
+        await ours.do_WritePropertyRequest(request)
+    assert refused.value.errorCode == "invalidDataType"
+
+
+def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:
+    for service in ("TimeSynchronizationRequest", "UTCTimeSynchronizationRequest", "ReinitializeDeviceRequest"):
+        assert not hasattr(Application, f"do_{service}")
+        assert hasattr(RouterApplication, f"do_{service}")
+
+
+async def test_stock_router_does_not_announce_itself() -> None:
+    port = free_udp_port()
+    with broadcast_listener(port) as listener:
+        VirtualNetwork("stock-router-test")
+        try:
+            router = Application.from_object_list([
+                device(),
+                NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP",
+                                  networkNumber=1, networkNumberQuality="configured"),
+                NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
+                                  protocolLevel="bacnet-application", macAddress=b"\x00",
+                                  networkInterfaceName="stock-router-test", networkNumber=50,
+                                  networkNumberQuality="configured"),
+            ])
+            loop = asyncio.get_running_loop()
+            heard = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    while True:
+                        heard.append(decode_broadcast(await loop.sock_recv(listener, 2048)))
+            router.close()
+        finally:
+            VirtualNetwork._networks.pop("stock-router-test")
+    assert not [entry for entry in heard if entry and entry[0] == "router"]
+    assert not asyncio.iscoroutinefunction(NetworkServiceElement.startup)  # so it cannot await it
+    # The gateway's: tests/bacnet/test_lifecycle.py::test_router_and_devices_announce_themselves_at_start
