@@ -51,11 +51,11 @@ def test_a_foreign_library_record_goes_through_the_same_json_formatter(
     configure_logging("info", "json")
     structlog.contextvars.bind_contextvars(node=7)
 
-    logging.getLogger("pymodbus").warning("no response from %s", "unit 7")
+    logging.getLogger("pymodbus").error("no response from %s", "unit 7")
 
     [line] = json_lines(capsys)
     assert line["event"] == "no response from unit 7"
-    assert (line["level"], line["logger"], line["node"]) == ("warning", "pymodbus", 7)
+    assert (line["level"], line["logger"], line["node"]) == ("error", "pymodbus", 7)
     assert "timestamp" in line
 
 
@@ -133,6 +133,17 @@ def test_library_loggers_are_held_at_warning_unless_the_level_is_debug(
     configure_logging("debug", "json")
     logging.getLogger("bacpypes3.ipv4").debug("now shown")
     assert [line["event"] for line in json_lines(capsys)] == ["now shown"]
+
+
+def test_pymodbus_decode_warnings_stay_out_of_the_log_unless_debugging(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+    logging.getLogger("pymodbus.logging").warning("Unable to decode frame")
+    assert json_lines(capsys) == []
+    configure_logging("debug", "json")
+    logging.getLogger("pymodbus.logging").warning("Unable to decode frame")
+    assert [line["event"] for line in json_lines(capsys)] == ["Unable to decode frame"]
 
 
 def test_the_level_filters_our_events_and_library_records_alike(

@@ -1,0 +1,192 @@
+"""SNMP agent throughput and trap latency, measured with net-snmp's own tools.
+
+The gateway polls 2 simulated boards (4 model-A nodes) on a simulated line with wire time emulated
+at 115200 8N1 and a 5 ms meter turnaround; its agent listens on a free loopback port. Once every
+value has been read:
+
+* walks of the whole served tree (from .1) with `snmpbulkwalk -Cr25`, `-Cr50` and `snmpwalk`
+  (GETNEXT), each run several times; OIDs per second = varbinds printed / wall time of the tool;
+* trap latency: the simulator's current on a channel is driven over its non-latching high alarm
+  threshold, and the time to the line `snmptrapd` prints is taken (it includes waiting for the
+  next poll of the meter); also from the moment the alarm event reached the gateway's event hub.
+
+Prints one JSON object. The simulator runs in this process (the tests' rig), so it can be driven.
+
+    python bench/snmp.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.app import running
+from gateway.config import parse_config
+from gateway.logging import configure_logging
+from gateway.nodes.events import AlarmChanged
+from gateway.sim import Board, SimulatedLine
+from gateway.snmp import SnmpFace
+
+BOARDS = 2
+BAUDRATE = 115200
+TURNAROUND = 0.005
+POLL_INTERVAL = 0.1
+BULK_RUNS = 5
+GETNEXT_RUNS = 2
+ALARMS = 8  # channels driven into alarm, one after the other
+TARGET_BULK = 5000
+RAISED = "OID: .1.3.6.1.4.1.3833.1.30.1.2.0.1"  # bcpmChannelAlarmRaised
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TrapLog:
+    """snmptrapd on loopback; keeps (arrival time, line) of every trap it prints."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        conf = folder / "snmptrapd.conf"
+        conf.write_text("disableAuthorization yes\n")
+        self.port = free_udp_port()
+        self.lines: list[tuple[float, str]] = []
+        self._process = subprocess.Popen(
+            ["snmptrapd", "-f", "-Lo", "-C", "-c", str(conf), "-n", "-On", "-F", "TRAP|%v\n",
+             f"udp:127.0.0.1:{self.port}"], stdout=subprocess.PIPE, text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait()
+
+
+def walk(env: dict[str, str], port: int, *command: str) -> float:
+    """OIDs per second of one walk of the whole tree."""
+    started = time.monotonic()
+    result = subprocess.run([*command, "-v2c", "-c", "public", "-On", "-t", "5", f"udp:127.0.0.1:{port}", ".1"],
+                            capture_output=True, text=True, env=env, check=True)
+    seconds = time.monotonic() - started
+    return sum(1 for line in result.stdout.splitlines() if " = " in line) / seconds
+
+
+def swept(face: SnmpFace) -> bool:
+    """The tree is served and every instance has a value."""
+    index = face.controller.index if face.controller else None
+    return index is not None and len(index) > 100 and all(read() is not None for read in index.readers)
+
+
+async def trap_latencies(line: SimulatedLine, gateway: Any, traps: TrapLog) -> tuple[list[float], list[float]]:
+    """(from the simulator's alarm, from the gateway's alarm event) to snmptrapd, in seconds."""
+    events = gateway.hub.subscribe(AlarmChanged)
+    seen: dict[int, float] = {}
+
+    async def note_events() -> None:
+        async for event in events:
+            if event.point.key == "alarm_status" and event.raised:
+                seen.setdefault(event.point.channel, time.monotonic())
+
+    noting = asyncio.create_task(note_events())
+    from_alarm, from_event = [], []
+    try:
+        for channel in range(1, ALARMS + 1):
+            count = len(traps.lines)
+            driven = time.monotonic()
+            line.panel(1).set_current(channel, 19.0)  # 95 % of the 20 A breaker: non-latching high
+            while not any(RAISED in text and f".1.3.6.1.4.1.3833.1.30.1.2.4.2.0 = INTEGER: {channel}\t" in text
+                          for _, text in traps.lines[count:]):
+                await asyncio.sleep(0.001)
+            arrived = next(t for t, text in traps.lines[count:] if RAISED in text)
+            from_alarm.append(arrived - driven)
+            from_event.append(arrived - seen[channel])
+            await asyncio.sleep(0.2)
+    finally:
+        noting.cancel()
+        events.close()
+    return from_alarm, from_event
+
+
+def summary(values: list[float], scale: float = 1.0, digits: int = 0) -> dict[str, float]:
+    return {"median": round(statistics.median(values) * scale, digits), "min": round(min(values) * scale, digits),
+            "max": round(max(values) * scale, digits)}
+
+
+async def measure() -> dict[str, Any]:
+    boards = [Board(1 + 2 * i, model="A", baudrate=BAUDRATE) for i in range(BOARDS)]
+    line = SimulatedLine(boards, baudrate=BAUDRATE, turnaround=TURNAROUND, emulate_wire=True)
+    line.start()
+    try:
+        with tempfile.TemporaryDirectory() as folder_name:
+            folder = Path(folder_name)
+            (folder / "cert_indexes").mkdir()
+            env = {**os.environ, "SNMPCONFPATH": folder_name, "SNMP_PERSISTENT_DIR": folder_name, "MIBS": ""}
+            traps = TrapLog(folder, env)
+            port = free_udp_port()
+            config = parse_config({
+                "gateway": {"state_file": str(folder / "state.json")},
+                "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": f"1-{2 * BOARDS}",
+                           "poll_interval": POLL_INTERVAL, "probe_timeout": 0.02},
+                "bacnet": {"enabled": False}, "modbus_tcp": {"enabled": False},
+                "snmp": {"enabled": True, "address": "127.0.0.1", "port": port, "read_community": "public",
+                         "notify_hosts": [f"127.0.0.1:{traps.port}"]},
+            })
+            try:
+                async with running(config) as gateway:
+                    face = next(f for f in gateway.faces if isinstance(f, SnmpFace))
+                    while not swept(face):
+                        await asyncio.sleep(0.05)
+                    assert face.controller is not None
+                    served = len(face.controller.index)
+                    bulk25 = [await asyncio.to_thread(walk, env, port, "snmpbulkwalk", "-Cr25")
+                              for _ in range(BULK_RUNS)]
+                    bulk50 = [await asyncio.to_thread(walk, env, port, "snmpbulkwalk", "-Cr50")
+                              for _ in range(BULK_RUNS)]
+                    getnext = [await asyncio.to_thread(walk, env, port, "snmpwalk") for _ in range(GETNEXT_RUNS)]
+                    from_alarm, from_event = await trap_latencies(line, gateway, traps)
+                    cycles = [report.duration for report in list(gateway.nodes.poller.reports)[2:]]
+            finally:
+                traps.stop()
+    finally:
+        line.stop()
+    return {
+        "benchmark": "snmp",
+        "boards": BOARDS,
+        "nodes": 2 * BOARDS,
+        "oids_served": served,
+        "line": {"baudrate": BAUDRATE, "framing": "8N1", "turnaround_ms": TURNAROUND * 1000,
+                 "poll_interval_s": POLL_INTERVAL, "poll_cycle_s_median": round(statistics.median(cycles), 3)},
+        "bulkwalk_cr25_oids_per_s": summary(bulk25),
+        "bulkwalk_cr50_oids_per_s": summary(bulk50),
+        "getnext_walk_oids_per_s": summary(getnext),
+        "bulk_target_oids_per_s": TARGET_BULK,
+        "bulk_target_met": min(statistics.median(bulk25), statistics.median(bulk50)) >= TARGET_BULK,
+        "trap_latency_ms": {"from_simulator_alarm": summary(from_alarm, 1000, 1),
+                            "from_gateway_alarm_event": summary(from_event, 1000, 1),
+                            "samples": len(from_alarm)},
+    }
+
+
+def main() -> None:
+    configure_logging("warning", "console")
+    json.dump(asyncio.run(measure()), sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

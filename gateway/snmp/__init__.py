@@ -1,0 +1,16 @@
+"""SNMP face: a v2c agent serving the node cache under the BCPME's enterprise branch, with traps.
+
+    gateway.snmp.tree           the OID tree, generated from the point map (pure)
+    gateway.snmp.mib            the MIB module text, written from the tree (pure)
+    gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK
+    gateway.snmp.readers        index entries bound to node caches, health and engine counters
+    gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs
+    gateway.snmp.responders     one-call GETBULK; SET answered once the meter took it
+    gateway.snmp.notifications  node events to traps, and sending them
+    gateway.snmp.transport      pysnmp's UDP transport, dropping datagrams pysnmp fails on
+    gateway.snmp.agent          the face: engine, socket, communities, tasks
+"""
+
+from gateway.snmp.agent import SnmpFace
+
+__all__ = ["SnmpFace"]

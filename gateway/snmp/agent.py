@@ -1,0 +1,108 @@
+"""The SNMP face: a v2c agent on the main event loop, serving the node cache, sending traps.
+
+Communities: the read community reads everything served; the write community (none: SET is off)
+also writes the writable objects under the enterprise tree; the trap community only signs traps.
+A request with any other community gets no answer and counts in snmpInBadCommunityNames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+import structlog
+from pysnmp.carrier.asyncio.dgram import udp
+from pysnmp.entity import config
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413 import cmdrsp, context
+
+from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline, Subscription
+from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
+from gateway.snmp.index import OidIndex
+from gateway.snmp.notifications import COLD_START, Notifier
+from gateway.snmp.readers import layout_entries, standard_entries
+from gateway.snmp.responders import BulkResponder, DeferredSetResponder
+from gateway.snmp.transport import GuardedUdpTransport
+from gateway.snmp.tree import BASE, default_layout
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = structlog.get_logger(__name__)
+
+_READER = "bcpm-read"
+_WRITER = "bcpm-write"
+
+
+class SnmpFace:
+    def __init__(self, gateway: Gateway) -> None:
+        self.settings = gateway.config.snmp
+        self.nodes = gateway.nodes
+        self.hub = gateway.hub
+        self.bound: tuple[str, int] | None = None  # the address actually listening
+        self.controller: CacheController | None = None  # set once the agent answers
+
+    async def run(self) -> None:
+        # Subscribed first, so that no event between start and serving is lost.
+        events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline)
+        sock = self._bind()
+        try:
+            # Building the agent takes a few hundred ms of CPU: not while discovery probes with
+            # short timeouts on the bus thread. Requests meanwhile wait in the socket.
+            await self.nodes.wait_ready()
+            engine = SnmpEngine()
+            try:
+                await self._serve(engine, sock, events)
+            finally:
+                engine.close_dispatcher()
+        finally:
+            events.close()
+            sock.close()
+
+    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription) -> None:
+        layout = default_layout()
+        nodes = dict(self.nodes.nodes)
+        config.add_transport(engine, udp.DOMAIN_NAME, GuardedUdpTransport().open_server_mode(sock=sock))
+        index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
+        self.controller = CacheController(index, self._communities(engine))
+        snmp_context = context.SnmpContext(engine)
+        snmp_context.unregister_context_name(b"")
+        snmp_context.register_context_name(b"", self.controller)
+        notifier = Notifier(engine, self.settings, layout, self.nodes)
+        async with asyncio.TaskGroup() as group:
+            for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder, BulkResponder):
+                responder(engine, snmp_context)
+            DeferredSetResponder(engine, snmp_context, self._write, group.create_task)
+            log.info("snmp agent serving", address=sock.getsockname()[0], port=sock.getsockname()[1],
+                     instances=len(index), nodes=sorted(nodes),
+                     receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts])
+            notifier.send(COLD_START)
+            group.create_task(notifier.run(events))
+
+    def _bind(self) -> socket.socket:
+        """Bind here, so that a taken or unknown address fails the face now, with its reason."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.settings.address, self.settings.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.bound = sock.getsockname()[:2]
+        return sock
+
+    def _communities(self, engine: SnmpEngine) -> frozenset[str]:
+        """Register the communities; the security names that may write."""
+        read, write = self.settings.read_community, self.settings.write_community
+        if write != read:  # one community that is both is the writer
+            config.add_v1_system(engine, _READER, read)
+            config.add_vacm_user(engine, 2, _READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=NO_VIEW)
+        if write is None:
+            return frozenset()
+        config.add_v1_system(engine, _WRITER, write)
+        config.add_vacm_user(engine, 2, _WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
+        return frozenset({_WRITER})
+
+    async def _write(self, write: Write) -> None:
+        await self.nodes.write(write.address, write.register, [write.raw])

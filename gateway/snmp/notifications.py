@@ -1,0 +1,154 @@
+"""Notifications: v2c traps with the trap community to every configured receiver.
+
+    coldStart                                    when the agent starts
+    bcpmChannelAlarmRaised / ...Cleared          alarm bits of a CT channel (latching and non-latching)
+    bcpmVoltageAlarmRaised / ...Cleared          alarm bits of a line-to-line pair
+    bcpmNodeLost / bcpmNodeRestored              a node stops / starts answering again
+
+`traps_for` turns a node event into traps (pure); `Notifier` configures the engine's notification
+targets once and sends. Traps leave from the agent's own socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+from pysnmp.carrier.asyncio.dgram import udp
+from pysnmp.entity import config
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.entity.rfc3413 import ntforg
+from pysnmp.proto import rfc1902
+
+from gateway.config import SnmpSettings
+from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.service import NodeService
+from gateway.pointmap import Point, PointMap
+from gateway.snmp.controller import NO_VIEW, READ_VIEW
+from gateway.snmp.readers import SYNTAX
+from gateway.snmp.tree import Column, Layout
+
+log = structlog.get_logger(__name__)
+
+SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
+FRESH_POLL = 0.02  # seconds between looks at the cache while waiting for a fresh measurement
+
+_PRINCIPAL = "bcpm-trap"
+_PARAMS = "bcpm-trap-params"
+_TARGET = "bcpm-notification"
+_RECEIVER_TAG = "bcpm-receiver"
+# The trap community's entry carries a tag no receiving address has, so a request using it is not
+# accepted as a community of the agent (it is only for sending).
+_SEND_ONLY_TAG = "bcpm-send-only"
+_STATUS_KEYS = ("alarm_status", "voltage_alarm_status")
+
+
+@dataclass(frozen=True, slots=True)
+class Trap:
+    oid: tuple[int, ...]
+    objects: tuple[tuple[Column, int | str], ...]  # notification objects and their values
+
+
+def alarm_transition(event: Event) -> AlarmChanged | None:
+    """The event if it is a channel or voltage alarm status that changed from a known value.
+
+    The first reading of a status (old_bits None) is where it stands at start, not a transition.
+    """
+    if isinstance(event, AlarmChanged) and event.old_bits is not None and event.point.key in _STATUS_KEYS:
+        return event
+    return None
+
+
+def traps_for(event: Event, layout: Layout, measured: float | int | None = None) -> list[Trap]:
+    """The traps a node event calls for (none for value changes and global alarm summaries).
+
+    ``measured`` is the alarm's current (channel) or line-to-line voltage (pair), if known.
+    """
+    objects = {column.name: column for column in layout.notify_objects}
+    notifications = {n.name: n.oid for n in layout.notifications}
+    panel = objects["bcpmNotifyPanel"]
+    match event:
+        case NodeOffline(address=address, reason=reason):
+            return [Trap(notifications["bcpmNodeLost"], ((panel, address), (objects["bcpmNotifyReason"], reason)))]
+        case NodeOnline(address=address):
+            return [Trap(notifications["bcpmNodeRestored"], ((panel, address),))]
+        case AlarmChanged(point=Point(channel=int(channel)) as point) if alarm_transition(event):
+            voltage = point.key == "voltage_alarm_status"
+            kind = "Voltage" if voltage else "Channel"
+            quantity = objects["bcpmNotifyVoltage" if voltage else "bcpmNotifyCurrent"]
+            value = quantity.to_snmp(measured)
+            traps = []
+            for change, bits in (("Raised", event.raised), ("Cleared", event.cleared)):
+                if bits:
+                    values: list[tuple[Column, int | str]] = [
+                        (panel, event.address), (objects["bcpmNotifyChannel"], channel),
+                        (objects["bcpmNotifyStatus"], event.new_bits), (objects["bcpmNotifyBits"], bits)]
+                    if value is not None:
+                        values.append((quantity, value))
+                    traps.append(Trap(notifications[f"bcpm{kind}Alarm{change}"], tuple(values)))
+            return traps
+    return []
+
+
+def measured_point(pointmap: PointMap, status: Point) -> Point:
+    """The current of an alarm's channel, or the line-to-line voltage of a voltage alarm's pair."""
+    if status.key == "voltage_alarm_status":
+        return pointmap.find("volts_ll", group="voltage", phase=status.channel)
+    return next(p for p in pointmap.points
+                if p.key == "current" and p.group in ("branch", "aux") and p.channel == status.channel)
+
+
+class Notifier:
+    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeService) -> None:
+        self._engine = engine
+        self._layout = layout
+        self._nodes = nodes
+        self._receivers = settings.notify_hosts
+        self._originator = ntforg.NotificationOriginator()
+        config.add_v1_system(engine, _PRINCIPAL, settings.trap_community, transportTag=_SEND_ONLY_TAG)
+        config.add_vacm_user(engine, 2, _PRINCIPAL, "noAuthNoPriv", readSubTree=NO_VIEW, writeSubTree=NO_VIEW,
+                             notifySubTree=READ_VIEW)
+        config.add_target_parameters(engine, _PARAMS, _PRINCIPAL, "noAuthNoPriv", mpModel=1)  # v2c
+        for number, (host, port) in enumerate(self._receivers):
+            config.add_target_address(engine, f"bcpm-receiver-{number}", udp.DOMAIN_NAME, (host, port), _PARAMS,
+                                      tagList=_RECEIVER_TAG)
+        config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
+
+    def send(self, oid: tuple[int, ...], objects: tuple[tuple[Column, int | str], ...] = ()) -> None:
+        if not self._receivers:
+            return
+        var_binds = [(SNMP_TRAP_OID, rfc1902.ObjectIdentifier(oid)),
+                     *((column.oid + (0,), SYNTAX[column.smi](value)) for column, value in objects)]
+        try:
+            self._originator.send_varbinds(self._engine, _TARGET, None, b"", var_binds)
+        except Exception:  # a trap that cannot leave must not stop the agent
+            log.exception("snmp notification not sent", notification=oid)
+
+    async def run(self, events: Subscription) -> None:
+        """Send the traps of node events until cancelled."""
+        async for event in events:
+            alarm = alarm_transition(event)
+            measured = None if alarm is None else await self._measured(alarm)
+            for trap in traps_for(event, self._layout, measured):
+                self.send(trap.oid, trap.objects)
+
+    async def _measured(self, event: AlarmChanged) -> float | int | None:
+        """The alarm's current or voltage as the meter had it at the alarm.
+
+        The status and the measurement are read by different transactions of a poll cycle: wait
+        (at most about a cycle) until the cache holds a measurement read no earlier than the status.
+        """
+        node = self._nodes.nodes.get(event.address)
+        if node is None:
+            return None
+        point = measured_point(self._nodes.pointmap, event.point)
+        since = node.cache.reading(event.point).timestamp or 0.0
+        reports = self._nodes.poller.reports
+        deadline = time.monotonic() + 2 * (reports[-1].duration if reports else 0.0) + self._nodes.poller.interval
+        while (node.cache.reading(point).timestamp or 0.0) < since and time.monotonic() < deadline:
+            await asyncio.sleep(FRESH_POLL)
+        value = node.cache.reading(point).value
+        return None if isinstance(value, str) else value

@@ -1,0 +1,167 @@
+"""Index entries bound to live data: node caches and health, and the engine's own counters.
+
+    index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
+
+Point values come from the node cache as decoded by the poller; the pysnmp value object is kept
+until the cache holds a new reading, so a walk over unchanged values builds no new objects.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.proto import rfc1902
+
+from gateway.nodes.cache import Reading
+from gateway.nodes.node import Node
+from gateway.pointmap import Access, Point
+from gateway.snmp.index import Entry, Reader, Target
+from gateway.snmp.tree import BASE, Column, Instance, Layout, NodeField, Smi
+
+SYNTAX: dict[Smi, Any] = {  # the pysnmp class of each syntax
+    Smi.INTEGER32: rfc1902.Integer32,
+    Smi.UNSIGNED32: rfc1902.Unsigned32,
+    Smi.COUNTER32: rfc1902.Counter32,
+    Smi.COUNTER64: rfc1902.Counter64,
+    Smi.TRUTH_VALUE: rfc1902.Integer32,
+    Smi.DISPLAY_STRING: rfc1902.OctetString,
+}
+
+TRUE, FALSE = 1, 2  # TruthValue
+COUNTER32_WRAP = 2**32
+UNSIGNED32_MAX = 2**32 - 1  # a poll age past 49 days stays there
+
+SYSTEM = (1, 3, 6, 1, 2, 1, 1)
+SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)
+SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP v2c"
+SYS_SERVICES = 72  # applications (layer 7) and end-to-end (layer 4)
+SNMP_AUTHEN_TRAPS_DISABLED = 2
+
+
+class PointReader:
+    """The served value of one point of one node, rebuilt only when the cache's reading changes."""
+
+    __slots__ = ("_column", "_readings", "_register", "_seen", "_syntax", "_value")
+
+    def __init__(self, node: Node, point: Point, column: Column) -> None:
+        self._readings: Mapping[int, Reading] = node.cache.readings
+        self._register = point.register
+        self._column = column
+        self._syntax = SYNTAX[column.smi]
+        self._seen: Reading | None = None
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        reading = self._readings[self._register]
+        if reading is not self._seen:
+            number = self._column.to_snmp(reading.value)
+            self._value = None if number is None else self._syntax(number)
+            self._seen = reading
+        return self._value
+
+
+def _node_value(node: Node, field: NodeField) -> int | str | None:
+    health, profile = node.health, node.profile
+    match field:
+        case NodeField.ONLINE:
+            return TRUE if health.online else FALSE
+        case NodeField.POLL_AGE:
+            last = health.last_success
+            return None if last is None else min(max(0, round((time.time() - last) * 1000)), UNSIGNED32_MAX)
+        case NodeField.SERIAL:
+            return profile.serial
+        case NodeField.MODEL:
+            return profile.model
+        case NodeField.DEVICE_ID:
+            return profile.device_id
+        case NodeField.FIRMWARE_RS:
+            return profile.firmware_rs
+        case NodeField.FIRMWARE_OS:
+            return profile.firmware_os
+        case NodeField.BOARD:
+            return profile.primary_address
+        case NodeField.PANEL_NUMBER:
+            return node.panel
+        case NodeField.FAILURES:
+            return health.consecutive_failures
+        case NodeField.LAST_ERROR:
+            return health.last_error
+        case NodeField.TRANSACTIONS:
+            return health.transactions % COUNTER32_WRAP
+        case NodeField.FAILED_TRANSACTIONS:
+            return health.failures % COUNTER32_WRAP
+        case NodeField.WENT_OFFLINE:
+            return health.went_offline % COUNTER32_WRAP
+
+
+def _node_reader(node: Node, column: Column) -> Reader:
+    assert column.node_field is not None
+    field, syntax = column.node_field, SYNTAX[column.smi]
+
+    def read() -> Any:
+        value = column.to_snmp(_node_value(node, field))
+        return None if value is None else syntax(value)
+
+    return read
+
+
+def _constant(value: Any) -> Reader:
+    return lambda: value
+
+
+def _entry(instance: Instance, node: Node) -> Entry:
+    column, point = instance.column, instance.point
+    if point is None:
+        read = _node_reader(node, column)
+    elif point.access is Access.W:
+        read = _constant(SYNTAX[column.smi](0))  # the meter reads write-only registers as 0
+    else:
+        read = PointReader(node, point, column)
+    target = Target(node, point, column) if point is not None and column.writable else None
+    return Entry(instance.oid, read, column.oid, target)
+
+
+def layout_entries(layout: Layout, nodes: Mapping[int, Node]) -> Iterator[Entry]:
+    """The enterprise tree's instances for these nodes."""
+    models = {address: node.profile.model for address, node in nodes.items()}
+    for instance in layout.instances(models):
+        yield _entry(instance, nodes[instance.address])
+
+
+def standard_entries(engine: SnmpEngine) -> Iterator[Entry]:
+    """The system group and the snmp group's current objects (RFC 3418), from the engine's counters."""
+    builder = engine.get_mib_builder()
+
+    def engine_scalar(symbol: str) -> Reader:
+        (instance,) = builder.import_symbols("__SNMPv2-MIB", symbol)
+        # clone(): sysUpTime computes its value then; the counters are replaced as they count.
+        return lambda: instance.syntax.clone()
+
+    constants: dict[tuple[int, ...], Any] = {
+        SYSTEM + (1,): rfc1902.OctetString(SYS_DESCR),
+        SYSTEM + (2,): rfc1902.ObjectIdentifier(BASE),
+        SYSTEM + (4,): rfc1902.OctetString(""),
+        SYSTEM + (5,): rfc1902.OctetString(socket.gethostname()),
+        SYSTEM + (6,): rfc1902.OctetString(""),
+        SYSTEM + (7,): rfc1902.Integer32(SYS_SERVICES),
+        SYSTEM + (8,): rfc1902.TimeTicks(0),
+        SNMP_GROUP + (30,): rfc1902.Integer32(SNMP_AUTHEN_TRAPS_DISABLED),
+    }
+    counters: dict[tuple[int, ...], Callable[[], Any]] = {
+        SYSTEM + (3,): engine_scalar("sysUpTime"),
+        SNMP_GROUP + (1,): engine_scalar("snmpInPkts"),
+        SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions"),
+        SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames"),
+        SNMP_GROUP + (5,): engine_scalar("snmpInBadCommunityUses"),
+        SNMP_GROUP + (6,): engine_scalar("snmpInASNParseErrs"),
+        SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),
+        SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
+    }
+    for oid, value in constants.items():
+        yield Entry(oid + (0,), _constant(value), oid)
+    for oid, read in counters.items():
+        yield Entry(oid + (0,), read, oid)

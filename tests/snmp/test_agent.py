@@ -1,0 +1,197 @@
+"""The SNMP agent against net-snmp's tools, with the simulated boards behind the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from gateway.pointmap import load
+from gateway.sim import Faults
+from gateway.snmp.responders import MAX_BULK_VARBINDS
+from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE, default_layout
+from tests.snmp.netsnmp import dotted, run_async, varbinds
+from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE
+from tests.support import eventually
+
+PM = load()
+LAYOUT = default_layout()
+CURRENT_12 = PM.find("current", group="branch", channel=12)
+CT_SIZE_5 = PM.find("ct_size", group="setup", channel=5)
+ALARM_7 = PM.find("alarm_status", group="alarms", channel=7)
+SNMP_IN_BAD_COMMUNITY_NAMES = ".1.3.6.1.2.1.11.4.0"
+SNMP_IN_ASN_PARSE_ERRS = ".1.3.6.1.2.1.11.6.0"
+SYS_DESCR = ".1.3.6.1.2.1.1.1.0"
+
+
+def instance(point, address: int) -> str:
+    column = LAYOUT.column_of(point)
+    per_panel = len(LAYOUT.table_of(column).indexes) == 1
+    return dotted(column.oid + ((address,) if per_panel else (address, point.channel)))
+
+
+def error_of(result) -> str:
+    """The error status net-snmp reports ("noAccess", ...), or "" when the request succeeded."""
+    for line in result.stderr.splitlines():
+        if line.startswith("Reason: "):
+            return line.removeprefix("Reason: ").split()[0]
+    return ""
+
+
+async def test_snmpget_of_a_branch_current_equals_the_simulators(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    panel = agent.line.panel(2)
+    panel.set_current(12, 17.5)
+    node = agent.gateway.nodes.nodes[2]
+    await eventually(lambda: node.cache.reading(CURRENT_12).value == 17.5, what="current polled")
+    scale = node.cache.scale_of(CURRENT_12)
+    assert scale is not None
+    [raw] = panel.read(CURRENT_12.register, 1)
+    result = await agent.tool("snmpget", instance(CURRENT_12, 2))
+    assert result.returncode == 0, result.stderr
+    [got] = varbinds(result.stdout)
+    assert (got.type, got.number) == ("INTEGER", raw * 10 ** (scale + 3)) == ("INTEGER", 17500)  # milliamps
+
+
+async def test_bulkwalk_of_the_whole_subtree_returns_every_expected_oid_in_order(snmp_agent) -> None:
+    agent = await snmp_agent(1, 3)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    result = await agent.tool("snmpbulkwalk", "-Cr25", dotted(BASE))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    walked = varbinds(result.stdout)
+    assert [vb.value for vb in walked if vb.exception] == ["No more variables left in this MIB View (It is past "
+                                                          "the end of the MIB tree)"]  # one row, not 25
+    expected = sorted(i.oid for i in LAYOUT.instances({address: "A" for address in (1, 2, 3, 4)}))
+    assert [vb.oid for vb in walked if not vb.exception] == expected
+    assert BASE + (1, 5, 1, 1, 7, 4, 42) in expected  # current of channel 42 of panel 4
+    assert ADVANCED_FEATURES_OID + (0,) in expected
+
+
+async def test_getnext_walk_of_a_table_is_the_same_as_the_bulk_walk(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    table = dotted(BASE + (1, 2, 2))  # channel alarms: 2 panels x 46 channels x 6 columns
+    walk = await agent.tool("snmpwalk", table)
+    bulk = await agent.tool("snmpbulkwalk", "-Cr50", table)
+    assert walk.returncode == bulk.returncode == 0
+    oids = [vb.oid for vb in varbinds(walk.stdout)]
+    assert oids == [vb.oid for vb in varbinds(bulk.stdout)] and len(oids) == 2 * 46 * 6
+
+
+async def test_a_walk_is_served_from_the_cache_while_the_bus_is_slow(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    agent.line.faults = Faults(slow=1.0, slow_delay=0.04)  # every reply late: the bus is busy all the time
+    result = await agent.tool("snmpbulkwalk", "-Cr50", dotted(BASE))
+    assert result.returncode == 0
+    served = len(agent.face.controller.index) - STANDARD_INSTANCES
+    assert len([vb for vb in varbinds(result.stdout) if not vb.exception]) == served
+
+
+async def test_set_with_the_write_community_reaches_the_meter(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    result = await agent.tool("snmpset", instance(CT_SIZE_5, 2), "u", "200", community=WRITE)
+    assert result.returncode == 0, result.stderr
+    assert agent.line.panel(2).read(CT_SIZE_5.register, 1) == [200]
+    [got] = varbinds((await agent.tool("snmpget", instance(CT_SIZE_5, 2))).stdout)
+    assert got.number == 200  # the cache took what the meter read back
+
+
+async def test_set_with_the_read_community_is_refused_and_the_register_is_unchanged(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    result = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)
+    assert error_of(result) == "noAccess"
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+
+
+async def test_sets_the_meter_cannot_take_are_refused_with_the_matching_error(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    cases = {
+        (instance(CT_SIZE_5, 1), "u", "40000"): "wrongValue",  # CT size is 0-32767
+        (instance(CT_SIZE_5, 1), "i", "200"): "wrongType",  # an Unsigned32 column
+        (instance(CURRENT_12, 1), "i", "5"): "notWritable",
+        (dotted(LAYOUT.column_of(CT_SIZE_5).oid + (9, 5)), "u", "200"): "noCreation",  # no node 9
+        (SYS_DESCR, "s", "x"): "noAccess",  # outside the write view
+    }
+    for args, expected in cases.items():
+        assert error_of(await agent.tool("snmpset", *args, community=WRITE)) == expected, args
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+
+
+async def test_without_a_write_community_nothing_can_be_set(snmp_agent) -> None:
+    agent = await snmp_agent(1, write_community="")
+    assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200")) == "noAccess"
+    refused = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=WRITE)
+    assert "Timeout" in refused.stderr
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+
+
+async def test_a_wrong_community_gets_no_answer_and_is_counted(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    for community in ("wrong", TRAP):  # the trap community only signs traps
+        result = await agent.tool("snmpget", SYS_DESCR, community=community)
+        assert result.returncode != 0 and "Timeout" in result.stderr
+    [counted] = varbinds((await agent.tool("snmpget", SNMP_IN_BAD_COMMUNITY_NAMES)).stdout)
+    assert counted.number == 4  # two requests, each sent twice (one retry)
+
+
+async def test_the_documented_oid_is_advanced_features_of_the_lowest_panel(snmp_agent) -> None:
+    agent = await snmp_agent(5, 3)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    oid = dotted(ADVANCED_FEATURES_OID + (0,))
+    [got] = varbinds((await agent.tool("snmpget", oid)).stdout)
+    assert got.number == 0
+    result = await agent.tool("snmpset", oid, "u", "1", community=WRITE)
+    assert result.returncode == 0, result.stderr
+    assert agent.line.panel(3).read(62017, 1) == [1]
+    assert agent.line.panel(5).read(62017, 1) == [0]
+
+
+async def test_a_latched_alarm_is_cleared_by_setting_its_status(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    for key in ("alarm_on_time", "delay_high_high", "delay_high"):  # latch at once
+        assert (await agent.tool("snmpset", instance(PM.find(key), 1), "u", "0", community=WRITE)).returncode == 0
+    panel = agent.line.panel(1)
+    panel.set_current(7, 19.0)  # 95 % of the 20 A breaker: High-High and High latch, High non-latching
+    await eventually(lambda: panel.read(ALARM_7.register, 1) == [0x0103], what="alarms latched")
+    panel.set_current(7, 5.0)
+    await eventually(lambda: panel.read(ALARM_7.register, 1) == [0x0003], what="non-latching alarm gone")
+    result = await agent.tool("snmpset", instance(ALARM_7, 1), "u", "0", community=WRITE)
+    assert result.returncode == 0, result.stderr
+    assert panel.read(ALARM_7.register, 1) == [0]
+
+
+async def test_a_set_to_an_offline_node_is_refused_as_resource_unavailable(snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    agent.line.vanish(2)
+    await eventually(lambda: not agent.gateway.nodes.nodes[2].health.online, what="node 2 offline")
+    result = await agent.tool("snmpset", instance(CT_SIZE_5, 2), "u", "200", community=WRITE)
+    assert error_of(result) == "resourceUnavailable"
+
+
+async def test_garbage_and_greedy_requests_never_stop_the_agent(snmp_agent, caplog) -> None:
+    agent = await snmp_agent(1)
+    hostile = [b"", os.urandom(300), b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01", b"\x30\x03\x02\x01\x09",
+               bytes.fromhex("302902010104067075626c6963a01c02020001020100020100301030"),  # truncated GET
+               b"\x30" + b"\x80" * 2000, bytes.fromhex("7706f85d")]  # the last makes pyasn1 raise TypeError
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for datagram in hostile * 20:
+            sender.sendto(datagram, ("127.0.0.1", agent.port))
+    greedy = await agent.tool("snmpbulkget", "-Cn0", "-Cr2000000000", dotted(BASE))
+    assert greedy.returncode == 0 and len(varbinds(greedy.stdout)) == MAX_BULK_VARBINDS
+    wide = await agent.tool("snmpbulkget", "-Cr10", *[dotted(BASE + (1, n)) for n in range(200)])
+    assert "genError" in wide.stderr  # an answer, as pysnmp gives it: 200 repeaters leave no room
+    deep = await agent.tool("snmpget", "." + ".".join(["1"] * 120))
+    assert "No Such Object" in deep.stdout
+    version_1 = await run_async(agent.folder, "snmpget", "-v1", "-c", READ, "-t", "2", "-r", "0", agent.target,
+                                SYS_DESCR)  # SNMPv1 is not served: refused with an error, not a crash
+    assert "noSuchName" in version_1.stderr
+    trap = await run_async(agent.folder, "snmptrap", "-v2c", "-c", READ, agent.target, "", ".1.3.6.1.6.3.1.1.5.1")
+    assert trap.returncode == 0
+    await asyncio.sleep(0.1)
+    result = await agent.tool("snmpget", SYS_DESCR, SNMP_IN_ASN_PARSE_ERRS)
+    assert result.returncode == 0 and "BCPM gateway" in result.stdout
+    assert varbinds(result.stdout)[1].number > 0  # the garbage was counted, and dropped
+    assert not any(task.done() for task in asyncio.all_tasks() if task.get_name() == "SnmpFace")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []  # no "Exception in callback"
