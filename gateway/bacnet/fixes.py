@@ -9,8 +9,9 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `CovConfirmationGuard`: a confirmed COV notification to a subscriber that went away raises in
   `cov_confirmation` (one traceback per notification) and the subscription goes on for its whole
   lifetime, forever when indefinite. Here it is cancelled after `COV_FAILURES_TO_CANCEL` misses.
-- `ReliabilityCovCriteria`: Status_Flags is computed from Reliability, so a Reliability change
-  never reaches the COV detection: a node going offline would notify nobody.
+- `StatusFlagsCovCriteria`: Status_Flags is computed from Reliability and Event_State, so a change
+  of either never reaches the COV detection: a node going offline, or a channel going into alarm,
+  would notify nobody.
 - `WildcardDeviceInstance`: device instance 4194303 ("this device") is compared with a string
   and never matches, so ReadProperty of it gives unknown-object.
 - `UnconfirmedServicesSupported`: Protocol_Services_Supported maps unconfirmed services with the
@@ -49,7 +50,7 @@ __all__ = [
     "COV_FAILURES_TO_CANCEL",
     "CovConfirmationGuard",
     "IndefiniteCovLifetime",
-    "ReliabilityCovCriteria",
+    "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
     "WriteDecodingErrors",
@@ -79,10 +80,11 @@ class CovConfirmationGuard:
             self.cancel_subscription(cov)  # type: ignore[attr-defined]
 
 
-class ReliabilityCovCriteria(COVIncrementCriteria):
-    """COV_Increment detection that also notifies when Reliability (so Status_Flags) changes."""
+class StatusFlagsCovCriteria(COVIncrementCriteria):
+    """COV_Increment detection that also notifies when Reliability or Event_State (so Status_Flags)
+    changes."""
 
-    properties_tracked = (*COVIncrementCriteria.properties_tracked, "reliability")
+    properties_tracked = (*COVIncrementCriteria.properties_tracked, "reliability", "eventState")
 
     def send_cov_notifications(self, subscription: Subscription | None = None) -> None:
         self.statusFlags = self.obj.statusFlags  # the tracked copy never sees the computed change

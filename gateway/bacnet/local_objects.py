@@ -21,9 +21,9 @@ from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.primitivedata import Null
 
 from gateway.bacnet.errors import write_error
-from gateway.bacnet.fixes import ReliabilityCovCriteria
+from gateway.bacnet.fixes import StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
-from gateway.bacnet.status import present_state
+from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.nodes.node import Node
 from gateway.nodes.service import NodeService
@@ -64,9 +64,12 @@ class PointLink:
     node: Node
     spec: ObjectSpec
 
-    def state(self) -> tuple[float, str]:
-        shown = present_state(self.node.cache.reading(self.spec.point), self.node.health.online)
-        return shown.value, shown.reliability
+    def state(self) -> tuple[float, str, str]:
+        """Present_Value, Reliability and Event_State from the node cache."""
+        cache = self.node.cache
+        shown = present_state(cache.reading(self.spec.point), self.node.health.online)
+        alarm = self.spec.alarm
+        return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
 
     async def write(self, value: float) -> None:
         await self.nodes.write_value(self.node.address, self.spec.point.register, value)
@@ -75,12 +78,12 @@ class PointLink:
 class MeterObject(GuardedWrites):
     """What the AI and AV of a meter point share."""
 
-    _cov_criteria = ReliabilityCovCriteria
+    _cov_criteria = StatusFlagsCovCriteria
     _link: PointLink
 
     def show(self) -> None:
-        """Take Present_Value and Reliability from the node cache (COV follows)."""
-        self.presentValue, self.reliability = self._link.state()
+        """Take Present_Value, Reliability and Event_State from the node cache (COV follows)."""
+        self.presentValue, self.reliability, self.eventState = self._link.state()
 
     async def _write(self, name: str, value: Any) -> None:
         if name == "covIncrement":
@@ -116,14 +119,14 @@ def meter_object(link: PointLink) -> MeterInput | MeterValue:
     spec = link.spec
     limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
     cls = MeterValue if spec.writable else MeterInput
-    value, reliability = link.state()
+    value, reliability, event = link.state()
     obj = cls(
         objectIdentifier=(spec.object_type, spec.instance),
         objectName=spec.name,
         description=spec.description,
         presentValue=value,
         reliability=reliability,
-        eventState="normal",
+        eventState=event,
         outOfService=False,
         units=spec.units,
         # Without a COV_Increment bacpypes3 raises on the first Present_Value change.

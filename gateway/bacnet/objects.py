@@ -27,7 +27,9 @@ The numbering, fixed so that a BMS database survives firmware and gateway upgrad
   the index of the AIs.
 
 Present values are engineering values: the meter's scale registers applied. Units follow the
-point map; COV_Increment is per quantity (`COV_INCREMENTS`) and never 0.
+point map; COV_Increment is per quantity (`COV_INCREMENTS`) and never 0. Each alarm status AV and
+the current AI of its channel carry the meter's alarm as Event_State (so Status_Flags IN_ALARM,
+and a COV notification when it changes).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from gateway.pointmap import Encoding, Point, PointMap, PollClass
+from gateway.pointmap import ALARM_BITS, Encoding, Point, PointMap, PollClass
 
 __all__ = ["COV_INCREMENTS", "DEVICE_PROPERTY_KEYS", "ObjectSpec", "av_instances", "object_specs"]
 
@@ -83,6 +85,7 @@ class ObjectSpec:
     point: Point
     min_value: float | None = None  # Min_Pres_Value / Max_Pres_Value of a writable point,
     max_value: float | None = None  # when its scale is fixed
+    alarm: Point | None = None  # the alarm status whose bits set this object's Event_State
 
     @property
     def writable(self) -> bool:
@@ -101,7 +104,7 @@ def object_specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:
 @functools.cache
 def _specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:
     avs = av_instances(pointmap)
-    specs = [_spec(point, avs) for point in pointmap.for_model(model) if _served(pointmap, point)]
+    specs = [_spec(pointmap, point, avs) for point in pointmap.for_model(model) if _served(pointmap, point)]
     return tuple(sorted(specs, key=lambda s: (s.object_type != "analog-value", s.instance)))
 
 
@@ -122,13 +125,23 @@ def _served(pointmap: PointMap, point: Point) -> bool:
     )
 
 
-def _spec(point: Point, avs: dict[int, int]) -> ObjectSpec:
-    common = {"name": _name(point), "units": UNITS[point.units], "cov_increment": _cov_increment(point)}
+def _spec(pointmap: PointMap, point: Point, avs: dict[int, int]) -> ObjectSpec:
+    common = {"name": _name(point), "units": UNITS[point.units], "cov_increment": _cov_increment(point),
+              "alarm": _alarm(pointmap, point)}
     if point.register in avs:
         low, high = _limits(point)
         return ObjectSpec("analog-value", avs[point.register], point=point, min_value=low, max_value=high,
                           **common)
     return ObjectSpec("analog-input", point.register, point=point, **common)
+
+
+def _alarm(pointmap: PointMap, point: Point) -> Point | None:
+    """An alarm status shows on itself and on the current of its channel (branch or AUX phase)."""
+    if point.key in ALARM_BITS:
+        return point
+    if point.key == "current" and point.group in ("branch", "aux"):
+        return pointmap.find("alarm_status", group="alarms", channel=point.channel)
+    return None
 
 
 def _name(point: Point) -> str:

@@ -28,6 +28,12 @@ from importlib import resources
 INVALID_WORD = 0x8000
 INVALID_FLOAT_WORDS = (0x7FC0, 0x0000)
 
+#: The bits of an alarm status bitmap that mean "too high" and "too low", by point key. A channel
+#: (178-223): b0 High-High, b1 High, b2 Low, b3 Low-Low latching, b8 High, b9 Low non-latching
+#: (b4, latching OFF state declared, is a state, not an alarm). A voltage pair (241-243): b0 over,
+#: b1 under latching, b8 over, b9 under non-latching.
+ALARM_BITS = {"alarm_status": (0x0103, 0x020C), "voltage_alarm_status": (0x0101, 0x0202)}
+
 #: Device ID (register 5) per model letter.
 MODEL_BY_DEVICE_ID = {15170: "C", 15171: "B", 15172: "A"}
 DEVICE_ID_BY_MODEL = {model: device_id for device_id, model in MODEL_BY_DEVICE_ID.items()}

@@ -153,9 +153,9 @@ async def test_cov_reports_a_current_change_beyond_the_increment(bacnet_gateway,
     first = reported(await client.notification())  # every subscription starts with one
     assert set(first) == {"present-value", "status-flags"}
     await client.notification_where(lambda values: values["present-value"] == 10.0)
-    line.panel(2).set_current(12, 16.0)
+    line.panel(2).set_current(12, 11.5)  # 57.5 % of the 20 A breaker: still under the 60 % alarm
     changed = await client.notification_where(lambda values: values["present-value"] != 10.0)
-    assert changed == {"present-value": 16.0, "status-flags": NORMAL}
+    assert changed == {"present-value": 11.5, "status-flags": NORMAL}
     if lifetime is None:  # indefinite: the notification says 0 s remaining
         assert (await _next_notification_after_change(client, line)).timeRemaining == 0
 
@@ -189,6 +189,7 @@ async def test_cov_subscriptions_are_bounded(bacnet_gateway, client) -> None:
 
 async def test_a_vanished_node_shows_fault_and_comm_failure_then_recovers(bacnet_gateway, client) -> None:
     _, line = bacnet_gateway
+    line.panel(2).set_current(12, 10.0)  # an idle channel (0 A) is in the meter's low alarm
     node = client.node(2)
     await client.subscribe(node, "analog-input,1347", confirmed=True, lifetime=120)
     await client.notification_where(lambda values: values["status-flags"] == NORMAL)

@@ -24,7 +24,7 @@ from bacpypes3.vlan import VirtualNetwork
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import ReliabilityCovCriteria
+from gateway.bacnet.fixes import StatusFlagsCovCriteria
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
@@ -79,7 +79,7 @@ async def test_stock_analog_object_without_cov_increment_raises_on_a_value_chang
 
 async def test_stock_cov_detection_misses_a_reliability_change() -> None:
     stock, ours = analog_input(covIncrement=1.0), analog_input(covIncrement=1.0)
-    stock_detection, our_detection = COVIncrementCriteria(stock), ReliabilityCovCriteria(ours)
+    stock_detection, our_detection = COVIncrementCriteria(stock), StatusFlagsCovCriteria(ours)
     stock.reliability = ours.reliability = "communication-failure"
     assert stock_detection._execute_handle is None  # nothing scheduled: no notification
     assert our_detection._execute_handle is not None
