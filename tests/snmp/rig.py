@@ -13,12 +13,22 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.sim import SimulatedLine
+from gateway.pointmap import Point
 from gateway.snmp import SnmpFace
-from tests.snmp.netsnmp import environment, run_async, tool
+from gateway.snmp.tree import default_layout
+from tests.snmp.netsnmp import dotted, environment, run_async, tool
 from tests.support import free_port
 
 READ, WRITE, TRAP = "public", "private", "traps"  # the communities the rig configures
 STANDARD_INSTANCES = 16  # system group (8) and the snmp group's current objects (8), outside the enterprise tree
+
+
+def instance(point: Point, address: int) -> str:
+    """The dotted OID of one point of one panel in the agent's tree."""
+    layout = default_layout()
+    column = layout.column_of(point)
+    per_panel = len(layout.table_of(column).indexes) == 1
+    return dotted(column.oid + ((address,) if per_panel else (address, point.channel)))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from gateway.sim import Faults
 from gateway.snmp.responders import MAX_BULK_VARBINDS
 from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE, default_layout
 from tests.snmp.netsnmp import dotted, run_async, varbinds
-from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE
+from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE, instance
 from tests.support import eventually
 
 PM = load()
@@ -23,12 +23,6 @@ ALARM_7 = PM.find("alarm_status", group="alarms", channel=7)
 SNMP_IN_BAD_COMMUNITY_NAMES = ".1.3.6.1.2.1.11.4.0"
 SNMP_IN_ASN_PARSE_ERRS = ".1.3.6.1.2.1.11.6.0"
 SYS_DESCR = ".1.3.6.1.2.1.1.1.0"
-
-
-def instance(point, address: int) -> str:
-    column = LAYOUT.column_of(point)
-    per_panel = len(LAYOUT.table_of(column).indexes) == 1
-    return dotted(column.oid + ((address,) if per_panel else (address, point.channel)))
 
 
 def error_of(result) -> str:
