@@ -134,3 +134,28 @@ async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(m
     writer.close()
     assert replies == {"unit 9, where discovery found nothing": b"\x83\x0b", "a read whose count field is cut short": b"\x83\x03"}
     assert (line.stats.unserved, line.stats.bad_frames) == (unserved, bad_frames)  # neither went on the line
+
+
+async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_reset(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
+    panel = line.panel(1)
+    panel.write(165, [0, 0, 0, 0, 0, 30])  # latch at once
+    alarm_7, alarm_9 = (PM.find("alarm_status", group="alarms", channel=c) for c in (7, 9))
+    node = gateway.nodes.nodes[1]
+    for channel in (7, 9):
+        panel.set_current(channel, 19.0)  # 95 % of the 20 A breaker: High-High and High latch
+    await eventually(lambda: all(node.cache.reading(a).value == 0x0103 for a in (alarm_7, alarm_9)), what="latched")
+    for channel in (7, 9):
+        panel.set_current(channel, 10.0)
+    await eventually(lambda: all(node.cache.reading(a).value == 0x0003 for a in (alarm_7, alarm_9)), what="only latched")
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+    await client.connect()
+    try:
+        assert not (await client.write_register(alarm_7.register - 1, 0, device_id=1)).isError()
+        assert panel.read(alarm_7.register, 1) == [0]
+        assert node.cache.reading(alarm_7).value == 0  # read back at once: every face sees it now
+        assert not (await client.write_register(295 - 1, 31010, device_id=1)).isError()  # reset all latching alarms
+        assert panel.read(alarm_9.register, 1) == [0]
+        await eventually(lambda: node.cache.reading(alarm_9).value == 0, what="the next poll shows the reset")
+    finally:
+        client.close()
