@@ -159,3 +159,20 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
         await eventually(lambda: node.cache.reading(alarm_9).value == 0, what="the next poll shows the reset")
     finally:
         client.close()
+
+
+async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_working(make_line, start_gateway, tmp_path) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, max_connections=2)
+    first, second = (AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0) for _ in range(2))
+    for client in (first, second):
+        await client.connect()
+    await eventually(lambda: len(face.masters) == 2, what="two masters connected")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the third is closed at once
+        writer.close()
+        for client in (first, second):
+            assert not (await client.read_holding_registers(0, count=2, device_id=1)).isError()
+    finally:
+        first.close()
+        second.close()
