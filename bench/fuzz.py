@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import socket
 import subprocess
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import free_port, resident_kib
+
 SEED = 20261126
 
 
@@ -37,12 +38,6 @@ class Ports:
     bacnet: int
     snmp: int
     modbus_tcp: int
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- mutation -----------------------------------------------------------------------------------
@@ -114,16 +109,78 @@ async def fuzz_modbus(port: int, count: int, rng: random.Random) -> int:
     return len(frames)
 
 
-def send_datagrams(port: int, messages: Iterator[bytes], pause_every: int = 200) -> int:
-    """UDP datagrams to 127.0.0.1:port, pacing a little so the socket buffers do not just drop them."""
+def bacnet_templates(network: int) -> list[bytes]:
+    """Valid BACnet/IP datagrams: BVLL (4 bytes) + NPDU + APDU, including routed ones."""
+    routed = "0124" + f"{network:04x}" + "0101ff"  # NPDU: DNET = the virtual network, DADR = node 1
+    def bvll(function: str, body: str) -> bytes:
+        return bytes.fromhex("81" + function + f"{len(body) // 2 + 4:04x}" + body)
+    return [
+        bvll("0b", "0120ffff00ff" + "1008"),  # global Who-Is
+        bvll("0a", "0104" + "0005010c" + "0c0200c350" + "194d"),  # ReadProperty device 50000 object-name
+        bvll("0a", routed + "0005020c" + "0c00000538" + "1955"),  # ReadProperty AI1336 present-value
+        bvll("0a", routed + "0005030e" + "0c00000538" + "1e0955096f1f"),  # ReadPropertyMultiple
+        bvll("0a", routed + "00050405" + "09011c000005382900393c"),  # SubscribeCOV
+        bvll("0a", routed + "0005050f" + "0c00800001" + "1955" + "3e443f8000003f"),  # WriteProperty AV1
+        bvll("0b", "018000"),  # Who-Is-Router-To-Network
+        bvll("02", ""), bvll("06", ""), bvll("05", "003c"),  # Read-BDT, Read-FDT, Register-Foreign-Device
+        bvll("04", "7f000001bac0" + "0120ffff00ff1008"),  # Forwarded-NPDU carrying a Who-Is
+    ]
+
+
+def snmp_templates() -> list[bytes]:
+    """Valid SNMP v2c messages, encoded by pysnmp/pyasn1: GET, GETNEXT, GETBULK (a huge
+    max-repetitions too), SET, with the read, write and a wrong community."""
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto import api
+
+    v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    enterprise = (1, 3, 6, 1, 4, 1, 3833, 1, 30)
+    sys_descr = (1, 3, 6, 1, 2, 1, 1, 1, 0)
+
+    def message(pdu: Any, community: str) -> bytes:
+        msg = v2c.Message()
+        v2c.apiMessage.set_defaults(msg)
+        v2c.apiMessage.set_community(msg, community)
+        v2c.apiMessage.set_pdu(msg, pdu)
+        return encoder.encode(msg)
+
+    def request(kind: Any, oid: tuple[int, ...], value: Any = None, repetitions: int | None = None) -> Any:
+        pdu = kind()
+        api_pdu = v2c.apiBulkPDU if repetitions is not None else v2c.apiPDU
+        api_pdu.set_defaults(pdu)
+        if repetitions is not None:
+            api_pdu.set_max_repetitions(pdu, repetitions)
+        api_pdu.set_varbinds(pdu, [(oid, v2c.Null("") if value is None else value)])
+        return pdu
+
+    templates = []
+    for community in ("public", "private", "wrong"):
+        templates += [
+            message(request(v2c.GetRequestPDU, sys_descr), community),
+            message(request(v2c.GetNextRequestPDU, enterprise), community),
+            message(request(v2c.GetBulkRequestPDU, enterprise, repetitions=25), community),
+            message(request(v2c.GetBulkRequestPDU, enterprise, repetitions=2_000_000), community),
+            message(request(v2c.SetRequestPDU, enterprise + (1, 1, 6, 3, 4, 0), v2c.Gauge32(1)), community),
+        ]
+    return templates
+
+
+def send_datagrams(port: int, messages: Iterator[bytes], pause_every: int = 100) -> int:
+    """UDP datagrams to 127.0.0.1:port, paced a little so most reach the gateway instead of being
+    dropped by a full socket buffer."""
     sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
         for message in messages:
             with contextlib.suppress(OSError):
                 sock.sendto(message[:65000], ("127.0.0.1", port))
                 sent += 1
             if sent % pause_every == 0:
-                time.sleep(0.002)
+                time.sleep(0.005)
+                with contextlib.suppress(OSError):
+                    while sock.recv(65536):  # drop the answers
+                        pass
     return sent
 
 
@@ -157,13 +214,6 @@ def gateway(folder: Path, ports: Ports) -> Iterator[tuple[subprocess.Popen[bytes
         process.wait(10)
 
 
-def resident_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 def log_problems(log: Path) -> list[str]:
     """Log lines that report an unhandled exception or an error."""
     problems = []
@@ -183,6 +233,8 @@ FaceFuzzer = Callable[[Ports, int, random.Random], int]
 
 def fuzzers() -> dict[str, FaceFuzzer]:
     return {
+        "bacnet": lambda ports, count, rng: send_datagrams(ports.bacnet, inputs(rng, bacnet_templates(50), count)),
+        "snmp": lambda ports, count, rng: send_datagrams(ports.snmp, inputs(rng, snmp_templates(), count)),
         "modbus_tcp": lambda ports, count, rng: asyncio.run(fuzz_modbus(ports.modbus_tcp, count, rng)),
     }
 
@@ -196,9 +248,46 @@ async def _modbus_answers(port: int) -> bool:
     return header[:2] == b"\x00\x07" and reply[:2] == b"\x03\x04"
 
 
+def _udp_answer(port: int, request: bytes) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2.0)
+        for _ in range(5):
+            sock.sendto(request, ("127.0.0.1", port))
+            with contextlib.suppress(TimeoutError):
+                return sock.recv(65536)
+    return None
+
+
 def answers(ports: Ports) -> dict[str, bool]:
     """A normal request to every face gets a normal answer."""
-    return {"modbus_tcp": asyncio.run(_modbus_answers(ports.modbus_tcp))}
+    bacnet = _udp_answer(ports.bacnet, bacnet_templates(50)[2])  # routed ReadProperty of AI1336
+    snmp = _udp_answer(ports.snmp, snmp_templates()[0])  # GET sysDescr.0 with the read community
+    return {
+        "bacnet": bacnet is not None and _is_complex_ack(bacnet),
+        "snmp": snmp is not None and _is_good_response(snmp),
+        "modbus_tcp": asyncio.run(_modbus_answers(ports.modbus_tcp)),
+    }
+
+
+def _is_complex_ack(datagram: bytes) -> bool:
+    """BVLL, then an NPDU whose optional DNET/SNET fields are skipped, then APDU type 3."""
+    control, offset = datagram[5], 6
+    for present in (0x20, 0x08):  # destination, then source specifier
+        if control & present:
+            offset += 3 + datagram[offset + 2]
+    offset += 1 if control & 0x20 else 0  # hop count
+    return datagram[offset] >> 4 == 3
+
+
+def _is_good_response(datagram: bytes) -> bool:
+    from pyasn1.codec.ber import decoder
+    from pysnmp.proto import api
+
+    v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    message, _ = decoder.decode(datagram, asn1Spec=v2c.Message())
+    pdu = v2c.apiMessage.get_pdu(message)
+    return pdu.isSameTypeWith(v2c.ResponsePDU()) and int(v2c.apiPDU.get_error_status(pdu)) == 0
 
 
 def run(count: int) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["DropReport", "LibraryErrorFilter", "configure_logging", "get_logger"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -114,3 +115,44 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named `name` (use the module's ``__name__``)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+class DropReport:
+    """Inputs a face threw away as malformed: counted, and said in the log at most once a minute.
+
+    Any peer can send garbage; a log line (or a traceback) per datagram would let it fill the
+    journal. ``drop()`` counts; every ``every`` seconds one warning says how many and the last why.
+    """
+
+    def __init__(self, what: str, every: float = 60.0) -> None:
+        self.what = what
+        self.every = every
+        self.dropped = 0
+        self._reported_at: float | None = None
+        self._log = get_logger("gateway.drops")
+
+    def drop(self, source: str, error: str) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if self._reported_at is None or now - self._reported_at >= self.every:
+            self._reported_at = now
+            self._log.warning(f"{self.what} dropped", dropped=self.dropped, last_source=source, last_error=error)
+
+
+class LibraryErrorFilter(logging.Filter):
+    """Turns a library's per-input error records (often with a traceback) into `DropReport` counts.
+
+    For libraries that catch a malformed input themselves but log it at ERROR each time.
+    """
+
+    def __init__(self, report: DropReport, *messages: str) -> None:
+        super().__init__()
+        self.report = report
+        self.messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or not record.msg.startswith(self.messages):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        self.report.drop("?", repr(error) if error else record.getMessage())
+        return False

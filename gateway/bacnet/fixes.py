@@ -19,6 +19,11 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
   the property) or becomes operational-problem, and a value of the wrong datatype gets a Reject;
   the standard wants unknown-property and invalid-data-type errors.
+- `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
+  it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
+  counted instead, with one warning a minute.
+- `GuardedVirtualNetwork`: a routed request whose APDU a node cannot decode raises inside a task
+  nobody awaits ("Task exception was never retrieved"); it is counted the same way.
 
 Two more are done where the thing is built: every analog object gets a COV_Increment (without
 one the first Present_Value change raises inside the caller, see `local_objects.py`), and the
@@ -30,6 +35,7 @@ ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from bacpypes3.apdu import (
@@ -45,9 +51,15 @@ from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag
 from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.primitivedata import ObjectType
 from bacpypes3.service.cov import Subscription
+from bacpypes3.vlan import VirtualNetwork
+
+from gateway.logging import DropReport, LibraryErrorFilter
 
 __all__ = [
     "COV_FAILURES_TO_CANCEL",
+    "FAILED_DATAGRAMS",
+    "GuardedVirtualNetwork",
+    "count_failed_datagrams",
     "CovConfirmationGuard",
     "IndefiniteCovLifetime",
     "StatusFlagsCovCriteria",
@@ -124,3 +136,21 @@ class WriteDecodingErrors:
             await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
         except (InvalidTag, DecodingError):
             raise ExecutionError("property", "invalidDataType") from None
+
+
+FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),
+                                       "error processing incoming PDU", "error processing loopback PDU")
+
+
+def count_failed_datagrams() -> None:
+    """bacpypes3 logs every datagram it cannot handle (malformed, or routed to an unknown network)
+    at ERROR with a traceback: count them instead, and say so once a minute."""
+    logging.getLogger("bacpypes3.ipv4.IPv4DatagramServer").addFilter(FAILED_DATAGRAMS)
+
+
+class GuardedVirtualNetwork(VirtualNetwork):
+    async def process_pdu(self, pdu: Any) -> None:
+        try:
+            await super().process_pdu(pdu)
+        except Exception as error:  # the PDU is lost; the network goes on
+            FAILED_DATAGRAMS.report.drop(str(pdu.pduSource), repr(error))

@@ -8,23 +8,21 @@ is dropped and counted, and a warning, at most once a minute, says how many and 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from pysnmp.carrier.asyncio.dgram import udp
 
-log = structlog.get_logger(__name__)
+from gateway.logging import DropReport
 
-REPORT_EVERY = 60.0  # seconds between warnings about dropped datagrams
+log = structlog.get_logger(__name__)
 
 
 class GuardedUdpTransport(udp.UdpAsyncioTransport):
     def __init__(self) -> None:
         super().__init__()
-        self.dropped = 0
-        self._reported_at: float | None = None
+        self.drops = DropReport("snmp datagrams pysnmp failed on")
 
     def register_callback(self, cbFun: Callable[..., None]) -> None:  # noqa: N803 - pysnmp's name
         def guarded(transport: Any, address: tuple[str, int], datagram: bytes) -> None:
@@ -36,10 +34,5 @@ class GuardedUdpTransport(udp.UdpAsyncioTransport):
         super().register_callback(guarded)
 
     def _drop(self, address: tuple[str, int], error: Exception) -> None:
-        self.dropped += 1
         log.debug("snmp datagram dropped", source=f"{address[0]}:{address[1]}", error=repr(error))
-        now = time.monotonic()
-        if self._reported_at is None or now - self._reported_at >= REPORT_EVERY:
-            self._reported_at = now
-            log.warning("snmp datagrams dropped: pysnmp failed on them", dropped=self.dropped,
-                        last_source=f"{address[0]}:{address[1]}", last_error=repr(error))
+        self.drops.drop(f"{address[0]}:{address[1]}", repr(error))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import pytest
 from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
@@ -18,13 +19,14 @@ from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceElement
+from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
 from bacpypes3.vlan import VirtualNetwork
 
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import StatusFlagsCovCriteria
+from gateway.bacnet.fixes import FAILED_DATAGRAMS, StatusFlagsCovCriteria
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
@@ -163,3 +165,15 @@ async def test_stock_router_does_not_announce_itself() -> None:
     assert not [entry for entry in heard if entry and entry[0] == "router"]
     assert not asyncio.iscoroutinefunction(NetworkServiceElement.startup)  # so it cannot await it
     # The gateway's: tests/bacnet/test_lifecycle.py::test_router_and_devices_announce_themselves_at_start
+
+
+async def test_datagrams_the_stack_fails_on_are_counted_not_logged_one_by_one(bacnet_gateway, client, caplog) -> None:
+    gateway, _ = bacnet_gateway
+    caplog.set_level("WARNING")
+    counted = FAILED_DATAGRAMS.report.dropped
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(50):
+            sock.sendto(b"\x81\x0a\x00\xff\x01", ("127.0.0.1", gateway.config.bacnet.port))  # BVLL length lies
+    await client.read(Address(f"127.0.0.1:{gateway.config.bacnet.port}"), "device,50000", "object-name")
+    assert [r for r in caplog.records if r.name.startswith("bacpypes3") and r.levelname == "ERROR"] == []
+    assert FAILED_DATAGRAMS.report.dropped - counted == 50
