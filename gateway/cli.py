@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from gateway import app
+from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     discover.set_defaults(command=_discover)
 
-    check = commands.add_parser("check-config", help="validate a configuration file and the state it names")
+    check = commands.add_parser("check-config", help="validate a configuration file and the files it names")
     check.add_argument("file", type=Path)
     check.set_defaults(command=_check_config)
 
@@ -95,6 +96,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     StateStore(config.gateway.state_file).load()
+    if config.bacnet.enabled and config.bacnet.bbmd:
+        load_bdt(config.bacnet)
     for warning in (*config.warnings, readable_secrets_warning(args.file)):
         if warning:
             print(f"warning: {warning}")

@@ -330,6 +330,7 @@ class BacnetSettings:
     vendor_id: int = _key(133, _integer(0, 65535))
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
+    max_foreign_devices: int = _key(64, _integer(1, 1024))
     foreign_bbmd: tuple[str, int] | None = _key(
         None, _optional(_endpoint(None), "not a foreign device")
     )

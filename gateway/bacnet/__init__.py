@@ -1,4 +1,5 @@
-"""The BACnet/IP face: a virtual router with one routed device per meter node (SPEC 3).
+"""The BACnet/IP face: a virtual router with one routed device per meter node (SPEC 3), and
+optionally a BBMD or a foreign device.
 
     objects.py        point map -> BACnet objects (type, instance, name, units, COV increment)
     identity.py       config + state + profiles -> the router and node devices (IDs, names)
@@ -10,9 +11,13 @@
     fixes.py          workarounds for bacpypes3 0.0.110 bugs
     speedups.py       a cached `inspect.getattr_static` for bacpypes3
     clock.py          the clock TimeSynchronization sets
+    bdt.py            bdt.ini -> the broadcast distribution table (checked line by line)
+    bbmd.py           the BBMD link layer (table from bdt.ini, bounded foreign-device table)
+    foreign.py        the foreign-device link layer (registers, renews, reports its state)
+    ip_port.py        the router's BACnet/IP port in its mode: normal, BBMD or foreign device
     errors.py         failed meter writes -> BACnet errors
     network.py        the router and node applications of a running gateway
-    face.py           `BacnetFace`: builds the network and follows the node events
+    face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
 """
 
 from gateway.bacnet.face import BacnetFace

@@ -7,7 +7,8 @@ gateway's memory). The router's application also answers TimeSynchronization and
 UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
 a global broadcast reaches every device, and only the router acts on it) and
 ReinitializeDevice (warmstart or coldstart, with the configured password: the gateway
-acknowledges, then restarts in-process).
+acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port brings
+(BBMD or foreign device, see `ip_port.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gateway.bacnet.fixes import (
     WildcardDeviceInstance,
     WriteDecodingErrors,
 )
+from gateway.bacnet.ip_port import IPv4Port
 
 __all__ = ["DeviceApplication", "RouterApplication"]
 
@@ -106,6 +108,19 @@ class RouterApplication(DeviceApplication):
     _clock: Clock
     _password: str  # "" = none asked
     _restart: Callable[[], None]
+
+    def add_object(self, obj: Any) -> None:
+        link_layer = obj._link_layer if isinstance(obj, IPv4Port) else None
+        if link_layer is None:
+            super().add_object(obj)
+            return
+        # bacpypes3 builds its stock link layer for every IPv4 port, with no way to choose another
+        # class: register the port and bind the one it brings the same way here.
+        self.objectName[obj.objectName] = obj
+        self.objectIdentifier[obj.objectIdentifier] = obj
+        obj._app = self
+        self.link_layers[obj.objectIdentifier] = link_layer
+        self.nsap.bind(link_layer, net=obj.networkNumber, address=obj.address)
 
     def configure(self, clock: Clock, password: str, restart: Callable[[], None]) -> None:
         self._clock = clock

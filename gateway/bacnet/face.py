@@ -5,20 +5,28 @@ It waits for the node service to know its nodes, builds the devices from the pla
 node loss and return shows on the objects, and COV notifications follow from there. An event
 that cannot be shown is logged and the face goes on; if the event queue overflowed, every
 object is refreshed from the cache.
+
+With `bbmd = true` the gateway is also a BBMD with the table of `bdt_file`, read at start (a bad
+file keeps the BACnet face from starting) and again by `reload()` on SIGHUP (a bad file then
+keeps the table in use). With `foreign_bbmd` set it registers as a foreign device for as long as
+it serves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.bacnet import speedups
+from gateway.bacnet import fixes, speedups
+from gateway.bacnet.bdt import BdtEntry, BdtError, load_bdt
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
+from gateway.config import BacnetSettings
 from gateway.errors import GatewayError
 from gateway.nodes.events import NodeOffline, NodeOnline, Subscription, ValueChanged
 
@@ -38,29 +46,72 @@ class BacnetFace:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self.network: BacnetNetwork | None = None  # while serving
+        self._bdt: tuple[BdtEntry, ...] = ()  # the table in use when a BBMD
 
     async def run(self) -> None:
         gateway = self._gateway
         settings = gateway.config.bacnet
+        if settings.bbmd:
+            try:
+                self._bdt = load_bdt(settings)
+            except BdtError as error:
+                log.error("bacnet not started", detail=str(error))
+                raise
         await gateway.nodes.wait_ready()
         events = gateway.hub.subscribe(ValueChanged, NodeOnline, NodeOffline)
         try:
             check_bindable(settings.address, settings.port)
             speedups.install()
+            fixes.count_failed_datagrams()
             nodes = gateway.nodes
             plan = plan_devices(settings, nodes.state, [node.profile for node in nodes.nodes.values()], nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
-            self.network = BacnetNetwork(plan, settings, nodes, clock, restart=gateway.restart.set)
+            self.network = BacnetNetwork(plan, settings, nodes, clock, restart=gateway.restart.set, bdt=self._bdt)
             try:
                 await self.network.start()
                 log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
-                         network=plan.router.network, devices={n.address: n.instance for n in plan.nodes})
-                await _follow(events, self.network)
+                         network=plan.router.network, devices={n.address: n.instance for n in plan.nodes},
+                         **_ip_mode(settings, self._bdt))
+                await _serve(events, self.network)
             finally:
                 self.network.close()
                 self.network = None
         finally:
             events.close()
+
+    def reload(self) -> None:
+        """SIGHUP: a BBMD reads its bdt_file again; a bad file keeps the table in use and says why."""
+        settings = self._gateway.config.bacnet
+        if not settings.bbmd:
+            return
+        try:
+            table = load_bdt(settings)
+        except BdtError as error:
+            log.error("bdt file not reloaded: the table in use stays", detail=str(error),
+                      table=[str(entry) for entry in self._bdt])
+            return
+        self._bdt = table
+        if self.network is not None and self.network.bbmd is not None:
+            self.network.bbmd.set_table(table)
+        log.info("bdt file reloaded", table=[str(entry) for entry in table])
+
+
+def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, object]:
+    """What the log says about the BACnet/IP mode."""
+    if settings.bbmd:
+        return {"mode": "bbmd", "bdt": [str(entry) for entry in bdt],
+                "max_foreign_devices": settings.max_foreign_devices}
+    if settings.foreign_bbmd is not None:
+        host, port = settings.foreign_bbmd
+        return {"mode": "foreign device", "foreign_bbmd": f"{host}:{port}", "foreign_ttl": settings.foreign_ttl}
+    return {"mode": "normal"}
+
+
+async def _serve(events: Subscription, network: BacnetNetwork) -> None:
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_follow(events, network))
+        if network.foreign is not None:
+            tasks.create_task(network.foreign.keep_registered())
 
 
 async def _follow(events: Subscription, network: BacnetNetwork) -> None:

@@ -1,13 +1,16 @@
 """The BACnet side of a running gateway: a router on BACnet/IP and the meters behind it.
 
 The pattern that works with bacpypes3 (reference/stack-notes.md 1.1): one `Application` per
-device. The router's has the BACnet/IP port first (so its device sits on the IP network) and a
-port on a private in-process virtual network numbered `network` (AV2); each node's has one port
-on that virtual network, its MAC address the node's Modbus address, so node 3 is "50:3".
+device. The router's has the BACnet/IP port first (so its device sits on the IP network; normal,
+BBMD or foreign device, see `ip_port.py`) and a port on a private in-process virtual network
+numbered `network` (AV2); each node's has one port on that virtual network, its MAC address the
+node's Modbus address, so node 3 is "50:3".
 
-    network = BacnetNetwork(plan, config.bacnet, nodes, clock, restart=gateway.restart.set)
+    network = BacnetNetwork(plan, config.bacnet, nodes, clock, restart=gateway.restart.set, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
     network.apply(event)          # a node event -> Present_Value, Reliability, COV
+    network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
+    network.foreign               # the foreign-device link layer when foreign_bbmd is set
     network.close()
 
 `BacnetNetwork` also checks and saves a node device's new name or ID (`NodeIdentities`): device
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from importlib import metadata
 from typing import Any
@@ -28,9 +31,14 @@ from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
 from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.bbmd import Bbmd
+from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
+from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
+from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
+from gateway.bacnet.ip_port import IPv4Port, ip_port
 from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
@@ -55,7 +63,7 @@ class BacnetNetwork:
     """The router application and one application per node. Build it inside the running loop."""
 
     def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeService, clock: Clock,
-                 restart: Callable[[], None]) -> None:
+                 restart: Callable[[], None], bdt: Sequence[BdtEntry] = ()) -> None:
         self._nodes = nodes
         self._clock = clock
         self._settings = settings
@@ -63,17 +71,21 @@ class BacnetNetwork:
                         "applicationSoftwareVersion": _version(), "maxApduLengthAccepted": MAX_APDU}
         # bacpypes3 keeps virtual networks in a process-wide registry by name.
         self._network_name = next(_network_names)
-        VirtualNetwork(self._network_name)
-        self.router = self._router(plan, restart)
+        GuardedVirtualNetwork(self._network_name)
+        port = ip_port(settings, plan.router.ip_network, bdt)
+        self._ip_link_layer = port._link_layer  # None in normal mode
+        self.router = self._router(plan, port, restart)
         self.devices: dict[int, NodeDevice] = {}
         self.applications: dict[int, DeviceApplication] = {}
         self._objects: dict[int, dict[int, MeterObject]] = {}
+        # by node, by alarm status register: the objects whose Event_State those bits set
+        self._alarm_watchers: dict[int, dict[int, list[MeterObject]]] = {}
         for node in plan.nodes:
             self._add_node(node)
 
     # --- building ---
 
-    def _router(self, plan: DevicePlan, restart: Callable[[], None]) -> RouterApplication:
+    def _router(self, plan: DevicePlan, port: IPv4Port, restart: Callable[[], None]) -> RouterApplication:
         router = plan.router
         device = GatewayDevice(
             objectIdentifier=("device", router.instance),
@@ -84,17 +96,10 @@ class BacnetNetwork:
             **self._vendor,
         )
         device._clock = self._clock
-        ip_port = NetworkPortObject(
-            f"{self._settings.address}:{self._settings.port}",
-            objectIdentifier=("network-port", 1),
-            objectName="BACnet/IP",
-            networkNumber=router.ip_network,
-            networkNumberQuality="configured",
-        )
         settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
         # The IP port first: the router's device object lives on the first bound port.
         app = RouterApplication.from_object_list(
-            [device, ip_port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
+            [device, port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
         )
         app.configure(self._clock, self._settings.reinit_password, restart)
         return app
@@ -137,6 +142,11 @@ class BacnetNetwork:
         self.applications[plan.address] = DeviceApplication.from_object_list([device, port, *objects])
         self.devices[plan.address] = device
         self._objects[plan.address] = {obj._link.spec.point.register: obj for obj in objects}
+        watching: dict[int, list[MeterObject]] = {}
+        for obj in objects:
+            if (alarm := obj._link.spec.alarm) is not None:
+                watching.setdefault(alarm.register, []).append(obj)
+        self._alarm_watchers[plan.address] = watching
 
     def _virtual_port(self, instance: int, mac: int, network: int | None) -> NetworkPortObject:
         numbering: dict[str, Any] = (
@@ -160,6 +170,14 @@ class BacnetNetwork:
 
     # --- running ---
 
+    @property
+    def bbmd(self) -> Bbmd | None:
+        return self._ip_link_layer if isinstance(self._ip_link_layer, Bbmd) else None
+
+    @property
+    def foreign(self) -> ForeignDevice | None:
+        return self._ip_link_layer if isinstance(self._ip_link_layer, ForeignDevice) else None
+
     async def start(self) -> None:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self.router.nse.i_am_router_to_network()
@@ -172,6 +190,8 @@ class BacnetNetwork:
             obj = self._objects.get(event.address, {}).get(event.point.register)
             if obj is not None:
                 obj.show()
+            for watcher in self._alarm_watchers.get(event.address, {}).get(event.point.register, ()):
+                watcher.show()
         elif isinstance(event, NodeOnline | NodeOffline):
             self.sync(event.address)
 

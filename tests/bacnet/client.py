@@ -2,7 +2,10 @@
 
 It sits on its own UDP port, so a broadcast of its own would reach only itself: it talks to the
 gateway's router by unicast, learns the virtual network from it with Who-Is-Router-To-Network
-(as a BMS does), and reaches the meters as "<network>:<modbus address>".
+(as a BMS does), and reaches the meters as "<network>:<modbus address>". With `foreign_ttl` it
+registers with the gateway as a foreign device (bacpypes3's own foreign link layer), so its
+broadcasts reach the gateway through the BBMD. It also speaks BVLL to the gateway: Read-BDT,
+Read-FDT, Write-BDT (bacpypes3's `BVLLServiceElement`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from bacpypes3.apdu import (
     WritePropertyRequest,
 )
 from bacpypes3.app import Application
-from bacpypes3.basetypes import PropertyIdentifier, StatusFlags
+from bacpypes3.basetypes import HostNPort, PropertyIdentifier, StatusFlags
+from bacpypes3.comm import bind
+from bacpypes3.ipv4.bvll import FDTEntry
+from bacpypes3.ipv4.service import BVLLServiceElement
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.pdu import Address
+from bacpypes3.pdu import Address, IPv4Address
 from bacpypes3.primitivedata import ObjectIdentifier, Real
 
 CLIENT_INSTANCE = 4000000
@@ -64,15 +70,22 @@ def reported(notification: Notification) -> dict[str, Any]:
 
 
 class Client:
-    def __init__(self, router_port: int, instance: int = CLIENT_INSTANCE) -> None:
+    def __init__(self, router_port: int, instance: int = CLIENT_INSTANCE, *, foreign_ttl: int | None = None) -> None:
         self.port = free_udp_port()
         self.router = Address(f"127.0.0.1:{router_port}")
+        self.gateway = IPv4Address(f"127.0.0.1:{router_port}")  # where BVLL requests go
         device = DeviceObject(objectIdentifier=("device", instance), objectName=f"test client {instance}",
                               vendorIdentifier=999)
+        mode = {} if foreign_ttl is None else {
+            "bacnetIPMode": "foreign", "fdBBMDAddress": HostNPort(f"127.0.0.1:{router_port}"),
+            "fdSubscriptionLifetime": foreign_ttl}
         port = NetworkPortObject(f"127.0.0.1/8:{self.port}", objectIdentifier=("network-port", 1),
-                                 objectName="BACnet/IP")
+                                 objectName="BACnet/IP", **mode)
         self.app = RecordingApplication.from_object_list([device, port])
         self.app.notifications = asyncio.Queue()
+        self.link_layer = self.app.nsap.local_adapter.clientPeer
+        self.bvll = BVLLServiceElement()
+        bind(self.bvll, self.link_layer)
         self.network: int | None = None
 
     async def find_router(self, timeout: float = 20.0) -> int:
@@ -125,6 +138,17 @@ class Client:
                 values = reported(await self.app.notifications.get())
                 if check(values):
                     return values
+
+    async def read_bdt(self) -> list[str]:
+        """The gateway's broadcast distribution table, as "ip:port mask" lines."""
+        table = await self.bvll.read_broadcast_distribution_table(self.gateway)
+        assert table is not None, "no answer to Read-BDT"
+        return [f"{entry.ip}:{entry.addrPort} mask {entry.netmask}" for entry in table]
+
+    async def read_fdt(self) -> list[FDTEntry]:
+        table = await self.bvll.read_foreign_device_table(self.gateway)
+        assert table is not None, "no answer to Read-FDT"
+        return list(table)
 
     def close(self) -> None:
         self.app.close()

@@ -13,7 +13,7 @@ from gateway.app import Gateway
 from gateway.bacnet import BacnetFace
 from gateway.config import Config
 from gateway.sim import SimulatedLine
-from tests.bacnet.client import Client, free_udp_port
+from tests.bacnet.client import CLIENT_INSTANCE, Client, free_udp_port
 from tests.support import eventually, gateway_config
 
 
@@ -38,9 +38,10 @@ async def serving(gateway: Gateway) -> Gateway:
 async def make_client() -> AsyncIterator[Callable[..., Client]]:
     clients: list[Client] = []
 
-    def make(gateway_or_port: Gateway | int, instance: int | None = None) -> Client:
+    def make(gateway_or_port: Gateway | int, instance: int = CLIENT_INSTANCE, *,
+             foreign_ttl: int | None = None) -> Client:
         port = gateway_or_port if isinstance(gateway_or_port, int) else gateway_or_port.config.bacnet.port
-        client = Client(port) if instance is None else Client(port, instance)
+        client = Client(port, instance, foreign_ttl=foreign_ttl)
         clients.append(client)
         return client
 

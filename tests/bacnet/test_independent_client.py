@@ -1,41 +1,18 @@
 """The core checks again with a BACnet stack this project did not write and that shares no code
-with bacpypes3: @bacnet-js/client (npm, pinned in tests/bacnet/js/package-lock.json and
-installed by .ci/run into the virtualenv, under <venv>/node). Without Node.js or the package
-these tests fail; they never skip."""
+with bacpypes3: @bacnet-js/client (see js_client.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 from gateway.pointmap import load
-from tests.bacnet.client import free_udp_port
+from tests.bacnet.js_client import bacnet_js
 
-SCRIPT = Path(__file__).parent / "js" / "client.js"
-MODULES = Path(sys.prefix) / "node" / "node_modules"
 DEVICE, ANALOG_INPUT, ANALOG_VALUE = 8, 0, 2
 OBJECT_NAME, PRESENT_VALUE, STATUS_FLAGS, UNITS = 77, 85, 111, 117
 AMPERES = 3
 CT_SIZE_5 = load().find("ct_size", group="setup", channel=5)  # AV8
-
-
-async def bacnet_js(port: int, *steps: dict[str, Any]) -> list[Any]:
-    node = shutil.which("node")
-    assert node, "Node.js is missing: .ci/run installs it"
-    assert (MODULES / "@bacnet-js" / "client").is_dir(), f"@bacnet-js/client is missing from {MODULES}: run .ci/run"
-    program = json.dumps({"serverPort": port, "clientPort": free_udp_port(), "steps": list(steps)})
-    process = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), program, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NODE_PATH": str(MODULES)},
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    return json.loads(out)
 
 
 def meter(address: int) -> dict[str, Any]:

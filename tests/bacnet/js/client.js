@@ -2,8 +2,10 @@
 //
 //   node client.js '{"serverPort": 47808, "clientPort": 47999, "steps": [...]}'
 //
-// Binds 127.0.0.1:clientPort and broadcasts to 127.255.255.255:serverPort, so nothing leaves
-// loopback. Runs the steps in order and prints one JSON array with a result per step:
+// By default it binds 127.0.0.1:clientPort, talks to the gateway at 127.0.0.1:serverPort and
+// broadcasts to 127.255.255.255:serverPort, so nothing leaves loopback. On a host of a test
+// network namespace, "interface", "server" ("ip:port") and "broadcastAddress" ("ip:port") say
+// where instead. Runs the steps in order and prints one JSON array with a result per step:
 //   {"op": "whoIs", "waitMs": 1500}                  -> [{deviceId, net, adr}] (a global Who-Is)
 //   {"op": "readProperty", "target": T, "objectType": n, "instance": n, "property": n}
 //                                                     -> [values]
@@ -11,38 +13,114 @@
 //                                                     -> [{objectType, instance, values: {property: [values]}}]
 //   {"op": "writeProperty", "target": T, "objectType": n, "instance": n, "property": n, "real": x}
 //                                                     -> "ok"
+//   {"op": "registerForeignDevice", "bbmd": "ip:port", "ttl": n}
+//                                                     -> "ok" once the BBMD accepted
+//   {"op": "whoIsThroughBBMD", "bbmd": "ip:port", "waitMs": 1500}
+//                                                     -> as whoIs, as Distribute-Broadcast-To-Network
+//   {"op": "readBDT", "bbmd": "ip:port"}             -> ["ip:port mask m", ...]
+//   {"op": "writeBDT", "bbmd": "ip:port"}            -> {"result": BVLC result code}
 // T is {"net": 50, "adr": [2]} for a routed meter, or null for the router itself. A failed
 // step gives {"error": "..."}.
+//
+// The library has no Read-BDT (3.3.2 drops a Read-Broadcast-Distribution-Table-Ack as an unknown
+// BVLC function): readBDT sends the request with the library's BVLC encoder over its transport and
+// checks the answer's header with the library's BVLC decoder; only the table's 10-byte entries
+// (BACnet J.2.2.1: 4 bytes IP, 2 bytes port, 4 bytes mask) are read here.
 'use strict';
 
 const Bacnet = require('@bacnet-js/client').default;
+const { BvlcResultPurpose, BVLC_HEADER_LENGTH } = require('@bacnet-js/client');
+const bvlc = require('@bacnet-js/client/dist/lib/bvlc');
+const Transport = require('@bacnet-js/client/dist/lib/transport').default;
 
 const ARRAY_ALL = 0xffffffff;
 const REAL = 4;
 const GLOBAL = 0xffff;
+const BDT_ENTRY_LENGTH = 10;
 
 function receiver(program, target) {
-  const address = `127.0.0.1:${program.serverPort}`;
+  const address = program.server ?? `127.0.0.1:${program.serverPort}`;
   return target ? { address, net: target.net, adr: target.adr } : { address };
+}
+
+async function collectIAms(client, waitMs, send) {
+  const found = [];
+  const listener = (device) => {
+    found.push({ deviceId: device.payload.deviceId, net: device.header.sender.net ?? null, adr: device.header.sender.adr ?? null });
+  };
+  client.on('iAm', listener);
+  send();
+  await new Promise((resolve) => setTimeout(resolve, waitMs ?? 1500));
+  client.off('iAm', listener);
+  return found;
+}
+
+// Sends a BVLL message of `func` with no payload; resolves with the first datagram from `bbmd`.
+function bvllExchange(transport, bbmd, func) {
+  return new Promise((resolve, reject) => {
+    const [host] = bbmd.split(':');
+    const timeout = setTimeout(() => { transport.off('message', onMessage); reject(new Error('ERR_TIMEOUT')); }, 3000);
+    const onMessage = (buffer, sender) => {
+      if (sender.split(':')[0] !== host) return;
+      clearTimeout(timeout);
+      transport.off('message', onMessage);
+      resolve(buffer);
+    };
+    transport.on('message', onMessage);
+    const request = Buffer.alloc(BVLC_HEADER_LENGTH);
+    bvlc.encode(request, func, BVLC_HEADER_LENGTH);
+    transport.send(request, BVLC_HEADER_LENGTH, bbmd);
+  });
+}
+
+async function readBDT(transport, bbmd) {
+  const answer = await bvllExchange(transport, bbmd, BvlcResultPurpose.READ_BROADCAST_DISTRIBUTION_TABLE);
+  const header = bvlc.decode(answer, 0);
+  if (!header || header.func !== BvlcResultPurpose.READ_BROADCAST_DISTRIBUTION_TABLE_ACK) {
+    throw new Error(`not a Read-BDT-Ack: ${answer.toString('hex')}`);
+  }
+  const entries = [];
+  for (let at = header.len; at + BDT_ENTRY_LENGTH <= header.msgLength; at += BDT_ENTRY_LENGTH) {
+    const ip = [...answer.subarray(at, at + 4)].join('.');
+    const mask = [...answer.subarray(at + 6, at + 10)].join('.');
+    entries.push(`${ip}:${answer.readUInt16BE(at + 4)} mask ${mask}`);
+  }
+  return entries;
+}
+
+async function writeBDT(client, transport, bbmd) {
+  const [host] = bbmd.split(':');
+  const result = new Promise((resolve) => {
+    const onResult = (content) => {
+      if (content.header.sender.address.split(':')[0] !== host) return;
+      client.off('bvlcResult', onResult);
+      resolve({ result: content.payload.resultCode });
+    };
+    client.on('bvlcResult', onResult);
+  });
+  const request = Buffer.alloc(BVLC_HEADER_LENGTH);
+  bvlc.encode(request, BvlcResultPurpose.WRITE_BROADCAST_DISTRIBUTION_TABLE, BVLC_HEADER_LENGTH);
+  transport.send(request, BVLC_HEADER_LENGTH, bbmd);
+  return result;
 }
 
 function plain(values) {
   return values.map((v) => (v.value !== null && typeof v.value === 'object' && 'value' in v.value ? v.value.value : v.value));
 }
 
-async function run(client, program, step) {
+async function run(client, transport, program, step) {
   switch (step.op) {
-    case 'whoIs': {
-      const found = [];
-      const listener = (device) => {
-        found.push({ deviceId: device.payload.deviceId, net: device.header.sender.net ?? null, adr: device.header.sender.adr ?? null });
-      };
-      client.on('iAm', listener);
-      client.whoIs({ net: GLOBAL });
-      await new Promise((resolve) => setTimeout(resolve, step.waitMs ?? 1500));
-      client.off('iAm', listener);
-      return found;
-    }
+    case 'whoIs':
+      return collectIAms(client, step.waitMs, () => client.whoIs({ net: GLOBAL }));
+    case 'whoIsThroughBBMD':
+      return collectIAms(client, step.waitMs, () => client.whoIsThroughBBMD({ address: step.bbmd, net: GLOBAL }));
+    case 'registerForeignDevice':
+      await client.registerForeignDevice({ address: step.bbmd }, step.ttl);
+      return 'ok';
+    case 'readBDT':
+      return readBDT(transport, step.bbmd);
+    case 'writeBDT':
+      return writeBDT(client, transport, step.bbmd);
     case 'readProperty': {
       const result = await client.readProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property);
       return plain(result.values);
@@ -71,18 +149,19 @@ async function run(client, program, step) {
 
 async function main() {
   const program = JSON.parse(process.argv[2]);
-  const client = new Bacnet({
+  const transport = new Transport({
     port: program.clientPort,
-    interface: '127.0.0.1',
-    broadcastAddress: `127.255.255.255:${program.serverPort}`,
-    apduTimeout: 3000,
+    interface: program.interface ?? '127.0.0.1',
+    broadcastAddress: program.broadcastAddress ?? `127.255.255.255:${program.serverPort}`,
+    reuseAddr: true,
   });
+  const client = new Bacnet({ transport, apduTimeout: 3000 });
   client.on('error', (error) => process.stderr.write(`bacnet-js: ${error.message}\n`));
   await new Promise((resolve) => setTimeout(resolve, 200)); // the socket binds asynchronously
   const results = [];
   for (const step of program.steps) {
     try {
-      results.push(await run(client, program, step));
+      results.push(await run(client, transport, program, step));
     } catch (error) {
       results.push({ error: error.message });
     }

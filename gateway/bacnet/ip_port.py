@@ -1,0 +1,81 @@
+"""The router's BACnet/IP network port, in the mode the configuration asks for.
+
+    port = ip_port(config.bacnet, network=1, bdt=table)
+    port._link_layer     # Bbmd, ForeignDevice, or None: bacpypes3 builds its normal link layer
+
+- normal: bacpypes3's own link layer; BACnet_IP_Mode NORMAL.
+- `bbmd = true`: a `Bbmd` with the bdt.ini table; BACnet_IP_Mode BBMD, and the port shows the
+  link layer's current tables as BBMD_Broadcast_Distribution_Table and BBMD_Foreign_Device_Table.
+- `foreign_bbmd` set: a `ForeignDevice`; BACnet_IP_Mode FOREIGN, FD_BBMD_Address and
+  FD_Subscription_Lifetime.
+
+No property of the port is writable remotely: its configuration is the gateway's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bacpypes3.basetypes import BDTEntry, FDTEntry, HostNPort
+from bacpypes3.constructeddata import ListOf
+from bacpypes3.local.networkport import NetworkPortObject
+from bacpypes3.pdu import IPv4Address
+
+from gateway.bacnet.bbmd import Bbmd
+from gateway.bacnet.bdt import BdtEntry
+from gateway.bacnet.foreign import ForeignDevice
+from gateway.bacnet.local_objects import GuardedWrites
+from gateway.config import BacnetSettings
+
+__all__ = ["BbmdPort", "IPv4Port", "ip_port"]
+
+_BdtList = ListOf(BDTEntry)
+_FdtList = ListOf(FDTEntry)
+
+
+class IPv4Port(GuardedWrites, NetworkPortObject):
+    _link_layer: Bbmd | ForeignDevice | None = None  # None: bacpypes3 builds the link layer
+
+
+class BbmdPort(IPv4Port):
+    """The port of a BBMD: its tables are read from the link layer, so they are always current."""
+
+    _link_layer: Bbmd
+
+    @property
+    def bbmdBroadcastDistributionTable(self) -> Any:
+        return _BdtList([BDTEntry(f"{peer.ip}/{peer.netmask}:{peer.addrPort}") for peer in self._link_layer.bbmdBDT])
+
+    @bbmdBroadcastDistributionTable.setter
+    def bbmdBroadcastDistributionTable(self, value: Any) -> None:
+        pass  # computed
+
+    @property
+    def bbmdForeignDeviceTable(self) -> Any:
+        return _FdtList([FDTEntry(bacnetIPAddress=entry.fdAddress.addrAddr, timeToLive=entry.fdTTL,
+                                  remainingTimeToLive=entry.fdRemain) for entry in self._link_layer.bbmdFDT])
+
+    @bbmdForeignDeviceTable.setter
+    def bbmdForeignDeviceTable(self, value: Any) -> None:
+        pass  # computed
+
+
+def ip_port(settings: BacnetSettings, network: int, bdt: Sequence[BdtEntry]) -> IPv4Port:
+    """The BACnet/IP port at `settings.address` and `.port`, numbered `network`. Build it inside the
+    running loop: the link layer opens its sockets at once."""
+    address = IPv4Address(f"{settings.address}:{settings.port}")
+    common: dict[str, Any] = {"objectIdentifier": ("network-port", 1), "objectName": "BACnet/IP",
+                              "networkNumber": network, "networkNumberQuality": "configured"}
+    port: IPv4Port
+    if settings.bbmd:
+        port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)
+        port._link_layer = Bbmd(address, bdt, settings.max_foreign_devices)
+    elif settings.foreign_bbmd is not None:
+        host, bbmd_port = settings.foreign_bbmd
+        port = IPv4Port(address, bacnetIPMode="foreign", fdBBMDAddress=HostNPort(f"{host}:{bbmd_port}"),
+                        fdSubscriptionLifetime=settings.foreign_ttl, **common)
+        port._link_layer = ForeignDevice(address, settings.foreign_bbmd, settings.foreign_ttl)
+    else:
+        port = IPv4Port(address, **common)
+    return port
