@@ -19,7 +19,6 @@ process, so they do not share the gateway's interpreter; each keeps one request 
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import random
 import statistics
@@ -32,11 +31,12 @@ from typing import Any
 from bacpypes3.primitivedata import ObjectIdentifier
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
+from common import report  # noqa: E402
+
 from gateway.app import running  # noqa: E402
 from gateway.bacnet import BacnetFace, speedups  # noqa: E402
 from gateway.bacnet.objects import object_specs  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
-from gateway.logging import configure_logging  # noqa: E402
 from gateway.pointmap import load  # noqa: E402
 from gateway.sim import Board, SimulatedLine  # noqa: E402
 from tests.bacnet.client import Client, free_udp_port  # noqa: E402
@@ -186,9 +186,7 @@ async def measure() -> dict[str, Any]:
 
 
 def main() -> None:
-    configure_logging("warning", "console")
-    json.dump(asyncio.run(measure()), sys.stdout, indent=2)
-    print()
+    report(measure())
 
 
 if __name__ == "__main__":

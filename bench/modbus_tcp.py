@@ -12,36 +12,25 @@ reads answered from the cache it must not grow with the number of masters. Print
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
-import socket
 import statistics
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from common import free_port, report, simulator
+
 from gateway.app import running
 from gateway.config import parse_config
-from gateway.logging import configure_logging
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.pointmap import load
-
-sys.path.insert(0, str(Path(__file__).parent))
-from poll import simulator  # noqa: E402  (the benchmarks share the simulator process)
 
 BAUDRATE = 115200
 MASTERS = (1, 4, 16)
 SECONDS = 4.0
 CURRENTS = load().find("current", group="branch", channel=1)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _load(port: int, masters: int, seconds: float, results: multiprocessing.Queue) -> None:
@@ -76,7 +65,7 @@ async def _masters(port: int, masters: int, seconds: float) -> list[float]:
 
 async def measure() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder, simulator(BAUDRATE, Path(folder), boards=1) as serial_port:
-        tcp_port = _free_port()
+        tcp_port = free_port()
         config = parse_config({
             "gateway": {"state_file": str(Path(folder) / "state.json")},
             "serial": {"port": serial_port, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": 0.5},
@@ -120,9 +109,7 @@ async def measure() -> dict[str, Any]:
 
 
 def main() -> None:
-    configure_logging("warning", "console")
-    json.dump(asyncio.run(measure()), sys.stdout, indent=2)
-    print()
+    report(measure())
 
 
 if __name__ == "__main__":

@@ -17,19 +17,16 @@ as overhead too. Prints one JSON object.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import shutil
-import subprocess
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from common import TURNAROUND, simulator
 
 from gateway.app import running
 from gateway.bus import LineSettings
@@ -37,34 +34,11 @@ from gateway.config import parse_config
 from gateway.logging import configure_logging
 
 BOARDS = 2
-TURNAROUND = 0.005
 CYCLES = 5  # measured, after the start-up sweep
 
 
-@contextlib.contextmanager
-def simulator(baudrate: int, folder: Path, boards: int = BOARDS) -> Iterator[str]:
-    """Simulated model-A boards in a process of their own; yields the serial device path."""
-    link = folder / "ttyBCPM"
-    addresses = ",".join(str(1 + 2 * i) for i in range(boards))
-    command = [sys.executable, "-m", "gateway", "simulate", "--link", str(link), "--addresses", addresses,
-               "--baudrate", str(baudrate), "--turnaround", str(TURNAROUND * 1000)]
-    if shutil.which("chrt") and os.geteuid() == 0:
-        command = ["chrt", "--fifo", "50", *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not link.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.02)
-        yield str(link)
-    finally:
-        process.terminate()
-        process.wait()
-
-
 async def measure(baudrate: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as folder, simulator(baudrate, Path(folder)) as port:
+    with tempfile.TemporaryDirectory() as folder, simulator(baudrate, Path(folder), BOARDS) as port:
         config = parse_config({
             "gateway": {"state_file": str(Path(folder) / "state.json")},
             "serial": {"port": port, "baudrate": baudrate, "scan": "1-247", "poll_interval": 0.1},

@@ -18,21 +18,20 @@ Prints one JSON object. The simulator runs in this process (the tests' rig), so 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from common import free_port, report
+
 from gateway.app import running
 from gateway.config import parse_config
-from gateway.logging import configure_logging
 from gateway.nodes.events import AlarmChanged
 from gateway.sim import Board, SimulatedLine
 from gateway.snmp import SnmpFace
@@ -48,19 +47,13 @@ TARGET_BULK = 5000
 RAISED = "OID: .1.3.6.1.4.1.3833.1.30.1.2.0.1"  # bcpmChannelAlarmRaised
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class TrapLog:
     """snmptrapd on loopback; keeps (arrival time, line) of every trap it prints."""
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         conf = folder / "snmptrapd.conf"
         conf.write_text("disableAuthorization yes\n")
-        self.port = free_udp_port()
+        self.port = free_port(socket.SOCK_DGRAM)
         self.lines: list[tuple[float, str]] = []
         self._process = subprocess.Popen(
             ["snmptrapd", "-f", "-Lo", "-C", "-c", str(conf), "-n", "-On", "-F", "TRAP|%v\n",
@@ -137,7 +130,7 @@ async def measure() -> dict[str, Any]:
             (folder / "cert_indexes").mkdir()
             env = {**os.environ, "SNMPCONFPATH": folder_name, "SNMP_PERSISTENT_DIR": folder_name, "MIBS": ""}
             traps = TrapLog(folder, env)
-            port = free_udp_port()
+            port = free_port(socket.SOCK_DGRAM)
             config = parse_config({
                 "gateway": {"state_file": str(folder / "state.json")},
                 "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": f"1-{2 * BOARDS}",
@@ -183,9 +176,7 @@ async def measure() -> dict[str, Any]:
 
 
 def main() -> None:
-    configure_logging("warning", "console")
-    json.dump(asyncio.run(measure()), sys.stdout, indent=2)
-    print()
+    report(measure())
 
 
 if __name__ == "__main__":

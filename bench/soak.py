@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import free_port
 
 from gateway.app import running
 from gateway.config import parse_config
@@ -43,7 +44,7 @@ async def run(seconds: float, flap: float) -> dict[str, Any]:
     boards = [Board(1, baudrate=BAUDRATE), Board(3, baudrate=BAUDRATE)]
     with SimulatedLine(boards, baudrate=BAUDRATE, turnaround=0.005, seed=7) as line, \
             tempfile.TemporaryDirectory() as folder:
-        tcp_port = _free_port()
+        tcp_port = free_port()
         config = parse_config({
             "gateway": {"state_file": str(Path(folder) / "state.json")},
             "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": "1-4", "poll_interval": 1.0},
@@ -152,12 +153,6 @@ async def _check_freshness(line: SimulatedLine, port: int, seconds: float) -> tu
         await asyncio.sleep(0.05)
     writer.close()
     return violations, served, refused
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> None:

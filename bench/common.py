@@ -1,0 +1,64 @@
+"""What the benchmarks share: free loopback ports, the simulator in a process of its own, memory
+readings, and printing one JSON object."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.logging import configure_logging
+
+TURNAROUND = 0.005  # the simulated meters' turnaround, seconds
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def simulator(baudrate: int, folder: Path, boards: int) -> Iterator[str]:
+    """Simulated model-A boards in a process of their own; yields the serial device path."""
+    link = folder / "ttyBCPM"
+    addresses = ",".join(str(1 + 2 * i) for i in range(boards))
+    command = [sys.executable, "-m", "gateway", "simulate", "--link", str(link), "--addresses", addresses,
+               "--baudrate", str(baudrate), "--turnaround", str(TURNAROUND * 1000)]
+    if shutil.which("chrt") and os.geteuid() == 0:
+        command = ["chrt", "--fifo", "50", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.02)
+        yield str(link)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def report(measure: Coroutine[Any, Any, dict[str, Any]], level: str = "warning") -> None:
+    """Run a benchmark's coroutine and print its figures as one JSON object."""
+    configure_logging(level, "console")
+    json.dump(asyncio.run(measure), sys.stdout, indent=2)
+    print()

@@ -1,0 +1,114 @@
+"""Footprint: resident memory, start-up time to the first BACnet and SNMP answers, CPU share.
+
+The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated model-A boards at
+19200 baud in a process of their own. Measured on the gateway process alone:
+
+- resident memory (VmRSS) with 1 and with 4 boards (2 and 8 nodes), once every face serves;
+- the time from starting the process to the first I-Am answering a Who-Is and the first SNMP
+  GET response, in discovery mode (scan 1-16) and in locked mode (saved profiles, no scan);
+- its CPU share of one core over 20 s of polling at a 1 s poll interval.
+
+Prints one JSON object.
+
+    python bench/footprint.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from common import free_port, resident_kib, simulator
+from fuzz import snmp_templates
+
+BAUDRATE = 19200
+WHO_IS = bytes.fromhex("810a000c" + "0120ffff00ff" + "1008")  # unicast BVLL carrying a global Who-Is
+CPU_SECONDS = 20.0
+
+
+@contextlib.contextmanager
+def gateway(folder: Path, serial_port: str, boards: int, mode: str) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    bacnet, snmp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    config = folder / f"{mode}.toml"
+    config.write_text(
+        f'[gateway]\noperating_mode = "{mode}"\nstate_file = "{folder / "state.json"}"\n'
+        f'[serial]\nport = "{serial_port}"\nbaudrate = {BAUDRATE}\nscan = "1-16"\nprobe_timeout = 0.02\n'
+        f'[bacnet]\naddress = "127.0.0.1/8"\nport = {bacnet}\n'
+        f'[snmp]\naddress = "127.0.0.1"\nport = {snmp}\n'
+        f'[modbus_tcp]\naddress = "127.0.0.1"\nport = {free_port(socket.SOCK_STREAM)}\n'
+        '[log]\nlevel = "warning"\n'
+    )
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
+                               stderr=subprocess.DEVNULL)
+    try:
+        yield process, bacnet, snmp
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def first_answer(port: int, request: bytes, started: float, timeout: float = 60.0) -> float:
+    """Seconds from `started` until `port` answers `request` (asked every 20 ms)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.02)
+        while time.monotonic() - started < timeout:
+            sock.sendto(request, ("127.0.0.1", port))
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(65536):
+                    return time.monotonic() - started
+    raise TimeoutError(f"no answer on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def start_times(folder: Path, port: str, boards: int, mode: str) -> dict[str, float]:
+    started = time.monotonic()
+    with gateway(folder, port, boards, mode) as (_, bacnet, snmp):
+        return {"who_is_s": round(first_answer(bacnet, WHO_IS, started), 2),
+                "snmp_get_s": round(first_answer(snmp, snmp_templates()[0], started), 2)}
+
+
+def run() -> dict[str, Any]:
+    result: dict[str, Any] = {"benchmark": "footprint", "baudrate": BAUDRATE, "poll_interval_s": 1.0}
+    for boards in (1, 4):
+        with tempfile.TemporaryDirectory() as name, simulator(BAUDRATE, Path(name), boards) as port:
+            folder = Path(name)
+            discovery = start_times(folder, port, boards, "discovery")  # also saves the profiles
+            locked = start_times(folder, port, boards, "locked")
+            with gateway(folder, port, boards, "locked") as (process, bacnet, snmp):
+                first_answer(snmp, snmp_templates()[0], time.monotonic())
+                time.sleep(5.0)  # every face built, a few poll cycles done
+                memory = resident_kib(process.pid)
+                cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
+                time.sleep(CPU_SECONDS)
+                cpu = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+        result[f"boards_{boards}"] = {
+            "nodes": 2 * boards,
+            "resident_mb": round(memory / 1024, 1),
+            "start_to_answer_discovery": discovery,
+            "start_to_answer_locked": locked,
+            "cpu_share_of_one_core": round(cpu, 3),
+        }
+    return result
+
+
+def main() -> None:
+    json.dump(run(), sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
