@@ -17,7 +17,7 @@ import structlog
 from gateway.bus import Bus, BusError, ExceptionReply, LineSettings, NoResponse, Priority
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.nodes.discovery import boards, scan
+from gateway.nodes.discovery import scan
 from gateway.nodes.events import EventHub
 from gateway.nodes.link import NodeLink
 from gateway.nodes.modbus import (
