@@ -182,7 +182,8 @@ class RtuLink(asyncio.Protocol):
 
         The event loop's timers round up to whole milliseconds, a large part of a 1.75 ms gap, so
         the last stretch is slept in this thread with the OS's finer clock. The bus thread has
-        nothing else to do meanwhile; bytes that arrive during that sleep restart the wait.
+        nothing else to do meanwhile; bytes that arrive during that sleep restart the wait. Bytes
+        already waiting before it are stale: the flush before sending drops them.
         """
         silence = self._settings.silence
         give_up = time.monotonic() + limit
@@ -192,9 +193,17 @@ class RtuLink(asyncio.Protocol):
             if wait > PRECISE_WAIT:
                 await asyncio.sleep(wait - PRECISE_WAIT)
                 continue
+            waiting = self._waiting()
             time.sleep(wait)
-            if self._transport is not None and self._transport.serial.in_waiting:
+            if self._waiting() > waiting:  # bytes came in meanwhile: the line was not quiet
                 self._last_rx = time.monotonic()
+
+    def _waiting(self) -> int:
+        """Bytes received but not yet read (the event loop reads them when it next runs)."""
+        try:
+            return self._transport.serial.in_waiting if self._transport is not None else 0
+        except (OSError, termios.error):
+            return 0  # a failed port is noticed where it is used
 
     def _flush(self) -> serial_asyncio.SerialTransport:
         """Drop whatever input is waiting (late replies, noise) and return the open transport."""
