@@ -55,6 +55,7 @@ class Gateway:
     thread: LoopThread  # the bus thread
     restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
     faces: list[Face] = field(default_factory=list)
+    face_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def build_faces(gateway: Gateway) -> list[Face]:
@@ -81,17 +82,17 @@ async def running(config: Config) -> AsyncIterator[Gateway]:
     thread = nodes.start()
     gateway = Gateway(config, hub, nodes, thread)
     gateway.faces = build_faces(gateway)
-    faces = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
+    gateway.face_tasks = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
     try:
         yield gateway
     finally:
-        for task in faces:
+        for task in gateway.face_tasks:
             task.cancel()
-        results = await asyncio.gather(*faces, return_exceptions=True)
+        results = await asyncio.gather(*gateway.face_tasks, return_exceptions=True)
         thread.stop()
         if thread.done:
             await thread.wait()  # raise what ended the bus thread, if anything did
-        for task, result in zip(faces, results):
+        for result in results:
             if isinstance(result, Exception):
                 raise result
 
@@ -127,24 +128,32 @@ async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
     loop = asyncio.get_running_loop()
     async with running(config) as gateway:
         loop.add_signal_handler(signal.SIGHUP, reload, gateway)
-        waits = {
+        waits: dict[asyncio.Future[Any], str] = {
             asyncio.ensure_future(gateway.thread.wait()): "bus thread",
             asyncio.ensure_future(stop.wait()): "signal",
             asyncio.ensure_future(gateway.restart.wait()): "restart",
+            # A face serves until cancelled: one that ends (a port it cannot bind, a bad bdt.ini)
+            # ends the gateway with its error rather than leaving a protocol silently missing.
+            **{asyncio.shield(task): "face" for task in gateway.face_tasks},
         }
-        status = asyncio.ensure_future(_report_status(gateway))
-        watchdog = asyncio.ensure_future(systemd.feed_watchdog(lambda: _healthy(gateway)))
-        ready = asyncio.ensure_future(_announce_ready(gateway))
+        helpers = [asyncio.ensure_future(_report_status(gateway)),
+                   asyncio.ensure_future(systemd.feed_watchdog(lambda: _healthy(gateway))),
+                   asyncio.ensure_future(_announce_ready(gateway))]
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
-            for task in (*waits, status, watchdog, ready):
+            for task in (*waits, *helpers):
                 task.cancel()
-        reason = waits[done.pop()]
+            await asyncio.gather(*waits, *helpers, return_exceptions=True)
+        ended = done.pop()
+        reason = waits[ended]
         if reason == "bus thread":
             await gateway.thread.wait()  # re-raise the bus thread's error
             raise RuntimeError("the bus thread ended on its own")
+        if reason == "face":
+            ended.result()  # re-raise the face's error
+            raise RuntimeError("a protocol face ended on its own")
         log.info("stopping", reason=reason)
         systemd.notify("RELOADING=1" if reason == "restart" else "STOPPING=1")
         return reason == "restart"

@@ -142,7 +142,8 @@ async def _scan(line: LineSettings, addresses: Sequence[int], timeout: float) ->
 
 
 def _board_of(found: list[Found]) -> dict[int, list[int]]:
-    return {address: addresses for addresses in boards(found).values() for address in addresses}
+    return {address: addresses for addresses in boards(f.profile for f in found if f.profile).values()
+            for address in addresses}
 
 
 def _as_json(found: list[Found]) -> list[dict[str, object]]:
@@ -154,7 +155,7 @@ def _as_json(found: list[Found]) -> list[dict[str, object]]:
             p = item.profile
             row.update(model=p.model, serial=f"0x{p.serial:08X}", device_id=p.device_id,
                        firmware={"rs": p.firmware_rs, "os": p.firmware_os},
-                       board=board_of.get(item.address, [item.address]), panel=item.address - p.primary_address + 1)
+                       board=board_of.get(item.address, [item.address]), panel=p.panel)
         rows.append(row)
     return rows
 
@@ -170,7 +171,7 @@ def _as_table(found: list[Found]) -> str:
             continue
         p = item.profile
         board = board_of.get(item.address, [item.address])
-        pairing = f"panel {item.address - p.primary_address + 1} of board {','.join(map(str, board))}"
+        pairing = f"panel {p.panel} of board {','.join(map(str, board))}"
         lines.append(f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}")
     return "\n".join(lines)
 

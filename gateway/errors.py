@@ -52,6 +52,10 @@ class ConfigError(GatewayError):
         return "\n".join(lines)
 
 
+class ListenError(GatewayError):
+    """A face cannot listen on its configured address and port; the message says which and why."""
+
+
 class StateError(GatewayError):
     """The saved state file cannot be read or written; the message names the file and why."""
 

@@ -61,6 +61,11 @@ class NodeProfile:
     firmware_os: int
     primary_address: int
 
+    @property
+    def panel(self) -> int:
+        """1 for the board's first address, 2 for the second."""
+        return self.address - self.primary_address + 1
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceOverride:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -67,6 +68,7 @@ class LoopThread:
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the main coroutine and wait for the thread to end."""
         if self.loop is not None and self._task is not None and not self._outcome.done():
-            self.loop.call_soon_threadsafe(self._task.cancel)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to cancel
+                self.loop.call_soon_threadsafe(self._task.cancel)
         if self._thread is not None:
             self._thread.join(timeout)

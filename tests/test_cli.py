@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,3 +119,20 @@ def test_check_config_warns_when_communities_are_readable_by_others(tmp_path: Pa
     assert "readable by other users" in result.stdout and "write_community" in result.stdout
     config.chmod(0o640)
     assert "readable by other users" not in run("check-config", str(config)).stdout
+
+
+def test_a_face_that_cannot_listen_stops_the_gateway_with_a_clear_error(make_line, tmp_path: Path) -> None:
+    line = make_line(1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
+            f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-3"\n'
+            f'[snmp]\naddress = "127.0.0.1"\nport = {port}\n'
+            "[bacnet]\nenabled = false\n[modbus_tcp]\nenabled = false\n"
+        )
+        result = run("run", "--config", str(config))
+    assert result.returncode == 2
+    assert f"SNMP cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

@@ -27,7 +27,7 @@ from gateway.bacnet.clock import Clock
 from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
 from gateway.config import BacnetSettings
-from gateway.errors import GatewayError
+from gateway.errors import ListenError
 from gateway.nodes.events import NodeOffline, NodeOnline, Subscription, ValueChanged
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ __all__ = ["BacnetBindError", "BacnetFace"]
 log = structlog.get_logger(__name__)
 
 
-class BacnetBindError(GatewayError):
+class BacnetBindError(ListenError):
     """The configured BACnet/IP address and port cannot be listened on."""
 
 

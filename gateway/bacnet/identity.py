@@ -87,7 +87,7 @@ class NodePlan:
 
     @property
     def description(self) -> str:
-        panel = self.profile.address - self.profile.primary_address + 1
+        panel = self.profile.panel
         return f"Modbus address {self.address}, panel {panel} of board {self.serial_number}"
 
 

@@ -80,6 +80,7 @@ class BacnetNetwork:
         self._objects: dict[int, dict[int, MeterObject]] = {}
         # by node, by alarm status register: the objects whose Event_State those bits set
         self._alarm_watchers: dict[int, dict[int, list[MeterObject]]] = {}
+        self._identity_lock = asyncio.Lock()
         for node in plan.nodes:
             self._add_node(node)
 
@@ -216,18 +217,20 @@ class BacnetNetwork:
     # --- identities (NodeIdentities) ---
 
     async def rename(self, device: NodeDevice, name: str) -> None:
-        if any(other is not device and str(other.objectName) == name for other in self._all_devices()):
-            raise ExecutionError("property", "duplicateName")
-        await self._save_override(device._address, object_name=name)
-        device.objectName = name
+        async with self._identity_lock:  # check, save and assign as one: two writes may interleave
+            if any(other is not device and str(other.objectName) == name for other in self._all_devices()):
+                raise ExecutionError("property", "duplicateName")
+            await self._save_override(device._address, object_name=name)
+            device.objectName = name
 
     async def renumber(self, device: NodeDevice, instance: int) -> None:
         if instance not in range(MAX_DEVICE_INSTANCE):  # the top one is the wildcard
             raise ExecutionError("property", "valueOutOfRange")
-        if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
-            raise ExecutionError("property", "duplicateObjectId")
-        await self._save_override(device._address, object_instance=instance)
-        device.objectIdentifier = ("device", instance)
+        async with self._identity_lock:
+            if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
+                raise ExecutionError("property", "duplicateObjectId")
+            await self._save_override(device._address, object_instance=instance)
+            device.objectIdentifier = ("device", instance)
 
     def _all_devices(self) -> Iterator[GatewayDevice]:
         yield self.router.device_object

@@ -27,6 +27,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInpu
 
 from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
 from gateway.config import ModbusTcpSettings
+from gateway.errors import ListenError
 from gateway.nodes.service import NodeService
 
 log = structlog.get_logger(__name__)
@@ -64,13 +65,23 @@ class ModbusTcpFace:
         self._framer = FramerSocket(DecodePDU(is_server=True))
         self._requests = DecodePDU(is_server=True)
         self.bound: tuple[str, int] | None = None  # the address actually listening
+        self._connections: set[asyncio.StreamWriter] = set()
 
     async def run(self) -> None:
-        server = await asyncio.start_server(self._serve, self.settings.address, self.settings.port)
+        try:
+            server = await asyncio.start_server(self._serve, self.settings.address, self.settings.port)
+        except OSError as error:
+            raise ListenError(f"Modbus TCP cannot listen on {self.settings.address}:{self.settings.port} "
+                              f"(modbus_tcp.address, modbus_tcp.port): {error.strerror}") from error
         self.bound = server.sockets[0].getsockname()[:2]
         log.info("modbus tcp listening", address=self.bound[0], port=self.bound[1])
-        async with server:
-            await server.serve_forever()
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            # The server stops taking connections; the open ones end with the face, not after it.
+            for writer in tuple(self._connections):
+                writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = "%s:%s" % writer.get_extra_info("peername")[:2]
@@ -81,6 +92,7 @@ class ModbusTcpFace:
             return
         stats = MasterStats(peer)
         self.masters[id(stats)] = stats
+        self._connections.add(writer)
         try:
             while True:
                 tid, unit, pdu = await self._read_frame(reader)
@@ -93,6 +105,7 @@ class ModbusTcpFace:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the master hung up
         finally:
+            self._connections.discard(writer)
             del self.masters[id(stats)]
             self.finished = [*self.finished[-63:], stats]
             writer.close()

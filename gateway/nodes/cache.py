@@ -8,7 +8,7 @@ created, so a reader never sees a half-updated value and never trips over a resi
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.nodes.plan import PollPlan
@@ -119,6 +119,3 @@ class NodeCache:
                 self.readings[point.register] = new
                 changes[point] = (old, new)
         return changes
-
-    def snapshot(self) -> Mapping[int, Reading]:
-        return dict(self.readings)

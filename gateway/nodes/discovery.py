@@ -100,10 +100,9 @@ async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_ti
     return [found[address] for address in sorted(found)]
 
 
-def boards(found: Iterable[Found]) -> dict[int, list[int]]:
+def boards(profiles: Iterable[NodeProfile]) -> dict[int, list[int]]:
     """Addresses grouped by board: {primary address: [addresses]}; a board's panels share a serial."""
     grouped: dict[tuple[int, int], list[int]] = {}
-    for item in found:
-        if item.profile is not None:
-            grouped.setdefault((item.profile.serial, item.profile.primary_address), []).append(item.address)
+    for profile in profiles:
+        grouped.setdefault((profile.serial, profile.primary_address), []).append(profile.address)
     return {primary: sorted(addresses) for (_, primary), addresses in sorted(grouped.items(), key=lambda kv: kv[0][1])}

@@ -9,6 +9,7 @@ slow face can never hold up polling or grow memory without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -106,8 +107,9 @@ class EventHub:
     def publish(self, events: Iterable[Event]) -> None:
         """Deliver a batch of events; safe to call from any thread."""
         batch = tuple(events)
-        if batch and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._deliver, batch)
+        if batch:
+            with contextlib.suppress(RuntimeError):  # the main loop has closed: nobody listens
+                self._loop.call_soon_threadsafe(self._deliver, batch)
 
     def _deliver(self, batch: tuple[Event, ...]) -> None:
         for subscription in tuple(self._subscriptions):

@@ -44,8 +44,3 @@ class Node:
     @property
     def address(self) -> int:
         return self.profile.address
-
-    @property
-    def panel(self) -> int:
-        """1 for the board's first address, 2 for the second."""
-        return self.profile.address - self.profile.primary_address + 1

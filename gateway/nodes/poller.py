@@ -29,9 +29,9 @@ REPORTS_KEPT = 64
 @dataclass(frozen=True, slots=True)
 class CycleReport:
     duration: float  # seconds from the first request to the last reply
-    transactions: int  # block reads attempted
-    registers: int  # registers those reads asked for
-    wire_time: float  # time the same frames take on the wire at the line's baud rate
+    transactions: int  # block reads planned (a node that fails skips the rest of its share)
+    registers: int  # registers those reads ask for
+    wire_time: float  # time those frames take on the wire at the line's baud rate
 
 
 class Poller:

@@ -10,32 +10,33 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import structlog
 
-from gateway.bus import Bus, BusError, ExceptionReply, LineSettings, NoResponse, Priority
+from gateway.bus import Bus, BusClosed, BusError, ExceptionReply, LineSettings, NoResponse, Priority
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.nodes.discovery import scan
+from gateway.nodes.discovery import boards, scan
 from gateway.nodes.events import EventHub
 from gateway.nodes.link import NodeLink
 from gateway.nodes.modbus import (
     ILLEGAL_DATA_VALUE,
     malformed,
-    read_registers,
-    registers_of,
     write_registers,
     written_registers,
 )
 from gateway.nodes.node import Node
-from gateway.nodes.plan import LineCost, poll_plan
+from gateway.nodes.plan import LineCost, Read, poll_plan
 from gateway.nodes.poller import Poller
 from gateway.pointmap import Encoding, Point, PointMap, load, signed
 from gateway.state import NodeProfile, State, StateStore
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 RESCAN_START = 5.0  # seconds before scanning an empty bus again
 RESCAN_MAX = 300.0
@@ -99,7 +100,7 @@ class NodeService:
             plans = {model: poll_plan(self.pointmap, model, cost) for model in {p.model for p in profiles}}
             for profile in profiles:
                 self.nodes[profile.address] = Node.create(profile, plans[profile.model], self.pointmap)
-            log.info("nodes ready", addresses=sorted(self.nodes), boards=self._boards())
+            log.info("nodes ready", addresses=sorted(self.nodes), boards=boards(n.profile for n in self.nodes.values()))
             self.ready.set()
             group.create_task(self.poller.run())
 
@@ -129,18 +130,11 @@ class NodeService:
         self.update_state(lambda state: state.with_profiles(profiles))
         return profiles
 
-    def _boards(self) -> dict[int, list[int]]:
-        grouped: dict[int, list[int]] = {}
-        for node in self.nodes.values():
-            grouped.setdefault(node.profile.primary_address, []).append(node.address)
-        return grouped
-
     async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
         node, point = self._check_write(address, register, words)
         await self.link.transact(node, write_registers(register, words), Priority.WRITE)
         # The cache follows what the meter now holds (an alarm status keeps its non-latching bits).
-        reply = await self.link.transact(node, read_registers(register, point.count), Priority.WRITE)
-        self.link.publish_changes(address, node.cache.store(register, registers_of(reply, point.count), time.time()))
+        await self._read_back(node, Read(register, point.count), Priority.WRITE)
 
     async def _passthrough(self, unit: int, pdu: bytes) -> bytes:
         node = self.nodes.get(unit)
@@ -156,14 +150,18 @@ class NodeService:
         reply = await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
         written = written_registers(pdu)
         if written is not None and any(node.cache.tracks(r) for r in written):
-            try:
-                readback = await self.link.transact(node, read_registers(written.start, len(written)), Priority.PASSTHROUGH)
-            except BusError as error:  # the write itself went through; the next poll catches up
-                log.info("read-back after a pass-through write failed", address=unit, error=str(error))
-            else:
-                changes = node.cache.store(written.start, registers_of(readback, len(written)), time.time())
-                self.link.publish_changes(unit, changes)
+            await self._read_back(node, Read(written.start, len(written)), Priority.PASSTHROUGH)
         return reply
+
+    async def _read_back(self, node: Node, read: Read, priority: Priority) -> None:
+        """After a write the meter accepted: its registers into the cache, so every face sees them.
+
+        A failed read-back does not undo the write: the next poll catches up.
+        """
+        try:
+            await self.link.read(node, read, priority)
+        except BusError as error:
+            log.info("read-back after a write failed", address=node.address, register=read.start, error=str(error))
 
     def _check_write(self, address: int, register: int, words: Sequence[int]) -> tuple[Node, Point]:
         node = self.nodes.get(address)
@@ -206,8 +204,7 @@ class NodeService:
 
     async def write(self, address: int, register: int, words: Sequence[int]) -> None:
         """Write raw registers of one point, checked against the point map, then read them back."""
-        assert self._thread is not None, "start() the service first"
-        await asyncio.wrap_future(self._thread.call(self._write(address, register, list(words))))
+        await self._on_bus_thread(self._write(address, register, list(words)))
 
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
         """A Modbus request of any function, as a master sent it, to a node in its turn; its reply PDU.
@@ -217,8 +214,18 @@ class NodeService:
         address where discovery found no meter and an offline node (``NoResponse``), and a
         standard request that does not parse (``ExceptionReply(3)``).
         """
-        assert self._thread is not None, "start() the service first"
-        return await asyncio.wrap_future(self._thread.call(self._passthrough(unit, pdu)))
+        return await self._on_bus_thread(self._passthrough(unit, pdu))
+
+    async def _on_bus_thread(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run work on the bus thread and await it here; a stopped bus thread is a closed bus."""
+        if self._thread is None or self._thread.done:
+            work.close()
+            raise BusClosed("the gateway is not running")
+        try:
+            future = self._thread.call(work)
+        except RuntimeError as error:  # stopped between the check and the call
+            raise BusClosed(str(error)) from None
+        return await asyncio.wrap_future(future)
 
     async def write_value(self, address: int, register: int, value: float | int) -> None:
         """Write an engineering value, scaled the way the meter scales that point."""

@@ -17,6 +17,7 @@ from pysnmp.entity import config
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdrsp, context
 
+from gateway.errors import ListenError
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline, Subscription
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
 from gateway.snmp.index import OidIndex
@@ -44,9 +45,9 @@ class SnmpFace:
         self.controller: CacheController | None = None  # set once the agent answers
 
     async def run(self) -> None:
-        # Subscribed first, so that no event between start and serving is lost.
-        events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline)
         sock = self._bind()
+        # Subscribed before anything else waits, so that no event between start and serving is lost.
+        events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline)
         try:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with
             # short timeouts on the bus thread. Requests meanwhile wait in the socket.
@@ -85,9 +86,10 @@ class SnmpFace:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((self.settings.address, self.settings.port))
-        except OSError:
+        except OSError as error:
             sock.close()
-            raise
+            raise ListenError(f"SNMP cannot listen on {self.settings.address}:{self.settings.port} "
+                              f"(snmp.address, snmp.port): {error.strerror}") from error
         sock.setblocking(False)
         self.bound = sock.getsockname()[:2]
         return sock

@@ -85,7 +85,7 @@ def _node_value(node: Node, field: NodeField) -> int | str | None:
         case NodeField.BOARD:
             return profile.primary_address
         case NodeField.PANEL_NUMBER:
-            return node.panel
+            return node.profile.panel
         case NodeField.FAILURES:
             return health.consecutive_failures
         case NodeField.LAST_ERROR:

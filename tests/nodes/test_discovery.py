@@ -34,7 +34,7 @@ async def test_scan_identifies_models_and_pairs_the_panels_of_each_board(make_li
     assert [f.address for f in found] == [3, 4, 7, 8]
     assert all(f.profile.model == "B" and f.profile.device_id == 15171 for f in found)
     assert "Branch Circuit Monitor" in found[0].detail
-    assert boards(found) == {3: [3, 4], 7: [7, 8]}
+    assert boards(f.profile for f in found) == {3: [3, 4], 7: [7, 8]}
 
 
 async def test_a_panel_missed_on_the_first_pass_is_asked_again(make_line, bus_on) -> None:
