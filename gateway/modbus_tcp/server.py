@@ -147,13 +147,10 @@ class ModbusTcpFace:
         request = self._requests.decode(pdu)
         if request is None or not 1 <= request.count <= 125:
             return None
-        oldest = time.time() - self.settings.cache_max_age
-        words = []
-        for register in range(request.address + 1, request.address + 1 + request.count):
-            found = node.cache.word(register)
-            if found is None or found[1] < oldest:
-                return None
-            words.append(found[0])
+        found = node.cache.block(range(request.address + 1, request.address + 1 + request.count))
+        if found is None or found[1] < time.time() - self.settings.cache_max_age:
+            return None
+        words = found[0]
         reply = response(registers=words)
         return reply.function_code.to_bytes(1, "big") + reply.encode()
 

@@ -1,8 +1,9 @@
 """The node cache: every value a meter node gave us, with its quality and the time it was read.
 
 One writer (the poller, on the bus thread) and many readers (the faces, on the main loop). The
-writer only ever replaces whole entries of dictionaries whose key sets are fixed when the node is
-created, so a reader never sees a half-updated value and never trips over a resized dictionary.
+writer replaces whole readings in a dictionary whose keys are fixed when the node is created, and
+swaps in a whole new dictionary of raw registers per read, so a reader never sees a half-updated
+value (nor a 32-bit value made of two reads) and never trips over a resized dictionary.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ class NodeCache:
         """A raw register and when it was read, if the plan reads it and it has been read."""
         return self._words.get(register)
 
-    def words(self, point: Point) -> tuple[list[int], float] | None:
-        found = [self.word(r) for r in point.registers]
+    def block(self, registers: range) -> tuple[list[int], float] | None:
+        """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
+        words = self._words  # one reference: a store on the bus thread swaps in a new dictionary
+        found = [words.get(r) for r in registers]
         if any(w is None for w in found):
             return None
         return [w for w, _ in found], min(t for _, t in found)  # type: ignore[misc]
@@ -79,9 +82,12 @@ class NodeCache:
     def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
         """Keep registers the meter returned; return the points whose reading changed (old, new)."""
         registers = range(start, start + len(words))
+        # A new dictionary, swapped in whole: a reader on another thread sees one read or the other.
+        stored = dict(self._words)
         for register, word in zip(registers, words):
-            if register in self._words:
-                self._words[register] = (word, timestamp)
+            if register in stored:
+                stored[register] = (word, timestamp)
+        self._words = stored
         touched = {self._pointmap.point_at(r) for r in registers}
         # A changed scale register changes the value of every point it scales.
         for register in registers:
@@ -99,7 +105,7 @@ class NodeCache:
         return changes
 
     def _decode(self, point: Point) -> Reading | None:
-        found = self.words(point)
+        found = self.block(point.registers)
         scale = self.scale_of(point)
         if found is None or scale is None:
             return None
