@@ -331,6 +331,9 @@ class BacnetSettings:
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
     max_foreign_devices: int = _key(64, _integer(1, 1024))
+    # COV subscriptions across every device of the gateway, and of any one subscriber address.
+    max_cov_subscriptions: int = _key(1024, _integer(1, 100000))
+    max_cov_per_client: int = _key(256, _integer(1, 100000))
     foreign_bbmd: tuple[str, int] | None = _key(
         None, _optional(_endpoint(None), "not a foreign device")
     )

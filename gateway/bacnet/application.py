@@ -1,9 +1,10 @@
 """The bacpypes3 applications: one per device, the router's with the gateway-wide services.
 
 Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded COV: at most
-`MAX_COV_SUBSCRIPTIONS` per device and `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed
-notifications per subscription (a slow subscriber misses intermediate values, never the
-gateway's memory). The router's application also answers TimeSynchronization and
+`bacnet.max_cov_subscriptions` over all devices and `bacnet.max_cov_per_client` for one
+subscriber (`CovLimits`, shared by every application of the gateway), and
+`MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed notifications per subscription (a slow
+subscriber misses intermediate values, never the gateway's memory). The router's application also answers TimeSynchronization and
 UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
 a global broadcast reaches every device, and only the router acts on it) and
 ReinitializeDevice (warmstart or coldstart, with the configured password: the gateway
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -40,11 +42,10 @@ from gateway.bacnet.fixes import (
 )
 from gateway.bacnet.ip_port import IPv4Port
 
-__all__ = ["DeviceApplication", "RouterApplication"]
+__all__ = ["CovLimits", "DeviceApplication", "RouterApplication"]
 
 log = structlog.get_logger(__name__)
 
-MAX_COV_SUBSCRIPTIONS = 256
 MAX_NOTIFICATIONS_IN_FLIGHT = 4
 RESTART_DELAY = 0.2  # seconds between the ReinitializeDevice acknowledgement and the restart
 _RESTARTS = (
@@ -53,10 +54,26 @@ _RESTARTS = (
 )
 
 
+@dataclass
+class CovLimits:
+    """The COV subscription caps of the whole gateway, and the applications they count over."""
+
+    total: int
+    per_client: int
+    apps: list[BoundedCov] = field(default_factory=list)
+
+    def full_for(self, client: Any) -> bool:
+        subscriptions = [cov for app in self.apps for cov in app.subscriptions()]
+        return (len(subscriptions) >= self.total
+                or sum(1 for cov in subscriptions if cov.client_addr == client) >= self.per_client)
+
+
 class BoundedCov:
+    cov_limits: CovLimits
+
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
-        if not cancelling and not self._subscribed(apdu) and self.subscription_count() >= MAX_COV_SUBSCRIPTIONS:
+        if not cancelling and not self._subscribed(apdu) and self.cov_limits.full_for(apdu.pduSource):
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
@@ -75,9 +92,9 @@ class BoundedCov:
 
     # bacpypes3 keeps the subscriptions in `_cov_detections` (object id -> detection) and has no
     # public way to list them.
-    def subscription_count(self) -> int:
+    def subscriptions(self) -> list[Subscription]:
         detections = self._cov_detections.values()  # type: ignore[attr-defined]
-        return sum(len(detection.cov_subscriptions) for detection in detections)
+        return [cov for detection in detections for cov in detection.cov_subscriptions]
 
     def _subscribed(self, apdu: SubscribeCOVRequest) -> bool:
         detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]

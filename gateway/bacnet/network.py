@@ -30,7 +30,7 @@ from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.application import CovLimits, DeviceApplication, RouterApplication
 from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
@@ -72,6 +72,7 @@ class BacnetNetwork:
         # bacpypes3 keeps virtual networks in a process-wide registry by name.
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
+        self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client)
         port = ip_port(settings, plan.router.ip_network, bdt)
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
@@ -103,7 +104,13 @@ class BacnetNetwork:
             [device, port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
         )
         app.configure(self._clock, self._settings.reinit_password, restart)
+        self._bound_cov(app)
         return app
+
+    def _bound_cov(self, app: DeviceApplication) -> None:
+        """Every application counts against the gateway's one set of COV caps."""
+        app.cov_limits = self._cov_limits
+        self._cov_limits.apps.append(app)
 
     def _router_setting(self, setting: RouterSetting, value: int) -> RouterSettingValue:
         obj = RouterSettingValue(
@@ -141,6 +148,7 @@ class BacnetNetwork:
         objects = [meter_object(PointLink(self._nodes, node, spec)) for spec in plan.objects]
         port = self._virtual_port(1, plan.address, None)
         self.applications[plan.address] = DeviceApplication.from_object_list([device, port, *objects])
+        self._bound_cov(self.applications[plan.address])
         self.devices[plan.address] = device
         self._objects[plan.address] = {obj._link.spec.point.register: obj for obj in objects}
         watching: dict[int, list[MeterObject]] = {}

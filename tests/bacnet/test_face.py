@@ -11,11 +11,10 @@ from bacpypes3.apdu import ErrorPDU
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import CharacterString, Null, ObjectIdentifier, Real, Unsigned
 
-from gateway.bacnet.application import MAX_COV_SUBSCRIPTIONS
 from gateway.bacnet.objects import object_specs
 from gateway.pointmap import load
 from tests.bacnet.client import Client, reported
-from tests.bacnet.conftest import bacnet_face
+from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.support import eventually
 
 PM = load()
@@ -172,19 +171,30 @@ async def test_cov_subscription_is_cancelled_on_request(bacnet_gateway, client) 
     gateway, _ = bacnet_gateway
     application = bacnet_face(gateway).network.applications[2]
     await client.subscribe(client.node(2), "analog-input,1347", process=5)
-    assert application.subscription_count() == 1
+    assert len(application.subscriptions()) == 1
     await client.subscribe(client.node(2), "analog-input,1347", process=5, confirmed=None, lifetime=None)
-    assert application.subscription_count() == 0
+    assert len(application.subscriptions()) == 0
 
 
-async def test_cov_subscriptions_are_bounded(bacnet_gateway, client) -> None:
-    node = client.node(1)
-    for process in range(MAX_COV_SUBSCRIPTIONS):
-        await client.subscribe(node, "analog-input,1336", process=process, confirmed=False)
-    with pytest.raises(ErrorPDU) as full:
-        await client.subscribe(node, "analog-input,1336", process=MAX_COV_SUBSCRIPTIONS, confirmed=False)
-    assert error_of(full) == ("resources", "no-space-to-add-list-element")
-    await client.subscribe(node, "analog-input,1336", process=0, confirmed=False)  # a renewal still works
+async def test_cov_subscriptions_are_bounded_per_client_and_in_total(make_line, start_gateway, make_client,
+                                                                       tmp_path) -> None:
+    line = make_line(1)
+    config = bacnet_config(line, tmp_path, max_cov_per_client=3, max_cov_subscriptions=5)
+    gateway = await serving(await start_gateway(config))
+    first, second = make_client(gateway), make_client(gateway, instance=4000002)
+    for client in (first, second):
+        await client.find_router()
+    for process in range(3):  # to two devices: the caps count over the whole gateway
+        await first.subscribe(first.node(1 + process % 2), "analog-input,1336", process=process, confirmed=False)
+    with pytest.raises(ErrorPDU) as per_client:
+        await first.subscribe(first.node(1), "analog-input,1336", process=3, confirmed=False)
+    assert error_of(per_client) == ("resources", "no-space-to-add-list-element")
+    await first.subscribe(first.node(1), "analog-input,1336", process=0, confirmed=False)  # a renewal still works
+    for process in range(2):
+        await second.subscribe(second.node(2), "analog-input,1337", process=process, confirmed=False)
+    with pytest.raises(ErrorPDU) as total:
+        await second.subscribe(second.node(2), "analog-input,1337", process=2, confirmed=False)
+    assert error_of(total) == ("resources", "no-space-to-add-list-element")
 
 
 async def test_a_vanished_node_shows_fault_and_comm_failure_then_recovers(bacnet_gateway, client) -> None:
@@ -216,9 +226,9 @@ async def test_a_confirmed_subscriber_that_went_away_is_dropped(bacnet_gateway, 
     for amps in range(20, 80, 3):
         line.panel(2).set_current(12, float(amps))
         await asyncio.sleep(0.5)
-        if application.subscription_count() == 0:
+        if len(application.subscriptions()) == 0:
             break
-    await eventually(lambda: application.subscription_count() == 0, 60, "the dead subscription to be cancelled")
+    await eventually(lambda: len(application.subscriptions()) == 0, 60, "the dead subscription to be cancelled")
 
 
 async def test_who_has_finds_an_object_by_name_on_every_node(bacnet_gateway, client) -> None:
