@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -17,8 +18,8 @@ from gateway.sim import SimulatedLine
 TEST_BAUDRATE = 115200
 
 
-def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, Any]) -> Config:
-    """A configuration for tests: fast polling, short timeouts, no face listening anywhere."""
+def _test_settings(line: SimulatedLine, tmp_path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Fast polling and short timeouts on the simulated line; no face listening unless asked."""
     raw: dict[str, Any] = {
         "gateway": {"state_file": str(tmp_path / "state.json")},
         "serial": {"port": line.path, "baudrate": TEST_BAUDRATE, "scan": "1-10", "poll_interval": 0.1,
@@ -27,7 +28,23 @@ def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, An
         "snmp": {"enabled": False},
         "modbus_tcp": {"enabled": False},
     }
-    return parse_config(merge_config(raw, sections))
+    return merge_config(raw, sections)
+
+
+def config_file(line: SimulatedLine, tmp_path: Path, **sections: dict[str, Any]) -> Path:
+    """The same settings as `gateway_config`, as a TOML file for a gateway run as a command."""
+    def toml(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+
+    path = tmp_path / "gateway.toml"
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {toml(value)}\n" for key, value in keys.items())
+                            for name, keys in _test_settings(line, tmp_path, sections).items()))
+    return path
+
+
+def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, Any]) -> Config:
+    """A configuration for tests: fast polling, short timeouts, no face listening anywhere."""
+    return parse_config(_test_settings(line, tmp_path, sections))
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import TEST_BAUDRATE
+from tests.support import TEST_BAUDRATE, config_file
 
 COMMAND = [sys.executable, "-m", "gateway"]
 
@@ -78,14 +78,7 @@ def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 3
 
 def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -> None:
     line = make_line(1)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
-        f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-4"\n'
-        '[log]\nformat = "json"\n'
-        # Tests never listen on the machine's real interfaces.
-        "[bacnet]\nenabled = false\n[snmp]\nenabled = false\n[modbus_tcp]\nenabled = false\n"
-    )
+    config = config_file(line, tmp_path, serial={"scan": "1-4"}, log={"format": "json"})
     process = subprocess.Popen([*COMMAND, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
     try:
         logged = _wait_for_line(process, '"nodes ready"')
@@ -126,13 +119,8 @@ def test_a_face_that_cannot_listen_stops_the_gateway_with_a_clear_error(make_lin
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
-            f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-3"\n'
-            f'[snmp]\naddress = "127.0.0.1"\nport = {port}\n'
-            "[bacnet]\nenabled = false\n[modbus_tcp]\nenabled = false\n"
-        )
+        config = config_file(line, tmp_path, serial={"scan": "1-3"},
+                             snmp={"enabled": True, "address": "127.0.0.1", "port": port})
         result = run("run", "--config", str(config))
     assert result.returncode == 2
     assert f"SNMP cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

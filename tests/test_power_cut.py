@@ -19,7 +19,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.state import StateStore
 from tests.bacnet.client import Client, free_udp_port
-from tests.support import TEST_BAUDRATE
+from tests.support import config_file
 
 ROUNDS = 6
 NODES = (1, 2)
@@ -70,13 +70,8 @@ async def test_sigkill_during_identity_writes_never_breaks_the_state_or_loses_an
     line = make_line(1)
     port = free_udp_port()
     state_file = tmp_path / "state.json"
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nstate_file = "{state_file}"\n'
-        f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-3"\n'
-        f'[bacnet]\naddress = "127.0.0.1/8"\nport = {port}\n'
-        "[snmp]\nenabled = false\n[modbus_tcp]\nenabled = false\n[log]\nlevel = \"warning\"\n"
-    )
+    config = config_file(line, tmp_path, serial={"scan": "1-3"}, log={"level": "warning"},
+                         bacnet={"enabled": True, "address": "127.0.0.1/8", "port": port})
     rng = random.Random(1)
     writes = {address: Writes() for address in NODES}
     for round_ in range(ROUNDS):

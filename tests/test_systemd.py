@@ -9,17 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import TEST_BAUDRATE
+from tests.support import config_file
 
 
 def test_notifies_ready_feeds_the_watchdog_survives_sighup_and_stops_on_sigterm(make_line, tmp_path: Path) -> None:
     line = make_line(1)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
-        f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-3"\n'
-        "[bacnet]\nenabled = false\n[snmp]\nenabled = false\n[modbus_tcp]\nenabled = false\n"
-    )
+    config = config_file(line, tmp_path, serial={"scan": "1-3"})
     notify_path = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify_socket:
         notify_socket.bind(notify_path)

@@ -31,14 +31,14 @@ from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address, IPv4Address
 from bacpypes3.primitivedata import ObjectIdentifier, Real
 
+from tests.support import free_port
+
 CLIENT_INSTANCE = 4000000
 
 
 def free_udp_port() -> int:
     """A UDP port nobody listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port(socket.SOCK_DGRAM)
 
 
 Notification = ConfirmedCOVNotificationRequest | UnconfirmedCOVNotificationRequest
