@@ -4,7 +4,10 @@ One board (2 model-A nodes) on the simulated line at 115200 baud (simulator in i
 1, 4 and 16 masters, each on its own connection, read the branch currents (a polled block) in a
 closed loop for a few seconds; the masters run in a separate process so they do not share the
 gateway's interpreter. The RS-485 load is the bus's transactions per second meanwhile: with
-reads answered from the cache it must not grow with the number of masters. Prints one JSON object.
+reads answered from the cache it must not grow with the number of masters. A last run has 16
+masters ask for Report Slave ID, which always passes through to the line: the poll transactions
+per second must hold up there too (the bus keeps polling a share of the line, POLL_SHARE).
+Prints one JSON object.
 
     python bench/modbus_tcp.py
 """
@@ -28,16 +31,20 @@ from gateway.modbus_tcp import ModbusTcpFace
 from gateway.pointmap import load
 
 BAUDRATE = 115200
-MASTERS = (1, 4, 16)
 SECONDS = 4.0
 CURRENTS = load().find("current", group="branch", channel=1)
+REQUESTS = {
+    "cached": struct.pack(">BHH", 3, CURRENTS.register - 1, 42),  # FC03, the 42 branch currents
+    "passthrough": bytes([0x11]),  # Report Slave ID: never cached, always on the line
+}
+RUNS = (("cached", 1), ("cached", 4), ("cached", 16), ("passthrough", 16))
 
 
-def _load(port: int, masters: int, seconds: float, results: multiprocessing.Queue) -> None:
-    results.put(asyncio.run(_masters(port, masters, seconds)))
+def _load(port: int, pdu: bytes, masters: int, seconds: float, results: multiprocessing.Queue) -> None:
+    results.put(asyncio.run(_masters(port, pdu, masters, seconds)))
 
 
-async def _masters(port: int, masters: int, seconds: float) -> list[float]:
+async def _masters(port: int, pdu: bytes, masters: int, seconds: float) -> list[float]:
     """Latencies of every request of every master, in seconds."""
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
@@ -48,14 +55,13 @@ async def _masters(port: int, masters: int, seconds: float) -> list[float]:
         tid = 0
         while time.monotonic() < deadline:
             tid = (tid + 1) & 0xFFFF
-            # MBAP (tid, protocol 0, length 6, unit) + FC03 read of 42 registers at the currents
-            writer.write(struct.pack(">HHHBBHH", tid, 0, 6, unit, 3, CURRENTS.register - 1, 42))
+            writer.write(struct.pack(">HHHB", tid, 0, 1 + len(pdu), unit) + pdu)  # MBAP + PDU
             started = time.perf_counter()
             await writer.drain()
             header = await reader.readexactly(7)
             reply = await reader.readexactly(struct.unpack(">H", header[4:6])[0] - 1)
             latencies.append(time.perf_counter() - started)
-            if struct.unpack(">H", header[:2])[0] != tid or reply[0] != 3:
+            if struct.unpack(">H", header[:2])[0] != tid or reply[0] != pdu[0]:
                 raise RuntimeError(f"bad reply {header.hex()} {reply.hex()}")
         writer.close()
 
@@ -77,12 +83,16 @@ async def measure() -> dict[str, Any]:
             face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
             while gateway.nodes.poller.cycles < 2:  # the start-up sweep is done, the cache is warm
                 await asyncio.sleep(0.05)
+            nodes = gateway.nodes.nodes.values()
             runs = []
-            for masters in MASTERS:
+            for request, masters in RUNS:
                 bus_before = gateway.nodes.bus.stats.transactions
+                # Pass-through skips the nodes' links, so their count is the poller's alone.
+                polls_before = sum(node.health.transactions for node in nodes)
                 done_before = len(face.finished)
                 results: multiprocessing.Queue = multiprocessing.Queue()
-                worker = multiprocessing.Process(target=_load, args=(tcp_port, masters, SECONDS, results))
+                args = (tcp_port, REQUESTS[request], masters, SECONDS, results)
+                worker = multiprocessing.Process(target=_load, args=args)
                 started = time.monotonic()
                 worker.start()
                 while worker.is_alive() and results.empty():
@@ -91,21 +101,25 @@ async def measure() -> dict[str, Any]:
                 elapsed = time.monotonic() - started
                 worker.join()
                 bus_transactions = gateway.nodes.bus.stats.transactions - bus_before
+                poll_transactions = sum(node.health.transactions for node in nodes) - polls_before
                 while len(face.finished) < done_before + masters:
                     await asyncio.sleep(0.01)
                 served = face.finished[-masters:]
                 requests = sum(m.requests for m in served)
                 latencies.sort()
                 runs.append({
+                    "request": request,
                     "masters": masters,
                     "requests_per_second": round(len(latencies) / SECONDS),
                     "latency_ms_p50": round(statistics.median(latencies) * 1000, 3),
                     "latency_ms_p99": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 3),
                     "cache_hit_ratio": round(sum(m.cache_hits for m in served) / requests, 4),
                     "rs485_transactions_per_second": round(bus_transactions / elapsed, 1),
+                    "poll_transactions_per_second": round(poll_transactions / elapsed, 1),
                 })
     return {"benchmark": "modbus_tcp", "baudrate": BAUDRATE, "nodes": 2, "seconds_per_run": SECONDS,
-            "request": "FC03, 42 registers (branch currents)", "runs": runs}
+            "requests": {"cached": "FC03, 42 registers (branch currents)",
+                         "passthrough": "FC11, Report Slave ID"}, "runs": runs}
 
 
 def main() -> None:

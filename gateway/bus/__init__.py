@@ -2,9 +2,9 @@
 
 It knows nothing about meters, only transactions: a unit address and a request PDU go in, the
 reply PDU (function code and data) or a typed `BusError` comes out. Requests queue by
-`Priority` (writes, then pass-through, then polling, then discovery) and go on the line one at a
-time with RTU timing: t3.5 of silence before each frame, stale input flushed, replies matched
-to their request.
+`Priority` (writes, then pass-through, then polling, then discovery; polls keep a share of the
+line however busy pass-through is, see `POLL_SHARE`) and go on the line one at a time with RTU
+timing: t3.5 of silence before each frame, stale input flushed, replies matched to their request.
 
     bus = Bus(LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E"))
     # on the bus's own thread:   asyncio.run(bus.serve())
@@ -21,9 +21,10 @@ from gateway.bus.errors import (
 )
 from gateway.bus.line import LineSettings, expected_reply_length
 from gateway.bus.rtu import RtuLink
-from gateway.bus.scheduler import Bus, BusStats, Priority
+from gateway.bus.scheduler import POLL_SHARE, Bus, BusStats, Priority
 
 __all__ = [
+    "POLL_SHARE",
     "Bus",
     "BusClosed",
     "BusError",

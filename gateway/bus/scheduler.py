@@ -1,5 +1,7 @@
 """The bus: the one owner of the serial line, running one RTU transaction at a time by priority.
 
+Writes go first and discovery last; pass-through and polling share the line (see `POLL_SHARE`).
+
 `Bus.serve()` runs on its own event loop, normally on a thread of its own, so that busy loops
 elsewhere (BACnet, SNMP) cannot stretch RTU timing. Requests come from any thread or loop and
 go back as futures:
@@ -17,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -45,12 +46,25 @@ _MAX_PDU = 253
 
 
 class Priority(IntEnum):
-    """Which queued request goes on the line next: lower first, first come first within one."""
+    """Which queued request goes on the line next: lower first, first come first within one.
+
+    One exception: a waiting poll gets its share of the line ahead of pass-through, see POLL_SHARE.
+    """
 
     WRITE = 0
     PASSTHROUGH = 1
     POLL = 2
     DISCOVERY = 3
+
+
+POLL_SHARE = 2
+"""While polls wait, at least one in every POLL_SHARE pass-through-or-poll transactions is a poll.
+
+Pass-through outranks polling because a Modbus TCP master waits on it, but sixteen busy masters
+would then hold the line for good and every polled value would go stale. So once POLL_SHARE - 1
+pass-through transactions have run since the last poll, a waiting poll goes first. 2 means they
+take turns while both wait; pass-through keeps the rest, so neither starves (keep it 2 or more).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +101,9 @@ class Bus:
         self._stats = BusStats()
         # Guards the queue and the serving state, which other threads touch in submit().
         self._lock = threading.Lock()
-        self._queue: list[tuple[Priority, int, _Request]] = []
-        self._order = itertools.count()
+        self._queues: dict[Priority, deque[_Request]] = {priority: deque() for priority in Priority}
+        self._queued = 0
+        self._passthrough_since_poll = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -121,14 +136,13 @@ class Bus:
             if self._loop is None or self._wake is None:
                 future.set_exception(BusClosed(self._closed_reason))
                 return future
-            if len(self._queue) >= self.settings.max_queue:
+            if self._queued >= self.settings.max_queue:
                 future.set_exception(
-                    BusOverloaded(
-                        f"{len(self._queue)} requests already queued on {self.settings.port}"
-                    )
+                    BusOverloaded(f"{self._queued} requests already queued on {self.settings.port}")
                 )
                 return future
-            heapq.heappush(self._queue, (priority, next(self._order), request))
+            self._queues[priority].append(request)
+            self._queued += 1
             loop, wake = self._loop, self._wake
         # RuntimeError: the loop has closed, and serve() failed the queue, this request included.
         with contextlib.suppress(RuntimeError):
@@ -207,10 +221,26 @@ class Bus:
             if link.failure is not None:
                 raise link.failure
             with self._lock:
-                if self._queue:
-                    return heapq.heappop(self._queue)[2]
+                if self._queued:
+                    return self._pop()
                 wake.clear()
             await wake.wait()
+
+    def _pop(self) -> _Request:
+        """The next request by priority, unless a waiting poll is owed its turn (POLL_SHARE)."""
+        priority = next(priority for priority in Priority if self._queues[priority])
+        if (
+            priority is Priority.PASSTHROUGH
+            and self._queues[Priority.POLL]
+            and self._passthrough_since_poll >= POLL_SHARE - 1
+        ):
+            priority = Priority.POLL
+        if priority is Priority.POLL:
+            self._passthrough_since_poll = 0
+        elif priority is Priority.PASSTHROUGH:
+            self._passthrough_since_poll += 1
+        self._queued -= 1
+        return self._queues[priority].popleft()
 
     async def _execute(self, link: RtuLink, request: _Request) -> None:
         started = time.monotonic()
@@ -249,9 +279,12 @@ class Bus:
         with self._lock:
             self._loop = self._wake = None
             self._closed_reason = reason
-            queued, self._queue = self._queue, []
+            queued = [request for priority in Priority for request in self._queues[priority]]
+            for waiting in self._queues.values():
+                waiting.clear()
+            self._queued = 0
         self.ready.clear()
         self._settled.set()
-        for _, _, request in queued:
+        for request in queued:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(BusClosed(reason))

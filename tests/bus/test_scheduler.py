@@ -1,4 +1,4 @@
-"""The Bus scheduler: priorities, threads and loops, queue limits, stopping, and stats."""
+"""The Bus scheduler: priorities and the poll share, threads and loops, queue limits, stats."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import asyncio
 import struct
 import threading
 from collections.abc import Callable
+from itertools import pairwise
 from concurrent.futures import Future
 
 import pytest
 
 from gateway.bus import (
+    POLL_SHARE,
     Bus,
     BusClosed,
     BusOverloaded,
@@ -32,6 +34,65 @@ def read(address: int, count: int = 1) -> bytes:
 
 def write(address: int, value: int) -> bytes:
     return struct.pack(">BHH", 0x06, address, value)
+
+
+POLLED, PASSED_THROUGH = 1, 2  # the unit each kind of client asks, to tell them apart on the line
+
+
+def keep_asking(bus: Bus, unit: int, pdus: list[bytes], priority: Priority) -> Future[None]:
+    """Send `pdus` one after another, like a busy master or the poller; done after the last reply.
+
+    Each next request is queued from the reply's callback, on the bus thread, before the bus picks
+    its next transaction: the client always has a request waiting, so the order served is exact.
+    """
+    finished: Future[None] = Future()
+
+    def ask(index: int) -> None:
+        if index == len(pdus):
+            finished.set_result(None)
+            return
+
+        def answered(reply: Future[bytes]) -> None:
+            if (error := reply.exception()) is not None:
+                finished.set_exception(error)
+            else:
+                ask(index + 1)
+
+        bus.submit(unit, pdus[index], priority).add_done_callback(answered)
+
+    ask(0)
+    return finished
+
+
+async def serve_under_load(
+    bus: Bus, responder: Responder, *, masters: int, rounds: int, pollers: int, polls: int
+) -> list[tuple[int, int]]:
+    """Masters (on threads of their own) and pollers keep asking while a write holds the line.
+
+    Returns (unit, address) of every transaction after that write, in the order served. Master m
+    reads address 100 + m; poller p reads address p.
+    """
+    responder.late_next(0.3)  # the write holds the line while every client queues its first request
+    bus.submit(POLLED, write(50, 7), Priority.WRITE)
+    responder.wait_for_requests(1)
+    clients: list[Future[None]] = []
+    start = threading.Barrier(masters)
+
+    def master(index: int) -> None:
+        start.wait()
+        pdus = [read(100 + index, count) for count in range(1, rounds + 1)]
+        clients.append(keep_asking(bus, PASSED_THROUGH, pdus, Priority.PASSTHROUGH))
+
+    threads = [threading.Thread(target=master, args=(index,)) for index in range(masters)]
+    for thread in threads:
+        thread.start()
+    for index in range(pollers):
+        clients.append(keep_asking(bus, POLLED, [read(index)] * polls, Priority.POLL))
+    for thread in threads:
+        thread.join(5)
+    for client in clients:
+        await asyncio.wrap_future(client)
+    return [(unit, struct.unpack(">H", pdu[1:3])[0]) for unit, pdu in responder.requests[1:]]
 
 
 async def test_writes_jump_ahead_of_queued_polls(start_bus: StartBus, responder: Responder) -> None:
@@ -62,6 +123,34 @@ async def test_priorities_run_writes_then_passthrough_then_polls_then_discovery(
         await asyncio.wrap_future(future)
     served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in responder.requests[1:]]
     assert served == [Priority.WRITE, Priority.PASSTHROUGH, Priority.POLL, Priority.DISCOVERY]
+
+
+async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
+    start_bus: StartBus, responder: Responder
+) -> None:
+    bus = start_bus(timeout=1.0).bus
+    served = await serve_under_load(bus, responder, masters=16, rounds=4, pollers=1, polls=12)
+    kinds = ["poll" if unit == POLLED else "pass" for unit, _ in served]
+    turn = ["pass"] * (POLL_SHARE - 1) + ["poll"]
+    assert kinds == turn * 12 + ["pass"] * (16 * 4 - 12 * (POLL_SHARE - 1))
+    masters = [address for unit, address in served if unit == PASSED_THROUGH]
+    assert sorted(masters[:16]) == list(range(100, 116))
+    assert masters == masters[:16] * 4, "the masters take turns in the order they first asked"
+    assert bus.stats.transactions == 1 + 16 * 4 + 12
+
+
+async def test_passthrough_still_progresses_while_polls_keep_the_queue_full(
+    start_bus: StartBus, responder: Responder
+) -> None:
+    bus = start_bus(timeout=1.0).bus
+    served = await serve_under_load(bus, responder, masters=1, rounds=8, pollers=4, polls=6)
+    passes = [position for position, (unit, _) in enumerate(served) if unit == PASSED_THROUGH]
+    assert len(passes) == 8 and passes[0] == 0
+    assert all(later - earlier <= 2 for earlier, later in pairwise(passes)), (
+        "a waiting pass-through goes on the line at least every other transaction"
+    )
+    polls = [address for unit, address in served if unit == POLLED]
+    assert polls == [0, 1, 2, 3] * 6, "the pollers take turns, first come first served"
 
 
 async def test_submit_from_another_thread_and_loop(start_bus: StartBus) -> None:
