@@ -358,6 +358,10 @@ class SnmpSettings:
     write_community: str | None = _key(None, _optional(_COMMUNITY, "SET off"))
     trap_community: str = _key("public", _COMMUNITY)
     notify_hosts: tuple[tuple[str, int], ...] = _key((), _list_of(_endpoint(162), "receivers"))
+    # Varbinds in one GETBULK response, whatever max-repetitions asks: bounds the agent's work.
+    # Above 4096 a cap means nothing: a varbind takes at least about 16 bytes, so more never fit
+    # one 65507-byte UDP datagram (the response is cut to fit one anyway).
+    max_response_varbinds: int = _key(128, _integer(1, 4096))
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert config.bacnet.foreign_bbmd is None
     assert (config.snmp.port, config.snmp.read_community) == (161, "public")
     assert config.snmp.notify_hosts == ()
+    assert config.snmp.max_response_varbinds == 128
     assert (config.modbus_tcp.port, config.modbus_tcp.cache_max_age) == (502, 2.0)
     assert (config.log.level, config.log.format) == ("info", "auto")
     assert config.warnings == ()
@@ -81,6 +82,19 @@ def test_an_out_of_range_bacnet_network_falls_back_to_5_with_a_warning(network: 
     assert len(config.warnings) == 1
     assert f"bacnet.network = {network}" in config.warnings[0]
     assert "using 5" in config.warnings[0]
+
+
+@pytest.mark.parametrize("value", [0, 4097, -1, 20.0, True, "128"])
+def test_a_getbulk_cap_outside_1_to_4096_is_refused_naming_key_value_and_range(value: object) -> None:
+    problem = problems_of({"snmp": {"max_response_varbinds": value}})["snmp.max_response_varbinds"]
+
+    assert (problem.value, problem.allowed) == (value, "an integer 1-4096")
+    assert str(problem).startswith("snmp.max_response_varbinds = ")
+
+
+@pytest.mark.parametrize("value", [1, 20, 4096])
+def test_a_getbulk_cap_within_1_to_4096_is_kept(value: int) -> None:
+    assert parse_config({"snmp": {"max_response_varbinds": value}}).snmp.max_response_varbinds == value
 
 
 @pytest.mark.parametrize("network", [1, 50, 65534])

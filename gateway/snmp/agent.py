@@ -72,8 +72,9 @@ class SnmpFace:
         snmp_context.register_context_name(b"", self.controller)
         notifier = Notifier(engine, self.settings, layout, self.nodes)
         async with asyncio.TaskGroup() as group:
-            for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder, BulkResponder):
+            for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder):
                 responder(engine, snmp_context)
+            BulkResponder(engine, snmp_context, self.settings.max_response_varbinds)
             DeferredSetResponder(engine, snmp_context, self._write, group.create_task)
             log.info("snmp agent serving", address=sock.getsockname()[0], port=sock.getsockname()[1],
                      instances=len(index), nodes=sorted(nodes),

@@ -3,9 +3,13 @@ only once the meter has taken the writes.
 
 pysnmp's GETBULK responder calls the controller once per repetition and keeps repeating past the
 end of the view; ours asks `CacheController.read_bulk` for the whole response (stack notes,
-"One-call GETBULK"). pysnmp's controllers are synchronous, so a SET cannot await the bus inside
-one: ours checks the varbinds synchronously (errors answered at once), then awaits the writes on
-the event loop and answers with their outcome. pysnmp releases a request's state right after
+"One-call GETBULK") of at most `snmp.max_response_varbinds` varbinds, and cuts it short where the
+message would outgrow the engine's maximum message size (one UDP datagram): RFC 3416 4.2.3 wants
+an oversized GETBULK response trimmed, never tooBig, and pysnmp would silently drop it.
+
+pysnmp's controllers are synchronous, so a SET cannot await the bus inside one: ours checks the
+varbinds synchronously (errors answered at once), then awaits the writes on the event loop and
+answers with their outcome. pysnmp releases a request's state right after
 ``handle_management_operation``; `release_state_information` keeps it for a deferred answer.
 """
 
@@ -15,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
+from pyasn1.codec.ber import encoder
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdrsp
 from pysnmp.entity.rfc3413.context import SnmpContext
@@ -28,9 +33,9 @@ from gateway.snmp.controller import CacheController, VarBind, Write
 
 log = structlog.get_logger(__name__)
 
-#: Varbinds in one GETBULK response: about 4-6 KB of UDP, below what managers accept and where
-#: fragments start to get lost. Also what caps a hostile max-repetitions.
-MAX_BULK_VARBINDS = 128
+#: Bytes of a v2c response besides its varbinds: message, version, a community of up to 32
+#: characters, PDU header, request-id, error status and index, varbind list header (61 at most).
+_ENVELOPE = 64
 
 
 def _context(responder: cmdrsp.CommandResponderBase, engine: SnmpEngine) -> dict[str, Any]:
@@ -38,7 +43,12 @@ def _context(responder: cmdrsp.CommandResponderBase, engine: SnmpEngine) -> dict
 
 
 class BulkResponder(cmdrsp.BulkCommandResponder):
-    max_varbinds = MAX_BULK_VARBINDS
+    def __init__(self, engine: SnmpEngine, context: SnmpContext, max_varbinds: int) -> None:
+        super().__init__(engine, context)
+        self.max_varbinds = max_varbinds
+        # What pysnmp drops a response above (65507 by default: the largest UDP payload).
+        (max_size,) = engine.get_mib_builder().import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
+        self.varbind_budget = int(max_size.syntax) - _ENVELOPE
 
     def handle_management_operation(self, engine: SnmpEngine, state: int, context_name: bytes, pdu: Any) -> None:
         var_binds = v2c.apiPDU.get_varbinds(pdu)
@@ -49,9 +59,26 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
             max_repetitions = min(max_repetitions, self.max_varbinds // repeaters)
         controller: CacheController = self.snmpContext.get_mib_instrum(context_name)
         response = controller.read_bulk(non_repeaters, max_repetitions, var_binds, _context(self, engine))
+        response = _leading_fit(response, self.varbind_budget)
         if not response:
             raise smi_error.GenError()
         self.send_varbinds(engine, state, 0, 0, response)
+
+
+def _leading_fit(var_binds: list[VarBind], budget: int) -> list[VarBind]:
+    """The first varbinds whose BER encoding takes at most `budget` bytes."""
+    used = 0
+    for count, (name, value) in enumerate(var_binds):
+        content = len(encoder.encode(name)) + len(encoder.encode(value))
+        used += content + _sequence_header(content)
+        if used > budget:
+            return var_binds[:count]
+    return var_binds
+
+
+def _sequence_header(length: int) -> int:
+    """Bytes of a BER SEQUENCE tag and length for `length` bytes of content (below 64 KB)."""
+    return 2 if length < 0x80 else 3 if length < 0x100 else 4
 
 
 class DeferredSetResponder(cmdrsp.SetCommandResponder):

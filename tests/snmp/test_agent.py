@@ -9,7 +9,6 @@ import socket
 
 from gateway.pointmap import load
 from gateway.sim import Faults
-from gateway.snmp.responders import MAX_BULK_VARBINDS
 from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE, default_layout
 from tests.snmp.netsnmp import dotted, run_async, varbinds
 from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE, instance
@@ -164,8 +163,35 @@ async def test_a_set_to_an_offline_node_is_refused_as_resource_unavailable(snmp_
     assert error_of(result) == "resourceUnavailable"
 
 
+async def test_a_getbulk_response_holds_at_most_the_configured_number_of_varbinds(snmp_agent) -> None:
+    agent = await snmp_agent(1, max_response_varbinds=20)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    table = BASE + (1, 2, 2)  # channel alarms: 2 panels x 46 channels x 6 columns
+    walk = [vb.oid for vb in varbinds((await agent.tool("snmpwalk", dotted(table))).stdout)]
+    one = await agent.tool("snmpbulkget", "-Cn0", "-Cr50", dotted(table))
+    assert one.returncode == 0 and [vb.oid for vb in varbinds(one.stdout)] == walk[:20]
+    two = await agent.tool("snmpbulkget", "-Cn0", "-Cr50", dotted(table), dotted(table + (1, 1, 2)))
+    assert two.returncode == 0 and len(varbinds(two.stdout)) == 20  # 10 rows of 2 columns
+    bulk = await agent.tool("snmpbulkwalk", "-Cr50", dotted(table))
+    assert bulk.returncode == 0 and [vb.oid for vb in varbinds(bulk.stdout)] == walk  # in steps of 20
+
+
+async def test_a_getbulk_response_is_cut_to_fit_one_udp_datagram(snmp_agent) -> None:
+    agent = await snmp_agent(1, max_response_varbinds=4096)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+    served = len(agent.face.controller.index) - STANDARD_INSTANCES
+    walk = await agent.tool("snmpbulkwalk", "-Cr4096", dotted(BASE))  # every response cut short
+    assert walk.returncode == 0 and walk.stderr == "", walk.stderr
+    walked = [vb.oid for vb in varbinds(walk.stdout) if not vb.exception]
+    assert len(walked) == served  # about 3,800 instances, some 100 KB of varbinds
+    greedy = await agent.tool("snmpbulkget", "-Cn0", "-Cr4096", dotted(BASE))
+    assert greedy.returncode == 0, greedy.stderr  # answered, not dropped by pysnmp as too big
+    got = [vb.oid for vb in varbinds(greedy.stdout)]
+    assert 1000 < len(got) < served and got == walked[:len(got)]  # cut by size, not by the cap or the view
+
+
 async def test_garbage_and_greedy_requests_never_stop_the_agent(snmp_agent, caplog) -> None:
-    agent = await snmp_agent(1)
+    agent = await snmp_agent(1, max_response_varbinds=20)
     hostile = [b"", os.urandom(300), b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01", b"\x30\x03\x02\x01\x09",
                bytes.fromhex("302902010104067075626c6963a01c02020001020100020100301030"),  # truncated GET
                b"\x30" + b"\x80" * 2000, bytes.fromhex("7706f85d")]  # the last makes pyasn1 raise TypeError
@@ -173,7 +199,7 @@ async def test_garbage_and_greedy_requests_never_stop_the_agent(snmp_agent, capl
         for datagram in hostile * 20:
             sender.sendto(datagram, ("127.0.0.1", agent.port))
     greedy = await agent.tool("snmpbulkget", "-Cn0", "-Cr2000000000", dotted(BASE))
-    assert greedy.returncode == 0 and len(varbinds(greedy.stdout)) == MAX_BULK_VARBINDS
+    assert greedy.returncode == 0 and len(varbinds(greedy.stdout)) == 20  # max_response_varbinds
     wide = await agent.tool("snmpbulkget", "-Cr10", *[dotted(BASE + (1, n)) for n in range(200)])
     assert "genError" in wide.stderr  # an answer, as pysnmp gives it: 200 repeaters leave no room
     deep = await agent.tool("snmpget", "." + ".".join(["1"] * 120))
