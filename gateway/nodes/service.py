@@ -225,7 +225,15 @@ class NodeService:
             future = self._thread.call(work)
         except RuntimeError as error:  # stopped between the check and the call
             raise BusClosed(str(error)) from None
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # The bus thread cancels what it still runs when it stops; that is a closed bus to the
+            # caller, unless the caller itself is being cancelled.
+            task = asyncio.current_task()
+            if future.cancelled() and task is not None and not task.cancelling():
+                raise BusClosed("the bus stopped") from None
+            raise
 
     async def write_value(self, address: int, register: int, value: float | int) -> None:
         """Write an engineering value, scaled the way the meter scales that point."""

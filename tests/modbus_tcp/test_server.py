@@ -9,20 +9,27 @@ import subprocess
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from gateway.app import running
+from gateway.bus import BusClosed
 from gateway.modbus_tcp import ModbusTcpFace
+from gateway.modbus_tcp.server import GATEWAY_PATH_UNAVAILABLE
 from gateway.pointmap import load
+from gateway.sim import Faults
 from tests.support import eventually, free_port, gateway_config
 
 PM = load()
 CURRENT_12 = PM.find("current", group="branch", channel=12)  # register 1347
 CT_SIZE_3 = PM.find("ct_size", group="setup", channel=3)  # register 75
+FLOAT_COPY = 2251  # 0-based: channel 1 current as a float, not polled, so a read of it goes through the bus
 
 
-async def _gateway(make_line, start_gateway, tmp_path, *primaries: int, **modbus: object):
+async def _gateway(make_line, start_gateway, tmp_path, *primaries: int, serial: dict[str, object] | None = None,
+                   **modbus: object):
     line = make_line(*(primaries or (1,)))
     port = free_port()
-    config = gateway_config(line, tmp_path, modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port,
-                                                        "cache_max_age": 5.0, **modbus})
+    config = gateway_config(line, tmp_path, serial=serial or {},
+                            modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port, "cache_max_age": 5.0,
+                                        **modbus})
     gateway = await start_gateway(config)
     face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
     await eventually(lambda: face.bound is not None, what="the server listening")
@@ -176,3 +183,70 @@ async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_wo
     finally:
         first.close()
         second.close()
+
+
+
+async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(make_line, start_gateway, tmp_path) -> None:
+    masters = 24  # more than the queue holds (16, the least serial.max_queue allows) and the request on the wire
+    line, _, face, port = await _gateway(make_line, start_gateway, tmp_path, serial={"max_queue": 16, "timeout": 2.0},
+                                         max_connections=masters)
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=30, retries=0) for _ in range(masters)]
+    try:
+        for client in clients:
+            await client.connect()
+        await eventually(lambda: len(face.masters) == masters, what="every master connected")
+        # Every reply a second late, well within the 2 s timeout (the node stays online): the bus works
+        # through its queue far slower than the masters fill it.
+        line.faults = Faults(slow=1.0, slow_delay=1.0)
+        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1)) for client in clients]
+        await eventually(lambda: any(task.done() and task.result().isError() for task in reads), what="a refusal")
+        line.faults = Faults()  # the queued requests now go through at line speed
+        replies = await asyncio.gather(*reads)
+        codes = [reply.exception_code if reply.isError() else None for reply in replies]
+        assert set(codes) == {None, GATEWAY_PATH_UNAVAILABLE}  # the queued ones answered, the others refused
+        assert all(len(reply.registers) == 2 for reply in replies if not reply.isError())
+        assert sum(master.exceptions for master in face.masters.values()) == codes.count(GATEWAY_PATH_UNAVAILABLE)
+        again = await clients[0].read_input_registers(FLOAT_COPY, count=2, device_id=1)
+        assert not again.isError()  # refused only while the queue was full
+    finally:
+        for client in clients:
+            client.close()
+
+
+async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailable(make_line, tmp_path) -> None:
+    line = make_line(1)
+    port = free_port()
+    config = gateway_config(line, tmp_path, serial={"timeout": 2.0},
+                            modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port})
+    context = running(config)  # not the start_gateway fixture: this gateway is expected to end with an error
+    gateway = await context.__aenter__()
+    try:
+        await eventually(gateway.nodes.ready.is_set, 20, "discovery")
+        face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
+        await eventually(lambda: face.bound is not None, what="the server listening")
+        clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=30, retries=0) for _ in range(4)]
+        try:
+            for client in clients:
+                await client.connect()
+            line.faults = Faults(slow=1.0, slow_delay=1.0)  # the requests wait, on the wire or queued
+            reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
+                     for client in clients]
+            await eventually(lambda: sum(m.bus_trips for m in face.masters.values()) == len(clients),
+                             what="every request passed to the bus")
+            line.stop()  # the RS-485 adapter unplugged
+            caught = await asyncio.gather(*reads)
+            assert [reply.exception_code for reply in caught] == [GATEWAY_PATH_UNAVAILABLE] * len(clients)
+            # The bus thread has ended; until the gateway stops, the Modbus TCP face still serves.
+            await eventually(lambda: gateway.thread.done, what="the bus thread ended")
+            later = await clients[0].read_input_registers(FLOAT_COPY, count=2, device_id=1)  # same connection
+            assert later.isError() and later.exception_code == GATEWAY_PATH_UNAVAILABLE
+        finally:
+            for client in clients:
+                client.close()
+        result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(FLOAT_COPY), "-c", "2", "-t", "3",
+                                         "-p", str(port), "127.0.0.1")
+        assert result.returncode != 0 and "Gateway path unavailable" in result.stderr
+    finally:
+        with pytest.raises(ExceptionGroup) as ended:  # what ended the bus thread, raised as the gateway stops
+            await context.__aexit__(None, None, None)
+    assert ended.group_contains(BusClosed)
