@@ -334,6 +334,9 @@ class BacnetSettings:
     # COV subscriptions across every device of the gateway, and of any one subscriber address.
     max_cov_subscriptions: int = _key(1024, _integer(1, 100000))
     max_cov_per_client: int = _key(256, _integer(1, 100000))
+    # Meter objects kept built in memory over all nodes (about 5 KB each); others are built when
+    # a request names them. Fewer than a BMS reads in one sweep costs CPU (rebuilds), not errors.
+    max_built_objects: int = _key(2048, _integer(1, 100000))
     foreign_bbmd: tuple[str, int] | None = _key(
         None, _optional(_endpoint(None), "not a foreign device")
     )

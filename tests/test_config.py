@@ -59,6 +59,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert (config.snmp.port, config.snmp.read_community) == (161, "public")
     assert config.snmp.notify_hosts == ()
     assert config.snmp.max_response_varbinds == 128
+    assert config.bacnet.max_built_objects == 2048
     assert (config.modbus_tcp.port, config.modbus_tcp.cache_max_age) == (502, 2.0)
     assert (config.log.level, config.log.format) == ("info", "auto")
     assert config.warnings == ()

@@ -1,11 +1,19 @@
 """The bacpypes3 applications: one per device, the router's with the gateway-wide services.
 
+A node's application builds its meter objects when a request first names one (`NodeApplication`):
+a model-A node has 1,828 objects, and as bacpypes3 objects they cost about 5 KB and 1.5 ms each,
+so building all of them for eight nodes would take some 80 MB and many seconds of start-up. The
+device still lists every object (Object_List, Who-Has), and at most `ObjectPool.capacity` built
+objects are kept over the whole gateway, the least recently used dropped first, never one a COV
+subscription watches. A built object takes its values from the node cache at once, so a rebuilt
+object is as fresh as a kept one.
+
 Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded COV: at most
 `bacnet.max_cov_subscriptions` over all devices and `bacnet.max_cov_per_client` for one
 subscriber (`CovLimits`, shared by every application of the gateway), and
 `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed notifications per subscription (a slow
-subscriber misses intermediate values, never the gateway's memory). The router's application also answers TimeSynchronization and
-UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
+subscriber misses intermediate values, never the gateway's memory). The router's application
+also answers TimeSynchronization and UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
 a global broadcast reaches every device, and only the router acts on it) and
 ReinitializeDevice (warmstart or coldstart, with the configured password: the gateway
 acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port brings
@@ -15,6 +23,8 @@ acknowledges, then restarts in-process), and binds the link layer its BACnet/IP 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +37,11 @@ from bacpypes3.apdu import (
     SubscribeCOVRequest,
     TimeSynchronizationRequest,
     UTCTimeSynchronizationRequest,
+    WhoHasRequest,
 )
 from bacpypes3.app import Application
 from bacpypes3.errors import ExecutionError
+from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
@@ -41,8 +53,12 @@ from gateway.bacnet.fixes import (
     WriteDecodingErrors,
 )
 from gateway.bacnet.ip_port import IPv4Port
+from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
+from gateway.bacnet.objects import ObjectSpec
+from gateway.nodes.node import Node
+from gateway.nodes.service import NodeService
 
-__all__ = ["CovLimits", "DeviceApplication", "RouterApplication"]
+__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "RouterApplication"]
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +135,128 @@ class DeviceApplication(  # type: ignore[misc]
     Application,
 ):
     """The application of one device of the gateway."""
+
+    def object_identifiers(self) -> list[ObjectIdentifier]:
+        """Its Object_List: every object of the device, built or not."""
+        return list(self.objectIdentifier)
+
+
+class ObjectPool:
+    """The meter objects built over the whole gateway, the least recently used first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._built: OrderedDict[tuple[NodeApplication, ObjectIdentifier], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def used(self, app: NodeApplication, objid: ObjectIdentifier) -> None:
+        self._built.move_to_end((app, objid))
+
+    def added(self, app: NodeApplication, objid: ObjectIdentifier) -> None:
+        self._built[app, objid] = None
+        for _ in range(len(self._built)):  # each entry looked at once at most
+            if len(self._built) <= self.capacity:
+                return
+            oldest = next(iter(self._built))
+            if oldest[0].watched(oldest[1]):
+                self._built.move_to_end(oldest)  # kept while subscribed
+            else:
+                del self._built[oldest]
+                oldest[0].drop(oldest[1])
+
+    def forget(self, app: NodeApplication) -> None:
+        for key in [key for key in self._built if key[0] is app]:
+            del self._built[key]
+
+
+@dataclass(frozen=True)
+class ObjectIndex:
+    """The meter objects of one model, by identifier, name and the registers they show (shared
+    by every node of that model)."""
+
+    by_id: dict[ObjectIdentifier, ObjectSpec]
+    by_name: dict[str, ObjectIdentifier]
+    by_register: dict[int, list[ObjectIdentifier]]
+
+    @staticmethod
+    @functools.cache
+    def of(specs: tuple[ObjectSpec, ...]) -> ObjectIndex:
+        index = ObjectIndex({}, {}, {})
+        for spec in specs:
+            objid = ObjectIdentifier((spec.object_type, spec.instance))
+            index.by_id[objid] = spec
+            index.by_name[spec.name] = objid
+            for register in (spec.point.register, *([spec.alarm.register] if spec.alarm else [])):
+                index.by_register.setdefault(register, []).append(objid)
+        return index
+
+
+class NodeApplication(DeviceApplication):
+    """The application of a node device: its meter objects are built on first use."""
+
+    _nodes: NodeService
+    _node: Node
+    _index: ObjectIndex
+    _pool: ObjectPool
+    _cov_increments: dict[int, float]
+
+    def serve(self, nodes: NodeService, node: Node, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
+        self._nodes, self._node, self._index, self._pool = nodes, node, ObjectIndex.of(specs), pool
+        self._cov_increments = {}
+
+    def object_identifiers(self) -> list[ObjectIdentifier]:
+        meters = self._index.by_id
+        return [objid for objid in self.objectIdentifier if objid not in meters] + list(meters)
+
+    def get_object_id(self, objid: Any) -> Any:
+        obj = super().get_object_id(objid)
+        spec = self._index.by_id.get(objid)
+        if spec is None:
+            return obj
+        if obj is None:
+            return self._build(spec)
+        self._pool.used(self, objid)
+        return obj
+
+    def get_object_name(self, objname: Any) -> Any:
+        obj = super().get_object_name(objname)
+        if obj is None and objname in self._index.by_name:
+            return self.get_object_id(self._index.by_name[objname])
+        return obj
+
+    async def do_WhoHasRequest(self, apdu: WhoHasRequest) -> None:
+        # bacpypes3 looks the object up in its dictionaries, which hold built objects only
+        wanted = apdu.object
+        if wanted.objectIdentifier is not None:
+            self.get_object_id(wanted.objectIdentifier)
+        if wanted.objectName is not None:
+            self.get_object_name(wanted.objectName)
+        await super().do_WhoHasRequest(apdu)
+
+    def show(self, register: int | None = None) -> None:
+        """Show the cache on the built objects of one register (of every register when None)."""
+        for objid in self._index.by_id if register is None else self._index.by_register.get(register, ()):
+            obj = self.objectIdentifier.get(objid)
+            if obj is not None:
+                obj.show()
+
+    def watched(self, objid: ObjectIdentifier) -> bool:
+        return objid in self._cov_detections  # type: ignore[attr-defined]
+
+    def drop(self, objid: ObjectIdentifier) -> None:
+        self.delete_object(self.objectIdentifier[objid])
+
+    def close(self) -> None:
+        self._pool.forget(self)
+        super().close()
+
+    def _build(self, spec: ObjectSpec) -> MeterObject:
+        obj = meter_object(PointLink(self._nodes, self._node, spec, self._cov_increments))
+        self.add_object(obj)
+        self._pool.added(self, obj.objectIdentifier)
+        return obj
 
 
 class RouterApplication(DeviceApplication):

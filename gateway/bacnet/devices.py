@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from bacpypes3.basetypes import ObjectTypesSupported
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogValueObject
-from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.device import ArrayOfObjectIdentifier, DeviceObject
 from bacpypes3.primitivedata import CharacterString, Date, ObjectIdentifier, Time
 
 from gateway.bacnet.clock import Clock
@@ -28,8 +28,8 @@ MAX_NAME_LENGTH = 64
 
 
 class GatewayDevice(GuardedWrites, DeviceObject):
-    """A device of the gateway: local time from the gateway's clock, and the object types it
-    really has (bacpypes3 reports none)."""
+    """A device of the gateway: local time from the gateway's clock, and the objects and object
+    types it really has (built or not; bacpypes3 reports the built ones, and no types)."""
 
     _clock: Clock
 
@@ -50,16 +50,27 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # computed
 
     @property
+    def objectList(self) -> ArrayOfObjectIdentifier:  # type: ignore[override]
+        return ArrayOfObjectIdentifier(self._identifiers())
+
+    @objectList.setter
+    def objectList(self, value: Any) -> None:
+        pass  # computed
+
+    @property
     def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
         supported = ObjectTypesSupported([])
-        if self._app is not None:
-            for object_type in {identifier[0] for identifier in self._app.objectIdentifier}:
-                supported[getattr(supported, object_type.attr)] = 1
+        for object_type in {identifier[0] for identifier in self._identifiers()}:
+            supported[getattr(supported, object_type.attr)] = 1
         return supported
 
     @protocolObjectTypesSupported.setter
     def protocolObjectTypesSupported(self, value: Any) -> None:
         pass  # computed
+
+
+    def _identifiers(self) -> list[ObjectIdentifier]:
+        return [self.objectIdentifier] if self._app is None else self._app.object_identifiers()
 
 
 class NodeIdentities(Protocol):

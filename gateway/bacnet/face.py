@@ -74,7 +74,7 @@ class BacnetFace:
                          **_ip_mode(settings, self._bdt))
                 await _serve(events, self.network)
             finally:
-                self.network.close()
+                await self.network.close()
                 self.network = None
         finally:
             events.close()

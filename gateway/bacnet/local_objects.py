@@ -58,11 +58,13 @@ def real_value(value: Any) -> float:
 @dataclass(frozen=True, slots=True)
 class PointLink:
     """Where an object's value lives: one point of one node, read from the cache, written via
-    the node service."""
+    the node service; and the COV_Increments clients wrote to the node's objects, which outlive
+    a rebuilt object."""
 
     nodes: NodeService
     node: Node
     spec: ObjectSpec
+    cov_increments: dict[int, float]  # by register
 
     def state(self) -> tuple[float, str, str]:
         """Present_Value, Reliability and Event_State from the node cache."""
@@ -90,7 +92,7 @@ class MeterObject(GuardedWrites):
             increment = real_value(value)
             if increment <= 0:
                 raise ExecutionError("property", "valueOutOfRange")
-            self.covIncrement = increment
+            self.covIncrement = self._link.cov_increments[self._link.spec.point.register] = increment
         else:
             await super()._write(name, value)
 
@@ -130,7 +132,7 @@ def meter_object(link: PointLink) -> MeterInput | MeterValue:
         outOfService=False,
         units=spec.units,
         # Without a COV_Increment bacpypes3 raises on the first Present_Value change.
-        covIncrement=spec.cov_increment,
+        covIncrement=link.cov_increments.get(spec.point.register, spec.cov_increment),
         **{key: limit for key, limit in limits.items() if limit is not None},
     )
     obj._link = link

@@ -11,7 +11,7 @@ node's Modbus address, so node 3 is "50:3".
     network.apply(event)          # a node event -> Present_Value, Reliability, COV
     network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
-    network.close()
+    await network.close()
 
 `BacnetNetwork` also checks and saves a node device's new name or ID (`NodeIdentities`): device
 names and IDs must be unique among the gateway's devices.
@@ -30,16 +30,15 @@ from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import CovLimits, DeviceApplication, RouterApplication
+from gateway.bacnet.application import CovLimits, DeviceApplication, NodeApplication, ObjectPool, RouterApplication
 from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
-from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
+from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
 from gateway.bacnet.ip_port import IPv4Port, ip_port
-from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
 from gateway.nodes.service import NodeService
@@ -49,6 +48,7 @@ __all__ = ["BacnetNetwork"]
 
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
 MAX_APDU = 1476  # what fits a BACnet/IP frame
+SOCKET_OPEN_TIMEOUT = 2.0  # seconds; opening a UDP socket on an address of the board is immediate
 _network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
 
 
@@ -77,10 +77,8 @@ class BacnetNetwork:
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
         self.devices: dict[int, NodeDevice] = {}
-        self.applications: dict[int, DeviceApplication] = {}
-        self._objects: dict[int, dict[int, MeterObject]] = {}
-        # by node, by alarm status register: the objects whose Event_State those bits set
-        self._alarm_watchers: dict[int, dict[int, list[MeterObject]]] = {}
+        self.applications: dict[int, NodeApplication] = {}
+        self.pool = ObjectPool(settings.max_built_objects)
         self._identity_lock = asyncio.Lock()
         for node in plan.nodes:
             self._add_node(node)
@@ -145,17 +143,11 @@ class BacnetNetwork:
         device._clock = self._clock
         device._address = plan.address
         device._identities = self
-        objects = [meter_object(PointLink(self._nodes, node, spec)) for spec in plan.objects]
-        port = self._virtual_port(1, plan.address, None)
-        self.applications[plan.address] = DeviceApplication.from_object_list([device, port, *objects])
-        self._bound_cov(self.applications[plan.address])
+        app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, None)])
+        app.serve(self._nodes, node, plan.objects, self.pool)
+        self._bound_cov(app)
+        self.applications[plan.address] = app
         self.devices[plan.address] = device
-        self._objects[plan.address] = {obj._link.spec.point.register: obj for obj in objects}
-        watching: dict[int, list[MeterObject]] = {}
-        for obj in objects:
-            if (alarm := obj._link.spec.alarm) is not None:
-                watching.setdefault(alarm.register, []).append(obj)
-        self._alarm_watchers[plan.address] = watching
 
     def _virtual_port(self, instance: int, mac: int, network: int | None) -> NetworkPortObject:
         numbering: dict[str, Any] = (
@@ -189,6 +181,7 @@ class BacnetNetwork:
 
     async def start(self) -> None:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
+        await self._sockets_open()
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
@@ -196,27 +189,36 @@ class BacnetNetwork:
     def apply(self, event: Event) -> None:
         """Show a node event on the node's objects."""
         if isinstance(event, ValueChanged):
-            obj = self._objects.get(event.address, {}).get(event.point.register)
-            if obj is not None:
-                obj.show()
-            for watcher in self._alarm_watchers.get(event.address, {}).get(event.point.register, ()):
-                watcher.show()
+            if (app := self.applications.get(event.address)) is not None:
+                app.show(event.point.register)
         elif isinstance(event, NodeOnline | NodeOffline):
             self.sync(event.address)
 
     def sync(self, address: int | None = None) -> None:
         """Show the cache on every object of one node (all nodes when None)."""
-        for each in self._objects if address is None else (address,):
-            for obj in self._objects.get(each, {}).values():
-                obj.show()
-            if each in self.devices:
+        for each in self.applications if address is None else (address,):
+            if each in self.applications:
+                self.applications[each].show()
                 self.devices[each].systemStatus = _system_status(self._nodes.nodes[each].health.online)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self._sockets_open()
         for app in self._all_applications():
             app.cancel_all_subscriptions()
             app.close()
         VirtualNetwork._networks.pop(self._network_name, None)
+
+    async def _sockets_open(self) -> None:
+        """Until the BACnet/IP sockets are open.
+
+        bacpypes3 opens them in tasks of their own, which its first send gathers: cancelling that
+        send (the gateway stopping) cancels them too, and their callbacks fail; closing before
+        they are open leaves them to open afterwards, never closed. `asyncio.wait` cancels nothing.
+        """
+        opening = [task for link_layer in self.router.link_layers.values()
+                   for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())]
+        if opening:
+            await asyncio.wait(opening, timeout=SOCKET_OPEN_TIMEOUT)
 
     def _all_applications(self) -> Iterator[DeviceApplication]:
         yield self.router

@@ -45,8 +45,6 @@ class OidIndex:
         self.oids: list[Oid] = [entry.oid for entry in ordered]
         if len(set(self.oids)) != len(self.oids):
             raise ValueError("two entries share an OID")
-        # Built once: pysnmp would otherwise build a new ObjectName per varbind of every response.
-        self.names = [rfc1902.ObjectName(oid) for oid in self.oids]
         self.readers = [entry.read for entry in ordered]
         self._entries = {entry.oid: entry for entry in ordered}
         self._objects = {entry.object_oid for entry in ordered}
@@ -80,5 +78,6 @@ class OidIndex:
         for at in range(position, len(readers)):
             value = readers[at]()
             if value is not None:
-                return at + 1, self.names[at], value
+                # Built per answer (a few µs): kept for every OID, they would take ~600 B each.
+                return at + 1, rfc1902.ObjectName(self.oids[at]), value
         return None

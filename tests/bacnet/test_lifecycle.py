@@ -182,3 +182,20 @@ async def test_an_address_of_another_machine_stops_the_face_with_a_clear_error(m
             task = next(task for task in asyncio.all_tasks() if task.get_name() == "BacnetFace")
             await eventually(task.done, 20, "the face to give up")
             assert face.network is None
+
+
+async def test_stopping_while_the_sockets_open_logs_no_error_and_leaves_no_socket(make_line, tmp_path,
+                                                                                   caplog) -> None:
+    line = make_line(1)
+    for _ in range(3):
+        config = bacnet_config(line, tmp_path)
+        context = running(config)
+        gateway = await context.__aenter__()
+        face = bacnet_face(gateway)
+        while face.network is None:  # stop at once: bacpypes3 is still opening the sockets
+            await asyncio.sleep(0)
+        await context.__aexit__(None, None, None)
+        await asyncio.sleep(0.1)  # what would have failed in a callback has run by now
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", config.bacnet.port))  # nobody holds the port
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == []

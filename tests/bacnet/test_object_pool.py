@@ -1,0 +1,78 @@
+"""Meter objects built on first use, at most `bacnet.max_built_objects` of them kept over the
+gateway (gateway/bacnet/application.py): what a client sees must not depend on which are built."""
+
+from __future__ import annotations
+
+from bacpypes3.pdu import Address
+from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
+
+from gateway.bacnet.objects import object_specs
+from gateway.pointmap import load
+from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
+from tests.support import eventually
+
+PM = load()
+CAPACITY = 8
+CURRENTS = [f"analog-input,{1336 + channel}" for channel in range(12)]  # channels 1-12
+
+
+async def _gateway(make_line, start_gateway, make_client, tmp_path):
+    line = make_line(1)
+    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_built_objects=CAPACITY)))
+    client = make_client(gateway)
+    await client.find_router()
+    return gateway, line, client, bacnet_face(gateway).network
+
+
+async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(make_line, start_gateway,
+                                                                               make_client, tmp_path) -> None:
+    gateway, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node = client.node(2)
+    for channel in range(1, 13):
+        line.panel(2).set_current(channel, float(channel))
+    objects = await client.read(node, "device,50002", "object-list")
+    assert len(objects) == 2 + len(object_specs(PM, "A"))
+    assert objects[2] == ObjectIdentifier("analog-value,1")  # AVs then AIs, as the plan orders them
+    assert len(network.pool) == 0  # listing builds nothing, and neither do the value changes polled meanwhile
+    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=12))
+                     .value == 12.0, 20, "the currents polled")
+    for channel, objid in enumerate(CURRENTS, start=1):
+        assert await client.read(node, objid, "present-value") == channel
+        assert await client.read(node, objid, "object-name") == f"Current Ch {channel}"
+    assert len(network.pool) == CAPACITY
+    assert len(network.applications[2].objectIdentifier) == 2 + CAPACITY
+
+    line.panel(2).set_current(1, 42.0)  # channel 1's object was dropped: rebuilt from the cache
+    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=1))
+                     .value == 42.0, 20, "the new current polled")
+    assert await client.read(node, CURRENTS[0], "present-value") == 42.0
+    assert len(network.pool) == CAPACITY
+
+
+async def test_a_subscribed_object_stays_built_and_notifies(make_line, start_gateway, make_client, tmp_path) -> None:
+    _, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node = client.node(2)
+    await client.subscribe(node, CURRENTS[11], confirmed=True, lifetime=120)
+    for objid in CURRENTS[:11] * 2:
+        await client.read(node, objid, "present-value")
+    line.panel(2).set_current(12, 30.0)
+    changed = await client.notification_where(lambda values: values["present-value"] == 30.0, timeout=20)
+    assert changed["present-value"] == 30.0
+    assert len(network.pool) == CAPACITY
+
+
+async def test_a_written_cov_increment_outlives_a_rebuild(make_line, start_gateway, make_client, tmp_path) -> None:
+    _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node = client.node(1)
+    await client.write(node, CURRENTS[0], "cov-increment", 5.0)
+    for objid in CURRENTS[1:]:
+        await client.read(node, objid, "cov-increment")
+    assert ObjectIdentifier(CURRENTS[0]) not in network.applications[1].objectIdentifier  # dropped
+    assert await client.read(node, CURRENTS[0], "cov-increment") == 5.0
+
+
+async def test_who_has_names_an_object_that_is_not_built(make_line, start_gateway, make_client, tmp_path) -> None:
+    _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    found = await client.app.who_has(object_name=CharacterString("Current Ch 3"), address=Address("50:*"), timeout=1)
+    assert sorted(str(i_have.deviceIdentifier) for i_have in found) == ["device,50001", "device,50002"]
+    assert len(network.pool) == 2  # the one named, on each node
