@@ -35,6 +35,10 @@ class Reading:
 
 
 UNREAD = Reading(None, Quality.UNKNOWN, None)
+#: The meter's scale registers hold a few powers of ten either way; far beyond, a value would be
+#: meaningless (and 10.0**exponent overflows).
+MAX_EXPONENT = 9
+MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept: the plan has a few dozen
 
 
 class NodeCache:
@@ -46,10 +50,7 @@ class NodeCache:
         self.readings: dict[int, Reading] = {p.register: UNREAD for p in self._points}
         # Raw registers as (word, wall-clock time read); keys fixed to what the plan reads.
         self._words: dict[int, tuple[int, float] | None] = {r: None for read in plan.reads for r in read.registers}
-        self._scaled_by: dict[int, list[Point]] = {}
-        for point in self._points:
-            if point.scale_register is not None:
-                self._scaled_by.setdefault(point.scale_register, []).append(point)
+        self._touched_by_read: dict[tuple[int, int], tuple[Point, ...]] = {}
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
@@ -63,7 +64,7 @@ class NodeCache:
         """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
         words = self._words  # one reference: a store on the bus thread swaps in a new dictionary
         found = [words.get(r) for r in registers]
-        if any(w is None for w in found):
+        if None in found:
             return None
         return [w for w, _ in found], min(t for _, t in found)  # type: ignore[misc]
 
@@ -71,13 +72,15 @@ class NodeCache:
         return self.readings.get(point.register, UNREAD)
 
     def scale_of(self, point: Point) -> int | None:
-        """The power-of-ten exponent that applies to a point now (None while unknown)."""
+        """The power-of-ten exponent that applies to a point now: None while its scale register
+        is unread, or holds what no meter would (beyond 10^±MAX_EXPONENT: a garbled reply)."""
         if point.exponent is not None:
             return point.exponent
         if point.scale_register is None:
             return 0
         found = self.word(point.scale_register)
-        return signed(found[0]) if found else None
+        exponent = signed(found[0]) if found else None
+        return exponent if exponent is not None and abs(exponent) <= MAX_EXPONENT else None
 
     def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
         """Keep registers the meter returned; return the points whose reading changed (old, new)."""
@@ -88,14 +91,8 @@ class NodeCache:
             if register in stored:
                 stored[register] = (word, timestamp)
         self._words = stored
-        touched = {self._pointmap.point_at(r) for r in registers}
-        # A changed scale register changes the value of every point it scales.
-        for register in registers:
-            touched.update(self._scaled_by.get(register, ()))
         changes: dict[Point, tuple[Reading, Reading]] = {}
-        for point in touched:
-            if point is None or point.register not in self.readings:
-                continue
+        for point in self._touched(start, len(words)):
             new = self._decode(point)
             old_reading = self.readings[point.register]
             if new is not None and new != old_reading:
@@ -104,12 +101,31 @@ class NodeCache:
                     changes[point] = (old_reading, new)
         return changes
 
+    def _touched(self, start: int, count: int) -> tuple[Point, ...]:
+        """The points a read of `count` registers from `start` can change: those it covers, and
+        those scaled by a scale register it covers. Kept per read (the poll plan's, and the few
+        that writes read back)."""
+        touched = self._touched_by_read.get((start, count))
+        if touched is None:
+            registers = range(start, start + count)
+            found = {self._pointmap.point_at(register) for register in registers}
+            found.update(p for p in self._points if p.scale_register is not None and p.scale_register in registers)
+            touched = tuple(sorted((p for p in found if p is not None and p.register in self.readings),
+                                   key=lambda point: point.register))
+            if len(self._touched_by_read) < MAX_READ_SHAPES:
+                self._touched_by_read[start, count] = touched
+        return touched
+
     def _decode(self, point: Point) -> Reading | None:
         found = self.block(point.registers)
-        scale = self.scale_of(point)
-        if found is None or scale is None:
+        if found is None:
             return None
         words, timestamp = found
+        scale = self.scale_of(point)
+        if scale is None:
+            # An unread scale register: wait for it. One that holds garbage: no usable value.
+            unread = point.scale_register is not None and self.word(point.scale_register) is None
+            return None if unread else Reading(None, Quality.NO_DATA, timestamp)
         value = point.decode(words, scale)
         if point.encoding is Encoding.STRING:
             return Reading(value, Quality.GOOD, timestamp)

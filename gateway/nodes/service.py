@@ -243,5 +243,5 @@ class NodeService:
             raise UnknownTarget(f"no point at register {register} of address {address}")
         scale = node.cache.scale_of(point)
         if scale is None:
-            raise WriteRefused(f"the scale of {point.label} is not known yet")
+            raise WriteRefused(f"the scale of {point.label} is not known (its scale register unread or garbled)")
         await self.write(address, register, point.encode(value, scale))

@@ -117,6 +117,9 @@ class Point:
     def valid_text(self) -> str:
         return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.valid) or "none"
 
+    def __hash__(self) -> int:  # a dictionary key on every poll read: its register says which point
+        return hash(self.register)
+
     def decode(self, words: Sequence[int], scale: int = 0) -> float | int | str | None:
         """The engineering value of the point's raw registers; None where the meter has no data."""
         if self.encoding is Encoding.STRING:
