@@ -90,3 +90,6 @@ class Poller:
                 return
             except BusError as error:
                 log.debug("poll read refused", address=node.address, start=read.start, error=str(error))
+            except Exception:  # noqa: BLE001 - a reply we fail to process must not stop every node's polling
+                log.exception("poll read not processed", address=node.address, start=read.start)
+                return
