@@ -47,13 +47,15 @@ def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, An
     return parse_config(_test_settings(line, tmp_path, sections))
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Wait until ``check()`` holds; fail with ``what`` if it does not within ``timeout`` seconds."""
+async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition", *,
+                     step: float = 0.02) -> None:
+    """Wait until ``check()`` holds, asking every ``step`` seconds (0: at every turn of the event
+    loop); fail with ``what`` if it does not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(step)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

@@ -98,6 +98,13 @@ def test_a_getbulk_cap_within_1_to_4096_is_kept(value: int) -> None:
     assert parse_config({"snmp": {"max_response_varbinds": value}}).snmp.max_response_varbinds == value
 
 
+@pytest.mark.parametrize("value", [0, 100001, 2.5, "2048"])
+def test_a_built_object_cap_outside_1_to_100000_is_refused(value: object) -> None:
+    problem = problems_of({"bacnet": {"max_built_objects": value}})["bacnet.max_built_objects"]
+
+    assert (problem.value, problem.allowed) == (value, "an integer 1-100000")
+
+
 @pytest.mark.parametrize("network", [1, 50, 65534])
 def test_a_bacnet_network_in_range_is_kept_without_warning(network: int) -> None:
     config = parse_config({"bacnet": {"network": network}})

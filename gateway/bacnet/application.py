@@ -5,19 +5,19 @@ a model-A node has 1,828 objects, and as bacpypes3 objects they cost about 5 KB 
 so building all of them for eight nodes would take some 80 MB and many seconds of start-up. The
 device still lists every object (Object_List, Who-Has), and at most `ObjectPool.capacity` built
 objects are kept over the whole gateway, the least recently used dropped first, never one a COV
-subscription watches. A built object takes its values from the node cache at once, so a rebuilt
-object is as fresh as a kept one.
+subscription watches (those are kept on top). A built object takes its values from the node
+cache at once, so a rebuilt object is as fresh as a kept one.
 
 Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded COV: at most
 `bacnet.max_cov_subscriptions` over all devices and `bacnet.max_cov_per_client` for one
 subscriber (`CovLimits`, shared by every application of the gateway), and
 `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed notifications per subscription (a slow
 subscriber misses intermediate values, never the gateway's memory). The router's application
-also answers TimeSynchronization and UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet";
-a global broadcast reaches every device, and only the router acts on it) and
-ReinitializeDevice (warmstart or coldstart, with the configured password: the gateway
-acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port brings
-(BBMD or foreign device, see `ip_port.py`).
+also answers TimeSynchronization and UTCTimeSynchronization (recorded; applied to the gateway's
+clock when rtc_control = "bacnet"; a global broadcast reaches every device, and only the router
+acts on it) and ReinitializeDevice (warmstart or coldstart, with the configured password: the
+gateway acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port
+brings (BBMD or foreign device, see `ip_port.py`).
 """
 
 from __future__ import annotations
@@ -89,7 +89,14 @@ class BoundedCov:
 
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
-        if not cancelling and not self._subscribed(apdu) and self.cov_limits.full_for(apdu.pduSource):
+        subscribed = self._subscribed(apdu)
+        if cancelling and not subscribed:
+            # Acknowledged as bacpypes3 does for an unknown object, but without its empty COV
+            # detection, which would keep the object built for good (a BMS cancels old
+            # subscriptions after a restart).
+            await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+            return
+        if not cancelling and not subscribed and self.cov_limits.full_for(apdu.pduSource):
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
@@ -152,19 +159,22 @@ class ObjectPool:
         return len(self._built)
 
     def used(self, app: NodeApplication, objid: ObjectIdentifier) -> None:
-        self._built.move_to_end((app, objid))
+        if (app, objid) in self._built:  # not after the app closed
+            self._built.move_to_end((app, objid))
 
     def added(self, app: NodeApplication, objid: ObjectIdentifier) -> None:
-        self._built[app, objid] = None
-        for _ in range(len(self._built)):  # each entry looked at once at most
-            if len(self._built) <= self.capacity:
-                return
+        """Keep a new object; drop the least recently used beyond capacity, but never the new one
+        (a request is about to use it) nor one a COV subscription watches (kept on top)."""
+        for _ in range(len(self._built)):  # each older entry looked at once at most
+            if len(self._built) < self.capacity:
+                break
             oldest = next(iter(self._built))
+            del self._built[oldest]
             if oldest[0].watched(oldest[1]):
-                self._built.move_to_end(oldest)  # kept while subscribed
+                self._built[oldest] = None  # to the end: kept while subscribed
             else:
-                del self._built[oldest]
                 oldest[0].drop(oldest[1])
+        self._built[app, objid] = None
 
     def forget(self, app: NodeApplication) -> None:
         for key in [key for key in self._built if key[0] is app]:
@@ -221,10 +231,12 @@ class NodeApplication(DeviceApplication):
         return obj
 
     def get_object_name(self, objname: Any) -> Any:
-        obj = super().get_object_name(objname)
-        if obj is None and objname in self._index.by_name:
-            return self.get_object_id(self._index.by_name[objname])
-        return obj
+        objid = self._index.by_name.get(objname)
+        return super().get_object_name(objname) if objid is None else self.get_object_id(objid)
+
+    def names(self, name: str, device: Any) -> bool:
+        """Whether one of this device's objects other than `device` has that name, built or not."""
+        return name in self._index.by_name or self.objectName.get(name, device) is not device
 
     async def do_WhoHasRequest(self, apdu: WhoHasRequest) -> None:
         # bacpypes3 looks the object up in its dictionaries, which hold built objects only
@@ -243,7 +255,8 @@ class NodeApplication(DeviceApplication):
                 obj.show()
 
     def watched(self, objid: ObjectIdentifier) -> bool:
-        return objid in self._cov_detections  # type: ignore[attr-defined]
+        detection = self._cov_detections.get(objid)  # type: ignore[attr-defined]
+        return detection is not None and bool(detection.cov_subscriptions)
 
     def drop(self, objid: ObjectIdentifier) -> None:
         self.delete_object(self.objectIdentifier[objid])

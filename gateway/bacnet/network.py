@@ -202,11 +202,13 @@ class BacnetNetwork:
                 self.devices[each].systemStatus = _system_status(self._nodes.nodes[each].health.online)
 
     async def close(self) -> None:
-        await self._sockets_open()
-        for app in self._all_applications():
-            app.cancel_all_subscriptions()
-            app.close()
-        VirtualNetwork._networks.pop(self._network_name, None)
+        try:
+            await self._sockets_open()
+        finally:
+            for app in self._all_applications():
+                app.cancel_all_subscriptions()
+                app.close()
+            VirtualNetwork._networks.pop(self._network_name, None)
 
     async def _sockets_open(self) -> None:
         """Until the BACnet/IP sockets are open.
@@ -214,6 +216,8 @@ class BacnetNetwork:
         bacpypes3 opens them in tasks of their own, which its first send gathers: cancelling that
         send (the gateway stopping) cancels them too, and their callbacks fail; closing before
         they are open leaves them to open afterwards, never closed. `asyncio.wait` cancels nothing.
+        A bind that keeps failing (bacpypes3 retries every second) is not waited for beyond
+        SOCKET_OPEN_TIMEOUT; `check_bindable` has made that unlikely.
         """
         opening = [task for link_layer in self.router.link_layers.values()
                    for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())]
@@ -228,7 +232,8 @@ class BacnetNetwork:
 
     async def rename(self, device: NodeDevice, name: str) -> None:
         async with self._identity_lock:  # check, save and assign as one: two writes may interleave
-            if any(other is not device and str(other.objectName) == name for other in self._all_devices()):
+            if (any(other is not device and str(other.objectName) == name for other in self._all_devices())
+                    or self.applications[device._address].names(name, device)):  # unique within the device too
                 raise ExecutionError("property", "duplicateName")
             await self._save_override(device._address, object_name=name)
             device.objectName = name

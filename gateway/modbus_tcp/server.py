@@ -2,9 +2,9 @@
 
 Unit ID = the node's Modbus address. A read (FC03/FC04) of registers the poller keeps fresh is
 answered from the cache while every register in it is younger than ``cache_max_age``; any other
-request, of any function code, goes to the bus in its turn (pass-through priority, behind writes,
-ahead of polling) and its reply goes back under the master's transaction id. Each connection's
-requests are answered in the order they arrived.
+request, of any function code, goes to the bus in its turn (pass-through priority: behind writes,
+taking turns with polling while both wait) and its reply goes back under the master's transaction
+id. Each connection's requests are answered in the order they arrived.
 
 Errors, as a Modbus gateway reports them: a node that does not answer, is offline, or was not
 found by discovery gives exception 0x0B (gateway target device failed to respond), the last two

@@ -44,6 +44,7 @@ class Poller:
         self.slow_every = slow_every
         self.cycles = 0
         self.reports: deque[CycleReport] = deque(maxlen=REPORTS_KEPT)
+        self._unprocessed: set[tuple[int, int]] = set()  # (address, start) of reads that failed in our code
 
     async def run(self) -> None:
         while True:
@@ -91,5 +92,8 @@ class Poller:
             except BusError as error:
                 log.debug("poll read refused", address=node.address, start=read.start, error=str(error))
             except Exception:  # noqa: BLE001 - a reply we fail to process must not stop every node's polling
-                log.exception("poll read not processed", address=node.address, start=read.start)
-                return
+                if (node.address, read.start) not in self._unprocessed:  # a traceback once, not every cycle
+                    self._unprocessed.add((node.address, read.start))
+                    log.exception("poll read not processed", address=node.address, start=read.start)
+            else:
+                self._unprocessed.discard((node.address, read.start))

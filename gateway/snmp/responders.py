@@ -55,11 +55,11 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
         non_repeaters = min(max(int(v2c.apiBulkPDU.get_non_repeaters(pdu)), 0), len(var_binds))
         max_repetitions = max(int(v2c.apiBulkPDU.get_max_repetitions(pdu)), 0)
         repeaters = len(var_binds) - non_repeaters
-        if repeaters:
-            max_repetitions = min(max_repetitions, self.max_varbinds // repeaters)
+        if repeaters:  # the non-repeaters count toward the cap too
+            max_repetitions = min(max_repetitions, max(self.max_varbinds - non_repeaters, 0) // repeaters)
         controller: CacheController = self.snmpContext.get_mib_instrum(context_name)
         response = controller.read_bulk(non_repeaters, max_repetitions, var_binds, _context(self, engine))
-        response = _leading_fit(response, self.varbind_budget)
+        response = _leading_fit(response[:self.max_varbinds], self.varbind_budget)
         if not response:
             raise smi_error.GenError()
         self.send_varbinds(engine, state, 0, 0, response)

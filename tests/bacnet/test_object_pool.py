@@ -3,6 +3,8 @@ gateway (gateway/bacnet/application.py): what a client sees must not depend on w
 
 from __future__ import annotations
 
+import pytest
+from bacpypes3.apdu import ErrorPDU
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
 
@@ -39,8 +41,11 @@ async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
     for channel, objid in enumerate(CURRENTS, start=1):
         assert await client.read(node, objid, "present-value") == channel
         assert await client.read(node, objid, "object-name") == f"Current Ch {channel}"
-    assert len(network.pool) == CAPACITY
-    assert len(network.applications[2].objectIdentifier) == 2 + CAPACITY
+    built = network.applications[2].objectIdentifier
+    assert len(network.pool) == CAPACITY and len(built) == 2 + CAPACITY
+    await client.read(node, CURRENTS[4], "present-value")  # the oldest built, used again
+    await client.read(node, "analog-input,1630", "present-value")  # one more: the next oldest goes
+    assert ObjectIdentifier(CURRENTS[4]) in built and ObjectIdentifier(CURRENTS[5]) not in built
 
     line.panel(2).set_current(1, 42.0)  # channel 1's object was dropped: rebuilt from the cache
     await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=1))
@@ -59,6 +64,38 @@ async def test_a_subscribed_object_stays_built_and_notifies(make_line, start_gat
     changed = await client.notification_where(lambda values: values["present-value"] == 30.0, timeout=20)
     assert changed["present-value"] == 30.0
     assert len(network.pool) == CAPACITY
+
+
+async def test_subscriptions_beyond_the_cap_all_notify(make_line, start_gateway, make_client, tmp_path) -> None:
+    _, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node = client.node(2)
+    watched = CURRENTS[:CAPACITY + 2]  # more subscribed objects than may be built: they stay, on top
+    for process, objid in enumerate(watched):
+        await client.subscribe(node, objid, process=process, confirmed=False, lifetime=120)
+    assert len(network.pool) == len(watched)
+    line.panel(2).set_current(CAPACITY + 2, 55.0)  # the last one subscribed
+    changed = await client.notification_where(lambda values: values["present-value"] == 55.0, timeout=20)
+    assert changed["present-value"] == 55.0
+
+
+async def test_cancelling_a_subscription_that_does_not_exist_builds_nothing(make_line, start_gateway, make_client,
+                                                                           tmp_path) -> None:
+    _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    for objid in CURRENTS:  # what a BMS does for its old subscriptions after a restart
+        await client.subscribe(client.node(2), objid, confirmed=None, lifetime=None)  # acknowledged
+    assert len(network.pool) == 0
+
+
+async def test_a_device_cannot_take_the_name_of_one_of_its_objects(make_line, start_gateway, make_client,
+                                                                   tmp_path) -> None:
+    _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node = client.node(2)
+    for taken in ("Current Ch 3", "Virtual network"):  # an object not built, and the network port
+        with pytest.raises(ErrorPDU) as refused:
+            await client.write(node, "device,50002", "object-name", taken)
+        assert str(refused.value.errorCode) == "duplicate-name"
+    assert await client.read(node, "analog-input,1338", "object-name") == "Current Ch 3"
+    await client.write(node, "device,50002", "object-name", "BCPM_2")  # its own name is fine
 
 
 async def test_a_written_cov_increment_outlives_a_rebuild(make_line, start_gateway, make_client, tmp_path) -> None:

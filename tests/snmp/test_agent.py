@@ -172,6 +172,8 @@ async def test_a_getbulk_response_holds_at_most_the_configured_number_of_varbind
     assert one.returncode == 0 and [vb.oid for vb in varbinds(one.stdout)] == walk[:20]
     two = await agent.tool("snmpbulkget", "-Cn0", "-Cr50", dotted(table), dotted(table + (1, 1, 2)))
     assert two.returncode == 0 and len(varbinds(two.stdout)) == 20  # 10 rows of 2 columns
+    three = await agent.tool("snmpbulkget", "-Cn1", "-Cr50", dotted(table), dotted(table + (1, 1, 2)))
+    assert three.returncode == 0 and len(varbinds(three.stdout)) == 20  # the non-repeater counts too
     bulk = await agent.tool("snmpbulkwalk", "-Cr50", dotted(table))
     assert bulk.returncode == 0 and [vb.oid for vb in varbinds(bulk.stdout)] == walk  # in steps of 20
 
