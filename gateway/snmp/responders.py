@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from pyasn1.codec.ber import encoder
+from pyasn1.type import univ
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdrsp
 from pysnmp.entity.rfc3413.context import SnmpContext
@@ -66,7 +67,10 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
 
 
 def _leading_fit(var_binds: list[VarBind], budget: int) -> list[VarBind]:
-    """The first varbinds whose BER encoding takes at most `budget` bytes."""
+    """The first varbinds whose BER encoding takes at most `budget` bytes. Encoded only when a cheap
+    bound says they might not all fit: a usual response is a small part of a datagram."""
+    if sum(_size_bound(name, value) for name, value in var_binds) <= budget:
+        return var_binds
     used = 0
     for count, (name, value) in enumerate(var_binds):
         content = len(encoder.encode(name)) + len(encoder.encode(value))
@@ -74,6 +78,18 @@ def _leading_fit(var_binds: list[VarBind], budget: int) -> list[VarBind]:
         if used > budget:
             return var_binds[:count]
     return var_binds
+
+
+def _size_bound(name: Any, value: Any) -> int:
+    """At least the BER size of a varbind: 5 octets per sub-identifier at most, a value's content at
+    most its length (strings, OIDs) or 9 octets (Counter64, the widest number), 4 per header."""
+    if isinstance(value, univ.OctetString):
+        content = len(value)
+    elif isinstance(value, univ.ObjectIdentifier):
+        content = 5 * len(value)
+    else:
+        content = 9
+    return 5 * len(name) + content + 12
 
 
 def _sequence_header(length: int) -> int:
