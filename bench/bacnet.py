@@ -7,7 +7,8 @@ process, so they do not share the gateway's interpreter; each keeps one request 
 - rpm: every object of node 1 read by ReadPropertyMultiple (Present_Value and Status_Flags), in
   requests of `OBJECTS_PER_RPM` objects (what a BMS sends; the answer fits one BACnet/IP frame),
   by 1 and by 8 clients for a few seconds each: requests per second, latency p50/p99, and the
-  time one client takes to read the whole node once.
+  time one client takes to read the whole node, twice in a row. The gateway builds an object when
+  a request first names it, so the first sweep of the first run also builds the node's objects.
 - cov: a confirmed COV subscription to a branch current; the simulator's current is changed by
   more than the increment and the time until the notification arrives is measured (it includes
   waiting for the next poll of that register: `poll_interval` is given with it).
@@ -51,7 +52,7 @@ NODE = 1
 CURRENT = load().find("current", group="branch", channel=12)
 
 
-def _requests() -> list[list[Any]]:
+def rpm_requests() -> list[list[Any]]:
     """The RPM requests that read every object of a node once."""
     specs = object_specs(load(), "A")
     batches = []
@@ -72,11 +73,13 @@ async def _clients(port: int, count: int, seconds: float) -> dict[str, Any]:
     clients = [Client(port, instance=4100000 + i) for i in range(count)]
     for client in clients:
         await client.find_router()
-    batches = _requests()
-    sweep_started = time.perf_counter()
-    for request in batches:  # one client reads the whole node once
-        await clients[0].app.read_property_multiple(clients[0].node(NODE), request)
-    sweep = time.perf_counter() - sweep_started
+    batches = rpm_requests()
+    sweeps = []
+    for _ in range(2):  # one client reads the whole node, twice
+        sweep_started = time.perf_counter()
+        for request in batches:
+            await clients[0].app.read_property_multiple(clients[0].node(NODE), request)
+        sweeps.append(round(time.perf_counter() - sweep_started, 3))
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
@@ -98,7 +101,7 @@ async def _clients(port: int, count: int, seconds: float) -> dict[str, Any]:
     await asyncio.gather(*(run(client, i * 7) for i, client in enumerate(clients)))
     for client in clients:
         client.close()
-    return {"latencies": latencies, "errors": errors, "sweep": sweep, "requests_per_sweep": len(batches)}
+    return {"latencies": latencies, "errors": errors, "sweeps": sweeps, "requests_per_sweep": len(batches)}
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -124,7 +127,7 @@ async def _rpm_runs(port: int) -> list[dict[str, Any]]:
             "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
             "latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
             "errors": outcome["errors"],
-            "whole_node_seconds": round(outcome["sweep"], 3),
+            "whole_node_seconds": outcome["sweeps"],
             "requests_per_whole_node": outcome["requests_per_sweep"],
         })
     return runs

@@ -6,7 +6,9 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
 - resident memory (VmRSS) with 1 and with 4 boards (2 and 8 nodes), once every face serves;
 - the time from starting the process to the first I-Am answering a Who-Is and the first SNMP
   GET response, in discovery mode (scan 1-16) and in locked mode (saved profiles, no scan);
-- its CPU share of one core over 20 s of polling at a 1 s poll interval.
+- its CPU share of one core over 20 s of polling at a 1 s poll interval;
+- its resident memory again after a client has read every object of every node (what a BMS that
+  reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built).
 
 Prints one JSON object.
 
@@ -15,6 +17,7 @@ Prints one JSON object.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -27,8 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import free_port, resident_kib, simulator
-from fuzz import snmp_templates
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the test suite's BACnet client
+from bacnet import rpm_requests  # noqa: E402
+from common import free_port, resident_kib, simulator  # noqa: E402
+from fuzz import snmp_templates  # noqa: E402
+
+from tests.bacnet.client import Client  # noqa: E402
 
 BAUDRATE = 19200
 WHO_IS = bytes.fromhex("810a000c" + "0120ffff00ff" + "1008")  # unicast BVLL carrying a global Who-Is
@@ -74,6 +81,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+async def read_every_object(port: int, nodes: int) -> int:
+    """ReadPropertyMultiple of every object of nodes 1..`nodes` (Present_Value, Status_Flags);
+    the number of objects read."""
+    client = Client(port)
+    try:
+        await client.find_router()
+        batches = rpm_requests()
+        for address in range(1, nodes + 1):
+            for request in batches:
+                await client.app.read_property_multiple(client.node(address), request)
+        return nodes * sum(len(request) // 2 for request in batches)
+    finally:
+        client.close()
+
+
 def start_times(folder: Path, port: str, boards: int, mode: str) -> dict[str, float]:
     started = time.monotonic()
     with gateway(folder, port, boards, mode) as (_, bacnet, snmp):
@@ -95,12 +117,16 @@ def run() -> dict[str, Any]:
                 cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
                 time.sleep(CPU_SECONDS)
                 cpu = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+                objects = asyncio.run(read_every_object(bacnet, 2 * boards))
+                memory_read_all = resident_kib(process.pid)
         result[f"boards_{boards}"] = {
             "nodes": 2 * boards,
             "resident_mb": round(memory / 1024, 1),
             "start_to_answer_discovery": discovery,
             "start_to_answer_locked": locked,
             "cpu_share_of_one_core": round(cpu, 3),
+            "objects_read": objects,
+            "resident_mb_after_reading_every_object": round(memory_read_all / 1024, 1),
         }
     return result
 
