@@ -50,7 +50,12 @@ class NodeCache:
         self.readings: dict[int, Reading] = {p.register: UNREAD for p in self._points}
         # Raw registers as (word, wall-clock time read); keys fixed to what the plan reads.
         self._words: dict[int, tuple[int, float] | None] = {r: None for read in plan.reads for r in read.registers}
-        self._touched_by_read: dict[tuple[int, int], tuple[Point, ...]] = {}
+        self._served = frozenset(self._points)
+        self._scaled_by: dict[int, list[Point]] = {}  # scale register -> the points it scales
+        for point in self._points:
+            if point.scale_register is not None:
+                self._scaled_by.setdefault(point.scale_register, []).append(point)
+        self._touched_by_read: dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]] = {}
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
@@ -86,13 +91,17 @@ class NodeCache:
         """Keep registers the meter returned; return the points whose reading changed (old, new)."""
         registers = range(start, start + len(words))
         # A new dictionary, swapped in whole: a reader on another thread sees one read or the other.
-        stored = dict(self._words)
+        before = self._words
+        stored = dict(before)
         for register, word in zip(registers, words):
             if register in stored:
                 stored[register] = (word, timestamp)
         self._words = stored
+        covered, scaled = self._touched(start, len(words))
+        # A point read elsewhere changes only if its scale register, read here, changed.
+        rescaled = [point for point in scaled if _word(before, point.scale_register) != _word(stored, point.scale_register)]
         changes: dict[Point, tuple[Reading, Reading]] = {}
-        for point in self._touched(start, len(words)):
+        for point in (*covered, *rescaled):
             new = self._decode(point)
             old_reading = self.readings[point.register]
             if new is not None and new != old_reading:
@@ -101,17 +110,16 @@ class NodeCache:
                     changes[point] = (old_reading, new)
         return changes
 
-    def _touched(self, start: int, count: int) -> tuple[Point, ...]:
+    def _touched(self, start: int, count: int) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
         """The points a read of `count` registers from `start` can change: those it covers, and
-        those scaled by a scale register it covers. Kept per read (the poll plan's, and the few
-        that writes read back)."""
+        those read elsewhere but scaled by a scale register it covers. Kept per read (the poll
+        plan's, and the few that writes read back)."""
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)
-            found = {self._pointmap.point_at(register) for register in registers}
-            found.update(p for p in self._points if p.scale_register is not None and p.scale_register in registers)
-            touched = tuple(sorted((p for p in found if p is not None and p.register in self.readings),
-                                   key=lambda point: point.register))
+            covered = {self._pointmap.point_at(register) for register in registers} - {None}
+            scaled = {point for register in registers for point in self._scaled_by.get(register, ())} - covered
+            touched = tuple(sorted(covered & self._served, key=_by_register)), tuple(sorted(scaled, key=_by_register))
             if len(self._touched_by_read) < MAX_READ_SHAPES:
                 self._touched_by_read[start, count] = touched
         return touched
@@ -141,3 +149,12 @@ class NodeCache:
                 self.readings[point.register] = new
                 changes[point] = (old, new)
         return changes
+
+
+def _word(words: dict[int, tuple[int, float] | None], register: int | None) -> int | None:
+    found = words.get(register) if register is not None else None
+    return None if found is None else found[0]
+
+
+def _by_register(point: Point) -> int:
+    return point.register
