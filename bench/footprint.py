@@ -6,7 +6,7 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
 - resident memory (VmRSS) with 1 and with 4 boards (2 and 8 nodes), once every face serves;
 - the time from starting the process to the first I-Am answering a Who-Is and the first SNMP
   GET response, in discovery mode (scan 1-16) and in locked mode (saved profiles, no scan);
-- its CPU share of one core over 20 s of polling at a 1 s poll interval;
+- its CPU share of one core over 60 s of polling at a 1 s poll interval;
 - its resident memory again after a client has read every object of every node (what a BMS that
   reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built).
 
@@ -39,7 +39,7 @@ from tests.bacnet.client import Client  # noqa: E402
 
 BAUDRATE = 19200
 WHO_IS = bytes.fromhex("810a000c" + "0120ffff00ff" + "1008")  # unicast BVLL carrying a global Who-Is
-CPU_SECONDS = 20.0
+CPU_SECONDS = 60.0  # long enough that the share varies little from run to run
 
 
 @contextlib.contextmanager
