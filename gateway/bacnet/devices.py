@@ -68,7 +68,6 @@ class GatewayDevice(GuardedWrites, DeviceObject):
     def protocolObjectTypesSupported(self, value: Any) -> None:
         pass  # computed
 
-
     def _identifiers(self) -> list[ObjectIdentifier]:
         return [self.objectIdentifier] if self._app is None else self._app.object_identifiers()
 

@@ -38,7 +38,7 @@ UNREAD = Reading(None, Quality.UNKNOWN, None)
 #: The meter's scale registers hold a few powers of ten either way; far beyond, a value would be
 #: meaningless (and 10.0**exponent overflows).
 MAX_EXPONENT = 9
-MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept: the plan has a few dozen
+MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept: the plan's few dozen, then write read-backs
 
 
 class NodeCache:
@@ -99,7 +99,8 @@ class NodeCache:
         self._words = stored
         covered, scaled = self._touched(start, len(words))
         # A point read elsewhere changes only if its scale register, read here, changed.
-        rescaled = [point for point in scaled if _word(before, point.scale_register) != _word(stored, point.scale_register)]
+        rescaled = [point for point in scaled
+                    if _word(before, point.scale_register) != _word(stored, point.scale_register)]
         changes: dict[Point, tuple[Reading, Reading]] = {}
         for point in (*covered, *rescaled):
             new = self._decode(point)
@@ -113,7 +114,7 @@ class NodeCache:
     def _touched(self, start: int, count: int) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
         """The points a read of `count` registers from `start` can change: those it covers, and
         those read elsewhere but scaled by a scale register it covers. Kept per read (the poll
-        plan's, and the few that writes read back)."""
+        plan's, and those of write read-backs up to MAX_READ_SHAPES)."""
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)

@@ -6,8 +6,8 @@ import asyncio
 import struct
 import threading
 from collections.abc import Callable
-from itertools import pairwise
 from concurrent.futures import Future
+from itertools import pairwise
 
 import pytest
 

@@ -185,8 +185,8 @@ async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_wo
         second.close()
 
 
-
-async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(make_line, start_gateway, tmp_path) -> None:
+async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(make_line, start_gateway,
+                                                                                   tmp_path) -> None:
     masters = 24  # more than the queue holds (16, the least serial.max_queue allows) and the request on the wire
     line, _, face, port = await _gateway(make_line, start_gateway, tmp_path, serial={"max_queue": 16, "timeout": 2.0},
                                          max_connections=masters)
@@ -198,7 +198,8 @@ async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailabl
         # Every reply a second late, well within the 2 s timeout (the node stays online): the bus works
         # through its queue far slower than the masters fill it.
         line.faults = Faults(slow=1.0, slow_delay=1.0)
-        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1)) for client in clients]
+        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
+                 for client in clients]
         await eventually(lambda: any(task.done() and task.result().isError() for task in reads), what="a refusal")
         line.faults = Faults()  # the queued requests now go through at line speed
         replies = await asyncio.gather(*reads)
