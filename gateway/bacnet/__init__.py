@@ -7,7 +7,8 @@ optionally a BBMD or a foreign device.
     ede.py            the EDE point list for BMS tools (`bcpm-gateway export-ede`)
     local_objects.py  the bacpypes3 AI/AV of a meter point (value push, checked writes)
     devices.py        the device objects and the router's AV1/AV2
-    application.py    the bacpypes3 applications (bounded COV, TimeSync, ReinitializeDevice)
+    application.py    the bacpypes3 applications (objects built on demand, bounded COV, TimeSync,
+                      ReinitializeDevice)
     fixes.py          workarounds for bacpypes3 0.0.110 bugs
     speedups.py       a cached `inspect.getattr_static` for bacpypes3
     clock.py          the clock TimeSynchronization sets
