@@ -46,11 +46,13 @@ from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
 from gateway.bacnet.fixes import (
+    CancelOnlyWhatExists,
     CovConfirmationGuard,
     IndefiniteCovLifetime,
     UnconfirmedServicesSupported,
     WildcardDeviceInstance,
     WriteDecodingErrors,
+    has_subscription,
 )
 from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
@@ -89,14 +91,7 @@ class BoundedCov:
 
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
-        subscribed = self._subscribed(apdu)
-        if cancelling and not subscribed:
-            # Acknowledged as bacpypes3 does for an unknown object, but without its empty COV
-            # detection, which would keep the object built for good (a BMS cancels old
-            # subscriptions after a restart).
-            await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
-            return
-        if not cancelling and not subscribed and self.cov_limits.full_for(apdu.pduSource):
+        if not cancelling and not has_subscription(self, apdu) and self.cov_limits.full_for(apdu.pduSource):
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
@@ -119,13 +114,6 @@ class BoundedCov:
         detections = self._cov_detections.values()  # type: ignore[attr-defined]
         return [cov for detection in detections for cov in detection.cov_subscriptions]
 
-    def _subscribed(self, apdu: SubscribeCOVRequest) -> bool:
-        detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
-        return detection is not None and any(
-            cov.client_addr == apdu.pduSource and cov.proc_id == apdu.subscriberProcessIdentifier
-            for cov in detection.cov_subscriptions
-        )
-
     def cancel_all_subscriptions(self) -> None:
         for detection in list(self._cov_detections.values()):  # type: ignore[attr-defined]
             for cov in list(detection.cov_subscriptions):
@@ -135,6 +123,7 @@ class BoundedCov:
 class DeviceApplication(  # type: ignore[misc]
     BoundedCov,
     IndefiniteCovLifetime,
+    CancelOnlyWhatExists,
     CovConfirmationGuard,
     WildcardDeviceInstance,
     UnconfirmedServicesSupported,

@@ -6,6 +6,10 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `IndefiniteCovLifetime`: SubscribeCOV without Lifetime (indefinite) fails with
   operational-problem (`Subscription.__init__` compares None > 0); Lifetime 0 already means
   indefinite there.
+- `CancelOnlyWhatExists`: a SubscribeCOV that cancels a subscription which does not exist leaves an
+  empty COV detection on the object for good (a BMS cancels its old subscriptions after a
+  restart), which keeps that object from ever being dropped from memory. It is acknowledged
+  without one.
 - `CovConfirmationGuard`: a confirmed COV notification to a subscriber that went away raises in
   `cov_confirmation` (one traceback per notification) and the subscription goes on for its whole
   lifetime, forever when indefinite. Here it is cancelled after `COV_FAILURES_TO_CANCEL` misses.
@@ -40,6 +44,7 @@ from typing import Any
 
 from bacpypes3.apdu import (
     ConfirmedServiceChoice,
+    SimpleAckPDU,
     SubscribeCOVRequest,
     UnconfirmedServiceChoice,
     WritePropertyRequest,
@@ -57,6 +62,7 @@ from gateway.logging import DropReport, LibraryErrorFilter
 
 __all__ = [
     "COV_FAILURES_TO_CANCEL",
+    "CancelOnlyWhatExists",
     "FAILED_DATAGRAMS",
     "GuardedVirtualNetwork",
     "count_failed_datagrams",
@@ -66,6 +72,7 @@ __all__ = [
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
     "WriteDecodingErrors",
+    "has_subscription",
 ]
 
 COV_FAILURES_TO_CANCEL = 3
@@ -77,6 +84,24 @@ class IndefiniteCovLifetime:
         if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
             apdu.lifetime = 0
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+
+
+class CancelOnlyWhatExists:
+    async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
+        cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
+        if cancelling and not has_subscription(self, apdu):
+            await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+            return
+        await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+
+
+def has_subscription(app: Any, apdu: SubscribeCOVRequest) -> bool:
+    """Whether the subscription a SubscribeCOV names (object, subscriber, process) exists."""
+    detection = app._cov_detections.get(apdu.monitoredObjectIdentifier)
+    return detection is not None and any(
+        cov.client_addr == apdu.pduSource and cov.proc_id == apdu.subscriberProcessIdentifier
+        for cov in detection.cov_subscriptions
+    )
 
 
 class CovConfirmationGuard:

@@ -9,6 +9,7 @@ value (nor a 32-bit value made of two reads) and never trips over a resized dict
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,7 +121,8 @@ class NodeCache:
             registers = range(start, start + count)
             covered = {self._pointmap.point_at(register) for register in registers} - {None}
             scaled = {point for register in registers for point in self._scaled_by.get(register, ())} - covered
-            touched = tuple(sorted(covered & self._served, key=_by_register)), tuple(sorted(scaled, key=_by_register))
+            by_register = operator.attrgetter("register")
+            touched = tuple(sorted(covered & self._served, key=by_register)), tuple(sorted(scaled, key=by_register))
             if len(self._touched_by_read) < MAX_READ_SHAPES:
                 self._touched_by_read[start, count] = touched
         return touched
@@ -155,7 +157,3 @@ class NodeCache:
 def _word(words: dict[int, tuple[int, float] | None], register: int | None) -> int | None:
     found = words.get(register) if register is not None else None
     return None if found is None else found[0]
-
-
-def _by_register(point: Point) -> int:
-    return point.register

@@ -71,6 +71,23 @@ async def test_stock_subscribe_cov_without_lifetime_fails() -> None:
     # The gateway's: tests/bacnet/test_face.py::test_cov_reports_a_current_change_beyond_the_increment
 
 
+async def test_stock_cancel_of_a_subscription_that_does_not_exist_leaves_an_empty_detection() -> None:
+    port = free_udp_port()
+    stock = Application.from_object_list([
+        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
+        analog_input(covIncrement=1.0),
+    ])
+    client = Client(port)
+    try:
+        await client.subscribe(client.router, "analog-input,1", confirmed=None, lifetime=None)  # acknowledged
+        detection = stock._cov_detections[ObjectIdentifier("analog-input,1")]
+        assert detection.cov_subscriptions == []  # kept for good: nothing removes an empty one
+    finally:
+        client.close()
+        stock.close()
+    # The gateway's: tests/bacnet/test_object_pool.py::test_cancelling_a_subscription_that_does_not_exist_builds_nothing
+
+
 async def test_stock_analog_object_without_cov_increment_raises_on_a_value_change() -> None:
     stock = analog_input()
     COVIncrementCriteria(stock)  # what a subscription attaches
