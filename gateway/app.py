@@ -1,7 +1,12 @@
 """The composition root: builds the gateway from a Config and runs it until told to stop.
 
-    main loop  : signals, the event hub, (the protocol faces)
+    main loop  : signals, the event hub, the protocol faces
     bus thread : the bus, discovery, the poll loop (gateway.nodes.service)
+
+Every face is built from the same parts, each taking those it needs, in this order: its
+settings, the node API (`gateway.nodes.api`), the event hub, the identity store
+(`gateway.state.IdentityStore`) and a callback that restarts the gateway. The gateway reports
+ready once every face listens on its ports.
 
 Shutdown is the tree unwinding: SIGTERM sets the stop event, the bus thread is cancelled and
 joined, and an error on either side ends the whole gateway with that error.
@@ -16,7 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -28,7 +33,7 @@ from gateway.nodes.events import EventHub
 from gateway.nodes.service import NodeService
 from gateway.sim import Board, SimulatedLine
 from gateway.snmp import SnmpFace
-from gateway.state import StateStore
+from gateway.state import IdentityStore, StateStore
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -39,10 +44,20 @@ STATUS_EVERY = 30.0  # seconds between status lines in the log
 class Face(Protocol):
     """A northbound protocol face: serves its protocol from the node cache until cancelled.
 
-    A face that has something to re-read on SIGHUP also has a ``reload()`` method.
+    ``run`` first binds its ports (or checks they can be bound) and sets ``listening``; a face
+    that cannot ends ``run`` with the reason, and the gateway does not start.
     """
 
+    listening: asyncio.Event
+
     async def run(self) -> None: ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A face with something to re-read on SIGHUP without a restart."""
+
+    def reload(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -51,6 +66,7 @@ class Gateway:
 
     config: Config
     hub: EventHub
+    identities: IdentityStore
     nodes: NodeService
     thread: LoopThread  # the bus thread
     restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
@@ -60,13 +76,14 @@ class Gateway:
 
 def build_faces(gateway: Gateway) -> list[Face]:
     """The faces the configuration enables."""
+    config, nodes, hub = gateway.config, gateway.nodes, gateway.hub
     faces: list[Face] = []
-    if gateway.config.bacnet.enabled:
-        faces.append(BacnetFace(gateway))
-    if gateway.config.modbus_tcp.enabled:
-        faces.append(ModbusTcpFace(gateway.config.modbus_tcp, gateway.nodes))
-    if gateway.config.snmp.enabled:
-        faces.append(SnmpFace(gateway))
+    if config.bacnet.enabled:
+        faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set))
+    if config.modbus_tcp.enabled:
+        faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
+    if config.snmp.enabled:
+        faces.append(SnmpFace(config.snmp, nodes, hub))
     return faces
 
 
@@ -75,15 +92,15 @@ async def running(config: Config) -> AsyncIterator[Gateway]:
     """Start the gateway; stop it cleanly when the block ends."""
     for warning in config.warnings:
         log.warning("config", detail=warning)
-    store = StateStore(config.gateway.state_file)
-    state = store.load()
+    identities = IdentityStore(StateStore(config.gateway.state_file))
     hub = EventHub(asyncio.get_running_loop())
-    nodes = NodeService(config, store, state, hub)
+    nodes = NodeService(config, identities, hub)
     thread = nodes.start()
-    gateway = Gateway(config, hub, nodes, thread)
+    gateway = Gateway(config, hub, identities, nodes, thread)
     gateway.faces = build_faces(gateway)
     gateway.face_tasks = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
     try:
+        await _listening(gateway)
         yield gateway
     finally:
         for task in gateway.face_tasks:
@@ -115,12 +132,25 @@ async def serve(load: Callable[[], Config]) -> None:
             loop.remove_signal_handler(signum)
 
 
+async def _listening(gateway: Gateway) -> None:
+    """Until every face listens; a face that ended instead raises why (the gateway does not start)."""
+    for face, task in zip(gateway.faces, gateway.face_tasks, strict=True):
+        listening = asyncio.ensure_future(face.listening.wait())
+        try:
+            await asyncio.wait((listening, task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listening.cancel()
+        if not face.listening.is_set():
+            task.result()  # the face's error
+            raise RuntimeError(f"{task.get_name()} ended before listening")
+
+
 def reload(gateway: Gateway) -> None:
     """SIGHUP: every face re-reads what it can without a restart."""
     log.info("reload")
     for face in gateway.faces:
-        if callable(getattr(face, "reload", None)):
-            face.reload()  # type: ignore[attr-defined]
+        if isinstance(face, Reloadable):
+            face.reload()
 
 
 async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
@@ -180,15 +210,15 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
 async def _report_status(gateway: Gateway) -> None:
     while True:
         await asyncio.sleep(STATUS_EVERY)
-        reports = gateway.nodes.poller.reports
-        cycle = reports[-1] if reports else None
+        statistics = gateway.nodes.statistics()
+        cycle = statistics.last_cycle
         log.info(
             "status",
             online=sorted(a for a, n in gateway.nodes.nodes.items() if n.health.online),
             offline=sorted(a for a, n in gateway.nodes.nodes.items() if not n.health.online),
             cycle_seconds=round(cycle.duration, 3) if cycle else None,
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
-            bus=gateway.nodes.bus.stats,
+            bus=statistics.line,
         )
 
 

@@ -25,12 +25,13 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from gateway.config import (
     MAX_DEVICE_ID_OFFSET,
@@ -39,32 +40,11 @@ from gateway.config import (
     VALID_NETWORKS,
 )
 from gateway.errors import StateError
+from gateway.nodes.profile import NodeProfile
 
-__all__ = ["DeviceOverride", "NodeProfile", "State", "StateStore"]
+__all__ = ["DeviceOverride", "IdentityStore", "State", "StateStore"]
 
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class NodeProfile:
-    """What discovery learned about the meter at one Modbus address.
-
-    A board answers at `primary_address` and `primary_address + 1` (panels 1 and 2, same serial).
-    `device_id` is the meter's own device ID register (15170/15171/15172 = model C/B/A).
-    """
-
-    address: int
-    serial: int
-    model: Literal["A", "B", "C"]
-    device_id: int
-    firmware_rs: int
-    firmware_os: int
-    primary_address: int
-
-    @property
-    def panel(self) -> int:
-        """1 for the board's first address, 2 for the second."""
-        return self.address - self.primary_address + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +195,37 @@ class StateStore:
 
 
 # The JSON schema, as tables: field name -> (test of the JSON value, what is allowed).
+
+class IdentityStore:
+    """The saved state while the gateway runs: node profiles, device names and IDs, router settings.
+
+    One copy for every thread: discovery saves profiles on the bus thread, BACnet clients rename
+    devices on the main loop. `update` saves a change before anyone sees it.
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._state = store.load()
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def update(self, change: Callable[[State], State]) -> State:
+        """Apply a change to the saved state and write it atomically; returns the new state."""
+        with self._lock:
+            state = change(self._state)
+            self._store.save(state)
+            self._state = state
+            return state
+
+    def saved_profiles(self) -> list[NodeProfile]:
+        return sorted(self._state.profiles.values(), key=lambda profile: profile.address)
+
+    def save_profiles(self, profiles: Iterable[NodeProfile]) -> None:
+        self.update(lambda state: state.with_profiles(profiles))
+
 
 _Rule = tuple[Callable[[object], bool], str]
 

@@ -14,7 +14,8 @@ from typing import Literal
 import pytest
 
 from gateway.errors import StateError
-from gateway.state import DeviceOverride, NodeProfile, State, StateStore
+from gateway.nodes.profile import NodeProfile
+from gateway.state import DeviceOverride, State, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

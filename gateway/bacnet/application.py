@@ -57,8 +57,8 @@ from gateway.bacnet.fixes import (
 from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
 from gateway.bacnet.objects import ObjectSpec
+from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
-from gateway.nodes.service import NodeService
 
 __all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "RouterApplication"]
 
@@ -195,13 +195,13 @@ class ObjectIndex:
 class NodeApplication(DeviceApplication):
     """The application of a node device: its meter objects are built on first use."""
 
-    _nodes: NodeService
+    _nodes: NodeAPI
     _node: Node
     _index: ObjectIndex
     _pool: ObjectPool
     _cov_increments: dict[int, float]
 
-    def serve(self, nodes: NodeService, node: Node, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
+    def serve(self, nodes: NodeAPI, node: Node, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
         self._nodes, self._node, self._index, self._pool = nodes, node, ObjectIndex.of(specs), pool
         self._cov_increments = {}
 

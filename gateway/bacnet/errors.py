@@ -3,16 +3,16 @@
     raise write_error(OutOfRange("CT size accepts 0-32767"))
     # ExecutionError property / value-out-of-range
 
-A refused write (`WriteRefused`) never reached the meter; a bus error means it may not have.
+A refused write (`WriteRefused`) never reached the meter; an unavailable node or line means it
+may not have.
 """
 
 from __future__ import annotations
 
 from bacpypes3.errors import ExecutionError
 
-from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
 from gateway.errors import GatewayError
-from gateway.nodes.service import NotWritable, OutOfRange, UnknownTarget
+from gateway.nodes.api import LineUnavailable, MeterRefused, NodeUnavailable, NotWritable, OutOfRange, UnknownTarget
 
 __all__ = ["write_error"]
 
@@ -28,16 +28,14 @@ _ERRORS: tuple[tuple[type[GatewayError], str, str], ...] = (
     (OutOfRange, "property", "valueOutOfRange"),
     (NotWritable, "property", "writeAccessDenied"),
     (UnknownTarget, "object", "unknownObject"),
-    (NoResponse, "communication", "timeout"),
-    (CorruptReply, "communication", "timeout"),
-    (BusOverloaded, "device", "deviceBusy"),
-    (BusClosed, "device", "deviceBusy"),
+    (NodeUnavailable, "communication", "timeout"),
+    (LineUnavailable, "device", "deviceBusy"),
 )
 
 
 def write_error(error: GatewayError) -> ExecutionError:
     """The BACnet error class and code for a failed write (operational-problem if nothing fits)."""
-    if isinstance(error, ExceptionReply) and error.code in _METER_REFUSALS:
+    if isinstance(error, MeterRefused) and error.code in _METER_REFUSALS:
         return ExecutionError("property", _METER_REFUSALS[error.code])
     for kind, error_class, error_code in _ERRORS:
         if isinstance(error, kind):

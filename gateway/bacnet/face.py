@@ -1,6 +1,7 @@
 """The BACnet/IP face: serves the router and the meter devices until cancelled.
 
-It waits for the node service to know its nodes, builds the devices from the plan
+It checks that its address and port can be listened on (and, as a BBMD, reads its table), says
+it is listening, waits for the node service to know its nodes, builds the devices from the plan
 (`identity.plan_devices`), announces them, then follows the node events: every value change,
 node loss and return shows on the objects, and COV notifications follow from there. An event
 that cannot be shown is logged and the face goes on; if the event queue overflowed, every
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from ipaddress import IPv4Interface
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,10 +29,9 @@ from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
 from gateway.config import BacnetSettings
 from gateway.errors import ListenError
-from gateway.nodes.events import NodeOffline, NodeOnline, Subscription, ValueChanged
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.events import EventHub, NodeOffline, NodeOnline, Subscription, ValueChanged
+from gateway.state import IdentityStore
 
 __all__ = ["BacnetBindError", "BacnetFace"]
 
@@ -43,30 +43,37 @@ class BacnetBindError(ListenError):
 
 
 class BacnetFace:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, settings: BacnetSettings, nodes: NodeAPI, hub: EventHub, identities: IdentityStore,
+                 restart: Callable[[], None]) -> None:
+        self.settings = settings
+        self._nodes = nodes
+        self._hub = hub
+        self._identities = identities
+        self._restart = restart
+        self.listening = asyncio.Event()  # set once the address and port are known to be free
         self.network: BacnetNetwork | None = None  # while serving
         self._bdt: tuple[BdtEntry, ...] = ()  # the table in use when a BBMD
 
     async def run(self) -> None:
-        gateway = self._gateway
-        settings = gateway.config.bacnet
+        settings, nodes = self.settings, self._nodes
         if settings.bbmd:
             try:
                 self._bdt = load_bdt(settings)
             except BdtError as error:
                 log.error("bacnet not started", detail=str(error))
                 raise
-        await gateway.nodes.wait_ready()
-        events = gateway.hub.subscribe(ValueChanged, NodeOnline, NodeOffline)
+        check_bindable(settings.address, settings.port)
+        self.listening.set()
+        await nodes.wait_ready()
+        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline)
         try:
-            check_bindable(settings.address, settings.port)
             speedups.install()
             fixes.count_failed_datagrams()
-            nodes = gateway.nodes
-            plan = plan_devices(settings, nodes.state, [node.profile for node in nodes.nodes.values()], nodes.pointmap)
+            profiles = [node.profile for node in nodes.nodes.values()]
+            plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
-            self.network = BacnetNetwork(plan, settings, nodes, clock, restart=gateway.restart.set, bdt=self._bdt)
+            self.network = BacnetNetwork(plan, settings, nodes, self._identities, clock, restart=self._restart,
+                                         bdt=self._bdt)
             try:
                 await self.network.start()
                 log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
@@ -81,7 +88,7 @@ class BacnetFace:
 
     def reload(self) -> None:
         """SIGHUP: a BBMD reads its bdt_file again; a bad file keeps the table in use and says why."""
-        settings = self._gateway.config.bacnet
+        settings = self.settings
         if not settings.bbmd:
             return
         try:

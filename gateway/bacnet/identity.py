@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from gateway.bacnet.objects import ObjectSpec, object_specs
 from gateway.config import MAX_DEVICE_ID_OFFSET, VALID_NETWORKS, BacnetSettings
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import PointMap
-from gateway.state import DeviceOverride, NodeProfile, State
+from gateway.state import DeviceOverride, State
 
 __all__ = ["ROUTER_SETTINGS", "DevicePlan", "NodePlan", "RouterPlan", "RouterSetting", "plan_devices"]
 

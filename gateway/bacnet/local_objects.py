@@ -25,8 +25,8 @@ from gateway.bacnet.fixes import StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
+from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
-from gateway.nodes.service import NodeService
 
 __all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterValue", "PointLink", "meter_object", "real_value"]
 
@@ -61,7 +61,7 @@ class PointLink:
     the node service; and the COV_Increments clients wrote to the node's objects, which outlive
     a rebuilt object."""
 
-    nodes: NodeService
+    nodes: NodeAPI
     node: Node
     spec: ObjectSpec
     cov_increments: dict[int, float]  # by register

@@ -6,7 +6,7 @@ BBMD or foreign device, see `ip_port.py`) and a port on a private in-process vir
 numbered `network` (AV2); each node's has one port on that virtual network, its MAC address the
 node's Modbus address, so node 3 is "50:3".
 
-    network = BacnetNetwork(plan, config.bacnet, nodes, clock, restart=gateway.restart.set, bdt=table)
+    network = BacnetNetwork(plan, settings, nodes, identities, clock, restart=restart, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
     network.apply(event)          # a node event -> Present_Value, Reliability, COV
     network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
@@ -40,9 +40,9 @@ from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
 from gateway.bacnet.ip_port import IPv4Port, ip_port
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
+from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
-from gateway.nodes.service import NodeService
-from gateway.state import DeviceOverride, State
+from gateway.state import DeviceOverride, IdentityStore, State
 
 __all__ = ["BacnetNetwork"]
 
@@ -62,9 +62,10 @@ def _version() -> str:
 class BacnetNetwork:
     """The router application and one application per node. Build it inside the running loop."""
 
-    def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeService, clock: Clock,
-                 restart: Callable[[], None], bdt: Sequence[BdtEntry] = ()) -> None:
+    def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeAPI, identities: IdentityStore,
+                 clock: Clock, restart: Callable[[], None], bdt: Sequence[BdtEntry] = ()) -> None:
         self._nodes = nodes
+        self._identities = identities
         self._clock = clock
         self._settings = settings
         self._vendor = {"vendorIdentifier": plan.router.vendor_id, "vendorName": plan.router.vendor_name,
@@ -255,10 +256,10 @@ class BacnetNetwork:
         def change(state: State) -> State:
             return state.with_override(address, replace(state.overrides.get(address, DeviceOverride()), **fields))
 
-        await asyncio.to_thread(self._nodes.update_state, change)
+        await asyncio.to_thread(self._identities.update, change)
 
     async def _save_setting(self, setting: RouterSetting, value: int) -> None:
-        await asyncio.to_thread(self._nodes.update_state, lambda state: state.with_router(**{setting.key: value}))
+        await asyncio.to_thread(self._identities.update, lambda state: state.with_router(**{setting.key: value}))
 
 
 def _system_status(online: bool) -> str:

@@ -25,10 +25,9 @@ from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
-from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
 from gateway.config import ModbusTcpSettings
 from gateway.errors import ListenError
-from gateway.nodes.service import NodeService
+from gateway.nodes.api import LineUnavailable, MeterRefused, NodeAPI, NodeUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +56,10 @@ class MalformedFrame(Exception):
 
 
 class ModbusTcpFace:
-    def __init__(self, settings: ModbusTcpSettings, nodes: NodeService) -> None:
+    def __init__(self, settings: ModbusTcpSettings, nodes: NodeAPI) -> None:
         self.settings = settings
         self.nodes = nodes
+        self.listening = asyncio.Event()  # set once the server is bound
         self.masters: dict[int, MasterStats] = {}  # live connections, by id
         self.finished: list[MasterStats] = []  # closed connections, newest last (bounded)
         self._framer = FramerSocket(DecodePDU(is_server=True))
@@ -74,6 +74,7 @@ class ModbusTcpFace:
             raise ListenError(f"Modbus TCP cannot listen on {self.settings.address}:{self.settings.port} "
                               f"(modbus_tcp.address, modbus_tcp.port): {error.strerror}") from error
         self.bound = server.sockets[0].getsockname()[:2]
+        self.listening.set()
         log.info("modbus tcp listening", address=self.bound[0], port=self.bound[1])
         try:
             async with server:
@@ -129,11 +130,11 @@ class ModbusTcpFace:
         stats.bus_trips += 1
         try:
             return await self.nodes.passthrough(unit, pdu)
-        except ExceptionReply as error:
+        except MeterRefused as error:
             code = error.code
-        except (NoResponse, CorruptReply):
+        except NodeUnavailable:
             code = GATEWAY_TARGET_FAILED
-        except (BusClosed, BusOverloaded):
+        except LineUnavailable:
             code = GATEWAY_PATH_UNAVAILABLE
         stats.exceptions += 1
         return _exception(pdu[0], code)

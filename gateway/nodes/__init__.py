@@ -1,5 +1,6 @@
 """Meter nodes: discovery, the poll plan and loop, node health, the cache, events and writes.
 
-Faces use :class:`~gateway.nodes.service.NodeService` (read ``nodes``, call ``write``) and
+Faces use the node layer through :class:`~gateway.nodes.api.NodeAPI` (read ``nodes``, await
+``write``, ``write_value``, ``passthrough``; failures are :mod:`gateway.nodes.errors`) and
 subscribe to :class:`~gateway.nodes.events.EventHub`; they never touch the bus.
 """

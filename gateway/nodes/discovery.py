@@ -15,8 +15,8 @@ import structlog
 
 from gateway.bus import Bus, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
 from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers, registers_of, slave_id_text
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import MODEL_BY_DEVICE_ID
-from gateway.state import NodeProfile
 
 log = structlog.get_logger(__name__)
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from gateway.nodes.cache import NodeCache
 from gateway.nodes.plan import PollPlan
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import PointMap
-from gateway.state import NodeProfile
 
 PROBE_BACKOFF_START = 1.0  # seconds until the first probe of an offline node
 PROBE_BACKOFF_MAX = 60.0

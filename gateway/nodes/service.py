@@ -1,8 +1,10 @@
 """The node service: the bus, discovery or saved profiles, the poll loop, and validated writes.
 
-``NodeService.run`` is the main coroutine of the bus thread (see :mod:`gateway.threads`). Faces
-on the main loop read ``nodes`` directly and call :meth:`NodeService.write` /
-:meth:`NodeService.write_value`, which hop onto the bus thread and come back with the outcome.
+``NodeService.run`` is the main coroutine of the bus thread (see :mod:`gateway.threads`). To the
+faces on the main loop it is a :class:`~gateway.nodes.api.NodeAPI`: they read ``nodes`` directly
+and call :meth:`NodeService.write` / :meth:`NodeService.write_value` /
+:meth:`NodeService.passthrough`, which hop onto the bus thread and come back with the outcome or
+a node error (the bus's errors end here).
 """
 
 from __future__ import annotations
@@ -10,15 +12,25 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from gateway.bus import Bus, BusClosed, BusError, ExceptionReply, LineSettings, NoResponse, Priority
+from gateway.bus import Bus, BusClosed, BusError, BusOverloaded, ExceptionReply, LineSettings, Priority
 from gateway.config import Config
-from gateway.errors import GatewayError
+from gateway.nodes.api import NodeStatistics
 from gateway.nodes.discovery import boards, scan
+from gateway.nodes.errors import (
+    LineUnavailable,
+    MeterRefused,
+    NodeError,
+    NodeUnavailable,
+    NotWritable,
+    OutOfRange,
+    UnknownTarget,
+    WriteRefused,
+)
 from gateway.nodes.events import EventHub
 from gateway.nodes.link import NodeLink
 from gateway.nodes.modbus import (
@@ -30,8 +42,8 @@ from gateway.nodes.modbus import (
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, Read, poll_plan
 from gateway.nodes.poller import Poller
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import Encoding, Point, PointMap, load, signed
-from gateway.state import NodeProfile, State, StateStore
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -45,20 +57,12 @@ RESCAN_MAX = 300.0
 ASSUMED_TURNAROUND = 0.005
 
 
-class WriteRefused(GatewayError):
-    """A write the point map does not allow; nothing was sent to the meter."""
+class SavedProfiles(Protocol):
+    """Where the profiles of the nodes found are kept across restarts (the identity store)."""
 
+    def saved_profiles(self) -> list[NodeProfile]: ...
 
-class UnknownTarget(WriteRefused):
-    pass
-
-
-class NotWritable(WriteRefused):
-    pass
-
-
-class OutOfRange(WriteRefused):
-    pass
+    def save_profiles(self, profiles: Sequence[NodeProfile]) -> None: ...
 
 
 def line_settings(config: Config) -> LineSettings:
@@ -72,11 +76,9 @@ def line_cost(line: LineSettings) -> LineCost:
 
 
 class NodeService:
-    def __init__(self, config: Config, store: StateStore, state: State, hub: EventHub,
-                 pointmap: PointMap | None = None) -> None:
+    def __init__(self, config: Config, saved: SavedProfiles, hub: EventHub, pointmap: PointMap | None = None) -> None:
         self.config = config
-        self.store = store
-        self.state = state
+        self.saved = saved
         self.pointmap = pointmap or load()
         self.line = line_settings(config)
         self.bus = Bus(self.line)
@@ -86,7 +88,6 @@ class NodeService:
         self.poller = Poller(self.link, self.nodes, self.line, interval=config.serial.poll_interval,
                              slow_every=config.serial.slow_every)
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
-        self._state_lock = threading.Lock()  # discovery (bus thread) and faces (main loop) both save
         self._thread: LoopThread | None = None
 
     # --- on the bus thread ---
@@ -106,7 +107,7 @@ class NodeService:
 
     async def _profiles(self) -> list[NodeProfile]:
         if self.config.gateway.operating_mode == "locked":
-            profiles = sorted(self.state.profiles.values(), key=lambda p: p.address)
+            profiles = self.saved.saved_profiles()
             if not profiles:
                 log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
             return profiles
@@ -127,7 +128,7 @@ class NodeService:
             log.warning("no meter answered; scanning again", seconds=pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RESCAN_MAX)
-        self.update_state(lambda state: state.with_profiles(profiles))
+        self.saved.save_profiles(profiles)
         return profiles
 
     async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
@@ -139,12 +140,12 @@ class NodeService:
     async def _passthrough(self, unit: int, pdu: bytes) -> bytes:
         node = self.nodes.get(unit)
         if node is None:
-            raise NoResponse(f"no meter node answered at address {unit} during discovery")
+            raise NodeUnavailable(f"no meter node answered at address {unit} during discovery")
         if malformed(pdu):
-            raise ExceptionReply(ILLEGAL_DATA_VALUE)
+            raise MeterRefused(ILLEGAL_DATA_VALUE, "a request the meter would not parse")
         if not node.health.online:
             # Its probes will notice when it is back; a master's retries must not eat the bus meanwhile.
-            raise NoResponse(f"node {unit} is offline: {node.health.last_error}")
+            raise NodeUnavailable(f"node {unit} is offline: {node.health.last_error}")
         # Straight to the bus: no retry (the master retries by itself), and no say in the node's
         # health: a meter that ignores an odd request from a master is not offline.
         reply = await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
@@ -183,13 +184,9 @@ class NodeService:
 
     # --- from any thread or loop ---
 
-    def update_state(self, change: Callable[[State], State]) -> State:
-        """Apply a change to the saved state and write it atomically; returns the new state."""
-        with self._state_lock:
-            state = change(self.state)
-            self.store.save(state)
-            self.state = state
-            return state
+    def statistics(self) -> NodeStatistics:
+        reports = self.poller.reports
+        return NodeStatistics(self.poller.interval, reports[-1] if reports else None, self.bus.stats)
 
     async def wait_ready(self) -> None:
         """Until the nodes are known (discovery done, or the saved profiles loaded)."""
@@ -209,33 +206,35 @@ class NodeService:
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
         """A Modbus request of any function, as a master sent it, to a node in its turn; its reply PDU.
 
-        A write that succeeds is read back so the cache follows the meter. Raises the bus's typed
-        errors (an exception reply is ``ExceptionReply``). Answered at once, without the bus: an
-        address where discovery found no meter and an offline node (``NoResponse``), and a
-        standard request that does not parse (``ExceptionReply(3)``).
+        A write that succeeds is read back so the cache follows the meter. An exception reply is
+        ``MeterRefused``. Answered at once, without the bus: an address where discovery found no
+        meter and an offline node (``NodeUnavailable``), and a standard request that does not
+        parse (``MeterRefused(3)``).
         """
         return await self._on_bus_thread(self._passthrough(unit, pdu))
 
     async def _on_bus_thread(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run work on the bus thread and await it here; a stopped bus thread is a closed bus."""
+        """Run work on the bus thread and await it here; a stopped bus thread is an unavailable line."""
         if self._thread is None or self._thread.done:
             work.close()
-            raise BusClosed("the gateway is not running")
+            raise LineUnavailable("the gateway is not running")
         try:
             future = self._thread.call(work)
         except RuntimeError as error:  # stopped between the check and the call
-            raise BusClosed(str(error)) from None
+            raise LineUnavailable(str(error)) from None
         try:
             return await asyncio.wrap_future(future)
+        except BusError as error:
+            raise node_error(error) from error
         except asyncio.CancelledError:
-            # The bus thread cancels what it still runs when it stops; that is a closed bus to the
-            # caller, unless the caller itself is being cancelled.
+            # The bus thread cancels what it still runs when it stops; that is an unavailable line
+            # to the caller, unless the caller itself is being cancelled.
             task = asyncio.current_task()
             if future.cancelled() and task is not None and not task.cancelling():
-                raise BusClosed("the bus stopped") from None
+                raise LineUnavailable("the bus stopped") from None
             raise
 
-    async def write_value(self, address: int, register: int, value: float | int) -> None:
+    async def write_value(self, address: int, register: int, value: float) -> None:
         """Write an engineering value, scaled the way the meter scales that point."""
         node = self.nodes.get(address)
         point = self.pointmap.point_at(register)
@@ -245,3 +244,12 @@ class NodeService:
         if scale is None:
             raise WriteRefused(f"the scale of {point.label} is not known (its scale register unread or garbled)")
         await self.write(address, register, point.encode(value, scale))
+
+
+def node_error(error: BusError) -> NodeError:
+    """What a bus error means to a face."""
+    if isinstance(error, ExceptionReply):
+        return MeterRefused(error.code, str(error))
+    if isinstance(error, BusClosed | BusOverloaded):
+        return LineUnavailable(str(error))
+    return NodeUnavailable(str(error))  # no reply, or a corrupt one

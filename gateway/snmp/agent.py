@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING
 
 import structlog
 from pysnmp.carrier.asyncio.dgram import udp
@@ -17,8 +16,10 @@ from pysnmp.entity import config
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import cmdrsp, context
 
+from gateway.config import SnmpSettings
 from gateway.errors import ListenError
-from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.events import AlarmChanged, EventHub, NodeOffline, NodeOnline, Subscription
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
@@ -27,9 +28,6 @@ from gateway.snmp.responders import BulkResponder, DeferredSetResponder
 from gateway.snmp.transport import GuardedUdpTransport
 from gateway.snmp.tree import BASE, default_layout
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-
 log = structlog.get_logger(__name__)
 
 _READER = "bcpm-read"
@@ -37,10 +35,11 @@ _WRITER = "bcpm-write"
 
 
 class SnmpFace:
-    def __init__(self, gateway: Gateway) -> None:
-        self.settings = gateway.config.snmp
-        self.nodes = gateway.nodes
-        self.hub = gateway.hub
+    def __init__(self, settings: SnmpSettings, nodes: NodeAPI, hub: EventHub) -> None:
+        self.settings = settings
+        self.nodes = nodes
+        self.hub = hub
+        self.listening = asyncio.Event()  # set once the socket is bound
         self.bound: tuple[str, int] | None = None  # the address actually listening
         self.controller: CacheController | None = None  # set once the agent answers
 
@@ -93,6 +92,7 @@ class SnmpFace:
                               f"(snmp.address, snmp.port): {error.strerror}") from error
         sock.setblocking(False)
         self.bound = sock.getsockname()[:2]
+        self.listening.set()
         return sock
 
     def _communities(self, engine: SnmpEngine) -> frozenset[str]:

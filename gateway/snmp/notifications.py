@@ -23,8 +23,8 @@ from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
+from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, Subscription
-from gateway.nodes.service import NodeService
 from gateway.pointmap import Point, PointMap
 from gateway.snmp.controller import NO_VIEW, READ_VIEW
 from gateway.snmp.readers import SYNTAX
@@ -102,7 +102,7 @@ def measured_point(pointmap: PointMap, status: Point) -> Point:
 
 
 class Notifier:
-    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeService) -> None:
+    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeAPI) -> None:
         self._engine = engine
         self._layout = layout
         self._nodes = nodes
@@ -146,8 +146,9 @@ class Notifier:
             return None
         point = measured_point(self._nodes.pointmap, event.point)
         since = node.cache.reading(event.point).timestamp or 0.0
-        reports = self._nodes.poller.reports
-        deadline = time.monotonic() + 2 * (reports[-1].duration if reports else 0.0) + self._nodes.poller.interval
+        statistics = self._nodes.statistics()
+        cycle = statistics.last_cycle.duration if statistics.last_cycle else 0.0
+        deadline = time.monotonic() + 2 * cycle + statistics.poll_interval
         while (node.cache.reading(point).timestamp or 0.0) < since and time.monotonic() < deadline:
             await asyncio.sleep(FRESH_POLL)
         value = node.cache.reading(point).value

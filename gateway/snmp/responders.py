@@ -27,9 +27,8 @@ from pysnmp.entity.rfc3413.context import SnmpContext
 from pysnmp.proto.api import v2c
 from pysnmp.smi import error as smi_error
 
-from gateway.bus import BusClosed, BusOverloaded, ExceptionReply
 from gateway.errors import GatewayError
-from gateway.nodes.service import NotWritable, OutOfRange, UnknownTarget, WriteRefused
+from gateway.nodes.api import LineUnavailable, MeterRefused, NotWritable, OutOfRange, UnknownTarget, WriteRefused
 from gateway.snmp.controller import CacheController, VarBind, Write
 
 log = structlog.get_logger(__name__)
@@ -143,15 +142,15 @@ class DeferredSetResponder(cmdrsp.SetCommandResponder):
 
 def _status(error: GatewayError) -> str:
     match error:  # Modbus exception 03: illegal data value, 02: illegal data address
-        case OutOfRange() | ExceptionReply(code=0x03):
+        case OutOfRange() | MeterRefused(code=0x03):
             return "wrongValue"
-        case NotWritable() | ExceptionReply(code=0x02):
+        case NotWritable() | MeterRefused(code=0x02):
             return "notWritable"
         case UnknownTarget():
             return "noCreation"
         case WriteRefused():
             return "inconsistentValue"
-        case BusClosed() | BusOverloaded():
+        case LineUnavailable():
             return "resourceUnavailable"
         case _:
             return "commitFailed"  # no reply, a corrupt one, or the meter failed

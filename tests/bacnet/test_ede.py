@@ -10,8 +10,9 @@ from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.objects import object_specs
 from gateway.cli import main
 from gateway.config import parse_config
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import load
-from gateway.state import DeviceOverride, NodeProfile, State, StateStore
+from gateway.state import DeviceOverride, State, StateStore
 
 PM = load()
 PROFILES = {1: NodeProfile(1, 0x4D150001, "A", 15172, 1023, 2001, 1),

@@ -5,22 +5,27 @@ from __future__ import annotations
 import pytest
 
 from gateway.bacnet.errors import write_error
-from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
 from gateway.errors import GatewayError
-from gateway.nodes.service import NotWritable, OutOfRange, UnknownTarget, WriteRefused
+from gateway.nodes.api import (
+    LineUnavailable,
+    MeterRefused,
+    NodeUnavailable,
+    NotWritable,
+    OutOfRange,
+    UnknownTarget,
+    WriteRefused,
+)
 
 
 @pytest.mark.parametrize(("error", "expected"), [
     (OutOfRange("x"), ("property", "valueOutOfRange")),
     (NotWritable("x"), ("property", "writeAccessDenied")),
     (UnknownTarget("x"), ("object", "unknownObject")),
-    (NoResponse("x"), ("communication", "timeout")),
-    (CorruptReply("x"), ("communication", "timeout")),
-    (ExceptionReply(0x03), ("property", "valueOutOfRange")),
-    (ExceptionReply(0x02), ("property", "writeAccessDenied")),
-    (ExceptionReply(0x04), ("device", "operationalProblem")),
-    (BusOverloaded("x"), ("device", "deviceBusy")),
-    (BusClosed("x"), ("device", "deviceBusy")),
+    (NodeUnavailable("x"), ("communication", "timeout")),
+    (MeterRefused(0x03, "x"), ("property", "valueOutOfRange")),
+    (MeterRefused(0x02, "x"), ("property", "writeAccessDenied")),
+    (MeterRefused(0x04, "x"), ("device", "operationalProblem")),
+    (LineUnavailable("x"), ("device", "deviceBusy")),
     (WriteRefused("scale not known yet"), ("device", "operationalProblem")),
     (GatewayError("x"), ("device", "operationalProblem")),
 ])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from gateway.bacnet.identity import ROUTER_SETTINGS, ip_network, plan_devices
 from gateway.config import parse_config
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import load
-from gateway.state import DeviceOverride, NodeProfile, State
+from gateway.state import DeviceOverride, State
 
 PM = load()
 PROFILES = [NodeProfile(address, 0x4D150001, "A", 15172, 1023, 2001, 1) for address in (1, 2)]

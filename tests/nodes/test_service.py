@@ -9,7 +9,7 @@ import pytest
 from gateway.app import running
 from gateway.nodes.cache import Quality
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline
-from gateway.nodes.service import NotWritable, OutOfRange
+from gateway.nodes.api import NotWritable, OutOfRange
 from gateway.pointmap import load
 from gateway.sim import Faults
 from gateway.state import StateStore

@@ -1,0 +1,83 @@
+"""What a face may use of the node layer: node views, statistics, writes, pass-through.
+
+The faces run on the main event loop; the node layer runs on the bus thread. A face reads the
+nodes (profile, health, cache: single fields, written only by the bus thread) and awaits writes,
+which hop to the bus thread and come back with the outcome or an error of
+:mod:`gateway.nodes.errors`. It never touches the bus. Events come from the
+:class:`~gateway.nodes.events.EventHub`. :class:`~gateway.nodes.service.NodeService` is the one
+implementation; tests may give a face anything of this shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.bus import BusStats
+from gateway.nodes.errors import (
+    LineUnavailable,
+    MeterRefused,
+    NodeError,
+    NodeUnavailable,
+    NotWritable,
+    OutOfRange,
+    UnknownTarget,
+    WriteRefused,
+)
+from gateway.nodes.node import Node
+from gateway.nodes.poller import CycleReport
+from gateway.nodes.profile import NodeProfile
+from gateway.pointmap import PointMap
+
+__all__ = [
+    "LineUnavailable",
+    "MeterRefused",
+    "Node",
+    "NodeAPI",
+    "NodeError",
+    "NodeProfile",
+    "NodeStatistics",
+    "NodeUnavailable",
+    "NotWritable",
+    "OutOfRange",
+    "UnknownTarget",
+    "WriteRefused",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatistics:
+    """How polling goes: the configured interval, the last cycle (None before the first), the line."""
+
+    poll_interval: float
+    last_cycle: CycleReport | None
+    line: BusStats
+
+
+class NodeAPI(Protocol):
+    @property
+    def nodes(self) -> Mapping[int, Node]:
+        """The meter nodes by Modbus address; empty until ready."""
+        ...
+
+    @property
+    def pointmap(self) -> PointMap: ...
+
+    def statistics(self) -> NodeStatistics: ...
+
+    async def wait_ready(self) -> None:
+        """Until the nodes are known (discovery done, or the saved profiles loaded)."""
+        ...
+
+    async def write(self, address: int, register: int, words: Sequence[int]) -> None:
+        """Write raw registers of one point, checked against the point map, then read them back."""
+        ...
+
+    async def write_value(self, address: int, register: int, value: float) -> None:
+        """Write an engineering value, scaled the way the meter scales that point."""
+        ...
+
+    async def passthrough(self, unit: int, pdu: bytes) -> bytes:
+        """A Modbus request PDU of any function to a node, in its turn on the line; the reply PDU."""
+        ...
