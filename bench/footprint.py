@@ -43,7 +43,8 @@ CPU_SECONDS = 60.0  # long enough that the share varies little from run to run
 
 
 @contextlib.contextmanager
-def gateway(folder: Path, serial_port: str, boards: int, mode: str) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+def gateway(folder: Path, serial_port: str, boards: int,
+            mode: str) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
     bacnet, snmp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     config = folder / f"{mode}.toml"
     config.write_text(

@@ -69,7 +69,8 @@ async def measure(baudrate: int) -> dict[str, Any]:
         "floor_seconds_median": round(statistics.median(floors), 4),
         "cycle_to_floor_median": round(statistics.median(ratios), 3),
         "cycle_to_floor_max": round(max(ratios), 3),
-        "cycle_to_frames_and_turnarounds_median": round(statistics.median(c.duration / f for c, f in zip(cycles, frames)), 3),
+        "cycle_to_frames_and_turnarounds_median": round(
+            statistics.median(c.duration / f for c, f in zip(cycles, frames)), 3),
         "transactions_per_cycle": round(statistics.mean(c.transactions for c in cycles), 1),
         "registers_read_per_cycle": round(statistics.mean(c.registers for c in cycles), 1),
         "registers_needed_per_node": len(plans[0].needed),

@@ -1,11 +1,11 @@
 """Soak: the gateway on a faulty bus, checked for crashes, stale data served as fresh, and poll rate.
 
 Two boards (4 model-A nodes) at 115200 baud, default timeouts. Three phases: a clean line; 5 % of
-replies with a CRC error and 5 % silent; then the soak: those faults and node 3 vanishing for ``--flap`` seconds and returning
-for as long, over and over. Meanwhile a Modbus TCP master reads node 3's branch currents from the cache
-as fast as it can, while the simulator's clock counts up a current on it: a value older than
-``cache_max_age`` served as fresh is a violation, and so is any value served while the node has
-been gone for longer than that. Prints one JSON object.
+replies with a CRC error and 5 % silent; then the soak: those faults and node 3 vanishing for
+``--flap`` seconds and returning for as long, over and over. Meanwhile a Modbus TCP master reads
+node 3's branch currents from the cache as fast as it can, while the simulator's clock counts up a
+current on it: a value older than ``cache_max_age`` served as fresh is a violation, and so is any
+value served while the node has been gone for longer than that. Prints one JSON object.
 
     python bench/soak.py                            # under a minute
     python bench/soak.py --seconds 3600 --flap 30   # an hour, the node gone for 30 s every minute

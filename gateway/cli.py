@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.set_defaults(command=sim_cli.run)
 
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
-    ede.add_argument("--config", type=Path, required=True, help="TOML configuration file (its state file names the meters)")
+    ede.add_argument("--config", type=Path, required=True,
+                     help="TOML configuration file (its state file names the meters)")
     ede.add_argument("--output", type=Path, help="file to write (default: standard output)")
     ede.add_argument("--project", default="BCPM gateway", help="PROJECT_NAME in the file (default: BCPM gateway)")
     ede.set_defaults(command=_export_ede)
@@ -172,7 +173,8 @@ def _as_table(found: list[Found]) -> str:
         p = item.profile
         board = board_of.get(item.address, [item.address])
         pairing = f"panel {p.panel} of board {','.join(map(str, board))}"
-        lines.append(f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}")
+        lines.append(f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  "
+                     f"RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}")
     return "\n".join(lines)
 
 

@@ -109,7 +109,7 @@ class State:
         network: int | None | _Keep = _Keep.KEEP,
     ) -> State:
         """Set AV1 and/or AV2 (None = back to the configured value); an omitted one is kept."""
-        changes: dict[str, int | None] = {}
+        changes: dict[str, Any] = {}
         if not isinstance(device_id_offset, _Keep):
             changes["device_id_offset"] = device_id_offset
         if not isinstance(network, _Keep):

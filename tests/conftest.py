@@ -13,7 +13,6 @@ from gateway.sim import Board, SimulatedLine
 from tests.support import TEST_BAUDRATE, eventually
 
 
-
 @pytest.fixture
 def make_line() -> Iterator[Callable[..., SimulatedLine]]:
     """Start simulated boards at the given primary addresses; stopped after the test."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.pointmap import ALARM_BITS, Encoding, Point, PointMap, PollClass
 
@@ -126,7 +127,7 @@ def _served(pointmap: PointMap, point: Point) -> bool:
 
 
 def _spec(pointmap: PointMap, point: Point, avs: dict[int, int]) -> ObjectSpec:
-    common = {"name": _name(point), "units": UNITS[point.units], "cov_increment": _cov_increment(point),
+    common: dict[str, Any] = {"name": _name(point), "units": UNITS[point.units], "cov_increment": _cov_increment(point),
               "alarm": _alarm(pointmap, point)}
     if point.register in avs:
         low, high = _limits(point)

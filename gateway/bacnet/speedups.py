@@ -39,7 +39,7 @@ def _class_attribute(cls: type, name: str) -> Any:
 
 def getattr_static(obj: object, name: str, *default: Any) -> Any:
     """`inspect.getattr_static` for instances of ordinary classes, with the class part cached."""
-    found = _class_attribute(type(obj), name)
+    found = _class_attribute(type(obj), name)  # type: ignore[arg-type]  # classes hash; mypy sees __hash__ unbound
     kind = type(found)
     if found is not _MISSING and hasattr(kind, "__get__") and (hasattr(kind, "__set__") or hasattr(kind, "__delete__")):
         return found

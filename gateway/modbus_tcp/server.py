@@ -85,7 +85,8 @@ class ModbusTcpFace:
                 writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
         if len(self.masters) >= self.settings.max_connections:
             log.warning("modbus tcp connection refused: too many masters", peer=peer,
                         limit=self.settings.max_connections)

@@ -119,7 +119,7 @@ class NodeCache:
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)
-            covered = {self._pointmap.point_at(register) for register in registers} - {None}
+            covered = {point for register in registers if (point := self._pointmap.point_at(register)) is not None}
             scaled = {point for register in registers for point in self._scaled_by.get(register, ())} - covered
             by_register = operator.attrgetter("register")
             touched = tuple(sorted(covered & self._served, key=by_register)), tuple(sorted(scaled, key=by_register))

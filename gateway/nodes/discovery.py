@@ -91,7 +91,8 @@ async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_ti
     for address in wanted:
         if (result := await identify(bus, address, timeout)) is not None:
             found[address] = result
-    partners = {a for f in found.values() if f.profile for a in (f.profile.primary_address, f.profile.primary_address + 1)}
+    partners = {a for f in found.values() if f.profile
+                for a in (f.profile.primary_address, f.profile.primary_address + 1)}
     for address in sorted(partners & set(wanted) - set(found)):
         if (result := await identify(bus, address, patient_timeout)) is not None:
             found[address] = result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import structlog
 
@@ -68,7 +69,8 @@ class NodeLink:
         """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""
         health = node.health
         try:
-            reply = await self.transact(node, read_registers(1, 5), Priority.POLL, timeout=self.probe_timeout, retries=0)
+            reply = await self.transact(node, read_registers(1, 5), Priority.POLL, timeout=self.probe_timeout,
+                                        retries=0)
             words = registers_of(reply, 5)
         except BusError as error:
             health.backoff = min(health.backoff * 2, PROBE_BACKOFF_MAX)
@@ -101,8 +103,10 @@ class NodeLink:
             health.went_offline += 1
             health.backoff = PROBE_BACKOFF_START
             health.next_probe = time.monotonic() + health.backoff
-            log.warning("node lost", address=node.address, failures=health.consecutive_failures, error=health.last_error)
-            self.publish([NodeOffline(node.address, health.last_error), *_events(node.address, node.cache.mark_stale())])
+            log.warning("node lost", address=node.address, failures=health.consecutive_failures,
+                        error=health.last_error)
+            self.publish([NodeOffline(node.address, health.last_error),
+                          *_events(node.address, node.cache.mark_stale())])
 
 
 def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[Event]:
@@ -111,5 +115,6 @@ def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list
         events.append(ValueChanged(address, point, old, new))
         is_alarm = point.group == "alarms" and point.encoding is Encoding.BITMAP
         if is_alarm and new.quality is Quality.GOOD and (old.value or 0) != new.value:
-            events.append(AlarmChanged(address, point, old.value, new.value))
+            # A bitmap point decodes to an int (None before its first reading).
+            events.append(AlarmChanged(address, point, cast("int | None", old.value), cast(int, new.value)))
     return events

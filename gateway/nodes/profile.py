@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+from gateway.pointmap import Model
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,7 @@ class NodeProfile:
 
     address: int
     serial: int
-    model: Literal["A", "B", "C"]
+    model: Model
     device_id: int
     firmware_rs: int
     firmware_os: int

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Literal
 
 #: What the meter returns for a point that its model or a channel does not support.
 INVALID_WORD = 0x8000
@@ -35,8 +36,9 @@ INVALID_FLOAT_WORDS = (0x7FC0, 0x0000)
 ALARM_BITS = {"alarm_status": (0x0103, 0x020C), "voltage_alarm_status": (0x0101, 0x0202)}
 
 #: Device ID (register 5) per model letter.
-MODEL_BY_DEVICE_ID = {15170: "C", 15171: "B", 15172: "A"}
-DEVICE_ID_BY_MODEL = {model: device_id for device_id, model in MODEL_BY_DEVICE_ID.items()}
+Model = Literal["A", "B", "C"]
+MODEL_BY_DEVICE_ID: dict[int, Model] = {15170: "C", 15171: "B", 15172: "A"}
+DEVICE_ID_BY_MODEL: dict[str, int] = {model: device_id for device_id, model in MODEL_BY_DEVICE_ID.items()}
 
 
 class Encoding(enum.StrEnum):
@@ -195,9 +197,11 @@ class PointMap:
     def is_mapped(self, register: int) -> bool:
         return register in self._by_register or register in self._by_float_register
 
-    def find(self, key: str, *, group: str | None = None, channel: int | None = None, phase: int | None = None) -> Point:
+    def find(self, key: str, *, group: str | None = None, channel: int | None = None,
+             phase: int | None = None) -> Point:
         for point in self.points:
-            if point.key == key and (group is None or point.group == group) and point.channel == channel and point.phase == phase:
+            if (point.key == key and (group is None or point.group == group) and point.channel == channel
+                    and point.phase == phase):
                 return point
         raise KeyError(f"no point {key!r} group={group} channel={channel} phase={phase}")
 

@@ -120,8 +120,8 @@ class Client:
                         lifetime: int | None = 60) -> None:
         """SubscribeCOV as given: `lifetime=None` leaves Lifetime out (indefinite); `confirmed=None`
         with `lifetime=None` cancels."""
-        request = SubscribeCOVRequest(subscriberProcessIdentifier=process, monitoredObjectIdentifier=ObjectIdentifier(objid),
-                                      destination=address)
+        request = SubscribeCOVRequest(subscriberProcessIdentifier=process,
+                                      monitoredObjectIdentifier=ObjectIdentifier(objid), destination=address)
         if confirmed is not None:
             request.issueConfirmedNotifications = confirmed
         if lifetime is not None:

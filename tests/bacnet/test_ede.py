@@ -47,7 +47,8 @@ def test_one_row_per_device_and_object_with_numeric_codes() -> None:
     assert devices == [("50000", "BCPM_Gateway_50000"), ("50001", "BCPM_1"), ("61234", "PDU;A")]
     current = next(row for row in listed if row["device obj.-instance"] == "61234" and row["object-instance"] == "1347")
     assert (current["object-name"], current["object-type"], current["unit-code"]) == ("Current Ch 12", "0", "3")
-    assert (current["settable"], current["supports COV"], current["vendor-specific-address"]) == ("N", "Y", "modbus 2:1347")
+    assert (current["settable"], current["supports COV"], current["vendor-specific-address"]) == (
+        "N", "Y", "modbus 2:1347")
     av1 = next(row for row in listed if row["device obj.-instance"] == "50001" and row["object-type"] == "2"
                and row["object-instance"] == "1")
     assert (av1["object-name"], av1["settable"], av1["max-present-value"]) == ("CT Numbering Configuration", "Y", "3")

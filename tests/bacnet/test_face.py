@@ -46,7 +46,8 @@ async def test_devices_tell_what_meter_they_are(bacnet_gateway, client) -> None:
     assert await client.read(node, "device,50002", "vendor-identifier") == 133
     assert await client.read(node, "device,50002", "vendor-name") == "Veris Industries"
     assert await client.read(node, "device,50002", "model-name") == "BCPM model A (device ID 15172)"
-    assert await client.read(node, "device,50002", "firmware-revision") == f"RS {profile.firmware_rs} OS {profile.firmware_os}"
+    firmware = f"RS {profile.firmware_rs} OS {profile.firmware_os}"
+    assert await client.read(node, "device,50002", "firmware-revision") == firmware
     assert await client.read(node, "device,50002", "serial-number") == f"0x{profile.serial:08X}"
     # The wildcard instance means "this device".
     assert await client.read(node, "device,4194303", "object-identifier") == ObjectIdentifier("device,50002")

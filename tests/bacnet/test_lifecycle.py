@@ -189,7 +189,7 @@ async def test_stopping_while_the_sockets_open_logs_no_error_and_leaves_no_socke
         async with running(config) as gateway:
             face = bacnet_face(gateway)
             # Stop as soon as the network exists: bacpypes3 is still opening the sockets.
-            await eventually(lambda: face.network is not None, 20, "the BACnet network", step=0)
+            await eventually(lambda face=face: face.network is not None, 20, "the BACnet network", step=0)
         await asyncio.sleep(0.1)  # what would have failed in a callback has run by now
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", config.bacnet.port))  # nobody holds the port

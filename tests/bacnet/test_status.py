@@ -17,7 +17,8 @@ def test_no_data_is_zero_and_no_sensor_never_nan() -> None:
 
 def test_an_offline_node_keeps_the_last_value_with_communication_failure() -> None:
     assert present_state(Reading(3.5, Quality.STALE, 1.0), online=False) == PresentState(3.5, "communication-failure")
-    assert present_state(Reading(None, Quality.UNKNOWN, None), online=False) == PresentState(0.0, "communication-failure")
+    unknown = Reading(None, Quality.UNKNOWN, None)
+    assert present_state(unknown, online=False) == PresentState(0.0, "communication-failure")
     assert present_state(Reading(3.5, Quality.STALE, 1.0), online=True).reliability == "communication-failure"
 
 

@@ -94,7 +94,8 @@ async def test_a_write_of_a_ct_size_reaches_the_simulator_and_the_cache(make_lin
     assert gateway.nodes.nodes[1].cache.reading(CT_SIZE_3).value == 250
 
 
-async def test_meter_exceptions_and_a_vanished_node_come_back_as_modbus_exceptions(make_line, start_gateway, tmp_path) -> None:
+async def test_meter_exceptions_and_a_vanished_node_come_back_as_modbus_exceptions(make_line, start_gateway,
+                                                                                   tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     await client.connect()
@@ -125,7 +126,8 @@ async def test_garbage_closes_only_that_connection(make_line, start_gateway, tmp
         good.close()
 
 
-async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(make_line, start_gateway, tmp_path) -> None:
+async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(make_line, start_gateway,
+                                                                               tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     unserved, bad_frames = line.stats.unserved, line.stats.bad_frames
@@ -139,11 +141,13 @@ async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(m
         header = await reader.readexactly(7)
         replies[what] = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
     writer.close()
-    assert replies == {"unit 9, where discovery found nothing": b"\x83\x0b", "a read whose count field is cut short": b"\x83\x03"}
+    assert replies == {"unit 9, where discovery found nothing": b"\x83\x0b",
+                       "a read whose count field is cut short": b"\x83\x03"}
     assert (line.stats.unserved, line.stats.bad_frames) == (unserved, bad_frames)  # neither went on the line
 
 
-async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_reset(make_line, start_gateway, tmp_path) -> None:
+async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_reset(make_line, start_gateway,
+                                                                                    tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     panel = line.panel(1)
     panel.write(165, [0, 0, 0, 0, 0, 30])  # latch at once
@@ -154,7 +158,8 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
     await eventually(lambda: all(node.cache.reading(a).value == 0x0103 for a in (alarm_7, alarm_9)), what="latched")
     for channel in (7, 9):
         panel.set_current(channel, 10.0)
-    await eventually(lambda: all(node.cache.reading(a).value == 0x0003 for a in (alarm_7, alarm_9)), what="only latched")
+    await eventually(lambda: all(node.cache.reading(a).value == 0x0003 for a in (alarm_7, alarm_9)),
+                     what="only latched")
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     await client.connect()
     try:
@@ -168,7 +173,8 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
         client.close()
 
 
-async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_working(make_line, start_gateway, tmp_path) -> None:
+async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_working(make_line, start_gateway,
+                                                                                      tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, max_connections=2)
     first, second = (AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0) for _ in range(2))
     for client in (first, second):

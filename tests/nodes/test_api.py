@@ -10,7 +10,6 @@ from gateway.nodes.api import LineUnavailable, MeterRefused, NodeUnavailable, Un
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.service import node_error
 from gateway.state import DeviceOverride, IdentityStore, StateStore
-
 from tests.support import eventually, gateway_config
 
 READ_INPUT_1000 = bytes.fromhex("0403e70001")  # FC04, register 1000 (address 999), one register

@@ -7,13 +7,12 @@ import asyncio
 import pytest
 
 from gateway.app import running
+from gateway.nodes.api import NotWritable, OutOfRange
 from gateway.nodes.cache import Quality
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline
-from gateway.nodes.api import NotWritable, OutOfRange
 from gateway.pointmap import load
 from gateway.sim import Faults
 from gateway.state import StateStore
-
 from tests.support import eventually, gateway_config
 
 PM = load()
@@ -25,7 +24,8 @@ def reading(gateway, address, point):
     return gateway.nodes.nodes[address].cache.reading(point)
 
 
-async def test_discovery_finds_exactly_the_simulated_addresses_on_a_bus_with_gaps(make_line, start_gateway, tmp_path) -> None:
+async def test_discovery_finds_exactly_the_simulated_addresses_on_a_bus_with_gaps(make_line, start_gateway,
+                                                                                  tmp_path) -> None:
     line = make_line(1, 5)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     assert sorted(gateway.nodes.nodes) == [1, 2, 5, 6]
@@ -55,7 +55,8 @@ async def test_polled_values_equal_the_simulators(make_line, start_gateway, tmp_
             assert got.value == pytest.approx(expected, abs=1e-9), point
 
 
-async def test_vanished_node_goes_offline_and_returns_while_the_others_keep_polling(make_line, start_gateway, tmp_path) -> None:
+async def test_vanished_node_goes_offline_and_returns_while_the_others_keep_polling(make_line, start_gateway,
+                                                                                   tmp_path) -> None:
     line = make_line(1)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     await eventually(lambda: reading(gateway, 2, CURRENT[1]).quality is Quality.GOOD, what="node 2 polled")
@@ -91,7 +92,8 @@ async def test_crc_errors_garbage_and_exception_replies_are_survived(make_line, 
     assert all(node.health.online for node in gateway.nodes.nodes.values())
 
 
-async def test_write_outside_the_range_is_refused_and_the_meter_is_untouched(make_line, start_gateway, tmp_path) -> None:
+async def test_write_outside_the_range_is_refused_and_the_meter_is_untouched(make_line, start_gateway,
+                                                                             tmp_path) -> None:
     line = make_line(1)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     with pytest.raises(OutOfRange, match="0-32767"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.sim import SimulatedLine
 from gateway.pointmap import Point
+from gateway.sim import SimulatedLine
 from gateway.snmp import SnmpFace
 from gateway.snmp.tree import default_layout
 from tests.snmp.netsnmp import dotted, environment, run_async, tool

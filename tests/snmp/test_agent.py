@@ -55,7 +55,7 @@ async def test_bulkwalk_of_the_whole_subtree_returns_every_expected_oid_in_order
     walked = varbinds(result.stdout)
     assert [vb.value for vb in walked if vb.exception] == ["No more variables left in this MIB View (It is past "
                                                           "the end of the MIB tree)"]  # one row, not 25
-    expected = sorted(i.oid for i in LAYOUT.instances({address: "A" for address in (1, 2, 3, 4)}))
+    expected = sorted(i.oid for i in LAYOUT.instances(dict.fromkeys((1, 2, 3, 4), "A")))
     assert [vb.oid for vb in walked if not vb.exception] == expected
     assert BASE + (1, 5, 1, 1, 7, 4, 42) in expected  # current of channel 42 of panel 4
     assert ADVANCED_FEATURES_OID + (0,) in expected

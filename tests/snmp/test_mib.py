@@ -19,7 +19,7 @@ from tests.support import eventually
 MODULE = "BCPM-GATEWAY-MIB"
 # smilint levels: 1-2 errors, 3-4 warnings that matter, 5-6 minor; judge the text, not the exit code.
 SMILINT_LEVEL = "6"
-_TREE_LINE = re.compile(r"\+-- (....) .* (\w+)\((\d+)\)$", re.M)
+_TREE_LINE = re.compile(r"\+-- (....) .* (\w+)\((\d+)\)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def mib_objects(mib_path: str, folder: Path) -> dict[tuple[int, ...], str]:
     """{OID: access flags} of every object in our module and SNMPv2-MIB, as net-snmp parses them."""
     labels = run(folder, "snmptranslate", "-M", mib_path, "-m", f"{MODULE}:SNMPv2-MIB", "-Tz").stdout
     oid_of = {label: tuple(int(n) for n in oid.split("."))
-              for label, oid in re.findall(r'^"(\w+)"\s+"([0-9.]+)"$', labels, re.M)}
+              for label, oid in re.findall(r'^"(\w+)"\s+"([0-9.]+)"$', labels, re.MULTILINE)}
     objects = {}
     for root in (dotted(BASE), ".1.3.6.1.2.1.1", ".1.3.6.1.2.1.11"):
         tree = run(folder, "snmptranslate", "-M", mib_path, "-m", f"{MODULE}:SNMPv2-MIB", "-Tp", root).stdout
