@@ -1,10 +1,19 @@
 """BCPM gateway: Schneider/Veris PowerLogic BCPM meters on RS-485, republished as BACnet/IP, SNMP and Modbus TCP.
 
-Data flows one way, meter -> bus -> node cache -> faces, and writes come back the same road:
+Data flows one way, meter -> bus -> node cache -> faces, and writes come back the same road.
+Each package imports only those listed above it (checked by import-linter, see pyproject.toml):
 
-    gateway.pointmap   what every register means (data)
-    gateway.bus        the one owner of the serial line
-    gateway.nodes      discovery, polling, the cache, events, validated writes
-    gateway.sim        a faithful BCPM simulator behind a virtual serial line
-    gateway.app        builds and runs everything from the configuration
+    gateway.pointmap    what every register means (data)
+    gateway.bus         the one owner of the serial line
+    gateway.nodes       discovery, polling, the cache, events, validated writes; `api` for the faces
+    gateway.state       the state file and the identity store (profiles, device names and IDs)
+    gateway.bacnet      the faces, each independent of the others and of the bus:
+    gateway.snmp            BACnet/IP router and devices, SNMP v2c agent and traps,
+    gateway.modbus_tcp      Modbus TCP server for several masters
+    gateway.app         builds and runs everything from the configuration
+    gateway.cli         the command line
+
+Beside them: gateway.sim (a BCPM simulator behind a virtual serial line, sharing only the point
+map), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging, gateway.threads,
+gateway.systemd.
 """

@@ -1,4 +1,4 @@
-"""The BACnet/IP face: a virtual router with one routed device per meter node (SPEC 3), and
+"""The BACnet/IP face: a virtual router with one routed device per meter node, and
 optionally a BBMD or a foreign device.
 
     objects.py        point map -> BACnet objects (type, instance, name, units, COV increment)

@@ -8,7 +8,7 @@
 The offset and network written over BACnet (AV1/AV2, kept in the state file) take precedence
 over the configuration. A node's device ID is offset + Modbus address and its name
 "BCPM_<address>", unless a client wrote them: an override in the state file wins from then on,
-whatever the offset or a rediscovery say (SPEC 3). The running face and the EDE export both
+whatever the offset or a rediscovery say. The running face and the EDE export both
 build from this plan, so they always agree.
 """
 
@@ -25,7 +25,7 @@ from gateway.state import DeviceOverride, State
 
 __all__ = ["ROUTER_SETTINGS", "DevicePlan", "NodePlan", "RouterPlan", "RouterSetting", "plan_devices"]
 
-#: The series abbreviation in default device names (SPEC 3: "BCPM_1").
+#: The series abbreviation in default device names ("BCPM_1").
 SERIES = "BCPM"
 VENDOR_NAMES = {133: "Veris Industries", 10: "Schneider Electric"}
 

@@ -1,10 +1,10 @@
 """The BACnet side of a running gateway: a router on BACnet/IP and the meters behind it.
 
-The pattern that works with bacpypes3 (reference/stack-notes.md 1.1): one `Application` per
-device. The router's has the BACnet/IP port first (so its device sits on the IP network; normal,
-BBMD or foreign device, see `ip_port.py`) and a port on a private in-process virtual network
-numbered `network` (AV2); each node's has one port on that virtual network, its MAC address the
-node's Modbus address, so node 3 is "50:3".
+The pattern that works with bacpypes3 (it serves one device object per application): one
+`Application` per device. The router's has the BACnet/IP port first (so its device sits on the IP
+network; normal, BBMD or foreign device, see `ip_port.py`) and a port on a private in-process
+virtual network numbered `network` (AV2); each node's has one port on that virtual network, its MAC
+address the node's Modbus address, so node 3 is "50:3".
 
     network = BacnetNetwork(plan, settings, nodes, identities, clock, restart=restart, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device

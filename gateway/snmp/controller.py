@@ -8,7 +8,7 @@ Access control: pysnmp's VACM is only consulted when a controller calls ``acFun`
 serve is under `READ_VIEW`, which each principal's read view includes or excludes as a whole, so
 the read decision is made once per principal and kept. Writes ask ``acFun`` for every varbind and
 are also refused to any principal not in ``writers`` (pysnmp's VACM lets a principal with an
-empty write view write: stack notes 2.2).
+empty write view write).
 """
 
 from __future__ import annotations

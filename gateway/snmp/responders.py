@@ -2,10 +2,10 @@
 only once the meter has taken the writes.
 
 pysnmp's GETBULK responder calls the controller once per repetition and keeps repeating past the
-end of the view; ours asks `CacheController.read_bulk` for the whole response (stack notes,
-"One-call GETBULK") of at most `snmp.max_response_varbinds` varbinds, and cuts it short where the
-message would outgrow the engine's maximum message size (one UDP datagram): RFC 3416 4.2.3 wants
-an oversized GETBULK response trimmed, never tooBig, and pysnmp would silently drop it.
+end of the view; ours asks `CacheController.read_bulk` for the whole response, of at most
+`snmp.max_response_varbinds` varbinds, and cuts it short where the message would outgrow the
+engine's maximum message size (one UDP datagram): RFC 3416 4.2.3 wants an oversized GETBULK
+response trimmed, never tooBig, and pysnmp would silently drop it.
 
 pysnmp's controllers are synchronous, so a SET cannot await the bus inside one: ours checks the
 varbinds synchronously (errors answered at once), then awaits the writes on the event loop and
