@@ -55,7 +55,14 @@ class NodeOffline:
     reason: str
 
 
-Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline
+@dataclass(frozen=True, slots=True)
+class CycleDone:
+    """A poll cycle ended: what it read is in the cache. `number` counts cycles from 1."""
+
+    number: int
+
+
+Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | CycleDone
 
 
 class Subscription:

@@ -69,7 +69,7 @@ class SnmpFace:
         snmp_context = context.SnmpContext(engine)
         snmp_context.unregister_context_name(b"")
         snmp_context.register_context_name(b"", self.controller)
-        notifier = Notifier(engine, self.settings, layout, self.nodes)
+        notifier = Notifier(engine, self.settings, layout, self.nodes, self.hub)
         async with asyncio.TaskGroup() as group:
             for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder):
                 responder(engine, snmp_context)

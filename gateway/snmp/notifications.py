@@ -12,7 +12,7 @@ targets once and sends. Traps leave from the agent's own socket.
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from dataclasses import dataclass
 
 import structlog
@@ -24,7 +24,7 @@ from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.events import AlarmChanged, CycleDone, Event, EventHub, NodeOffline, NodeOnline, Subscription
 from gateway.pointmap import Point, PointMap
 from gateway.snmp.controller import NO_VIEW, READ_VIEW
 from gateway.snmp.readers import SYNTAX
@@ -34,7 +34,6 @@ log = structlog.get_logger(__name__)
 
 SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
-FRESH_POLL = 0.02  # seconds between looks at the cache while waiting for a fresh measurement
 
 _PRINCIPAL = "bcpm-trap"
 _PARAMS = "bcpm-trap-params"
@@ -102,10 +101,12 @@ def measured_point(pointmap: PointMap, status: Point) -> Point:
 
 
 class Notifier:
-    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeAPI) -> None:
+    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeAPI,
+                 hub: EventHub) -> None:
         self._engine = engine
         self._layout = layout
         self._nodes = nodes
+        self._hub = hub
         self._receivers = settings.notify_hosts
         self._originator = ntforg.NotificationOriginator()
         config.add_v1_system(engine, _PRINCIPAL, settings.trap_community, transportTag=_SEND_ONLY_TAG)
@@ -138,8 +139,10 @@ class Notifier:
     async def _measured(self, event: AlarmChanged) -> float | int | None:
         """The alarm's current or voltage as the meter had it at the alarm.
 
-        The status and the measurement are read by different transactions of a poll cycle: wait
-        (at most about a cycle) until the cache holds a measurement read no earlier than the status.
+        The status and the measurement are read by different transactions of a poll cycle. While
+        the cache holds a measurement read before the status, wait for the end of the status's
+        cycle, then of the next one, which reads it again; no longer than about two cycles, should
+        polling stop.
         """
         node = self._nodes.nodes.get(event.address)
         if node is None:
@@ -148,8 +151,15 @@ class Notifier:
         since = node.cache.reading(event.point).timestamp or 0.0
         statistics = self._nodes.statistics()
         cycle = statistics.last_cycle.duration if statistics.last_cycle else 0.0
-        deadline = time.monotonic() + 2 * cycle + statistics.poll_interval
-        while (node.cache.reading(point).timestamp or 0.0) < since and time.monotonic() < deadline:
-            await asyncio.sleep(FRESH_POLL)
+        cycles = self._hub.subscribe(CycleDone)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * (cycle + statistics.poll_interval)):
+                    for _ in range(2):
+                        if (node.cache.reading(point).timestamp or 0.0) >= since:
+                            break
+                        await cycles.get()
+        finally:
+            cycles.close()
         value = node.cache.reading(point).value
         return None if isinstance(value, str) else value
