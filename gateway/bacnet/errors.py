@@ -12,7 +12,7 @@ from __future__ import annotations
 from bacpypes3.errors import ExecutionError
 
 from gateway.errors import GatewayError
-from gateway.nodes.api import LineUnavailable, MeterRefused, NodeUnavailable, NotWritable, OutOfRange, UnknownTarget
+from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable, NotWritable, OutOfRange, UnknownTarget
 
 __all__ = ["write_error"]
 

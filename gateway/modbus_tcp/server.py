@@ -27,7 +27,8 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInpu
 
 from gateway.config import ModbusTcpSettings
 from gateway.errors import ListenError
-from gateway.nodes.api import LineUnavailable, MeterRefused, NodeAPI, NodeUnavailable
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -15,35 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.bus import BusStats
-from gateway.nodes.errors import (
-    LineUnavailable,
-    MeterRefused,
-    NodeError,
-    NodeUnavailable,
-    NotWritable,
-    OutOfRange,
-    UnknownTarget,
-    WriteRefused,
-)
 from gateway.nodes.node import Node
 from gateway.nodes.poller import CycleReport
-from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import PointMap
 
-__all__ = [
-    "LineUnavailable",
-    "MeterRefused",
-    "Node",
-    "NodeAPI",
-    "NodeError",
-    "NodeProfile",
-    "NodeStatistics",
-    "NodeUnavailable",
-    "NotWritable",
-    "OutOfRange",
-    "UnknownTarget",
-    "WriteRefused",
-]
+__all__ = ["NodeAPI", "NodeStatistics"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from pysnmp.proto.api import v2c
 from pysnmp.smi import error as smi_error
 
 from gateway.errors import GatewayError
-from gateway.nodes.api import LineUnavailable, MeterRefused, NotWritable, OutOfRange, UnknownTarget, WriteRefused
+from gateway.nodes.errors import LineUnavailable, MeterRefused, NotWritable, OutOfRange, UnknownTarget, WriteRefused
 from gateway.snmp.controller import CacheController, VarBind, Write
 
 log = structlog.get_logger(__name__)

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.bacnet.errors import write_error
 from gateway.errors import GatewayError
-from gateway.nodes.api import (
+from gateway.nodes.errors import (
     LineUnavailable,
     MeterRefused,
     NodeUnavailable,

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.app import running
 from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
-from gateway.nodes.api import LineUnavailable, MeterRefused, NodeUnavailable, UnknownTarget
+from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable, UnknownTarget
 from gateway.nodes.events import CycleDone
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.service import node_error

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from gateway.app import running
-from gateway.nodes.api import NotWritable, OutOfRange
 from gateway.nodes.cache import Quality
+from gateway.nodes.errors import NotWritable, OutOfRange
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline
 from gateway.pointmap import load
 from gateway.sim import Faults
