@@ -56,13 +56,15 @@ class NodeOffline:
 
 
 @dataclass(frozen=True, slots=True)
-class CycleDone:
-    """A poll cycle ended: what it read is in the cache. `number` counts cycles from 1."""
+class RegistersRead:
+    """A block of a node's registers was read into the cache (published with what it changed)."""
 
-    number: int
+    address: int
+    start: int
+    count: int
 
 
-Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | CycleDone
+Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead
 
 
 class Subscription:

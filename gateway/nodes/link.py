@@ -14,7 +14,7 @@ import structlog
 
 from gateway.bus import Bus, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
 from gateway.nodes.cache import Quality, Reading
-from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
 from gateway.nodes.node import PROBE_BACKOFF_MAX, PROBE_BACKOFF_START, Node
 from gateway.nodes.plan import Read
@@ -57,13 +57,11 @@ class NodeLink:
         raise AssertionError("unreachable")
 
     async def read(self, node: Node, read: Read, priority: Priority = Priority.POLL) -> None:
-        """Read a block into the node's cache and publish what changed."""
+        """Read a block into the node's cache and publish what changed, and that it was read."""
         reply = await self.transact(node, read_registers(read.start, read.count), priority)
         words = registers_of(reply, read.count)
-        self.publish_changes(node.address, node.cache.store(read.start, words, time.time()))
-
-    def publish_changes(self, address: int, changes: dict[Point, tuple[Reading, Reading]]) -> None:
-        self.publish(_events(address, changes))
+        changes = node.cache.store(read.start, words, time.time())
+        self.publish([*_events(node.address, changes), RegistersRead(node.address, read.start, read.count)])
 
     async def probe(self, node: Node) -> None:
         """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.bus import BusClosed, BusError, CorruptReply, LineSettings, NoResponse
-from gateway.nodes.events import CycleDone
 from gateway.nodes.link import NodeLink
 from gateway.nodes.node import Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
@@ -52,7 +51,6 @@ class Poller:
             started = time.monotonic()
             self.reports.append(await self.cycle())
             self.cycles += 1
-            self.link.publish([CycleDone(self.cycles)])
             await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
 
     async def cycle(self) -> CycleReport:

@@ -24,7 +24,7 @@ from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import AlarmChanged, CycleDone, Event, EventHub, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.events import AlarmChanged, Event, EventHub, NodeOffline, NodeOnline, RegistersRead, Subscription
 from gateway.pointmap import Point, PointMap
 from gateway.snmp.controller import NO_VIEW, READ_VIEW
 from gateway.snmp.readers import SYNTAX
@@ -139,10 +139,9 @@ class Notifier:
     async def _measured(self, event: AlarmChanged) -> float | int | None:
         """The alarm's current or voltage as the meter had it at the alarm.
 
-        The status and the measurement are read by different transactions of a poll cycle. While
-        the cache holds a measurement read before the status, wait for the end of the status's
-        cycle, then of the next one, which reads it again; no longer than about two cycles, should
-        polling stop.
+        The status and the measurement are read by different transactions of a poll cycle: after
+        each read of the node, look again (at most about a cycle) until the cache holds a
+        measurement read no earlier than the status.
         """
         node = self._nodes.nodes.get(event.address)
         if node is None:
@@ -151,15 +150,13 @@ class Notifier:
         since = node.cache.reading(event.point).timestamp or 0.0
         statistics = self._nodes.statistics()
         cycle = statistics.last_cycle.duration if statistics.last_cycle else 0.0
-        cycles = self._hub.subscribe(CycleDone)
+        reads = self._hub.subscribe(RegistersRead)
         try:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2 * (cycle + statistics.poll_interval)):
-                    for _ in range(2):
-                        if (node.cache.reading(point).timestamp or 0.0) >= since:
-                            break
-                        await cycles.get()
+                async with asyncio.timeout(2 * cycle + statistics.poll_interval):
+                    while (node.cache.reading(point).timestamp or 0.0) < since:
+                        await reads.get()
         finally:
-            cycles.close()
+            reads.close()
         value = node.cache.reading(point).value
         return None if isinstance(value, str) else value

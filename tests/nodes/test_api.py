@@ -7,15 +7,13 @@ import pytest
 from gateway.app import running
 from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
 from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable, UnknownTarget
-from gateway.nodes.events import CycleDone
+from gateway.nodes.events import RegistersRead
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.service import node_error
-from gateway.pointmap import load
 from gateway.state import DeviceOverride, IdentityStore, StateStore
 from tests.support import eventually, gateway_config
 
 READ_INPUT_1000 = bytes.fromhex("0403e70001")  # FC04, register 1000 (address 999), one register
-CURRENT_1 = load().find("current", group="branch", channel=1)
 
 
 @pytest.mark.parametrize(("bus_error", "expected"), [
@@ -61,14 +59,13 @@ async def test_requests_that_fail_raise_node_errors_never_bus_errors(make_line, 
                 await nodes.passthrough(1, READ_INPUT_1000)
     assert ended.group_contains(BusClosed)
 
-async def test_the_end_of_every_poll_cycle_is_an_event_after_its_readings(make_line, start_gateway, tmp_path) -> None:
-    gateway = await start_gateway(gateway_config(make_line(1), tmp_path))
-    cycles = gateway.hub.subscribe(CycleDone)
-    first = await cycles.get()
-    read = gateway.nodes.nodes[1].cache.reading(CURRENT_1).timestamp
-    second = await cycles.get()
-    assert second.number == first.number + 1
-    assert gateway.nodes.nodes[1].cache.reading(CURRENT_1).timestamp > read  # read again by the second cycle
+async def test_every_block_read_is_an_event_once_the_cache_holds_it(make_line, tmp_path) -> None:
+    async with running(gateway_config(make_line(1), tmp_path)) as gateway:
+        reads = gateway.hub.subscribe(RegistersRead)  # before the first poll: the cache holds nothing yet
+        while (read := await reads.get()).address != 1:
+            pass
+        held = gateway.nodes.nodes[1].cache.block(range(read.start, read.start + read.count))
+        assert held is not None and len(held[0]) == read.count
 
 
 def test_the_identity_store_saves_each_change_before_it_is_seen(tmp_path) -> None:
