@@ -139,8 +139,8 @@ class Notifier:
     async def _measured(self, event: AlarmChanged) -> float | int | None:
         """The alarm's current or voltage as the meter had it at the alarm.
 
-        The status and the measurement are read by different transactions of a poll cycle: after
-        each read of the node, look again (at most about a cycle) until the cache holds a
+        The status and the measurement are read by different transactions of a poll cycle: look
+        again after each block read (for at most about a cycle) until the cache holds a
         measurement read no earlier than the status.
         """
         node = self._nodes.nodes.get(event.address)
