@@ -22,8 +22,8 @@ PACKAGES = {"snmpget": "snmp", "snmpbulkwalk": "snmp", "snmpbulkget": "snmp", "s
 
 REPO = Path(__file__).resolve().parents[2]
 MIB_FILE = REPO / "mibs" / "BCPM-GATEWAY-MIB.txt"
-#: The IETF base MIBs (Debian ships none); present in CI beside the clone.
-IETF_MIBS = REPO.parent / "shared" / "reference" / "ietf-mibs"
+#: The IETF base MIBs our module imports from (Debian ships none), kept with the tests.
+IETF_MIBS = Path(__file__).resolve().parent / "ietf-mibs"
 
 _LINE = re.compile(r"^(\.[0-9.]+) = (?:([A-Za-z0-9 -]+): )?(.*)$")
 
