@@ -17,21 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
 from gateway import systemd
 from gateway.bacnet import BacnetFace
-from gateway.config import Config, merge_config, parse_config, read_toml
+from gateway.config import Config
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
 from gateway.nodes.service import NodeService
-from gateway.sim import Board, SimulatedLine
 from gateway.snmp import SnmpFace
 from gateway.state import IdentityStore, StateStore
 from gateway.threads import LoopThread
@@ -220,43 +217,3 @@ async def _report_status(gateway: Gateway) -> None:
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=statistics.line,
         )
-
-
-# --- the embedded default: simulator and gateway in one process ---
-
-DEMO_TURNAROUND = 0.005
-
-
-def demo_defaults(boards: int, state_dir: Path) -> dict[str, Any]:
-    """The demo's configuration: loopback only, unprivileged ports, state in a temporary folder."""
-    return {
-        "gateway": {"operating_mode": "discovery", "state_file": str(state_dir / "state.json")},
-        "serial": {"baudrate": 19200, "scan": f"1-{max(16, 2 * boards)}", "probe_timeout": 0.02},
-        "bacnet": {"address": "127.0.0.1/8", "port": 47808},
-        "snmp": {"address": "127.0.0.1", "port": 1161, "read_community": "public", "write_community": "private"},
-        "modbus_tcp": {"address": "127.0.0.1", "port": 1502},
-    }
-
-
-def demo_config(boards: int, state_dir: Path, user_file: Path | None) -> Config:
-    """The demo's defaults with the user's file laid over them (the serial port is set later)."""
-    raw = demo_defaults(boards, state_dir)
-    if user_file is not None:
-        raw = merge_config(raw, read_toml(user_file))
-    return parse_config(raw)
-
-
-async def demo(boards: int, user_file: Path | None) -> None:
-    """Run the simulator and the gateway together until SIGTERM or SIGINT."""
-    with tempfile.TemporaryDirectory(prefix="bcpm-demo-") as state_dir:
-        config = demo_config(boards, Path(state_dir), user_file)
-        serial = config.serial
-        # The simulated line runs at the configured line settings; the gateway's port is its pty.
-        simulated = [Board(primary_address=1 + 2 * i, baudrate=serial.baudrate) for i in range(boards)]
-        with SimulatedLine(simulated, baudrate=serial.baudrate, parity=serial.parity, stopbits=serial.stopbits,
-                           turnaround=DEMO_TURNAROUND) as line:
-            config = replace(config, serial=replace(serial, port=line.path))
-            log.info("demo", serial=line.path, boards=boards, bacnet=f"{config.bacnet.address}:{config.bacnet.port}",
-                     snmp=f"{config.snmp.address}:{config.snmp.port}",
-                     modbus_tcp=f"{config.modbus_tcp.address}:{config.modbus_tcp.port}")
-            await serve(lambda: config)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway import app
+from gateway import app, demo
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--boards", type=int, default=1, choices=range(1, 124), metavar="N",
                       help="simulated boards (each answers at two addresses; default 1)")
     demo.add_argument("--config", type=Path, help="TOML file overriding the demo's settings")
+    sim_cli.add_load_argument(demo, default="datacenter")
     demo.set_defaults(command=_demo)
 
     discover = commands.add_parser("discover", help="scan a bus once and print what answers")
@@ -89,8 +90,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    configure_logging("info", "auto")
-    asyncio.run(app.demo(args.boards, args.config))
+    load = sim_cli.load_argument(args.load, seed=None)
+    asyncio.run(demo.run_demo(args.boards, args.config, load))
     return 0
 
 

@@ -1,6 +1,7 @@
 """`bcpm-gateway simulate`: serve simulated BCPM boards on a virtual serial line until stopped.
 
     bcpm-gateway simulate --link /tmp/ttyBCPM --addresses 1,5 --model B --crc-errors 0.01
+    bcpm-gateway simulate --link /tmp/ttyBCPM --load office        # circuits that draw current
 
 Addresses group into boards: sorted, each address not yet covered starts a board there, which
 also serves the next address ("1,2" is one board; "1,5" are boards 1/2 and 5/6).
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Sequence
 
 from gateway.sim.line import Faults, SimulatedLine
+from gateway.sim.load import PROFILES, Load, LoadFileError, load_named
 from gateway.sim.meter import MODELS, Board
 
 MAX_ADDRESS = 247
@@ -122,11 +124,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR:SECONDS",
         help="the node vanishes and returns every SECONDS (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=None, metavar="N", help="seed for the injected faults")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="seed for the injected faults and the load (default: random faults, load seed 0)")
+    add_load_argument(parser, default="none")
+
+
+def add_load_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--load`, shared with `demo`."""
+    parser.add_argument("--load", default=default, metavar="PROFILE",
+                        help=f"what the circuits draw: {', '.join(PROFILES)}, none (every current 0) or a CSV "
+                             f"file of channel,amps lines (default {default})")
+
+
+def load_argument(name: str, seed: int | None) -> Load | None:
+    """The load `--load` names; LoadFileError when it names a file that is not a load file."""
+    return None if name == "none" else load_named(name, seed or 0)
 
 
 def run(args: argparse.Namespace) -> int:
-    boards = [Board(address, model=args.model, baudrate=args.baudrate) for address in args.boards]
+    try:
+        load = load_argument(args.load, args.seed)
+    except LoadFileError as error:
+        print(f"simulate: {error}", file=sys.stderr)
+        return 2
+    boards = [Board(address, model=args.model, baudrate=args.baudrate, load=load) for address in args.boards]
     served = {address for board in boards for address in board.addresses}
     for address, _ in args.flap:
         if address not in served:
@@ -161,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         listing = ", ".join(f"{a}/{b}" for a, b in (board.addresses for board in boards))
         print(
             f"simulating model {args.model} boards at addresses {listing} on {args.link} -> {line.path} "
-            f"({args.baudrate} baud, 8{args.parity}1)",
+            f"({args.baudrate} baud, 8{args.parity}1), load {args.load}",
             flush=True,
         )
         stop.wait()

@@ -56,6 +56,7 @@ from gateway.sim.alarms import (
     bits,
     bump,
 )
+from gateway.sim.load import BoardLoad, Load
 from gateway.sim.physics import (
     AUX_CHANNELS,
     AUX_PHASE_CHANNELS,
@@ -194,6 +195,7 @@ class Board:
         firmware: tuple[int, int] = DEFAULT_FIRMWARE,
         location: str = DEFAULT_LOCATION,
         baudrate: int = 19200,
+        load: Load | None = None,
     ) -> None:
         if not 1 <= primary_address <= 246:
             raise ValueError(f"a board needs addresses N and N+1 within 1-247; N={primary_address} is not 1-246")
@@ -215,6 +217,8 @@ class Board:
         # One lock for both panels: the responder thread and a test driving the physics share them.
         self._lock = threading.RLock()
         self.panels = (Panel(self, 1), Panel(self, 2))
+        # A load sets the panels up as an installer would, then moves their values on every tick.
+        self.load: BoardLoad | None = None if load is None else load.start(self)
 
     @property
     def addresses(self) -> tuple[int, int]:
@@ -229,6 +233,8 @@ class Board:
     def tick(self, now: float) -> None:
         """Advance the physics to `now` (monotonic seconds); an earlier time than the last is ignored."""
         with self._lock:
+            if self.load is not None:
+                self.load.drive(now)
             for panel in self.panels:
                 panel.advance_to(now)
 
@@ -247,6 +253,7 @@ class Panel:
         self._current = [0.0] * _SLOTS
         self._power_factor = [DEFAULT_POWER_FACTOR] * _SLOTS
         self._volts = [DEFAULT_VOLTS] * 3
+        self._frequency = FREQUENCY
         self._energy = [0.0] * _SLOTS  # kWh
         self._max_current = [0.0] * _SLOTS
         self._max_current_demand = [0.0] * _SLOTS
@@ -278,6 +285,13 @@ class Panel:
             raise ValueError(f"voltage must be a non-negative number of volts, not {volts}")
         with self._lock:
             self._volts[PHASES.index(phase)] = volts
+
+    def set_frequency(self, hertz: float) -> None:
+        """Line frequency, measured on phase A (models A and B)."""
+        if not (math.isfinite(hertz) and hertz > 0):
+            raise ValueError(f"frequency must be a positive number of hertz, not {hertz}")
+        with self._lock:
+            self._frequency = hertz
 
     def set_power_factor(self, channel: int, power_factor: float) -> None:
         self._check_channel(channel)
@@ -500,7 +514,7 @@ class Panel:
             case "max_kw_demand":
                 return self._max_kw_demand.get(channels, 0.0)
             case "frequency":
-                return FREQUENCY if self._volts[0] >= MIN_FREQUENCY_VOLTS else None
+                return self._frequency if self._volts[0] >= MIN_FREQUENCY_VOLTS else None
             case "volts_ln":
                 return self._volts[_required(point.phase) - 1]
             case "volts_ln_avg":
