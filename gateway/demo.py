@@ -61,7 +61,7 @@ async def run_demo(boards: int, user_file: Path | None, load: Load | None) -> No
             config = replace(config, serial=replace(serial, port=line.path))
             log.info("demo", serial=line.path, boards=boards, load=load.name if load else "none",
                      **served_faces(config))
-            print(try_text(config, simulated[0]), flush=True)
+            print(try_text(config, simulated[0]) + "\n", flush=True)
             await serve(lambda: config)
 
 

@@ -90,19 +90,6 @@ def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -
         process.wait()
 
 
-def test_demo_runs_simulator_and_gateway_in_one_process() -> None:
-    process = subprocess.Popen([*COMMAND, "demo", "--boards", "2"], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        logged = _wait_for_line(process, "nodes ready")
-        assert json.loads(logged[-1])["addresses"] == [1, 2, 3, 4]  # JSON: stderr is not a terminal
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait()
-
-
 def test_check_config_warns_when_communities_are_readable_by_others(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n[snmp]\nwrite_community = "s3cret"\n')

@@ -51,12 +51,14 @@ BREAKERS = (15, 20, 30, 40, 50, 60, 70, 80, 100, 125, 150, 175, 200, 225, 250, 3
 BRANCH_BREAKERS = (15, 20, 20, 20, 30)  # what a branch circuit is usually protected by
 MAX_BRANCH_AMPS = 100.0  # the branch CTs' rating (register 73 default)
 FILE_LOADING = 40.0  # % of its breaker a file's circuit is sized to at most
+MAINS_LOADING = 50.0  # % of its breaker a phase of the mains carries at most
 NEAR_HIGH = (45.0, 50.0)  # % of breaker: close under the default high threshold (60 %)
 SWING_LEVELS = (50.0, 66.0)  # % of breaker: under, then over the high threshold, under HIGH-HIGH (70 %)
 SWING_START, SWING_HOLD, SWING_EVERY = 45.0, 30.0, 180.0  # seconds
 DRIFT, DRIFT_TIME = 0.03, 60.0  # relative amplitude and time constant of a circuit's drift
 NOISE = 0.02  # relative standard deviation of a circuit's noise, drawn every tick
 VOLTS, VOLTS_DRIFT, VOLTS_TIME = 120.0, 1.5, 120.0  # nominal L-N, its wander (V) and time constant
+VOLTS_NOISE = 0.15  # V, drawn every tick
 HERTZ, HERTZ_DRIFT, HERTZ_TIME = 60.0, 0.03, 30.0
 DEMAND_SUBINTERVAL, DEMAND_SUBINTERVALS = 10, 6  # a sliding one-minute demand, first value after 10 s
 
@@ -105,9 +107,8 @@ class Load:
     def start(self, board: Board) -> BoardLoad:
         """Set the board up for this load (writing its setup registers) and return its driver."""
         rng = random.Random(f"{self.name}:{self.seed}:{board.primary_address}")
-        panels = [PanelLoad(self, panel, self.circuits(rng), rng) for panel in board.panels]
-        if self.swing:
-            panels[0].swing_one(rng)
+        panels = [PanelLoad(self, panel, self.circuits(rng), rng, swing=self.swing and panel is board.panels[0])
+                  for panel in board.panels]
         return BoardLoad(panels, rng)
 
 
@@ -178,7 +179,8 @@ def _register(key: str, channel: int | None = None) -> int:
 class PanelLoad:
     """The circuits of one panel and their drift; sets the panel's currents on every tick."""
 
-    def __init__(self, load: Load, panel: Panel, circuits: Sequence[Circuit], rng: random.Random) -> None:
+    def __init__(self, load: Load, panel: Panel, circuits: Sequence[Circuit], rng: random.Random,
+                 swing: bool) -> None:
         self.load = load
         self.panel = panel
         self.circuits = list(circuits)
@@ -186,25 +188,30 @@ class PanelLoad:
         self._rng = rng
         self._drift = [0.0] * len(self.circuits)
         self._phases = [default_phase(c.channel, TOP_FEED) for c in self.circuits]
-        mains = breaker_for(max(self._phase_sums(c.amps for c in self.circuits)))
+        if swing:  # a loaded circuit, held under the high threshold between its excursions above it
+            index = rng.choice([i for i, c in enumerate(self.circuits) if c.breaker])
+            circuit = self.circuits[index]
+            self.swing = self.circuits[index] = replace(circuit, amps=circuit.breaker * SWING_LEVELS[0] / 100)
         for circuit in self.circuits:
             panel.write(_register("breaker_size", circuit.channel), [circuit.breaker])
             panel.set_power_factor(circuit.channel, circuit.power_factor)
-        for channel in AUX_PHASE_CHANNELS:
-            panel.write(_register("ct_size", channel), [mains])
-            panel.write(_register("breaker_size", channel), [mains])
-        panel.write(_register("ct_size", NEUTRAL_CHANNEL), [mains])
+        # Each phase of the mains is sized for the most it may carry (every circuit stepped to the top
+        # of its range, the swing over its threshold); a phase that carries nothing is a spare.
+        mains = [breaker_for(amps, MAINS_LOADING) if amps else 0 for amps in self._phase_sums(map(self._most, self.circuits))]
+        for channel, breaker in zip(AUX_PHASE_CHANNELS, mains, strict=True):
+            panel.write(_register("ct_size", channel), [breaker or BREAKERS[0]])
+            panel.write(_register("breaker_size", channel), [breaker])
+        panel.write(_register("ct_size", NEUTRAL_CHANNEL), [max(mains) or BREAKERS[0]])
         panel.write(_register("breaker_size", NEUTRAL_CHANNEL), [0])
         panel.write(_register("subinterval_length"), [DEMAND_SUBINTERVAL])
         panel.write(_register("demand_subintervals"), [DEMAND_SUBINTERVALS])
 
-    def swing_one(self, rng: random.Random) -> None:
-        """Pick a loaded circuit to swing over the high threshold and back."""
-        index = rng.choice([i for i, c in enumerate(self.circuits) if c.breaker])
-        circuit = self.circuits[index]
-        self.swing = Circuit(circuit.channel, circuit.breaker * SWING_LEVELS[0] / 100, circuit.breaker,
-                             circuit.power_factor)
-        self.circuits[index] = self.swing
+    def _most(self, circuit: Circuit) -> float:
+        """The most a circuit draws, drift and noise aside."""
+        if circuit is self.swing:
+            return circuit.breaker * SWING_LEVELS[1] / 100
+        top = self.load.levels[1] if self.load.step_every else 0.0
+        return max(circuit.amps, circuit.breaker * top / 100)
 
     def step(self, dt: float, elapsed: float) -> None:
         rng = self._rng
@@ -214,7 +221,8 @@ class PanelLoad:
             if circuit.breaker and circuit is not self.swing and rng.random() < step_chance:
                 circuit = self.circuits[i] = Circuit(circuit.channel, circuit.breaker * rng.uniform(*self.load.levels)
                                                      / 100, circuit.breaker, circuit.power_factor)
-            self._drift[i] = wander(self._drift[i], 0.0, DRIFT, DRIFT_TIME, dt, rng)
+            if circuit is not self.swing:  # the swing keeps clear of its threshold's hysteresis
+                self._drift[i] = wander(self._drift[i], 0.0, DRIFT, DRIFT_TIME, dt, rng)
             steady = circuit.amps
             if circuit is self.swing and swinging(elapsed):
                 steady = circuit.breaker * SWING_LEVELS[1] / 100
@@ -264,7 +272,7 @@ class BoardLoad:
         self._hertz = wander(self._hertz, HERTZ, HERTZ_DRIFT, HERTZ_TIME, dt, rng)
         for load in self.panels:
             for phase, volts in zip("ABC", self._volts, strict=True):
-                load.panel.set_voltage(phase, volts)
+                load.panel.set_voltage(phase, volts + VOLTS_NOISE * rng.gauss())
             load.panel.set_frequency(self._hertz)
             load.step(dt, now - self._started)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,32 @@ def test_simulate_serves_until_sigterm_and_removes_its_link(tmp_path: Path) -> N
             process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     assert not os.path.lexists(link)
+
+
+def test_simulate_with_a_load_serves_currents_that_move(tmp_path: Path) -> None:
+    link = tmp_path / "ttyBCPM"
+    command = [sys.executable, "-m", "gateway.sim", "--link", str(link), "--load", "office", "--no-wire-time"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
+        assert process.stdout is not None
+        try:
+            assert "load office" in process.stdout.readline()
+            master = Master(str(link))
+            first = master.registers(1, 1336, 42)
+            time.sleep(1.0)
+            second = master.registers(1, 1336, 42)
+            master.close()
+            assert sum(1 for amps in first if amps) > 30 and first != second
+        finally:
+            process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+
+
+def test_simulate_refuses_a_bad_load_file_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "load.csv"
+    bad.write_text("channel,amps\n50,3\n")
+    command = [sys.executable, "-m", "gateway.sim", "--link", str(tmp_path / "tty"), "--load", str(bad)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            cwd=ROOT, timeout=30)
+    assert result.returncode == 2
+    assert f"load file {bad}, line 2" in result.stderr and "Traceback" not in result.stderr
