@@ -21,7 +21,7 @@ import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from ipaddress import AddressValueError, IPv4Address, IPv4Interface, NetmaskValueError
+from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network, NetmaskValueError
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,6 +205,20 @@ def _ipv4_interface() -> _Rule:
     return check
 
 
+def _ipv4_network() -> _Rule:
+    allowed = 'an IPv4 address or network like "192.168.1.50" or "10.0.0.0/8"'
+
+    def check(raw: object) -> IPv4Network:
+        if isinstance(raw, str):
+            try:
+                return IPv4Network(raw)  # strict: "10.0.0.1/8" has host bits set and is refused
+            except (AddressValueError, NetmaskValueError, ValueError):
+                pass
+        raise _Refused(allowed)
+
+    return check
+
+
 def _endpoint(default_port: int | None) -> _Rule:
     if default_port is None:
         allowed = '"ipv4:port" with port 1-65535'
@@ -376,6 +390,15 @@ class ModbusTcpSettings:
     port: int = _key(502, _PORT)
     cache_max_age: float = _key(2.0, _number(0.0, 3600.0))
     max_connections: int = _key(16, _integer(1, 1024))
+    # Writes, and every function code that is not a read, answered exception 01 (illegal function).
+    read_only: bool = _key(False, _boolean())
+    # Masters allowed to connect (addresses or networks); () = any. Others are disconnected.
+    allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    # Seconds a connection may stay silent between requests (0 = forever), and a frame may take
+    # to arrive whole once its first byte has; TCP keepalive probes after `keepalive` idle seconds.
+    idle_timeout: float = _key(60.0, _number(0.0, 86400.0))
+    frame_timeout: float = _key(5.0, _number(0.1, 60.0))
+    keepalive: int = _key(20, _integer(0, 7200))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,25 @@ Errors, as a Modbus gateway reports them: a node that does not answer, is offlin
 found by discovery gives exception 0x0B (gateway target device failed to respond), the last two
 without using the bus; a stopped or overloaded bus gives 0x0A (gateway path unavailable); a
 standard request that does not parse gives 0x03; a meter's own exception goes back as it came.
-A malformed MBAP header closes that one connection.
+With ``read_only`` only the read function codes (`READ_FUNCTIONS`) pass; any other gets 0x01.
+
+Connections are bounded: a host outside ``allow`` is disconnected at once; a connection silent for
+``idle_timeout`` between requests, or whose frame takes longer than ``frame_timeout`` once
+started, or with a malformed MBAP header, is closed; TCP keepalive finds masters that vanished.
+At ``max_connections`` the connection idle the longest (none waiting for an answer) is closed to
+make room. Each of these is counted and logged at most once a minute (`DropReport`), never per
+packet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 
 import structlog
 from pymodbus.framer import FramerSocket
@@ -27,6 +37,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInpu
 
 from gateway.config import ModbusTcpSettings
 from gateway.errors import ListenError
+from gateway.logging import DropReport
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable
 
@@ -37,6 +48,23 @@ MAX_PDU = 253
 GATEWAY_PATH_UNAVAILABLE = 0x0A
 GATEWAY_TARGET_FAILED = 0x0B
 MAX_UNIT = 247
+ILLEGAL_FUNCTION = 0x01
+#: What a read-only face lets through: reads of coils, inputs and registers, exception status,
+#: comm event counter and log, Report Slave ID, file records, FIFO queue; 43 only as Read Device ID.
+READ_FUNCTIONS = frozenset({0x01, 0x02, 0x03, 0x04, 0x07, 0x0B, 0x0C, 0x11, 0x14, 0x18})
+READ_DEVICE_ID = bytes([0x2B, 0x0E])
+KEEPALIVE_PROBES = 3
+
+
+class Closed(enum.StrEnum):
+    """Why the face refused or closed a connection; each is counted and reported once a minute."""
+
+    NOT_ALLOWED = "refused (not in modbus_tcp.allow)"
+    FULL = "refused (modbus_tcp.max_connections reached, every master waiting for an answer)"
+    EVICTED = "closed to make room (the longest idle, at modbus_tcp.max_connections)"
+    IDLE = "closed idle (modbus_tcp.idle_timeout)"
+    SLOW_FRAME = "closed mid-frame (modbus_tcp.frame_timeout)"
+    MALFORMED = "closed (malformed MBAP header)"
 
 _RESPONSES = {0x03: ReadHoldingRegistersResponse, 0x04: ReadInputRegistersResponse}
 
@@ -50,6 +78,9 @@ class MasterStats:
     cache_hits: int = 0
     bus_trips: int = 0
     exceptions: int = 0
+    refused_writes: int = 0  # answered 0x01 by a read-only face
+    last_active: float = field(default_factory=time.monotonic)  # the last byte in or reply out
+    answering: bool = False  # a request of this master is being answered
 
 
 class MalformedFrame(Exception):
@@ -66,7 +97,8 @@ class ModbusTcpFace:
         self._framer = FramerSocket(DecodePDU(is_server=True))
         self._requests = DecodePDU(is_server=True)
         self.bound: tuple[str, int] | None = None  # the address actually listening
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: dict[int, asyncio.StreamWriter] = {}  # by id of the master's stats
+        self.closed = {reason: DropReport(f"modbus tcp connection {reason}") for reason in Closed}
 
     async def run(self) -> None:
         try:
@@ -82,46 +114,90 @@ class ModbusTcpFace:
                 await server.serve_forever()
         finally:
             # The server stops taking connections; the open ones end with the face, not after it.
-            for writer in tuple(self._connections):
+            for writer in tuple(self._connections.values()):
                 writer.close()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Connections refused or closed so far, by reason, and writes refused by a read-only face."""
+        counts = {reason.name.lower(): report.dropped for reason, report in self.closed.items()}
+        refused = sum(s.refused_writes for s in (*self.masters.values(), *self.finished))
+        return {**counts, "refused_writes": refused}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
-        if len(self.masters) >= self.settings.max_connections:
-            log.warning("modbus tcp connection refused: too many masters", peer=peer,
-                        limit=self.settings.max_connections)
-            writer.close()
+        if self.settings.allow and not any(IPv4Address(host) in network for network in self.settings.allow):
+            self._close(writer, Closed.NOT_ALLOWED, peer, "address not allowed")
             return
+        if len(self.masters) >= self.settings.max_connections and not self._make_room():
+            self._close(writer, Closed.FULL, peer, f"{len(self.masters)} masters waiting for answers")
+            return
+        _keep_alive(writer, self.settings.keepalive)
         stats = MasterStats(peer)
         self.masters[id(stats)] = stats
-        self._connections.add(writer)
+        self._connections[id(stats)] = writer
         try:
             while True:
-                tid, unit, pdu = await self._read_frame(reader)
+                tid, unit, pdu = await self._read_frame(reader, stats)
                 stats.requests += 1
+                stats.answering = True
                 reply = await self._answer(unit, pdu, stats)
                 writer.write(self._framer.encode(reply, unit, tid))
                 await writer.drain()
+                stats.answering = False
+                stats.last_active = time.monotonic()
         except MalformedFrame as error:
-            log.warning("modbus tcp connection closed: malformed frame", peer=peer, error=str(error))
+            self.closed[Closed.MALFORMED].drop(peer, str(error))
+        except TimeoutError as error:
+            reason = Closed.SLOW_FRAME if str(error) else Closed.IDLE
+            self.closed[reason].drop(peer, str(error) or f"silent for {self.settings.idle_timeout:g} s")
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the master hung up
+            pass  # the master hung up, or was closed to make room
         finally:
-            self._connections.discard(writer)
-            del self.masters[id(stats)]
+            self._connections.pop(id(stats), None)
+            self.masters.pop(id(stats), None)
             self.finished = [*self.finished[-63:], stats]
             writer.close()
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
-        tid, protocol, length, unit = MBAP.unpack(await reader.readexactly(MBAP.size))
-        if protocol != 0:
-            raise MalformedFrame(f"protocol id {protocol}, not 0")
-        if not 2 <= length <= MAX_PDU + 1:
-            raise MalformedFrame(f"length {length}, not 2-{MAX_PDU + 1}")
-        return tid, unit, await reader.readexactly(length - 1)
+    def _make_room(self) -> bool:
+        """Close the connection idle the longest, if one is idle at all; False when none is."""
+        idle = [stats for stats in self.masters.values() if not stats.answering]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda stats: stats.last_active)
+        # Its slot is free now; its task ends on the closed stream and finds it gone.
+        del self.masters[id(oldest)]
+        idle = time.monotonic() - oldest.last_active
+        self._close(self._connections.pop(id(oldest)), Closed.EVICTED, oldest.peer, f"idle for {idle:.0f} s")
+        return True
+
+    def _close(self, writer: asyncio.StreamWriter, reason: Closed, peer: str, detail: str) -> None:
+        self.closed[reason].drop(peer, detail)
+        writer.close()
+
+    async def _read_frame(self, reader: asyncio.StreamReader, stats: MasterStats) -> tuple[int, int, bytes]:
+        """The next request; TimeoutError("") when none starts in time, with a message when it stalls."""
+        idle = self.settings.idle_timeout or None
+        async with asyncio.timeout(idle):
+            first = await reader.readexactly(1)
+        stats.last_active = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.frame_timeout):
+                tid, protocol, length, unit = MBAP.unpack(first + await reader.readexactly(MBAP.size - 1))
+                if protocol != 0:
+                    raise MalformedFrame(f"protocol id {protocol}, not 0")
+                if not 2 <= length <= MAX_PDU + 1:
+                    raise MalformedFrame(f"length {length}, not 2-{MAX_PDU + 1}")
+                return tid, unit, await reader.readexactly(length - 1)
+        except TimeoutError:
+            raise TimeoutError(f"a frame took over {self.settings.frame_timeout:g} s") from None
 
     async def _answer(self, unit: int, pdu: bytes, stats: MasterStats) -> bytes:
+        if self.settings.read_only and not _reads(pdu):
+            stats.refused_writes += 1
+            stats.exceptions += 1
+            return _exception(pdu[0], ILLEGAL_FUNCTION)
         cached = self._from_cache(unit, pdu)
         if cached is not None:
             stats.cache_hits += 1
@@ -160,3 +236,19 @@ class ModbusTcpFace:
 
 def _exception(function: int, code: int) -> bytes:
     return bytes([(function | 0x80) & 0xFF, code])
+
+
+def _reads(pdu: bytes) -> bool:
+    """Whether a request only reads (a read-only face lets it pass)."""
+    return pdu[0] in READ_FUNCTIONS or pdu[:2] == READ_DEVICE_ID
+
+
+def _keep_alive(writer: asyncio.StreamWriter, idle: int) -> None:
+    """TCP keepalive on a master's connection: a peer that vanished is found and the slot freed."""
+    sock = writer.get_extra_info("socket")
+    if not idle or sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // KEEPALIVE_PROBES))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)

@@ -173,24 +173,6 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
         client.close()
 
 
-async def test_masters_beyond_max_connections_are_refused_and_the_others_keep_working(make_line, start_gateway,
-                                                                                      tmp_path) -> None:
-    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, max_connections=2)
-    first, second = (AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0) for _ in range(2))
-    for client in (first, second):
-        await client.connect()
-    await eventually(lambda: len(face.masters) == 2, what="two masters connected")
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # the third is closed at once
-        writer.close()
-        for client in (first, second):
-            assert not (await client.read_holding_registers(0, count=2, device_id=1)).isError()
-    finally:
-        first.close()
-        second.close()
-
-
 async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(make_line, start_gateway,
                                                                                    tmp_path) -> None:
     masters = 24  # more than the queue holds (16, the least serial.max_queue allows) and the request on the wire
