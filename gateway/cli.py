@@ -16,7 +16,7 @@ from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
-from gateway.config import load_config, parse_config, readable_secrets_warning
+from gateway.config import defaults_to_change_warning, load_config, parse_config, readable_secrets_warning
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, scan
@@ -82,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
-    if warning := readable_secrets_warning(args.config):
-        structlog.get_logger(__name__).warning("config", detail=warning)
+    for warning in (readable_secrets_warning(args.config), defaults_to_change_warning(config)):
+        if warning:
+            structlog.get_logger(__name__).warning("config", detail=warning)
     # A restart (BACnet ReinitializeDevice) reads the file again.
     asyncio.run(app.serve(lambda: load_config(args.config)))
     return 0
@@ -100,7 +101,7 @@ def _check_config(args: argparse.Namespace) -> int:
     StateStore(config.gateway.state_file).load()
     if config.bacnet.enabled and config.bacnet.bbmd:
         load_bdt(config.bacnet)
-    for warning in (*config.warnings, readable_secrets_warning(args.file)):
+    for warning in (*config.warnings, readable_secrets_warning(args.file), defaults_to_change_warning(config)):
         if warning:
             print(f"warning: {warning}")
     print(f"{args.file}: ok")

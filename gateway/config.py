@@ -541,6 +541,21 @@ def _check_across(
         )
 
 
+def defaults_to_change_warning(config: Config) -> str | None:
+    """A warning naming the keys left at a default that opens a face on a non-loopback address to anyone."""
+    bacnet, snmp, modbus = config.bacnet, config.snmp, config.modbus_tcp
+    found = []
+    if snmp.enabled and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
+        found.append('snmp.read_community = "public" (anyone can read)')
+    if bacnet.enabled and not bacnet.address.ip.is_loopback and not bacnet.reinit_password:
+        found.append('bacnet.reinit_password = "" (no password for ReinitializeDevice)')
+    if modbus.enabled and not IPv4Address(modbus.address).is_loopback and not modbus.read_only and not modbus.allow:
+        found.append("modbus_tcp.read_only = false with modbus_tcp.allow = [] (any host can write to the meters)")
+    if not found:
+        return None
+    return "faces on the network run with defaults a site should change: " + "; ".join(found)
+
+
 SECRET_KEYS = ("read_community", "write_community", "trap_community", "reinit_password")
 
 
