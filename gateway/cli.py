@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway import app, demo
+from gateway import app, demo, service
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(simulate)
     simulate.set_defaults(command=sim_cli.run)
 
+    for name, helped in (("install-service", "install the gateway as a systemd service (as root)"),
+                         ("uninstall-service", "remove the systemd service and its user; keep config and state")):
+        service = commands.add_parser(name, help=helped)
+        service.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
+                             help="install into another root folder, e.g. an image being prepared (default /)")
+        service.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        service.set_defaults(command=_service, install=name == "install-service")
+
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
     ede.add_argument("--config", type=Path, required=True,
                      help="TOML configuration file (its state file names the meters)")
@@ -105,6 +113,19 @@ def _check_config(args: argparse.Namespace) -> int:
         if warning:
             print(f"warning: {warning}")
     print(f"{args.file}: ok")
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        service.require_root()
+    root = args.root.resolve()
+    steps = service.install_steps(root, service.installed_command()) if args.install else service.uninstall_steps(root)
+    service.carry_out(steps, args.dry_run, print)
+    if not steps:
+        print("nothing to do: " + ("the service is installed" if args.install else "the service is not installed"))
+    if args.install and root == Path("/"):
+        print(f"start it now and at every boot: systemctl enable --now {service.UNIT}")
     return 0
 
 
