@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 
 from gateway.sim.line import Faults, SimulatedLine
-from gateway.sim.load import PROFILES, Load, LoadFileError, load_named
+from gateway.sim.load import PROFILES, SWING_EVERY, Load, LoadFileError, load_named
 from gateway.sim.meter import MODELS, Board
 
 MAX_ADDRESS = 247
@@ -180,9 +180,12 @@ def run(args: argparse.Namespace) -> int:
         for address, period in args.flap:
             line.flap(address, period)
         listing = ", ".join(f"{a}/{b}" for a, b in (board.addresses for board in boards))
+        swing = next((board.load.swing for board in boards if board.load and board.load.swing), None)
+        swinging = "" if swing is None else (f"; channel {swing[1]} of address {swing[0]} goes over its high "
+                                             f"threshold every {SWING_EVERY / 60:g} minutes")
         print(
             f"simulating model {args.model} boards at addresses {listing} on {args.link} -> {line.path} "
-            f"({args.baudrate} baud, 8{args.parity}1), load {args.load}",
+            f"({args.baudrate} baud, 8{args.parity}1), load {args.load}{swinging}",
             flush=True,
         )
         stop.wait()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,41 +67,40 @@ def test_cli_defaults_serve_one_board_at_address_1() -> None:
     assert args.turnaround == 0.005
 
 
-def test_simulate_serves_until_sigterm_and_removes_its_link(tmp_path: Path) -> None:
-    link = tmp_path / "ttyBCPM"
-    command = [sys.executable, "-m", "gateway.sim", "--link", str(link), "--addresses", "3,9", "--no-wire-time"]
+@contextlib.contextmanager
+def simulating(link: Path, *args: str) -> Iterator[str]:
+    """`simulate` as a separate process serving at `link`; yields its banner, ends it with SIGTERM."""
+    command = [sys.executable, "-m", "gateway.sim", "--link", str(link), "--no-wire-time", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
         assert process.stdout is not None
         try:
-            banner = process.stdout.readline()
-            assert "3/4, 9/10" in banner and str(link) in banner
-            master = Master(str(link))
-            assert master.registers(10, 60000) == [9]
-            master.close()
+            yield process.stdout.readline()
         finally:
             process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
+
+
+def test_simulate_serves_until_sigterm_and_removes_its_link(tmp_path: Path) -> None:
+    link = tmp_path / "ttyBCPM"
+    with simulating(link, "--addresses", "3,9") as banner:
+        assert "3/4, 9/10" in banner and str(link) in banner
+        master = Master(str(link))
+        assert master.registers(10, 60000) == [9]
+        master.close()
     assert not os.path.lexists(link)
 
 
 def test_simulate_with_a_load_serves_currents_that_move(tmp_path: Path) -> None:
     link = tmp_path / "ttyBCPM"
-    command = [sys.executable, "-m", "gateway.sim", "--link", str(link), "--load", "office", "--no-wire-time"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
-        assert process.stdout is not None
-        try:
-            assert "load office" in process.stdout.readline()
-            master = Master(str(link))
-            first = master.registers(1, 1336, 42)
-            time.sleep(1.0)
-            second = master.registers(1, 1336, 42)
-            master.close()
-            assert sum(1 for amps in first if amps) > 30 and first != second
-        finally:
-            process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
+    with simulating(link, "--load", "office") as banner:
+        assert "load office" in banner
+        master = Master(str(link))
+        first = master.registers(1, 1336, 42)
+        time.sleep(1.0)
+        second = master.registers(1, 1336, 42)
+        master.close()
+    assert sum(1 for amps in first if amps) > 30 and first != second
 
 
 def test_simulate_refuses_a_bad_load_file_with_its_line(tmp_path: Path) -> None:
