@@ -199,8 +199,9 @@ def gateway(folder: Path, ports: Ports) -> Iterator[tuple[subprocess.Popen[bytes
     )
     log = folder / "gateway.log"
     with log.open("wb") as sink:
+        # The log is stderr; stdout has only the demo's hints of what to try.
         process = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--config", str(config)],
-                                   stdout=sink, stderr=subprocess.STDOUT)
+                                   stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 60
         while b'"nodes ready"' not in log.read_bytes():
