@@ -10,9 +10,10 @@ Install (idempotent: a step already done is left as it is):
 5. `systemctl daemon-reload`, when systemd runs this system.
 
 Uninstall stops and disables the service, removes the unit and the user, and keeps the config and
-the state (a later install gives them back to the service's group). `root` makes every path relative to another root folder (an image being prepared, or a
-test's scratch folder): there systemd is never asked to reload. The user is made by `useradd` (and
-removed by `userdel`), which take the same root.
+the state (a later install gives them back to the service's group). `root` makes every path
+relative to another root folder (an image being prepared, or a test's scratch folder): there
+systemd is never asked to reload. The user is made by `useradd` (and removed by `userdel`), which
+take the same root.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tests.snmp.netsnmp import environment
 from tests.support import free_port
 
 COMMAND = [sys.executable, "-m", "gateway", "demo"]
-_MBPOLL_VALUE = re.compile(r"^\[(\d+)\]:\s+(-?\d+)", re.M)
+_MBPOLL_VALUE = re.compile(r"^\[(\d+)\]:\s+(-?\d+)", re.MULTILINE)
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:

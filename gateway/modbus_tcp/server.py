@@ -162,10 +162,10 @@ class ModbusTcpFace:
 
     def _make_room(self) -> bool:
         """Close the connection idle the longest, if one is idle at all; False when none is."""
-        idle = [stats for stats in self.masters.values() if not stats.answering]
-        if not idle:
+        waiting = [stats for stats in self.masters.values() if not stats.answering]
+        if not waiting:
             return False
-        oldest = min(idle, key=lambda stats: stats.last_active)
+        oldest = min(waiting, key=lambda stats: stats.last_active)
         # Its slot is free now; its task ends on the closed stream and finds it gone.
         del self.masters[id(oldest)]
         idle = time.monotonic() - oldest.last_active

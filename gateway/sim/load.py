@@ -197,7 +197,8 @@ class PanelLoad:
             panel.set_power_factor(circuit.channel, circuit.power_factor)
         # Each phase of the mains is sized for the most it may carry (every circuit stepped to the top
         # of its range, the swing over its threshold); a phase that carries nothing is a spare.
-        mains = [breaker_for(amps, MAINS_LOADING) if amps else 0 for amps in self._phase_sums(map(self._most, self.circuits))]
+        most = self._phase_sums(map(self._most, self.circuits))
+        mains = [breaker_for(amps, MAINS_LOADING) if amps else 0 for amps in most]
         for channel, breaker in zip(AUX_PHASE_CHANNELS, mains, strict=True):
             panel.write(_register("ct_size", channel), [breaker or BREAKERS[0]])
             panel.write(_register("breaker_size", channel), [breaker])

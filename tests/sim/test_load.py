@@ -100,7 +100,7 @@ def test_a_cleared_alarm_stays_clear_until_the_next_swing() -> None:
 def test_values_move_every_poll_and_stay_in_their_bands() -> None:
     board = Board(1, load=load_named("office"))
     readings = []
-    for second in range(0, 61):
+    for second in range(61):
         board.tick(float(second))
         readings.append(([current(board, 1, c) for c in BRANCH_CHANNELS],
                          [value(board, 1, "volts_ln", "voltage", phase=p) for p in (1, 2, 3)],
