@@ -57,6 +57,14 @@ class Reloadable(Protocol):
     def reload(self) -> None: ...
 
 
+@runtime_checkable
+class Counting(Protocol):
+    """A face that counts what it refuses or closes; the status line shows its counts."""
+
+    @property
+    def counts(self) -> dict[str, int]: ...
+
+
 @dataclass(slots=True)
 class Gateway:
     """A running gateway, for the faces, the command line and tests that drive it."""
@@ -216,4 +224,5 @@ async def _report_status(gateway: Gateway) -> None:
             cycle_seconds=round(cycle.duration, 3) if cycle else None,
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=statistics.line,
+            **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
         )

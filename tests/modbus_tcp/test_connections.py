@@ -8,6 +8,7 @@ import socket
 
 from pymodbus.client import AsyncModbusTcpClient
 
+from gateway import app
 from gateway.modbus_tcp.server import ILLEGAL_FUNCTION
 from gateway.sim import Faults
 from tests.modbus_tcp.test_server import CT_SIZE_3, FLOAT_COPY, _gateway, _mbpoll
@@ -165,3 +166,21 @@ async def test_at_the_cap_a_master_waiting_for_its_answer_keeps_its_slot(make_li
         line.faults = Faults()
         writer.close()
 
+
+
+async def test_the_status_line_shows_the_counts(make_line, start_gateway, tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.setattr(app, "STATUS_EVERY", 0.2)
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, allow=["10.0.0.0/8"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await _closed_by_the_gateway(reader)
+    writer.close()
+
+    def status_with_the_refusal() -> bool:
+        logged = capfd.readouterr()
+        return any("status" in row and "'not_allowed': 1" in row for row in (logged.out + logged.err).splitlines())
+
+    reporting = asyncio.create_task(app._report_status(gateway))
+    try:
+        await eventually(status_with_the_refusal, what="a status line with the Modbus TCP counts")
+    finally:
+        reporting.cancel()
