@@ -99,6 +99,7 @@ class ModbusTcpFace:
         self.bound: tuple[str, int] | None = None  # the address actually listening
         self._connections: dict[int, asyncio.StreamWriter] = {}  # by id of the master's stats
         self.closed = {reason: DropReport(f"modbus tcp connection {reason}") for reason in Closed}
+        self.refused_writes = 0  # requests a read-only face answered 0x01
 
     async def run(self) -> None:
         try:
@@ -121,8 +122,7 @@ class ModbusTcpFace:
     def counts(self) -> dict[str, int]:
         """Connections refused or closed so far, by reason, and writes refused by a read-only face."""
         counts = {reason.name.lower(): report.dropped for reason, report in self.closed.items()}
-        refused = sum(s.refused_writes for s in (*self.masters.values(), *self.finished))
-        return {**counts, "refused_writes": refused}
+        return {**counts, "refused_writes": self.refused_writes}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
@@ -196,6 +196,7 @@ class ModbusTcpFace:
     async def _answer(self, unit: int, pdu: bytes, stats: MasterStats) -> bytes:
         if self.settings.read_only and not _reads(pdu):
             stats.refused_writes += 1
+            self.refused_writes += 1
             stats.exceptions += 1
             return _exception(pdu[0], ILLEGAL_FUNCTION)
         cached = self._from_cache(unit, pdu)
