@@ -54,6 +54,7 @@ ILLEGAL_FUNCTION = 0x01
 READ_FUNCTIONS = frozenset({0x01, 0x02, 0x03, 0x04, 0x07, 0x0B, 0x0C, 0x11, 0x14, 0x18})
 READ_DEVICE_ID = bytes([0x2B, 0x0E])
 KEEPALIVE_PROBES = 3
+SWEEP_EVERY = 1.0  # seconds between two looks for idle and stalled connections, at most
 
 
 class Closed(enum.StrEnum):
@@ -81,6 +82,7 @@ class MasterStats:
     refused_writes: int = 0  # answered 0x01 by a read-only face
     last_active: float = field(default_factory=time.monotonic)  # the last byte in or reply out
     answering: bool = False  # a request of this master is being answered
+    frame_started: float | None = None  # when the first byte of a request not yet whole arrived
 
 
 class MalformedFrame(Exception):
@@ -110,10 +112,12 @@ class ModbusTcpFace:
         self.bound = server.sockets[0].getsockname()[:2]
         self.listening.set()
         log.info("modbus tcp listening", address=self.bound[0], port=self.bound[1])
+        sweeping = asyncio.create_task(self._sweep())
         try:
             async with server:
                 await server.serve_forever()
         finally:
+            sweeping.cancel()
             # The server stops taking connections; the open ones end with the face, not after it.
             for writer in tuple(self._connections.values()):
                 writer.close()
@@ -140,6 +144,7 @@ class ModbusTcpFace:
         try:
             while True:
                 tid, unit, pdu = await self._read_frame(reader, stats)
+                stats.frame_started = None
                 stats.requests += 1
                 stats.answering = True
                 reply = await self._answer(unit, pdu, stats)
@@ -149,16 +154,28 @@ class ModbusTcpFace:
                 stats.last_active = time.monotonic()
         except MalformedFrame as error:
             self.closed[Closed.MALFORMED].drop(peer, str(error))
-        except TimeoutError as error:
-            reason = Closed.SLOW_FRAME if str(error) else Closed.IDLE
-            self.closed[reason].drop(peer, str(error) or f"silent for {self.settings.idle_timeout:g} s")
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the master hung up, or was closed to make room
+            pass  # the master hung up, or the face closed the connection (idle, stalled, making room)
         finally:
             self._connections.pop(id(stats), None)
             self.masters.pop(id(stats), None)
             self.finished = [*self.finished[-63:], stats]
             writer.close()
+
+    async def _sweep(self) -> None:
+        """Close the connections silent too long between requests, or stalled inside one.
+
+        One timer for the face rather than one per request: a request costs two clock reads.
+        """
+        idle, frame = self.settings.idle_timeout, self.settings.frame_timeout
+        while True:
+            await asyncio.sleep(min(SWEEP_EVERY, frame / 2, idle / 2 if idle else SWEEP_EVERY))
+            now = time.monotonic()
+            for stats in [s for s in self.masters.values() if not s.answering]:
+                if stats.frame_started is not None and now - stats.frame_started > frame:
+                    self._drop(stats, Closed.SLOW_FRAME, f"a frame took over {frame:g} s")
+                elif stats.frame_started is None and idle and now - stats.last_active > idle:
+                    self._drop(stats, Closed.IDLE, f"silent for {idle:g} s")
 
     def _make_room(self) -> bool:
         """Close the connection idle the longest, if one is idle at all; False when none is."""
@@ -166,32 +183,27 @@ class ModbusTcpFace:
         if not waiting:
             return False
         oldest = min(waiting, key=lambda stats: stats.last_active)
-        # Its slot is free now; its task ends on the closed stream and finds it gone.
-        del self.masters[id(oldest)]
-        idle = time.monotonic() - oldest.last_active
-        self._close(self._connections.pop(id(oldest)), Closed.EVICTED, oldest.peer, f"idle for {idle:.0f} s")
+        self._drop(oldest, Closed.EVICTED, f"idle for {time.monotonic() - oldest.last_active:.0f} s")
         return True
+
+    def _drop(self, stats: MasterStats, reason: Closed, detail: str) -> None:
+        """Close a master's connection now: its slot is free at once; its task ends on the closed stream."""
+        del self.masters[id(stats)]
+        self._close(self._connections.pop(id(stats)), reason, stats.peer, detail)
 
     def _close(self, writer: asyncio.StreamWriter, reason: Closed, peer: str, detail: str) -> None:
         self.closed[reason].drop(peer, detail)
         writer.close()
 
     async def _read_frame(self, reader: asyncio.StreamReader, stats: MasterStats) -> tuple[int, int, bytes]:
-        """The next request; TimeoutError("") when none starts in time, with a message when it stalls."""
-        idle = self.settings.idle_timeout or None
-        async with asyncio.timeout(idle):
-            first = await reader.readexactly(1)
-        stats.last_active = time.monotonic()
-        try:
-            async with asyncio.timeout(self.settings.frame_timeout):
-                tid, protocol, length, unit = MBAP.unpack(first + await reader.readexactly(MBAP.size - 1))
-                if protocol != 0:
-                    raise MalformedFrame(f"protocol id {protocol}, not 0")
-                if not 2 <= length <= MAX_PDU + 1:
-                    raise MalformedFrame(f"length {length}, not 2-{MAX_PDU + 1}")
-                return tid, unit, await reader.readexactly(length - 1)
-        except TimeoutError:
-            raise TimeoutError(f"a frame took over {self.settings.frame_timeout:g} s") from None
+        first = await reader.readexactly(1)
+        stats.frame_started = stats.last_active = time.monotonic()
+        tid, protocol, length, unit = MBAP.unpack(first + await reader.readexactly(MBAP.size - 1))
+        if protocol != 0:
+            raise MalformedFrame(f"protocol id {protocol}, not 0")
+        if not 2 <= length <= MAX_PDU + 1:
+            raise MalformedFrame(f"length {length}, not 2-{MAX_PDU + 1}")
+        return tid, unit, await reader.readexactly(length - 1)
 
     async def _answer(self, unit: int, pdu: bytes, stats: MasterStats) -> bytes:
         if self.settings.read_only and not _reads(pdu):
