@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ UNIT_FILE = Path("/etc/systemd/system") / UNIT
 #: editable install or a checkout has them in its config/ folder.
 INSTALLED_FILES = Path(sysconfig.get_path("data")) / "share" / "bcpm-gateway"
 CHECKOUT_FILES = Path(__file__).resolve().parents[1] / "config"
+HIDDEN_FROM_SERVICE = (Path("/home"), Path("/root"), Path("/run/user"))  # ProtectHome=yes
 
 
 class ServiceError(GatewayError):
@@ -63,10 +65,15 @@ def shipped(name: str) -> Path:
 
 
 def installed_command() -> Path:
-    """The absolute path of this installation's `bcpm-gateway` command."""
-    command = Path(sysconfig.get_path("scripts")) / "bcpm-gateway"
+    """The absolute path of this installation's `bcpm-gateway` command: the one running, if it is."""
+    running = Path(sys.argv[0])
+    command = running if running.name == "bcpm-gateway" else Path(sysconfig.get_path("scripts")) / "bcpm-gateway"
+    command = command.absolute()
     if not os.access(command, os.X_OK):
         raise ServiceError(f"{command} is not an executable: install the gateway with pip first")
+    if any(command.is_relative_to(hidden) for hidden in HIDDEN_FROM_SERVICE):
+        raise ServiceError(f"{command} is under a home folder, which the unit hides from the service "
+                           "(ProtectHome=yes): install the gateway elsewhere, e.g. in a virtualenv in /opt")
     return command
 
 

@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,17 @@ def test_a_user_who_is_not_root_is_told_to_be_root(root: Path) -> None:
     assert result.returncode == 2
     assert "run it as root" in result.stderr and "Traceback" not in result.stderr
     assert account(root, "passwd", USER) is None
+
+
+def test_a_command_in_a_home_folder_is_refused_because_the_service_could_not_run_it(tmp_path: Path) -> None:
+    home = Path("/root") if Path("/root").is_dir() else Path("/home")
+    venv = Path(tempfile.mkdtemp(dir=home))
+    try:
+        command = venv / "bcpm-gateway"
+        command.symlink_to(Path(sys.executable).parent / "bcpm-gateway")
+        result = subprocess.run([str(command), "install-service", "--root", str(tmp_path), "--dry-run"],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(venv)
+    assert result.returncode == 2
+    assert "under a home folder" in result.stderr and "ProtectHome" in result.stderr
