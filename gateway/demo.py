@@ -105,7 +105,7 @@ def try_text(config: Config, board: Board) -> str:
         lines.append(f"Modbus TCP {mbpoll} -r {first.register} -c 42 -1 {config.modbus_tcp.address}  "
                      "(currents of channels 1-42, 0.1 A)")
         lines.append(f"           {mbpoll} -r {status.register} -1 {config.modbus_tcp.address}  (alarm status); "
-                     f"clear: {mbpoll} -r {status.register} {config.modbus_tcp.address} 0")
+                     f"clear: {mbpoll} -r {status.register} -1 {config.modbus_tcp.address} 0")
     return "\n".join(lines)
 
 

@@ -121,6 +121,10 @@ def test_the_demo_panel_moves_without_alarms_and_its_suggestions_work(demo, tmp_
     statuses = _mbpoll(["mbpoll", "-m", "tcp", "-p", port, "-a", unit, "-r", "178", "-c", "46", "-1", "127.0.0.1"])
     assert len(statuses) == 46 and set(statuses.values()) == {0}  # no channel in alarm at start
 
+    clear = shlex.split(next(line for line in printed if "clear: mbpoll" in line).split("clear: ")[1])
+    cleared = subprocess.run([clear[0], "-o", "5", *clear[1:]], capture_output=True, text=True, timeout=30)
+    assert cleared.returncode == 0, cleared.stdout + cleared.stderr  # the suggested write is accepted
+
     snmpget = _suggested(printed, "SNMP v2c   ")
     deadline = time.monotonic() + 30  # an SNMP value shows once its scale register was read (slow data)
     while True:
@@ -170,5 +174,5 @@ def test_the_readme_names_the_demo_channel_that_swings() -> None:
     status = pointmap.find("alarm_status", group="alarms", channel=channel).register
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"channel {channel} of node {address} with the default seed" in readme
-    assert f"-a {address} -r {current} 127.0.0.1" in readme and f"-a {address} -r {status} 127.0.0.1 0" in readme
+    assert f"-a {address} -r {current} 127.0.0.1" in readme and f"-a {address} -r {status} -1 127.0.0.1 0" in readme
     assert f"write 0 to AV{av_instances(pointmap)[status]}" in readme
