@@ -3,7 +3,8 @@
 `meter` holds the boards: two Modbus nodes (panels) per board answering the vendor register map
 with the meter's own rules (scale registers, float copies, 32-bit energy, demand and maxima,
 logical 2- and 3-phase meters, alarm bits with delays, reset codes, 0x8000/NaN for points a model
-or a channel lacks, Report Slave ID). `physics` and `alarms` are the pure parts behind it. `line`
+or a channel lacks, Report Slave ID). `physics` and `alarms` are the pure parts behind it; `load`
+makes the circuits draw current like a live panel (profiles or a CSV file). `line`
 puts boards on a pty with RTU timing at a baud rate and injects faults; `cli` is the `simulate`
 command.
 

@@ -266,7 +266,9 @@ class BoardLoad:
         """Set every value for the interval that starts at `now` (monotonic seconds)."""
         if self._started is None:
             self._started = self._clock = now
-        dt = max(0.0, now - self._clock)
+        if now < self._clock:
+            return  # as the panels do: an earlier time than the last is ignored
+        dt = now - self._clock
         self._clock = now
         rng = self._rng
         self._volts = [wander(v, VOLTS, VOLTS_DRIFT, VOLTS_TIME, dt, rng) for v in self._volts]
