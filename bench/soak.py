@@ -5,10 +5,15 @@ replies with a CRC error and 5 % silent; then the soak: those faults and node 3 
 ``--flap`` seconds and returning for as long, over and over. Meanwhile a Modbus TCP master reads
 node 3's branch currents from the cache as fast as it can, while the simulator's clock counts up a
 current on it: a value older than ``cache_max_age`` served as fresh is a violation, and so is any
-value served while the node has been gone for longer than that. Prints one JSON object.
+value served while the node has been gone for longer than that. With ``--port-every``, the serial
+port itself vanishes that often during the soak (the simulator's pty and its link path are
+removed, as when a USB adapter is unplugged) for ``--port-gone`` seconds and comes back under the
+same path: the gateway must stay up, serve nothing stale as fresh meanwhile, and have every node
+back each time. Prints one JSON object.
 
     python bench/soak.py                            # under a minute
     python bench/soak.py --seconds 3600 --flap 30   # an hour, the node gone for 30 s every minute
+    python bench/soak.py --seconds 240 --port-every 60   # the port gone for 10 s every minute
 
 The two baselines (clean line, line faults) last a quarter of ``--seconds`` each, at least 8 s.
 """
@@ -23,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from common import free_port
@@ -42,14 +48,14 @@ CHANNEL = 5
 REGISTER = 1336 + CHANNEL - 1
 
 
-async def run(seconds: float, flap: float) -> dict[str, Any]:
+async def run(seconds: float, flap: float, port_every: float, port_gone: float) -> dict[str, Any]:
     boards = [Board(1, baudrate=BAUDRATE), Board(3, baudrate=BAUDRATE)]
-    with SimulatedLine(boards, baudrate=BAUDRATE, turnaround=0.005, seed=7) as line, \
-            tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, \
+            SimulatedLine(boards, baudrate=BAUDRATE, turnaround=0.005, seed=7, link=f"{folder}/ttyBCPM") as line:
         tcp_port = free_port()
         config = parse_config({
             "gateway": {"state_file": str(Path(folder) / "state.json")},
-            "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": "1-4", "poll_interval": 1.0},
+            "serial": {"port": line.link, "baudrate": BAUDRATE, "scan": "1-4", "poll_interval": 1.0},
             "bacnet": {"enabled": False}, "snmp": {"enabled": False},
             "modbus_tcp": {"address": "127.0.0.1", "port": tcp_port, "cache_max_age": CACHE_MAX_AGE},
         })
@@ -65,9 +71,15 @@ async def run(seconds: float, flap: float) -> dict[str, Any]:
 
             transitions = gateway.hub.subscribe(NodeOffline, NodeOnline)
             line.flap(FLAPPING, flap)
-            checker = asyncio.create_task(_check_freshness(line, tcp_port, seconds))
+            port = _Port(line, gateway)
+            vanishing = asyncio.create_task(port.vanish_every(port_every, port_gone)) if port_every else None
+            checker = asyncio.create_task(_check_freshness(line, port, tcp_port, seconds))
             soak = await _refresh_rates(gateway, seconds)
             violations, served, refused = await checker
+            if vanishing is not None:
+                vanishing.cancel()
+                await asyncio.gather(vanishing, return_exceptions=True)
+                await port.back()
             line.faults = Faults()
             crashed = gateway.thread.done
             went_offline = gateway.nodes.nodes[FLAPPING].health.went_offline
@@ -96,8 +108,48 @@ async def run(seconds: float, flap: float) -> dict[str, Any]:
         "modbus_tcp_values_served": served,
         "modbus_tcp_refused_0x0b": refused,
         "stale_served_as_fresh": violations,
+        **({"port": {"every_s": port_every, "gone_s": port_gone, "vanished": port.vanished,
+                     "healthy_nodes_back": port.all_back,
+                     "seconds_to_healthy_nodes_back": {"max": round(max(port.recoveries, default=0), 2),
+                                                    "median": round(median(port.recoveries), 2)
+                                                    if port.recoveries else None}}}
+           if port_every else {}),
         "bus": {"transactions": stats.transactions, "timeouts": stats.timeouts, "corrupt": stats.corrupt},
     }
+
+
+class _Port:
+    """The simulator's port, unplugged and plugged in again; what the gateway did about it."""
+
+    def __init__(self, line: SimulatedLine, gateway: Any) -> None:
+        self.line = line
+        self.gateway = gateway
+        self.down = False
+        self.vanished = self.all_back = 0
+        self.recoveries: list[float] = []
+
+    async def vanish_every(self, every: float, gone: float) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, every - gone))
+            self.down = True
+            self.line.stop()  # the pty and the link path disappear
+            self.vanished += 1
+            await asyncio.sleep(gone)
+            await self.back()
+
+    async def back(self) -> None:
+        if not self.down:
+            return
+        self.line.start()  # plugged in again under the same path
+        self.down = False
+        returned = time.monotonic()
+        nodes = [self.gateway.nodes.nodes[address] for address in HEALTHY]  # node 3 may be flapping
+        while not all(node.health.online for node in nodes):
+            if time.monotonic() - returned > 60:
+                return
+            await asyncio.sleep(0.05)
+        self.all_back += 1
+        self.recoveries.append(time.monotonic() - returned)
 
 
 def _rounded(rates: dict[int, float]) -> dict[str, float]:
@@ -120,7 +172,7 @@ async def _refresh_rates(gateway: Any, seconds: float) -> dict[int, float]:
     return {a: counts[a] / seconds for a in HEALTHY}
 
 
-async def _check_freshness(line: SimulatedLine, port: int, seconds: float) -> tuple[int, int, int]:
+async def _check_freshness(line: SimulatedLine, serial: _Port, port: int, seconds: float) -> tuple[int, int, int]:
     """Drive a counting current on the flapping node and check every value Modbus TCP serves."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     panel = line.panel(FLAPPING)
@@ -134,7 +186,7 @@ async def _check_freshness(line: SimulatedLine, port: int, seconds: float) -> tu
         raw = 10 + int(now * 10) % 900  # 1.0-90.9 A: within the CT, distinct for 90 s
         panel.set_current(CHANNEL, raw / 10)
         history.append((now, raw))
-        absent = line.is_absent(FLAPPING, now)
+        absent = serial.down or line.is_absent(FLAPPING, now)
         gone_since = (gone_since or now) if absent else None
         tid = (tid + 1) & 0xFFFF
         writer.write(struct.pack(">HHHBBHH", tid, 0, 6, FLAPPING, 3, REGISTER - 1, 1))
@@ -161,9 +213,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--flap", type=float, default=10.0, help="seconds node 3 stays gone, and then back")
+    parser.add_argument("--port-every", type=float, default=0.0,
+                        help="the serial port vanishes this often during the soak, in seconds (default 0: never)")
+    parser.add_argument("--port-gone", type=float, default=10.0, help="seconds the port stays gone (default 10)")
     args = parser.parse_args()
     configure_logging("error", "console")
-    json.dump(asyncio.run(run(args.seconds, args.flap)), sys.stdout, indent=2)
+    json.dump(asyncio.run(run(args.seconds, args.flap, args.port_every, args.port_gone)), sys.stdout, indent=2)
     print()
 
 

@@ -4,7 +4,7 @@ Data flows one way, meter -> bus -> node cache -> faces, and writes come back th
 Each package imports only those listed above it (checked by import-linter, see pyproject.toml):
 
     gateway.pointmap    what every register means (data)
-    gateway.bus         the one owner of the serial line
+    gateway.bus         the one owner of the serial line, over a link (`RtuLink`, or one in memory)
     gateway.nodes       discovery, polling, the cache, events, validated writes; `api` for the faces
     gateway.state       the state file and the identity store (profiles, device names and IDs)
     gateway.bacnet      the faces, each independent of the others and of the bus:
@@ -13,7 +13,8 @@ Each package imports only those listed above it (checked by import-linter, see p
     gateway.app         builds and runs everything from the configuration
     gateway.cli         the command line
 
-Beside them: gateway.sim (a BCPM simulator behind a virtual serial line, sharing only the point
-map), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging, gateway.threads,
-gateway.systemd.
+Beside them: gateway.modbus (Modbus protocol constants, for every layer), gateway.sim (a BCPM
+simulator behind a virtual serial line or in memory, sharing only the point map and the Modbus
+constants), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging,
+gateway.threads, gateway.systemd.
 """

@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from tqdm import tqdm
 
 from gateway import app, demo, service
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
+from gateway.bus.line import PARITIES
 from gateway.config import defaults_to_change_warning, load_config, parse_config, readable_secrets_warning
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
@@ -23,6 +25,10 @@ from gateway.nodes.discovery import Found, boards, scan
 from gateway.pointmap import load
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
+
+
+BAUDRATES = (9600, 19200, 38400, 57600, 115200)
+AUTO_BAUDRATES = (19200, 9600, 38400)  # the rates a BCPM's DIP switches offer, the usual first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,13 +60,20 @@ def _parser() -> argparse.ArgumentParser:
 
     discover = commands.add_parser("discover", help="scan a bus once and print what answers")
     discover.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB0")
-    discover.add_argument("--baudrate", type=int, default=19200, choices=(9600, 19200, 38400, 57600, 115200))
-    discover.add_argument("--parity", default="N", choices=("N", "E", "O"))
+    discover.add_argument("--baudrate", default="19200", choices=("auto", *map(str, BAUDRATES)),
+                          help="auto: try the rates and parities a BCPM offers until meters answer")
+    discover.add_argument("--parity", default="N", choices=PARITIES, help="ignored with --baudrate auto")
     discover.add_argument("--stopbits", type=int, default=1, choices=(1, 2))
     discover.add_argument("--range", dest="scan", default="1-247", help="addresses to scan, e.g. 1-247 or 1-10,20")
-    discover.add_argument("--timeout", type=float, default=0.05, help="probe timeout in seconds (default 0.05)")
+    discover.add_argument("--timeout", type=float, default=0.015,
+                          help="seconds a meter gets to start answering, beyond the wire time (default 0.015)")
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     discover.set_defaults(command=_discover)
+
+    forget = commands.add_parser("forget", help="remove meter nodes from the state file (gateway stopped)")
+    forget.add_argument("--config", type=Path, required=True, help="TOML configuration file (names the state file)")
+    forget.add_argument("addresses", type=int, nargs="+", metavar="ADDR", help="Modbus addresses of the nodes")
+    forget.set_defaults(command=_forget)
 
     check = commands.add_parser("check-config", help="validate a configuration file and the files it names")
     check.add_argument("file", type=Path)
@@ -109,7 +122,12 @@ def _check_config(args: argparse.Namespace) -> int:
     StateStore(config.gateway.state_file).load()
     if config.bacnet.enabled and config.bacnet.bbmd:
         load_bdt(config.bacnet)
-    for warning in (*config.warnings, readable_secrets_warning(args.file), defaults_to_change_warning(config)):
+    port_warning = None
+    if not Path(config.serial.port).exists():
+        port_warning = (f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
+                        "meters as offline and opens the port when it appears")
+    for warning in (*config.warnings, readable_secrets_warning(args.file), defaults_to_change_warning(config),
+                    port_warning):
         if warning:
             print(f"warning: {warning}")
     print(f"{args.file}: ok")
@@ -129,6 +147,23 @@ def _service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = StateStore(config.gateway.state_file)
+    with store.held():
+        state = store.load()
+        unknown = sorted(set(args.addresses) - set(state.profiles))
+        if unknown:
+            known = ", ".join(map(str, state.profiles)) or "none"
+            raise GatewayError(f"{config.gateway.state_file}: no node known at {', '.join(map(str, unknown))} "
+                               f"(known: {known}); nothing changed")
+        state = state.without_nodes(args.addresses)
+        store.save(state)
+    print(f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "
+          f"{', '.join(map(str, state.profiles)) or 'none'}")
+    return 0
+
+
 def _export_ede(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     state = StateStore(config.gateway.state_file).load()
@@ -143,26 +178,50 @@ def _export_ede(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    configure_logging("warning", "console")
+    configure_logging("error", "console")  # the result says it all; what fails is raised
     # The scan range is checked by the same rule as the config file's serial.scan.
     addresses = parse_config({"serial": {"scan": args.scan}}).serial.scan
-    line = LineSettings(port=args.port, baudrate=args.baudrate, parity=args.parity, stopbits=args.stopbits)
-    found = asyncio.run(_scan(line, addresses, args.timeout))
-    print(json.dumps(_as_json(found), indent=2) if args.json else _as_table(found))
+    candidates = ([(rate, parity) for rate in AUTO_BAUDRATES for parity in PARITIES] if args.baudrate == "auto"
+                  else [(int(args.baudrate), args.parity)])
+    lines = [LineSettings(port=args.port, baudrate=rate, parity=parity, stopbits=args.stopbits)
+             for rate, parity in candidates]
+    shown = sys.stderr.isatty() and not args.json  # progress on a terminal only
+    found, line = asyncio.run(_scan(lines, addresses, args.timeout, shown))
+    print(json.dumps(_as_json(found, line), indent=2) if args.json else _as_table(found, line))
     return 0
 
 
-async def _scan(line: LineSettings, addresses: Sequence[int], timeout: float) -> list[Found]:
-    bus = Bus(line)
-    serving = asyncio.create_task(bus.serve())
-    try:
-        await asyncio.to_thread(bus.wait_ready, 10.0)
-        return await scan(bus, addresses, timeout)
-    except BusError as error:
-        raise GatewayError(str(error)) from error
-    finally:
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
+async def _scan(lines: Sequence[LineSettings], addresses: Sequence[int], timeout: float,
+                shown: bool) -> tuple[list[Found], LineSettings]:
+    """The first line settings at which anything answers, and what answered; the last tried if none.
+
+    Settings the port refuses are skipped; if it refuses them all, that is the error.
+    """
+    found: list[Found] = []
+    refused: list[BusError] = []
+    with tqdm(total=len(lines) * len(addresses), unit="address", disable=not shown, leave=False) as progress:
+        for line in lines:
+            progress.set_description(f"{line.baudrate} 8{line.parity}{line.stopbits}")
+            answered = 0
+
+            def probed(result: Found | None) -> None:
+                nonlocal answered
+                answered += result is not None
+                progress.update()
+                progress.set_postfix(found=answered)
+
+            try:
+                async with Bus(line) as bus:
+                    found = await scan(bus, addresses, timeout, probed=probed)
+            except BusError as error:
+                refused.append(error)
+                progress.update(len(addresses))
+                continue
+            if found:
+                break
+    if len(refused) == len(lines):
+        raise GatewayError(str(refused[0]))
+    return found, line
 
 
 def _board_of(found: list[Found]) -> dict[int, list[int]]:
@@ -170,11 +229,12 @@ def _board_of(found: list[Found]) -> dict[int, list[int]]:
             for address in addresses}
 
 
-def _as_json(found: list[Found]) -> list[dict[str, object]]:
+def _as_json(found: list[Found], line: LineSettings) -> list[dict[str, object]]:
     board_of = _board_of(found)
     rows = []
     for item in found:
-        row: dict[str, object] = {"address": item.address, "bcpm": item.is_bcpm, "detail": item.detail}
+        row: dict[str, object] = {"address": item.address, "bcpm": item.is_bcpm, "detail": item.detail,
+                                  "baudrate": line.baudrate, "parity": line.parity}
         if item.profile is not None:
             p = item.profile
             row.update(model=p.model, serial=f"0x{p.serial:08X}", device_id=p.device_id,
@@ -184,11 +244,12 @@ def _as_json(found: list[Found]) -> list[dict[str, object]]:
     return rows
 
 
-def _as_table(found: list[Found]) -> str:
+def _as_table(found: list[Found], line: LineSettings) -> str:
     if not found:
         return "nothing answered"
     board_of = _board_of(found)
-    lines = [f"{'ADDR':>4}  {'MODEL':5}  {'SERIAL':10}  {'FIRMWARE':15}  BOARD"]
+    lines = [f"{line.port}: {line.baudrate} baud, 8{line.parity}{line.stopbits}",
+             f"{'ADDR':>4}  {'MODEL':5}  {'SERIAL':10}  {'FIRMWARE':15}  BOARD"]
     for item in found:
         if item.profile is None:
             lines.append(f"{item.address:>4}  {'-':5}  {'-':10}  {'-':15}  not a BCPM, left alone ({item.detail})")

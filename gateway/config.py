@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.errors import ConfigError, ConfigProblem, show_value
+from gateway.modbus import UNIT_ADDRESSES
 
 __all__ = [
     "FALLBACK_NETWORK",
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 # Limits shared with the faces and the state file (AV1/AV2 writes obey the same ranges).
-MODBUS_ADDRESSES = range(1, 248)
+MODBUS_ADDRESSES = UNIT_ADDRESSES
 MAX_DEVICE_INSTANCE = 4194303
 MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
 VALID_NETWORKS = range(1, 65535)
@@ -315,10 +316,15 @@ class SerialSettings:
     baudrate: int = _key(19200, _choice(9600, 19200, 38400, 57600, 115200))
     parity: Literal["N", "E", "O"] = _key("N", _choice("N", "E", "O"))
     stopbits: Literal[1, 2] = _key(1, _choice(1, 2))
+    rs485: Literal["none", "kernel", "rts"] = _key("none", _choice("none", "kernel", "rts"))
+    rts_delay_before: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    rts_delay_after: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    echo: bool = _key(False, _boolean())
     timeout: float = _key(0.2, _number(0.01, 5.0))
     scan: tuple[int, ...] = _key(tuple(MODBUS_ADDRESSES), _address_ranges())
+    rescan_interval: float = _key(60.0, _number(0.0, 86400.0))
     poll_interval: float = _key(1.0, _number(0.1, 3600.0))
-    probe_timeout: float = _key(0.05, _number(0.01, 1.0))
+    probe_timeout: float = _key(0.015, _number(0.01, 1.0))
     offline_after: int = _key(3, _integer(1, 100))
     retries: int = _key(1, _integer(0, 5))
     slow_every: int = _key(10, _integer(1, 3600))

@@ -4,6 +4,7 @@
     state = store.load()                    # an empty State if the file does not exist yet
     state = state.with_override(3, DeviceOverride(object_name="PDU_A"))
     store.save(state)                       # old file or new file after a power cut, never half
+    with store.held(): ...                  # a running gateway holds the file; `forget` waits its turn
 
 The file is JSON a person can read and repair:
 
@@ -20,13 +21,14 @@ a file it would refuse at the next start.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import json
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -90,8 +92,14 @@ class State:
                 raise ValueError(f"profile of address {profile.address} filed under {address}")
 
     def with_profiles(self, profiles: Iterable[NodeProfile]) -> State:
-        """Replace all profiles (a discovery's result); overrides are kept."""
-        return replace(self, profiles={profile.address: profile for profile in profiles})
+        """Add or replace the profiles of these nodes (a discovery's result); the others are kept."""
+        return replace(self, profiles={**self.profiles, **{profile.address: profile for profile in profiles}})
+
+    def without_nodes(self, addresses: Iterable[int]) -> State:
+        """Forget these nodes: their profiles and overrides."""
+        gone = set(addresses)
+        return replace(self, profiles={a: p for a, p in self.profiles.items() if a not in gone},
+                       overrides={a: o for a, o in self.overrides.items() if a not in gone})
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
         """Set the override of one node; an override with nothing set removes it."""
@@ -163,6 +171,32 @@ class StateStore:
             reason = err.strerror or str(err)
             raise StateError(f"state file {self.path}: cannot save it: {reason}") from err
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the state file for this process: while a gateway holds it, others are refused.
+
+        A lock file beside the state file (flock, released by the kernel if the process dies)
+        holds the process id for the message. Raises StateError when another process holds it.
+        """
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StateError(f"state file {self.path}: cannot create its lock {lock}: {err.strerror}") from err
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                raise StateError(f"state file {self.path}: in use by a running gateway (process {holder}); "
+                                 "stop it first (systemctl stop bcpm-gateway)") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)
+
     def _temp_prefix(self) -> str:
         return f".{self.path.name}."
 
@@ -225,6 +259,9 @@ class IdentityStore:
 
     def save_profiles(self, profiles: Iterable[NodeProfile]) -> None:
         self.update(lambda state: state.with_profiles(profiles))
+
+    def held(self) -> contextlib.AbstractContextManager[None]:
+        return self._store.held()
 
 
 _Rule = tuple[Callable[[object], bool], str]

@@ -50,7 +50,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert (config.serial.port, config.serial.baudrate) == ("/dev/ttyUSB0", 19200)
     assert (config.serial.parity, config.serial.stopbits, config.serial.timeout) == ("N", 1, 0.2)
     assert config.serial.scan == tuple(range(1, 248))
-    assert config.serial.probe_timeout == 0.05
+    assert config.serial.probe_timeout == 0.015
     assert config.serial.offline_after == 3
     assert config.bacnet.address == IPv4Interface("127.0.0.1/8")
     assert (config.bacnet.port, config.bacnet.device_id_offset) == (47808, 50000)

@@ -291,11 +291,25 @@ def test_with_router_changes_only_what_it_is_given() -> None:
     assert state.with_router(device_id_offset=None) == State(network=7)
 
 
-def test_with_profiles_replaces_the_profiles_and_keeps_the_overrides() -> None:
+def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:
     state = sample_state().with_profiles(board(5))
 
-    assert list(state.profiles) == [5, 6]
+    assert list(state.profiles) == [1, 2, 3, 4, 5, 6]
     assert list(state.overrides) == [2, 3]
+
+
+def test_with_profiles_replaces_the_profile_of_a_known_address() -> None:
+    state = sample_state().with_profiles([NodeProfile(3, 0x9999, "A", 15172, 1, 1, primary_address=3)])
+
+    assert list(state.profiles) == [1, 2, 3, 4]
+    assert state.profiles[3].serial == 0x9999
+
+
+def test_without_nodes_forgets_their_profiles_and_overrides() -> None:
+    state = sample_state().without_nodes([2, 3])
+
+    assert list(state.profiles) == [1, 4]
+    assert list(state.overrides) == []
 
 
 def test_a_lone_node_at_address_247_is_its_own_board_and_is_saved(tmp_path: Path) -> None:
@@ -311,3 +325,13 @@ def test_an_override_with_nothing_set_removes_the_override() -> None:
     state = sample_state().with_override(3, DeviceOverride())
 
     assert list(state.overrides) == [2]
+
+
+def test_a_held_state_file_is_refused_to_a_second_holder_with_the_holders_process(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    with store.held():
+        with pytest.raises(StateError, match=rf"in use by a running gateway \(process {os.getpid()}\)"):
+            with StateStore(tmp_path / "state.json").held():
+                pass
+    with store.held():  # released
+        pass

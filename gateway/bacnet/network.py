@@ -37,11 +37,11 @@ from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
-from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
+from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting, plan_devices
 from gateway.bacnet.ip_port import IPv4Port, ip_port
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, ValueChanged
 from gateway.state import DeviceOverride, IdentityStore, State
 
 __all__ = ["BacnetNetwork"]
@@ -188,8 +188,13 @@ class BacnetNetwork:
             app.i_am()
 
     def apply(self, event: Event) -> None:
-        """Show a node event on the node's objects."""
-        if isinstance(event, ValueChanged):
+        """Show a node event on the node's objects; a node found later gets its device, announced."""
+        if isinstance(event, NodeAdded):
+            if event.address not in self.applications:
+                plan = plan_devices(self._settings, self._identities.state, [event.profile], self._nodes.pointmap)
+                self._add_node(plan.nodes[0])
+                self.applications[event.address].i_am()
+        elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
                 app.show(event.point.register)
         elif isinstance(event, NodeOnline | NodeOffline):

@@ -14,19 +14,7 @@ by type, not by message text:
 from __future__ import annotations
 
 from gateway.errors import GatewayError
-
-EXCEPTION_NAMES: dict[int, str] = {
-    0x01: "illegal function",
-    0x02: "illegal data address",
-    0x03: "illegal data value",
-    0x04: "server device failure",
-    0x05: "acknowledge",
-    0x06: "server device busy",
-    0x07: "negative acknowledge",
-    0x08: "memory parity error",
-    0x0A: "gateway path unavailable",
-    0x0B: "gateway target device failed to respond",
-}
+from gateway.modbus import EXCEPTION_NAMES
 
 
 class BusError(GatewayError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 PARITIES = ("N", "E", "O")
 STOPBITS = (1, 2)
+RS485_MODES = ("none", "kernel", "rts")  # the adapter switches; the UART's RS-485 mode; we drive RTS
 
 # Modbus RTU counts a character as 11 bits for t3.5 whatever the framing, and fixes t3.5 above
 # 19200 baud because the computed value becomes too short for UARTs to honour.
@@ -34,6 +35,10 @@ class LineSettings:
     stopbits: int = 1
     timeout: float = 0.2
     max_queue: int = 1024
+    rs485: str = "none"  # who switches the driver's direction: see RS485_MODES
+    rts_delay_before: float = 0.0  # seconds RTS is raised before a frame ("kernel", "rts")
+    rts_delay_after: float = 0.0  # and kept after its last bit
+    echo: bool = False  # the receiver hears our own transmission first
 
     def __post_init__(self) -> None:
         if self.baudrate <= 0:
@@ -46,6 +51,10 @@ class LineSettings:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, not {self.max_queue}")
+        if self.rs485 not in RS485_MODES:
+            raise ValueError(f"rs485 must be one of {RS485_MODES}, not {self.rs485!r}")
+        if self.rts_delay_before < 0 or self.rts_delay_after < 0:
+            raise ValueError("RTS delays must not be negative")
 
     @property
     def bits_per_char(self) -> int:

@@ -5,7 +5,9 @@ last byte was seen in either direction), so every request starts after t3.5 of s
 makes sure a reply belongs to the request just sent: stale input is flushed before sending,
 bytes that arrive before our frame can have left the wire are dropped, and the reply's unit,
 function code and length (and a write's echo) must match the request. Frames, CRC and reply
-lengths come from pymodbus's `FramerRTU`.
+lengths come from pymodbus's `FramerRTU`. For RS-485 hardware it can switch the driver's direction
+(the UART's RS-485 mode, or RTS raised around each frame) and check the echo of each request from
+a transceiver that hears itself.
 
     link = await RtuLink.open(LineSettings("/dev/ttyUSB0"), on_lost=print)
     reply = await link.transact(1, bytes.fromhex("0300000002"), timeout=0.2)   # b"\\x03\\x04..."
@@ -26,15 +28,17 @@ from typing import cast
 
 import serial
 import serial_asyncio
+from serial.rs485 import RS485Settings
 import structlog
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
 from gateway.bus.errors import BusClosed, CorruptReply, ExceptionReply, NoResponse
 from gateway.bus.line import LineSettings, expected_reply_length
+from gateway.modbus import BROADCAST, MAX_FRAME
 
-BROADCAST = 0
-MAX_FRAME = 256
+QUIET_ATTEMPTS = 5  # waits for a quiet line after opening the port before going ahead anyway
+QUIET_MAX = 0.5  # seconds of quiet that satisfy it, whatever the slaves' allowance
 PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the event loop
 
 # Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
@@ -70,6 +74,7 @@ class RtuLink(asyncio.Protocol):
         self._last_rx = 0.0
         self._tx_end = 0.0
         self._buf = bytearray()
+        self._echo = b""  # the part of our request's echo not yet heard back (LineSettings.echo)
         self._expected: _Expected | None = None
         self._waiter: asyncio.Future[bytes] | None = None
         self._silence_timer: asyncio.TimerHandle | None = None
@@ -95,8 +100,13 @@ class RtuLink(asyncio.Protocol):
             )
         except (serial.SerialException, OSError) as exc:
             raise BusClosed(f"cannot open {settings.port}: {_reason(exc)}") from exc
+        except termios.error as exc:  # a port that refuses these line settings (a pty any parity)
+            raise BusClosed(f"cannot open {settings.port} at {settings.baudrate} baud, "
+                            f"8{settings.parity}{settings.stopbits}: {exc.args[-1]}") from exc
         # create_serial_connection only schedules connection_made.
         await link._made
+        link._direction_control()
+        await link._quiet_line()
         _log.info("bus.port_open", port=settings.port, baudrate=settings.baudrate)
         return link
 
@@ -105,6 +115,59 @@ class RtuLink(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
         await self._lost
+
+    def _direction_control(self) -> None:
+        """Set up how the RS-485 driver switches direction (LineSettings.rs485); BusClosed if the
+        port cannot do it (a plain serial port has no RS-485 mode, a pty not even RTS)."""
+        settings = self._settings
+        assert self._transport is not None
+        port = self._transport.serial
+        try:
+            if settings.rs485 == "kernel":
+                port.rs485_mode = RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False,
+                                                delay_before_tx=settings.rts_delay_before,
+                                                delay_before_rx=settings.rts_delay_after)
+            elif settings.rs485 == "rts":
+                port.rts = False  # listening
+        except (ValueError, OSError, serial.SerialException) as exc:
+            self._transport.abort()
+            raise BusClosed(f"cannot switch the RS-485 direction of {settings.port} "
+                            f"(serial.rs485 = {settings.rs485!r}): {exc}") from exc
+
+    def _send_driving_rts(self, frame: bytes) -> None:
+        """Raise RTS, send the frame and wait until its last bit is out, then lower RTS.
+
+        Blocking on purpose: the bus thread has nothing else to do meanwhile, and the driver must
+        release the line before the meter's turnaround ends.
+        """
+        assert self._transport is not None
+        port = self._transport.serial
+        try:
+            port.rts = True
+            time.sleep(self._settings.rts_delay_before)
+            port.write(frame)
+            port.flush()  # tcdrain: until the UART has sent the last bit
+            time.sleep(self._settings.rts_delay_after)
+            port.rts = False
+        except (OSError, serial.SerialException) as exc:
+            raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
+
+    async def _quiet_line(self) -> None:
+        """Before the first request: drop what is waiting and wait until the line stays quiet.
+
+        A reply to a request sent before the port was opened (by the last life of the gateway, or
+        another master) may still be on its way; taken for the reply to our first request it would
+        cost that node its discovery. Quiet means nothing for a slave's allowance and the longest
+        frame (at most QUIET_MAX); a line that never quiets is left to the transactions, which
+        count what they hear.
+        """
+        quiet = min(self._settings.timeout + self._settings.wire_time(MAX_FRAME), QUIET_MAX)
+        for _ in range(QUIET_ATTEMPTS):
+            self._flush()
+            heard = self.stale_bytes
+            await asyncio.sleep(quiet)
+            if self.stale_bytes == heard and not self._waiting():
+                return
 
     # asyncio.Protocol
 
@@ -118,7 +181,6 @@ class RtuLink(asyncio.Protocol):
             self.failure = BusClosed(f"port {port} closed")
         else:
             self.failure = BusClosed(f"port {port} failed: {exc}")
-            _log.warning("bus.port_failed", port=port, error=str(exc))
         self._settle(self.failure)
         self._lost.set_result(None)
         self._on_lost(self.failure)
@@ -126,8 +188,19 @@ class RtuLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self._last_rx = now
-        if self._waiter is None or self._waiter.done() or now < self._tx_end:
-            # Nothing is waiting, or the slave cannot have heard our whole request yet.
+        if self._waiter is None or self._waiter.done():
+            self.stale_bytes += len(data)  # nothing is waiting
+            return
+        if self._echo:  # our own request, heard back first: it must be exactly what we sent
+            heard, data = data[: len(self._echo)], data[len(self._echo) :]
+            if heard != self._echo[: len(heard)]:
+                self._settle(CorruptReply(f"echo {heard.hex()} does not match the request"))
+                return
+            self._echo = self._echo[len(heard) :]
+            if not data:
+                return
+        elif now < self._tx_end:
+            # The slave cannot have heard our whole request yet.
             self.stale_bytes += len(data)
             return
         self._buf += data
@@ -155,13 +228,18 @@ class RtuLink(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         frame = self._framer.encode(pdu, unit, 0)
         wire = self._settings.wire_time
-        transport.write(frame)
-        sent = time.monotonic()
-        self._tx_end = sent + wire(len(frame))
+        if self._settings.rs485 == "rts":
+            self._send_driving_rts(frame)
+            sent = self._tx_end = time.monotonic()
+        else:
+            transport.write(frame)
+            sent = time.monotonic()
+            self._tx_end = sent + wire(len(frame))
         if unit == BROADCAST:
             await asyncio.sleep(self._tx_end + self._settings.silence - sent)
             return b""
         self._expected = _Expected(unit, pdu)
+        self._echo = frame if self._settings.echo else b""
         self._waiter = loop.create_future()
         reply_length = expected_reply_length(pdu) or MAX_FRAME
         patience = wire(len(frame)) + timeout + wire(reply_length)
@@ -175,6 +253,7 @@ class RtuLink(asyncio.Protocol):
                 self._silence_timer = None
             self._waiter = None
             self._expected = None
+            self._echo = b""
             self._buf.clear()  # what is left belongs to no request: never carry it over
 
     async def _wait_for_silence(self, limit: float) -> None:

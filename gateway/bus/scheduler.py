@@ -2,9 +2,10 @@
 
 Writes go first and discovery last; pass-through and polling share the line (see `POLL_SHARE`).
 
-`Bus.serve()` runs on its own event loop, normally on a thread of its own, so that busy loops
-elsewhere (BACnet, SNMP) cannot stretch RTU timing. Requests come from any thread or loop and
-go back as futures:
+The line itself is a `Link` the bus opens (`RtuLink` by default, see `gateway.bus.link`), and
+opens again when it fails. `Bus.serve()` runs on its own event loop, normally on a thread of its
+own, so that busy loops elsewhere (BACnet, SNMP) cannot stretch RTU timing. Requests come from
+any thread or loop and go back as futures:
 
     bus = Bus(LineSettings("/dev/ttyUSB0"))
     thread = threading.Thread(target=run_bus, args=(bus,))   # run_bus: asyncio.run(bus.serve())
@@ -13,6 +14,9 @@ go back as futures:
     reply = await bus.transact(1, bytes.fromhex("0300000002"), Priority.POLL)   # from any loop
     future = bus.submit(1, bytes.fromhex("0600100001"), Priority.WRITE)        # from any thread
     bus.stop(); thread.join()
+
+    async with Bus(LineSettings("/dev/ttyUSB0")) as bus:     # or served on this loop, for a while
+        reply = await bus.transact(1, bytes.fromhex("0300000002"), Priority.POLL)
 """
 
 from __future__ import annotations
@@ -37,12 +41,11 @@ from gateway.bus.errors import (
     NoResponse,
 )
 from gateway.bus.line import LineSettings
+from gateway.bus.link import Link, OpenLink
 from gateway.bus.rtu import RtuLink
+from gateway.modbus import MAX_PDU, MAX_UNIT
 
 _log = structlog.get_logger("gateway.bus")
-
-_MAX_UNIT = 255
-_MAX_PDU = 253
 
 
 class Priority(IntEnum):
@@ -56,6 +59,9 @@ class Priority(IntEnum):
     POLL = 2
     DISCOVERY = 3
 
+
+REOPEN_START = 1.0  # seconds before opening a failed or missing port again, doubling
+REOPEN_MAX = 30.0
 
 POLL_SHARE = 2
 """While polls wait, at least one in every POLL_SHARE pass-through-or-poll transactions is a poll.
@@ -95,8 +101,9 @@ class Bus:
     happens on the loop that runs `serve`.
     """
 
-    def __init__(self, settings: LineSettings) -> None:
+    def __init__(self, settings: LineSettings, open_link: OpenLink = RtuLink.open) -> None:
         self.settings = settings
+        self._open_link = open_link
         self.ready = threading.Event()
         self._stats = BusStats()
         # Guards the queue and the serving state, which other threads touch in submit().
@@ -111,11 +118,18 @@ class Bus:
         # Set once serve() has either opened the port or given up; see wait_ready().
         self._settled = threading.Event()
         self._stale_before = 0
+        self._open = asyncio.Event()  # the line is open; used on the serving loop only
+        self._serving: asyncio.Task[None] | None = None  # when run as an async context manager
 
     @property
     def stats(self) -> BusStats:
         """A consistent snapshot of the counters, readable from any thread."""
         return self._stats
+
+    @property
+    def closed_reason(self) -> str:
+        """Why requests are refused right now (the last failure to open or keep the port)."""
+        return self._closed_reason
 
     def submit(
         self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None
@@ -125,10 +139,10 @@ class Bus:
         Unit 0 broadcasts and resolves to b"". `timeout` overrides the line's reply allowance.
         Thread-safe; never blocks.
         """
-        if not 0 <= unit <= _MAX_UNIT:
-            raise ValueError(f"unit must be 0..{_MAX_UNIT}, not {unit}")
-        if not 1 <= len(pdu) <= _MAX_PDU:
-            raise ValueError(f"a PDU is 1..{_MAX_PDU} bytes, not {len(pdu)}")
+        if not 0 <= unit <= MAX_UNIT:
+            raise ValueError(f"unit must be 0..{MAX_UNIT}, not {unit}")
+        if not 1 <= len(pdu) <= MAX_PDU:
+            raise ValueError(f"a PDU is 1..{MAX_PDU} bytes, not {len(pdu)}")
         future: Future[bytes] = Future()
         allowance = self.settings.timeout if timeout is None else timeout
         request = _Request(unit, bytes(pdu), allowance, future)
@@ -164,7 +178,7 @@ class Bus:
                 task.get_loop().call_soon_threadsafe(task.cancel)
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until the port is open; raise BusClosed if serve() failed or ended first.
+        """Block until serve() has tried to open the port; raise BusClosed if that failed.
 
         Raises TimeoutError if neither happens within `timeout` seconds.
         """
@@ -174,29 +188,73 @@ class Bus:
             raise BusClosed(self._closed_reason)
 
     async def serve(self) -> None:
-        """Open the port on the running loop and run transactions until cancelled.
+        """Keep the line open and run transactions on the running loop until cancelled.
 
-        Raises BusClosed if the port cannot be opened or fails; re-raises cancellation. Either
-        way the port is closed and every queued and later request fails with BusClosed.
+        A port that cannot be opened, or fails, is opened again with back-off (REOPEN_START
+        doubling to REOPEN_MAX seconds), and it is logged once, not at every attempt. While the
+        line is down every request fails at once with BusClosed; `wait_ready` reports the first
+        attempt. Re-raises cancellation, after closing the port and failing what is queued.
         """
-        loop = asyncio.get_running_loop()
         with self._lock:
             if self._task is not None:
                 raise RuntimeError("this bus is already serving")
             self._task = asyncio.current_task()
         self._settled.clear()
-        wake = asyncio.Event()
+        pause = REOPEN_START
+        reported = False
         try:
-            link = await RtuLink.open(self.settings, on_lost=lambda _: wake.set())
-        except BusClosed as exc:
-            self._shut(str(exc))
+            while True:
+                wake = asyncio.Event()
+                try:
+                    link = await self._open_link(self.settings, lambda _: wake.set())
+                except BusClosed as exc:
+                    self._shut(str(exc))
+                    if not reported:
+                        _log.warning("bus.port_unavailable", port=self.settings.port, reason=str(exc),
+                                     retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
+                        reported = True
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, REOPEN_MAX)
+                    continue
+                pause, reported = REOPEN_START, False
+                try:
+                    await self._serve_link(link, wake)
+                except BusClosed as exc:
+                    _log.warning("bus.port_lost", port=self.settings.port, reason=str(exc),
+                                 retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
+                    reported = True
+        finally:
+            self._shut("bus stopped")
             self._task = None
+
+    async def wait_open(self) -> None:
+        """Until the line is open; awaited on the loop that runs `serve`."""
+        await self._open.wait()
+
+    async def __aenter__(self) -> Bus:
+        """Serve on the running loop; raises BusClosed when the line cannot be opened."""
+        self._serving = asyncio.create_task(self.serve())
+        try:
+            await asyncio.to_thread(self.wait_ready)
+        except BaseException:
+            await self.__aexit__(None, None, None)
             raise
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._serving is not None:
+            self._serving.cancel()
+            await asyncio.gather(self._serving, return_exceptions=True)
+            self._serving = None
+
+    async def _serve_link(self, link: Link, wake: asyncio.Event) -> None:
+        """Run transactions on one open link until it fails (BusClosed) or serve() is cancelled."""
         with self._lock:
-            self._loop, self._wake = loop, wake
+            self._loop, self._wake = asyncio.get_running_loop(), wake
         self._stale_before = self._stats.stale_bytes
         self.ready.set()
         self._settled.set()
+        self._open.set()
         reason = "bus stopped"
         try:
             await self._run(link, wake)
@@ -204,19 +262,19 @@ class Bus:
             reason = str(exc)
             raise
         finally:
+            self._open.clear()
             self._shut(reason)
             await link.close()
-            self._task = None
             _log.info("bus.closed", port=self.settings.port, reason=reason)
 
-    async def _run(self, link: RtuLink, wake: asyncio.Event) -> None:
+    async def _run(self, link: Link, wake: asyncio.Event) -> None:
         while True:
             request = await self._next(link, wake)
             # False when the caller cancelled before the request went on the line.
             if request.future.set_running_or_notify_cancel():
                 await self._execute(link, request)
 
-    async def _next(self, link: RtuLink, wake: asyncio.Event) -> _Request:
+    async def _next(self, link: Link, wake: asyncio.Event) -> _Request:
         while True:
             if link.failure is not None:
                 raise link.failure
@@ -242,7 +300,7 @@ class Bus:
         self._queued -= 1
         return self._queues[priority].popleft()
 
-    async def _execute(self, link: RtuLink, request: _Request) -> None:
+    async def _execute(self, link: Link, request: _Request) -> None:
         started = time.monotonic()
         try:
             reply = await link.transact(request.unit, request.pdu, request.timeout)
@@ -260,7 +318,7 @@ class Bus:
             self._record(link, started, reply)
             request.future.set_result(reply)
 
-    def _record(self, link: RtuLink, started: float, outcome: bytes | BusError) -> None:
+    def _record(self, link: Link, started: float, outcome: bytes | BusError) -> None:
         """Count one transaction; a broadcast's b"" is not a reply."""
         stats = self._stats
         self._stats = replace(

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.nodes.cache import Reading
+from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import Point
 
 
@@ -64,7 +65,15 @@ class RegistersRead:
     count: int
 
 
-Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead
+@dataclass(frozen=True, slots=True)
+class NodeAdded:
+    """A meter found after the gateway started serving (see ``serial.rescan_interval``)."""
+
+    address: int
+    profile: NodeProfile
+
+
+Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded
 
 
 class Subscription:

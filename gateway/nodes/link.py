@@ -12,8 +12,9 @@ from typing import cast
 
 import structlog
 
-from gateway.bus import Bus, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
+from gateway.bus import Bus, BusClosed, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
 from gateway.nodes.cache import Quality, Reading
+from gateway.nodes.discovery import IDENTITY, identity_of
 from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
 from gateway.nodes.node import PROBE_BACKOFF_MAX, PROBE_BACKOFF_START, Node
@@ -67,15 +68,14 @@ class NodeLink:
         """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""
         health = node.health
         try:
-            reply = await self.transact(node, read_registers(1, 5), Priority.POLL, timeout=self.probe_timeout,
-                                        retries=0)
-            words = registers_of(reply, 5)
+            reply = await self.transact(node, read_registers(IDENTITY.start, IDENTITY.count), Priority.POLL,
+                                        timeout=self.probe_timeout, retries=0)
+            serial = identity_of(registers_of(reply, IDENTITY.count)).serial
         except BusError as error:
             health.backoff = min(health.backoff * 2, PROBE_BACKOFF_MAX)
             health.next_probe = time.monotonic() + health.backoff
             health.last_error = str(error)
             return
-        serial = words[0] << 16 | words[1]
         if serial != node.profile.serial:
             # A different meter at this address: its plan may not fit. Keep it out until rediscovery.
             health.last_error = f"serial changed from 0x{node.profile.serial:08X} to 0x{serial:08X}; rediscover"
@@ -88,21 +88,26 @@ class NodeLink:
         log.info("node restored", address=node.address)
         self.publish([NodeOnline(node.address)])
 
+    def line_lost(self, node: Node) -> None:
+        """The serial port is gone: the node is offline whatever its failure count."""
+        self._failed(node, BusClosed(f"line unavailable: {self.bus.closed_reason}"), force=True)
+
     def _answered(self, node: Node) -> None:
         node.health.consecutive_failures = 0
         node.health.last_success = time.time()
 
-    def _failed(self, node: Node, error: BusError) -> None:
+    def _failed(self, node: Node, error: BusError, *, force: bool = False) -> None:
         health = node.health
         health.consecutive_failures += 1
         health.last_error = str(error) or type(error).__name__
-        if health.online and health.consecutive_failures >= self.offline_after:
+        if health.online and (force or health.consecutive_failures >= self.offline_after):
             health.online = False
             health.went_offline += 1
             health.backoff = PROBE_BACKOFF_START
             health.next_probe = time.monotonic() + health.backoff
-            log.warning("node lost", address=node.address, failures=health.consecutive_failures,
-                        error=health.last_error)
+            # A lost port is logged once by the bus, not once per node.
+            (log.debug if force else log.warning)("node lost", address=node.address,
+                                                  failures=health.consecutive_failures, error=health.last_error)
             self.publish([NodeOffline(node.address, health.last_error),
                           *_events(node.address, node.cache.mark_stale())])
 

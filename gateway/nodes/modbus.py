@@ -18,7 +18,6 @@ from gateway.bus import CorruptReply
 
 REPORT_SLAVE_ID = b"\x11"
 WRITE_FUNCTIONS = frozenset({0x06, 0x10})
-ILLEGAL_DATA_VALUE = 0x03
 _decoder = DecodePDU(is_server=False)
 _request_decoder = DecodePDU(is_server=True)
 

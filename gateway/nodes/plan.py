@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gateway.modbus import MAX_READ_REGISTERS
 from gateway.pointmap import PointMap, PollClass
 
-MAX_READ = 125  # registers per FC03/FC04 read (Modbus limit)
+MAX_READ = MAX_READ_REGISTERS
 REQUEST_BYTES = 8  # unit, function, address, count, CRC
 REPLY_OVERHEAD_BYTES = 5  # unit, function, byte count, CRC
 

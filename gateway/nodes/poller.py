@@ -2,7 +2,9 @@
 
 Nodes are polled concurrently: each node's reads run in order, and the bus interleaves the nodes'
 requests so it never waits for one node's answer to be processed before serving the next. An
-offline node costs one short probe per back-off period, so it never slows the others.
+offline node costs one short probe per back-off period, so it never slows the others. While the
+serial port is missing or failed, every node is offline and the loop waits for the bus to have
+the port open again; then every node is probed at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import structlog
 
 from gateway.bus import BusClosed, BusError, CorruptReply, LineSettings, NoResponse
 from gateway.nodes.link import NodeLink
-from gateway.nodes.node import Node
+from gateway.nodes.node import PROBE_BACKOFF_START, Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
 
 log = structlog.get_logger(__name__)
@@ -47,10 +49,14 @@ class Poller:
         self._unprocessed: set[tuple[int, int]] = set()  # (address, start) of reads that failed in our code
 
     async def run(self) -> None:
+        bus = self.link.bus
         while True:
+            if not bus.ready.is_set():
+                await self._wait_for_the_line()
             started = time.monotonic()
-            self.reports.append(await self.cycle())
-            self.cycles += 1
+            if self.nodes:  # none yet: discovery is still looking
+                self.reports.append(await self.cycle())
+                self.cycles += 1
             await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
 
     async def cycle(self) -> CycleReport:
@@ -68,6 +74,15 @@ class Poller:
         wire = sum(self.line.wire_time(REQUEST_BYTES + REPLY_OVERHEAD_BYTES + 2 * r.count) for r in planned)
         return CycleReport(time.monotonic() - started, len(planned), sum(r.count for r in planned), wire)
 
+    async def _wait_for_the_line(self) -> None:
+        """The port is missing or failed: every node is offline until the bus has it open again."""
+        for node in self.nodes.values():
+            self.link.line_lost(node)
+        await self.link.bus.wait_open()
+        for node in self.nodes.values():
+            node.health.next_probe = 0.0  # ask each one now, not after its back-off
+            node.health.backoff = PROBE_BACKOFF_START
+
     def _slow_slice(self, node: Node) -> tuple[Read, ...]:
         slow = node.plan.slow
         if node.needs_full_sweep or not slow:
@@ -83,7 +98,7 @@ class Poller:
             try:
                 await self.link.read(node, read)
             except BusClosed:
-                raise
+                return  # the line is down: the next cycle waits for it
             except (NoResponse, CorruptReply) as error:
                 # A node that did not answer (even after retries) gets no more of this cycle's
                 # time: the others go on, and it is asked again next cycle.

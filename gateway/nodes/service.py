@@ -12,15 +12,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from gateway.bus import Bus, BusClosed, BusError, BusOverloaded, ExceptionReply, LineSettings, Priority
+from gateway.bus import (
+    Bus,
+    BusClosed,
+    BusError,
+    BusOverloaded,
+    ExceptionReply,
+    LineSettings,
+    OpenLink,
+    Priority,
+    RtuLink,
+    expected_reply_length,
+)
 from gateway.config import Config
+from gateway.modbus import ILLEGAL_DATA_VALUE
 from gateway.nodes.api import NodeStatistics
-from gateway.nodes.discovery import boards, scan
+from gateway.nodes.discovery import IDENTITY, boards, identify, scan
 from gateway.nodes.errors import (
     LineUnavailable,
     MeterRefused,
@@ -31,16 +44,11 @@ from gateway.nodes.errors import (
     UnknownTarget,
     WriteRefused,
 )
-from gateway.nodes.events import EventHub
+from gateway.nodes.events import EventHub, NodeAdded
 from gateway.nodes.link import NodeLink
-from gateway.nodes.modbus import (
-    ILLEGAL_DATA_VALUE,
-    malformed,
-    write_registers,
-    written_registers,
-)
+from gateway.nodes.modbus import malformed, read_registers, write_registers, written_registers
 from gateway.nodes.node import Node
-from gateway.nodes.plan import LineCost, Read, poll_plan
+from gateway.nodes.plan import LineCost, PollPlan, Read, poll_plan
 from gateway.nodes.poller import Poller
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import Encoding, Point, PointMap, load, signed
@@ -52,6 +60,7 @@ T = TypeVar("T")
 
 RESCAN_START = 5.0  # seconds before scanning an empty bus again
 RESCAN_MAX = 300.0
+RESCAN_SHARE = 0.1  # most of the line's time the background rescan may take (polling keeps 90 %)
 
 #: What the planner assumes a meter needs to start answering (the BCPM's is not published).
 ASSUMED_TURNAROUND = 0.005
@@ -62,13 +71,19 @@ class SavedProfiles(Protocol):
 
     def saved_profiles(self) -> list[NodeProfile]: ...
 
-    def save_profiles(self, profiles: Sequence[NodeProfile]) -> None: ...
+    def save_profiles(self, profiles: Sequence[NodeProfile]) -> None:
+        """Add or replace these profiles; the others stay (a node is never forgotten by accident)."""
+
+    def held(self) -> AbstractContextManager[None]:
+        """Hold the store for this process while the service runs (see ``bcpm-gateway forget``)."""
 
 
 def line_settings(config: Config) -> LineSettings:
     serial = config.serial
     return LineSettings(port=serial.port, baudrate=serial.baudrate, parity=serial.parity, stopbits=serial.stopbits,
-                        timeout=serial.timeout, max_queue=serial.max_queue)
+                        timeout=serial.timeout, max_queue=serial.max_queue, rs485=serial.rs485,
+                        rts_delay_before=serial.rts_delay_before / 1000, rts_delay_after=serial.rts_delay_after / 1000,
+                        echo=serial.echo)
 
 
 def line_cost(line: LineSettings) -> LineCost:
@@ -76,60 +91,124 @@ def line_cost(line: LineSettings) -> LineCost:
 
 
 class NodeService:
-    def __init__(self, config: Config, saved: SavedProfiles, hub: EventHub, pointmap: PointMap | None = None) -> None:
+    def __init__(self, config: Config, saved: SavedProfiles, hub: EventHub, pointmap: PointMap | None = None,
+                 open_link: OpenLink = RtuLink.open) -> None:
         self.config = config
         self.saved = saved
         self.pointmap = pointmap or load()
         self.line = line_settings(config)
-        self.bus = Bus(self.line)
+        self.bus = Bus(self.line, open_link)
         self.nodes: dict[int, Node] = {}
+        self.publish = hub.publish
         self.link = NodeLink(self.bus, retries=config.serial.retries, offline_after=config.serial.offline_after,
                              probe_timeout=config.serial.probe_timeout, publish=hub.publish)
         self.poller = Poller(self.link, self.nodes, self.line, interval=config.serial.poll_interval,
                              slow_every=config.serial.slow_every)
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
+        self._plans: dict[str, PollPlan] = {}  # by model
         self._thread: LoopThread | None = None
 
     # --- on the bus thread ---
 
     async def run(self) -> None:
+        """Serve the line, the known nodes at once, and the discovered ones, until cancelled.
+
+        Every node ever discovered stays known (only ``forget`` removes one): a known node that
+        does not answer is served as offline and comes back by itself. A port that is missing or
+        fails takes every node offline until the bus has it open again.
+        """
+        with self.saved.held():
+            await self._run()
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.bus.serve())
-            await asyncio.to_thread(self.bus.wait_ready, 10.0)
-            profiles = await self._profiles()
-            cost = line_cost(self.line)
-            plans = {model: poll_plan(self.pointmap, model, cost) for model in {p.model for p in profiles}}
-            for profile in profiles:
-                self.nodes[profile.address] = Node.create(profile, plans[profile.model], self.pointmap)
+            self._add(self.saved.saved_profiles())
+            group.create_task(self.poller.run())
+            if self.config.gateway.operating_mode == "locked":
+                if not self.nodes:
+                    log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
+            else:
+                await self._discover_until_a_meter_is_known()
             log.info("nodes ready", addresses=sorted(self.nodes), boards=boards(n.profile for n in self.nodes.values()))
             self.ready.set()
-            group.create_task(self.poller.run())
+            if self.config.gateway.operating_mode == "discovery" and self.config.serial.rescan_interval:
+                group.create_task(self._rescan(self.config.serial.rescan_interval))
 
-    async def _profiles(self) -> list[NodeProfile]:
-        if self.config.gateway.operating_mode == "locked":
-            profiles = self.saved.saved_profiles()
-            if not profiles:
-                log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
-            return profiles
-        # Meters powered up together with the gateway may still be booting: an empty bus is
-        # scanned again, with back-off, rather than served empty until the next restart.
+    async def _discover_until_a_meter_is_known(self) -> None:
+        """Scan the addresses of ``serial.scan`` no known node holds, and keep what answers.
+
+        Meters powered up together with the gateway may still be booting: while no meter is known
+        at all, the scan runs again with back-off rather than serving nothing until a restart.
+        """
         pause = RESCAN_START
         while True:
             started = time.monotonic()
-            found = await scan(self.bus, self.config.serial.scan, self.config.serial.probe_timeout,
-                               patient_timeout=self.config.serial.timeout)
-            for item in found:
-                if not item.is_bcpm:
-                    log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
-            profiles = [item.profile for item in found if item.profile is not None]
+            profiles = await self._scan([a for a in self.config.serial.scan if a not in self.nodes])
             log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
-            if profiles:
-                break
+            self._found(profiles)
+            if self.nodes:
+                return
             log.warning("no meter answered; scanning again", seconds=pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RESCAN_MAX)
+
+    async def _scan(self, addresses: Sequence[int]) -> list[NodeProfile]:
+        """The BCPM profiles found at `addresses`; a pass the line interrupts is run again."""
+        while True:
+            await self.bus.wait_open()
+            try:
+                found = await scan(self.bus, addresses, self.config.serial.probe_timeout,
+                                   patient_timeout=self.config.serial.timeout)
+            except BusClosed:
+                continue
+            for item in found:
+                if not item.is_bcpm:
+                    log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
+            return [item.profile for item in found if item.profile is not None]
+
+    async def _rescan(self, interval: float) -> None:
+        """Find meters that appear later: the addresses of ``serial.scan`` no node holds, one probe
+        at a time, a full pass every `interval` seconds, but probes start no closer together than
+        their line time over RESCAN_SHARE, so polling keeps the rest of the line."""
+        probe = read_registers(IDENTITY.start, IDENTITY.count)
+        line_time = (self.line.wire_time(len(probe) + 3) + self.line.wire_time(expected_reply_length(probe) or 0)
+                     + self.config.serial.probe_timeout + 2 * self.line.silence)  # of a silent address
+        while True:
+            unused = [a for a in self.config.serial.scan if a not in self.nodes]
+            if not unused:
+                await asyncio.sleep(interval)
+            for address in unused:
+                next_start = time.monotonic() + max(interval / len(unused), line_time / RESCAN_SHARE)
+                await self.bus.wait_open()
+                try:
+                    found = await identify(self.bus, address, self.config.serial.probe_timeout)
+                except BusClosed:
+                    continue
+                if found is not None and found.profile is not None and address not in self.nodes:
+                    self._found([found.profile])
+                await asyncio.sleep(next_start - time.monotonic())
+
+    def _found(self, profiles: Sequence[NodeProfile]) -> None:
+        """New meters: polled from now on, saved, and announced to the faces once they serve."""
+        if not profiles:
+            return
+        self._add(profiles)
         self.saved.save_profiles(profiles)
-        return profiles
+        if self.ready.is_set():
+            for profile in profiles:
+                log.info("node found", address=profile.address, model=profile.model, serial=f"0x{profile.serial:08X}")
+            self.publish([NodeAdded(profile.address, profile) for profile in profiles])
+
+    def _add(self, profiles: Iterable[NodeProfile]) -> None:
+        cost = line_cost(self.line)
+        nodes = dict(self.nodes)
+        for profile in profiles:
+            if profile.model not in self._plans:
+                self._plans[profile.model] = poll_plan(self.pointmap, profile.model, cost)
+            nodes[profile.address] = Node.create(profile, self._plans[profile.model], self.pointmap)
+        # A new dict, not a changed one: faces on the main loop may be iterating the old one.
+        self.nodes = self.poller.nodes = nodes
 
     async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
         node, point = self._check_write(address, register, words)

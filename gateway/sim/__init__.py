@@ -6,7 +6,8 @@ logical 2- and 3-phase meters, alarm bits with delays, reset codes, 0x8000/NaN f
 or a channel lacks, Report Slave ID). `physics` and `alarms` are the pure parts behind it; `load`
 makes the circuits draw current like a live panel (profiles or a CSV file). `line`
 puts boards on a pty with RTU timing at a baud rate and injects faults; `cli` is the `simulate`
-command.
+command; `memory` answers request PDUs directly, for a bus without a pty
+(`gateway.bus.memory`).
 
     with SimulatedLine([Board(1, model="A")], link="/tmp/ttyBCPM") as line:
         line.panel(1).set_current(12, 17.5)
@@ -15,6 +16,7 @@ command.
 """
 
 from gateway.sim.line import Faults, LineStats, SimulatedLine
+from gateway.sim.memory import MemoryLine
 from gateway.sim.meter import (
     Board,
     IllegalAddress,
@@ -33,6 +35,7 @@ __all__ = [
     "IllegalFunction",
     "IllegalValue",
     "LineStats",
+    "MemoryLine",
     "MeterRefusal",
     "Panel",
     "ResetCode",

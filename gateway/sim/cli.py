@@ -15,11 +15,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from gateway.modbus import UNIT_ADDRESSES
 from gateway.sim.line import Faults, SimulatedLine
 from gateway.sim.load import PROFILES, SWING_EVERY, Load, LoadFileError, load_named
 from gateway.sim.meter import MODELS, Board
 
-MAX_ADDRESS = 247
+MAX_ADDRESS = UNIT_ADDRESSES[-1]
 
 
 def board_addresses(addresses: Sequence[int]) -> list[int]:
@@ -83,14 +84,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _flap(text: str) -> tuple[int, float]:
+def _address_seconds(text: str) -> tuple[int, float]:
     address, _, seconds = text.partition(":")
     try:
         parsed = int(address), float(seconds)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS:SECONDS, e.g. 2:5") from None
     if parsed[1] <= 0:
-        raise argparse.ArgumentTypeError(f"flap period {seconds} s must be positive")
+        raise argparse.ArgumentTypeError(f"{seconds} s must be positive")
     return parsed
 
 
@@ -109,6 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity", choices=("N", "E", "O"), default="N", help="default N")
     parser.add_argument("--turnaround", type=_milliseconds, default=0.005, metavar="MS", help="think time (default 5)")
     parser.add_argument("--no-wire-time", dest="emulate_wire", action="store_false", help="reply at pty speed")
+    parser.add_argument("--echo", action="store_true", help="the master hears its own requests, as through "
+                        "a transceiver that does not mute its receiver")
     parser.add_argument("--crc-errors", type=_probability, default=0.0, metavar="P", help="share with a bad CRC")
     parser.add_argument("--silence", type=_probability, default=0.0, metavar="P", help="share of replies dropped")
     parser.add_argument("--exceptions", type=_probability, default=0.0, metavar="P", help="share answered exception 04")
@@ -118,11 +121,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--flap",
-        type=_flap,
+        type=_address_seconds,
         action="append",
         default=[],
         metavar="ADDR:SECONDS",
         help="the node vanishes and returns every SECONDS (repeatable)",
+    )
+    parser.add_argument(
+        "--absent",
+        type=_address_seconds,
+        action="append",
+        default=[],
+        metavar="ADDR:SECONDS",
+        help="the node is silent for its first SECONDS, like a meter still booting (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help="seed for the injected faults and the load (default: random faults, load seed 0)")
@@ -149,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     boards = [Board(address, model=args.model, baudrate=args.baudrate, load=load) for address in args.boards]
     served = {address for board in boards for address in board.addresses}
-    for address, _ in args.flap:
-        if address not in served:
-            print(f"simulate: --flap {address}: no board serves address {address}", file=sys.stderr)
-            return 2
+    for option, values in (("--flap", args.flap), ("--absent", args.absent)):
+        for address, _ in values:
+            if address not in served:
+                print(f"simulate: {option} {address}: no board serves address {address}", file=sys.stderr)
+                return 2
     line = SimulatedLine(
         boards,
         baudrate=args.baudrate,
@@ -161,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         emulate_wire=args.emulate_wire,
         link=args.link,
         seed=args.seed,
+        echo=args.echo,
     )
     line.faults = Faults(
         silence=args.silence,
@@ -179,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
         for address, period in args.flap:
             line.flap(address, period)
+        for address, seconds in args.absent:
+            line.absent_for(address, seconds)
         listing = ", ".join(f"{a}/{b}" for a, b in (board.addresses for board in boards))
         swing = next((board.load.swing for board in boards if board.load and board.load.swing), None)
         swinging = "" if swing is None else (f"; channel {swing[1]} of address {swing[0]} goes over its high "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import select
+import termios
 import threading
 import time
 import tty
@@ -36,6 +37,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
+from gateway.modbus import SERVER_DEVICE_FAILURE
 from gateway.sim.meter import Board, IllegalFunction, IllegalValue, MeterRefusal, Panel
 
 TICK_PERIOD = 0.1  # seconds between physics updates while the line is idle
@@ -43,7 +45,6 @@ CHUNK = 16  # bytes written at a time when pacing a frame at wire speed
 BUSY_WAIT = 0.0003  # the last stretch before a due time is spun, not slept, for precision
 WRITE_STALL = 1.0  # seconds a write waits for the pty to drain before the bytes are dropped
 SILENCES_KEPT = 4096
-SERVER_FAILURE = 0x04
 READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID = 0x03, 0x04, 0x06, 0x10, 0x11
 
 # Modbus RTU counts 11 bits a character for t3.5 whatever the framing, and fixes it above 19200
@@ -52,6 +53,7 @@ READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID = 0x03, 
 _RTU_CHAR_BITS = 11
 _FAST_BAUD = 19200
 _FAST_SILENCE = 0.00175
+_request_decoder = DecodePDU(is_server=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,10 @@ class Faults:
     exception: float = 0.0  # the request is not executed and exception 04 comes back
     slow: float = 0.0  # the reply comes `slow_delay` seconds late
     slow_delay: float = 1.0
+    echo_error: float = 0.0  # with `echo`: a chunk of the master's bytes comes back with a bit flipped
 
     def __post_init__(self) -> None:
-        for name in ("silence", "crc_error", "exception", "slow"):
+        for name in ("silence", "crc_error", "exception", "slow", "echo_error"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} is a probability within 0-1, not {getattr(self, name)}")
         if self.slow_delay < 0:
@@ -90,6 +93,7 @@ class LineStats:
     slowed: int = 0
     vanished: int = 0  # requests a vanished or flapping node left unanswered
     garbage_bursts: int = 0
+    mismatched: int = 0  # bytes from a master at another baud rate or parity, ignored
 
 
 class SimulatedLine:
@@ -106,6 +110,7 @@ class SimulatedLine:
         emulate_wire: bool = True,
         link: str | None = None,
         seed: int | None = None,
+        echo: bool = False,
     ) -> None:
         self.boards = tuple(boards)
         self._panels: dict[int, Panel] = {}
@@ -131,8 +136,10 @@ class SimulatedLine:
         self.stopbits = stopbits
         self.turnaround = turnaround
         self.emulate_wire = emulate_wire
+        self.echo = echo  # the master hears its own transmission, as through some transceivers
         self.link = link
         self._bits_per_char = 1 + 8 + (parity != "N") + stopbits
+        self._speed = getattr(termios, f"B{baudrate}", None)  # None: a rate termios cannot name
         self.silence = _FAST_SILENCE if baudrate > _FAST_BAUD else 3.5 * _RTU_CHAR_BITS / baudrate
         self._framer = FramerRTU(DecodePDU(is_server=True))
         self._rng = random.Random(seed)  # used by the responder thread only
@@ -140,6 +147,7 @@ class SimulatedLine:
         self._faults = Faults()
         self._absent: set[int] = set()
         self._flapping: dict[int, tuple[float, float]] = {}  # address -> (since, period)
+        self._absent_until: dict[int, float] = {}  # address -> monotonic time it starts answering
         self._garbage: deque[int] = deque()
         self._stats = LineStats()
         self._silences: deque[float] = deque(maxlen=SILENCES_KEPT)
@@ -239,10 +247,17 @@ class SimulatedLine:
             self._absent.add(address)
 
     def restore(self, address: int) -> None:
-        """The node answers again (ends `vanish` and `flap`)."""
+        """The node answers again (ends `vanish`, `absent_for` and `flap`)."""
         with self._lock:
             self._absent.discard(address)
+            self._absent_until.pop(address, None)
             self._flapping.pop(address, None)
+
+    def absent_for(self, address: int, seconds: float) -> None:
+        """The node is silent for the next `seconds` (a meter still booting), then answers."""
+        self.panel(address)
+        with self._lock:
+            self._absent_until[address] = time.monotonic() + seconds
 
     def flap(self, address: int, period: float) -> None:
         """The node vanishes for `period` seconds, returns for `period`, and so on, from now."""
@@ -274,6 +289,11 @@ class SimulatedLine:
                 os.read(self._wake_read, 64)
             if self._master in ready:
                 data = _read_available(self._master)
+                if data and not self._master_matches():
+                    self._count(mismatched=len(data))  # what the meters hear is noise
+                    continue
+                if self.echo and data:
+                    self._echo(data)
                 if buffer and now - last_byte_at >= self.silence:
                     self._end_of_frame(buffer, first_byte_at)  # t3.5 of silence ended it
                 if not buffer:
@@ -328,7 +348,7 @@ class SimulatedLine:
         drop, fail, corrupt, slow = (self._rng.random() < rate for rate in rates)  # 4 draws: deterministic
         if fail:
             self._count(exceptions=1)
-            reply = self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], SERVER_FAILURE, device_id=unit))
+            reply = self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], SERVER_DEVICE_FAILURE, device_id=unit))
         else:
             panel.board.tick(time.monotonic())
             reply = self._answer(panel, unit, pdu_bytes)
@@ -347,38 +367,27 @@ class SimulatedLine:
 
     def _answer(self, panel: Panel, unit: int, pdu_bytes: bytes) -> bytes:
         """The reply frame (unit, PDU, CRC) of a request to `panel`."""
-        try:
-            return self._execute(panel, unit, pdu_bytes)
-        except MeterRefusal as refusal:
-            return self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], refusal.code, device_id=unit))
+        return self._framer.encode(reply_pdu(panel, pdu_bytes), unit, 0)
 
-    def _execute(self, panel: Panel, unit: int, pdu_bytes: bytes) -> bytes:
-        function = pdu_bytes[0]
-        if function not in (READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID):
-            raise IllegalFunction(f"function {function:#04x}")
-        if function == REPORT_SLAVE_ID:
-            text = panel.report_slave_id().encode("ascii")
-            # byte count, slave ID 0xFF, run indicator 0xFF (ON), then the text
-            return self._framer.encode(bytes([REPORT_SLAVE_ID, len(text) + 2, 0xFF, 0xFF]) + text, unit, 0)
-        request = self._framer.decoder.decode(pdu_bytes)
-        if request is None:
-            raise IllegalValue("malformed request (a count out of range)")
-        response: ModbusPDU
-        if function in (READ_HOLDING, READ_INPUT):
-            registers = panel.read(request.address + 1, request.count)
-            kind = ReadHoldingRegistersResponse if function == READ_HOLDING else ReadInputRegistersResponse
-            response = kind(registers=registers, dev_id=unit)
-        elif function == WRITE_SINGLE:
-            panel.write(request.address + 1, request.registers)
-            response = WriteSingleRegisterResponse(address=request.address, registers=request.registers, dev_id=unit)
-        else:
-            if not isinstance(request, WriteMultipleRegistersRequest) or request.byte_count != 2 * request.count:
-                raise IllegalValue("byte count does not match the register count")
-            if len(request.registers) != request.count:
-                raise IllegalValue("fewer register values than the count")
-            panel.write(request.address + 1, request.registers)
-            response = WriteMultipleRegistersResponse(address=request.address, count=request.count, dev_id=unit)
-        return self._framer.buildFrame(response)
+    def _master_matches(self) -> bool:
+        """Whether the master's port runs at the line's baud rate and parity.
+
+        A pty carries bytes whatever its settings, but the master's settings are the pty's own
+        (both ends share one termios), so the simulator can play the meters of a real line, which
+        hear only noise from a master at the wrong rate or parity.
+        """
+        try:
+            _, _, cflag, _, _, ospeed, _ = termios.tcgetattr(self._slave)
+        except termios.error:
+            return True
+        parity = "N" if not cflag & termios.PARENB else "O" if cflag & termios.PARODD else "E"
+        return (self._speed is None or ospeed == self._speed) and parity == self.parity
+
+    def _echo(self, data: bytes) -> None:
+        if self._rng.random() < self._faults.echo_error:
+            self._count(corrupted=1)
+            data = bytes([data[0] ^ 0x01]) + data[1:]
+        _write_all(self._master, data)
 
     def _emit_garbage(self) -> None:
         with self._lock:
@@ -430,7 +439,7 @@ class SimulatedLine:
 
     def _is_absent(self, address: int, now: float) -> bool:
         with self._lock:
-            if address in self._absent:
+            if address in self._absent or now < self._absent_until.get(address, now):
                 return True
             if address in self._flapping:
                 since, period = self._flapping[address]
@@ -440,6 +449,43 @@ class SimulatedLine:
     def _count(self, **increments: int) -> None:
         with self._lock:
             self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()})
+
+
+def reply_pdu(panel: Panel, pdu_bytes: bytes) -> bytes:
+    """The reply PDU (function code and data, or an exception) of a meter to a request PDU."""
+    try:
+        return _execute(panel, pdu_bytes)
+    except MeterRefusal as refusal:
+        return bytes([pdu_bytes[0] | 0x80, refusal.code])
+
+
+def _execute(panel: Panel, pdu_bytes: bytes) -> bytes:
+    function = pdu_bytes[0]
+    if function not in (READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID):
+        raise IllegalFunction(f"function {function:#04x}")
+    if function == REPORT_SLAVE_ID:
+        text = panel.report_slave_id().encode("ascii")
+        # byte count, slave ID 0xFF, run indicator 0xFF (ON), then the text
+        return bytes([REPORT_SLAVE_ID, len(text) + 2, 0xFF, 0xFF]) + text
+    request = _request_decoder.decode(pdu_bytes)
+    if request is None:
+        raise IllegalValue("malformed request (a count out of range)")
+    response: ModbusPDU
+    if function in (READ_HOLDING, READ_INPUT):
+        registers = panel.read(request.address + 1, request.count)
+        kind = ReadHoldingRegistersResponse if function == READ_HOLDING else ReadInputRegistersResponse
+        response = kind(registers=registers)
+    elif function == WRITE_SINGLE:
+        panel.write(request.address + 1, request.registers)
+        response = WriteSingleRegisterResponse(address=request.address, registers=request.registers)
+    else:
+        if not isinstance(request, WriteMultipleRegistersRequest) or request.byte_count != 2 * request.count:
+            raise IllegalValue("byte count does not match the register count")
+        if len(request.registers) != request.count:
+            raise IllegalValue("fewer register values than the count")
+        panel.write(request.address + 1, request.registers)
+        response = WriteMultipleRegistersResponse(address=request.address, count=request.count)
+    return bytes([response.function_code]) + response.encode()
 
 
 def _replace_link(link: str, target: str) -> None:

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from gateway.errors import GatewayError
+from gateway.modbus import MAX_READ_REGISTERS
 from gateway.pointmap import (
     DEVICE_ID_BY_MODEL,
     INVALID_WORD,
@@ -73,7 +74,7 @@ from gateway.sim.physics import (
 )
 
 MODELS = ("A", "B", "C")
-MAX_READ = 125
+MAX_READ = MAX_READ_REGISTERS
 MAX_WRITE = 123
 
 

@@ -19,14 +19,14 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from gateway.config import SnmpSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import AlarmChanged, EventHub, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.events import AlarmChanged, EventHub, NodeAdded, NodeOffline, NodeOnline, Subscription
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
 from gateway.snmp.readers import layout_entries, standard_entries
 from gateway.snmp.responders import BulkResponder, DeferredSetResponder
 from gateway.snmp.transport import GuardedUdpTransport
-from gateway.snmp.tree import BASE, default_layout
+from gateway.snmp.tree import BASE, Layout, default_layout
 
 log = structlog.get_logger(__name__)
 
@@ -47,20 +47,23 @@ class SnmpFace:
         sock = self._bind()
         # Subscribed before anything else waits, so that no event between start and serving is lost.
         events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline)
+        added = self.hub.subscribe(NodeAdded)
         try:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with
             # short timeouts on the bus thread. Requests meanwhile wait in the socket.
             await self.nodes.wait_ready()
             engine = SnmpEngine()
             try:
-                await self._serve(engine, sock, events)
+                await self._serve(engine, sock, events, added)
             finally:
                 engine.close_dispatcher()
         finally:
             events.close()
+            added.close()
             sock.close()
 
-    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription) -> None:
+    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription,
+                     added: Subscription) -> None:
         layout = default_layout()
         nodes = dict(self.nodes.nodes)
         config.add_transport(engine, udp.DOMAIN_NAME, GuardedUdpTransport().open_server_mode(sock=sock))
@@ -80,6 +83,15 @@ class SnmpFace:
                      receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts])
             notifier.send(COLD_START)
             group.create_task(notifier.run(events))
+            group.create_task(self._follow_new_nodes(added, layout, engine))
+
+    async def _follow_new_nodes(self, added: Subscription, layout: Layout, engine: SnmpEngine) -> None:
+        """A meter found later gets its rows: the index is built again with it, and swapped in."""
+        async for _ in added:
+            assert self.controller is not None
+            nodes = dict(self.nodes.nodes)
+            self.controller.index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
+            log.info("snmp serving new nodes", nodes=sorted(nodes), instances=len(self.controller.index))
 
     def _bind(self) -> socket.socket:
         """Bind here, so that a taken or unknown address fails the face now, with its reason."""

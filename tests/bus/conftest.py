@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from gateway.bus import Bus, LineSettings
+from gateway.threads import LoopThread
 
 from .responder import Responder
 
@@ -17,34 +16,12 @@ def registers(base: int) -> dict[int, int]:
     return {address: base + address for address in range(300)}
 
 
-class BusThread:
-    """Runs `bus.serve()` on a thread with its own event loop, as the gateway does."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="bus", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.bus.serve())
-        except asyncio.CancelledError:
-            pass  # stopped
-        except BaseException as exc:  # handed to the test through .error
-            self.error = exc
-
-    def start(self) -> BusThread:
-        self._thread.start()
-        self.bus.wait_ready(timeout=5)
-        return self
-
-    def join(self, timeout: float = 5) -> None:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "bus thread did not end"
-
-    def stop(self) -> None:
-        self.bus.stop()
-        self.join()
+def serve_on_a_thread(bus: Bus) -> LoopThread:
+    """Serve `bus` on a loop thread of its own, as the gateway does; returns once the port is open."""
+    thread = LoopThread("bus")
+    thread.start(bus.serve)
+    bus.wait_ready(timeout=5)
+    return thread
 
 
 @pytest.fixture
@@ -54,15 +31,15 @@ def responder() -> Iterator[Responder]:
 
 
 @pytest.fixture
-def start_bus(responder: Responder) -> Iterator[Callable[..., BusThread]]:
+def start_bus(responder: Responder) -> Iterator[Callable[..., Bus]]:
     """Start a Bus on the responder's pty; keyword arguments go to LineSettings."""
-    runners: list[BusThread] = []
+    threads: list[LoopThread] = []
 
-    def start(**settings: object) -> BusThread:
-        runner = BusThread(Bus(LineSettings(responder.path, **settings)))  # type: ignore[arg-type]
-        runners.append(runner.start())
-        return runner
+    def start(**settings: object) -> Bus:
+        bus = Bus(LineSettings(responder.path, **settings))  # type: ignore[arg-type]
+        threads.append(serve_on_a_thread(bus))
+        return bus
 
     yield start
-    for runner in runners:
-        runner.stop()
+    for thread in threads:
+        thread.stop()

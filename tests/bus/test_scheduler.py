@@ -22,10 +22,10 @@ from gateway.bus import (
     Priority,
 )
 
-from .conftest import BusThread
+from .conftest import serve_on_a_thread
 from .responder import Responder
 
-StartBus = Callable[..., BusThread]
+StartBus = Callable[..., Bus]
 
 
 def read(address: int, count: int = 1) -> bytes:
@@ -96,7 +96,7 @@ async def serve_under_load(
 
 
 async def test_writes_jump_ahead_of_queued_polls(start_bus: StartBus, responder: Responder) -> None:
-    bus = start_bus(timeout=1.0).bus
+    bus = start_bus(timeout=1.0)
     responder.late_next(0.2)  # hold the line while the queue fills
     first = bus.submit(1, read(0), Priority.POLL)
     responder.wait_for_requests(1)
@@ -113,7 +113,7 @@ async def test_writes_jump_ahead_of_queued_polls(start_bus: StartBus, responder:
 async def test_priorities_run_writes_then_passthrough_then_polls_then_discovery(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(timeout=1.0).bus
+    bus = start_bus(timeout=1.0)
     responder.late_next(0.2)
     bus.submit(1, read(0), Priority.POLL)
     responder.wait_for_requests(1)
@@ -128,7 +128,7 @@ async def test_priorities_run_writes_then_passthrough_then_polls_then_discovery(
 async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(timeout=1.0).bus
+    bus = start_bus(timeout=1.0)
     served = await serve_under_load(bus, responder, masters=16, rounds=4, pollers=1, polls=12)
     kinds = ["poll" if unit == POLLED else "pass" for unit, _ in served]
     turn = ["pass"] * (POLL_SHARE - 1) + ["poll"]
@@ -142,7 +142,7 @@ async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
 async def test_passthrough_still_progresses_while_polls_keep_the_queue_full(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(timeout=1.0).bus
+    bus = start_bus(timeout=1.0)
     served = await serve_under_load(bus, responder, masters=1, rounds=8, pollers=4, polls=6)
     passes = [position for position, (unit, _) in enumerate(served) if unit == PASSED_THROUGH]
     assert len(passes) == 8 and passes[0] == 0
@@ -154,7 +154,7 @@ async def test_passthrough_still_progresses_while_polls_keep_the_queue_full(
 
 
 async def test_submit_from_another_thread_and_loop(start_bus: StartBus) -> None:
-    bus = start_bus().bus
+    bus = start_bus()
     results: dict[str, bytes] = {}
 
     def plain_thread() -> None:
@@ -182,7 +182,7 @@ async def test_submit_from_another_thread_and_loop(start_bus: StartBus) -> None:
 async def test_queue_full_is_refused_with_bus_overloaded(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(max_queue=3, timeout=1.0).bus
+    bus = start_bus(max_queue=3, timeout=1.0)
     responder.late_next(0.2)
     bus.submit(1, read(0), Priority.POLL)
     responder.wait_for_requests(1)
@@ -196,13 +196,12 @@ async def test_queue_full_is_refused_with_bus_overloaded(
 async def test_stop_fails_pending_requests_with_bus_closed(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    runner = start_bus()
-    bus = runner.bus
+    bus = start_bus()
     responder.late_next(1.0)
     on_the_wire = bus.submit(1, read(0), Priority.POLL)
     responder.wait_for_requests(1)
     queued = [bus.submit(1, read(address), Priority.POLL) for address in (1, 2, 3)]
-    runner.stop()
+    bus.stop()
     for future in [on_the_wire, *queued]:
         assert isinstance(future.exception(timeout=5), BusClosed)
     assert not bus.ready.is_set()
@@ -214,7 +213,7 @@ async def test_stop_fails_pending_requests_with_bus_closed(
 async def test_a_cancelled_caller_does_not_break_the_scheduler(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(timeout=1.0).bus
+    bus = start_bus(timeout=1.0)
     responder.late_next(0.2)
     waiting = asyncio.ensure_future(bus.transact(1, read(0), Priority.POLL))
     await asyncio.to_thread(responder.wait_for_requests, 1)
@@ -229,14 +228,23 @@ async def test_a_cancelled_caller_does_not_break_the_scheduler(
 
 
 async def test_missing_port_gives_bus_closed_with_the_os_error() -> None:
-    bus = Bus(LineSettings("/dev/ttyUSB9"))
     with pytest.raises(BusClosed) as raised:
-        await bus.serve()
+        async with Bus(LineSettings("/dev/ttyUSB9")):
+            pass
     assert str(raised.value) == "cannot open /dev/ttyUSB9: No such file or directory"
+
+
+async def test_a_missing_port_is_tried_again_while_requests_are_refused() -> None:
+    bus = Bus(LineSettings("/dev/ttyUSB9"))
+    serving = asyncio.create_task(bus.serve())
     with pytest.raises(BusClosed, match="No such file"):
-        bus.wait_ready(timeout=1)
+        await asyncio.to_thread(bus.wait_ready, 5)
     refused = bus.submit(1, read(0), Priority.POLL)
     assert isinstance(refused.exception(), BusClosed)
+    assert not serving.done()  # waiting to open the port again
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
 
 
 def test_requests_before_serve_are_refused() -> None:
@@ -257,7 +265,7 @@ async def test_serve_runs_on_the_callers_loop_too(responder: Responder) -> None:
 async def test_stats_count_outcomes_and_busy_time(
     start_bus: StartBus, responder: Responder
 ) -> None:
-    bus = start_bus(timeout=0.05).bus
+    bus = start_bus(timeout=0.05)
     await bus.transact(1, read(0), Priority.POLL)
     responder.corrupt_next()
     with pytest.raises(CorruptReply):

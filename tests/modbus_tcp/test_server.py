@@ -9,10 +9,8 @@ import subprocess
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.app import running
-from gateway.bus import BusClosed
+from gateway.modbus import GATEWAY_PATH_UNAVAILABLE, GATEWAY_TARGET_FAILED
 from gateway.modbus_tcp import ModbusTcpFace
-from gateway.modbus_tcp.server import GATEWAY_PATH_UNAVAILABLE
 from gateway.pointmap import load
 from gateway.sim import Faults
 from tests.support import eventually, free_port, gateway_config
@@ -202,40 +200,35 @@ async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailabl
             client.close()
 
 
-async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailable(make_line, tmp_path) -> None:
+async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailable(make_line, start_gateway,
+                                                                                tmp_path) -> None:
     line = make_line(1)
     port = free_port()
     config = gateway_config(line, tmp_path, serial={"timeout": 2.0},
                             modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port})
-    context = running(config)  # not the start_gateway fixture: this gateway is expected to end with an error
-    gateway = await context.__aenter__()
+    gateway = await start_gateway(config)
+    face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
+    await eventually(lambda: face.bound is not None, what="the server listening")
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=30, retries=0) for _ in range(4)]
     try:
-        await eventually(gateway.nodes.ready.is_set, 20, "discovery")
-        face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
-        await eventually(lambda: face.bound is not None, what="the server listening")
-        clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=30, retries=0) for _ in range(4)]
-        try:
-            for client in clients:
-                await client.connect()
-            line.faults = Faults(slow=1.0, slow_delay=1.0)  # the requests wait, on the wire or queued
-            reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
-                     for client in clients]
-            await eventually(lambda: sum(m.bus_trips for m in face.masters.values()) == len(clients),
-                             what="every request passed to the bus")
-            line.stop()  # the RS-485 adapter unplugged
-            caught = await asyncio.gather(*reads)
-            assert [reply.exception_code for reply in caught] == [GATEWAY_PATH_UNAVAILABLE] * len(clients)
-            # The bus thread has ended; until the gateway stops, the Modbus TCP face still serves.
-            await eventually(lambda: gateway.thread.done, what="the bus thread ended")
-            later = await clients[0].read_input_registers(FLOAT_COPY, count=2, device_id=1)  # same connection
-            assert later.isError() and later.exception_code == GATEWAY_PATH_UNAVAILABLE
-        finally:
-            for client in clients:
-                client.close()
-        result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(FLOAT_COPY), "-c", "2", "-t", "3",
-                                         "-p", str(port), "127.0.0.1")
-        assert result.returncode != 0 and "Gateway path unavailable" in result.stderr
+        for client in clients:
+            await client.connect()
+        line.faults = Faults(slow=1.0, slow_delay=1.0)  # the requests wait, on the wire or queued
+        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
+                 for client in clients]
+        await eventually(lambda: sum(m.bus_trips for m in face.masters.values()) == len(clients),
+                         what="every request passed to the bus")
+        line.stop()  # the RS-485 adapter unplugged
+        caught = await asyncio.gather(*reads)
+        assert [reply.exception_code for reply in caught] == [GATEWAY_PATH_UNAVAILABLE] * len(clients)
+        # The gateway stays up, waiting for the port; its nodes are offline meanwhile.
+        await eventually(lambda: not any(n.health.online for n in gateway.nodes.nodes.values()), what="nodes offline")
+        later = await clients[0].read_input_registers(FLOAT_COPY, count=2, device_id=1)  # same connection
+        assert later.isError() and later.exception_code == GATEWAY_TARGET_FAILED
     finally:
-        with pytest.raises(ExceptionGroup) as ended:  # what ended the bus thread, raised as the gateway stops
-            await context.__aexit__(None, None, None)
-    assert ended.group_contains(BusClosed)
+        for client in clients:
+            client.close()
+    result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(FLOAT_COPY), "-c", "2", "-t", "3",
+                                     "-p", str(port), "127.0.0.1")
+    assert result.returncode != 0 and "Target device failed to respond" in result.stderr
+    assert not gateway.thread.done

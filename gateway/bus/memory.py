@@ -1,0 +1,87 @@
+"""A link without a serial port: the bus hands each request to slaves in memory (`Slaves`).
+
+With `gateway.sim.MemoryLine` as the slaves, everything above the bus runs against simulated
+meters at memory speed (or at wire speed, `emulate_wire=True`), as httpx tests with a mock
+transport:
+
+    links = MemoryLinks(MemoryLine([Board(1)]))
+    bus = Bus(LineSettings("memory"), open_link=links)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from gateway.bus.errors import BusClosed, ExceptionReply, NoResponse
+from gateway.bus.line import LineSettings, expected_reply_length
+from gateway.bus.link import OnLost
+from gateway.modbus import BROADCAST, MAX_FRAME
+
+_FRAMING = 3  # unit byte and CRC around a PDU
+
+
+class Slaves(Protocol):
+    """What a memory link talks to."""
+
+    plugged: bool  # False: the adapter is gone (the open link fails, opening it fails)
+
+    def answer(self, unit: int, pdu: bytes) -> bytes | None:
+        """The reply PDU (an exception reply too), or None when nothing answers."""
+        ...
+
+
+class MemoryLinks:
+    """The `OpenLink` of some slaves; counts how often the bus opened it."""
+
+    def __init__(self, slaves: Slaves, *, emulate_wire: bool = False, turnaround: float = 0.0) -> None:
+        self.slaves = slaves
+        self.emulate_wire = emulate_wire
+        self.turnaround = turnaround
+        self.opened = 0
+
+    async def __call__(self, settings: LineSettings, on_lost: OnLost) -> MemoryLink:
+        if not self.slaves.plugged:
+            raise BusClosed(f"cannot open {settings.port}: No such file or directory")
+        self.opened += 1
+        return MemoryLink(self, settings, on_lost)
+
+
+class MemoryLink:
+    """One opening of `MemoryLinks`: the `Link` the bus uses."""
+
+    def __init__(self, links: MemoryLinks, settings: LineSettings, on_lost: OnLost) -> None:
+        self.links = links
+        self.settings = settings
+        self.failure: BusClosed | None = None
+        self.stale_bytes = 0
+        self._on_lost = on_lost
+
+    async def transact(self, unit: int, pdu: bytes, timeout: float) -> bytes:
+        self._check_plugged()
+        timed = self.links.emulate_wire
+        wire = self.settings.wire_time if timed else (lambda _: 0.0)
+        sent = wire(len(pdu) + _FRAMING)
+        if unit == BROADCAST:
+            await asyncio.sleep(sent)
+            return b""
+        reply = self.links.slaves.answer(unit, pdu)
+        if reply is None:  # without wire time, silence costs no time either
+            await asyncio.sleep(sent + timeout * timed + wire(expected_reply_length(pdu) or MAX_FRAME))
+            raise NoResponse(f"no reply from unit {unit}")
+        await asyncio.sleep(sent + self.links.turnaround + wire(len(reply) + _FRAMING))
+        self._check_plugged()  # unplugged meanwhile
+        if reply[0] & 0x80:
+            raise ExceptionReply(reply[1])
+        return reply
+
+    def _check_plugged(self) -> None:
+        if self.failure is None and not self.links.slaves.plugged:
+            self.failure = BusClosed(f"port {self.settings.port} failed: device unplugged")
+            self._on_lost(self.failure)
+        if self.failure is not None:
+            raise self.failure
+
+    async def close(self) -> None:
+        if self.failure is None:
+            self.failure = BusClosed(f"port {self.settings.port} closed")

@@ -1,0 +1,37 @@
+"""Modbus protocol constants (Modbus Application Protocol Specification V1.1b3, Modbus over
+Serial Line V1.02): the limits and codes several layers share, so each states them once.
+
+    MAX_PDU                      # 253: bytes of function code and data in one frame
+    MAX_READ_REGISTERS           # 125: registers one FC03/FC04 read may ask for
+    UNIT_ADDRESSES               # range(1, 248): the addresses a serial slave may have
+    EXCEPTION_NAMES[0x0B]        # "gateway target device failed to respond"
+"""
+
+from __future__ import annotations
+
+BROADCAST = 0
+UNIT_ADDRESSES = range(1, 248)
+MAX_UNIT = 255  # the unit byte itself; 248-255 are reserved on a serial line
+MAX_PDU = 253
+MAX_FRAME = 256  # unit, PDU and CRC
+MAX_READ_REGISTERS = 125
+
+ILLEGAL_FUNCTION = 0x01
+ILLEGAL_DATA_ADDRESS = 0x02
+ILLEGAL_DATA_VALUE = 0x03
+SERVER_DEVICE_FAILURE = 0x04
+GATEWAY_PATH_UNAVAILABLE = 0x0A
+GATEWAY_TARGET_FAILED = 0x0B
+
+EXCEPTION_NAMES: dict[int, str] = {
+    ILLEGAL_FUNCTION: "illegal function",
+    ILLEGAL_DATA_ADDRESS: "illegal data address",
+    ILLEGAL_DATA_VALUE: "illegal data value",
+    SERVER_DEVICE_FAILURE: "server device failure",
+    0x05: "acknowledge",
+    0x06: "server device busy",
+    0x07: "negative acknowledge",
+    0x08: "memory parity error",
+    GATEWAY_PATH_UNAVAILABLE: "gateway path unavailable",
+    GATEWAY_TARGET_FAILED: "gateway target device failed to respond",
+}

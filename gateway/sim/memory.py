@@ -1,0 +1,54 @@
+"""Simulated boards for a bus without a pty: requests in, reply PDUs out, at memory speed.
+
+`gateway.bus.memory.MemoryLinks` puts this under a `Bus` (the simulator itself knows nothing of
+the bus), so everything above the bus runs against simulated meters without a serial port:
+
+    line = MemoryLine([Board(1)])
+    bus = Bus(LineSettings("memory"), open_link=MemoryLinks(line))
+    line.vanish(2)       # panel 2 stops answering
+    line.unplug()        # the adapter is gone: the open link fails, and opening it fails too
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from gateway.sim.line import reply_pdu
+from gateway.sim.meter import Board, Panel
+
+
+class MemoryLine:
+    """Boards that answer Modbus request PDUs directly; counts what they were asked."""
+
+    def __init__(self, boards: Iterable[Board]) -> None:
+        self.boards = tuple(boards)
+        self._panels = {panel.address: panel for board in self.boards for panel in board.panels}
+        self.requests: list[tuple[int, bytes]] = []
+        self.plugged = True
+        self._absent: set[int] = set()
+
+    def panel(self, address: int) -> Panel:
+        return self._panels[address]
+
+    def vanish(self, address: int) -> None:
+        self._absent.add(address)
+
+    def restore(self, address: int) -> None:
+        self._absent.discard(address)
+
+    def unplug(self) -> None:
+        """The adapter is gone until `plug`."""
+        self.plugged = False
+
+    def plug(self) -> None:
+        self.plugged = True
+
+    def answer(self, unit: int, pdu: bytes) -> bytes | None:
+        """The reply PDU of the panel at `unit` (an exception reply too), None when nothing answers."""
+        self.requests.append((unit, pdu))
+        panel = self._panels.get(unit)
+        if panel is None or unit in self._absent:
+            return None
+        panel.board.tick(time.monotonic())
+        return reply_pdu(panel, pdu)

@@ -1,0 +1,173 @@
+"""The node service through the in-memory link: known nodes kept, late meters, a vanishing port.
+
+No pty here: the bus drives simulated panels through a memory link (gateway.bus.memory), so these run at
+memory speed. The same points are checked end to end, on a pty with the gateway as a process,
+in tests/test_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.bus import BusClosed, MemoryLinks, Priority
+from gateway.config import parse_config
+from gateway.nodes.cache import Quality
+from gateway.nodes.events import EventHub, NodeAdded, NodeOffline, NodeOnline
+from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers
+from gateway.nodes.service import NodeService
+from gateway.pointmap import load
+from gateway.sim import Board, MemoryLine
+from gateway.state import IdentityStore, StateStore
+from tests.support import eventually
+
+PM = load()
+CURRENT_1 = PM.find("current", group="branch", channel=1)
+
+def line_of(*primaries: int) -> MemoryLine:
+    return MemoryLine(Board(primary) for primary in primaries)
+
+
+class Services:
+    """Node services run on the test's loop against memory lines."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.tasks: dict[NodeService, asyncio.Task[None]] = {}
+        self.links: dict[NodeService, MemoryLinks] = {}
+
+    async def start(self, line: MemoryLine, mode: str = "discovery", *, wait: bool = True,
+                    hub: EventHub | None = None, rescan_interval: float = 0) -> NodeService:
+        config = parse_config({
+            "gateway": {"state_file": str(self.tmp_path / "state.json"), "operating_mode": mode},
+            "serial": {"port": "memory", "scan": "1-10", "poll_interval": 0.1, "timeout": 0.05,
+                       "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval},
+        })
+        hub = hub or EventHub(asyncio.get_running_loop())
+        links = MemoryLinks(line)
+        service = NodeService(config, IdentityStore(StateStore(config.gateway.state_file)), hub, PM, links)
+        self.links[service] = links
+        task = self.tasks[service] = asyncio.create_task(service.run())
+        if wait:
+            await eventually(lambda: service.ready.is_set() or task.done(), what="the nodes known")
+            if task.done():
+                task.result()
+        return service
+
+    async def stop(self, service: NodeService) -> None:
+        task = self.tasks.pop(service)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    running = Services(tmp_path)
+    yield running
+    for service in list(running.tasks):
+        await running.stop(service)
+
+
+def online(service: NodeService) -> list[int]:
+    return sorted(a for a, node in service.nodes.items() if node.health.online)
+
+
+def saved(tmp_path: Path) -> list[int]:
+    return sorted(StateStore(tmp_path / "state.json").load().profiles)
+
+
+async def test_a_known_node_that_is_silent_at_start_is_served_offline_and_kept(services, tmp_path) -> None:
+    first = await services.start(line_of(1, 5))
+    assert saved(tmp_path) == [1, 2, 5, 6]
+    await services.stop(first)
+    line = line_of(1, 5)
+    line.vanish(5)
+    line.vanish(6)
+    service = await services.start(line)
+    assert sorted(service.nodes) == [1, 2, 5, 6]
+    await eventually(lambda: online(service) == [1, 2], what="nodes 5 and 6 offline")
+    assert saved(tmp_path) == [1, 2, 5, 6]  # a restart never saves fewer nodes
+    assert service.nodes[5].profile == StateStore(tmp_path / "state.json").load().profiles[5]
+    line.restore(5)
+    line.restore(6)
+    await eventually(lambda: online(service) == [1, 2, 5, 6], what="nodes 5 and 6 back by themselves")
+    await eventually(lambda: service.nodes[6].cache.reading(CURRENT_1).quality is Quality.GOOD, what="node 6 polled")
+
+
+async def test_known_nodes_are_polled_while_discovery_looks_for_new_ones(services, tmp_path) -> None:
+    await services.stop(await services.start(line_of(1)))
+    line = line_of(1, 3)
+    service = await services.start(line)
+    assert sorted(service.nodes) == [1, 2, 3, 4]
+    assert saved(tmp_path) == [1, 2, 3, 4]
+    identified = {unit for unit, pdu in line.requests if pdu == REPORT_SLAVE_ID}
+    assert identified == {3, 4}  # the known nodes were not scanned again
+
+
+async def test_a_vanishing_port_takes_every_node_offline_and_back(services) -> None:
+    line = line_of(1)
+    hub = EventHub(asyncio.get_running_loop())
+    service = await services.start(line, hub=hub)
+    await eventually(lambda: service.nodes[2].cache.reading(CURRENT_1).quality is Quality.GOOD, what="polled")
+    events = hub.subscribe(NodeOffline, NodeOnline)
+    line.unplug()
+    lost = [await events.get(), await events.get()]
+    assert {event.address for event in lost if isinstance(event, NodeOffline)} == {1, 2}
+    assert all(event.reason.startswith("line unavailable: ") for event in lost)
+    assert service.nodes[1].cache.reading(CURRENT_1).quality is Quality.STALE
+    with pytest.raises(BusClosed):
+        await service.bus.transact(1, read_registers(1, 5), Priority.POLL)
+    line.plug()
+    assert {await events.get(), await events.get()} == {NodeOnline(1), NodeOnline(2)}
+    await eventually(lambda: service.nodes[1].cache.reading(CURRENT_1).quality is Quality.GOOD, what="fresh again")
+    assert services.links[service].opened == 2
+
+
+async def test_a_port_missing_at_start_is_the_same_case(services, tmp_path) -> None:
+    await services.stop(await services.start(line_of(1)))
+    line = line_of(1)
+    line.unplug()
+    service = await services.start(line, "locked")
+    await eventually(lambda: online(service) == [], what="every node offline")
+    line.plug()
+    await eventually(lambda: online(service) == [1, 2], timeout=5, what="every node online once the port opens")
+    assert saved(tmp_path) == [1, 2]
+
+
+async def test_discovery_waits_for_a_port_missing_at_start(services, tmp_path) -> None:
+    line = line_of(1)
+    line.unplug()
+    service = await services.start(line, wait=False)
+    await asyncio.sleep(0.2)
+    assert not service.ready.is_set() and services.links[service].opened == 0
+    line.plug()
+    await eventually(service.ready.is_set, timeout=5, what="discovery once the port opens")
+    assert sorted(service.nodes) == [1, 2]
+
+
+async def test_a_meter_that_appears_later_is_found_by_the_background_rescan(services, tmp_path) -> None:
+    line = line_of(1, 3)
+    line.vanish(3)
+    line.vanish(4)
+    hub = EventHub(asyncio.get_running_loop())
+    added = hub.subscribe(NodeAdded)
+    service = await services.start(line, hub=hub, rescan_interval=0.5)
+    assert sorted(service.nodes) == [1, 2]
+    line.restore(3)
+    line.restore(4)
+    found = {(await added.get()).address, (await added.get()).address}
+    assert found == {3, 4}
+    assert saved(tmp_path) == [1, 2, 3, 4]
+    await eventually(lambda: service.nodes[4].cache.reading(CURRENT_1).quality is Quality.GOOD, what="node 4 polled")
+
+
+async def test_locked_mode_never_scans(services, tmp_path) -> None:
+    await services.stop(await services.start(line_of(1)))
+    line = line_of(1, 3)
+    service = await services.start(line, "locked", rescan_interval=0.1)
+    await asyncio.sleep(0.5)
+    assert sorted(service.nodes) == [1, 2]
+    assert {unit for unit, _ in line.requests} == {1, 2}
