@@ -26,7 +26,6 @@ from gateway.pointmap import load
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
 
-
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 AUTO_BAUDRATES = (19200, 9600, 38400)  # the rates a BCPM's DIP switches offer, the usual first
 

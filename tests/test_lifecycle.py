@@ -30,8 +30,8 @@ from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 from gateway.app import running
 from gateway.bacnet import BacnetFace
 from gateway.config import merge_config, parse_config
-from gateway.pointmap import load
 from gateway.nodes.cache import Quality
+from gateway.pointmap import load
 from gateway.sim import Board, Faults, SimulatedLine
 from gateway.snmp import SnmpFace
 from gateway.state import StateStore

@@ -28,10 +28,10 @@ from typing import cast
 
 import serial
 import serial_asyncio
-from serial.rs485 import RS485Settings
 import structlog
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
+from serial.rs485 import RS485Settings
 
 from gateway.bus.errors import BusClosed, CorruptReply, ExceptionReply, NoResponse
 from gateway.bus.line import LineSettings, expected_reply_length

@@ -26,6 +26,7 @@ import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -206,7 +207,7 @@ class Bus:
             while True:
                 wake = asyncio.Event()
                 try:
-                    link = await self._open_link(self.settings, lambda _: wake.set())
+                    link = await self._open_link(self.settings, _waker(wake))
                 except BusClosed as exc:
                     self._shut(str(exc))
                     if not reported:
@@ -346,3 +347,8 @@ class Bus:
         for request in queued:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(BusClosed(reason))
+
+
+def _waker(wake: asyncio.Event) -> Callable[[BusClosed], None]:
+    """The link's on_lost: wake the serving loop, which then finds the link's failure."""
+    return lambda _: wake.set()

@@ -19,10 +19,9 @@ from gateway.bus import (
     NoResponse,
     Priority,
 )
-
-from .conftest import serve_on_a_thread
 from tests.support import eventually
 
+from .conftest import serve_on_a_thread
 from .responder import IDENTIFIER, Plan, Responder
 
 StartBus = Callable[..., Bus]

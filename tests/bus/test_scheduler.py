@@ -22,7 +22,6 @@ from gateway.bus import (
     Priority,
 )
 
-from .conftest import serve_on_a_thread
 from .responder import Responder
 
 StartBus = Callable[..., Bus]
