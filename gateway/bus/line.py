@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.modbus import MAX_FRAME
+
 PARITIES = ("N", "E", "O")
 STOPBITS = (1, 2)
+QUIET_MAX = 0.5  # seconds of quiet after opening the port that satisfy the bus, whatever the allowance
 RS485_MODES = ("none", "kernel", "rts")  # the adapter switches; the UART's RS-485 mode; we drive RTS
 
 # Modbus RTU counts a character as 11 bits for t3.5 whatever the framing, and fixes t3.5 above
@@ -64,6 +67,12 @@ class LineSettings:
     def wire_time(self, nbytes: int) -> float:
         """Seconds that `nbytes` bytes take on the wire at this baud rate."""
         return nbytes * self.bits_per_char / self.baudrate
+
+    @property
+    def quiet_after_open(self) -> float:
+        """Seconds of quiet that tell a freshly opened line carries nothing of an earlier request:
+        a slave's allowance and the longest frame, at most QUIET_MAX."""
+        return min(self.timeout + self.wire_time(MAX_FRAME), QUIET_MAX)
 
     @property
     def silence(self) -> float:

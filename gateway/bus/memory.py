@@ -44,6 +44,8 @@ class MemoryLinks:
         if not self.slaves.plugged:
             raise BusClosed(f"cannot open {settings.port}: No such file or directory")
         self.opened += 1
+        if self.emulate_wire:  # as RtuLink, which waits for a quiet line after opening
+            await asyncio.sleep(settings.quiet_after_open)
         return MemoryLink(self, settings, on_lost)
 
 

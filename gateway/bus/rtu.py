@@ -38,7 +38,6 @@ from gateway.bus.line import LineSettings, expected_reply_length
 from gateway.modbus import BROADCAST, MAX_FRAME
 
 QUIET_ATTEMPTS = 5  # waits for a quiet line after opening the port before going ahead anyway
-QUIET_MAX = 0.5  # seconds of quiet that satisfy it, whatever the slaves' allowance
 PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the event loop
 
 # Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
@@ -157,11 +156,10 @@ class RtuLink(asyncio.Protocol):
 
         A reply to a request sent before the port was opened (by the last life of the gateway, or
         another master) may still be on its way; taken for the reply to our first request it would
-        cost that node its discovery. Quiet means nothing for a slave's allowance and the longest
-        frame (at most QUIET_MAX); a line that never quiets is left to the transactions, which
+        cost that node its discovery. A line that never quiets is left to the transactions, which
         count what they hear.
         """
-        quiet = min(self._settings.timeout + self._settings.wire_time(MAX_FRAME), QUIET_MAX)
+        quiet = self._settings.quiet_after_open
         for _ in range(QUIET_ATTEMPTS):
             self._flush()
             heard = self.stale_bytes

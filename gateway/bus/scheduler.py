@@ -128,6 +128,11 @@ class Bus:
         return self._stats
 
     @property
+    def line_down(self) -> bool:
+        """The port failed or could not be opened (not merely: not opened yet)."""
+        return self._settled.is_set() and not self.ready.is_set()
+
+    @property
     def closed_reason(self) -> str:
         """Why requests are refused right now (the last failure to open or keep the port)."""
         return self._closed_reason

@@ -10,6 +10,7 @@ the port open again; then every node is probed at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
 log = structlog.get_logger(__name__)
 
 REPORTS_KEPT = 64
+LINE_CHECK = 0.1  # seconds between looks at a line that is not open yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +77,18 @@ class Poller:
         return CycleReport(time.monotonic() - started, len(planned), sum(r.count for r in planned), wire)
 
     async def _wait_for_the_line(self) -> None:
-        """The port is missing or failed: every node is offline until the bus has it open again."""
+        """Until the bus has the port open. While it is missing or failed (not merely being opened
+        at start), every node is offline; once it is back, every node is probed at once."""
+        bus = self.link.bus
+        while not bus.ready.is_set():
+            if bus.line_down:
+                for node in self.nodes.values():
+                    if node.health.online:
+                        self.link.line_lost(node)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bus.wait_open(), LINE_CHECK)
         for node in self.nodes.values():
-            self.link.line_lost(node)
-        await self.link.bus.wait_open()
-        for node in self.nodes.values():
-            node.health.next_probe = 0.0  # ask each one now, not after its back-off
+            node.health.next_probe = 0.0
             node.health.backoff = PROBE_BACKOFF_START
 
     def _slow_slice(self, node: Node) -> tuple[Read, ...]:

@@ -40,14 +40,15 @@ class Services:
         self.links: dict[NodeService, MemoryLinks] = {}
 
     async def start(self, line: MemoryLine, mode: str = "discovery", *, wait: bool = True,
-                    hub: EventHub | None = None, rescan_interval: float = 0) -> NodeService:
+                    hub: EventHub | None = None, rescan_interval: float = 0,
+                    emulate_wire: bool = False) -> NodeService:
         config = parse_config({
             "gateway": {"state_file": str(self.tmp_path / "state.json"), "operating_mode": mode},
             "serial": {"port": "memory", "scan": "1-10", "poll_interval": 0.1, "timeout": 0.05,
                        "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval},
         })
         hub = hub or EventHub(asyncio.get_running_loop())
-        links = MemoryLinks(line)
+        links = MemoryLinks(line, emulate_wire=emulate_wire)
         service = NodeService(config, IdentityStore(StateStore(config.gateway.state_file)), hub, PM, links)
         self.links[service] = links
         task = self.tasks[service] = asyncio.create_task(service.run())
@@ -171,3 +172,14 @@ async def test_locked_mode_never_scans(services, tmp_path) -> None:
     await asyncio.sleep(0.5)
     assert sorted(service.nodes) == [1, 2]
     assert {unit for unit, _ in line.requests} == {1, 2}
+
+
+async def test_known_nodes_do_not_go_offline_while_the_port_is_being_opened(services) -> None:
+    await services.stop(await services.start(line_of(1)))
+    hub = EventHub(asyncio.get_running_loop())
+    lost = hub.subscribe(NodeOffline)
+    service = await services.start(line_of(1), "locked", hub=hub, emulate_wire=True)  # opening takes time
+    await eventually(lambda: service.poller.cycles >= 1, timeout=20, what="a poll cycle")
+    assert online(service) == [1, 2]
+    with pytest.raises(asyncio.QueueEmpty):  # no node-lost notification at a normal start
+        lost.get_nowait()
