@@ -148,7 +148,8 @@ async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(make_line, st
     line = make_line(1)
     line.vanish(1)
     line.vanish(2)
-    async with running(gateway_config(line, tmp_path)) as gateway:
+    # A patient probe: a simulator slowed by a loaded machine must not miss the scan after the restore.
+    async with running(gateway_config(line, tmp_path, serial={"probe_timeout": 0.1})) as gateway:
         await eventually(lambda: line.stats.unserved + line.stats.vanished >= 20, what="a first, empty scan")
         assert not gateway.nodes.ready.is_set()
         line.restore(1)
