@@ -52,6 +52,7 @@ from gateway.bacnet.fixes import (
     UnconfirmedServicesSupported,
     WildcardDeviceInstance,
     WriteDecodingErrors,
+    WritePropertyMultipleErrors,
     has_subscription,
 )
 from gateway.bacnet.ip_port import IPv4Port
@@ -128,6 +129,7 @@ class DeviceApplication(  # type: ignore[misc]
     WildcardDeviceInstance,
     UnconfirmedServicesSupported,
     WriteDecodingErrors,
+    WritePropertyMultipleErrors,
     Application,
 ):
     """The application of one device of the gateway."""

@@ -23,6 +23,15 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
   the property) or becomes operational-problem, and a value of the wrong datatype gets a Reject;
   the standard wants unknown-property and invalid-data-type errors.
+- `WritePropertyMultipleErrors`: a WritePropertyMultiple with one refused write gets no answer at
+  all (bacpypes3 raises its WritePropertyMultiple-Error PDU as if it were an exception), so the
+  client retries and the writes before the refused one are applied again; a request naming no
+  known object gets a plain Error the client cannot decode. Here the writes are applied in order
+  up to the first failure, which is answered with a WritePropertyMultiple-Error naming it
+  (firstFailedWriteAttempt), with the same checks as WriteProperty.
+- `RejectUndecodable`: a confirmed request that does not decode (a required parameter missing, a
+  bad tag, cut short) gets no answer (the Abort meant for the client goes up to the application
+  instead); the standard wants a Reject with the reason.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
   counted instead, with one warning a minute.
@@ -42,19 +51,26 @@ import asyncio
 import logging
 from typing import Any
 
+import bacpypes3.appservice
 from bacpypes3.apdu import (
+    APCISequence,
     ConfirmedServiceChoice,
+    RejectPDU,
     SimpleAckPDU,
     SubscribeCOVRequest,
     UnconfirmedServiceChoice,
+    WritePropertyMultipleError,
+    WritePropertyMultipleRequest,
     WritePropertyRequest,
     confirmed_request_types,
     unconfirmed_request_types,
 )
-from bacpypes3.basetypes import ServicesSupported
-from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag
+from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, ServicesSupported
+from bacpypes3.constructeddata import Any as AnyValue
+from bacpypes3.constructeddata import Array
+from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException
 from bacpypes3.local.cov import COVIncrementCriteria
-from bacpypes3.primitivedata import ObjectType
+from bacpypes3.primitivedata import ObjectType, Unsigned
 from bacpypes3.service.cov import Subscription
 from bacpypes3.vlan import VirtualNetwork
 
@@ -71,8 +87,11 @@ __all__ = [
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
+    "RejectUndecodable",
     "WriteDecodingErrors",
+    "WritePropertyMultipleErrors",
     "has_subscription",
+    "reject_undecodable",
 ]
 
 COV_FAILURES_TO_CANCEL = 3
@@ -152,15 +171,76 @@ class UnconfirmedServicesSupported:
 class WriteDecodingErrors:
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
         obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
-        if obj is not None and (
-            obj.get_property_type(apdu.propertyIdentifier) is None
-            or apdu.propertyIdentifier not in obj.propertyList  # a property of the type, not of this object
-        ):
-            raise ExecutionError("property", "unknownProperty")
+        if obj is None:
+            raise ExecutionError("object", "unknownObject")
+        await write_checked(obj, apdu.propertyIdentifier, apdu.propertyValue, apdu.propertyArrayIndex, apdu.priority)
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+
+
+class WritePropertyMultipleErrors:
+    async def do_WritePropertyMultipleRequest(self, apdu: WritePropertyMultipleRequest) -> None:
+        for spec in apdu.listOfWriteAccessSpecs:
+            obj = self.get_object_id(spec.objectIdentifier)  # type: ignore[attr-defined]
+            for write in spec.listOfProperties:
+                try:
+                    if obj is None:
+                        raise ExecutionError("object", "unknownObject")
+                    await write_checked(obj, write.propertyIdentifier, write.value, write.propertyArrayIndex,
+                                        write.priority)
+                except ExecutionError as error:
+                    failed = ObjectPropertyReference(objectIdentifier=spec.objectIdentifier,
+                                                     propertyIdentifier=write.propertyIdentifier)
+                    if write.propertyArrayIndex is not None:
+                        failed.propertyArrayIndex = write.propertyArrayIndex
+                    await self.response(WritePropertyMultipleError(  # type: ignore[attr-defined]
+                        errorType=ErrorType(errorClass=error.errorClass, errorCode=error.errorCode),
+                        firstFailedWriteAttempt=failed, context=apdu))
+                    return
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+
+
+async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None, priority: int | None) -> None:
+    """One write of WriteProperty or WritePropertyMultiple: a property the object lacks is
+    unknown-property, a value of the wrong datatype invalid-data-type."""
+    property_type = obj.get_property_type(prop)
+    if property_type is None or prop not in obj.propertyList:  # a property of the type, not of this object
+        raise ExecutionError("property", "unknownProperty")
+    if issubclass(property_type, Array) and index is not None:
+        property_type = Unsigned if index == 0 else property_type._subtype
+    try:
+        decoded = value.cast_out(property_type, null=priority is not None)
+    except (InvalidTag, DecodingError, ValueError, TypeError):
+        raise ExecutionError("property", "invalidDataType") from None
+    await obj.write_property(prop, decoded, index, priority)
+
+
+class RejectUndecodable(bacpypes3.appservice.ServerSSM):
+    """The server transaction of a confirmed request; installed by `reject_undecodable()`."""
+
+    async def request(self, apdu: Any) -> None:
+        """Hand a complete request to the application, decoded, or answer it with a Reject."""
+        if isinstance(apdu, bacpypes3.appservice.AbortPDU):
+            await super().request(apdu)
+            return
         try:
-            await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
-        except (InvalidTag, DecodingError):
-            raise ExecutionError("property", "invalidDataType") from None
+            decoded = APCISequence.decode(apdu)
+        except RejectException as error:
+            reason = error.rejectReason
+        except AttributeError:  # bacpypes3's word for a required parameter that is not there
+            reason = "missingRequiredParameter"
+        except Exception:
+            reason = "invalidTag"
+        else:
+            decoded.pduSource, decoded.pduDestination = self.pdu_address, None
+            await self.ssmSAP.sap_request(decoded)
+            return
+        await self.confirmation(RejectPDU(invoke_id=self.invokeID, reason=reason))
+
+
+def reject_undecodable() -> None:
+    """Give every application's server transactions the Reject (process-wide, as bacpypes3 looks
+    the class up by its module name); safe to call more than once."""
+    bacpypes3.appservice.ServerSSM = RejectUndecodable  # type: ignore[misc]
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 
+import bacpypes3.appservice
 import pytest
 from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
 from bacpypes3.app import Application
@@ -26,8 +27,9 @@ from bacpypes3.vlan import VirtualNetwork
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import FAILED_DATAGRAMS, StatusFlagsCovCriteria
+from gateway.bacnet.fixes import FAILED_DATAGRAMS, RejectUndecodable, StatusFlagsCovCriteria
 from tests.bacnet.client import Client, free_udp_port
+from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
 WILDCARD = ObjectIdentifier("device,4194303")
@@ -148,6 +150,24 @@ async def test_stock_write_of_the_wrong_datatype_is_rejected_instead_of_an_error
     with pytest.raises(ExecutionError) as refused:
         await ours.do_WritePropertyRequest(request)
     assert refused.value.errorCode == "invalidDataType"
+
+
+async def test_stock_write_property_multiple_with_a_refused_write_gets_no_answer() -> None:
+    async with stock_server(analog_input(covIncrement=1.0)) as port:
+        request = {"service": "writePropertyMultiple", "objects": [
+            {"objectType": 0, "instance": 1, "properties": [{"property": 9999, "real": 2.0}]}]}  # no such property
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": request, "waitMs": 1500})
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::test_write_property_multiple_to_a_read_only_input_is_refused_with_its_place
+
+
+async def test_stock_confirmed_request_that_does_not_decode_gets_no_answer(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.appservice, "ServerSSM", RejectUndecodable.__mro__[1])  # as bacpypes3 has it
+    async with stock_server() as port:
+        no_property = {"service": 12, "hex": "0c00000001"}  # ReadProperty without its property identifier
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": no_property, "waitMs": 1500})
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::test_a_request_that_does_not_decode_is_rejected
 
 
 def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:

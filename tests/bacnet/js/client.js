@@ -19,6 +19,15 @@
 //                                                     -> as whoIs, as Distribute-Broadcast-To-Network
 //   {"op": "readBDT", "bbmd": "ip:port"}             -> ["ip:port mask m", ...]
 //   {"op": "writeBDT", "bbmd": "ip:port"}            -> {"result": BVLC result code}
+//   {"op": "confirmed", "target": T, "request": R, "waitMs": 3000}
+//                                                     -> the answer as it came, see `answer()`:
+//      {"pdu": "simpleAck" | "complexAck" | "error" | "reject" | "abort" | "none", ...}
+//   R is one of (encoded with the library's service encoders, or as given):
+//      {"service": "writePropertyMultiple", "objects": [{"objectType", "instance", "properties": [{"property", "real"}]}]}
+//      {"service": "deviceCommunicationControl", "enableDisable": 0|1|2, "minutes": n, "password": "..."}
+//      {"service": "reinitializeDevice", "state": n, "password": "..."}
+//      {"service": n, "hex": "..."}  (a service choice and the request's body, malformed on purpose)
+//     and may say "maxApdu" (the library's code, 0 = 50 octets) and "maxSegments" (0 = none).
 // T is {"net": 50, "adr": [2]} for a routed meter, or null for the router itself. A failed
 // step gives {"error": "..."}.
 //
@@ -33,7 +42,17 @@ const { BvlcResultPurpose, BVLC_HEADER_LENGTH } = require('@bacnet-js/client');
 const bvlc = require('@bacnet-js/client/dist/lib/bvlc');
 const Transport = require('@bacnet-js/client/dist/lib/transport').default;
 
+const baNpdu = require('@bacnet-js/client/dist/lib/npdu');
+const baApdu = require('@bacnet-js/client/dist/lib/apdu');
+const baAsn1 = require('@bacnet-js/client/dist/lib/asn1');
+const services = require('@bacnet-js/client/dist/lib/services');
+const {
+  ConfirmedServiceChoice, MaxApduLengthAccepted, MaxSegmentsAccepted, NpduControlBit, NpduControlPriority, PduConReqBit,
+  PduType,
+} = require('@bacnet-js/client/dist/lib/enum');
+
 const ARRAY_ALL = 0xffffffff;
+const NO_PRIORITY = 0;
 const REAL = 4;
 const GLOBAL = 0xffff;
 const BDT_ENTRY_LENGTH = 10;
@@ -104,6 +123,103 @@ async function writeBDT(client, transport, bbmd) {
   return result;
 }
 
+// The body of a confirmed request; returns its service choice.
+function encodeRequest(buffer, request) {
+  switch (request.service) {
+    case 'writePropertyMultiple':
+      services.WritePropertyMultiple.encodeObject(buffer, request.objects.map((o) => ({
+        objectId: { type: o.objectType, instance: o.instance },
+        values: o.properties.map((p) => ({
+          property: { id: p.property, index: ARRAY_ALL }, value: [{ type: REAL, value: p.real }], priority: NO_PRIORITY,
+        })),
+      })));
+      return ConfirmedServiceChoice.WRITE_PROPERTY_MULTIPLE;
+    case 'deviceCommunicationControl':
+      services.DeviceCommunicationControl.encode(buffer, request.minutes ?? 0, request.enableDisable, request.password);
+      return ConfirmedServiceChoice.DEVICE_COMMUNICATION_CONTROL;
+    case 'reinitializeDevice':
+      services.ReinitializeDevice.encode(buffer, request.state, request.password);
+      return ConfirmedServiceChoice.REINITIALIZE_DEVICE;
+    default: {
+      const body = Buffer.from(request.hex, 'hex');
+      body.copy(buffer.buffer, buffer.offset);
+      buffer.offset += body.length;
+      return request.service;
+    }
+  }
+}
+
+// A WritePropertyMultiple-Error (BACnet 21) is [0] { class, code } then [1] { object, property, [index] }.
+function enumerated(buffer, at) {
+  const t = baAsn1.decodeTagNumberAndValue(buffer, at);
+  const v = baAsn1.decodeEnumerated(buffer, at + t.len, t.value);
+  return { value: v.value, at: at + t.len + v.len };
+}
+
+// What answered the request with `invokeId`, decoded from the datagram with the library's decoders.
+function answer(buffer, invokeId) {
+  const header = bvlc.decode(buffer, 0);
+  if (!header) return null;
+  const npdu = baNpdu.decode(buffer, header.len);
+  if (!npdu || npdu.funct & NpduControlBit.NETWORK_LAYER_MESSAGE) return null;
+  let at = header.len + npdu.len;
+  const type = baApdu.getDecodedType(buffer, at) & 0xf0;
+  if (buffer[at + 1] !== invokeId) return null;
+  switch (type) {
+    case PduType.SIMPLE_ACK:
+      return { pdu: 'simpleAck', service: buffer[at + 2] };
+    case PduType.COMPLEX_ACK:
+      return { pdu: 'complexAck', service: baApdu.decodeComplexAck(buffer, at).service };
+    case PduType.REJECT:
+      return { pdu: 'reject', reason: buffer[at + 2] };
+    case PduType.ABORT:
+      return { pdu: 'abort', reason: buffer[at + 2], server: !!(buffer[at] & 1) };
+    case PduType.ERROR: {
+      const service = buffer[at + 2];
+      at += 3;
+      const nested = baAsn1.decodeIsOpeningTagNumber(buffer, at, 0);
+      if (nested) at += 1;
+      const errorClass = enumerated(buffer, at);
+      const errorCode = enumerated(buffer, errorClass.at);
+      const result = { pdu: 'error', service, errorClass: errorClass.value, errorCode: errorCode.value, nested };
+      at = errorCode.at;
+      if (nested && baAsn1.decodeIsClosingTagNumber(buffer, at, 0) && baAsn1.decodeIsOpeningTagNumber(buffer, at + 1, 1)) {
+        at += 2;
+        const objectTag = baAsn1.decodeTagNumberAndValue(buffer, at);
+        const object = baAsn1.decodeObjectId(buffer, at + objectTag.len);
+        at += objectTag.len + object.len;
+        result.firstFailed = { objectType: object.objectType, instance: object.instance, property: null };
+        if (baAsn1.decodeIsContextTag(buffer, at, 1)) result.firstFailed.property = enumerated(buffer, at).value;
+      }
+      return result;
+    }
+    default:
+      return null;
+  }
+}
+
+// Sends one confirmed request and resolves with what answered it ({"pdu": "none"} after waitMs).
+function confirmed(client, transport, program, step) {
+  const invokeId = client._getInvokeId();
+  const target = receiver(program, step.target);
+  const buffer = client._getApduBuffer(target);
+  baNpdu.encode(buffer, NpduControlPriority.NORMAL_MESSAGE | NpduControlBit.EXPECTING_REPLY, target, null, 255, 0, 0);
+  const request = step.request;
+  const maxSegments = request.maxSegments ?? MaxSegmentsAccepted.SEGMENTS_65;
+  const type = PduType.CONFIRMED_REQUEST | (maxSegments ? PduConReqBit.SEGMENTED_RESPONSE_ACCEPTED : 0);
+  const at = buffer.offset;
+  baApdu.encodeConfirmedServiceRequest(buffer, type, 0, maxSegments, request.maxApdu ?? MaxApduLengthAccepted.OCTETS_1476,
+    invokeId, 0, 0);
+  buffer.buffer[at + 3] = encodeRequest(buffer, request); // the service choice, known once encoded
+  return new Promise((resolve) => {
+    const done = (result) => { clearTimeout(timeout); transport.off('message', onMessage); resolve(result); };
+    const timeout = setTimeout(() => done({ pdu: 'none' }), step.waitMs ?? 3000);
+    const onMessage = (datagram) => { const result = answer(datagram, invokeId); if (result) done(result); };
+    transport.on('message', onMessage);
+    client.sendBvlc(target, buffer);
+  });
+}
+
 function plain(values) {
   return values.map((v) => (v.value !== null && typeof v.value === 'object' && 'value' in v.value ? v.value.value : v.value));
 }
@@ -137,6 +253,8 @@ async function run(client, transport, program, step) {
         values: Object.fromEntries(o.values.map((p) => [p.id, plain(p.value)])),
       }));
     }
+    case 'confirmed':
+      return confirmed(client, transport, program, step);
     case 'writeProperty': {
       await client.writeProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property,
         [{ type: REAL, value: step.real }], {});
