@@ -69,7 +69,7 @@ class BacnetFace:
         try:
             speedups.install()
             fixes.count_failed_datagrams()
-            fixes.reject_undecodable()
+            fixes.install_rejects()
             profiles = [node.profile for node in nodes.nodes.values()]
             plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")

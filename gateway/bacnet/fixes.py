@@ -32,6 +32,10 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `RejectUndecodable`: a confirmed request that does not decode (a required parameter missing, a
   bad tag, cut short) gets no answer (the Abort meant for the client goes up to the application
   instead); the standard wants a Reject with the reason.
+- `RejectUnreachableNetwork`: a message for a network the router cannot reach (its own
+  Who-Is-Router-To-Network got no answer) is dropped with a traceback; the standard wants a
+  Reject-Message-To-Network back to the sender.
+`install_rejects()` installs these two process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
   counted instead, with one warning a minute.
@@ -51,6 +55,7 @@ import asyncio
 import logging
 from typing import Any
 
+import bacpypes3.app
 import bacpypes3.appservice
 from bacpypes3.apdu import (
     APCISequence,
@@ -68,8 +73,10 @@ from bacpypes3.apdu import (
 from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, ServicesSupported
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import Array
-from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException
+from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException, UnknownRoute
 from bacpypes3.local.cov import COVIncrementCriteria
+from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
+from bacpypes3.npdu import NPDU, RejectMessageToNetwork
 from bacpypes3.primitivedata import ObjectType, Unsigned
 from bacpypes3.service.cov import Subscription
 from bacpypes3.vlan import VirtualNetwork
@@ -88,13 +95,15 @@ __all__ = [
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
     "RejectUndecodable",
+    "RejectUnreachableNetwork",
     "WriteDecodingErrors",
     "WritePropertyMultipleErrors",
     "has_subscription",
-    "reject_undecodable",
+    "install_rejects",
 ]
 
 COV_FAILURES_TO_CANCEL = 3
+NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason: no router to DNET answered
 WILDCARD_INSTANCE = 4194303
 
 
@@ -215,7 +224,7 @@ async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None,
 
 
 class RejectUndecodable(bacpypes3.appservice.ServerSSM):
-    """The server transaction of a confirmed request; installed by `reject_undecodable()`."""
+    """The server transaction of a confirmed request; installed by `install_rejects()`."""
 
     async def request(self, apdu: Any) -> None:
         """Hand a complete request to the application, decoded, or answer it with a Reject."""
@@ -237,10 +246,25 @@ class RejectUndecodable(bacpypes3.appservice.ServerSSM):
         await self.confirmation(RejectPDU(invoke_id=self.invokeID, reason=reason))
 
 
-def reject_undecodable() -> None:
-    """Give every application's server transactions the Reject (process-wide, as bacpypes3 looks
-    the class up by its module name); safe to call more than once."""
+class RejectUnreachableNetwork(NetworkServiceAccessPoint):
+    """The network layer of every application; installed by `install_rejects()`."""
+
+    async def process_npdu(self, adapter: NetworkAdapter, npdu: NPDU) -> None:
+        try:
+            await super().process_npdu(adapter, npdu)
+        except UnknownRoute:
+            reject = RejectMessageToNetwork(NO_ROUTE_TO_NETWORK, npdu.npduDADR.addrNet)
+            reject.pduDestination = npdu.pduSource
+            if npdu.npduSADR is not None:  # from behind another router: back to the station there
+                reject.npduDADR = npdu.npduSADR
+            await adapter.process_npdu(reject)
+
+
+def install_rejects() -> None:
+    """Give every application the Reject of an undecodable request and of an unreachable network
+    (process-wide: bacpypes3 looks both classes up by their module names); safe to call again."""
     bacpypes3.appservice.ServerSSM = RejectUndecodable  # type: ignore[misc]
+    bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),

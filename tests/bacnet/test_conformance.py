@@ -15,7 +15,7 @@ WRITE_PROPERTY_MULTIPLE = 16
 PROPERTY, OBJECT = 2, 1  # error classes
 UNKNOWN_OBJECT, WRITE_ACCESS_DENIED, VALUE_OUT_OF_RANGE = 31, 40, 37
 INVALID_TAG, MISSING_REQUIRED_PARAMETER, UNRECOGNIZED_SERVICE = 4, 5, 9  # reject reasons
-SEGMENTATION_NOT_SUPPORTED, BUFFER_OVERFLOW = 4, 1  # abort reasons
+SEGMENTATION_NOT_SUPPORTED, APDU_TOO_LONG = 4, 11  # abort reasons
 POINTS = load()
 CT_SIZE_5 = POINTS.find("ct_size", group="setup", channel=5)  # AV8
 CT_SIZE_6 = POINTS.find("ct_size", group="setup", channel=6)  # AV9
@@ -93,3 +93,21 @@ async def test_a_request_that_does_not_decode_is_rejected(bacnet_gateway) -> Non
         assert await ask(port, target, missing_property) == {"pdu": "reject", "reason": MISSING_REQUIRED_PARAMETER}
         assert (await ask(port, target, bad_tag))["pdu"] == "reject"
         assert (await ask(port, target, truncated))["pdu"] == "reject"
+
+
+async def test_an_answer_too_long_for_what_the_client_accepts_is_aborted(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    port = gateway.config.bacnet.port
+    object_list = {"service": 12, "hex": "0c0200c351194c"}  # device 50001's Object_List: some 9 KB
+    unsegmented = {**object_list, "maxSegments": 0, "maxApdu": 3}  # 480 octets, no segments
+    two_segments = {**object_list, "maxSegments": 16, "maxApdu": 3}
+    assert await ask(port, meter(1), unsegmented) == {"pdu": "abort", "reason": SEGMENTATION_NOT_SUPPORTED,
+                                                      "server": True}
+    assert await ask(port, meter(1), two_segments) == {"pdu": "abort", "reason": APDU_TOO_LONG, "server": True}
+
+
+async def test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    read_name = {"service": 12, "hex": "0c0200c351194d"}
+    answer = await ask(gateway.config.bacnet.port, {"net": 77, "adr": [1]}, read_name, wait_ms=6000)
+    assert answer == {"pdu": "rejectMessageToNetwork", "reason": 1, "network": 77}  # 1: no router to it found

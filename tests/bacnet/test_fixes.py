@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 
+import bacpypes3.app
 import bacpypes3.appservice
 import pytest
 from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
@@ -27,7 +28,7 @@ from bacpypes3.vlan import VirtualNetwork
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import FAILED_DATAGRAMS, RejectUndecodable, StatusFlagsCovCriteria
+from gateway.bacnet.fixes import FAILED_DATAGRAMS, RejectUndecodable, RejectUnreachableNetwork, StatusFlagsCovCriteria
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
@@ -168,6 +169,30 @@ async def test_stock_confirmed_request_that_does_not_decode_gets_no_answer(monke
         [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": no_property, "waitMs": 1500})
     assert answer == {"pdu": "none"}
     # The gateway's: tests/bacnet/test_conformance.py::test_a_request_that_does_not_decode_is_rejected
+
+
+async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.app, "NetworkServiceAccessPoint", RejectUnreachableNetwork.__mro__[1])
+    port = free_udp_port()
+    VirtualNetwork("stock-reject-test")
+    try:
+        router = Application.from_object_list([
+            device(),
+            NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP",
+                              networkNumber=1, networkNumberQuality="configured"),
+            NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
+                              protocolLevel="bacnet-application", macAddress=b"\x00",
+                              networkInterfaceName="stock-reject-test", networkNumber=50,
+                              networkNumberQuality="configured"),
+        ])
+        read_name = {"service": 12, "hex": "0c02002329194d"}
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name,
+                                          "waitMs": 4000})
+        router.close()
+    finally:
+        VirtualNetwork._networks.pop("stock-reject-test")
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
 
 
 def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:

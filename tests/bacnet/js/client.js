@@ -21,7 +21,7 @@
 //   {"op": "writeBDT", "bbmd": "ip:port"}            -> {"result": BVLC result code}
 //   {"op": "confirmed", "target": T, "request": R, "waitMs": 3000}
 //                                                     -> the answer as it came, see `answer()`:
-//      {"pdu": "simpleAck" | "complexAck" | "error" | "reject" | "abort" | "none", ...}
+//      {"pdu": "simpleAck" | "complexAck" | "error" | "reject" | "abort" | "rejectMessageToNetwork" | "none", ...}
 //   R is one of (encoded with the library's service encoders, or as given):
 //      {"service": "writePropertyMultiple", "objects": [{"objectType", "instance", "properties": [{"property", "real"}]}]}
 //      {"service": "deviceCommunicationControl", "enableDisable": 0|1|2, "minutes": n, "password": "..."}
@@ -47,7 +47,7 @@ const baApdu = require('@bacnet-js/client/dist/lib/apdu');
 const baAsn1 = require('@bacnet-js/client/dist/lib/asn1');
 const services = require('@bacnet-js/client/dist/lib/services');
 const {
-  ConfirmedServiceChoice, MaxApduLengthAccepted, MaxSegmentsAccepted, NpduControlBit, NpduControlPriority, PduConReqBit,
+  ConfirmedServiceChoice, MaxApduLengthAccepted, MaxSegmentsAccepted, NetworkLayerMessageType, NpduControlBit, NpduControlPriority, PduConReqBit,
   PduType,
 } = require('@bacnet-js/client/dist/lib/enum');
 
@@ -161,7 +161,12 @@ function answer(buffer, invokeId) {
   const header = bvlc.decode(buffer, 0);
   if (!header) return null;
   const npdu = baNpdu.decode(buffer, header.len);
-  if (!npdu || npdu.funct & NpduControlBit.NETWORK_LAYER_MESSAGE) return null;
+  if (!npdu) return null;
+  if (npdu.funct & NpduControlBit.NETWORK_LAYER_MESSAGE) {
+    if (npdu.networkMsgType !== NetworkLayerMessageType.REJECT_MESSAGE_TO_NETWORK) return null;
+    const at = header.len + npdu.len;
+    return { pdu: 'rejectMessageToNetwork', reason: buffer[at], network: buffer.readUInt16BE(at + 1) };
+  }
   let at = header.len + npdu.len;
   const type = baApdu.getDecodedType(buffer, at) & 0xf0;
   if (buffer[at + 1] !== invokeId) return null;
