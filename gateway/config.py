@@ -356,8 +356,11 @@ class BacnetSettings:
     )
     foreign_ttl: int = _key(300, _integer(1, 65535))
     rtc_control: Literal["bacnet", "modbus"] = _key("bacnet", _choice("bacnet", "modbus"))
-    # BACnet limits the ReinitializeDevice password to 20 characters.
+    # BACnet limits the ReinitializeDevice password to 20 characters. "" refuses ReinitializeDevice
+    # and DeviceCommunicationControl.
     reinit_password: str = _key("", _string(0, 20, printable=True))
+    # Refuse every BACnet write (write-access-denied).
+    read_only: bool = _key(False, _boolean())
 
 
 @dataclass(frozen=True, slots=True)

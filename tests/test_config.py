@@ -203,6 +203,7 @@ def test_a_section_that_is_not_a_table_is_an_error() -> None:
         ("snmp", "write_community", "caf\u00e9"),
         ("snmp", "address", "localhost"),
         ("bacnet", "reinit_password", "x" * 21),
+        ("bacnet", "read_only", "yes"),
         ("gateway", "operating_mode", "auto"),
         ("log", "level", "verbose"),
     ],

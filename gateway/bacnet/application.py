@@ -12,12 +12,17 @@ Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded 
 `bacnet.max_cov_subscriptions` over all devices and `bacnet.max_cov_per_client` for one
 subscriber (`CovLimits`, shared by every application of the gateway), and
 `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed notifications per subscription (a slow
-subscriber misses intermediate values, never the gateway's memory). The router's application
-also answers TimeSynchronization and UTCTimeSynchronization (recorded; applied to the gateway's
-clock when rtc_control = "bacnet"; a global broadcast reaches every device, and only the router
-acts on it) and ReinitializeDevice (warmstart or coldstart, with the configured password: the
-gateway acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port
-brings (BBMD or foreign device, see `ip_port.py`).
+subscriber misses intermediate values, never the gateway's memory). Every device executes
+DeviceCommunicationControl (`CommunicationControl`), and with `bacnet.read_only` refuses every
+write (`Protection`). The router's application also answers TimeSynchronization and
+UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet"; a
+global broadcast reaches every device, and only the router acts on it) and ReinitializeDevice
+(warmstart or coldstart: the gateway acknowledges, then restarts in-process), and binds the link
+layer its BACnet/IP port brings (BBMD or foreign device, see `ip_port.py`).
+
+DeviceCommunicationControl and ReinitializeDevice need `bacnet.reinit_password`, and are refused
+(password-failure) while none is configured: anyone on the network could otherwise silence or
+restart the gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import structlog
 from bacpypes3.apdu import (
+    DeviceCommunicationControlRequest,
     ReinitializeDeviceRequest,
     ReinitializeDeviceRequestReinitializedStateOfDevice,
     SimpleAckPDU,
@@ -61,7 +67,8 @@ from gateway.bacnet.objects import ObjectSpec
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
-__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "RouterApplication"]
+__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "Protection",
+           "RouterApplication"]
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +94,61 @@ class CovLimits:
                 or sum(1 for cov in subscriptions if cov.client_addr == client) >= self.per_client)
 
 
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What guards a device against its clients: the password of DeviceCommunicationControl and
+    ReinitializeDevice ("" = both refused), and whether every write is refused."""
+
+    password: str
+    read_only: bool
+
+    def check_password(self, given: Any) -> None:
+        if not self.password or given is None or str(given) != self.password:
+            raise ExecutionError("security", "passwordFailure")
+
+
+class CommunicationControl:
+    """DeviceCommunicationControl: enable, disable or disable-initiation, for a duration in minutes
+    (none = until enabled again or the gateway restarts), with the protection's password.
+    bacpypes3's own handler fails (it sets the state on an `smap` its applications lack, as an
+    enumeration its access point never equals).
+
+    Where it is enforced: bacpypes3's `ApplicationServiceAccessPoint.confirmation`, the first place
+    every APDU for this device passes, before a server transaction exists or the service is
+    decoded, reads `asap.dccEnableDisable`. While disabled it lets through
+    DeviceCommunicationControl and ReinitializeDevice only (and Who-Is/Who-Has, whose I-Am/I-Have
+    `sap_indication` then drops, as it drops everything the device would initiate; with initiation
+    disabled, everything but I-Am). A fast path for requests must sit behind that point, or ask
+    `communicating()`. COV notifications stop in both states (`BoundedCov`).
+    """
+
+    protection: Protection
+    _dcc_end: asyncio.TimerHandle | None = None
+
+    def communicating(self) -> bool:
+        """Whether the device answers requests and initiates messages (DCC enabled)."""
+        return self.asap.dccEnableDisable == "enable"  # type: ignore[attr-defined, no-any-return]
+
+    async def do_DeviceCommunicationControlRequest(self, apdu: DeviceCommunicationControlRequest) -> None:
+        self.protection.check_password(apdu.password)
+        self._communicate(apdu.enableDisable.attr)
+        if not self.communicating() and apdu.timeDuration:
+            self._dcc_end = asyncio.get_running_loop().call_later(apdu.timeDuration * 60, self._communicate, "enable")
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+        log.warning("device communication control", device=str(self.device_object.objectIdentifier),  # type: ignore[attr-defined]
+                    state=apdu.enableDisable.attr, minutes=apdu.timeDuration, source=str(apdu.pduSource))
+
+    def _communicate(self, state: str) -> None:
+        if self._dcc_end is not None:
+            self._dcc_end.cancel()
+            self._dcc_end = None
+        self.asap.dccEnableDisable = state  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._communicate("enable")  # no end of a duration left pending
+        super().close()  # type: ignore[misc]
+
+
 class BoundedCov:
     cov_limits: CovLimits
 
@@ -97,6 +159,8 @@ class BoundedCov:
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
     def cov_notification(self, cov: Subscription, apdu: Any) -> None:
+        if not self.communicating():  # type: ignore[attr-defined]
+            return  # DeviceCommunicationControl: initiation disabled
         in_flight = getattr(cov, "in_flight", 0)
         if cov.confirmed:
             if in_flight >= MAX_NOTIFICATIONS_IN_FLIGHT:
@@ -123,6 +187,7 @@ class BoundedCov:
 
 class DeviceApplication(  # type: ignore[misc]
     BoundedCov,
+    CommunicationControl,
     IndefiniteCovLifetime,
     CancelOnlyWhatExists,
     CovConfirmationGuard,
@@ -265,7 +330,6 @@ class NodeApplication(DeviceApplication):
 
 class RouterApplication(DeviceApplication):
     _clock: Clock
-    _password: str  # "" = none asked
     _restart: Callable[[], None]
 
     def add_object(self, obj: Any) -> None:
@@ -281,9 +345,8 @@ class RouterApplication(DeviceApplication):
         self.link_layers[obj.objectIdentifier] = link_layer
         self.nsap.bind(link_layer, net=obj.networkNumber, address=obj.address)
 
-    def configure(self, clock: Clock, password: str, restart: Callable[[], None]) -> None:
+    def configure(self, clock: Clock, restart: Callable[[], None]) -> None:
         self._clock = clock
-        self._password = password
         self._restart = restart
 
     async def do_TimeSynchronizationRequest(self, apdu: TimeSynchronizationRequest) -> None:
@@ -302,8 +365,7 @@ class RouterApplication(DeviceApplication):
                  applied=applied, reason=None if applied else 'rtc_control = "modbus"')
 
     async def do_ReinitializeDeviceRequest(self, apdu: ReinitializeDeviceRequest) -> None:
-        if self._password and (apdu.password is None or str(apdu.password) != self._password):
-            raise ExecutionError("security", "passwordFailure")
+        self.protection.check_password(apdu.password)
         if apdu.reinitializedStateOfDevice not in _RESTARTS:
             raise ExecutionError("services", "serviceRequestDenied")
         await self.response(SimpleAckPDU(context=apdu))

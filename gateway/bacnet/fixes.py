@@ -35,7 +35,11 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `RejectUnreachableNetwork`: a message for a network the router cannot reach (its own
   Who-Is-Router-To-Network got no answer) is dropped with a traceback; the standard wants a
   Reject-Message-To-Network back to the sender.
-`install_rejects()` installs these two process-wide: bacpypes3 builds them by module name.
+- `DccOnUndecodedPdu`: while DeviceCommunicationControl disables a device, the access point's
+  check reads the APDU type and service off the PDU before decoding it, where neither exists:
+  every datagram then fails, and a broadcast stops at the disabled device before it reaches the
+  others on the virtual network. Here the two are read from the PDU's first octets first.
+`install_rejects()` installs these three process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
   counted instead, with one warning a minute.
@@ -46,7 +50,8 @@ Two more are done where the thing is built: every analog object gets a COV_Incre
 one the first Present_Value change raises inside the caller, see `local_objects.py`), and the
 router announces itself (`NetworkServiceElement.startup` never awaits its announcement; see
 `network.py`). The application answers TimeSynchronization, UTCTimeSynchronization and
-ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them.
+ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them; and
+DeviceCommunicationControl, whose bacpypes3 handler fails.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectEx
 from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
 from bacpypes3.npdu import NPDU, RejectMessageToNetwork
+from bacpypes3.pdu import PDU
 from bacpypes3.primitivedata import ObjectType, Unsigned
 from bacpypes3.service.cov import Subscription
 from bacpypes3.vlan import VirtualNetwork
@@ -90,6 +96,7 @@ __all__ = [
     "GuardedVirtualNetwork",
     "count_failed_datagrams",
     "CovConfirmationGuard",
+    "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
@@ -260,11 +267,31 @@ class RejectUnreachableNetwork(NetworkServiceAccessPoint):
             await adapter.process_npdu(reject)
 
 
+class DccOnUndecodedPdu(bacpypes3.appservice.ApplicationServiceAccessPoint):
+    """The application service access point of every application; installed by `install_rejects()`."""
+
+    async def confirmation(self, pdu: PDU) -> None:
+        if self.dccEnableDisable != "enable":
+            pdu.apduType, pdu.apduService = _type_and_service(bytes(pdu.pduData[:6]))  # type: ignore[attr-defined]
+        await super().confirmation(pdu)
+
+
+def _type_and_service(head: bytes) -> tuple[int | None, int | None]:
+    """The APDU type and service choice from an APDU's first octets (BACnet 20.1); None when cut short."""
+    if not head:
+        return None, None
+    kind = head[0] >> 4
+    at = {0: 5 if head[0] & 0x08 else 3, 1: 1}.get(kind)  # confirmed (segmented or not), unconfirmed
+    return kind, head[at] if at is not None and at < len(head) else None
+
+
 def install_rejects() -> None:
-    """Give every application the Reject of an undecodable request and of an unreachable network
-    (process-wide: bacpypes3 looks both classes up by their module names); safe to call again."""
+    """Give every application the Reject of an undecodable request and of an unreachable network,
+    and a working DeviceCommunicationControl check (process-wide: bacpypes3 looks these classes
+    up by their module names); safe to call again."""
     bacpypes3.appservice.ServerSSM = RejectUndecodable  # type: ignore[misc]
     bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
+    bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),

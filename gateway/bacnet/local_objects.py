@@ -34,10 +34,14 @@ log = structlog.get_logger(__name__)
 
 
 class GuardedWrites:
-    """Only what `_write` accepts is writable remotely (bacpypes3 lets a client write anything)."""
+    """Only what `_write` accepts is writable remotely (bacpypes3 lets a client write anything),
+    and nothing when the device is read-only (`bacnet.read_only`)."""
 
     async def write_property(self, attr: Any, value: Any, index: int | None = None,
                              priority: int | None = None) -> None:
+        protection = getattr(getattr(self, "_app", None), "protection", None)
+        if protection is not None and protection.read_only:
+            raise ExecutionError("property", "writeAccessDenied")
         if index is not None:
             raise ExecutionError("property", "propertyIsNotAnArray")
         await self._write(PropertyIdentifier(attr).attr, value)

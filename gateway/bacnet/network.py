@@ -30,7 +30,14 @@ from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import CovLimits, DeviceApplication, NodeApplication, ObjectPool, RouterApplication
+from gateway.bacnet.application import (
+    CovLimits,
+    DeviceApplication,
+    NodeApplication,
+    ObjectPool,
+    Protection,
+    RouterApplication,
+)
 from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
@@ -39,6 +46,7 @@ from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
 from gateway.bacnet.ip_port import IPv4Port, ip_port
+from gateway.bacnet.local_objects import GuardedWrites
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import Event, NodeOffline, NodeOnline, ValueChanged
@@ -74,6 +82,7 @@ class BacnetNetwork:
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
         self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client)
+        self._protection = Protection(settings.reinit_password, settings.read_only)
         port = ip_port(settings, plan.router.ip_network, bdt)
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
@@ -102,14 +111,15 @@ class BacnetNetwork:
         app = RouterApplication.from_object_list(
             [device, port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
         )
-        app.configure(self._clock, self._settings.reinit_password, restart)
-        self._bound_cov(app)
+        app.configure(self._clock, restart)
+        self._share(app)
         return app
 
-    def _bound_cov(self, app: DeviceApplication) -> None:
-        """Every application counts against the gateway's one set of COV caps."""
+    def _share(self, app: DeviceApplication) -> None:
+        """Every application counts against the gateway's one set of COV caps, and has its protection."""
         app.cov_limits = self._cov_limits
         self._cov_limits.apps.append(app)
+        app.protection = self._protection
 
     def _router_setting(self, setting: RouterSetting, value: int) -> RouterSettingValue:
         obj = RouterSettingValue(
@@ -146,17 +156,17 @@ class BacnetNetwork:
         device._identities = self
         app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, None)])
         app.serve(self._nodes, node, plan.objects, self.pool)
-        self._bound_cov(app)
+        self._share(app)
         self.applications[plan.address] = app
         self.devices[plan.address] = device
 
-    def _virtual_port(self, instance: int, mac: int, network: int | None) -> NetworkPortObject:
+    def _virtual_port(self, instance: int, mac: int, network: int | None) -> VirtualPort:
         numbering: dict[str, Any] = (
             {"networkNumber": network, "networkNumberQuality": "configured"}
             if network is not None
             else {"networkNumber": 0, "networkNumberQuality": "unknown"}
         )
-        return NetworkPortObject(
+        return VirtualPort(
             objectIdentifier=("network-port", instance),
             objectName="Virtual network",
             networkType="virtual",
@@ -260,6 +270,10 @@ class BacnetNetwork:
 
     async def _save_setting(self, setting: RouterSetting, value: int) -> None:
         await asyncio.to_thread(self._identities.update, lambda state: state.with_router(**{setting.key: value}))
+
+
+class VirtualPort(GuardedWrites, NetworkPortObject):
+    """A port on the virtual network: nothing of it is writable remotely."""
 
 
 def _system_status(online: bool) -> str:

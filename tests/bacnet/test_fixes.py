@@ -21,14 +21,21 @@ from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceElement
-from bacpypes3.pdu import Address
+from bacpypes3.pdu import PDU, Address
+from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
 from bacpypes3.vlan import VirtualNetwork
 
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import FAILED_DATAGRAMS, RejectUndecodable, RejectUnreachableNetwork, StatusFlagsCovCriteria
+from gateway.bacnet.fixes import (
+    FAILED_DATAGRAMS,
+    DccOnUndecodedPdu,
+    RejectUndecodable,
+    RejectUnreachableNetwork,
+    StatusFlagsCovCriteria,
+)
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
@@ -193,6 +200,26 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
         VirtualNetwork._networks.pop("stock-reject-test")
     assert answer == {"pdu": "none"}
     # The gateway's: tests/bacnet/test_conformance.py::test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
+
+
+async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disabled(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.app, "ApplicationServiceAccessPoint", DccOnUndecodedPdu.__mro__[1])
+    port = free_udp_port()
+    stock = Application.from_object_list([
+        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP")])
+    try:
+        stock.asap.dccEnableDisable = "disable"
+        with pytest.raises(AttributeError, match="apduType"):
+            await stock.asap.confirmation(PDU(bytes.fromhex("10080c0200232919")))  # any PDU, here a Who-Is
+    finally:
+        stock.close()
+    # The gateway's: tests/bacnet/test_protection.py::test_dcc_disable_silences_one_device_until_enabled_again
+
+
+def test_stock_device_communication_control_handler_fails() -> None:
+    with pytest.raises(AttributeError, match="smap"):
+        DeviceCommunicationControlServices().enable_communications()
+    # The gateway's own: gateway/bacnet/application.py CommunicationControl
 
 
 def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:
