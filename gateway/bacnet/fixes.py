@@ -217,7 +217,8 @@ class WritePropertyMultipleErrors:
 
 async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None, priority: int | None) -> None:
     """One write of WriteProperty or WritePropertyMultiple: a property the object lacks is
-    unknown-property, a value of the wrong datatype invalid-data-type."""
+    unknown-property, a value of the wrong datatype invalid-data-type, one its type refuses (an
+    empty name) value-out-of-range."""
     property_type = obj.get_property_type(prop)
     if property_type is None or prop not in obj.propertyList:  # a property of the type, not of this object
         raise ExecutionError("property", "unknownProperty")
@@ -225,8 +226,10 @@ async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None,
         property_type = Unsigned if index == 0 else property_type._subtype
     try:
         decoded = value.cast_out(property_type, null=priority is not None)
-    except (InvalidTag, DecodingError, ValueError, TypeError):
+    except (InvalidTag, DecodingError, TypeError):
         raise ExecutionError("property", "invalidDataType") from None
+    except ValueError:  # the right datatype, outside what the property takes (an empty name)
+        raise ExecutionError("property", "valueOutOfRange") from None
     await obj.write_property(prop, decoded, index, priority)
 
 

@@ -78,7 +78,12 @@ class PointLink:
         return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
 
     async def write(self, value: float) -> None:
-        await self.nodes.write_value(self.node.address, self.spec.point.register, value)
+        """Write to the meter; a value its register cannot hold as it is is refused, never rounded."""
+        point = self.spec.point
+        scale = self.node.cache.scale_of(point)
+        if scale is not None and not point.encodes_exactly(value, scale):
+            raise ExecutionError("property", "valueOutOfRange")
+        await self.nodes.write_value(self.node.address, point.register, value)
 
 
 class MeterObject(GuardedWrites):

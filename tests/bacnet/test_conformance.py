@@ -111,3 +111,25 @@ async def test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_n
     read_name = {"service": 12, "hex": "0c0200c351194d"}
     answer = await ask(gateway.config.bacnet.port, {"net": 77, "adr": [1]}, read_name, wait_ms=6000)
     assert answer == {"pdu": "rejectMessageToNetwork", "reason": 1, "network": 77}  # 1: no router to it found
+
+
+async def test_a_fraction_written_to_a_whole_number_point_is_refused_not_truncated(bacnet_gateway) -> None:
+    gateway, line = bacnet_gateway
+    before = line.panel(1).read(CT_SIZE_5.register, 1)
+    [refused] = await bacnet_js(gateway.config.bacnet.port, {
+        "op": "writeProperty", "target": meter(1), "objectType": ANALOG_VALUE, "instance": 8,
+        "property": PRESENT_VALUE, "real": 2.7})
+    assert "BacnetError" in refused["error"] and f"Code:{VALUE_OUT_OF_RANGE}" in refused["error"]
+    assert line.panel(1).read(CT_SIZE_5.register, 1) == before
+
+
+async def test_an_empty_or_over_long_device_name_is_out_of_range(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    write_name = {"op": "writeProperty", "target": meter(1), "objectType": DEVICE, "instance": 50001,
+                  "property": OBJECT_NAME}
+    empty, too_long, kept = await bacnet_js(
+        gateway.config.bacnet.port, {**write_name, "text": ""}, {**write_name, "text": "x" * 65},
+        {"op": "readProperty", "target": meter(1), "objectType": DEVICE, "instance": 50001, "property": OBJECT_NAME})
+    for refused in (empty, too_long):
+        assert "BacnetError" in refused["error"] and f"Code:{VALUE_OUT_OF_RANGE}" in refused["error"], refused
+    assert kept == ["BCPM_1"]

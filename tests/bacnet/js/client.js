@@ -12,6 +12,7 @@
 //   {"op": "readPropertyMultiple", "target": T, "objects": [{"objectType", "instance", "properties": [n]}]}
 //                                                     -> [{objectType, instance, values: {property: [values]}}]
 //   {"op": "writeProperty", "target": T, "objectType": n, "instance": n, "property": n, "real": x}
+//                                                     (or "text": "..." for a CharacterString)
 //                                                     -> "ok"
 //   {"op": "registerForeignDevice", "bbmd": "ip:port", "ttl": n}
 //                                                     -> "ok" once the BBMD accepted
@@ -54,6 +55,7 @@ const {
 const ARRAY_ALL = 0xffffffff;
 const NO_PRIORITY = 0;
 const REAL = 4;
+const CHARACTER_STRING = 7;
 const GLOBAL = 0xffff;
 const BDT_ENTRY_LENGTH = 10;
 
@@ -262,7 +264,7 @@ async function run(client, transport, program, step) {
       return confirmed(client, transport, program, step);
     case 'writeProperty': {
       await client.writeProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property,
-        [{ type: REAL, value: step.real }], {});
+        [step.text === undefined ? { type: REAL, value: step.real } : { type: CHARACTER_STRING, value: step.text }], {});
       return 'ok';
     }
     default:
