@@ -46,6 +46,14 @@ from bacpypes3.apdu import (
     WhoHasRequest,
 )
 from bacpypes3.app import Application
+from bacpypes3.basetypes import (
+    COVSubscription,
+    DeviceAddress,
+    ListOfCOVSubscription,
+    ObjectPropertyReference,
+    Recipient,
+    RecipientProcess,
+)
 from bacpypes3.errors import ExecutionError
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription
@@ -173,6 +181,19 @@ class BoundedCov:
             cov.in_flight = getattr(cov, "in_flight", 1) - 1  # type: ignore[attr-defined]
         super().cov_confirmation(cov, future)  # type: ignore[misc]
 
+    def get_active_cov_subscriptions(self) -> ListOfCOVSubscription:
+        """The device's Active_COV_Subscriptions (bacpypes3 asks for it and has none)."""
+        now = asyncio.get_running_loop().time()
+        return ListOfCOVSubscription([COVSubscription(
+            recipient=RecipientProcess(recipient=Recipient(address=DeviceAddress(cov.client_addr)),
+                                       processIdentifier=cov.proc_id),
+            monitoredPropertyReference=ObjectPropertyReference(objectIdentifier=cov.obj_id,
+                                                               propertyIdentifier="presentValue"),
+            issueConfirmedNotifications=bool(cov.confirmed),
+            timeRemaining=0 if cov.cancel_handle is None else max(0, round(cov.cancel_handle.when() - now)),
+            **({} if cov.covIncrement is None else {"covIncrement": cov.covIncrement}),
+        ) for cov in self.subscriptions()])
+
     # bacpypes3 keeps the subscriptions in `_cov_detections` (object id -> detection) and has no
     # public way to list them.
     def subscriptions(self) -> list[Subscription]:
@@ -198,6 +219,12 @@ class DeviceApplication(  # type: ignore[misc]
     Application,
 ):
     """The application of one device of the gateway."""
+
+    # Not executed, so not listed in Protocol_Services_Supported: no object of the gateway has a
+    # list ReadRange could read, and its devices subscribe to nobody's COV.
+    do_ReadRangeRequest = None
+    do_ConfirmedCOVNotificationRequest = None
+    do_UnconfirmedCOVNotificationRequest = None
 
     def object_identifiers(self) -> list[ObjectIdentifier]:
         """Its Object_List: every object of the device, built or not."""

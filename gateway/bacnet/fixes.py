@@ -19,7 +19,11 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `WildcardDeviceInstance`: device instance 4194303 ("this device") is compared with a string
   and never matches, so ReadProperty of it gives unknown-object.
 - `UnconfirmedServicesSupported`: Protocol_Services_Supported maps unconfirmed services with the
-  confirmed choice numbers (Who-Is shows up as some other service).
+  confirmed choice numbers (Who-Is shows up as some other service), and lists ReadRange, which
+  fails on every object the gateway has: it lists what the application executes (a handler set to
+  None is not executed).
+- `StandardPropertyList`: Property_List includes Object_Identifier, Object_Name, Object_Type and
+  Property_List itself, which the standard leaves out (12.1.1.4.1).
 - `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
   the property) or becomes operational-problem, and a value of the wrong datatype gets a Reject;
   the standard wants unknown-property and invalid-data-type errors.
@@ -75,7 +79,7 @@ from bacpypes3.apdu import (
     confirmed_request_types,
     unconfirmed_request_types,
 )
-from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, ServicesSupported
+from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, PropertyIdentifier, ServicesSupported
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import Array
 from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException, UnknownRoute
@@ -98,6 +102,7 @@ __all__ = [
     "CovConfirmationGuard",
     "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
+    "StandardPropertyList",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
@@ -179,9 +184,24 @@ class UnconfirmedServicesSupported:
             (UnconfirmedServiceChoice, unconfirmed_request_types),
         ):
             for choice, request_type in request_types.items():
-                if hasattr(self, "do_" + request_type.__name__):
+                if getattr(self, "do_" + request_type.__name__, None) is not None:
                     supported[getattr(supported, choices(choice).attr)] = 1
         return supported
+
+
+#: Properties every object has, which Property_List does not list (BACnet 12.1.1.4.1).
+NOT_IN_PROPERTY_LIST = frozenset({"objectIdentifier", "objectName", "objectType", "propertyList"})
+
+
+class StandardPropertyList:
+    @property
+    def propertyList(self) -> Any:
+        listed = super().propertyList  # type: ignore[misc]
+        return type(listed)([prop for prop in listed if prop.attr not in NOT_IN_PROPERTY_LIST])
+
+    @propertyList.setter
+    def propertyList(self, value: Any) -> None:
+        pass  # computed
 
 
 class WriteDecodingErrors:
@@ -220,7 +240,9 @@ async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None,
     unknown-property, a value of the wrong datatype invalid-data-type, one its type refuses (an
     empty name) value-out-of-range."""
     property_type = obj.get_property_type(prop)
-    if property_type is None or prop not in obj.propertyList:  # a property of the type, not of this object
+    name = PropertyIdentifier(prop).attr
+    if property_type is None or (name not in NOT_IN_PROPERTY_LIST and prop not in obj.propertyList):
+        # a property of the type, not of this object
         raise ExecutionError("property", "unknownProperty")
     if issubclass(property_type, Array) and index is not None:
         property_type = Unsigned if index == 0 else property_type._subtype

@@ -21,7 +21,7 @@ from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.primitivedata import Null
 
 from gateway.bacnet.errors import write_error
-from gateway.bacnet.fixes import StatusFlagsCovCriteria
+from gateway.bacnet.fixes import StandardPropertyList, StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
@@ -33,9 +33,10 @@ __all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterValue", "PointLin
 log = structlog.get_logger(__name__)
 
 
-class GuardedWrites:
-    """Only what `_write` accepts is writable remotely (bacpypes3 lets a client write anything),
-    and nothing when the device is read-only (`bacnet.read_only`)."""
+class GuardedWrites(StandardPropertyList):
+    """The base of every object the gateway serves: only what `_write` accepts is writable remotely
+    (bacpypes3 lets a client write anything), and nothing when the device is read-only
+    (`bacnet.read_only`); its Property_List is the standard's."""
 
     async def write_property(self, attr: Any, value: Any, index: int | None = None,
                              priority: int | None = None) -> None:

@@ -257,6 +257,9 @@ class BacnetNetwork:
                 raise ExecutionError("property", "duplicateObjectId")
             await self._save_override(device._address, object_instance=instance)
             device.objectIdentifier = ("device", instance)
+        app = self.applications[device._address]
+        if app.communicating():
+            app.i_am()  # a BMS that bound the old ID learns the new one
 
     def _all_devices(self) -> Iterator[GatewayDevice]:
         yield self.router.device_object

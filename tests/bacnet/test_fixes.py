@@ -34,6 +34,7 @@ from gateway.bacnet.fixes import (
     DccOnUndecodedPdu,
     RejectUndecodable,
     RejectUnreachableNetwork,
+    StandardPropertyList,
     StatusFlagsCovCriteria,
 )
 from tests.bacnet.client import Client, free_udp_port
@@ -136,6 +137,18 @@ async def test_stock_services_supported_misses_who_is() -> None:
     supported = ours.get_services_supported()
     assert supported["who-is"] == supported["who-has"] == supported["read-property-multiple"] == 1
     assert supported["subscribe-cov"] == supported["write-property"] == 1
+    assert stock.get_services_supported()["read-range"] == 1  # listed, and fails on every object
+    assert supported["read-range"] == 0
+
+
+async def test_stock_property_list_lists_what_every_object_has() -> None:
+    class Ours(StandardPropertyList, AnalogInputObject):
+        pass
+
+    assert {"objectIdentifier", "objectName", "propertyList"} <= {prop.attr for prop in analog_input().propertyList}
+    ours = Ours(objectIdentifier=("analog-input", 2), objectName="x", presentValue=1.0, units="amperes")
+    assert not {"objectIdentifier", "objectName", "objectType", "propertyList"} & {p.attr for p in ours.propertyList}
+    # The gateway's: tests/bacnet/test_device_objects.py::test_property_list_leaves_out_what_every_object_has
 
 
 async def test_stock_object_types_supported_is_empty() -> None:
