@@ -28,8 +28,10 @@ from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.local_objects import GuardedWrites
 from gateway.config import BacnetSettings
 
-__all__ = ["BbmdPort", "IPv4Port", "ip_port"]
+__all__ = ["MAX_APDU", "BbmdPort", "IPv4Port", "ip_port"]
 
+MAX_APDU = 1476  # what fits a BACnet/IP frame
+NOT_CONFIGURED = bytes(4)  # 0.0.0.0
 _BdtList = ListOf(BDTEntry)
 _FdtList = ListOf(FDTEntry)
 
@@ -66,7 +68,11 @@ def ip_port(settings: BacnetSettings, network: int, bdt: Sequence[BdtEntry]) -> 
     running loop: the link layer opens its sockets at once."""
     address = IPv4Address(f"{settings.address}:{settings.port}")
     common: dict[str, Any] = {"objectIdentifier": ("network-port", 1), "objectName": "BACnet/IP",
-                              "networkNumber": network, "networkNumberQuality": "configured"}
+                              "networkNumber": network, "networkNumberQuality": "configured",
+                              # Clause 12.56: every BACnet/IP port has these; the gateway routes only
+                              # on its own subnet and resolves no names, so none is configured.
+                              "apduLength": MAX_APDU, "ipDefaultGateway": NOT_CONFIGURED,
+                              "ipDNSServer": [NOT_CONFIGURED]}
     port: IPv4Port
     if settings.bbmd:
         port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)

@@ -45,7 +45,7 @@ from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
-from gateway.bacnet.ip_port import IPv4Port, ip_port
+from gateway.bacnet.ip_port import MAX_APDU, IPv4Port, ip_port
 from gateway.bacnet.local_objects import GuardedWrites
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
@@ -55,7 +55,6 @@ from gateway.state import DeviceOverride, IdentityStore, State
 __all__ = ["BacnetNetwork"]
 
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
-MAX_APDU = 1476  # what fits a BACnet/IP frame
 SOCKET_OPEN_TIMEOUT = 2.0  # seconds; opening a UDP socket on an address of the board is immediate
 _network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
 
@@ -177,6 +176,7 @@ class BacnetNetwork:
             reliability="no-fault-detected",
             outOfService=False,
             changesPending=False,
+            apduLength=MAX_APDU,
             **numbering,
         )
 

@@ -95,3 +95,14 @@ async def test_a_device_whose_id_changed_announces_itself(bacnet_gateway, client
                 while ("i-am", 61000) not in heard:
                     heard.append(decode_broadcast(await loop.sock_recv(listener, 2048)))
     assert ("i-am", 61000) in heard
+
+
+async def test_the_bacnet_ip_port_has_what_clause_12_requires(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    ip_port, virtual_port = await bacnet_js(gateway.config.bacnet.port, read(None, NETWORK_PORT, 1, PROPERTY_LIST),
+                                            read(meter(1), NETWORK_PORT, 1, PROPERTY_LIST))
+    apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask = 399, 420, 408, 400, 412, 411
+    default_gateway, dns_server, network_number, quality = 401, 406, 425, 426
+    assert {apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask, default_gateway,
+            dns_server, network_number, quality} <= set(ip_port)
+    assert {apdu_length, network_number, quality} <= set(virtual_port)
