@@ -287,6 +287,20 @@ def _address_ranges() -> _Rule:
     return check
 
 
+def _auto_or(rule: _Rule, meaning: str) -> _Rule:
+    """The string "auto" (None: decided at run time) or what `rule` takes."""
+
+    def check(raw: object) -> object:
+        if raw == "auto":
+            return None
+        try:
+            return rule(raw)
+        except _Refused as refused:
+            raise _Refused(f'"auto" ({meaning}) or {refused.allowed}') from None
+
+    return check
+
+
 _PORT = _integer(1, 65535)
 _COMMUNITY = _string(1, 32, printable=True)
 
@@ -341,6 +355,9 @@ class BacnetSettings:
         _integer(0, MAX_DEVICE_ID_OFFSET, "offset + 247 <= 4194303"),
     )
     network: int = _key(50, _integer())
+    # The network number of the IP side; None ("auto") = learned at start, 1 until then.
+    ip_network: int | None = _key(None, _auto_or(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]),
+                                                 "learned with What-Is-Network-Number"))
     vendor_id: int = _key(133, _integer(0, 65535))
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
@@ -533,6 +550,9 @@ def _check_across(
             f"using {FALLBACK_NETWORK} instead, as the BCPME does"
         )
         sections["bacnet"] = replace(bacnet, network=FALLBACK_NETWORK)
+    if bacnet.ip_network is not None and bacnet.ip_network == sections["bacnet"].network:
+        problems.append(ConfigProblem("bacnet.ip_network", bacnet.ip_network,
+                                      f'"auto" or a number other than bacnet.network ({bacnet.ip_network})'))
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(

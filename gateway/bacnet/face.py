@@ -78,7 +78,7 @@ class BacnetFace:
             try:
                 await self.network.start()
                 log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
-                         network=plan.router.network, devices={n.address: n.instance for n in plan.nodes},
+                         network=plan.router.network, ip_network=plan.router.ip_network, devices={n.address: n.instance for n in plan.nodes},
                          **_ip_mode(settings, self._bdt))
                 await _serve(events, self.network)
             finally:
@@ -118,6 +118,7 @@ def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, o
 async def _serve(events: Subscription, network: BacnetNetwork) -> None:
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(_follow(events, network))
+        tasks.create_task(network.learn_ip_network())
         if network.foreign is not None:
             tasks.create_task(network.foreign.keep_registered())
 

@@ -26,6 +26,8 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
+import structlog
+from bacpypes3.basetypes import NetworkNumberQuality
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
@@ -54,8 +56,11 @@ from gateway.state import DeviceOverride, IdentityStore, State
 
 __all__ = ["BacnetNetwork"]
 
+log = structlog.get_logger(__name__)
+
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
 SOCKET_OPEN_TIMEOUT = 2.0  # seconds; opening a UDP socket on an address of the board is immediate
+LEARN_IP_NETWORK_TIMEOUT = 3.0  # seconds a router of the IP network has to answer What-Is-Network-Number
 _network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
 
 
@@ -82,7 +87,9 @@ class BacnetNetwork:
         GuardedVirtualNetwork(self._network_name)
         self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client)
         self._protection = Protection(settings.reinit_password, settings.read_only)
-        port = ip_port(settings, plan.router.ip_network, bdt)
+        port = ip_port(settings, plan.router.ip_network, plan.router.ip_network_configured, bdt)
+        self._ip_port = port
+        self._ip_network_configured = plan.router.ip_network_configured
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
         self.devices: dict[int, NodeDevice] = {}
@@ -193,9 +200,27 @@ class BacnetNetwork:
     async def start(self) -> None:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
+        if not self._ip_network_configured:
+            # bacpypes3 numbers every bound port "configured"; a learned number yields to what a
+            # router of the IP network says (Network-Number-Is, see `learn_ip_network`).
+            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.learned
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
+
+    async def learn_ip_network(self) -> None:
+        """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number) and
+        take the answer; bacpypes3 takes a later Network-Number-Is too."""
+        if self._ip_network_configured:
+            return
+        fallback = self._ip_port.networkNumber
+        try:
+            learned = await asyncio.wait_for(self.router.nse.what_is_network_number(self._ip_port.adapter()),
+                                             LEARN_IP_NETWORK_TIMEOUT)
+        except TimeoutError:
+            log.info("bacnet ip network not learned: nobody answered", ip_network=fallback, quality="learned")
+            return
+        log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
 
     def apply(self, event: Event) -> None:
         """Show a node event on the node's objects."""

@@ -29,6 +29,9 @@
 //      {"service": "reinitializeDevice", "state": n, "password": "..."}
 //      {"service": n, "hex": "..."}  (a service choice and the request's body, malformed on purpose)
 //     and may say "maxApdu" (the library's code, 0 = 50 octets) and "maxSegments" (0 = none).
+//   {"op": "networkNumberIs", "network": n, "configured": true}
+//                                                     -> "sent" (a Network-Number-Is to the gateway, as a
+//                                                        router of the IP network would announce it)
 // T is {"net": 50, "adr": [2]} for a routed meter, or null for the router itself. A failed
 // step gives {"error": "..."}.
 //
@@ -262,6 +265,18 @@ async function run(client, transport, program, step) {
     }
     case 'confirmed':
       return confirmed(client, transport, program, step);
+    case 'networkNumberIs': {
+      const target = receiver(program, null);
+      const buffer = client._getApduBuffer(target);
+      baNpdu.encode(buffer, NpduControlPriority.NORMAL_MESSAGE | NpduControlBit.NETWORK_LAYER_MESSAGE, target, null, 0,
+        NetworkLayerMessageType.NETWORK_NUMBER_IS, 0);
+      buffer.buffer.writeUInt16BE(step.network, buffer.offset);
+      buffer.buffer[buffer.offset + 2] = step.configured ? 1 : 0;
+      buffer.offset += 3;
+      client.sendBvlc(target, buffer);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return 'sent';
+    }
     case 'writeProperty': {
       await client.writeProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property,
         [step.text === undefined ? { type: REAL, value: step.real } : { type: CHARACTER_STRING, value: step.text }], {});
