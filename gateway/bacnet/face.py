@@ -78,7 +78,8 @@ class BacnetFace:
             try:
                 await self.network.start()
                 log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
-                         network=plan.router.network, ip_network=plan.router.ip_network, devices={n.address: n.instance for n in plan.nodes},
+                         network=plan.router.network, ip_network=plan.router.ip_network,
+                         devices={n.address: n.instance for n in plan.nodes},
                          **_ip_mode(settings, self._bdt))
                 await _serve(events, self.network)
             finally:

@@ -104,9 +104,9 @@ def plan_devices(
 ) -> DevicePlan:
     offset = settings.device_id_offset if state.device_id_offset is None else state.device_id_offset
     network = settings.network if state.network is None else state.network
-    configured = settings.ip_network is not None and settings.ip_network != network  # AV2 may have taken it
-    router = RouterPlan(offset, f"{SERIES}_Gateway_{offset}", network,
-                        settings.ip_network if configured else ip_network(network), configured, settings.vendor_id)
+    configured = settings.ip_network not in (None, network)  # AV2 may have taken it since
+    number = settings.ip_network if settings.ip_network is not None and configured else ip_network(network)
+    router = RouterPlan(offset, f"{SERIES}_Gateway_{offset}", network, number, configured, settings.vendor_id)
     nodes = []
     for profile in sorted(profiles, key=lambda p: p.address):
         override = state.overrides.get(profile.address, DeviceOverride())

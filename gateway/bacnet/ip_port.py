@@ -71,9 +71,9 @@ class IPv4Port(GuardedWrites, NetworkPortObject):
     def adapter(self) -> Any:
         """The network layer's adapter of this port, once bound."""
         app = getattr(self, "_app", None)
-        link_layer = None if app is None else app.link_layers.get(self.objectIdentifier)
-        adapters = () if link_layer is None else app.nsap.adapters.values()
-        return next((adapter for adapter in adapters if adapter.clientPeer is link_layer), None)
+        if app is None or (link_layer := app.link_layers.get(self.objectIdentifier)) is None:
+            return None
+        return next((adapter for adapter in app.nsap.adapters.values() if adapter.clientPeer is link_layer), None)
 
 
 class BbmdPort(IPv4Port):

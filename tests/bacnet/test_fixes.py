@@ -22,8 +22,8 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceElement
 from bacpypes3.pdu import PDU, Address
-from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
+from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.vlan import VirtualNetwork
 
 from gateway.bacnet.application import DeviceApplication, RouterApplication
@@ -179,7 +179,8 @@ async def test_stock_write_property_multiple_with_a_refused_write_gets_no_answer
             {"objectType": 0, "instance": 1, "properties": [{"property": 9999, "real": 2.0}]}]}  # no such property
         [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": request, "waitMs": 1500})
     assert answer == {"pdu": "none"}
-    # The gateway's: tests/bacnet/test_conformance.py::test_write_property_multiple_to_a_read_only_input_is_refused_with_its_place
+    # The gateway's: tests/bacnet/test_conformance.py::
+    #   test_write_property_multiple_to_a_read_only_input_is_refused_with_its_place
 
 
 async def test_stock_confirmed_request_that_does_not_decode_gets_no_answer(monkeypatch) -> None:
@@ -212,7 +213,8 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
     finally:
         VirtualNetwork._networks.pop("stock-reject-test")
     assert answer == {"pdu": "none"}
-    # The gateway's: tests/bacnet/test_conformance.py::test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
+    # The gateway's: tests/bacnet/test_conformance.py::
+    #   test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
 
 
 async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disabled(monkeypatch) -> None:

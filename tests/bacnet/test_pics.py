@@ -33,7 +33,8 @@ async def test_the_pics_lists_the_services_and_object_types_the_devices_report(b
     gateway, _ = bacnet_gateway
     router_services, router_types, node_services, node_types, revision = await bacnet_js(
         gateway.config.bacnet.port,
-        read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED), read(None, DEVICE, 50000, PROTOCOL_OBJECT_TYPES_SUPPORTED),
+        read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED),
+        read(None, DEVICE, 50000, PROTOCOL_OBJECT_TYPES_SUPPORTED),
         read(meter(1), DEVICE, 50001, PROTOCOL_SERVICES_SUPPORTED),
         read(meter(1), DEVICE, 50001, PROTOCOL_OBJECT_TYPES_SUPPORTED), read(None, DEVICE, 50000, PROTOCOL_REVISION))
     assert {ROUTER_SERVICES[bit] for bit in bits(router_services[0])} == executed(1)
