@@ -378,6 +378,9 @@ class BacnetSettings:
     reinit_password: str = _key("", _string(0, 20, printable=True))
     # Refuse every BACnet write (write-access-denied).
     read_only: bool = _key(False, _boolean())
+    # Seconds between the network doctor's checks for another user of the virtual network or a
+    # device ID (the first at start); 0 = none.
+    doctor_interval: float = _key(300.0, _number(0.0, 86400.0))
 
 
 @dataclass(frozen=True, slots=True)

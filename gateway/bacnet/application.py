@@ -59,6 +59,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
+from gateway.bacnet.doctor import HearsIAm
 from gateway.bacnet.fixes import (
     CancelOnlyWhatExists,
     CovConfirmationGuard,
@@ -355,7 +356,7 @@ class NodeApplication(DeviceApplication):
         return obj
 
 
-class RouterApplication(DeviceApplication):
+class RouterApplication(HearsIAm, DeviceApplication):
     _clock: Clock
     _restart: Callable[[], None]
 

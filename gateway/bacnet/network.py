@@ -44,6 +44,7 @@ from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
+from gateway.bacnet.doctor import Conflict, diagnose
 from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting
@@ -90,6 +91,7 @@ class BacnetNetwork:
         port = ip_port(settings, plan.router.ip_network, plan.router.ip_network_configured, bdt)
         self._ip_port = port
         self._ip_network_configured = plan.router.ip_network_configured
+        self._network = plan.router.network
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
         self.devices: dict[int, NodeDevice] = {}
@@ -109,6 +111,7 @@ class BacnetNetwork:
             modelName="BCPM gateway (BACnet router)",
             firmwareRevision=_version(),
             description=f"BACnet router to the meters on network {router.network}",
+            reliability="no-fault-detected",  # configuration-error while the doctor finds a conflict
             **self._vendor,
         )
         device._clock = self._clock
@@ -236,6 +239,15 @@ class BacnetNetwork:
             if each in self.applications:
                 self.applications[each].show()
                 self.devices[each].systemStatus = _system_status(self._nodes.nodes[each].health.online)
+
+    async def diagnose(self) -> frozenset[Conflict]:
+        """Who else uses the virtual network or a device ID of the gateway (see `doctor.py`)."""
+        instances = {device.objectIdentifier[1] for device in self._all_devices()}
+        return await diagnose(self.router, self._network, instances, self._ip_port.address)
+
+    def show_conflicts(self, conflicting: bool) -> None:
+        """The router device's Reliability (so Status_Flags) tells whether the doctor found one."""
+        self.router.device_object.reliability = "configuration-error" if conflicting else "no-fault-detected"
 
     async def close(self) -> None:
         try:
