@@ -41,8 +41,9 @@ async def start_other(site: Site, kind: str, host: str, address: str, number: in
 
 
 async def router_reliability(site: Site) -> int:
-    argv, env = js_command({"interface": DOCTOR, "server": f"{GW}:{BACNET}", "broadcastAddress": f"10.231.1.255:{BACNET}",
-                            "clientPort": CLIENT_PORT, "serverPort": BACNET,
+    argv, env = js_command({"interface": DOCTOR, "server": f"{GW}:{BACNET}",
+                            "broadcastAddress": f"10.231.1.255:{BACNET}", "clientPort": CLIENT_PORT,
+                            "serverPort": BACNET,
                             "steps": [{"op": "readProperty", "target": None, "objectType": 8, "instance": 50000,
                                        "property": RELIABILITY}]})
     [value] = json.loads(await site.run("doctor", *argv, env=env))
