@@ -212,18 +212,21 @@ class BacnetNetwork:
             app.i_am()
 
     async def learn_ip_network(self) -> None:
-        """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number) and
-        take the answer; bacpypes3 takes a later Network-Number-Is too."""
+        """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number); the
+        network layer takes the answer (and any later Network-Number-Is) itself."""
         if self._ip_network_configured:
             return
         fallback = self._ip_port.networkNumber
-        try:
-            learned = await asyncio.wait_for(self.router.nse.what_is_network_number(self._ip_port.adapter()),
-                                             LEARN_IP_NETWORK_TIMEOUT)
-        except TimeoutError:
-            log.info("bacnet ip network not learned: nobody answered", ip_network=fallback, quality="learned")
-            return
-        log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
+        # The router hears its own answer too (the fallback, at once), so the future says little:
+        # what counts is the number once the others had their time.
+        asking = self.router.nse.what_is_network_number(self._ip_port.adapter())
+        await asyncio.sleep(LEARN_IP_NETWORK_TIMEOUT)
+        asking.cancel()
+        learned = self._ip_port.networkNumber
+        if learned != fallback:
+            log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
+        else:
+            log.info("bacnet ip network not learned: no other router answered", ip_network=fallback)
 
     def apply(self, event: Event) -> None:
         """Show a node event on the node's objects."""
