@@ -150,16 +150,17 @@ def _string(
     return check
 
 
-def _optional(rule: _Rule, meaning: str) -> _Rule:
-    """An empty string means "none" (TOML has no null)."""
+def _optional(rule: _Rule, meaning: str, word: str = "") -> _Rule:
+    """`word` (by default an empty string, as TOML has no null) means None; `meaning` says what
+    that stands for."""
 
     def check(raw: object) -> object:
-        if raw == "":
+        if raw == word:
             return None
         try:
             return rule(raw)
         except _Refused as refused:
-            raise _Refused(f'"" ({meaning}) or {refused.allowed}') from None
+            raise _Refused(f'"{word}" ({meaning}) or {refused.allowed}') from None
 
     return check
 
@@ -287,20 +288,6 @@ def _address_ranges() -> _Rule:
     return check
 
 
-def _auto_or(rule: _Rule, meaning: str) -> _Rule:
-    """The string "auto" (None: decided at run time) or what `rule` takes."""
-
-    def check(raw: object) -> object:
-        if raw == "auto":
-            return None
-        try:
-            return rule(raw)
-        except _Refused as refused:
-            raise _Refused(f'"auto" ({meaning}) or {refused.allowed}') from None
-
-    return check
-
-
 _PORT = _integer(1, 65535)
 _COMMUNITY = _string(1, 32, printable=True)
 
@@ -356,8 +343,8 @@ class BacnetSettings:
     )
     network: int = _key(50, _integer())
     # The network number of the IP side; None ("auto") = learned at start, 1 until then.
-    ip_network: int | None = _key(None, _auto_or(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]),
-                                                 "learned with What-Is-Network-Number"))
+    ip_network: int | None = _key(None, _optional(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]),
+                                                  "learned with What-Is-Network-Number", word="auto"))
     vendor_id: int = _key(133, _integer(0, 65535))
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())

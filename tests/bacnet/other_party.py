@@ -12,7 +12,6 @@ It prints "ready" once built, then serves until SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 from bacpypes3.app import Application
@@ -20,36 +19,39 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
+from tests.bacnet.peer import serve
+
 ROUTER_INSTANCE = 3999200
 OTHER_IP_NETWORK = 99
 
 
-def other_party(kind: str, address: str, number: int) -> Application:
-    if kind == "device":
-        device = DeviceObject(objectIdentifier=("device", number), objectName="other device", vendorIdentifier=999)
-        return Application.from_object_list(
-            [device, NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP")])
-    VirtualNetwork("other")
-    device = DeviceObject(objectIdentifier=("device", ROUTER_INSTANCE), objectName="other router",
-                          vendorIdentifier=999)
+def device(address: str, instance: int) -> Application:
+    """A device at `address` ("ip/prefix:port")."""
     return Application.from_object_list([
-        device,
-        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP",
-                          networkNumber=OTHER_IP_NETWORK, networkNumberQuality="configured"),
-        NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
-                          protocolLevel="bacnet-application", macAddress=b"\x00", networkInterfaceName="other",
-                          networkNumber=number, networkNumberQuality="configured"),
+        DeviceObject(objectIdentifier=("device", instance), objectName="other device", vendorIdentifier=999),
+        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP"),
     ])
 
 
-async def _serve(kind: str, address: str, number: int) -> None:
-    app = other_party(kind, address, number)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
-    app.close()
+def router(address: str, network: int, interface: str, ip_network: int = OTHER_IP_NETWORK) -> Application:
+    """A router from the IP network at `address` to `network`, a virtual network registered as
+    `interface` (make it first)."""
+    return Application.from_object_list([
+        DeviceObject(objectIdentifier=("device", ROUTER_INSTANCE), objectName="other router", vendorIdentifier=999),
+        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP",
+                          networkNumber=ip_network, networkNumberQuality="configured"),
+        NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
+                          protocolLevel="bacnet-application", macAddress=b"\x00", networkInterfaceName=interface,
+                          networkNumber=network, networkNumberQuality="configured"),
+    ])
+
+
+def _build(kind: str, address: str, number: int) -> Application:
+    if kind == "device":
+        return device(address, number)
+    VirtualNetwork("other")
+    return router(address, number, "other")
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(serve(lambda: _build(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.bacnet.js_client import js_command
-from tests.bacnet.netns import Process, Site
+from tests.bacnet.netns import Process, Site, site_of
 from tests.bacnet.test_routed import start_gateway
 
 GW, OTHER_DEVICE, OTHER_ROUTER, DOCTOR = "10.231.1.1", "10.231.1.2", "10.231.1.3", "10.231.1.4"
@@ -24,13 +24,9 @@ RELIABILITY, NO_FAULT_DETECTED, CONFIGURATION_ERROR = 103, 0, 10
 
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
-    site = Site()
-    try:
-        for name, address in (("gw", GW), ("device", OTHER_DEVICE), ("rival", OTHER_ROUTER), ("doctor", DOCTOR)):
-            site.host(name, f"{address}/24")
+    async with site_of({name: f"{address}/24" for name, address in
+                        (("gw", GW), ("device", OTHER_DEVICE), ("rival", OTHER_ROUTER), ("doctor", DOCTOR))}) as site:
         yield site
-    finally:
-        await site.close()
 
 
 async def start_other(site: Site, kind: str, host: str, address: str, number: int) -> Process:

@@ -39,6 +39,7 @@ from gateway.bacnet.fixes import (
 )
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.js_client import bacnet_js
+from tests.bacnet.other_party import router as stock_router
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
 WILDCARD = ObjectIdentifier("device,4194303")
@@ -197,15 +198,7 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
     port = free_udp_port()
     VirtualNetwork("stock-reject-test")
     try:
-        router = Application.from_object_list([
-            device(),
-            NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP",
-                              networkNumber=1, networkNumberQuality="configured"),
-            NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
-                              protocolLevel="bacnet-application", macAddress=b"\x00",
-                              networkInterfaceName="stock-reject-test", networkNumber=50,
-                              networkNumberQuality="configured"),
-        ])
+        router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-reject-test", ip_network=1)
         read_name = {"service": 12, "hex": "0c02002329194d"}
         [answer] = await bacnet_js(port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name,
                                           "waitMs": 4000})
@@ -248,15 +241,7 @@ async def test_stock_router_does_not_announce_itself() -> None:
     with broadcast_listener(port) as listener:
         VirtualNetwork("stock-router-test")
         try:
-            router = Application.from_object_list([
-                device(),
-                NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP",
-                                  networkNumber=1, networkNumberQuality="configured"),
-                NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
-                                  protocolLevel="bacnet-application", macAddress=b"\x00",
-                                  networkInterfaceName="stock-router-test", networkNumber=50,
-                                  networkNumberQuality="configured"),
-            ])
+            router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-router-test", ip_network=1)
             loop = asyncio.get_running_loop()
             heard = []
             with contextlib.suppress(TimeoutError):
