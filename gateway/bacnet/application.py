@@ -71,7 +71,7 @@ from gateway.bacnet.fixes import (
     has_subscription,
 )
 from gateway.bacnet.ip_port import IPv4Port
-from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
+from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
 from gateway.bacnet.objects import ObjectSpec
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
@@ -349,7 +349,7 @@ class NodeApplication(DeviceApplication):
         self._pool.forget(self)
         super().close()
 
-    def _build(self, spec: ObjectSpec) -> MeterObject:
+    def _build(self, spec: ObjectSpec) -> MeterInput | MeterValue | MeterReset:
         obj = meter_object(PointLink(self._nodes, self._node, spec, self._cov_increments))
         self.add_object(obj)
         self._pool.added(self, obj.objectIdentifier)

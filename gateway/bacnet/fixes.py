@@ -22,6 +22,8 @@ when an upgrade fixes one upstream, that test fails and the override here can go
   confirmed choice numbers (Who-Is shows up as some other service), and lists ReadRange, which
   fails on every object the gateway has: it lists what the application executes (a handler set to
   None is not executed).
+- `MultiStateCov`: a Multi-state object cannot be subscribed (operational-problem): bacpypes3
+  gives it the COV_Increment criteria, and it has no COV_Increment.
 - `StandardPropertyList`: Property_List includes Object_Identifier, Object_Name, Object_Type and
   Property_List itself, which the standard leaves out (12.1.1.4.1).
 - `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
@@ -83,7 +85,7 @@ from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, PropertyIden
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import Array
 from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException, UnknownRoute
-from bacpypes3.local.cov import COVIncrementCriteria
+from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
 from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
 from bacpypes3.npdu import NPDU, RejectMessageToNetwork
 from bacpypes3.pdu import PDU
@@ -102,6 +104,7 @@ __all__ = [
     "CovConfirmationGuard",
     "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
+    "MultiStateCov",
     "StandardPropertyList",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
@@ -166,6 +169,10 @@ class StatusFlagsCovCriteria(COVIncrementCriteria):
     def send_cov_notifications(self, subscription: Subscription | None = None) -> None:
         self.statusFlags = self.obj.statusFlags  # the tracked copy never sees the computed change
         super().send_cov_notifications(subscription)
+
+
+class MultiStateCov:
+    _cov_criteria = GenericCriteria
 
 
 class WildcardDeviceInstance:

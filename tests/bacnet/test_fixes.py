@@ -19,6 +19,7 @@ from bacpypes3.errors import ExecutionError, InvalidTag
 from bacpypes3.local.analog import AnalogInputObject
 from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.multistate import MultiStateValueObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceElement
 from bacpypes3.pdu import PDU, Address
@@ -228,6 +229,21 @@ def test_stock_device_communication_control_handler_fails() -> None:
     with pytest.raises(AttributeError, match="smap"):
         DeviceCommunicationControlServices().enable_communications()
     # The gateway's own: gateway/bacnet/application.py CommunicationControl
+
+
+async def test_stock_multi_state_value_cannot_be_subscribed() -> None:
+    stock = MultiStateValueObject(objectIdentifier=("multi-state-value", 1), objectName="reset", presentValue=1,
+                                  numberOfStates=2, stateText=["Ready", "Reset"], outOfService=False,
+                                  eventState="normal")
+    async with stock_server(stock) as port:
+        client = Client(port)
+        try:
+            with pytest.raises(ErrorPDU) as failed:
+                await client.subscribe(client.router, "multi-state-value,1", confirmed=False)
+            assert str(failed.value.errorCode) == "operational-problem"
+        finally:
+            client.close()
+    # The gateway's: tests/bacnet/test_resets.py::test_a_reset_object_can_be_subscribed
 
 
 def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:

@@ -11,7 +11,7 @@ from tests.bacnet.test_device_objects import DEVICE, ROUTER_SERVICES, bits, read
 
 PICS = Path(__file__).parents[2] / "docs" / "PICS.md"
 PROTOCOL_SERVICES_SUPPORTED, PROTOCOL_OBJECT_TYPES_SUPPORTED, PROTOCOL_REVISION = 97, 96, 139
-OBJECT_TYPES = {"Analog Input": 0, "Analog Value": 2, "Device": 8, "Network Port": 56}
+OBJECT_TYPES = {"Analog Input": 0, "Analog Value": 2, "Device": 8, "Multi-state Value": 19, "Network Port": 56}
 
 
 def table(heading: str) -> list[list[str]]:

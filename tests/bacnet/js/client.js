@@ -12,7 +12,7 @@
 //   {"op": "readPropertyMultiple", "target": T, "objects": [{"objectType", "instance", "properties": [n]}]}
 //                                                     -> [{objectType, instance, values: {property: [values]}}]
 //   {"op": "writeProperty", "target": T, "objectType": n, "instance": n, "property": n, "real": x}
-//                                                     (or "text": "..." for a CharacterString)
+//                                                     (or "text": "..." for a CharacterString, "unsigned": n)
 //                                                     -> "ok"
 //   {"op": "registerForeignDevice", "bbmd": "ip:port", "ttl": n}
 //                                                     -> "ok" once the BBMD accepted
@@ -57,6 +57,7 @@ const {
 
 const ARRAY_ALL = 0xffffffff;
 const NO_PRIORITY = 0;
+const UNSIGNED = 2;
 const REAL = 4;
 const CHARACTER_STRING = 7;
 const GLOBAL = 0xffff;
@@ -230,6 +231,13 @@ function confirmed(client, transport, program, step) {
   });
 }
 
+// The value a writeProperty step gives: "real", "text" (a CharacterString) or "unsigned".
+function writtenValue(step) {
+  if (step.text !== undefined) return { type: CHARACTER_STRING, value: step.text };
+  if (step.unsigned !== undefined) return { type: UNSIGNED, value: step.unsigned };
+  return { type: REAL, value: step.real };
+}
+
 function plain(values) {
   return values.map((v) => (v.value !== null && typeof v.value === 'object' && 'value' in v.value ? v.value.value : v.value));
 }
@@ -279,7 +287,7 @@ async function run(client, transport, program, step) {
     }
     case 'writeProperty': {
       await client.writeProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property,
-        [step.text === undefined ? { type: REAL, value: step.real } : { type: CHARACTER_STRING, value: step.text }], {});
+        [writtenValue(step)], {});
       return 'ok';
     }
     default:
