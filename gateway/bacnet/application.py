@@ -122,9 +122,9 @@ class CommunicationControl:
     bacpypes3's own handler fails (it sets the state on an `smap` its applications lack, as an
     enumeration its access point never equals).
 
-    Where it is enforced: bacpypes3's `ApplicationServiceAccessPoint.confirmation`, the first place
-    every APDU for this device passes, before a server transaction exists or the service is
-    decoded, reads `asap.dccEnableDisable`. While disabled it lets through
+    Where it is enforced: bacpypes3's `ApplicationServiceAccessPoint.confirmation` (working with
+    `fixes.DccOnUndecodedPdu`), the first place every APDU for this device passes, before a server
+    transaction exists or the service is decoded, reads `asap.dccEnableDisable`. While disabled it lets through
     DeviceCommunicationControl and ReinitializeDevice only (and Who-Is/Who-Has, whose I-Am/I-Have
     `sap_indication` then drops, as it drops everything the device would initiate; with initiation
     disabled, everything but I-Am). A fast path for requests must sit behind that point, or ask
