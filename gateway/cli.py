@@ -1,4 +1,4 @@
-"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, export-ede."""
+"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, export-ede, doctor."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from gateway import app, demo, service
 from gateway.bacnet.bdt import load_bdt
+from gateway.bacnet.doctor import check_once
 from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                              help="install into another root folder, e.g. an image being prepared (default /)")
         service.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         service.set_defaults(command=_service, install=name == "install-service")
+
+    doctor = commands.add_parser("doctor", help="look for another user of the gateway's BACnet network or device IDs")
+    doctor.add_argument("--config", type=Path, required=True,
+                        help="TOML configuration file (its state file names the meters)")
+    doctor.set_defaults(command=_doctor)
 
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
     ede.add_argument("--config", type=Path, required=True,
@@ -174,6 +180,21 @@ def _export_ede(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8", newline="")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit status 1 when a conflict was found."""
+    config = load_config(args.config)
+    configure_logging("warning", "console")
+    state = StateStore(config.gateway.state_file).load()
+    plan = plan_devices(config.bacnet, state, state.profiles.values(), load())
+    conflicts = asyncio.run(check_once(config.bacnet, plan))
+    for conflict in sorted(conflicts, key=str):
+        print(f"conflict: {conflict}")
+    if not conflicts:
+        print(f"no conflict: nobody else routes network {plan.router.network} or has device IDs "
+              f"{', '.join(str(i) for i in sorted({plan.router.instance, *(n.instance for n in plan.nodes)}))}")
+    return 1 if conflicts else 0
 
 
 def _discover(args: argparse.Namespace) -> int:

@@ -151,16 +151,17 @@ def _string(
     return check
 
 
-def _optional(rule: _Rule, meaning: str) -> _Rule:
-    """An empty string means "none" (TOML has no null)."""
+def _optional(rule: _Rule, meaning: str, word: str = "") -> _Rule:
+    """`word` (by default an empty string, as TOML has no null) means None; `meaning` says what
+    that stands for."""
 
     def check(raw: object) -> object:
-        if raw == "":
+        if raw == word:
             return None
         try:
             return rule(raw)
         except _Refused as refused:
-            raise _Refused(f'"" ({meaning}) or {refused.allowed}') from None
+            raise _Refused(f'"{word}" ({meaning}) or {refused.allowed}') from None
 
     return check
 
@@ -347,6 +348,9 @@ class BacnetSettings:
         _integer(0, MAX_DEVICE_ID_OFFSET, "offset + 247 <= 4194303"),
     )
     network: int = _key(50, _integer())
+    # The network number of the IP side; None ("auto") = learned at start, 1 until then.
+    ip_network: int | None = _key(None, _optional(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]),
+                                                  "learned with What-Is-Network-Number", word="auto"))
     vendor_id: int = _key(133, _integer(0, 65535))
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
@@ -362,8 +366,14 @@ class BacnetSettings:
     )
     foreign_ttl: int = _key(300, _integer(1, 65535))
     rtc_control: Literal["bacnet", "modbus"] = _key("bacnet", _choice("bacnet", "modbus"))
-    # BACnet limits the ReinitializeDevice password to 20 characters.
+    # BACnet limits the ReinitializeDevice password to 20 characters. "" refuses ReinitializeDevice
+    # and DeviceCommunicationControl.
     reinit_password: str = _key("", _string(0, 20, printable=True))
+    # Refuse every BACnet write (write-access-denied).
+    read_only: bool = _key(False, _boolean())
+    # Seconds between the network doctor's checks for another user of the virtual network or a
+    # device ID (the first at start); 0 = none.
+    doctor_interval: float = _key(300.0, _number(0.0, 86400.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +546,9 @@ def _check_across(
             f"using {FALLBACK_NETWORK} instead, as the BCPME does"
         )
         sections["bacnet"] = replace(bacnet, network=FALLBACK_NETWORK)
+    if bacnet.ip_network is not None and bacnet.ip_network == sections["bacnet"].network:
+        problems.append(ConfigProblem("bacnet.ip_network", bacnet.ip_network,
+                                      f'"auto" or a number other than bacnet.network ({bacnet.ip_network})'))
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(

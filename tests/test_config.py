@@ -112,6 +112,13 @@ def test_a_bacnet_network_in_range_is_kept_without_warning(network: int) -> None
     assert (config.bacnet.network, config.warnings) == (network, ())
 
 
+def test_the_ip_network_is_auto_by_default_or_a_number_other_than_the_virtual_network() -> None:
+    assert parse_config({}).bacnet.ip_network is None
+    assert parse_config({"bacnet": {"ip_network": "auto"}}).bacnet.ip_network is None
+    assert parse_config({"bacnet": {"ip_network": 7}}).bacnet.ip_network == 7
+    assert "bacnet.ip_network" in problems_of({"bacnet": {"ip_network": 50, "network": 50}})
+
+
 def test_a_bacnet_network_that_is_not_an_integer_is_an_error() -> None:
     assert "bacnet.network" in problems_of({"bacnet": {"network": "50"}})
 
@@ -203,6 +210,9 @@ def test_a_section_that_is_not_a_table_is_an_error() -> None:
         ("snmp", "write_community", "caf\u00e9"),
         ("snmp", "address", "localhost"),
         ("bacnet", "reinit_password", "x" * 21),
+        ("bacnet", "read_only", "yes"),
+        ("bacnet", "ip_network", 0),
+        ("bacnet", "ip_network", "learned"),
         ("gateway", "operating_mode", "auto"),
         ("log", "level", "verbose"),
     ],

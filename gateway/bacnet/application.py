@@ -12,12 +12,17 @@ Every device's application carries the bacpypes3 fixes (`fixes.py`) and bounded 
 `bacnet.max_cov_subscriptions` over all devices and `bacnet.max_cov_per_client` for one
 subscriber (`CovLimits`, shared by every application of the gateway), and
 `MAX_NOTIFICATIONS_IN_FLIGHT` unanswered confirmed notifications per subscription (a slow
-subscriber misses intermediate values, never the gateway's memory). The router's application
-also answers TimeSynchronization and UTCTimeSynchronization (recorded; applied to the gateway's
-clock when rtc_control = "bacnet"; a global broadcast reaches every device, and only the router
-acts on it) and ReinitializeDevice (warmstart or coldstart, with the configured password: the
-gateway acknowledges, then restarts in-process), and binds the link layer its BACnet/IP port
-brings (BBMD or foreign device, see `ip_port.py`).
+subscriber misses intermediate values, never the gateway's memory). Every device executes
+DeviceCommunicationControl (`CommunicationControl`), and with `bacnet.read_only` refuses every
+write (`Protection`). The router's application also answers TimeSynchronization and
+UTCTimeSynchronization (recorded; applied to the gateway's clock when rtc_control = "bacnet"; a
+global broadcast reaches every device, and only the router acts on it) and ReinitializeDevice
+(warmstart or coldstart: the gateway acknowledges, then restarts in-process), and binds the link
+layer its BACnet/IP port brings (BBMD or foreign device, see `ip_port.py`).
+
+DeviceCommunicationControl and ReinitializeDevice need `bacnet.reinit_password`, and are refused
+(password-failure) while none is configured: anyone on the network could otherwise silence or
+restart the gateway.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import structlog
 from bacpypes3.apdu import (
+    DeviceCommunicationControlRequest,
     ReinitializeDeviceRequest,
     ReinitializeDeviceRequestReinitializedStateOfDevice,
     SimpleAckPDU,
@@ -40,11 +46,20 @@ from bacpypes3.apdu import (
     WhoHasRequest,
 )
 from bacpypes3.app import Application
+from bacpypes3.basetypes import (
+    COVSubscription,
+    DeviceAddress,
+    ListOfCOVSubscription,
+    ObjectPropertyReference,
+    Recipient,
+    RecipientProcess,
+)
 from bacpypes3.errors import ExecutionError
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
+from gateway.bacnet.doctor import HearsIAm
 from gateway.bacnet.fixes import (
     CancelOnlyWhatExists,
     CovConfirmationGuard,
@@ -52,15 +67,17 @@ from gateway.bacnet.fixes import (
     UnconfirmedServicesSupported,
     WildcardDeviceInstance,
     WriteDecodingErrors,
+    WritePropertyMultipleErrors,
     has_subscription,
 )
 from gateway.bacnet.ip_port import IPv4Port
-from gateway.bacnet.local_objects import MeterObject, PointLink, meter_object
+from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
 from gateway.bacnet.objects import ObjectSpec
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
-__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "RouterApplication"]
+__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "Protection",
+           "RouterApplication"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +103,61 @@ class CovLimits:
                 or sum(1 for cov in subscriptions if cov.client_addr == client) >= self.per_client)
 
 
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What guards a device against its clients: the password of DeviceCommunicationControl and
+    ReinitializeDevice ("" = both refused), and whether every write is refused."""
+
+    password: str
+    read_only: bool
+
+    def check_password(self, given: Any) -> None:
+        if not self.password or given is None or str(given) != self.password:
+            raise ExecutionError("security", "passwordFailure")
+
+
+class CommunicationControl:
+    """DeviceCommunicationControl: enable, disable or disable-initiation, for a duration in minutes
+    (none = until enabled again or the gateway restarts), with the protection's password.
+    bacpypes3's own handler fails (it sets the state on an `smap` its applications lack, as an
+    enumeration its access point never equals).
+
+    Where it is enforced: bacpypes3's `ApplicationServiceAccessPoint.confirmation` (working with
+    `fixes.DccOnUndecodedPdu`), the first place every APDU for this device passes, before a server
+    transaction exists or the service is decoded, reads `asap.dccEnableDisable`. While disabled it lets through
+    DeviceCommunicationControl and ReinitializeDevice only (and Who-Is/Who-Has, whose I-Am/I-Have
+    `sap_indication` then drops, as it drops everything the device would initiate; with initiation
+    disabled, everything but I-Am). A fast path for requests must sit behind that point, or ask
+    `communicating()`. COV notifications stop in both states (`BoundedCov`).
+    """
+
+    protection: Protection
+    _dcc_end: asyncio.TimerHandle | None = None
+
+    def communicating(self) -> bool:
+        """Whether the device answers requests and initiates messages (DCC enabled)."""
+        return self.asap.dccEnableDisable == "enable"  # type: ignore[attr-defined, no-any-return]
+
+    async def do_DeviceCommunicationControlRequest(self, apdu: DeviceCommunicationControlRequest) -> None:
+        self.protection.check_password(apdu.password)
+        self._communicate(apdu.enableDisable.attr)
+        if not self.communicating() and apdu.timeDuration:
+            self._dcc_end = asyncio.get_running_loop().call_later(apdu.timeDuration * 60, self._communicate, "enable")
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+        log.warning("device communication control", device=str(self.device_object.objectIdentifier),  # type: ignore[attr-defined]
+                    state=apdu.enableDisable.attr, minutes=apdu.timeDuration, source=str(apdu.pduSource))
+
+    def _communicate(self, state: str) -> None:
+        if self._dcc_end is not None:
+            self._dcc_end.cancel()
+            self._dcc_end = None
+        self.asap.dccEnableDisable = state  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._communicate("enable")  # no end of a duration left pending
+        super().close()  # type: ignore[misc]
+
+
 class BoundedCov:
     cov_limits: CovLimits
 
@@ -96,6 +168,8 @@ class BoundedCov:
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
     def cov_notification(self, cov: Subscription, apdu: Any) -> None:
+        if not self.communicating():  # type: ignore[attr-defined]
+            return  # DeviceCommunicationControl: initiation disabled
         in_flight = getattr(cov, "in_flight", 0)
         if cov.confirmed:
             if in_flight >= MAX_NOTIFICATIONS_IN_FLIGHT:
@@ -107,6 +181,19 @@ class BoundedCov:
         if cov.confirmed:  # bacpypes3 calls this for unconfirmed notifications too
             cov.in_flight = getattr(cov, "in_flight", 1) - 1  # type: ignore[attr-defined]
         super().cov_confirmation(cov, future)  # type: ignore[misc]
+
+    def get_active_cov_subscriptions(self) -> ListOfCOVSubscription:
+        """The device's Active_COV_Subscriptions (bacpypes3 asks for it and has none)."""
+        now = asyncio.get_running_loop().time()
+        return ListOfCOVSubscription([COVSubscription(
+            recipient=RecipientProcess(recipient=Recipient(address=DeviceAddress(cov.client_addr)),
+                                       processIdentifier=cov.proc_id),
+            monitoredPropertyReference=ObjectPropertyReference(objectIdentifier=cov.obj_id,
+                                                               propertyIdentifier="presentValue"),
+            issueConfirmedNotifications=bool(cov.confirmed),
+            timeRemaining=0 if cov.cancel_handle is None else max(0, round(cov.cancel_handle.when() - now)),
+            **({} if cov.covIncrement is None else {"covIncrement": cov.covIncrement}),
+        ) for cov in self.subscriptions()])
 
     # bacpypes3 keeps the subscriptions in `_cov_detections` (object id -> detection) and has no
     # public way to list them.
@@ -122,15 +209,23 @@ class BoundedCov:
 
 class DeviceApplication(  # type: ignore[misc]
     BoundedCov,
+    CommunicationControl,
     IndefiniteCovLifetime,
     CancelOnlyWhatExists,
     CovConfirmationGuard,
     WildcardDeviceInstance,
     UnconfirmedServicesSupported,
     WriteDecodingErrors,
+    WritePropertyMultipleErrors,
     Application,
 ):
     """The application of one device of the gateway."""
+
+    # Not executed, so not listed in Protocol_Services_Supported: no object of the gateway has a
+    # list ReadRange could read, and its devices subscribe to nobody's COV.
+    do_ReadRangeRequest = None
+    do_ConfirmedCOVNotificationRequest = None
+    do_UnconfirmedCOVNotificationRequest = None
 
     def object_identifiers(self) -> list[ObjectIdentifier]:
         """Its Object_List: every object of the device, built or not."""
@@ -254,16 +349,15 @@ class NodeApplication(DeviceApplication):
         self._pool.forget(self)
         super().close()
 
-    def _build(self, spec: ObjectSpec) -> MeterObject:
+    def _build(self, spec: ObjectSpec) -> MeterInput | MeterValue | MeterReset:
         obj = meter_object(PointLink(self._nodes, self._node, spec, self._cov_increments))
         self.add_object(obj)
         self._pool.added(self, obj.objectIdentifier)
         return obj
 
 
-class RouterApplication(DeviceApplication):
+class RouterApplication(HearsIAm, DeviceApplication):
     _clock: Clock
-    _password: str  # "" = none asked
     _restart: Callable[[], None]
 
     def add_object(self, obj: Any) -> None:
@@ -279,9 +373,8 @@ class RouterApplication(DeviceApplication):
         self.link_layers[obj.objectIdentifier] = link_layer
         self.nsap.bind(link_layer, net=obj.networkNumber, address=obj.address)
 
-    def configure(self, clock: Clock, password: str, restart: Callable[[], None]) -> None:
+    def configure(self, clock: Clock, restart: Callable[[], None]) -> None:
         self._clock = clock
-        self._password = password
         self._restart = restart
 
     async def do_TimeSynchronizationRequest(self, apdu: TimeSynchronizationRequest) -> None:
@@ -300,8 +393,7 @@ class RouterApplication(DeviceApplication):
                  applied=applied, reason=None if applied else 'rtc_control = "modbus"')
 
     async def do_ReinitializeDeviceRequest(self, apdu: ReinitializeDeviceRequest) -> None:
-        if self._password and (apdu.password is None or str(apdu.password) != self._password):
-            raise ExecutionError("security", "passwordFailure")
+        self.protection.check_password(apdu.password)
         if apdu.reinitializedStateOfDevice not in _RESTARTS:
             raise ExecutionError("services", "serviceRequestDenied")
         await self.response(SimpleAckPDU(context=apdu))

@@ -8,6 +8,7 @@ ID offset, so it changes through AV1 (applied at the next restart), and neither 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -15,7 +16,7 @@ from bacpypes3.basetypes import ObjectTypesSupported
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogValueObject
 from bacpypes3.local.device import ArrayOfObjectIdentifier, DeviceObject
-from bacpypes3.primitivedata import CharacterString, Date, ObjectIdentifier, Time
+from bacpypes3.primitivedata import Boolean, CharacterString, Date, Integer, ObjectIdentifier, Time
 
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.identity import RouterSetting
@@ -28,8 +29,9 @@ MAX_NAME_LENGTH = 64
 
 
 class GatewayDevice(GuardedWrites, DeviceObject):
-    """A device of the gateway: local time from the gateway's clock, and the objects and object
-    types it really has (built or not; bacpypes3 reports the built ones, and no types)."""
+    """A device of the gateway: local time, UTC offset and daylight saving from the gateway's clock
+    and the board's time zone, and the objects and object types it really has (built or not;
+    bacpypes3 reports the built ones, and no types)."""
 
     _clock: Clock
 
@@ -48,6 +50,23 @@ class GatewayDevice(GuardedWrites, DeviceObject):
     @localTime.setter
     def localTime(self, value: Any) -> None:
         pass  # computed
+
+    @property
+    def utcOffset(self) -> Integer:  # type: ignore[override]
+        """Minutes from local standard time to UTC (BACnet's sign: positive west of Greenwich)."""
+        return Integer(time.timezone // 60)
+
+    @utcOffset.setter
+    def utcOffset(self, value: Any) -> None:
+        pass  # the board's time zone
+
+    @property
+    def daylightSavingsStatus(self) -> Boolean:  # type: ignore[override]
+        return Boolean(time.localtime(self._clock.time()).tm_isdst > 0)
+
+    @daylightSavingsStatus.setter
+    def daylightSavingsStatus(self, value: Any) -> None:
+        pass  # the board's time zone
 
     @property
     def objectList(self) -> ArrayOfObjectIdentifier:  # type: ignore[override]

@@ -33,6 +33,7 @@ COLUMNS = (
     "hi-limit", "low-limit", "state-text-reference", "unit-code", "vendor-specific-address",
 )
 _Row = list[str]
+_ABBREVIATIONS = {"device": "DEV", "analog-input": "AI", "analog-value": "AV", "multi-state-value": "MV"}
 
 
 def ede_text(plan: DevicePlan, project: str, today: date | None = None) -> str:
@@ -71,13 +72,14 @@ def _device_row(instance: int, name: str, description: str) -> _Row:
 def _object_row(node: NodePlan, spec: ObjectSpec) -> _Row:
     return _row(node.instance, node.name, spec.object_type, spec.instance, spec.name,
                 description=spec.description, low=spec.min_value, high=spec.max_value,
-                settable=spec.writable, units=spec.units, address=f"modbus {node.address}:{spec.point.register}")
+                settable=spec.writable, units=None if spec.codes else spec.units,
+                address=f"modbus {node.address}:{spec.point.register}")
 
 
 def _row(device: int, device_name: str, object_type: str, instance: int, name: str, *, description: str,
          settable: bool, units: str | None, address: str, low: float | None = None,
          high: float | None = None, cov: bool = True) -> _Row:
-    type_abbreviation = {"device": "DEV", "analog-input": "AI", "analog-value": "AV"}[object_type]
+    type_abbreviation = _ABBREVIATIONS[object_type]
     return [
         f"{device_name}.{type_abbreviation}{instance}",
         str(device),

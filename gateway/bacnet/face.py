@@ -25,6 +25,7 @@ import structlog
 from gateway.bacnet import fixes, speedups
 from gateway.bacnet.bdt import BdtEntry, BdtError, load_bdt
 from gateway.bacnet.clock import Clock
+from gateway.bacnet.doctor import Doctor
 from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
 from gateway.config import BacnetSettings
@@ -69,6 +70,7 @@ class BacnetFace:
         try:
             speedups.install()
             fixes.count_failed_datagrams()
+            fixes.install_rejects()
             profiles = [node.profile for node in nodes.nodes.values()]
             plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
@@ -77,9 +79,10 @@ class BacnetFace:
             try:
                 await self.network.start()
                 log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
-                         network=plan.router.network, devices={n.address: n.instance for n in plan.nodes},
+                         network=plan.router.network, ip_network=plan.router.ip_network,
+                         devices={n.address: n.instance for n in plan.nodes},
                          **_ip_mode(settings, self._bdt))
-                await _serve(events, self.network)
+                await _serve(events, self.network, settings.doctor_interval)
             finally:
                 await self.network.close()
                 self.network = None
@@ -114,9 +117,12 @@ def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, o
     return {"mode": "normal"}
 
 
-async def _serve(events: Subscription, network: BacnetNetwork) -> None:
+async def _serve(events: Subscription, network: BacnetNetwork, doctor_interval: float) -> None:
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(_follow(events, network))
+        tasks.create_task(network.learn_ip_network())
+        if doctor_interval:
+            tasks.create_task(Doctor(network.diagnose, doctor_interval, network.show_conflicts).run())
         if network.foreign is not None:
             tasks.create_task(network.foreign.keep_registered())
 

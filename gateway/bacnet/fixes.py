@@ -19,10 +19,33 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `WildcardDeviceInstance`: device instance 4194303 ("this device") is compared with a string
   and never matches, so ReadProperty of it gives unknown-object.
 - `UnconfirmedServicesSupported`: Protocol_Services_Supported maps unconfirmed services with the
-  confirmed choice numbers (Who-Is shows up as some other service).
+  confirmed choice numbers (Who-Is shows up as some other service), and lists ReadRange, which
+  fails on every object the gateway has: it lists what the application executes (a handler set to
+  None is not executed).
+- `MultiStateCov`: a Multi-state object cannot be subscribed (operational-problem): bacpypes3
+  gives it the COV_Increment criteria, and it has no COV_Increment.
+- `StandardPropertyList`: Property_List includes Object_Identifier, Object_Name, Object_Type and
+  Property_List itself, which the standard leaves out (12.1.1.4.1).
 - `WriteDecodingErrors`: a WriteProperty of a property the object lacks is carried out (it adds
   the property) or becomes operational-problem, and a value of the wrong datatype gets a Reject;
   the standard wants unknown-property and invalid-data-type errors.
+- `WritePropertyMultipleErrors`: a WritePropertyMultiple with one refused write gets no answer at
+  all (bacpypes3 raises its WritePropertyMultiple-Error PDU as if it were an exception), so the
+  client retries and the writes before the refused one are applied again; a request naming no
+  known object gets a plain Error the client cannot decode. Here the writes are applied in order
+  up to the first failure, which is answered with a WritePropertyMultiple-Error naming it
+  (firstFailedWriteAttempt), with the same checks as WriteProperty.
+- `RejectUndecodable`: a confirmed request that does not decode (a required parameter missing, a
+  bad tag, cut short) gets no answer (the Abort meant for the client goes up to the application
+  instead); the standard wants a Reject with the reason.
+- `RejectUnreachableNetwork`: a message for a network the router cannot reach (its own
+  Who-Is-Router-To-Network got no answer) is dropped with a traceback; the standard wants a
+  Reject-Message-To-Network back to the sender.
+- `DccOnUndecodedPdu`: while DeviceCommunicationControl disables a device, the access point's
+  check reads the APDU type and service off the PDU before decoding it, where neither exists:
+  every datagram then fails, and a broadcast stops at the disabled device before it reaches the
+  others on the virtual network. Here the two are read from the PDU's first octets first.
+`install_rejects()` installs these three process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
   counted instead, with one warning a minute.
@@ -33,7 +56,8 @@ Two more are done where the thing is built: every analog object gets a COV_Incre
 one the first Present_Value change raises inside the caller, see `local_objects.py`), and the
 router announces itself (`NetworkServiceElement.startup` never awaits its announcement; see
 `network.py`). The application answers TimeSynchronization, UTCTimeSynchronization and
-ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them.
+ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them; and
+DeviceCommunicationControl, whose bacpypes3 handler fails.
 """
 
 from __future__ import annotations
@@ -42,19 +66,30 @@ import asyncio
 import logging
 from typing import Any
 
+import bacpypes3.app
+import bacpypes3.appservice
 from bacpypes3.apdu import (
+    APCISequence,
     ConfirmedServiceChoice,
+    RejectPDU,
     SimpleAckPDU,
     SubscribeCOVRequest,
     UnconfirmedServiceChoice,
+    WritePropertyMultipleError,
+    WritePropertyMultipleRequest,
     WritePropertyRequest,
     confirmed_request_types,
     unconfirmed_request_types,
 )
-from bacpypes3.basetypes import ServicesSupported
-from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag
-from bacpypes3.local.cov import COVIncrementCriteria
-from bacpypes3.primitivedata import ObjectType
+from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, PropertyIdentifier, ServicesSupported
+from bacpypes3.constructeddata import Any as AnyValue
+from bacpypes3.constructeddata import Array
+from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException, UnknownRoute
+from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
+from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
+from bacpypes3.npdu import NPDU, RejectMessageToNetwork
+from bacpypes3.pdu import PDU
+from bacpypes3.primitivedata import ObjectType, Unsigned
 from bacpypes3.service.cov import Subscription
 from bacpypes3.vlan import VirtualNetwork
 
@@ -67,15 +102,23 @@ __all__ = [
     "GuardedVirtualNetwork",
     "count_failed_datagrams",
     "CovConfirmationGuard",
+    "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
+    "MultiStateCov",
+    "StandardPropertyList",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
+    "RejectUndecodable",
+    "RejectUnreachableNetwork",
     "WriteDecodingErrors",
+    "WritePropertyMultipleErrors",
     "has_subscription",
+    "install_rejects",
 ]
 
 COV_FAILURES_TO_CANCEL = 3
+NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason: no router to DNET answered
 WILDCARD_INSTANCE = 4194303
 
 
@@ -128,6 +171,10 @@ class StatusFlagsCovCriteria(COVIncrementCriteria):
         super().send_cov_notifications(subscription)
 
 
+class MultiStateCov:
+    _cov_criteria = GenericCriteria
+
+
 class WildcardDeviceInstance:
     def get_object_id(self, objid: Any) -> Any:
         device = getattr(self, "device_object", None)
@@ -144,23 +191,139 @@ class UnconfirmedServicesSupported:
             (UnconfirmedServiceChoice, unconfirmed_request_types),
         ):
             for choice, request_type in request_types.items():
-                if hasattr(self, "do_" + request_type.__name__):
+                if getattr(self, "do_" + request_type.__name__, None) is not None:
                     supported[getattr(supported, choices(choice).attr)] = 1
         return supported
+
+
+#: Properties every object has, which Property_List does not list (BACnet 12.1.1.4.1).
+NOT_IN_PROPERTY_LIST = frozenset({"objectIdentifier", "objectName", "objectType", "propertyList"})
+
+
+class StandardPropertyList:
+    @property
+    def propertyList(self) -> Any:
+        listed = super().propertyList  # type: ignore[misc]
+        return type(listed)([prop for prop in listed if prop.attr not in NOT_IN_PROPERTY_LIST])
+
+    @propertyList.setter
+    def propertyList(self, value: Any) -> None:
+        pass  # computed
 
 
 class WriteDecodingErrors:
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
         obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
-        if obj is not None and (
-            obj.get_property_type(apdu.propertyIdentifier) is None
-            or apdu.propertyIdentifier not in obj.propertyList  # a property of the type, not of this object
-        ):
-            raise ExecutionError("property", "unknownProperty")
+        if obj is None:
+            raise ExecutionError("object", "unknownObject")
+        await write_checked(obj, apdu.propertyIdentifier, apdu.propertyValue, apdu.propertyArrayIndex, apdu.priority)
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+
+
+class WritePropertyMultipleErrors:
+    async def do_WritePropertyMultipleRequest(self, apdu: WritePropertyMultipleRequest) -> None:
+        for spec in apdu.listOfWriteAccessSpecs:
+            obj = self.get_object_id(spec.objectIdentifier)  # type: ignore[attr-defined]
+            for write in spec.listOfProperties:
+                try:
+                    if obj is None:
+                        raise ExecutionError("object", "unknownObject")
+                    await write_checked(obj, write.propertyIdentifier, write.value, write.propertyArrayIndex,
+                                        write.priority)
+                except ExecutionError as error:
+                    failed = ObjectPropertyReference(objectIdentifier=spec.objectIdentifier,
+                                                     propertyIdentifier=write.propertyIdentifier)
+                    if write.propertyArrayIndex is not None:
+                        failed.propertyArrayIndex = write.propertyArrayIndex
+                    await self.response(WritePropertyMultipleError(  # type: ignore[attr-defined]
+                        errorType=ErrorType(errorClass=error.errorClass, errorCode=error.errorCode),
+                        firstFailedWriteAttempt=failed, context=apdu))
+                    return
+        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+
+
+async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None, priority: int | None) -> None:
+    """One write of WriteProperty or WritePropertyMultiple: a property the object lacks is
+    unknown-property, a value of the wrong datatype invalid-data-type, one its type refuses (an
+    empty name) value-out-of-range."""
+    property_type = obj.get_property_type(prop)
+    name = PropertyIdentifier(prop).attr
+    if property_type is None or (name not in NOT_IN_PROPERTY_LIST and prop not in obj.propertyList):
+        # a property of the type, not of this object
+        raise ExecutionError("property", "unknownProperty")
+    if issubclass(property_type, Array) and index is not None:
+        property_type = Unsigned if index == 0 else property_type._subtype
+    try:
+        decoded = value.cast_out(property_type, null=priority is not None)
+    except (InvalidTag, DecodingError, TypeError):
+        raise ExecutionError("property", "invalidDataType") from None
+    except ValueError:  # the right datatype, outside what the property takes (an empty name)
+        raise ExecutionError("property", "valueOutOfRange") from None
+    await obj.write_property(prop, decoded, index, priority)
+
+
+class RejectUndecodable(bacpypes3.appservice.ServerSSM):
+    """The server transaction of a confirmed request; installed by `install_rejects()`."""
+
+    async def request(self, apdu: Any) -> None:
+        """Hand a complete request to the application, decoded, or answer it with a Reject."""
+        if isinstance(apdu, bacpypes3.appservice.AbortPDU):
+            await super().request(apdu)
+            return
         try:
-            await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
-        except (InvalidTag, DecodingError):
-            raise ExecutionError("property", "invalidDataType") from None
+            decoded = APCISequence.decode(apdu)
+        except RejectException as error:
+            reason = error.rejectReason
+        except AttributeError:  # bacpypes3's word for a required parameter that is not there
+            reason = "missingRequiredParameter"
+        except Exception:
+            reason = "invalidTag"
+        else:
+            decoded.pduSource, decoded.pduDestination = self.pdu_address, None
+            await self.ssmSAP.sap_request(decoded)
+            return
+        await self.confirmation(RejectPDU(invoke_id=self.invokeID, reason=reason))
+
+
+class RejectUnreachableNetwork(NetworkServiceAccessPoint):
+    """The network layer of every application; installed by `install_rejects()`."""
+
+    async def process_npdu(self, adapter: NetworkAdapter, npdu: NPDU) -> None:
+        try:
+            await super().process_npdu(adapter, npdu)
+        except UnknownRoute:
+            reject = RejectMessageToNetwork(NO_ROUTE_TO_NETWORK, npdu.npduDADR.addrNet)
+            reject.pduDestination = npdu.pduSource
+            if npdu.npduSADR is not None:  # from behind another router: back to the station there
+                reject.npduDADR = npdu.npduSADR
+            await adapter.process_npdu(reject)
+
+
+class DccOnUndecodedPdu(bacpypes3.appservice.ApplicationServiceAccessPoint):
+    """The application service access point of every application; installed by `install_rejects()`."""
+
+    async def confirmation(self, pdu: PDU) -> None:
+        if self.dccEnableDisable != "enable":
+            pdu.apduType, pdu.apduService = _type_and_service(bytes(pdu.pduData[:6]))  # type: ignore[attr-defined]
+        await super().confirmation(pdu)
+
+
+def _type_and_service(head: bytes) -> tuple[int | None, int | None]:
+    """The APDU type and service choice from an APDU's first octets (BACnet 20.1); None when cut short."""
+    if not head:
+        return None, None
+    kind = head[0] >> 4
+    at = {0: 5 if head[0] & 0x08 else 3, 1: 1}.get(kind)  # confirmed (segmented or not), unconfirmed
+    return kind, head[at] if at is not None and at < len(head) else None
+
+
+def install_rejects() -> None:
+    """Give every application the Reject of an undecodable request and of an unreachable network,
+    and a working DeviceCommunicationControl check (process-wide: bacpypes3 looks these classes
+    up by their module names); safe to call again."""
+    bacpypes3.appservice.ServerSSM = RejectUndecodable  # type: ignore[misc]
+    bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
+    bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),

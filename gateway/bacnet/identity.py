@@ -51,7 +51,8 @@ class RouterPlan:
     instance: int  # the device ID offset
     name: str
     network: int  # the virtual network the nodes sit on
-    ip_network: int  # the number the router gives its IP side
+    ip_network: int  # the number the router gives its IP side (until it learns another)
+    ip_network_configured: bool  # False: a fallback, to be learned from the network
     vendor_id: int
 
     def setting(self, setting: RouterSetting) -> int:
@@ -103,7 +104,9 @@ def plan_devices(
 ) -> DevicePlan:
     offset = settings.device_id_offset if state.device_id_offset is None else state.device_id_offset
     network = settings.network if state.network is None else state.network
-    router = RouterPlan(offset, f"{SERIES}_Gateway_{offset}", network, ip_network(network), settings.vendor_id)
+    configured = settings.ip_network not in (None, network)  # AV2 may have taken it since
+    number = settings.ip_network if settings.ip_network is not None and configured else ip_network(network)
+    router = RouterPlan(offset, f"{SERIES}_Gateway_{offset}", network, number, configured, settings.vendor_id)
     nodes = []
     for profile in sorted(profiles, key=lambda p: p.address):
         override = state.overrides.get(profile.address, DeviceOverride())
@@ -119,10 +122,6 @@ def plan_devices(
 
 
 def ip_network(virtual: int) -> int:
-    """The network number of the router's IP side.
-
-    A BACnet router numbers every port. Nothing outside the gateway needs the IP side's number
-    (it shows only as the source network of requests the router forwards to the meters), and
-    there is no setting for it, as on the BCPME; it only has to differ from the virtual network.
-    """
+    """The IP side's network number until the router learns it (`bacnet.ip_network = "auto"`, or a
+    number AV2 has since given the virtual network): it only has to differ from the virtual one."""
     return 1 if virtual != 1 else 2

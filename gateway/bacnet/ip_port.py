@@ -1,6 +1,6 @@
 """The router's BACnet/IP network port, in the mode the configuration asks for.
 
-    port = ip_port(config.bacnet, network=1, bdt=table)
+    port = ip_port(config.bacnet, network=1, configured=False, bdt=table)
     port._link_layer     # Bbmd, ForeignDevice, or None: bacpypes3 builds its normal link layer
 
 - normal: bacpypes3's own link layer; BACnet_IP_Mode NORMAL.
@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bacpypes3.basetypes import BDTEntry, FDTEntry, HostNPort
+from bacpypes3.basetypes import BDTEntry, FDTEntry, HostNPort, NetworkNumberQuality
 from bacpypes3.constructeddata import ListOf
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import IPv4Address
+from bacpypes3.primitivedata import Unsigned16
 
 from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
@@ -28,14 +29,51 @@ from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.local_objects import GuardedWrites
 from gateway.config import BacnetSettings
 
-__all__ = ["BbmdPort", "IPv4Port", "ip_port"]
+__all__ = ["MAX_APDU", "BbmdPort", "IPv4Port", "ip_port"]
 
+MAX_APDU = 1476  # what fits a BACnet/IP frame
+NOT_CONFIGURED = bytes(4)  # 0.0.0.0
 _BdtList = ListOf(BDTEntry)
 _FdtList = ListOf(FDTEntry)
 
 
 class IPv4Port(GuardedWrites, NetworkPortObject):
+    """Network_Number and its quality are the network layer's: a number learned after start
+    (`bacnet.ip_network = "auto"`) shows at once."""
+
     _link_layer: Bbmd | ForeignDevice | None = None  # None: bacpypes3 builds the link layer
+    _number: int
+    _quality: str
+
+    @property
+    def networkNumber(self) -> Any:
+        adapter = self.adapter()
+        return self._number if adapter is None else Unsigned16(adapter.adapterNet)
+
+    @networkNumber.setter
+    def networkNumber(self, value: Any) -> None:
+        self._number = value
+
+    @property
+    def networkNumberQuality(self) -> Any:
+        adapter = self.adapter()
+        if adapter is None:
+            return self._quality
+        # bacpypes3 keeps the flag of the Network-Number-Is it learned from (1 = the sender's
+        # number is configured) where it keeps a quality: anything but configured is learned here.
+        configured = adapter.adapterNetConfigured == NetworkNumberQuality.configured
+        return NetworkNumberQuality("configured" if configured else "learned")
+
+    @networkNumberQuality.setter
+    def networkNumberQuality(self, value: Any) -> None:
+        self._quality = value
+
+    def adapter(self) -> Any:
+        """The network layer's adapter of this port, once bound."""
+        app = getattr(self, "_app", None)
+        if app is None or (link_layer := app.link_layers.get(self.objectIdentifier)) is None:
+            return None
+        return next((adapter for adapter in app.nsap.adapters.values() if adapter.clientPeer is link_layer), None)
 
 
 class BbmdPort(IPv4Port):
@@ -61,12 +99,18 @@ class BbmdPort(IPv4Port):
         pass  # computed
 
 
-def ip_port(settings: BacnetSettings, network: int, bdt: Sequence[BdtEntry]) -> IPv4Port:
-    """The BACnet/IP port at `settings.address` and `.port`, numbered `network`. Build it inside the
-    running loop: the link layer opens its sockets at once."""
+def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Sequence[BdtEntry]) -> IPv4Port:
+    """The BACnet/IP port at `settings.address` and `.port`, numbered `network` (configured, or a
+    fallback until one is learned). Build it inside the running loop: the link layer opens its
+    sockets at once."""
     address = IPv4Address(f"{settings.address}:{settings.port}")
     common: dict[str, Any] = {"objectIdentifier": ("network-port", 1), "objectName": "BACnet/IP",
-                              "networkNumber": network, "networkNumberQuality": "configured"}
+                              "networkNumber": network,
+                              "networkNumberQuality": "configured" if configured else "learned",
+                              # Clause 12.56: every BACnet/IP port has these; the gateway routes only
+                              # on its own subnet and resolves no names, so none is configured.
+                              "apduLength": MAX_APDU, "ipDefaultGateway": NOT_CONFIGURED,
+                              "ipDNSServer": [NOT_CONFIGURED]}
     port: IPv4Port
     if settings.bbmd:
         port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)

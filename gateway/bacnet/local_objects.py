@@ -18,26 +18,33 @@ import structlog
 from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
+from bacpypes3.local.multistate import MultiStateValueObject
 from bacpypes3.primitivedata import Null
 
 from gateway.bacnet.errors import write_error
-from gateway.bacnet.fixes import StatusFlagsCovCriteria
+from gateway.bacnet.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
-__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterValue", "PointLink", "meter_object", "real_value"]
+__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointLink", "meter_object",
+           "real_value"]
 
 log = structlog.get_logger(__name__)
 
 
-class GuardedWrites:
-    """Only what `_write` accepts is writable remotely (bacpypes3 lets a client write anything)."""
+class GuardedWrites(StandardPropertyList):
+    """The base of every object the gateway serves: only what `_write` accepts is writable remotely
+    (bacpypes3 lets a client write anything), and nothing when the device is read-only
+    (`bacnet.read_only`); its Property_List is the standard's."""
 
     async def write_property(self, attr: Any, value: Any, index: int | None = None,
                              priority: int | None = None) -> None:
+        protection = getattr(getattr(self, "_app", None), "protection", None)
+        if protection is not None and protection.read_only:
+            raise ExecutionError("property", "writeAccessDenied")
         if index is not None:
             raise ExecutionError("property", "propertyIsNotAnArray")
         await self._write(PropertyIdentifier(attr).attr, value)
@@ -73,8 +80,17 @@ class PointLink:
         alarm = self.spec.alarm
         return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
 
+    async def reset(self, code: int) -> None:
+        """Write a reset code to the point's register."""
+        await self.nodes.write(self.node.address, self.spec.point.register, [code])
+
     async def write(self, value: float) -> None:
-        await self.nodes.write_value(self.node.address, self.spec.point.register, value)
+        """Write to the meter; a value its register cannot hold as it is is refused, never rounded."""
+        point = self.spec.point
+        scale = self.node.cache.scale_of(point)
+        if scale is not None and not point.encodes_exactly(value, scale):
+            raise ExecutionError("property", "valueOutOfRange")
+        await self.nodes.write_value(self.node.address, point.register, value)
 
 
 class MeterObject(GuardedWrites):
@@ -117,8 +133,44 @@ class MeterValue(MeterObject, AnalogValueObject):
         self.show()
 
 
-def meter_object(link: PointLink) -> MeterInput | MeterValue:
+class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
+    """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
+
+    _link: PointLink
+
+    def show(self) -> None:
+        self.reliability = "no-fault-detected" if self._link.node.health.online else "communication-failure"
+
+    async def _write(self, name: str, value: Any) -> None:
+        if name != "presentValue":
+            await super()._write(name, value)
+            return
+        if isinstance(value, Null) or not isinstance(value, int):
+            raise ExecutionError("property", "invalidDataType")
+        codes = self._link.spec.codes
+        if not 1 <= value <= len(codes) + 1:
+            raise ExecutionError("property", "valueOutOfRange")
+        if value == 1:
+            return  # "Ready": nothing to do
+        try:
+            await self._link.reset(codes[value - 2])
+        except GatewayError as error:
+            log.info("bacnet reset refused", object=str(self.objectIdentifier), code=codes[value - 2],
+                     reason=str(error))
+            raise write_error(error) from None
+        log.info("bacnet reset", object=str(self.objectIdentifier), action=self._link.spec.states[value - 1])
+
+
+def meter_object(link: PointLink) -> MeterInput | MeterValue | MeterReset:
     spec = link.spec
+    if spec.object_type == "multi-state-value":
+        reset = MeterReset(objectIdentifier=(spec.object_type, spec.instance), objectName=spec.name,
+                           description=spec.description, presentValue=1, numberOfStates=len(spec.states),
+                           stateText=list(spec.states), eventState="normal", outOfService=False,
+                           reliability="no-fault-detected")
+        reset._link = link
+        reset.show()
+        return reset
     limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
     cls = MeterValue if spec.writable else MeterInput
     value, reliability, event = link.state()

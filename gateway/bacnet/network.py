@@ -26,19 +26,30 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
+import structlog
+from bacpypes3.basetypes import NetworkNumberQuality
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import CovLimits, DeviceApplication, NodeApplication, ObjectPool, RouterApplication
+from gateway.bacnet.application import (
+    CovLimits,
+    DeviceApplication,
+    NodeApplication,
+    ObjectPool,
+    Protection,
+    RouterApplication,
+)
 from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
+from gateway.bacnet.doctor import Conflict, diagnose
 from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting, plan_devices
-from gateway.bacnet.ip_port import IPv4Port, ip_port
+from gateway.bacnet.ip_port import MAX_APDU, IPv4Port, ip_port
+from gateway.bacnet.local_objects import GuardedWrites
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, ValueChanged
@@ -46,9 +57,11 @@ from gateway.state import DeviceOverride, IdentityStore, State
 
 __all__ = ["BacnetNetwork"]
 
+log = structlog.get_logger(__name__)
+
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
-MAX_APDU = 1476  # what fits a BACnet/IP frame
 SOCKET_OPEN_TIMEOUT = 2.0  # seconds; opening a UDP socket on an address of the board is immediate
+LEARN_IP_NETWORK_TIMEOUT = 3.0  # seconds a router of the IP network has to answer What-Is-Network-Number
 _network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
 
 
@@ -74,7 +87,11 @@ class BacnetNetwork:
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
         self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client)
-        port = ip_port(settings, plan.router.ip_network, bdt)
+        self._protection = Protection(settings.reinit_password, settings.read_only)
+        port = ip_port(settings, plan.router.ip_network, plan.router.ip_network_configured, bdt)
+        self._ip_port = port
+        self._ip_network_configured = plan.router.ip_network_configured
+        self._network = plan.router.network
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
         self.devices: dict[int, NodeDevice] = {}
@@ -94,6 +111,7 @@ class BacnetNetwork:
             modelName="BCPM gateway (BACnet router)",
             firmwareRevision=_version(),
             description=f"BACnet router to the meters on network {router.network}",
+            reliability="no-fault-detected",  # configuration-error while the doctor finds a conflict
             **self._vendor,
         )
         device._clock = self._clock
@@ -102,14 +120,15 @@ class BacnetNetwork:
         app = RouterApplication.from_object_list(
             [device, port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
         )
-        app.configure(self._clock, self._settings.reinit_password, restart)
-        self._bound_cov(app)
+        app.configure(self._clock, restart)
+        self._share(app)
         return app
 
-    def _bound_cov(self, app: DeviceApplication) -> None:
-        """Every application counts against the gateway's one set of COV caps."""
+    def _share(self, app: DeviceApplication) -> None:
+        """Every application counts against the gateway's one set of COV caps, and has its protection."""
         app.cov_limits = self._cov_limits
         self._cov_limits.apps.append(app)
+        app.protection = self._protection
 
     def _router_setting(self, setting: RouterSetting, value: int) -> RouterSettingValue:
         obj = RouterSettingValue(
@@ -146,17 +165,17 @@ class BacnetNetwork:
         device._identities = self
         app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, None)])
         app.serve(self._nodes, node, plan.objects, self.pool)
-        self._bound_cov(app)
+        self._share(app)
         self.applications[plan.address] = app
         self.devices[plan.address] = device
 
-    def _virtual_port(self, instance: int, mac: int, network: int | None) -> NetworkPortObject:
+    def _virtual_port(self, instance: int, mac: int, network: int | None) -> VirtualPort:
         numbering: dict[str, Any] = (
             {"networkNumber": network, "networkNumberQuality": "configured"}
             if network is not None
             else {"networkNumber": 0, "networkNumberQuality": "unknown"}
         )
-        return NetworkPortObject(
+        return VirtualPort(
             objectIdentifier=("network-port", instance),
             objectName="Virtual network",
             networkType="virtual",
@@ -167,6 +186,7 @@ class BacnetNetwork:
             reliability="no-fault-detected",
             outOfService=False,
             changesPending=False,
+            apduLength=MAX_APDU,
             **numbering,
         )
 
@@ -183,9 +203,30 @@ class BacnetNetwork:
     async def start(self) -> None:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
+        if not self._ip_network_configured:
+            # bacpypes3 numbers every bound port "configured"; a learned number yields to what a
+            # router of the IP network says (Network-Number-Is, see `learn_ip_network`).
+            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.learned
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
+
+    async def learn_ip_network(self) -> None:
+        """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number); the
+        network layer takes the answer (and any later Network-Number-Is) itself."""
+        if self._ip_network_configured:
+            return
+        fallback = self._ip_port.networkNumber
+        # The router hears its own answer too (the fallback, at once), so the future says little:
+        # what counts is the number once the others had their time.
+        asking = self.router.nse.what_is_network_number(self._ip_port.adapter())
+        await asyncio.sleep(LEARN_IP_NETWORK_TIMEOUT)
+        asking.cancel()
+        learned = self._ip_port.networkNumber
+        if learned != fallback:
+            log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
+        else:
+            log.info("bacnet ip network not learned: no other router answered", ip_network=fallback)
 
     def apply(self, event: Event) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced."""
@@ -206,6 +247,15 @@ class BacnetNetwork:
             if each in self.applications:
                 self.applications[each].show()
                 self.devices[each].systemStatus = _system_status(self._nodes.nodes[each].health.online)
+
+    async def diagnose(self) -> frozenset[Conflict]:
+        """Who else uses the virtual network or a device ID of the gateway (see `doctor.py`)."""
+        instances = {device.objectIdentifier[1] for device in self._all_devices()}
+        return await diagnose(self.router, self._network, instances, self._ip_port.address)
+
+    def show_conflicts(self, conflicting: bool) -> None:
+        """The router device's Reliability (so Status_Flags) tells whether the doctor found one."""
+        self.router.device_object.reliability = "configuration-error" if conflicting else "no-fault-detected"
 
     async def close(self) -> None:
         try:
@@ -252,6 +302,9 @@ class BacnetNetwork:
                 raise ExecutionError("property", "duplicateObjectId")
             await self._save_override(device._address, object_instance=instance)
             device.objectIdentifier = ("device", instance)
+        app = self.applications[device._address]
+        if app.communicating():
+            app.i_am()  # a BMS that bound the old ID learns the new one
 
     def _all_devices(self) -> Iterator[GatewayDevice]:
         yield self.router.device_object
@@ -265,6 +318,10 @@ class BacnetNetwork:
 
     async def _save_setting(self, setting: RouterSetting, value: int) -> None:
         await asyncio.to_thread(self._identities.update, lambda state: state.with_router(**{setting.key: value}))
+
+
+class VirtualPort(GuardedWrites, NetworkPortObject):
+    """A port on the virtual network: nothing of it is writable remotely."""
 
 
 def _system_status(online: bool) -> str:

@@ -26,6 +26,11 @@ The numbering, fixed so that a BMS database survives firmware and gateway upgrad
   3-Phase" (a 32-bit value takes its first register's number). The vendor's Modbus map is then
   the index of the AIs.
 
+- **Multi-state Value** (the meter's reset registers, write-only: 294 AUX, 295 global, and one
+  per branch circuit and logical meter, 1126-1167, 4063-4083, 7042-7055), numbered over the whole
+  map in register order: MSV1 = 294, MSV2 = 295, MSV3 = 1126 ... State 1 is "Ready" (what it
+  reads); writing another state writes that reset's code (`RESET_ACTIONS`) to the meter.
+
 Present values are engineering values: the meter's scale registers applied. Units follow the
 point map; COV_Increment is per quantity (`COV_INCREMENTS`) and never 0. Each alarm status AV and
 the current AI of its channel carry the meter's alarm as Event_State (so Status_Flags IN_ALARM,
@@ -40,7 +45,8 @@ from typing import Any
 
 from gateway.pointmap import ALARM_BITS, Encoding, Point, PointMap, PollClass
 
-__all__ = ["COV_INCREMENTS", "DEVICE_PROPERTY_KEYS", "ObjectSpec", "av_instances", "object_specs"]
+__all__ = ["COV_INCREMENTS", "DEVICE_PROPERTY_KEYS", "RESET_ACTIONS", "RESET_KEYS", "ObjectSpec", "av_instances",
+           "msv_instances", "object_specs"]
 
 #: Point-map units -> BACnet EngineeringUnits.
 UNITS = {
@@ -68,6 +74,17 @@ COV_INCREMENTS = {
 #: A unitless scaled point is a power factor (exponent -3); unscaled ones are counts and codes.
 POWER_FACTOR_COV_INCREMENT = 0.01
 COUNT_COV_INCREMENT = 1.0
+#: What the meter does for each code written to a reset register (BCPME guide), by code.
+RESET_ACTIONS = {
+    10203: "Clear energy",
+    29877: "Clear maxima",
+    20097: "Clear maximum demand",
+    26012: "Start a demand subinterval",
+    26013: "Reset demand",
+    31010: "Clear latched alarms",
+}
+RESET_KEYS = frozenset({"global_reset", "aux_reset", "reset"})
+READY = "Ready"  # state 1 of a reset object: what it always reads
 #: Shown as properties of the device object instead of objects.
 DEVICE_PROPERTY_KEYS = frozenset({"serial_number", "firmware_rs", "firmware_os", "device_id"})
 #: The logical-meter groups reuse "Meter n" labels; their object names say which kind.
@@ -78,7 +95,7 @@ _METER_KIND = {"meter2": "2-Phase Meter", "meter3": "3-Phase Meter"}
 class ObjectSpec:
     """What one BACnet object of a node is: its identity, units and the point it serves."""
 
-    object_type: str  # "analog-input" or "analog-value"
+    object_type: str  # "analog-input", "analog-value" or "multi-state-value"
     instance: int
     name: str
     units: str  # a BACnet EngineeringUnits name
@@ -87,10 +104,16 @@ class ObjectSpec:
     min_value: float | None = None  # Min_Pres_Value / Max_Pres_Value of a writable point,
     max_value: float | None = None  # when its scale is fixed
     alarm: Point | None = None  # the alarm status whose bits set this object's Event_State
+    codes: tuple[int, ...] = ()  # of a reset object: the code each state after the first writes
 
     @property
     def writable(self) -> bool:
-        return self.object_type == "analog-value"
+        return self.object_type in ("analog-value", "multi-state-value")
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The State_Text of a reset object."""
+        return (READY, *(RESET_ACTIONS[code] for code in self.codes))
 
     @property
     def description(self) -> str:
@@ -104,9 +127,14 @@ def object_specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:
 
 @functools.cache
 def _specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:
-    avs = av_instances(pointmap)
-    specs = [_spec(pointmap, point, avs) for point in pointmap.for_model(model) if _served(pointmap, point)]
-    return tuple(sorted(specs, key=lambda s: (s.object_type != "analog-value", s.instance)))
+    avs, msvs = av_instances(pointmap), msv_instances(pointmap)
+    points = pointmap.for_model(model)
+    specs = [_spec(pointmap, point, avs) for point in points if _served(pointmap, point)]
+    specs += [_reset_spec(point, msvs[point.register]) for point in points if point.register in msvs]
+    return tuple(sorted(specs, key=lambda s: (_TYPE_ORDER[s.object_type], s.instance)))
+
+
+_TYPE_ORDER = {"analog-value": 0, "multi-state-value": 1, "analog-input": 2}
 
 
 @functools.cache
@@ -114,6 +142,18 @@ def av_instances(pointmap: PointMap) -> dict[int, int]:
     """Register -> AV instance: the writable served points of every model, in register order."""
     writable = [p for p in pointmap.points if p.writable and _served(pointmap, p)]
     return {point.register: number for number, point in enumerate(writable, start=1)}
+
+
+@functools.cache
+def msv_instances(pointmap: PointMap) -> dict[int, int]:
+    """Register -> Multi-state Value instance: the reset registers of every model, in register order."""
+    resets = [p for p in pointmap.points if p.key in RESET_KEYS and p.writable]
+    return {point.register: number for number, point in enumerate(resets, start=1)}
+
+
+def _reset_spec(point: Point, instance: int) -> ObjectSpec:
+    codes = tuple(low for low, _ in point.valid)
+    return ObjectSpec("multi-state-value", instance, _name(point), "noUnits", COUNT_COV_INCREMENT, point, codes=codes)
 
 
 def _served(pointmap: PointMap, point: Point) -> bool:

@@ -138,6 +138,11 @@ class Point:
             raw = words[0]
         return scale_value(raw, self.exponent if self.exponent is not None else scale) if self.scaled else raw
 
+    def encodes_exactly(self, value: float | int, scale: int = 0) -> bool:
+        """Whether the registers can hold `value` as it is (2.7 cannot go to a whole-number point)."""
+        raw = value / 10.0 ** (self.exponent if self.exponent is not None else scale) if self.scaled else value
+        return math.isclose(raw, round(raw), abs_tol=1e-6)
+
     def encode(self, value: float | int, scale: int = 0) -> list[int]:
         """The raw registers for an engineering value (inverse of :meth:`decode`)."""
         raw = unscale_value(value, self.exponent if self.exponent is not None else scale) if self.scaled else int(value)

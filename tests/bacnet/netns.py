@@ -21,7 +21,7 @@ import os
 import secrets
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,18 @@ class Site:
         self._namespaces.append(namespace)
         ip("-n", namespace, "link", "set", "lo", "up")
         return namespace
+
+
+@contextlib.asynccontextmanager
+async def site_of(hosts: Mapping[str, str]) -> AsyncIterator[Site]:
+    """A site with a host of each name at its address ("ip/prefix"), closed afterwards."""
+    site = Site()
+    try:
+        for name, address in hosts.items():
+            site.host(name, address)
+        yield site
+    finally:
+        await site.close()
 
 
 def _remove_leftovers() -> None:

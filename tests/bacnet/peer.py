@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bacpypes3.app import Application
 from bacpypes3.basetypes import BDTEntry
@@ -34,8 +34,9 @@ def peer_bbmd(address: str, bdt: Sequence[str], instance: int = PEER_INSTANCE) -
     return Application.from_object_list([device, port])
 
 
-async def _serve(address: str, bdt: Sequence[str]) -> None:
-    app = peer_bbmd(address, bdt)
+async def serve(build: Callable[[], Application]) -> None:
+    """Build the application, say "ready", and serve until SIGTERM."""
+    app = build()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
@@ -44,4 +45,4 @@ async def _serve(address: str, bdt: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(sys.argv[1], sys.argv[2:]))
+    asyncio.run(serve(lambda: peer_bbmd(sys.argv[1], sys.argv[2:])))

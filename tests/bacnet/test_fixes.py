@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import socket
 
+import bacpypes3.app
+import bacpypes3.appservice
 import pytest
 from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
 from bacpypes3.app import Application
@@ -17,17 +19,28 @@ from bacpypes3.errors import ExecutionError, InvalidTag
 from bacpypes3.local.analog import AnalogInputObject
 from bacpypes3.local.cov import COVIncrementCriteria
 from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.multistate import MultiStateValueObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceElement
-from bacpypes3.pdu import Address
+from bacpypes3.pdu import PDU, Address
 from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
+from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.vlan import VirtualNetwork
 
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import FAILED_DATAGRAMS, StatusFlagsCovCriteria
+from gateway.bacnet.fixes import (
+    FAILED_DATAGRAMS,
+    DccOnUndecodedPdu,
+    RejectUndecodable,
+    RejectUnreachableNetwork,
+    StandardPropertyList,
+    StatusFlagsCovCriteria,
+)
 from tests.bacnet.client import Client, free_udp_port
+from tests.bacnet.js_client import bacnet_js
+from tests.bacnet.other_party import router as stock_router
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
 WILDCARD = ObjectIdentifier("device,4194303")
@@ -126,6 +139,18 @@ async def test_stock_services_supported_misses_who_is() -> None:
     supported = ours.get_services_supported()
     assert supported["who-is"] == supported["who-has"] == supported["read-property-multiple"] == 1
     assert supported["subscribe-cov"] == supported["write-property"] == 1
+    assert stock.get_services_supported()["read-range"] == 1  # listed, and fails on every object
+    assert supported["read-range"] == 0
+
+
+async def test_stock_property_list_lists_what_every_object_has() -> None:
+    class Ours(StandardPropertyList, AnalogInputObject):
+        pass
+
+    assert {"objectIdentifier", "objectName", "propertyList"} <= {prop.attr for prop in analog_input().propertyList}
+    ours = Ours(objectIdentifier=("analog-input", 2), objectName="x", presentValue=1.0, units="amperes")
+    assert not {"objectIdentifier", "objectName", "objectType", "propertyList"} & {p.attr for p in ours.propertyList}
+    # The gateway's: tests/bacnet/test_device_objects.py::test_property_list_leaves_out_what_every_object_has
 
 
 async def test_stock_object_types_supported_is_empty() -> None:
@@ -150,6 +175,77 @@ async def test_stock_write_of_the_wrong_datatype_is_rejected_instead_of_an_error
     assert refused.value.errorCode == "invalidDataType"
 
 
+async def test_stock_write_property_multiple_with_a_refused_write_gets_no_answer() -> None:
+    async with stock_server(analog_input(covIncrement=1.0)) as port:
+        request = {"service": "writePropertyMultiple", "objects": [
+            {"objectType": 0, "instance": 1, "properties": [{"property": 9999, "real": 2.0}]}]}  # no such property
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": request, "waitMs": 1500})
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::
+    #   test_write_property_multiple_to_a_read_only_input_is_refused_with_its_place
+
+
+async def test_stock_confirmed_request_that_does_not_decode_gets_no_answer(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.appservice, "ServerSSM", RejectUndecodable.__mro__[1])  # as bacpypes3 has it
+    async with stock_server() as port:
+        no_property = {"service": 12, "hex": "0c00000001"}  # ReadProperty without its property identifier
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": no_property, "waitMs": 1500})
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::test_a_request_that_does_not_decode_is_rejected
+
+
+async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.app, "NetworkServiceAccessPoint", RejectUnreachableNetwork.__mro__[1])
+    port = free_udp_port()
+    VirtualNetwork("stock-reject-test")
+    try:
+        router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-reject-test", ip_network=1)
+        read_name = {"service": 12, "hex": "0c02002329194d"}
+        [answer] = await bacnet_js(port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name,
+                                          "waitMs": 4000})
+        router.close()
+    finally:
+        VirtualNetwork._networks.pop("stock-reject-test")
+    assert answer == {"pdu": "none"}
+    # The gateway's: tests/bacnet/test_conformance.py::
+    #   test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
+
+
+async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disabled(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.app, "ApplicationServiceAccessPoint", DccOnUndecodedPdu.__mro__[1])
+    port = free_udp_port()
+    stock = Application.from_object_list([
+        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP")])
+    try:
+        stock.asap.dccEnableDisable = "disable"
+        with pytest.raises(AttributeError, match="apduType"):
+            await stock.asap.confirmation(PDU(bytes.fromhex("10080c0200232919")))  # any PDU, here a Who-Is
+    finally:
+        stock.close()
+    # The gateway's: tests/bacnet/test_protection.py::test_dcc_disable_silences_one_device_until_enabled_again
+
+
+def test_stock_device_communication_control_handler_fails() -> None:
+    with pytest.raises(AttributeError, match="smap"):
+        DeviceCommunicationControlServices().enable_communications()
+    # The gateway's own: gateway/bacnet/application.py CommunicationControl
+
+
+async def test_stock_multi_state_value_cannot_be_subscribed() -> None:
+    stock = MultiStateValueObject(objectIdentifier=("multi-state-value", 1), objectName="reset", presentValue=1,
+                                  numberOfStates=2, stateText=["Ready", "Reset"], outOfService=False,
+                                  eventState="normal")
+    async with stock_server(stock) as port:
+        client = Client(port)
+        try:
+            with pytest.raises(ErrorPDU) as failed:
+                await client.subscribe(client.router, "multi-state-value,1", confirmed=False)
+            assert str(failed.value.errorCode) == "operational-problem"
+        finally:
+            client.close()
+    # The gateway's: tests/bacnet/test_resets.py::test_a_reset_object_can_be_subscribed
+
+
 def test_stock_application_ignores_time_sync_and_rejects_reinitialize() -> None:
     for service in ("TimeSynchronizationRequest", "UTCTimeSynchronizationRequest", "ReinitializeDeviceRequest"):
         assert not hasattr(Application, f"do_{service}")
@@ -161,15 +257,7 @@ async def test_stock_router_does_not_announce_itself() -> None:
     with broadcast_listener(port) as listener:
         VirtualNetwork("stock-router-test")
         try:
-            router = Application.from_object_list([
-                device(),
-                NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP",
-                                  networkNumber=1, networkNumberQuality="configured"),
-                NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
-                                  protocolLevel="bacnet-application", macAddress=b"\x00",
-                                  networkInterfaceName="stock-router-test", networkNumber=50,
-                                  networkNumberQuality="configured"),
-            ])
+            router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-router-test", ip_network=1)
             loop = asyncio.get_running_loop()
             heard = []
             with contextlib.suppress(TimeoutError):

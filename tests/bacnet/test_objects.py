@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.bacnet.objects import DEVICE_PROPERTY_KEYS, av_instances, object_specs
+from gateway.bacnet.objects import DEVICE_PROPERTY_KEYS, RESET_KEYS, av_instances, object_specs
 from gateway.pointmap import Encoding, PollClass, load
 
 PM = load()
@@ -43,15 +43,23 @@ def test_an_ai_is_numbered_by_its_register() -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_every_polled_point_of_the_model_is_exactly_one_object(model) -> None:
+def test_every_polled_point_and_every_reset_of_the_model_is_exactly_one_object(model) -> None:
     specs = object_specs(PM, model)
     served = {spec.point.register for spec in specs}
     for point in PM.for_model(model):
         expected = (point.poll is not PollClass.NONE and point.encoding is not Encoding.STRING
-                    and point.register not in PM.scale_registers and point.key not in DEVICE_PROPERTY_KEYS)
+                    and point.register not in PM.scale_registers and point.key not in DEVICE_PROPERTY_KEYS
+                    or point.key in RESET_KEYS)
         assert (point.register in served) == expected, point
     assert len(served) == len(specs)
-    assert all(spec.point.writable == (spec.object_type == "analog-value") for spec in specs)
+    assert all(spec.point.writable == (spec.object_type != "analog-input") for spec in specs)
+
+
+def test_resets_are_multi_state_values_numbered_in_register_order() -> None:
+    resets = [spec for spec in object_specs(PM, "A") if spec.object_type == "multi-state-value"]
+    assert [(spec.instance, spec.point.register) for spec in resets[:3]] == [(1, 294), (2, 295), (3, 1126)]
+    assert resets[-1].point.register == 7055
+    assert resets[2].states == ("Ready", "Clear energy", "Clear maxima")
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.bacnet.js_client import js_command
-from tests.bacnet.netns import Process, Site
+from tests.bacnet.netns import Process, Site, site_of
 from tests.bacnet.peer import PEER_INSTANCE
 from tests.support import TEST_BAUDRATE
 
@@ -37,13 +37,9 @@ WRITE_BDT_NAK = 0x0010
 
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
-    site = Site()
-    try:
-        for name, address in (("gw", GW), ("near", NEAR), ("peer", PEER), ("far", FAR)):
-            site.host(name, f"{address}/24")
+    async with site_of({name: f"{address}/24" for name, address in
+                        (("gw", GW), ("near", NEAR), ("peer", PEER), ("far", FAR))}) as site:
         yield site
-    finally:
-        await site.close()
 
 
 def bdt(*lines: str) -> str:

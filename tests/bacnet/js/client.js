@@ -12,6 +12,7 @@
 //   {"op": "readPropertyMultiple", "target": T, "objects": [{"objectType", "instance", "properties": [n]}]}
 //                                                     -> [{objectType, instance, values: {property: [values]}}]
 //   {"op": "writeProperty", "target": T, "objectType": n, "instance": n, "property": n, "real": x}
+//                                                     (or "text": "..." for a CharacterString, "unsigned": n)
 //                                                     -> "ok"
 //   {"op": "registerForeignDevice", "bbmd": "ip:port", "ttl": n}
 //                                                     -> "ok" once the BBMD accepted
@@ -19,6 +20,18 @@
 //                                                     -> as whoIs, as Distribute-Broadcast-To-Network
 //   {"op": "readBDT", "bbmd": "ip:port"}             -> ["ip:port mask m", ...]
 //   {"op": "writeBDT", "bbmd": "ip:port"}            -> {"result": BVLC result code}
+//   {"op": "confirmed", "target": T, "request": R, "waitMs": 3000}
+//                                                     -> the answer as it came, see `answer()`:
+//      {"pdu": "simpleAck" | "complexAck" | "error" | "reject" | "abort" | "rejectMessageToNetwork" | "none", ...}
+//   R is one of (encoded with the library's service encoders, or as given):
+//      {"service": "writePropertyMultiple", "objects": [{"objectType", "instance", "properties": [{"property", "real"}]}]}
+//      {"service": "deviceCommunicationControl", "enableDisable": 0|1|2, "minutes": n, "password": "..."}
+//      {"service": "reinitializeDevice", "state": n, "password": "..."}
+//      {"service": n, "hex": "..."}  (a service choice and the request's body, malformed on purpose)
+//     and may say "maxApdu" (the library's code, 0 = 50 octets) and "maxSegments" (0 = none).
+//   {"op": "networkNumberIs", "network": n, "configured": true}
+//                                                     -> "sent" (a Network-Number-Is to the gateway, as a
+//                                                        router of the IP network would announce it)
 // T is {"net": 50, "adr": [2]} for a routed meter, or null for the router itself. A failed
 // step gives {"error": "..."}.
 //
@@ -33,8 +46,20 @@ const { BvlcResultPurpose, BVLC_HEADER_LENGTH } = require('@bacnet-js/client');
 const bvlc = require('@bacnet-js/client/dist/lib/bvlc');
 const Transport = require('@bacnet-js/client/dist/lib/transport').default;
 
+const baNpdu = require('@bacnet-js/client/dist/lib/npdu');
+const baApdu = require('@bacnet-js/client/dist/lib/apdu');
+const baAsn1 = require('@bacnet-js/client/dist/lib/asn1');
+const services = require('@bacnet-js/client/dist/lib/services');
+const {
+  ConfirmedServiceChoice, MaxApduLengthAccepted, MaxSegmentsAccepted, NetworkLayerMessageType, NpduControlBit, NpduControlPriority, PduConReqBit,
+  PduType,
+} = require('@bacnet-js/client/dist/lib/enum');
+
 const ARRAY_ALL = 0xffffffff;
+const NO_PRIORITY = 0;
+const UNSIGNED = 2;
 const REAL = 4;
+const CHARACTER_STRING = 7;
 const GLOBAL = 0xffff;
 const BDT_ENTRY_LENGTH = 10;
 
@@ -104,6 +129,115 @@ async function writeBDT(client, transport, bbmd) {
   return result;
 }
 
+// The body of a confirmed request; returns its service choice.
+function encodeRequest(buffer, request) {
+  switch (request.service) {
+    case 'writePropertyMultiple':
+      services.WritePropertyMultiple.encodeObject(buffer, request.objects.map((o) => ({
+        objectId: { type: o.objectType, instance: o.instance },
+        values: o.properties.map((p) => ({
+          property: { id: p.property, index: ARRAY_ALL }, value: [{ type: REAL, value: p.real }], priority: NO_PRIORITY,
+        })),
+      })));
+      return ConfirmedServiceChoice.WRITE_PROPERTY_MULTIPLE;
+    case 'deviceCommunicationControl':
+      services.DeviceCommunicationControl.encode(buffer, request.minutes ?? 0, request.enableDisable, request.password);
+      return ConfirmedServiceChoice.DEVICE_COMMUNICATION_CONTROL;
+    case 'reinitializeDevice':
+      services.ReinitializeDevice.encode(buffer, request.state, request.password);
+      return ConfirmedServiceChoice.REINITIALIZE_DEVICE;
+    default: {
+      const body = Buffer.from(request.hex, 'hex');
+      body.copy(buffer.buffer, buffer.offset);
+      buffer.offset += body.length;
+      return request.service;
+    }
+  }
+}
+
+// A WritePropertyMultiple-Error (BACnet 21) is [0] { class, code } then [1] { object, property, [index] }.
+function enumerated(buffer, at) {
+  const t = baAsn1.decodeTagNumberAndValue(buffer, at);
+  const v = baAsn1.decodeEnumerated(buffer, at + t.len, t.value);
+  return { value: v.value, at: at + t.len + v.len };
+}
+
+// What answered the request with `invokeId`, decoded from the datagram with the library's decoders.
+function answer(buffer, invokeId) {
+  const header = bvlc.decode(buffer, 0);
+  if (!header) return null;
+  const npdu = baNpdu.decode(buffer, header.len);
+  if (!npdu) return null;
+  if (npdu.funct & NpduControlBit.NETWORK_LAYER_MESSAGE) {
+    if (npdu.networkMsgType !== NetworkLayerMessageType.REJECT_MESSAGE_TO_NETWORK) return null;
+    const at = header.len + npdu.len;
+    return { pdu: 'rejectMessageToNetwork', reason: buffer[at], network: buffer.readUInt16BE(at + 1) };
+  }
+  let at = header.len + npdu.len;
+  const type = baApdu.getDecodedType(buffer, at) & 0xf0;
+  if (buffer[at + 1] !== invokeId) return null;
+  switch (type) {
+    case PduType.SIMPLE_ACK:
+      return { pdu: 'simpleAck', service: buffer[at + 2] };
+    case PduType.COMPLEX_ACK:
+      return { pdu: 'complexAck', service: baApdu.decodeComplexAck(buffer, at).service };
+    case PduType.REJECT:
+      return { pdu: 'reject', reason: buffer[at + 2] };
+    case PduType.ABORT:
+      return { pdu: 'abort', reason: buffer[at + 2], server: !!(buffer[at] & 1) };
+    case PduType.ERROR: {
+      const service = buffer[at + 2];
+      at += 3;
+      const nested = baAsn1.decodeIsOpeningTagNumber(buffer, at, 0);
+      if (nested) at += 1;
+      const errorClass = enumerated(buffer, at);
+      const errorCode = enumerated(buffer, errorClass.at);
+      const result = { pdu: 'error', service, errorClass: errorClass.value, errorCode: errorCode.value, nested };
+      at = errorCode.at;
+      if (nested && baAsn1.decodeIsClosingTagNumber(buffer, at, 0) && baAsn1.decodeIsOpeningTagNumber(buffer, at + 1, 1)) {
+        at += 2;
+        const objectTag = baAsn1.decodeTagNumberAndValue(buffer, at);
+        const object = baAsn1.decodeObjectId(buffer, at + objectTag.len);
+        at += objectTag.len + object.len;
+        result.firstFailed = { objectType: object.objectType, instance: object.instance, property: null };
+        if (baAsn1.decodeIsContextTag(buffer, at, 1)) result.firstFailed.property = enumerated(buffer, at).value;
+      }
+      return result;
+    }
+    default:
+      return null;
+  }
+}
+
+// Sends one confirmed request and resolves with what answered it ({"pdu": "none"} after waitMs).
+function confirmed(client, transport, program, step) {
+  const invokeId = client._getInvokeId();
+  const target = receiver(program, step.target);
+  const buffer = client._getApduBuffer(target);
+  baNpdu.encode(buffer, NpduControlPriority.NORMAL_MESSAGE | NpduControlBit.EXPECTING_REPLY, target, null, 255, 0, 0);
+  const request = step.request;
+  const maxSegments = request.maxSegments ?? MaxSegmentsAccepted.SEGMENTS_65;
+  const type = PduType.CONFIRMED_REQUEST | (maxSegments ? PduConReqBit.SEGMENTED_RESPONSE_ACCEPTED : 0);
+  const at = buffer.offset;
+  baApdu.encodeConfirmedServiceRequest(buffer, type, 0, maxSegments, request.maxApdu ?? MaxApduLengthAccepted.OCTETS_1476,
+    invokeId, 0, 0);
+  buffer.buffer[at + 3] = encodeRequest(buffer, request); // the service choice, known once encoded
+  return new Promise((resolve) => {
+    const done = (result) => { clearTimeout(timeout); transport.off('message', onMessage); resolve(result); };
+    const timeout = setTimeout(() => done({ pdu: 'none' }), step.waitMs ?? 3000);
+    const onMessage = (datagram) => { const result = answer(datagram, invokeId); if (result) done(result); };
+    transport.on('message', onMessage);
+    client.sendBvlc(target, buffer);
+  });
+}
+
+// The value a writeProperty step gives: "real", "text" (a CharacterString) or "unsigned".
+function writtenValue(step) {
+  if (step.text !== undefined) return { type: CHARACTER_STRING, value: step.text };
+  if (step.unsigned !== undefined) return { type: UNSIGNED, value: step.unsigned };
+  return { type: REAL, value: step.real };
+}
+
 function plain(values) {
   return values.map((v) => (v.value !== null && typeof v.value === 'object' && 'value' in v.value ? v.value.value : v.value));
 }
@@ -137,9 +271,23 @@ async function run(client, transport, program, step) {
         values: Object.fromEntries(o.values.map((p) => [p.id, plain(p.value)])),
       }));
     }
+    case 'confirmed':
+      return confirmed(client, transport, program, step);
+    case 'networkNumberIs': {
+      const target = receiver(program, null);
+      const buffer = client._getApduBuffer(target);
+      baNpdu.encode(buffer, NpduControlPriority.NORMAL_MESSAGE | NpduControlBit.NETWORK_LAYER_MESSAGE, target, null, 0,
+        NetworkLayerMessageType.NETWORK_NUMBER_IS, 0);
+      buffer.buffer.writeUInt16BE(step.network, buffer.offset);
+      buffer.buffer[buffer.offset + 2] = step.configured ? 1 : 0;
+      buffer.offset += 3;
+      client.sendBvlc(target, buffer);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return 'sent';
+    }
     case 'writeProperty': {
       await client.writeProperty(receiver(program, step.target), { type: step.objectType, instance: step.instance }, step.property,
-        [{ type: REAL, value: step.real }], {});
+        [writtenValue(step)], {});
       return 'ok';
     }
     default:

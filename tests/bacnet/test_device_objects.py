@@ -1,0 +1,108 @@
+"""The device objects tell the truth, read with @bacnet-js/client: the services each device
+executes, the standard's Property_List, the live COV subscriptions, the time zone of a device that
+takes UTC time, and an I-Am when a device's ID changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from bacpypes3.primitivedata import ObjectIdentifier
+
+from tests.bacnet.js_client import bacnet_js
+from tests.bacnet.test_conformance import meter
+from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
+
+ANALOG_INPUT, ANALOG_VALUE, DEVICE, NETWORK_PORT = 0, 2, 8, 56
+PROTOCOL_SERVICES_SUPPORTED, PROPERTY_LIST, ACTIVE_COV_SUBSCRIPTIONS = 97, 371, 152
+UTC_OFFSET, DAYLIGHT_SAVINGS_STATUS = 119, 24
+NEVER_LISTED = {75, 77, 79, 371}  # Object_Identifier, Object_Name, Object_Type, Property_List
+# BACnet service choices (confirmed, then unconfirmed at 26 + choice: the bit positions of
+# Protocol_Services_Supported).
+NODE_SERVICES = {
+    5: "SubscribeCOV", 12: "ReadProperty", 14: "ReadPropertyMultiple", 15: "WriteProperty",
+    16: "WritePropertyMultiple", 17: "DeviceCommunicationControl", 26: "I-Am", 27: "I-Have",
+    33: "Who-Has", 34: "Who-Is",
+}
+ROUTER_SERVICES = {**NODE_SERVICES, 20: "ReinitializeDevice", 32: "TimeSynchronization",
+                   36: "UTCTimeSynchronization"}
+
+
+def bits(octets: list[int]) -> set[int]:
+    """The bits set in a BIT STRING as @bacnet-js/client gives it (bit n = octet n // 8, bit n % 8)."""
+    return {n for n in range(8 * len(octets)) if octets[n // 8] >> (n % 8) & 1}
+
+
+def read(target: dict[str, Any] | None, object_type: int, instance: int, prop: int) -> dict[str, Any]:
+    return {"op": "readProperty", "target": target, "objectType": object_type, "instance": instance,
+            "property": prop}
+
+
+async def test_protocol_services_supported_lists_exactly_what_each_device_executes(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    router, node = await bacnet_js(gateway.config.bacnet.port,
+                                   read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED),
+                                   read(meter(1), DEVICE, 50001, PROTOCOL_SERVICES_SUPPORTED))
+    assert bits(router[0]) == set(ROUTER_SERVICES)
+    assert bits(node[0]) == set(NODE_SERVICES)
+
+
+async def test_property_list_leaves_out_what_every_object_has(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    lists = await bacnet_js(gateway.config.bacnet.port,
+                            read(None, DEVICE, 50000, PROPERTY_LIST), read(None, ANALOG_VALUE, 1, PROPERTY_LIST),
+                            read(None, NETWORK_PORT, 1, PROPERTY_LIST), read(meter(1), DEVICE, 50001, PROPERTY_LIST),
+                            read(meter(1), ANALOG_INPUT, 1336, PROPERTY_LIST),
+                            read(meter(1), ANALOG_VALUE, 8, PROPERTY_LIST))
+    for listed in lists:
+        assert isinstance(listed, list) and listed, listed
+        assert not NEVER_LISTED & set(listed)
+    assert 85 in lists[4]  # Present_Value
+
+
+async def test_active_cov_subscriptions_lists_the_live_ones(bacnet_gateway, client) -> None:
+    gateway, _ = bacnet_gateway
+    await client.subscribe(client.node(1), "analog-input,1336", process=7, confirmed=False, lifetime=300)
+    [subscriptions, none] = await bacnet_js(gateway.config.bacnet.port,
+                                            read(meter(1), DEVICE, 50001, ACTIVE_COV_SUBSCRIPTIONS),
+                                            read(meter(2), DEVICE, 50002, ACTIVE_COV_SUBSCRIPTIONS))
+    [subscription] = subscriptions
+    assert subscription["subscriptionProcessId"] == 7
+    assert subscription["monitoredObjectId"] == {"type": ANALOG_INPUT, "instance": 1336}
+    assert subscription["recipient"]["address"] == [127, 0, 0, 1, client.port >> 8, client.port & 0xFF]
+    assert 0 < subscription["timeRemaining"] <= 300
+    assert none == []
+
+
+async def test_a_device_that_takes_utc_time_has_utc_offset_and_daylight_saving(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    offset, dst = await bacnet_js(gateway.config.bacnet.port, read(None, DEVICE, 50000, UTC_OFFSET),
+                                  read(None, DEVICE, 50000, DAYLIGHT_SAVINGS_STATUS))
+    assert offset == [time.timezone // 60]
+    assert dst == [time.localtime().tm_isdst > 0]
+
+
+async def test_a_device_whose_id_changed_announces_itself(bacnet_gateway, client) -> None:
+    gateway, _ = bacnet_gateway
+    heard = []
+    with broadcast_listener(gateway.config.bacnet.port) as listener:
+        await client.write(client.node(2), "device,50002", "object-identifier", ObjectIdentifier("device,61000"))
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                while ("i-am", 61000) not in heard:
+                    heard.append(decode_broadcast(await loop.sock_recv(listener, 2048)))
+    assert ("i-am", 61000) in heard
+
+
+async def test_the_bacnet_ip_port_has_what_clause_12_requires(bacnet_gateway) -> None:
+    gateway, _ = bacnet_gateway
+    ip_port, virtual_port = await bacnet_js(gateway.config.bacnet.port, read(None, NETWORK_PORT, 1, PROPERTY_LIST),
+                                            read(meter(1), NETWORK_PORT, 1, PROPERTY_LIST))
+    apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask = 399, 420, 408, 400, 412, 411
+    default_gateway, dns_server, network_number, quality = 401, 406, 425, 426
+    assert {apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask, default_gateway,
+            dns_server, network_number, quality} <= set(ip_port)
+    assert {apdu_length, network_number, quality} <= set(virtual_port)
