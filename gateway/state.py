@@ -11,7 +11,12 @@ The file is JSON a person can read and repair:
     {"version": 1,
      "profiles": {"1": {"address": 1, "serial": 4660, "model": "A", ...}},
      "overrides": {"1": {"object_instance": 1001, "object_name": "PDU_A"}},
-     "router": {"device_id_offset": null, "network": null}}
+     "router": {"device_id_offset": null, "network": null},
+     "database_revision": 3}
+
+`database_revision` is the BACnet devices' Database_Revision: the State's helpers raise it with
+every change a client's copy of the device database must notice (a node added or forgotten, a
+device name or ID written, the device ID offset set). A file written before it existed loads as 0.
 
 A file that is not exactly this is refused with a StateError naming the file and the problem;
 nothing is ever silently dropped. The same check runs before a save, so the gateway never writes
@@ -73,13 +78,15 @@ class State:
     """Everything the gateway keeps across restarts. Immutable: the helpers return new States.
 
     `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
-    None means "use the configured value".
+    None means "use the configured value". `database_revision` goes up with every change of the
+    devices' names, IDs or number, in the same save as the change.
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
     overrides: Mapping[int, DeviceOverride] = field(default_factory=_frozen_mapping)
     device_id_offset: int | None = None
     network: int | None = None
+    database_revision: int = 0
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -93,13 +100,15 @@ class State:
 
     def with_profiles(self, profiles: Iterable[NodeProfile]) -> State:
         """Add or replace the profiles of these nodes (a discovery's result); the others are kept."""
-        return replace(self, profiles={**self.profiles, **{profile.address: profile for profile in profiles}})
+        merged: dict[int, NodeProfile] = {**self.profiles, **{profile.address: profile for profile in profiles}}
+        return replace(self, profiles=merged)._revised(merged.keys() != self.profiles.keys())
 
     def without_nodes(self, addresses: Iterable[int]) -> State:
         """Forget these nodes: their profiles and overrides."""
         gone = set(addresses)
         return replace(self, profiles={a: p for a, p in self.profiles.items() if a not in gone},
-                       overrides={a: o for a, o in self.overrides.items() if a not in gone})
+                       overrides={a: o for a, o in self.overrides.items() if a not in gone}
+                       )._revised(not gone.isdisjoint(self.profiles))
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
         """Set the override of one node; an override with nothing set removes it."""
@@ -108,7 +117,8 @@ class State:
             overrides.pop(address, None)
         else:
             overrides[address] = override
-        return replace(self, overrides=overrides)
+        changed = self.overrides.get(address, DeviceOverride()) != override
+        return replace(self, overrides=overrides)._revised(changed)
 
     def with_router(
         self,
@@ -122,7 +132,13 @@ class State:
             changes["device_id_offset"] = device_id_offset
         if not isinstance(network, _Keep):
             changes["network"] = network
-        return replace(self, **changes)
+        # The offset is every device's ID; the network number is no part of the database.
+        return replace(self, **changes)._revised("device_id_offset" in changes
+                                                 and device_id_offset != self.device_id_offset)
+
+    def _revised(self, changed: bool) -> State:
+        # Database_Revision is an Unsigned32: after the last one comes 0, still a change to a client.
+        return replace(self, database_revision=(self.database_revision + 1) % 2**32) if changed else self
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +319,8 @@ _ROUTER_RULES: dict[str, _Rule] = {
     "network": _nullable(_integer_in(VALID_NETWORKS)),
 }
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
+_OPTIONAL_TOP_KEYS = ("database_revision",)  # absent from files written before it existed
+_DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 
 
@@ -315,16 +333,18 @@ def _join(where: str, key: str) -> str:
 
 
 def _check_object(
-    where: str, value: object, keys: Iterable[str], problems: list[str]
+    where: str, value: object, keys: Iterable[str], problems: list[str], optional: Iterable[str] = ()
 ) -> dict[str, Any] | None:
-    """Check that `value` is a JSON object with exactly `keys`; report what is missing or extra."""
+    """Check that `value` is a JSON object with exactly `keys` and maybe `optional` ones; report
+    what is missing or extra."""
     keys = tuple(keys)
+    optional = tuple(optional)
     if not isinstance(value, dict):
         problems.append(f"{where or 'top level'} = {_show(value)}: allowed an object")
         return None
     for key in value:
-        if key not in keys:
-            allowed = ", ".join(keys)
+        if key not in keys + optional:
+            allowed = ", ".join(keys + optional)
             problems.append(f"{_join(where, key)} = {_show(value[key])}: allowed keys {allowed}")
     for key in keys:
         if key not in value:
@@ -364,7 +384,7 @@ def _check_by_address(
 def _problems(data: object) -> list[str]:
     """Everything wrong with the decoded JSON of a state file; empty if it is good."""
     problems: list[str] = []
-    top = _check_object("", data, _TOP_KEYS, problems)
+    top = _check_object("", data, _TOP_KEYS, problems, _OPTIONAL_TOP_KEYS)
     if top is None:
         return problems
     version = top.get("version")
@@ -385,6 +405,9 @@ def _problems(data: object) -> list[str]:
     _check_by_address("overrides", top.get("overrides", {}), _OVERRIDE_RULES, problems)
     if "router" in top:
         _check_fields("router", top["router"], _ROUTER_RULES, problems)
+    test, allowed = _DATABASE_REVISION
+    if "database_revision" in top and not test(top["database_revision"]):
+        problems.append(f"database_revision = {_show(top['database_revision'])}: allowed {allowed}")
     return problems
 
 
@@ -396,6 +419,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
             str(address): asdict(override) for address, override in state.overrides.items()
         },
         "router": {"device_id_offset": state.device_id_offset, "network": state.network},
+        "database_revision": state.database_revision,
     }
 
 
@@ -406,4 +430,5 @@ def _state_from_json(data: dict[str, Any]) -> State:
         overrides={int(key): DeviceOverride(**value) for key, value in data["overrides"].items()},
         device_id_offset=data["router"]["device_id_offset"],
         network=data["router"]["network"],
+        database_revision=data.get("database_revision", 0),
     )

@@ -214,10 +214,12 @@ def test_a_known_meter_silent_at_start_is_served_offline_then_online_and_never_f
     unknown = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "9"], capture_output=True,
                              text=True)
     assert unknown.returncode == 2 and "no node known at 9 (known: 1, 2, 3, 4)" in unknown.stderr
+    revision = StateStore(gateway.state).load().database_revision
     forgot = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "3", "4"], capture_output=True,
                             text=True)
     assert forgot.returncode == 0, forgot.stderr
-    assert sorted(StateStore(gateway.state).load().profiles) == [1, 2]
+    forgotten = StateStore(gateway.state).load()
+    assert (sorted(forgotten.profiles), forgotten.database_revision) == ([1, 2], revision + 1)
 
 
 async def test_twenty_restarts_in_a_row_find_every_node_every_time(tmp_path: Path) -> None:

@@ -69,6 +69,18 @@ def test_the_file_has_the_documented_json_layout(tmp_path: Path) -> None:
     }
     assert data["overrides"]["3"] == {"object_instance": None, "object_name": "PDU_B"}
     assert data["router"] == {"device_id_offset": 60000, "network": None}
+    assert data["database_revision"] == 4  # nodes found, two overrides, the offset
+
+
+def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.path.write_bytes(document())
+
+    state = store.load()
+
+    assert (list(state.profiles), state.database_revision) == ([3], 0)
+    store.save(state.with_override(3, DeviceOverride(object_name="PDU_A")))
+    assert store.load().database_revision == 1
 
 
 def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:
@@ -150,7 +162,9 @@ def document(**changes: object) -> bytes:
             document(router={"device_id_offset": None, "network": 0}),
             "router.network = 0: allowed 1-65534 or null",
         ),
-        (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router"),
+        (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router, database_revision"),
+        (document(database_revision=-1), "database_revision = -1: allowed 0-4294967295"),
+        (document(database_revision="2"), 'database_revision = "2": allowed 0-4294967295'),
     ],
 )
 def test_a_broken_state_file_is_refused_with_its_name_and_the_problem_and_left_untouched(
@@ -287,8 +301,33 @@ def test_a_profile_filed_under_another_address_is_a_programming_error() -> None:
 def test_with_router_changes_only_what_it_is_given() -> None:
     state = State().with_router(device_id_offset=60000, network=7)
 
-    assert state.with_router(network=9) == State(device_id_offset=60000, network=9)
-    assert state.with_router(device_id_offset=None) == State(network=7)
+    assert state.with_router(network=9) == State(device_id_offset=60000, network=9, database_revision=1)
+    assert state.with_router(device_id_offset=None) == State(network=7, database_revision=2)
+
+
+def test_the_database_revision_goes_up_with_the_devices_names_ids_and_number_only() -> None:
+    state = sample_state()
+    revision = state.database_revision
+
+    changes = {
+        "a node found": state.with_profiles(board(5)),
+        "a node forgotten": state.without_nodes([4]),
+        "a name written": state.with_override(1, DeviceOverride(object_name="PDU_C")),
+        "an ID written": state.with_override(2, DeviceOverride(object_instance=1003, object_name="PDU_A_panel_2")),
+        "an override removed": state.with_override(3, DeviceOverride()),
+        "the device ID offset": state.with_router(device_id_offset=61000),
+    }
+    same = {
+        "a known node found again": state.with_profiles(board(1)),
+        "an unknown node forgotten": state.without_nodes([9]),
+        "the same name written": state.with_override(3, DeviceOverride(object_name="PDU_B")),
+        "the same offset": state.with_router(device_id_offset=60000),
+        "the network number": state.with_router(network=9),
+    }
+
+    assert {what: changed.database_revision for what, changed in changes.items()} == dict.fromkeys(
+        changes, revision + 1)
+    assert {what: kept.database_revision for what, kept in same.items()} == dict.fromkeys(same, revision)
 
 
 def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:

@@ -112,6 +112,7 @@ class BacnetNetwork:
             firmwareRevision=_version(),
             description=f"BACnet router to the meters on network {router.network}",
             reliability="no-fault-detected",  # configuration-error while the doctor finds a conflict
+            databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
         device._clock = self._clock
@@ -158,6 +159,7 @@ class BacnetNetwork:
             serialNumber=plan.serial_number,
             description=plan.description,
             systemStatus=_system_status(node.health.online),
+            databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
         device._clock = self._clock
@@ -234,6 +236,7 @@ class BacnetNetwork:
             if event.address not in self.applications:
                 plan = plan_devices(self._settings, self._identities.state, [event.profile], self._nodes.pointmap)
                 self._add_node(plan.nodes[0])
+                self._show_revision()  # the node layer saved the node, and the revision with it
                 self.applications[event.address].i_am()
         elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
@@ -293,6 +296,7 @@ class BacnetNetwork:
                 raise ExecutionError("property", "duplicateName")
             await self._save_override(device._address, object_name=name)
             device.objectName = name
+            self._show_revision()
 
     async def renumber(self, device: NodeDevice, instance: int) -> None:
         if instance not in range(MAX_DEVICE_INSTANCE):  # the top one is the wildcard
@@ -302,6 +306,7 @@ class BacnetNetwork:
                 raise ExecutionError("property", "duplicateObjectId")
             await self._save_override(device._address, object_instance=instance)
             device.objectIdentifier = ("device", instance)
+            self._show_revision()
         app = self.applications[device._address]
         if app.communicating():
             app.i_am()  # a BMS that bound the old ID learns the new one
@@ -309,6 +314,11 @@ class BacnetNetwork:
     def _all_devices(self) -> Iterator[GatewayDevice]:
         yield self.router.device_object
         yield from self.devices.values()
+
+    def _show_revision(self) -> None:
+        """Every device shows the saved Database_Revision: `State` raises it in the save of a change."""
+        for device in self._all_devices():
+            device.databaseRevision = self._identities.state.database_revision
 
     async def _save_override(self, address: int, **fields: Any) -> None:
         def change(state: State) -> State:
@@ -318,6 +328,7 @@ class BacnetNetwork:
 
     async def _save_setting(self, setting: RouterSetting, value: int) -> None:
         await asyncio.to_thread(self._identities.update, lambda state: state.with_router(**{setting.key: value}))
+        self._show_revision()
 
 
 class VirtualPort(GuardedWrites, NetworkPortObject):

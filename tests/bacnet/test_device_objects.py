@@ -1,6 +1,6 @@
 """The device objects tell the truth, read with @bacnet-js/client: the services each device
 executes, the standard's Property_List, the live COV subscriptions, the time zone of a device that
-takes UTC time, and an I-Am when a device's ID changes."""
+takes UTC time, an I-Am when a device's ID changes, and a Database_Revision that goes up and stays up."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from typing import Any
 
 from bacpypes3.primitivedata import ObjectIdentifier
 
+from gateway.app import running
+from tests.bacnet.client import free_udp_port
+from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.test_conformance import meter
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
+from tests.support import eventually, gateway_config
 
 ANALOG_INPUT, ANALOG_VALUE, DEVICE, NETWORK_PORT = 0, 2, 8, 56
 PROTOCOL_SERVICES_SUPPORTED, PROPERTY_LIST, ACTIVE_COV_SUBSCRIPTIONS = 97, 371, 152
-UTC_OFFSET, DAYLIGHT_SAVINGS_STATUS = 119, 24
+UTC_OFFSET, DAYLIGHT_SAVINGS_STATUS, DATABASE_REVISION, OBJECT_NAME = 119, 24, 155, 77
 NEVER_LISTED = {75, 77, 79, 371}  # Object_Identifier, Object_Name, Object_Type, Property_List
 # BACnet service choices (confirmed, then unconfirmed at 26 + choice: the bit positions of
 # Protocol_Services_Supported).
@@ -106,3 +110,50 @@ async def test_the_bacnet_ip_port_has_what_clause_12_requires(bacnet_gateway) ->
     assert {apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask, default_gateway,
             dns_server, network_number, quality} <= set(ip_port)
     assert {apdu_length, network_number, quality} <= set(virtual_port)
+
+
+def revisions(*devices: tuple[dict[str, Any] | None, int]) -> list[dict[str, Any]]:
+    return [read(target, DEVICE, instance, DATABASE_REVISION) for target, instance in devices]
+
+
+EVERY_DEVICE = ((None, 50000), (meter(1), 50001), (meter(2), 50002))
+
+
+async def test_database_revision_goes_up_with_a_new_name_and_stays_up_after_a_restart(make_line, tmp_path) -> None:
+    config = bacnet_config(make_line(1), tmp_path)
+    port = config.bacnet.port
+    async with running(config) as gateway:
+        await serving(gateway)
+        before = await bacnet_js(port, *revisions(*EVERY_DEVICE))
+        written, *after = await bacnet_js(
+            port, {"op": "writeProperty", "target": meter(2), "objectType": DEVICE, "instance": 50002,
+                   "property": OBJECT_NAME, "text": "PDU-B"}, *revisions(*EVERY_DEVICE))
+        assert written == "ok"
+        [[same_name]] = await bacnet_js(port, read(meter(2), DEVICE, 50002, OBJECT_NAME))
+        assert same_name == "PDU-B"
+    async with running(config) as gateway:
+        await serving(gateway)
+        restarted = await bacnet_js(port, *revisions(*EVERY_DEVICE))
+
+    assert len({revision for [revision] in before}) == 1  # one database: the gateway's
+    assert [revision for [revision] in after] == [before[0][0] + 1] * 3
+    assert restarted == after
+
+
+async def test_database_revision_goes_up_when_a_node_is_found_later(make_line, start_gateway, tmp_path) -> None:
+    line = make_line(1, 3)
+    line.vanish(3)
+    line.vanish(4)
+    config = gateway_config(line, tmp_path, serial={"rescan_interval": 1},
+                            bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()})
+    gateway = await serving(await start_gateway(config))
+    [[before]] = await bacnet_js(config.bacnet.port, *revisions((meter(1), 50001)))
+    line.restore(3)
+    line.restore(4)
+    face = bacnet_face(gateway)
+    await eventually(lambda: face.network is not None and sorted(face.network.applications) == [1, 2, 3, 4],
+                     20, "the rescan finding board 3, and BACnet serving it")
+
+    after = await bacnet_js(config.bacnet.port, *revisions((None, 50000), (meter(1), 50001), (meter(3), 50003)))
+
+    assert [revision for [revision] in after] == [before + 2] * 3  # the rescan finds nodes 3 and 4 one by one
