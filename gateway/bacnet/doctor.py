@@ -12,13 +12,14 @@ of them from anywhere but this gateway is a device-ID conflict). The running gat
 and every `bacnet.doctor_interval` seconds (`Doctor`): a new conflict is an error logged once
 (event `bacnet.network_conflict` or `bacnet.device_id_conflict`, with the other party's
 address), the router device shows it (Reliability configuration-error, so Status_Flags FAULT),
-and its end is logged too. `bcpm-gateway doctor` runs the same checks once from the command line.
+and its end is logged too; both are published as `NetworkFinding` events (the SNMP face sends them as
+notifications). `bcpm-gateway doctor` runs the same checks once from the command line.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from bacpypes3.pdu import Address, IPv4Address
 
 from gateway.bacnet.identity import DevicePlan
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
+from gateway.nodes.events import Event, NetworkFinding
 
 __all__ = ["ANSWER_WAIT", "Conflict", "Doctor", "HearsIAm", "check_once", "diagnose"]
 
@@ -53,6 +55,9 @@ class Conflict:
     def __str__(self) -> str:
         what = "network" if self.kind == "network" else "device ID"
         return f"{what} {self.number} is also used by {self.other}"
+
+    def finding(self, cleared: bool) -> NetworkFinding:
+        return NetworkFinding(self.kind, self.number, self.other, cleared)
 
 
 class HearsIAm:
@@ -87,12 +92,15 @@ async def diagnose(app: Any, network: int, instances: Set[int], own: Address) ->
 
 class Doctor:
     """Runs `diagnose` every `interval` seconds for as long as the gateway serves, and tells:
-    each conflict logged once when found and once when gone, `show(bool)` told whether any is."""
+    each conflict logged and published once when found and once when gone, `show(bool)` told
+    whether any is."""
 
-    def __init__(self, check: Callable[[], Any], interval: float, show: Callable[[bool], None]) -> None:
+    def __init__(self, check: Callable[[], Any], interval: float, show: Callable[[bool], None],
+                 publish: Callable[[Iterable[Event]], None]) -> None:
         self._check = check  # an awaitable of the conflicts
         self._interval = interval
         self._show = show
+        self._publish = publish  # the event hub's
         self.conflicts: frozenset[Conflict] = frozenset()
 
     async def run(self) -> None:
@@ -101,10 +109,12 @@ class Doctor:
             await asyncio.sleep(self._interval)
 
     def update(self, found: frozenset[Conflict]) -> None:
-        for conflict in sorted(found - self.conflicts, key=str):
+        new, gone = sorted(found - self.conflicts, key=str), sorted(self.conflicts - found, key=str)
+        for conflict in new:
             log.error(conflict.event, number=conflict.number, other=conflict.other, detail=str(conflict))
-        for conflict in sorted(self.conflicts - found, key=str):
+        for conflict in gone:
             log.info(f"{conflict.event} cleared", number=conflict.number, other=conflict.other)
+        self._publish([*(c.finding(cleared=False) for c in new), *(c.finding(cleared=True) for c in gone)])
         self.conflicts = found
         self._show(bool(found))
 

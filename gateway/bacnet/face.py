@@ -82,7 +82,7 @@ class BacnetFace:
                          network=plan.router.network, ip_network=plan.router.ip_network,
                          devices={n.address: n.instance for n in plan.nodes},
                          **_ip_mode(settings, self._bdt))
-                await _serve(events, self.network, settings.doctor_interval)
+                await _serve(events, self.network, settings.doctor_interval, self._hub)
             finally:
                 await self.network.close()
                 self.network = None
@@ -117,12 +117,12 @@ def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, o
     return {"mode": "normal"}
 
 
-async def _serve(events: Subscription, network: BacnetNetwork, doctor_interval: float) -> None:
+async def _serve(events: Subscription, network: BacnetNetwork, doctor_interval: float, hub: EventHub) -> None:
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(_follow(events, network))
         tasks.create_task(network.learn_ip_network())
         if doctor_interval:
-            tasks.create_task(Doctor(network.diagnose, doctor_interval, network.show_conflicts).run())
+            tasks.create_task(Doctor(network.diagnose, doctor_interval, network.show_conflicts, hub.publish).run())
         if network.foreign is not None:
             tasks.create_task(network.foreign.keep_registered())
 

@@ -73,7 +73,18 @@ class NodeAdded:
     profile: NodeProfile
 
 
-Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded
+@dataclass(frozen=True, slots=True)
+class NetworkFinding:
+    """A gateway-level finding a face made that others may tell too: the BACnet network doctor
+    found (or no longer finds) another party using the gateway's network number or a device ID."""
+
+    kind: str  # "network" or "device_id"
+    number: int  # the network number or device instance both use
+    other: str  # the other party's address
+    cleared: bool  # False: found; True: gone again
+
+
+Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NetworkFinding
 
 
 class Subscription:

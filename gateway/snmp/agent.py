@@ -19,7 +19,15 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from gateway.config import SnmpSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import AlarmChanged, EventHub, NodeAdded, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.events import (
+    AlarmChanged,
+    EventHub,
+    NetworkFinding,
+    NodeAdded,
+    NodeOffline,
+    NodeOnline,
+    Subscription,
+)
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
@@ -46,7 +54,7 @@ class SnmpFace:
     async def run(self) -> None:
         sock = self._bind()
         # Subscribed before anything else waits, so that no event between start and serving is lost.
-        events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline)
+        events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline, NetworkFinding)
         added = self.hub.subscribe(NodeAdded)
         try:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with

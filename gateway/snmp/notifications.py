@@ -4,6 +4,8 @@
     bcpmChannelAlarmRaised / ...Cleared          alarm bits of a CT channel (latching and non-latching)
     bcpmVoltageAlarmRaised / ...Cleared          alarm bits of a line-to-line pair
     bcpmNodeLost / bcpmNodeRestored              a node stops / starts answering again
+    bcpmNetworkNumberConflict / ...Cleared       the BACnet network doctor's findings (NetworkFinding)
+    bcpmDeviceIdConflict / ...Cleared
 
 `traps_for` turns a node event into traps (pure); `Notifier` configures the engine's notification
 targets once and sends. Traps leave from the agent's own socket.
@@ -24,7 +26,16 @@ from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import AlarmChanged, Event, EventHub, NodeOffline, NodeOnline, RegistersRead, Subscription
+from gateway.nodes.events import (
+    AlarmChanged,
+    Event,
+    EventHub,
+    NetworkFinding,
+    NodeOffline,
+    NodeOnline,
+    RegistersRead,
+    Subscription,
+)
 from gateway.pointmap import Point, PointMap
 from gateway.snmp.controller import NO_VIEW, READ_VIEW
 from gateway.snmp.readers import SYNTAX
@@ -74,6 +85,10 @@ def traps_for(event: Event, layout: Layout, measured: float | int | None = None)
             return [Trap(notifications["bcpmNodeLost"], ((panel, address), (objects["bcpmNotifyReason"], reason)))]
         case NodeOnline(address=address):
             return [Trap(notifications["bcpmNodeRestored"], ((panel, address),))]
+        case NetworkFinding(kind=kind, number=number, other=other, cleared=cleared):
+            name = f"bcpm{'NetworkNumber' if kind == 'network' else 'DeviceId'}Conflict{'Cleared' if cleared else ''}"
+            return [Trap(notifications[name], ((objects["bcpmNotifyBacnetNumber"], number),
+                                               (objects["bcpmNotifyBacnetOther"], other)))]
         case AlarmChanged(point=Point(channel=int(channel)) as point) if alarm_transition(event):
             voltage = point.key == "voltage_alarm_status"
             kind = "Voltage" if voltage else "Channel"

@@ -554,6 +554,10 @@ def _notify_objects() -> tuple[Column, ...]:
         ("bcpmNotifyVoltage", Smi.INTEGER32, "", voltage_units, voltage_exponent,
          "The pair's line-to-line voltage when the gateway saw the transition."),
         ("bcpmNotifyReason", Smi.DISPLAY_STRING, "(SIZE (0..255))", "", 0, "Why the gateway lost the node."),
+        ("bcpmNotifyBacnetNumber", Smi.UNSIGNED32, "(0..4194303)", "", 0,
+         "The BACnet network number or device instance that another party uses too."),
+        ("bcpmNotifyBacnetOther", Smi.DISPLAY_STRING, "(SIZE (0..255))", "", 0,
+         "The BACnet address of that other party."),
     )
     return tuple(Column(name, NOTIFY_OBJECTS + (number,), smi, MaxAccess.FOR_NOTIFY, description, units,
                         exponent, syntax_range)
@@ -573,6 +577,12 @@ _NOTIFICATIONS = (
     ("bcpmNodeLost", ("bcpmNotifyPanel", "bcpmNotifyReason"),
      "The node stopped answering; its values are now served as last read."),
     ("bcpmNodeRestored", ("bcpmNotifyPanel",), "The node answers again."),
+    *((f"bcpm{kind}Conflict{change}", ("bcpmNotifyBacnetNumber", "bcpmNotifyBacnetOther"), description)
+      for kind, what in (("NetworkNumber", "the BACnet network number the gateway routes to its meters"),
+                         ("DeviceId", "the device ID of one of the gateway's BACnet devices"))
+      for change, description in (
+          ("", f"The BACnet network doctor found another party using {what}: communication with it breaks."),
+          ("Cleared", f"The other party no longer uses {what}."))),
 )
 
 

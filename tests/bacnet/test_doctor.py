@@ -1,7 +1,7 @@
 """The network doctor, on hosts of network namespaces: another device with one of the gateway's
 device IDs, or another router to its virtual network, is logged once, shown on the router device
-(read with @bacnet-js/client) and cleared when it goes away; `bcpm-gateway doctor` runs the same
-checks once and prints them."""
+(read with @bacnet-js/client), sent as an SNMP notification (received by net-snmp's snmptrapd) and
+cleared when it goes away; `bcpm-gateway doctor` runs the same checks once and prints them."""
 
 from __future__ import annotations
 
@@ -12,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from gateway.snmp.tree import default_layout
 from tests.bacnet.js_client import js_command
 from tests.bacnet.netns import Process, Site, site_of
 from tests.bacnet.test_routed import start_gateway
+from tests.snmp.netsnmp import dotted, environment, tool
 
 GW, OTHER_DEVICE, OTHER_ROUTER, DOCTOR = "10.231.1.1", "10.231.1.2", "10.231.1.3", "10.231.1.4"
 BACNET = 47808
 CLIENT_PORT = 47809  # the JS client beside the doctor's host
 RELIABILITY, NO_FAULT_DETECTED, CONFIGURATION_ERROR = 103, 0, 10
+SNMP, TRAPS = 16161, 16162  # on the gateway's host, a namespace of the test's own
+NOTIFICATIONS = {n.name: dotted(n.oid) for n in default_layout().notifications}
+NOTIFY_OBJECTS = {c.name: dotted(c.oid) for c in default_layout().notify_objects}
 
 
 @pytest.fixture
@@ -46,8 +51,32 @@ async def router_reliability(site: Site) -> int:
     return int(value[0])
 
 
-async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_and_cleared(site, make_line, tmp_path) -> None:
-    gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1")
+async def trap_receiver(site: Site, folder: Path) -> Process:
+    """snmptrapd on the gateway's host; one line a trap: "OID = TYPE: value" fields split by |."""
+    folder.mkdir()
+    (folder / "snmptrapd.conf").write_text("disableAuthorization yes\n")
+    receiver = await site.start("gw", tool("snmptrapd"), "-f", "-Lo", "-C", "-c", str(folder / "snmptrapd.conf"),
+                                "-n", "-On", "-F", "TRAP %V|%v\n", f"udp:{GW}:{TRAPS}", env=environment(folder))
+    await receiver.wait_for(lambda: any("NET-SNMP version" in line for line in receiver.stdout), 10, "snmptrapd")
+    return receiver
+
+
+def traps(receiver: Process, notification: str) -> list[dict[str, str]]:
+    """The objects of each trap of that notification, by name."""
+    found = []
+    for line in receiver.stdout:
+        fields = dict(field.split(" = ", 1) for field in line.removeprefix("TRAP ").split("|") if " = " in field)
+        if fields.get(".1.3.6.1.6.3.1.1.4.1.0") == f"OID: {NOTIFICATIONS[notification]}":
+            found.append({name: fields.get(oid + ".0", "") for name, oid in NOTIFY_OBJECTS.items()
+                          if oid + ".0" in fields})
+    return found
+
+
+async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cleared(site, make_line,
+                                                                                      tmp_path) -> None:
+    receiver = await trap_receiver(site, tmp_path / "snmptrapd")
+    gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1",
+                                  snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]')
     assert await router_reliability(site) == NO_FAULT_DETECTED
     other = await start_other(site, "device", "device", OTHER_DEVICE, 50001)
     conflict = await gateway.logged("bacnet.device_id_conflict", 30)
@@ -57,6 +86,10 @@ async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_and_cleared(sit
     await gateway.logged("bacnet.device_id_conflict cleared", 30)
     assert await router_reliability(site) == NO_FAULT_DETECTED
     assert [event["event"] for event in gateway.events()].count("bacnet.device_id_conflict") == 1
+    await receiver.wait_for(lambda: bool(traps(receiver, "bcpmDeviceIdConflictCleared")), 10, "the cleared trap")
+    expected = {"bcpmNotifyBacnetNumber": "Gauge32: 50001", "bcpmNotifyBacnetOther": f'STRING: "{OTHER_DEVICE}"'}
+    assert traps(receiver, "bcpmDeviceIdConflict") == [expected]
+    assert traps(receiver, "bcpmDeviceIdConflictCleared") == [expected]
 
 
 async def test_another_router_to_the_virtual_network_is_a_network_conflict(site, make_line, tmp_path) -> None:

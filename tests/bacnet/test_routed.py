@@ -53,14 +53,14 @@ async def start_peer(site: Site, *table: str) -> Process:
     return peer
 
 
-async def start_gateway(site: Site, line: Any, tmp_path: Path, bacnet: str) -> Process:
+async def start_gateway(site: Site, line: Any, tmp_path: Path, bacnet: str, snmp: str = "enabled = false") -> Process:
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
         f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-4"\n'
         'timeout = 0.05\nprobe_timeout = 0.02\n'
         f'[bacnet]\naddress = "{GW}/24"\nport = {BACNET}\n{bacnet}\n'
-        '[snmp]\nenabled = false\n[modbus_tcp]\nenabled = false\n[log]\nformat = "json"\n')
+        f'[snmp]\n{snmp}\n[modbus_tcp]\nenabled = false\n[log]\nformat = "json"\n')
     gateway = await site.start("gw", sys.executable, "-m", "gateway", "run", "--config", str(config))
     await gateway.logged("bacnet ready", 60)
     return gateway

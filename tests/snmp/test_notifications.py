@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.nodes.cache import UNREAD
-from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.events import AlarmChanged, NetworkFinding, NodeOffline, NodeOnline, ValueChanged
 from gateway.pointmap import load
 from gateway.snmp.notifications import traps_for
 from gateway.snmp.tree import BASE, default_layout
@@ -57,6 +57,22 @@ def test_node_lost_and_restored() -> None:
     [back] = traps_for(NodeOnline(4), LAYOUT)
     assert names(lost) == ("bcpmNodeLost", {"bcpmNotifyPanel": 4, "bcpmNotifyReason": "no reply"})
     assert names(back) == ("bcpmNodeRestored", {"bcpmNotifyPanel": 4})
+
+
+def test_the_bacnet_doctors_findings_and_their_end() -> None:
+    found = {(kind, cleared): names(trap) for kind, number in (("network", 50), ("device_id", 50001))
+             for cleared in (False, True)
+             for trap in traps_for(NetworkFinding(kind, number, "10.0.0.7", cleared), LAYOUT)}
+    assert found == {
+        ("network", False): ("bcpmNetworkNumberConflict",
+                             {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"}),
+        ("network", True): ("bcpmNetworkNumberConflictCleared",
+                            {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"}),
+        ("device_id", False): ("bcpmDeviceIdConflict",
+                               {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"}),
+        ("device_id", True): ("bcpmDeviceIdConflictCleared",
+                              {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"}),
+    }
 
 
 def received(receiver, notification: tuple[int, ...]) -> list[dict[str, str]]:
