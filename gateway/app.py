@@ -26,6 +26,7 @@ import structlog
 from gateway import systemd
 from gateway.bacnet import BacnetFace
 from gateway.config import Config
+from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
 from gateway.nodes.service import NodeService
@@ -225,4 +226,5 @@ async def _report_status(gateway: Gateway) -> None:
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=statistics.line,
             **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
+            peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

@@ -19,7 +19,16 @@ from typing import TextIO
 
 import structlog
 
-__all__ = ["DropReport", "LibraryErrorFilter", "configure_logging", "get_logger"]
+__all__ = [
+    "DropReport",
+    "LibraryErrorFilter",
+    "LibraryNoise",
+    "PeerEvents",
+    "configure_logging",
+    "event_counts",
+    "get_logger",
+    "peer_events",
+]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -30,6 +39,8 @@ LEVELS = {
 FORMATS = ("auto", "json", "console")
 # Chatty at INFO/DEBUG; their warnings still matter.
 LIBRARY_LOGGERS = ("bacpypes3", "pysnmp", "pymodbus", "asyncio")
+# Libraries whose warnings and errors are about what peers send: counted per class, see LibraryNoise.
+QUIET_LIBRARIES = ("bacpypes3",)
 
 
 class _GatewayHandler(logging.StreamHandler[TextIO]):
@@ -96,6 +107,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     # Records propagate to root handlers whatever the root level, so the handler filters too.
     handler.setLevel(threshold)
+    if level != "debug":
+        handler.addFilter(LibraryNoise(*QUIET_LIBRARIES))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _GatewayHandler)]:
@@ -117,26 +130,56 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return logger
 
 
-class DropReport:
-    """Inputs a face threw away as malformed: counted, and said in the log at most once a minute.
+class PeerEvents:
+    """One class of event that any peer can cause as often as it likes, unauthenticated (a
+    malformed datagram, a time synchronization, a registration, a refusal by a rate limit):
+    counted, and said in the log at most once a minute.
 
-    Any peer can send garbage; a log line (or a traceback) per datagram would let it fill the
-    journal. ``drop()`` counts; every ``every`` seconds one warning says how many and the last why.
+    A log line (or a traceback) per event would let one host fill the journal. ``count()`` counts;
+    the first event, and then one every ``every`` seconds at most, logs one line that says how
+    many so far and the last source and detail. Every class counts in `event_counts()`, which the
+    status line shows, so what came after the last report is seen there.
     """
 
-    def __init__(self, what: str, every: float = 60.0) -> None:
+    def __init__(self, what: str, every: float = 60.0, level: str = "warning") -> None:
         self.what = what
         self.every = every
-        self.dropped = 0
+        self.level = level
+        self.counted = 0
         self._reported_at: float | None = None
-        self._log = get_logger("gateway.drops")
+        self._log = get_logger("gateway.events")
+        _CLASSES[what] = self
 
-    def drop(self, source: str, error: str) -> None:
-        self.dropped += 1
+    def count(self, source: str, detail: str) -> None:
+        self.counted += 1
         now = time.monotonic()
         if self._reported_at is None or now - self._reported_at >= self.every:
             self._reported_at = now
-            self._log.warning(f"{self.what} dropped", dropped=self.dropped, last_source=source, last_error=error)
+            getattr(self._log, self.level)(self.what, count=self.counted, last_source=source, last_detail=detail)
+
+
+_CLASSES: dict[str, PeerEvents] = {}
+
+
+def peer_events(what: str, level: str = "warning") -> PeerEvents:
+    """The process's counter of one class of events (made on first use)."""
+    return _CLASSES[what] if what in _CLASSES else PeerEvents(what, level=level)
+
+
+def event_counts() -> dict[str, int]:
+    """How many events of each class that happened at all (the latest counter of each class)."""
+    return {what: events.counted for what, events in _CLASSES.items() if events.counted}
+
+
+class DropReport(PeerEvents):
+    """Inputs a face threw away as malformed."""
+
+    @property
+    def dropped(self) -> int:
+        return self.counted
+
+    def drop(self, source: str, error: str) -> None:
+        self.count(source, error)
 
 
 class LibraryErrorFilter(logging.Filter):
@@ -155,4 +198,28 @@ class LibraryErrorFilter(logging.Filter):
             return True
         error = record.exc_info[1] if record.exc_info else None
         self.report.drop("?", repr(error) if error else record.getMessage())
+        return False
+
+
+class LibraryNoise(logging.Filter):
+    """Counts, instead of logging one by one, what a protocol library warns about or fails on.
+
+    bacpypes3 logs a warning, or an error with a traceback, for many kinds of peer input it does
+    not like (an invalid Who-Is range, an unknown route, a segment out of order), once per
+    datagram. On the root handler this turns each such record into a `PeerEvents` count of its
+    class (logger and message format), so the journal hears of each class at most once a minute.
+    """
+
+    def __init__(self, *libraries: str) -> None:
+        super().__init__()
+        self.prefixes = tuple(f"{library}." for library in libraries)
+        self.libraries = libraries
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not (
+            record.name in self.libraries or record.name.startswith(self.prefixes)
+        ):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        peer_events(f"{record.name}: {record.msg!s}").count("?", repr(error) if error else record.getMessage())
         return False
