@@ -357,7 +357,17 @@ class BacnetSettings:
     max_foreign_devices: int = _key(64, _integer(1, 1024))
     # COV subscriptions across every device of the gateway, and of any one subscriber address.
     max_cov_subscriptions: int = _key(1024, _integer(1, 100000))
-    max_cov_per_client: int = _key(256, _integer(1, 100000))
+    max_cov_per_client: int = _key(256, _integer(1, 100000))  # counted per IP address, any port
+    # Indefinite (lifetime 0) subscriptions over the gateway: they never expire by themselves.
+    max_cov_indefinite: int = _key(128, _integer(0, 100000))
+    # Fair shares (bacnet/shares.py): confirmed requests a second from one source IP address;
+    # Who-Is and Who-Has answered a second over the gateway; writes saved in the state file (node
+    # device names and IDs, AV1/AV2) a minute from one source IP address.
+    rate_limit: int = _key(1000, _integer(1, 1000000))
+    who_is_rate: int = _key(20, _integer(1, 10000))
+    max_saved_writes: int = _key(30, _integer(1, 10000))
+    # Longest time to live a foreign device is granted (BBMD); a longer one asked is cut to this.
+    max_foreign_ttl: int = _key(900, _integer(1, 65535))
     # Meter objects kept built in memory over all nodes (about 5 KB each); others are built when
     # a request names them. Fewer than a BMS reads in one sweep costs CPU (rebuilds), not errors.
     max_built_objects: int = _key(2048, _integer(1, 100000))

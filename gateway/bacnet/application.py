@@ -68,11 +68,12 @@ from gateway.bacnet.fixes import (
     WildcardDeviceInstance,
     WriteDecodingErrors,
     WritePropertyMultipleErrors,
-    has_subscription,
 )
 from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
+from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.bacnet.objects import ObjectSpec
+from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
@@ -91,16 +92,24 @@ _RESTARTS = (
 
 @dataclass
 class CovLimits:
-    """The COV subscription caps of the whole gateway, and the applications they count over."""
+    """The COV subscription caps of the whole gateway, and the applications they count over.
+
+    A subscriber is its IP address, whatever the port (or routed path) it subscribes from;
+    indefinite subscriptions, which only a cancellation ends, have a cap of their own."""
 
     total: int
     per_client: int
+    indefinite: int
     apps: list[BoundedCov] = field(default_factory=list)
 
-    def full_for(self, client: Any) -> bool:
+    def refuses(self, client: Any, indefinite: bool, renewed: Subscription | None) -> bool:
         subscriptions = [cov for app in self.apps for cov in app.subscriptions()]
-        return (len(subscriptions) >= self.total
-                or sum(1 for cov in subscriptions if cov.client_addr == client) >= self.per_client)
+        host = source_host(client)
+        if renewed is None and (len(subscriptions) >= self.total or sum(
+                1 for cov in subscriptions if source_host(cov.client_addr) == host) >= self.per_client):
+            return True
+        return indefinite and (renewed is None or bool(renewed.lifetime)) and sum(
+            1 for cov in subscriptions if not cov.lifetime) >= self.indefinite
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +172,17 @@ class BoundedCov:
 
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
-        if not cancelling and not has_subscription(self, apdu) and self.cov_limits.full_for(apdu.pduSource):
+        if not cancelling and self.cov_limits.refuses(apdu.pduSource, not apdu.lifetime, self._subscription(apdu)):
+            peer_events("bacnet COV subscriptions refused: a cap is full").count(
+                str(apdu.pduSource), f"lifetime={apdu.lifetime}")
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+
+    def _subscription(self, apdu: SubscribeCOVRequest) -> Subscription | None:
+        """The subscription a SubscribeCOV renews (same object, subscriber and process), if any."""
+        detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
+        return next((cov for cov in detection.cov_subscriptions if cov.client_addr == apdu.pduSource
+                     and cov.proc_id == apdu.subscriberProcessIdentifier), None) if detection else None
 
     def cov_notification(self, cov: Subscription, apdu: Any) -> None:
         if not self.communicating():  # type: ignore[attr-defined]
@@ -208,6 +225,7 @@ class BoundedCov:
 
 
 class DeviceApplication(  # type: ignore[misc]
+    SavedWriteLimit,
     BoundedCov,
     CommunicationControl,
     IndefiniteCovLifetime,
@@ -384,13 +402,16 @@ class RouterApplication(HearsIAm, DeviceApplication):
         self._synchronize(apdu, utc=True)
 
     def _synchronize(self, apdu: TimeSynchronizationRequest | UTCTimeSynchronizationRequest, *, utc: bool) -> None:
+        # Any host may send these as often as it likes: counted, and logged once a minute.
         told = epoch_of(apdu.time, utc=utc)
         if told is None:
-            log.warning("time synchronization without a definite time, ignored", source=str(apdu.pduSource))
+            peer_events("bacnet time synchronizations without a definite time, ignored").count(
+                str(apdu.pduSource), str(apdu.time))
             return
         applied = self._clock.synchronize(told)
-        log.info("time synchronization", source=str(apdu.pduSource), utc=utc, time=str(apdu.time),
-                 applied=applied, reason=None if applied else 'rtc_control = "modbus"')
+        peer_events("bacnet time synchronizations", "info").count(
+            str(apdu.pduSource), f"utc={utc} time={apdu.time} applied={applied}"
+            + ("" if applied else ' (rtc_control = "modbus")'))
 
     async def do_ReinitializeDeviceRequest(self, apdu: ReinitializeDeviceRequest) -> None:
         self.protection.check_password(apdu.password)

@@ -1,6 +1,6 @@
 """The gateway as a BBMD: bacpypes3's BBMD link layer, its table from bdt.ini, its FDT bounded.
 
-    bbmd = Bbmd(IPv4Address("10.0.1.5/24:47808"), read_bdt(path, own), max_foreign_devices=64)
+    bbmd = Bbmd(IPv4Address("10.0.1.5/24:47808"), read_bdt(path, own), max_foreign_devices=64, max_ttl=900)
     bbmd.set_table(new_table)      # SIGHUP: the new bdt.ini; the socket and the FDT stay
 
 bacpypes3's `BIPBBMD` does the forwarding (local broadcasts to the BDT peers, two-hop or
@@ -11,34 +11,42 @@ refuses Write-BDT with NAK 0x0010, which suits a table that comes from a file. T
 
 - a bounded FDT: a new registration beyond `max_foreign_devices` gets NAK 0x0030 (a renewal
   always passes), where bacpypes3 takes every registration;
+- a bounded time to live: a registration asking more than `max_foreign_ttl` gets that much;
+- Delete-FDT-Entry only from the entry's own address or a BDT peer (NAK 0x0050 to anyone else),
+  where bacpypes3 lets any host delete any entry;
 - the grace period of the standard (J.5.2.3): an entry lives TTL + 30 s, not TTL + 5 s;
 - `close()` stops the FDT clock, which bacpypes3 leaves running forever.
+
+Registrations and refusals come from any host, unauthenticated: they are counted and logged at
+most once a minute per kind (`gateway.logging.PeerEvents`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import structlog
+from bacpypes3.ipv4.bvll import DeleteForeignDeviceTableEntry, Result
 from bacpypes3.ipv4.link import BBMDLinkLayer
 from bacpypes3.pdu import IPv4Address
 
 from gateway.bacnet.bdt import BdtEntry
+from gateway.logging import peer_events
 
-__all__ = ["GRACE_PERIOD", "REGISTER_FOREIGN_DEVICE_NAK", "Bbmd"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["DELETE_FDT_ENTRY_NAK", "GRACE_PERIOD", "REGISTER_FOREIGN_DEVICE_NAK", "Bbmd"]
 
 GRACE_PERIOD = 30  # seconds a foreign device may be late in renewing (BACnet J.5.2.3)
 REGISTER_FOREIGN_DEVICE_NAK = 0x0030
+DELETE_FDT_ENTRY_NAK = 0x0050
 _MAX_REMAINING = 0xFFFF  # Read-FDT carries the time remaining in 16 bits
 
 
 class Bbmd(BBMDLinkLayer):
-    def __init__(self, address: IPv4Address, table: Sequence[BdtEntry], max_foreign_devices: int) -> None:
+    def __init__(self, address: IPv4Address, table: Sequence[BdtEntry], max_foreign_devices: int,
+                 max_ttl: int = _MAX_REMAINING) -> None:
         super().__init__(address)
         self.max_foreign_devices = max_foreign_devices
-        self._told_full = False  # the log hears of a full table once, not at every retry
+        self.max_ttl = max_ttl
         self.set_table(table)
 
     def set_table(self, table: Sequence[BdtEntry]) -> None:
@@ -48,18 +56,28 @@ class Bbmd(BBMDLinkLayer):
     def register_foreign_device(self, addr: IPv4Address, ttl: int) -> int:
         known = any(entry.fdAddress == addr for entry in self.bbmdFDT)
         if not known and len(self.bbmdFDT) >= self.max_foreign_devices:
-            if not self._told_full:
-                self._told_full = True
-                log.warning("foreign device refused: the table is full", device=str(addr),
-                            max_foreign_devices=self.max_foreign_devices)
+            peer_events("bacnet foreign devices refused: the table is full (bacnet.max_foreign_devices)").count(
+                str(addr), f"max_foreign_devices={self.max_foreign_devices}")
             return REGISTER_FOREIGN_DEVICE_NAK
+        ttl = min(ttl, self.max_ttl)
         result = super().register_foreign_device(addr, ttl)
         entry = next(entry for entry in self.bbmdFDT if entry.fdAddress == addr)
         entry.fdRemain = min(ttl + GRACE_PERIOD, _MAX_REMAINING)
         if not known:
-            self._told_full = False
-            log.info("foreign device registered", device=str(addr), ttl=ttl)
+            peer_events("bacnet foreign devices registered", "info").count(str(addr), f"ttl={ttl}")
         return result
+
+    async def confirmation(self, lpdu: Any) -> None:
+        if isinstance(lpdu, DeleteForeignDeviceTableEntry) and not self._may_delete(lpdu.pduSource, lpdu.bvlciAddress):
+            peer_events("bacnet Delete-FDT-Entry refused: not from the entry or a BDT peer").count(
+                str(lpdu.pduSource), f"entry={lpdu.bvlciAddress}")
+            await self.request(Result(code=DELETE_FDT_ENTRY_NAK, destination=lpdu.pduSource,
+                                      user_data=lpdu.pduUserData))
+            return
+        await super().confirmation(lpdu)
+
+    def _may_delete(self, source: IPv4Address, entry: IPv4Address) -> bool:
+        return source.addrTuple == entry.addrTuple or any(source.addrTuple == peer.addrTuple for peer in self.bbmdBDT)
 
     def close(self) -> None:
         self._fdt_clock_handle.cancel()

@@ -100,6 +100,7 @@ class NodeIdentities(Protocol):
 
 
 class NodeDevice(GatewayDevice):
+    _saved_properties = frozenset({"objectName", "objectIdentifier"})  # see shares.SavedWriteLimit
     _address: int  # the node's Modbus address
     _identities: NodeIdentities
 
@@ -120,6 +121,7 @@ class NodeDevice(GatewayDevice):
 class RouterSettingValue(GuardedWrites, AnalogValueObject):
     """AV1 (device ID offset) or AV2 (virtual network): saved at once, applied at next start."""
 
+    _saved_properties = frozenset({"presentValue"})  # see shares.SavedWriteLimit
     _setting: RouterSetting
     _save: Callable[[RouterSetting, int], Awaitable[None]]
 

@@ -114,7 +114,7 @@ def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Seque
     port: IPv4Port
     if settings.bbmd:
         port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)
-        port._link_layer = Bbmd(address, bdt, settings.max_foreign_devices)
+        port._link_layer = Bbmd(address, bdt, settings.max_foreign_devices, settings.max_foreign_ttl)
     elif settings.foreign_bbmd is not None:
         host, bbmd_port = settings.foreign_bbmd
         port = IPv4Port(address, bacnetIPMode="foreign", fdBBMDAddress=HostNPort(f"{host}:{bbmd_port}"),

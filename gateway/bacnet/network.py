@@ -50,10 +50,12 @@ from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting, plan_devices
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port, ip_port
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.shares import Shares
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, ValueChanged
 from gateway.state import DeviceOverride, IdentityStore, State
+from gateway.state_saves import StateSaves
 
 __all__ = ["BacnetNetwork"]
 
@@ -86,7 +88,9 @@ class BacnetNetwork:
         # bacpypes3 keeps virtual networks in a process-wide registry by name.
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
-        self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client)
+        self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client,
+                                     settings.max_cov_indefinite)
+        self.shares = Shares(settings)
         self._protection = Protection(settings.reinit_password, settings.read_only)
         port = ip_port(settings, plan.router.ip_network, plan.router.ip_network_configured, bdt)
         self._ip_port = port
@@ -94,10 +98,12 @@ class BacnetNetwork:
         self._network = plan.router.network
         self._ip_link_layer = port._link_layer  # None in normal mode
         self.router = self._router(plan, port, restart)
+        self.shares.guard(self.router)
         self.devices: dict[int, NodeDevice] = {}
         self.applications: dict[int, NodeApplication] = {}
         self.pool = ObjectPool(settings.max_built_objects)
         self._identity_lock = asyncio.Lock()
+        self._saves = StateSaves(identities.update)  # writes that come together share one fsync
         for node in plan.nodes:
             self._add_node(node)
 
@@ -126,8 +132,10 @@ class BacnetNetwork:
         return app
 
     def _share(self, app: DeviceApplication) -> None:
-        """Every application counts against the gateway's one set of COV caps, and has its protection."""
+        """Every application counts against the gateway's one set of COV caps and fair shares, and
+        has its protection."""
         app.cov_limits = self._cov_limits
+        app.shares = self.shares
         self._cov_limits.apps.append(app)
         app.protection = self._protection
 
@@ -290,13 +298,19 @@ class BacnetNetwork:
     # --- identities (NodeIdentities) ---
 
     async def rename(self, device: NodeDevice, name: str) -> None:
-        async with self._identity_lock:  # check, save and assign as one: two writes may interleave
+        async with self._identity_lock:  # check and assign as one: two writes may interleave
             if (any(other is not device and str(other.objectName) == name for other in self._all_devices())
                     or self.applications[device._address].names(name, device)):  # unique within the device too
                 raise ExecutionError("property", "duplicateName")
-            await self._save_override(device._address, object_name=name)
-            device.objectName = name
-            self._show_revision()
+            saved = self._save_override(device._address, object_name=name)
+            old, device.objectName = str(device.objectName), name  # so the next write's check sees it
+        try:
+            await saved  # acknowledged once on disk
+        except BaseException:
+            if str(device.objectName) == name:  # not renamed again meanwhile
+                device.objectName = old
+            raise
+        self._show_revision()
 
     async def renumber(self, device: NodeDevice, instance: int) -> None:
         if instance not in range(MAX_DEVICE_INSTANCE):  # the top one is the wildcard
@@ -304,9 +318,15 @@ class BacnetNetwork:
         async with self._identity_lock:
             if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
                 raise ExecutionError("property", "duplicateObjectId")
-            await self._save_override(device._address, object_instance=instance)
-            device.objectIdentifier = ("device", instance)
-            self._show_revision()
+            saved = self._save_override(device._address, object_instance=instance)
+            old, device.objectIdentifier = device.objectIdentifier, ("device", instance)
+        try:
+            await saved
+        except BaseException:
+            if device.objectIdentifier[1] == instance:
+                device.objectIdentifier = old
+            raise
+        self._show_revision()
         app = self.applications[device._address]
         if app.communicating():
             app.i_am()  # a BMS that bound the old ID learns the new one
@@ -320,14 +340,14 @@ class BacnetNetwork:
         for device in self._all_devices():
             device.databaseRevision = self._identities.state.database_revision
 
-    async def _save_override(self, address: int, **fields: Any) -> None:
+    def _save_override(self, address: int, **fields: Any) -> asyncio.Future[None]:
         def change(state: State) -> State:
             return state.with_override(address, replace(state.overrides.get(address, DeviceOverride()), **fields))
 
-        await asyncio.to_thread(self._identities.update, change)
+        return self._saves.save(change)
 
     async def _save_setting(self, setting: RouterSetting, value: int) -> None:
-        await asyncio.to_thread(self._identities.update, lambda state: state.with_router(**{setting.key: value}))
+        await self._saves.save(lambda state: state.with_router(**{setting.key: value}))
         self._show_revision()
 
 

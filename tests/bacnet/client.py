@@ -70,7 +70,8 @@ def reported(notification: Notification) -> dict[str, Any]:
 
 
 class Client:
-    def __init__(self, router_port: int, instance: int = CLIENT_INSTANCE, *, foreign_ttl: int | None = None) -> None:
+    def __init__(self, router_port: int, instance: int = CLIENT_INSTANCE, *, foreign_ttl: int | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.port = free_udp_port()
         self.router = Address(f"127.0.0.1:{router_port}")
         self.gateway = IPv4Address(f"127.0.0.1:{router_port}")  # where BVLL requests go
@@ -79,7 +80,7 @@ class Client:
         mode = {} if foreign_ttl is None else {
             "bacnetIPMode": "foreign", "fdBBMDAddress": HostNPort(f"127.0.0.1:{router_port}"),
             "fdSubscriptionLifetime": foreign_ttl}
-        port = NetworkPortObject(f"127.0.0.1/8:{self.port}", objectIdentifier=("network-port", 1),
+        port = NetworkPortObject(f"{host}/8:{self.port}", objectIdentifier=("network-port", 1),
                                  objectName="BACnet/IP", **mode)
         self.app = RecordingApplication.from_object_list([device, port])
         self.app.notifications = asyncio.Queue()

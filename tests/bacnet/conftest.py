@@ -39,9 +39,9 @@ async def make_client() -> AsyncIterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def make(gateway_or_port: Gateway | int, instance: int = CLIENT_INSTANCE, *,
-             foreign_ttl: int | None = None) -> Client:
+             foreign_ttl: int | None = None, host: str = "127.0.0.1") -> Client:
         port = gateway_or_port if isinstance(gateway_or_port, int) else gateway_or_port.config.bacnet.port
-        client = Client(port, instance, foreign_ttl=foreign_ttl)
+        client = Client(port, instance, foreign_ttl=foreign_ttl, host=host)
         clients.append(client)
         return client
 

@@ -12,6 +12,7 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import CharacterString, Null, ObjectIdentifier, Real, Unsigned
 
 from gateway.bacnet.objects import object_specs
+from gateway.logging import event_counts
 from gateway.pointmap import load
 from tests.bacnet.client import Client, reported
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
@@ -177,25 +178,47 @@ async def test_cov_subscription_is_cancelled_on_request(bacnet_gateway, client) 
     assert len(application.subscriptions()) == 0
 
 
-async def test_cov_subscriptions_are_bounded_per_client_and_in_total(make_line, start_gateway, make_client,
-                                                                       tmp_path) -> None:
+async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(make_line, start_gateway, make_client,
+                                                                               tmp_path) -> None:
     line = make_line(1)
     config = bacnet_config(line, tmp_path, max_cov_per_client=3, max_cov_subscriptions=5)
     gateway = await serving(await start_gateway(config))
+    # two ports of one IP address are one subscriber; another address is another
     first, second = make_client(gateway), make_client(gateway, instance=4000002)
-    for client in (first, second):
+    other = make_client(gateway, instance=4000003, host="127.0.0.2")
+    for client in (first, second, other):
         await client.find_router()
-    for process in range(3):  # to two devices: the caps count over the whole gateway
-        await first.subscribe(first.node(1 + process % 2), "analog-input,1336", process=process, confirmed=False)
+    for process in range(2):  # to two devices: the caps count over the whole gateway
+        await first.subscribe(first.node(1 + process), "analog-input,1336", process=process, confirmed=False)
+    await second.subscribe(second.node(1), "analog-input,1336", process=0, confirmed=False)
     with pytest.raises(ErrorPDU) as per_client:
-        await first.subscribe(first.node(1), "analog-input,1336", process=3, confirmed=False)
+        await second.subscribe(second.node(1), "analog-input,1336", process=1, confirmed=False)
     assert error_of(per_client) == ("resources", "no-space-to-add-list-element")
     await first.subscribe(first.node(1), "analog-input,1336", process=0, confirmed=False)  # a renewal still works
     for process in range(2):
-        await second.subscribe(second.node(2), "analog-input,1337", process=process, confirmed=False)
+        await other.subscribe(other.node(2), "analog-input,1337", process=process, confirmed=False)
     with pytest.raises(ErrorPDU) as total:
-        await second.subscribe(second.node(2), "analog-input,1337", process=2, confirmed=False)
+        await other.subscribe(other.node(2), "analog-input,1337", process=2, confirmed=False)
     assert error_of(total) == ("resources", "no-space-to-add-list-element")
+    assert event_counts()["bacnet COV subscriptions refused: a cap is full"] >= 2
+
+
+async def test_indefinite_cov_subscriptions_have_a_cap_of_their_own(make_line, start_gateway, make_client,
+                                                                    tmp_path) -> None:
+    line = make_line(1)
+    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_cov_indefinite=2)))
+    client = make_client(gateway)
+    await client.find_router()
+    node = client.node(1)
+    await client.subscribe(node, "analog-input,1336", process=0, confirmed=False, lifetime=None)  # no Lifetime
+    await client.subscribe(node, "analog-input,1336", process=1, confirmed=False, lifetime=0)  # Lifetime 0
+    with pytest.raises(ErrorPDU) as refused:
+        await client.subscribe(node, "analog-input,1337", process=2, confirmed=False, lifetime=0)
+    assert error_of(refused) == ("resources", "no-space-to-add-list-element")
+    await client.subscribe(node, "analog-input,1337", process=2, confirmed=False, lifetime=60)  # timed: room
+    with pytest.raises(ErrorPDU):  # nor may a timed one become indefinite
+        await client.subscribe(node, "analog-input,1337", process=2, confirmed=False, lifetime=0)
+    await client.subscribe(node, "analog-input,1336", process=0, confirmed=False, lifetime=0)  # renewed as it was
 
 
 async def test_a_vanished_node_shows_fault_and_comm_failure_then_recovers(bacnet_gateway, client) -> None:

@@ -1,0 +1,140 @@
+"""Fair shares of the BACnet face: no one source can take it over.
+
+    shares = Shares(config.bacnet)
+    shares.guard(router)          # every BACnet/IP datagram of the router's port is admitted first
+
+- Confirmed requests: at most `bacnet.rate_limit` a second from one source IP address (its
+  burst as large); more are dropped unanswered and counted, and the client retries later.
+- Who-Is and Who-Has: at most `bacnet.who_is_rate` answered a second over the whole gateway.
+  One global Who-Is makes every device answer, so each costs as many I-Ams as there are nodes.
+- Writes the gateway saves in its state file (a node device's name or ID, the router's AV1/AV2):
+  at most `bacnet.max_saved_writes` a minute from one source IP address (`SavedWriteLimit`);
+  more get Error(device, busy). Saves from many writes also share one fsync (`state_saves.py`).
+
+Datagrams are judged on their raw bytes, before bacpypes3 decodes anything or starts a task
+for them: a flood of 125,000 Who-Is a second is only survivable that way. A request forwarded
+by a BBMD counts for the BBMD that sent it. Refusals are counted (`gateway.logging.PeerEvents`),
+never logged one by one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bacpypes3.ipv4
+from bacpypes3.apdu import WritePropertyRequest
+from bacpypes3.errors import ExecutionError
+from bacpypes3.pdu import Address
+from bacpypes3.primitivedata import PropertyIdentifier
+
+from gateway.config import BacnetSettings
+from gateway.logging import peer_events
+from gateway.ratelimit import RateLimit
+
+__all__ = ["SavedWriteLimit", "Shares", "apdu_head", "source_host"]
+
+_CONFIRMED_REQUEST = 0
+_UNCONFIRMED_REQUEST = 1
+_DISCOVERY = {7, 8}  # unconfirmed service choices: Who-Has, Who-Is
+_BVLC_HEADERS = {0x04: 10, 0x09: 4, 0x0A: 4, 0x0B: 4}  # BVLC functions carrying an NPDU: header length
+
+
+def apdu_head(data: bytes) -> tuple[int, int] | None:
+    """(PDU type, service choice) of the APDU a BACnet/IP datagram carries; None for a BVLL or
+    network-layer message, or anything too short to tell (bacpypes3 then judges it)."""
+    try:
+        if data[0] != 0x81 or data[1] not in _BVLC_HEADERS:
+            return None
+        at = _BVLC_HEADERS[data[1]]
+        control = data[at + 1]
+        if control & 0x80:  # a network-layer message
+            return None
+        at += 2
+        if control & 0x20:  # DNET, DLEN, DADR
+            at += 3 + data[at + 2]
+        if control & 0x08:  # SNET, SLEN, SADR
+            at += 3 + data[at + 2]
+        if control & 0x20:  # hop count
+            at += 1
+        kind = data[at] >> 4
+        if kind == _CONFIRMED_REQUEST:  # flags, sizes, invoke ID (and segment number, window)
+            return kind, data[at + (5 if data[at] & 0x08 else 3)]
+        return kind, data[at + 1]
+    except IndexError:
+        return None
+
+
+class Shares:
+    """The gateway's BACnet rate limits, shared by every device."""
+
+    def __init__(self, settings: BacnetSettings) -> None:
+        self.requests = RateLimit(settings.rate_limit, settings.rate_limit)
+        self.discovery = RateLimit(settings.who_is_rate, settings.who_is_rate)
+        self.saved_writes = RateLimit(settings.max_saved_writes / 60, settings.max_saved_writes)
+        self._refused = peer_events("bacnet requests refused by bacnet.rate_limit")
+        self._unanswered = peer_events("bacnet Who-Is/Who-Has left unanswered by bacnet.who_is_rate", "info")
+
+    def guard(self, app: Any) -> None:
+        """Admit every datagram of `app`'s BACnet/IP ports through `admit`. Call it as soon as
+        `app` is built: bacpypes3 opens its sockets in tasks that have not run yet."""
+        _install()
+        for link_layer in app.link_layers.values():
+            server = getattr(link_layer, "server", None)
+            if server is not None:
+                server.admit = self.admit
+
+    def admit(self, data: bytes, addr: tuple[str, int]) -> bool:
+        head = apdu_head(data)
+        if head is None:
+            return True
+        kind, choice = head
+        if kind == _CONFIRMED_REQUEST and not self.requests.allow(addr[0]):
+            self._refused.count(addr[0], f"{choice=}")
+            return False
+        if kind == _UNCONFIRMED_REQUEST and choice in _DISCOVERY and not self.discovery.allow(None):
+            self._unanswered.count(addr[0], f"{choice=}")
+            return False
+        return True
+
+
+class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
+    """bacpypes3's datagram protocol, asking its server's `admit` (when it has one) first."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        admit = getattr(self.server, "admit", None)
+        if admit is None or admit(data, addr):
+            super().datagram_received(data, addr)
+
+
+def _install() -> None:
+    """bacpypes3 builds every datagram endpoint from its module's protocol class: use ours. Safe
+    to call more than once; a server without `admit` takes every datagram, as before."""
+    bacpypes3.ipv4.IPv4DatagramProtocol = _AdmittingProtocol  # type: ignore[misc]
+
+
+def source_host(address: Address) -> str:
+    """The IP address of a BACnet source: of a BACnet/IP station, or of a station routed from
+    a BACnet/IP network (its 6-byte MAC is IP and port); anything else as itself."""
+    tuple_ = getattr(address, "addrTuple", None)
+    if tuple_ is not None:
+        return str(tuple_[0])
+    mac = getattr(address, "addrAddr", None)
+    if isinstance(mac, bytes) and len(mac) == 6:
+        return ".".join(str(byte) for byte in mac[:4])
+    return str(address)
+
+
+class SavedWriteLimit:
+    """Application mixin: a write to a property the gateway saves in its state file (the object
+    lists it in `_saved_properties`) is charged to its source's share first."""
+
+    shares: Shares
+
+    async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
+        obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
+        saved = getattr(obj, "_saved_properties", ())
+        if PropertyIdentifier(apdu.propertyIdentifier).attr in saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
+            peer_events("bacnet saved writes refused by bacnet.max_saved_writes").count(
+                str(apdu.pduSource), str(apdu.propertyIdentifier))
+            raise ExecutionError("device", "busy")
+        await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
