@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from gateway.logging import LIBRARY_LOGGERS, configure_logging, get_logger
+from gateway.logging import LIBRARY_LOGGERS, PeerEvents, configure_logging, event_counts, get_logger, peer_events
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +174,46 @@ def test_an_unknown_level_or_format_is_refused() -> None:
         configure_logging("verbose", "json")
     with pytest.raises(ValueError, match="xml"):
         configure_logging("info", "xml")
+
+
+def test_a_class_of_peer_events_is_counted_and_logged_once_a_minute(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    events = PeerEvents("test time synchronizations", level="info")
+    for second in range(500):
+        events.count(f"192.0.2.{second % 250}:47808", f"time {second}")
+
+    [line] = json_lines(capsys)
+    assert (line["event"], line["level"], line["count"]) == ("test time synchronizations", "info", 1)
+    assert event_counts()["test time synchronizations"] == 500
+    assert peer_events("test time synchronizations") is events
+    events.every = 0.0  # as if a minute had passed
+    events.count("192.0.2.1:47808", "late")
+    [line] = json_lines(capsys)
+    assert (line["count"], line["last_source"], line["last_detail"]) == (501, "192.0.2.1:47808", "late")
+
+
+def test_bacpypes3_warnings_and_errors_about_peer_input_are_counted_per_class_not_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+    library = logging.getLogger("bacpypes3.app.Application")
+    for _ in range(100):
+        try:
+            raise ValueError("deviceInstanceRangeLowLimit out of range")
+        except ValueError as error:
+            library.exception("test: reject exception processing unconfirmed request: %r", error)
+    logging.getLogger("bacpypes3.netservice").warning("test: path error (1)")
+    get_logger("gateway.bacnet").warning("ours are not")
+
+    lines = json_lines(capsys)
+    assert [line["event"] for line in lines] == [
+        "bacpypes3.app.Application: test: reject exception processing unconfirmed request: %r",
+        "bacpypes3.netservice: test: path error (1)",
+        "ours are not",
+    ]
+    assert "exception" not in lines[0] and "out of range" in lines[0]["last_detail"]
+    assert event_counts()["bacpypes3.app.Application: test: reject exception processing unconfirmed request: %r"] == 100
+
+    configure_logging("debug", "json")  # debugging shows every record
+    library.warning("now shown")
+    assert [line["event"] for line in json_lines(capsys)] == ["now shown"]

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
@@ -26,13 +25,12 @@ from gateway.bacnet.fixes import MultiStateCov, StandardPropertyList, StatusFlag
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
+from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
 __all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointLink", "meter_object",
            "real_value"]
-
-log = structlog.get_logger(__name__)
 
 
 class GuardedWrites(StandardPropertyList):
@@ -126,7 +124,9 @@ class MeterValue(MeterObject, AnalogValueObject):
         try:
             await self._link.write(wanted)
         except GatewayError as error:
-            log.info("bacnet write refused", object=str(self.objectIdentifier), value=wanted, reason=str(error))
+            # any host may try as often as it likes: counted, and logged once a minute
+            peer_events("bacnet writes refused", "info").count(
+                str(self.objectIdentifier), f"value={wanted}: {error}")
             raise write_error(error) from None
         # The node service read the register back into the cache; show it now rather than when
         # its event arrives, so a read right after the write sees it.
