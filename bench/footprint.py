@@ -3,20 +3,24 @@
 The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated model-A boards at
 19200 baud in a process of their own. Measured on the gateway process alone:
 
-- resident memory (VmRSS) with 1 and with 4 boards (2 and 8 nodes), once every face serves;
+- resident memory (VmRSS) with 1, 4 and 16 boards (2, 8 and 32 nodes: a full RS-485 segment),
+  once every face serves, and what each node adds (the 4 to 16 board difference per node);
 - the time from starting the process to the first I-Am answering a Who-Is and the first SNMP
-  GET response, in discovery mode (scan 1-16) and in locked mode (saved profiles, no scan);
+  GET response, in discovery mode (scan 1-16, or 1-32 for 16 boards) and in locked mode (saved
+  profiles, no scan);
 - its CPU share of one core over 60 s of polling at a 1 s poll interval;
 - its resident memory again after a client has read every object of every node (what a BMS that
   reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built).
 
 Prints one JSON object.
 
-    python bench/footprint.py
+    python bench/footprint.py                # 1, 4 and 16 boards, about 6 minutes
+    python bench/footprint.py --boards 16    # one size only
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -49,7 +53,8 @@ def gateway(folder: Path, serial_port: str, boards: int,
     config = folder / f"{mode}.toml"
     config.write_text(
         f'[gateway]\noperating_mode = "{mode}"\nstate_file = "{folder / "state.json"}"\n'
-        f'[serial]\nport = "{serial_port}"\nbaudrate = {BAUDRATE}\nscan = "1-16"\nprobe_timeout = 0.02\n'
+        f'[serial]\nport = "{serial_port}"\nbaudrate = {BAUDRATE}\nscan = "1-{max(16, 2 * boards)}"\n'
+        'probe_timeout = 0.02\n'
         f'[bacnet]\naddress = "127.0.0.1/8"\nport = {bacnet}\n'
         f'[snmp]\naddress = "127.0.0.1"\nport = {snmp}\n'
         f'[modbus_tcp]\naddress = "127.0.0.1"\nport = {free_port(socket.SOCK_STREAM)}\n'
@@ -104,9 +109,9 @@ def start_times(folder: Path, port: str, boards: int, mode: str) -> dict[str, fl
                 "snmp_get_s": round(first_answer(snmp, snmp_templates()[0], started), 2)}
 
 
-def run() -> dict[str, Any]:
+def run(sizes: tuple[int, ...]) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "footprint", "baudrate": BAUDRATE, "poll_interval_s": 1.0}
-    for boards in (1, 4):
+    for boards in sizes:
         with tempfile.TemporaryDirectory() as name, simulator(BAUDRATE, Path(name), boards) as port:
             folder = Path(name)
             discovery = start_times(folder, port, boards, "discovery")  # also saves the profiles
@@ -133,7 +138,14 @@ def run() -> dict[str, Any]:
 
 
 def main() -> None:
-    json.dump(run(), sys.stdout, indent=2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", type=int, action="append", help="boards to measure (default 1, 4 and 16)")
+    sizes = tuple(parser.parse_args().boards or (1, 4, 16))
+    result = run(sizes)
+    if "boards_4" in result and "boards_16" in result:
+        grown = result["boards_16"]["resident_mb"] - result["boards_4"]["resident_mb"]
+        result["resident_mb_per_node_4_to_16_boards"] = round(grown / 24, 2)
+    json.dump(result, sys.stdout, indent=2)
     print()
 
 

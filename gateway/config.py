@@ -361,10 +361,10 @@ class BacnetSettings:
     # Indefinite (lifetime 0) subscriptions over the gateway: they never expire by themselves.
     max_cov_indefinite: int = _key(128, _integer(0, 100000))
     # Fair shares (bacnet/shares.py): confirmed requests a second from one source IP address;
-    # Who-Is and Who-Has answered a second over the gateway; writes saved in the state file (node
-    # device names and IDs, AV1/AV2) a minute from one source IP address.
+    # unconfirmed requests (Who-Is, TimeSynchronization...) a second over the gateway; writes saved
+    # in the state file (node device names and IDs, AV1/AV2) a minute from one source IP address.
     rate_limit: int = _key(1000, _integer(1, 1000000))
-    who_is_rate: int = _key(20, _integer(1, 10000))
+    unconfirmed_rate: int = _key(50, _integer(1, 10000))
     max_saved_writes: int = _key(30, _integer(1, 10000))
     # Longest time to live a foreign device is granted (BBMD); a longer one asked is cut to this.
     max_foreign_ttl: int = _key(900, _integer(1, 65535))

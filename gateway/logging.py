@@ -206,20 +206,41 @@ class LibraryNoise(logging.Filter):
 
     bacpypes3 logs a warning, or an error with a traceback, for many kinds of peer input it does
     not like (an invalid Who-Is range, an unknown route, a segment out of order), once per
-    datagram. On the root handler this turns each such record into a `PeerEvents` count of its
-    class (logger and message format), so the journal hears of each class at most once a minute.
+    datagram, and some of its tasks fail on such input where nobody awaits them (asyncio then
+    logs "Task exception was never retrieved"). On the root handler this turns each such record
+    into a `PeerEvents` count of its class (the library's logger and message, or the function
+    the exception was raised in), so the journal hears of each class at most once a minute. An
+    exception raised in the gateway's own code is still logged in full.
     """
 
     def __init__(self, *libraries: str) -> None:
         super().__init__()
-        self.prefixes = tuple(f"{library}." for library in libraries)
         self.libraries = libraries
+        self.prefixes = tuple(f"{library}." for library in libraries)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or not (
-            record.name in self.libraries or record.name.startswith(self.prefixes)
-        ):
+        if record.levelno < logging.WARNING:
             return True
         error = record.exc_info[1] if record.exc_info else None
-        peer_events(f"{record.name}: {record.msg!s}").count("?", repr(error) if error else record.getMessage())
+        if self._ours(record.name):
+            what = f"{record.name}: {record.msg!s}"
+        elif (raised := _raised_in(error)) is not None and self._ours(raised[0]):
+            what = f"{raised[0]}: {type(error).__name__} in {raised[1]}"
+        else:
+            return True
+        peer_events(what).count("?", repr(error) if error else record.getMessage())
         return False
+
+    def _ours(self, module: str) -> bool:
+        return module in self.libraries or module.startswith(self.prefixes)
+
+
+def _raised_in(error: BaseException | None) -> tuple[str, str] | None:
+    """(module, function) of the frame that raised `error`."""
+    traceback = error.__traceback__ if error is not None else None
+    if traceback is None:
+        return None
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    frame = traceback.tb_frame
+    return str(frame.f_globals.get("__name__")), frame.f_code.co_name

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
@@ -217,3 +219,26 @@ def test_bacpypes3_warnings_and_errors_about_peer_input_are_counted_per_class_no
     configure_logging("debug", "json")  # debugging shows every record
     library.warning("now shown")
     assert [line["event"] for line in json_lines(capsys)] == ["now shown"]
+
+
+def test_a_task_that_fails_inside_bacpypes3_is_counted_and_one_that_fails_in_our_code_is_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bacpypes3.pdu import Address
+
+    configure_logging("info", "json")
+
+    async def failing(make: Callable[[], object]) -> None:
+        make()
+
+    async def main() -> None:
+        for make in (lambda: Address(object()), lambda: 1 / 0):  # bacpypes3 fails, then ours
+            task = asyncio.get_running_loop().create_task(failing(make))
+            await asyncio.sleep(0)
+            del task  # never awaited: asyncio logs it when the task is collected
+            gc.collect()
+
+    asyncio.run(main())
+    lines = json_lines(capsys)
+    assert [line["event"].startswith("bacpypes3.pdu: ") for line in lines] == [True, False]
+    assert "ZeroDivisionError" in json.dumps(lines[1])

@@ -5,8 +5,10 @@
 
 - Confirmed requests: at most `bacnet.rate_limit` a second from one source IP address (its
   burst as large); more are dropped unanswered and counted, and the client retries later.
-- Who-Is and Who-Has: at most `bacnet.who_is_rate` answered a second over the whole gateway.
-  One global Who-Is makes every device answer, so each costs as many I-Ams as there are nodes.
+- Unconfirmed requests (Who-Is, Who-Has, TimeSynchronization, I-Am, anything): at most
+  `bacnet.unconfirmed_rate` taken a second over the whole gateway; more are dropped and
+  counted. Legitimate ones are rare, and one global Who-Is makes every device answer, so each
+  costs as many I-Ams as there are nodes.
 - Writes the gateway saves in its state file (a node device's name or ID, the router's AV1/AV2):
   at most `bacnet.max_saved_writes` a minute from one source IP address (`SavedWriteLimit`);
   more get Error(device, busy). Saves from many writes also share one fsync (`state_saves.py`).
@@ -19,6 +21,8 @@ never logged one by one.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
 import bacpypes3.ipv4
@@ -35,7 +39,8 @@ __all__ = ["SavedWriteLimit", "Shares", "apdu_head", "source_host"]
 
 _CONFIRMED_REQUEST = 0
 _UNCONFIRMED_REQUEST = 1
-_DISCOVERY = {7, 8}  # unconfirmed service choices: Who-Has, Who-Is
+DRAIN_BATCH = 64  # datagrams read at once after one was refused
+MAX_DATAGRAM = 65536
 _BVLC_HEADERS = {0x04: 10, 0x09: 4, 0x0A: 4, 0x0B: 4}  # BVLC functions carrying an NPDU: header length
 
 
@@ -69,10 +74,10 @@ class Shares:
 
     def __init__(self, settings: BacnetSettings) -> None:
         self.requests = RateLimit(settings.rate_limit, settings.rate_limit)
-        self.discovery = RateLimit(settings.who_is_rate, settings.who_is_rate)
+        self.unconfirmed = RateLimit(settings.unconfirmed_rate, settings.unconfirmed_rate)
         self.saved_writes = RateLimit(settings.max_saved_writes / 60, settings.max_saved_writes)
         self._refused = peer_events("bacnet requests refused by bacnet.rate_limit")
-        self._unanswered = peer_events("bacnet Who-Is/Who-Has left unanswered by bacnet.who_is_rate", "info")
+        self._dropped = peer_events("bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate", "info")
 
     def guard(self, app: Any) -> None:
         """Admit every datagram of `app`'s BACnet/IP ports through `admit`. Call it as soon as
@@ -91,19 +96,49 @@ class Shares:
         if kind == _CONFIRMED_REQUEST and not self.requests.allow(addr[0]):
             self._refused.count(addr[0], f"{choice=}")
             return False
-        if kind == _UNCONFIRMED_REQUEST and choice in _DISCOVERY and not self.discovery.allow(None):
-            self._unanswered.count(addr[0], f"{choice=}")
+        if kind == _UNCONFIRMED_REQUEST and not self.unconfirmed.allow(None):
+            self._dropped.count(addr[0], f"{choice=}")
             return False
         return True
 
 
 class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
-    """bacpypes3's datagram protocol, asking its server's `admit` (when it has one) first."""
+    """bacpypes3's datagram protocol, asking its server's `admit` (when it has one) first.
+
+    asyncio reads one datagram per turn of the event loop, which caps what a flood costs the
+    other faces but also what the gateway can throw away: past some 50,000 datagrams a second
+    the socket's buffer overflows and the kernel drops legitimate requests with the rest. So a
+    refused datagram, a sign of a flood, is followed by up to DRAIN_BATCH more read at once from
+    the same socket (a duplicate of its descriptor) and judged the same way.
+    """
+
+    _drain: socket.socket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._drain = sock.dup()
+            self._drain.setblocking(False)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         admit = getattr(self.server, "admit", None)
-        if admit is None or admit(data, addr):
+        # its own broadcasts come back to the gateway: bacpypes3 drops them, they cost no share
+        if admit is None or addr == self.server.local_address or admit(data, addr):
             super().datagram_received(data, addr)
+            return
+        for _ in range(DRAIN_BATCH if self._drain is not None else 0):
+            try:
+                data, addr = self._drain.recvfrom(MAX_DATAGRAM)  # type: ignore[union-attr]
+            except OSError:  # nothing more queued (BlockingIOError), or the socket is closing
+                return
+            if admit(data, addr):
+                super().datagram_received(data, addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._drain is not None:
+            self._drain.close()
+        super().connection_lost(exc)
 
 
 def _install() -> None:

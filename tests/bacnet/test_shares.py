@@ -1,5 +1,5 @@
 """Fair shares on BACnet/IP, over real sockets on loopback: confirmed requests per source,
-Who-Is answered at a bounded rate, saved writes per source, the foreign-device TTL cap and who may
+unconfirmed requests such as Who-Is taken at a bounded rate, saved writes per source, the foreign-device TTL cap and who may
 delete an FDT entry. Requests are sent as raw datagrams, as a flooding host would."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ async def test_confirmed_requests_beyond_a_sources_rate_are_dropped_and_counted(
 
 
 async def test_who_is_is_answered_at_a_bounded_rate(make_line, start_gateway, tmp_path, raw_peer) -> None:
-    gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, who_is_rate=3)))
+    gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, unconfirmed_rate=3)))
     port = gateway.config.bacnet.port
     flooder = await raw_peer()
     start = asyncio.get_running_loop().time()
@@ -120,7 +120,7 @@ async def test_who_is_is_answered_at_a_bounded_rate(make_line, start_gateway, tm
     by_router = sum(1 for answer in answers if ROUTER_I_AM in answer)
     assert 3 <= by_router <= 3 + 3 * elapsed + 1
     assert len(answers) == 3 * by_router  # the router and both nodes answer each one admitted
-    assert event_counts()["bacnet Who-Is/Who-Has left unanswered by bacnet.who_is_rate"] >= 50 - by_router
+    assert event_counts()["bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate"] >= 50 - by_router
 
 
 async def test_saved_writes_beyond_a_sources_share_get_busy(make_line, start_gateway, tmp_path, make_client) -> None:
