@@ -505,22 +505,15 @@ def _disk_writes(pid: int) -> int:
     return 0
 
 
-# Which face each attack is aimed at: the attacks of the table.
-ATTACKS: dict[str, tuple[str, Callable[[Target, float], dict[str, Any]]]] = {
-    "segmented_request_without_end": ("bacnet", segmented_request_without_end),
-    "big_unsegmented_rpm": ("bacnet", big_unsegmented_rpm),
-    "rpm_every_object": ("bacnet", rpm_every_object),
-    "modbus_idle_connections": ("modbus_tcp", modbus_idle_connections),
-    "modbus_refused_connections": ("modbus_tcp", modbus_refused_connections),
-    "modbus_bad_headers": ("modbus_tcp", modbus_bad_headers),
-    "time_sync_flood": ("bacnet", time_sync_flood),
-    "unacknowledged_segmented_replies": ("bacnet", unacknowledged_segmented_replies),
-    "getbulk_flood": ("snmp", getbulk_flood),
-    "who_is_flood": ("bacnet", who_is_flood),
-    "name_writes": ("bacnet", name_writes),
-    "foreign_device_churn": ("bacnet", foreign_device_churn),
-    "cov_indefinite": ("bacnet", cov_indefinite),
+# The attacks of the table, by the face each is aimed at.
+_AIMED = {
+    "bacnet": (segmented_request_without_end, big_unsegmented_rpm, rpm_every_object, time_sync_flood,
+               unacknowledged_segmented_replies, who_is_flood, name_writes, foreign_device_churn, cov_indefinite),
+    "snmp": (getbulk_flood,),
+    "modbus_tcp": (modbus_idle_connections, modbus_refused_connections, modbus_bad_headers),
 }
+ATTACKS: dict[str, tuple[str, Callable[[Target, float], dict[str, Any]]]] = {
+    attack.__name__: (face, attack) for face, attacks in _AIMED.items() for attack in attacks}
 
 
 # --- the run -------------------------------------------------------------------------------------

@@ -71,8 +71,8 @@ from gateway.bacnet.fixes import (
 )
 from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
-from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node

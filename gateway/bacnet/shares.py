@@ -167,8 +167,8 @@ class SavedWriteLimit:
 
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
         obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
-        saved = getattr(obj, "_saved_properties", ())
-        if PropertyIdentifier(apdu.propertyIdentifier).attr in saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
+        saved = PropertyIdentifier(apdu.propertyIdentifier).attr in getattr(obj, "_saved_properties", ())
+        if saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
             peer_events("bacnet saved writes refused by bacnet.max_saved_writes").count(
                 str(apdu.pduSource), str(apdu.propertyIdentifier))
             raise ExecutionError("device", "busy")

@@ -1,6 +1,7 @@
 """Fair shares on BACnet/IP, over real sockets on loopback: confirmed requests per source,
-unconfirmed requests such as Who-Is taken at a bounded rate, saved writes per source, the foreign-device TTL cap and who may
-delete an FDT entry. Requests are sent as raw datagrams, as a flooding host would."""
+unconfirmed requests such as Who-Is taken at a bounded rate, saved writes per source, the
+foreign-device TTL cap and who may delete an FDT entry. Requests are sent as raw datagrams, as a
+flooding host would."""
 
 from __future__ import annotations
 
