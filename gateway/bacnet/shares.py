@@ -3,8 +3,9 @@
     shares = Shares(config.bacnet)
     shares.guard(router)          # every BACnet/IP datagram of the router's port is admitted first
 
-- Confirmed requests: at most `bacnet.rate_limit` a second from one source IP address (its
-  burst as large); more are dropped unanswered and counted, and the client retries later.
+- Confirmed requests, and BVLL requests (Register-Foreign-Device, Delete-FDT-Entry, Read-BDT...):
+  at most `bacnet.rate_limit` a second from one source IP address (its burst as large); more
+  are dropped unanswered and counted, and the client retries later.
 - Unconfirmed requests (Who-Is, Who-Has, TimeSynchronization, I-Am, anything): at most
   `bacnet.unconfirmed_rate` taken a second over the whole gateway; more are dropped and
   counted. Legitimate ones are rare, and one global Who-Is makes every device answer, so each
@@ -42,6 +43,7 @@ _UNCONFIRMED_REQUEST = 1
 DRAIN_BATCH = 64  # datagrams read at once after one was refused
 MAX_DATAGRAM = 65536
 _BVLC_HEADERS = {0x04: 10, 0x09: 4, 0x0A: 4, 0x0B: 4}  # BVLC functions carrying an NPDU: header length
+_NPDU_FUNCTIONS = {bytes([function]) for function in _BVLC_HEADERS}
 
 
 def apdu_head(data: bytes) -> tuple[int, int] | None:
@@ -91,6 +93,9 @@ class Shares:
     def admit(self, data: bytes, addr: tuple[str, int]) -> bool:
         head = apdu_head(data)
         if head is None:
+            if data[:1] == b"\x81" and data[1:2] not in _NPDU_FUNCTIONS and not self.requests.allow(addr[0]):
+                self._refused.count(addr[0], f"BVLL function {data[1:2].hex()}")  # registrations, reads of tables
+                return False
             return True
         kind, choice = head
         if kind == _CONFIRMED_REQUEST and not self.requests.allow(addr[0]):

@@ -176,3 +176,14 @@ def bbmd_of(gateway: Gateway) -> Bbmd:
     network = bacnet_face(gateway).network
     assert network is not None and network.bbmd is not None
     return network.bbmd
+
+
+async def test_bvll_requests_count_in_the_sources_share(make_line, start_gateway, tmp_path, raw_peer) -> None:
+    gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, rate_limit=5)))
+    flooder = await raw_peer()
+    start = asyncio.get_running_loop().time()
+    for _ in range(30):
+        flooder.transport.sendto(bytes.fromhex("81020004"), ("127.0.0.1", gateway.config.bacnet.port))  # Read-BDT
+    await asyncio.sleep(0.5)
+    elapsed = asyncio.get_running_loop().time() - start
+    assert 5 <= len(flooder.drain()) <= 5 + 5 * elapsed + 1
