@@ -1,7 +1,7 @@
 """Fair shares of the BACnet face: no one source can take it over.
 
     shares = Shares(config.bacnet)
-    shares.guard(router)          # every BACnet/IP datagram of the router's port is admitted first
+    shares.guard(router)          # every BACnet/IP datagram of the router's port is judged first
 
 - Confirmed requests, and BVLL requests (Register-Foreign-Device, Delete-FDT-Entry, Read-BDT...):
   at most `bacnet.rate_limit` a second from one source IP address (its burst as large); more
@@ -33,14 +33,14 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import PropertyIdentifier
 
 from gateway.config import BacnetSettings
-from gateway.logging import peer_events
+from gateway.logging import PeerEvents, peer_events
 from gateway.ratelimit import RateLimit
 
 __all__ = ["SavedWriteLimit", "Shares", "apdu_head", "source_host"]
 
 _CONFIRMED_REQUEST = 0
 _UNCONFIRMED_REQUEST = 1
-DRAIN_BATCH = 64  # datagrams read at once after one was refused
+DRAIN_BATCH = 256  # datagrams read at once after one was refused
 MAX_DATAGRAM = 65536
 _BVLC_HEADERS = {0x04: 10, 0x09: 4, 0x0A: 4, 0x0B: 4}  # BVLC functions carrying an NPDU: header length
 _NPDU_FUNCTIONS = {bytes([function]) for function in _BVLC_HEADERS}
@@ -82,39 +82,41 @@ class Shares:
         self._dropped = peer_events("bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate", "info")
 
     def guard(self, app: Any) -> None:
-        """Admit every datagram of `app`'s BACnet/IP ports through `admit`. Call it as soon as
-        `app` is built: bacpypes3 opens its sockets in tasks that have not run yet."""
+        """Judge every datagram of `app`'s BACnet/IP ports with `judge`. Call it as soon as `app`
+        is built: bacpypes3 opens its sockets in tasks that have not run yet."""
         _install()
         for link_layer in app.link_layers.values():
             server = getattr(link_layer, "server", None)
             if server is not None:
-                server.admit = self.admit
+                server.judge = self.judge
 
-    def admit(self, data: bytes, addr: tuple[str, int]) -> bool:
+    def judge(self, data: bytes, addr: tuple[str, int]) -> PeerEvents | None:
+        """None to take the datagram; else the class of refusal it was counted in."""
         head = apdu_head(data)
         if head is None:
             if data[:1] == b"\x81" and data[1:2] not in _NPDU_FUNCTIONS and not self.requests.allow(addr[0]):
                 self._refused.count(addr[0], f"BVLL function {data[1:2].hex()}")  # registrations, reads of tables
-                return False
-            return True
+                return self._refused
+            return None
         kind, choice = head
         if kind == _CONFIRMED_REQUEST and not self.requests.allow(addr[0]):
             self._refused.count(addr[0], f"{choice=}")
-            return False
+            return self._refused
         if kind == _UNCONFIRMED_REQUEST and not self.unconfirmed.allow(None):
             self._dropped.count(addr[0], f"{choice=}")
-            return False
-        return True
+            return self._dropped
+        return None
 
 
 class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
-    """bacpypes3's datagram protocol, asking its server's `admit` (when it has one) first.
+    """bacpypes3's datagram protocol, asking its server's `judge` (when it has one) first.
 
     asyncio reads one datagram per turn of the event loop, which caps what a flood costs the
     other faces but also what the gateway can throw away: past some 50,000 datagrams a second
     the socket's buffer overflows and the kernel drops legitimate requests with the rest. So a
     refused datagram, a sign of a flood, is followed by up to DRAIN_BATCH more read at once from
-    the same socket (a duplicate of its descriptor) and judged the same way.
+    the same socket (a duplicate of its descriptor) and judged the same way; one that repeats
+    the last refused, from the same host, is refused again without a second look.
     """
 
     _drain: socket.socket | None = None
@@ -127,18 +129,26 @@ class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
             self._drain.setblocking(False)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        admit = getattr(self.server, "admit", None)
+        judge = getattr(self.server, "judge", None)
         # its own broadcasts come back to the gateway: bacpypes3 drops them, they cost no share
-        if admit is None or addr == self.server.local_address or admit(data, addr):
+        refusal = None if judge is None or addr == self.server.local_address else judge(data, addr)
+        if refusal is None:
             super().datagram_received(data, addr)
             return
+        refused = (data, addr[0])
         for _ in range(DRAIN_BATCH if self._drain is not None else 0):
             try:
                 data, addr = self._drain.recvfrom(MAX_DATAGRAM)  # type: ignore[union-attr]
             except OSError:  # nothing more queued (BlockingIOError), or the socket is closing
                 return
-            if admit(data, addr):
+            if (data, addr[0]) == refused:  # the same again from the same host, a moment later
+                refusal.count(addr[0], "the same datagram again")
+                continue
+            refusal = judge(data, addr)  # type: ignore[misc]
+            if refusal is None:
                 super().datagram_received(data, addr)
+            else:
+                refused = (data, addr[0])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._drain is not None:
@@ -148,7 +158,7 @@ class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
 
 def _install() -> None:
     """bacpypes3 builds every datagram endpoint from its module's protocol class: use ours. Safe
-    to call more than once; a server without `admit` takes every datagram, as before."""
+    to call more than once; a server without `judge` takes every datagram, as before."""
     bacpypes3.ipv4.IPv4DatagramProtocol = _AdmittingProtocol  # type: ignore[misc]
 
 
