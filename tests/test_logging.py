@@ -7,11 +7,16 @@ import gc
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
+from gateway import app
 from gateway.logging import LIBRARY_LOGGERS, PeerEvents, configure_logging, event_counts, get_logger, peer_events
+from gateway.sim import SimulatedLine
+from tests.support import eventually, gateway_config
 
 
 @pytest.fixture(autouse=True)
@@ -242,3 +247,18 @@ def test_a_task_that_fails_inside_bacpypes3_is_counted_and_one_that_fails_in_our
     lines = json_lines(capsys)
     assert [line["event"].startswith("bacpypes3.pdu: ") for line in lines] == [True, False]
     assert "ZeroDivisionError" in json.dumps(lines[1])
+
+
+async def test_the_status_line_carries_the_count_of_every_class_of_peer_events(
+    make_line: Callable[..., SimulatedLine], start_gateway: Callable[..., Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gateway = await start_gateway(gateway_config(make_line(1), tmp_path))
+    peer_events("test status refusals").count("192.0.2.9", "too many")
+    monkeypatch.setattr(app, "STATUS_EVERY", 0.05)
+    with structlog.testing.capture_logs() as logs:
+        reporting = asyncio.ensure_future(app._report_status(gateway))
+        await eventually(lambda: any(entry["event"] == "status" for entry in logs), 10, "a status line")
+        reporting.cancel()
+    status = next(entry for entry in logs if entry["event"] == "status")
+    assert status["peer_events"]["test status refusals"] == 1
