@@ -645,7 +645,7 @@ async def run(names: list[str], seconds: float) -> dict[str, Any]:
                           if '"level": "error"' in line or '"level": "critical"' in line or '"exception"' in line]
                 result["errors_logged"] = len(errors)
                 if errors:
-                    result["first_error"] = errors[0][:600]
+                    result["first_error"] = errors[0][:3000]
             results.append(result)
     return {"benchmark": "hostile", "seconds_per_attack": seconds, "probe_every_s": PROBE_EVERY,
             "probe_timeout_s": PROBE_TIMEOUT, "targets": TARGETS, "attacks": results}

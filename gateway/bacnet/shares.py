@@ -135,7 +135,7 @@ class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
         if refusal is None:
             super().datagram_received(data, addr)
             return
-        refused = (data, addr[0])
+        refused = (data, addr[0])  # the last refused, and its host
         for _ in range(DRAIN_BATCH if self._drain is not None else 0):
             try:
                 data, addr = self._drain.recvfrom(MAX_DATAGRAM)  # type: ignore[union-attr]
@@ -144,11 +144,11 @@ class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
             if (data, addr[0]) == refused:  # the same again from the same host, a moment later
                 refusal.count(addr[0], "the same datagram again")
                 continue
-            refusal = judge(data, addr)  # type: ignore[misc]
-            if refusal is None:
+            judged = judge(data, addr)  # type: ignore[misc]
+            if judged is None:
                 super().datagram_received(data, addr)
             else:
-                refused = (data, addr[0])
+                refused, refusal = (data, addr[0]), judged
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._drain is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -187,3 +188,23 @@ async def test_bvll_requests_count_in_the_sources_share(make_line, start_gateway
     await asyncio.sleep(0.5)
     elapsed = asyncio.get_running_loop().time() - start
     assert 5 <= len(flooder.drain()) <= 5 + 5 * elapsed + 1
+
+
+async def test_a_flood_read_in_one_batch_is_judged_datagram_by_datagram(
+        make_line, start_gateway, tmp_path, raw_peer, caplog: pytest.LogCaptureFixture) -> None:
+    gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, rate_limit=2)))
+    port = gateway.config.bacnet.port
+    flooder = await raw_peer()
+    before = event_counts().get("bacnet requests refused by bacnet.rate_limit", 0)
+    # All queued before the gateway reads any: the third is refused, and what follows it is read
+    # at once: a Who-Is taken between two copies of the refused request, which stay refused.
+    for datagram in (read_property(50000, 1), read_property(50000, 2), read_property(50000, 3), WHO_IS_GLOBAL,
+                     read_property(50000, 3), read_property(50000, 3)):
+        flooder.transport.sendto(datagram, ("127.0.0.1", port))
+    await eventually(lambda: flooder.received.qsize() >= 5, 10, "two answers and three I-Ams")
+    await asyncio.sleep(0.2)
+    answers = flooder.drain()
+    assert sorted(answer[7] for answer in answers if answer[6] == 0x30) == [1, 2]  # ComplexACKs, by invoke ID
+    assert sum(1 for answer in answers if ROUTER_I_AM in answer) == 1
+    assert event_counts()["bacnet requests refused by bacnet.rate_limit"] - before == 3
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
