@@ -15,6 +15,7 @@ Each package imports only those listed above it (checked by import-linter, see p
 
 Beside them: gateway.modbus (Modbus protocol constants, for every layer), gateway.sim (a BCPM
 simulator behind a virtual serial line or in memory, sharing only the point map and the Modbus
-constants), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging,
-gateway.threads, gateway.systemd.
+constants), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging (with the
+counts of what peers can cause as often as they like), gateway.ratelimit (token buckets by
+source), gateway.state_saves (saves that many writes share), gateway.threads, gateway.systemd.
 """

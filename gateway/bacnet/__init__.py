@@ -13,7 +13,8 @@ optionally a BBMD or a foreign device.
     speedups.py       a cached `inspect.getattr_static` for bacpypes3
     clock.py          the clock TimeSynchronization sets
     bdt.py            bdt.ini -> the broadcast distribution table (checked line by line)
-    bbmd.py           the BBMD link layer (table from bdt.ini, bounded foreign-device table)
+    bbmd.py           the BBMD link layer (table from bdt.ini, bounded foreign-device table and TTLs)
+    shares.py         fair shares: requests per source, unconfirmed requests, saved writes
     foreign.py        the foreign-device link layer (registers, renews, reports its state)
     ip_port.py        the router's BACnet/IP port in its mode: normal, BBMD or foreign device
     errors.py         failed meter writes -> BACnet errors
