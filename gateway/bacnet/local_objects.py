@@ -155,10 +155,11 @@ class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
         try:
             await self._link.reset(codes[value - 2])
         except GatewayError as error:
-            log.info("bacnet reset refused", object=str(self.objectIdentifier), code=codes[value - 2],
-                     reason=str(error))
+            peer_events("bacnet writes refused", "info").count(
+                str(self.objectIdentifier), f"reset code {codes[value - 2]}: {error}")
             raise write_error(error) from None
-        log.info("bacnet reset", object=str(self.objectIdentifier), action=self._link.spec.states[value - 1])
+        # any host may ask as often as it likes: counted, and logged once a minute
+        peer_events("bacnet meter resets", "info").count(str(self.objectIdentifier), self._link.spec.states[value - 1])
 
 
 def meter_object(link: PointLink) -> MeterInput | MeterValue | MeterReset:
