@@ -10,7 +10,10 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
   profiles, no scan);
 - its CPU share of one core over 60 s of polling at a 1 s poll interval;
 - its resident memory again after a client has read every object of every node (what a BMS that
-  reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built).
+  reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built);
+- the web face's share: resident memory with every face on, less the same without the web face;
+- the CPU time of one /metrics scrape (as Prometheus scrapes: one kept-alive HTTPS connection),
+  beyond what the gateway spends meanwhile anyway, and its resident memory after 50 of them.
 
 Prints one JSON object.
 
@@ -23,14 +26,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +45,43 @@ from bacnet import rpm_requests  # noqa: E402
 from common import free_port, resident_kib, simulator  # noqa: E402
 from fuzz import snmp_templates  # noqa: E402
 
+from gateway.web.auth import hash_password  # noqa: E402
 from tests.bacnet.client import Client  # noqa: E402
 
 BAUDRATE = 19200
+PASSWORD_HASH = hash_password("bench")  # every face on: the web face with a login, as in service
 WHO_IS = bytes.fromhex("810a000c" + "0120ffff00ff" + "1008")  # unicast BVLL carrying a global Who-Is
 CPU_SECONDS = 60.0  # long enough that the share varies little from run to run
+SCRAPES = 50
+
+
+@dataclass(frozen=True)
+class Ports:
+    bacnet: int
+    snmp: int
+    web: int
 
 
 @contextlib.contextmanager
-def gateway(folder: Path, serial_port: str, boards: int,
-            mode: str) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
-    bacnet, snmp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+def gateway(folder: Path, serial_port: str, boards: int, mode: str,
+            web: bool = True) -> Iterator[tuple[subprocess.Popen[bytes], Ports]]:
+    ports = Ports(free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM))
     config = folder / f"{mode}.toml"
     config.write_text(
         f'[gateway]\noperating_mode = "{mode}"\nstate_file = "{folder / "state.json"}"\n'
         f'[serial]\nport = "{serial_port}"\nbaudrate = {BAUDRATE}\nscan = "1-{max(16, 2 * boards)}"\n'
         'probe_timeout = 0.02\n'
-        f'[bacnet]\naddress = "127.0.0.1/8"\nport = {bacnet}\n'
-        f'[snmp]\naddress = "127.0.0.1"\nport = {snmp}\n'
+        f'[bacnet]\naddress = "127.0.0.1/8"\nport = {ports.bacnet}\n'
+        f'[snmp]\naddress = "127.0.0.1"\nport = {ports.snmp}\n'
         f'[modbus_tcp]\naddress = "127.0.0.1"\nport = {free_port(socket.SOCK_STREAM)}\n'
+        f'[web]\nenabled = {str(web).lower()}\naddress = "127.0.0.1"\nport = {ports.web}\n'
+        f'password_hash = "{PASSWORD_HASH}"\n'
         '[log]\nlevel = "warning"\n'
     )
     process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
                                stderr=subprocess.DEVNULL)
     try:
-        yield process, bacnet, snmp
+        yield process, ports
     finally:
         process.terminate()
         process.wait(10)
@@ -104,9 +122,38 @@ async def read_every_object(port: int, nodes: int) -> int:
 
 def start_times(folder: Path, port: str, boards: int, mode: str) -> dict[str, float]:
     started = time.monotonic()
-    with gateway(folder, port, boards, mode) as (_, bacnet, snmp):
-        return {"who_is_s": round(first_answer(bacnet, WHO_IS, started), 2),
-                "snmp_get_s": round(first_answer(snmp, snmp_templates()[0], started), 2)}
+    with gateway(folder, port, boards, mode) as (_, ports):
+        return {"who_is_s": round(first_answer(ports.bacnet, WHO_IS, started), 2),
+                "snmp_get_s": round(first_answer(ports.snmp, snmp_templates()[0], started), 2)}
+
+
+def settled_memory(folder: Path, port: str, boards: int, web: bool) -> int:
+    """Resident KiB once every face serves and a few poll cycles ran."""
+    with gateway(folder, port, boards, "locked", web) as (process, ports):
+        first_answer(ports.snmp, snmp_templates()[0], time.monotonic())
+        time.sleep(5.0)
+        return resident_kib(process.pid)
+
+
+def scrape_cpu_ms(pid: int, port: int) -> tuple[float, int, float]:
+    """CPU milliseconds one /metrics scrape costs the gateway (its CPU meanwhile less its idle rate,
+    measured just before over the same time), the size of one scrape, and the last poll cycle's
+    duration as the scrape says it."""
+    idle_before, wall = cpu_seconds(pid), time.monotonic()
+    time.sleep(5.0)
+    idle_rate = (cpu_seconds(pid) - idle_before) / (time.monotonic() - wall)
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
+    try:
+        before, wall = cpu_seconds(pid), time.monotonic()
+        for _ in range(SCRAPES):
+            connection.request("GET", "/metrics")
+            body = connection.getresponse().read()
+        spent = cpu_seconds(pid) - before - idle_rate * (time.monotonic() - wall)
+    finally:
+        connection.close()
+    cycle = next(float(line.split()[-1]) for line in body.decode().splitlines()
+                 if line.startswith("bcpm_poll_cycle_seconds "))
+    return 1000 * spent / SCRAPES, len(body), cycle
 
 
 def run(sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -116,14 +163,17 @@ def run(sizes: tuple[int, ...]) -> dict[str, Any]:
             folder = Path(name)
             discovery = start_times(folder, port, boards, "discovery")  # also saves the profiles
             locked = start_times(folder, port, boards, "locked")
-            with gateway(folder, port, boards, "locked") as (process, bacnet, snmp):
-                first_answer(snmp, snmp_templates()[0], time.monotonic())
+            without_web = settled_memory(folder, port, boards, web=False)
+            with gateway(folder, port, boards, "locked") as (process, ports):
+                first_answer(ports.snmp, snmp_templates()[0], time.monotonic())
                 time.sleep(5.0)  # every face built, a few poll cycles done
                 memory = resident_kib(process.pid)
                 cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
                 time.sleep(CPU_SECONDS)
                 cpu = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
-                objects = asyncio.run(read_every_object(bacnet, 2 * boards))
+                scrape_ms, scrape_bytes, cycle_s = scrape_cpu_ms(process.pid, ports.web)
+                memory_scraped = resident_kib(process.pid)
+                objects = asyncio.run(read_every_object(ports.bacnet, 2 * boards))
                 memory_read_all = resident_kib(process.pid)
         result[f"boards_{boards}"] = {
             "nodes": 2 * boards,
@@ -131,6 +181,12 @@ def run(sizes: tuple[int, ...]) -> dict[str, Any]:
             "start_to_answer_discovery": discovery,
             "start_to_answer_locked": locked,
             "cpu_share_of_one_core": round(cpu, 3),
+            "web_face_resident_mb": round((memory - without_web) / 1024, 1),
+            "metrics_scrape_cpu_ms": round(scrape_ms, 1),
+            "poll_cycle_s": cycle_s,
+            "gateway_cpu_ms_per_poll_cycle": round(1000 * cpu * max(cycle_s, 1.0)),
+            "metrics_scrape_bytes": scrape_bytes,
+            "resident_mb_after_scrapes": round(memory_scraped / 1024, 1),
             "objects_read": objects,
             "resident_mb_after_reading_every_object": round(memory_read_all / 1024, 1),
         }

@@ -25,6 +25,7 @@ import structlog
 
 from gateway import systemd
 from gateway.bacnet import BacnetFace
+from gateway.bacnet.identity import plan_devices
 from gateway.config import Config
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
@@ -90,7 +91,19 @@ def build_faces(gateway: Gateway) -> list[Face]:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
     if config.snmp.enabled:
         faces.append(SnmpFace(config.snmp, nodes, hub))
+    if config.web.enabled:
+        from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
+
+        faces.append(WebFace(config, nodes, hub, gateway.restart.set, lambda: bacnet_device_names(gateway)))
     return faces
+
+
+def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
+    """Each node's BACnet device ID and name now (written ones included), for faces that show them."""
+    nodes = gateway.nodes
+    plan = plan_devices(gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()],
+                        nodes.pointmap)
+    return {node.address: (node.instance, node.name) for node in plan.nodes}
 
 
 @contextlib.asynccontextmanager

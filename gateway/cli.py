@@ -1,11 +1,14 @@
-"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, export-ede, doctor."""
+"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, set-password, export-ede, doctor."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import shutil
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,13 +22,14 @@ from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
 from gateway.bus.line import PARITIES
-from gateway.config import defaults_to_change_warning, load_config, parse_config, readable_secrets_warning
+from gateway.config import defaults_to_change_warning, load_config, parse_config, readable_secrets_warning, with_key
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, scan
 from gateway.pointmap import load
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
+from gateway.web.auth import MIN_PASSWORD, hash_password
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 AUTO_BAUDRATES = (19200, 9600, 38400)  # the rates a BCPM's DIP switches offer, the usual first
@@ -95,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", type=Path, required=True,
                         help="TOML configuration file (its state file names the meters)")
     doctor.set_defaults(command=_doctor)
+
+    password = commands.add_parser("set-password", help="set the web administrator's password (user admin)")
+    password.add_argument("--config", type=Path, required=True, help="TOML configuration file to write the hash into")
+    password.set_defaults(command=_set_password)
 
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
     ede.add_argument("--config", type=Path, required=True,
@@ -166,6 +174,28 @@ def _forget(args: argparse.Namespace) -> int:
         store.save(state)
     print(f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "
           f"{', '.join(map(str, state.profiles)) or 'none'}")
+    return 0
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    """Ask for the password (twice on a terminal; one line from a pipe) and keep only its hash."""
+    path: Path = args.config
+    load_config(path)  # a file the gateway would refuse is not edited
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password for admin: ")
+        if getpass.getpass("Again: ") != password:
+            raise GatewayError("the two passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < MIN_PASSWORD:
+        raise GatewayError(f"a password of at least {MIN_PASSWORD} characters, please; nothing changed")
+    text = with_key(path.read_text(encoding="utf-8"), "web", "password_hash", hash_password(password))
+    parse_config(tomllib.loads(text))
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_text(text, encoding="utf-8")
+    shutil.copymode(path, temporary)  # the file holds secrets: keep its permissions
+    temporary.replace(path)
+    print(f"{path}: web.password_hash set; restart the gateway to use it")
     return 0
 
 

@@ -16,6 +16,7 @@ caller to log.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import stat
 import tomllib
@@ -41,6 +42,7 @@ __all__ = [
     "ModbusTcpSettings",
     "SerialSettings",
     "SnmpSettings",
+    "WebSettings",
     "default_config",
     "load_config",
     "merge_config",
@@ -216,6 +218,20 @@ def _ipv4_network() -> _Rule:
                 return IPv4Network(raw)  # strict: "10.0.0.1/8" has host bits set and is refused
             except (AddressValueError, NetmaskValueError, ValueError):
                 pass
+        raise _Refused(allowed)
+
+    return check
+
+
+_PASSWORD_HASH = re.compile(r"scrypt\$[0-9]{1,9}\$[0-9]{1,3}\$[0-9]{1,3}\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*")
+
+
+def _password_hash() -> _Rule:
+    allowed = "a hash written by `bcpm-gateway set-password` (scrypt$N$r$p$salt$hash)"
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str) and _PASSWORD_HASH.fullmatch(raw):
+            return raw
         raise _Refused(allowed)
 
     return check
@@ -428,6 +444,29 @@ class ModbusTcpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """[web]: HTTPS status pages, JSON API and /metrics.
+
+    `tls_cert` / `tls_key` None: a self-signed certificate made at first start beside the state
+    file. `password_hash` None: no login possible (set it with `bcpm-gateway set-password`).
+    """
+
+    enabled: bool = _key(False, _boolean())
+    address: str = _key("0.0.0.0", _ipv4_address())
+    port: int = _key(443, _PORT)
+    tls_cert: Path | None = _key(None, _optional(_path(), "a self-signed certificate in the state folder"))
+    tls_key: Path | None = _key(None, _optional(_path(), "the self-signed certificate's key"))
+    password_hash: str | None = _key(None, _optional(_password_hash(), "nobody can log in"))
+    # Clients (addresses or networks) the pages and /metrics answer; () = any.
+    allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    metrics_allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    session_minutes: int = _key(60, _integer(1, 1440))
+    # Failed logins from one client address per minute; more are refused without a check.
+    login_attempts: int = _key(5, _integer(1, 100))
+    max_connections: int = _key(32, _integer(1, 1024))
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """[log]: level and output format ("auto" = JSON unless stderr is a terminal)."""
 
@@ -446,6 +485,7 @@ class Config:
     bacnet: BacnetSettings = field(default_factory=BacnetSettings)
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     modbus_tcp: ModbusTcpSettings = field(default_factory=ModbusTcpSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     log: LogSettings = field(default_factory=LogSettings)
     warnings: tuple[str, ...] = ()
 
@@ -456,6 +496,7 @@ _SECTIONS: dict[str, type] = {
     "bacnet": BacnetSettings,
     "snmp": SnmpSettings,
     "modbus_tcp": ModbusTcpSettings,
+    "web": WebSettings,
     "log": LogSettings,
 }
 
@@ -559,6 +600,10 @@ def _check_across(
     if bacnet.ip_network is not None and bacnet.ip_network == sections["bacnet"].network:
         problems.append(ConfigProblem("bacnet.ip_network", bacnet.ip_network,
                                       f'"auto" or a number other than bacnet.network ({bacnet.ip_network})'))
+    web: WebSettings = sections["web"]
+    if (web.tls_cert is None) != (web.tls_key is None):
+        problems.append(ConfigProblem("web.tls_key" if web.tls_key is None else "web.tls_cert", "",
+                                      "both web.tls_cert and web.tls_key, or neither (self-signed)"))
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(
@@ -585,7 +630,28 @@ def defaults_to_change_warning(config: Config) -> str | None:
     return "faces on the network run with defaults a site should change: " + "; ".join(found)
 
 
-SECRET_KEYS = ("read_community", "write_community", "trap_community", "reinit_password")
+def with_key(text: str, section: str, key: str, value: str) -> str:
+    """TOML text with `key` of `[section]` set to the string `value`, comments and the rest kept:
+    the key's line replaced, or added under the section's header, or a new section at the end."""
+    line = f"{key} = {json.dumps(value)}"  # a JSON string is a TOML basic string
+    lines = text.splitlines()
+    header = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?")
+    current, header_at = None, None
+    for number, existing in enumerate(lines):
+        found = header.fullmatch(existing)
+        if found:
+            current = found[1]
+            header_at = number if current == section else header_at
+        elif current == section and re.match(rf"\s*{re.escape(key)}\s*=", existing):
+            lines[number] = line
+            return "\n".join(lines) + "\n"
+    if header_at is None:
+        return "\n".join([*lines, "", f"[{section}]", line]) + "\n"
+    lines.insert(header_at + 1, line)
+    return "\n".join(lines) + "\n"
+
+
+SECRET_KEYS = ("read_community", "write_community", "trap_community", "reinit_password", "password_hash")
 
 
 def readable_secrets_warning(path: Path) -> str | None:

@@ -27,6 +27,8 @@ from gateway.snmp.tree import default_layout
 log = structlog.get_logger(__name__)
 
 DEMO_TURNAROUND = 0.005
+#: The demo's web login is admin / demo (loopback only): the scrypt hash of "demo".
+DEMO_PASSWORD_HASH = "scrypt$16384$8$1$aKU2YwJ5TjfIekMZUowA0w==$GpezRD/J6MevoxZgz1l590gw7aOJxkYFlbxJS4c3GMA="
 
 
 def demo_defaults(boards: int, state_dir: Path) -> dict[str, Any]:
@@ -37,6 +39,7 @@ def demo_defaults(boards: int, state_dir: Path) -> dict[str, Any]:
         "bacnet": {"address": "127.0.0.1/8", "port": 47808},
         "snmp": {"address": "127.0.0.1", "port": 1161, "read_community": "public", "write_community": "private"},
         "modbus_tcp": {"address": "127.0.0.1", "port": 1502},
+        "web": {"enabled": True, "address": "127.0.0.1", "port": 8443, "password_hash": DEMO_PASSWORD_HASH},
     }
 
 
@@ -69,7 +72,8 @@ def served_faces(config: Config) -> dict[str, str]:
     """Face -> address of the faces the configuration enables."""
     faces = {"bacnet": (config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
              "snmp": (config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
-             "modbus_tcp": (config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}")}
+             "modbus_tcp": (config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
+             "web": (config.web.enabled, f"https://{config.web.address}:{config.web.port}/")}
     return {face: address for face, (enabled, address) in faces.items() if enabled}
 
 
@@ -106,6 +110,9 @@ def try_text(config: Config, board: Board) -> str:
                      "(currents of channels 1-42, 0.1 A)")
         lines.append(f"           {mbpoll} -r {status.register} -1 {config.modbus_tcp.address}  (alarm status); "
                      f"clear: {mbpoll} -r {status.register} -1 {config.modbus_tcp.address} 0")
+    if config.web.enabled:
+        lines.append(f"Web        https://{config.web.address}:{config.web.port}/nodes/{address} in a browser "
+                     "(self-signed certificate), user admin, password demo: live values, Clear latched alarms")
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ def test_the_example_config_file_loads_without_problems_or_warnings() -> None:
 def test_the_example_config_file_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     config = default_config()
-    for section in ("gateway", "serial", "bacnet", "snmp", "modbus_tcp", "log"):
+    for section in ("gateway", "serial", "bacnet", "snmp", "modbus_tcp", "web", "log"):
         assert f"[{section}]" in text
         for key in type(getattr(config, section)).__dataclass_fields__:
             assert f"\n{key} = " in text, f"{section}.{key} is not in {EXAMPLE.name}"
@@ -215,6 +215,10 @@ def test_a_section_that_is_not_a_table_is_an_error() -> None:
         ("bacnet", "ip_network", "learned"),
         ("gateway", "operating_mode", "auto"),
         ("log", "level", "verbose"),
+        ("web", "port", 0),
+        ("web", "session_minutes", 0),
+        ("web", "password_hash", "s3cret"),
+        ("web", "max_connections", 2000),
     ],
 )
 def test_a_value_of_the_wrong_type_or_range_is_refused(
@@ -326,3 +330,18 @@ def test_merge_config_lays_one_file_over_another_table_by_table() -> None:
     assert base["snmp"] == {"port": 1161, "read_community": "public"}
     assert override["snmp"]["notify_hosts"] == ["127.0.0.1"]
     assert parse_config(merged).snmp.port == 2161
+
+
+def test_web_networks_parse_and_a_network_with_host_bits_is_refused_by_its_index() -> None:
+    web = parse_config({"web": {"allow": ["10.1.0.0/16", "192.168.1.5"]}}).web
+    assert [str(network) for network in web.allow] == ["10.1.0.0/16", "192.168.1.5/32"]
+    assert web.metrics_allow == ()  # any host, by default
+    problems = problems_of({"web": {"metrics_allow": ["10.0.0.0/8", "10.0.0.1/8"]}})
+    assert list(problems) == ["web.metrics_allow[1]"]
+
+
+def test_the_web_face_is_off_by_default_and_takes_both_certificate_files_or_neither() -> None:
+    web = default_config().web
+    assert (web.enabled, web.port, web.password_hash, web.tls_cert) == (False, 443, None, None)
+    assert list(problems_of({"web": {"tls_cert": "/etc/cert.pem"}})) == ["web.tls_key"]
+    assert list(problems_of({"web": {"tls_key": "/etc/key.pem"}})) == ["web.tls_cert"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:
         "bacnet": {"port": free_port(socket.SOCK_DGRAM)},
         "snmp": {"port": free_port(socket.SOCK_DGRAM)},
         "modbus_tcp": {"port": free_port()},
+        "web": {"port": free_port()},
     }
     for name, keys in sections.items():
         raw.setdefault(name, {}).update(keys)
@@ -103,7 +106,7 @@ def _mbpoll(argv: list[str]) -> dict[int, int]:
 def test_the_demo_panel_moves_without_alarms_and_its_suggestions_work(demo, tmp_path: Path) -> None:
     running = demo("--boards", "2", "--config", str(_config(tmp_path)))
     first = json.loads(running.wait_for_log('"demo"'))  # JSON: stderr is not a terminal
-    assert set(first) >= {"bacnet", "snmp", "modbus_tcp"} and first["load"] == "datacenter"
+    assert set(first) >= {"bacnet", "snmp", "modbus_tcp", "web"} and first["load"] == "datacenter"
     ready = json.loads(running.wait_for_log("nodes ready"))
     assert ready["addresses"] == [1, 2, 3, 4]
     printed = running.read_printed()
@@ -136,6 +139,13 @@ def test_the_demo_panel_moves_without_alarms_and_its_suggestions_work(demo, tmp_
         time.sleep(1)
     current_ma, status = (int(line.split()[-1]) for line in result.stdout.splitlines())
     assert current_ma > 0 and status == 0
+
+    web = _suggested(printed, "Web        ")[0]  # https://127.0.0.1:PORT/nodes/N
+    login = http.client.HTTPSConnection(*web.split("/")[2].split(":"), context=ssl._create_unverified_context())
+    login.request("POST", "/login", "user=admin&password=demo", {"Content-Type": "application/x-www-form-urlencoded"})
+    reply = login.getresponse()
+    assert reply.status == 303 and "bcpm_session=" in reply.getheader("set-cookie", "")  # admin / demo logs in
+    login.close()
 
     # Demand: a sliding minute of 10 s sub-intervals, so the AUX kW demand shows within the first minute.
     demand = ["mbpoll", "-m", "tcp", "-p", port, "-a", unit, "-r", "277", "-1", "127.0.0.1"]

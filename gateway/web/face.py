@@ -1,0 +1,260 @@
+"""The web face: status pages, the JSON API and /metrics over HTTPS, actions behind a login.
+
+    GET  /  /nodes  /nodes/{a}  /events  /config      pages (logged in)
+    GET  /api/nodes  /api/nodes/{a}                   the same data as JSON (logged in)
+    GET  /metrics                                     Prometheus text, no login, web.metrics_allow only
+    GET  /login  POST /login  POST /logout
+    GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms (logged in, CSRF token)
+
+Everything is read from the node cache as it stands; nothing here waits on the bus, except an
+action's own write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib import resources
+from ipaddress import IPv4Address
+from typing import Any
+
+import structlog
+
+from gateway.config import Config
+from gateway.errors import GatewayError, ListenError
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.events import EventHub, NetworkFinding
+from gateway.web import pages
+from gateway.web.auth import USER, LoginLimiter, PasswordHashError, Session, Sessions, check_hash, verify_password
+from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics
+from gateway.web.server import HttpsServer, Request, Response, ServerStats, within
+from gateway.web.source import DeviceNames, Source, describe, finding
+from gateway.web.tls import server_context
+
+log = structlog.get_logger(__name__)
+
+COOKIE = "bcpm_session"
+EVENTS_KEPT = 200
+STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/static/style.css": ("style.css", "text/css; charset=utf-8")}
+SECURITY_HEADERS = (
+    ("strict-transport-security", "max-age=31536000"),
+    ("content-security-policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),  # "no-referrer" would make browsers send "Origin: null" with forms
+    ("cache-control", "no-store"),
+)
+
+
+class WebFace:
+    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None],
+                 device_names: DeviceNames) -> None:
+        self.settings = config.web
+        self.listening = asyncio.Event()  # set once the socket is bound
+        self.source = Source(config, nodes, hub, restart, device_names)
+        self.sessions = Sessions(self.settings.session_minutes)
+        self.limiter = LoginLimiter(self.settings.login_attempts)
+        self.events: deque[tuple[str, str]] = deque(maxlen=EVENTS_KEPT)  # (UTC time, what), newest first
+        self._findings: set[str] = set()  # what the BACnet network doctor finds now
+        self.server: HttpsServer | None = None
+        self.stats = ServerStats()
+        self.metrics = Metrics(Collector(self.source, self.stats, lambda: self.limiter.refused))
+        self._static = {path: resources.files(__package__).joinpath("static", name).read_bytes()
+                        for path, (name, _) in STATIC.items()}
+
+    async def run(self) -> None:
+        if self.settings.password_hash is not None:
+            try:
+                check_hash(self.settings.password_hash)
+            except PasswordHashError as error:
+                raise GatewayError(f"web.password_hash: {error}") from None
+        tls = await server_context(self.source.config)
+        listener = self._bind()
+        self.listening.set()
+        # Prometheus need not be among the hosts that see the pages: either list lets a client in.
+        web = self.settings
+        admitted = web.allow + web.metrics_allow if web.allow and web.metrics_allow else ()
+        self.server = HttpsServer(self._handle, tls, admitted, self.settings.max_connections, self.stats)
+        host, port = listener.getsockname()[:2]
+        log.info("web listening", url=f"https://{host}:{port}/",
+                 login="set" if self.settings.password_hash else "no password set: nobody can log in")
+        events = self.source.subscribe_events()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.server.serve(listener))
+                async for event in events:
+                    self._record(describe(event))
+                    if isinstance(event, NetworkFinding) and event.cleared:
+                        self._findings.discard(finding(event))
+                    elif isinstance(event, NetworkFinding):
+                        self._findings.add(finding(event))
+        finally:
+            events.close()
+            listener.close()
+
+    def _bind(self) -> socket.socket:
+        try:
+            listener = socket.create_server((self.settings.address, self.settings.port), backlog=128)
+        except OSError as error:
+            raise ListenError(f"web cannot listen on {self.settings.address}:{self.settings.port} "
+                              f"(web.address, web.port): {error.strerror}") from error
+        return listener
+
+    def _record(self, what: str) -> None:
+        self.events.appendleft((datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"), what))
+
+    # --- requests ---
+
+    async def _handle(self, request: Request) -> Response:
+        response = await self._route(request)
+        return replace(response, headers=response.headers + SECURITY_HEADERS)
+
+    async def _route(self, request: Request) -> Response:
+        path, method = request.path, request.method
+        if path == "/metrics" and method == "GET":
+            return self._metrics(request)
+        if not within(IPv4Address(request.client), self.settings.allow):
+            return Response(403, b"only /metrics is served to this address (web.allow)", "text/plain")
+        if path in STATIC and method == "GET":
+            return Response(200, self._static[path], STATIC[path][1])
+        if path == "/login":
+            return await self._login(request) if method == "POST" else _html(pages.login(
+                "", password_set=self.settings.password_hash is not None))
+        session = self.sessions.find(request.cookie(COOKIE))
+        if session is None:
+            if path.startswith("/api/"):
+                return _json(401, {"error": "log in first: POST /login with user and password"})
+            return _redirect("/login")
+        if method == "POST":
+            if not self._csrf_ok(request, session):
+                return Response(403, b"refused: the form is stale or came from another site; reload the page",
+                                "text/plain")
+            if path == "/logout":
+                self.sessions.end(session.token)
+                return _redirect("/login", cookie=f"{COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict")
+            if path.startswith("/actions/"):
+                return await self._act(path.removeprefix("/actions/"), request, session)
+        elif method == "GET":
+            page = self._page(path, request, session)
+            if page is not None:
+                return page
+        if method not in ("GET", "POST"):
+            return Response(405, b"only GET and POST", "text/plain", (("allow", "GET, POST"),))
+        return Response(404, b"not found", "text/plain")
+
+    def _page(self, path: str, request: Request, session: Session) -> Response | None:
+        csrf = session.csrf
+        source = self.source
+        if path == "/":
+            bacnet = source.config.bacnet
+            doctor = sorted(self._findings) if bacnet.enabled and bacnet.doctor_interval else None
+            return _html(pages.overview(time.time() - source.started, source.faces(), source.bus(), doctor, csrf))
+        if path == "/nodes":
+            return _html(pages.nodes(source.node_list(), csrf))
+        if path == "/api/nodes":
+            return _json(200, source.node_list())
+        if path.startswith(("/nodes/", "/api/nodes/")):
+            detail = _address(path.rsplit("/", 1)[1])
+            found = source.node_detail(detail) if detail is not None else None
+            if found is None:
+                return _json(404, {"error": "no such node"}) if path.startswith("/api/") else None
+            return _json(200, found) if path.startswith("/api/") else _html(pages.node(found, csrf))
+        if path == "/events":
+            return _html(pages.events(list(self.events), csrf))
+        if path == "/config":
+            return _html(pages.configuration(source.running_settings(), csrf))
+        if path.startswith("/confirm/"):
+            return self._confirm(path.removeprefix("/confirm/"), request, csrf)
+        return None
+
+    def _metrics(self, request: Request) -> Response:
+        if not within(IPv4Address(request.client), self.settings.metrics_allow):
+            return Response(403, b"metrics are not served to this address (web.metrics_allow)", "text/plain")
+        return Response(200, content_type=CONTENT_TYPE, parts=self.metrics.parts())
+
+    async def _login(self, request: Request) -> Response:
+        stored = self.settings.password_hash
+        if stored is None:
+            return _html(pages.login("", password_set=False), 403)
+        if not self.limiter.allows(request.client):
+            log.warning("web login refused: too many failures", client=request.client)
+            return _html(pages.login("Too many failed logins: wait a minute.", password_set=True), 429)
+        form = request.form()
+        # scrypt takes tens of milliseconds: off the event loop, so other faces keep answering.
+        good = form.get("user") == USER and await asyncio.to_thread(verify_password, form.get("password", ""), stored)
+        if not good:
+            self.limiter.failed(request.client)
+            log.warning("web login failed", client=request.client)
+            return _html(pages.login("Wrong user or password.", password_set=True), 403)
+        session = self.sessions.create()
+        log.info("web login", client=request.client)
+        minutes = self.settings.session_minutes
+        return _redirect("/", cookie=f"{COOKIE}={session.token}; Max-Age={minutes * 60}; Path=/; Secure; HttpOnly; "
+                                     "SameSite=Strict")
+
+    def _csrf_ok(self, request: Request, session: Session) -> bool:
+        """The form's token is the session's, and a browser that names its origin names ours."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"https://{request.headers.get('host', '')}":
+            return False
+        return request.form().get("csrf") == session.csrf
+
+    def _confirm(self, action: str, request: Request, csrf: str) -> Response | None:
+        if action == "restart":
+            return _html(pages.confirm("Restart the gateway? Every face stops and starts again; the meters are "
+                                       "polled again within seconds.", "/actions/restart", {}, csrf, "/"))
+        address = _address(request.query.get("address", ""))
+        if action == "clear-alarms" and address in self.source.nodes:
+            return _html(pages.confirm(
+                f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
+                "persists latch again.", "/actions/clear-alarms", {"address": str(address)}, csrf,
+                f"/nodes/{address}"))
+        return None
+
+    async def _act(self, action: str, request: Request, session: Session) -> Response:
+        form = request.form()
+        if action == "restart":
+            self._log_action(request, "restart the gateway")
+            self.source.restart()
+            return _html(pages.outcome("Restarting", "The gateway is restarting; this page answers again in a "
+                                       "few seconds.", "/", session.csrf, ok=True))
+        address = _address(form.get("address", ""))
+        if action == "clear-alarms" and address is not None and address in self.source.nodes:
+            try:
+                await self.source.clear_latched_alarms(address)
+            except GatewayError as error:  # refused by the point map, or the meter did not answer
+                self._log_action(request, f"clear latched alarms of node {address}: failed: {error}")
+                return _html(pages.outcome("Not done", f"The meter did not take it: {error}",
+                                           f"/nodes/{address}", session.csrf, ok=False), 502)
+            self._log_action(request, f"clear latched alarms of node {address}")
+            return _html(pages.outcome("Done", f"Latched alarms of node {address} cleared; the next poll shows it.",
+                                       f"/nodes/{address}", session.csrf, ok=True))
+        return Response(404, b"no such action or node", "text/plain")
+
+    def _log_action(self, request: Request, what: str) -> None:
+        log.info("web action", action=what, client=request.client)
+        self._record(f"{USER} from {request.client}: {what}")
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(status, text.encode())
+
+
+def _json(status: int, data: Any) -> Response:
+    return Response(status, json.dumps(data).encode(), "application/json")
+
+
+def _redirect(location: str, cookie: str | None = None) -> Response:
+    headers = (("location", location),) + ((("set-cookie", cookie),) if cookie else ())
+    return Response(303, b"", "text/plain", headers)
+
+
+def _address(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 3 else None

@@ -1,0 +1,186 @@
+"""/metrics: the cache, the nodes, the bus and this face's counters in the Prometheus text format.
+
+Every served point with a good value is a sample of a gauge named after its group, quantity and
+unit in Prometheus' base units (kW as watts, kVA as volt-amperes, kWh as joules, % as a ratio):
+
+    bcpm_branch_current_amperes{address="1",panel="1",channel="7"} 12.5
+    bcpm_meter2_power_watts{address="1",panel="1",meter="3",phase=""} 2410.0
+
+A value the meter lacks, a stale one (node offline) or one never read is left out; the node's
+`bcpm_node_online` and `bcpm_node_poll_age_seconds` say why. prometheus_client writes the text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import generate_latest, registry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gateway.nodes.cache import Quality
+from gateway.pointmap import Point
+from gateway.web.server import ServerStats
+from gateway.web.source import Source, served
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Point map unit -> (Prometheus base unit, factor to it).
+UNITS = {"A": ("amperes", 1.0), "V": ("volts", 1.0), "Hz": ("hertz", 1.0), "kW": ("watts", 1000.0),
+         "kVA": ("volt_amperes", 1000.0), "kWh": ("joules", 3.6e6), "s": ("seconds", 1.0), "%": ("ratio", 0.01),
+         "": ("", 1.0)}
+#: Words of point keys that name a unit rather than a quantity.
+QUANTITY_WORDS = {"kw": "power", "kva": "apparent_power", "kwh": "energy", "pf": "power_factor", "volts": "voltage",
+                  "total": "three_phase"}  # "_total" ends counters only
+GROUP_INDEX = {"meter2": "meter", "meter3": "meter"}  # what a point's number is called in a group; else channel
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    help: str
+    factor: float
+    labels: tuple[str, ...]  # address, panel, then "channel" or "meter" and "phase" where the group has them
+
+
+_FAMILIES: dict[str, Family] = {}  # by name: points of one group and quantity share one family
+
+
+def family_of(point: Point) -> Family:
+    """The gauge a point's samples belong to (one per group and quantity)."""
+    unit, factor = UNITS.get(point.units, ("", 1.0))
+    quantity = "_".join(QUANTITY_WORDS.get(word, word) for word in point.key.split("_"))
+    name = "_".join(part for part in ("bcpm", point.group, quantity, unit) if part)
+    found = _FAMILIES.get(name)
+    if found is None:
+        index = (GROUP_INDEX.get(point.group, "channel"),) if point.channel is not None else ()
+        phase = ("phase",) if point.phase is not None or point.group in GROUP_INDEX else ()
+        what = re.sub(r" (Phase [0-9]|Total)$", "", point.name)
+        scaled = f", {point.units} scaled to {unit}" if factor != 1 else ""
+        found = _FAMILIES[name] = Family(name, f"{what} ({point.group}){scaled}", factor,
+                                         ("address", "panel", *index, *phase))
+    return found
+
+
+def _own_labels(point: Point) -> list[str]:
+    """The values of a point's labels after address and panel (see Family.labels)."""
+    family = family_of(point)
+    return ([str(point.channel)] if point.channel is not None else []) + (
+        ["" if point.phase is None else str(point.phase)] if "phase" in family.labels else [])
+
+
+class Collector:
+    def __init__(self, source: Source, web: ServerStats, logins_refused: Callable[[], int]) -> None:
+        self.source = source
+        self.web = web
+        self.logins_refused = logins_refused
+        self._by_model: dict[str, dict[Family, list[tuple[int, list[str]]]]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._points()
+        yield from self._nodes()
+        yield from self._bus()
+        yield from self._web()
+
+    def _points(self) -> Iterator[Metric]:
+        """One gauge at a time, over every node: a scrape never holds more than one family's samples
+        (all of them at once would be some 5 MB with 4 boards, kept by the allocator afterwards)."""
+        nodes = sorted(self.source.nodes.items())
+        exported = {model: self._exported(model) for model in {node.profile.model for _, node in nodes}}
+        families = {family.name: family for points in exported.values() for family in points}
+        for name, family in families.items():
+            gauge = GaugeMetricFamily(name, family.help, labels=family.labels)
+            for address, node in nodes:
+                readings = node.cache.readings
+                head = [str(address), str(node.profile.panel)]
+                for register, tail in exported[node.profile.model].get(family, ()):
+                    reading = readings[register]
+                    if reading.quality is Quality.GOOD:
+                        gauge.add_metric(head + tail, float(reading.value) * family.factor)  # type: ignore[arg-type]
+            if gauge.samples:
+                yield gauge
+
+    def _exported(self, model: str) -> dict[Family, list[tuple[int, list[str]]]]:
+        """Per model, worked out once: each family's points as (register, their own label values)."""
+        found = self._by_model.get(model)
+        if found is None:
+            found = self._by_model[model] = {}
+            for point in self.source.pointmap.for_model(model):
+                if served(point) and point.group != "identity":
+                    found.setdefault(family_of(point), []).append((point.register, _own_labels(point)))
+        return found
+
+    def _nodes(self) -> Iterator[Metric]:
+        labels = ["address", "panel"]
+        online = GaugeMetricFamily("bcpm_node_online", "1 while the node answers, 0 while offline", labels=labels)
+        age = GaugeMetricFamily("bcpm_node_poll_age_seconds", "Seconds since the node last answered", labels=labels)
+        transactions = CounterMetricFamily("bcpm_node_transactions", "Bus transactions with the node", labels=labels)
+        failures = CounterMetricFamily("bcpm_node_failures", "Bus transactions the node failed", labels=labels)
+        info = GaugeMetricFamily("bcpm_node_info", "What discovery found at the address",
+                                 labels=[*labels, "model", "serial", "firmware", "board"])
+        now = time.time()
+        for address, node in sorted(self.source.nodes.items()):
+            health, profile = node.health, node.profile
+            values = [str(address), str(profile.panel)]
+            online.add_metric(values, float(health.online))
+            if health.last_success is not None:
+                age.add_metric(values, round(now - health.last_success, 3))
+            transactions.add_metric(values, health.transactions)
+            failures.add_metric(values, health.failures)
+            info.add_metric([*values, profile.model, f"0x{profile.serial:08X}",
+                             f"RS {profile.firmware_rs} OS {profile.firmware_os}", str(profile.primary_address)], 1)
+        yield from (online, age, transactions, failures, info)
+
+    def _bus(self) -> Iterator[Metric]:
+        bus = self.source.bus()
+        yield CounterMetricFamily("bcpm_bus_transactions", "RS-485 transactions", value=bus["transactions"])
+        yield CounterMetricFamily("bcpm_bus_replies", "RS-485 transactions answered", value=bus["replies"])
+        errors = CounterMetricFamily("bcpm_bus_errors", "Failed RS-485 transactions by kind", labels=["kind"])
+        for kind, count in bus["errors"].items():
+            errors.add_metric([kind], count)
+        yield errors
+        yield CounterMetricFamily("bcpm_bus_busy_seconds", "Time the line spent in transactions", value=bus["busy_s"])
+        for key, name, text in (("cycle_s", "bcpm_poll_cycle_seconds", "Duration of the last poll cycle"),
+                                ("wire_floor_s", "bcpm_poll_cycle_floor_seconds",
+                                 "Wire time of the last poll cycle's frames: what the line cannot beat")):
+            if bus[key] is not None:
+                yield GaugeMetricFamily(name, text, value=bus[key])
+
+    def _web(self) -> Iterator[Metric]:
+        web = self.web
+        yield CounterMetricFamily("bcpm_web_connections", "Connections accepted", value=web.connections)
+        yield CounterMetricFamily("bcpm_web_requests", "HTTP requests answered", value=web.requests)
+        yield CounterMetricFamily("bcpm_web_redirects", "Plain HTTP requests redirected to HTTPS", value=web.redirected)
+        refused = CounterMetricFamily("bcpm_web_refused", "Connections and logins refused, by reason",
+                                      labels=["reason"])
+        for reason, count in (("not_allowed", web.refused_not_allowed), ("too_many_connections", web.refused_full),
+                              ("bad_request", web.bad_requests), ("accept_error", web.accept_errors),
+                              ("login_rate", self.logins_refused())):
+            refused.add_metric([reason], count)
+        yield refused
+
+
+class Metrics:
+    """What /metrics sends: the library's text of one family at a time, each sent before the next
+    is made.
+
+    generate_latest over everything at once would hold a small string per sample (14,600 with
+    4 boards) and the whole megabyte of text until the end; the allocator keeps the memory they
+    took (some 5 MB) afterwards.
+    """
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def parts(self) -> Iterator[bytes]:
+        return (generate_latest(_Only(family)) for family in self.collector.collect())
+
+
+class _Only(registry.Collector):
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> list[Metric]:
+        return [self.family]

@@ -1,0 +1,193 @@
+"""Everything the web face reads from, or asks of, the rest of the gateway: in this one module.
+
+Reads come from the node cache and counters as they stand (never from the bus); the only actions
+are a validated write through the node service and the gateway's restart request. Values are
+handed out as JSON-ready dictionaries, which the pages render and the API returns as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gateway.config import SECRET_KEYS, Config
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.cache import Reading
+from gateway.nodes.events import AlarmChanged, Event, EventHub, NetworkFinding, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.node import Node
+from gateway.pointmap import Encoding, Point, PointMap, PollClass
+
+GLOBAL_RESET = 295  # writing 31010 there clears every latched alarm of the panel
+CLEAR_LATCHED = 31010
+CHANNEL_QUANTITIES = ("current", "kw", "pf")  # columns of a node's channel table, besides the alarm
+METER_TOTALS = ("kw", "kva", "kwh", "pf", "current_avg", "kw_demand")  # per logical meter, phase-less
+
+#: Each node's BACnet device ID and name by Modbus address, as the BACnet face names them now.
+DeviceNames = Callable[[], Mapping[int, tuple[int, str]]]
+
+
+def served(point: Point) -> bool:
+    """A polled number the faces publish (scale registers only scale others)."""
+    return (point.poll is not PollClass.NONE and point.encoding is not Encoding.STRING
+            and not point.key.endswith("_scale"))
+
+
+@dataclass(frozen=True, slots=True)
+class FaceState:
+    name: str
+    address: str
+    state: str  # "serving" or "off": a face that stops serving stops the whole gateway
+
+
+class Source:
+    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None],
+                 device_names: DeviceNames) -> None:
+        self.config = config
+        self._service = nodes
+        self._hub = hub
+        self.restart = restart
+        self._device_names = device_names
+        self.started = time.time()
+
+    @property
+    def nodes(self) -> Mapping[int, Node]:
+        return self._service.nodes
+
+    @property
+    def pointmap(self) -> PointMap:
+        return self._service.pointmap
+
+    def subscribe_events(self) -> Subscription:
+        return self._hub.subscribe(AlarmChanged, NodeOnline, NodeOffline, NetworkFinding)
+
+    # --- what the pages and the API show ---
+
+    def faces(self) -> list[FaceState]:
+        config = self.config
+        listed = (("BACnet/IP", config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
+                  ("SNMP v2c", config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
+                  ("Modbus TCP", config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
+                  ("Web (HTTPS)", config.web.enabled, f"{config.web.address}:{config.web.port}"))
+        return [FaceState(name, address if enabled else "-", "serving" if enabled else "off")
+                for name, enabled, address in listed]
+
+    def bus(self) -> dict[str, Any]:
+        statistics = self._service.statistics()
+        stats, cycle = statistics.line, statistics.last_cycle
+        serial = self.config.serial
+        return {
+            "port": serial.port, "baudrate": serial.baudrate, "framing": f"8{serial.parity}{serial.stopbits}",
+            "poll_interval_s": statistics.poll_interval,
+            "cycle_s": round(cycle.duration, 3) if cycle else None,
+            "wire_floor_s": round(cycle.wire_time, 3) if cycle else None,
+            "transactions_per_s": round(cycle.transactions / cycle.duration, 1) if cycle and cycle.duration else None,
+            "transactions": stats.transactions, "replies": stats.replies,
+            "errors": {"timeout": stats.timeouts, "corrupt": stats.corrupt, "exception": stats.exceptions},
+            "stale_bytes": stats.stale_bytes, "busy_s": round(stats.busy_seconds, 3),
+        }
+
+    def node_list(self) -> list[dict[str, Any]]:
+        names = self._device_names()
+        return [self._summary(node, names.get(address)) for address, node in sorted(self.nodes.items())]
+
+    def node_detail(self, address: int) -> dict[str, Any] | None:
+        node = self.nodes.get(address)
+        if node is None:
+            return None
+        points = node.cache.readings
+        pointmap = self.pointmap
+        by_place: dict[tuple[str, str, int | None, int | None], Point] = {}
+        for register in points:
+            point = pointmap.point_at(register)
+            if point is not None and served(point):
+                by_place[point.group, point.key, point.channel, point.phase] = point
+
+        def cell(point: Point | None) -> dict[str, Any] | None:
+            return None if point is None else value_of(point, node.cache.reading(point))
+
+        channels = []
+        for channel in sorted({c for (group, _, c, _) in by_place if group in ("branch", "aux") and c is not None}):
+            group = "aux" if (("aux", "current", channel, channel - 42) in by_place) else "branch"
+            phase = channel - 42 if group == "aux" else None
+            row: dict[str, Any] = {"channel": channel, "group": group}
+            for key in CHANNEL_QUANTITIES:
+                row[key] = cell(by_place.get((group, key, channel, phase)))
+            row["alarm"] = cell(by_place.get(("alarms", "alarm_status", channel, None)))
+            channels.append(row)
+        ordered = sorted(by_place.values(), key=lambda p: p.register)
+        return {
+            "node": self._summary(node, self._device_names().get(address)),
+            "channels": channels,
+            "voltage": [cell(p) for p in ordered if p.group == "voltage"],
+            "aux_totals": [cell(p) for p in ordered if p.group == "aux" and p.channel is None],
+            "meters": [cell(p) for p in ordered
+                       if p.group in ("meter2", "meter3") and p.phase is None and p.key in METER_TOTALS],
+            "voltage_alarms": [cell(p) for p in ordered if p.key == "voltage_alarm_status"],
+        }
+
+    def running_settings(self) -> dict[str, dict[str, str]]:
+        """Every section and key as it runs, secrets masked."""
+        shown: dict[str, dict[str, str]] = {}
+        for section in fields(self.config):
+            if section.name == "warnings":
+                continue
+            settings = getattr(self.config, section.name)
+            shown[section.name] = {
+                item.name: ("(set)" if getattr(settings, item.name) else "(not set)") if item.name in SECRET_KEYS
+                else _show(getattr(settings, item.name)) for item in fields(settings)}
+        return shown
+
+    def _summary(self, node: Node, identity: tuple[int, str] | None) -> dict[str, Any]:
+        profile, health = node.profile, node.health
+        return {
+            "address": node.address, "panel": profile.panel, "board": profile.primary_address,
+            "model": profile.model, "serial": f"0x{profile.serial:08X}",
+            "firmware": f"RS {profile.firmware_rs} OS {profile.firmware_os}",
+            "online": health.online,
+            "last_poll_age_s": round(time.time() - health.last_success, 1) if health.last_success else None,
+            "transactions": health.transactions, "failures": health.failures, "went_offline": health.went_offline,
+            "last_error": health.last_error,
+            "bacnet_device_id": identity[0] if identity else None, "bacnet_name": identity[1] if identity else None,
+            "snmp_index": node.address,  # the panel index of every SNMP table
+        }
+
+    # --- actions ---
+
+    async def clear_latched_alarms(self, address: int) -> None:
+        """Register 295 = 31010: the panel clears every latched alarm (checked like any write)."""
+        await self._service.write(address, GLOBAL_RESET, [CLEAR_LATCHED])
+
+
+def value_of(point: Point, reading: Reading) -> dict[str, Any]:
+    """A reading for the API and the pages; `shown` is how a page writes it (bitmaps in hex)."""
+    value = reading.value
+    shown = "-" if value is None else f"0x{value:04X}" if point.encoding is Encoding.BITMAP else str(value)
+    return {"register": point.register, "name": point.label, "value": value, "shown": shown, "units": point.units,
+            "quality": str(reading.quality)}
+
+
+def describe(event: Event) -> str:
+    """One line for the events page."""
+    if isinstance(event, AlarmChanged):
+        what = event.point.label
+        parts = [f"raised 0x{event.raised:04X}" if event.raised else "",
+                 f"cleared 0x{event.cleared:04X}" if event.cleared else ""]
+        return f"node {event.address}: {what} {' '.join(p for p in parts if p)} (now 0x{event.new_bits:04X})"
+    if isinstance(event, NetworkFinding):
+        return f"BACnet network doctor: {'cleared: ' if event.cleared else ''}{finding(event)}"
+    if isinstance(event, NodeOffline):
+        return f"node {event.address} offline: {event.reason}"
+    return f"node {event.address} online again"
+
+
+def finding(event: NetworkFinding) -> str:
+    what = "network" if event.kind == "network" else "device ID"
+    return f"{what} {event.number} is also used by {event.other}"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(_show(item) for item in value) or "(none)"
+    return "(none)" if value is None else str(value)

@@ -1,0 +1,78 @@
+"""Fixtures: the gateway with its web face on a free loopback port, and HTTPS clients for it."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from gateway.sim import SimulatedLine
+from gateway.web.auth import hash_password
+from gateway.web.face import WebFace
+from gateway.web.tls import CERT_NAME
+from tests.support import eventually, free_port, gateway_config
+
+PASSWORD = "correct horse"
+PASSWORD_HASH = hash_password(PASSWORD)
+
+
+@dataclass
+class Endpoint:
+    """The face's address and the certificate to trust, with HTTPS clients for it."""
+
+    port: int
+    certificate: Path  # the self-signed certificate the face made
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that trusts only the face's certificate, host name checked (127.0.0.1)."""
+        return ssl.create_default_context(cafile=str(self.certificate))
+
+    def client(self) -> aiohttp.ClientSession:
+        # unsafe: the jar keeps cookies of a host given by IP address
+        return aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(ssl=self.tls()),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def logged_in(self) -> aiohttp.ClientSession:
+        client = self.client()
+        try:
+            async with client.post("/login", data={"user": "admin", "password": PASSWORD},
+                                   allow_redirects=False) as reply:
+                assert reply.status == 303, await reply.text()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+
+@dataclass
+class Site(Endpoint):
+    line: SimulatedLine
+    gateway: Gateway
+    face: WebFace
+
+
+@pytest.fixture
+async def web_site(make_line, start_gateway, tmp_path) -> AsyncIterator[Callable[..., Any]]:
+    """Start simulated boards and a gateway with the web face on; returns the Site once it serves."""
+    async def start(*primaries: int, sections: dict[str, Any] | None = None, **web: Any) -> Site:
+        line = make_line(*(primaries or (1,)))
+        port = free_port()
+        settings = {"enabled": True, "address": "127.0.0.1", "port": port, "password_hash": PASSWORD_HASH, **web}
+        gateway = await start_gateway(gateway_config(line, tmp_path, web=settings, **(sections or {})))
+        face = next(f for f in gateway.faces if isinstance(f, WebFace))
+        await eventually(lambda: face.server is not None, what="the web face listening")
+        site = Site(port, tmp_path / CERT_NAME, line, gateway, face)
+        await eventually(lambda: all(n.health.last_success for n in gateway.nodes.nodes.values()), what="polled")
+        return site
+
+    yield start
