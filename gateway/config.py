@@ -387,6 +387,14 @@ class BacnetSettings:
     # Meter objects kept built in memory over all nodes (about 5 KB each); others are built when
     # a request names them. Fewer than a BMS reads in one sweep costs CPU (rebuilds), not errors.
     max_built_objects: int = _key(2048, _integer(1, 100000))
+    # Reads of the common properties of meter objects answered from encodings (see reads.py).
+    fast_reads: bool = _key(True, _boolean())
+    # Max_Segments_Accepted of every device: a segmented request of at most this many 1476-byte
+    # segments (bacpypes3 decodes a request in one piece: its size bounds that work). Segmented
+    # requests being received at once, over the gateway and from one IP address.
+    max_segments: int = _key(2, _choice(2, 4, 8, 16, 32, 64))
+    max_segmented_requests: int = _key(16, _integer(1, 1024))
+    max_segmented_requests_per_client: int = _key(4, _integer(1, 1024))
     foreign_bbmd: tuple[str, int] | None = _key(
         None, _optional(_endpoint(None), "not a foreign device")
     )

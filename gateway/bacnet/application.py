@@ -72,6 +72,7 @@ from gateway.bacnet.fixes import (
 from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.reads import BoundedReads, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
@@ -228,6 +229,7 @@ class DeviceApplication(  # type: ignore[misc]
     SavedWriteLimit,
     BoundedCov,
     CommunicationControl,
+    BoundedReads,
     IndefiniteCovLifetime,
     CancelOnlyWhatExists,
     CovConfirmationGuard,
@@ -248,6 +250,10 @@ class DeviceApplication(  # type: ignore[misc]
     def object_identifiers(self) -> list[ObjectIdentifier]:
         """Its Object_List: every object of the device, built or not."""
         return list(self.objectIdentifier)
+
+    def answers_reads(self) -> bool:
+        """Whether DeviceCommunicationControl lets the device answer requests."""
+        return self.asap.dccEnableDisable != "disable"  # type: ignore[attr-defined]
 
 
 class ObjectPool:
@@ -313,10 +319,18 @@ class NodeApplication(DeviceApplication):
     _index: ObjectIndex
     _pool: ObjectPool
     _cov_increments: dict[int, float]
+    _encodings: MeterEncodings
 
     def serve(self, nodes: NodeAPI, node: Node, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
         self._nodes, self._node, self._index, self._pool = nodes, node, ObjectIndex.of(specs), pool
         self._cov_increments = {}
+        self._encodings = MeterEncodings(nodes, node, self._index.by_id, self._cov_increments)
+
+    def read_encodings(self) -> MeterEncodings:
+        return self._encodings
+
+    def has_object(self, objid: ObjectIdentifier) -> bool:
+        return objid in self._index.by_id or super().has_object(objid)
 
     def object_identifiers(self) -> list[ObjectIdentifier]:
         meters = self._index.by_id

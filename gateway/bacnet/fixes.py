@@ -45,7 +45,11 @@ when an upgrade fixes one upstream, that test fails and the override here can go
   check reads the APDU type and service off the PDU before decoding it, where neither exists:
   every datagram then fails, and a broadcast stops at the disabled device before it reaches the
   others on the virtual network. Here the two are read from the PDU's first octets first.
-`install_rejects()` installs these three process-wide: bacpypes3 builds them by module name.
+- `FirstSegmentRetry`: when the client does not acknowledge the first segment of a segmented
+  answer, the retry fails on an assertion in `fill_window` (no window is known before the first
+  Segment-ACK): three tracebacks per request, and the segment is never sent again. The retry sends
+  the first segment again, as the standard asks (a `RejectUndecodable` too).
+`install_rejects()` installs these process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
   counted instead, with one warning a minute.
@@ -99,6 +103,7 @@ __all__ = [
     "COV_FAILURES_TO_CANCEL",
     "CancelOnlyWhatExists",
     "FAILED_DATAGRAMS",
+    "FirstSegmentRetry",
     "GuardedVirtualNetwork",
     "count_failed_datagrams",
     "CovConfirmationGuard",
@@ -285,6 +290,15 @@ class RejectUndecodable(bacpypes3.appservice.ServerSSM):
         await self.confirmation(RejectPDU(invoke_id=self.invokeID, reason=reason))
 
 
+class FirstSegmentRetry(RejectUndecodable):
+    """The server transaction of a confirmed request; installed by `install_rejects()`."""
+
+    async def segmented_response_timeout(self) -> None:
+        if self.actualWindowSize is None:  # type: ignore[has-type]  # no Segment-ACK: one segment went out
+            self.actualWindowSize = 1
+        await super().segmented_response_timeout()
+
+
 class RejectUnreachableNetwork(NetworkServiceAccessPoint):
     """The network layer of every application; installed by `install_rejects()`."""
 
@@ -321,7 +335,7 @@ def install_rejects() -> None:
     """Give every application the Reject of an undecodable request and of an unreachable network,
     and a working DeviceCommunicationControl check (process-wide: bacpypes3 looks these classes
     up by their module names); safe to call again."""
-    bacpypes3.appservice.ServerSSM = RejectUndecodable  # type: ignore[misc]
+    bacpypes3.appservice.ServerSSM = FirstSegmentRetry  # type: ignore[misc]
     bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
     bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
 

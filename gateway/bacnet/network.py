@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 from bacpypes3.basetypes import NetworkNumberQuality
 from bacpypes3.errors import ExecutionError
+from bacpypes3.ipv4 import IPv4DatagramServer
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
 
@@ -45,10 +46,12 @@ from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.doctor import Conflict, diagnose
+from gateway.bacnet.fastpath import Entry
 from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterSetting, plan_devices
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port, ip_port
+from gateway.bacnet.limits import RequestLimits
 from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.shares import Shares
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
@@ -84,7 +87,8 @@ class BacnetNetwork:
         self._clock = clock
         self._settings = settings
         self._vendor = {"vendorIdentifier": plan.router.vendor_id, "vendorName": plan.router.vendor_name,
-                        "applicationSoftwareVersion": _version(), "maxApduLengthAccepted": MAX_APDU}
+                        "applicationSoftwareVersion": _version(), "maxApduLengthAccepted": MAX_APDU,
+                        "maxSegmentsAccepted": settings.max_segments}
         # bacpypes3 keeps virtual networks in a process-wide registry by name.
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
@@ -106,6 +110,9 @@ class BacnetNetwork:
         self._saves = StateSaves(identities.update)  # writes that come together share one fsync
         for node in plan.nodes:
             self._add_node(node)
+        limits = RequestLimits(settings.max_segments, settings.max_segmented_requests,
+                               settings.max_segmented_requests_per_client)
+        self.entry = Entry(plan.router.network, self.applications, limits, settings.fast_reads)
 
     # --- building ---
 
@@ -132,12 +139,13 @@ class BacnetNetwork:
         return app
 
     def _share(self, app: DeviceApplication) -> None:
-        """Every application counts against the gateway's one set of COV caps and fair shares, and
-        has its protection."""
+        """Every application counts against the gateway's one set of COV caps and fair shares, has
+        its protection, and reads as `bacnet.fast_reads` says."""
         app.cov_limits = self._cov_limits
         app.shares = self.shares
         self._cov_limits.apps.append(app)
         app.protection = self._protection
+        app.fast_reads = self._settings.fast_reads
 
     def _router_setting(self, setting: RouterSetting, value: int) -> RouterSettingValue:
         obj = RouterSettingValue(
@@ -217,6 +225,12 @@ class BacnetNetwork:
             # bacpypes3 numbers every bound port "configured"; a learned number yields to what a
             # router of the IP network says (Network-Number-Is, see `learn_ip_network`).
             self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.learned
+        for link_layer in self.router.link_layers.values():
+            server = getattr(link_layer, "server", None)
+            if isinstance(server, IPv4DatagramServer):  # the BACnet/IP port
+                # its socket's protocol is known once bacpypes3's callback has run after the opening
+                await asyncio.wait_for(server._local_transport_ready.wait(), SOCKET_OPEN_TIMEOUT)
+                self.entry.install(server)
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
@@ -237,6 +251,12 @@ class BacnetNetwork:
             log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
         else:
             log.info("bacnet ip network not learned: no other router answered", ip_network=fallback)
+
+    def set_fast_reads(self, on: bool) -> None:
+        """Answer the common reads from encodings (`bacnet.fast_reads`), or all through the full stack."""
+        self.entry.fast_reads = on
+        for app in self._all_applications():
+            app.fast_reads = on
 
     def apply(self, event: Event) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Any
 
 import bacpypes3.app
 import bacpypes3.appservice
 import pytest
-from bacpypes3.apdu import ErrorPDU, WritePropertyRequest
+from bacpypes3.apdu import ComplexAckPDU, ErrorPDU, WritePropertyRequest
 from bacpypes3.app import Application
+from bacpypes3.appservice import SEGMENTED_RESPONSE, ServerSSM
 from bacpypes3.errors import ExecutionError, InvalidTag
 from bacpypes3.local.analog import AnalogInputObject
 from bacpypes3.local.cov import COVIncrementCriteria
@@ -33,6 +35,7 @@ from gateway.bacnet.devices import GatewayDevice
 from gateway.bacnet.fixes import (
     FAILED_DATAGRAMS,
     DccOnUndecodedPdu,
+    FirstSegmentRetry,
     RejectUndecodable,
     RejectUnreachableNetwork,
     StandardPropertyList,
@@ -123,6 +126,32 @@ def test_stock_cov_confirmation_raises_for_a_subscriber_that_went_away() -> None
     with pytest.raises(ConnectionError):
         Application.cov_confirmation(Application(), None, gone)
     # The gateway's: tests/bacnet/test_face.py::test_a_confirmed_subscriber_that_went_away_is_dropped
+
+
+async def test_stock_retry_of_an_unacknowledged_first_segment_fails() -> None:
+    app = Application.from_object_list([device()])
+    for cls, fails in ((ServerSSM, True), (FirstSegmentRetry, False)):
+        ssm = cls(app.asap, Address("127.0.0.1:47809"))
+        ssm.state, ssm.segmentRetryCount, ssm.initialSequenceNumber = SEGMENTED_RESPONSE, 0, 0
+        ssm.segmentCount, ssm.segmentSize, ssm.invokeID = 2, 50, 1
+        ssm.set_segmentation_context(ComplexAckPDU(14, 1))
+        ssm.segmentAPDU.put_data(bytes(100))
+        sent: list[Any] = []
+
+        async def send(apdu: Any, sent: list[Any] = sent) -> None:
+            sent.append(apdu)
+
+        app.asap.request = send  # type: ignore[method-assign]
+        try:
+            if fails:
+                with pytest.raises(AssertionError):
+                    await ssm.segmented_response_timeout()
+            else:
+                await ssm.segmented_response_timeout()
+                assert [segment.apduSeq for segment in sent] == [0]  # the first segment again
+        finally:
+            ssm.stop_timer()
+    # The gateway's over the wire: tests/bacnet/test_limits.py::test_an_unacknowledged_first_segment_is_sent_again
 
 
 async def test_stock_wildcard_device_instance_is_unknown() -> None:

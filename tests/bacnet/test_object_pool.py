@@ -18,9 +18,11 @@ CAPACITY = 8
 CURRENTS = [f"analog-input,{1336 + channel}" for channel in range(12)]  # channels 1-12
 
 
-async def _gateway(make_line, start_gateway, make_client, tmp_path):
+async def _gateway(make_line, start_gateway, make_client, tmp_path, fast_reads=False):
+    """Without fast reads by default: a read of Present_Value then builds the object, as any other read."""
     line = make_line(1)
-    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_built_objects=CAPACITY)))
+    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_built_objects=CAPACITY,
+                                                              fast_reads=fast_reads)))
     client = make_client(gateway)
     await client.find_router()
     return gateway, line, client, bacnet_face(gateway).network
@@ -52,6 +54,21 @@ async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
                      .value == 42.0, 20, "the new current polled")
     assert await client.read(node, CURRENTS[0], "present-value") == 42.0
     assert len(network.pool) == CAPACITY
+
+
+async def test_fast_reads_build_nothing(make_line, start_gateway, make_client, tmp_path) -> None:
+    gateway, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path, fast_reads=True)
+    node = client.node(2)
+    line.panel(2).set_current(3, 7.0)
+    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=3))
+                     .value == 7.0, 20, "the current polled")
+    for objid in CURRENTS:
+        await client.read(node, objid, "present-value")
+        await client.read(node, objid, "status-flags")
+    assert await client.read(node, CURRENTS[2], "present-value") == 7.0
+    assert len(network.pool) == 0 and network.entry.answered["fast"] >= 2 * len(CURRENTS)
+    await client.read(node, CURRENTS[0], "property-list")  # not a fast read: built
+    assert len(network.pool) == 1
 
 
 async def test_a_subscribed_object_stays_built_and_notifies(make_line, start_gateway, make_client, tmp_path) -> None:

@@ -1,0 +1,286 @@
+"""Reads of meter objects from encodings, and ReadPropertyMultiple with bounded work.
+
+A BMS polls the same few properties of the same objects over and over, and they change at most
+once a poll cycle. `MeterEncodings` keeps, per analog meter object of a node, the encodings of the
+properties BMS front-ends poll (`SERVED`), made by bacpypes3's own encoders from the same state
+the object shows (`PointLink.state`), again only when that state changes; the object need not be
+built. `read_access_result` and `read_property_body` assemble them into the body of an RPM or RP
+answer, byte for byte what bacpypes3 would encode.
+
+`BoundedReads` answers ReadPropertyMultiple on every device of the gateway: object by object,
+from the encodings where the node serves them (`fast_reads`) and through bacpypes3 otherwise
+(the same result elements its own handler builds), yielding to the event loop every
+`SLICE_SECONDS`, and aborted as soon as the answer outgrows what the client accepts (its max
+APDU times its max segments) instead of after evaluating every object (counted in `TOO_BIG`).
+Objects that do not exist are answered unknown-object without building anything; an RPM that
+names no existing object is an error, as in bacpypes3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from bacpypes3.apdu import (
+    AbortPDU,
+    AbortReason,
+    ComplexAckPDU,
+    ConfirmedServiceChoice,
+    ReadPropertyMultipleRequest,
+    decode_max_apdu_length_accepted,
+    decode_max_segments_accepted,
+)
+from bacpypes3.basetypes import PropertyIdentifier, ReadAccessResult
+from bacpypes3.errors import ObjectError
+from bacpypes3.local.object import Object
+from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
+from bacpypes3.service.object import read_property_to_result_element
+
+from gateway.bacnet.local_objects import MeterInput, MeterValue, PointLink
+from gateway.bacnet.objects import ObjectSpec
+from gateway.logging import DropReport
+from gateway.nodes.api import NodeAPI
+from gateway.nodes.node import Node
+
+__all__ = ["SERVED", "BoundedReads", "MeterEncodings", "answer_budget", "read_access_result", "read_property_body"]
+
+#: What BMS front-ends poll: answered from encodings on meter objects.
+SERVED = frozenset(PropertyIdentifier(name) for name in (
+    "presentValue", "statusFlags", "reliability", "eventState", "outOfService", "units", "objectName",
+    "description", "covIncrement"))
+SLICE_SECONDS = 0.01  # the longest an RPM holds the event loop between two yields
+UNSPECIFIED_SEGMENTS = 64
+TOO_BIG = DropReport("bacnet answers beyond what the client accepts (aborted)")
+RPM = ConfirmedServiceChoice.readPropertyMultiple
+_CLASSES: dict[str, Any] = {"analog-input": MeterInput, "analog-value": MeterValue}  # bacpypes3 objects
+
+
+def _bytes(tags: Iterable[Any]) -> bytes:
+    return bytes(TagList(list(tags)).encode().pduData)
+
+
+def _context(number: int, value: Any) -> bytes:
+    """A primitive value as context tag `number` (`value` a fresh one: a decoded value keeps the
+    context tag it came with)."""
+    return _bytes(tag.app_to_context(number) for tag in value.encode())
+
+
+def _opening(number: int) -> bytes:
+    return _bytes([OpeningTag(number)])
+
+
+def _closing(number: int) -> bytes:
+    return _bytes([ClosingTag(number)])
+
+
+_RESULTS_OPEN, _RESULTS_CLOSE = _opening(1), _closing(1)  # ReadAccessResult.listOfResults
+_VALUE_OPEN, _VALUE_CLOSE = _opening(4), _closing(4)  # ReadAccessResultElement.readResult.propertyValue
+_RP_VALUE_OPEN, _RP_VALUE_CLOSE = _opening(3), _closing(3)  # ReadPropertyACK.propertyValue
+
+
+@functools.cache
+def _element_head(prop: PropertyIdentifier) -> bytes:
+    return _context(2, PropertyIdentifier(prop)) + _VALUE_OPEN
+
+
+@functools.cache
+def _rp_head(prop: PropertyIdentifier) -> bytes:
+    return _context(1, PropertyIdentifier(prop)) + _RP_VALUE_OPEN
+
+
+@functools.cache
+def _object_head(objid: ObjectIdentifier) -> bytes:
+    return _context(0, ObjectIdentifier(objid))
+
+
+def _encoded(object_type: str, prop: PropertyIdentifier, value: Any) -> bytes:
+    """A property value as bacpypes3 encodes it in a read answer: cast to the property's datatype
+    the way the object casts an assignment, application-tagged."""
+    datatype = _CLASSES[object_type].get_property_type(prop)
+    return _bytes(datatype(datatype.cast(value)).encode())
+
+
+@functools.cache
+def _constant(object_type: str, prop: PropertyIdentifier, value: Any) -> bytes:
+    return _encoded(object_type, prop, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What a meter object shows that changes, and the encodings that vary per object."""
+
+    state: tuple[float, str, str, float]  # Present_Value, Reliability, Event_State, COV_Increment
+    present_value: bytes
+    cov_increment: bytes
+
+
+class MeterEncodings:
+    """The `SERVED` properties of one node's meter objects, encoded once per change of what the
+    object shows (Present_Value, Reliability, Event_State, COV_Increment); kept for the objects
+    clients read (a few hundred bytes each), the encodings common to many objects shared."""
+
+    def __init__(self, nodes: NodeAPI, node: Node, specs: dict[ObjectIdentifier, ObjectSpec],
+                 cov_increments: dict[int, float]) -> None:
+        self._nodes, self._node, self._specs, self._cov_increments = nodes, node, specs, cov_increments
+        self._shown: dict[ObjectIdentifier, _Shown] = {}
+
+    def serves(self, objid: ObjectIdentifier, properties: Iterable[tuple[PropertyIdentifier, int | None]]) -> bool:
+        """Whether these are served properties of an analog meter object (the resets' Multi-state
+        Values go to the full stack)."""
+        spec = self._specs.get(objid)
+        return (spec is not None and spec.object_type in _CLASSES
+                and all(prop in SERVED and index is None for prop, index in properties))
+
+    def value(self, objid: ObjectIdentifier, prop: PropertyIdentifier) -> bytes:
+        """The application-tagged encoding of a served property of a meter object."""
+        spec = self._specs[objid]
+        kind = spec.object_type
+        if prop == PropertyIdentifier.objectName:
+            return _constant(kind, prop, spec.name)
+        if prop == PropertyIdentifier.description:
+            return _constant(kind, prop, spec.description)
+        if prop == PropertyIdentifier.units:
+            return _constant(kind, prop, spec.units)
+        if prop == PropertyIdentifier.outOfService:
+            return _constant(kind, prop, False)
+        shown = self._current(objid, spec)
+        if prop == PropertyIdentifier.presentValue:
+            return shown.present_value
+        if prop == PropertyIdentifier.covIncrement:
+            return shown.cov_increment
+        _, reliability, event, _ = shown.state
+        if prop == PropertyIdentifier.reliability:
+            return _constant(kind, prop, reliability)
+        if prop == PropertyIdentifier.eventState:
+            return _constant(kind, prop, event)
+        return _status_flags(kind, reliability, event)
+
+    def _current(self, objid: ObjectIdentifier, spec: ObjectSpec) -> _Shown:
+        value, reliability, event = PointLink(self._nodes, self._node, spec, self._cov_increments).state()
+        state = (value, reliability, event, self._cov_increments.get(spec.point.register, spec.cov_increment))
+        shown = self._shown.get(objid)
+        if shown is None or shown.state != state:
+            shown = _Shown(state, _encoded(spec.object_type, PropertyIdentifier.presentValue, value),
+                           _encoded(spec.object_type, PropertyIdentifier.covIncrement, state[3]))
+            self._shown[objid] = shown
+        return shown
+
+
+@functools.cache
+def _status_flags(object_type: str, reliability: str, event: str) -> bytes:
+    """Status_Flags as bacpypes3's objects compute them (never out of service here)."""
+    cls = _CLASSES[object_type]
+    shown = SimpleNamespace(reliability=cls.get_property_type("reliability")(reliability),
+                            eventState=cls.get_property_type("eventState")(event), outOfService=False)
+    return _bytes(Object.statusFlags.fget(shown).encode())  # type: ignore[attr-defined]
+
+
+def read_access_result(encodings: MeterEncodings, objid: ObjectIdentifier,
+                       properties: Sequence[tuple[PropertyIdentifier, int | None]]) -> bytes:
+    """One ReadAccessResult of an RPM answer, from encodings (`encodings.serves` them)."""
+    parts = [_object_head(objid), _RESULTS_OPEN]
+    for prop, _ in properties:
+        parts += (_element_head(prop), encodings.value(objid, prop), _VALUE_CLOSE)
+    parts.append(_RESULTS_CLOSE)
+    return b"".join(parts)
+
+
+def read_property_body(encodings: MeterEncodings, objid: ObjectIdentifier, prop: PropertyIdentifier) -> bytes:
+    """The body of a ReadProperty answer, from encodings."""
+    return b"".join((_object_head(objid), _rp_head(prop), encodings.value(objid, prop), _RP_VALUE_CLOSE))
+
+
+def answer_budget(max_apdu_code: int, max_segments_code: int, segmented_accepted: bool) -> int:
+    """The largest answer body (bytes) a client takes: its max APDU in as many segments as it
+    accepts (bacpypes3 cuts a body into segments of the max APDU), `UNSPECIFIED_SEGMENTS` when it
+    does not say or says more than 64."""
+    segments = decode_max_segments_accepted(max_segments_code) or UNSPECIFIED_SEGMENTS
+    return decode_max_apdu_length_accepted(max_apdu_code) * (segments if segmented_accepted else 1)
+
+
+class BoundedReads:
+    """ReadPropertyMultiple in slices, from encodings where there are, aborted once too big."""
+
+    fast_reads = True  # the network's `bacnet.fast_reads`
+
+    def read_encodings(self) -> MeterEncodings | None:
+        """The encodings of this device's meter objects (a node's), if any."""
+        return None
+
+    def has_object(self, objid: ObjectIdentifier) -> bool:
+        """Whether the device has this object, built or not (nothing is built to find out)."""
+        return self.get_object_id(objid) is not None  # type: ignore[attr-defined]
+
+    async def do_ReadPropertyMultipleRequest(self, apdu: ReadPropertyMultipleRequest) -> None:
+        specs = apdu.listOfReadAccessSpecs
+        if not any(self.has_object(spec.objectIdentifier) for spec in specs):
+            raise ObjectError("unknown-object")
+        budget = answer_budget(apdu.apduMaxResp, apdu.apduMaxSegs, apdu.apduSA)
+        encodings = self.read_encodings() if self.fast_reads else None
+        parts: list[bytes] = []
+        size = 0
+        sliced_at = time.perf_counter()
+        for spec in specs:
+            objid = spec.objectIdentifier
+            properties = [(ref.propertyIdentifier, ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences]
+            if encodings is not None and encodings.serves(objid, properties):
+                part = read_access_result(encodings, objid, properties)
+            else:
+                part = await self._read_access_result(objid, properties)
+            size += len(part)
+            if size > budget:  # as the transaction state machine would abort it, sent by the server
+                TOO_BIG.drop(str(apdu.pduSource), f"answer beyond {budget} bytes")
+                reason = AbortReason.apduTooLong if apdu.apduSA else AbortReason.segmentationNotSupported
+                await self.response(AbortPDU(True, apdu.apduInvokeID, reason, context=apdu))  # type: ignore[attr-defined]
+                return
+            parts.append(part)
+            if time.perf_counter() - sliced_at > SLICE_SECONDS:
+                await asyncio.sleep(0)
+                sliced_at = time.perf_counter()
+        ack = ComplexAckPDU(RPM, apdu.apduInvokeID, context=apdu)
+        ack.put_data(b"".join(parts))
+        await self.response(ack)  # type: ignore[attr-defined]
+
+    async def _read_access_result(self, objid: ObjectIdentifier,
+                                  properties: Sequence[tuple[PropertyIdentifier, int | None]]) -> bytes:
+        """One ReadAccessResult through bacpypes3, as its own RPM handler builds it."""
+        obj = self.get_object_id(objid) if self.has_object(objid) else None  # type: ignore[attr-defined]
+        elements = []
+        for prop, index in properties:
+            names = None if obj is None else _property_set(obj, prop)
+            if names is None or len(names) == 1:
+                elements.append(await read_property_to_result_element(obj, prop, None if names else index))
+                continue
+            for name in names:  # all, required, optional: only what the object has, no errors
+                if inspect.getattr_static(obj, name, None) is None:
+                    continue
+                element = await read_property_to_result_element(obj, name, None)
+                if not element.readResult.propertyAccessError:
+                    elements.append(element)
+        result = ReadAccessResult(objectIdentifier=objid, listOfResults=elements)
+        return bytes(result.encode().encode().pduData)
+
+
+def _property_set(obj: Any, prop: PropertyIdentifier) -> set[str] | None:
+    """The properties `all`, `required` or `optional` stand for on this object (None for any other
+    property), built as bacpypes3's RPM handler builds them, so they come in the same order."""
+    if prop not in (PropertyIdentifier.all, PropertyIdentifier.required, PropertyIdentifier.optional):
+        return None
+    required: set[str] = set()
+    for cls in reversed(obj.__class__.__mro__):
+        if hasattr(cls, "_required"):
+            required = required.union(set(cls._required))
+    if prop == PropertyIdentifier.optional:
+        return set(obj._elements.keys()).difference(required)
+    names = set(obj._elements.keys())
+    if prop == PropertyIdentifier.required:
+        names = names.intersection(required)
+    names.discard("propertyList")
+    return names
+

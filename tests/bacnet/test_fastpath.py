@@ -1,0 +1,168 @@
+"""Reads answered from encodings are byte for byte what the full stack answers.
+
+Each request goes over UDP three times with the same invoke ID: answered by the fast path, by
+the gateway's own ReadPropertyMultiple handler (`reads.BoundedReads`) with `fast_reads` off, and
+by bacpypes3's stock handler. The node's values stay put meanwhile (one poll an hour, after a
+first full sweep). The entry's counters show which path answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bacpypes3.apdu import APCISequence
+from bacpypes3.service.object import ReadWritePropertyMultipleServices
+
+from gateway.app import Gateway
+from gateway.bacnet.application import DeviceApplication
+from gateway.bacnet.network import BacnetNetwork
+from gateway.config import Config
+from gateway.pointmap import load
+from gateway.sim import SimulatedLine
+from tests.bacnet.client import Client
+from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
+from tests.bacnet.raw import COMPLEX_ACK, RawClient, apdu_offset, read_property, read_property_multiple, routed
+from tests.support import eventually
+
+NODE = 1
+CURRENT = load().find("current", group="branch", channel=1)
+SERVED = ("present-value", "status-flags", "reliability", "event-state", "out-of-service", "units",
+          "object-name", "description", "cov-increment")
+#: One of each kind: a current (its channel's alarm is its Event_State), a power (no alarm), a
+#: setting (writable AV), an alarm status AV, a counter, and a power factor.
+OBJECTS = ("analog-input,1336", "analog-input,1630", "analog-value,1", "analog-value,109",
+           "analog-input,254", "analog-input,1538")
+
+
+@pytest.fixture
+async def still_gateway(make_line: Callable[..., SimulatedLine], start_gateway: Callable[[Config], Any],
+                        tmp_path: Path) -> Gateway:
+    """A gateway that read every register once and will not poll again during the test."""
+    line = make_line(1)
+    config = bacnet_config(line, tmp_path)
+    config = replace(config, serial=replace(config.serial, poll_interval=3600.0, slow_every=1))
+    gateway = await serving(await start_gateway(config))
+    await eventually(lambda: gateway.nodes.poller.cycles >= 1 and _network(gateway).entry.installed, 20,
+                     "a full poll cycle")
+    return gateway
+
+
+def _network(gateway: Gateway) -> BacnetNetwork:
+    network = bacnet_face(gateway).network
+    assert network is not None
+    return network
+
+
+async def _three_ways(gateway: Gateway, request: APCISequence, monkeypatch: pytest.MonkeyPatch,
+                      **options: Any) -> tuple[bytes, bytes, bytes, str]:
+    """The answers of the fast path, the gateway's handler and bacpypes3's, and which path took
+    the first ("fast" or "full")."""
+    network = _network(gateway)
+    datagram = routed(gateway.config.bacnet.network, NODE, request, invoke=7, **options)
+
+    async def ask() -> bytes:  # a client of its own each time: a segmented answer is not acknowledged
+        async with RawClient(gateway.config.bacnet.port) as client:
+            return await client.ask(datagram)
+
+    before = network.entry.answered["fast"]
+    fast = await ask()
+    path = "fast" if network.entry.answered["fast"] > before else "full"
+    network.set_fast_reads(False)
+    try:
+        own = await ask()
+        with monkeypatch.context() as patch:
+            patch.setattr(DeviceApplication, "do_ReadPropertyMultipleRequest",
+                          ReadWritePropertyMultipleServices.do_ReadPropertyMultipleRequest)
+            stock = await ask()
+    finally:
+        network.set_fast_reads(True)
+    return fast, own, stock, path
+
+
+@pytest.mark.parametrize("objid", OBJECTS)
+async def test_every_served_property_is_the_full_stacks_bytes(
+        still_gateway: Gateway, objid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for prop in SERVED:
+        fast, own, stock, path = await _three_ways(still_gateway, read_property(objid, prop), monkeypatch)
+        assert path == "fast", prop
+        assert fast[apdu_offset(fast)] == COMPLEX_ACK, prop
+        assert fast == own == stock, prop
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple([(objid, SERVED)]),
+                                               monkeypatch)
+    assert path == "fast"
+    assert fast == own == stock
+
+
+async def test_a_bms_poll_of_forty_objects(still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = [(f"analog-input,{register}", ("present-value", "status-flags")) for register in range(1336, 1376)]
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple(objects), monkeypatch)
+    assert path == "fast"
+    assert fast == own == stock
+
+
+@pytest.mark.parametrize("request_", [
+    pytest.param(read_property("analog-input,99999", "present-value"), id="rp-unknown-object"),
+    pytest.param(read_property("analog-input,1336", "priority-array"), id="rp-unknown-property"),
+    pytest.param(read_property("analog-input,1336", "present-value", 1), id="rp-array-index"),
+    pytest.param(read_property("analog-input,1336", "property-list"), id="rp-other-property"),
+    pytest.param(read_property_multiple([("analog-input,99999", ["present-value"]),
+                                         ("analog-input,1336", ["present-value"])]), id="rpm-unknown-object"),
+    pytest.param(read_property_multiple([("analog-input,99999", ["present-value"])]), id="rpm-only-unknown"),
+    pytest.param(read_property_multiple([("analog-input,1336", ["present-value", "priority-array"])]),
+                 id="rpm-unknown-property"),
+    pytest.param(read_property_multiple([("analog-input,1336", [("status-flags", 1)])]), id="rpm-array-index"),
+    pytest.param(read_property_multiple([("analog-input,1336", ["all"]), ("analog-value,1", ["required"]),
+                                         ("analog-value,109", ["optional"])]), id="rpm-all-required-optional"),
+    pytest.param(read_property_multiple([("device,4194303", ["object-name"])]), id="rpm-wildcard-device"),
+    pytest.param(read_property_multiple([("device,50001", ["object-name", "system-status"]),
+                                         ("analog-input,1336", ["present-value"])]), id="rpm-device-object"),
+])
+async def test_what_the_fast_path_does_not_serve_goes_to_the_full_stack(
+        still_gateway: Gateway, request_: APCISequence, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, own, stock, path = await _three_ways(still_gateway, request_, monkeypatch)
+    assert path == "full"
+    assert fast == own == stock
+
+
+async def test_an_answer_that_needs_segments_goes_to_the_full_stack(
+        still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = [(f"analog-input,{register}", SERVED) for register in range(1336, 1346)]
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple(objects), monkeypatch,
+                                               max_apdu=480, max_segments=16, segmented_accepted=True)
+    assert path == "full"
+    assert fast == own == stock
+
+
+async def test_a_device_silenced_by_device_communication_control_answers_no_read(
+        still_gateway: Gateway) -> None:
+    network = _network(still_gateway)
+    datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
+    async with RawClient(still_gateway.config.bacnet.port) as client:
+        network.applications[NODE].asap.dccEnableDisable = "disable"
+        try:
+            await client.send(datagram)
+            with pytest.raises(TimeoutError):
+                await client.receive(timeout=1.0)
+        finally:
+            network.applications[NODE].asap.dccEnableDisable = "enable"
+        answer = await client.ask(datagram)
+    assert answer[apdu_offset(answer)] == COMPLEX_ACK
+    assert network.entry.answered["fast"] == 1
+
+
+async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
+        bacnet_gateway: tuple[Gateway, SimulatedLine], client: Client) -> None:
+    gateway, line = bacnet_gateway
+    network = _network(gateway)
+    node = client.node(NODE)
+    assert await client.read(node, "analog-input,1336", "cov-increment") == 1.0
+    await client.write(node, "analog-input,1336", "cov-increment", 0.25)
+    assert await client.read(node, "analog-input,1336", "cov-increment") == 0.25
+    line.panel(NODE).set_current(1, 33.0)
+    await eventually(lambda: gateway.nodes.nodes[NODE].cache.reading(CURRENT).value == 33.0, 20, "the current polled")
+    assert await client.read(node, "analog-input,1336", "present-value") == 33.0
+    assert network.entry.answered["fast"] >= 3
