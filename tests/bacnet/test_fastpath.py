@@ -109,6 +109,8 @@ async def test_a_bms_poll_of_forty_objects(still_gateway: Gateway, monkeypatch: 
     pytest.param(read_property("analog-input,1336", "priority-array"), id="rp-unknown-property"),
     pytest.param(read_property("analog-input,1336", "present-value", 1), id="rp-array-index"),
     pytest.param(read_property("analog-input,1336", "property-list"), id="rp-other-property"),
+    pytest.param(read_property_multiple([("multi-state-value,1", ["present-value", "status-flags"])]),
+                 id="rpm-reset-msv"),
     pytest.param(read_property_multiple([("analog-input,99999", ["present-value"]),
                                          ("analog-input,1336", ["present-value"])]), id="rpm-unknown-object"),
     pytest.param(read_property_multiple([("analog-input,99999", ["present-value"])]), id="rpm-only-unknown"),
