@@ -84,8 +84,9 @@ def rpm_requests() -> list[list[Any]]:
 
 
 def _preencoded(port: int, network: int, objects: int, seconds: float, results: multiprocessing.Queue) -> None:
-    """Keep IN_FLIGHT requests of `objects` objects outstanding for `seconds` (runs in its own process)."""
-    specs = object_specs(load(), "A")
+    """Keep IN_FLIGHT requests of `objects` objects outstanding for `seconds` (runs in its own
+    process): the node's measurements and settings (its Analog Inputs and Values)."""
+    specs = [spec for spec in object_specs(load(), "A") if spec.object_type.startswith("analog")]
     requests = [bytearray(routed(network, NODE, read_property_multiple(
                     [((spec.object_type, spec.instance), PROPERTIES) for spec in specs[start:start + objects]])))
                 for start in range(0, len(specs) - objects + 1, objects)]
