@@ -1,4 +1,4 @@
-"""The BACnet/IP entry: every datagram on the router's BACnet/IP sockets passes here before bacpypes3.
+"""The BACnet/IP entry: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
 
     entry = Entry(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
     entry.install(link_layer.server)   # once the socket is open
@@ -19,12 +19,13 @@ an answer that needs segments, a body bacpypes3 cannot decode) goes to bacpypes3
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from bacpypes3.apdu import AbortPDU, APCISequence, ConfirmedRequestPDU, ConfirmedServiceChoice
 from bacpypes3.apdu import decode_max_apdu_length_accepted as max_apdu_of
 from bacpypes3.basetypes import PropertyIdentifier
+from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.limits import RequestLimits, Verdict
@@ -71,24 +72,20 @@ class Entry:
         self._plans: dict[tuple[int, bytes], Plan | None] = {}
 
     def install(self, server: Any) -> None:
-        """Look at every datagram of the server's sockets (unicast, and broadcast when it has one)
-        before bacpypes3 does; answers go out of the unicast socket, as bacpypes3's do."""
-        for protocol, unicast in ((server.local_protocol, True), (server.broadcast_protocol, False)):
-            if protocol is not None:
-                self._hook(protocol, server.local_transport, unicast)
-        self.installed = True
+        """Look at every datagram the server takes in (after the fair shares, `shares.py`) before
+        the rest of bacpypes3 does; answers go out of its unicast socket, as bacpypes3's do."""
+        stock: Callable[[PDU], Awaitable[None]] = server.confirmation
 
-    def _hook(self, protocol: Any, transport: Any, unicast: bool) -> None:
-        stock: Callable[[bytes, tuple[str, int]], None] = protocol.datagram_received
-
-        def datagram_received(data: bytes, source: tuple[str, int]) -> None:
-            reply = self.reply(data, source, unicast)
+        async def confirmation(pdu: PDU) -> None:
+            source = pdu.pduSource.addrTuple
+            reply = self.reply(bytes(pdu.pduData), source, not isinstance(pdu.pduDestination, LocalBroadcast))
             if reply is None:
-                stock(data, source)
+                await stock(pdu)
             elif reply:
-                transport.sendto(reply, source)
+                server.local_transport.sendto(reply, source)
 
-        protocol.datagram_received = datagram_received
+        server.confirmation = confirmation
+        self.installed = True
 
     def reply(self, data: bytes, source: tuple[str, int], unicast: bool = True) -> bytes | None:
         """The answer to send (b"" to drop the datagram), or None for bacpypes3 to handle it. Only
