@@ -22,17 +22,21 @@ from gateway.bacnet.ede import ede_text
 from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
 from gateway.bus.line import PARITIES
-from gateway.config import defaults_to_change_warning, load_config, parse_config, readable_secrets_warning, with_key
+from gateway.config import (
+    BAUDRATES,
+    defaults_to_change_warning,
+    load_config,
+    parse_config,
+    readable_secrets_warning,
+    with_key,
+)
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
-from gateway.nodes.discovery import Found, boards, scan
+from gateway.nodes.discovery import Found, boards, line_candidates, scan
 from gateway.pointmap import load
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
 from gateway.web.auth import MIN_PASSWORD, hash_password
-
-BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-AUTO_BAUDRATES = (19200, 9600, 38400)  # the rates a BCPM's DIP switches offer, the usual first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,10 +235,8 @@ def _discover(args: argparse.Namespace) -> int:
     configure_logging("error", "console")  # the result says it all; what fails is raised
     # The scan range is checked by the same rule as the config file's serial.scan.
     addresses = parse_config({"serial": {"scan": args.scan}}).serial.scan
-    candidates = ([(rate, parity) for rate in AUTO_BAUDRATES for parity in PARITIES] if args.baudrate == "auto"
-                  else [(int(args.baudrate), args.parity)])
-    lines = [LineSettings(port=args.port, baudrate=rate, parity=parity, stopbits=args.stopbits)
-             for rate, parity in candidates]
+    lines = (line_candidates(LineSettings(port=args.port, stopbits=args.stopbits)) if args.baudrate == "auto" else
+             [LineSettings(port=args.port, baudrate=int(args.baudrate), parity=args.parity, stopbits=args.stopbits)])
     shown = sys.stderr.isatty() and not args.json  # progress on a terminal only
     found, line = asyncio.run(_scan(lines, addresses, args.timeout, shown))
     print(json.dumps(_as_json(found, line), indent=2) if args.json else _as_table(found, line))

@@ -30,6 +30,7 @@ from gateway.errors import ConfigError, ConfigProblem, show_value
 from gateway.modbus import UNIT_ADDRESSES
 
 __all__ = [
+    "BAUDRATES",
     "FALLBACK_NETWORK",
     "MAX_DEVICE_ID_OFFSET",
     "MAX_DEVICE_INSTANCE",
@@ -54,6 +55,7 @@ MODBUS_ADDRESSES = UNIT_ADDRESSES
 MAX_DEVICE_INSTANCE = 4194303
 MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
 VALID_NETWORKS = range(1, 65535)
+BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 # What the BCPME does with a virtual network number outside VALID_NETWORKS.
 FALLBACK_NETWORK = 5
 
@@ -327,10 +329,12 @@ class SerialSettings:
     """[serial]: the RS-485 line, discovery range and poll pacing.
 
     `timeout` is what a meter gets to answer beyond the wire time of the request and reply.
+    `baudrate` "auto" finds the rate and the parity (`parity` is then ignored).
     """
 
     port: str = _key("/dev/ttyUSB0", _string())
-    baudrate: int = _key(19200, _choice(9600, 19200, 38400, 57600, 115200))
+    # "auto": the line settings (rate and parity) are found at start, see gateway.nodes.discovery.
+    baudrate: int | Literal["auto"] = _key(19200, _choice(*BAUDRATES, "auto"))
     parity: Literal["N", "E", "O"] = _key("N", _choice("N", "E", "O"))
     stopbits: Literal[1, 2] = _key(1, _choice(1, 2))
     rs485: Literal["none", "kernel", "rts"] = _key("none", _choice("none", "kernel", "rts"))

@@ -57,9 +57,11 @@ async def run_demo(boards: int, user_file: Path | None, load: Load | None) -> No
         config = demo_config(boards, Path(state_dir), user_file)
         configure_logging(config.log.level, config.log.format)
         serial = config.serial
-        # The simulated line runs at the configured line settings; the gateway's port is its pty.
-        simulated = [Board(1 + 2 * i, baudrate=serial.baudrate, load=load) for i in range(boards)]
-        with SimulatedLine(simulated, baudrate=serial.baudrate, parity=serial.parity, stopbits=serial.stopbits,
+        # The simulated line runs at the configured line settings (19200 8N1 for "auto", which the
+        # gateway then finds); the gateway's port is its pty.
+        baudrate, parity = (serial.baudrate, serial.parity) if isinstance(serial.baudrate, int) else (19200, "N")
+        simulated = [Board(1 + 2 * i, baudrate=baudrate, load=load) for i in range(boards)]
+        with SimulatedLine(simulated, baudrate=baudrate, parity=parity, stopbits=serial.stopbits,
                            turnaround=DEMO_TURNAROUND) as line:
             config = replace(config, serial=replace(serial, port=line.path))
             log.info("demo", serial=line.path, boards=boards, load=load.name if load else "none",

@@ -12,11 +12,14 @@ The file is JSON a person can read and repair:
      "profiles": {"1": {"address": 1, "serial": 4660, "model": "A", ...}},
      "overrides": {"1": {"object_instance": 1001, "object_name": "PDU_A"}},
      "router": {"device_id_offset": null, "network": null},
-     "database_revision": 3}
+     "database_revision": 3,
+     "line": {"baudrate": 9600, "parity": "N"}}
 
 `database_revision` is the BACnet devices' Database_Revision: the State's helpers raise it with
 every change a client's copy of the device database must notice (a node added or forgotten, a
 device name or ID written, the device ID offset set). A file written before it existed loads as 0.
+`line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
+start; a file without it (written before it existed, or before they were found) loads as None.
 
 A file that is not exactly this is refused with a StateError naming the file and the problem;
 nothing is ever silently dropped. The same check runs before a save, so the gateway never writes
@@ -40,7 +43,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway.bus.line import PARITIES
 from gateway.config import (
+    BAUDRATES,
     MAX_DEVICE_ID_OFFSET,
     MAX_DEVICE_INSTANCE,
     MODBUS_ADDRESSES,
@@ -49,7 +54,7 @@ from gateway.config import (
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
 
-__all__ = ["DeviceOverride", "IdentityStore", "State", "StateStore"]
+__all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "State", "StateStore"]
 
 SCHEMA_VERSION = 1
 
@@ -63,6 +68,14 @@ class DeviceOverride:
 
     object_instance: int | None = None
     object_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedLine:
+    """The line settings ``serial.baudrate = "auto"`` found at the last start."""
+
+    baudrate: int
+    parity: str
 
 
 class _Keep(Enum):
@@ -80,6 +93,7 @@ class State:
     `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
     None means "use the configured value". `database_revision` goes up with every change of the
     devices' names, IDs or number, in the same save as the change.
+    `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
@@ -87,6 +101,7 @@ class State:
     device_id_offset: int | None = None
     network: int | None = None
     database_revision: int = 0
+    line: SavedLine | None = None
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -119,6 +134,10 @@ class State:
             overrides[address] = override
         changed = self.overrides.get(address, DeviceOverride()) != override
         return replace(self, overrides=overrides)._revised(changed)
+
+    def with_line(self, line: SavedLine) -> State:
+        """Keep the line settings found by ``serial.baudrate = "auto"``."""
+        return replace(self, line=line)
 
     def with_router(
         self,
@@ -279,6 +298,14 @@ class IdentityStore:
     def held(self) -> contextlib.AbstractContextManager[None]:
         return self._store.held()
 
+    def saved_line(self) -> tuple[int, str] | None:
+        line = self._state.line
+        return None if line is None else (line.baudrate, line.parity)
+
+    def save_line(self, baudrate: int, parity: str) -> None:
+        if self.saved_line() != (baudrate, parity):
+            self.update(lambda state: state.with_line(SavedLine(baudrate, parity)))
+
 
 _Rule = tuple[Callable[[object], bool], str]
 
@@ -318,8 +345,12 @@ _ROUTER_RULES: dict[str, _Rule] = {
     "device_id_offset": _nullable(_integer_in(range(MAX_DEVICE_ID_OFFSET + 1))),
     "network": _nullable(_integer_in(VALID_NETWORKS)),
 }
+_LINE_RULES: dict[str, _Rule] = {
+    "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
+    "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
+}
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
-_OPTIONAL_TOP_KEYS = ("database_revision",)  # absent from files written before it existed
+_OPTIONAL_TOP_KEYS = ("database_revision", "line")  # absent from files written before them
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -408,10 +439,13 @@ def _problems(data: object) -> list[str]:
     test, allowed = _DATABASE_REVISION
     if "database_revision" in top and not test(top["database_revision"]):
         problems.append(f"database_revision = {_show(top['database_revision'])}: allowed {allowed}")
+    if "line" in top:
+        _check_fields("line", top["line"], _LINE_RULES, problems)
     return problems
 
 
 def _state_to_json(state: State) -> dict[str, Any]:
+    line = {} if state.line is None else {"line": asdict(state.line)}
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -420,6 +454,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         },
         "router": {"device_id_offset": state.device_id_offset, "network": state.network},
         "database_revision": state.database_revision,
+        **line,
     }
 
 
@@ -431,4 +466,5 @@ def _state_from_json(data: dict[str, Any]) -> State:
         device_id_offset=data["router"]["device_id_offset"],
         network=data["router"]["network"],
         database_revision=data.get("database_revision", 0),
+        line=SavedLine(**data["line"]) if "line" in data else None,
     )

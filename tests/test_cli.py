@@ -45,7 +45,7 @@ def test_check_config_names_key_value_and_what_is_allowed(tmp_path: Path) -> Non
     config.write_text('[serial]\nbaudrate = 12345\n[snmp]\nread_comunity = "x"\n')
     result = run("check-config", str(config))
     assert result.returncode == 2
-    assert "serial.baudrate = 12345: allowed 9600, 19200, 38400, 57600, 115200" in result.stderr
+    assert 'serial.baudrate = 12345: allowed 9600, 19200, 38400, 57600, 115200, "auto"' in result.stderr
     assert "snmp.read_comunity" in result.stderr and "read_community" in result.stderr
 
 

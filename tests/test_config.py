@@ -157,7 +157,7 @@ notify_hosts = ["192.168.1.50", "192.168.1.51:99999"]
         "snmp.notify_hosts[1]",
     ]
     assert found["serial.baudrate"].value == 12345
-    assert found["serial.baudrate"].allowed == "9600, 19200, 38400, 57600, 115200"
+    assert found["serial.baudrate"].allowed == '9600, 19200, 38400, 57600, 115200, "auto"'
     assert found["serial.baud"].value == 9600
     assert "baudrate" in found["serial.baud"].allowed
     assert found["serial.timeout"].value == "fast"
@@ -171,7 +171,7 @@ notify_hosts = ["192.168.1.50", "192.168.1.51:99999"]
 
     lines = str(error).splitlines()
     assert lines[0] == f"config file {path}:"
-    assert lines[1] == "serial.baudrate = 12345: allowed 9600, 19200, 38400, 57600, 115200"
+    assert lines[1] == 'serial.baudrate = 12345: allowed 9600, 19200, 38400, 57600, 115200, "auto"'
     assert 'serial.timeout = "fast": allowed a number 0.01-5' in lines
     assert len(lines) == 1 + 6
 
@@ -345,3 +345,11 @@ def test_the_web_face_is_off_by_default_and_takes_both_certificate_files_or_neit
     assert (web.enabled, web.port, web.password_hash, web.tls_cert) == (False, 443, None, None)
     assert list(problems_of({"web": {"tls_cert": "/etc/cert.pem"}})) == ["web.tls_key"]
     assert list(problems_of({"web": {"tls_key": "/etc/key.pem"}})) == ["web.tls_cert"]
+
+
+def test_the_baudrate_may_be_found_at_start() -> None:
+    assert parse_config({"serial": {"baudrate": "auto"}}).serial.baudrate == "auto"
+    with pytest.raises(ConfigError, match='serial.baudrate = "Auto": allowed 9600, .*, "auto"'):
+        parse_config({"serial": {"baudrate": "Auto"}})
+    with pytest.raises(ConfigError, match="serial.baudrate = true"):
+        parse_config({"serial": {"baudrate": True}})

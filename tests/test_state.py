@@ -15,7 +15,7 @@ import pytest
 
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
-from gateway.state import DeviceOverride, State, StateStore
+from gateway.state import DeviceOverride, SavedLine, State, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +81,20 @@ def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_
     assert (list(state.profiles), state.database_revision) == ([3], 0)
     store.save(state.with_override(3, DeviceOverride(object_name="PDU_A")))
     assert store.load().database_revision == 1
+
+
+def test_the_line_settings_found_are_kept_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.path.write_bytes(document())  # no "line": written before the key existed
+    old = store.load()
+    assert old.line is None
+    store.save(old)
+    assert "line" not in json.loads(store.path.read_text())  # not written until found
+
+    store.save(old.with_line(SavedLine(9600, "E")))
+
+    assert json.loads(store.path.read_text())["line"] == {"baudrate": 9600, "parity": "E"}
+    assert store.load() == old.with_line(SavedLine(9600, "E"))
 
 
 def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:
@@ -162,9 +176,13 @@ def document(**changes: object) -> bytes:
             document(router={"device_id_offset": None, "network": 0}),
             "router.network = 0: allowed 1-65534 or null",
         ),
-        (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router, database_revision"),
+        (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router, database_revision, line"),
         (document(database_revision=-1), "database_revision = -1: allowed 0-4294967295"),
         (document(database_revision="2"), 'database_revision = "2": allowed 0-4294967295'),
+        (document(line={"baudrate": 4800, "parity": "N"}), "line.baudrate = 4800: allowed 9600, 19200, 38400"),
+        (document(line={"baudrate": 9600, "parity": "X"}), 'line.parity = "X": allowed N, E, O'),
+        (document(line={"baudrate": 9600}), "line.parity is missing"),
+        (document(line=None), "line = null: allowed an object"),
     ],
 )
 def test_a_broken_state_file_is_refused_with_its_name_and_the_problem_and_left_untouched(

@@ -26,6 +26,10 @@ class Slaves(Protocol):
 
     plugged: bool  # False: the adapter is gone (the open link fails, opening it fails)
 
+    def hears(self, baudrate: int, parity: str) -> bool:
+        """Whether the slaves understand a master at these line settings (if not, they stay silent)."""
+        ...
+
     def answer(self, unit: int, pdu: bytes) -> bytes | None:
         """The reply PDU (an exception reply too), or None when nothing answers."""
         ...
@@ -67,7 +71,8 @@ class MemoryLink:
         if unit == BROADCAST:
             await asyncio.sleep(sent)
             return b""
-        reply = self.links.slaves.answer(unit, pdu)
+        heard = self.links.slaves.hears(self.settings.baudrate, self.settings.parity)
+        reply = self.links.slaves.answer(unit, pdu) if heard else None
         if reply is None:  # without wire time, silence costs no time either
             await asyncio.sleep(sent + timeout * timed + wire(expected_reply_length(pdu) or MAX_FRAME))
             raise NoResponse(f"no reply from unit {unit}")

@@ -33,7 +33,7 @@ from gateway.bus import (
 from gateway.config import Config
 from gateway.modbus import ILLEGAL_DATA_VALUE
 from gateway.nodes.api import NodeStatistics
-from gateway.nodes.discovery import IDENTITY, boards, identify, scan
+from gateway.nodes.discovery import AUTO_LINES, IDENTITY, LineFinder, boards, identify, scan
 from gateway.nodes.errors import (
     LineUnavailable,
     MeterRefused,
@@ -77,10 +77,18 @@ class SavedProfiles(Protocol):
     def held(self) -> AbstractContextManager[None]:
         """Hold the store for this process while the service runs (see ``bcpm-gateway forget``)."""
 
+    def saved_line(self) -> tuple[int, str] | None:
+        """The line settings (rate, parity) ``serial.baudrate = "auto"`` found last, if ever."""
 
-def line_settings(config: Config) -> LineSettings:
+    def save_line(self, baudrate: int, parity: str) -> None: ...
+
+
+def line_settings(config: Config, found: tuple[int, str] | None = None) -> LineSettings:
+    """The configured line; with ``baudrate = "auto"``, at the settings `found` last (or the first tried)."""
     serial = config.serial
-    return LineSettings(port=serial.port, baudrate=serial.baudrate, parity=serial.parity, stopbits=serial.stopbits,
+    baudrate, parity = ((serial.baudrate, serial.parity) if isinstance(serial.baudrate, int)
+                        else found or AUTO_LINES[0])
+    return LineSettings(port=serial.port, baudrate=baudrate, parity=parity, stopbits=serial.stopbits,
                         timeout=serial.timeout, max_queue=serial.max_queue, rs485=serial.rs485,
                         rts_delay_before=serial.rts_delay_before / 1000, rts_delay_after=serial.rts_delay_after / 1000,
                         echo=serial.echo)
@@ -96,7 +104,12 @@ class NodeService:
         self.config = config
         self.saved = saved
         self.pointmap = pointmap or load()
-        self.line = line_settings(config)
+        self.line = line_settings(config, saved.saved_line())
+        if config.serial.baudrate == "auto":
+            known = [profile.address for profile in saved.saved_profiles()]
+            scanned = [] if config.gateway.operating_mode == "locked" else config.serial.scan
+            open_link = LineFinder(open_link, known + [a for a in scanned if a not in known],
+                                   config.serial.probe_timeout, self._line_found, first=saved.saved_line())
         self.bus = Bus(self.line, open_link)
         self.nodes: dict[int, Node] = {}
         self.publish = hub.publish
@@ -188,6 +201,12 @@ class NodeService:
                 if found is not None and found.profile is not None and address not in self.nodes:
                     self._found([found.profile])
                 await asyncio.sleep(next_start - time.monotonic())
+
+    def _line_found(self, line: LineSettings) -> None:
+        """``serial.baudrate = "auto"`` found the line settings: use them, and try them first next time."""
+        log.info("line settings found", port=line.port, baudrate=line.baudrate, parity=line.parity)
+        self.line = self.bus.settings = self.poller.line = line
+        self.saved.save_line(line.baudrate, line.parity)
 
     def _found(self, profiles: Sequence[NodeProfile]) -> None:
         """New meters: polled from now on, saved, and announced to the faces once they serve."""

@@ -7,6 +7,8 @@ the bus), so everything above the bus runs against simulated meters without a se
     bus = Bus(LineSettings("memory"), open_link=MemoryLinks(line))
     line.vanish(2)       # panel 2 stops answering
     line.unplug()        # the adapter is gone: the open link fails, and opening it fails too
+
+The boards hear only a master at their baud rate and the line's parity, as on a wire.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from gateway.sim.meter import Board, Panel
 class MemoryLine:
     """Boards that answer Modbus request PDUs directly; counts what they were asked."""
 
-    def __init__(self, boards: Iterable[Board]) -> None:
+    def __init__(self, boards: Iterable[Board], parity: str = "N") -> None:
         self.boards = tuple(boards)
+        self.parity = parity
         self._panels = {panel.address: panel for board in self.boards for panel in board.panels}
         self.requests: list[tuple[int, bytes]] = []
         self.plugged = True
@@ -43,6 +46,10 @@ class MemoryLine:
 
     def plug(self) -> None:
         self.plugged = True
+
+    def hears(self, baudrate: int, parity: str) -> bool:
+        """Whether a master at these line settings is understood (the others are noise to the boards)."""
+        return parity == self.parity and all(board.baudrate == baudrate for board in self.boards)
 
     def answer(self, unit: int, pdu: bytes) -> bytes | None:
         """The reply PDU of the panel at `unit` (an exception reply too), None when nothing answers."""

@@ -21,7 +21,7 @@ from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers
 from gateway.nodes.service import NodeService
 from gateway.pointmap import load
 from gateway.sim import Board, MemoryLine
-from gateway.state import IdentityStore, StateStore
+from gateway.state import IdentityStore, SavedLine, StateStore
 from tests.support import eventually
 
 PM = load()
@@ -41,11 +41,11 @@ class Services:
 
     async def start(self, line: MemoryLine, mode: str = "discovery", *, wait: bool = True,
                     hub: EventHub | None = None, rescan_interval: float = 0,
-                    emulate_wire: bool = False) -> NodeService:
+                    emulate_wire: bool = False, **serial: object) -> NodeService:
         config = parse_config({
             "gateway": {"state_file": str(self.tmp_path / "state.json"), "operating_mode": mode},
             "serial": {"port": "memory", "scan": "1-10", "poll_interval": 0.1, "timeout": 0.05,
-                       "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval},
+                       "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval, **serial},
         })
         hub = hub or EventHub(asyncio.get_running_loop())
         links = MemoryLinks(line, emulate_wire=emulate_wire)
@@ -183,3 +183,31 @@ async def test_known_nodes_do_not_go_offline_while_the_port_is_being_opened(serv
     assert online(service) == [1, 2]
     with pytest.raises(asyncio.QueueEmpty):  # no node-lost notification at a normal start
         lost.get_nowait()
+
+
+async def test_auto_line_settings_find_the_rate_and_parity_and_try_them_first_next_time(services, tmp_path) -> None:
+    line = MemoryLine([Board(3, baudrate=38400)], parity="O")
+    service = await services.start(line, baudrate="auto")
+    assert sorted(service.nodes) == [3, 4]
+    assert (service.line.baudrate, service.line.parity) == (38400, "O")
+    assert (service.bus.settings.baudrate, service.poller.line.parity) == (38400, "O")
+    await eventually(lambda: online(service) == [3, 4], what="both panels polled at the settings found")
+    assert StateStore(tmp_path / "state.json").load().line == SavedLine(38400, "O")
+    await services.stop(service)
+    line.requests.clear()
+    await services.start(line, baudrate="auto")
+    assert line.requests[0] == (3, read_registers(1, 5))  # heard at once: the saved settings went first
+    assert StateStore(tmp_path / "state.json").load().line == SavedLine(38400, "O")
+
+
+async def test_auto_line_settings_wait_for_a_missing_port_and_for_meters(services, tmp_path) -> None:
+    await services.stop(await services.start(line_of(1)))  # known nodes 1 and 2, no settings saved yet
+    line = MemoryLine([Board(1, baudrate=9600)], parity="E")
+    line.unplug()
+    service = await services.start(line, "locked", baudrate="auto")
+    await eventually(lambda: online(service) == [], what="the known nodes served offline")
+    assert service.bus.closed_reason == "cannot open memory: No such file or directory"
+    line.plug()
+    await eventually(lambda: online(service) == [1, 2], timeout=10, what="found and online once the port opens")
+    assert (service.line.baudrate, service.line.parity) == (9600, "E")
+    assert StateStore(tmp_path / "state.json").load().line == SavedLine(9600, "E")
