@@ -348,3 +348,26 @@ def test_discover_finds_the_line_settings_of_the_meters(rig, tmp_path) -> None:
     assert table.returncode == 0
     assert "9600 baud, 8N1" in stdout
     assert b"19200 8N1" in progress and b"9600 8N1" in progress and b"found=2" in progress
+
+
+def test_run_with_auto_line_settings_finds_serves_and_saves_them(rig) -> None:
+    simulator, gateway = rig("--addresses", "1", "--baudrate", "9600", serial={"baudrate": "auto"})
+    simulator.start()
+    gateway.start()
+    until(lambda: gateway.serves(1) and gateway.serves(2), "both nodes served at the settings found")
+    # A Modbus master this project did not write reads a branch current through the gateway.
+    read = subprocess.run(["mbpoll", "-m", "tcp", "-1", "-0", "-a", "2", "-r", str(CURRENT_1), "-c", "1", "-t", "4",
+                           "-p", str(gateway.tcp_port), "127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert read.returncode == 0 and f"[{CURRENT_1}]:" in read.stdout, read.stdout + read.stderr
+    [found] = gateway.events("line settings found")
+    assert (found["baudrate"], found["parity"]) == (9600, "N")
+    # 19200 8N1 heard nothing; 8E1 and 8O1 the pty refused (no parity on a pty); then 9600 8N1.
+    assert [event["baudrate"] for event in gateway.events("bus.port_open")] == [19200, 9600]
+    assert json.loads(gateway.state.read_text())["line"] == {"baudrate": 9600, "parity": "N"}
+    gateway.stop()
+    gateway.start()
+    until(lambda: gateway.serves(1) and gateway.serves(2), "both nodes served after a restart")
+    assert [event["baudrate"] for event in gateway.events("bus.port_open")] == [9600]  # the saved settings first
+    gateway.stop()
+    check = subprocess.run([*COMMAND, "check-config", str(gateway.config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -211,3 +211,13 @@ async def test_auto_line_settings_wait_for_a_missing_port_and_for_meters(service
     await eventually(lambda: online(service) == [1, 2], timeout=10, what="found and online once the port opens")
     assert (service.line.baudrate, service.line.parity) == (9600, "E")
     assert StateStore(tmp_path / "state.json").load().line == SavedLine(9600, "E")
+
+
+async def test_auto_line_settings_no_meter_answers_is_a_line_down_not_a_failure(services, tmp_path) -> None:
+    line = MemoryLine([Board(1, baudrate=57600)])  # a rate a BCPM's DIP switches do not offer
+    service = await services.start(line, wait=False, baudrate="auto")
+    await eventually(lambda: service.bus.line_down, what="the line given up for now")
+    assert service.bus.closed_reason == ("no meter answers on memory at 19200 8N1, 19200 8E1, 19200 8O1, "
+                                         "9600 8N1, 9600 8E1, 9600 8O1, 38400 8N1, 38400 8E1, 38400 8O1")
+    assert not service.ready.is_set() and not services.tasks[service].done()
+    assert StateStore(tmp_path / "state.json").load().line is None
