@@ -405,6 +405,17 @@ class SnmpSettings:
     # Above 4096 a cap means nothing: a varbind takes at least about 16 bytes, so more never fit
     # one 65507-byte UDP datagram (the response is cut to fit one anyway).
     max_response_varbinds: int = _key(128, _integer(1, 4096))
+    # The varbinds of a GETBULK response take at most this many times the request's bytes (one
+    # always answered): what a request with a forged source can make the agent send its victim.
+    bulk_amplification: int = _key(16, _integer(1, 1000))
+    # Requests one source address may send in each second; more are dropped and counted.
+    rate_limit: int = _key(1000, _integer(1, 1000000))
+    # Sources allowed to talk to the agent; others are dropped and counted. Empty: any.
+    allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    # sysLocation, sysContact and sysName; an empty name serves the host's name.
+    location: str = _key("", _string(0, 255))
+    contact: str = _key("", _string(0, 255))
+    name: str = _key("", _string(0, 255))
 
 
 @dataclass(frozen=True, slots=True)
