@@ -412,6 +412,9 @@ class SnmpSettings:
     rate_limit: int = _key(1000, _integer(1, 1000000))
     # Sources allowed to talk to the agent; others are dropped and counted. Empty: any.
     allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    # Notifications a second to each receiver, with a burst of as many; more are held back and
+    # summed up per panel (bcpmNotificationsHeldBack).
+    trap_rate: int = _key(10, _integer(1, 1000))
     # sysLocation, sysContact and sysName; an empty name serves the host's name.
     location: str = _key("", _string(0, 255))
     contact: str = _key("", _string(0, 255))

@@ -53,6 +53,7 @@ class SnmpFace:
         self.bound: tuple[str, int] | None = None  # the address actually listening
         self.controller: CacheController | None = None  # set once the agent answers
         self.transport: GuardedUdpTransport | None = None  # likewise
+        self.notifier: Notifier | None = None  # likewise
 
     async def run(self) -> None:
         sock = self._bind()
@@ -87,7 +88,7 @@ class SnmpFace:
         snmp_context = context.SnmpContext(engine)
         snmp_context.unregister_context_name(b"")
         snmp_context.register_context_name(b"", self.controller)
-        notifier = Notifier(engine, self.settings, layout, self.nodes, self.hub)
+        notifier = self.notifier = Notifier(engine, self.settings, layout, self.nodes, self.hub)
         async with asyncio.TaskGroup() as group:
             for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder):
                 responder(engine, snmp_context)
