@@ -98,13 +98,14 @@ class Snmpd:
         self._process.wait()
 
 
-def walk(env: dict[str, str], port: int, *command: str) -> float:
-    """OIDs per second of one walk of the whole tree."""
+def walk(env: dict[str, str], port: int, *command: str) -> tuple[int, float]:
+    """(OIDs, OIDs per second) of one walk of the whole tree."""
     started = time.monotonic()
     result = subprocess.run([*command, "-v2c", "-c", "public", "-On", "-t", "5", f"udp:127.0.0.1:{port}", ".1"],
                             capture_output=True, text=True, env=env, check=True)
     seconds = time.monotonic() - started
-    return sum(1 for line in result.stdout.splitlines() if " = " in line) / seconds
+    oids = sum(1 for line in result.stdout.splitlines() if " = " in line)
+    return oids, oids / seconds
 
 
 def swept(face: SnmpFace) -> bool:
@@ -175,6 +176,7 @@ async def measure() -> dict[str, Any]:
             })
             snmpd = Snmpd(folder, env)
             rates: dict[str, dict[str, list[float]]] = {name: {"gateway": [], "snmpd": []} for name in WALKS}
+            walked: dict[str, int] = {}  # OIDs in a walk of each agent's tree
             try:
                 async with running(config) as gateway:
                     face = next(f for f in gateway.faces if isinstance(f, SnmpFace))
@@ -185,7 +187,8 @@ async def measure() -> dict[str, Any]:
                     for _ in range(ROUNDS):
                         for name, command in WALKS.items():
                             for agent, agent_port in (("gateway", port), ("snmpd", snmpd.port)):
-                                rates[name][agent].append(await asyncio.to_thread(walk, env, agent_port, *command))
+                                walked[agent], rate = await asyncio.to_thread(walk, env, agent_port, *command)
+                                rates[name][agent].append(rate)
                     from_alarm, from_event = await trap_latencies(line, gateway, traps)
                     cycles = [report.duration for report in list(gateway.nodes.poller.reports)[2:]]
             finally:
@@ -198,6 +201,7 @@ async def measure() -> dict[str, Any]:
         "boards": BOARDS,
         "nodes": 2 * BOARDS,
         "oids_served": served,
+        "oids_walked": walked,
         "line": {"baudrate": BAUDRATE, "framing": "8N1", "turnaround_ms": TURNAROUND * 1000,
                  "poll_interval_s": POLL_INTERVAL, "poll_cycle_s_median": round(statistics.median(cycles), 3)},
         **{f"{name}_oids_per_s": compared(rates[name]) for name in WALKS},

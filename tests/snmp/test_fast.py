@@ -17,6 +17,7 @@ from pysnmp.proto.api import v1, v2c
 from gateway.snmp import ber
 from gateway.snmp.readers import SNMP_GROUP, SYSTEM
 from gateway.snmp.tree import BASE, Branch
+from tests.snmp.netsnmp import dotted
 from tests.snmp.rig import READ, TRAP, WRITE, Agent
 from tests.support import eventually
 
@@ -273,3 +274,24 @@ async def test_what_the_fast_path_does_not_read_goes_to_pysnmp_unchanged(still_a
                  "a GET whose answer would not fit one datagram"):
         fast, slow = await client.both(unusual[what])
         assert fast == slow, what
+
+
+async def test_net_snmp_walks_print_the_same_from_either_path(still_agent) -> None:
+    transport = still_agent.face.transport
+    nodes = dotted(Branch.NODES.oid)  # whose poll ages move
+
+    async def walks() -> list[list[str]]:
+        printed = []
+        for command in (("snmpbulkwalk", "-Cr25"), ("snmpwalk",)):
+            result = await still_agent.tool(*command, dotted(BASE))
+            assert result.returncode == 0 and result.stderr == "", result.stderr
+            printed.append([line for line in result.stdout.splitlines() if not line.startswith(nodes + ".1.1.3.")])
+        return printed
+
+    fast = await walks()
+    transport.fast, kept = None, transport.fast
+    try:
+        slow = await walks()
+    finally:
+        transport.fast = kept
+    assert fast == slow and len(fast[0]) > 1000
