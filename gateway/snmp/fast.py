@@ -8,10 +8,11 @@ concatenation in a response envelope, with the same lookups (`OidIndex`) and the
 limits (`BulkLimits`) as pysnmp's path.
 
 Only requests with the read or write community are answered here (both read the whole tree); a
-request in this shape with any other community is counted as pysnmp counts it
-(snmpInBadCommunityNames) and dropped. Anything else (SET, SNMPv1, an odd encoding, an answer
-that would not fit one datagram) returns None and goes to pysnmp unchanged, which keeps security,
-SET and notifications. tests/snmp/test_fast.py shows the answers byte-identical to pysnmp's.
+request in this shape (or an SNMPv1 GET or GETNEXT) with any other community is counted as pysnmp
+counts it (snmpInBadCommunityNames), reported once a minute, and dropped. Anything else (SET,
+SNMPv1 with a community, an odd encoding, an answer that would not fit one datagram) returns None
+and goes to pysnmp unchanged, which keeps security, SET and notifications.
+tests/snmp/test_fast.py shows the answers byte-identical to pysnmp's.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from gateway.snmp.controller import BulkLimits, CacheController
 from gateway.snmp.index import Oid, OidIndex
 from gateway.snmp.readers import FastCounts
 
-V2C = 1
+V1, V2C = 0, 1
 GET, GETNEXT, RESPONSE, GETBULK = 0xA0, 0xA1, 0xA2, 0xA5
+_KINDS = {V1: (GET, GETNEXT), V2C: (GET, GETNEXT, GETBULK)}
 _VERSION = ber.tlv(ber.INTEGER, bytes((V2C,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _NULL = ber.tlv(ber.NULL, b"")
@@ -40,6 +42,7 @@ _EXCEPTIONS = {id(exception): encoder.encode(exception) for exception in (rfc190
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    version: int
     community: bytes
     kind: int  # GET, GETNEXT or GETBULK
     request_id: bytes  # its content, repeated in the response
@@ -50,14 +53,15 @@ class Request:
 
 
 def read_request(data: bytes) -> Request:
-    """A v2c GET, GETNEXT or GETBULK message with NULL values; `ber.Unusual` for anything else."""
+    """A v2c GET, GETNEXT or GETBULK message (or v1 GET or GETNEXT) with NULL values; `ber.Unusual` for
+    anything else."""
     try:
         start, end = ber.header(data, 0, ber.SEQUENCE)
         version, at = ber.unsigned(data, start)
         community_start, at = ber.header(data, at, ber.OCTET_STRING)
         community = data[community_start:at]
         kind = data[at]
-        if version != V2C or end != len(data) or kind not in (GET, GETNEXT, GETBULK):
+        if end != len(data) or kind not in _KINDS.get(version, ()):
             raise ber.Unusual
         pdu_start, pdu_end = ber.header(data, at, kind)
         request_id, at = ber.request_id(data, pdu_start)
@@ -78,7 +82,7 @@ def read_request(data: bytes) -> Request:
         raise ber.Unusual from None
     if not names:
         raise ber.Unusual
-    return Request(community, kind, request_id, first, second, names, [ber.oid(name) for name in names])
+    return Request(version, community, kind, request_id, first, second, names, [ber.oid(name) for name in names])
 
 
 class FastResponder:
@@ -108,20 +112,22 @@ class FastResponder:
             counts.bad_community_names += 1
             self.bad_communities.drop(source, "unknown community")
             return b""
-        if request.kind == GET:
-            varbinds = [self._get(name, oid) for name, oid in zip(request.names, request.oids)]
-        elif request.kind == GETNEXT:
-            varbinds = [self._next(name, oid) for name, oid in zip(request.names, request.oids)]
-        else:
-            varbinds = self._bulk(request, len(data))
+        varbinds = self._varbinds(request, len(data)) if request.version == V2C else []
         if varbinds:
             pdu = ber.tlv(ber.INTEGER, request.request_id) + _NO_ERROR + ber.tlv(ber.SEQUENCE, b"".join(varbinds))
             response = ber.tlv(ber.SEQUENCE, _VERSION + ber.tlv(ber.OCTET_STRING, request.community)
                                + ber.tlv(RESPONSE, pdu))
             if len(response) <= self.max_message:
                 return response
-        counts.in_packets -= 1  # pysnmp answers genErr or tooBig, and counts the request itself
+        counts.in_packets -= 1  # pysnmp answers (SNMPv1 refused, genErr, tooBig) and counts it itself
         return None
+
+    def _varbinds(self, request: Request, size: int) -> list[bytes]:
+        if request.kind == GET:
+            return [self._get(name, oid) for name, oid in zip(request.names, request.oids)]
+        if request.kind == GETNEXT:
+            return [self._next(name, oid) for name, oid in zip(request.names, request.oids)]
+        return self._bulk(request, size)
 
     def _get(self, name: bytes, oid: Oid) -> bytes:
         index = self.index

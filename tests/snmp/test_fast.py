@@ -221,13 +221,15 @@ async def test_a_request_with_an_unknown_community_is_dropped_and_counted_as_pys
     counter = request(GET, [SNMP_IN_BAD_COMMUNITY_NAMES, SNMP_IN_PKTS])
     _, _, [(_, _, before), (_, _, packets)] = decoded(await client.ask(counter))
     wrong = [request(GET, [CURRENT_1_3], community="wrong"), request(NEXT, [CURRENT_1_3], community=TRAP),
-             request(BULK, [CURRENT_1_3], community="x" * 32, max_repetitions=5)]
-    fast, slow = await client.both(counter, *wrong)  # no answer to any of the three, on either path
+             request(BULK, [CURRENT_1_3], community="x" * 32, max_repetitions=5),
+             request(NEXT, [CURRENT_1_3], community="wrong", version=v1)]
+    assert all(client.answers_fast(datagram) for datagram in wrong)  # dropped there
+    fast, slow = await client.both(counter, *wrong)  # no answer to any of the four, on either path
     (_, _, [(_, _, after_fast), (_, _, packets_fast)]), (_, _, [(_, _, after_slow), (_, _, packets_slow)]) = (
         decoded(fast), decoded(slow))
-    assert (int(after_fast) - int(before), int(after_slow) - int(after_fast)) == (3, 3)
-    # The three, the GET of the counters, and the probe after the previous GET.
-    assert (int(packets_fast) - int(packets), int(packets_slow) - int(packets_fast)) == (5, 5)
+    assert (int(after_fast) - int(before), int(after_slow) - int(after_fast)) == (4 + 4, 4)  # answers_fast too
+    # The four, the GET of the counters, and the probe after the previous GET (and answers_fast's four).
+    assert (int(packets_fast) - int(packets), int(packets_slow) - int(packets_fast)) == (6 + 4, 6)
 
 
 async def test_the_write_community_reads_on_the_fast_path_too(still_agent) -> None:
