@@ -13,7 +13,7 @@ empty write view write).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,16 @@ class BulkLimits:
     def budget(self, request_size: int) -> int:
         """Bytes the varbinds of the response to a request of ``request_size`` bytes may take."""
         return min(self.max_bytes, self.amplification * request_size)
+
+    def fitting(self, sizes: Iterable[int], request_size: int) -> int:
+        """How many of the leading varbinds, of these BER sizes, the response takes (at least one)."""
+        budget, used, count = self.budget(request_size), 0, 0
+        for size in sizes:
+            used += size
+            if used > budget and count:
+                break
+            count += 1
+        return count
 
 
 class CacheController(AbstractMibInstrumController):

@@ -156,14 +156,5 @@ class FastResponder:
             else:
                 varbinds.append(index.varbind(at))
                 last[column] = index.name_ber(at)
-        return _leading_fit(varbinds[:limits.max_varbinds], limits.budget(size))
-
-
-def _leading_fit(varbinds: list[bytes], budget: int) -> list[bytes]:
-    """The first varbinds that take at most ``budget`` bytes, and at least the first."""
-    used = 0
-    for count, varbind in enumerate(varbinds):
-        used += len(varbind)
-        if used > budget:
-            return varbinds[:max(count, 1)]
-    return varbinds
+        varbinds = varbinds[:limits.max_varbinds]
+        return varbinds[:limits.fitting(map(len, varbinds), size)]

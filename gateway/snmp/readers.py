@@ -112,7 +112,7 @@ def _node_value(node: Node, field: NodeField) -> int | str | None:
 class NodeReader:
     """The served value of a node's own field (health, profile), rebuilt only when it changes."""
 
-    __slots__ = ("_field", "_column", "_node", "_number", "_syntax", "_value")
+    __slots__ = ("_column", "_field", "_node", "_number", "_syntax", "_value")
 
     def __init__(self, node: Node, column: Column) -> None:
         assert column.node_field is not None

@@ -56,7 +56,7 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
         controller: CacheController = self.snmpContext.get_mib_instrum(context_name)
         response = controller.read_bulk(non_repeaters, repetitions, var_binds, _context(self, engine))
         request = engine.observer.get_execution_context("rfc3412.receiveMessage:request")
-        response = _leading_fit(response[:self.limits.max_varbinds], self.limits.budget(len(request["wholeMsg"])))
+        response = _leading_fit(response[:self.limits.max_varbinds], self.limits, len(request["wholeMsg"]))
         if not response:
             raise smi_error.GenError()
         self.send_varbinds(engine, state, 0, 0, response)
@@ -69,19 +69,17 @@ def max_varbind_bytes(engine: SnmpEngine) -> int:
     return int(max_size.syntax) - _ENVELOPE
 
 
-def _leading_fit(var_binds: list[VarBind], budget: int) -> list[VarBind]:
-    """The first varbinds whose BER encoding takes at most `budget` bytes, and at least the first.
-    Encoded only when a cheap bound says they might not all fit: a usual response is a small part
-    of a datagram."""
-    if sum(_size_bound(name, value) for name, value in var_binds) <= budget:
+def _leading_fit(var_binds: list[VarBind], limits: BulkLimits, request_size: int) -> list[VarBind]:
+    """The leading varbinds the response takes (`BulkLimits.fitting`). Encoded for their sizes only
+    when a cheap bound says they might not all fit: a usual response is a small part of a datagram."""
+    if sum(_size_bound(name, value) for name, value in var_binds) <= limits.budget(request_size):
         return var_binds
-    used = 0
-    for count, (name, value) in enumerate(var_binds):
-        content = len(encoder.encode(name)) + len(encoder.encode(value))
-        used += content + _sequence_header(content)
-        if used > budget:
-            return var_binds[:max(count, 1)]
-    return var_binds
+    return var_binds[:limits.fitting((_encoded_size(name, value) for name, value in var_binds), request_size)]
+
+
+def _encoded_size(name: Any, value: Any) -> int:
+    content = len(encoder.encode(name)) + len(encoder.encode(value))
+    return content + _sequence_header(content)
 
 
 def _size_bound(name: Any, value: Any) -> int:
