@@ -151,6 +151,18 @@ def _string(
     return check
 
 
+def _display_string() -> _Rule:
+    """An SNMP DisplayString: printable ASCII, spaces included, at most 255 characters."""
+    allowed = "at most 255 printable ASCII characters"
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str) and len(raw) <= 255 and all(" " <= char <= "~" for char in raw):
+            return raw
+        raise _Refused(allowed)
+
+    return check
+
+
 def _optional(rule: _Rule, meaning: str, word: str = "") -> _Rule:
     """`word` (by default an empty string, as TOML has no null) means None; `meaning` says what
     that stands for."""
@@ -416,9 +428,9 @@ class SnmpSettings:
     # summed up per panel (bcpmNotificationsHeldBack).
     trap_rate: int = _key(10, _integer(1, 1000))
     # sysLocation, sysContact and sysName; an empty name serves the host's name.
-    location: str = _key("", _string(0, 255))
-    contact: str = _key("", _string(0, 255))
-    name: str = _key("", _string(0, 255))
+    location: str = _key("", _display_string())
+    contact: str = _key("", _display_string())
+    name: str = _key("", _display_string())
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,9 @@ def test_snmp_allow_takes_addresses_and_networks_and_names_each_bad_entry() -> N
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("rate_limit", 0, "an integer 1-1000000"), ("bulk_amplification", 0, "an integer 1-1000"),
-    ("location", "x" * 256, "a string of 0-255 characters"), ("name", 7, "a string of 0-255 characters")])
+    ("location", "x" * 256, "at most 255 printable ASCII characters"),
+    ("contact", "Zoë, 2nd floor", "at most 255 printable ASCII characters"),
+    ("name", 7, "at most 255 printable ASCII characters")])
 def test_snmp_limits_and_system_strings_out_of_range_are_refused(key: str, value: object, allowed: str) -> None:
     assert problems_of({"snmp": {key: value}})[f"snmp.{key}"].allowed == allowed
 

@@ -17,7 +17,7 @@ from pysnmp.proto.api import v1, v2c
 from gateway.snmp import ber
 from gateway.snmp.readers import SNMP_GROUP, SYSTEM
 from gateway.snmp.tree import BASE, Branch
-from tests.snmp.netsnmp import dotted
+from tests.snmp.netsnmp import dotted, varbinds
 from tests.snmp.rig import READ, TRAP, WRITE, Agent
 from tests.support import eventually
 
@@ -145,9 +145,9 @@ async def test_gets_are_answered_byte_for_byte_as_pysnmp_answers(still_agent) ->
         assert client.answers_fast(datagram)
         fast, slow = await client.both(datagram)
         assert fast == slow, names
-    _, _, [(_, _, contact), (_, _, name), (_, _, location)] = decoded(
-        await client.ask(request(GET, [SYSTEM + (4, 0), SYSTEM + (5, 0), SYSTEM + (6, 0)])))
-    assert (contact, name, location) == ("ops", "panel-room", "Room 12")
+    result = await still_agent.tool("snmpget", *(dotted(SYSTEM + (number, 0)) for number in (4, 5, 6)))
+    assert [(vb.type, vb.value) for vb in varbinds(result.stdout)] == [  # sysContact, sysName, sysLocation
+        ("STRING", '"ops"'), ("STRING", '"panel-room"'), ("STRING", '"Room 12"')]
 
 
 async def test_getnexts_are_answered_as_pysnmp_answers_up_to_the_end_of_the_view(still_agent) -> None:
