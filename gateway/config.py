@@ -420,7 +420,8 @@ class SnmpSettings:
     # The varbinds of a GETBULK response take at most this many times the request's bytes (one
     # always answered): what a request with a forged source can make the agent send its victim.
     bulk_amplification: int = _key(16, _integer(1, 1000))
-    # Requests one source address may send in each second; more are dropped and counted.
+    # Requests one source address may send in each second (one pysnmp answers counts as ten); more
+    # are dropped and counted.
     rate_limit: int = _key(1000, _integer(1, 1000000))
     # Sources allowed to talk to the agent; others are dropped and counted. Empty: any.
     allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))

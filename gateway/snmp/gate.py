@@ -2,7 +2,9 @@
 
 Both are decided on the source address alone, before a datagram is decoded, so a refused one
 costs a few µs. Refusals are counted and reported once a minute per kind (`DropReport`): a flood
-must not turn into a flood of log lines.
+must not turn into a flood of log lines. A request the fast path leaves to pysnmp costs about ten
+times the CPU (~1-3 ms), and any source can send such requests (SNMPv1, unusual encodings), so
+it counts as `SLOW_COST` requests toward the limit (`charge`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ipaddress import IPv4Network, ip_address
 from gateway.logging import DropReport
 
 _KNOWN_SOURCES = 1024  # allow decisions remembered; forgotten all at once past that
+SLOW_COST = 10  # requests that one request answered by pysnmp counts as
 
 
 class Gate:
@@ -41,6 +44,10 @@ class Gate:
             self.limited.drop(source, f"more than {self.rate_limit} in one second")
             return False
         return True
+
+    def charge(self, source: str, requests: int) -> None:
+        """Count ``requests`` more for ``source`` in the current second."""
+        self._counts[source] = self._counts.get(source, 0) + requests
 
     def _is_allowed(self, source: str) -> bool:
         allowed = self._allowed.get(source)

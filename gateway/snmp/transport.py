@@ -2,7 +2,7 @@
 
 Every datagram passes `Gate` first (snmp.allow, snmp.rate_limit): one refused is dropped and
 counted. Then the fast path (gateway.snmp.fast) answers the reads it fully understands, before
-pysnmp sees them; pysnmp gets the rest.
+pysnmp sees them; pysnmp gets the rest (each counting as `SLOW_COST` requests toward the limit).
 
 pyasn1 lets a TypeError out of BER decoding for some malformed messages (fuzzing found
 ``77 06 f8 5d``; pysnmp only expects PyAsn1Error there), and asyncio would log each one as
@@ -20,7 +20,7 @@ from pysnmp.carrier.asyncio.dgram import udp
 
 from gateway.logging import DropReport
 from gateway.snmp.fast import FastResponder
-from gateway.snmp.gate import Gate
+from gateway.snmp.gate import SLOW_COST, Gate
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +30,7 @@ class GuardedUdpTransport(udp.UdpAsyncioTransport):
         super().__init__()
         self.gate = gate
         self.fast: FastResponder | None = None  # set once the agent serves
-        self.drops = DropReport("snmp datagrams pysnmp failed on")
+        self.drops = DropReport("snmp datagrams the agent failed on")
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
         source = address[0]
@@ -47,6 +47,7 @@ class GuardedUdpTransport(udp.UdpAsyncioTransport):
                 if answer and self.transport is not None:
                     self.transport.sendto(answer, address)
                 return
+        self.gate.charge(source, SLOW_COST - 1)
         super().datagram_received(datagram, address)
 
     def register_callback(self, cbFun: Callable[..., None]) -> None:  # noqa: N803 - pysnmp's name

@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.snmp.readers import SNMP_GROUP, SYSTEM
 from tests.snmp.netsnmp import dotted, run_async, varbinds
 from tests.snmp.rig import READ, Agent
-from tests.snmp.test_fast import BULK, GET, request
+from tests.snmp.test_fast import BULK, GET, crafted, request
 from tests.support import eventually
 
 SYS_DESCR = dotted(SYSTEM + (1, 0))
@@ -64,7 +64,7 @@ async def test_a_source_over_the_rate_limit_is_dropped_while_others_are_served(s
 
 
 async def test_a_flood_of_every_refused_kind_logs_one_warning_per_kind(snmp_agent) -> None:
-    agent = await snmp_agent(1, allow=["127.0.0.1"])
+    agent = await snmp_agent(1, allow=["127.0.0.1"], rate_limit=100000)
     kinds = [  # (datagram, sending address)
         (request(GET, [SYSTEM + (1, 0)], community="guess"), "127.0.0.1"),
         (bytes.fromhex("7706f85d"), "127.0.0.1"),  # pyasn1 raises TypeError on it
@@ -107,3 +107,27 @@ async def test_getbulks_of_10000_repetitions_at_100_a_second_leave_the_agent_ans
     assert "BCPM gateway" in during.stdout
     # Each answer is at most snmp.bulk_amplification (16) times the request, beside its envelope.
     assert max(len(answer) for answer in received) <= 16 * len(greedy) + len(greedy)
+
+
+async def test_a_request_left_to_pysnmp_counts_as_ten_toward_the_rate_limit(snmp_agent) -> None:
+    agent = await snmp_agent(1, rate_limit=20)
+    gate = agent.face.transport.gate
+    refused_set = crafted(pdu=0xA3, value=b"\x42\x01\x05")  # a SET with the read community: noAccess
+    answered = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.bind(("127.0.0.1", 0))
+        sender.setblocking(False)
+        for _ in range(30):
+            sender.sendto(refused_set, ("127.0.0.1", agent.port))
+
+        def accounted() -> bool:
+            nonlocal answered
+            while True:
+                try:
+                    sender.recv(65535)
+                except BlockingIOError:
+                    return answered + gate.limited.dropped == 30
+                answered += 1
+
+        await eventually(accounted, what="every SET answered or dropped")
+    assert 2 <= answered <= 6  # two in each second the flood spanned
