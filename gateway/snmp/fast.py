@@ -37,6 +37,7 @@ _VERSION = ber.tlv(ber.INTEGER, bytes((V2C,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _NULL = ber.tlv(ber.NULL, b"")
 _END_OF_VIEW = encoder.encode(rfc1905.endOfMibView)
+# By identity: pyasn1 finds the two equal (both NULL).
 _EXCEPTIONS = {id(exception): encoder.encode(exception) for exception in (rfc1905.noSuchObject, rfc1905.noSuchInstance)}
 
 
