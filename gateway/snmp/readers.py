@@ -137,6 +137,7 @@ def _constant(value: Any) -> Reader:
 
 def _entry(instance: Instance, node: Node) -> Entry:
     column, point = instance.column, instance.point
+    read: Reader
     if point is None:
         read = NodeReader(node, column)
     elif point.access is Access.W:

@@ -77,7 +77,7 @@ async def test_a_flood_of_every_refused_kind_logs_one_warning_per_kind(snmp_agen
             sender.bind((source, 0))
             for _ in range(FLOOD):
                 sender.sendto(datagram, ("127.0.0.1", agent.port))
-        await eventually(lambda: report.dropped == FLOOD, what="every datagram counted")
+        await eventually(lambda report=report: report.dropped == FLOOD, what="every datagram counted")
     assert [report.reported for report in reports] == [1, 1, 1]
     [counted] = varbinds((await agent.tool("snmpget", SNMP_IN_BAD_COMMUNITY_NAMES)).stdout)
     assert counted.number == FLOOD
