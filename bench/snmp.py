@@ -152,7 +152,8 @@ def summary(values: list[float], scale: float = 1.0, digits: int = 0) -> dict[st
 def compared(rates: dict[str, list[float]]) -> dict[str, Any]:
     """Each agent's rates and their medians' ratio (gateway / snmpd)."""
     ratio = statistics.median(rates["gateway"]) / statistics.median(rates["snmpd"])
-    return {"gateway": summary(rates["gateway"]), "snmpd": summary(rates["snmpd"]), "ratio": round(ratio, 2)}
+    return {**{agent: {**summary(runs), "runs": [round(rate) for rate in runs]} for agent, runs in rates.items()},
+            "ratio": round(ratio, 2)}
 
 
 async def measure() -> dict[str, Any]:
