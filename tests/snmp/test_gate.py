@@ -26,6 +26,29 @@ async def snmpget_from(agent: Agent, folder: Path, source: str, *names: str) -> 
     return result.stdout
 
 
+async def flood(agent: Agent, sender: socket.socket, datagram: bytes, count: int) -> int:
+    """Send ``count`` copies of ``datagram`` at once from ``sender``; how many were answered, once
+    every one is answered or dropped over the rate limit."""
+    gate = agent.face.transport.gate
+    sender.bind(("127.0.0.1", 0))
+    sender.setblocking(False)
+    for _ in range(count):
+        sender.sendto(datagram, ("127.0.0.1", agent.port))
+    answered = 0
+
+    def accounted() -> bool:
+        nonlocal answered
+        while True:
+            try:
+                sender.recv(65535)
+            except BlockingIOError:
+                return answered + gate.limited.dropped == count
+            answered += 1
+
+    await eventually(accounted, what="every datagram answered or dropped")
+    return answered
+
+
 async def test_only_allowed_sources_are_answered_and_the_others_counted(snmp_agent, tmp_path) -> None:
     agent = await snmp_agent(1, allow=["127.0.0.2/31", "127.0.0.9"])
     assert "BCPM gateway" in await snmpget_from(agent, tmp_path / "a", "127.0.0.3", SYS_DESCR)
@@ -39,24 +62,8 @@ async def test_only_allowed_sources_are_answered_and_the_others_counted(snmp_age
 async def test_a_source_over_the_rate_limit_is_dropped_while_others_are_served(snmp_agent, tmp_path) -> None:
     agent = await snmp_agent(1, rate_limit=10)
     gate = agent.face.transport.gate
-    flood = request(GET, [SYSTEM + (1, 0)])
-    answered = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.bind(("127.0.0.1", 0))
-        sender.setblocking(False)
-        for _ in range(FLOOD):
-            sender.sendto(flood, ("127.0.0.1", agent.port))
-
-        def accounted() -> bool:
-            nonlocal answered
-            while True:
-                try:
-                    sender.recv(65535)
-                except BlockingIOError:
-                    return answered + gate.limited.dropped == FLOOD
-                answered += 1
-
-        await eventually(accounted, what="every datagram answered or dropped")
+        answered = await flood(agent, sender, request(GET, [SYSTEM + (1, 0)]), FLOOD)
         # Meanwhile another source is served.
         assert "BCPM gateway" in await snmpget_from(agent, tmp_path / "other", "127.0.0.2", SYS_DESCR)
     assert 10 <= answered <= 30  # 10 in each second the flood spanned (one, or a few)
@@ -111,23 +118,7 @@ async def test_getbulks_of_10000_repetitions_at_100_a_second_leave_the_agent_ans
 
 async def test_a_request_left_to_pysnmp_counts_as_ten_toward_the_rate_limit(snmp_agent) -> None:
     agent = await snmp_agent(1, rate_limit=20)
-    gate = agent.face.transport.gate
     refused_set = crafted(pdu=0xA3, value=b"\x42\x01\x05")  # a SET with the read community: noAccess
-    answered = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        sender.bind(("127.0.0.1", 0))
-        sender.setblocking(False)
-        for _ in range(30):
-            sender.sendto(refused_set, ("127.0.0.1", agent.port))
-
-        def accounted() -> bool:
-            nonlocal answered
-            while True:
-                try:
-                    sender.recv(65535)
-                except BlockingIOError:
-                    return answered + gate.limited.dropped == 30
-                answered += 1
-
-        await eventually(accounted, what="every SET answered or dropped")
+        answered = await flood(agent, sender, refused_set, 30)
     assert 2 <= answered <= 6  # two in each second the flood spanned
