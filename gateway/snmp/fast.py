@@ -149,13 +149,15 @@ class FastResponder:
         names, oids = request.names, request.oids
         non_repeaters, repetitions = limits.plan(request.first, request.second, len(names))
         varbinds = [self._next(name, oid) for name, oid in zip(names[:non_repeaters], oids)]
-        last = [ber.tlv(ber.OID, name) for name in names[non_repeaters:]]  # each column's latest name
-        starts = [index.position_after(oid) for oid in oids[non_repeaters:]]
-        for column, at in index.bulk(starts, repetitions):
-            if at is None:
-                varbinds.append(ber.tlv(ber.SEQUENCE, last[column] + _END_OF_VIEW))
+        repeaters = names[non_repeaters:]
+        last: list[int | None] = [None] * len(repeaters)  # each column's latest position served
+        for column, at in index.bulk([index.position_after(oid) for oid in oids[non_repeaters:]], repetitions):
+            if at is None:  # endOfMibView, named as the column's latest name
+                latest = last[column]
+                name = ber.tlv(ber.OID, repeaters[column]) if latest is None else index.name_ber(latest)
+                varbinds.append(ber.tlv(ber.SEQUENCE, name + _END_OF_VIEW))
             else:
                 varbinds.append(index.varbind(at))
-                last[column] = index.name_ber(at)
+                last[column] = at
         varbinds = varbinds[:limits.max_varbinds]
         return varbinds[:limits.fitting(map(len, varbinds), size)]

@@ -56,9 +56,8 @@ class OidIndex:
         count = len(ordered)
         self._values: list[Any] = [None] * count  # as last read
         self._encoded: list[Any] = [None] * count  # the value each varbind below was encoded with
-        self._varbinds: list[bytes] = [b""] * count
         # Encoded when first served (~30 µs each with pyasn1): a start builds none of them.
-        self._names: list[bytes | None] = [None] * count
+        self._varbinds: list[bytes] = [b""] * count
 
     def __len__(self) -> int:
         return len(self.oids)
@@ -114,10 +113,13 @@ class OidIndex:
         return self._varbinds[at]
 
     def name_ber(self, at: int) -> bytes:
-        name = self._names[at]
-        if name is None:
-            name = self._names[at] = encoder.encode(self.name(at))
-        return name
+        """The BER of the OID at ``at``: taken out of its varbind once there is one (not kept twice)."""
+        varbind = self._varbinds[at]
+        if not varbind:
+            return encoder.encode(self.name(at))
+        start, _ = ber.header(varbind, 0, ber.SEQUENCE)
+        _, end = ber.header(varbind, start, ber.OID)
+        return varbind[start:end]
 
     def bulk(self, starts: list[int], repetitions: int) -> list[tuple[int, int | None]]:
         """The repeated part of a GETBULK response, from each column's start position: rows of
