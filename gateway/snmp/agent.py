@@ -138,6 +138,16 @@ class SnmpFace:
         config.add_vacm_user(engine, 2, _WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
         return frozenset({_WRITER})
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Datagrams dropped so far, by reason, and notifications held back (for the status line)."""
+        transport, notifier = self.transport, self.notifier
+        if transport is None or transport.fast is None or notifier is None:
+            return {}
+        return {"not_allowed": transport.gate.refused.dropped, "over_rate_limit": transport.gate.limited.dropped,
+                "unknown_community": transport.fast.bad_communities.dropped, "undecodable": transport.drops.dropped,
+                "traps_held_back": notifier.held_back}
+
     def _readers(self) -> list[str]:
         """The communities that read (the whole tree: see READ_VIEW)."""
         write = self.settings.write_community
