@@ -11,8 +11,9 @@
 `traps_for` turns a node event into traps (pure); `Notifier` configures the engine's notification
 targets once and sends. Traps leave from the agent's own socket.
 
-Calm: node events (not the doctor's rare findings) are sent at most snmp.trap_rate a second, with a burst of one second's worth
-(every receiver gets every notification, so one `TokenBucket` paces them all). Beyond that they
+Calm: node events (not the doctor's rare findings) are sent at most snmp.trap_rate a second, with
+a burst of one second's worth (every receiver gets every notification, so one `TokenBucket` paces
+them all). Beyond that they
 are held back: after `SUMMARY_AFTER`, one bcpmNotificationsHeldBack per panel says how many and
 which channels, and one log line says it for all panels. Nothing is lost meanwhile but the
 traps: the tables (and BACnet) serve every alarm status as it is.
