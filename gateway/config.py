@@ -155,6 +155,18 @@ def _string(
     return check
 
 
+def _display_string() -> _Rule:
+    """An SNMP DisplayString: printable ASCII, spaces included, at most 255 characters."""
+    allowed = "at most 255 printable ASCII characters"
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str) and len(raw) <= 255 and all(" " <= char <= "~" for char in raw):
+            return raw
+        raise _Refused(allowed)
+
+    return check
+
+
 def _optional(rule: _Rule, meaning: str, word: str = "") -> _Rule:
     """`word` (by default an empty string, as TOML has no null) means None; `meaning` says what
     that stands for."""
@@ -433,6 +445,21 @@ class SnmpSettings:
     # Above 4096 a cap means nothing: a varbind takes at least about 16 bytes, so more never fit
     # one 65507-byte UDP datagram (the response is cut to fit one anyway).
     max_response_varbinds: int = _key(128, _integer(1, 4096))
+    # The varbinds of a GETBULK response take at most this many times the request's bytes (one
+    # always answered): what a request with a forged source can make the agent send its victim.
+    bulk_amplification: int = _key(16, _integer(1, 1000))
+    # Requests one source address may send in each second (one pysnmp answers counts as ten); more
+    # are dropped and counted.
+    rate_limit: int = _key(1000, _integer(1, 1000000))
+    # Sources allowed to talk to the agent; others are dropped and counted. Empty: any.
+    allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
+    # Notifications a second to each receiver, with a burst of as many; more are held back and
+    # summed up per panel (bcpmNotificationsHeldBack).
+    trap_rate: int = _key(10, _integer(1, 1000))
+    # sysLocation, sysContact and sysName; an empty name serves the host's name.
+    location: str = _key("", _display_string())
+    contact: str = _key("", _display_string())
+    name: str = _key("", _display_string())
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ class PeerEvents:
         self.every = every
         self.level = level
         self.counted = 0
+        self.reported = 0  # lines logged
         self._reported_at: float | None = None
         self._log = get_logger("gateway.events")
         _CLASSES[what] = self
@@ -155,6 +156,7 @@ class PeerEvents:
         now = time.monotonic()
         if self._reported_at is None or now - self._reported_at >= self.every:
             self._reported_at = now
+            self.reported += 1
             getattr(self._log, self.level)(self.what, count=self.counted, last_source=source, last_detail=detail)
 
 

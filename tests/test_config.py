@@ -98,6 +98,23 @@ def test_a_getbulk_cap_within_1_to_4096_is_kept(value: int) -> None:
     assert parse_config({"snmp": {"max_response_varbinds": value}}).snmp.max_response_varbinds == value
 
 
+def test_snmp_allow_takes_addresses_and_networks_and_names_each_bad_entry() -> None:
+    allow = parse_config({"snmp": {"allow": ["192.168.1.50", "10.0.0.0/8"]}}).snmp.allow
+    assert [str(network) for network in allow] == ["192.168.1.50/32", "10.0.0.0/8"]
+    problems = problems_of({"snmp": {"allow": ["10.0.0.1/8", "host", "10.0.0.0/33"]}})
+    assert set(problems) == {"snmp.allow[0]", "snmp.allow[1]", "snmp.allow[2]"}  # host bits set, a name, no such mask
+    assert problems_of({"snmp": {"allow": "10.0.0.0/8"}})["snmp.allow"].allowed.startswith("a list of")
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("rate_limit", 0, "an integer 1-1000000"), ("bulk_amplification", 0, "an integer 1-1000"),
+    ("location", "x" * 256, "at most 255 printable ASCII characters"),
+    ("contact", "Zoë, 2nd floor", "at most 255 printable ASCII characters"),
+    ("name", 7, "at most 255 printable ASCII characters")])
+def test_snmp_limits_and_system_strings_out_of_range_are_refused(key: str, value: object, allowed: str) -> None:
+    assert problems_of({"snmp": {key: value}})[f"snmp.{key}"].allowed == allowed
+
+
 @pytest.mark.parametrize("value", [0, 100001, 2.5, "2048"])
 def test_a_built_object_cap_outside_1_to_100000_is_refused(value: object) -> None:
     problem = problems_of({"bacnet": {"max_built_objects": value}})["bacnet.max_built_objects"]

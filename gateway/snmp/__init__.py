@@ -2,12 +2,15 @@
 
     gateway.snmp.tree           the OID tree, generated from the point map (pure)
     gateway.snmp.mib            the MIB module text, written from the tree (pure)
-    gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK
+    gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK; their varbinds' BER
     gateway.snmp.readers        index entries bound to node caches, health and engine counters
-    gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs
+    gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs; GETBULK limits
     gateway.snmp.responders     one-call GETBULK; SET answered once the meter took it
+    gateway.snmp.ber            the little BER the fast path reads and writes
+    gateway.snmp.fast           GET, GETNEXT, GETBULK answered from pre-encoded varbinds, beside pysnmp
+    gateway.snmp.gate           snmp.allow and snmp.rate_limit, per source address
     gateway.snmp.notifications  node events to traps, and sending them
-    gateway.snmp.transport      pysnmp's UDP transport, dropping datagrams pysnmp fails on
+    gateway.snmp.transport      pysnmp's UDP transport behind the gate and the fast path
     gateway.snmp.agent          the face: engine, socket, communities, tasks
 """
 

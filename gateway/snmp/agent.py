@@ -28,11 +28,13 @@ from gateway.nodes.events import (
     NodeOnline,
     Subscription,
 )
-from gateway.snmp.controller import NO_VIEW, READ_VIEW, CacheController, Write
+from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write
+from gateway.snmp.fast import FastResponder
+from gateway.snmp.gate import Gate
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
-from gateway.snmp.readers import layout_entries, standard_entries
-from gateway.snmp.responders import BulkResponder, DeferredSetResponder
+from gateway.snmp.readers import FastCounts, layout_entries, standard_entries
+from gateway.snmp.responders import BulkResponder, DeferredSetResponder, max_varbind_bytes
 from gateway.snmp.transport import GuardedUdpTransport
 from gateway.snmp.tree import BASE, Layout, default_layout
 
@@ -50,6 +52,8 @@ class SnmpFace:
         self.listening = asyncio.Event()  # set once the socket is bound
         self.bound: tuple[str, int] | None = None  # the address actually listening
         self.controller: CacheController | None = None  # set once the agent answers
+        self.transport: GuardedUdpTransport | None = None  # likewise
+        self.notifier: Notifier | None = None  # likewise
 
     async def run(self) -> None:
         sock = self._bind()
@@ -74,32 +78,39 @@ class SnmpFace:
                      added: Subscription) -> None:
         layout = default_layout()
         nodes = dict(self.nodes.nodes)
-        config.add_transport(engine, udp.DOMAIN_NAME, GuardedUdpTransport().open_server_mode(sock=sock))
-        index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
-        self.controller = CacheController(index, self._communities(engine))
+        transport = self.transport = GuardedUdpTransport(Gate(self.settings.allow, self.settings.rate_limit))
+        config.add_transport(engine, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
+        counts = FastCounts()
+        index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, self.settings, counts)])
+        controller = self.controller = CacheController(index, self._communities(engine))
+        limits = BulkLimits(self.settings.max_response_varbinds, self.settings.bulk_amplification,
+                            max_varbind_bytes(engine))
         snmp_context = context.SnmpContext(engine)
         snmp_context.unregister_context_name(b"")
         snmp_context.register_context_name(b"", self.controller)
-        notifier = Notifier(engine, self.settings, layout, self.nodes, self.hub)
+        notifier = self.notifier = Notifier(engine, self.settings, layout, self.nodes, self.hub)
         async with asyncio.TaskGroup() as group:
             for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder):
                 responder(engine, snmp_context)
-            BulkResponder(engine, snmp_context, self.settings.max_response_varbinds)
+            BulkResponder(engine, snmp_context, limits)
             DeferredSetResponder(engine, snmp_context, self._write, group.create_task)
             log.info("snmp agent serving", address=sock.getsockname()[0], port=sock.getsockname()[1],
                      instances=len(index), nodes=sorted(nodes),
                      receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts])
+            transport.fast = FastResponder(engine, controller, self._readers(), limits, counts)
             notifier.send(COLD_START)
             group.create_task(notifier.run(events))
-            group.create_task(self._follow_new_nodes(added, layout, engine))
+            group.create_task(self._follow_new_nodes(added, layout, engine, controller, counts))
 
-    async def _follow_new_nodes(self, added: Subscription, layout: Layout, engine: SnmpEngine) -> None:
-        """A meter found later gets its rows: the index is built again with it, and swapped in."""
+    async def _follow_new_nodes(self, added: Subscription, layout: Layout, engine: SnmpEngine,
+                                controller: CacheController, counts: FastCounts) -> None:
+        """A meter found later gets its rows: the index (both paths read the controller's) is built
+        again with it, and swapped in."""
         async for _ in added:
-            assert self.controller is not None
             nodes = dict(self.nodes.nodes)
-            self.controller.index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
-            log.info("snmp serving new nodes", nodes=sorted(nodes), instances=len(self.controller.index))
+            controller.index = OidIndex([*layout_entries(layout, nodes),
+                                         *standard_entries(engine, self.settings, counts)])
+            log.info("snmp serving new nodes", nodes=sorted(nodes), instances=len(controller.index))
 
     def _bind(self) -> socket.socket:
         """Bind here, so that a taken or unknown address fails the face now, with its reason."""
@@ -126,6 +137,21 @@ class SnmpFace:
         config.add_v1_system(engine, _WRITER, write)
         config.add_vacm_user(engine, 2, _WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
         return frozenset({_WRITER})
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Datagrams dropped so far, by reason, and notifications held back (for the status line)."""
+        transport, notifier = self.transport, self.notifier
+        if transport is None or transport.fast is None or notifier is None:
+            return {}
+        return {"not_allowed": transport.gate.refused.dropped, "over_rate_limit": transport.gate.limited.dropped,
+                "unknown_community": transport.fast.bad_communities.dropped, "undecodable": transport.drops.dropped,
+                "traps_held_back": notifier.held_back}
+
+    def _readers(self) -> list[str]:
+        """The communities that read (the whole tree: see READ_VIEW)."""
+        write = self.settings.write_community
+        return [self.settings.read_community, *([] if write is None else [write])]
 
     async def _write(self, write: Write) -> None:
         await self.nodes.write(write.address, write.register, [write.raw])

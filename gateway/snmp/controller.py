@@ -13,7 +13,7 @@ empty write view write).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,45 @@ class Write:
     raw: int
 
 
+@dataclass(frozen=True, slots=True)
+class BulkLimits:
+    """What one GETBULK response may hold, on either path (pysnmp's responder, the fast path).
+
+    At most ``max_varbinds`` varbinds (snmp.max_response_varbinds), the non-repeaters included.
+    Their BER takes at most ``max_bytes`` (what fits one datagram beside the message envelope) and
+    at most ``amplification`` times the request's size (snmp.bulk_amplification), but the first
+    varbind is always answered: a request whose source is forged then sends its victim about
+    ``amplification`` times its own bytes, never the 60-odd times a full response would be.
+    """
+
+    max_varbinds: int
+    amplification: int
+    max_bytes: int
+
+    def plan(self, non_repeaters: int, max_repetitions: int, count: int) -> tuple[int, int]:
+        """(non-repeaters, repetitions) to answer for a request with ``count`` varbinds."""
+        non_repeaters = min(max(non_repeaters, 0), count)
+        repetitions = max(max_repetitions, 0)
+        repeaters = count - non_repeaters
+        if repeaters:
+            repetitions = min(repetitions, max(self.max_varbinds - non_repeaters, 0) // repeaters)
+        return non_repeaters, repetitions
+
+    def budget(self, request_size: int) -> int:
+        """Bytes the varbinds of the response to a request of ``request_size`` bytes may take."""
+        return min(self.max_bytes, self.amplification * request_size)
+
+    def fitting(self, sizes: Iterable[int], request_size: int) -> int:
+        """How many of the leading varbinds, of these BER sizes, the response takes (at least one)."""
+        budget, used, count = self.budget(request_size), 0, 0
+        for size in sizes:
+            used += size
+            if used > budget and count:
+                break
+            count += 1
+        return count
+
+
 class CacheController(AbstractMibInstrumController):
     def __init__(self, index: OidIndex, writers: frozenset[str]) -> None:
         self.index = index
@@ -58,36 +97,28 @@ class CacheController(AbstractMibInstrumController):
     def read_next_variables(self, *var_binds: VarBind, **context: Any) -> list[VarBind]:
         return [self._next(name, context) for name, _ in var_binds]
 
-    def read_bulk(self, non_repeaters: int, max_repetitions: int, var_binds: Sequence[VarBind],
+    def read_bulk(self, non_repeaters: int, repetitions: int, var_binds: Sequence[VarBind],
                   context: dict[str, Any]) -> list[VarBind]:
-        """A whole GETBULK response; repetitions stop after the first row at the end of the view."""
+        """A whole GETBULK response (`OidIndex.bulk`), ``repetitions`` already capped."""
         result = [self._next(name, context) for name, _ in var_binds[:non_repeaters]]
         repeaters = var_binds[non_repeaters:]
         if not repeaters or not self._readable(context):
             return result + [(name, rfc1905.endOfMibView) for name, _ in repeaters]
         index = self.index
-        positions = [index.position_after(tuple(name)) for name, _ in repeaters]
         names = [name for name, _ in repeaters]
-        for _ in range(max_repetitions):
-            ended = True
-            for column, position in enumerate(positions):
-                found = index.first_value(position)
-                if found is None:
-                    positions[column] = len(index)
-                    result.append((names[column], rfc1905.endOfMibView))
-                else:
-                    positions[column], names[column], value = found
-                    result.append((names[column], value))
-                    ended = False
-            if ended:
-                break
+        for column, at in index.bulk([index.position_after(tuple(name)) for name in names], repetitions):
+            if at is None:
+                result.append((names[column], rfc1905.endOfMibView))
+            else:
+                names[column] = index.name(at)
+                result.append((names[column], index.value(at)))
         return result
 
     def _next(self, name: Any, context: dict[str, Any]) -> VarBind:
         if self._readable(context):
-            found = self.index.first_value(self.index.position_after(tuple(name)))
-            if found is not None:
-                return found[1], found[2]
+            at = self.index.next_served(self.index.position_after(tuple(name)))
+            if at is not None:
+                return self.index.name(at), self.index.value(at)
         return name, rfc1905.endOfMibView
 
     def _readable(self, context: dict[str, Any]) -> bool:

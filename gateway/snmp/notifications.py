@@ -6,16 +6,26 @@
     bcpmNodeLost / bcpmNodeRestored              a node stops / starts answering again
     bcpmNetworkNumberConflict / ...Cleared       the BACnet network doctor's findings (NetworkFinding)
     bcpmDeviceIdConflict / ...Cleared
+    bcpmNotificationsHeldBack                    what snmp.trap_rate held back, per panel
 
 `traps_for` turns a node event into traps (pure); `Notifier` configures the engine's notification
 targets once and sends. Traps leave from the agent's own socket.
+
+Calm: node events (not the doctor's rare findings) are sent at most snmp.trap_rate a second, with
+a burst of one second's worth (every receiver gets every notification, so one `TokenBucket` paces
+them all). Beyond that they
+are held back: after `SUMMARY_AFTER`, one bcpmNotificationsHeldBack per panel says how many and
+which channels, and one log line says it for all panels. Nothing is lost meanwhile but the
+traps: the tables (and BACnet) serve every alarm status as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import structlog
 from pysnmp.carrier.asyncio.dgram import udp
@@ -45,6 +55,8 @@ log = structlog.get_logger(__name__)
 
 SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
+SUMMARY_AFTER = 1.0  # seconds from the first notification held back to the summaries
+_CHANNELS_SIZE = 255  # of bcpmNotifyChannels (DisplayString)
 
 _PRINCIPAL = "bcpm-trap"
 _PARAMS = "bcpm-trap-params"
@@ -107,6 +119,53 @@ def traps_for(event: Event, layout: Layout, measured: float | int | None = None)
     return []
 
 
+def channel_label(event: Event) -> str | None:
+    """How bcpmNotifyChannels names the channel (7) or line-to-line pair (V1) of an alarm event."""
+    if isinstance(event, AlarmChanged) and event.point.channel is not None:
+        return f"V{event.point.channel}" if event.point.key == "voltage_alarm_status" else str(event.point.channel)
+    return None
+
+
+class TokenBucket:
+    """``rate`` a second, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def take(self) -> bool:
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def delay(self) -> float:
+        """Seconds until a token is there."""
+        self._refill()
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+
+@dataclass
+class _HeldBack:
+    """What was held back about one panel since its last summary."""
+
+    count: int = 0
+    channels: set[str] = field(default_factory=set)
+
+    def channel_list(self) -> str:
+        ordered = sorted(self.channels, key=lambda label: (label.startswith("V"), int(label.lstrip("V"))))
+        return ",".join(ordered)[:_CHANNELS_SIZE]
+
+
 def measured_point(pointmap: PointMap, status: Point) -> Point:
     """The current of an alarm's channel, or the line-to-line voltage of a voltage alarm's pair."""
     if status.key == "voltage_alarm_status":
@@ -124,6 +183,10 @@ class Notifier:
         self._hub = hub
         self._receivers = settings.notify_hosts
         self._originator = ntforg.NotificationOriginator()
+        self._pace = TokenBucket(settings.trap_rate, settings.trap_rate)
+        self._held: dict[int, _HeldBack] = {}  # by panel
+        self._holding = asyncio.Event()  # set from the first notification held back to its summaries
+        self.held_back = 0  # notifications held back, in all
         config.add_v1_system(engine, _PRINCIPAL, settings.trap_community, transportTag=_SEND_ONLY_TAG)
         config.add_vacm_user(engine, 2, _PRINCIPAL, "noAuthNoPriv", readSubTree=NO_VIEW, writeSubTree=NO_VIEW,
                              notifySubTree=READ_VIEW)
@@ -145,11 +208,45 @@ class Notifier:
 
     async def run(self, events: Subscription) -> None:
         """Send the traps of node events until cancelled."""
-        async for event in events:
-            alarm = alarm_transition(event)
-            measured = None if alarm is None else await self._measured(alarm)
-            for trap in traps_for(event, self._layout, measured):
-                self.send(trap.oid, trap.objects)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._summaries())
+            async for event in events:
+                alarm = alarm_transition(event)
+                measured = None if alarm is None else await self._measured(alarm)
+                for trap in traps_for(event, self._layout, measured):
+                    if isinstance(event, NetworkFinding):  # rare, and the gateway's, not a panel's
+                        self.send(trap.oid, trap.objects)
+                    else:
+                        self._paced(trap, event.address, channel_label(event))
+
+    def _paced(self, trap: Trap, panel: int, channel: str | None) -> None:
+        if not self._holding.is_set() and self._pace.take():
+            self.send(trap.oid, trap.objects)
+            return
+        held = self._held.setdefault(panel, _HeldBack())
+        held.count += 1
+        if channel is not None:
+            held.channels.add(channel)
+        self.held_back += 1
+        self._holding.set()
+
+    async def _summaries(self) -> None:
+        """One bcpmNotificationsHeldBack per panel for what was held back, a while after it started."""
+        objects = {column.name: column for column in self._layout.notify_objects}
+        summary = next(n.oid for n in self._layout.notifications if n.name == "bcpmNotificationsHeldBack")
+        while True:
+            await self._holding.wait()
+            await asyncio.sleep(SUMMARY_AFTER)  # a storm is summed up, not followed
+            held, self._held = self._held, {}
+            for panel, what in sorted(held.items()):
+                while not self._pace.take():
+                    await asyncio.sleep(self._pace.delay())
+                self.send(summary, ((objects["bcpmNotifyPanel"], panel), (objects["bcpmNotifyHeldBack"], what.count),
+                                    (objects["bcpmNotifyChannels"], what.channel_list())))
+            log.info("snmp notifications held back (snmp.trap_rate)", trap_rate=self._pace.rate,
+                     held_back={panel: what.count for panel, what in sorted(held.items())}, total=self.held_back)
+            if not self._held:
+                self._holding.clear()
 
     async def _measured(self, event: AlarmChanged) -> float | int | None:
         """The alarm's current or voltage as the meter had it at the alarm.

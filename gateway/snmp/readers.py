@@ -1,6 +1,6 @@
 """Index entries bound to live data: node caches and health, and the engine's own counters.
 
-    index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine)])
+    index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, settings, counts)])
 
 Point values come from the node cache as decoded by the poller; the pysnmp value object is kept
 until the cache holds a new reading, so a walk over unchanged values builds no new objects.
@@ -11,11 +11,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import rfc1902
 
+from gateway.config import SnmpSettings
 from gateway.nodes.cache import Reading
 from gateway.nodes.node import Node
 from gateway.pointmap import Access, Point
@@ -40,6 +42,15 @@ SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)
 SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP v2c"
 SYS_SERVICES = 72  # applications (layer 7) and end-to-end (layer 4)
 SNMP_AUTHEN_TRAPS_DISABLED = 2
+
+
+@dataclass(slots=True)
+class FastCounts:
+    """What the fast path counted without pysnmp (a pyasn1 counter costs ~25 µs to bump), added to
+    pysnmp's own counts where they are served."""
+
+    in_packets: int = 0  # snmpInPkts
+    bad_community_names: int = 0  # snmpInBadCommunityNames
 
 
 class PointReader:
@@ -98,15 +109,26 @@ def _node_value(node: Node, field: NodeField) -> int | str | None:
             return health.went_offline % COUNTER32_WRAP
 
 
-def _node_reader(node: Node, column: Column) -> Reader:
-    assert column.node_field is not None
-    field, syntax = column.node_field, SYNTAX[column.smi]
+class NodeReader:
+    """The served value of a node's own field (health, profile), rebuilt only when it changes."""
 
-    def read() -> Any:
-        value = column.to_snmp(_node_value(node, field))
-        return None if value is None else syntax(value)
+    __slots__ = ("_column", "_field", "_node", "_number", "_syntax", "_value")
 
-    return read
+    def __init__(self, node: Node, column: Column) -> None:
+        assert column.node_field is not None
+        self._node = node
+        self._field = column.node_field
+        self._column = column
+        self._syntax = SYNTAX[column.smi]
+        self._number: int | str | None = None
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        number = self._column.to_snmp(_node_value(self._node, self._field))
+        if number != self._number or self._value is None:
+            self._number = number
+            self._value = None if number is None else self._syntax(number)
+        return self._value
 
 
 def _constant(value: Any) -> Reader:
@@ -115,8 +137,9 @@ def _constant(value: Any) -> Reader:
 
 def _entry(instance: Instance, node: Node) -> Entry:
     column, point = instance.column, instance.point
+    read: Reader
     if point is None:
-        read = _node_reader(node, column)
+        read = NodeReader(node, column)
     elif point.access is Access.W:
         read = _constant(SYNTAX[column.smi](0))  # the meter reads write-only registers as 0
     else:
@@ -132,30 +155,34 @@ def layout_entries(layout: Layout, nodes: Mapping[int, Node]) -> Iterator[Entry]
         yield _entry(instance, nodes[instance.address])
 
 
-def standard_entries(engine: SnmpEngine) -> Iterator[Entry]:
-    """The system group and the snmp group's current objects (RFC 3418), from the engine's counters."""
+def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
+    """The system group (sysContact, sysName, sysLocation from the settings) and the snmp group's
+    current objects (RFC 3418), from the engine's counters."""
     builder = engine.get_mib_builder()
 
-    def engine_scalar(symbol: str) -> Reader:
+    def engine_scalar(symbol: str, also: Callable[[], int] | None = None) -> Reader:
         (instance,) = builder.import_symbols("__SNMPv2-MIB", symbol)
-        # clone(): sysUpTime computes its value then; the counters are replaced as they count.
-        return lambda: instance.syntax.clone()
+        if symbol == "sysUpTime":
+            return lambda: instance.syntax.clone()  # computes its value then
+        if also is not None:
+            return lambda: instance.syntax.clone((int(instance.syntax) + also()) % COUNTER32_WRAP)
+        return lambda: instance.syntax  # a counter is replaced as it counts
 
     constants: dict[tuple[int, ...], Any] = {
         SYSTEM + (1,): rfc1902.OctetString(SYS_DESCR),
         SYSTEM + (2,): rfc1902.ObjectIdentifier(BASE),
-        SYSTEM + (4,): rfc1902.OctetString(""),
-        SYSTEM + (5,): rfc1902.OctetString(socket.gethostname()),
-        SYSTEM + (6,): rfc1902.OctetString(""),
+        SYSTEM + (4,): rfc1902.OctetString(settings.contact),
+        SYSTEM + (5,): rfc1902.OctetString(settings.name or socket.gethostname()),
+        SYSTEM + (6,): rfc1902.OctetString(settings.location),
         SYSTEM + (7,): rfc1902.Integer32(SYS_SERVICES),
         SYSTEM + (8,): rfc1902.TimeTicks(0),
         SNMP_GROUP + (30,): rfc1902.Integer32(SNMP_AUTHEN_TRAPS_DISABLED),
     }
     counters: dict[tuple[int, ...], Callable[[], Any]] = {
         SYSTEM + (3,): engine_scalar("sysUpTime"),
-        SNMP_GROUP + (1,): engine_scalar("snmpInPkts"),
+        SNMP_GROUP + (1,): engine_scalar("snmpInPkts", lambda: fast.in_packets),
         SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions"),
-        SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames"),
+        SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames", lambda: fast.bad_community_names),
         SNMP_GROUP + (5,): engine_scalar("snmpInBadCommunityUses"),
         SNMP_GROUP + (6,): engine_scalar("snmpInASNParseErrs"),
         SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),

@@ -2,10 +2,12 @@
 only once the meter has taken the writes.
 
 pysnmp's GETBULK responder calls the controller once per repetition and keeps repeating past the
-end of the view; ours asks `CacheController.read_bulk` for the whole response, of at most
-`snmp.max_response_varbinds` varbinds, and cuts it short where the message would outgrow the
-engine's maximum message size (one UDP datagram): RFC 3416 4.2.3 wants an oversized GETBULK
-response trimmed, never tooBig, and pysnmp would silently drop it.
+end of the view; ours asks `CacheController.read_bulk` for the whole response within
+`BulkLimits`, cut short where the message would outgrow the engine's maximum message size (one UDP
+datagram) or the request's size times snmp.bulk_amplification: RFC 3416 4.2.3 wants an oversized
+GETBULK response trimmed, never tooBig, and pysnmp would silently drop it. Most GETBULKs are
+answered by the fast path (gateway.snmp.fast) with the same limits; this one serves what it
+leaves to pysnmp.
 
 pysnmp's controllers are synchronous, so a SET cannot await the bus inside one: ours checks the
 varbinds synchronously (errors answered at once), then awaits the writes on the event loop and
@@ -29,7 +31,7 @@ from pysnmp.smi import error as smi_error
 
 from gateway.errors import GatewayError
 from gateway.nodes.errors import LineUnavailable, MeterRefused, NotWritable, OutOfRange, UnknownTarget, WriteRefused
-from gateway.snmp.controller import CacheController, VarBind, Write
+from gateway.snmp.controller import BulkLimits, CacheController, VarBind, Write
 
 log = structlog.get_logger(__name__)
 
@@ -43,40 +45,41 @@ def _context(responder: cmdrsp.CommandResponderBase, engine: SnmpEngine) -> dict
 
 
 class BulkResponder(cmdrsp.BulkCommandResponder):
-    def __init__(self, engine: SnmpEngine, context: SnmpContext, max_varbinds: int) -> None:
+    def __init__(self, engine: SnmpEngine, context: SnmpContext, limits: BulkLimits) -> None:
         super().__init__(engine, context)
-        self.max_varbinds = max_varbinds
-        # What pysnmp drops a response above (65507 by default: the largest UDP payload).
-        (max_size,) = engine.get_mib_builder().import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
-        self.varbind_budget = int(max_size.syntax) - _ENVELOPE
+        self.limits = limits
 
     def handle_management_operation(self, engine: SnmpEngine, state: int, context_name: bytes, pdu: Any) -> None:
         var_binds = v2c.apiPDU.get_varbinds(pdu)
-        non_repeaters = min(max(int(v2c.apiBulkPDU.get_non_repeaters(pdu)), 0), len(var_binds))
-        max_repetitions = max(int(v2c.apiBulkPDU.get_max_repetitions(pdu)), 0)
-        repeaters = len(var_binds) - non_repeaters
-        if repeaters:  # the non-repeaters count toward the cap too
-            max_repetitions = min(max_repetitions, max(self.max_varbinds - non_repeaters, 0) // repeaters)
+        non_repeaters, repetitions = self.limits.plan(int(v2c.apiBulkPDU.get_non_repeaters(pdu)),
+                                                      int(v2c.apiBulkPDU.get_max_repetitions(pdu)), len(var_binds))
         controller: CacheController = self.snmpContext.get_mib_instrum(context_name)
-        response = controller.read_bulk(non_repeaters, max_repetitions, var_binds, _context(self, engine))
-        response = _leading_fit(response[:self.max_varbinds], self.varbind_budget)
+        response = controller.read_bulk(non_repeaters, repetitions, var_binds, _context(self, engine))
+        request = engine.observer.get_execution_context("rfc3412.receiveMessage:request")
+        response = _leading_fit(response[:self.limits.max_varbinds], self.limits, len(request["wholeMsg"]))
         if not response:
             raise smi_error.GenError()
         self.send_varbinds(engine, state, 0, 0, response)
 
 
-def _leading_fit(var_binds: list[VarBind], budget: int) -> list[VarBind]:
-    """The first varbinds whose BER encoding takes at most `budget` bytes. Encoded only when a cheap
-    bound says they might not all fit: a usual response is a small part of a datagram."""
-    if sum(_size_bound(name, value) for name, value in var_binds) <= budget:
+def max_varbind_bytes(engine: SnmpEngine) -> int:
+    """What the varbinds of a response may take to fit the largest message the engine sends (pysnmp
+    drops a response above it: 65507 by default, the largest UDP payload)."""
+    (max_size,) = engine.get_mib_builder().import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
+    return int(max_size.syntax) - _ENVELOPE
+
+
+def _leading_fit(var_binds: list[VarBind], limits: BulkLimits, request_size: int) -> list[VarBind]:
+    """The leading varbinds the response takes (`BulkLimits.fitting`). Encoded for their sizes only
+    when a cheap bound says they might not all fit: a usual response is a small part of a datagram."""
+    if sum(_size_bound(name, value) for name, value in var_binds) <= limits.budget(request_size):
         return var_binds
-    used = 0
-    for count, (name, value) in enumerate(var_binds):
-        content = len(encoder.encode(name)) + len(encoder.encode(value))
-        used += content + _sequence_header(content)
-        if used > budget:
-            return var_binds[:count]
-    return var_binds
+    return var_binds[:limits.fitting((_encoded_size(name, value) for name, value in var_binds), request_size)]
+
+
+def _encoded_size(name: Any, value: Any) -> int:
+    content = len(encoder.encode(name)) + len(encoder.encode(value))
+    return content + _sequence_header(content)
 
 
 def _size_bound(name: Any, value: Any) -> int:

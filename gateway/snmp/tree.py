@@ -558,6 +558,11 @@ def _notify_objects() -> tuple[Column, ...]:
          "The BACnet network number or device instance that another party uses too."),
         ("bcpmNotifyBacnetOther", Smi.DISPLAY_STRING, "(SIZE (0..255))", "", 0,
          "The BACnet address of that other party."),
+        ("bcpmNotifyHeldBack", Smi.UNSIGNED32, "", "", 0,
+         "How many notifications about the panel the gateway held back (over snmp.trap_rate)."),
+        ("bcpmNotifyChannels", Smi.DISPLAY_STRING, "(SIZE (0..255))", "", 0,
+         "The CT channels (1-46) and line-to-line pairs (V1 A-B, V2 B-C, V3 A-C) whose alarms changed in "
+         "the notifications held back, comma-separated."),
     )
     return tuple(Column(name, NOTIFY_OBJECTS + (number,), smi, MaxAccess.FOR_NOTIFY, description, units,
                         exponent, syntax_range)
@@ -583,6 +588,9 @@ _NOTIFICATIONS = (
       for change, description in (
           ("", f"The BACnet network doctor found another party using {what}: communication with it breaks."),
           ("Cleared", f"The other party no longer uses {what}."))),
+    ("bcpmNotificationsHeldBack", ("bcpmNotifyPanel", "bcpmNotifyHeldBack", "bcpmNotifyChannels"),
+     "Notifications about the panel came faster than the gateway sends them (snmp.trap_rate per second): "
+     "these were held back, and this one sums them up. The alarm tables hold every status as it is now."),
 )
 
 

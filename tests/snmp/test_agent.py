@@ -179,7 +179,7 @@ async def test_a_getbulk_response_holds_at_most_the_configured_number_of_varbind
 
 
 async def test_a_getbulk_response_is_cut_to_fit_one_udp_datagram(snmp_agent) -> None:
-    agent = await snmp_agent(1, max_response_varbinds=4096)
+    agent = await snmp_agent(1, max_response_varbinds=4096, bulk_amplification=1000)
     await eventually(agent.all_values_present, 20, "every instance read once")
     served = len(agent.face.controller.index) - STANDARD_INSTANCES
     walk = await agent.tool("snmpbulkwalk", "-Cr4096", dotted(BASE))  # every response cut short

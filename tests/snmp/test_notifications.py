@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import pytest
+
 from gateway.nodes.cache import UNREAD
 from gateway.nodes.events import AlarmChanged, NetworkFinding, NodeOffline, NodeOnline, ValueChanged
 from gateway.pointmap import load
-from gateway.snmp.notifications import traps_for
+from gateway.snmp.notifications import TokenBucket, traps_for
 from gateway.snmp.tree import BASE, default_layout
 from tests.snmp.netsnmp import dotted, varbinds
-from tests.snmp.rig import STANDARD_INSTANCES, TRAP
+from tests.snmp.rig import STANDARD_INSTANCES, TRAP, instance
 from tests.support import eventually
 
 PM = load()
@@ -22,6 +27,13 @@ OBJECTS = BASE + (1, 2, 4)  # bcpmNotifyObjects
 SNMP_TRAP_OID = ".1.3.6.1.6.3.1.1.4.1.0"
 COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
 NODE_ONLINE = BASE + (1, 7, 1, 1, 2)  # bcpmNodeOnline
+HELD_BACK = next(n.oid for n in LAYOUT.notifications if n.name == "bcpmNotificationsHeldBack")
+HELD, CHANNELS = (dotted(next(c.oid for c in LAYOUT.notify_objects if c.name == name) + (0,))
+                  for name in ("bcpmNotifyHeldBack", "bcpmNotifyChannels"))
+
+
+def alarm_of(channel: int):
+    return PM.find("alarm_status", group="alarms", channel=channel)
 
 
 def names(trap) -> tuple[str, dict[str, int | str]]:
@@ -126,3 +138,49 @@ async def test_a_vanishing_node_sends_node_lost_and_the_walk_still_completes(snm
     assert walked[NODE_ONLINE + (1,)].number == 1 and walked[NODE_ONLINE + (2,)].number == 2  # true, false
     agent.line.restore(2)
     await eventually(lambda: bool(received(trap_receiver, NOTIFY + (6,))), 20, what="node restored trap")
+
+
+def test_the_token_bucket_gives_a_burst_then_its_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=10, burst=10, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(11)] == [True] * 10 + [False]
+    assert bucket.delay() == pytest.approx(0.1)
+    now[0] = 0.25
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] = 100.0
+    assert sum(bucket.take() for _ in range(20)) == 10  # never more than the burst saved up
+
+
+async def test_an_alarm_storm_is_paced_and_summed_up_per_panel_and_the_table_keeps_every_status(
+        snmp_agent, trap_receiver) -> None:
+    agent = await snmp_agent(1, notify_hosts=[trap_receiver.endpoint], trap_rate=5)
+    await eventually(agent.all_values_present, 20, "every status read once")
+    events = agent.gateway.hub.subscribe(AlarmChanged)
+    storm = range(1, 21)
+    for channel in storm:
+        agent.line.panel(1).set_current(channel, 19.0)  # 95 % of the 20 A breaker: 20 alarms in one poll
+    called_for = 0  # traps the storm's events call for (each channel: high alarm raised, low cleared)
+
+    def alarm_traps() -> list[dict[str, str]]:
+        return [trap for number in (1, 2) for trap in received(trap_receiver, NOTIFY + (number,))]
+
+    def summed_up() -> bool:
+        nonlocal called_for
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                called_for += len(traps_for(events.get_nowait(), LAYOUT))
+        held = sum(int(summary[HELD].split()[1]) for summary in received(trap_receiver, HELD_BACK))
+        return called_for >= 20 and len(alarm_traps()) + held == called_for
+
+    await eventually(summed_up, 20, what="every trap sent or summed up")
+    sent, summaries = alarm_traps(), received(trap_receiver, HELD_BACK)
+    assert summaries and len(sent) < 5 * len(summaries) + 5  # a burst, then a summary instead
+    held = set()
+    for summary in summaries:
+        assert summary[dotted(OBJECTS + (1, 0))] == "INTEGER: 1"  # the panel
+        held |= {int(channel) for channel in summary[CHANNELS].split(": ", 1)[1].strip('"').split(",")}
+    assert held | {int(trap[dotted(OBJECTS + (2, 0))].split()[1]) for trap in sent} == set(storm)
+    assert agent.face.notifier.held_back == called_for - len(sent)
+    for channel in storm:  # every alarm is in the table meanwhile
+        [status] = varbinds((await agent.tool("snmpget", instance(alarm_of(channel), 1))).stdout)
+        assert status.number & 0x0100, channel
