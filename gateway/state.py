@@ -295,6 +295,9 @@ class IdentityStore:
     def save_profiles(self, profiles: Iterable[NodeProfile]) -> None:
         self.update(lambda state: state.with_profiles(profiles))
 
+    def forget_profiles(self, addresses: Iterable[int]) -> None:
+        self.update(lambda state: state.without_nodes(addresses))
+
     def held(self) -> contextlib.AbstractContextManager[None]:
         return self._store.held()
 

@@ -30,7 +30,9 @@ from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 from gateway.app import running
 from gateway.bacnet import BacnetFace
 from gateway.config import merge_config, parse_config
+from gateway.modbus import GATEWAY_TARGET_FAILED
 from gateway.nodes.cache import Quality
+from gateway.nodes.errors import ScanRefused, UnknownTarget
 from gateway.pointmap import load
 from gateway.sim import Board, Faults, SimulatedLine
 from gateway.snmp import SnmpFace
@@ -288,6 +290,68 @@ async def test_a_meter_powered_up_later_comes_online_on_every_face_without_a_res
                 tcp.close()
         finally:
             client.close()
+
+
+async def test_a_forgotten_node_leaves_every_face_and_the_state_and_a_rescan_finds_it_again(make_line,
+                                                                                               tmp_path) -> None:
+    line = make_line(1, 3)
+    snmp_port, tcp_port = free_port(socket.SOCK_DGRAM), free_port()
+    config = gateway_config(  # rescan_interval 0: only a rescan asked for scans again
+        line, tmp_path, serial={"rescan_interval": 0},
+        bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()},
+        snmp={"enabled": True, "address": "127.0.0.1", "port": snmp_port, "read_community": READ},
+        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": tcp_port})
+    state = StateStore(config.gateway.state_file)
+    async with running(config) as gateway:
+        await eventually(gateway.nodes.ready.is_set, 20, "discovery")
+        snmp = next(face for face in gateway.faces if isinstance(face, SnmpFace))
+        bacnet = next(face for face in gateway.faces if isinstance(face, BacnetFace))
+        await eventually(lambda: snmp.controller is not None and bacnet.network is not None, 20, "the faces")
+        agent = Agent(line, gateway, snmp, snmp_port, tmp_path / "netsnmp")
+        client = Client(config.bacnet.port)
+        tcp = AsyncModbusTcpClient("127.0.0.1", port=tcp_port, timeout=5, retries=0)
+        await tcp.connect()
+        try:
+            await client.find_router()
+            revision = state.load().database_revision
+            with pytest.raises(UnknownTarget, match="no node known at 9"):
+                await gateway.nodes.forget([3, 9])
+            assert sorted(state.load().profiles) == [1, 2, 3, 4]
+            await gateway.nodes.forget([3])
+            assert sorted(gateway.nodes.nodes) == [1, 2, 4]
+            assert sorted(state.load().profiles) == [1, 2, 4]
+            assert state.load().database_revision == revision + 1
+            await eventually(lambda: sorted(bacnet.network.applications) == [1, 2, 4], what="the BACnet device gone")
+            i_ams = await client.app.who_is(address=Address(f"{config.bacnet.network}:*"), timeout=1)
+            offset = config.bacnet.device_id_offset
+            assert sorted(i_am.iAmDeviceIdentifier[1] for i_am in i_ams) == [offset + a for a in (1, 2, 4)]
+            for _ in range(100):  # the SNMP index is built again off the event, in its own time
+                if "No Such Instance" in (await agent.tool("snmpget", instance(CURRENT_12, 3))).stdout:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("SNMP still serves the rows of the forgotten node")
+            gone = await tcp.read_holding_registers(CURRENT_12.register - 1, count=1, device_id=3)
+            assert gone.isError() and gone.exception_code == GATEWAY_TARGET_FAILED
+            await gateway.nodes.rescan()  # the meter still answers: found again
+            await eventually(lambda: bacnet.network is not None and sorted(bacnet.network.applications) == [1, 2, 3, 4],
+                             20, "the rescan finding node 3, and BACnet serving it")
+            assert sorted(state.load().profiles) == [1, 2, 3, 4]
+            back = await tcp.read_holding_registers(CURRENT_12.register - 1, count=1, device_id=3)
+            assert not back.isError()
+        finally:
+            tcp.close()
+            client.close()
+
+
+async def test_locked_mode_refuses_a_rescan(make_line, tmp_path) -> None:
+    line = make_line(1)
+    async with running(gateway_config(line, tmp_path)) as gateway:
+        await eventually(gateway.nodes.ready.is_set, 20, "discovery")
+    async with running(gateway_config(line, tmp_path, gateway={"operating_mode": "locked"})) as gateway:
+        await eventually(gateway.nodes.ready.is_set, 20, "the saved nodes")
+        with pytest.raises(ScanRefused, match="locked mode"):
+            await gateway.nodes.rescan()
 
 
 def test_a_transceiver_that_hears_itself_is_served_with_serial_echo(rig) -> None:

@@ -31,7 +31,15 @@ from gateway.bacnet.network import BacnetNetwork
 from gateway.config import BacnetSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import EventHub, NodeAdded, NodeOffline, NodeOnline, Subscription, ValueChanged
+from gateway.nodes.events import (
+    EventHub,
+    NodeAdded,
+    NodeOffline,
+    NodeOnline,
+    NodeRemoved,
+    Subscription,
+    ValueChanged,
+)
 from gateway.state import IdentityStore
 
 __all__ = ["BacnetBindError", "BacnetFace"]
@@ -66,7 +74,7 @@ class BacnetFace:
         check_bindable(settings.address, settings.port)
         self.listening.set()
         await nodes.wait_ready()
-        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded)
+        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
         try:
             speedups.install()
             fixes.count_failed_datagrams()

@@ -56,7 +56,7 @@ from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.shares import Shares
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 from gateway.state import DeviceOverride, IdentityStore, State
 from gateway.state_saves import StateSaves
 
@@ -187,6 +187,16 @@ class BacnetNetwork:
         self.applications[plan.address] = app
         self.devices[plan.address] = device
 
+    def _remove_node(self, address: int) -> None:
+        """A forgotten node's device leaves the virtual network: its subscriptions end, it answers no more."""
+        app = self.applications.pop(address)
+        del self.devices[address]
+        app.cancel_all_subscriptions()
+        self._cov_limits.apps.remove(app)
+        app.close()
+        for link_layer in app.link_layers.values():
+            link_layer.node.lan.remove_node(link_layer.node)
+
     def _virtual_port(self, instance: int, mac: int, network: int | None) -> VirtualPort:
         numbering: dict[str, Any] = (
             {"networkNumber": network, "networkNumberQuality": "configured"}
@@ -259,13 +269,18 @@ class BacnetNetwork:
             app.fast_reads = on
 
     def apply(self, event: Event) -> None:
-        """Show a node event on the node's objects; a node found later gets its device, announced."""
+        """Show a node event on the node's objects; a node found later gets its device, announced; a
+        forgotten one loses it."""
         if isinstance(event, NodeAdded):
             if event.address not in self.applications:
                 plan = plan_devices(self._settings, self._identities.state, [event.profile], self._nodes.pointmap)
                 self._add_node(plan.nodes[0])
                 self._show_revision()  # the node layer saved the node, and the revision with it
                 self.applications[event.address].i_am()
+        elif isinstance(event, NodeRemoved):
+            if event.address in self.applications:
+                self._remove_node(event.address)
+                self._show_revision()  # the node layer saved the state without it, and the revision
         elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
                 app.show(event.point.register)

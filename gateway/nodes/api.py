@@ -54,6 +54,14 @@ class NodeAPI(Protocol):
         """Write an engineering value, scaled the way the meter scales that point."""
         ...
 
+    async def forget(self, addresses: Sequence[int]) -> None:
+        """Stop polling and serving these nodes and remove them from the state file (``NodeRemoved``)."""
+        ...
+
+    async def rescan(self) -> None:
+        """Start a pass of the background scan of the unused addresses of ``serial.scan`` now."""
+        ...
+
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
         """A Modbus request PDU of any function to a node, in its turn on the line; the reply PDU."""
         ...

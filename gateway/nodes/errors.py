@@ -39,6 +39,10 @@ class OutOfRange(WriteRefused):
     pass
 
 
+class ScanRefused(NodeError):
+    """A rescan asked for where the gateway never scans (locked mode)."""
+
+
 class NodeUnavailable(NodeError):
     """The meter did not answer, or not validly; or it is offline or was not found by discovery."""
 

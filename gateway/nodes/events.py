@@ -74,6 +74,13 @@ class NodeAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeRemoved:
+    """A node a user forgot: no longer polled, saved or served (found again only if it answers a rescan)."""
+
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkFinding:
     """A gateway-level finding a face made that others may tell too: the BACnet network doctor
     found (or no longer finds) another party using the gateway's network number or a device ID."""
@@ -84,7 +91,8 @@ class NetworkFinding:
     cleared: bool  # False: found; True: gone again
 
 
-Event = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NetworkFinding
+Event = (ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved
+         | NetworkFinding)
 
 
 class Subscription:

@@ -41,10 +41,11 @@ from gateway.nodes.errors import (
     NodeUnavailable,
     NotWritable,
     OutOfRange,
+    ScanRefused,
     UnknownTarget,
     WriteRefused,
 )
-from gateway.nodes.events import EventHub, NodeAdded
+from gateway.nodes.events import EventHub, NodeAdded, NodeRemoved
 from gateway.nodes.link import NodeLink
 from gateway.nodes.modbus import malformed, read_registers, write_registers, written_registers
 from gateway.nodes.node import Node
@@ -73,6 +74,9 @@ class SavedProfiles(Protocol):
 
     def save_profiles(self, profiles: Sequence[NodeProfile]) -> None:
         """Add or replace these profiles; the others stay (a node is never forgotten by accident)."""
+
+    def forget_profiles(self, addresses: Iterable[int]) -> None:
+        """Remove the profiles of these nodes (a user forgot them)."""
 
     def held(self) -> AbstractContextManager[None]:
         """Hold the store for this process while the service runs (see ``bcpm-gateway forget``)."""
@@ -119,6 +123,7 @@ class NodeService:
                              slow_every=config.serial.slow_every)
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
         self._plans: dict[str, PollPlan] = {}  # by model
+        self._rescan_now = asyncio.Event()  # a user asked for a rescan pass (bound to the bus thread's loop)
         self._thread: LoopThread | None = None
 
     # --- on the bus thread ---
@@ -145,7 +150,7 @@ class NodeService:
                 await self._discover_until_a_meter_is_known()
             log.info("nodes ready", addresses=sorted(self.nodes), boards=boards(n.profile for n in self.nodes.values()))
             self.ready.set()
-            if self.config.gateway.operating_mode == "discovery" and self.config.serial.rescan_interval:
+            if self.config.gateway.operating_mode == "discovery":
                 group.create_task(self._rescan(self.config.serial.rescan_interval))
 
     async def _discover_until_a_meter_is_known(self) -> None:
@@ -182,17 +187,24 @@ class NodeService:
 
     async def _rescan(self, interval: float) -> None:
         """Find meters that appear later: the addresses of ``serial.scan`` no node holds, one probe
-        at a time, a full pass every `interval` seconds, but probes start no closer together than
-        their line time over RESCAN_SHARE, so polling keeps the rest of the line."""
+        at a time, a full pass every `interval` seconds (none when 0), but probes start no closer
+        together than their line time over RESCAN_SHARE, so polling keeps the rest of the line.
+        A pass a user asks for (``rescan``) starts at once and runs at that closest spacing."""
         probe = read_registers(IDENTITY.start, IDENTITY.count)
         line_time = (self.line.wire_time(len(probe) + 3) + self.line.wire_time(expected_reply_length(probe) or 0)
                      + self.config.serial.probe_timeout + 2 * self.line.silence)  # of a silent address
         while True:
+            asked = self._rescan_now.is_set()
+            self._rescan_now.clear()
             unused = [a for a in self.config.serial.scan if a not in self.nodes]
-            if not unused:
-                await asyncio.sleep(interval)
+            if not unused or not (asked or interval):
+                await self._pause(interval or None)
+                continue
+            spacing = line_time / RESCAN_SHARE if asked else max(interval / len(unused), line_time / RESCAN_SHARE)
+            if asked:
+                log.info("rescan asked for", addresses=len(unused))
             for address in unused:
-                next_start = time.monotonic() + max(interval / len(unused), line_time / RESCAN_SHARE)
+                next_start = time.monotonic() + spacing
                 await self.bus.wait_open()
                 try:
                     found = await identify(self.bus, address, self.config.serial.probe_timeout)
@@ -200,7 +212,33 @@ class NodeService:
                     continue
                 if found is not None and found.profile is not None and address not in self.nodes:
                     self._found([found.profile])
-                await asyncio.sleep(next_start - time.monotonic())
+                if await self._pause(next_start - time.monotonic()):
+                    break  # a user asked for a pass: it starts over now
+
+    async def _pause(self, seconds: float | None) -> bool:
+        """Sleep `seconds` (None: for ever) unless a rescan is asked for first; whether one was."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._rescan_now.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _ask_rescan(self) -> None:
+        if self.config.gateway.operating_mode != "discovery":
+            raise ScanRefused("locked mode serves exactly the saved nodes and never scans "
+                              "(gateway.operating_mode)")
+        self._rescan_now.set()
+
+    async def _forget(self, addresses: Sequence[int]) -> None:
+        unknown = sorted(set(addresses) - set(self.nodes))
+        if unknown:
+            raise UnknownTarget(f"no node known at {', '.join(map(str, unknown))}; nothing forgotten")
+        self.saved.forget_profiles(addresses)  # saved first: a failed save forgets nothing
+        # A new dict, not a changed one: faces on the main loop may be iterating the old one.
+        self.nodes = self.poller.nodes = {a: node for a, node in self.nodes.items() if a not in addresses}
+        log.info("nodes forgotten", addresses=sorted(set(addresses)), known=sorted(self.nodes))
+        self.publish([NodeRemoved(address) for address in sorted(set(addresses))])
 
     def _line_found(self, line: LineSettings) -> None:
         """``serial.baudrate = "auto"`` found the line settings: use them, and try them first next time."""
@@ -300,6 +338,21 @@ class NodeService:
     async def write(self, address: int, register: int, words: Sequence[int]) -> None:
         """Write raw registers of one point, checked against the point map, then read them back."""
         await self._on_bus_thread(self._write(address, register, list(words)))
+
+    async def forget(self, addresses: Sequence[int]) -> None:
+        """Stop polling and serving these nodes and remove them from the state file (``NodeRemoved``).
+
+        ``UnknownTarget`` when one is not known (then nothing is forgotten); a meter still on the
+        line is found again by the next rescan pass in discovery mode.
+        """
+        await self._on_bus_thread(self._forget(list(addresses)))
+
+    async def rescan(self) -> None:
+        """Start a pass of the background scan of the unused addresses of ``serial.scan`` now.
+
+        ``ScanRefused`` in locked mode. Meters it finds come as ``NodeAdded``.
+        """
+        await self._on_bus_thread(self._ask_rescan())
 
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
         """A Modbus request of any function, as a master sent it, to a node in its turn; its reply PDU.

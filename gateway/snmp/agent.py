@@ -26,6 +26,7 @@ from gateway.nodes.events import (
     NodeAdded,
     NodeOffline,
     NodeOnline,
+    NodeRemoved,
     Subscription,
 )
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write
@@ -59,7 +60,7 @@ class SnmpFace:
         sock = self._bind()
         # Subscribed before anything else waits, so that no event between start and serving is lost.
         events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline, NetworkFinding)
-        added = self.hub.subscribe(NodeAdded)
+        added = self.hub.subscribe(NodeAdded, NodeRemoved)
         try:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with
             # short timeouts on the bus thread. Requests meanwhile wait in the socket.
@@ -104,13 +105,13 @@ class SnmpFace:
 
     async def _follow_new_nodes(self, added: Subscription, layout: Layout, engine: SnmpEngine,
                                 controller: CacheController, counts: FastCounts) -> None:
-        """A meter found later gets its rows: the index (both paths read the controller's) is built
-        again with it, and swapped in."""
+        """A meter found later gets its rows, a forgotten one loses them: the index (both paths read
+        the controller's) is built again from the nodes known now, and swapped in."""
         async for _ in added:
             nodes = dict(self.nodes.nodes)
             controller.index = OidIndex([*layout_entries(layout, nodes),
                                          *standard_entries(engine, self.settings, counts)])
-            log.info("snmp serving new nodes", nodes=sorted(nodes), instances=len(controller.index))
+            log.info("snmp serving the nodes known now", nodes=sorted(nodes), instances=len(controller.index))
 
     def _bind(self) -> socket.socket:
         """Bind here, so that a taken or unknown address fails the face now, with its reason."""
