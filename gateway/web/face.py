@@ -4,10 +4,10 @@
     GET  /api/nodes  /api/nodes/{a}                   the same data as JSON (logged in)
     GET  /metrics                                     Prometheus text, no login, web.metrics_allow only
     GET  /login  POST /login  POST /logout
-    GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms (logged in, CSRF token)
+    GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms, forget, rescan (logged in, CSRF token)
 
 Everything is read from the node cache as it stands; nothing here waits on the bus, except an
-action's own write.
+action's own write (forget and rescan hop to the bus thread, but send nothing themselves).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -210,12 +210,23 @@ class WebFace:
         if action == "restart":
             return _html(pages.confirm("Restart the gateway? Every face stops and starts again; the meters are "
                                        "polled again within seconds.", "/actions/restart", {}, csrf, "/"))
+        if action == "rescan":
+            return _html(pages.confirm(
+                "Scan the addresses of serial.scan that no node holds now? Polling keeps at least 90 % of the "
+                "line meanwhile; meters found appear on every face.", "/actions/rescan", {}, csrf, "/"))
         address = _address(request.query.get("address", ""))
-        if action == "clear-alarms" and address in self.source.nodes:
+        if address not in self.source.nodes:
+            return None
+        if action == "clear-alarms":
             return _html(pages.confirm(
                 f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
                 "persists latch again.", "/actions/clear-alarms", {"address": str(address)}, csrf,
                 f"/nodes/{address}"))
+        if action == "forget":
+            return _html(pages.confirm(
+                f"Forget node {address}? It is no longer polled, its BACnet device, SNMP rows and Modbus TCP unit "
+                "go, and the state file drops it. A meter still on the line is found again by the next rescan.",
+                "/actions/forget", {"address": str(address)}, csrf, f"/nodes/{address}"))
         return None
 
     async def _act(self, action: str, request: Request, session: Session) -> Response:
@@ -225,18 +236,35 @@ class WebFace:
             self.source.restart()
             return _html(pages.outcome("Restarting", "The gateway is restarting; this page answers again in a "
                                        "few seconds.", "/", session.csrf, ok=True))
+        if action == "rescan":
+            return await self._attempt(request, session, "rescan the bus", self.source.rescan(),
+                                       "A rescan of the unused addresses runs now; meters found appear on the "
+                                       "Nodes page.", "/")
         address = _address(form.get("address", ""))
-        if action == "clear-alarms" and address is not None and address in self.source.nodes:
-            try:
-                await self.source.clear_latched_alarms(address)
-            except GatewayError as error:  # refused by the point map, or the meter did not answer
-                self._log_action(request, f"clear latched alarms of node {address}: failed: {error}")
-                return _html(pages.outcome("Not done", f"The meter did not take it: {error}",
-                                           f"/nodes/{address}", session.csrf, ok=False), 502)
-            self._log_action(request, f"clear latched alarms of node {address}")
-            return _html(pages.outcome("Done", f"Latched alarms of node {address} cleared; the next poll shows it.",
-                                       f"/nodes/{address}", session.csrf, ok=True))
+        if address is not None and address in self.source.nodes:
+            if action == "clear-alarms":
+                return await self._attempt(request, session, f"clear latched alarms of node {address}",
+                                           self.source.clear_latched_alarms(address),
+                                           f"Latched alarms of node {address} cleared; the next poll shows it.",
+                                           f"/nodes/{address}")
+            if action == "forget":
+                return await self._attempt(request, session, f"forget node {address}", self.source.forget(address),
+                                           f"Node {address} is forgotten: no longer polled, served or saved.",
+                                           "/nodes")
         return Response(404, b"no such action or node", "text/plain")
+
+    async def _attempt(self, request: Request, session: Session, what: str, work: Awaitable[None], done: str,
+                       back: str) -> Response:
+        """Run an action and log it; a refusal (point map, locked mode, a meter or line that did not
+        answer) is reported on the page, and the face goes on."""
+        try:
+            await work
+        except GatewayError as error:
+            self._log_action(request, f"{what}: failed: {error}")
+            return _html(pages.outcome("Not done", f"The gateway did not take it: {error}", back, session.csrf,
+                                       ok=False), 502)
+        self._log_action(request, what)
+        return _html(pages.outcome("Done", done, back, session.csrf, ok=True))
 
     def _log_action(self, request: Request, what: str) -> None:
         log.info("web action", action=what, client=request.client)

@@ -86,7 +86,8 @@ def overview(uptime_s: float, faces: list[FaceState], bus: dict[str, Any], findi
             + "<h2>Faces</h2>" + table(("Face", "Address", "State"), face_rows)
             + "<h2>RS-485 bus</h2>" + pairs(bus_rows)
             + "<h2>BACnet network doctor</h2>" + _findings(findings)
-            + "<h2>Actions</h2>" + action_button("/confirm/restart", "Restart the gateway"))
+            + "<h2>Actions</h2>" + action_button("/confirm/rescan", "Rescan the bus")
+            + action_button("/confirm/restart", "Restart the gateway"))
     return layout("Overview", body, csrf=csrf, logged_in=True)
 
 
@@ -119,6 +120,7 @@ def node(detail: dict[str, Any], csrf: str) -> str:
                      **{"class": "pairs"}) if items else "<p>None on this model.</p>"
 
     body = (summary + action_button(f'/confirm/clear-alarms?address={n["address"]}', "Clear latched alarms")
+            + action_button(f'/confirm/forget?address={n["address"]}', "Forget this node")
             + f'<section id="live" data-address="{n["address"]}">'
             + "<h2>Voltage</h2>" + values(detail["voltage"] + detail["voltage_alarms"])
             + "<h2>Channels</h2>" + channels

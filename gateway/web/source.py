@@ -1,7 +1,8 @@
 """Everything the web face reads from, or asks of, the rest of the gateway: in this one module.
 
 Reads come from the node cache and counters as they stand (never from the bus); the only actions
-are a validated write through the node service and the gateway's restart request. Values are
+are a validated write, forgetting a node and a rescan through the node service, and the gateway's
+restart request. Values are
 handed out as JSON-ready dictionaries, which the pages render and the API returns as they are.
 """
 
@@ -158,6 +159,14 @@ class Source:
     async def clear_latched_alarms(self, address: int) -> None:
         """Register 295 = 31010: the panel clears every latched alarm (checked like any write)."""
         await self._service.write(address, GLOBAL_RESET, [CLEAR_LATCHED])
+
+    async def forget(self, address: int) -> None:
+        """The node is no longer polled, served or saved (the node layer tells every face)."""
+        await self._service.forget([address])
+
+    async def rescan(self) -> None:
+        """A pass of the background scan of the unused addresses, now."""
+        await self._service.rescan()
 
 
 def value_of(point: Point, reading: Reading) -> dict[str, Any]:

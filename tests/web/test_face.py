@@ -17,6 +17,7 @@ from gateway.app import running, serve
 from gateway.errors import GatewayError, ListenError
 from gateway.nodes.events import NetworkFinding
 from gateway.pointmap import load
+from gateway.state import StateStore
 from gateway.web.tls import CERT_NAME, KEY_NAME, server_context, write_self_signed
 from tests.support import eventually, free_port, gateway_config
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, Endpoint
@@ -386,3 +387,63 @@ async def test_without_bacnet_the_doctor_is_shown_as_not_running(web_site) -> No
     client = await site.logged_in()
     async with client, client.get("/") as reply:
         assert "Not running (BACnet off" in await reply.text()
+
+
+async def confirmed(client: aiohttp.ClientSession, confirm: str) -> str:
+    """The CSRF token of an action's confirmation page."""
+    async with client.get(confirm) as reply:
+        assert reply.status == 200
+        return re.search(r'name="csrf" value="([^"]+)"', await reply.text())[1]
+
+
+async def test_forgetting_a_node_from_its_page_drops_it_from_the_gateway_and_the_state(web_site, tmp_path) -> None:
+    site = await web_site(1, sections={"serial": {"rescan_interval": 0}})  # no background pass finds it again
+    client = await site.logged_in()
+    async with client:
+        async with client.get("/nodes/2") as reply:
+            assert "/confirm/forget?address=2" in await reply.text()
+        csrf = await confirmed(client, "/confirm/forget?address=2")
+        async with client.post("/actions/forget", data={"csrf": "forged", "address": "2"}) as reply:
+            assert reply.status == 403
+        assert 2 in site.gateway.nodes.nodes
+        async with client.post("/actions/forget", data={"csrf": csrf, "address": "2"}) as reply:
+            assert reply.status == 200
+            assert "Node 2 is forgotten" in await reply.text()
+        assert sorted(site.gateway.nodes.nodes) == [1]
+        assert sorted(StateStore(tmp_path / "state.json").load().profiles) == [1]
+        async with client.get("/api/nodes/2") as reply:
+            assert reply.status == 404
+        async with client.get("/confirm/forget?address=2") as reply:
+            assert reply.status == 404
+        async with client.post("/actions/forget", data={"csrf": csrf, "address": "2"}) as reply:
+            assert reply.status == 404  # no such node any more: nothing done
+        async with client.get("/events") as reply:
+            assert "forget node 2" in await reply.text()
+
+
+async def test_a_rescan_from_the_overview_finds_a_meter_the_gateway_does_not_know(web_site) -> None:
+    site = await web_site(1, sections={"serial": {"rescan_interval": 0}})  # only a rescan asked for scans
+    await site.gateway.nodes.forget([2])
+    client = await site.logged_in()
+    async with client:
+        async with client.get("/") as reply:
+            assert "/confirm/rescan" in await reply.text()
+        csrf = await confirmed(client, "/confirm/rescan")
+        async with client.post("/actions/rescan", data={"csrf": csrf}) as reply:
+            assert reply.status == 200
+            assert "rescan of the unused addresses runs now" in await reply.text()
+        await eventually(lambda: 2 in site.gateway.nodes.nodes, what="the rescan finding node 2")
+        async with client.get("/events") as reply:
+            assert "rescan the bus" in await reply.text()
+
+
+async def test_a_rescan_is_refused_in_locked_mode_and_the_face_goes_on(web_site) -> None:
+    site = await web_site(1, sections={"gateway": {"operating_mode": "locked"}})
+    client = await site.logged_in()
+    async with client:
+        csrf = await confirmed(client, "/confirm/rescan")
+        async with client.post("/actions/rescan", data={"csrf": csrf}) as reply:
+            assert reply.status == 502
+            assert "locked mode" in await reply.text()
+        async with client.get("/events") as reply:
+            assert "rescan the bus: failed" in await reply.text()
