@@ -337,7 +337,9 @@ async def measure() -> dict[str, Any]:
             config = parse_config({
                 "gateway": {"state_file": str(Path(folder) / "state.json")},
                 "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": POLL_INTERVAL},
-                "bacnet": {"address": "127.0.0.1/8", "port": port},
+                # Every client of the bench is 127.0.0.1: bacnet.rate_limit raised out of the way, so
+                # the figure is the gateway's work per request, not the per-source share.
+                "bacnet": {"address": "127.0.0.1/8", "port": port, "rate_limit": 1000000},
                 "snmp": {"enabled": False}, "modbus_tcp": {"enabled": False},
             })
             async with running(config) as gateway:
