@@ -4,7 +4,7 @@ Data flows one way, meter -> bus -> node cache -> faces, and writes come back th
 Each package imports only those listed above it (checked by import-linter, see pyproject.toml):
 
     gateway.pointmap    what every register means (data)
-    gateway.bus         the one owner of the serial line, over a link (`RtuLink`, or one in memory)
+    gateway.bus         the one owner of the serial line, over a transport (`RtuTransport`, or one in memory)
     gateway.nodes       discovery, polling, the cache, events, validated writes; `api` for the faces
     gateway.state       the state file and the identity store (profiles, device names and IDs)
     gateway.bacnet      the faces, each independent of the others and of the bus:

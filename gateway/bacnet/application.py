@@ -70,7 +70,7 @@ from gateway.bacnet.fixes import (
     WritePropertyMultipleErrors,
 )
 from gateway.bacnet.ip_port import IPv4Port
-from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointLink, meter_object
+from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.reads import BoundedReads, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit, source_host
@@ -382,7 +382,7 @@ class NodeApplication(DeviceApplication):
         super().close()
 
     def _build(self, spec: ObjectSpec) -> MeterInput | MeterValue | MeterReset:
-        obj = meter_object(PointLink(self._nodes, self._node, spec, self._cov_increments))
+        obj = meter_object(PointBinding(self._nodes, self._node, spec, self._cov_increments))
         self.add_object(obj)
         self._pool.added(self, obj.objectIdentifier)
         return obj

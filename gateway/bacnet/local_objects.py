@@ -29,7 +29,7 @@ from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.node import Node
 
-__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointLink", "meter_object",
+__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointBinding", "meter_object",
            "real_value"]
 
 
@@ -61,7 +61,7 @@ def real_value(value: Any) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class PointLink:
+class PointBinding:
     """Where an object's value lives: one point of one node, read from the cache, written via
     the node service; and the COV_Increments clients wrote to the node's objects, which outlive
     a rebuilt object."""
@@ -95,18 +95,18 @@ class MeterObject(GuardedWrites):
     """What the AI and AV of a meter point share."""
 
     _cov_criteria = StatusFlagsCovCriteria
-    _link: PointLink
+    _binding: PointBinding
 
     def show(self) -> None:
         """Take Present_Value, Reliability and Event_State from the node cache (COV follows)."""
-        self.presentValue, self.reliability, self.eventState = self._link.state()
+        self.presentValue, self.reliability, self.eventState = self._binding.state()
 
     async def _write(self, name: str, value: Any) -> None:
         if name == "covIncrement":
             increment = real_value(value)
             if increment <= 0:
                 raise ExecutionError("property", "valueOutOfRange")
-            self.covIncrement = self._link.cov_increments[self._link.spec.point.register] = increment
+            self.covIncrement = self._binding.cov_increments[self._binding.spec.point.register] = increment
         else:
             await super()._write(name, value)
 
@@ -122,7 +122,7 @@ class MeterValue(MeterObject, AnalogValueObject):
             return
         wanted = real_value(value)
         try:
-            await self._link.write(wanted)
+            await self._binding.write(wanted)
         except GatewayError as error:
             # any host may try as often as it likes: counted, and logged once a minute
             peer_events("bacnet writes refused", "info").count(
@@ -136,10 +136,10 @@ class MeterValue(MeterObject, AnalogValueObject):
 class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
     """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
 
-    _link: PointLink
+    _binding: PointBinding
 
     def show(self) -> None:
-        self.reliability = "no-fault-detected" if self._link.node.health.online else "communication-failure"
+        self.reliability = "no-fault-detected" if self._binding.node.health.online else "communication-failure"
 
     async def _write(self, name: str, value: Any) -> None:
         if name != "presentValue":
@@ -147,34 +147,35 @@ class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
             return
         if isinstance(value, Null) or not isinstance(value, int):
             raise ExecutionError("property", "invalidDataType")
-        codes = self._link.spec.codes
+        codes = self._binding.spec.codes
         if not 1 <= value <= len(codes) + 1:
             raise ExecutionError("property", "valueOutOfRange")
         if value == 1:
             return  # "Ready": nothing to do
         try:
-            await self._link.reset(codes[value - 2])
+            await self._binding.reset(codes[value - 2])
         except GatewayError as error:
             peer_events("bacnet writes refused", "info").count(
                 str(self.objectIdentifier), f"reset code {codes[value - 2]}: {error}")
             raise write_error(error) from None
         # any host may ask as often as it likes: counted, and logged once a minute
-        peer_events("bacnet meter resets", "info").count(str(self.objectIdentifier), self._link.spec.states[value - 1])
+        state = self._binding.spec.states[value - 1]
+        peer_events("bacnet meter resets", "info").count(str(self.objectIdentifier), state)
 
 
-def meter_object(link: PointLink) -> MeterInput | MeterValue | MeterReset:
-    spec = link.spec
+def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
+    spec = binding.spec
     if spec.object_type == "multi-state-value":
         reset = MeterReset(objectIdentifier=(spec.object_type, spec.instance), objectName=spec.name,
                            description=spec.description, presentValue=1, numberOfStates=len(spec.states),
                            stateText=list(spec.states), eventState="normal", outOfService=False,
                            reliability="no-fault-detected")
-        reset._link = link
+        reset._binding = binding
         reset.show()
         return reset
     limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
     cls = MeterValue if spec.writable else MeterInput
-    value, reliability, event = link.state()
+    value, reliability, event = binding.state()
     obj = cls(
         objectIdentifier=(spec.object_type, spec.instance),
         objectName=spec.name,
@@ -185,8 +186,8 @@ def meter_object(link: PointLink) -> MeterInput | MeterValue | MeterReset:
         outOfService=False,
         units=spec.units,
         # Without a COV_Increment bacpypes3 raises on the first Present_Value change.
-        covIncrement=link.cov_increments.get(spec.point.register, spec.cov_increment),
+        covIncrement=binding.cov_increments.get(spec.point.register, spec.cov_increment),
         **{key: limit for key, limit in limits.items() if limit is not None},
     )
-    obj._link = link
+    obj._binding = binding
     return obj

@@ -3,7 +3,7 @@
 A BMS polls the same few properties of the same objects over and over, and they change at most
 once a poll cycle. `MeterEncodings` keeps, per analog meter object of a node, the encodings of the
 properties BMS front-ends poll (`SERVED`), made by bacpypes3's own encoders from the same state
-the object shows (`PointLink.state`), again only when that state changes; the object need not be
+the object shows (`PointBinding.state`), again only when that state changes; the object need not be
 built. `read_access_result` and `read_property_body` assemble them into the body of an RPM or RP
 answer, byte for byte what bacpypes3 would encode.
 
@@ -42,7 +42,7 @@ from bacpypes3.local.object import Object
 from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
 from bacpypes3.service.object import read_property_to_result_element
 
-from gateway.bacnet.local_objects import MeterInput, MeterValue, PointLink
+from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
 from gateway.bacnet.objects import ObjectSpec
 from gateway.logging import DropReport
 from gateway.nodes.api import NodeAPI
@@ -162,7 +162,7 @@ class MeterEncodings:
         return _status_flags(kind, reliability, event)
 
     def _current(self, objid: ObjectIdentifier, spec: ObjectSpec) -> _Shown:
-        value, reliability, event = PointLink(self._nodes, self._node, spec, self._cov_increments).state()
+        value, reliability, event = PointBinding(self._nodes, self._node, spec, self._cov_increments).state()
         state = (value, reliability, event, self._cov_increments.get(spec.point.register, spec.cov_increment))
         shown = self._shown.get(objid)
         if shown is None or shown.state != state:

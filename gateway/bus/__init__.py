@@ -6,7 +6,7 @@ reply PDU (function code and data) or a typed `BusError` comes out. Requests que
 line however busy pass-through is, see `POLL_SHARE`) and go on the line one at a time with RTU
 timing: t3.5 of silence before each frame, stale input flushed, replies matched to their request.
 
-    bus = Bus(LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E"))   # over an RtuLink
+    bus = Bus(LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E"))   # over an RtuTransport
     # on the bus's own thread:   asyncio.run(bus.serve())   (reopens a failed port with back-off)
     reply = await bus.transact(1, bytes.fromhex("0300000002"), Priority.POLL)
 """
@@ -20,10 +20,10 @@ from gateway.bus.errors import (
     NoResponse,
 )
 from gateway.bus.line import LineSettings, expected_reply_length
-from gateway.bus.link import Link, OnLost, OpenLink
-from gateway.bus.memory import MemoryLinks
-from gateway.bus.rtu import RtuLink
+from gateway.bus.memory import MemoryPort
+from gateway.bus.rtu import RtuTransport
 from gateway.bus.scheduler import POLL_SHARE, Bus, BusStats, Priority
+from gateway.bus.transport import OnLost, OpenTransport, Transport
 
 __all__ = [
     "POLL_SHARE",
@@ -35,12 +35,12 @@ __all__ = [
     "CorruptReply",
     "ExceptionReply",
     "LineSettings",
-    "Link",
-    "MemoryLinks",
+    "MemoryPort",
     "NoResponse",
     "OnLost",
-    "OpenLink",
+    "OpenTransport",
     "Priority",
-    "RtuLink",
+    "RtuTransport",
+    "Transport",
     "expected_reply_length",
 ]

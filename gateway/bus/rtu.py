@@ -1,6 +1,6 @@
-"""The Modbus RTU link: one request, one reply, with RTU timing, over a pyserial-asyncio port.
+"""The Modbus RTU transport: one request, one reply, with RTU timing, over a pyserial-asyncio port.
 
-`RtuLink` is an asyncio Protocol on the serial transport. It keeps the line's clock (when the
+`RtuTransport` is an asyncio Protocol on the serial transport. It keeps the line's clock (when the
 last byte was seen in either direction), so every request starts after t3.5 of silence, and it
 makes sure a reply belongs to the request just sent: stale input is flushed before sending,
 bytes that arrive before our frame can have left the wire are dropped, and the reply's unit,
@@ -9,9 +9,9 @@ lengths come from pymodbus's `FramerRTU`. For RS-485 hardware it can switch the 
 (the UART's RS-485 mode, or RTS raised around each frame) and check the echo of each request from
 a transceiver that hears itself.
 
-    link = await RtuLink.open(LineSettings("/dev/ttyUSB0"), on_lost=print)
-    reply = await link.transact(1, bytes.fromhex("0300000002"), timeout=0.2)   # b"\\x03\\x04..."
-    await link.close()
+    transport = await RtuTransport.open(LineSettings("/dev/ttyUSB0"), on_lost=print)
+    reply = await transport.transact(1, bytes.fromhex("0300000002"), timeout=0.2)   # b"\\x03\\x04..."
+    await transport.close()
 
 One transaction at a time: the scheduler in `gateway.bus.scheduler` guarantees that.
 """
@@ -59,8 +59,8 @@ class _Expected:
         return self.request[0]
 
 
-class RtuLink(asyncio.Protocol):
-    """The RTU master's end of the serial line. Create it with `RtuLink.open`."""
+class RtuTransport(asyncio.Protocol):
+    """The RTU master's end of the serial line. Create it with `RtuTransport.open`."""
 
     def __init__(self, settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -81,16 +81,16 @@ class RtuLink(asyncio.Protocol):
         self.stale_bytes = 0
 
     @classmethod
-    async def open(cls, settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> RtuLink:
+    async def open(cls, settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> RtuTransport:
         """Open the port on the running loop; `on_lost` hears when the port fails or closes.
 
         Raises BusClosed with the operating system's reason when the port cannot be opened.
         """
-        link = cls(settings, on_lost)
+        rtu = cls(settings, on_lost)
         try:
             await serial_asyncio.create_serial_connection(
                 asyncio.get_running_loop(),
-                lambda: link,
+                lambda: rtu,
                 settings.port,
                 baudrate=settings.baudrate,
                 parity=settings.parity,
@@ -103,11 +103,11 @@ class RtuLink(asyncio.Protocol):
             raise BusClosed(f"cannot open {settings.port} at {settings.baudrate} baud, "
                             f"8{settings.parity}{settings.stopbits}: {exc.args[-1]}") from exc
         # create_serial_connection only schedules connection_made.
-        await link._made
-        link._direction_control()
-        await link._quiet_line()
+        await rtu._made
+        rtu._direction_control()
+        await rtu._quiet_line()
         _log.info("bus.port_open", port=settings.port, baudrate=settings.baudrate)
-        return link
+        return rtu
 
     async def close(self) -> None:
         """Close the port, dropping anything not yet sent, and wait until it is closed."""

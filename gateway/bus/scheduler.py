@@ -2,7 +2,7 @@
 
 Writes go first and discovery last; pass-through and polling share the line (see `POLL_SHARE`).
 
-The line itself is a `Link` the bus opens (`RtuLink` by default, see `gateway.bus.link`), and
+The line itself is a `Transport` the bus opens (`RtuTransport` by default, see `gateway.bus.transport`), and
 opens again when it fails. `Bus.serve()` runs on its own event loop, normally on a thread of its
 own, so that busy loops elsewhere (BACnet, SNMP) cannot stretch RTU timing. Requests come from
 any thread or loop and go back as futures:
@@ -42,8 +42,8 @@ from gateway.bus.errors import (
     NoResponse,
 )
 from gateway.bus.line import LineSettings
-from gateway.bus.link import Link, OpenLink
-from gateway.bus.rtu import RtuLink
+from gateway.bus.rtu import RtuTransport
+from gateway.bus.transport import OpenTransport, Transport
 from gateway.modbus import MAX_PDU, MAX_UNIT
 
 _log = structlog.get_logger("gateway.bus")
@@ -102,9 +102,9 @@ class Bus:
     happens on the loop that runs `serve`.
     """
 
-    def __init__(self, settings: LineSettings, open_link: OpenLink = RtuLink.open) -> None:
+    def __init__(self, settings: LineSettings, open_transport: OpenTransport = RtuTransport.open) -> None:
         self.settings = settings
-        self._open_link = open_link
+        self._open_transport = open_transport
         self.ready = threading.Event()
         self._stats = BusStats()
         # Guards the queue and the serving state, which other threads touch in submit().
@@ -212,7 +212,7 @@ class Bus:
             while True:
                 wake = asyncio.Event()
                 try:
-                    link = await self._open_link(self.settings, _waker(wake))
+                    transport = await self._open_transport(self.settings, _waker(wake))
                 except BusClosed as exc:
                     self._shut(str(exc))
                     if not reported:
@@ -224,7 +224,7 @@ class Bus:
                     continue
                 pause, reported = REOPEN_START, False
                 try:
-                    await self._serve_link(link, wake)
+                    await self._serve_transport(transport, wake)
                 except BusClosed as exc:
                     _log.warning("bus.port_lost", port=self.settings.port, reason=str(exc),
                                  retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
@@ -253,8 +253,8 @@ class Bus:
             await asyncio.gather(self._serving, return_exceptions=True)
             self._serving = None
 
-    async def _serve_link(self, link: Link, wake: asyncio.Event) -> None:
-        """Run transactions on one open link until it fails (BusClosed) or serve() is cancelled."""
+    async def _serve_transport(self, transport: Transport, wake: asyncio.Event) -> None:
+        """Run transactions on one open transport until it fails (BusClosed) or serve() is cancelled."""
         with self._lock:
             self._loop, self._wake = asyncio.get_running_loop(), wake
         self._stale_before = self._stats.stale_bytes
@@ -263,27 +263,27 @@ class Bus:
         self._open.set()
         reason = "bus stopped"
         try:
-            await self._run(link, wake)
+            await self._run(transport, wake)
         except BusClosed as exc:
             reason = str(exc)
             raise
         finally:
             self._open.clear()
             self._shut(reason)
-            await link.close()
+            await transport.close()
             _log.info("bus.closed", port=self.settings.port, reason=reason)
 
-    async def _run(self, link: Link, wake: asyncio.Event) -> None:
+    async def _run(self, transport: Transport, wake: asyncio.Event) -> None:
         while True:
-            request = await self._next(link, wake)
+            request = await self._next(transport, wake)
             # False when the caller cancelled before the request went on the line.
             if request.future.set_running_or_notify_cancel():
-                await self._execute(link, request)
+                await self._execute(transport, request)
 
-    async def _next(self, link: Link, wake: asyncio.Event) -> _Request:
+    async def _next(self, transport: Transport, wake: asyncio.Event) -> _Request:
         while True:
-            if link.failure is not None:
-                raise link.failure
+            if transport.failure is not None:
+                raise transport.failure
             with self._lock:
                 if self._queued:
                     return self._pop()
@@ -306,25 +306,25 @@ class Bus:
         self._queued -= 1
         return self._queues[priority].popleft()
 
-    async def _execute(self, link: Link, request: _Request) -> None:
+    async def _execute(self, transport: Transport, request: _Request) -> None:
         started = time.monotonic()
         try:
-            reply = await link.transact(request.unit, request.pdu, request.timeout)
+            reply = await transport.transact(request.unit, request.pdu, request.timeout)
         except BusError as exc:
-            self._record(link, started, exc)
+            self._record(transport, started, exc)
             request.future.set_exception(exc)
             if isinstance(exc, BusClosed):
                 raise
         except BaseException:
             stopped = BusClosed("bus stopped during the transaction")
-            self._record(link, started, stopped)
+            self._record(transport, started, stopped)
             request.future.set_exception(stopped)
             raise
         else:
-            self._record(link, started, reply)
+            self._record(transport, started, reply)
             request.future.set_result(reply)
 
-    def _record(self, link: Link, started: float, outcome: bytes | BusError) -> None:
+    def _record(self, transport: Transport, started: float, outcome: bytes | BusError) -> None:
         """Count one transaction; a broadcast's b"" is not a reply."""
         stats = self._stats
         self._stats = replace(
@@ -334,7 +334,7 @@ class Bus:
             timeouts=stats.timeouts + isinstance(outcome, NoResponse),
             corrupt=stats.corrupt + isinstance(outcome, CorruptReply),
             exceptions=stats.exceptions + isinstance(outcome, ExceptionReply),
-            stale_bytes=self._stale_before + link.stale_bytes,
+            stale_bytes=self._stale_before + transport.stale_bytes,
             busy_seconds=stats.busy_seconds + time.monotonic() - started,
         )
 
@@ -355,5 +355,5 @@ class Bus:
 
 
 def _waker(wake: asyncio.Event) -> Callable[[BusClosed], None]:
-    """The link's on_lost: wake the serving loop, which then finds the link's failure."""
+    """The transport's on_lost: wake the serving loop, which then finds the transport's failure."""
     return lambda _: wake.set()

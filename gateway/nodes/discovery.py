@@ -24,11 +24,11 @@ from gateway.bus import (
     CorruptReply,
     ExceptionReply,
     LineSettings,
-    Link,
     NoResponse,
     OnLost,
-    OpenLink,
+    OpenTransport,
     Priority,
+    Transport,
 )
 from gateway.bus.line import PARITIES
 from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers, registers_of, slave_id_text
@@ -158,58 +158,58 @@ def line_candidates(base: LineSettings, first: tuple[int, str] | None = None) ->
 
 
 class LineFinder:
-    """An `OpenLink` that opens the port at the line settings the meters answer at.
+    """An `OpenTransport` that opens the port at the line settings the meters answer at.
 
     At the first open, each of `line_candidates` (`first` before the others) is opened in turn and
-    `addresses` are probed one by one until something answers: that link is kept and `found`
+    `addresses` are probed one by one until something answers: that transport is kept and `found`
     hears its settings. Settings the port refuses are skipped. When the port refuses them all (a
     port that is missing) or nothing answers at any, the open fails with BusClosed and the bus
     tries again later, with back-off. Once found, the settings are kept for every later open.
     """
 
-    def __init__(self, open_link: OpenLink, addresses: Sequence[int], timeout: float,
+    def __init__(self, open_transport: OpenTransport, addresses: Sequence[int], timeout: float,
                  found: Callable[[LineSettings], None], first: tuple[int, str] | None = None) -> None:
-        self._open_link = open_link
+        self._open_transport = open_transport
         self._addresses = addresses
         self._timeout = timeout
         self._found = found
         self._first = first
         self._line: LineSettings | None = None
 
-    async def __call__(self, settings: LineSettings, on_lost: OnLost) -> Link:
+    async def __call__(self, settings: LineSettings, on_lost: OnLost) -> Transport:
         if self._line is not None:
-            return await self._open_link(self._line, on_lost)
+            return await self._open_transport(self._line, on_lost)
         candidates = line_candidates(settings, self._first)
         refused: list[BusClosed] = []
         for line in candidates:
             try:
-                link = await self._open_link(line, on_lost)
+                transport = await self._open_transport(line, on_lost)
             except BusClosed as error:
                 refused.append(error)
                 continue
             try:
-                answered = await _anything_answers(link, self._addresses, self._timeout)
+                answered = await _anything_answers(transport, self._addresses, self._timeout)
             except BaseException:
-                await link.close()
+                await transport.close()
                 raise
             if answered:
                 self._line = line
                 self._found(line)
-                return link
-            await link.close()
+                return transport
+            await transport.close()
         if len(refused) == len(candidates):
             raise refused[0]
         tried = ", ".join(f"{line.baudrate} 8{line.parity}{line.stopbits}" for line in candidates)
         raise BusClosed(f"no meter answers on {settings.port} at {tried}")
 
 
-async def _anything_answers(link: Link, addresses: Iterable[int], timeout: float) -> bool:
+async def _anything_answers(transport: Transport, addresses: Iterable[int], timeout: float) -> bool:
     """Whether any of `addresses` answers the identity read with a frame that checks (a reply or
     an exception): a wrong rate or parity gives silence or garbage."""
     probe = read_registers(IDENTITY.start, IDENTITY.count)
     for address in addresses:
         try:
-            await link.transact(address, probe, timeout)
+            await transport.transact(address, probe, timeout)
         except (NoResponse, CorruptReply):
             continue
         except ExceptionReply:

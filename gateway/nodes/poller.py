@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.bus import BusClosed, BusError, CorruptReply, LineSettings, NoResponse
-from gateway.nodes.link import NodeLink
+from gateway.nodes.client import NodeClient
 from gateway.nodes.node import PROBE_BACKOFF_START, Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
 
@@ -39,9 +39,9 @@ class CycleReport:
 
 
 class Poller:
-    def __init__(self, link: NodeLink, nodes: Mapping[int, Node], line: LineSettings, *, interval: float,
+    def __init__(self, client: NodeClient, nodes: Mapping[int, Node], line: LineSettings, *, interval: float,
                  slow_every: int) -> None:
-        self.link = link
+        self.client = client
         self.nodes = nodes
         self.line = line
         self.interval = interval
@@ -51,7 +51,7 @@ class Poller:
         self._unprocessed: set[tuple[int, int]] = set()  # (address, start) of reads that failed in our code
 
     async def run(self) -> None:
-        bus = self.link.bus
+        bus = self.client.bus
         while True:
             if not bus.ready.is_set():
                 await self._wait_for_the_line()
@@ -72,19 +72,19 @@ class Poller:
                     planned.extend(reads)
                     group.create_task(self._poll(node, reads))
                 elif now >= node.health.next_probe:
-                    group.create_task(self.link.probe(node))
+                    group.create_task(self.client.probe(node))
         wire = sum(self.line.wire_time(REQUEST_BYTES + REPLY_OVERHEAD_BYTES + 2 * r.count) for r in planned)
         return CycleReport(time.monotonic() - started, len(planned), sum(r.count for r in planned), wire)
 
     async def _wait_for_the_line(self) -> None:
         """Until the bus has the port open. While it is missing or failed (not merely being opened
         at start), every node is offline; once it is back, every node is probed at once."""
-        bus = self.link.bus
+        bus = self.client.bus
         while not bus.ready.is_set():
             if bus.line_down:
                 for node in self.nodes.values():
                     if node.health.online:
-                        self.link.line_lost(node)
+                        self.client.line_lost(node)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bus.wait_open(), LINE_CHECK)
         for node in self.nodes.values():
@@ -104,7 +104,7 @@ class Poller:
     async def _poll(self, node: Node, reads: tuple[Read, ...]) -> None:
         for read in reads:
             try:
-                await self.link.read(node, read)
+                await self.client.read(node, read)
             except BusClosed:
                 return  # the line is down: the next cycle waits for it
             except (NoResponse, CorruptReply) as error:

@@ -25,14 +25,15 @@ from gateway.bus import (
     BusOverloaded,
     ExceptionReply,
     LineSettings,
-    OpenLink,
+    OpenTransport,
     Priority,
-    RtuLink,
+    RtuTransport,
     expected_reply_length,
 )
 from gateway.config import Config
 from gateway.modbus import ILLEGAL_DATA_VALUE
 from gateway.nodes.api import NodeStatistics
+from gateway.nodes.client import NodeClient
 from gateway.nodes.discovery import AUTO_LINES, IDENTITY, LineFinder, boards, identify, scan
 from gateway.nodes.errors import (
     LineUnavailable,
@@ -46,7 +47,6 @@ from gateway.nodes.errors import (
     WriteRefused,
 )
 from gateway.nodes.events import EventHub, NodeAdded, NodeRemoved
-from gateway.nodes.link import NodeLink
 from gateway.nodes.modbus import malformed, read_registers, write_registers, written_registers
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, PollPlan, Read, poll_plan
@@ -104,7 +104,7 @@ def line_cost(line: LineSettings) -> LineCost:
 
 class NodeService:
     def __init__(self, config: Config, saved: SavedProfiles, hub: EventHub, pointmap: PointMap | None = None,
-                 open_link: OpenLink = RtuLink.open) -> None:
+                 open_transport: OpenTransport = RtuTransport.open) -> None:
         self.config = config
         self.saved = saved
         self.pointmap = pointmap or load()
@@ -112,14 +112,14 @@ class NodeService:
         if config.serial.baudrate == "auto":
             known = [profile.address for profile in saved.saved_profiles()]
             scanned = [] if config.gateway.operating_mode == "locked" else config.serial.scan
-            open_link = LineFinder(open_link, known + [a for a in scanned if a not in known],
+            open_transport = LineFinder(open_transport, known + [a for a in scanned if a not in known],
                                    config.serial.probe_timeout, self._line_found, first=saved.saved_line())
-        self.bus = Bus(self.line, open_link)
+        self.bus = Bus(self.line, open_transport)
         self.nodes: dict[int, Node] = {}
         self.publish = hub.publish
-        self.link = NodeLink(self.bus, retries=config.serial.retries, offline_after=config.serial.offline_after,
+        self.client = NodeClient(self.bus, retries=config.serial.retries, offline_after=config.serial.offline_after,
                              probe_timeout=config.serial.probe_timeout, publish=hub.publish)
-        self.poller = Poller(self.link, self.nodes, self.line, interval=config.serial.poll_interval,
+        self.poller = Poller(self.client, self.nodes, self.line, interval=config.serial.poll_interval,
                              slow_every=config.serial.slow_every)
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
         self._plans: dict[str, PollPlan] = {}  # by model
@@ -269,7 +269,7 @@ class NodeService:
 
     async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
         node, point = self._check_write(address, register, words)
-        await self.link.transact(node, write_registers(register, words), Priority.WRITE)
+        await self.client.transact(node, write_registers(register, words), Priority.WRITE)
         # The cache follows what the meter now holds (an alarm status keeps its non-latching bits).
         await self._read_back(node, Read(register, point.count), Priority.WRITE)
 
@@ -296,7 +296,7 @@ class NodeService:
         A failed read-back does not undo the write: the next poll catches up.
         """
         try:
-            await self.link.read(node, read, priority)
+            await self.client.read(node, read, priority)
         except BusError as error:
             log.info("read-back after a write failed", address=node.address, register=read.start, error=str(error))
 

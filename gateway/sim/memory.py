@@ -1,12 +1,12 @@
 """Simulated boards for a bus without a pty: requests in, reply PDUs out, at memory speed.
 
-`gateway.bus.memory.MemoryLinks` puts this under a `Bus` (the simulator itself knows nothing of
+`gateway.bus.memory.MemoryPort` puts this under a `Bus` (the simulator itself knows nothing of
 the bus), so everything above the bus runs against simulated meters without a serial port:
 
     line = MemoryLine([Board(1)])
-    bus = Bus(LineSettings("memory"), open_link=MemoryLinks(line))
+    bus = Bus(LineSettings("memory"), open_transport=MemoryPort(line))
     line.vanish(2)       # panel 2 stops answering
-    line.unplug()        # the adapter is gone: the open link fails, and opening it fails too
+    line.unplug()        # the adapter is gone: the open transport fails, and opening it fails too
 
 The boards hear only a master at their baud rate and the line's parity, as on a wire.
 """

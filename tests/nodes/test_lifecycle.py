@@ -1,6 +1,6 @@
-"""The node service through the in-memory link: known nodes kept, late meters, a vanishing port.
+"""The node service through the in-memory transport: known nodes kept, late meters, a vanishing port.
 
-No pty here: the bus drives simulated panels through a memory link (gateway.bus.memory), so these run at
+No pty here: the bus drives simulated panels through a memory transport (gateway.bus.memory), so these run at
 memory speed. The same points are checked end to end, on a pty with the gateway as a process,
 in tests/test_lifecycle.py.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bus import BusClosed, MemoryLinks, Priority
+from gateway.bus import BusClosed, MemoryPort, Priority
 from gateway.config import parse_config
 from gateway.nodes.cache import Quality
 from gateway.nodes.events import EventHub, NodeAdded, NodeOffline, NodeOnline
@@ -37,7 +37,7 @@ class Services:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.tasks: dict[NodeService, asyncio.Task[None]] = {}
-        self.links: dict[NodeService, MemoryLinks] = {}
+        self.ports: dict[NodeService, MemoryPort] = {}
 
     async def start(self, line: MemoryLine, mode: str = "discovery", *, wait: bool = True,
                     hub: EventHub | None = None, rescan_interval: float = 0,
@@ -48,9 +48,9 @@ class Services:
                        "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval, **serial},
         })
         hub = hub or EventHub(asyncio.get_running_loop())
-        links = MemoryLinks(line, emulate_wire=emulate_wire)
-        service = NodeService(config, IdentityStore(StateStore(config.gateway.state_file)), hub, PM, links)
-        self.links[service] = links
+        port = MemoryPort(line, emulate_wire=emulate_wire)
+        service = NodeService(config, IdentityStore(StateStore(config.gateway.state_file)), hub, PM, port)
+        self.ports[service] = port
         task = self.tasks[service] = asyncio.create_task(service.run())
         if wait:
             await eventually(lambda: service.ready.is_set() or task.done(), what="the nodes known")
@@ -124,7 +124,7 @@ async def test_a_vanishing_port_takes_every_node_offline_and_back(services) -> N
     line.plug()
     assert {await events.get(), await events.get()} == {NodeOnline(1), NodeOnline(2)}
     await eventually(lambda: service.nodes[1].cache.reading(CURRENT_1).quality is Quality.GOOD, what="fresh again")
-    assert services.links[service].opened == 2
+    assert services.ports[service].opened == 2
 
 
 async def test_a_port_missing_at_start_is_the_same_case(services, tmp_path) -> None:
@@ -143,7 +143,7 @@ async def test_discovery_waits_for_a_port_missing_at_start(services, tmp_path) -
     line.unplug()
     service = await services.start(line, wait=False)
     await asyncio.sleep(0.2)
-    assert not service.ready.is_set() and services.links[service].opened == 0
+    assert not service.ready.is_set() and services.ports[service].opened == 0
     line.plug()
     await eventually(service.ready.is_set, timeout=5, what="discovery once the port opens")
     assert sorted(service.nodes) == [1, 2]

@@ -1,6 +1,6 @@
 """Talking to one node through the bus: retries, health, and the online/offline transitions.
 
-Every transaction with a node (poll, probe, write, read-back) goes through ``NodeLink`` so that the
+Every transaction with a node (poll, probe, write, read-back) goes through ``NodeClient`` so that the
 node's health is judged from all of them in one place. Runs on the bus thread.
 """
 
@@ -26,7 +26,9 @@ log = structlog.get_logger(__name__)
 Publish = Callable[[Iterable[Event]], None]
 
 
-class NodeLink:
+class NodeClient:
+    """The node layer's Modbus client: transactions with nodes over the bus, judging their health."""
+
     def __init__(self, bus: Bus, *, retries: int, offline_after: int, probe_timeout: float, publish: Publish) -> None:
         self.bus = bus
         self.retries = retries

@@ -1,12 +1,12 @@
-"""The seam under the bus: a link carries one transaction at a time to the slaves and back.
+"""The seam under the bus: a transport carries one transaction at a time to the slaves and back.
 
-`Bus` owns the queue and the order; a link owns the medium. `RtuLink` is the serial line;
-`MemoryLink` (gateway.bus.memory) hands requests straight to slaves in memory, such as the
+`Bus` owns the queue and the order; a transport owns the medium. `RtuTransport` is the serial line;
+`MemoryTransport` (gateway.bus.memory) hands requests straight to slaves in memory, such as the
 simulated panels of `gateway.sim.MemoryLine` (with or without wire time), so everything above
 the bus can be tested without a pty, as httpx tests with a mock transport.
 
-    bus = Bus(settings, open_link=RtuLink.open)                        # the default
-    bus = Bus(settings, open_link=MemoryLinks(MemoryLine(boards)))     # simulated panels, no port
+    bus = Bus(settings, open_transport=RtuTransport.open)                        # the default
+    bus = Bus(settings, open_transport=MemoryPort(MemoryLine(boards)))     # simulated panels, no port
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gateway.bus.errors import BusClosed
 from gateway.bus.line import LineSettings
 
 
-class Link(Protocol):
+class Transport(Protocol):
     """An open medium to the slaves; one transaction at a time (the bus guarantees that)."""
 
     failure: BusClosed | None  # set once the medium has failed or closed
@@ -35,8 +35,8 @@ class Link(Protocol):
 
 
 OnLost = Callable[[BusClosed], None]
-OpenLink = Callable[[LineSettings, OnLost], Awaitable[Link]]
-"""Opens a link on the running loop; raises BusClosed when the medium cannot be opened.
+OpenTransport = Callable[[LineSettings, OnLost], Awaitable[Transport]]
+"""Opens a transport on the running loop; raises BusClosed when the medium cannot be opened.
 
-The callback hears when an open link fails or closes.
+The callback hears when an open transport fails or closes.
 """
