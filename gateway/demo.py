@@ -22,7 +22,7 @@ from gateway.logging import configure_logging
 from gateway.pointmap import load as load_pointmap
 from gateway.sim import Board, SimulatedLine
 from gateway.sim.load import SWING_EVERY, SWING_HOLD, SWING_START, Load
-from gateway.snmp.tree import default_layout
+from gateway.snmp.placement import default_layout
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,8 @@ import socket
 
 from gateway.bacnet.objects import av_instances
 from gateway.pointmap import load
-from gateway.snmp.tree import BASE, default_layout
+from gateway.snmp.placement import default_layout
+from gateway.snmp.tree import BASE
 from tests.bacnet.client import Client, free_udp_port, reported
 from tests.snmp.netsnmp import dotted, run_async, varbinds
 from tests.snmp.rig import TrapReceiver, instance

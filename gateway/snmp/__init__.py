@@ -1,6 +1,8 @@
 """SNMP face: a v2c agent serving the node cache under the BCPME's enterprise branch, with traps.
 
-    gateway.snmp.tree           the OID tree, generated from the point map (pure)
+    gateway.snmp.tree           the OID tree's OIDs and types: branches, tables, columns, the layout (pure)
+    gateway.snmp.placement      which point lands in which table and column, in what units; builds the layout
+    gateway.snmp.prose          the MIB's descriptions of columns, made from their points (pure)
     gateway.snmp.mib            the MIB module text, written from the tree (pure)
     gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK; their varbinds' BER
     gateway.snmp.readers        index entries bound to node caches, health and engine counters

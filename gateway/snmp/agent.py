@@ -34,10 +34,11 @@ from gateway.snmp.fast import FastResponder
 from gateway.snmp.gate import Gate
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
+from gateway.snmp.placement import default_layout
 from gateway.snmp.readers import FastCounts, layout_entries, standard_entries
 from gateway.snmp.responders import BulkResponder, DeferredSetResponder, max_varbind_bytes
 from gateway.snmp.transport import GuardedUdpTransport
-from gateway.snmp.tree import BASE, Layout, default_layout
+from gateway.snmp.tree import BASE, Layout
 
 log = structlog.get_logger(__name__)
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections.abc import Iterable, Iterator
 
+from gateway.snmp.placement import default_layout
 from gateway.snmp.tree import (
     BASE,
     CONFORMANCE,
@@ -22,7 +23,6 @@ from gateway.snmp.tree import (
     MaxAccess,
     Smi,
     Table,
-    default_layout,
 )
 
 MODULE = "BCPM-GATEWAY-MIB"

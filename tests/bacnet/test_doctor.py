@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.snmp.tree import default_layout
+from gateway.snmp.placement import default_layout
 from tests.bacnet.js_client import js_command
 from tests.bacnet.netns import Process, Site, site_of
 from tests.bacnet.test_routed import start_gateway

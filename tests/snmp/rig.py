@@ -15,7 +15,7 @@ from gateway.app import Gateway
 from gateway.pointmap import Point
 from gateway.sim import SimulatedLine
 from gateway.snmp import SnmpFace
-from gateway.snmp.tree import default_layout
+from gateway.snmp.placement import default_layout
 from tests.snmp.netsnmp import dotted, environment, run_async, tool
 from tests.support import free_port
 

@@ -9,7 +9,8 @@ import socket
 
 from gateway.pointmap import load
 from gateway.sim import Faults
-from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE, default_layout
+from gateway.snmp.placement import default_layout
+from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE
 from tests.snmp.netsnmp import dotted, run_async, varbinds
 from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE, instance
 from tests.support import eventually

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway.snmp.mib import render
-from gateway.snmp.tree import BASE, default_layout
+from gateway.snmp.placement import default_layout
+from gateway.snmp.tree import BASE
 from tests.snmp.netsnmp import IETF_MIBS, MIB_FILE, dotted, run, varbinds
 from tests.support import eventually
 

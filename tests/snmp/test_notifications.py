@@ -11,7 +11,8 @@ from gateway.nodes.cache import UNREAD
 from gateway.nodes.events import AlarmChanged, NetworkFinding, NodeOffline, NodeOnline, ValueChanged
 from gateway.pointmap import load
 from gateway.snmp.notifications import TokenBucket, traps_for
-from gateway.snmp.tree import BASE, default_layout
+from gateway.snmp.placement import default_layout
+from gateway.snmp.tree import BASE
 from tests.snmp.netsnmp import dotted, varbinds
 from tests.snmp.rig import STANDARD_INSTANCES, TRAP, instance
 from tests.support import eventually

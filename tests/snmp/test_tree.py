@@ -7,15 +7,14 @@ from collections import Counter
 import pytest
 
 from gateway.pointmap import load
+from gateway.snmp.placement import build_layout, exclusion
 from gateway.snmp.tree import (
     ADVANCED_FEATURES_OID,
     BASE,
     Branch,
     MaxAccess,
     Smi,
-    build_layout,
     descriptor_ok,
-    exclusion,
 )
 
 PM = load()
