@@ -18,7 +18,9 @@ optionally a BBMD or a foreign device.
     foreign.py        the foreign-device link layer (registers, renews, reports its state)
     ip_port.py        the router's BACnet/IP port in its mode: normal, BBMD or foreign device
     errors.py         failed meter writes -> BACnet errors
-    network.py        the router and node applications of a running gateway
+    building.py       making the router and node applications, on one virtual network
+    identities.py     device names and IDs while running: checked unique, saved; Database_Revision
+    network.py        running them: start, node events, the doctor's questions, close
     face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
 """
 

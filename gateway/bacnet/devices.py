@@ -92,7 +92,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
 
 
 class NodeIdentities(Protocol):
-    """Who checks and saves a new node identity (the network, which knows every device)."""
+    """Who checks and saves a new node identity (`identities.DeviceIdentities`, which knows every device)."""
 
     async def rename(self, device: NodeDevice, name: str) -> None: ...
 

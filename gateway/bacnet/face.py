@@ -1,8 +1,10 @@
 """The BACnet/IP face: serves the router and the meter devices until cancelled.
 
 It checks that its address and port can be listened on (and, as a BBMD, reads its table), says
-it is listening, waits for the node service to know its nodes, builds the devices from the plan
-(`identity.plan_devices`), announces them, then follows the node events: every value change,
+it is listening, waits for the node service to know its nodes, plans the devices
+(`identity.plan_devices`), wires the network that runs them (`network.py`) to the builder that makes
+them (`building.py`) and the identities that check and save their names and IDs (`identities.py`),
+announces them, then follows the node events: every value change,
 node loss and return shows on the objects, and COV notifications follow from there. An event
 that cannot be shown is logged and the face goes on; if the event queue overflowed, every
 object is refreshed from the cache.
@@ -24,8 +26,10 @@ import structlog
 
 from gateway.bacnet import fixes, speedups
 from gateway.bacnet.bdt import BdtEntry, BdtError, load_bdt
+from gateway.bacnet.building import DeviceBuilder
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.doctor import Doctor
+from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
 from gateway.config import BacnetSettings
@@ -82,7 +86,9 @@ class BacnetFace:
             profiles = [node.profile for node in nodes.nodes.values()]
             plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
-            self.network = BacnetNetwork(plan, settings, nodes, self._identities, clock, restart=self._restart,
+            identities = DeviceIdentities(self._identities)
+            builder = DeviceBuilder(plan, settings, nodes, identities, clock)
+            self.network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=self._restart,
                                          bdt=self._bdt)
             try:
                 await self.network.start()

@@ -1,0 +1,115 @@
+"""The identities of the gateway's BACnet devices while it runs (`identity.py` plans them at start).
+
+A node device's new name or ID is checked against every device of the gateway (names and IDs are
+unique among them, and a name within its own device too) and saved before it is acknowledged; a
+router setting (AV1, AV2) is saved; every device shows the saved Database_Revision.
+
+    identities = DeviceIdentities(store)
+    identities.add_router(device)             # as the builder makes the devices (`building.py`)
+    identities.add_node(device, app)
+    await identities.rename(device, "Panel 3")  # a NodeDevice's WriteProperty of Object_Name
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from bacpypes3.errors import ExecutionError
+
+from gateway.bacnet.application import NodeApplication
+from gateway.bacnet.devices import GatewayDevice, NodeDevice
+from gateway.bacnet.identity import RouterSetting
+from gateway.config import MAX_DEVICE_INSTANCE
+from gateway.state import DeviceOverride, IdentityStore, State
+from gateway.state_saves import StateSaves
+
+__all__ = ["DeviceIdentities"]
+
+
+class DeviceIdentities:
+    """Checks and saves the identities of the devices added to it (the `NodeIdentities` of node devices)."""
+
+    def __init__(self, store: IdentityStore) -> None:
+        self._store = store
+        self._lock = asyncio.Lock()
+        self._saves = StateSaves(store.update)  # writes that come together share one fsync
+        self._router: GatewayDevice | None = None
+        self._nodes: dict[int, tuple[NodeDevice, NodeApplication]] = {}  # by Modbus address
+
+    @property
+    def state(self) -> State:
+        """The saved identities (overrides, router settings, Database_Revision)."""
+        return self._store.state
+
+    def add_router(self, device: GatewayDevice) -> None:
+        self._router = device
+
+    def add_node(self, device: NodeDevice, app: NodeApplication) -> None:
+        device._identities = self
+        self._nodes[device._address] = device, app
+
+    def remove_node(self, address: int) -> None:
+        del self._nodes[address]
+
+    def instances(self) -> set[int]:
+        """The device instances of the gateway's devices."""
+        return {device.objectIdentifier[1] for device in self._all_devices()}
+
+    async def rename(self, device: NodeDevice, name: str) -> None:
+        async with self._lock:  # check and assign as one: two writes may interleave
+            if (any(other is not device and str(other.objectName) == name for other in self._all_devices())
+                    or self._nodes[device._address][1].names(name, device)):  # unique within the device too
+                raise ExecutionError("property", "duplicateName")
+            saved = self._save_override(device._address, object_name=name)
+            old, device.objectName = str(device.objectName), name  # so the next write's check sees it
+        try:
+            await saved  # acknowledged once on disk
+        except BaseException:
+            if str(device.objectName) == name:  # not renamed again meanwhile
+                device.objectName = old
+            raise
+        self.show_revision()
+
+    async def renumber(self, device: NodeDevice, instance: int) -> None:
+        if instance not in range(MAX_DEVICE_INSTANCE):  # the top one is the wildcard
+            raise ExecutionError("property", "valueOutOfRange")
+        async with self._lock:
+            if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
+                raise ExecutionError("property", "duplicateObjectId")
+            saved = self._save_override(device._address, object_instance=instance)
+            old, device.objectIdentifier = device.objectIdentifier, ("device", instance)
+        try:
+            await saved
+        except BaseException:
+            if device.objectIdentifier[1] == instance:
+                device.objectIdentifier = old
+            raise
+        self.show_revision()
+        app = self._nodes[device._address][1]
+        if app.communicating():
+            app.i_am()  # a BMS that bound the old ID learns the new one
+
+    async def save_setting(self, setting: RouterSetting, value: int) -> None:
+        """Save a router setting (applied at the next restart)."""
+        await self._saves.save(lambda state: state.with_router(**{setting.key: value}))
+        self.show_revision()
+
+    def show_revision(self) -> None:
+        """Every device shows the saved Database_Revision: `State` raises it in the save of a change."""
+        for device in self._all_devices():
+            device.databaseRevision = self._store.state.database_revision
+
+    def _all_devices(self) -> Iterator[GatewayDevice]:
+        if self._router is not None:
+            yield self._router
+        for device, _ in self._nodes.values():
+            yield device
+
+    def _save_override(self, address: int, **fields: Any) -> asyncio.Future[None]:
+        def change(state: State) -> State:
+            return state.with_override(address, replace(state.overrides.get(address, DeviceOverride()), **fields))
+
+        return self._saves.save(change)
