@@ -87,7 +87,7 @@ async def measure() -> dict[str, Any]:
             runs = []
             for request, masters in RUNS:
                 bus_before = gateway.nodes.bus.stats.transactions
-                # Pass-through skips the nodes' links, so their count is the poller's alone.
+                # Pass-through skips the NodeClient, so the nodes' transaction counts are the poller's alone.
                 polls_before = sum(node.health.transactions for node in nodes)
                 done_before = len(face.finished)
                 results: multiprocessing.Queue = multiprocessing.Queue()
