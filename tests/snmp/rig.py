@@ -43,9 +43,11 @@ class Agent:
     def target(self) -> str:
         return f"udp:127.0.0.1:{self.port}"
 
-    async def tool(self, name: str, *args: str, community: str = READ) -> subprocess.CompletedProcess[str]:
-        """A net-snmp tool against the agent: v2c, numeric OIDs, 2 s timeout and one retry."""
-        return await run_async(self.folder, name, "-v2c", "-c", community, "-On", "-t", "2", "-r", "1",
+    async def tool(self, name: str, *args: str, community: str = READ,
+                   timeout: float = 2) -> subprocess.CompletedProcess[str]:
+        """A net-snmp tool against the agent: v2c, numeric OIDs, `timeout` seconds and one retry.
+        Where no answer is expected, a short timeout and a counter of what the agent dropped."""
+        return await run_async(self.folder, name, "-v2c", "-c", community, "-On", "-t", str(timeout), "-r", "1",
                                self.target, *args)
 
     def all_values_present(self) -> bool:

@@ -116,18 +116,20 @@ async def test_sets_the_meter_cannot_take_are_refused_with_the_matching_error(sn
 async def test_without_a_write_community_nothing_can_be_set(snmp_agent) -> None:
     agent = await snmp_agent(1, write_community="")
     assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200")) == "noAccess"
-    refused = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=WRITE)
+    refused = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=WRITE, timeout=0.3)
     assert "Timeout" in refused.stderr
+    [counted] = varbinds((await agent.tool("snmpget", SNMP_IN_BAD_COMMUNITY_NAMES)).stdout)
+    assert counted.number == 2  # dropped unanswered, not just slow: the set and its retry
     assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
 
 
 async def test_a_wrong_community_gets_no_answer_and_is_counted(snmp_agent) -> None:
     agent = await snmp_agent(1)
     for community in ("wrong", TRAP):  # the trap community only signs traps
-        result = await agent.tool("snmpget", SYS_DESCR, community=community)
+        result = await agent.tool("snmpget", SYS_DESCR, community=community, timeout=0.3)
         assert result.returncode != 0 and "Timeout" in result.stderr
     [counted] = varbinds((await agent.tool("snmpget", SNMP_IN_BAD_COMMUNITY_NAMES)).stdout)
-    assert counted.number == 4  # two requests, each sent twice (one retry)
+    assert counted.number == 4  # two requests, each sent twice (one retry), dropped unanswered, not just slow
 
 
 async def test_the_documented_oid_is_advanced_features_of_the_lowest_panel(snmp_agent) -> None:
