@@ -9,8 +9,8 @@ import pytest
 
 from gateway.app import Gateway, running
 from gateway.config import Config
-from gateway.sim import Board, SimulatedLine
-from tests.support import TEST_BAUDRATE, eventually
+from gateway.sim import SimulatedLine
+from tests.support import discovered, simulated_line
 
 
 @pytest.fixture
@@ -18,10 +18,8 @@ def make_line() -> Iterator[Callable[..., SimulatedLine]]:
     """Start simulated boards at the given primary addresses; stopped after the test."""
     lines: list[SimulatedLine] = []
 
-    def make(*primaries: int, model: str = "A", emulate_wire: bool = False, **options: Any) -> SimulatedLine:
-        boards = [Board(primary, model=model, baudrate=TEST_BAUDRATE) for primary in primaries]
-        line = SimulatedLine(boards, baudrate=TEST_BAUDRATE, turnaround=0.001, emulate_wire=emulate_wire, seed=1,
-                             **options)
+    def make(*primaries: int, **options: Any) -> SimulatedLine:
+        line = simulated_line(*primaries, **options)
         line.start()
         lines.append(line)
         return line
@@ -40,10 +38,7 @@ async def start_gateway() -> AsyncIterator[Callable[[Config], Any]]:
         context = running(config)
         gateway = await context.__aenter__()
         stack.append(context)
-        await eventually(lambda: gateway.nodes.ready.is_set() or gateway.thread.done, 20, "discovery")
-        if gateway.thread.done:
-            await gateway.thread.wait()  # raises what stopped the bus thread
-        return gateway
+        return await discovered(gateway)
 
     yield start
     for context in reversed(stack):

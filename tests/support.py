@@ -12,10 +12,26 @@ from typing import Any
 
 import pytest
 
+from gateway.app import Gateway
 from gateway.config import Config, merge_config, parse_config
-from gateway.sim import SimulatedLine
+from gateway.sim import Board, SimulatedLine
 
 TEST_BAUDRATE = 115200
+
+
+def simulated_line(*primaries: int, model: str = "A", emulate_wire: bool = False, **options: Any) -> SimulatedLine:
+    """Simulated boards at the given primary addresses at the test baud rate, not started yet."""
+    boards = [Board(primary, model=model, baudrate=TEST_BAUDRATE) for primary in primaries]
+    return SimulatedLine(boards, baudrate=TEST_BAUDRATE, turnaround=0.001, emulate_wire=emulate_wire, seed=1,
+                         **options)
+
+
+async def discovered(gateway: Gateway) -> Gateway:
+    """The gateway once its nodes are known; what stopped its bus thread, if that came first."""
+    await eventually(lambda: gateway.nodes.ready.is_set() or gateway.thread.done, 20, "discovery")
+    if gateway.thread.done:
+        await gateway.thread.wait()  # raises what stopped the bus thread
+    return gateway
 
 
 def _test_settings(line: SimulatedLine, tmp_path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
