@@ -16,7 +16,7 @@ memory growth at most 10 MB, log at most 1 KB/s, loop lag at most 100 ms, and at
 legitimate requests served on every face not under attack.
 
     python bench/hostile.py                       # every attack, 5 s each, about 3 minutes
-    python bench/hostile.py --seconds 1           # a short round (the test suite runs one)
+    python bench/hostile.py --seconds 1 --quiet 1 # a short round (the test suite runs one)
     python bench/hostile.py --attack who_is_flood # one attack (repeat --attack for several)
 """
 
@@ -63,7 +63,7 @@ BAUDRATE = 115200
 LEGITIMATE = "127.0.0.2"  # the legitimate clients' host; every attack comes from 127.0.0.1
 PROBE_EVERY = 0.05
 PROBE_TIMEOUT = 1.0
-QUIET = 2.0  # seconds of probing before and after each attack
+QUIET = 2.0  # seconds of probing before and after each attack (by default)
 LAG_TICK = 0.01
 TARGETS = {"memory_growth_mb": 10.0, "log_bytes_per_s": 1024.0, "loop_lag_ms": 100.0, "share_elsewhere": 0.95}
 
@@ -520,7 +520,7 @@ ATTACKS: dict[str, tuple[str, Callable[[Target, float], dict[str, Any]]]] = {
 # --- the run -------------------------------------------------------------------------------------
 
 
-async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: float,
+async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: float, quiet: float,
                   pool: ProcessPoolExecutor) -> dict[str, Any]:
     face, attack = ATTACKS[name]
     served = {each: Served() for each in ("bacnet", "snmp", "modbus_tcp")}
@@ -549,7 +549,7 @@ async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: floa
     ]
     try:
         recovered = await _settle(beat)
-        await asyncio.sleep(QUIET)
+        await asyncio.sleep(quiet)
         phase = "during"
         memory_before = resident_kib(target.pid)
         log_before = log.stat().st_size
@@ -561,11 +561,11 @@ async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: floa
             outcome = {"attack_failed": repr(error)}
         attacked = time.monotonic() - started
         phase = "after"
-        await asyncio.sleep(QUIET)
+        await asyncio.sleep(quiet)
         sampler.cancel()
         lag_ms = worst_lag * 1000
         logged = _read_from(log, log_before)
-        log_rate = len(logged) / (attacked + QUIET)
+        log_rate = len(logged) / (attacked + quiet)
         memory_after = resident_kib(target.pid)
     finally:
         for probe in probes:
@@ -631,7 +631,7 @@ def _missed(result: dict[str, Any]) -> list[str]:
     return missed
 
 
-async def run(names: list[str], seconds: float) -> dict[str, Any]:
+async def run(names: list[str], seconds: float, quiet: float = QUIET) -> dict[str, Any]:
     """Each attack against a gateway of its own, so that what one leaves behind (a full table,
     a backlog) does not count against the next."""
     results = []
@@ -639,7 +639,7 @@ async def run(names: list[str], seconds: float) -> dict[str, Any]:
         for attack in names:
             print(f"hostile: {attack}", file=sys.stderr)
             with tempfile.TemporaryDirectory() as name, gateway(Path(name)) as (target, log, beat, process):
-                result = await _attack(attack, target, log, beat, seconds, pool)
+                result = await _attack(attack, target, log, beat, seconds, quiet, pool)
                 result["gateway_alive_afterwards"] = process.is_alive()
                 errors = [line for line in log.read_text(errors="replace").splitlines()
                           if '"level": "error"' in line or '"level": "critical"' in line or '"exception"' in line]
@@ -647,16 +647,17 @@ async def run(names: list[str], seconds: float) -> dict[str, Any]:
                 if errors:
                     result["first_error"] = errors[0][:3000]
             results.append(result)
-    return {"benchmark": "hostile", "seconds_per_attack": seconds, "probe_every_s": PROBE_EVERY,
+    return {"benchmark": "hostile", "seconds_per_attack": seconds, "quiet_s": quiet, "probe_every_s": PROBE_EVERY,
             "probe_timeout_s": PROBE_TIMEOUT, "targets": TARGETS, "attacks": results}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each attack")
+    parser.add_argument("--quiet", type=float, default=QUIET, help="seconds of probing before and after each")
     parser.add_argument("--attack", action="append", choices=sorted(ATTACKS), help="attacks to run (default all)")
     args = parser.parse_args()
-    json.dump(asyncio.run(run(args.attack or list(ATTACKS), args.seconds)), sys.stdout, indent=2)
+    json.dump(asyncio.run(run(args.attack or list(ATTACKS), args.seconds, args.quiet)), sys.stdout, indent=2)
     print()
 
 
