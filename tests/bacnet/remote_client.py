@@ -6,6 +6,7 @@ It runs the steps in order and prints one JSON array with a result per step:
 
     {"op": "whoIs", "seconds": 2}          -> [[device instance, "source address"], ...]: a global Who-Is
     {"op": "listen", "seconds": 5}         -> ["source address", ...] of the Who-Is broadcasts it heard
+                                              (with "until": "source address", sooner once that one answered)
     {"op": "readBDT", "bbmd": "ip:port"}   -> ["ip:port mask m", ...], {"nak": code} or null (no answer)
     {"op": "readFDT", "bbmd": "ip:port"}   -> [["ip:port", ttl, remaining], ...], {"nak": code} or null
     {"op": "writeBDT", "bbmd": "ip:port"}  -> {"nak": code} or "ok"
@@ -42,8 +43,10 @@ class ListeningApplication(Application):
     heard: list[str]
 
     async def do_WhoIsRequest(self, apdu: WhoIsRequest) -> None:
-        self.heard.append(str(apdu.pduSource))
-        await super().do_WhoIsRequest(apdu)
+        try:
+            await super().do_WhoIsRequest(apdu)
+        finally:  # noted once answered: a listener that stops on it has sent its I-Am
+            self.heard.append(str(apdu.pduSource))
 
 
 async def run(program: dict[str, Any]) -> list[Any]:
@@ -77,7 +80,9 @@ async def _step(app: ListeningApplication, bvll: BVLLServiceElement, step: dict[
         found = await app.who_is(timeout=step["seconds"])
         return [[i_am.iAmDeviceIdentifier[1], str(i_am.pduSource)] for i_am in found]
     if op == "listen":
-        await asyncio.sleep(step["seconds"])
+        deadline = asyncio.get_running_loop().time() + step["seconds"]
+        while step.get("until") not in app.heard and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         return app.heard
     bbmd = IPv4Address(step["bbmd"])
     try:

@@ -87,9 +87,10 @@ async def bacpypes(site: Site, host: str, *steps: dict[str, Any], port: int = BA
     return json.loads(await site.run(host, *remote_client(host, list(steps), port, options)))
 
 
-async def listening(site: Site, host: str, instance: int, port: int = BACNET, **options: Any) -> Process:
-    """A bacpypes3 client on `host` that notes the Who-Is it hears (and answers it) for 8 s."""
-    client = await site.start(host, *remote_client(host, [{"op": "listen", "seconds": 8}], port,
+async def listening(site: Site, host: str, instance: int, until: str, port: int = BACNET, **options: Any) -> Process:
+    """A bacpypes3 client on `host` that notes the Who-Is it hears (and answers it) for 8 s, or
+    until it has answered one from `until`."""
+    client = await site.start(host, *remote_client(host, [{"op": "listen", "seconds": 8, "until": until}], port,
                                                    {"instance": instance, **options}))
     await client.wait_for(lambda: "ready" in client.stderr, 30, "listening client")
     return client
@@ -121,7 +122,7 @@ def js_devices(found: list[dict[str, Any]]) -> list[tuple[int, int | None, list[
 
 async def test_a_who_is_on_the_far_subnet_crosses_the_bbmd_pair_and_the_router_and_every_node_answer(
         site: Site, bbmd_pair) -> None:
-    near = await listening(site, "near", NEAR_INSTANCE)
+    near = await listening(site, "near", NEAR_INSTANCE, until=FAR)
     [found] = await bacpypes(site, "far", {"op": "whoIs", "seconds": 3})
     assert sorted(found) == [*GATEWAY_DEVICES, [PEER_INSTANCE, PEER], [NEAR_INSTANCE, NEAR]]
     # The gateway also re-broadcast the Who-Is its peer forwarded on its own subnet.
@@ -162,7 +163,7 @@ async def test_read_bdt_answers_the_files_table_and_write_bdt_is_refused(site: S
 async def test_a_foreign_device_on_the_far_subnet_registers_shows_in_read_fdt_and_finds_every_device(
         site: Site, bbmd_pair) -> None:
     gateway = f"{GW}:{BACNET}"
-    near = await listening(site, "near", NEAR_INSTANCE)
+    near = await listening(site, "near", NEAR_INSTANCE, until=f"{FAR}:{FOREIGN_PORT}")
     table, found = await bacpypes(site, "far", {"op": "readFDT", "bbmd": gateway}, {"op": "whoIs", "seconds": 3},
                                   port=FOREIGN_PORT, foreign={"bbmd": gateway, "ttl": 60})
     [(address, ttl, remaining)] = table
@@ -174,7 +175,8 @@ async def test_a_foreign_device_on_the_far_subnet_registers_shows_in_read_fdt_an
 
 async def test_broadcasts_on_the_gateways_subnet_reach_its_foreign_devices(site: Site, bbmd_pair) -> None:
     gateway = f"{GW}:{BACNET}"
-    device = await listening(site, "far", FOREIGN_INSTANCE, port=FOREIGN_PORT, foreign={"bbmd": gateway, "ttl": 60})
+    device = await listening(site, "far", FOREIGN_INSTANCE, until=NEAR, port=FOREIGN_PORT,
+                             foreign={"bbmd": gateway, "ttl": 60})
     [found] = await bacpypes(site, "near", {"op": "whoIs", "seconds": 3})
     assert [FOREIGN_INSTANCE, f"{FAR}:{FOREIGN_PORT}"] in found
     assert NEAR in await heard_by(device)
