@@ -32,8 +32,13 @@ def wpm(*objects: tuple[int, int, list[tuple[int, float]]]) -> dict[str, Any]:
         for kind, instance, properties in objects]}
 
 
+def confirmed(target: dict[str, Any] | None, request: dict[str, Any], wait_ms: int = 3000) -> dict[str, Any]:
+    """The client's step that sends `request` to `target` and gives the answer, if any came in `wait_ms`."""
+    return {"op": "confirmed", "target": target, "request": request, "waitMs": wait_ms}
+
+
 async def ask(port: int, target: dict[str, Any] | None, request: dict[str, Any], wait_ms: int = 3000) -> dict[str, Any]:
-    [result] = await bacnet_js(port, {"op": "confirmed", "target": target, "request": request, "waitMs": wait_ms})
+    [result] = await bacnet_js(port, confirmed(target, request, wait_ms))
     return result
 
 

@@ -14,7 +14,7 @@ from gateway.bacnet.application import RESTART_DELAY
 from gateway.pointmap import load
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.bacnet.js_client import bacnet_js
-from tests.bacnet.test_conformance import ANALOG_VALUE, PRESENT_VALUE, ask, meter, wpm
+from tests.bacnet.test_conformance import ANALOG_VALUE, PRESENT_VALUE, ask, confirmed, meter, wpm
 
 SECURITY, PASSWORD_FAILURE = 4, 26
 PROPERTY, WRITE_ACCESS_DENIED = 2, 40
@@ -65,16 +65,24 @@ async def test_without_a_configured_password_dcc_and_reinitialize_are_refused(ba
 
 async def test_dcc_disable_silences_one_device_until_enabled_again(guarded_gateway) -> None:
     gateway, _ = guarded_gateway
-    port = gateway.config.bacnet.port
-    assert await ask(port, meter(1), dcc(DISABLE, "guess")) == {
+    # One client process for the whole exchange, each step after the last one's answer.
+    guessed, disabled, silent, other, found, enabled, talking = await bacnet_js(
+        gateway.config.bacnet.port,
+        confirmed(meter(1), dcc(DISABLE, "guess")),
+        confirmed(meter(1), dcc(DISABLE, "secret", minutes=5)),
+        confirmed(meter(1), read_name(50001), wait_ms=1500),
+        confirmed(meter(2), read_name(50002)),
+        {"op": "whoIs", "waitMs": 1500},
+        confirmed(meter(1), dcc(ENABLE, "secret")),
+        confirmed(meter(1), read_name(50001)))
+    assert guessed == {
         "pdu": "error", "service": 17, "nested": False, "errorClass": SECURITY, "errorCode": PASSWORD_FAILURE}
-    assert await ask(port, meter(1), dcc(DISABLE, "secret", minutes=5)) == {"pdu": "simpleAck", "service": 17}
-    assert await ask(port, meter(1), read_name(50001), wait_ms=1500) == {"pdu": "none"}
-    assert (await ask(port, meter(2), read_name(50002)))["pdu"] == "complexAck"  # the others go on
-    [found] = await bacnet_js(port, {"op": "whoIs", "waitMs": 1500})
+    assert disabled == {"pdu": "simpleAck", "service": 17}
+    assert silent == {"pdu": "none"}
+    assert other["pdu"] == "complexAck"  # the others go on
     assert sorted(device["deviceId"] for device in found) == [50000, 50002]
-    assert await ask(port, meter(1), dcc(ENABLE, "secret")) == {"pdu": "simpleAck", "service": 17}
-    assert (await ask(port, meter(1), read_name(50001)))["pdu"] == "complexAck"
+    assert enabled == {"pdu": "simpleAck", "service": 17}
+    assert talking["pdu"] == "complexAck"
 
 
 async def test_a_disabled_router_still_routes_to_the_meters(guarded_gateway) -> None:
