@@ -315,7 +315,9 @@ async function main() {
     }
   }
   client.close();
-  process.stdout.write(JSON.stringify(results) + '\n');
+  // Exit once the results are out: the library's transport keeps each broadcast it sent for 10 s (a timer,
+  // to know its own echo), which would keep the process that long after a Who-Is.
+  process.stdout.write(JSON.stringify(results) + '\n', () => process.exit(0));
 }
 
 main().catch((error) => {
