@@ -9,6 +9,7 @@ value (nor a 32-bit value made of two reads) and never trips over a resized dict
 from __future__ import annotations
 
 import enum
+import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,16 +47,14 @@ class NodeCache:
     """Raw registers and decoded readings of one node."""
 
     def __init__(self, pointmap: PointMap, model: str, plan: PollPlan) -> None:
+        # Only the values are the node's own: what depends on the model alone (its points, the
+        # registers its plan reads) is shared by every node of the model.
         self._pointmap = pointmap
+        self._model = model
         self._points = pointmap.for_model(model)
-        self.readings: dict[int, Reading] = {p.register: UNREAD for p in self._points}
+        self.readings: dict[int, Reading] = dict.fromkeys(_registers(self._points), UNREAD)
         # Raw registers as (word, wall-clock time read); keys fixed to what the plan reads.
-        self._words: dict[int, tuple[int, float] | None] = {r: None for read in plan.reads for r in read.registers}
-        self._served = frozenset(self._points)
-        self._scaled_by: dict[int, list[Point]] = {}  # scale register -> the points it scales
-        for point in self._points:
-            if point.scale_register is not None:
-                self._scaled_by.setdefault(point.scale_register, []).append(point)
+        self._words: dict[int, tuple[int, float] | None] = dict.fromkeys(_plan_registers(plan))
         self._touched_by_read: dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]] = {}
 
     def tracks(self, register: int) -> bool:
@@ -119,10 +118,11 @@ class NodeCache:
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)
-            covered = {point for register in registers if (point := self._pointmap.point_at(register)) is not None}
-            scaled = {point for register in registers for point in self._scaled_by.get(register, ())} - covered
+            covered = {point for register in registers if (point := self._pointmap.point_at(register)) is not None
+                       and self._model in point.models}
+            scaled = {point for point in self._points if point.scale_register in registers} - covered
             by_register = operator.attrgetter("register")
-            touched = tuple(sorted(covered & self._served, key=by_register)), tuple(sorted(scaled, key=by_register))
+            touched = tuple(sorted(covered, key=by_register)), tuple(sorted(scaled, key=by_register))
             if len(self._touched_by_read) < MAX_READ_SHAPES:
                 self._touched_by_read[start, count] = touched
         return touched
@@ -152,6 +152,17 @@ class NodeCache:
                 self.readings[point.register] = new
                 changes[point] = (old, new)
         return changes
+
+
+@functools.cache
+def _registers(points: tuple[Point, ...]) -> tuple[int, ...]:
+    return tuple(point.register for point in points)
+
+
+@functools.cache
+def _plan_registers(plan: PollPlan) -> tuple[int, ...]:
+    """The registers a plan reads: one set of int objects for every node that follows the plan."""
+    return tuple(register for read in plan.reads for register in read.registers)
 
 
 def _word(words: dict[int, tuple[int, float] | None], register: int | None) -> int | None:

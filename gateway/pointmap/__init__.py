@@ -211,7 +211,15 @@ class PointMap:
         raise KeyError(f"no point {key!r} group={group} channel={channel} phase={phase}")
 
     def for_model(self, model: str) -> tuple[Point, ...]:
-        return tuple(p for p in self.points if model in p.models)
+        """The points of a model: one tuple per model, shared by its nodes."""
+        found = self._by_model.get(model)
+        if found is None:
+            found = self._by_model[model] = tuple(p for p in self.points if model in p.models)
+        return found
+
+    @functools.cached_property
+    def _by_model(self) -> dict[str, tuple[Point, ...]]:
+        return {}
 
     @functools.cached_property
     def scale_registers(self) -> frozenset[int]:
