@@ -37,51 +37,109 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    oid: Oid
-    read: Reader
     object_oid: Oid  # the OID of the object (column or scalar) this is an instance of
+    suffix: Oid  # the instance's own part: its OID is object_oid + suffix
+    read: Reader
     target: Target | None = None  # set on writable instances
+
+    @property
+    def oid(self) -> Oid:
+        return self.object_oid + self.suffix
 
 
 class OidIndex:
+    """Kept by object, as the tree is: each object's OID once, and the suffixes of its instances,
+    one tuple of them shared by every object with the same rows (every column of a table, for the
+    same nodes). Per instance only its reader and what it last served are kept, so a node adds
+    about 0.1 KB per instance, not the ~0.4 KB an OID tuple, an entry and a dictionary slot each
+    would take. Positions number the instances in OID order, objects never nesting."""
+
     def __init__(self, entries: Iterable[Entry]) -> None:
-        ordered = sorted(entries, key=lambda entry: entry.oid)
-        self.oids: list[Oid] = [entry.oid for entry in ordered]
-        self._positions = {oid: at for at, oid in enumerate(self.oids)}
-        if len(self._positions) != len(self.oids):
-            raise ValueError("two entries share an OID")
-        self._entries = ordered
-        self.readers = [entry.read for entry in ordered]
-        self._objects = {entry.object_oid for entry in ordered}
-        count = len(ordered)
+        by_object: dict[Oid, list[Entry]] = {}
+        for entry in entries:
+            by_object.setdefault(entry.object_oid, []).append(entry)
+        self._objects: list[Oid] = sorted(by_object)
+        for before, after in zip(self._objects, self._objects[1:]):
+            if after[:len(before)] == before:
+                raise ValueError(f"object {after} is inside object {before}")
+        rows: dict[tuple[Oid, ...], tuple[Oid, ...]] = {}
+        names: dict[Oid, Oid] = {}
+        self._suffixes: list[tuple[Oid, ...]] = []
+        self._starts: list[int] = []  # each object's first position, then the count of instances
+        self.readers: list[Reader] = []
+        self._targets: dict[int, Target] = {}
+        for object_oid in self._objects:
+            ordered = sorted(by_object[object_oid], key=lambda entry: entry.suffix)
+            suffixes = tuple(names.setdefault(entry.suffix, entry.suffix) for entry in ordered)
+            if any(a == b for a, b in zip(suffixes, suffixes[1:])):
+                raise ValueError("two entries share an OID")
+            self._suffixes.append(rows.setdefault(suffixes, suffixes))
+            self._starts.append(len(self.readers))
+            for entry in ordered:
+                if entry.target is not None:
+                    self._targets[len(self.readers)] = entry.target
+                self.readers.append(entry.read)
+        count = len(self.readers)
+        self._starts.append(count)
         self._values: list[Any] = [None] * count  # as last read
         self._encoded: list[Any] = [None] * count  # the value each varbind below was encoded with
         # Encoded when first served (~30 µs each with pyasn1): a start builds none of them.
         self._varbinds: list[bytes] = [b""] * count
 
     def __len__(self) -> int:
-        return len(self.oids)
+        return len(self.readers)
 
     def entry(self, oid: Oid) -> Entry | None:
-        at = self._positions.get(oid)
-        return None if at is None else self._entries[at]
+        at = self.position(oid)
+        if at is None:
+            return None
+        number = self._object_of(at)
+        object_oid = self._objects[number]
+        return Entry(object_oid, oid[len(object_oid):], self.readers[at], self._targets.get(at))
 
     def get(self, oid: Oid) -> Any:
         """The value of an instance, or noSuchInstance / noSuchObject; a value is kept for `varbind`."""
-        at = self._positions.get(oid)
+        at = self.position(oid)
         if at is not None:
             value = self.read(at)
             return rfc1905.noSuchInstance if value is None else value
-        if any(oid[:length] in self._objects for length in range(len(oid) - 1, 0, -1)):
+        number = self._object_before(oid)
+        if number >= 0 and len(oid) > len(self._objects[number]) and self._inside(oid, number):
             return rfc1905.noSuchInstance
         return rfc1905.noSuchObject
 
     def position(self, oid: Oid) -> int | None:
-        return self._positions.get(oid)
+        number = self._object_before(oid)
+        if number < 0 or not self._inside(oid, number):
+            return None
+        suffixes, suffix = self._suffixes[number], oid[len(self._objects[number]):]
+        at = bisect.bisect_left(suffixes, suffix)
+        return self._starts[number] + at if at < len(suffixes) and suffixes[at] == suffix else None
 
     def position_after(self, oid: Oid) -> int:
         """Where a walk continues after ``oid`` (which need not be served)."""
-        return bisect.bisect_right(self.oids, oid)
+        number = self._object_before(oid)
+        if number < 0:
+            return 0
+        if self._inside(oid, number):
+            suffix = oid[len(self._objects[number]):]
+            return self._starts[number] + bisect.bisect_right(self._suffixes[number], suffix)
+        return self._starts[number + 1]  # past an object that does not hold it: after all of that object
+
+    def _object_before(self, oid: Oid) -> int:
+        """The last object at or before ``oid`` in OID order (-1: none); the only one that can hold it."""
+        return bisect.bisect_right(self._objects, oid) - 1
+
+    def _inside(self, oid: Oid, number: int) -> bool:
+        object_oid = self._objects[number]
+        return oid[:len(object_oid)] == object_oid
+
+    def _object_of(self, at: int) -> int:
+        return bisect.bisect_right(self._starts, at) - 1
+
+    def oid(self, at: int) -> Oid:
+        number = self._object_of(at)
+        return self._objects[number] + self._suffixes[number][at - self._starts[number]]
 
     def read(self, at: int) -> Any:
         value = self._values[at] = self.readers[at]()
@@ -91,14 +149,14 @@ class OidIndex:
         """The position of the first instance at or after ``position`` that has a value (kept for
         `value` and `varbind`); None at the end of the view."""
         read = self.read
-        for at in range(position, len(self.oids)):
+        for at in range(position, len(self.readers)):
             if read(at) is not None:
                 return at
         return None
 
     def name(self, at: int) -> Any:
         # Built per answer (a few µs): kept for every OID, they would take ~600 B each.
-        return rfc1902.ObjectName(self.oids[at])
+        return rfc1902.ObjectName(self.oid(at))
 
     def value(self, at: int) -> Any:
         """The value last read at ``at``."""
@@ -126,7 +184,7 @@ class OidIndex:
         (column, position served, or None past the end of the view), ending after the first row
         where every column has ended."""
         positions = list(starts)
-        end = len(self.oids)
+        end = len(self.readers)
         rows: list[tuple[int, int | None]] = []
         for _ in range(repetitions):
             ended = True

@@ -145,7 +145,7 @@ def _entry(instance: Instance, node: Node) -> Entry:
     else:
         read = PointReader(node, point, column)
     target = Target(node, point, column) if point is not None and column.writable else None
-    return Entry(instance.oid, read, column.oid, target)
+    return Entry(column.oid, instance.oid[len(column.oid):], read, target)
 
 
 def layout_entries(layout: Layout, nodes: Mapping[int, Node]) -> Iterator[Entry]:
@@ -189,6 +189,6 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
         SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
     }
     for oid, value in constants.items():
-        yield Entry(oid + (0,), _constant(value), oid)
+        yield Entry(oid, (0,), _constant(value))
     for oid, read in counters.items():
-        yield Entry(oid + (0,), read, oid)
+        yield Entry(oid, (0,), read)

@@ -153,7 +153,8 @@ async def test_gets_are_answered_byte_for_byte_as_pysnmp_answers(still_agent) ->
 
 async def test_getnexts_are_answered_as_pysnmp_answers_up_to_the_end_of_the_view(still_agent) -> None:
     client = Client(still_agent)
-    last = still_agent.face.controller.index.oids[-1]
+    index = still_agent.face.controller.index
+    last = index.oid(len(index) - 1)
     cases = [[(1, 0)], [(0, 0)], [CURRENT_1_3], [CURRENT_1_3[:-2]], [last[:-1]], [last], [(2, 1)],
              [(1, 3, 6, 1, 2, 1, 1, 9)], [CURRENT_1_3, last, (1, 3), SYSTEM]]
     for names in cases:
@@ -168,7 +169,7 @@ async def test_getnexts_are_answered_as_pysnmp_answers_up_to_the_end_of_the_view
 async def test_getbulks_are_answered_as_pysnmp_answers_within_every_cap(still_agent) -> None:
     client = Client(still_agent)
     index = still_agent.face.controller.index
-    last = index.oids[-1]
+    last = index.oid(len(index) - 1)
     cases = [  # (non-repeaters, max-repetitions, names)
         (0, 10, [(1, 0)]),
         (0, 25, [NODE_TABLE]),  # poll ages
@@ -178,7 +179,7 @@ async def test_getbulks_are_answered_as_pysnmp_answers_within_every_cap(still_ag
         (1, 0, [CURRENT_1_3, SYSTEM]),  # repetitions 0: the non-repeater alone
         (0, 10000, [CURRENT_1_3]),  # capped at 40 varbinds (snmp.max_response_varbinds)
         (0, 10000, [CURRENT_1_3, BASE, SYSTEM]),  # 13 rows of 3
-        (0, 6, [index.oids[-3], index.oids[-6]]),  # the columns end at different rows
+        (0, 6, [index.oid(len(index) - 3), index.oid(len(index) - 6)]),  # the columns end at different rows
         (0, 4, [last]),  # at the end already: one row of endOfMibView
         (0, 3, [(2, 1), (2, 999, 1)]),
     ]
