@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import operator
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,25 +55,36 @@ class NodeCache:
         self._model = model
         self._points = pointmap.for_model(model)
         self.readings: dict[int, Reading] = dict.fromkeys(_registers(self._points), UNREAD)
-        # Raw registers as (word, wall-clock time read); keys fixed to what the plan reads.
-        self._words: dict[int, tuple[int, float] | None] = dict.fromkeys(_plan_registers(plan))
+        # Raw registers and the wall-clock time each was read (NaN: never), in two arrays in the
+        # plan's register order (2 + 8 bytes a register, where objects would take ~130).
+        self._slots = _slots(plan)  # register -> its place in the arrays
+        count = len(self._slots)
+        self._raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
         self._touched_by_read: dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]] = {}
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
-        return register in self._words
+        return register in self._slots
 
     def word(self, register: int) -> tuple[int, float] | None:
         """A raw register and when it was read, if the plan reads it and it has been read."""
-        return self._words.get(register)
+        words, times = self._raw  # one reference: a store on the bus thread swaps in a new pair
+        at = self._slots.get(register)
+        if at is None or times[at] != times[at]:  # not read by the plan, or not yet (NaN)
+            return None
+        return words[at], times[at]
 
     def block(self, registers: range) -> tuple[list[int], float] | None:
         """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
-        words = self._words  # one reference: a store on the bus thread swaps in a new dictionary
-        found = [words.get(r) for r in registers]
-        if None in found:
+        words, times = self._raw  # one reference: a store on the bus thread swaps in a new pair
+        slots = self._slots
+        places = [slots.get(r) for r in registers]
+        if None in places:
             return None
-        return [w for w, _ in found], min(t for _, t in found)  # type: ignore[misc]
+        read = [times[at] for at in places]  # type: ignore[index]
+        if any(t != t for t in read):  # NaN: never read
+            return None
+        return [words[at] for at in places], min(read)  # type: ignore[index]
 
     def reading(self, point: Point) -> Reading:
         return self.readings.get(point.register, UNREAD)
@@ -90,20 +103,24 @@ class NodeCache:
     def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
         """Keep registers the meter returned; return the points whose reading changed (old, new)."""
         registers = range(start, start + len(words))
-        # A new dictionary, swapped in whole: a reader on another thread sees one read or the other.
-        before = self._words
-        stored = dict(before)
+        # New arrays, swapped in whole: a reader on another thread sees one read or the other, never
+        # a 32-bit value made of two reads.
+        before = self._raw
+        stored = array("H", before[0]), array("d", before[1])
+        slots = self._slots
         for register, word in zip(registers, words):
-            if register in stored:
-                stored[register] = (word, timestamp)
-        self._words = stored
+            at = slots.get(register)
+            if at is not None:
+                stored[0][at] = word
+                stored[1][at] = timestamp
+        self._raw = stored
         covered, scaled = self._touched(start, len(words))
         # A point read elsewhere changes only if its scale register, read here, changed.
         rescaled = [point for point in scaled
-                    if _word(before, point.scale_register) != _word(stored, point.scale_register)]
+                    if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register)]
         changes: dict[Point, tuple[Reading, Reading]] = {}
         for point in (*covered, *rescaled):
-            new = self._decode(point)
+            new = self._decode(point, timestamp)
             old_reading = self.readings[point.register]
             if new is not None and new != old_reading:
                 self.readings[point.register] = new
@@ -127,11 +144,13 @@ class NodeCache:
                 self._touched_by_read[start, count] = touched
         return touched
 
-    def _decode(self, point: Point) -> Reading | None:
+    def _decode(self, point: Point, stored: float) -> Reading | None:
         found = self.block(point.registers)
         if found is None:
             return None
         words, timestamp = found
+        if timestamp == stored:  # read by this store: its one float, not a new one per reading
+            timestamp = stored
         scale = self.scale_of(point)
         if scale is None:
             # An unread scale register: wait for it. One that holds garbage: no usable value.
@@ -160,11 +179,14 @@ def _registers(points: tuple[Point, ...]) -> tuple[int, ...]:
 
 
 @functools.cache
-def _plan_registers(plan: PollPlan) -> tuple[int, ...]:
-    """The registers a plan reads: one set of int objects for every node that follows the plan."""
-    return tuple(register for read in plan.reads for register in read.registers)
+def _slots(plan: PollPlan) -> dict[int, int]:
+    """The registers a plan reads, each with its place in a node's arrays (shared by the plan's nodes)."""
+    registers = dict.fromkeys(register for read in plan.reads for register in read.registers)
+    return {register: at for at, register in enumerate(registers)}
 
 
-def _word(words: dict[int, tuple[int, float] | None], register: int | None) -> int | None:
-    found = words.get(register) if register is not None else None
-    return None if found is None else found[0]
+def _word(raw: tuple[array[int], array[float]], slots: dict[int, int], register: int | None) -> int | None:
+    at = None if register is None else slots.get(register)
+    if at is None or raw[1][at] != raw[1][at]:  # not read by the plan, or not yet (NaN)
+        return None
+    return raw[0][at]
