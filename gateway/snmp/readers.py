@@ -135,13 +135,17 @@ def _constant(value: Any) -> Reader:
     return lambda: value
 
 
+#: What the meter reads write-only registers as: one reader per syntax, shared by every such instance.
+_ZERO = {smi: _constant(syntax(0)) for smi, syntax in SYNTAX.items()}
+
+
 def _entry(instance: Instance, node: Node) -> Entry:
     column, point = instance.column, instance.point
     read: Reader
     if point is None:
         read = NodeReader(node, column)
     elif point.access is Access.W:
-        read = _constant(SYNTAX[column.smi](0))  # the meter reads write-only registers as 0
+        read = _ZERO[column.smi]
     else:
         read = PointReader(node, point, column)
     target = Target(node, point, column) if point is not None and column.writable else None
