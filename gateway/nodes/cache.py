@@ -42,7 +42,7 @@ UNREAD = Reading(None, Quality.UNKNOWN, None)
 #: The meter's scale registers hold a few powers of ten either way; far beyond, a value would be
 #: meaningless (and 10.0**exponent overflows).
 MAX_EXPONENT = 9
-MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept: the plan's few dozen, then write read-backs
+MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept per model: the plans' reads, write read-backs
 
 
 class NodeCache:
@@ -60,7 +60,7 @@ class NodeCache:
         self._slots = _slots(plan)  # register -> its place in the arrays
         count = len(self._slots)
         self._raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
-        self._touched_by_read: dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]] = {}
+        self._touched_by_read = _touched_by_read(self._points)
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
@@ -131,7 +131,7 @@ class NodeCache:
     def _touched(self, start: int, count: int) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
         """The points a read of `count` registers from `start` can change: those it covers, and
         those read elsewhere but scaled by a scale register it covers. Kept per read (the poll
-        plan's, and those of write read-backs up to MAX_READ_SHAPES)."""
+        plan's, and those of write read-backs up to MAX_READ_SHAPES), shared by the nodes of the model."""
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)
@@ -171,6 +171,12 @@ class NodeCache:
                 self.readings[point.register] = new
                 changes[point] = (old, new)
         return changes
+
+
+@functools.cache
+def _touched_by_read(points: tuple[Point, ...]) -> dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]]:
+    """What each read shape touches, for the nodes of one model (filled on the bus thread only)."""
+    return {}
 
 
 @functools.cache
