@@ -5,8 +5,8 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
 
 - resident memory (VmRSS) with 1, 4 and 16 boards (2, 8 and 32 nodes: a full RS-485 segment),
   once every face serves, and what each node adds (the 4 to 16 board difference per node); again
-  after a minute of polling, when every node has been read whole (a cycle of 16 boards at 19200
-  baud takes some 25 s, so the first figure comes before it);
+  after a minute of polling, when more of each node has been read (the first cycle reads every
+  block of every node: with 16 boards at 19200 baud it takes longer than that);
 - the time from starting the process to the first I-Am answering a Who-Is and the first SNMP
   GET response, in discovery mode (scan 1-16, or 1-32 for 16 boards) and in locked mode (saved
   profiles, no scan);
