@@ -10,6 +10,7 @@ a node error (the bus's errors end here).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Sequence
@@ -65,6 +66,11 @@ RESCAN_SHARE = 0.1  # most of the line's time the background rescan may take (po
 
 #: What the planner assumes a meter needs to start answering (the BCPM's is not published).
 ASSUMED_TURNAROUND = 0.005
+
+#: Longest the bus thread waits for the interpreter while a face holds it on the main thread
+#: (Python's default is 5 ms, three inter-frame silences at 115200 baud). The bus thread needs it
+#: a few times a transaction (the line's bytes, the end of the silence) and gives it back at once.
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 class SavedProfiles(Protocol):
@@ -330,7 +336,8 @@ class NodeService:
             await asyncio.sleep(0.05)
 
     def start(self) -> LoopThread:
-        """Run the service on a thread of its own."""
+        """Run the service on a thread of its own, which gets the interpreter soon when it needs it."""
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         self._thread = LoopThread("bus")
         self._thread.start(self.run)
         return self._thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -11,6 +12,7 @@ from gateway.nodes import service
 from gateway.nodes.cache import Quality
 from gateway.nodes.errors import NotWritable, OutOfRange
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline
+from gateway.nodes.service import GIL_SWITCH_INTERVAL
 from gateway.pointmap import load
 from gateway.sim import Faults
 from gateway.state import StateStore
@@ -159,3 +161,14 @@ async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(make_line, st
         line.restore(2)
         await eventually(gateway.nodes.ready.is_set, timeout=20, what="the second scan")
         assert sorted(gateway.nodes.nodes) == [1, 2]
+
+
+async def test_the_bus_thread_waits_at_most_half_a_millisecond_for_the_interpreter(make_line, start_gateway,
+                                                                                    tmp_path) -> None:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # Python's default
+    try:
+        await start_gateway(gateway_config(make_line(1), tmp_path))
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL) == 0.0005
+    finally:
+        sys.setswitchinterval(previous)
