@@ -4,7 +4,10 @@
 last byte was seen in either direction), so every request starts after t3.5 of silence, and it
 makes sure a reply belongs to the request just sent: stale input is flushed before sending,
 bytes that arrive before our frame can have left the wire are dropped, and the reply's unit,
-function code and length (and a write's echo) must match the request. Frames, CRC and reply
+function code and length (and a write's echo) must match the request. A reply to another request
+means a slave answered after its allowance: the reply to the request it displaced may still come,
+so the next request waits until the line has been quiet for that allowance (the late reply passes
+as stale), or every later reply would arrive one request behind. Frames, CRC and reply
 lengths come from pymodbus's `FramerRTU`. For RS-485 hardware it can switch the driver's direction
 (the UART's RS-485 mode, or RTS raised around each frame) and check the echo of each request from
 a transceiver that hears itself.
@@ -53,6 +56,7 @@ _log = structlog.get_logger("gateway.bus")
 class _Expected:
     unit: int
     request: bytes
+    allowance: float  # the slave's time to answer, beyond the wire time
 
     @property
     def function(self) -> int:
@@ -77,6 +81,7 @@ class RtuTransport(asyncio.Protocol):
         self._expected: _Expected | None = None
         self._waiter: asyncio.Future[bytes] | None = None
         self._silence_timer: asyncio.TimerHandle | None = None
+        self._settling = 0.0  # quiet the line needs before the next request, if longer than t3.5 (_out_of_step)
         self.failure: BusClosed | None = None
         self.stale_bytes = 0
 
@@ -256,7 +261,7 @@ class RtuTransport(asyncio.Protocol):
         if unit == BROADCAST:
             await asyncio.sleep(self._tx_end + self._settings.silence - sent)
             return b""
-        self._expected = _Expected(unit, pdu)
+        self._expected = _Expected(unit, pdu, timeout)
         self._echo = frame if self._settings.echo else b""
         self._waiter = loop.create_future()
         reply_length = expected_reply_length(pdu) or MAX_FRAME
@@ -280,10 +285,11 @@ class RtuTransport(asyncio.Protocol):
         The event loop's timers round up to whole milliseconds, a large part of a 1.75 ms gap, so
         the last stretch is slept in this thread with the OS's finer clock. The bus thread has
         nothing else to do meanwhile; bytes that arrive during that sleep restart the wait. Bytes
-        already waiting before it are stale: the flush before sending drops them.
+        already waiting before it are stale: the flush before sending drops them. After a reply to
+        another request the quiet must last the slave's allowance (see `_out_of_step`).
         """
-        silence = self._settings.silence
-        give_up = time.monotonic() + limit
+        silence = max(self._settings.silence, self._settling)
+        give_up = time.monotonic() + silence + limit
         while (wait := max(self._last_rx, self._tx_end) + silence - time.monotonic()) > 0:
             if time.monotonic() + wait > give_up:
                 raise CorruptReply(f"line never quiet for {silence * 1000:.2f} ms within {limit} s")
@@ -294,6 +300,7 @@ class RtuTransport(asyncio.Protocol):
             time.sleep(wait)
             if self._waiting() > waiting:  # bytes came in meanwhile: the line was not quiet
                 self._last_rx = time.monotonic()
+        self._settling = 0.0
 
     def _waiting(self) -> int:
         """Bytes received but not yet read (the event loop reads them when it next runs)."""
@@ -345,20 +352,25 @@ class RtuTransport(asyncio.Protocol):
         assert expected is not None
         function = pdu[0]
         if unit != expected.unit:
-            self._settle(
-                CorruptReply(f"reply from unit {unit} to a request to unit {expected.unit}")
-            )
+            self._out_of_step(f"reply from unit {unit} to a request to unit {expected.unit}")
         elif function == expected.function | 0x80 and len(pdu) == 2:
             self._settle(ExceptionReply(pdu[1]))
         elif function != expected.function:
             asked = expected.function
-            self._settle(CorruptReply(f"reply with function 0x{function:02X} to 0x{asked:02X}"))
+            self._out_of_step(f"reply with function 0x{function:02X} to 0x{asked:02X}")
         elif not _answers(expected.request, pdu):
-            self._settle(
-                CorruptReply(f"reply {pdu.hex()} does not answer {expected.request.hex()}")
-            )
+            self._out_of_step(f"reply {pdu.hex()} does not answer {expected.request.hex()}")
         else:
             self._settle(bytes(pdu))
+
+    def _out_of_step(self, reason: str) -> None:
+        """A reply to another request: the one to ours may still come, within its allowance.
+
+        Sent only t3.5 after this stray reply, the next request would get that one, and so on.
+        """
+        assert self._expected is not None
+        self._settling = self._expected.allowance
+        self._settle(CorruptReply(reason))
 
     def _expire(self, patience: float) -> None:
         assert self._expected is not None
