@@ -255,8 +255,10 @@ class RtuTransport(asyncio.Protocol):
             self._send_driving_rts(frame)
             sent = self._tx_end = time.monotonic()
         else:
-            self._send(transport, frame)
+            # Before the write, which lets go of the interpreter: taken after it, a late return would
+            # move _tx_end past a quick slave's reply, and drop that as bytes from before our frame.
             sent = time.monotonic()
+            self._send(transport, frame)
             self._tx_end = sent + wire(len(frame))
         if unit == BROADCAST:
             await asyncio.sleep(self._tx_end + self._settings.silence - sent)
