@@ -138,25 +138,25 @@ class RtuTransport(asyncio.Protocol):
             raise BusClosed(f"cannot switch the RS-485 direction of {settings.port} "
                             f"(serial.rs485 = {settings.rs485!r}): {exc}") from exc
 
-    def _send(self, transport: serial_asyncio.SerialTransport, frame: bytes) -> None:
+    def _send(self, serial_transport: serial_asyncio.SerialTransport, frame: bytes) -> None:
         """Write the frame to the port now, right after the silence before it was measured.
 
-        The transport would write it only on the event loop's next turn (pyserial-asyncio waits
-        for the port to be writable first): one more wake-up, and under load one more wait for the
-        interpreter, all of it silence on the line. What the port does not take at once (an empty
-        output buffer always takes a frame) is left to the transport, as is everything while it
-        still holds bytes, so the order on the line stays.
+        pyserial-asyncio's serial transport would write it only on the event loop's next turn
+        (it waits for the port to be writable first): one more wake-up, and under load one more
+        wait for the interpreter, all of it silence on the line. What the port does not take at
+        once (an empty output buffer always takes a frame) is left to the serial transport, as is
+        everything while it still holds bytes, so the order on the line stays.
         """
         written = 0
-        if not transport.get_write_buffer_size():
+        if not serial_transport.get_write_buffer_size():
             try:
-                written = os.write(transport.serial.fileno(), frame)
+                written = os.write(serial_transport.serial.fileno(), frame)
             except BlockingIOError:
                 pass
             except OSError as exc:
                 raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
         if written < len(frame):
-            transport.write(frame[written:])
+            serial_transport.write(frame[written:])
 
     def _send_driving_rts(self, frame: bytes) -> None:
         """Raise RTS, send the frame and wait until its last bit is out, then lower RTS.
