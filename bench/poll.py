@@ -88,9 +88,13 @@ async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = Fals
             # The first cycle reads every slow block (start-up sweep); measure the steady cycles after
             # it, and under load only whole cycles with the load on.
             first = max(2, service.poller.cycles + 1)
+            while service.poller.cycles < first:
+                await asyncio.sleep(0.01)
+            before = service.bus.stats
             while service.poller.cycles < first + CYCLES:
                 await asyncio.sleep(0.05)
             cycles = list(service.poller.reports)[-CYCLES:]
+            after = service.bus.stats
             plans = [node.plan for node in service.nodes.values()]
             went_offline = sum(node.health.went_offline for node in service.nodes.values())
     if went_offline:  # a lost node's cycle is short of transactions: not a figure of the clock
@@ -115,6 +119,10 @@ async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = Fals
             statistics.median((c.duration - f) / c.transactions for c, f in zip(cycles, floors)) * 1000, 2),
         "cycle_to_frames_and_turnarounds_median": round(
             statistics.median(c.duration / f for c, f in zip(cycles, frames)), 3),
+        # Replies that did not come in time or did not fit their request: each costs the slave's
+        # allowance (`serial.timeout`), so a few of them stretch a cycle more than any jitter.
+        "bus_timeouts": after.timeouts - before.timeouts,
+        "bus_corrupt_replies": after.corrupt - before.corrupt,
         "transactions_per_cycle": round(statistics.mean(c.transactions for c in cycles), 1),
         "registers_read_per_cycle": round(statistics.mean(c.registers for c in cycles), 1),
         "registers_needed_per_node": len(plans[0].needed),
