@@ -5,17 +5,20 @@ with the meter's own rules (scale registers, float copies, 32-bit energy, demand
 logical 2- and 3-phase meters, alarm bits with delays, reset codes, 0x8000/NaN for points a model
 or a channel lacks, Report Slave ID). `physics` and `alarms` are the pure parts behind it; `load`
 makes the circuits draw current like a live panel (profiles or a CSV file). `line`
-puts boards on a pty with RTU timing at a baud rate and injects faults; `cli` is the `simulate`
-command; `memory` answers request PDUs directly, for a bus without a pty
+puts boards on a pty with RTU timing at a baud rate and injects faults; `faults` says which:
+random rates, or a script of faults played reply by reply, per node or for the line; `cli` is the
+`simulate` command; `memory` answers request PDUs directly, for a bus without a pty
 (`gateway.bus.memory`).
 
     with SimulatedLine([Board(1, model="A")], link="/tmp/ttyBCPM") as line:
         line.panel(1).set_current(12, 17.5)
         line.faults = Faults(crc_error=0.05)
+        line.script.add(Fault(exception=0x06), address=1)   # node 1's next reply: busy
         ...  # a Modbus RTU master on /tmp/ttyBCPM reads 17.5 A at register 1347
 """
 
-from gateway.sim.line import Faults, LineStats, SimulatedLine
+from gateway.sim.faults import Fault, Faults, FaultScript
+from gateway.sim.line import LineStats, SimulatedLine
 from gateway.sim.memory import MemoryLine
 from gateway.sim.meter import (
     Board,
@@ -30,6 +33,8 @@ from gateway.sim.meter import (
 
 __all__ = [
     "Board",
+    "Fault",
+    "FaultScript",
     "Faults",
     "IllegalAddress",
     "IllegalFunction",

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Sequence
 
 from gateway.modbus import UNIT_ADDRESSES
-from gateway.sim.line import Faults, SimulatedLine
+from gateway.sim.faults import Faults
+from gateway.sim.line import SimulatedLine
 from gateway.sim.load import PROFILES, SWING_EVERY, Load, LoadFileError, load_named
 from gateway.sim.meter import MODELS, Board
 

@@ -3,14 +3,17 @@
 A Modbus RTU master opens `line.path` (or the `link` symlink) like a serial port. The responder
 thread plays every board on the bus: it frames requests with pymodbus's `FramerRTU`, stays silent
 for addresses nobody serves, and answers as a meter would, including the time the bytes would
-take on a real wire at the line's baud rate. Faults are injected on demand.
+take on a real wire at the line's baud rate. Faults are injected on demand: by chance at set
+rates (`faults`), scripted reply by reply (`script`, see gateway.sim.faults), nodes that vanish
+or flap, garbage between transactions.
 
     with SimulatedLine([Board(1), Board(5, model="C")], link="/tmp/ttyBCPM", seed=7) as line:
         line.panel(2).set_current(12, 17.5)
         line.faults = Faults(crc_error=0.1)
+        line.script.add(Fault(unit=9), address=5)   # node 5's next reply claims to be from 9
         line.flap(5, period=2.0)
         ...                                   # a master polls addresses 1, 2, 5 and 6
-        print(line.stats.gap_violations)
+        print(line.stats.gap_violations, line.requests[-1])
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 
 from pymodbus.framer import FramerRTU
-from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
     ReadInputRegistersResponse,
@@ -37,7 +40,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
-from gateway.modbus import SERVER_DEVICE_FAILURE
+from gateway.sim.faults import Faults, FaultScript
 from gateway.sim.meter import Board, IllegalFunction, IllegalValue, MeterRefusal, Panel
 
 TICK_PERIOD = 0.1  # seconds between physics updates while the line is idle
@@ -45,6 +48,7 @@ CHUNK = 16  # bytes written at a time when pacing a frame at wire speed
 BUSY_WAIT = 0.0003  # the last stretch before a due time is spun, not slept, for precision
 WRITE_STALL = 1.0  # seconds a write waits for the pty to drain before the bytes are dropped
 SILENCES_KEPT = 4096
+REQUESTS_KEPT = 4096
 READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID = 0x03, 0x04, 0x06, 0x10, 0x11
 
 # Modbus RTU counts 11 bits a character for t3.5 whatever the framing, and fixes it above 19200
@@ -54,25 +58,6 @@ _RTU_CHAR_BITS = 11
 _FAST_BAUD = 19200
 _FAST_SILENCE = 0.00175
 _request_decoder = DecodePDU(is_server=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """Fault rates of the line, each a probability per answered request; replace to change them."""
-
-    silence: float = 0.0  # the reply is dropped (the request is still executed)
-    crc_error: float = 0.0  # the reply's CRC is corrupted
-    exception: float = 0.0  # the request is not executed and exception 04 comes back
-    slow: float = 0.0  # the reply comes `slow_delay` seconds late
-    slow_delay: float = 1.0
-    echo_error: float = 0.0  # with `echo`: a chunk of the master's bytes comes back with a bit flipped
-
-    def __post_init__(self) -> None:
-        for name in ("silence", "crc_error", "exception", "slow", "echo_error"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} is a probability within 0-1, not {getattr(self, name)}")
-        if self.slow_delay < 0:
-            raise ValueError(f"slow_delay must not be negative, not {self.slow_delay}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +77,7 @@ class LineStats:
     exceptions: int = 0
     slowed: int = 0
     vanished: int = 0  # requests a vanished or flapping node left unanswered
+    scripted: int = 0  # replies a scripted fault was played on
     garbage_bursts: int = 0
     mismatched: int = 0  # bytes from a master at another baud rate or parity, ignored
 
@@ -145,10 +131,12 @@ class SimulatedLine:
         self._rng = random.Random(seed)  # used by the responder thread only
         self._lock = threading.Lock()
         self._faults = Faults()
+        self.script = FaultScript(self._panels)
         self._absent: set[int] = set()
         self._flapping: dict[int, tuple[float, float]] = {}  # address -> (since, period)
         self._absent_until: dict[int, float] = {}  # address -> monotonic time it starts answering
-        self._garbage: deque[int] = deque()
+        self._garbage: deque[int | bytes] = deque()
+        self._requests: deque[tuple[int, bytes]] = deque(maxlen=REQUESTS_KEPT)
         self._stats = LineStats()
         self._silences: deque[float] = deque(maxlen=SILENCES_KEPT)
         self._stopping = threading.Event()
@@ -240,6 +228,12 @@ class SimulatedLine:
         with self._lock:
             return replace(self._stats, silences=tuple(self._silences))
 
+    @property
+    def requests(self) -> list[tuple[int, bytes]]:
+        """The latest well-formed requests heard (unit, PDU), for any address, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
     def vanish(self, address: int) -> None:
         """The node stops answering until `restore`."""
         self.panel(address)
@@ -267,12 +261,16 @@ class SimulatedLine:
         with self._lock:
             self._flapping[address] = (time.monotonic(), period)
 
-    def send_garbage(self, nbytes: int) -> None:
-        """Put `nbytes` random bytes on the line once, between transactions."""
-        if nbytes <= 0:
-            raise ValueError(f"garbage length must be positive, not {nbytes}")
+    def send_garbage(self, garbage: int | bytes) -> None:
+        """Put garbage on the line once, between transactions: that many random bytes, or these.
+
+        The burst keeps the line busy from its first byte to its last, as on a wire: no master
+        hears the silence that ends a frame inside it.
+        """
+        if (len(garbage) if isinstance(garbage, bytes) else garbage) <= 0:
+            raise ValueError(f"garbage must be a positive length or some bytes, not {garbage!r}")
         with self._lock:
-            self._garbage.append(nbytes)
+            self._garbage.append(garbage)
         if self._thread is not None:
             os.write(self._wake_write, b"\0")
 
@@ -311,13 +309,12 @@ class SimulatedLine:
                 last_tick = now
 
     def _try_request(self, buffer: bytearray, first_byte_at: float, last_byte_at: float) -> None:
-        used, unit, _, pdu_bytes = self._framer.decode(bytes(buffer))
-        if not used:
-            return  # incomplete: wait for more bytes or for the silence that ends the frame
-        buffer.clear()
+        _, unit, _, pdu_bytes = self._framer.decode(bytes(buffer))
         if not pdu_bytes:
-            self._count(bad_frames=1)
+            # Incomplete, or a function pymodbus cannot size (or garbage): the silence that ends
+            # the frame decides.
             return
+        buffer.clear()
         self._request(unit, pdu_bytes, first_byte_at, last_byte_at)
 
     def _end_of_frame(self, buffer: bytearray, first_byte_at: float) -> None:
@@ -331,6 +328,8 @@ class SimulatedLine:
 
     def _request(self, unit: int, pdu_bytes: bytes, first_byte_at: float, last_byte_at: float) -> None:
         self._count(requests=1)
+        with self._lock:
+            self._requests.append((unit, pdu_bytes))
         self._note_silence(first_byte_at)
         frame_end = last_byte_at
         if self.emulate_wire:
@@ -343,31 +342,28 @@ class SimulatedLine:
         if self._is_absent(unit, last_byte_at):
             self._count(vanished=1)
             return
-        faults = self._faults
-        rates = (faults.silence, faults.exception, faults.crc_error, faults.slow)
-        drop, fail, corrupt, slow = (self._rng.random() < rate for rate in rates)  # 4 draws: deterministic
-        if fail:
-            self._count(exceptions=1)
-            reply = self._framer.buildFrame(ExceptionResponse(pdu_bytes[0], SERVER_DEVICE_FAILURE, device_id=unit))
-        else:
+        scripted = self.script.take(unit)
+        fault = scripted or self._faults.draw(self._rng)
+        self._count(scripted=scripted is not None)
+        if fault.noise:  # it starts with the request, so it reaches the master before the request ends
+            self._transmit(fault.noise, first_byte_at)
+        answer = fault.answer(pdu_bytes)
+        if answer is None:
             panel.board.tick(time.monotonic())
-            reply = self._answer(panel, unit, pdu_bytes)
-        if drop:
+            answer = reply_pdu(panel, pdu_bytes)
+        self._count(exceptions=fault.exception is not None)
+        if fault.silent:
             self._count(dropped=1)
             return
-        if corrupt:
+        reply = self._framer.encode(answer, unit if fault.unit is None else fault.unit, 0)
+        if fault.crc_error:
             self._count(corrupted=1)
             reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
-        delay = 0.0
-        if slow:
-            self._count(slowed=1)
-            delay = faults.slow_delay
-        if self._transmit(reply, frame_end + self.turnaround + delay):
+        if fault.truncate is not None:
+            reply = reply[: fault.truncate]
+        self._count(slowed=fault.delay > 0)
+        if self._transmit(fault.garbage + reply, frame_end + self.turnaround + fault.delay):
             self._count(replies=1)
-
-    def _answer(self, panel: Panel, unit: int, pdu_bytes: bytes) -> bytes:
-        """The reply frame (unit, PDU, CRC) of a request to `panel`."""
-        return self._framer.encode(reply_pdu(panel, pdu_bytes), unit, 0)
 
     def _master_matches(self) -> bool:
         """Whether the master's port runs at the line's baud rate and parity.
@@ -391,26 +387,32 @@ class SimulatedLine:
 
     def _emit_garbage(self) -> None:
         with self._lock:
-            nbytes = self._garbage.popleft() if self._garbage else 0
-        if nbytes:
-            self._transmit(self._rng.randbytes(nbytes), time.monotonic())
+            garbage = self._garbage.popleft() if self._garbage else b""
+        if isinstance(garbage, int):
+            garbage = self._rng.randbytes(garbage)
+        if garbage:
+            # Pieces shorter than t3.5, so the master never hears a gap inside the burst.
+            unbroken = max(1, int(self.silence * self.baudrate / self._bits_per_char) - 1)
+            self._transmit(garbage, time.monotonic(), chunk=min(CHUNK, unbroken))
             self._count(garbage_bursts=1)
 
-    def _transmit(self, data: bytes, start: float) -> bool:
-        """Write `data` so each byte appears when it would on the wire; False if stopped meanwhile."""
+    def _transmit(self, data: bytes, start: float, chunk: int = CHUNK) -> bool:
+        """Write `data` so each byte appears when it would on the wire (in pieces of `chunk`
+        bytes, each when its last byte would arrive); False if stopped meanwhile.
+
+        The silence after it is measured from the start of the last write: the master cannot have
+        heard the last byte earlier (however late this thread runs after the write).
+        """
         if not self.emulate_wire:
             if not self._sleep_until(start):
                 return False
-            _write_all(self._master, data)
-            self._last_byte_out = time.monotonic()
+            self._last_byte_out = _write_all(self._master, data)
             return True
-        for offset in range(0, len(data), CHUNK):
-            chunk = data[offset : offset + CHUNK]
-            due = start + self.wire_time(offset + len(chunk))
-            if not self._sleep_until(due):
+        for offset in range(0, len(data), chunk):
+            piece = data[offset : offset + chunk]
+            if not self._sleep_until(start + self.wire_time(offset + len(piece))):
                 return False
-            _write_all(self._master, chunk)
-        self._last_byte_out = max(due, time.monotonic())
+            self._last_byte_out = _write_all(self._master, piece)
         return True
 
     def _sleep_until(self, due: float) -> bool:
@@ -504,11 +506,14 @@ def _read_available(fd: int) -> bytes:
         return b""
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> float:
+    """Write `data` (dropping it if nobody drains the line); returns the time the write began."""
+    began = time.monotonic()
     view = memoryview(data)
     while view:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
             if not select.select([], [fd], [], WRITE_STALL)[1]:
-                return  # nobody drains the line: the bytes are lost, as on a wire nobody listens to
+                break  # nobody drains the line: the bytes are lost, as on a wire nobody listens to
+    return began

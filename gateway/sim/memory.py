@@ -6,9 +6,11 @@ the bus), so everything above the bus runs against simulated meters without a se
     line = MemoryLine([Board(1)])
     bus = Bus(LineSettings("memory"), open_transport=MemoryPort(line))
     line.vanish(2)       # panel 2 stops answering
+    line.script.add(Fault(exception=0x06), address=1)   # panel 1's next reply: busy
     line.unplug()        # the adapter is gone: the open transport fails, and opening it fails too
 
-The boards hear only a master at their baud rate and the line's parity, as on a wire.
+The boards hear only a master at their baud rate and the line's parity, as on a wire. There are
+no frames here, so the script takes only the faults that change the answer (gateway.sim.faults).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from gateway.sim.faults import FaultScript
 from gateway.sim.line import reply_pdu
 from gateway.sim.meter import Board, Panel
 
@@ -30,6 +33,7 @@ class MemoryLine:
         self.requests: list[tuple[int, bytes]] = []
         self.plugged = True
         self._absent: set[int] = set()
+        self.script = FaultScript(self._panels, frames=False)
 
     def panel(self, address: int) -> Panel:
         return self._panels[address]
@@ -57,5 +61,9 @@ class MemoryLine:
         panel = self._panels.get(unit)
         if panel is None or unit in self._absent:
             return None
-        panel.board.tick(time.monotonic())
-        return reply_pdu(panel, pdu)
+        fault = self.script.take(unit)
+        answer = None if fault is None else fault.answer(pdu)
+        if answer is None:
+            panel.board.tick(time.monotonic())
+            answer = reply_pdu(panel, pdu)
+        return None if fault is not None and fault.silent else answer

@@ -1,4 +1,5 @@
-"""Fixtures for the bus tests: a responder on a pty, and a Bus serving it on its own thread."""
+"""Fixtures for the bus tests: the simulator's board at units 1 and 2, on a real pty (or, where a
+test asks for it, a memory line), and a Bus serving it on its own thread."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway.bus import Bus, LineSettings
+from gateway.bus import Bus, BusClosed, LineSettings, MemoryPort, RtuTransport
+from gateway.sim import Board, MemoryLine, SimulatedLine
 from gateway.threads import LoopThread
 
-from .responder import Responder
+TURNAROUND = 0.002  # seconds the simulated meters think before answering
 
-
-def registers(base: int) -> dict[int, int]:
-    return {address: base + address for address in range(300)}
+StartBus = Callable[..., Bus]
 
 
 def serve_on_a_thread(bus: Bus) -> LoopThread:
@@ -25,18 +25,36 @@ def serve_on_a_thread(bus: Bus) -> LoopThread:
 
 
 @pytest.fixture
-def responder() -> Iterator[Responder]:
-    with Responder({1: registers(1000), 2: registers(2000)}) as slave:
-        yield slave
+def line(request: pytest.FixtureRequest) -> Iterator[SimulatedLine | MemoryLine]:
+    """Board 1 (units 1 and 2) on a pty at 19200 baud with wire timing; parametrize it indirectly
+    with "memory" for the same board on a memory line."""
+    if getattr(request, "param", "pty") == "memory":
+        yield MemoryLine([Board(1)])
+        return
+    with SimulatedLine([Board(1)], turnaround=TURNAROUND) as running:
+        yield running
 
 
 @pytest.fixture
-def start_bus(responder: Responder) -> Iterator[Callable[..., Bus]]:
-    """Start a Bus on the responder's pty; keyword arguments go to LineSettings."""
+def transports() -> list[RtuTransport]:
+    """Every serial transport the buses of a test opened, oldest first."""
+    return []
+
+
+@pytest.fixture
+def start_bus(line: SimulatedLine | MemoryLine, transports: list[RtuTransport]) -> Iterator[Callable[..., Bus]]:
+    """Start a Bus on the line; keyword arguments go to LineSettings."""
     threads: list[LoopThread] = []
 
+    async def open_rtu(settings: LineSettings, on_lost: Callable[[BusClosed], None]) -> RtuTransport:
+        transports.append(transport := await RtuTransport.open(settings, on_lost))
+        return transport
+
     def start(**settings: object) -> Bus:
-        bus = Bus(LineSettings(responder.path, **settings))  # type: ignore[arg-type]
+        if isinstance(line, MemoryLine):
+            bus = Bus(LineSettings("memory", **settings), open_transport=MemoryPort(line))  # type: ignore[arg-type]
+        else:
+            bus = Bus(LineSettings(line.path, **settings), open_transport=open_rtu)  # type: ignore[arg-type]
         threads.append(serve_on_a_thread(bus))
         return bus
 

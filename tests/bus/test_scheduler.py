@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import pairwise
 
@@ -21,10 +20,10 @@ from gateway.bus import (
     NoResponse,
     Priority,
 )
+from gateway.sim import Fault, SimulatedLine
+from tests.support import eventually
 
-from .responder import Responder
-
-StartBus = Callable[..., Bus]
+from .conftest import StartBus
 
 
 def read(address: int, count: int = 1) -> bytes:
@@ -33,6 +32,19 @@ def read(address: int, count: int = 1) -> bytes:
 
 def write(address: int, value: int) -> bytes:
     return struct.pack(">BHH", 0x06, address, value)
+
+
+def read_reply(line: SimulatedLine, unit: int, address: int) -> bytes:
+    """The reply of the meter at `unit` to `read(address)`."""
+    return struct.pack(">BBH", 0x03, 2, *line.panel(unit).read(address + 1, 1))
+
+
+async def heard(line: SimulatedLine, count: int) -> None:
+    """Wait until the simulator has heard `count` requests (a short step: the line is held briefly)."""
+    await eventually(lambda: line.stats.requests >= count, what=f"{count} requests on the line", step=0.005)
+
+
+CT_SIZE = 72  # a register the meters let a master write (the CT size of channel 1)
 
 
 POLLED, PASSED_THROUGH = 1, 2  # the unit each kind of client asks, to tell them apart on the line
@@ -64,16 +76,17 @@ def keep_asking(bus: Bus, unit: int, pdus: list[bytes], priority: Priority) -> F
 
 
 async def serve_under_load(
-    bus: Bus, responder: Responder, *, masters: int, rounds: int, pollers: int, polls: int
+    bus: Bus, line: SimulatedLine, *, masters: int, rounds: int, pollers: int, polls: int
 ) -> list[tuple[int, int]]:
     """Masters (on threads of their own) and pollers keep asking while a write holds the line.
 
     Returns (unit, address) of every transaction after that write, in the order served. Master m
     reads address 100 + m; poller p reads address p.
     """
-    responder.late_next(0.3)  # the write holds the line while every client queues its first request
-    bus.submit(POLLED, write(50, 7), Priority.WRITE)
-    responder.wait_for_requests(1)
+    # The write holds the line while every client queues its first request.
+    line.script.add(Fault(delay=0.3))
+    bus.submit(POLLED, write(CT_SIZE, 7), Priority.WRITE)
+    await heard(line, 1)
     clients: list[Future[None]] = []
     start = threading.Barrier(masters)
 
@@ -91,44 +104,44 @@ async def serve_under_load(
         thread.join(5)
     for client in clients:
         await asyncio.wrap_future(client)
-    return [(unit, struct.unpack(">H", pdu[1:3])[0]) for unit, pdu in responder.requests[1:]]
+    return [(unit, struct.unpack(">H", pdu[1:3])[0]) for unit, pdu in line.requests[1:]]
 
 
-async def test_writes_jump_ahead_of_queued_polls(start_bus: StartBus, responder: Responder) -> None:
+async def test_writes_jump_ahead_of_queued_polls(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus(timeout=1.0)
-    responder.late_next(0.2)  # hold the line while the queue fills
+    line.script.add(Fault(delay=0.2))  # hold the line while the queue fills
     first = bus.submit(1, read(0), Priority.POLL)
-    responder.wait_for_requests(1)
+    await heard(line, 1)
     polls = [bus.submit(1, read(address), Priority.POLL) for address in range(1, 11)]
-    written = bus.submit(1, write(50, 7), Priority.WRITE)
+    written = bus.submit(1, write(CT_SIZE, 7), Priority.WRITE)
     await asyncio.wrap_future(polls[-1])
-    assert first.result() and written.result() == write(50, 7)
-    functions = [pdu[0] for _, pdu in responder.requests]
+    assert first.result() and written.result() == write(CT_SIZE, 7)
+    functions = [pdu[0] for _, pdu in line.requests]
     assert functions[:2] == [0x03, 0x06] and functions[2:] == [0x03] * 10
-    addresses = [struct.unpack(">H", pdu[1:3])[0] for _, pdu in responder.requests[2:]]
+    addresses = [struct.unpack(">H", pdu[1:3])[0] for _, pdu in line.requests[2:]]
     assert addresses == list(range(1, 11)), "first come, first served within a priority"
 
 
 async def test_priorities_run_writes_then_passthrough_then_polls_then_discovery(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=1.0)
-    responder.late_next(0.2)
+    line.script.add(Fault(delay=0.2))
     bus.submit(1, read(0), Priority.POLL)
-    responder.wait_for_requests(1)
+    await heard(line, 1)
     order = [Priority.DISCOVERY, Priority.POLL, Priority.PASSTHROUGH, Priority.WRITE]
     futures = [bus.submit(1, read(10 + priority), priority) for priority in order]
     for future in futures:
         await asyncio.wrap_future(future)
-    served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in responder.requests[1:]]
+    served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in line.requests[1:]]
     assert served == [Priority.WRITE, Priority.PASSTHROUGH, Priority.POLL, Priority.DISCOVERY]
 
 
 async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=1.0)
-    served = await serve_under_load(bus, responder, masters=16, rounds=4, pollers=1, polls=12)
+    served = await serve_under_load(bus, line, masters=16, rounds=4, pollers=1, polls=12)
     kinds = ["poll" if unit == POLLED else "pass" for unit, _ in served]
     turn = ["pass"] * (POLL_SHARE - 1) + ["poll"]
     assert kinds == turn * 12 + ["pass"] * (16 * 4 - 12 * (POLL_SHARE - 1))
@@ -139,10 +152,10 @@ async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
 
 
 async def test_passthrough_still_progresses_while_polls_keep_the_queue_full(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=1.0)
-    served = await serve_under_load(bus, responder, masters=1, rounds=8, pollers=4, polls=6)
+    served = await serve_under_load(bus, line, masters=1, rounds=8, pollers=4, polls=6)
     passes = [position for position, (unit, _) in enumerate(served) if unit == PASSED_THROUGH]
     assert len(passes) == 8 and passes[0] == 0
     assert all(later - earlier <= 2 for earlier, later in pairwise(passes)), (
@@ -152,7 +165,7 @@ async def test_passthrough_still_progresses_while_polls_keep_the_queue_full(
     assert polls == [0, 1, 2, 3] * 6, "the pollers take turns, first come first served"
 
 
-async def test_submit_from_another_thread_and_loop(start_bus: StartBus) -> None:
+async def test_submit_from_another_thread_and_loop(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus()
     results: dict[str, bytes] = {}
 
@@ -172,19 +185,19 @@ async def test_submit_from_another_thread_and_loop(start_bus: StartBus) -> None:
     for thread in threads:
         thread.join(5)
     assert results == {
-        "thread": bytes.fromhex("030203e9"),
-        "loop": bytes.fromhex("030207d2"),
-        "test loop": bytes.fromhex("030203eb"),
+        "thread": read_reply(line, 1, 1),
+        "loop": read_reply(line, 2, 2),
+        "test loop": read_reply(line, 1, 3),
     }
 
 
 async def test_queue_full_is_refused_with_bus_overloaded(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(max_queue=3, timeout=1.0)
-    responder.late_next(0.2)
+    line.script.add(Fault(delay=0.2))
     bus.submit(1, read(0), Priority.POLL)
-    responder.wait_for_requests(1)
+    await heard(line, 1)
     queued = [bus.submit(1, read(address), Priority.POLL) for address in (1, 2, 3)]
     refused = bus.submit(1, write(0, 1), Priority.WRITE)
     assert refused.done() and isinstance(refused.exception(), BusOverloaded)
@@ -193,12 +206,12 @@ async def test_queue_full_is_refused_with_bus_overloaded(
 
 
 async def test_stop_fails_pending_requests_with_bus_closed(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus()
-    responder.late_next(1.0)
+    line.script.add(Fault(delay=1.0))
     on_the_wire = bus.submit(1, read(0), Priority.POLL)
-    responder.wait_for_requests(1)
+    await heard(line, 1)
     queued = [bus.submit(1, read(address), Priority.POLL) for address in (1, 2, 3)]
     bus.stop()
     for future in [on_the_wire, *queued]:
@@ -206,23 +219,23 @@ async def test_stop_fails_pending_requests_with_bus_closed(
     assert not bus.ready.is_set()
     with pytest.raises(BusClosed, match="stopped"):
         await bus.transact(1, read(0), Priority.POLL)
-    assert len(responder.requests) == 1
+    assert len(line.requests) == 1
 
 
 async def test_a_cancelled_caller_does_not_break_the_scheduler(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=1.0)
-    responder.late_next(0.2)
+    line.script.add(Fault(delay=0.2))
     waiting = asyncio.ensure_future(bus.transact(1, read(0), Priority.POLL))
-    await asyncio.to_thread(responder.wait_for_requests, 1)
+    await heard(line, 1)
     never_sent = bus.submit(1, read(1), Priority.POLL)
     assert never_sent.cancel()
     waiting.cancel()  # already on the wire: it finishes and the reply is dropped
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    assert await bus.transact(1, read(2), Priority.POLL) == bytes.fromhex("030203ea")
-    assert [pdu for _, pdu in responder.requests] == [read(0), read(2)]
+    assert await bus.transact(1, read(2), Priority.POLL) == read_reply(line, 1, 2)
+    assert [pdu for _, pdu in line.requests] == [read(0), read(2)]
     assert bus.stats.transactions == 2 and bus.stats.replies == 2
 
 
@@ -251,22 +264,22 @@ def test_requests_before_serve_are_refused() -> None:
     assert isinstance(refused.exception(), BusClosed)
 
 
-async def test_serve_runs_on_the_callers_loop_too(responder: Responder) -> None:
-    bus = Bus(LineSettings(responder.path))
+async def test_serve_runs_on_the_callers_loop_too(line: SimulatedLine) -> None:
+    bus = Bus(LineSettings(line.path))
     serving = asyncio.create_task(bus.serve())
     await asyncio.to_thread(bus.wait_ready, 5)
-    assert await bus.transact(2, read(0), Priority.POLL) == bytes.fromhex("030207d0")
+    assert await bus.transact(2, read(0), Priority.POLL) == read_reply(line, 2, 0)
     serving.cancel()
     with pytest.raises(asyncio.CancelledError):
         await serving
 
 
 async def test_stats_count_outcomes_and_busy_time(
-    start_bus: StartBus, responder: Responder
+    start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=0.05)
     await bus.transact(1, read(0), Priority.POLL)
-    responder.corrupt_next()
+    line.script.add(Fault(crc_error=True))
     with pytest.raises(CorruptReply):
         await bus.transact(1, read(0), Priority.POLL)
     with pytest.raises(NoResponse):

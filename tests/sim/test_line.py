@@ -241,14 +241,19 @@ def test_flapping_node_comes_and_goes(line: SimulatedLine, master: Master) -> No
 
 
 def test_garbage_is_sent_between_transactions(line: SimulatedLine, master: Master) -> None:
+    def receive(nbytes: int) -> bytes:
+        deadline = time.monotonic() + 1
+        received = b""
+        while len(received) < nbytes and time.monotonic() < deadline:
+            received += master.port.read(nbytes - len(received))
+        return received
+
     line.send_garbage(40)
-    deadline = time.monotonic() + 1
-    received = b""
-    while len(received) < 40 and time.monotonic() < deadline:
-        received += master.port.read(40 - len(received))
-    assert len(received) == 40
+    assert len(receive(40)) == 40
+    line.send_garbage(b"\x01\x03\x02")  # chosen bytes, e.g. what looks like the start of a reply
+    assert receive(3) == b"\x01\x03\x02"
     assert master.registers(1, 1), "the line answers after the garbage"
-    assert line.stats.garbage_bursts == 1
+    assert line.stats.garbage_bursts == 2
 
 
 def test_wire_time_is_emulated() -> None:
