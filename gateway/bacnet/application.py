@@ -75,8 +75,7 @@ from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.reads import BoundedReads, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.logging import peer_events
-from gateway.nodes.api import NodeAPI
-from gateway.nodes.node import Node
+from gateway.nodes.api import NodeAPI, NodeView
 
 __all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "Protection",
            "RouterApplication"]
@@ -315,13 +314,13 @@ class NodeApplication(DeviceApplication):
     """The application of a node device: its meter objects are built on first use."""
 
     _nodes: NodeAPI
-    _node: Node
+    _node: NodeView
     _index: ObjectIndex
     _pool: ObjectPool
     _cov_increments: dict[int, float]
     _encodings: MeterEncodings
 
-    def serve(self, nodes: NodeAPI, node: Node, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
+    def serve(self, nodes: NodeAPI, node: NodeView, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
         self._nodes, self._node, self._index, self._pool = nodes, node, ObjectIndex.of(specs), pool
         self._cov_increments = {}
         self._encodings = MeterEncodings(nodes, node, self._index.by_id, self._cov_increments)

@@ -26,8 +26,7 @@ from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.logging import peer_events
-from gateway.nodes.api import NodeAPI
-from gateway.nodes.node import Node
+from gateway.nodes.api import NodeAPI, NodeView
 
 __all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointBinding", "meter_object",
            "real_value"]
@@ -67,7 +66,7 @@ class PointBinding:
     a rebuilt object."""
 
     nodes: NodeAPI
-    node: Node
+    node: NodeView
     spec: ObjectSpec
     cov_increments: dict[int, float]  # by register
 

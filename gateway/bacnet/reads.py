@@ -45,8 +45,7 @@ from bacpypes3.service.object import read_property_to_result_element
 from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
 from gateway.bacnet.objects import ObjectSpec
 from gateway.logging import DropReport
-from gateway.nodes.api import NodeAPI
-from gateway.nodes.node import Node
+from gateway.nodes.api import NodeAPI, NodeView
 
 __all__ = ["SERVED", "BoundedReads", "MeterEncodings", "answer_budget", "read_access_result", "read_property_body"]
 
@@ -125,7 +124,7 @@ class MeterEncodings:
     object shows (Present_Value, Reliability, Event_State, COV_Increment); kept for the objects
     clients read (a few hundred bytes each), the encodings common to many objects shared."""
 
-    def __init__(self, nodes: NodeAPI, node: Node, specs: dict[ObjectIdentifier, ObjectSpec],
+    def __init__(self, nodes: NodeAPI, node: NodeView, specs: dict[ObjectIdentifier, ObjectSpec],
                  cov_increments: dict[int, float]) -> None:
         self._nodes, self._node, self._specs, self._cov_increments = nodes, node, specs, cov_increments
         self._shown: dict[ObjectIdentifier, _Shown] = {}

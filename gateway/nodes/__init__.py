@@ -1,6 +1,6 @@
 """Meter nodes: discovery, the poll plan and loop, node health, the cache, events and writes.
 
-Faces use the node layer through :class:`~gateway.nodes.api.NodeAPI` (read ``nodes``, await
+Faces use the node layer through :class:`~gateway.nodes.api.NodeAPI` (read ``nodes`` as read-only views, await
 ``write``, ``write_value``, ``passthrough``; failures are :mod:`gateway.nodes.errors`) and
 subscribe to :class:`~gateway.nodes.events.EventHub`; they never touch the bus.
 """

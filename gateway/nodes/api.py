@@ -1,7 +1,8 @@
 """What a face may use of the node layer: node views, statistics, writes, pass-through.
 
 The faces run on the main event loop; the node layer runs on the bus thread. A face reads the
-nodes (profile, health, cache: single fields, written only by the bus thread) and awaits writes,
+nodes through read-only views (profile, health, cache: single fields, written only by the bus
+thread; mypy rejects a face that assigns to them) and awaits writes,
 which hop to the bus thread and come back with the outcome or an error of
 :mod:`gateway.nodes.errors`. It never touches the bus. Events come from the
 :class:`~gateway.nodes.events.EventHub`. :class:`~gateway.nodes.service.NodeService` is the one
@@ -15,11 +16,65 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.bus import BusStats
-from gateway.nodes.node import Node
+from gateway.nodes.cache import Reading
 from gateway.nodes.poller import CycleReport
-from gateway.pointmap import PointMap
+from gateway.nodes.profile import NodeProfile
+from gateway.pointmap import Point, PointMap
 
-__all__ = ["NodeAPI", "NodeStatistics"]
+__all__ = ["CacheView", "HealthView", "NodeAPI", "NodeStatistics", "NodeView"]
+
+
+class HealthView(Protocol):
+    """How a node answers, as the poller keeps it (:class:`~gateway.nodes.node.Health`)."""
+
+    @property
+    def online(self) -> bool: ...
+    @property
+    def consecutive_failures(self) -> int: ...
+    @property
+    def last_success(self) -> float | None:
+        """Wall-clock time of the last transaction the node answered."""
+        ...
+    @property
+    def last_error(self) -> str: ...
+    @property
+    def transactions(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def went_offline(self) -> int: ...
+
+
+class CacheView(Protocol):
+    """What a node gave us (:class:`~gateway.nodes.cache.NodeCache`), to read."""
+
+    @property
+    def readings(self) -> Mapping[int, Reading]:
+        """The decoded readings by register."""
+        ...
+
+    def reading(self, point: Point) -> Reading: ...
+
+    def scale_of(self, point: Point) -> int | None:
+        """The power-of-ten exponent that applies to a point now (None while unknown)."""
+        ...
+
+    def block(self, registers: range) -> tuple[list[int], float] | None:
+        """Raw registers and the time of the oldest (None if any is unread)."""
+        ...
+
+
+class NodeView(Protocol):
+    """One meter node as a face sees it: the live node, read-only (no copy per read)."""
+
+    @property
+    def address(self) -> int: ...
+    @property
+    def profile(self) -> NodeProfile: ...
+    @property
+    def health(self) -> HealthView: ...
+    @property
+    def cache(self) -> CacheView: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +88,7 @@ class NodeStatistics:
 
 class NodeAPI(Protocol):
     @property
-    def nodes(self) -> Mapping[int, Node]:
+    def nodes(self) -> Mapping[int, NodeView]:
         """The meter nodes by Modbus address; empty until ready."""
         ...
 

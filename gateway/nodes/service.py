@@ -2,7 +2,7 @@
 
 ``NodeService.run`` is the main coroutine of the bus thread (see :mod:`gateway.threads`). To the
 faces on the main loop it is a :class:`~gateway.nodes.api.NodeAPI`: they read ``nodes`` directly
-and call :meth:`NodeService.write` / :meth:`NodeService.write_value` /
+(as read-only views) and call :meth:`NodeService.write` / :meth:`NodeService.write_value` /
 :meth:`NodeService.passthrough`, which hop onto the bus thread and come back with the outcome or
 a node error (the bus's errors end here).
 """

@@ -17,7 +17,7 @@ from typing import Any
 from pyasn1.codec.ber import encoder
 from pysnmp.proto import rfc1902, rfc1905
 
-from gateway.nodes.node import Node
+from gateway.nodes.api import NodeView
 from gateway.pointmap import Point
 from gateway.snmp import ber
 from gateway.snmp.tree import Column
@@ -30,7 +30,7 @@ Reader = Callable[[], Any]
 class Target:
     """What a SET of a writable instance writes: a point of a node."""
 
-    node: Node
+    node: NodeView
     point: Point
     column: Column
 

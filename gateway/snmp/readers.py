@@ -18,8 +18,8 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
+from gateway.nodes.api import NodeView
 from gateway.nodes.cache import Reading
-from gateway.nodes.node import Node
 from gateway.pointmap import Access, Point
 from gateway.snmp.index import Entry, Reader, Target
 from gateway.snmp.tree import BASE, Column, Instance, Layout, NodeField, Smi
@@ -58,7 +58,7 @@ class PointReader:
 
     __slots__ = ("_column", "_readings", "_register", "_seen", "_syntax", "_value")
 
-    def __init__(self, node: Node, point: Point, column: Column) -> None:
+    def __init__(self, node: NodeView, point: Point, column: Column) -> None:
         self._readings: Mapping[int, Reading] = node.cache.readings
         self._register = point.register
         self._column = column
@@ -75,7 +75,7 @@ class PointReader:
         return self._value
 
 
-def _node_value(node: Node, field: NodeField) -> int | str | None:
+def _node_value(node: NodeView, field: NodeField) -> int | str | None:
     health, profile = node.health, node.profile
     match field:
         case NodeField.ONLINE:
@@ -114,7 +114,7 @@ class NodeReader:
 
     __slots__ = ("_column", "_field", "_node", "_number", "_syntax", "_value")
 
-    def __init__(self, node: Node, column: Column) -> None:
+    def __init__(self, node: NodeView, column: Column) -> None:
         assert column.node_field is not None
         self._node = node
         self._field = column.node_field
@@ -139,7 +139,7 @@ def _constant(value: Any) -> Reader:
 _ZERO = {smi: _constant(syntax(0)) for smi, syntax in SYNTAX.items()}
 
 
-def _entry(instance: Instance, node: Node) -> Entry:
+def _entry(instance: Instance, node: NodeView) -> Entry:
     column, point = instance.column, instance.point
     read: Reader
     if point is None:
@@ -152,7 +152,7 @@ def _entry(instance: Instance, node: Node) -> Entry:
     return Entry(column.oid, instance.oid[len(column.oid):], read, target)
 
 
-def layout_entries(layout: Layout, nodes: Mapping[int, Node]) -> Iterator[Entry]:
+def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[Entry]:
     """The enterprise tree's instances for these nodes."""
     models = {address: node.profile.model for address, node in nodes.items()}
     for instance in layout.instances(models):

@@ -14,10 +14,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.config import SECRET_KEYS, Config
-from gateway.nodes.api import NodeAPI
+from gateway.nodes.api import NodeAPI, NodeView
 from gateway.nodes.cache import Reading
 from gateway.nodes.events import AlarmChanged, Event, EventHub, NetworkFinding, NodeOffline, NodeOnline, Subscription
-from gateway.nodes.node import Node
 from gateway.pointmap import Encoding, Point, PointMap, PollClass
 
 GLOBAL_RESET = 295  # writing 31010 there clears every latched alarm of the panel
@@ -53,7 +52,7 @@ class Source:
         self.started = time.time()
 
     @property
-    def nodes(self) -> Mapping[int, Node]:
+    def nodes(self) -> Mapping[int, NodeView]:
         return self._service.nodes
 
     @property
@@ -140,7 +139,7 @@ class Source:
                 else _show(getattr(settings, item.name)) for item in fields(settings)}
         return shown
 
-    def _summary(self, node: Node, identity: tuple[int, str] | None) -> dict[str, Any]:
+    def _summary(self, node: NodeView, identity: tuple[int, str] | None) -> dict[str, Any]:
         profile, health = node.profile, node.health
         return {
             "address": node.address, "panel": profile.panel, "board": profile.primary_address,
