@@ -2,7 +2,7 @@
 
     configure_logging(level="info", fmt="auto")
     log = get_logger(__name__)
-    log.info("node_online", node=3, model="A")
+    log.info("node online", node=3, model="A")
 
 One stdlib root handler on stderr with structlog's ProcessorFormatter renders both our events
 and the records of foreign stdlib loggers (bacpypes3, pysnmp, pymodbus, asyncio), so the

@@ -43,10 +43,10 @@ def test_json_lines_carry_event_level_timestamp_and_fields(
 ) -> None:
     configure_logging("info", "json")
 
-    get_logger("gateway.nodes").info("node_online", node=3, model="A")
+    get_logger("gateway.nodes").info("node online", node=3, model="A")
 
     [line] = json_lines(capsys)
-    assert line["event"] == "node_online"
+    assert line["event"] == "node online"
     assert line["level"] == "info"
     assert str(line["timestamp"]).endswith("Z")
     assert (line["logger"], line["node"], line["model"]) == ("gateway.nodes", 3, "A")

@@ -173,7 +173,7 @@ class BoundedCov:
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
         if not cancelling and self.cov_limits.refuses(apdu.pduSource, not apdu.lifetime, self._subscription(apdu)):
-            peer_events("bacnet COV subscriptions refused: a cap is full").count(
+            peer_events("bacnet cov subscriptions refused: a cap is full").count(
                 str(apdu.pduSource), f"lifetime={apdu.lifetime}")
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]

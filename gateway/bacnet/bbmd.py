@@ -69,7 +69,7 @@ class Bbmd(BBMDLinkLayer):
 
     async def confirmation(self, lpdu: Any) -> None:
         if isinstance(lpdu, DeleteForeignDeviceTableEntry) and not self._may_delete(lpdu.pduSource, lpdu.bvlciAddress):
-            peer_events("bacnet Delete-FDT-Entry refused: not from the entry or a BDT peer").count(
+            peer_events("bacnet delete-fdt-entry refused: not from the entry or a bdt peer").count(
                 str(lpdu.pduSource), f"entry={lpdu.bvlciAddress}")
             await self.request(Result(code=DELETE_FDT_ENTRY_NAK, destination=lpdu.pduSource,
                                       user_data=lpdu.pduUserData))

@@ -10,7 +10,7 @@ It asks who routes the virtual network (Who-Is-Router-To-Network: an answer from
 router is a network conflict) and who has the device IDs (Who-Is over their range: an I-Am for one
 of them from anywhere but this gateway is a device-ID conflict). The running gateway asks at start
 and every `bacnet.doctor_interval` seconds (`Doctor`): a new conflict is an error logged once
-(event `bacnet.network_conflict` or `bacnet.device_id_conflict`, with the other party's
+(event `bacnet network conflict` or `bacnet device id conflict`, with the other party's
 address), the router device shows it (Reliability configuration-error, so Status_Flags FAULT),
 and its end is logged too; both are published as `NetworkFinding` events (the SNMP face sends them as
 notifications). `bcpm-gateway doctor` runs the same checks once from the command line.
@@ -50,7 +50,7 @@ class Conflict:
 
     @property
     def event(self) -> str:
-        return f"bacnet.{self.kind}_conflict"
+        return f"bacnet {self.kind.replace('_', ' ')} conflict"
 
     def __str__(self) -> str:
         what = "network" if self.kind == "network" else "device ID"

@@ -112,7 +112,7 @@ class ForeignDevice(NormalLinkLayer):
         elif state is RegistrationState.REFUSED:
             log.warning("foreign device registration refused", result=f"0x{result:04X}", **detail)
         else:
-            log.warning("foreign device not registered: the BBMD does not answer", **detail)
+            log.warning("foreign device not registered: the bbmd does not answer", **detail)
 
     async def indication(self, pdu: PDU) -> None:
         await super().indication(pdu)

@@ -111,7 +111,7 @@ class RtuTransport(asyncio.Protocol):
         await rtu._made
         rtu._direction_control()
         await rtu._quiet_line()
-        _log.info("bus.port_open", port=settings.port, baudrate=settings.baudrate)
+        _log.info("bus port open", port=settings.port, baudrate=settings.baudrate)
         return rtu
 
     async def close(self) -> None:

@@ -216,7 +216,7 @@ class Bus:
                 except BusClosed as exc:
                     self._shut(str(exc))
                     if not reported:
-                        _log.warning("bus.port_unavailable", port=self.settings.port, reason=str(exc),
+                        _log.warning("bus port unavailable", port=self.settings.port, reason=str(exc),
                                      retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
                         reported = True
                     await asyncio.sleep(pause)
@@ -226,7 +226,7 @@ class Bus:
                 try:
                     await self._serve_transport(transport, wake)
                 except BusClosed as exc:
-                    _log.warning("bus.port_lost", port=self.settings.port, reason=str(exc),
+                    _log.warning("bus port lost", port=self.settings.port, reason=str(exc),
                                  retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
                     reported = True
         finally:
@@ -271,7 +271,7 @@ class Bus:
             self._open.clear()
             self._shut(reason)
             await transport.close()
-            _log.info("bus.closed", port=self.settings.port, reason=reason)
+            _log.info("bus closed", port=self.settings.port, reason=reason)
 
     async def _run(self, transport: Transport, wake: asyncio.Event) -> None:
         while True:

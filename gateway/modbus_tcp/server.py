@@ -65,7 +65,7 @@ class Closed(enum.StrEnum):
     EVICTED = "closed to make room (the longest idle, at modbus_tcp.max_connections)"
     IDLE = "closed idle (modbus_tcp.idle_timeout)"
     SLOW_FRAME = "closed mid-frame (modbus_tcp.frame_timeout)"
-    MALFORMED = "closed (malformed MBAP header)"
+    MALFORMED = "closed (malformed mbap header)"
 
 _RESPONSES = {0x03: ReadHoldingRegistersResponse, 0x04: ReadInputRegistersResponse}
 

@@ -142,7 +142,7 @@ async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_ti
         if (result := await identify(bus, address, patient_timeout)) is not None:
             found[address] = result
     for address, result in sorted(found.items()):
-        log.info("found", address=address, bcpm=result.is_bcpm, detail=result.detail)
+        log.info("device found", address=address, bcpm=result.is_bcpm, detail=result.detail)
     return [found[address] for address in sorted(found)]
 
 

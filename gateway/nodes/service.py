@@ -188,7 +188,7 @@ class NodeService:
                 continue
             for item in found:
                 if not item.is_bcpm:
-                    log.warning("not a BCPM, left alone", address=item.address, detail=item.detail)
+                    log.warning("not a bcpm, left alone", address=item.address, detail=item.detail)
             return [item.profile for item in found if item.profile is not None]
 
     async def _rescan(self, interval: float) -> None:

@@ -79,13 +79,13 @@ async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cl
                                   snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]')
     assert await router_reliability(site) == NO_FAULT_DETECTED
     other = await start_other(site, "device", "device", OTHER_DEVICE, 50001)
-    conflict = await gateway.logged("bacnet.device_id_conflict", 30)
+    conflict = await gateway.logged("bacnet device id conflict", 30)
     assert (conflict["level"], conflict["number"], conflict["other"]) == ("error", 50001, OTHER_DEVICE)
     assert await router_reliability(site) == CONFIGURATION_ERROR
     await other.stop()
-    await gateway.logged("bacnet.device_id_conflict cleared", 30)
+    await gateway.logged("bacnet device id conflict cleared", 30)
     assert await router_reliability(site) == NO_FAULT_DETECTED
-    assert [event["event"] for event in gateway.events()].count("bacnet.device_id_conflict") == 1
+    assert [event["event"] for event in gateway.events()].count("bacnet device id conflict") == 1
     await receiver.wait_for(lambda: bool(traps(receiver, "bcpmDeviceIdConflictCleared")), 10, "the cleared trap")
     expected = {"bcpmNotifyBacnetNumber": "Gauge32: 50001", "bcpmNotifyBacnetOther": f'STRING: "{OTHER_DEVICE}"'}
     assert traps(receiver, "bcpmDeviceIdConflict") == [expected]
@@ -95,7 +95,7 @@ async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cl
 async def test_another_router_to_the_virtual_network_is_a_network_conflict(site, make_line, tmp_path) -> None:
     gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1")
     await start_other(site, "router", "rival", OTHER_ROUTER, 50)
-    conflict = await gateway.logged("bacnet.network_conflict", 30)
+    conflict = await gateway.logged("bacnet network conflict", 30)
     assert (conflict["number"], conflict["other"]) == (50, OTHER_ROUTER)
 
 

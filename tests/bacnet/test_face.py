@@ -200,7 +200,7 @@ async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(mak
     with pytest.raises(ErrorPDU) as total:
         await other.subscribe(other.node(2), "analog-input,1337", process=2, confirmed=False)
     assert error_of(total) == ("resources", "no-space-to-add-list-element")
-    assert event_counts()["bacnet COV subscriptions refused: a cap is full"] >= 2
+    assert event_counts()["bacnet cov subscriptions refused: a cap is full"] >= 2
 
 
 async def test_indefinite_cov_subscriptions_have_a_cap_of_their_own(make_line, start_gateway, make_client,
