@@ -61,7 +61,7 @@ class Reloadable(Protocol):
 
 @runtime_checkable
 class Counting(Protocol):
-    """A face that counts what it refuses or closes; the status line shows its counts."""
+    """A face that counts what no PeerEvents class does; the status line shows its counts."""
 
     @property
     def counts(self) -> dict[str, int]: ...

@@ -124,9 +124,8 @@ class ModbusTcpFace:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Connections refused or closed so far, by reason, and writes refused by a read-only face."""
-        counts = {reason.name.lower(): report.dropped for reason, report in self.closed.items()}
-        return {**counts, "refused_writes": self.refused_writes}
+        """Writes refused by a read-only face (the refused or closed connections are PeerEvents)."""
+        return {"refused_writes": self.refused_writes}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]

@@ -142,13 +142,8 @@ class SnmpFace:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Datagrams dropped so far, by reason, and notifications held back (for the status line)."""
-        transport, notifier = self.transport, self.notifier
-        if transport is None or transport.fast is None or notifier is None:
-            return {}
-        return {"not_allowed": transport.gate.refused.dropped, "over_rate_limit": transport.gate.limited.dropped,
-                "unknown_community": transport.fast.bad_communities.dropped, "undecodable": transport.drops.dropped,
-                "traps_held_back": notifier.held_back}
+        """Notifications held back so far (the dropped datagrams are PeerEvents)."""
+        return {} if self.notifier is None else {"traps_held_back": self.notifier.held_back}
 
     def _readers(self) -> list[str]:
         """The communities that read (the whole tree: see READ_VIEW)."""

@@ -9,7 +9,7 @@ import socket
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway import app
-from gateway.modbus_tcp.server import ILLEGAL_FUNCTION
+from gateway.modbus_tcp.server import ILLEGAL_FUNCTION, Closed
 from gateway.sim import Faults
 from tests.modbus_tcp.test_server import CT_SIZE_3, FLOAT_COPY, _gateway, _mbpoll
 from tests.support import eventually
@@ -81,7 +81,7 @@ async def test_a_host_outside_allow_is_disconnected_and_counted_once_in_the_log(
         writer.close()
     result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", "0", "-p", str(port), "127.0.0.1")
     assert result.returncode != 0
-    assert face.counts["not_allowed"] == 21 and not face.masters
+    assert face.closed[Closed.NOT_ALLOWED].dropped == 21 and not face.masters
     logged = capfd.readouterr()
     lines = (logged.out + logged.err).splitlines()
     assert sum("not in modbus_tcp.allow" in line for line in lines) == 1  # counted each time, logged once
@@ -91,7 +91,7 @@ async def test_a_host_inside_allow_is_served(make_line, start_gateway, tmp_path)
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, allow=["127.0.0.0/8"])
     result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", "0", "-c", "2", "-p", str(port), "127.0.0.1")
     assert result.returncode == 0, result.stderr
-    assert face.counts["not_allowed"] == 0
+    assert face.closed[Closed.NOT_ALLOWED].dropped == 0
 
 
 async def test_silent_and_stalled_masters_are_disconnected_and_busy_ones_are_not(make_line, start_gateway,
@@ -110,7 +110,7 @@ async def test_silent_and_stalled_masters_are_disconnected_and_busy_ones_are_not
     assert not (await _ask(busy_reader, busy, 99, 1, READ_TWO))[0] & 0x80
     for writer in (silent, stalled, busy):
         writer.close()
-    assert (face.counts["idle"], face.counts["slow_frame"]) == (1, 1)
+    assert (face.closed[Closed.IDLE].dropped, face.closed[Closed.SLOW_FRAME].dropped) == (1, 1)
 
 
 async def test_connections_have_tcp_keepalive_so_a_vanished_master_is_found(make_line, start_gateway,
@@ -140,7 +140,7 @@ async def test_at_the_cap_the_longest_idle_master_makes_room(make_line, start_ga
         assert await _closed_by_the_gateway(second_reader)
         for tid, (reader, writer) in enumerate(((first_reader, first), (third_reader, third)), 2):
             assert not (await _ask(reader, writer, tid, 1, READ_TWO))[0] & 0x80
-        assert face.counts["evicted"] == 1 and len(face.masters) == 2
+        assert face.closed[Closed.EVICTED].dropped == 1 and len(face.masters) == 2
     finally:
         for writer in (first, second, third):
             writer.close()
@@ -161,7 +161,7 @@ async def test_at_the_cap_a_master_waiting_for_its_answer_keeps_its_slot(make_li
         late.close()
         header = await asyncio.wait_for(reader.readexactly(7), 10)
         assert (await reader.readexactly(int.from_bytes(header[4:6], "big") - 1))[0] == 0x04
-        assert face.counts["full"] == 1 and face.counts["evicted"] == 0
+        assert face.closed[Closed.FULL].dropped == 1 and face.closed[Closed.EVICTED].dropped == 0
     finally:
         line.faults = Faults()
         writer.close()
@@ -177,7 +177,8 @@ async def test_the_status_line_shows_the_counts(make_line, start_gateway, tmp_pa
 
     def status_with_the_refusal() -> bool:
         logged = capfd.readouterr()
-        return any("status" in row and "'not_allowed': 1" in row for row in (logged.out + logged.err).splitlines())
+        return any("status" in row and "'modbus tcp connection refused (not in modbus_tcp.allow)': 1" in row
+                   and "'refused_writes': 0" in row for row in (logged.out + logged.err).splitlines())
 
     reporting = asyncio.create_task(app._report_status(gateway))
     try:
