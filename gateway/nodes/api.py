@@ -1,10 +1,10 @@
 """What a face may use of the node layer: node views, statistics, writes, pass-through.
 
 The faces run on the main event loop; the node layer runs on the bus thread. A face reads the
-nodes through read-only views (profile, health, cache: single fields, written only by the bus
-thread; mypy rejects a face that assigns to them) and awaits writes,
-which hop to the bus thread and come back with the outcome or an error of
-:mod:`gateway.nodes.errors`. It never touches the bus. Events come from the
+nodes through read-only views of the live nodes (profile, health, cache: single fields, written
+only by the bus thread; mypy refuses a face that writes to them) and awaits writes, which hop to
+the bus thread and come back with the outcome or an error of :mod:`gateway.nodes.errors`. It
+never touches the bus. Events come from the
 :class:`~gateway.nodes.events.EventHub`. :class:`~gateway.nodes.service.NodeService` is the one
 implementation; tests may give a face anything of this shape.
 """
