@@ -73,7 +73,8 @@ async def web_site(make_line, start_gateway, tmp_path) -> AsyncIterator[Callable
         await eventually(lambda: face.server is not None, what="the web face listening")
         site = Site(port, tmp_path / CERT_NAME, line, gateway, face)
         # Locked without saved profiles serves no node; otherwise every simulated node, once polled.
-        expected = set() if (sections or {}).get("gateway", {}).get("operating_mode") == "locked" else set(line.addresses)
+        locked = (sections or {}).get("gateway", {}).get("operating_mode") == "locked"
+        expected = set() if locked else set(line.addresses)
         await eventually(lambda: expected <= set(gateway.nodes.nodes)
                          and all(n.health.last_success for n in gateway.nodes.nodes.values()), what="found and polled")
         return site
