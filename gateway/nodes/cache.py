@@ -1,9 +1,9 @@
 """The node cache: every value a meter node gave us, with its quality and the time it was read.
 
 One writer (the poller, on the bus thread) and many readers (the faces, on the main loop). The
-writer replaces whole readings in a dictionary whose keys are fixed when the node is created, and
-swaps in a whole new dictionary of raw registers per read, so a reader never sees a half-updated
-value (nor a 32-bit value made of two reads) and never trips over a resized dictionary.
+writer swaps in new arrays of raw registers per read, and new arrays of decoded values, so a
+reader never sees a half-updated value (nor a 32-bit value made of two reads) and never trips
+over a resized container.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import functools
 import math
 import operator
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.nodes.plan import PollPlan
@@ -54,7 +54,9 @@ class NodeCache:
         self._pointmap = pointmap
         self._model = model
         self._points = pointmap.for_model(model)
-        self.readings: dict[int, Reading] = dict.fromkeys(_registers(self._points), UNREAD)
+        self._places = _places(self._points)  # point register -> its place in the readings' arrays
+        self._readings = _Readings.unread(len(self._points))
+        self.readings: Mapping[int, Reading] = _ReadingsView(self, self._places)
         # Raw registers and the wall-clock time each was read (NaN: never), in two arrays in the
         # plan's register order (2 + 8 bytes a register, where objects would take ~130).
         self._slots = _slots(plan)  # register -> its place in the arrays
@@ -87,7 +89,16 @@ class NodeCache:
         return [words[at] for at in places], min(read)  # type: ignore[index]
 
     def reading(self, point: Point) -> Reading:
-        return self.readings.get(point.register, UNREAD)
+        at = self._places.get(point.register)
+        return UNREAD if at is None else self.reading_at(at)
+
+    def reading_at(self, at: int) -> Reading:
+        """The reading of the point at this place of the model's points (``PointMap.for_model``)."""
+        readings = self._readings  # one reference: a store on the bus thread swaps in new ones
+        made = readings.made[at]
+        if made is None:
+            made = readings.made[at] = readings.reading(at)
+        return made
 
     def scale_of(self, point: Point) -> int | None:
         """The power-of-ten exponent that applies to a point now: None while its scale register
@@ -119,13 +130,16 @@ class NodeCache:
         rescaled = [point for point in scaled
                     if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register)]
         changes: dict[Point, tuple[Reading, Reading]] = {}
+        renewed: dict[int, Reading] = {}
         for point in (*covered, *rescaled):
-            new = self._decode(point, timestamp)
-            old_reading = self.readings[point.register]
+            new = self._decode(point)
+            at = self._places[point.register]
+            old_reading = self._readings.current(at)
             if new is not None and new != old_reading:
-                self.readings[point.register] = new
+                renewed[at] = new
                 if (new.value, new.quality) != (old_reading.value, old_reading.quality):
                     changes[point] = (old_reading, new)
+        self._readings = self._readings.with_readings(renewed)
         return changes
 
     def _touched(self, start: int, count: int) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
@@ -144,13 +158,11 @@ class NodeCache:
                 self._touched_by_read[start, count] = touched
         return touched
 
-    def _decode(self, point: Point, stored: float) -> Reading | None:
+    def _decode(self, point: Point) -> Reading | None:
         found = self.block(point.registers)
         if found is None:
             return None
         words, timestamp = found
-        if timestamp == stored:  # read by this store: its one float, not a new one per reading
-            timestamp = stored
         scale = self.scale_of(point)
         if scale is None:
             # An unread scale register: wait for it. One that holds garbage: no usable value.
@@ -164,13 +176,100 @@ class NodeCache:
     def mark_stale(self) -> dict[Point, tuple[Reading, Reading]]:
         """The node went offline: every value it gave is now stale (kept, but flagged)."""
         changes = {}
-        for point in self._points:
-            old = self.readings[point.register]
+        renewed = {}
+        for at, point in enumerate(self._points):
+            old = self._readings.current(at)
             if old.quality in (Quality.GOOD, Quality.NO_DATA):
-                new = Reading(old.value, Quality.STALE, old.timestamp)
-                self.readings[point.register] = new
+                renewed[at] = new = Reading(old.value, Quality.STALE, old.timestamp)
                 changes[point] = (old, new)
+        self._readings = self._readings.with_readings(renewed)
         return changes
+
+
+_QUALITIES = tuple(Quality)  # a reading's quality, by the low two bits of its kind
+_FORMS = {type(None): 0, int: 1, float: 2, str: 3}  # a reading's value type, by the high bits of its kind
+_NONE, _INT, _FLOAT, _TEXT = _FORMS.values()
+
+
+class _Readings:
+    """A node's decoded readings, in its model's point order: the numbers in an array, each one's
+    kind (quality and value type) in a byte, its time in an array, the few texts by place (25
+    bytes a point with ``made``, where a Reading object, its value and a dictionary slot take
+    ~110). Never changed once swapped in but for ``made``, the Reading objects faces asked for
+    (kept so that a face comparing by identity sees a new object only when the reading changed,
+    and so that a value read thousands of times a second is made once), and ``stamps``."""
+
+    __slots__ = ("kinds", "made", "numbers", "stamps", "texts", "times")
+
+    def __init__(self, numbers: array[float], kinds: bytearray, times: array[float], texts: dict[int, str],
+                 made: list[Reading | None]) -> None:
+        self.numbers, self.kinds, self.times, self.texts, self.made = numbers, kinds, times, texts, made
+        # The made readings' times, one float object per read as the readings of a read share it
+        # (24 bytes a reading otherwise); a few dozen, as many as the reads of the node's plan.
+        self.stamps: dict[float, float] = {}
+
+    @classmethod
+    def unread(cls, count: int) -> _Readings:
+        kind = _NONE << 2 | _QUALITIES.index(Quality.UNKNOWN)
+        return cls(array("d", bytes(8 * count)), bytearray([kind]) * count, array("d", [math.nan]) * count, {},
+                   [UNREAD] * count)
+
+    def current(self, at: int) -> Reading:
+        """The reading at a place, as made for a face or made now (for the writer: not kept)."""
+        made = self.made[at]
+        return self.reading(at) if made is None else made
+
+    def reading(self, at: int) -> Reading:
+        kind = self.kinds[at]
+        form = kind >> 2
+        value: float | int | str | None
+        if form == _FLOAT:
+            value = self.numbers[at]
+        elif form == _INT:
+            value = int(self.numbers[at])
+        elif form == _TEXT:
+            value = self.texts[at]
+        else:
+            value = None
+        timestamp = self.times[at]
+        shared = None if timestamp != timestamp else self.stamps.setdefault(timestamp, timestamp)  # NaN: never read
+        return Reading(value, _QUALITIES[kind & 3], shared)
+
+    def with_readings(self, renewed: dict[int, Reading]) -> _Readings:
+        """New readings: these ones by place, the others as they are (with the objects made of them)."""
+        if not renewed:
+            return self
+        numbers, kinds, times, texts, made = (array("d", self.numbers), bytearray(self.kinds), array("d", self.times),
+                                              dict(self.texts), list(self.made))
+        for at, reading in renewed.items():
+            value = reading.value
+            texts.pop(at, None)
+            if isinstance(value, str):
+                texts[at] = value
+            else:
+                numbers[at] = 0.0 if value is None else value
+            kinds[at] = _FORMS[type(value)] << 2 | _QUALITIES.index(reading.quality)
+            times[at] = math.nan if reading.timestamp is None else reading.timestamp
+            made[at] = None  # made when a face asks
+        return _Readings(numbers, kinds, times, texts, made)
+
+
+class _ReadingsView(Mapping[int, Reading]):
+    """A node's readings by register, read-only, made on demand from its arrays."""
+
+    __slots__ = ("_cache", "_places")
+
+    def __init__(self, cache: NodeCache, places: dict[int, int]) -> None:
+        self._cache, self._places = cache, places
+
+    def __getitem__(self, register: int) -> Reading:
+        return self._cache.reading_at(self._places[register])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._places)
+
+    def __len__(self) -> int:
+        return len(self._places)
 
 
 @functools.cache
@@ -180,8 +279,9 @@ def _touched_by_read(points: tuple[Point, ...]) -> dict[tuple[int, int], tuple[t
 
 
 @functools.cache
-def _registers(points: tuple[Point, ...]) -> tuple[int, ...]:
-    return tuple(point.register for point in points)
+def _places(points: tuple[Point, ...]) -> dict[int, int]:
+    """Each point's register, with its place in the readings' arrays (shared by the model's nodes)."""
+    return {point.register: at for at, point in enumerate(points)}
 
 
 @functools.cache

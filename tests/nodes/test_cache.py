@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.nodes.cache import NodeCache, Quality
-from gateway.nodes.plan import LineCost, poll_plan
+from dataclasses import replace
+
+from gateway.nodes.cache import NodeCache, Quality, Reading
+from gateway.nodes.plan import LineCost, Read, poll_plan
 from gateway.pointmap import load
 
 PM = load()
@@ -36,3 +38,25 @@ def test_a_garbled_scale_register_gives_no_value_and_no_error() -> None:
         assert node.scale_of(CURRENT_1) is None  # so a write of it is refused, not miscomputed
         node.store(1000, [0xFFFF], 3.0)
         assert node.reading(CURRENT_1).value == 12.3
+
+
+def test_readings_keep_their_value_types_and_one_object_until_they_change() -> None:
+    plan = poll_plan(PM, "A", LineCost(11 / 19200, 0.007))
+    node = NodeCache(PM, "A", replace(plan, slow=(*plan.slow, Read(7, 64))))  # the location text polled too
+    serial, location = PM.find("serial_number", group="identity"), PM.find("location", group="identity")
+    node.store(1, [0x0001, 0x0002], 1.0)
+    node.store(7, [0x4142, 0x4300] + [0] * 62, 1.0)
+    node.store(1000, [0xFFFF], 1.0)
+    node.store(1336, [123], 2.0)
+    assert node.reading(serial).value == 0x10002 and isinstance(node.reading(serial).value, int)
+    assert node.reading(location).value == "ABC"
+    first = node.reading(CURRENT_1)
+    assert (first.value, first.quality, first.timestamp) == (12.3, Quality.GOOD, 2.0)
+    assert node.reading(CURRENT_1) is first and node.readings[CURRENT_1.register] is first  # made once
+    node.store(1336, [0x8000], 3.0)  # the meter has no value now
+    gone = node.reading(CURRENT_1)
+    assert gone is not first and (gone.value, gone.quality, gone.timestamp) == (None, Quality.NO_DATA, 3.0)
+    node.mark_stale()
+    assert (node.reading(CURRENT_1).quality, node.reading(serial).value) == (Quality.STALE, 0x10002)
+    assert node.reading(location) == Reading("ABC", Quality.STALE, 1.0)
+    assert len(node.readings) == len(PM.for_model("A")) and set(node.readings) >= {1, 7, 1336}
