@@ -1,10 +1,11 @@
 """The served OIDs in lexicographic order, each with how to read it now: what GET, GETNEXT and
 GETBULK look up. Built once the nodes are known; lookups never touch the bus.
 
-An entry's reader returns the pysnmp value, or None while the instance has no value (the meter
-has none, or it was not read yet): GET then answers noSuchInstance and GETNEXT skips it. Readers
-return the same value object until the value changes, so the BER varbind the fast path answers
-with (`varbind`) is encoded once per value change, its name once per OID.
+An object's reader serves every instance of it: called with an instance's suffix, it returns the
+plain value (an int, a str or an OID tuple), or None while the instance has no value (the meter
+has none, or it was not read yet): GET then answers noSuchInstance and GETNEXT skips it. The
+object's syntax makes the pysnmp value of it when pysnmp answers; the BER varbind the fast path
+answers with (`varbind`) is encoded once per value change, its name once per OID.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from gateway.snmp import ber
 from gateway.snmp.tree import Column
 
 Oid = tuple[int, ...]
-Reader = Callable[[], Any]
+_NEVER = object()  # no varbind encoded yet
+Reader = Callable[[Oid], Any]  # an instance's plain value, by its suffix
+Syntax = Callable[[Any], Any]  # the pysnmp value of a plain one
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,8 @@ class Target:
 class Entry:
     object_oid: Oid  # the OID of the object (column or scalar) this is an instance of
     suffix: Oid  # the instance's own part: its OID is object_oid + suffix
-    read: Reader
+    read: Reader  # the object's: the same for every instance of it
+    syntax: Syntax  # the pysnmp type of the object's values
     target: Target | None = None  # set on writable instances
 
     @property
@@ -50,9 +54,10 @@ class Entry:
 class OidIndex:
     """Kept by object, as the tree is: each object's OID once, and the suffixes of its instances,
     one tuple of them shared by every object with the same rows (every column of a table, for the
-    same nodes). Per instance only its reader and what it last served are kept, so a node adds
-    about 0.1 KB per instance, not the ~0.4 KB an OID tuple, an entry and a dictionary slot each
-    would take. Positions number the instances in OID order, objects never nesting."""
+    same nodes), and one reader and syntax per object. Per instance only the plain value last read
+    and the varbind last served (with the value it was encoded from) are kept: about 30 bytes an
+    instance, and the varbind once served. Positions number the instances in OID order, objects
+    never nesting."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
         by_object: dict[Oid, list[Entry]] = {}
@@ -66,28 +71,33 @@ class OidIndex:
         names: dict[Oid, Oid] = {}
         self._suffixes: list[tuple[Oid, ...]] = []
         self._starts: list[int] = []  # each object's first position, then the count of instances
-        self.readers: list[Reader] = []
+        self._readers: list[Reader] = []  # by object
+        self._syntaxes: list[Syntax] = []  # by object
         self._targets: dict[int, Target] = {}
+        count = 0
         for object_oid in self._objects:
             ordered = sorted(by_object[object_oid], key=lambda entry: entry.suffix)
             suffixes = tuple(names.setdefault(entry.suffix, entry.suffix) for entry in ordered)
             if any(a == b for a, b in zip(suffixes, suffixes[1:])):
                 raise ValueError("two entries share an OID")
+            if any((entry.read, entry.syntax) != (ordered[0].read, ordered[0].syntax) for entry in ordered):
+                raise ValueError(f"the instances of object {object_oid} have different readers")
             self._suffixes.append(rows.setdefault(suffixes, suffixes))
-            self._starts.append(len(self.readers))
+            self._readers.append(ordered[0].read)
+            self._syntaxes.append(ordered[0].syntax)
+            self._starts.append(count)
             for entry in ordered:
                 if entry.target is not None:
-                    self._targets[len(self.readers)] = entry.target
-                self.readers.append(entry.read)
-        count = len(self.readers)
+                    self._targets[count] = entry.target
+                count += 1
         self._starts.append(count)
         self._values: list[Any] = [None] * count  # as last read
-        self._encoded: list[Any] = [None] * count  # the value each varbind below was encoded with
+        self._encoded: list[Any] = [_NEVER] * count  # the value each varbind below was encoded from
         # Encoded when first served (~30 µs each with pyasn1): a start builds none of them.
         self._varbinds: list[bytes] = [b""] * count
 
     def __len__(self) -> int:
-        return len(self.readers)
+        return len(self._values)
 
     def entry(self, oid: Oid) -> Entry | None:
         at = self.position(oid)
@@ -95,14 +105,14 @@ class OidIndex:
             return None
         number = self._object_of(at)
         object_oid = self._objects[number]
-        return Entry(object_oid, oid[len(object_oid):], self.readers[at], self._targets.get(at))
+        return Entry(object_oid, oid[len(object_oid):], self._readers[number], self._syntaxes[number],
+                     self._targets.get(at))
 
     def get(self, oid: Oid) -> Any:
         """The value of an instance, or noSuchInstance / noSuchObject; a value is kept for `varbind`."""
         at = self.position(oid)
         if at is not None:
-            value = self.read(at)
-            return rfc1905.noSuchInstance if value is None else value
+            return rfc1905.noSuchInstance if self.read(at) is None else self.value(at)
         number = self._object_before(oid)
         if number >= 0 and len(oid) > len(self._objects[number]) and self._inside(oid, number):
             return rfc1905.noSuchInstance
@@ -142,14 +152,16 @@ class OidIndex:
         return self._objects[number] + self._suffixes[number][at - self._starts[number]]
 
     def read(self, at: int) -> Any:
-        value = self._values[at] = self.readers[at]()
+        """The plain value at ``at`` now (None: none), kept for `value` and `varbind`."""
+        number = self._object_of(at)
+        value = self._values[at] = self._readers[number](self._suffixes[number][at - self._starts[number]])
         return value
 
     def next_served(self, position: int) -> int | None:
         """The position of the first instance at or after ``position`` that has a value (kept for
         `value` and `varbind`); None at the end of the view."""
         read = self.read
-        for at in range(position, len(self.readers)):
+        for at in range(position, len(self._values)):
             if read(at) is not None:
                 return at
         return None
@@ -159,14 +171,14 @@ class OidIndex:
         return rfc1902.ObjectName(self.oid(at))
 
     def value(self, at: int) -> Any:
-        """The value last read at ``at``."""
-        return self._values[at]
+        """The pysnmp value of what was last read at ``at``."""
+        return self._syntaxes[self._object_of(at)](self._values[at])
 
     def varbind(self, at: int) -> bytes:
         """The BER varbind of the value last read at ``at``."""
         value = self._values[at]
-        if value is not self._encoded[at]:
-            self._varbinds[at] = ber.tlv(ber.SEQUENCE, self.name_ber(at) + encoder.encode(value))
+        if value != self._encoded[at]:
+            self._varbinds[at] = ber.tlv(ber.SEQUENCE, self.name_ber(at) + encoder.encode(self.value(at)))
             self._encoded[at] = value
         return self._varbinds[at]
 
@@ -184,7 +196,7 @@ class OidIndex:
         (column, position served, or None past the end of the view), ending after the first row
         where every column has ended."""
         positions = list(starts)
-        end = len(self.readers)
+        end = len(self._values)
         rows: list[tuple[int, int | None]] = []
         for _ in range(repetitions):
             ended = True

@@ -2,8 +2,10 @@
 
     index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, settings, counts)])
 
-Point values come from the node cache as decoded by the poller; the pysnmp value object is kept
-until the cache holds a new reading, so a walk over unchanged values builds no new objects.
+One reader per object serves all its instances: a table column's reads the row its suffix names
+(the panel, then the channel, pair or meter) from that node's cache as decoded by the poller, or
+from its health and profile. Readers return plain values; the index makes pysnmp values of them
+with the object's syntax where pysnmp answers.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
 from gateway.nodes.api import NodeView
-from gateway.nodes.cache import Reading
 from gateway.pointmap import Access, Point
-from gateway.snmp.index import Entry, Reader, Target
-from gateway.snmp.tree import BASE, Column, Instance, Layout, NodeField, Smi
+from gateway.snmp.index import Entry, Oid, Reader, Syntax, Target
+from gateway.snmp.tree import BASE, Column, Layout, NodeField, Smi
 
 SYNTAX: dict[Smi, Any] = {  # the pysnmp class of each syntax
     Smi.INTEGER32: rfc1902.Integer32,
@@ -51,28 +52,6 @@ class FastCounts:
 
     in_packets: int = 0  # snmpInPkts
     bad_community_names: int = 0  # snmpInBadCommunityNames
-
-
-class PointReader:
-    """The served value of one point of one node, rebuilt only when the cache's reading changes."""
-
-    __slots__ = ("_column", "_readings", "_register", "_seen", "_syntax", "_value")
-
-    def __init__(self, node: NodeView, point: Point, column: Column) -> None:
-        self._readings: Mapping[int, Reading] = node.cache.readings
-        self._register = point.register
-        self._column = column
-        self._syntax = SYNTAX[column.smi]
-        self._seen: Reading | None = None
-        self._value: Any = None
-
-    def __call__(self) -> Any:
-        reading = self._readings[self._register]
-        if reading is not self._seen:
-            number = self._column.to_snmp(reading.value)
-            self._value = None if number is None else self._syntax(number)
-            self._seen = reading
-        return self._value
 
 
 def _node_value(node: NodeView, field: NodeField) -> int | str | None:
@@ -109,54 +88,43 @@ def _node_value(node: NodeView, field: NodeField) -> int | str | None:
             return health.went_offline % COUNTER32_WRAP
 
 
-class NodeReader:
-    """The served value of a node's own field (health, profile), rebuilt only when it changes."""
+def _point_value(node: NodeView, point: Point, column: Column) -> int | str | None:
+    if point.access is Access.W:
+        return 0  # what the meter reads write-only registers as
+    return column.to_snmp(node.cache.readings[point.register].value)
 
-    __slots__ = ("_column", "_field", "_node", "_number", "_syntax", "_value")
 
-    def __init__(self, node: NodeView, column: Column) -> None:
-        assert column.node_field is not None
-        self._node = node
-        self._field = column.node_field
-        self._column = column
-        self._syntax = SYNTAX[column.smi]
-        self._number: int | str | None = None
-        self._value: Any = None
+def _column_reader(column: Column, nodes: Mapping[int, NodeView]) -> Reader:
+    """One reader for every row of a table's column: a suffix is (panel,) or (panel, row)."""
+    field, points = column.node_field, column.points
+    if field is not None:
+        return lambda suffix: column.to_snmp(_node_value(nodes[suffix[0]], field))
+    return lambda suffix: _point_value(nodes[suffix[0]], points[suffix[1] if len(suffix) > 1 else None], column)
 
-    def __call__(self) -> Any:
-        number = self._column.to_snmp(_node_value(self._node, self._field))
-        if number != self._number or self._value is None:
-            self._number = number
-            self._value = None if number is None else self._syntax(number)
-        return self._value
+
+def _scalar_reader(node: NodeView, point: Point, column: Column) -> Reader:
+    return lambda suffix: _point_value(node, point, column)
 
 
 def _constant(value: Any) -> Reader:
-    return lambda: value
-
-
-#: What the meter reads write-only registers as: one reader per syntax, shared by every such instance.
-_ZERO = {smi: _constant(syntax(0)) for smi, syntax in SYNTAX.items()}
-
-
-def _entry(instance: Instance, node: NodeView) -> Entry:
-    column, point = instance.column, instance.point
-    read: Reader
-    if point is None:
-        read = NodeReader(node, column)
-    elif point.access is Access.W:
-        read = _ZERO[column.smi]
-    else:
-        read = PointReader(node, point, column)
-    target = Target(node, point, column) if point is not None and column.writable else None
-    return Entry(column.oid, instance.oid[len(column.oid):], read, target)
+    return lambda suffix: value
 
 
 def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[Entry]:
     """The enterprise tree's instances for these nodes."""
     models = {address: node.profile.model for address, node in nodes.items()}
+    readers: dict[Oid, Reader] = {}  # by object
     for instance in layout.instances(models):
-        yield _entry(instance, nodes[instance.address])
+        column, point, node = instance.column, instance.point, nodes[instance.address]
+        read = readers.get(column.oid)
+        if read is None:
+            if column is layout.advanced_features:  # the scalar of the lowest panel
+                assert point is not None
+                read = readers[column.oid] = _scalar_reader(node, point, column)
+            else:
+                read = readers[column.oid] = _column_reader(column, nodes)
+        target = Target(node, point, column) if point is not None and column.writable else None
+        yield Entry(column.oid, instance.oid[len(column.oid):], read, SYNTAX[column.smi], target)
 
 
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
@@ -164,25 +132,24 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
     current objects (RFC 3418), from the engine's counters."""
     builder = engine.get_mib_builder()
 
-    def engine_scalar(symbol: str, also: Callable[[], int] | None = None) -> Reader:
+    def engine_scalar(symbol: str, also: Callable[[], int] = lambda: 0) -> tuple[Reader, Syntax]:
         (instance,) = builder.import_symbols("__SNMPv2-MIB", symbol)
         if symbol == "sysUpTime":
-            return lambda: instance.syntax.clone()  # computes its value then
-        if also is not None:
-            return lambda: instance.syntax.clone((int(instance.syntax) + also()) % COUNTER32_WRAP)
-        return lambda: instance.syntax  # a counter is replaced as it counts
+            return lambda suffix: int(instance.syntax.clone()), rfc1902.TimeTicks  # clone() computes it
+        # A counter is replaced as it counts: read the current one.
+        return lambda suffix: (int(instance.syntax) + also()) % COUNTER32_WRAP, instance.syntax.clone
 
-    constants: dict[tuple[int, ...], Any] = {
-        SYSTEM + (1,): rfc1902.OctetString(SYS_DESCR),
-        SYSTEM + (2,): rfc1902.ObjectIdentifier(BASE),
-        SYSTEM + (4,): rfc1902.OctetString(settings.contact),
-        SYSTEM + (5,): rfc1902.OctetString(settings.name or socket.gethostname()),
-        SYSTEM + (6,): rfc1902.OctetString(settings.location),
-        SYSTEM + (7,): rfc1902.Integer32(SYS_SERVICES),
-        SYSTEM + (8,): rfc1902.TimeTicks(0),
-        SNMP_GROUP + (30,): rfc1902.Integer32(SNMP_AUTHEN_TRAPS_DISABLED),
+    constants: dict[Oid, tuple[Syntax, Any]] = {
+        SYSTEM + (1,): (rfc1902.OctetString, SYS_DESCR),
+        SYSTEM + (2,): (rfc1902.ObjectIdentifier, BASE),
+        SYSTEM + (4,): (rfc1902.OctetString, settings.contact),
+        SYSTEM + (5,): (rfc1902.OctetString, settings.name or socket.gethostname()),
+        SYSTEM + (6,): (rfc1902.OctetString, settings.location),
+        SYSTEM + (7,): (rfc1902.Integer32, SYS_SERVICES),
+        SYSTEM + (8,): (rfc1902.TimeTicks, 0),
+        SNMP_GROUP + (30,): (rfc1902.Integer32, SNMP_AUTHEN_TRAPS_DISABLED),
     }
-    counters: dict[tuple[int, ...], Callable[[], Any]] = {
+    counters: dict[Oid, tuple[Reader, Syntax]] = {
         SYSTEM + (3,): engine_scalar("sysUpTime"),
         SNMP_GROUP + (1,): engine_scalar("snmpInPkts", lambda: fast.in_packets),
         SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions"),
@@ -192,7 +159,7 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
         SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),
         SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
     }
-    for oid, value in constants.items():
-        yield Entry(oid, (0,), _constant(value))
-    for oid, read in counters.items():
-        yield Entry(oid, (0,), read)
+    for oid, (syntax, value) in constants.items():
+        yield Entry(oid, (0,), _constant(value), syntax)
+    for oid, (read, syntax) in counters.items():
+        yield Entry(oid, (0,), read, syntax)

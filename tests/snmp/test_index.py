@@ -16,9 +16,13 @@ OBJECTS = [(1, 3, 6, 1, 2, 1, 1, 1), (1, 3, 6, 1, 2, 1, 1, 3), (1, 3, 6, 1, 4, 1
 ROWS = [[(0,)], [(0,)], [(1, 1), (1, 2), (1, 42), (200, 1)], [(1, 1), (1, 2), (1, 42), (200, 1)], [(1,), (2,), (247,)]]
 
 
+def plain(value: object) -> object:
+    return value
+
+
 def index_and_oids() -> tuple[OidIndex, list[tuple[int, ...]]]:
-    entries = [Entry(oid, suffix, lambda oid=oid, suffix=suffix: oid + suffix)
-               for oid, suffixes in zip(OBJECTS, ROWS) for suffix in suffixes]
+    readers = {oid: lambda suffix, oid=oid: oid + suffix for oid in OBJECTS}  # one an object, for all its rows
+    entries = [Entry(oid, suffix, readers[oid], plain) for oid, suffixes in zip(OBJECTS, ROWS) for suffix in suffixes]
     random.Random(1).shuffle(entries)
     return OidIndex(entries), sorted(entry.oid for entry in entries)
 
@@ -62,8 +66,9 @@ def test_rows_are_kept_once_for_objects_that_share_them() -> None:
 
 
 @pytest.mark.parametrize("entries", [
-    [Entry((1, 2), (1,), lambda: 1), Entry((1, 2, 1), (0,), lambda: 2)],  # an object inside another
-    [Entry((1, 2), (1,), lambda: 1), Entry((1, 2), (1,), lambda: 2)],  # one OID twice
+    [Entry((1, 2), (1,), lambda suffix: 1, plain), Entry((1, 2, 1), (0,), lambda suffix: 2, plain)],  # nested objects
+    [Entry((1, 2), (1,), plain, plain), Entry((1, 2), (1,), plain, plain)],  # one OID twice
+    [Entry((1, 2), (1,), lambda suffix: 1, plain), Entry((1, 2), (2,), lambda suffix: 2, plain)],  # two readers
 ])
 def test_an_index_that_cannot_be_ordered_is_refused(entries) -> None:
     with pytest.raises(ValueError):
