@@ -145,9 +145,9 @@ class CacheController(AbstractMibInstrumController):
         entry = self.index.entry(tuple(name))
         if entry is None:
             raise smi_error.NoCreationError(name=name, idx=at)
-        target = entry.target
-        if target is None:
+        if entry.targets is None:
             raise smi_error.NotWritableError(name=name, idx=at)
+        target = entry.targets(entry.suffix)
         if value.tagSet != SYNTAX[target.column.smi].tagSet:
             raise smi_error.WrongTypeError(name=name, idx=at)
         node, point = target.node, target.point

@@ -38,13 +38,16 @@ class Target:
     column: Column
 
 
+Targets = Callable[[Oid], Target]  # what a SET of an instance writes, by its suffix
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     object_oid: Oid  # the OID of the object (column or scalar) this is an instance of
     suffix: Oid  # the instance's own part: its OID is object_oid + suffix
     read: Reader  # the object's: the same for every instance of it
     syntax: Syntax  # the pysnmp type of the object's values
-    target: Target | None = None  # set on writable instances
+    targets: Targets | None = None  # the object's, if it is writable
 
     @property
     def oid(self) -> Oid:
@@ -73,23 +76,23 @@ class OidIndex:
         self._starts: list[int] = []  # each object's first position, then the count of instances
         self._readers: list[Reader] = []  # by object
         self._syntaxes: list[Syntax] = []  # by object
-        self._targets: dict[int, Target] = {}
+        self._targets: list[Targets | None] = []  # by object
         count = 0
         for object_oid in self._objects:
             ordered = sorted(by_object[object_oid], key=lambda entry: entry.suffix)
             suffixes = tuple(names.setdefault(entry.suffix, entry.suffix) for entry in ordered)
             if any(a == b for a, b in zip(suffixes, suffixes[1:])):
                 raise ValueError("two entries share an OID")
-            if any((entry.read, entry.syntax) != (ordered[0].read, ordered[0].syntax) for entry in ordered):
-                raise ValueError(f"the instances of object {object_oid} have different readers")
+            first = ordered[0]
+            if any((entry.read, entry.syntax, entry.targets) != (first.read, first.syntax, first.targets)
+                   for entry in ordered):
+                raise ValueError(f"the instances of object {object_oid} are read or written differently")
             self._suffixes.append(rows.setdefault(suffixes, suffixes))
-            self._readers.append(ordered[0].read)
-            self._syntaxes.append(ordered[0].syntax)
+            self._readers.append(first.read)
+            self._syntaxes.append(first.syntax)
+            self._targets.append(first.targets)
             self._starts.append(count)
-            for entry in ordered:
-                if entry.target is not None:
-                    self._targets[count] = entry.target
-                count += 1
+            count += len(suffixes)
         self._starts.append(count)
         self._values: list[Any] = [None] * count  # as last read
         self._encoded: list[Any] = [_NEVER] * count  # the value each varbind below was encoded from
@@ -106,7 +109,7 @@ class OidIndex:
         number = self._object_of(at)
         object_oid = self._objects[number]
         return Entry(object_oid, oid[len(object_oid):], self._readers[number], self._syntaxes[number],
-                     self._targets.get(at))
+                     self._targets[number])
 
     def get(self, oid: Oid) -> Any:
         """The value of an instance, or noSuchInstance / noSuchObject; a value is kept for `varbind`."""

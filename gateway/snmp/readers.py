@@ -22,7 +22,7 @@ from pysnmp.proto import rfc1902
 from gateway.config import SnmpSettings
 from gateway.nodes.api import NodeView
 from gateway.pointmap import Access, Point
-from gateway.snmp.index import Entry, Oid, Reader, Syntax, Target
+from gateway.snmp.index import Entry, Oid, Reader, Syntax, Target, Targets
 from gateway.snmp.tree import BASE, Column, Layout, NodeField, Smi
 
 SYNTAX: dict[Smi, Any] = {  # the pysnmp class of each syntax
@@ -94,16 +94,24 @@ def _point_value(node: NodeView, point: Point, column: Column) -> int | str | No
     return column.to_snmp(node.cache.readings[point.register].value)
 
 
-def _column_reader(column: Column, nodes: Mapping[int, NodeView]) -> Reader:
-    """One reader for every row of a table's column: a suffix is (panel,) or (panel, row)."""
-    field, points = column.node_field, column.points
+def _locator(layout: Layout, column: Column, nodes: Mapping[int, NodeView]) -> Callable[[Oid], tuple[NodeView, Point]]:
+    """The node and point behind an instance of a column with points, by the instance's suffix."""
+    points = column.points
+    if column is layout.advanced_features:  # register 62017 of the lowest panel, at .0
+        lowest = nodes[min(nodes)]
+        return lambda suffix: (lowest, points[None])
+    # a table's: the suffix is (panel,) or (panel, channel / pair / meter)
+    return lambda suffix: (nodes[suffix[0]], points[suffix[1] if len(suffix) > 1 else None])
+
+
+def _object(layout: Layout, column: Column, nodes: Mapping[int, NodeView]) -> tuple[Reader, Targets | None]:
+    """How every instance of a column (or the guide's scalar) is read, and written if it is writable."""
+    field = column.node_field
     if field is not None:
-        return lambda suffix: column.to_snmp(_node_value(nodes[suffix[0]], field))
-    return lambda suffix: _point_value(nodes[suffix[0]], points[suffix[1] if len(suffix) > 1 else None], column)
-
-
-def _scalar_reader(node: NodeView, point: Point, column: Column) -> Reader:
-    return lambda suffix: _point_value(node, point, column)
+        return lambda suffix: column.to_snmp(_node_value(nodes[suffix[0]], field)), None
+    locate = _locator(layout, column, nodes)
+    targets = (lambda suffix: Target(*locate(suffix), column)) if column.writable else None
+    return lambda suffix: _point_value(*locate(suffix), column), targets
 
 
 def _constant(value: Any) -> Reader:
@@ -113,18 +121,13 @@ def _constant(value: Any) -> Reader:
 def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[Entry]:
     """The enterprise tree's instances for these nodes."""
     models = {address: node.profile.model for address, node in nodes.items()}
-    readers: dict[Oid, Reader] = {}  # by object
+    objects: dict[Oid, tuple[Reader, Targets | None]] = {}
     for instance in layout.instances(models):
-        column, point, node = instance.column, instance.point, nodes[instance.address]
-        read = readers.get(column.oid)
-        if read is None:
-            if column is layout.advanced_features:  # the scalar of the lowest panel
-                assert point is not None
-                read = readers[column.oid] = _scalar_reader(node, point, column)
-            else:
-                read = readers[column.oid] = _column_reader(column, nodes)
-        target = Target(node, point, column) if point is not None and column.writable else None
-        yield Entry(column.oid, instance.oid[len(column.oid):], read, SYNTAX[column.smi], target)
+        column = instance.column
+        if column.oid not in objects:
+            objects[column.oid] = _object(layout, column, nodes)
+        read, targets = objects[column.oid]
+        yield Entry(column.oid, instance.oid[len(column.oid):], read, SYNTAX[column.smi], targets)
 
 
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
