@@ -111,7 +111,7 @@ def walk(env: dict[str, str], port: int, *command: str) -> tuple[int, float]:
 def swept(face: SnmpFace) -> bool:
     """The tree is served and every instance has a value."""
     index = face.controller.index if face.controller else None
-    return index is not None and len(index) > 100 and all(read() is not None for read in index.readers)
+    return index is not None and len(index) > 100 and index.all_have_values()
 
 
 async def trap_latencies(line: SimulatedLine, gateway: Any, traps: TrapLog) -> tuple[list[float], list[float]]:

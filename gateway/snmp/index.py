@@ -160,6 +160,10 @@ class OidIndex:
         value = self._values[at] = self._readers[number](self._suffixes[number][at - self._starts[number]])
         return value
 
+    def all_have_values(self) -> bool:
+        """Every instance has a value now (every node was read once)."""
+        return all(self.read(at) is not None for at in range(len(self)))
+
     def next_served(self, position: int) -> int | None:
         """The position of the first instance at or after ``position`` that has a value (kept for
         `value` and `varbind`); None at the end of the view."""

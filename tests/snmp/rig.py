@@ -53,7 +53,7 @@ class Agent:
     def all_values_present(self) -> bool:
         """Every served instance has a value (all nodes swept at least once)."""
         index = self.face.controller.index if self.face.controller else None
-        return index is not None and len(index) > 100 and all(index.read(at) is not None for at in range(len(index)))
+        return index is not None and len(index) > 100 and index.all_have_values()
 
 
 class TrapReceiver:
