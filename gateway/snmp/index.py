@@ -58,8 +58,8 @@ class OidIndex:
     """Kept by object, as the tree is: each object's OID once, and the suffixes of its instances,
     one tuple of them shared by every object with the same rows (every column of a table, for the
     same nodes), and one reader and syntax per object. Per instance only the plain value last read
-    and the varbind last served (with the value it was encoded from) are kept: about 30 bytes an
-    instance, and the varbind once served. Positions number the instances in OID order, objects
+    and the varbind last served (with the value it was encoded from) are kept: three list slots (24
+    bytes) an instance, and the varbind once served. Positions number the instances in OID order, objects
     never nesting."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
