@@ -77,7 +77,7 @@ def rpm_requests() -> list[list[Any]]:
     batches = []
     for start in range(0, len(specs), OBJECTS_PER_RPM):
         request: list[Any] = []
-        for spec in specs[start:start + OBJECTS_PER_RPM]:
+        for spec in specs[start : start + OBJECTS_PER_RPM]:
             request += [ObjectIdentifier((spec.object_type, spec.instance)), ["present-value", "status-flags"]]
         batches.append(request)
     return batches
@@ -87,9 +87,18 @@ def _preencoded(port: int, network: int, objects: int, seconds: float, results: 
     """Keep IN_FLIGHT requests of `objects` objects outstanding for `seconds` (runs in its own
     process): the node's measurements and settings (its Analog Inputs and Values)."""
     specs = [spec for spec in object_specs(load(), "A") if spec.object_type.startswith("analog")]
-    requests = [bytearray(routed(network, NODE, read_property_multiple(
-                    [((spec.object_type, spec.instance), PROPERTIES) for spec in specs[start:start + objects]])))
-                for start in range(0, len(specs) - objects + 1, objects)]
+    requests = [
+        bytearray(
+            routed(
+                network,
+                NODE,
+                read_property_multiple(
+                    [((spec.object_type, spec.instance), PROPERTIES) for spec in specs[start : start + objects]]
+                ),
+            )
+        )
+        for start in range(0, len(specs) - objects + 1, objects)
+    ]
     at = apdu_offset(requests[0]) + 2  # type, max segments/APDU, invoke ID
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -196,16 +205,18 @@ async def _rpm_runs(port: int) -> list[dict[str, Any]]:
     for clients in CLIENTS:
         outcome = await _in_process(_load, port, clients, SECONDS)
         latencies = outcome["latencies"]
-        runs.append({
-            "clients": clients,
-            "requests_per_second": round(len(latencies) / SECONDS, 1),
-            "objects_per_second": round(len(latencies) * OBJECTS_PER_RPM / SECONDS),
-            "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
-            "latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
-            "errors": outcome["errors"],
-            "whole_node_seconds": outcome["sweeps"],
-            "requests_per_whole_node": outcome["requests_per_sweep"],
-        })
+        runs.append(
+            {
+                "clients": clients,
+                "requests_per_second": round(len(latencies) / SECONDS, 1),
+                "objects_per_second": round(len(latencies) * OBJECTS_PER_RPM / SECONDS),
+                "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
+                "latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
+                "errors": outcome["errors"],
+                "whole_node_seconds": outcome["sweeps"],
+                "requests_per_whole_node": outcome["requests_per_sweep"],
+            }
+        )
     return runs
 
 
@@ -214,22 +225,30 @@ async def _preencoded_runs(port: int, network: int, fast_reads: bool) -> list[di
     for objects in (OBJECTS_PER_RPM, 1):
         outcome = await _in_process(_preencoded, port, network, objects, SECONDS)
         latencies = outcome["latencies"]
-        runs.append({
-            "fast_reads": fast_reads, "objects": objects, "properties": len(PROPERTIES), "in_flight": IN_FLIGHT,
-            "requests_per_second": round(len(latencies) / SECONDS, 1),
-            "properties_per_second": round(len(latencies) * objects * len(PROPERTIES) / SECONDS),
-            "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
-            "latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
-            "not_complex_ack": outcome["failures"], "lost": outcome["lost"],
-        })
+        runs.append(
+            {
+                "fast_reads": fast_reads,
+                "objects": objects,
+                "properties": len(PROPERTIES),
+                "in_flight": IN_FLIGHT,
+                "requests_per_second": round(len(latencies) / SECONDS, 1),
+                "properties_per_second": round(len(latencies) * objects * len(PROPERTIES) / SECONDS),
+                "latency_ms_p50": round(statistics.median(latencies) * 1000, 2),
+                "latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
+                "not_complex_ack": outcome["failures"],
+                "lost": outcome["lost"],
+            }
+        )
     return runs
 
 
-ATTACKS = ("none (the baseline of this machine now)",
-           "segmented RPM at the size limit, objects x all",
-           "segmented RPM at the size limit, objects x (present-value, status-flags)",
-           "segmented RPM beyond the size limit, every object x all",
-           "unsegmented 63 KB RPM")
+ATTACKS = (
+    "none (the baseline of this machine now)",
+    "segmented RPM at the size limit, objects x all",
+    "segmented RPM at the size limit, objects x (present-value, status-flags)",
+    "segmented RPM beyond the size limit, every object x all",
+    "unsegmented 63 KB RPM",
+)
 LAG_TICK = 0.01
 SEGMENT = 1400  # service data per segment the attacker sends
 
@@ -244,11 +263,23 @@ def _attack_requests(network: int, node: int, attack: str, max_request: int) -> 
         return [routed(network, node, request)[:65000]]
     properties = ["all"] if attack != ATTACKS[2] else list(PROPERTIES)
     count = len(everything)
-    while attack != ATTACKS[3] and len(segmented(network, node, read_property_multiple(
-            [(objid, properties) for objid in everything[:count]]), size=SEGMENT)) * SEGMENT > max_request:
+    while (
+        attack != ATTACKS[3]
+        and len(
+            segmented(
+                network,
+                node,
+                read_property_multiple([(objid, properties) for objid in everything[:count]]),
+                size=SEGMENT,
+            )
+        )
+        * SEGMENT
+        > max_request
+    ):
         count -= 25
-    return segmented(network, node, read_property_multiple([(objid, properties) for objid in everything[:count]]),
-                     size=SEGMENT)
+    return segmented(
+        network, node, read_property_multiple([(objid, properties) for objid in everything[:count]]), size=SEGMENT
+    )
 
 
 def _attacker(port: int, network: int, attack: str, max_request: int, seconds: float) -> None:
@@ -281,8 +312,9 @@ async def _attack_runs(port: int, settings: BacnetSettings, network: BacnetNetwo
     limits = network.entry.limits
     for attack in ATTACKS:
         refused_before, too_big_before = dict(limits.refused), TOO_BIG.dropped
-        attacker = multiprocessing.Process(target=_attacker, args=(port, settings.network, attack,
-                                                                   limits.max_request, SECONDS))
+        attacker = multiprocessing.Process(
+            target=_attacker, args=(port, settings.network, attack, limits.max_request, SECONDS)
+        )
         attacker.start()
         stop = asyncio.Event()
         lag = asyncio.ensure_future(_lags(stop))
@@ -292,16 +324,20 @@ async def _attack_runs(port: int, settings: BacnetSettings, network: BacnetNetwo
         while attacker.is_alive():  # never block the loop on a join
             await asyncio.sleep(0.05)
         latencies = outcome["latencies"]
-        runs.append({
-            "attack": attack, "loop_lag_ms_max": round(max(lags) * 1000, 1),
-            "loop_lag_ms_p99": round(_percentile(lags, 0.99) * 1000, 1),
-            "legitimate_requests_per_second": round(len(latencies) / SECONDS, 1),
-            "legitimate_latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
-            "legitimate_lost": outcome["lost"],
-            "refused_at_entry": {reason: count - refused_before.get(reason, 0)
-                                 for reason, count in limits.refused.items()},
-            "answers_aborted": TOO_BIG.dropped - too_big_before,
-        })
+        runs.append(
+            {
+                "attack": attack,
+                "loop_lag_ms_max": round(max(lags) * 1000, 1),
+                "loop_lag_ms_p99": round(_percentile(lags, 0.99) * 1000, 1),
+                "legitimate_requests_per_second": round(len(latencies) / SECONDS, 1),
+                "legitimate_latency_ms_p99": round(_percentile(latencies, 0.99) * 1000, 2),
+                "legitimate_lost": outcome["lost"],
+                "refused_at_entry": {
+                    reason: count - refused_before.get(reason, 0) for reason, count in limits.refused.items()
+                },
+                "answers_aborted": TOO_BIG.dropped - too_big_before,
+            }
+        )
     return runs
 
 
@@ -320,28 +356,35 @@ async def _cov_latency(port: int, line: SimulatedLine) -> dict[str, Any]:
             line.panel(NODE).set_current(CURRENT.channel, amps)
             await client.notification_where(lambda values, wanted=amps: values["present-value"] == wanted)
             latencies.append(time.perf_counter() - started)
-        return {"samples": COV_SAMPLES, "poll_interval_s": POLL_INTERVAL,
-                "latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
-                "latency_ms_max": round(max(latencies) * 1000, 1)}
+        return {
+            "samples": COV_SAMPLES,
+            "poll_interval_s": POLL_INTERVAL,
+            "latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
+            "latency_ms_max": round(max(latencies) * 1000, 1),
+        }
     finally:
         client.close()
 
 
 async def measure() -> dict[str, Any]:
-    line = SimulatedLine([Board(1, model="A", baudrate=BAUDRATE)], baudrate=BAUDRATE, turnaround=0.001,
-                         emulate_wire=True, seed=1)
+    line = SimulatedLine(
+        [Board(1, model="A", baudrate=BAUDRATE)], baudrate=BAUDRATE, turnaround=0.001, emulate_wire=True, seed=1
+    )
     line.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
             port = free_udp_port()
-            config = parse_config({
-                "gateway": {"state_file": str(Path(folder) / "state.json")},
-                "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": POLL_INTERVAL},
-                # Every client of the bench is 127.0.0.1: bacnet.rate_limit raised out of the way, so
-                # the figure is the gateway's work per request, not the per-source share.
-                "bacnet": {"address": "127.0.0.1/8", "port": port, "rate_limit": 1000000},
-                "snmp": {"enabled": False}, "modbus_tcp": {"enabled": False},
-            })
+            config = parse_config(
+                {
+                    "gateway": {"state_file": str(Path(folder) / "state.json")},
+                    "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": POLL_INTERVAL},
+                    # Every client of the bench is 127.0.0.1: bacnet.rate_limit raised out of the way, so
+                    # the figure is the gateway's work per request, not the per-source share.
+                    "bacnet": {"address": "127.0.0.1/8", "port": port, "rate_limit": 1000000},
+                    "snmp": {"enabled": False},
+                    "modbus_tcp": {"enabled": False},
+                }
+            )
             async with running(config) as gateway:
                 await gateway.nodes.wait_ready()
                 ready = time.monotonic()
@@ -361,10 +404,19 @@ async def measure() -> dict[str, Any]:
                 objects = len(object_specs(load(), "A"))
     finally:
         line.stop()
-    return {"benchmark": "bacnet", "baudrate": BAUDRATE, "nodes": 2, "objects_per_node": objects,
-            "startup_s": round(startup, 2), "seconds_per_run": SECONDS,
-            "rpm_request": f"{OBJECTS_PER_RPM} objects x (present-value, status-flags), routed to node {NODE}",
-            "rpm": rpm, "preencoded": preencoded, "attacks": attacks, "cov": cov}
+    return {
+        "benchmark": "bacnet",
+        "baudrate": BAUDRATE,
+        "nodes": 2,
+        "objects_per_node": objects,
+        "startup_s": round(startup, 2),
+        "seconds_per_run": SECONDS,
+        "rpm_request": f"{OBJECTS_PER_RPM} objects x (present-value, status-flags), routed to node {NODE}",
+        "rpm": rpm,
+        "preencoded": preencoded,
+        "attacks": attacks,
+        "cov": cov,
+    }
 
 
 def main() -> None:

@@ -33,8 +33,20 @@ def simulator(baudrate: int, folder: Path, boards: int) -> Iterator[str]:
     """Simulated model-A boards in a process of their own; yields the serial device path."""
     link = folder / "ttyBCPM"
     addresses = ",".join(str(1 + 2 * i) for i in range(boards))
-    command = [sys.executable, "-m", "gateway", "simulate", "--link", str(link), "--addresses", addresses,
-               "--baudrate", str(baudrate), "--turnaround", str(TURNAROUND * 1000)]
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "simulate",
+        "--link",
+        str(link),
+        "--addresses",
+        addresses,
+        "--baudrate",
+        str(baudrate),
+        "--turnaround",
+        str(TURNAROUND * 1000),
+    ]
     if shutil.which("chrt") and os.geteuid() == 0:
         command = ["chrt", "--fifo", "50", *command]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)

@@ -73,14 +73,15 @@ class Ports:
 
 
 @contextlib.contextmanager
-def gateway(folder: Path, serial_port: str, boards: int, mode: str,
-            web: bool = True) -> Iterator[tuple[subprocess.Popen[bytes], Ports]]:
+def gateway(
+    folder: Path, serial_port: str, boards: int, mode: str, web: bool = True
+) -> Iterator[tuple[subprocess.Popen[bytes], Ports]]:
     ports = Ports(free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM))
     config = folder / f"{mode}.toml"
     config.write_text(
         f'[gateway]\noperating_mode = "{mode}"\nstate_file = "{folder / "state.json"}"\n'
         f'[serial]\nport = "{serial_port}"\nbaudrate = {BAUDRATE}\nscan = "1-{max(16, 2 * boards)}"\n'
-        'probe_timeout = 0.02\n'
+        "probe_timeout = 0.02\n"
         f'[bacnet]\naddress = "127.0.0.1/8"\nport = {ports.bacnet}\n'
         f'[snmp]\naddress = "127.0.0.1"\nport = {ports.snmp}\n'
         f'[modbus_tcp]\naddress = "127.0.0.1"\nport = {free_port(socket.SOCK_STREAM)}\n'
@@ -88,8 +89,9 @@ def gateway(folder: Path, serial_port: str, boards: int, mode: str,
         f'password_hash = "{PASSWORD_HASH}"\n'
         '[log]\nlevel = "warning"\n'
     )
-    process = subprocess.Popen([str(product_python()), "-m", "gateway", "run", "--config", str(config)],
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(product_python()), "-m", "gateway", "run", "--config", str(config)], stderr=subprocess.DEVNULL
+    )
     try:
         yield process, ports
     finally:
@@ -142,8 +144,10 @@ async def read_every_object(port: int, nodes: int) -> int:
 def start_times(folder: Path, port: str, boards: int, mode: str) -> dict[str, float]:
     started = time.monotonic()
     with gateway(folder, port, boards, mode) as (_, ports):
-        return {"who_is_s": round(first_answer(ports.bacnet, WHO_IS, started), 2),
-                "snmp_get_s": round(first_answer(ports.snmp, snmp_templates()[0], started), 2)}
+        return {
+            "who_is_s": round(first_answer(ports.bacnet, WHO_IS, started), 2),
+            "snmp_get_s": round(first_answer(ports.snmp, snmp_templates()[0], started), 2),
+        }
 
 
 def settled_memory(folder: Path, port: str, boards: int, web: bool) -> int:
@@ -170,8 +174,9 @@ def scrape_cpu_ms(pid: int, port: int) -> tuple[float, int, float]:
         spent = cpu_seconds(pid) - before - idle_rate * (time.monotonic() - wall)
     finally:
         connection.close()
-    cycle = next(float(line.split()[-1]) for line in body.decode().splitlines()
-                 if line.startswith("bcpm_poll_cycle_seconds "))
+    cycle = next(
+        float(line.split()[-1]) for line in body.decode().splitlines() if line.startswith("bcpm_poll_cycle_seconds ")
+    )
     return 1000 * spent / SCRAPES, len(body), cycle
 
 

@@ -54,14 +54,14 @@ def mutate(rng: random.Random, valid: bytes) -> bytes:
         elif choice == 1 and data:  # a byte at an extreme
             data[position] = rng.choice((0x00, 0x7F, 0x80, 0xFF))
         elif choice == 2:  # truncate
-            del data[rng.randrange(len(data) + 1):]
+            del data[rng.randrange(len(data) + 1) :]
         elif choice == 3:  # insert random bytes
             data[position:position] = rng.randbytes(rng.randint(1, 8))
         elif choice == 4 and data:  # repeat a slice
             end = rng.randint(position, len(data))
             data[position:position] = data[position:end] * rng.randint(1, 20)
         else:  # overwrite a 16-bit field with an extreme length
-            data[position:position + 2] = rng.choice((0, 1, 0x7FFF, 0xFFFF)).to_bytes(2, "big")
+            data[position : position + 2] = rng.choice((0, 1, 0x7FFF, 0xFFFF)).to_bytes(2, "big")
     return bytes(data)
 
 
@@ -82,8 +82,15 @@ def modbus_templates() -> list[bytes]:
         body = bytes([unit]) + bytes.fromhex(pdu)
         return b"\x00\x01\x00\x00" + len(body).to_bytes(2, "big") + body
 
-    return [frame(1, "0305370002"), frame(2, "0400000005"), frame(1, "0600480064"),
-            frame(1, "1000480001020064"), frame(2, "11"), frame(1, "2b0e0100"), frame(9, "0300000001")]
+    return [
+        frame(1, "0305370002"),
+        frame(2, "0400000005"),
+        frame(1, "0600480064"),
+        frame(1, "1000480001020064"),
+        frame(2, "11"),
+        frame(1, "2b0e0100"),
+        frame(9, "0300000001"),
+    ]
 
 
 async def fuzz_modbus(port: int, count: int, rng: random.Random) -> int:
@@ -112,8 +119,10 @@ async def fuzz_modbus(port: int, count: int, rng: random.Random) -> int:
 def bacnet_templates(network: int) -> list[bytes]:
     """Valid BACnet/IP datagrams: BVLL (4 bytes) + NPDU + APDU, including routed ones."""
     routed = "0124" + f"{network:04x}" + "0101ff"  # NPDU: DNET = the virtual network, DADR = node 1
+
     def bvll(function: str, body: str) -> bytes:
         return bytes.fromhex("81" + function + f"{len(body) // 2 + 4:04x}" + body)
+
     return [
         bvll("0b", "0120ffff00ff" + "1008"),  # global Who-Is
         bvll("0a", "0104" + "0005010c" + "0c0200c350" + "194d"),  # ReadProperty device 50000 object-name
@@ -122,7 +131,9 @@ def bacnet_templates(network: int) -> list[bytes]:
         bvll("0a", routed + "00050405" + "09011c000005382900393c"),  # SubscribeCOV
         bvll("0a", routed + "0005050f" + "0c00800001" + "1955" + "3e443f8000003f"),  # WriteProperty AV1
         bvll("0b", "018000"),  # Who-Is-Router-To-Network
-        bvll("02", ""), bvll("06", ""), bvll("05", "003c"),  # Read-BDT, Read-FDT, Register-Foreign-Device
+        bvll("02", ""),
+        bvll("06", ""),
+        bvll("05", "003c"),  # Read-BDT, Read-FDT, Register-Foreign-Device
         bvll("04", "7f000001bac0" + "0120ffff00ff1008"),  # Forwarded-NPDU carrying a Who-Is
     ]
 
@@ -193,15 +204,16 @@ def gateway(folder: Path, ports: Ports) -> Iterator[tuple[subprocess.Popen[bytes
     config.write_text(
         "[serial]\nbaudrate = 115200\n"  # the simulated line too: pass-through requests go faster
         f'[bacnet]\naddress = "127.0.0.1/8"\nport = {ports.bacnet}\n'
-        f'[snmp]\nport = {ports.snmp}\n'
-        f'[modbus_tcp]\nport = {ports.modbus_tcp}\n'
+        f"[snmp]\nport = {ports.snmp}\n"
+        f"[modbus_tcp]\nport = {ports.modbus_tcp}\n"
         '[log]\nlevel = "info"\nformat = "json"\n'
     )
     log = folder / "gateway.log"
     with log.open("wb") as sink:
         # The log is stderr; stdout has only the demo's hints of what to try.
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--config", str(config)],
-                                   stdout=subprocess.DEVNULL, stderr=sink)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "demo", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=sink
+        )
     try:
         deadline = time.monotonic() + 60
         while b'"nodes ready"' not in log.read_bytes():

@@ -178,8 +178,12 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.received.put_nowait(data)
 
 
-async def _udp_probe(port: int, request: Callable[[int], bytes], answer: Callable[[bytes], int | None],
-                     record: Callable[[float | None], None]) -> None:
+async def _udp_probe(
+    port: int,
+    request: Callable[[int], bytes],
+    answer: Callable[[bytes], int | None],
+    record: Callable[[float | None], None],
+) -> None:
     """One request at a time, each with a new ID; an answer counts if it carries that ID."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(_Datagrams, local_addr=(LEGITIMATE, 0))
@@ -240,8 +244,14 @@ def _udp(bind: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def _flood(port: int, datagrams: Callable[[int], bytes], seconds: float, most: int, per_second: float | None = None,
-           sockets: int = 1) -> dict[str, Any]:
+def _flood(
+    port: int,
+    datagrams: Callable[[int], bytes],
+    seconds: float,
+    most: int,
+    per_second: float | None = None,
+    sockets: int = 1,
+) -> dict[str, Any]:
     """Send up to `most` datagrams to 127.0.0.1:`port` for `seconds`, as fast as possible or at
     `per_second`, from `sockets` source ports in turn; what came back is counted and dropped."""
     socks = [_udp() for _ in range(sockets)]
@@ -266,8 +276,12 @@ def _flood(port: int, datagrams: Callable[[int], bytes], seconds: float, most: i
         for sock in socks:
             sock.close()
     elapsed = time.monotonic() - started
-    return {"sent": sent, "sent_per_s": round(sent / elapsed), "answers_seen": received,
-            "bytes_out_to_in": round(received_bytes / sent_bytes, 1) if sent_bytes else None}
+    return {
+        "sent": sent,
+        "sent_per_s": round(sent / elapsed),
+        "answers_seen": received,
+        "bytes_out_to_in": round(received_bytes / sent_bytes, 1) if sent_bytes else None,
+    }
 
 
 def _ai_objects() -> list[tuple[str, int]]:
@@ -285,7 +299,7 @@ def who_is_flood(target: Target, seconds: float) -> dict[str, Any]:
 
 def time_sync_flood(target: Target, seconds: float) -> dict[str, Any]:
     """TimeSynchronization, 2,000 a second (each used to log a line)."""
-    sync = bvll(unrouted(bytes.fromhex("1006" "a47e0c0203" "b40c000000"), expecting_reply=False))
+    sync = bvll(unrouted(bytes.fromhex("1006a47e0c0203b40c000000"), expecting_reply=False))
     return _flood(target.bacnet, lambda _: sync, seconds, int(2000 * seconds), per_second=2000)
 
 
@@ -316,8 +330,10 @@ def rpm_every_object(target: Target, seconds: float) -> dict[str, Any]:
     """A ReadPropertyMultiple of all 1,618 analog inputs of a node, once a second, alternating
     between the two nodes (each defeats the object cache)."""
     objects = _ai_objects()
-    requests = [bvll(routed(NETWORK, node, read_property_multiple(node, objects, [PRESENT_VALUE, STATUS_FLAGS])))
-                for node in (1, 2)]
+    requests = [
+        bvll(routed(NETWORK, node, read_property_multiple(node, objects, [PRESENT_VALUE, STATUS_FLAGS])))
+        for node in (1, 2)
+    ]
     result = _flood(target.bacnet, lambda n: requests[n % 2], seconds, max(1, int(seconds)), per_second=1)
     time.sleep(max(0.0, seconds - 1))
     return {**result, "datagram_bytes": len(requests[0])}
@@ -327,8 +343,10 @@ def unacknowledged_segmented_replies(target: Target, seconds: float) -> dict[str
     """ReadPropertyMultiple of 200 objects' names, segmented response accepted, whose segments
     are never acknowledged, 20 a second."""
     objects = _ai_objects()[:200]
-    requests = [bvll(routed(NETWORK, 1, read_property_multiple(n, objects, [OBJECT_NAME], segmented_response=True)))
-                for n in range(256)]
+    requests = [
+        bvll(routed(NETWORK, 1, read_property_multiple(n, objects, [OBJECT_NAME], segmented_response=True)))
+        for n in range(256)
+    ]
     return _flood(target.bacnet, lambda n: requests[n % 256], seconds, int(20 * seconds), per_second=20)
 
 
@@ -339,8 +357,13 @@ def cov_indefinite(target: Target, seconds: float) -> dict[str, Any]:
 
     def subscribe(number: int, process: int = 0, lifetime: int = 0) -> bytes:
         kind, instance = objects[number % len(objects)]
-        body = (bytes([0x09, (number + process) % 256]) + bytes([0x1C]) + struct.pack(">I", instance)
-                + b"\x29\x00\x3a" + struct.pack(">H", lifetime))  # unconfirmed notifications
+        body = (
+            bytes([0x09, (number + process) % 256])
+            + bytes([0x1C])
+            + struct.pack(">I", instance)
+            + b"\x29\x00\x3a"
+            + struct.pack(">H", lifetime)
+        )  # unconfirmed notifications
         return bvll(routed(NETWORK, 1, bytes([0x00, 0x05, number % 256, 0x05]) + body))
 
     result = _flood(target.bacnet, lambda n: subscribe(n), seconds, 1200, per_second=600, sockets=4)
@@ -374,19 +397,24 @@ def foreign_device_churn(target: Target, seconds: float) -> dict[str, Any]:
                 port = sock.getsockname()[1]
                 with contextlib.suppress(BlockingIOError):
                     sock.sendto(bytes.fromhex("81050006ffff"), ("127.0.0.1", target.bacnet))
-                    stranger.sendto(bytes.fromhex("8108000a7f000001") + struct.pack(">H", port),
-                                    ("127.0.0.1", target.bacnet))
+                    stranger.sendto(
+                        bytes.fromhex("8108000a7f000001") + struct.pack(">H", port), ("127.0.0.1", target.bacnet)
+                    )
                     if sent % 3 == 0:
-                        sock.sendto(bytes.fromhex("8108000a7f000001") + struct.pack(">H", port),
-                                    ("127.0.0.1", target.bacnet))
+                        sock.sendto(
+                            bytes.fromhex("8108000a7f000001") + struct.pack(">H", port), ("127.0.0.1", target.bacnet)
+                        )
                 sent += 3
             time.sleep(0.01)
     finally:
         for sock in (*socks, stranger):
             sock.close()
     entries = _read_fdt(target)
-    return {"sent": sent, "fdt_entries": None if entries is None else len(entries),
-            "largest_ttl_granted": None if entries is None else max((e[2] for e in entries), default=0)}
+    return {
+        "sent": sent,
+        "fdt_entries": None if entries is None else len(entries),
+        "largest_ttl_granted": None if entries is None else max((e[2] for e in entries), default=0),
+    }
 
 
 def _read_fdt(target: Target) -> list[tuple[bytes, int, int, int]] | None:
@@ -400,14 +428,15 @@ def _read_fdt(target: Target) -> list[tuple[bytes, int, int, int]] | None:
                 answer = reader.recv(65536)
                 if answer[:2] == b"\x81\x07":
                     table = answer[4:]
-                    return [struct.unpack(">4sHHH", table[at:at + 10]) for at in range(0, len(table), 10)]
+                    return [struct.unpack(">4sHHH", table[at : at + 10]) for at in range(0, len(table), 10)]
     return None
 
 
 def getbulk_flood(target: Target, seconds: float) -> dict[str, Any]:
     """GETBULK with max-repetitions 10,000, 100 a second."""
-    requests = [snmp_message("getbulk", (1, 3, 6, 1, 4, 1, 3833, 1, 30), "public", n, repetitions=10_000)
-                for n in range(256)]
+    requests = [
+        snmp_message("getbulk", (1, 3, 6, 1, 4, 1, 3833, 1, 30), "public", n, repetitions=10_000) for n in range(256)
+    ]
     return _flood(target.snmp, lambda n: requests[n % 256], seconds, int(100 * seconds), per_second=100)
 
 
@@ -474,6 +503,7 @@ def modbus_refused_connections(target: Target, seconds: float) -> dict[str, Any]
 def name_writes(target: Target, seconds: float) -> dict[str, Any]:
     """WriteProperty of a node device's Object_Name in a loop, each as soon as the last is
     answered; what the gateway wrote to disk meanwhile."""
+
     def write(number: int) -> bytes:
         name = f"PDU_{number % 2}".encode()
         value = bytes([0x75, len(name) + 1, 0x00]) + name  # CharacterString, UTF-8
@@ -495,8 +525,12 @@ def name_writes(target: Target, seconds: float) -> dict[str, Any]:
                 kind = head[0] if head else -1
                 answers[kind] = answers.get(kind, 0) + 1
     elapsed = time.monotonic() - started
-    return {"sent": sent, "acknowledged": answers.get(2, 0), "refused": answers.get(5, 0),
-            "disk_bytes_written_per_s": round((_disk_writes(target.pid) - written_before) / elapsed)}
+    return {
+        "sent": sent,
+        "acknowledged": answers.get(2, 0),
+        "refused": answers.get(5, 0),
+        "disk_bytes_written_per_s": round((_disk_writes(target.pid) - written_before) / elapsed),
+    }
 
 
 def _disk_writes(pid: int) -> int:
@@ -508,20 +542,31 @@ def _disk_writes(pid: int) -> int:
 
 # The attacks of the issue's table, by the face each is aimed at.
 _AIMED = {
-    "bacnet": (segmented_request_without_end, big_unsegmented_rpm, rpm_every_object, time_sync_flood,
-               unacknowledged_segmented_replies, who_is_flood, name_writes, foreign_device_churn, cov_indefinite),
+    "bacnet": (
+        segmented_request_without_end,
+        big_unsegmented_rpm,
+        rpm_every_object,
+        time_sync_flood,
+        unacknowledged_segmented_replies,
+        who_is_flood,
+        name_writes,
+        foreign_device_churn,
+        cov_indefinite,
+    ),
     "snmp": (getbulk_flood,),
     "modbus_tcp": (modbus_idle_connections, modbus_refused_connections, modbus_bad_headers),
 }
 ATTACKS: dict[str, tuple[str, Callable[[Target, float], dict[str, Any]]]] = {
-    attack.__name__: (face, attack) for face, attacks in _AIMED.items() for attack in attacks}
+    attack.__name__: (face, attack) for face, attacks in _AIMED.items() for attack in attacks
+}
 
 
 # --- the run -------------------------------------------------------------------------------------
 
 
-async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: float, quiet: float,
-                  pool: ProcessPoolExecutor) -> dict[str, Any]:
+async def _attack(
+    name: str, target: Target, log: Path, beat: Any, seconds: float, quiet: float, pool: ProcessPoolExecutor
+) -> dict[str, Any]:
     face, attack = ATTACKS[name]
     served = {each: Served() for each in ("bacnet", "snmp", "modbus_tcp")}
     phase = "before"
@@ -541,10 +586,17 @@ async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: floa
         return lambda latency: served[each].add(phase, latency)
 
     probes = [
-        asyncio.create_task(_udp_probe(target.bacnet, lambda n: bvll(routed(NETWORK, 1, read_property(
-            n, "analog-input", 1336))), _bacnet_answer, record("bacnet"))),
-        asyncio.create_task(_udp_probe(target.snmp, lambda n: snmp_message("get", SYS_DESCR, "public", n),
-                                       _snmp_answer, record("snmp"))),
+        asyncio.create_task(
+            _udp_probe(
+                target.bacnet,
+                lambda n: bvll(routed(NETWORK, 1, read_property(n, "analog-input", 1336))),
+                _bacnet_answer,
+                record("bacnet"),
+            )
+        ),
+        asyncio.create_task(
+            _udp_probe(target.snmp, lambda n: snmp_message("get", SYS_DESCR, "public", n), _snmp_answer, record("snmp"))
+        ),
         asyncio.create_task(_modbus_probe(target.modbus_tcp, record("modbus_tcp"))),
     ]
     try:
@@ -579,8 +631,11 @@ async def _attack(name: str, target: Target, log: Path, beat: Any, seconds: floa
         **outcome,
         "served": shares,
         "loop_lag_max_ms": round(lag_ms, 1),
-        "memory_mb": {"before": round(memory_before / 1024, 1), "peak": round(max(memory, default=0) / 1024, 1),
-                      "after": round(memory_after / 1024, 1)},
+        "memory_mb": {
+            "before": round(memory_before / 1024, 1),
+            "peak": round(max(memory, default=0) / 1024, 1),
+            "after": round(memory_after / 1024, 1),
+        },
         "log_bytes_per_s": round(log_rate),
         "log_lines_by_event": _by_event(logged),
         "waited_for_the_gateway_before_s": recovered,
@@ -641,14 +696,24 @@ async def run(names: list[str], seconds: float, quiet: float = QUIET) -> dict[st
             with tempfile.TemporaryDirectory() as name, gateway(Path(name)) as (target, log, beat, process):
                 result = await _attack(attack, target, log, beat, seconds, quiet, pool)
                 result["gateway_alive_afterwards"] = process.is_alive()
-                errors = [line for line in log.read_text(errors="replace").splitlines()
-                          if '"level": "error"' in line or '"level": "critical"' in line or '"exception"' in line]
+                errors = [
+                    line
+                    for line in log.read_text(errors="replace").splitlines()
+                    if '"level": "error"' in line or '"level": "critical"' in line or '"exception"' in line
+                ]
                 result["errors_logged"] = len(errors)
                 if errors:
                     result["first_error"] = errors[0][:3000]
             results.append(result)
-    return {"benchmark": "hostile", "seconds_per_attack": seconds, "quiet_s": quiet, "probe_every_s": PROBE_EVERY,
-            "probe_timeout_s": PROBE_TIMEOUT, "targets": TARGETS, "attacks": results}
+    return {
+        "benchmark": "hostile",
+        "seconds_per_attack": seconds,
+        "quiet_s": quiet,
+        "probe_every_s": PROBE_EVERY,
+        "probe_timeout_s": PROBE_TIMEOUT,
+        "targets": TARGETS,
+        "attacks": results,
+    }
 
 
 def main() -> None:

@@ -72,12 +72,15 @@ async def _masters(port: int, pdu: bytes, masters: int, seconds: float) -> list[
 async def measure() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder, simulator(BAUDRATE, Path(folder), boards=1) as serial_port:
         tcp_port = free_port()
-        config = parse_config({
-            "gateway": {"state_file": str(Path(folder) / "state.json")},
-            "serial": {"port": serial_port, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": 0.5},
-            "bacnet": {"enabled": False}, "snmp": {"enabled": False},
-            "modbus_tcp": {"address": "127.0.0.1", "port": tcp_port, "cache_max_age": 2.0},
-        })
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(Path(folder) / "state.json")},
+                "serial": {"port": serial_port, "baudrate": BAUDRATE, "scan": "1-2", "poll_interval": 0.5},
+                "bacnet": {"enabled": False},
+                "snmp": {"enabled": False},
+                "modbus_tcp": {"address": "127.0.0.1", "port": tcp_port, "cache_max_age": 2.0},
+            }
+        )
         async with running(config) as gateway:
             await gateway.nodes.wait_ready()
             face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
@@ -107,19 +110,26 @@ async def measure() -> dict[str, Any]:
                 served = face.finished[-masters:]
                 requests = sum(m.requests for m in served)
                 latencies.sort()
-                runs.append({
-                    "request": request,
-                    "masters": masters,
-                    "requests_per_second": round(len(latencies) / SECONDS),
-                    "latency_ms_p50": round(statistics.median(latencies) * 1000, 3),
-                    "latency_ms_p99": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 3),
-                    "cache_hit_ratio": round(sum(m.cache_hits for m in served) / requests, 4),
-                    "rs485_transactions_per_second": round(bus_transactions / elapsed, 1),
-                    "poll_transactions_per_second": round(poll_transactions / elapsed, 1),
-                })
-    return {"benchmark": "modbus_tcp", "baudrate": BAUDRATE, "nodes": 2, "seconds_per_run": SECONDS,
-            "requests": {"cached": "FC03, 42 registers (branch currents)",
-                         "passthrough": "FC11, Report Slave ID"}, "runs": runs}
+                runs.append(
+                    {
+                        "request": request,
+                        "masters": masters,
+                        "requests_per_second": round(len(latencies) / SECONDS),
+                        "latency_ms_p50": round(statistics.median(latencies) * 1000, 3),
+                        "latency_ms_p99": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 3),
+                        "cache_hit_ratio": round(sum(m.cache_hits for m in served) / requests, 4),
+                        "rs485_transactions_per_second": round(bus_transactions / elapsed, 1),
+                        "poll_transactions_per_second": round(poll_transactions / elapsed, 1),
+                    }
+                )
+    return {
+        "benchmark": "modbus_tcp",
+        "baudrate": BAUDRATE,
+        "nodes": 2,
+        "seconds_per_run": SECONDS,
+        "requests": {"cached": "FC03, 42 registers (branch currents)", "passthrough": "FC11, Report Slave ID"},
+        "runs": runs,
+    }
 
 
 def main() -> None:

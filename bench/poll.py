@@ -67,16 +67,29 @@ async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = Fals
     bacnet, snmp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     # Every client is 127.0.0.1: the faces' rate limits are raised out of the way, so the whole
     # load is served rather than mostly refused.
-    faces = ({"bacnet": {"address": "127.0.0.1/8", "port": bacnet, "rate_limit": 1000000},
-              "snmp": {"address": "127.0.0.1", "port": snmp, "rate_limit": 1000000}}
-             if loaded else {"bacnet": {"enabled": False}, "snmp": {"enabled": False}})
+    faces = (
+        {
+            "bacnet": {"address": "127.0.0.1/8", "port": bacnet, "rate_limit": 1000000},
+            "snmp": {"address": "127.0.0.1", "port": snmp, "rate_limit": 1000000},
+        }
+        if loaded
+        else {"bacnet": {"enabled": False}, "snmp": {"enabled": False}}
+    )
     with tempfile.TemporaryDirectory() as folder, simulator(baudrate, Path(folder), BOARDS) as port:
-        config = parse_config({
-            "gateway": {"state_file": str(Path(folder) / "state.json")},
-            "serial": {"port": port, "baudrate": baudrate, "scan": "1-247", "poll_interval": 0.1,
-                       "rescan_interval": rescan_interval},
-            "modbus_tcp": {"enabled": False}, **faces,
-        })
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(Path(folder) / "state.json")},
+                "serial": {
+                    "port": port,
+                    "baudrate": baudrate,
+                    "scan": "1-247",
+                    "poll_interval": 0.1,
+                    "rescan_interval": rescan_interval,
+                },
+                "modbus_tcp": {"enabled": False},
+                **faces,
+            }
+        )
         started = time.monotonic()
         async with running(config) as gateway, contextlib.AsyncExitStack() as stack:
             service = gateway.nodes
@@ -116,9 +129,11 @@ async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = Fals
         "cycle_to_floor_median": round(statistics.median(ratios), 3),
         "cycle_to_floor_max": round(max(ratios), 3),
         "beyond_floor_ms_per_transaction_median": round(
-            statistics.median((c.duration - f) / c.transactions for c, f in zip(cycles, floors)) * 1000, 2),
+            statistics.median((c.duration - f) / c.transactions for c, f in zip(cycles, floors)) * 1000, 2
+        ),
         "cycle_to_frames_and_turnarounds_median": round(
-            statistics.median(c.duration / f for c, f in zip(cycles, frames)), 3),
+            statistics.median(c.duration / f for c, f in zip(cycles, frames)), 3
+        ),
         # Replies that did not come in time or did not fit their request: each costs the slave's
         # allowance (`serial.timeout`), so a few of them stretch a cycle more than any jitter.
         "bus_timeouts": after.timeouts - before.timeouts,
@@ -141,20 +156,40 @@ class _Load:
 
     def summary(self) -> dict[str, Any]:
         seconds = time.monotonic() - self.started
-        return {"bacnet_clients": BACNET_CLIENTS, "snmp_walkers": SNMP_WALKERS,
-                "bacnet_rpm_per_s": round(self.bacnet_requests.value / seconds, 1),
-                "snmp_walks_per_s": round(self.walks / seconds, 2)}
+        return {
+            "bacnet_clients": BACNET_CLIENTS,
+            "snmp_walkers": SNMP_WALKERS,
+            "bacnet_rpm_per_s": round(self.bacnet_requests.value / seconds, 1),
+            "snmp_walks_per_s": round(self.walks / seconds, 2),
+        }
 
 
 @contextlib.contextmanager
 def _hammering(bacnet: int, snmp: int) -> Any:
     load = _Load()
     stop = multiprocessing.get_context("spawn").Event()
-    clients = multiprocessing.get_context("spawn").Process(target=_bacnet_clients, args=(
-        bacnet, stop, load.bacnet_requests), daemon=True)
+    clients = multiprocessing.get_context("spawn").Process(
+        target=_bacnet_clients, args=(bacnet, stop, load.bacnet_requests), daemon=True
+    )
     clients.start()
-    walk = ["nice", "-n", str(CLIENT_NICENESS), "snmpbulkwalk", "-v2c", "-c", "public", "-Cr25", "-t", "5", "-r",
-            "0", "-On", "-Oq", f"127.0.0.1:{snmp}", ENTERPRISE]
+    walk = [
+        "nice",
+        "-n",
+        str(CLIENT_NICENESS),
+        "snmpbulkwalk",
+        "-v2c",
+        "-c",
+        "public",
+        "-Cr25",
+        "-t",
+        "5",
+        "-r",
+        "0",
+        "-On",
+        "-Oq",
+        f"127.0.0.1:{snmp}",
+        ENTERPRISE,
+    ]
     walkers: list[subprocess.Popen[bytes]] = []
 
     def keep_walking() -> None:
@@ -163,8 +198,9 @@ def _hammering(bacnet: int, snmp: int) -> Any:
                 load.walks += 1
                 walkers[index] = subprocess.Popen(walk, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    walkers.extend(subprocess.Popen(walk, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for _ in range(SNMP_WALKERS))
+    walkers.extend(
+        subprocess.Popen(walk, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(SNMP_WALKERS)
+    )
     watcher = asyncio.get_running_loop().create_task(_every(0.05, keep_walking))
     try:
         yield load
@@ -200,8 +236,10 @@ def _bacnet_clients(port: int, stop: Any, done: Any) -> None:
     def send(sock: socket.socket) -> None:
         nonlocal number
         number += 1
-        sock.sendto(bvll(routed(50, 1 + number % 2, read_property_multiple(
-            number, objects, [PRESENT_VALUE, STATUS_FLAGS]))), ("127.0.0.1", port))
+        sock.sendto(
+            bvll(routed(50, 1 + number % 2, read_property_multiple(number, objects, [PRESENT_VALUE, STATUS_FLAGS]))),
+            ("127.0.0.1", port),
+        )
         sent_at[sock] = time.monotonic()
 
     for sock in socks:
@@ -241,9 +279,12 @@ def main() -> None:
             result["lines"] = list(pool.map(_run, ((19200, 0, False), (115200, 0, False))))
             rescanning = pool.submit(_run, (19200, 60, False)).result()
         kept = result["lines"][0]["cycle_seconds_median"] / rescanning["cycle_seconds_median"]
-        result["background_rescan"] = {"baudrate": 19200, "rescan_interval_s": 60,
-                                       "cycle_seconds_median": rescanning["cycle_seconds_median"],
-                                       "poll_rate_kept": round(kept, 3)}
+        result["background_rescan"] = {
+            "baudrate": 19200,
+            "rescan_interval_s": 60,
+            "cycle_seconds_median": rescanning["cycle_seconds_median"],
+            "poll_rate_kept": round(kept, 3),
+        }
     # Under load one line at a time: the clients need the other core.
     result["lines_loaded"] = [_run((baudrate, 0, True)) for baudrate in (19200, 115200)]
     json.dump(result, sys.stdout, indent=2)

@@ -46,8 +46,11 @@ BAUDRATE = 115200
 TURNAROUND = 0.005
 POLL_INTERVAL = 0.1
 ROUNDS = 3
-WALKS = {"bulkwalk_cr25": ("snmpbulkwalk", "-Cr25"), "bulkwalk_cr50": ("snmpbulkwalk", "-Cr50"),
-         "getnext_walk": ("snmpwalk",)}
+WALKS = {
+    "bulkwalk_cr25": ("snmpbulkwalk", "-Cr25"),
+    "bulkwalk_cr50": ("snmpbulkwalk", "-Cr50"),
+    "getnext_walk": ("snmpwalk",),
+}
 TARGET_RATIO = 0.3  # of snmpd's rate
 ALARMS = 8  # channels driven into alarm, one after the other
 RAISED = "OID: .1.3.6.1.4.1.3833.1.30.1.2.0.1"  # bcpmChannelAlarmRaised
@@ -62,8 +65,23 @@ class TrapLog:
         self.port = free_port(socket.SOCK_DGRAM)
         self.lines: list[tuple[float, str]] = []
         self._process = subprocess.Popen(
-            ["snmptrapd", "-f", "-Lo", "-C", "-c", str(conf), "-n", "-On", "-F", "TRAP|%v\n",
-             f"udp:127.0.0.1:{self.port}"], stdout=subprocess.PIPE, text=True, env=env)
+            [
+                "snmptrapd",
+                "-f",
+                "-Lo",
+                "-C",
+                "-c",
+                str(conf),
+                "-n",
+                "-On",
+                "-F",
+                "TRAP|%v\n",
+                f"udp:127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -86,10 +104,30 @@ class Snmpd:
         # -C: only our file; -f: foreground; -Lo: log to stdout; -p: our pid file
         self._process = subprocess.Popen(
             [SNMPD, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(folder / "snmpd.pid"), f"udp:127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         deadline = time.monotonic() + 10
-        while subprocess.run(["snmpget", "-v2c", "-c", "public", "-t", "0.2", "-r", "0", f"udp:127.0.0.1:{self.port}",
-                              ".1.3.6.1.2.1.1.3.0"], capture_output=True, env=env).returncode != 0:
+        while (
+            subprocess.run(
+                [
+                    "snmpget",
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-t",
+                    "0.2",
+                    "-r",
+                    "0",
+                    f"udp:127.0.0.1:{self.port}",
+                    ".1.3.6.1.2.1.1.3.0",
+                ],
+                capture_output=True,
+                env=env,
+            ).returncode
+            != 0
+        ):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("snmpd did not start (Debian package snmpd)")
 
@@ -101,8 +139,13 @@ class Snmpd:
 def walk(env: dict[str, str], port: int, *command: str) -> tuple[int, float]:
     """(OIDs, OIDs per second) of one walk of the whole tree."""
     started = time.monotonic()
-    result = subprocess.run([*command, "-v2c", "-c", "public", "-On", "-t", "5", f"udp:127.0.0.1:{port}", ".1"],
-                            capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run(
+        [*command, "-v2c", "-c", "public", "-On", "-t", "5", f"udp:127.0.0.1:{port}", ".1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     seconds = time.monotonic() - started
     oids = sum(1 for line in result.stdout.splitlines() if " = " in line)
     return oids, oids / seconds
@@ -131,8 +174,10 @@ async def trap_latencies(line: SimulatedLine, gateway: Any, traps: TrapLog) -> t
             count = len(traps.lines)
             driven = time.monotonic()
             line.panel(1).set_current(channel, 19.0)  # 95 % of the 20 A breaker: non-latching high
-            while not any(RAISED in text and f".1.3.6.1.4.1.3833.1.30.1.2.4.2.0 = INTEGER: {channel}\t" in text
-                          for _, text in traps.lines[count:]):
+            while not any(
+                RAISED in text and f".1.3.6.1.4.1.3833.1.30.1.2.4.2.0 = INTEGER: {channel}\t" in text
+                for _, text in traps.lines[count:]
+            ):
                 await asyncio.sleep(0.001)
             arrived = next(t for t, text in traps.lines[count:] if RAISED in text)
             from_alarm.append(arrived - driven)
@@ -145,15 +190,20 @@ async def trap_latencies(line: SimulatedLine, gateway: Any, traps: TrapLog) -> t
 
 
 def summary(values: list[float], scale: float = 1.0, digits: int = 0) -> dict[str, float]:
-    return {"median": round(statistics.median(values) * scale, digits), "min": round(min(values) * scale, digits),
-            "max": round(max(values) * scale, digits)}
+    return {
+        "median": round(statistics.median(values) * scale, digits),
+        "min": round(min(values) * scale, digits),
+        "max": round(max(values) * scale, digits),
+    }
 
 
 def compared(rates: dict[str, list[float]]) -> dict[str, Any]:
     """Each agent's rates and their medians' ratio (gateway / snmpd)."""
     ratio = statistics.median(rates["gateway"]) / statistics.median(rates["snmpd"])
-    return {**{agent: {**summary(runs), "runs": [round(rate) for rate in runs]} for agent, runs in rates.items()},
-            "ratio": round(ratio, 2)}
+    return {
+        **{agent: {**summary(runs), "runs": [round(rate) for rate in runs]} for agent, runs in rates.items()},
+        "ratio": round(ratio, 2),
+    }
 
 
 async def measure() -> dict[str, Any]:
@@ -167,14 +217,28 @@ async def measure() -> dict[str, Any]:
             env = {**os.environ, "SNMPCONFPATH": folder_name, "SNMP_PERSISTENT_DIR": folder_name, "MIBS": ""}
             traps = TrapLog(folder, env)
             port = free_port(socket.SOCK_DGRAM)
-            config = parse_config({
-                "gateway": {"state_file": str(folder / "state.json")},
-                "serial": {"port": line.path, "baudrate": BAUDRATE, "scan": f"1-{2 * BOARDS}",
-                           "poll_interval": POLL_INTERVAL, "probe_timeout": 0.02},
-                "bacnet": {"enabled": False}, "modbus_tcp": {"enabled": False},
-                "snmp": {"enabled": True, "address": "127.0.0.1", "port": port, "read_community": "public",
-                         "notify_hosts": [f"127.0.0.1:{traps.port}"], "rate_limit": 1000000},
-            })
+            config = parse_config(
+                {
+                    "gateway": {"state_file": str(folder / "state.json")},
+                    "serial": {
+                        "port": line.path,
+                        "baudrate": BAUDRATE,
+                        "scan": f"1-{2 * BOARDS}",
+                        "poll_interval": POLL_INTERVAL,
+                        "probe_timeout": 0.02,
+                    },
+                    "bacnet": {"enabled": False},
+                    "modbus_tcp": {"enabled": False},
+                    "snmp": {
+                        "enabled": True,
+                        "address": "127.0.0.1",
+                        "port": port,
+                        "read_community": "public",
+                        "notify_hosts": [f"127.0.0.1:{traps.port}"],
+                        "rate_limit": 1000000,
+                    },
+                }
+            )
             snmpd = Snmpd(folder, env)
             rates: dict[str, dict[str, list[float]]] = {name: {"gateway": [], "snmpd": []} for name in WALKS}
             walked: dict[str, int] = {}  # OIDs in a walk of each agent's tree
@@ -203,14 +267,21 @@ async def measure() -> dict[str, Any]:
         "nodes": 2 * BOARDS,
         "oids_served": served,
         "oids_walked": walked,
-        "line": {"baudrate": BAUDRATE, "framing": "8N1", "turnaround_ms": TURNAROUND * 1000,
-                 "poll_interval_s": POLL_INTERVAL, "poll_cycle_s_median": round(statistics.median(cycles), 3)},
+        "line": {
+            "baudrate": BAUDRATE,
+            "framing": "8N1",
+            "turnaround_ms": TURNAROUND * 1000,
+            "poll_interval_s": POLL_INTERVAL,
+            "poll_cycle_s_median": round(statistics.median(cycles), 3),
+        },
         **{f"{name}_oids_per_s": compared(rates[name]) for name in WALKS},
         "target_ratio": TARGET_RATIO,
         "target_met": all(compared(rates[name])["ratio"] >= TARGET_RATIO for name in WALKS),
-        "trap_latency_ms": {"from_simulator_alarm": summary(from_alarm, 1000, 1),
-                            "from_gateway_alarm_event": summary(from_event, 1000, 1),
-                            "samples": len(from_alarm)},
+        "trap_latency_ms": {
+            "from_simulator_alarm": summary(from_alarm, 1000, 1),
+            "from_gateway_alarm_event": summary(from_event, 1000, 1),
+            "samples": len(from_alarm),
+        },
     }
 
 

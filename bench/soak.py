@@ -50,15 +50,20 @@ REGISTER = 1336 + CHANNEL - 1
 
 async def run(seconds: float, flap: float, port_every: float, port_gone: float) -> dict[str, Any]:
     boards = [Board(1, baudrate=BAUDRATE), Board(3, baudrate=BAUDRATE)]
-    with tempfile.TemporaryDirectory() as folder, \
-            SimulatedLine(boards, baudrate=BAUDRATE, turnaround=0.005, seed=7, link=f"{folder}/ttyBCPM") as line:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        SimulatedLine(boards, baudrate=BAUDRATE, turnaround=0.005, seed=7, link=f"{folder}/ttyBCPM") as line,
+    ):
         tcp_port = free_port()
-        config = parse_config({
-            "gateway": {"state_file": str(Path(folder) / "state.json")},
-            "serial": {"port": line.link, "baudrate": BAUDRATE, "scan": "1-4", "poll_interval": 1.0},
-            "bacnet": {"enabled": False}, "snmp": {"enabled": False},
-            "modbus_tcp": {"address": "127.0.0.1", "port": tcp_port, "cache_max_age": CACHE_MAX_AGE},
-        })
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(Path(folder) / "state.json")},
+                "serial": {"port": line.link, "baudrate": BAUDRATE, "scan": "1-4", "poll_interval": 1.0},
+                "bacnet": {"enabled": False},
+                "snmp": {"enabled": False},
+                "modbus_tcp": {"address": "127.0.0.1", "port": tcp_port, "cache_max_age": CACHE_MAX_AGE},
+            }
+        )
         async with running(config) as gateway:
             await gateway.nodes.wait_ready()
             face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
@@ -101,19 +106,32 @@ async def run(seconds: float, flap: float, port_every: float, port_gone: float) 
         "node_restored_events": restored,
         "went_offline": went_offline,
         "healthy_refresh_per_s": {
-            "clean_line": _rounded(clean), "crc_and_silence": _rounded(line_faults), "soak": _rounded(soak)},
+            "clean_line": _rounded(clean),
+            "crc_and_silence": _rounded(line_faults),
+            "soak": _rounded(soak),
+        },
         # What the vanishing node costs the others (same line faults, with and without it):
         "healthy_poll_rate_kept": round(min(soak[a] / line_faults[a] for a in HEALTHY), 3),
         "healthy_poll_rate_vs_clean_line": round(min(soak[a] / clean[a] for a in HEALTHY), 3),
         "modbus_tcp_values_served": served,
         "modbus_tcp_refused_0x0b": refused,
         "stale_served_as_fresh": violations,
-        **({"port": {"every_s": port_every, "gone_s": port_gone, "vanished": port.vanished,
-                     "healthy_nodes_back": port.all_back,
-                     "seconds_to_healthy_nodes_back": {"max": round(max(port.recoveries, default=0), 2),
-                                                    "median": round(median(port.recoveries), 2)
-                                                    if port.recoveries else None}}}
-           if port_every else {}),
+        **(
+            {
+                "port": {
+                    "every_s": port_every,
+                    "gone_s": port_gone,
+                    "vanished": port.vanished,
+                    "healthy_nodes_back": port.all_back,
+                    "seconds_to_healthy_nodes_back": {
+                        "max": round(max(port.recoveries, default=0), 2),
+                        "median": round(median(port.recoveries), 2) if port.recoveries else None,
+                    },
+                }
+            }
+            if port_every
+            else {}
+        ),
         "bus": {"transactions": stats.transactions, "timeouts": stats.timeouts, "corrupt": stats.corrupt},
     }
 
@@ -213,8 +231,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--flap", type=float, default=10.0, help="seconds node 3 stays gone, and then back")
-    parser.add_argument("--port-every", type=float, default=0.0,
-                        help="the serial port vanishes this often during the soak, in seconds (default 0: never)")
+    parser.add_argument(
+        "--port-every",
+        type=float,
+        default=0.0,
+        help="the serial port vanishes this often during the soak, in seconds (default 0: never)",
+    )
     parser.add_argument("--port-gone", type=float, default=10.0, help="seconds the port stays gone (default 10)")
     args = parser.parse_args()
     configure_logging("error", "console")

@@ -13,8 +13,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
-    "OBJECT_TYPES", "SYS_DESCR", "bvll", "invoke_id_of", "is_complex_ack", "modbus_read", "object_id",
-    "read_property", "read_property_multiple", "routed", "snmp_message", "snmp_request_id", "unrouted",
+    "OBJECT_TYPES",
+    "SYS_DESCR",
+    "bvll",
+    "invoke_id_of",
+    "is_complex_ack",
+    "modbus_read",
+    "object_id",
+    "read_property",
+    "read_property_multiple",
+    "routed",
+    "snmp_message",
+    "snmp_request_id",
+    "unrouted",
 ]
 
 OBJECT_TYPES = {"analog-input": 0, "analog-value": 2, "device": 8}
@@ -49,19 +60,23 @@ def _context(tag: int, data: bytes) -> bytes:
 
 def _confirmed(invoke_id: int, service: int, body: bytes, segmented_response: bool = False) -> bytes:
     # max segments 64 and max APDU 1476 accepted when a segmented response is accepted
-    return bytes([0x02 if segmented_response else 0x00, 0x65 if segmented_response else 0x05,
-                  invoke_id & 0xFF, service]) + body
+    return (
+        bytes([0x02 if segmented_response else 0x00, 0x65 if segmented_response else 0x05, invoke_id & 0xFF, service])
+        + body
+    )
 
 
 def read_property(invoke_id: int, object_type: str, instance: int, prop: int = PRESENT_VALUE) -> bytes:
     return _confirmed(invoke_id, 0x0C, _context(0, object_id(object_type, instance)) + _context(1, bytes([prop])))
 
 
-def read_property_multiple(invoke_id: int, objects: Iterable[tuple[str, int]], props: Sequence[int],
-                           segmented_response: bool = False) -> bytes:
+def read_property_multiple(
+    invoke_id: int, objects: Iterable[tuple[str, int]], props: Sequence[int], segmented_response: bool = False
+) -> bytes:
     specs = b"".join(
         _context(0, object_id(kind, instance)) + b"\x1e" + b"".join(_context(0, bytes([p])) for p in props) + b"\x1f"
-        for kind, instance in objects)
+        for kind, instance in objects
+    )
     return _confirmed(invoke_id, 0x0E, specs, segmented_response)
 
 
@@ -87,8 +102,9 @@ def is_complex_ack(datagram: bytes) -> bool:
 # --- SNMP ---------------------------------------------------------------------------------------
 
 
-def snmp_message(kind: str, oid: tuple[int, ...], community: str, request_id: int,
-                 repetitions: int | None = None) -> bytes:
+def snmp_message(
+    kind: str, oid: tuple[int, ...], community: str, request_id: int, repetitions: int | None = None
+) -> bytes:
     """An SNMP v2c GET, GETNEXT or GETBULK of one OID."""
     from pyasn1.codec.ber import encoder
     from pysnmp.proto import api

@@ -101,8 +101,9 @@ def build_faces(gateway: Gateway) -> list[Face]:
 def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
     """Each node's BACnet device ID and name now (written ones included), for faces that show them."""
     nodes = gateway.nodes
-    plan = plan_devices(gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()],
-                        nodes.pointmap)
+    plan = plan_devices(
+        gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()], nodes.pointmap
+    )
     return {node.address: (node.instance, node.name) for node in plan.nodes}
 
 
@@ -185,9 +186,11 @@ async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
             # ends the gateway with its error rather than leaving a protocol silently missing.
             **{asyncio.shield(task): "face" for task in gateway.face_tasks},
         }
-        helpers = [asyncio.ensure_future(_report_status(gateway)),
-                   asyncio.ensure_future(systemd.feed_watchdog(lambda: _healthy(gateway))),
-                   asyncio.ensure_future(_announce_ready(gateway))]
+        helpers = [
+            asyncio.ensure_future(_report_status(gateway)),
+            asyncio.ensure_future(systemd.feed_watchdog(lambda: _healthy(gateway))),
+            asyncio.ensure_future(_announce_ready(gateway)),
+        ]
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -59,21 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
 
     demo = commands.add_parser("demo", help="run the gateway against the built-in simulated BCPM, on loopback")
-    demo.add_argument("--boards", type=int, default=1, choices=range(1, 124), metavar="N",
-                      help="simulated boards (each answers at two addresses; default 1)")
+    demo.add_argument(
+        "--boards",
+        type=int,
+        default=1,
+        choices=range(1, 124),
+        metavar="N",
+        help="simulated boards (each answers at two addresses; default 1)",
+    )
     demo.add_argument("--config", type=Path, help="TOML file overriding the demo's settings")
     sim_cli.add_load_argument(demo, default="datacenter")
     demo.set_defaults(command=_demo)
 
     discover = commands.add_parser("discover", help="scan a bus once and print what answers")
     discover.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB0")
-    discover.add_argument("--baudrate", default="19200", choices=("auto", *map(str, BAUDRATES)),
-                          help="auto: try the rates and parities a BCPM offers until meters answer")
+    discover.add_argument(
+        "--baudrate",
+        default="19200",
+        choices=("auto", *map(str, BAUDRATES)),
+        help="auto: try the rates and parities a BCPM offers until meters answer",
+    )
     discover.add_argument("--parity", default="N", choices=PARITIES, help="ignored with --baudrate auto")
     discover.add_argument("--stopbits", type=int, default=1, choices=(1, 2))
     discover.add_argument("--range", dest="scan", default="1-247", help="addresses to scan, e.g. 1-247 or 1-10,20")
-    discover.add_argument("--timeout", type=float, default=0.015,
-                          help="seconds a meter gets to start answering, beyond the wire time (default 0.015)")
+    discover.add_argument(
+        "--timeout",
+        type=float,
+        default=0.015,
+        help="seconds a meter gets to start answering, beyond the wire time (default 0.015)",
+    )
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     discover.set_defaults(command=_discover)
 
@@ -90,17 +104,25 @@ def _parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(simulate)
     simulate.set_defaults(command=sim_cli.run)
 
-    for name, helped in (("install-service", "install the gateway as a systemd service (as root)"),
-                         ("uninstall-service", "remove the systemd service and its user; keep config and state")):
+    for name, helped in (
+        ("install-service", "install the gateway as a systemd service (as root)"),
+        ("uninstall-service", "remove the systemd service and its user; keep config and state"),
+    ):
         service = commands.add_parser(name, help=helped)
-        service.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
-                             help="install into another root folder, e.g. an image being prepared (default /)")
+        service.add_argument(
+            "--root",
+            type=Path,
+            default=Path("/"),
+            metavar="DIR",
+            help="install into another root folder, e.g. an image being prepared (default /)",
+        )
         service.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
         service.set_defaults(command=_service, install=name == "install-service")
 
     doctor = commands.add_parser("doctor", help="look for another user of the gateway's BACnet network or device IDs")
-    doctor.add_argument("--config", type=Path, required=True,
-                        help="TOML configuration file (its state file names the meters)")
+    doctor.add_argument(
+        "--config", type=Path, required=True, help="TOML configuration file (its state file names the meters)"
+    )
     doctor.set_defaults(command=_doctor)
 
     password = commands.add_parser("set-password", help="set the web administrator's password (user admin)")
@@ -108,8 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     password.set_defaults(command=_set_password)
 
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
-    ede.add_argument("--config", type=Path, required=True,
-                     help="TOML configuration file (its state file names the meters)")
+    ede.add_argument(
+        "--config", type=Path, required=True, help="TOML configuration file (its state file names the meters)"
+    )
     ede.add_argument("--output", type=Path, help="file to write (default: standard output)")
     ede.add_argument("--project", default="BCPM gateway", help="PROJECT_NAME in the file (default: BCPM gateway)")
     ede.set_defaults(command=_export_ede)
@@ -153,10 +176,16 @@ def _check_config(args: argparse.Namespace) -> int:
         load_bdt(config.bacnet)
     port_warning = None
     if not Path(config.serial.port).exists():
-        port_warning = (f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
-                        "meters as offline and opens the port when it appears")
-    for warning in (*config.warnings, readable_secrets_warning(args.file), defaults_to_change_warning(config),
-                    port_warning):
+        port_warning = (
+            f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
+            "meters as offline and opens the port when it appears"
+        )
+    for warning in (
+        *config.warnings,
+        readable_secrets_warning(args.file),
+        defaults_to_change_warning(config),
+        port_warning,
+    ):
         if warning:
             print(f"warning: {warning}")
     print(f"{args.file}: ok")
@@ -184,12 +213,16 @@ def _forget(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.addresses) - set(state.profiles))
         if unknown:
             known = ", ".join(map(str, state.profiles)) or "none"
-            raise GatewayError(f"{config.gateway.state_file}: no node known at {', '.join(map(str, unknown))} "
-                               f"(known: {known}); nothing changed")
+            raise GatewayError(
+                f"{config.gateway.state_file}: no node known at {', '.join(map(str, unknown))} "
+                f"(known: {known}); nothing changed"
+            )
         state = state.without_nodes(args.addresses)
         store.save(state)
-    print(f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "
-          f"{', '.join(map(str, state.profiles)) or 'none'}")
+    print(
+        f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "
+        f"{', '.join(map(str, state.profiles)) or 'none'}"
+    )
     return 0
 
 
@@ -238,8 +271,10 @@ def _doctor(args: argparse.Namespace) -> int:
     for conflict in sorted(conflicts, key=str):
         print(f"conflict: {conflict}")
     if not conflicts:
-        print(f"no conflict: nobody else routes network {plan.router.network} or has device IDs "
-              f"{', '.join(str(i) for i in sorted({plan.router.instance, *(n.instance for n in plan.nodes)}))}")
+        print(
+            f"no conflict: nobody else routes network {plan.router.network} or has device IDs "
+            f"{', '.join(str(i) for i in sorted({plan.router.instance, *(n.instance for n in plan.nodes)}))}"
+        )
     return 1 if conflicts else 0
 
 
@@ -247,16 +282,20 @@ def _discover(args: argparse.Namespace) -> int:
     configure_logging("error", "console")  # the result says it all; what fails is raised
     # The scan range is checked by the same rule as the config file's serial.scan.
     addresses = parse_config({"serial": {"scan": args.scan}}).serial.scan
-    lines = (line_candidates(LineSettings(port=args.port, stopbits=args.stopbits)) if args.baudrate == "auto" else
-             [LineSettings(port=args.port, baudrate=int(args.baudrate), parity=args.parity, stopbits=args.stopbits)])
+    lines = (
+        line_candidates(LineSettings(port=args.port, stopbits=args.stopbits))
+        if args.baudrate == "auto"
+        else [LineSettings(port=args.port, baudrate=int(args.baudrate), parity=args.parity, stopbits=args.stopbits)]
+    )
     shown = sys.stderr.isatty() and not args.json  # progress on a terminal only
     found, line = asyncio.run(_scan(lines, addresses, args.timeout, shown))
     print(json.dumps(_as_json(found, line), indent=2) if args.json else _as_table(found, line))
     return 0
 
 
-async def _scan(lines: Sequence[LineSettings], addresses: Sequence[int], timeout: float,
-                shown: bool) -> tuple[list[Found], LineSettings]:
+async def _scan(
+    lines: Sequence[LineSettings], addresses: Sequence[int], timeout: float, shown: bool
+) -> tuple[list[Found], LineSettings]:
     """The first line settings at which anything answers, and what answered; the last tried if none.
 
     Settings the port refuses are skipped; if it refuses them all, that is the error.
@@ -291,21 +330,34 @@ async def _scan(lines: Sequence[LineSettings], addresses: Sequence[int], timeout
 
 
 def _board_of(found: list[Found]) -> dict[int, list[int]]:
-    return {address: addresses for addresses in boards(f.profile for f in found if f.profile).values()
-            for address in addresses}
+    return {
+        address: addresses
+        for addresses in boards(f.profile for f in found if f.profile).values()
+        for address in addresses
+    }
 
 
 def _as_json(found: list[Found], line: LineSettings) -> list[dict[str, object]]:
     board_of = _board_of(found)
     rows = []
     for item in found:
-        row: dict[str, object] = {"address": item.address, "bcpm": item.is_bcpm, "detail": item.detail,
-                                  "baudrate": line.baudrate, "parity": line.parity}
+        row: dict[str, object] = {
+            "address": item.address,
+            "bcpm": item.is_bcpm,
+            "detail": item.detail,
+            "baudrate": line.baudrate,
+            "parity": line.parity,
+        }
         if item.profile is not None:
             p = item.profile
-            row.update(model=p.model, serial=f"0x{p.serial:08X}", device_id=p.device_id,
-                       firmware={"rs": p.firmware_rs, "os": p.firmware_os},
-                       board=board_of.get(item.address, [item.address]), panel=p.panel)
+            row.update(
+                model=p.model,
+                serial=f"0x{p.serial:08X}",
+                device_id=p.device_id,
+                firmware={"rs": p.firmware_rs, "os": p.firmware_os},
+                board=board_of.get(item.address, [item.address]),
+                panel=p.panel,
+            )
         rows.append(row)
     return rows
 
@@ -314,8 +366,10 @@ def _as_table(found: list[Found], line: LineSettings) -> str:
     if not found:
         return "nothing answered"
     board_of = _board_of(found)
-    lines = [f"{line.port}: {line.baudrate} baud, 8{line.parity}{line.stopbits}",
-             f"{'ADDR':>4}  {'MODEL':5}  {'SERIAL':10}  {'FIRMWARE':15}  BOARD"]
+    lines = [
+        f"{line.port}: {line.baudrate} baud, 8{line.parity}{line.stopbits}",
+        f"{'ADDR':>4}  {'MODEL':5}  {'SERIAL':10}  {'FIRMWARE':15}  BOARD",
+    ]
     for item in found:
         if item.profile is None:
             lines.append(f"{item.address:>4}  {'-':5}  {'-':10}  {'-':15}  not a BCPM, left alone ({item.detail})")
@@ -323,8 +377,9 @@ def _as_table(found: list[Found], line: LineSettings) -> str:
         p = item.profile
         board = board_of.get(item.address, [item.address])
         pairing = f"panel {p.panel} of board {','.join(map(str, board))}"
-        lines.append(f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  "
-                     f"RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}")
+        lines.append(
+            f"{item.address:>4}  {p.model:5}  0x{p.serial:08X}  RS {p.firmware_rs} OS {p.firmware_os:<6}  {pairing}"
+        )
     return "\n".join(lines)
 
 

@@ -132,9 +132,7 @@ def _choice(*options: object) -> _Rule:
     return check
 
 
-def _string(
-    min_length: int = 1, max_length: int | None = None, *, printable: bool = False
-) -> _Rule:
+def _string(min_length: int = 1, max_length: int | None = None, *, printable: bool = False) -> _Rule:
     if max_length is None:
         allowed = "a non-empty string"
     else:
@@ -330,9 +328,7 @@ _COMMUNITY = _string(1, 32, printable=True)
 class GatewaySettings:
     """[gateway]: whether to scan for meters at start, and where the saved state lives."""
 
-    operating_mode: Literal["discovery", "locked"] = _key(
-        "discovery", _choice("discovery", "locked")
-    )
+    operating_mode: Literal["discovery", "locked"] = _key("discovery", _choice("discovery", "locked"))
     state_file: Path = _key(Path("/var/lib/bcpm-gateway/state.json"), _path())
 
 
@@ -381,8 +377,10 @@ class BacnetSettings:
     )
     network: int = _key(50, _integer())
     # The network number of the IP side; None ("auto") = learned at start, 1 until then.
-    ip_network: int | None = _key(None, _optional(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]),
-                                                  "learned with What-Is-Network-Number", word="auto"))
+    ip_network: int | None = _key(
+        None,
+        _optional(_integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]), "learned with What-Is-Network-Number", word="auto"),
+    )
     vendor_id: int = _key(133, _integer(0, 65535))
     bbmd: bool = _key(False, _boolean())
     bdt_file: Path = _key(Path("/etc/bcpm-gateway/bdt.ini"), _path())
@@ -411,9 +409,7 @@ class BacnetSettings:
     max_segments: int = _key(2, _choice(2, 4, 8, 16, 32, 64))
     max_segmented_requests: int = _key(16, _integer(1, 1024))
     max_segmented_requests_per_client: int = _key(4, _integer(1, 1024))
-    foreign_bbmd: tuple[str, int] | None = _key(
-        None, _optional(_endpoint(None), "not a foreign device")
-    )
+    foreign_bbmd: tuple[str, int] | None = _key(None, _optional(_endpoint(None), "not a foreign device"))
     foreign_ttl: int = _key(300, _integer(1, 65535))
     rtc_control: Literal["bacnet", "modbus"] = _key("bacnet", _choice("bacnet", "modbus"))
     # BACnet limits the ReinitializeDevice password to 20 characters. "" refuses ReinitializeDevice
@@ -509,9 +505,7 @@ class WebSettings:
 class LogSettings:
     """[log]: level and output format ("auto" = JSON unless stderr is a terminal)."""
 
-    level: Literal["debug", "info", "warning", "error"] = _key(
-        "info", _choice("debug", "info", "warning", "error")
-    )
+    level: Literal["debug", "info", "warning", "error"] = _key("info", _choice("debug", "info", "warning", "error"))
     format: Literal["auto", "json", "console"] = _key("auto", _choice("auto", "json", "console"))
 
 
@@ -607,9 +601,7 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     return merged
 
 
-def _parse_section(
-    name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem]
-) -> Any:
+def _parse_section(name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> Any:
     declared = {spec.name: spec for spec in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -625,24 +617,31 @@ def _parse_section(
     return cls(**values)
 
 
-def _check_across(
-    sections: dict[str, Any], problems: list[ConfigProblem], warnings: list[str]
-) -> None:
+def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warnings: list[str]) -> None:
     """Rules that involve more than one key, and fallbacks that only warn."""
     bacnet: BacnetSettings = sections["bacnet"]
     if bacnet.network not in VALID_NETWORKS:
         warnings.append(
-            f"bacnet.network = {bacnet.network}: allowed 1-65534; "
-            f"using {FALLBACK_NETWORK} instead, as the BCPME does"
+            f"bacnet.network = {bacnet.network}: allowed 1-65534; using {FALLBACK_NETWORK} instead, as the BCPME does"
         )
         sections["bacnet"] = replace(bacnet, network=FALLBACK_NETWORK)
     if bacnet.ip_network is not None and bacnet.ip_network == sections["bacnet"].network:
-        problems.append(ConfigProblem("bacnet.ip_network", bacnet.ip_network,
-                                      f'"auto" or a number other than bacnet.network ({bacnet.ip_network})'))
+        problems.append(
+            ConfigProblem(
+                "bacnet.ip_network",
+                bacnet.ip_network,
+                f'"auto" or a number other than bacnet.network ({bacnet.ip_network})',
+            )
+        )
     web: WebSettings = sections["web"]
     if (web.tls_cert is None) != (web.tls_key is None):
-        problems.append(ConfigProblem("web.tls_key" if web.tls_key is None else "web.tls_cert", "",
-                                      "both web.tls_cert and web.tls_key, or neither (self-signed)"))
+        problems.append(
+            ConfigProblem(
+                "web.tls_key" if web.tls_key is None else "web.tls_cert",
+                "",
+                "both web.tls_cert and web.tls_key, or neither (self-signed)",
+            )
+        )
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(

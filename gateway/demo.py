@@ -61,21 +61,25 @@ async def run_demo(boards: int, user_file: Path | None, load: Load | None) -> No
         # gateway then finds); the gateway's port is its pty.
         baudrate, parity = (serial.baudrate, serial.parity) if isinstance(serial.baudrate, int) else (19200, "N")
         simulated = [Board(1 + 2 * i, baudrate=baudrate, load=load) for i in range(boards)]
-        with SimulatedLine(simulated, baudrate=baudrate, parity=parity, stopbits=serial.stopbits,
-                           turnaround=DEMO_TURNAROUND) as line:
+        with SimulatedLine(
+            simulated, baudrate=baudrate, parity=parity, stopbits=serial.stopbits, turnaround=DEMO_TURNAROUND
+        ) as line:
             config = replace(config, serial=replace(serial, port=line.path))
-            log.info("demo", serial=line.path, boards=boards, load=load.name if load else "none",
-                     **served_faces(config))
+            log.info(
+                "demo", serial=line.path, boards=boards, load=load.name if load else "none", **served_faces(config)
+            )
             print(try_text(config, simulated[0]) + "\n", flush=True)
             await serve(lambda: config)
 
 
 def served_faces(config: Config) -> dict[str, str]:
     """Face -> address of the faces the configuration enables."""
-    faces = {"bacnet": (config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
-             "snmp": (config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
-             "modbus_tcp": (config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
-             "web": (config.web.enabled, f"https://{config.web.address}:{config.web.port}/")}
+    faces = {
+        "bacnet": (config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
+        "snmp": (config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
+        "modbus_tcp": (config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
+        "web": (config.web.enabled, f"https://{config.web.address}:{config.web.port}/"),
+    }
     return {face: address for face, (enabled, address) in faces.items() if enabled}
 
 
@@ -88,15 +92,19 @@ def try_text(config: Config, board: Board) -> str:
     first = pointmap.find("current", group="branch", channel=1)
     lines = [f"Try, on node {address} (BACnet device, SNMP panel index, Modbus TCP unit):"]
     if board.load and board.load.swing:
-        lines.append(f"Channel {channel} of node {address} goes over its high-current threshold for "
-                     f"{SWING_HOLD:g} s every {SWING_EVERY / 60:g} minutes, first {SWING_START:g} s after start; "
-                     "its High alarm latches until cleared.")
+        lines.append(
+            f"Channel {channel} of node {address} goes over its high-current threshold for "
+            f"{SWING_HOLD:g} s every {SWING_EVERY / 60:g} minutes, first {SWING_START:g} s after start; "
+            "its High alarm latches until cleared."
+        )
     if config.bacnet.enabled:
         device = config.bacnet.device_id_offset + address
-        lines.append(f"BACnet/IP  {config.bacnet.address.ip}:{config.bacnet.port} (any BACnet explorer): device "
-                     f"{device}, analog-input {current.register} = current of channel {channel} (subscribe COV); "
-                     f"analog-value {av_instances(pointmap)[status.register]} = its alarm status "
-                     "(write 0 to clear the latched alarm)")
+        lines.append(
+            f"BACnet/IP  {config.bacnet.address.ip}:{config.bacnet.port} (any BACnet explorer): device "
+            f"{device}, analog-input {current.register} = current of channel {channel} (subscribe COV); "
+            f"analog-value {av_instances(pointmap)[status.register]} = its alarm status "
+            "(write 0 to clear the latched alarm)"
+        )
     if config.snmp.enabled:
         layout = default_layout()
         snmp = f"-v2c -c {config.snmp.read_community} {config.snmp.address}:{config.snmp.port}"
@@ -104,17 +112,25 @@ def try_text(config: Config, board: Board) -> str:
         status_oid = _dotted(layout.column_of(status).oid + (address, channel))
         lines.append(f"SNMP v2c   snmpget {snmp} {current_oid} {status_oid}  (current in mA, alarm status)")
         if config.snmp.write_community:
-            lines.append(f"           clear: snmpset -v2c -c {config.snmp.write_community} "
-                         f"{config.snmp.address}:{config.snmp.port} {status_oid} i 0")
+            lines.append(
+                f"           clear: snmpset -v2c -c {config.snmp.write_community} "
+                f"{config.snmp.address}:{config.snmp.port} {status_oid} i 0"
+            )
     if config.modbus_tcp.enabled:
         mbpoll = f"mbpoll -m tcp -p {config.modbus_tcp.port} -a {address}"
-        lines.append(f"Modbus TCP {mbpoll} -r {first.register} -c 42 -1 {config.modbus_tcp.address}  "
-                     "(currents of channels 1-42, 0.1 A)")
-        lines.append(f"           {mbpoll} -r {status.register} -1 {config.modbus_tcp.address}  (alarm status); "
-                     f"clear: {mbpoll} -r {status.register} -1 {config.modbus_tcp.address} 0")
+        lines.append(
+            f"Modbus TCP {mbpoll} -r {first.register} -c 42 -1 {config.modbus_tcp.address}  "
+            "(currents of channels 1-42, 0.1 A)"
+        )
+        lines.append(
+            f"           {mbpoll} -r {status.register} -1 {config.modbus_tcp.address}  (alarm status); "
+            f"clear: {mbpoll} -r {status.register} -1 {config.modbus_tcp.address} 0"
+        )
     if config.web.enabled:
-        lines.append(f"Web        https://{config.web.address}:{config.web.port}/nodes/{address} in a browser "
-                     "(self-signed certificate), user admin, password demo: live values, Clear latched alarms")
+        lines.append(
+            f"Web        https://{config.web.address}:{config.web.port}/nodes/{address} in a browser "
+            "(self-signed certificate), user admin, password demo: live values, Clear latched alarms"
+        )
     return "\n".join(lines)
 
 

@@ -86,17 +86,13 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     if as_json:
         renderers = [
             # The default dict tracebacks carry frame locals, which can hold SNMP communities.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            ),
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ]
     else:
         renderers = [
             # plain_traceback, not the rich default: rich tracebacks show locals too.
-            structlog.dev.ConsoleRenderer(
-                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
-            )
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
         ]
     handler = _GatewayHandler(sys.stderr)
     handler.setFormatter(

@@ -72,8 +72,10 @@ def installed_command() -> Path:
     if not os.access(command, os.X_OK):
         raise ServiceError(f"{command} is not an executable: install the gateway with pip first")
     if any(command.is_relative_to(hidden) for hidden in HIDDEN_FROM_SERVICE):
-        raise ServiceError(f"{command} is under a home folder, which the unit hides from the service "
-                           "(ProtectHome=yes): install the gateway elsewhere, e.g. in a virtualenv in /opt")
+        raise ServiceError(
+            f"{command} is under a home folder, which the unit hides from the service "
+            "(ProtectHome=yes): install the gateway elsewhere, e.g. in a virtualenv in /opt"
+        )
     return command
 
 
@@ -89,26 +91,54 @@ def install_steps(root: Path, command: Path) -> list[Step]:
     if _account(root, "passwd", USER) is None:
         # The group outlives an uninstall where userdel keeps it; the user then joins it again.
         group = ["--gid", USER] if _account(root, "group", USER) else ["--user-group"]
-        steps.append(Step(f"create system user {USER} (group {USER}, member of {SERIAL_GROUP})",
-                          lambda: _run("useradd", "--root", str(root), "--system", *group, "--groups", SERIAL_GROUP,
-                                       "--no-create-home", "--home-dir", str(STATE_DIR),
-                                       "--shell", "/usr/sbin/nologin", USER)))
+        steps.append(
+            Step(
+                f"create system user {USER} (group {USER}, member of {SERIAL_GROUP})",
+                lambda: _run(
+                    "useradd",
+                    "--root",
+                    str(root),
+                    "--system",
+                    *group,
+                    "--groups",
+                    SERIAL_GROUP,
+                    "--no-create-home",
+                    "--home-dir",
+                    str(STATE_DIR),
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    USER,
+                ),
+            )
+        )
     elif USER not in _members(root, SERIAL_GROUP):
-        steps.append(Step(f"add user {USER} to group {SERIAL_GROUP}",
-                          lambda: _run("usermod", "--root", str(root), "--append", "--groups", SERIAL_GROUP, USER)))
+        steps.append(
+            Step(
+                f"add user {USER} to group {SERIAL_GROUP}",
+                lambda: _run("usermod", "--root", str(root), "--append", "--groups", SERIAL_GROUP, USER),
+            )
+        )
     steps += _folder(root, CONFIG_DIR, 0o750, owner="root")
     config = _under(root, CONFIG_FILE)
     if not config.exists():
-        steps.append(Step(f"write the documented config to {config} (0640 root:{USER})",
-                          lambda: _write(root, config, shipped("gateway.toml").read_text(), 0o640, owner="root")))
+        steps.append(
+            Step(
+                f"write the documented config to {config} (0640 root:{USER})",
+                lambda: _write(root, config, shipped("gateway.toml").read_text(), 0o640, owner="root"),
+            )
+        )
     else:
         steps += _owned(root, config, owner="root")
     steps += _folder(root, STATE_DIR, 0o750, owner=USER)
     unit = _under(root, UNIT_FILE)
     text = unit_text(command)
     if not unit.exists() or unit.read_text() != text:
-        steps.append(Step(f"write {unit} (0644), ExecStart={command}",
-                          lambda: _write(root, unit, text, 0o644, owner="root", group="root")))
+        steps.append(
+            Step(
+                f"write {unit} (0644), ExecStart={command}",
+                lambda: _write(root, unit, text, 0o644, owner="root", group="root"),
+            )
+        )
     if steps and _systemd_runs(root):
         steps.append(Step("systemctl daemon-reload", lambda: _run("systemctl", "daemon-reload")))
     return steps

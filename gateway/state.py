@@ -106,9 +106,7 @@ class State:
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
         object.__setattr__(self, "profiles", MappingProxyType(dict(sorted(self.profiles.items()))))
-        object.__setattr__(
-            self, "overrides", MappingProxyType(dict(sorted(self.overrides.items())))
-        )
+        object.__setattr__(self, "overrides", MappingProxyType(dict(sorted(self.overrides.items()))))
         for address, profile in self.profiles.items():
             if profile.address != address:
                 raise ValueError(f"profile of address {profile.address} filed under {address}")
@@ -121,9 +119,11 @@ class State:
     def without_nodes(self, addresses: Iterable[int]) -> State:
         """Forget these nodes: their profiles and overrides."""
         gone = set(addresses)
-        return replace(self, profiles={a: p for a, p in self.profiles.items() if a not in gone},
-                       overrides={a: o for a, o in self.overrides.items() if a not in gone}
-                       )._revised(not gone.isdisjoint(self.profiles))
+        return replace(
+            self,
+            profiles={a: p for a, p in self.profiles.items() if a not in gone},
+            overrides={a: o for a, o in self.overrides.items() if a not in gone},
+        )._revised(not gone.isdisjoint(self.profiles))
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
         """Set the override of one node; an override with nothing set removes it."""
@@ -152,8 +152,9 @@ class State:
         if not isinstance(network, _Keep):
             changes["network"] = network
         # The offset is every device's ID; the network number is no part of the database.
-        return replace(self, **changes)._revised("device_id_offset" in changes
-                                                 and device_id_offset != self.device_id_offset)
+        return replace(self, **changes)._revised(
+            "device_id_offset" in changes and device_id_offset != self.device_id_offset
+        )
 
     def _revised(self, changed: bool) -> State:
         # Database_Revision is an Unsigned32: after the last one comes 0, still a change to a client.
@@ -224,8 +225,10 @@ class StateStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-                raise StateError(f"state file {self.path}: in use by a running gateway (process {holder}); "
-                                 "stop it first (systemctl stop bcpm-gateway)") from None
+                raise StateError(
+                    f"state file {self.path}: in use by a running gateway (process {holder}); "
+                    "stop it first (systemctl stop bcpm-gateway)"
+                ) from None
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             yield
@@ -264,6 +267,7 @@ class StateStore:
 
 
 # The JSON schema, as tables: field name -> (test of the JSON value, what is allowed).
+
 
 class IdentityStore:
     """The saved state while the gateway runs: node profiles, device names and IDs, router settings.
@@ -398,9 +402,7 @@ def _check_fields(where: str, value: object, rules: dict[str, _Rule], problems: 
     return good
 
 
-def _check_by_address(
-    name: str, value: object, rules: dict[str, _Rule], problems: list[str]
-) -> dict[str, Any]:
+def _check_by_address(name: str, value: object, rules: dict[str, _Rule], problems: list[str]) -> dict[str, Any]:
     """Check a map of Modbus address -> record; return the records whose fields are all good."""
     if not isinstance(value, dict):
         problems.append(f"{name} = {_show(value)}: allowed an object keyed by Modbus address")
@@ -452,9 +454,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
-        "overrides": {
-            str(address): asdict(override) for address, override in state.overrides.items()
-        },
+        "overrides": {str(address): asdict(override) for address, override in state.overrides.items()},
         "router": {"device_id_offset": state.device_id_offset, "network": state.network},
         "database_revision": state.database_revision,
         **line,

@@ -22,8 +22,7 @@ TEST_BAUDRATE = 115200
 def simulated_line(*primaries: int, model: str = "A", emulate_wire: bool = False, **options: Any) -> SimulatedLine:
     """Simulated boards at the given primary addresses at the test baud rate, not started yet."""
     boards = [Board(primary, model=model, baudrate=TEST_BAUDRATE) for primary in primaries]
-    return SimulatedLine(boards, baudrate=TEST_BAUDRATE, turnaround=0.001, emulate_wire=emulate_wire, seed=1,
-                         **options)
+    return SimulatedLine(boards, baudrate=TEST_BAUDRATE, turnaround=0.001, emulate_wire=emulate_wire, seed=1, **options)
 
 
 async def discovered(gateway: Gateway) -> Gateway:
@@ -38,8 +37,15 @@ def _test_settings(line: SimulatedLine, tmp_path: Path, sections: dict[str, dict
     """Fast polling and short timeouts on the simulated line; no face listening unless asked."""
     raw: dict[str, Any] = {
         "gateway": {"state_file": str(tmp_path / "state.json")},
-        "serial": {"port": line.path, "baudrate": TEST_BAUDRATE, "scan": "1-10", "poll_interval": 0.1,
-                   "timeout": 0.05, "probe_timeout": 0.02, "slow_every": 2},
+        "serial": {
+            "port": line.path,
+            "baudrate": TEST_BAUDRATE,
+            "scan": "1-10",
+            "poll_interval": 0.1,
+            "timeout": 0.05,
+            "probe_timeout": 0.02,
+            "slow_every": 2,
+        },
         "bacnet": {"enabled": False},
         "snmp": {"enabled": False},
         "modbus_tcp": {"enabled": False},
@@ -49,12 +55,17 @@ def _test_settings(line: SimulatedLine, tmp_path: Path, sections: dict[str, dict
 
 def config_file(line: SimulatedLine, tmp_path: Path, **sections: dict[str, Any]) -> Path:
     """The same settings as `gateway_config`, as a TOML file for a gateway run as a command."""
+
     def toml(value: Any) -> str:
         return str(value).lower() if isinstance(value, bool) else json.dumps(value)
 
     path = tmp_path / "gateway.toml"
-    path.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {toml(value)}\n" for key, value in keys.items())
-                            for name, keys in _test_settings(line, tmp_path, sections).items()))
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{key} = {toml(value)}\n" for key, value in keys.items())
+            for name, keys in _test_settings(line, tmp_path, sections).items()
+        )
+    )
     return path
 
 
@@ -63,8 +74,9 @@ def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, An
     return parse_config(_test_settings(line, tmp_path, sections))
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition", *,
-                     step: float = 0.02) -> None:
+async def eventually(
+    check: Callable[[], bool], timeout: float = 10.0, what: str = "condition", *, step: float = 0.02
+) -> None:
     """Wait until ``check()`` holds, asking every ``step`` seconds (0: at every turn of the event
     loop); fail with ``what`` if it does not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -109,8 +109,9 @@ def test_a_face_that_cannot_listen_stops_the_gateway_with_a_clear_error(make_lin
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        config = config_file(line, tmp_path, serial={"scan": "1-3"},
-                             snmp={"enabled": True, "address": "127.0.0.1", "port": port})
+        config = config_file(
+            line, tmp_path, serial={"scan": "1-3"}, snmp={"enabled": True, "address": "127.0.0.1", "port": port}
+        )
         result = run("run", "--config", str(config))
     assert result.returncode == 2
     assert f"SNMP cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

@@ -106,11 +106,16 @@ def test_snmp_allow_takes_addresses_and_networks_and_names_each_bad_entry() -> N
     assert problems_of({"snmp": {"allow": "10.0.0.0/8"}})["snmp.allow"].allowed.startswith("a list of")
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), [
-    ("rate_limit", 0, "an integer 1-1000000"), ("bulk_amplification", 0, "an integer 1-1000"),
-    ("location", "x" * 256, "at most 255 printable ASCII characters"),
-    ("contact", "Zoë, 2nd floor", "at most 255 printable ASCII characters"),
-    ("name", 7, "at most 255 printable ASCII characters")])
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("rate_limit", 0, "an integer 1-1000000"),
+        ("bulk_amplification", 0, "an integer 1-1000"),
+        ("location", "x" * 256, "at most 255 printable ASCII characters"),
+        ("contact", "Zoë, 2nd floor", "at most 255 printable ASCII characters"),
+        ("name", 7, "at most 255 printable ASCII characters"),
+    ],
+)
 def test_snmp_limits_and_system_strings_out_of_range_are_refused(key: str, value: object, allowed: str) -> None:
     assert problems_of({"snmp": {key: value}})[f"snmp.{key}"].allowed == allowed
 
@@ -238,9 +243,7 @@ def test_a_section_that_is_not_a_table_is_an_error() -> None:
         ("web", "max_connections", 2000),
     ],
 )
-def test_a_value_of_the_wrong_type_or_range_is_refused(
-    section: str, key: str, value: object
-) -> None:
+def test_a_value_of_the_wrong_type_or_range_is_refused(section: str, key: str, value: object) -> None:
     problem = problems_of({section: {key: value}})[f"{section}.{key}"]
 
     assert problem.value is value

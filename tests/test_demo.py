@@ -39,8 +39,12 @@ def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:
     for name, keys in sections.items():
         raw.setdefault(name, {}).update(keys)
     path = tmp_path / "demo.toml"
-    path.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
-                            for name, keys in raw.items()))
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+            for name, keys in raw.items()
+        )
+    )
     return path
 
 
@@ -75,8 +79,13 @@ def demo() -> Iterator[Callable[..., Demo]]:
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> Demo:
-        process = subprocess.Popen([*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            [*COMMAND, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         started.append(process)
         return Demo(process)
 
@@ -131,8 +140,13 @@ def test_the_demo_panel_moves_without_alarms_and_its_suggestions_work(demo, tmp_
     snmpget = _suggested(printed, "SNMP v2c   ")
     deadline = time.monotonic() + 30  # an SNMP value shows once its scale register was read (slow data)
     while True:
-        result = subprocess.run([snmpget[0], "-On", *snmpget[1:]], capture_output=True, text=True, timeout=30,
-                                env=environment(tmp_path / "snmp"))
+        result = subprocess.run(
+            [snmpget[0], "-On", *snmpget[1:]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=environment(tmp_path / "snmp"),
+        )
         assert result.returncode == 0, result.stderr
         if "No Such" not in result.stdout or time.monotonic() > deadline:
             break

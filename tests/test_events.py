@@ -41,12 +41,17 @@ async def _until_every_object_shows(client: Client, objects: set[tuple[str, int]
 
 
 def _latched_alarm_trap(receiver: TrapReceiver) -> bool:
-    return any(trap.get(SNMP_TRAP_OID) == f"OID: {CHANNEL_ALARM_RAISED}" and trap.get(TRAP_CHANNEL) == "INTEGER: 7"
-               and int(trap[TRAP_BITS].split()[-1]) & HIGH_HIGH_AND_HIGH for trap in receiver.traps())
+    return any(
+        trap.get(SNMP_TRAP_OID) == f"OID: {CHANNEL_ALARM_RAISED}"
+        and trap.get(TRAP_CHANNEL) == "INTEGER: 7"
+        and int(trap[TRAP_BITS].split()[-1]) & HIGH_HIGH_AND_HIGH
+        for trap in receiver.traps()
+    )
 
 
 async def test_an_alarm_reaches_bacnet_cov_and_snmp_traps_and_a_bacnet_clear_shows_everywhere(
-        make_line, start_gateway, tmp_path) -> None:
+    make_line, start_gateway, tmp_path
+) -> None:
     line = make_line(1)
     panel = line.panel(1)
     panel.write(165, [1, 1, 1, 1, 1, 1])  # latching delays, ON and OFF times: 1 s
@@ -55,10 +60,16 @@ async def test_an_alarm_reaches_bacnet_cov_and_snmp_traps_and_a_bacnet_clear_sho
     receiver.wait_listening()
     snmp_port = free_port(socket.SOCK_DGRAM)
     config = gateway_config(
-        line, tmp_path,
+        line,
+        tmp_path,
         bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()},
-        snmp={"enabled": True, "address": "127.0.0.1", "port": snmp_port, "write_community": "private",
-              "notify_hosts": [receiver.endpoint]},
+        snmp={
+            "enabled": True,
+            "address": "127.0.0.1",
+            "port": snmp_port,
+            "write_community": "private",
+            "notify_hosts": [receiver.endpoint],
+        },
     )
     client = Client(config.bacnet.port)
     try:
@@ -80,8 +91,16 @@ async def test_an_alarm_reaches_bacnet_cov_and_snmp_traps_and_a_bacnet_clear_sho
         await client.write(node, f"{AV_ALARM_7[0]},{AV_ALARM_7[1]}", "present-value", 0.0)  # clear from BACnet
         assert panel.read(ALARM_7.register, 1)[0] & LATCHED == 0  # the meter cleared them
 
-        result = await run_async(tmp_path / "netsnmp", "snmpget", "-v2c", "-c", "public", "-On",
-                                 f"udp:127.0.0.1:{snmp_port}", instance(ALARM_7, 1))
+        result = await run_async(
+            tmp_path / "netsnmp",
+            "snmpget",
+            "-v2c",
+            "-c",
+            "public",
+            "-On",
+            f"udp:127.0.0.1:{snmp_port}",
+            instance(ALARM_7, 1),
+        )
         [status] = varbinds(result.stdout)
         assert status.number & LATCHED == 0  # SNMP shows the clear
         await _until_every_object_shows(client, {AV_ALARM_7, AI_CURRENT_7}, lambda v: v["status-flags"] == NORMAL)

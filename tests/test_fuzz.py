@@ -12,8 +12,9 @@ FUZZ = Path(__file__).resolve().parents[1] / "bench" / "fuzz.py"
 
 
 def test_malformed_input_on_every_face_crashes_nothing_logs_no_error_and_leaks_no_memory() -> None:
-    result = subprocess.run([sys.executable, str(FUZZ), "--inputs", "1500"], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(FUZZ), "--inputs", "1500"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["inputs_per_face"] == {"bacnet": 1500, "snmp": 1500, "modbus_tcp": 1500}

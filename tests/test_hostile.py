@@ -15,8 +15,9 @@ QUIET_LOG = 1024  # bytes a second
 
 
 def test_every_attack_leaves_the_gateway_alive_quiet_and_answering() -> None:
-    result = subprocess.run([sys.executable, str(HOSTILE), "--seconds", "1", "--quiet", "1"], capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(HOSTILE), "--seconds", "1", "--quiet", "1"], capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     attacks = {attack["attack"]: attack for attack in report["attacks"]}

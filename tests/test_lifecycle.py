@@ -67,8 +67,21 @@ class Simulator:
 
     def start(self, *extra: str) -> None:
         self.process = subprocess.Popen(
-            [*COMMAND, "simulate", "--link", str(self.link), "--baudrate", str(TEST_BAUDRATE), "--turnaround", "1",
-             *self.options, *extra], stdout=subprocess.PIPE, text=True)
+            [
+                *COMMAND,
+                "simulate",
+                "--link",
+                str(self.link),
+                "--baudrate",
+                str(TEST_BAUDRATE),
+                "--turnaround",
+                "1",
+                *self.options,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         assert "simulating" in self.process.stdout.readline()
 
@@ -92,18 +105,30 @@ class Gateway:
         self.process: subprocess.Popen[bytes] | None = None
 
     def configure(self, **sections: dict[str, Any]) -> None:
-        raw = merge_config({
-            "gateway": {"state_file": str(self.state)},
-            "serial": {"port": str(self.serial_port), "baudrate": TEST_BAUDRATE, "scan": "1-6", "poll_interval": 0.1,
-                       "timeout": 0.05, "probe_timeout": 0.02},
-            "bacnet": {"enabled": False},
-            "snmp": {"enabled": False},
-            "modbus_tcp": {"address": "127.0.0.1", "port": self.tcp_port},
-            "log": {"format": "json"},
-        }, sections)
-        self.config.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n"
-                                                               for key, value in keys.items())
-                                       for name, keys in raw.items()))
+        raw = merge_config(
+            {
+                "gateway": {"state_file": str(self.state)},
+                "serial": {
+                    "port": str(self.serial_port),
+                    "baudrate": TEST_BAUDRATE,
+                    "scan": "1-6",
+                    "poll_interval": 0.1,
+                    "timeout": 0.05,
+                    "probe_timeout": 0.02,
+                },
+                "bacnet": {"enabled": False},
+                "snmp": {"enabled": False},
+                "modbus_tcp": {"address": "127.0.0.1", "port": self.tcp_port},
+                "log": {"format": "json"},
+            },
+            sections,
+        )
+        self.config.write_text(
+            "".join(
+                f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+                for name, keys in raw.items()
+            )
+        )
 
     def start(self) -> None:
         self.log.write_text("")
@@ -208,17 +233,16 @@ def test_a_known_meter_silent_at_start_is_served_offline_then_online_and_never_f
     assert sorted(StateStore(gateway.state).load().profiles) == [1, 2, 3, 4]
     until(lambda: gateway.serves(3) and gateway.serves(4), "board 3 online by itself")
     assert sorted(gateway.events("nodes ready")[0]["addresses"]) == [1, 2, 3, 4]
-    refused = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "3"], capture_output=True,
-                             text=True)
+    refused = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "3"], capture_output=True, text=True)
     assert refused.returncode == 2 and f"process {gateway.process.pid}" in refused.stderr
     assert "stop it first" in refused.stderr and "Traceback" not in refused.stderr
     gateway.stop()
-    unknown = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "9"], capture_output=True,
-                             text=True)
+    unknown = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "9"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "no node known at 9 (known: 1, 2, 3, 4)" in unknown.stderr
     revision = StateStore(gateway.state).load().database_revision
-    forgot = subprocess.run([*COMMAND, "forget", "--config", str(gateway.config), "3", "4"], capture_output=True,
-                            text=True)
+    forgot = subprocess.run(
+        [*COMMAND, "forget", "--config", str(gateway.config), "3", "4"], capture_output=True, text=True
+    )
     assert forgot.returncode == 0, forgot.stderr
     forgotten = StateStore(gateway.state).load()
     assert (sorted(forgotten.profiles), forgotten.database_revision) == ([1, 2], revision + 1)
@@ -232,14 +256,23 @@ async def test_twenty_restarts_in_a_row_find_every_node_every_time(tmp_path: Pat
     with SimulatedLine(boards, baudrate=19200, turnaround=0.005, emulate_wire=True) as line:
         for life in range(20):
             state = tmp_path / f"state-{life}.json"
-            config = parse_config({
-                "gateway": {"state_file": str(state)},
-                # Probes patient enough for a simulator slowed by a loaded machine: what is tested is
-                # that nothing of the last life (stale bytes, a late reply) costs a node.
-                "serial": {"port": line.path, "baudrate": 19200, "scan": "1-8", "poll_interval": 0.1,
-                           "probe_timeout": 0.05},
-                "bacnet": {"enabled": False}, "snmp": {"enabled": False}, "modbus_tcp": {"enabled": False},
-            })
+            config = parse_config(
+                {
+                    "gateway": {"state_file": str(state)},
+                    # Probes patient enough for a simulator slowed by a loaded machine: what is tested is
+                    # that nothing of the last life (stale bytes, a late reply) costs a node.
+                    "serial": {
+                        "port": line.path,
+                        "baudrate": 19200,
+                        "scan": "1-8",
+                        "poll_interval": 0.1,
+                        "probe_timeout": 0.05,
+                    },
+                    "bacnet": {"enabled": False},
+                    "snmp": {"enabled": False},
+                    "modbus_tcp": {"enabled": False},
+                }
+            )
             async with running(config) as gateway:
                 await eventually(gateway.nodes.ready.is_set, 20, what=f"discovery of life {life}")
                 await asyncio.sleep(0.05 * (life % 4))
@@ -253,10 +286,13 @@ async def test_a_meter_powered_up_later_comes_online_on_every_face_without_a_res
     line.vanish(4)
     snmp_port, tcp_port = free_port(socket.SOCK_DGRAM), free_port()
     config = gateway_config(
-        line, tmp_path, serial={"rescan_interval": 1},
+        line,
+        tmp_path,
+        serial={"rescan_interval": 1},
         bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()},
         snmp={"enabled": True, "address": "127.0.0.1", "port": snmp_port, "read_community": READ},
-        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": tcp_port})
+        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": tcp_port},
+    )
     async with running(config) as gateway:
         await eventually(gateway.nodes.ready.is_set, 20, "discovery")
         assert sorted(gateway.nodes.nodes) == [1, 2]
@@ -270,15 +306,19 @@ async def test_a_meter_powered_up_later_comes_online_on_every_face_without_a_res
             line.restore(3)
             line.restore(4)
             bacnet = next(face for face in gateway.faces if isinstance(face, BacnetFace))
-            await eventually(lambda: bacnet.network is not None and sorted(bacnet.network.applications) == [1, 2, 3, 4],
-                             20, "the rescan finding board 3, and BACnet serving it")
+            await eventually(
+                lambda: bacnet.network is not None and sorted(bacnet.network.applications) == [1, 2, 3, 4],
+                20,
+                "the rescan finding board 3, and BACnet serving it",
+            )
             i_ams = await client.app.who_is(address=Address(f"{config.bacnet.network}:*"), timeout=1)
             offset = config.bacnet.device_id_offset
             assert sorted(i_am.iAmDeviceIdentifier[1] for i_am in i_ams) == [offset + a for a in (1, 2, 3, 4)]
             assert await client.read(client.node(4), f"device,{offset + 4}", "model-name")
             line.panel(3).set_current(12, 4.5)
-            await eventually(lambda: gateway.nodes.nodes[3].cache.reading(CURRENT_12).value == 4.5,
-                             what="node 3 polled")
+            await eventually(
+                lambda: gateway.nodes.nodes[3].cache.reading(CURRENT_12).value == 4.5, what="node 3 polled"
+            )
             [got] = varbinds((await agent.tool("snmpget", instance(CURRENT_12, 3))).stdout)
             assert got.number == 4500  # mA
             tcp = AsyncModbusTcpClient("127.0.0.1", port=tcp_port, timeout=5, retries=0)
@@ -292,15 +332,19 @@ async def test_a_meter_powered_up_later_comes_online_on_every_face_without_a_res
             client.close()
 
 
-async def test_a_forgotten_node_leaves_every_face_and_the_state_and_a_rescan_finds_it_again(make_line,
-                                                                                               tmp_path) -> None:
+async def test_a_forgotten_node_leaves_every_face_and_the_state_and_a_rescan_finds_it_again(
+    make_line, tmp_path
+) -> None:
     line = make_line(1, 3)
     snmp_port, tcp_port = free_port(socket.SOCK_DGRAM), free_port()
     config = gateway_config(  # rescan_interval 0: only a rescan asked for scans again
-        line, tmp_path, serial={"rescan_interval": 0},
+        line,
+        tmp_path,
+        serial={"rescan_interval": 0},
         bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()},
         snmp={"enabled": True, "address": "127.0.0.1", "port": snmp_port, "read_community": READ},
-        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": tcp_port})
+        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": tcp_port},
+    )
     state = StateStore(config.gateway.state_file)
     async with running(config) as gateway:
         await eventually(gateway.nodes.ready.is_set, 20, "discovery")
@@ -334,8 +378,11 @@ async def test_a_forgotten_node_leaves_every_face_and_the_state_and_a_rescan_fin
             gone = await tcp.read_holding_registers(CURRENT_12.register - 1, count=1, device_id=3)
             assert gone.isError() and gone.exception_code == GATEWAY_TARGET_FAILED
             await gateway.nodes.rescan()  # the meter still answers: found again
-            await eventually(lambda: bacnet.network is not None and sorted(bacnet.network.applications) == [1, 2, 3, 4],
-                             20, "the rescan finding node 3, and BACnet serving it")
+            await eventually(
+                lambda: bacnet.network is not None and sorted(bacnet.network.applications) == [1, 2, 3, 4],
+                20,
+                "the rescan finding node 3, and BACnet serving it",
+            )
             assert sorted(state.load().profiles) == [1, 2, 3, 4]
             back = await tcp.read_holding_registers(CURRENT_12.register - 1, count=1, device_id=3)
             assert not back.isError()
@@ -366,8 +413,10 @@ async def test_an_echo_that_does_not_match_is_a_counted_line_fault(make_line, st
     line = make_line(1, echo=True)
     gateway = await start_gateway(gateway_config(line, tmp_path, serial={"echo": True}))
     assert sorted(gateway.nodes.nodes) == [1, 2]
-    await eventually(lambda: all(n.cache.reading(CURRENT_12).quality is Quality.GOOD
-                                 for n in gateway.nodes.nodes.values()), what="both nodes polled")
+    await eventually(
+        lambda: all(n.cache.reading(CURRENT_12).quality is Quality.GOOD for n in gateway.nodes.nodes.values()),
+        what="both nodes polled",
+    )
     line.faults = Faults(echo_error=1.0)
     await eventually(lambda: not any(n.health.online for n in gateway.nodes.nodes.values()), what="nodes offline")
     assert gateway.nodes.bus.stats.corrupt >= 2
@@ -389,8 +438,12 @@ def test_discover_finds_the_line_settings_of_the_meters(rig, tmp_path) -> None:
     # 9600 8N1: a master on a pty cannot set a parity (Linux refuses it), so parity is not tried here.
     simulator, _ = rig("--addresses", "1", "--baudrate", "9600")
     simulator.start()
-    result = subprocess.run([*COMMAND, "discover", "--port", str(simulator.link), "--baudrate", "auto",
-                             "--range", "1-3", "--json"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*COMMAND, "discover", "--port", str(simulator.link), "--baudrate", "auto", "--range", "1-3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert [(row["address"], row["baudrate"], row["parity"]) for row in found] == [(1, 9600, "N"), (2, 9600, "N")]
@@ -399,8 +452,12 @@ def test_discover_finds_the_line_settings_of_the_meters(rig, tmp_path) -> None:
     terminal, shown = os.openpty()
     fcntl.ioctl(shown, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
     try:
-        table = subprocess.Popen([*COMMAND, "discover", "--port", str(simulator.link), "--baudrate", "auto",
-                                  "--range", "1-3"], stdout=subprocess.PIPE, stderr=shown, text=True)
+        table = subprocess.Popen(
+            [*COMMAND, "discover", "--port", str(simulator.link), "--baudrate", "auto", "--range", "1-3"],
+            stdout=subprocess.PIPE,
+            stderr=shown,
+            text=True,
+        )
         progress = b""
         while table.poll() is None or select.select([terminal], [], [], 0)[0]:
             if select.select([terminal], [], [], 0.1)[0]:
@@ -420,8 +477,29 @@ def test_run_with_auto_line_settings_finds_serves_and_saves_them(rig) -> None:
     gateway.start()
     until(lambda: gateway.serves(1) and gateway.serves(2), "both nodes served at the settings found")
     # A Modbus master this project did not write reads a branch current through the gateway.
-    read = subprocess.run(["mbpoll", "-m", "tcp", "-1", "-0", "-a", "2", "-r", str(CURRENT_1), "-c", "1", "-t", "4",
-                           "-p", str(gateway.tcp_port), "127.0.0.1"], capture_output=True, text=True, timeout=30)
+    read = subprocess.run(
+        [
+            "mbpoll",
+            "-m",
+            "tcp",
+            "-1",
+            "-0",
+            "-a",
+            "2",
+            "-r",
+            str(CURRENT_1),
+            "-c",
+            "1",
+            "-t",
+            "4",
+            "-p",
+            str(gateway.tcp_port),
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert read.returncode == 0 and f"[{CURRENT_1}]:" in read.stdout, read.stdout + read.stderr
     [found] = gateway.events("line settings found")
     assert (found["baudrate"], found["parity"]) == (9600, "N")

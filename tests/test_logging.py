@@ -250,7 +250,9 @@ def test_a_task_that_fails_inside_bacpypes3_is_counted_and_one_that_fails_in_our
 
 
 async def test_the_status_line_carries_the_count_of_every_class_of_peer_events(
-    make_line: Callable[..., SimulatedLine], start_gateway: Callable[..., Any], tmp_path: Path,
+    make_line: Callable[..., SimulatedLine],
+    start_gateway: Callable[..., Any],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gateway = await start_gateway(gateway_config(make_line(1), tmp_path))

@@ -66,17 +66,24 @@ async def _up(client: Client) -> None:
 
 
 async def test_sigkill_during_identity_writes_never_breaks_the_state_or_loses_an_acknowledged_write(
-        make_line, tmp_path: Path) -> None:
+    make_line, tmp_path: Path
+) -> None:
     line = make_line(1)
     port = free_udp_port()
     state_file = tmp_path / "state.json"
-    config = config_file(line, tmp_path, serial={"scan": "1-3"}, log={"level": "warning"},
-                         bacnet={"enabled": True, "address": "127.0.0.1/8", "port": port})
+    config = config_file(
+        line,
+        tmp_path,
+        serial={"scan": "1-3"},
+        log={"level": "warning"},
+        bacnet={"enabled": True, "address": "127.0.0.1/8", "port": port},
+    )
     rng = random.Random(1)
     writes = {address: Writes() for address in NODES}
     for round_ in range(ROUNDS):
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(config)], stderr=subprocess.DEVNULL
+        )
         client = Client(port)
         try:
             await _up(client)

@@ -75,8 +75,9 @@ def test_the_unit_it_writes_passes_systemd_analyze_verify_and_keeps_its_exposure
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr == ""
-    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
-                              text=True, timeout=60)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True, timeout=60
+    )
     score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert score is not None, security.stdout + security.stderr
     assert float(score.group(1)) <= 2.0  # 6.2 before the hardening of the unit
@@ -121,8 +122,21 @@ def test_uninstall_removes_the_unit_and_user_and_keeps_config_and_state(root: Pa
 
 
 def test_a_user_who_is_not_root_is_told_to_be_root(root: Path) -> None:
-    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *COMMAND,
-                             "install-service", "--root", str(root)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            *COMMAND,
+            "install-service",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "run it as root" in result.stderr and "Traceback" not in result.stderr
     assert account(root, "passwd", USER) is None
@@ -134,8 +148,12 @@ def test_a_command_in_a_home_folder_is_refused_because_the_service_could_not_run
     try:
         command = venv / "bcpm-gateway"
         command.symlink_to(Path(sys.executable).parent / "bcpm-gateway")
-        result = subprocess.run([str(command), "install-service", "--root", str(tmp_path), "--dry-run"],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [str(command), "install-service", "--root", str(tmp_path), "--dry-run"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         shutil.rmtree(venv)
     assert result.returncode == 2

@@ -15,8 +15,11 @@ COMMAND = [sys.executable, "-m", "gateway"]
 #: TEST-NET-1 (RFC 5737): an address no interface of this machine has, so a bind to it fails
 #: and nothing ever reaches a network; to the gateway it is simply "not loopback".
 ELSEWHERE = "192.0.2.1"
-LOOPBACK = {"bacnet": {"address": "127.0.0.1/8"}, "snmp": {"address": "127.0.0.1"},
-            "modbus_tcp": {"address": "127.0.0.1"}}
+LOOPBACK = {
+    "bacnet": {"address": "127.0.0.1/8"},
+    "snmp": {"address": "127.0.0.1"},
+    "modbus_tcp": {"address": "127.0.0.1"},
+}
 
 
 def test_the_documented_defaults_name_the_snmp_community_and_the_open_modbus_face() -> None:
@@ -29,8 +32,10 @@ def test_the_documented_defaults_name_the_snmp_community_and_the_open_modbus_fac
 
 def test_bacnet_on_the_network_without_a_reinitialize_password_is_named() -> None:
     exposed = parse_config({**LOOPBACK, "bacnet": {"address": f"{ELSEWHERE}/24"}})
-    assert defaults_to_change_warning(exposed) == ("faces on the network run with defaults a site should change: "
-                                                   'bacnet.reinit_password = "" (no password for ReinitializeDevice)')
+    assert defaults_to_change_warning(exposed) == (
+        "faces on the network run with defaults a site should change: "
+        'bacnet.reinit_password = "" (no password for ReinitializeDevice)'
+    )
     guarded = parse_config({**LOOPBACK, "bacnet": {"address": f"{ELSEWHERE}/24", "reinit_password": "s3cret"}})
     assert defaults_to_change_warning(guarded) is None
 
@@ -58,8 +63,9 @@ def test_check_config_prints_the_warning_once(tmp_path: Path) -> None:
 
 def test_run_logs_the_warning_once_before_serving(make_line, tmp_path: Path) -> None:
     line = make_line(1)
-    config = config_file(line, tmp_path, modbus_tcp={"enabled": True, "address": ELSEWHERE, "port": 1502},
-                         log={"format": "json"})
+    config = config_file(
+        line, tmp_path, modbus_tcp={"enabled": True, "address": ELSEWHERE, "port": 1502}, log={"format": "json"}
+    )
     result = subprocess.run([*COMMAND, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
     # The bind to an address this machine does not have fails, which ends the gateway: the warning came first.
     assert result.returncode == 2 and f"cannot listen on {ELSEWHERE}:1502" in result.stderr

@@ -20,15 +20,10 @@ from gateway.state import DeviceOverride, SavedLine, State, StateStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def board(
-    primary: int, serial: int = 0x1234, model: Literal["A", "B", "C"] = "A"
-) -> list[NodeProfile]:
+def board(primary: int, serial: int = 0x1234, model: Literal["A", "B", "C"] = "A") -> list[NodeProfile]:
     """Both addresses of one BCPM board."""
     device_id = {"A": 15172, "B": 15171, "C": 15170}[model]
-    return [
-        NodeProfile(address, serial, model, device_id, 1030, 2010, primary)
-        for address in (primary, primary + 1)
-    ]
+    return [NodeProfile(address, serial, model, device_id, 1030, 2010, primary) for address in (primary, primary + 1)]
 
 
 def sample_state() -> State:
@@ -275,9 +270,7 @@ def test_a_crash_before_the_rename_keeps_the_old_state_and_the_next_save_cleans_
         StateStore(Path({str(store.path)!r})).save(State())
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", crash], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", crash], env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert result.returncode == 17
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
     assert len(leftovers) == 1, "the crashed save should have left its temp file"
@@ -344,7 +337,8 @@ def test_the_database_revision_goes_up_with_the_devices_names_ids_and_number_onl
     }
 
     assert {what: changed.database_revision for what, changed in changes.items()} == dict.fromkeys(
-        changes, revision + 1)
+        changes, revision + 1
+    )
     assert {what: kept.database_revision for what, kept in same.items()} == dict.fromkeys(same, revision)
 
 

@@ -51,7 +51,9 @@ async def test_writes_queued_during_a_save_share_the_next_one_and_each_is_on_dis
     assert slow.files_written == 2  # 12 writes, 2 saves
     on_disk = StateStore(tmp_path / "state.json").load()
     assert {address: override.object_name for address, override in on_disk.overrides.items()} == {
-        1: "B", **{address: f"N{address}" for address in range(2, 12)}}
+        1: "B",
+        **{address: f"N{address}" for address in range(2, 12)},
+    }
     assert (saves.saves, saves.changes) == (2, 12)
 
 

@@ -1,4 +1,4 @@
-"""The checked style, run by the README's test command: lint (ruff), types (mypy) and the layer
+"""The checked style, run by the README's test command: lint and format (ruff), types (mypy) and the layer
 contracts between the packages (import-linter), all configured in pyproject.toml."""
 
 from __future__ import annotations
@@ -22,14 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = Path(sys.executable).parent  # installed by the test extra, beside this Python
 
 
-@pytest.mark.parametrize("command", [
-    ("ruff", "check", "gateway", "tests", "bench"),
-    ("mypy",),
-    ("lint-imports",),
-], ids=lambda command: command[0])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ruff", "check", "gateway", "tests", "bench"),
+        ("ruff", "format", "--check", "gateway", "tests", "bench"),
+        ("mypy",),
+        ("lint-imports",),
+    ],
+    ids=["ruff", "ruff format", "mypy", "lint-imports"],
+)
 def test_the_code_passes(command: tuple[str, ...]) -> None:
-    result = subprocess.run([str(TOOLS / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [str(TOOLS / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -57,8 +63,11 @@ def logged_event_names() -> Iterator[tuple[str, int, ast.expr]]:
             if not isinstance(call, ast.Call) or not call.args:
                 continue
             func = call.func
-            logs = isinstance(func, ast.Attribute) and func.attr in LEVELS and ast.unparse(func.value).endswith(
-                ("log", "get_logger(__name__)"))
+            logs = (
+                isinstance(func, ast.Attribute)
+                and func.attr in LEVELS
+                and ast.unparse(func.value).endswith(("log", "get_logger(__name__)"))
+            )
             if logs or (isinstance(func, ast.Name) and func.id in NAMERS):
                 yield str(path.relative_to(ROOT)), call.lineno, call.args[0]
 
@@ -74,10 +83,13 @@ def test_every_log_event_name_follows_the_convention() -> None:
     assert not breaking, "\n".join(breaking)
 
 
-@pytest.mark.parametrize("name", [
-    *(Conflict(kind, 1, "?").event for kind in get_args(get_type_hints(Conflict)["kind"])),
-    *(f"modbus tcp connection {reason}" for reason in Closed),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(Conflict(kind, 1, "?").event for kind in get_args(get_type_hints(Conflict)["kind"])),
+        *(f"modbus tcp connection {reason}" for reason in Closed),
+    ],
+)
 def test_event_names_made_at_run_time_follow_the_convention(name: str) -> None:
     assert not event_name_breaks_convention(name)
 

@@ -20,8 +20,9 @@ def test_notifies_ready_feeds_the_watchdog_survives_sighup_and_stops_on_sigterm(
         notify_socket.bind(notify_path)
         notify_socket.settimeout(20)
         env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000"}
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)], env=env,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(config)], env=env, stderr=subprocess.DEVNULL
+        )
         try:
             messages = []
             while not any(m.startswith("READY=1") for m in messages):  # the watchdog is fed from the start

@@ -77,8 +77,15 @@ from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI, NodeView
 
-__all__ = ["CovLimits", "DeviceApplication", "NodeApplication", "ObjectIndex", "ObjectPool", "Protection",
-           "RouterApplication"]
+__all__ = [
+    "CovLimits",
+    "DeviceApplication",
+    "NodeApplication",
+    "ObjectIndex",
+    "ObjectPool",
+    "Protection",
+    "RouterApplication",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -105,11 +112,16 @@ class CovLimits:
     def refuses(self, client: Any, indefinite: bool, renewed: Subscription | None) -> bool:
         subscriptions = [cov for app in self.apps for cov in app.subscriptions()]
         host = source_host(client)
-        if renewed is None and (len(subscriptions) >= self.total or sum(
-                1 for cov in subscriptions if source_host(cov.client_addr) == host) >= self.per_client):
+        if renewed is None and (
+            len(subscriptions) >= self.total
+            or sum(1 for cov in subscriptions if source_host(cov.client_addr) == host) >= self.per_client
+        ):
             return True
-        return indefinite and (renewed is None or bool(renewed.lifetime)) and sum(
-            1 for cov in subscriptions if not cov.lifetime) >= self.indefinite
+        return (
+            indefinite
+            and (renewed is None or bool(renewed.lifetime))
+            and sum(1 for cov in subscriptions if not cov.lifetime) >= self.indefinite
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +165,13 @@ class CommunicationControl:
         if not self.communicating() and apdu.timeDuration:
             self._dcc_end = asyncio.get_running_loop().call_later(apdu.timeDuration * 60, self._communicate, "enable")
         await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
-        log.warning("device communication control", device=str(self.device_object.objectIdentifier),  # type: ignore[attr-defined]
-                    state=apdu.enableDisable.attr, minutes=apdu.timeDuration, source=str(apdu.pduSource))
+        log.warning(
+            "device communication control",
+            device=str(self.device_object.objectIdentifier),  # type: ignore[attr-defined]
+            state=apdu.enableDisable.attr,
+            minutes=apdu.timeDuration,
+            source=str(apdu.pduSource),
+        )
 
     def _communicate(self, state: str) -> None:
         if self._dcc_end is not None:
@@ -174,15 +191,26 @@ class BoundedCov:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
         if not cancelling and self.cov_limits.refuses(apdu.pduSource, not apdu.lifetime, self._subscription(apdu)):
             peer_events("bacnet cov subscriptions refused: a cap is full").count(
-                str(apdu.pduSource), f"lifetime={apdu.lifetime}")
+                str(apdu.pduSource), f"lifetime={apdu.lifetime}"
+            )
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
 
     def _subscription(self, apdu: SubscribeCOVRequest) -> Subscription | None:
         """The subscription a SubscribeCOV renews (same object, subscriber and process), if any."""
         detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
-        return next((cov for cov in detection.cov_subscriptions if cov.client_addr == apdu.pduSource
-                     and cov.proc_id == apdu.subscriberProcessIdentifier), None) if detection else None
+        return (
+            next(
+                (
+                    cov
+                    for cov in detection.cov_subscriptions
+                    if cov.client_addr == apdu.pduSource and cov.proc_id == apdu.subscriberProcessIdentifier
+                ),
+                None,
+            )
+            if detection
+            else None
+        )
 
     def cov_notification(self, cov: Subscription, apdu: Any) -> None:
         if not self.communicating():  # type: ignore[attr-defined]
@@ -202,15 +230,22 @@ class BoundedCov:
     def get_active_cov_subscriptions(self) -> ListOfCOVSubscription:
         """The device's Active_COV_Subscriptions (bacpypes3 asks for it and has none)."""
         now = asyncio.get_running_loop().time()
-        return ListOfCOVSubscription([COVSubscription(
-            recipient=RecipientProcess(recipient=Recipient(address=DeviceAddress(cov.client_addr)),
-                                       processIdentifier=cov.proc_id),
-            monitoredPropertyReference=ObjectPropertyReference(objectIdentifier=cov.obj_id,
-                                                               propertyIdentifier="presentValue"),
-            issueConfirmedNotifications=bool(cov.confirmed),
-            timeRemaining=0 if cov.cancel_handle is None else max(0, round(cov.cancel_handle.when() - now)),
-            **({} if cov.covIncrement is None else {"covIncrement": cov.covIncrement}),
-        ) for cov in self.subscriptions()])
+        return ListOfCOVSubscription(
+            [
+                COVSubscription(
+                    recipient=RecipientProcess(
+                        recipient=Recipient(address=DeviceAddress(cov.client_addr)), processIdentifier=cov.proc_id
+                    ),
+                    monitoredPropertyReference=ObjectPropertyReference(
+                        objectIdentifier=cov.obj_id, propertyIdentifier="presentValue"
+                    ),
+                    issueConfirmedNotifications=bool(cov.confirmed),
+                    timeRemaining=0 if cov.cancel_handle is None else max(0, round(cov.cancel_handle.when() - now)),
+                    **({} if cov.covIncrement is None else {"covIncrement": cov.covIncrement}),
+                )
+                for cov in self.subscriptions()
+            ]
+        )
 
     # bacpypes3 keeps the subscriptions in `_cov_detections` (object id -> detection) and has no
     # public way to list them.
@@ -419,18 +454,21 @@ class RouterApplication(HearsIAm, DeviceApplication):
         told = epoch_of(apdu.time, utc=utc)
         if told is None:
             peer_events("bacnet time synchronizations without a definite time, ignored").count(
-                str(apdu.pduSource), str(apdu.time))
+                str(apdu.pduSource), str(apdu.time)
+            )
             return
         applied = self._clock.synchronize(told)
         peer_events("bacnet time synchronizations", "info").count(
-            str(apdu.pduSource), f"utc={utc} time={apdu.time} applied={applied}"
-            + ("" if applied else ' (rtc_control = "modbus")'))
+            str(apdu.pduSource),
+            f"utc={utc} time={apdu.time} applied={applied}" + ("" if applied else ' (rtc_control = "modbus")'),
+        )
 
     async def do_ReinitializeDeviceRequest(self, apdu: ReinitializeDeviceRequest) -> None:
         self.protection.check_password(apdu.password)
         if apdu.reinitializedStateOfDevice not in _RESTARTS:
             raise ExecutionError("services", "serviceRequestDenied")
         await self.response(SimpleAckPDU(context=apdu))
-        log.warning("reinitialize device: restarting", source=str(apdu.pduSource),
-                    state=str(apdu.reinitializedStateOfDevice))
+        log.warning(
+            "reinitialize device: restarting", source=str(apdu.pduSource), state=str(apdu.reinitializedStateOfDevice)
+        )
         asyncio.get_running_loop().call_later(RESTART_DELAY, self._restart)

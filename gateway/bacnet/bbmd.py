@@ -42,8 +42,9 @@ _MAX_REMAINING = 0xFFFF  # Read-FDT carries the time remaining in 16 bits
 
 
 class Bbmd(BBMDLinkLayer):
-    def __init__(self, address: IPv4Address, table: Sequence[BdtEntry], max_foreign_devices: int,
-                 max_ttl: int = _MAX_REMAINING) -> None:
+    def __init__(
+        self, address: IPv4Address, table: Sequence[BdtEntry], max_foreign_devices: int, max_ttl: int = _MAX_REMAINING
+    ) -> None:
         super().__init__(address)
         self.max_foreign_devices = max_foreign_devices
         self.max_ttl = max_ttl
@@ -57,7 +58,8 @@ class Bbmd(BBMDLinkLayer):
         known = any(entry.fdAddress == addr for entry in self.bbmdFDT)
         if not known and len(self.bbmdFDT) >= self.max_foreign_devices:
             peer_events("bacnet foreign devices refused: the table is full (bacnet.max_foreign_devices)").count(
-                str(addr), f"max_foreign_devices={self.max_foreign_devices}")
+                str(addr), f"max_foreign_devices={self.max_foreign_devices}"
+            )
             return REGISTER_FOREIGN_DEVICE_NAK
         ttl = min(ttl, self.max_ttl)
         result = super().register_foreign_device(addr, ttl)
@@ -70,9 +72,11 @@ class Bbmd(BBMDLinkLayer):
     async def confirmation(self, lpdu: Any) -> None:
         if isinstance(lpdu, DeleteForeignDeviceTableEntry) and not self._may_delete(lpdu.pduSource, lpdu.bvlciAddress):
             peer_events("bacnet delete-fdt-entry refused: not from the entry or a bdt peer").count(
-                str(lpdu.pduSource), f"entry={lpdu.bvlciAddress}")
-            await self.request(Result(code=DELETE_FDT_ENTRY_NAK, destination=lpdu.pduSource,
-                                      user_data=lpdu.pduUserData))
+                str(lpdu.pduSource), f"entry={lpdu.bvlciAddress}"
+            )
+            await self.request(
+                Result(code=DELETE_FDT_ENTRY_NAK, destination=lpdu.pduSource, user_data=lpdu.pduUserData)
+            )
             return
         await super().confirmation(lpdu)
 

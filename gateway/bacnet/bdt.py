@@ -103,8 +103,10 @@ def parse_bdt(text: str, own: tuple[IPv4Address, int]) -> tuple[BdtEntry, ...]:
         entries.append(entry)
     if own not in lines_of:
         address, port = own
-        problems.append(f"no line for this gateway ({address}:{port}, from bacnet.address and bacnet.port): "
-                        "list every BBMD of the network, this one included")
+        problems.append(
+            f"no line for this gateway ({address}:{port}, from bacnet.address and bacnet.port): "
+            "list every BBMD of the network, this one included"
+        )
     if problems:
         raise BdtError("bdt.ini:", tuple(problems))
     return tuple(entries)
@@ -142,6 +144,8 @@ def _mask(text: str) -> IPv4Address:
     hosts = 0xFFFFFFFF ^ mask
     # Ones then zeros (peers decode it by counting its bits); 0.0.0.0 would mean the whole internet.
     if mask == 0 or hosts & (hosts + 1):
-        raise _BadField(f"the mask {text!r} is not a subnet mask: 255.255.255.255 forwards to the BBMD itself "
-                        "(two-hop), a subnet mask like 255.255.255.0 forwards as a directed broadcast")
+        raise _BadField(
+            f"the mask {text!r} is not a subnet mask: 255.255.255.255 forwards to the BBMD itself "
+            "(two-hop), a subnet mask like 255.255.255.0 forwards as a directed broadcast"
+        )
     return IPv4Address(mask)

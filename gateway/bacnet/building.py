@@ -60,20 +60,26 @@ def _version() -> str:
 class DeviceBuilder:
     """Makes the router's and the nodes' applications on one virtual network. Build it inside the running loop."""
 
-    def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeAPI, identities: DeviceIdentities,
-                 clock: Clock) -> None:
+    def __init__(
+        self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeAPI, identities: DeviceIdentities, clock: Clock
+    ) -> None:
         self._nodes = nodes
         self._identities = identities
         self._clock = clock
         self._settings = settings
-        self._vendor = {"vendorIdentifier": plan.router.vendor_id, "vendorName": plan.router.vendor_name,
-                        "applicationSoftwareVersion": _version(), "maxApduLengthAccepted": MAX_APDU,
-                        "maxSegmentsAccepted": settings.max_segments}
+        self._vendor = {
+            "vendorIdentifier": plan.router.vendor_id,
+            "vendorName": plan.router.vendor_name,
+            "applicationSoftwareVersion": _version(),
+            "maxApduLengthAccepted": MAX_APDU,
+            "maxSegmentsAccepted": settings.max_segments,
+        }
         # bacpypes3 keeps virtual networks in a process-wide registry by name.
         self._network_name = next(_network_names)
         GuardedVirtualNetwork(self._network_name)
-        self._cov_limits = CovLimits(settings.max_cov_subscriptions, settings.max_cov_per_client,
-                                     settings.max_cov_indefinite)
+        self._cov_limits = CovLimits(
+            settings.max_cov_subscriptions, settings.max_cov_per_client, settings.max_cov_indefinite
+        )
         self.shares = Shares(settings)
         self._protection = Protection(settings.reinit_password, settings.read_only)
         self.pool = ObjectPool(settings.max_built_objects)

@@ -75,8 +75,9 @@ async def diagnose(app: Any, network: int, instances: Set[int], own: Address) ->
     """The conflicts over `network` and `instances` that others answer for; `app` (a `HearsIAm`
     application at `own`) asks."""
     routers = await app.nse.who_is_router_to_network(network=network)
-    conflicts = {Conflict("network", network, str(answer.pduSource))
-                 for _, answer in routers if answer.pduSource != own}
+    conflicts = {
+        Conflict("network", network, str(answer.pduSource)) for _, answer in routers if answer.pduSource != own
+    }
     app._heard = []
     try:
         await app.who_is(min(instances), max(instances), timeout=ANSWER_WAIT)
@@ -95,8 +96,13 @@ class Doctor:
     each conflict logged and published once when found and once when gone, `show(bool)` told
     whether any is."""
 
-    def __init__(self, check: Callable[[], Any], interval: float, show: Callable[[bool], None],
-                 publish: Callable[[Iterable[Event]], None]) -> None:
+    def __init__(
+        self,
+        check: Callable[[], Any],
+        interval: float,
+        show: Callable[[bool], None],
+        publish: Callable[[Iterable[Event]], None],
+    ) -> None:
         self._check = check  # an awaitable of the conflicts
         self._interval = interval
         self._show = show
@@ -127,11 +133,16 @@ async def check_once(settings: BacnetSettings, plan: DevicePlan) -> frozenset[Co
     """`bcpm-gateway doctor`: the same checks from a device of its own at the gateway's address and
     port (bacpypes3 shares the port with a running gateway, whose own answers it then ignores)."""
     address = IPv4Address(f"{settings.address}:{settings.port}")
-    app = _DoctorApplication.from_object_list([
-        DeviceObject(objectIdentifier=("device", DOCTOR_INSTANCE), objectName="bcpm-gateway doctor",
-                     vendorIdentifier=settings.vendor_id),
-        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="BACnet/IP"),
-    ])
+    app = _DoctorApplication.from_object_list(
+        [
+            DeviceObject(
+                objectIdentifier=("device", DOCTOR_INSTANCE),
+                objectName="bcpm-gateway doctor",
+                vendorIdentifier=settings.vendor_id,
+            ),
+            NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="BACnet/IP"),
+        ]
+    )
     try:
         instances = {plan.router.instance, *(node.instance for node in plan.nodes)}
         return await diagnose(app, plan.router.network, instances, address)

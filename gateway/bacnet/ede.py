@@ -28,9 +28,22 @@ __all__ = ["ede_text"]
 
 LAYOUT = "2.3"
 COLUMNS = (
-    "keyname", "device obj.-instance", "object-name", "object-type", "object-instance", "description",
-    "present-value-default", "min-present-value", "max-present-value", "settable", "supports COV",
-    "hi-limit", "low-limit", "state-text-reference", "unit-code", "vendor-specific-address",
+    "keyname",
+    "device obj.-instance",
+    "object-name",
+    "object-type",
+    "object-instance",
+    "description",
+    "present-value-default",
+    "min-present-value",
+    "max-present-value",
+    "settable",
+    "supports COV",
+    "hi-limit",
+    "low-limit",
+    "state-text-reference",
+    "unit-code",
+    "vendor-specific-address",
 )
 _Row = list[str]
 _ABBREVIATIONS = {"device": "DEV", "analog-input": "AI", "analog-value": "AV", "multi-state-value": "MV"}
@@ -55,9 +68,19 @@ def _rows(plan: DevicePlan) -> Iterator[_Row]:
     router = plan.router
     yield _device_row(router.instance, router.name, "BACnet router of the BCPM gateway")
     for setting in ROUTER_SETTINGS:
-        yield _row(router.instance, router.name, "analog-value", setting.instance, setting.name,
-                   description="applied at the next restart", low=setting.valid.start,
-                   high=setting.valid.stop - 1, settable=True, units="noUnits", address="")
+        yield _row(
+            router.instance,
+            router.name,
+            "analog-value",
+            setting.instance,
+            setting.name,
+            description="applied at the next restart",
+            low=setting.valid.start,
+            high=setting.valid.stop - 1,
+            settable=True,
+            units="noUnits",
+            address="",
+        )
     for node in plan.nodes:
         yield _device_row(node.instance, node.name, node.description)
         for spec in node.objects:
@@ -65,20 +88,51 @@ def _rows(plan: DevicePlan) -> Iterator[_Row]:
 
 
 def _device_row(instance: int, name: str, description: str) -> _Row:
-    return _row(instance, name, "device", instance, name, description=description, settable=False,
-                cov=False, units=None, address="")
+    return _row(
+        instance,
+        name,
+        "device",
+        instance,
+        name,
+        description=description,
+        settable=False,
+        cov=False,
+        units=None,
+        address="",
+    )
 
 
 def _object_row(node: NodePlan, spec: ObjectSpec) -> _Row:
-    return _row(node.instance, node.name, spec.object_type, spec.instance, spec.name,
-                description=spec.description, low=spec.min_value, high=spec.max_value,
-                settable=spec.writable, units=None if spec.codes else spec.units,
-                address=f"modbus {node.address}:{spec.point.register}")
+    return _row(
+        node.instance,
+        node.name,
+        spec.object_type,
+        spec.instance,
+        spec.name,
+        description=spec.description,
+        low=spec.min_value,
+        high=spec.max_value,
+        settable=spec.writable,
+        units=None if spec.codes else spec.units,
+        address=f"modbus {node.address}:{spec.point.register}",
+    )
 
 
-def _row(device: int, device_name: str, object_type: str, instance: int, name: str, *, description: str,
-         settable: bool, units: str | None, address: str, low: float | None = None,
-         high: float | None = None, cov: bool = True) -> _Row:
+def _row(
+    device: int,
+    device_name: str,
+    object_type: str,
+    instance: int,
+    name: str,
+    *,
+    description: str,
+    settable: bool,
+    units: str | None,
+    address: str,
+    low: float | None = None,
+    high: float | None = None,
+    cov: bool = True,
+) -> _Row:
     type_abbreviation = _ABBREVIATIONS[object_type]
     return [
         f"{device_name}.{type_abbreviation}{instance}",

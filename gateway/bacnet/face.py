@@ -56,8 +56,14 @@ class BacnetBindError(ListenError):
 
 
 class BacnetFace:
-    def __init__(self, settings: BacnetSettings, nodes: NodeAPI, hub: EventHub, identities: IdentityStore,
-                 restart: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: BacnetSettings,
+        nodes: NodeAPI,
+        hub: EventHub,
+        identities: IdentityStore,
+        restart: Callable[[], None],
+    ) -> None:
         self.settings = settings
         self._nodes = nodes
         self._hub = hub
@@ -88,14 +94,20 @@ class BacnetFace:
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             identities = DeviceIdentities(self._identities)
             builder = DeviceBuilder(plan, settings, nodes, identities, clock)
-            self.network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=self._restart,
-                                         bdt=self._bdt)
+            self.network = BacnetNetwork(
+                plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt
+            )
             try:
                 await self.network.start()
-                log.info("bacnet ready", address=f"{settings.address}:{settings.port}", router=plan.router.instance,
-                         network=plan.router.network, ip_network=plan.router.ip_network,
-                         devices={n.address: n.instance for n in plan.nodes},
-                         **_ip_mode(settings, self._bdt))
+                log.info(
+                    "bacnet ready",
+                    address=f"{settings.address}:{settings.port}",
+                    router=plan.router.instance,
+                    network=plan.router.network,
+                    ip_network=plan.router.ip_network,
+                    devices={n.address: n.instance for n in plan.nodes},
+                    **_ip_mode(settings, self._bdt),
+                )
                 await _serve(events, self.network, settings.doctor_interval, self._hub)
             finally:
                 await self.network.close()
@@ -111,8 +123,11 @@ class BacnetFace:
         try:
             table = load_bdt(settings)
         except BdtError as error:
-            log.error("bdt file not reloaded: the table in use stays", detail=str(error),
-                      table=[str(entry) for entry in self._bdt])
+            log.error(
+                "bdt file not reloaded: the table in use stays",
+                detail=str(error),
+                table=[str(entry) for entry in self._bdt],
+            )
             return
         self._bdt = table
         if self.network is not None and self.network.bbmd is not None:
@@ -123,8 +138,11 @@ class BacnetFace:
 def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, object]:
     """What the log says about the BACnet/IP mode."""
     if settings.bbmd:
-        return {"mode": "bbmd", "bdt": [str(entry) for entry in bdt],
-                "max_foreign_devices": settings.max_foreign_devices}
+        return {
+            "mode": "bbmd",
+            "bdt": [str(entry) for entry in bdt],
+            "max_foreign_devices": settings.max_foreign_devices,
+        }
     if settings.foreign_bbmd is not None:
         host, port = settings.foreign_bbmd
         return {"mode": "foreign device", "foreign_bbmd": f"{host}:{port}", "foreign_ttl": settings.foreign_ttl}
@@ -146,8 +164,9 @@ async def _follow(events: Subscription, network: BacnetNetwork) -> None:
     async for event in events:
         try:
             if events.dropped != dropped:
-                log.warning("bacnet fell behind the node events; refreshing every object",
-                            lost=events.dropped - dropped)
+                log.warning(
+                    "bacnet fell behind the node events; refreshing every object", lost=events.dropped - dropped
+                )
                 dropped = events.dropped
                 network.sync()
             network.apply(event)
@@ -165,7 +184,9 @@ def check_bindable(address: IPv4Interface, port: int) -> None:
         try:
             probe.bind((str(address.ip), port))
         except OSError as error:
-            message = (f"bacnet.address = {address}, bacnet.port = {port}: cannot listen there "
-                       f"({error.strerror}); give an address of this board, or a free port")
+            message = (
+                f"bacnet.address = {address}, bacnet.port = {port}: cannot listen there "
+                f"({error.strerror}); give an address of this board, or a free port"
+            )
             log.error("bacnet not started", detail=message)
             raise BacnetBindError(message) from error

@@ -60,8 +60,9 @@ class NodeReads(Protocol):
 class Entry:
     """The limits and the fast reads in front of bacpypes3, with their counters."""
 
-    def __init__(self, network: int, applications: Mapping[int, NodeReads], limits: RequestLimits,
-                 fast_reads: bool) -> None:
+    def __init__(
+        self, network: int, applications: Mapping[int, NodeReads], limits: RequestLimits, fast_reads: bool
+    ) -> None:
         self._network = network
         self._applications = applications  # node MAC (Modbus address) -> its application
         self.limits = limits
@@ -128,8 +129,11 @@ class Entry:
 
     def _fast(self, destination: tuple[int, bytes] | None, apdu: memoryview) -> bytes | None:
         flags, limits, invoke, service = apdu[0] & 0x0F, apdu[1], apdu[2], apdu[3]
-        if (flags & ~0x02 or limits & 0x0F >= MAX_APDU_CODES  # only "segmented answer accepted"
-                or service not in (READ_PROPERTY, READ_PROPERTY_MULTIPLE)):
+        if (
+            flags & ~0x02
+            or limits & 0x0F >= MAX_APDU_CODES  # only "segmented answer accepted"
+            or service not in (READ_PROPERTY, READ_PROPERTY_MULTIPLE)
+        ):
             return None
         app = self._node(destination)
         if app is None or not app.answers_reads():
@@ -139,7 +143,7 @@ class Entry:
         if plan is None or not all(encodings.serves(objid, properties) for objid, properties in plan):
             return None
         if service == READ_PROPERTY:
-            (objid, ((prop, _),)), = plan
+            ((objid, ((prop, _),)),) = plan
             body = read_property_body(encodings, objid, prop)
         else:
             body = b"".join(read_access_result(encodings, objid, properties) for objid, properties in plan)
@@ -168,9 +172,13 @@ def _decoded(service: int, body: bytes) -> Plan | None:
         return None
     if service == READ_PROPERTY:
         return ((request.objectIdentifier, ((request.propertyIdentifier, request.propertyArrayIndex),)),)
-    return tuple((spec.objectIdentifier,
-                  tuple((ref.propertyIdentifier, ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences))
-                 for spec in request.listOfReadAccessSpecs)
+    return tuple(
+        (
+            spec.objectIdentifier,
+            tuple((ref.propertyIdentifier, ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences),
+        )
+        for spec in request.listOfReadAccessSpecs
+    )
 
 
 def _envelope(data: bytes) -> tuple[bool, tuple[int, bytes] | None, int] | None:
@@ -189,12 +197,15 @@ def _envelope(data: bytes) -> tuple[bool, tuple[int, bytes] | None, int] | None:
     length = data[npdu + 4] if len(data) > npdu + 4 else None
     if length is None or len(data) < npdu + 6 + length:
         return None
-    address = bytes(data[npdu + 5:npdu + 5 + length])
-    return direct, (int.from_bytes(data[npdu + 2:npdu + 4]), address), npdu + 6 + length  # after the hop count
+    address = bytes(data[npdu + 5 : npdu + 5 + length])
+    return direct, (int.from_bytes(data[npdu + 2 : npdu + 4]), address), npdu + 6 + length  # after the hop count
 
 
 def _reply(destination: tuple[int, bytes] | None, apdu: bytes) -> bytes:
     """A BVLL/NPDU around an answer from `destination` (a node: source network and address)."""
-    npdu = b"\x01\x00" if destination is None else (
-        b"\x01\x08" + destination[0].to_bytes(2) + bytes((len(destination[1]),)) + destination[1])
+    npdu = (
+        b"\x01\x00"
+        if destination is None
+        else (b"\x01\x08" + destination[0].to_bytes(2) + bytes((len(destination[1]),)) + destination[1])
+    )
     return bytes((BVLL_TYPE, BVLL_ORIGINAL_UNICAST)) + (4 + len(npdu) + len(apdu)).to_bytes(2) + npdu + apdu

@@ -233,16 +233,22 @@ class WritePropertyMultipleErrors:
                 try:
                     if obj is None:
                         raise ExecutionError("object", "unknownObject")
-                    await write_checked(obj, write.propertyIdentifier, write.value, write.propertyArrayIndex,
-                                        write.priority)
+                    await write_checked(
+                        obj, write.propertyIdentifier, write.value, write.propertyArrayIndex, write.priority
+                    )
                 except ExecutionError as error:
-                    failed = ObjectPropertyReference(objectIdentifier=spec.objectIdentifier,
-                                                     propertyIdentifier=write.propertyIdentifier)
+                    failed = ObjectPropertyReference(
+                        objectIdentifier=spec.objectIdentifier, propertyIdentifier=write.propertyIdentifier
+                    )
                     if write.propertyArrayIndex is not None:
                         failed.propertyArrayIndex = write.propertyArrayIndex
-                    await self.response(WritePropertyMultipleError(  # type: ignore[attr-defined]
-                        errorType=ErrorType(errorClass=error.errorClass, errorCode=error.errorCode),
-                        firstFailedWriteAttempt=failed, context=apdu))
+                    await self.response(  # type: ignore[attr-defined]
+                        WritePropertyMultipleError(
+                            errorType=ErrorType(errorClass=error.errorClass, errorCode=error.errorCode),
+                            firstFailedWriteAttempt=failed,
+                            context=apdu,
+                        )
+                    )
                     return
         await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
 
@@ -340,8 +346,9 @@ def install_rejects() -> None:
     bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
 
 
-FAILED_DATAGRAMS = LibraryErrorFilter(DropReport("bacnet datagrams bacpypes3 failed on"),
-                                       "error processing incoming PDU", "error processing loopback PDU")
+FAILED_DATAGRAMS = LibraryErrorFilter(
+    DropReport("bacnet datagrams bacpypes3 failed on"), "error processing incoming PDU", "error processing loopback PDU"
+)
 
 
 def count_failed_datagrams() -> None:

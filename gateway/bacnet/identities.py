@@ -60,8 +60,9 @@ class DeviceIdentities:
 
     async def rename(self, device: NodeDevice, name: str) -> None:
         async with self._lock:  # check and assign as one: two writes may interleave
-            if (any(other is not device and str(other.objectName) == name for other in self._all_devices())
-                    or self._nodes[device._address][1].names(name, device)):  # unique within the device too
+            if any(
+                other is not device and str(other.objectName) == name for other in self._all_devices()
+            ) or self._nodes[device._address][1].names(name, device):  # unique within the device too
                 raise ExecutionError("property", "duplicateName")
             saved = self._save_override(device._address, object_name=name)
             old, device.objectName = str(device.objectName), name  # so the next write's check sees it

@@ -91,8 +91,14 @@ class BbmdPort(IPv4Port):
 
     @property
     def bbmdForeignDeviceTable(self) -> Any:
-        return _FdtList([FDTEntry(bacnetIPAddress=entry.fdAddress.addrAddr, timeToLive=entry.fdTTL,
-                                  remainingTimeToLive=entry.fdRemain) for entry in self._link_layer.bbmdFDT])
+        return _FdtList(
+            [
+                FDTEntry(
+                    bacnetIPAddress=entry.fdAddress.addrAddr, timeToLive=entry.fdTTL, remainingTimeToLive=entry.fdRemain
+                )
+                for entry in self._link_layer.bbmdFDT
+            ]
+        )
 
     @bbmdForeignDeviceTable.setter
     def bbmdForeignDeviceTable(self, value: Any) -> None:
@@ -104,21 +110,30 @@ def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Seque
     fallback until one is learned). Build it inside the running loop: the link layer opens its
     sockets at once."""
     address = IPv4Address(f"{settings.address}:{settings.port}")
-    common: dict[str, Any] = {"objectIdentifier": ("network-port", 1), "objectName": "BACnet/IP",
-                              "networkNumber": network,
-                              "networkNumberQuality": "configured" if configured else "learned",
-                              # Clause 12.56: every BACnet/IP port has these; the gateway routes only
-                              # on its own subnet and resolves no names, so none is configured.
-                              "apduLength": MAX_APDU, "ipDefaultGateway": NOT_CONFIGURED,
-                              "ipDNSServer": [NOT_CONFIGURED]}
+    common: dict[str, Any] = {
+        "objectIdentifier": ("network-port", 1),
+        "objectName": "BACnet/IP",
+        "networkNumber": network,
+        "networkNumberQuality": "configured" if configured else "learned",
+        # Clause 12.56: every BACnet/IP port has these; the gateway routes only
+        # on its own subnet and resolves no names, so none is configured.
+        "apduLength": MAX_APDU,
+        "ipDefaultGateway": NOT_CONFIGURED,
+        "ipDNSServer": [NOT_CONFIGURED],
+    }
     port: IPv4Port
     if settings.bbmd:
         port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)
         port._link_layer = Bbmd(address, bdt, settings.max_foreign_devices, settings.max_foreign_ttl)
     elif settings.foreign_bbmd is not None:
         host, bbmd_port = settings.foreign_bbmd
-        port = IPv4Port(address, bacnetIPMode="foreign", fdBBMDAddress=HostNPort(f"{host}:{bbmd_port}"),
-                        fdSubscriptionLifetime=settings.foreign_ttl, **common)
+        port = IPv4Port(
+            address,
+            bacnetIPMode="foreign",
+            fdBBMDAddress=HostNPort(f"{host}:{bbmd_port}"),
+            fdSubscriptionLifetime=settings.foreign_ttl,
+            **common,
+        )
         port._link_layer = ForeignDevice(address, settings.foreign_bbmd, settings.foreign_ttl)
     else:
         port = IPv4Port(address, **common)

@@ -100,9 +100,10 @@ class RequestLimits:
     def _begin(self, key: tuple[Any, ...], source: tuple[str, int], size: int, more: bool, now: float) -> Verdict:
         self._forget_silent(now)
         client = source[0]
-        if (len(self._reassembling) >= self.max_segmented
-                or sum(1 for each in self._reassembling.values() if each.client == client)
-                >= self.max_segmented_per_client):
+        if (
+            len(self._reassembling) >= self.max_segmented
+            or sum(1 for each in self._reassembling.values() if each.client == client) >= self.max_segmented_per_client
+        ):
             return self._refuse(Verdict.OUT_OF_RESOURCES, source, "too many segmented requests at once")
         if more:
             self._reassembling[key] = _Reassembly(client, 1, size, now)

@@ -28,8 +28,16 @@ from gateway.errors import GatewayError
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI, NodeView
 
-__all__ = ["GuardedWrites", "MeterInput", "MeterObject", "MeterReset", "MeterValue", "PointBinding", "meter_object",
-           "real_value"]
+__all__ = [
+    "GuardedWrites",
+    "MeterInput",
+    "MeterObject",
+    "MeterReset",
+    "MeterValue",
+    "PointBinding",
+    "meter_object",
+    "real_value",
+]
 
 
 class GuardedWrites(StandardPropertyList):
@@ -37,8 +45,9 @@ class GuardedWrites(StandardPropertyList):
     (bacpypes3 lets a client write anything), and nothing when the device is read-only
     (`bacnet.read_only`); its Property_List is the standard's."""
 
-    async def write_property(self, attr: Any, value: Any, index: int | None = None,
-                             priority: int | None = None) -> None:
+    async def write_property(
+        self, attr: Any, value: Any, index: int | None = None, priority: int | None = None
+    ) -> None:
         protection = getattr(getattr(self, "_app", None), "protection", None)
         if protection is not None and protection.read_only:
             raise ExecutionError("property", "writeAccessDenied")
@@ -124,8 +133,7 @@ class MeterValue(MeterObject, AnalogValueObject):
             await self._binding.write(wanted)
         except GatewayError as error:
             # any host may try as often as it likes: counted, and logged once a minute
-            peer_events("bacnet writes refused", "info").count(
-                str(self.objectIdentifier), f"value={wanted}: {error}")
+            peer_events("bacnet writes refused", "info").count(str(self.objectIdentifier), f"value={wanted}: {error}")
             raise write_error(error) from None
         # The node service read the register back into the cache; show it now rather than when
         # its event arrives, so a read right after the write sees it.
@@ -155,7 +163,8 @@ class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
             await self._binding.reset(codes[value - 2])
         except GatewayError as error:
             peer_events("bacnet writes refused", "info").count(
-                str(self.objectIdentifier), f"reset code {codes[value - 2]}: {error}")
+                str(self.objectIdentifier), f"reset code {codes[value - 2]}: {error}"
+            )
             raise write_error(error) from None
         # any host may ask as often as it likes: counted, and logged once a minute
         state = self._binding.spec.states[value - 1]
@@ -165,10 +174,17 @@ class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
 def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
     spec = binding.spec
     if spec.object_type == "multi-state-value":
-        reset = MeterReset(objectIdentifier=(spec.object_type, spec.instance), objectName=spec.name,
-                           description=spec.description, presentValue=1, numberOfStates=len(spec.states),
-                           stateText=list(spec.states), eventState="normal", outOfService=False,
-                           reliability="no-fault-detected")
+        reset = MeterReset(
+            objectIdentifier=(spec.object_type, spec.instance),
+            objectName=spec.name,
+            description=spec.description,
+            presentValue=1,
+            numberOfStates=len(spec.states),
+            stateText=list(spec.states),
+            eventState="normal",
+            outOfService=False,
+            reliability="no-fault-detected",
+        )
         reset._binding = binding
         reset.show()
         return reset

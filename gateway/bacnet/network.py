@@ -49,8 +49,16 @@ LEARN_IP_NETWORK_TIMEOUT = 3.0  # seconds a router of the IP network has to answ
 class BacnetNetwork:
     """The router application and one application per node, running. Build it inside the running loop."""
 
-    def __init__(self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeAPI, builder: DeviceBuilder,
-                 identities: DeviceIdentities, restart: Callable[[], None], bdt: Sequence[BdtEntry] = ()) -> None:
+    def __init__(
+        self,
+        plan: DevicePlan,
+        settings: BacnetSettings,
+        nodes: NodeAPI,
+        builder: DeviceBuilder,
+        identities: DeviceIdentities,
+        restart: Callable[[], None],
+        bdt: Sequence[BdtEntry] = (),
+    ) -> None:
         self._nodes = nodes
         self._settings = settings
         self._builder = builder
@@ -67,8 +75,9 @@ class BacnetNetwork:
         self.pool = builder.pool
         for node in plan.nodes:
             self._add_node(node)
-        limits = RequestLimits(settings.max_segments, settings.max_segmented_requests,
-                               settings.max_segmented_requests_per_client)
+        limits = RequestLimits(
+            settings.max_segments, settings.max_segmented_requests, settings.max_segmented_requests_per_client
+        )
         self.entry = Entry(plan.router.network, self.applications, limits, settings.fast_reads)
 
     @property
@@ -172,8 +181,11 @@ class BacnetNetwork:
         A bind that keeps failing (bacpypes3 retries every second) is not waited for beyond
         SOCKET_OPEN_TIMEOUT; `check_bindable` has made that unlikely.
         """
-        opening = [task for link_layer in self.router.link_layers.values()
-                   for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())]
+        opening = [
+            task
+            for link_layer in self.router.link_layers.values()
+            for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())
+        ]
         if opening:
             await asyncio.wait(opening, timeout=SOCKET_OPEN_TIMEOUT)
 

@@ -45,8 +45,16 @@ from typing import Any
 
 from gateway.pointmap import ALARM_BITS, Encoding, Point, PointMap, PollClass
 
-__all__ = ["COV_INCREMENTS", "DEVICE_PROPERTY_KEYS", "RESET_ACTIONS", "RESET_KEYS", "ObjectSpec", "av_instances",
-           "msv_instances", "object_specs"]
+__all__ = [
+    "COV_INCREMENTS",
+    "DEVICE_PROPERTY_KEYS",
+    "RESET_ACTIONS",
+    "RESET_KEYS",
+    "ObjectSpec",
+    "av_instances",
+    "msv_instances",
+    "object_specs",
+]
 
 #: Point-map units -> BACnet EngineeringUnits.
 UNITS = {
@@ -167,12 +175,15 @@ def _served(pointmap: PointMap, point: Point) -> bool:
 
 
 def _spec(pointmap: PointMap, point: Point, avs: dict[int, int]) -> ObjectSpec:
-    common: dict[str, Any] = {"name": _name(point), "units": UNITS[point.units], "cov_increment": _cov_increment(point),
-              "alarm": _alarm(pointmap, point)}
+    common: dict[str, Any] = {
+        "name": _name(point),
+        "units": UNITS[point.units],
+        "cov_increment": _cov_increment(point),
+        "alarm": _alarm(pointmap, point),
+    }
     if point.register in avs:
         low, high = _limits(point)
-        return ObjectSpec("analog-value", avs[point.register], point=point, min_value=low, max_value=high,
-                          **common)
+        return ObjectSpec("analog-value", avs[point.register], point=point, min_value=low, max_value=high, **common)
     return ObjectSpec("analog-input", point.register, point=point, **common)
 
 

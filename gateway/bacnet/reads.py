@@ -50,9 +50,20 @@ from gateway.nodes.api import NodeAPI, NodeView
 __all__ = ["SERVED", "BoundedReads", "MeterEncodings", "answer_budget", "read_access_result", "read_property_body"]
 
 #: What BMS front-ends poll: answered from encodings on meter objects.
-SERVED = frozenset(PropertyIdentifier(name) for name in (
-    "presentValue", "statusFlags", "reliability", "eventState", "outOfService", "units", "objectName",
-    "description", "covIncrement"))
+SERVED = frozenset(
+    PropertyIdentifier(name)
+    for name in (
+        "presentValue",
+        "statusFlags",
+        "reliability",
+        "eventState",
+        "outOfService",
+        "units",
+        "objectName",
+        "description",
+        "covIncrement",
+    )
+)
 SLICE_SECONDS = 0.01  # the longest an RPM holds the event loop between two yields
 UNSPECIFIED_SEGMENTS = 64
 TOO_BIG = DropReport("bacnet answers beyond what the client accepts (aborted)")
@@ -124,8 +135,13 @@ class MeterEncodings:
     object shows (Present_Value, Reliability, Event_State, COV_Increment); kept for the objects
     clients read (a few hundred bytes each), the encodings common to many objects shared."""
 
-    def __init__(self, nodes: NodeAPI, node: NodeView, specs: dict[ObjectIdentifier, ObjectSpec],
-                 cov_increments: dict[int, float]) -> None:
+    def __init__(
+        self,
+        nodes: NodeAPI,
+        node: NodeView,
+        specs: dict[ObjectIdentifier, ObjectSpec],
+        cov_increments: dict[int, float],
+    ) -> None:
         self._nodes, self._node, self._specs, self._cov_increments = nodes, node, specs, cov_increments
         self._shown: dict[ObjectIdentifier, _Shown] = {}
 
@@ -133,8 +149,11 @@ class MeterEncodings:
         """Whether these are served properties of an analog meter object (the resets' Multi-state
         Values go to the full stack)."""
         spec = self._specs.get(objid)
-        return (spec is not None and spec.object_type in _CLASSES
-                and all(prop in SERVED and index is None for prop, index in properties))
+        return (
+            spec is not None
+            and spec.object_type in _CLASSES
+            and all(prop in SERVED and index is None for prop, index in properties)
+        )
 
     def value(self, objid: ObjectIdentifier, prop: PropertyIdentifier) -> bytes:
         """The application-tagged encoding of a served property of a meter object."""
@@ -165,8 +184,11 @@ class MeterEncodings:
         state = (value, reliability, event, self._cov_increments.get(spec.point.register, spec.cov_increment))
         shown = self._shown.get(objid)
         if shown is None or shown.state != state:
-            shown = _Shown(state, _encoded(spec.object_type, PropertyIdentifier.presentValue, value),
-                           _encoded(spec.object_type, PropertyIdentifier.covIncrement, state[3]))
+            shown = _Shown(
+                state,
+                _encoded(spec.object_type, PropertyIdentifier.presentValue, value),
+                _encoded(spec.object_type, PropertyIdentifier.covIncrement, state[3]),
+            )
             self._shown[objid] = shown
         return shown
 
@@ -175,13 +197,17 @@ class MeterEncodings:
 def _status_flags(object_type: str, reliability: str, event: str) -> bytes:
     """Status_Flags as bacpypes3's objects compute them (never out of service here)."""
     cls = _CLASSES[object_type]
-    shown = SimpleNamespace(reliability=cls.get_property_type("reliability")(reliability),
-                            eventState=cls.get_property_type("eventState")(event), outOfService=False)
+    shown = SimpleNamespace(
+        reliability=cls.get_property_type("reliability")(reliability),
+        eventState=cls.get_property_type("eventState")(event),
+        outOfService=False,
+    )
     return _bytes(Object.statusFlags.fget(shown).encode())  # type: ignore[attr-defined]
 
 
-def read_access_result(encodings: MeterEncodings, objid: ObjectIdentifier,
-                       properties: Sequence[tuple[PropertyIdentifier, int | None]]) -> bytes:
+def read_access_result(
+    encodings: MeterEncodings, objid: ObjectIdentifier, properties: Sequence[tuple[PropertyIdentifier, int | None]]
+) -> bytes:
     """One ReadAccessResult of an RPM answer, from encodings (`encodings.serves` them)."""
     parts = [_object_head(objid), _RESULTS_OPEN]
     for prop, _ in properties:
@@ -246,8 +272,9 @@ class BoundedReads:
         ack.put_data(b"".join(parts))
         await self.response(ack)  # type: ignore[attr-defined]
 
-    async def _read_access_result(self, objid: ObjectIdentifier,
-                                  properties: Sequence[tuple[PropertyIdentifier, int | None]]) -> bytes:
+    async def _read_access_result(
+        self, objid: ObjectIdentifier, properties: Sequence[tuple[PropertyIdentifier, int | None]]
+    ) -> bytes:
         """One ReadAccessResult through bacpypes3, as its own RPM handler builds it."""
         obj = self.get_object_id(objid) if self.has_object(objid) else None  # type: ignore[attr-defined]
         elements = []
@@ -282,4 +309,3 @@ def _property_set(obj: Any, prop: PropertyIdentifier) -> set[str] | None:
         names = names.intersection(required)
     names.discard("propertyList")
     return names
-

@@ -185,6 +185,7 @@ class SavedWriteLimit:
         saved = PropertyIdentifier(apdu.propertyIdentifier).attr in getattr(obj, "_saved_properties", ())
         if saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
             peer_events("bacnet saved writes refused by bacnet.max_saved_writes").count(
-                str(apdu.pduSource), str(apdu.propertyIdentifier))
+                str(apdu.pduSource), str(apdu.propertyIdentifier)
+            )
             raise ExecutionError("device", "busy")
         await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]

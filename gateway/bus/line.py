@@ -1,9 +1,9 @@
 """The serial line's settings and the RTU timing derived from them.
 
-    line = LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E")
-    line.silence                 # 0.002005: t3.5 before every frame
-    line.wire_time(8)            # 0.004583: an 8-byte request at 11 bits per character
-    expected_reply_length(bytes.fromhex("0300000002"))   # 9: unit, fc, count, 4 data, CRC
+line = LineSettings("/dev/ttyUSB0", baudrate=19200, parity="E")
+line.silence                 # 0.002005: t3.5 before every frame
+line.wire_time(8)            # 0.004583: an 8-byte request at 11 bits per character
+expected_reply_length(bytes.fromhex("0300000002"))   # 9: unit, fc, count, 4 data, CRC
 """
 
 from __future__ import annotations

@@ -105,8 +105,10 @@ class RtuTransport(asyncio.Protocol):
         except (serial.SerialException, OSError) as exc:
             raise BusClosed(f"cannot open {settings.port}: {_reason(exc)}") from exc
         except termios.error as exc:  # a port that refuses these line settings (a pty any parity)
-            raise BusClosed(f"cannot open {settings.port} at {settings.baudrate} baud, "
-                            f"8{settings.parity}{settings.stopbits}: {exc.args[-1]}") from exc
+            raise BusClosed(
+                f"cannot open {settings.port} at {settings.baudrate} baud, "
+                f"8{settings.parity}{settings.stopbits}: {exc.args[-1]}"
+            ) from exc
         # create_serial_connection only schedules connection_made.
         await rtu._made
         rtu._direction_control()
@@ -128,15 +130,19 @@ class RtuTransport(asyncio.Protocol):
         port = self._transport.serial
         try:
             if settings.rs485 == "kernel":
-                port.rs485_mode = RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False,
-                                                delay_before_tx=settings.rts_delay_before,
-                                                delay_before_rx=settings.rts_delay_after)
+                port.rs485_mode = RS485Settings(
+                    rts_level_for_tx=True,
+                    rts_level_for_rx=False,
+                    delay_before_tx=settings.rts_delay_before,
+                    delay_before_rx=settings.rts_delay_after,
+                )
             elif settings.rs485 == "rts":
                 port.rts = False  # listening
         except (ValueError, OSError, serial.SerialException) as exc:
             self._transport.abort()
-            raise BusClosed(f"cannot switch the RS-485 direction of {settings.port} "
-                            f"(serial.rs485 = {settings.rs485!r}): {exc}") from exc
+            raise BusClosed(
+                f"cannot switch the RS-485 direction of {settings.port} (serial.rs485 = {settings.rs485!r}): {exc}"
+            ) from exc
 
     def _send(self, serial_transport: serial_asyncio.SerialTransport, frame: bytes) -> None:
         """Write the frame to the port now, right after the silence before it was measured.
@@ -233,9 +239,7 @@ class RtuTransport(asyncio.Protocol):
         else:
             if self._silence_timer is not None:
                 self._silence_timer.cancel()
-            self._silence_timer = asyncio.get_running_loop().call_later(
-                self._settings.silence, self._decode_by_silence
-            )
+            self._silence_timer = asyncio.get_running_loop().call_later(self._settings.silence, self._decode_by_silence)
 
     # the transaction
 
@@ -342,9 +346,7 @@ class RtuTransport(asyncio.Protocol):
     def _decode_by_silence(self) -> None:
         self._silence_timer = None
         frame = bytes(self._buf)
-        if len(frame) < FramerRTU.MIN_SIZE or not FramerRTU.check_CRC(
-            frame[:-2], int.from_bytes(frame[-2:], "big")
-        ):
+        if len(frame) < FramerRTU.MIN_SIZE or not FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
             self._settle(CorruptReply(f"CRC error or garbage: {frame.hex()}"))
             return
         self._accept(frame[0], frame[1:-2])
@@ -377,9 +379,7 @@ class RtuTransport(asyncio.Protocol):
     def _expire(self, patience: float) -> None:
         assert self._expected is not None
         heard = f" ({len(self._buf)} bytes of an incomplete frame)" if self._buf else ""
-        self._settle(
-            NoResponse(f"no reply from unit {self._expected.unit} within {patience:.3f} s{heard}")
-        )
+        self._settle(NoResponse(f"no reply from unit {self._expected.unit} within {patience:.3f} s{heard}"))
 
     def _settle(self, outcome: bytes | Exception) -> None:
         if self._waiter is None or self._waiter.done():

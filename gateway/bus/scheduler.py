@@ -137,9 +137,7 @@ class Bus:
         """Why requests are refused right now (the last failure to open or keep the port)."""
         return self._closed_reason
 
-    def submit(
-        self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None
-    ) -> Future[bytes]:
+    def submit(self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None) -> Future[bytes]:
         """Queue a request; the future gives the reply PDU (function code and data) or a BusError.
 
         Unit 0 broadcasts and resolves to b"". `timeout` overrides the line's reply allowance.
@@ -157,9 +155,7 @@ class Bus:
                 future.set_exception(BusClosed(self._closed_reason))
                 return future
             if self._queued >= self.settings.max_queue:
-                future.set_exception(
-                    BusOverloaded(f"{self._queued} requests already queued on {self.settings.port}")
-                )
+                future.set_exception(BusOverloaded(f"{self._queued} requests already queued on {self.settings.port}"))
                 return future
             self._queues[priority].append(request)
             self._queued += 1
@@ -169,9 +165,7 @@ class Bus:
             loop.call_soon_threadsafe(wake.set)
         return future
 
-    async def transact(
-        self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None
-    ) -> bytes:
+    async def transact(self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None) -> bytes:
         """Like `submit`, awaited from any event loop."""
         return await asyncio.wrap_future(self.submit(unit, pdu, priority, timeout=timeout))
 
@@ -216,8 +210,12 @@ class Bus:
                 except BusClosed as exc:
                     self._shut(str(exc))
                     if not reported:
-                        _log.warning("bus port unavailable", port=self.settings.port, reason=str(exc),
-                                     retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
+                        _log.warning(
+                            "bus port unavailable",
+                            port=self.settings.port,
+                            reason=str(exc),
+                            retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s",
+                        )
                         reported = True
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, REOPEN_MAX)
@@ -226,8 +224,12 @@ class Bus:
                 try:
                     await self._serve_transport(transport, wake)
                 except BusClosed as exc:
-                    _log.warning("bus port lost", port=self.settings.port, reason=str(exc),
-                                 retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s")
+                    _log.warning(
+                        "bus port lost",
+                        port=self.settings.port,
+                        reason=str(exc),
+                        retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s",
+                    )
                     reported = True
         finally:
             self._shut("bus stopped")

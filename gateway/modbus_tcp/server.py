@@ -67,6 +67,7 @@ class Closed(enum.StrEnum):
     SLOW_FRAME = "closed mid-frame (modbus_tcp.frame_timeout)"
     MALFORMED = "closed (malformed mbap header)"
 
+
 _RESPONSES = {0x03: ReadHoldingRegistersResponse, 0x04: ReadInputRegistersResponse}
 
 
@@ -107,8 +108,10 @@ class ModbusTcpFace:
         try:
             server = await asyncio.start_server(self._serve, self.settings.address, self.settings.port)
         except OSError as error:
-            raise ListenError(f"Modbus TCP cannot listen on {self.settings.address}:{self.settings.port} "
-                              f"(modbus_tcp.address, modbus_tcp.port): {error.strerror}") from error
+            raise ListenError(
+                f"Modbus TCP cannot listen on {self.settings.address}:{self.settings.port} "
+                f"(modbus_tcp.address, modbus_tcp.port): {error.strerror}"
+            ) from error
         self.bound = server.sockets[0].getsockname()[:2]
         self.listening.set()
         log.info("modbus tcp listening", address=self.bound[0], port=self.bound[1])

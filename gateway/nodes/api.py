@@ -35,6 +35,7 @@ class HealthView(Protocol):
     def last_success(self) -> float | None:
         """Wall-clock time of the last transaction the node answered."""
         ...
+
     @property
     def last_error(self) -> str: ...
     @property

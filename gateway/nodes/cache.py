@@ -127,8 +127,11 @@ class NodeCache:
         self._raw = stored
         covered, scaled = self._touched(start, len(words))
         # A point read elsewhere changes only if its scale register, read here, changed.
-        rescaled = [point for point in scaled
-                    if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register)]
+        rescaled = [
+            point
+            for point in scaled
+            if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register)
+        ]
         changes: dict[Point, tuple[Reading, Reading]] = {}
         renewed: dict[int, Reading] = {}
         for point in (*covered, *rescaled):
@@ -149,8 +152,11 @@ class NodeCache:
         touched = self._touched_by_read.get((start, count))
         if touched is None:
             registers = range(start, start + count)
-            covered = {point for register in registers if (point := self._pointmap.point_at(register)) is not None
-                       and self._model in point.models}
+            covered = {
+                point
+                for register in registers
+                if (point := self._pointmap.point_at(register)) is not None and self._model in point.models
+            }
             scaled = {point for point in self._points if point.scale_register in registers} - covered
             by_register = operator.attrgetter("register")
             touched = tuple(sorted(covered, key=by_register)), tuple(sorted(scaled, key=by_register))
@@ -201,8 +207,14 @@ class _Readings:
 
     __slots__ = ("kinds", "made", "numbers", "stamps", "texts", "times")
 
-    def __init__(self, numbers: array[float], kinds: bytearray, times: array[float], texts: dict[int, str],
-                 made: list[Reading | None]) -> None:
+    def __init__(
+        self,
+        numbers: array[float],
+        kinds: bytearray,
+        times: array[float],
+        texts: dict[int, str],
+        made: list[Reading | None],
+    ) -> None:
         self.numbers, self.kinds, self.times, self.texts, self.made = numbers, kinds, times, texts, made
         # The made readings' times, one float object per read as the readings of a read share it
         # (24 bytes a reading otherwise); a few dozen, as many as the reads of the node's plan.
@@ -211,8 +223,13 @@ class _Readings:
     @classmethod
     def unread(cls, count: int) -> _Readings:
         kind = _NONE << 2 | _QUALITIES.index(Quality.UNKNOWN)
-        return cls(array("d", bytes(8 * count)), bytearray([kind]) * count, array("d", [math.nan]) * count, {},
-                   [UNREAD] * count)
+        return cls(
+            array("d", bytes(8 * count)),
+            bytearray([kind]) * count,
+            array("d", [math.nan]) * count,
+            {},
+            [UNREAD] * count,
+        )
 
     def current(self, at: int) -> Reading:
         """The reading at a place, as made for a face or made now (for the writer: not kept)."""
@@ -239,8 +256,13 @@ class _Readings:
         """New readings: these ones by place, the others as they are (with the objects made of them)."""
         if not renewed:
             return self
-        numbers, kinds, times, texts, made = (array("d", self.numbers), bytearray(self.kinds), array("d", self.times),
-                                              dict(self.texts), list(self.made))
+        numbers, kinds, times, texts, made = (
+            array("d", self.numbers),
+            bytearray(self.kinds),
+            array("d", self.times),
+            dict(self.texts),
+            list(self.made),
+        )
         for at, reading in renewed.items():
             value = reading.value
             texts.pop(at, None)

@@ -36,8 +36,9 @@ class NodeClient:
         self.probe_timeout = probe_timeout
         self.publish = publish
 
-    async def transact(self, node: Node, pdu: bytes, priority: Priority, *, timeout: float | None = None,
-                       retries: int | None = None) -> bytes:
+    async def transact(
+        self, node: Node, pdu: bytes, priority: Priority, *, timeout: float | None = None, retries: int | None = None
+    ) -> bytes:
         """One request to a node, retried on silence or corruption; a Modbus exception is an answer."""
         health = node.health
         # A node that has just failed gets no retries: one more silence is enough to judge it.
@@ -70,8 +71,13 @@ class NodeClient:
         """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""
         health = node.health
         try:
-            reply = await self.transact(node, read_registers(IDENTITY.start, IDENTITY.count), Priority.POLL,
-                                        timeout=self.probe_timeout, retries=0)
+            reply = await self.transact(
+                node,
+                read_registers(IDENTITY.start, IDENTITY.count),
+                Priority.POLL,
+                timeout=self.probe_timeout,
+                retries=0,
+            )
             serial = identity_of(registers_of(reply, IDENTITY.count)).serial
         except BusError as error:
             health.backoff = min(health.backoff * 2, PROBE_BACKOFF_MAX)
@@ -108,10 +114,12 @@ class NodeClient:
             health.backoff = PROBE_BACKOFF_START
             health.next_probe = time.monotonic() + health.backoff
             # A lost port is logged once by the bus, not once per node.
-            (log.debug if force else log.warning)("node lost", address=node.address,
-                                                  failures=health.consecutive_failures, error=health.last_error)
-            self.publish([NodeOffline(node.address, health.last_error),
-                          *_events(node.address, node.cache.mark_stale())])
+            (log.debug if force else log.warning)(
+                "node lost", address=node.address, failures=health.consecutive_failures, error=health.last_error
+            )
+            self.publish(
+                [NodeOffline(node.address, health.last_error), *_events(node.address, node.cache.mark_stale())]
+            )
 
 
 def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[Event]:

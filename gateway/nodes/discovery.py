@@ -41,10 +41,13 @@ log = structlog.get_logger(__name__)
 PROBE_ATTEMPTS = 2  # a corrupted reply is asked again; silence is not (it would double the scan)
 
 _POINTS = load()
-_IDENTITY_POINTS = tuple(_POINTS.find(key, group="identity")
-                         for key in ("serial_number", "firmware_rs", "firmware_os", "device_id"))
-IDENTITY = Read(min(p.register for p in _IDENTITY_POINTS),
-                max(p.register + p.count for p in _IDENTITY_POINTS) - min(p.register for p in _IDENTITY_POINTS))
+_IDENTITY_POINTS = tuple(
+    _POINTS.find(key, group="identity") for key in ("serial_number", "firmware_rs", "firmware_os", "device_id")
+)
+IDENTITY = Read(
+    min(p.register for p in _IDENTITY_POINTS),
+    max(p.register + p.count for p in _IDENTITY_POINTS) - min(p.register for p in _IDENTITY_POINTS),
+)
 """The one read that identifies a meter: the point map's identity rows (registers 1-5)."""
 DIP_ADDRESS = _POINTS.find("modbus_address", group="service")  # register 60000: pairs a board's panels
 
@@ -59,9 +62,10 @@ class Identity:
 
 def identity_of(words: Sequence[int]) -> Identity:
     """The identity in the registers of an IDENTITY read, raw (a serial may be any 32-bit value)."""
+
     def raw(point: Point) -> int:
         offset = point.register - IDENTITY.start
-        return functools.reduce(lambda value, word: value << 16 | word, words[offset:offset + point.count], 0)
+        return functools.reduce(lambda value, word: value << 16 | word, words[offset : offset + point.count], 0)
 
     return Identity(*(raw(point) for point in _IDENTITY_POINTS))
 
@@ -109,8 +113,15 @@ async def identify(bus: Bus, address: int, timeout: float) -> Found | None:
         primary = address
     if primary not in (address, address - 1):
         primary = address  # a DIP address that does not fit N / N+1: treat the node as its own board
-    profile = NodeProfile(address=address, serial=identity.serial, model=model, device_id=identity.device_id,
-                          firmware_rs=identity.firmware_rs, firmware_os=identity.firmware_os, primary_address=primary)
+    profile = NodeProfile(
+        address=address,
+        serial=identity.serial,
+        model=model,
+        device_id=identity.device_id,
+        firmware_rs=identity.firmware_rs,
+        firmware_os=identity.firmware_os,
+        primary_address=primary,
+    )
     return Found(address, profile, text)
 
 
@@ -122,8 +133,14 @@ async def _slave_id(bus: Bus, address: int, timeout: float) -> str:
         return ""
 
 
-async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_timeout: float = 0.2,
-               probed: Callable[[Found | None], None] = lambda _: None) -> list[Found]:
+async def scan(
+    bus: Bus,
+    addresses: Iterable[int],
+    timeout: float,
+    *,
+    patient_timeout: float = 0.2,
+    probed: Callable[[Found | None], None] = lambda _: None,
+) -> list[Found]:
     """Probe every address in turn; return what answered, in address order.
 
     A board answers at two addresses; when one of them answered and its partner did not, the
@@ -136,8 +153,9 @@ async def scan(bus: Bus, addresses: Iterable[int], timeout: float, *, patient_ti
         if (result := await identify(bus, address, timeout)) is not None:
             found[address] = result
         probed(result)
-    partners = {a for f in found.values() if f.profile
-                for a in (f.profile.primary_address, f.profile.primary_address + 1)}
+    partners = {
+        a for f in found.values() if f.profile for a in (f.profile.primary_address, f.profile.primary_address + 1)
+    }
     for address in sorted(partners & set(wanted) - set(found)):
         if (result := await identify(bus, address, patient_timeout)) is not None:
             found[address] = result
@@ -167,8 +185,14 @@ class LineFinder:
     tries again later, with back-off. Once found, the settings are kept for every later open.
     """
 
-    def __init__(self, open_transport: OpenTransport, addresses: Sequence[int], timeout: float,
-                 found: Callable[[LineSettings], None], first: tuple[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        open_transport: OpenTransport,
+        addresses: Sequence[int],
+        timeout: float,
+        found: Callable[[LineSettings], None],
+        first: tuple[int, str] | None = None,
+    ) -> None:
         self._open_transport = open_transport
         self._addresses = addresses
         self._timeout = timeout

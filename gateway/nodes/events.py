@@ -91,8 +91,9 @@ class NetworkFinding:
     cleared: bool  # False: found; True: gone again
 
 
-Event = (ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved
-         | NetworkFinding)
+Event = (
+    ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved | NetworkFinding
+)
 
 
 class Subscription:

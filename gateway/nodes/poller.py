@@ -39,8 +39,9 @@ class CycleReport:
 
 
 class Poller:
-    def __init__(self, client: NodeClient, nodes: Mapping[int, Node], line: LineSettings, *, interval: float,
-                 slow_every: int) -> None:
+    def __init__(
+        self, client: NodeClient, nodes: Mapping[int, Node], line: LineSettings, *, interval: float, slow_every: int
+    ) -> None:
         self.client = client
         self.nodes = nodes
         self.line = line
@@ -99,7 +100,7 @@ class Poller:
         size = math.ceil(len(slow) / self.slow_every)
         start = node.slow_cursor % len(slow)
         node.slow_cursor = start + size
-        return (slow + slow)[start:start + size]
+        return (slow + slow)[start : start + size]
 
     async def _poll(self, node: Node, reads: tuple[Read, ...]) -> None:
         for read in reads:

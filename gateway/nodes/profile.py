@@ -27,4 +27,3 @@ class NodeProfile:
     def panel(self) -> int:
         """1 for the board's first address, 2 for the second."""
         return self.address - self.primary_address + 1
-

@@ -96,12 +96,19 @@ class SavedProfiles(Protocol):
 def line_settings(config: Config, found: tuple[int, str] | None = None) -> LineSettings:
     """The configured line; with ``baudrate = "auto"``, at the settings `found` last (or the first tried)."""
     serial = config.serial
-    baudrate, parity = ((serial.baudrate, serial.parity) if isinstance(serial.baudrate, int)
-                        else found or AUTO_LINES[0])
-    return LineSettings(port=serial.port, baudrate=baudrate, parity=parity, stopbits=serial.stopbits,
-                        timeout=serial.timeout, max_queue=serial.max_queue, rs485=serial.rs485,
-                        rts_delay_before=serial.rts_delay_before / 1000, rts_delay_after=serial.rts_delay_after / 1000,
-                        echo=serial.echo)
+    baudrate, parity = (serial.baudrate, serial.parity) if isinstance(serial.baudrate, int) else found or AUTO_LINES[0]
+    return LineSettings(
+        port=serial.port,
+        baudrate=baudrate,
+        parity=parity,
+        stopbits=serial.stopbits,
+        timeout=serial.timeout,
+        max_queue=serial.max_queue,
+        rs485=serial.rs485,
+        rts_delay_before=serial.rts_delay_before / 1000,
+        rts_delay_after=serial.rts_delay_after / 1000,
+        echo=serial.echo,
+    )
 
 
 def line_cost(line: LineSettings) -> LineCost:
@@ -109,8 +116,14 @@ def line_cost(line: LineSettings) -> LineCost:
 
 
 class NodeService:
-    def __init__(self, config: Config, saved: SavedProfiles, hub: EventHub, pointmap: PointMap | None = None,
-                 open_transport: OpenTransport = RtuTransport.open) -> None:
+    def __init__(
+        self,
+        config: Config,
+        saved: SavedProfiles,
+        hub: EventHub,
+        pointmap: PointMap | None = None,
+        open_transport: OpenTransport = RtuTransport.open,
+    ) -> None:
         self.config = config
         self.saved = saved
         self.pointmap = pointmap or load()
@@ -118,15 +131,30 @@ class NodeService:
         if config.serial.baudrate == "auto":
             known = [profile.address for profile in saved.saved_profiles()]
             scanned = [] if config.gateway.operating_mode == "locked" else config.serial.scan
-            open_transport = LineFinder(open_transport, known + [a for a in scanned if a not in known],
-                                   config.serial.probe_timeout, self._line_found, first=saved.saved_line())
+            open_transport = LineFinder(
+                open_transport,
+                known + [a for a in scanned if a not in known],
+                config.serial.probe_timeout,
+                self._line_found,
+                first=saved.saved_line(),
+            )
         self.bus = Bus(self.line, open_transport)
         self.nodes: dict[int, Node] = {}
         self.publish = hub.publish
-        self.client = NodeClient(self.bus, retries=config.serial.retries, offline_after=config.serial.offline_after,
-                             probe_timeout=config.serial.probe_timeout, publish=hub.publish)
-        self.poller = Poller(self.client, self.nodes, self.line, interval=config.serial.poll_interval,
-                             slow_every=config.serial.slow_every)
+        self.client = NodeClient(
+            self.bus,
+            retries=config.serial.retries,
+            offline_after=config.serial.offline_after,
+            probe_timeout=config.serial.probe_timeout,
+            publish=hub.publish,
+        )
+        self.poller = Poller(
+            self.client,
+            self.nodes,
+            self.line,
+            interval=config.serial.poll_interval,
+            slow_every=config.serial.slow_every,
+        )
         self.ready = threading.Event()  # set once the nodes are known (after discovery)
         self._plans: dict[str, PollPlan] = {}  # by model
         self._rescan_now = asyncio.Event()  # a user asked for a rescan pass (bound to the bus thread's loop)
@@ -182,8 +210,9 @@ class NodeService:
         while True:
             await self.bus.wait_open()
             try:
-                found = await scan(self.bus, addresses, self.config.serial.probe_timeout,
-                                   patient_timeout=self.config.serial.timeout)
+                found = await scan(
+                    self.bus, addresses, self.config.serial.probe_timeout, patient_timeout=self.config.serial.timeout
+                )
             except BusClosed:
                 continue
             for item in found:
@@ -197,8 +226,12 @@ class NodeService:
         together than their line time over RESCAN_SHARE, so polling keeps the rest of the line.
         A pass a user asks for (``rescan``) starts at once and runs at that closest spacing."""
         probe = read_registers(IDENTITY.start, IDENTITY.count)
-        line_time = (self.line.wire_time(len(probe) + 3) + self.line.wire_time(expected_reply_length(probe) or 0)
-                     + self.config.serial.probe_timeout + 2 * self.line.silence)  # of a silent address
+        line_time = (
+            self.line.wire_time(len(probe) + 3)
+            + self.line.wire_time(expected_reply_length(probe) or 0)
+            + self.config.serial.probe_timeout
+            + 2 * self.line.silence
+        )  # of a silent address
         while True:
             asked = self._rescan_now.is_set()
             self._rescan_now.clear()
@@ -232,8 +265,7 @@ class NodeService:
 
     async def _ask_rescan(self) -> None:
         if self.config.gateway.operating_mode != "discovery":
-            raise ScanRefused("locked mode serves exactly the saved nodes and never scans "
-                              "(gateway.operating_mode)")
+            raise ScanRefused("locked mode serves exactly the saved nodes and never scans (gateway.operating_mode)")
         self._rescan_now.set()
 
     async def _forget(self, addresses: Sequence[int]) -> None:
@@ -318,8 +350,11 @@ class NodeService:
         if len(words) != point.count:
             raise OutOfRange(f"{point.label} takes {point.count} registers, got {len(words)}")
         if point.encoding is not Encoding.STRING:
-            raw = words[0] << 16 | words[1] if point.count == 2 else (
-                signed(words[0]) if point.encoding is Encoding.INT16 else words[0])
+            raw = (
+                words[0] << 16 | words[1]
+                if point.count == 2
+                else (signed(words[0]) if point.encoding is Encoding.INT16 else words[0])
+            )
             if not point.accepts(raw):
                 raise OutOfRange(f"{point.label} (register {register}) accepts {point.valid_text()}, not {raw}")
         return node, point

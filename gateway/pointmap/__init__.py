@@ -202,11 +202,16 @@ class PointMap:
     def is_mapped(self, register: int) -> bool:
         return register in self._by_register or register in self._by_float_register
 
-    def find(self, key: str, *, group: str | None = None, channel: int | None = None,
-             phase: int | None = None) -> Point:
+    def find(
+        self, key: str, *, group: str | None = None, channel: int | None = None, phase: int | None = None
+    ) -> Point:
         for point in self.points:
-            if (point.key == key and (group is None or point.group == group) and point.channel == channel
-                    and point.phase == phase):
+            if (
+                point.key == key
+                and (group is None or point.group == group)
+                and point.channel == channel
+                and point.phase == phase
+            ):
                 return point
         raise KeyError(f"no point {key!r} group={group} channel={channel} phase={phase}")
 

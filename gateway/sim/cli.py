@@ -111,8 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity", choices=("N", "E", "O"), default="N", help="default N")
     parser.add_argument("--turnaround", type=_milliseconds, default=0.005, metavar="MS", help="think time (default 5)")
     parser.add_argument("--no-wire-time", dest="emulate_wire", action="store_false", help="reply at pty speed")
-    parser.add_argument("--echo", action="store_true", help="the master hears its own requests, as through "
-                        "a transceiver that does not mute its receiver")
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="the master hears its own requests, as through a transceiver that does not mute its receiver",
+    )
     parser.add_argument("--crc-errors", type=_probability, default=0.0, metavar="P", help="share with a bad CRC")
     parser.add_argument("--silence", type=_probability, default=0.0, metavar="P", help="share of replies dropped")
     parser.add_argument("--exceptions", type=_probability, default=0.0, metavar="P", help="share answered exception 04")
@@ -136,16 +139,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR:SECONDS",
         help="the node is silent for its first SECONDS, like a meter still booting (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="seed for the injected faults and the load (default: random faults, load seed 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed for the injected faults and the load (default: random faults, load seed 0)",
+    )
     add_load_argument(parser, default="none")
 
 
 def add_load_argument(parser: argparse.ArgumentParser, default: str) -> None:
     """`--load`, shared with `demo`."""
-    parser.add_argument("--load", default=default, metavar="PROFILE",
-                        help=f"what the circuits draw: {', '.join(PROFILES)}, none (every current 0) or a CSV "
-                             f"file of channel,amps lines (default {default})")
+    parser.add_argument(
+        "--load",
+        default=default,
+        metavar="PROFILE",
+        help=f"what the circuits draw: {', '.join(PROFILES)}, none (every current 0) or a CSV "
+        f"file of channel,amps lines (default {default})",
+    )
 
 
 def load_argument(name: str, seed: int | None) -> Load | None:
@@ -197,8 +209,14 @@ def run(args: argparse.Namespace) -> int:
             line.absent_for(address, seconds)
         listing = ", ".join(f"{a}/{b}" for a, b in (board.addresses for board in boards))
         swing = next((board.load.swing for board in boards if board.load and board.load.swing), None)
-        swinging = "" if swing is None else (f"; channel {swing[1]} of address {swing[0]} goes over its high "
-                                             f"threshold every {SWING_EVERY / 60:g} minutes")
+        swinging = (
+            ""
+            if swing is None
+            else (
+                f"; channel {swing[1]} of address {swing[0]} goes over its high "
+                f"threshold every {SWING_EVERY / 60:g} minutes"
+            )
+        )
         print(
             f"simulating model {args.model} boards at addresses {listing} on {args.link} -> {line.path} "
             f"({args.baudrate} baud, 8{args.parity}1), load {args.load}{swinging}",

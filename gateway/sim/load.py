@@ -107,16 +107,18 @@ class Load:
     def start(self, board: Board) -> BoardLoad:
         """Set the board up for this load (writing its setup registers) and return its driver."""
         rng = random.Random(f"{self.name}:{self.seed}:{board.primary_address}")
-        panels = [PanelLoad(self, panel, self.circuits(rng), rng, swing=self.swing and panel is board.panels[0])
-                  for panel in board.panels]
+        panels = [
+            PanelLoad(self, panel, self.circuits(rng), rng, swing=self.swing and panel is board.panels[0])
+            for panel in board.panels
+        ]
         return BoardLoad(panels, rng)
 
 
 IDLE = Load("idle", levels=(10.0, 18.0), spares=10, power_factors=(0.70, 0.90), step_every=3600.0, swing=True)
-OFFICE = Load("office", levels=(10.0, 40.0), near=2, spares=6, power_factors=(0.85, 0.95), step_every=600.0,
-              swing=True)
-DATACENTER = Load("datacenter", levels=(25.0, 40.0), near=3, spares=4, power_factors=(0.95, 0.99),
-                  step_every=1800.0, swing=True)
+OFFICE = Load("office", levels=(10.0, 40.0), near=2, spares=6, power_factors=(0.85, 0.95), step_every=600.0, swing=True)
+DATACENTER = Load(
+    "datacenter", levels=(25.0, 40.0), near=3, spares=4, power_factors=(0.95, 0.99), step_every=1800.0, swing=True
+)
 PROFILES = {load.name: load for load in (IDLE, OFFICE, DATACENTER)}
 
 
@@ -149,13 +151,16 @@ def read_load_file(path: Path, seed: int = 0) -> Load:
         except (ValueError, IndexError):
             raise LoadFileError(f"{where}: {','.join(row)!r} is not 'channel,amps', e.g. '7,4.5'") from None
         if len(cells) != 2 or channel not in BRANCH_CHANNELS or not 0 <= value <= MAX_BRANCH_AMPS:
-            raise LoadFileError(f"{where}: {','.join(row)!r}: channel must be {BRANCH_CHANNELS[0]}-"
-                                f"{BRANCH_CHANNELS[-1]} and amps 0-{MAX_BRANCH_AMPS:g}")
+            raise LoadFileError(
+                f"{where}: {','.join(row)!r}: channel must be {BRANCH_CHANNELS[0]}-"
+                f"{BRANCH_CHANNELS[-1]} and amps 0-{MAX_BRANCH_AMPS:g}"
+            )
         if channel in amps:
             raise LoadFileError(f"{where}: channel {channel} is listed twice")
         amps[channel] = value
-    circuits = tuple(Circuit(c, amps.get(c, 0.0), breaker_for(amps[c]) if amps.get(c) else 0, 0.95)
-                     for c in BRANCH_CHANNELS)
+    circuits = tuple(
+        Circuit(c, amps.get(c, 0.0), breaker_for(amps[c]) if amps.get(c) else 0, 0.95) for c in BRANCH_CHANNELS
+    )
     return Load(path.name, fixed=circuits, seed=seed)
 
 
@@ -179,8 +184,7 @@ def _register(key: str, channel: int | None = None) -> int:
 class PanelLoad:
     """The circuits of one panel and their drift; sets the panel's currents on every tick."""
 
-    def __init__(self, load: Load, panel: Panel, circuits: Sequence[Circuit], rng: random.Random,
-                 swing: bool) -> None:
+    def __init__(self, load: Load, panel: Panel, circuits: Sequence[Circuit], rng: random.Random, swing: bool) -> None:
         self.load = load
         self.panel = panel
         self.circuits = list(circuits)
@@ -220,8 +224,12 @@ class PanelLoad:
         amps = []
         for i, circuit in enumerate(self.circuits):
             if circuit.breaker and circuit is not self.swing and rng.random() < step_chance:
-                circuit = self.circuits[i] = Circuit(circuit.channel, circuit.breaker * rng.uniform(*self.load.levels)
-                                                     / 100, circuit.breaker, circuit.power_factor)
+                circuit = self.circuits[i] = Circuit(
+                    circuit.channel,
+                    circuit.breaker * rng.uniform(*self.load.levels) / 100,
+                    circuit.breaker,
+                    circuit.power_factor,
+                )
             if circuit is not self.swing:  # the swing keeps clear of its threshold's hysteresis
                 self._drift[i] = wander(self._drift[i], 0.0, DRIFT, DRIFT_TIME, dt, rng)
             steady = circuit.amps

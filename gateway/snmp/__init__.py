@@ -1,19 +1,19 @@
 """SNMP face: a v2c agent serving the node cache under the BCPME's enterprise branch, with traps.
 
-    gateway.snmp.tree           the OID tree's OIDs and types: branches, tables, columns, the layout (pure)
-    gateway.snmp.placement      which point lands in which table and column, in what units; builds the layout
-    gateway.snmp.prose          the MIB's descriptions of columns, made from their points (pure)
-    gateway.snmp.mib            the MIB module text, written from the tree (pure)
-    gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK; their varbinds' BER
-    gateway.snmp.readers        index entries bound to node caches, health and engine counters
-    gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs; GETBULK limits
-    gateway.snmp.responders     one-call GETBULK; SET answered once the meter took it
-    gateway.snmp.ber            the little BER the fast path reads and writes
-    gateway.snmp.fast           GET, GETNEXT, GETBULK answered from pre-encoded varbinds, beside pysnmp
-    gateway.snmp.gate           snmp.allow and snmp.rate_limit, per source address
-    gateway.snmp.notifications  node events to traps, and sending them
-    gateway.snmp.transport      pysnmp's UDP transport behind the gate and the fast path
-    gateway.snmp.agent          the face: engine, socket, communities, tasks
+gateway.snmp.tree           the OID tree's OIDs and types: branches, tables, columns, the layout (pure)
+gateway.snmp.placement      which point lands in which table and column, in what units; builds the layout
+gateway.snmp.prose          the MIB's descriptions of columns, made from their points (pure)
+gateway.snmp.mib            the MIB module text, written from the tree (pure)
+gateway.snmp.index          served OIDs in order, looked up by GET, GETNEXT, GETBULK; their varbinds' BER
+gateway.snmp.readers        index entries bound to node caches, health and engine counters
+gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs; GETBULK limits
+gateway.snmp.responders     one-call GETBULK; SET answered once the meter took it
+gateway.snmp.ber            the little BER the fast path reads and writes
+gateway.snmp.fast           GET, GETNEXT, GETBULK answered from pre-encoded varbinds, beside pysnmp
+gateway.snmp.gate           snmp.allow and snmp.rate_limit, per source address
+gateway.snmp.notifications  node events to traps, and sending them
+gateway.snmp.transport      pysnmp's UDP transport behind the gate and the fast path
+gateway.snmp.agent          the face: engine, socket, communities, tasks
 """
 
 from gateway.snmp.agent import SnmpFace

@@ -76,8 +76,7 @@ class SnmpFace:
             added.close()
             sock.close()
 
-    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription,
-                     added: Subscription) -> None:
+    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription, added: Subscription) -> None:
         layout = default_layout()
         nodes = dict(self.nodes.nodes)
         transport = self.transport = GuardedUdpTransport(Gate(self.settings.allow, self.settings.rate_limit))
@@ -85,8 +84,9 @@ class SnmpFace:
         counts = FastCounts()
         index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, self.settings, counts)])
         controller = self.controller = CacheController(index, self._communities(engine))
-        limits = BulkLimits(self.settings.max_response_varbinds, self.settings.bulk_amplification,
-                            max_varbind_bytes(engine))
+        limits = BulkLimits(
+            self.settings.max_response_varbinds, self.settings.bulk_amplification, max_varbind_bytes(engine)
+        )
         snmp_context = context.SnmpContext(engine)
         snmp_context.unregister_context_name(b"")
         snmp_context.register_context_name(b"", self.controller)
@@ -96,22 +96,29 @@ class SnmpFace:
                 responder(engine, snmp_context)
             BulkResponder(engine, snmp_context, limits)
             DeferredSetResponder(engine, snmp_context, self._write, group.create_task)
-            log.info("snmp agent serving", address=sock.getsockname()[0], port=sock.getsockname()[1],
-                     instances=len(index), nodes=sorted(nodes),
-                     receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts])
+            log.info(
+                "snmp agent serving",
+                address=sock.getsockname()[0],
+                port=sock.getsockname()[1],
+                instances=len(index),
+                nodes=sorted(nodes),
+                receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts],
+            )
             transport.fast = FastResponder(engine, controller, self._readers(), limits, counts)
             notifier.send(COLD_START)
             group.create_task(notifier.run(events))
             group.create_task(self._follow_new_nodes(added, layout, engine, controller, counts))
 
-    async def _follow_new_nodes(self, added: Subscription, layout: Layout, engine: SnmpEngine,
-                                controller: CacheController, counts: FastCounts) -> None:
+    async def _follow_new_nodes(
+        self, added: Subscription, layout: Layout, engine: SnmpEngine, controller: CacheController, counts: FastCounts
+    ) -> None:
         """A meter found later gets its rows, a forgotten one loses them: the index (both paths read
         the controller's) is built again from the nodes known now, and swapped in."""
         async for _ in added:
             nodes = dict(self.nodes.nodes)
-            controller.index = OidIndex([*layout_entries(layout, nodes),
-                                         *standard_entries(engine, self.settings, counts)])
+            controller.index = OidIndex(
+                [*layout_entries(layout, nodes), *standard_entries(engine, self.settings, counts)]
+            )
             log.info("snmp serving the nodes known now", nodes=sorted(nodes), instances=len(controller.index))
 
     def _bind(self) -> socket.socket:
@@ -121,8 +128,10 @@ class SnmpFace:
             sock.bind((self.settings.address, self.settings.port))
         except OSError as error:
             sock.close()
-            raise ListenError(f"SNMP cannot listen on {self.settings.address}:{self.settings.port} "
-                              f"(snmp.address, snmp.port): {error.strerror}") from error
+            raise ListenError(
+                f"SNMP cannot listen on {self.settings.address}:{self.settings.port} "
+                f"(snmp.address, snmp.port): {error.strerror}"
+            ) from error
         sock.setblocking(False)
         self.bound = sock.getsockname()[:2]
         self.listening.set()

@@ -30,7 +30,7 @@ def header(data: bytes, at: int, tag: int) -> tuple[int, int]:
         # Long form only where the short one cannot say it, and below 16 MB: as pyasn1 writes it.
         if not 1 <= count <= 3 or data[at] == 0:
             raise Unusual
-        length = int.from_bytes(data[at:at + count], "big")
+        length = int.from_bytes(data[at : at + count], "big")
         if length < 0x80:
             raise Unusual
         at += count
@@ -44,8 +44,11 @@ def unsigned(data: bytes, at: int) -> tuple[int, int]:
     """(value, end) of a minimal INTEGER of 0 to 2^31 - 1."""
     start, end = header(data, at, INTEGER)
     content = data[start:end]
-    if not 1 <= len(content) <= 4 or content[0] & 0x80 or (len(content) > 1 and content[0] == 0
-                                                             and not content[1] & 0x80):
+    if (
+        not 1 <= len(content) <= 4
+        or content[0] & 0x80
+        or (len(content) > 1 and content[0] == 0 and not content[1] & 0x80)
+    ):
         raise Unusual
     return int.from_bytes(content, "big"), end
 

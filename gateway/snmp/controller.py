@@ -97,8 +97,9 @@ class CacheController(AbstractMibInstrumController):
     def read_next_variables(self, *var_binds: VarBind, **context: Any) -> list[VarBind]:
         return [self._next(name, context) for name, _ in var_binds]
 
-    def read_bulk(self, non_repeaters: int, repetitions: int, var_binds: Sequence[VarBind],
-                  context: dict[str, Any]) -> list[VarBind]:
+    def read_bulk(
+        self, non_repeaters: int, repetitions: int, var_binds: Sequence[VarBind], context: dict[str, Any]
+    ) -> list[VarBind]:
         """A whole GETBULK response (`OidIndex.bulk`), ``repetitions`` already capped."""
         result = [self._next(name, context) for name, _ in var_binds[:non_repeaters]]
         repeaters = var_binds[non_repeaters:]
@@ -163,4 +164,3 @@ class CacheController(AbstractMibInstrumController):
 def _principal(context: dict[str, Any]) -> _Principal:
     request = context["snmpEngine"].observer.get_execution_context("rfc3412.receiveMessage:request")
     return (request["securityModel"], request["securityName"], request["securityLevel"], request["contextName"])
-

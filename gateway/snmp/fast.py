@@ -87,8 +87,14 @@ def read_request(data: bytes) -> Request:
 
 
 class FastResponder:
-    def __init__(self, engine: SnmpEngine, controller: CacheController, communities: Iterable[str],
-                 limits: BulkLimits, counts: FastCounts) -> None:
+    def __init__(
+        self,
+        engine: SnmpEngine,
+        controller: CacheController,
+        communities: Iterable[str],
+        limits: BulkLimits,
+        counts: FastCounts,
+    ) -> None:
         self._controller = controller  # its index is swapped when a meter is found later
         self.limits = limits
         self.communities = frozenset(community.encode() for community in communities)
@@ -116,8 +122,9 @@ class FastResponder:
         varbinds = self._varbinds(request, len(data)) if request.version == V2C else []
         if varbinds:
             pdu = ber.tlv(ber.INTEGER, request.request_id) + _NO_ERROR + ber.tlv(ber.SEQUENCE, b"".join(varbinds))
-            response = ber.tlv(ber.SEQUENCE, _VERSION + ber.tlv(ber.OCTET_STRING, request.community)
-                               + ber.tlv(RESPONSE, pdu))
+            response = ber.tlv(
+                ber.SEQUENCE, _VERSION + ber.tlv(ber.OCTET_STRING, request.community) + ber.tlv(RESPONSE, pdu)
+            )
             if len(response) <= self.max_message:
                 return response
         counts.in_packets -= 1  # pysnmp answers (SNMPv1 refused, genErr, tooBig) and counts it itself
@@ -159,5 +166,5 @@ class FastResponder:
             else:
                 varbinds.append(index.varbind(at))
                 last[column] = at
-        varbinds = varbinds[:limits.max_varbinds]
-        return varbinds[:limits.fitting(map(len, varbinds), size)]
+        varbinds = varbinds[: limits.max_varbinds]
+        return varbinds[: limits.fitting(map(len, varbinds), size)]

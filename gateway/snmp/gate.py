@@ -20,8 +20,9 @@ SLOW_COST = 10  # requests that one request answered by pysnmp counts as
 
 
 class Gate:
-    def __init__(self, allow: tuple[IPv4Network, ...], rate_limit: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, allow: tuple[IPv4Network, ...], rate_limit: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.allow = allow  # empty: any source
         self.rate_limit = rate_limit  # requests per source in each second
         self.refused = DropReport("snmp datagrams from sources not in snmp.allow")

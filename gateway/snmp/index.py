@@ -68,7 +68,7 @@ class OidIndex:
             by_object.setdefault(entry.object_oid, []).append(entry)
         self._objects: list[Oid] = sorted(by_object)
         for before, after in zip(self._objects, self._objects[1:]):
-            if after[:len(before)] == before:
+            if after[: len(before)] == before:
                 raise ValueError(f"object {after} is inside object {before}")
         rows: dict[tuple[Oid, ...], tuple[Oid, ...]] = {}
         names: dict[Oid, Oid] = {}
@@ -84,8 +84,10 @@ class OidIndex:
             if any(a == b for a, b in zip(suffixes, suffixes[1:])):
                 raise ValueError("two entries share an OID")
             first = ordered[0]
-            if any((entry.read, entry.syntax, entry.targets) != (first.read, first.syntax, first.targets)
-                   for entry in ordered):
+            if any(
+                (entry.read, entry.syntax, entry.targets) != (first.read, first.syntax, first.targets)
+                for entry in ordered
+            ):
                 raise ValueError(f"the instances of object {object_oid} are read or written differently")
             self._suffixes.append(rows.setdefault(suffixes, suffixes))
             self._readers.append(first.read)
@@ -108,8 +110,9 @@ class OidIndex:
             return None
         number = self._object_of(at)
         object_oid = self._objects[number]
-        return Entry(object_oid, oid[len(object_oid):], self._readers[number], self._syntaxes[number],
-                     self._targets[number])
+        return Entry(
+            object_oid, oid[len(object_oid) :], self._readers[number], self._syntaxes[number], self._targets[number]
+        )
 
     def get(self, oid: Oid) -> Any:
         """The value of an instance, or noSuchInstance / noSuchObject; a value is kept for `varbind`."""
@@ -125,7 +128,7 @@ class OidIndex:
         number = self._object_before(oid)
         if number < 0 or not self._inside(oid, number):
             return None
-        suffixes, suffix = self._suffixes[number], oid[len(self._objects[number]):]
+        suffixes, suffix = self._suffixes[number], oid[len(self._objects[number]) :]
         at = bisect.bisect_left(suffixes, suffix)
         return self._starts[number] + at if at < len(suffixes) and suffixes[at] == suffix else None
 
@@ -135,7 +138,7 @@ class OidIndex:
         if number < 0:
             return 0
         if self._inside(oid, number):
-            suffix = oid[len(self._objects[number]):]
+            suffix = oid[len(self._objects[number]) :]
             return self._starts[number] + bisect.bisect_right(self._suffixes[number], suffix)
         return self._starts[number + 1]  # past an object that does not hold it: after all of that object
 
@@ -145,7 +148,7 @@ class OidIndex:
 
     def _inside(self, oid: Oid, number: int) -> bool:
         object_oid = self._objects[number]
-        return oid[:len(object_oid)] == object_oid
+        return oid[: len(object_oid)] == object_oid
 
     def _object_of(self, at: int) -> int:
         return bisect.bisect_right(self._starts, at) - 1

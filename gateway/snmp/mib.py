@@ -31,8 +31,14 @@ COMPLIANCES = CONFORMANCE + (1,)
 GROUPS = CONFORMANCE + (2,)
 _CONFORMANCE_NODES: dict[tuple[int, ...], str] = {COMPLIANCES: "bcpmCompliances", GROUPS: "bcpmGroups"}
 
-_SMI_IMPORTS = {Smi.INTEGER32: "SNMPv2-SMI", Smi.UNSIGNED32: "SNMPv2-SMI", Smi.COUNTER32: "SNMPv2-SMI",
-                Smi.COUNTER64: "SNMPv2-SMI", Smi.TRUTH_VALUE: "SNMPv2-TC", Smi.DISPLAY_STRING: "SNMPv2-TC"}
+_SMI_IMPORTS = {
+    Smi.INTEGER32: "SNMPv2-SMI",
+    Smi.UNSIGNED32: "SNMPv2-SMI",
+    Smi.COUNTER32: "SNMPv2-SMI",
+    Smi.COUNTER64: "SNMPv2-SMI",
+    Smi.TRUTH_VALUE: "SNMPv2-TC",
+    Smi.DISPLAY_STRING: "SNMPv2-TC",
+}
 
 _MODULE_DESCRIPTION = (
     "The BCPM gateway's MIB: Schneider Electric / Veris BCPM branch circuit power meters polled "
@@ -94,8 +100,13 @@ def _text(text: str, indent: int = 8) -> str:
 
 def _imports(layout: Layout) -> str:
     used = {column.smi for column in _all_columns(layout)}
-    smi = ["MODULE-IDENTITY", "OBJECT-TYPE", "NOTIFICATION-TYPE", "enterprises",
-           *(s.text for s in Smi if s in used and _SMI_IMPORTS[s] == "SNMPv2-SMI")]
+    smi = [
+        "MODULE-IDENTITY",
+        "OBJECT-TYPE",
+        "NOTIFICATION-TYPE",
+        "enterprises",
+        *(s.text for s in Smi if s in used and _SMI_IMPORTS[s] == "SNMPv2-SMI"),
+    ]
     tc = [s.text for s in Smi if s in used and _SMI_IMPORTS[s] == "SNMPv2-TC"]
     return (
         "IMPORTS\n"
@@ -176,10 +187,16 @@ def _conformance(layout: Layout) -> Iterator[str]:
         (table.stem + "Group", f"The objects of {table.name}.", [c.name for c in table.columns])
         for table in layout.tables
     ]
-    groups.append(("bcpmGuideGroup", "The object at the OID the BCPME guide documents.",
-                   [layout.advanced_features.name]))
-    groups.append(("bcpmNotifyObjectsGroup", "The objects that notifications carry.",
-                   [c.name for c in layout.notify_objects if c.access is MaxAccess.FOR_NOTIFY]))
+    groups.append(
+        ("bcpmGuideGroup", "The object at the OID the BCPME guide documents.", [layout.advanced_features.name])
+    )
+    groups.append(
+        (
+            "bcpmNotifyObjectsGroup",
+            "The objects that notifications carry.",
+            [c.name for c in layout.notify_objects if c.access is MaxAccess.FOR_NOTIFY],
+        )
+    )
     notification_group = "bcpmNotificationGroup"
     yield (
         "bcpmCompliance MODULE-COMPLIANCE\n"

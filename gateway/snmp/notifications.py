@@ -99,8 +99,12 @@ def traps_for(event: Event, layout: Layout, measured: float | int | None = None)
             return [Trap(notifications["bcpmNodeRestored"], ((panel, address),))]
         case NetworkFinding(kind=kind, number=number, other=other, cleared=cleared):
             name = f"bcpm{'NetworkNumber' if kind == 'network' else 'DeviceId'}Conflict{'Cleared' if cleared else ''}"
-            return [Trap(notifications[name], ((objects["bcpmNotifyBacnetNumber"], number),
-                                               (objects["bcpmNotifyBacnetOther"], other)))]
+            return [
+                Trap(
+                    notifications[name],
+                    ((objects["bcpmNotifyBacnetNumber"], number), (objects["bcpmNotifyBacnetOther"], other)),
+                )
+            ]
         case AlarmChanged(point=Point(channel=int(channel)) as point) if alarm_transition(event):
             voltage = point.key == "voltage_alarm_status"
             kind = "Voltage" if voltage else "Channel"
@@ -110,8 +114,11 @@ def traps_for(event: Event, layout: Layout, measured: float | int | None = None)
             for change, bits in (("Raised", event.raised), ("Cleared", event.cleared)):
                 if bits:
                     values: list[tuple[Column, int | str]] = [
-                        (panel, event.address), (objects["bcpmNotifyChannel"], channel),
-                        (objects["bcpmNotifyStatus"], event.new_bits), (objects["bcpmNotifyBits"], bits)]
+                        (panel, event.address),
+                        (objects["bcpmNotifyChannel"], channel),
+                        (objects["bcpmNotifyStatus"], event.new_bits),
+                        (objects["bcpmNotifyBits"], bits),
+                    ]
                     if value is not None:
                         values.append((quantity, value))
                     traps.append(Trap(notifications[f"bcpm{kind}Alarm{change}"], tuple(values)))
@@ -170,13 +177,17 @@ def measured_point(pointmap: PointMap, status: Point) -> Point:
     """The current of an alarm's channel, or the line-to-line voltage of a voltage alarm's pair."""
     if status.key == "voltage_alarm_status":
         return pointmap.find("volts_ll", group="voltage", phase=status.channel)
-    return next(p for p in pointmap.points
-                if p.key == "current" and p.group in ("branch", "aux") and p.channel == status.channel)
+    return next(
+        p
+        for p in pointmap.points
+        if p.key == "current" and p.group in ("branch", "aux") and p.channel == status.channel
+    )
 
 
 class Notifier:
-    def __init__(self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeAPI,
-                 hub: EventHub) -> None:
+    def __init__(
+        self, engine: SnmpEngine, settings: SnmpSettings, layout: Layout, nodes: NodeAPI, hub: EventHub
+    ) -> None:
         self._engine = engine
         self._layout = layout
         self._nodes = nodes
@@ -188,19 +199,23 @@ class Notifier:
         self._holding = asyncio.Event()  # set from the first notification held back to its summaries
         self.held_back = 0  # notifications held back, in all
         config.add_v1_system(engine, _PRINCIPAL, settings.trap_community, transportTag=_SEND_ONLY_TAG)
-        config.add_vacm_user(engine, 2, _PRINCIPAL, "noAuthNoPriv", readSubTree=NO_VIEW, writeSubTree=NO_VIEW,
-                             notifySubTree=READ_VIEW)
+        config.add_vacm_user(
+            engine, 2, _PRINCIPAL, "noAuthNoPriv", readSubTree=NO_VIEW, writeSubTree=NO_VIEW, notifySubTree=READ_VIEW
+        )
         config.add_target_parameters(engine, _PARAMS, _PRINCIPAL, "noAuthNoPriv", mpModel=1)  # v2c
         for number, (host, port) in enumerate(self._receivers):
-            config.add_target_address(engine, f"bcpm-receiver-{number}", udp.DOMAIN_NAME, (host, port), _PARAMS,
-                                      tagList=_RECEIVER_TAG)
+            config.add_target_address(
+                engine, f"bcpm-receiver-{number}", udp.DOMAIN_NAME, (host, port), _PARAMS, tagList=_RECEIVER_TAG
+            )
         config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
 
     def send(self, oid: tuple[int, ...], objects: tuple[tuple[Column, int | str], ...] = ()) -> None:
         if not self._receivers:
             return
-        var_binds = [(SNMP_TRAP_OID, rfc1902.ObjectIdentifier(oid)),
-                     *((column.oid + (0,), SYNTAX[column.smi](value)) for column, value in objects)]
+        var_binds = [
+            (SNMP_TRAP_OID, rfc1902.ObjectIdentifier(oid)),
+            *((column.oid + (0,), SYNTAX[column.smi](value)) for column, value in objects),
+        ]
         try:
             self._originator.send_varbinds(self._engine, _TARGET, None, b"", var_binds)
         except Exception:  # a trap that cannot leave must not stop the agent
@@ -241,10 +256,20 @@ class Notifier:
             for panel, what in sorted(held.items()):
                 while not self._pace.take():
                     await asyncio.sleep(self._pace.delay())
-                self.send(summary, ((objects["bcpmNotifyPanel"], panel), (objects["bcpmNotifyHeldBack"], what.count),
-                                    (objects["bcpmNotifyChannels"], what.channel_list())))
-            log.info("snmp notifications held back (snmp.trap_rate)", trap_rate=self._pace.rate,
-                     held_back={panel: what.count for panel, what in sorted(held.items())}, total=self.held_back)
+                self.send(
+                    summary,
+                    (
+                        (objects["bcpmNotifyPanel"], panel),
+                        (objects["bcpmNotifyHeldBack"], what.count),
+                        (objects["bcpmNotifyChannels"], what.channel_list()),
+                    ),
+                )
+            log.info(
+                "snmp notifications held back (snmp.trap_rate)",
+                trap_rate=self._pace.rate,
+                held_back={panel: what.count for panel, what in sorted(held.items())},
+                total=self.held_back,
+            )
             if not self._held:
                 self._holding.clear()
 

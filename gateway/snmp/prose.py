@@ -15,18 +15,18 @@ from gateway.snmp.tree import Rows
 
 _NOTES = {
     "alarm_status": "Bits: 0 High-High, 1 High, 2 Low, 3 Low-Low latching alarm, 4 latching OFF state, "
-                    "8 High, 9 Low non-latching alarm. Write 0 to a latching bit to clear it; non-latching "
-                    "bits ignore writes.",
+    "8 High, 9 Low non-latching alarm. Write 0 to a latching bit to clear it; non-latching "
+    "bits ignore writes.",
     "voltage_alarm_status": "Bits: 0 over-voltage, 1 under-voltage latching alarm, 8 over-voltage, "
-                            "9 under-voltage non-latching alarm. Write 0 to a latching bit to clear it.",
+    "9 under-voltage non-latching alarm. Write 0 to a latching bit to clear it.",
     "global_latching_status": "OR of the channels' latching bits 0-4; bit 8 over-voltage, bit 9 "
-                              "under-voltage latching.",
+    "under-voltage latching.",
     "global_nonlatching_status": "Bit 0 high, bit 1 low current, bit 8 over-voltage, bit 9 under-voltage.",
     "reset": "Reads 0. Write 10203 to clear the energy, 29877 to clear max current and max power.",
     "aux_reset": "Reads 0. Write 10203 to clear AUX energy, 29877 to clear AUX max current and max power.",
     "global_reset": "Reads 0. Write 26012 to begin a new demand sub-interval, 26013 to reset demand, "
-                    "31010 to clear all latched alarms, 10203 to clear all energy, 29877 to clear all "
-                    "maxima, 20097 to clear all max demand.",
+    "31010 to clear all latched alarms, 10203 to clear all energy, 29877 to clear all "
+    "maxima, 20097 to clear all max demand.",
     "advanced_features": "Bit 0: user CT phase assignment (registers 62116-62161) enabled.",
 }
 
@@ -65,8 +65,10 @@ def describe(points: Mapping[int | None, Point], rows: Rows, units: str) -> str:
     if first.writable and first.scale_register is None:
         text += f" Writable: {first.valid_text()}; other values are refused with wrongValue."
     elif first.writable:
-        text += (f" Writable: the register accepts {first.valid_text()} in the meter's scale; other values "
-                 "are refused with wrongValue.")
+        text += (
+            f" Writable: the register accepts {first.valid_text()} in the meter's scale; other values "
+            "are refused with wrongValue."
+        )
     if first.key in _NOTES:
         text += " " + _NOTES[first.key]
     if len(first.models) < 3:
@@ -76,6 +78,7 @@ def describe(points: Mapping[int | None, Point], rows: Rows, units: str) -> str:
 
 def advanced_features(same_as: str) -> str:
     """The DESCRIPTION of the guide's advanced-features scalar, the same value as column `same_as`."""
-    return ("Advanced features of the lowest panel (the lowest Modbus address), at the OID the BCPME guide "
-            f"documents. The same value as {same_as} of that panel. " + _NOTES["advanced_features"])
-
+    return (
+        "Advanced features of the lowest panel (the lowest Modbus address), at the OID the BCPME guide "
+        f"documents. The same value as {same_as} of that panel. " + _NOTES["advanced_features"]
+    )

@@ -127,7 +127,7 @@ def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[En
         if column.oid not in objects:
             objects[column.oid] = _object(layout, column, nodes)
         read, targets = objects[column.oid]
-        yield Entry(column.oid, instance.oid[len(column.oid):], read, SYNTAX[column.smi], targets)
+        yield Entry(column.oid, instance.oid[len(column.oid) :], read, SYNTAX[column.smi], targets)
 
 
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:

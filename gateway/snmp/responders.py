@@ -51,12 +51,13 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
 
     def handle_management_operation(self, engine: SnmpEngine, state: int, context_name: bytes, pdu: Any) -> None:
         var_binds = v2c.apiPDU.get_varbinds(pdu)
-        non_repeaters, repetitions = self.limits.plan(int(v2c.apiBulkPDU.get_non_repeaters(pdu)),
-                                                      int(v2c.apiBulkPDU.get_max_repetitions(pdu)), len(var_binds))
+        non_repeaters, repetitions = self.limits.plan(
+            int(v2c.apiBulkPDU.get_non_repeaters(pdu)), int(v2c.apiBulkPDU.get_max_repetitions(pdu)), len(var_binds)
+        )
         controller: CacheController = self.snmpContext.get_mib_instrum(context_name)
         response = controller.read_bulk(non_repeaters, repetitions, var_binds, _context(self, engine))
         request = engine.observer.get_execution_context("rfc3412.receiveMessage:request")
-        response = _leading_fit(response[:self.limits.max_varbinds], self.limits, len(request["wholeMsg"]))
+        response = _leading_fit(response[: self.limits.max_varbinds], self.limits, len(request["wholeMsg"]))
         if not response:
             raise smi_error.GenError()
         self.send_varbinds(engine, state, 0, 0, response)
@@ -74,7 +75,7 @@ def _leading_fit(var_binds: list[VarBind], limits: BulkLimits, request_size: int
     when a cheap bound says they might not all fit: a usual response is a small part of a datagram."""
     if sum(_size_bound(name, value) for name, value in var_binds) <= limits.budget(request_size):
         return var_binds
-    return var_binds[:limits.fitting((_encoded_size(name, value) for name, value in var_binds), request_size)]
+    return var_binds[: limits.fitting((_encoded_size(name, value) for name, value in var_binds), request_size)]
 
 
 def _encoded_size(name: Any, value: Any) -> int:
@@ -100,8 +101,13 @@ def _sequence_header(length: int) -> int:
 
 
 class DeferredSetResponder(cmdrsp.SetCommandResponder):
-    def __init__(self, engine: SnmpEngine, context: SnmpContext, write: Callable[[Write], Awaitable[None]],
-                 spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+    def __init__(
+        self,
+        engine: SnmpEngine,
+        context: SnmpContext,
+        write: Callable[[Write], Awaitable[None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+    ) -> None:
         super().__init__(engine, context)
         self._write = write
         self._spawn = spawn
@@ -118,8 +124,9 @@ class DeferredSetResponder(cmdrsp.SetCommandResponder):
         if state not in self._deferred:
             super().release_state_information(state)
 
-    async def _commit(self, engine: SnmpEngine, state: int, var_binds: Sequence[VarBind],
-                      writes: Sequence[Write]) -> None:
+    async def _commit(
+        self, engine: SnmpEngine, state: int, var_binds: Sequence[VarBind], writes: Sequence[Write]
+    ) -> None:
         try:
             status, index = await self._apply(writes)
             self.send_varbinds(engine, state, status, index, var_binds)
@@ -134,8 +141,14 @@ class DeferredSetResponder(cmdrsp.SetCommandResponder):
                 await self._write(write)
             except GatewayError as error:
                 status = "undoFailed" if done else _status(error)  # earlier writes cannot be taken back
-                log.info("snmp set refused", address=write.address, register=write.register, value=write.raw,
-                         status=status, error=str(error))
+                log.info(
+                    "snmp set refused",
+                    address=write.address,
+                    register=write.register,
+                    value=write.raw,
+                    status=status,
+                    error=str(error),
+                )
                 return status, write.index + 1
             except Exception:  # a bug: the request still gets an answer and the agent keeps serving
                 log.exception("snmp set failed", address=write.address, register=write.register)

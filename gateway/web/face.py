@@ -41,8 +41,10 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "bcpm_session"
 EVENTS_KEPT = 200
-STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-          "/static/style.css": ("style.css", "text/css; charset=utf-8")}
+STATIC = {
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 SECURITY_HEADERS = (
     ("strict-transport-security", "max-age=31536000"),
     ("content-security-policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
@@ -54,8 +56,9 @@ SECURITY_HEADERS = (
 
 
 class WebFace:
-    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None],
-                 device_names: DeviceNames) -> None:
+    def __init__(
+        self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None], device_names: DeviceNames
+    ) -> None:
         self.settings = config.web
         self.listening = asyncio.Event()  # set once the socket is bound
         self.source = Source(config, nodes, hub, restart, device_names)
@@ -66,8 +69,10 @@ class WebFace:
         self.server: HttpsServer | None = None
         self.stats = ServerStats()
         self.metrics = Metrics(Collector(self.source, self.stats, lambda: self.limiter.refused))
-        self._static = {path: resources.files(__package__).joinpath("static", name).read_bytes()
-                        for path, (name, _) in STATIC.items()}
+        self._static = {
+            path: resources.files(__package__).joinpath("static", name).read_bytes()
+            for path, (name, _) in STATIC.items()
+        }
 
     async def run(self) -> None:
         if self.settings.password_hash is not None:
@@ -83,8 +88,11 @@ class WebFace:
         admitted = web.allow + web.metrics_allow if web.allow and web.metrics_allow else ()
         self.server = HttpsServer(self._handle, tls, admitted, self.settings.max_connections, self.stats)
         host, port = listener.getsockname()[:2]
-        log.info("web listening", url=f"https://{host}:{port}/",
-                 login="set" if self.settings.password_hash else "no password set: nobody can log in")
+        log.info(
+            "web listening",
+            url=f"https://{host}:{port}/",
+            login="set" if self.settings.password_hash else "no password set: nobody can log in",
+        )
         events = self.source.subscribe_events()
         try:
             async with asyncio.TaskGroup() as group:
@@ -103,8 +111,10 @@ class WebFace:
         try:
             listener = socket.create_server((self.settings.address, self.settings.port), backlog=128)
         except OSError as error:
-            raise ListenError(f"web cannot listen on {self.settings.address}:{self.settings.port} "
-                              f"(web.address, web.port): {error.strerror}") from error
+            raise ListenError(
+                f"web cannot listen on {self.settings.address}:{self.settings.port} "
+                f"(web.address, web.port): {error.strerror}"
+            ) from error
         return listener
 
     def _record(self, what: str) -> None:
@@ -125,8 +135,11 @@ class WebFace:
         if path in STATIC and method == "GET":
             return Response(200, self._static[path], STATIC[path][1])
         if path == "/login":
-            return await self._login(request) if method == "POST" else _html(pages.login(
-                "", password_set=self.settings.password_hash is not None))
+            return (
+                await self._login(request)
+                if method == "POST"
+                else _html(pages.login("", password_set=self.settings.password_hash is not None))
+            )
         session = self.sessions.find(request.cookie(COOKIE))
         if session is None:
             if path.startswith("/api/"):
@@ -134,8 +147,9 @@ class WebFace:
             return _redirect("/login")
         if method == "POST":
             if not self._csrf_ok(request, session):
-                return Response(403, b"refused: the form is stale or came from another site; reload the page",
-                                "text/plain")
+                return Response(
+                    403, b"refused: the form is stale or came from another site; reload the page", "text/plain"
+                )
             if path == "/logout":
                 self.sessions.end(session.token)
                 return _redirect("/login", cookie=f"{COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict")
@@ -196,8 +210,9 @@ class WebFace:
         session = self.sessions.create()
         log.info("web login", client=request.client)
         minutes = self.settings.session_minutes
-        return _redirect("/", cookie=f"{COOKIE}={session.token}; Max-Age={minutes * 60}; Path=/; Secure; HttpOnly; "
-                                     "SameSite=Strict")
+        return _redirect(
+            "/", cookie=f"{COOKIE}={session.token}; Max-Age={minutes * 60}; Path=/; Secure; HttpOnly; SameSite=Strict"
+        )
 
     def _csrf_ok(self, request: Request, session: Session) -> bool:
         """The form's token is the session's, and a browser that names its origin names ours."""
@@ -208,25 +223,52 @@ class WebFace:
 
     def _confirm(self, action: str, request: Request, csrf: str) -> Response | None:
         if action == "restart":
-            return _html(pages.confirm("Restart the gateway? Every face stops and starts again; the meters are "
-                                       "polled again within seconds.", "/actions/restart", {}, csrf, "/"))
+            return _html(
+                pages.confirm(
+                    "Restart the gateway? Every face stops and starts again; the meters are "
+                    "polled again within seconds.",
+                    "/actions/restart",
+                    {},
+                    csrf,
+                    "/",
+                )
+            )
         if action == "rescan":
-            return _html(pages.confirm(
-                "Scan the addresses of serial.scan that no node holds now? Polling keeps at least 90 % of the "
-                "line meanwhile; meters found appear on every face.", "/actions/rescan", {}, csrf, "/"))
+            return _html(
+                pages.confirm(
+                    "Scan the addresses of serial.scan that no node holds now? Polling keeps at least 90 % of the "
+                    "line meanwhile; meters found appear on every face.",
+                    "/actions/rescan",
+                    {},
+                    csrf,
+                    "/",
+                )
+            )
         address = _address(request.query.get("address", ""))
         if address not in self.source.nodes:
             return None
         if action == "clear-alarms":
-            return _html(pages.confirm(
-                f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
-                "persists latch again.", "/actions/clear-alarms", {"address": str(address)}, csrf,
-                f"/nodes/{address}"))
+            return _html(
+                pages.confirm(
+                    f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
+                    "persists latch again.",
+                    "/actions/clear-alarms",
+                    {"address": str(address)},
+                    csrf,
+                    f"/nodes/{address}",
+                )
+            )
         if action == "forget":
-            return _html(pages.confirm(
-                f"Forget node {address}? It is no longer polled, its BACnet device, SNMP rows and Modbus TCP unit "
-                "go, and the state file drops it. A meter still on the line is found again by the next rescan.",
-                "/actions/forget", {"address": str(address)}, csrf, f"/nodes/{address}"))
+            return _html(
+                pages.confirm(
+                    f"Forget node {address}? It is no longer polled, its BACnet device, SNMP rows and Modbus TCP unit "
+                    "go, and the state file drops it. A meter still on the line is found again by the next rescan.",
+                    "/actions/forget",
+                    {"address": str(address)},
+                    csrf,
+                    f"/nodes/{address}",
+                )
+            )
         return None
 
     async def _act(self, action: str, request: Request, session: Session) -> Response:
@@ -234,35 +276,58 @@ class WebFace:
         if action == "restart":
             self._log_action(request, "restart the gateway")
             self.source.restart()
-            return _html(pages.outcome("Restarting", "The gateway is restarting; this page answers again in a "
-                                       "few seconds.", "/", session.csrf, ok=True))
+            return _html(
+                pages.outcome(
+                    "Restarting",
+                    "The gateway is restarting; this page answers again in a few seconds.",
+                    "/",
+                    session.csrf,
+                    ok=True,
+                )
+            )
         if action == "rescan":
-            return await self._attempt(request, session, "rescan the bus", self.source.rescan(),
-                                       "A rescan of the unused addresses runs now; meters found appear on the "
-                                       "Nodes page.", "/")
+            return await self._attempt(
+                request,
+                session,
+                "rescan the bus",
+                self.source.rescan(),
+                "A rescan of the unused addresses runs now; meters found appear on the Nodes page.",
+                "/",
+            )
         address = _address(form.get("address", ""))
         if address is not None and address in self.source.nodes:
             if action == "clear-alarms":
-                return await self._attempt(request, session, f"clear latched alarms of node {address}",
-                                           self.source.clear_latched_alarms(address),
-                                           f"Latched alarms of node {address} cleared; the next poll shows it.",
-                                           f"/nodes/{address}")
+                return await self._attempt(
+                    request,
+                    session,
+                    f"clear latched alarms of node {address}",
+                    self.source.clear_latched_alarms(address),
+                    f"Latched alarms of node {address} cleared; the next poll shows it.",
+                    f"/nodes/{address}",
+                )
             if action == "forget":
-                return await self._attempt(request, session, f"forget node {address}", self.source.forget(address),
-                                           f"Node {address} is forgotten: no longer polled, served or saved.",
-                                           "/nodes")
+                return await self._attempt(
+                    request,
+                    session,
+                    f"forget node {address}",
+                    self.source.forget(address),
+                    f"Node {address} is forgotten: no longer polled, served or saved.",
+                    "/nodes",
+                )
         return Response(404, b"no such action or node", "text/plain")
 
-    async def _attempt(self, request: Request, session: Session, what: str, work: Awaitable[None], done: str,
-                       back: str) -> Response:
+    async def _attempt(
+        self, request: Request, session: Session, what: str, work: Awaitable[None], done: str, back: str
+    ) -> Response:
         """Run an action and log it; a refusal (point map, locked mode, a meter or line that did not
         answer) is reported on the page, and the face goes on."""
         try:
             await work
         except GatewayError as error:
             self._log_action(request, f"{what}: failed: {error}")
-            return _html(pages.outcome("Not done", f"The gateway did not take it: {error}", back, session.csrf,
-                                       ok=False), 502)
+            return _html(
+                pages.outcome("Not done", f"The gateway did not take it: {error}", back, session.csrf, ok=False), 502
+            )
         self._log_action(request, what)
         return _html(pages.outcome("Done", done, back, session.csrf, ok=True))
 

@@ -28,12 +28,26 @@ from gateway.web.source import Source, served
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Point map unit -> (Prometheus base unit, factor to it).
-UNITS = {"A": ("amperes", 1.0), "V": ("volts", 1.0), "Hz": ("hertz", 1.0), "kW": ("watts", 1000.0),
-         "kVA": ("volt_amperes", 1000.0), "kWh": ("joules", 3.6e6), "s": ("seconds", 1.0), "%": ("ratio", 0.01),
-         "": ("", 1.0)}
+UNITS = {
+    "A": ("amperes", 1.0),
+    "V": ("volts", 1.0),
+    "Hz": ("hertz", 1.0),
+    "kW": ("watts", 1000.0),
+    "kVA": ("volt_amperes", 1000.0),
+    "kWh": ("joules", 3.6e6),
+    "s": ("seconds", 1.0),
+    "%": ("ratio", 0.01),
+    "": ("", 1.0),
+}
 #: Words of point keys that name a unit rather than a quantity.
-QUANTITY_WORDS = {"kw": "power", "kva": "apparent_power", "kwh": "energy", "pf": "power_factor", "volts": "voltage",
-                  "total": "three_phase"}  # "_total" ends counters only
+QUANTITY_WORDS = {
+    "kw": "power",
+    "kva": "apparent_power",
+    "kwh": "energy",
+    "pf": "power_factor",
+    "volts": "voltage",
+    "total": "three_phase",
+}  # "_total" ends counters only
 GROUP_INDEX = {"meter2": "meter", "meter3": "meter"}  # what a point's number is called in a group; else channel
 
 
@@ -59,8 +73,9 @@ def family_of(point: Point) -> Family:
         phase = ("phase",) if point.phase is not None or point.group in GROUP_INDEX else ()
         what = re.sub(r" (Phase [0-9]|Total)$", "", point.name)
         scaled = f", {point.units} scaled to {unit}" if factor != 1 else ""
-        found = _FAMILIES[name] = Family(name, f"{what} ({point.group}){scaled}", factor,
-                                         ("address", "panel", *index, *phase))
+        found = _FAMILIES[name] = Family(
+            name, f"{what} ({point.group}){scaled}", factor, ("address", "panel", *index, *phase)
+        )
     return found
 
 
@@ -68,7 +83,8 @@ def _own_labels(point: Point) -> list[str]:
     """The values of a point's labels after address and panel (see Family.labels)."""
     family = family_of(point)
     return ([str(point.channel)] if point.channel is not None else []) + (
-        ["" if point.phase is None else str(point.phase)] if "phase" in family.labels else [])
+        ["" if point.phase is None else str(point.phase)] if "phase" in family.labels else []
+    )
 
 
 class Collector:
@@ -118,8 +134,11 @@ class Collector:
         age = GaugeMetricFamily("bcpm_node_poll_age_seconds", "Seconds since the node last answered", labels=labels)
         transactions = CounterMetricFamily("bcpm_node_transactions", "Bus transactions with the node", labels=labels)
         failures = CounterMetricFamily("bcpm_node_failures", "Bus transactions the node failed", labels=labels)
-        info = GaugeMetricFamily("bcpm_node_info", "What discovery found at the address",
-                                 labels=[*labels, "model", "serial", "firmware", "board"])
+        info = GaugeMetricFamily(
+            "bcpm_node_info",
+            "What discovery found at the address",
+            labels=[*labels, "model", "serial", "firmware", "board"],
+        )
         now = time.time()
         for address, node in sorted(self.source.nodes.items()):
             health, profile = node.health, node.profile
@@ -129,8 +148,16 @@ class Collector:
                 age.add_metric(values, round(now - health.last_success, 3))
             transactions.add_metric(values, health.transactions)
             failures.add_metric(values, health.failures)
-            info.add_metric([*values, profile.model, f"0x{profile.serial:08X}",
-                             f"RS {profile.firmware_rs} OS {profile.firmware_os}", str(profile.primary_address)], 1)
+            info.add_metric(
+                [
+                    *values,
+                    profile.model,
+                    f"0x{profile.serial:08X}",
+                    f"RS {profile.firmware_rs} OS {profile.firmware_os}",
+                    str(profile.primary_address),
+                ],
+                1,
+            )
         yield from (online, age, transactions, failures, info)
 
     def _bus(self) -> Iterator[Metric]:
@@ -142,9 +169,14 @@ class Collector:
             errors.add_metric([kind], count)
         yield errors
         yield CounterMetricFamily("bcpm_bus_busy_seconds", "Time the line spent in transactions", value=bus["busy_s"])
-        for key, name, text in (("cycle_s", "bcpm_poll_cycle_seconds", "Duration of the last poll cycle"),
-                                ("wire_floor_s", "bcpm_poll_cycle_floor_seconds",
-                                 "Wire time of the last poll cycle's frames: what the line cannot beat")):
+        for key, name, text in (
+            ("cycle_s", "bcpm_poll_cycle_seconds", "Duration of the last poll cycle"),
+            (
+                "wire_floor_s",
+                "bcpm_poll_cycle_floor_seconds",
+                "Wire time of the last poll cycle's frames: what the line cannot beat",
+            ),
+        ):
             if bus[key] is not None:
                 yield GaugeMetricFamily(name, text, value=bus[key])
 
@@ -153,11 +185,16 @@ class Collector:
         yield CounterMetricFamily("bcpm_web_connections", "Connections accepted", value=web.connections)
         yield CounterMetricFamily("bcpm_web_requests", "HTTP requests answered", value=web.requests)
         yield CounterMetricFamily("bcpm_web_redirects", "Plain HTTP requests redirected to HTTPS", value=web.redirected)
-        refused = CounterMetricFamily("bcpm_web_refused", "Connections and logins refused, by reason",
-                                      labels=["reason"])
-        for reason, count in (("not_allowed", web.refused_not_allowed), ("too_many_connections", web.refused_full),
-                              ("bad_request", web.bad_requests), ("accept_error", web.accept_errors),
-                              ("login_rate", self.logins_refused())):
+        refused = CounterMetricFamily(
+            "bcpm_web_refused", "Connections and logins refused, by reason", labels=["reason"]
+        )
+        for reason, count in (
+            ("not_allowed", web.refused_not_allowed),
+            ("too_many_connections", web.refused_full),
+            ("bad_request", web.bad_requests),
+            ("accept_error", web.accept_errors),
+            ("login_rate", self.logins_refused()),
+        ):
             refused.add_metric([reason], count)
         yield refused
 

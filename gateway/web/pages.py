@@ -14,8 +14,10 @@ from typing import Any
 from gateway.web.source import FaceState
 
 NAV = (("/", "Overview"), ("/nodes", "Nodes"), ("/events", "Events"), ("/config", "Configuration"))
-NO_PASSWORD = ("No administrator password is set, so nobody can log in and no action runs. On the gateway, run "
-               "<code>bcpm-gateway set-password --config /etc/bcpm-gateway/gateway.toml</code> and restart it.")
+NO_PASSWORD = (
+    "No administrator password is set, so nobody can log in and no action runs. On the gateway, run "
+    "<code>bcpm-gateway set-password --config /etc/bcpm-gateway/gateway.toml</code> and restart it."
+)
 
 
 def e(value: object) -> str:
@@ -24,15 +26,21 @@ def e(value: object) -> str:
 
 def layout(title: str, body: str, *, csrf: str | None, logged_in: bool, script: bool = False) -> str:
     links = "".join(f'<a href="{href}">{name}</a>' for href, name in NAV) if logged_in else ""
-    logout = (f'<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{e(csrf)}">'
-              '<button type="submit">Log out</button></form>') if logged_in else ""
+    logout = (
+        (
+            f'<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{e(csrf)}">'
+            '<button type="submit">Log out</button></form>'
+        )
+        if logged_in
+        else ""
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{e(title)} - BCPM gateway</title><link rel="stylesheet" href="/static/style.css">'
         + ('<script src="/static/app.js" defer></script>' if script else "")
-        + f'</head><body><header><strong>BCPM gateway</strong><nav>{links}</nav>{logout}</header>'
-        f'<main><h1>{e(title)}</h1>{body}</main></body></html>'
+        + f"</head><body><header><strong>BCPM gateway</strong><nav>{links}</nav>{logout}</header>"
+        f"<main><h1>{e(title)}</h1>{body}</main></body></html>"
     )
 
 
@@ -52,8 +60,7 @@ def value_cell(value: dict[str, Any] | None) -> str:
     """A live value: the script finds it by register and updates text and quality."""
     if value is None:
         return ""
-    return (f'<span class="value {e(value["quality"])}" data-register="{value["register"]}">'
-            f'{e(value["shown"])}</span>')
+    return f'<span class="value {e(value["quality"])}" data-register="{value["register"]}">{e(value["shown"])}</span>'
 
 
 def login(message: str, *, password_set: bool) -> str:
@@ -64,39 +71,75 @@ def login(message: str, *, password_set: bool) -> str:
             '<form method="post" action="/login" class="login">'
             '<label>User <input name="user" value="admin" autocomplete="username"></label>'
             '<label>Password <input name="password" type="password" autocomplete="current-password" autofocus></label>'
-            '<button type="submit">Log in</button></form>')
+            '<button type="submit">Log in</button></form>'
+        )
     return layout("Log in", body, csrf=None, logged_in=False)
 
 
-def overview(uptime_s: float, faces: list[FaceState], bus: dict[str, Any], findings: list[str] | None,
-             csrf: str) -> str:
+def overview(
+    uptime_s: float, faces: list[FaceState], bus: dict[str, Any], findings: list[str] | None, csrf: str
+) -> str:
     days, rest = divmod(int(uptime_s), 86400)
     hours, rest = divmod(rest, 3600)
     uptime = f"{days} d {hours} h {rest // 60} min" if days else f"{hours} h {rest // 60} min {rest % 60} s"
-    face_rows = ((e(f.name), e(f.address), f'<span class="{e(f.state)}">{e(f.state)}</span>')
-                 for f in faces)
+    face_rows = ((e(f.name), e(f.address), f'<span class="{e(f.state)}">{e(f.state)}</span>') for f in faces)
     errors = ", ".join(f"{kind} {count}" for kind, count in bus["errors"].items())
-    bus_rows = (("Serial port", bus["port"]), ("Line", f'{bus["baudrate"]} baud {bus["framing"]}'),
-                ("Poll interval", f'{bus["poll_interval_s"]} s'),
-                ("Last poll cycle", _seconds(bus["cycle_s"])),
-                ("Wire floor of that cycle", _seconds(bus["wire_floor_s"])),
-                ("Transactions/s in that cycle", bus["transactions_per_s"]),
-                ("Transactions", bus["transactions"]), ("Errors", errors), ("Stale bytes flushed", bus["stale_bytes"]))
-    body = (pairs([("Uptime", uptime)])
-            + "<h2>Faces</h2>" + table(("Face", "Address", "State"), face_rows)
-            + "<h2>RS-485 bus</h2>" + pairs(bus_rows)
-            + "<h2>BACnet network doctor</h2>" + _findings(findings)
-            + "<h2>Actions</h2>" + action_button("/confirm/rescan", "Rescan the bus")
-            + action_button("/confirm/restart", "Restart the gateway"))
+    bus_rows = (
+        ("Serial port", bus["port"]),
+        ("Line", f"{bus['baudrate']} baud {bus['framing']}"),
+        ("Poll interval", f"{bus['poll_interval_s']} s"),
+        ("Last poll cycle", _seconds(bus["cycle_s"])),
+        ("Wire floor of that cycle", _seconds(bus["wire_floor_s"])),
+        ("Transactions/s in that cycle", bus["transactions_per_s"]),
+        ("Transactions", bus["transactions"]),
+        ("Errors", errors),
+        ("Stale bytes flushed", bus["stale_bytes"]),
+    )
+    body = (
+        pairs([("Uptime", uptime)])
+        + "<h2>Faces</h2>"
+        + table(("Face", "Address", "State"), face_rows)
+        + "<h2>RS-485 bus</h2>"
+        + pairs(bus_rows)
+        + "<h2>BACnet network doctor</h2>"
+        + _findings(findings)
+        + "<h2>Actions</h2>"
+        + action_button("/confirm/rescan", "Rescan the bus")
+        + action_button("/confirm/restart", "Restart the gateway")
+    )
     return layout("Overview", body, csrf=csrf, logged_in=True)
 
 
 def nodes(rows: list[dict[str, Any]], csrf: str) -> str:
-    cells = ((f'<a href="/nodes/{n["address"]}">{n["address"]}</a>', e(n["panel"]), e(n["board"]), e(n["model"]),
-              e(n["serial"]), e(n["firmware"]), _online(n["online"]), e(_seconds(n["last_poll_age_s"])),
-              e(n["failures"]), e(n["bacnet_device_id"]), e(n["snmp_index"])) for n in rows)
-    headers = ("Address", "Panel", "Board", "Model", "Serial", "Firmware", "Online", "Last poll", "Failures",
-               "BACnet device", "SNMP index")
+    cells = (
+        (
+            f'<a href="/nodes/{n["address"]}">{n["address"]}</a>',
+            e(n["panel"]),
+            e(n["board"]),
+            e(n["model"]),
+            e(n["serial"]),
+            e(n["firmware"]),
+            _online(n["online"]),
+            e(_seconds(n["last_poll_age_s"])),
+            e(n["failures"]),
+            e(n["bacnet_device_id"]),
+            e(n["snmp_index"]),
+        )
+        for n in rows
+    )
+    headers = (
+        "Address",
+        "Panel",
+        "Board",
+        "Model",
+        "Serial",
+        "Firmware",
+        "Online",
+        "Last poll",
+        "Failures",
+        "BACnet device",
+        "SNMP index",
+    )
     body = table(headers, cells) if rows else "<p>No meter node known yet (discovery running?).</p>"
     return layout("Nodes", body, csrf=csrf, logged_in=True)
 
@@ -104,47 +147,102 @@ def nodes(rows: list[dict[str, Any]], csrf: str) -> str:
 def node(detail: dict[str, Any], csrf: str) -> str:
     n = detail["node"]
     summary = table(
-        ("Address", "Panel", "Board", "Model", "Serial", "Firmware", "Online", "Last poll", "Failures",
-         "BACnet device", "BACnet name", "SNMP index"),
-        [(e(n["address"]), e(n["panel"]), e(n["board"]), e(n["model"]), e(n["serial"]), e(n["firmware"]),
-          f'<span id="online">{_online(n["online"])}</span>',
-          f'<span id="age">{e(_seconds(n["last_poll_age_s"]))}</span>',
-          f'<span id="failures">{e(n["failures"])}</span>',
-          e(n["bacnet_device_id"]), e(n["bacnet_name"]), e(n["snmp_index"]))])
-    channels = table(("Channel", "Current (A)", "Power (kW)", "Power factor", "Alarm status"),
-                     ((e(row["channel"]), value_cell(row["current"]), value_cell(row["kw"]), value_cell(row["pf"]),
-                       value_cell(row["alarm"])) for row in detail["channels"]))
+        (
+            "Address",
+            "Panel",
+            "Board",
+            "Model",
+            "Serial",
+            "Firmware",
+            "Online",
+            "Last poll",
+            "Failures",
+            "BACnet device",
+            "BACnet name",
+            "SNMP index",
+        ),
+        [
+            (
+                e(n["address"]),
+                e(n["panel"]),
+                e(n["board"]),
+                e(n["model"]),
+                e(n["serial"]),
+                e(n["firmware"]),
+                f'<span id="online">{_online(n["online"])}</span>',
+                f'<span id="age">{e(_seconds(n["last_poll_age_s"]))}</span>',
+                f'<span id="failures">{e(n["failures"])}</span>',
+                e(n["bacnet_device_id"]),
+                e(n["bacnet_name"]),
+                e(n["snmp_index"]),
+            )
+        ],
+    )
+    channels = table(
+        ("Channel", "Current (A)", "Power (kW)", "Power factor", "Alarm status"),
+        (
+            (
+                e(row["channel"]),
+                value_cell(row["current"]),
+                value_cell(row["kw"]),
+                value_cell(row["pf"]),
+                value_cell(row["alarm"]),
+            )
+            for row in detail["channels"]
+        ),
+    )
 
     def values(items: list[dict[str, Any]]) -> str:
-        return table(("", "Value", "Unit"), ((e(v["name"]), value_cell(v), e(v["units"])) for v in items),
-                     **{"class": "pairs"}) if items else "<p>None on this model.</p>"
+        return (
+            table(
+                ("", "Value", "Unit"),
+                ((e(v["name"]), value_cell(v), e(v["units"])) for v in items),
+                **{"class": "pairs"},
+            )
+            if items
+            else "<p>None on this model.</p>"
+        )
 
-    body = (summary + action_button(f'/confirm/clear-alarms?address={n["address"]}', "Clear latched alarms")
-            + action_button(f'/confirm/forget?address={n["address"]}', "Forget this node")
-            + f'<section id="live" data-address="{n["address"]}">'
-            + "<h2>Voltage</h2>" + values(detail["voltage"] + detail["voltage_alarms"])
-            + "<h2>Channels</h2>" + channels
-            + "<h2>Auxiliary totals</h2>" + values(detail["aux_totals"])
-            + "<h2>Logical meters</h2>" + values(detail["meters"]) + "</section>")
-    return layout(f'Node {n["address"]}', body, csrf=csrf, logged_in=True, script=True)
+    body = (
+        summary
+        + action_button(f"/confirm/clear-alarms?address={n['address']}", "Clear latched alarms")
+        + action_button(f"/confirm/forget?address={n['address']}", "Forget this node")
+        + f'<section id="live" data-address="{n["address"]}">'
+        + "<h2>Voltage</h2>"
+        + values(detail["voltage"] + detail["voltage_alarms"])
+        + "<h2>Channels</h2>"
+        + channels
+        + "<h2>Auxiliary totals</h2>"
+        + values(detail["aux_totals"])
+        + "<h2>Logical meters</h2>"
+        + values(detail["meters"])
+        + "</section>"
+    )
+    return layout(f"Node {n['address']}", body, csrf=csrf, logged_in=True, script=True)
 
 
 def events(lines: list[tuple[str, str]], csrf: str) -> str:
-    body = table(("Time (UTC)", "Event"), ((e(when), e(what)) for when, what in lines)) if lines else (
-        "<p>No alarm, node or action event since the gateway started.</p>")
+    body = (
+        table(("Time (UTC)", "Event"), ((e(when), e(what)) for when, what in lines))
+        if lines
+        else ("<p>No alarm, node or action event since the gateway started.</p>")
+    )
     return layout("Events", body, csrf=csrf, logged_in=True)
 
 
 def configuration(sections: dict[str, dict[str, str]], csrf: str) -> str:
     body = "<p>The settings the gateway runs with; secrets are masked.</p>" + "".join(
-        f"<h2>[{e(name)}]</h2>" + pairs(keys.items()) for name, keys in sections.items())
+        f"<h2>[{e(name)}]</h2>" + pairs(keys.items()) for name, keys in sections.items()
+    )
     return layout("Configuration", body, csrf=csrf, logged_in=True)
 
 
 def confirm(question: str, action: str, fields: dict[str, str], csrf: str, back: str) -> str:
     hidden = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in {**fields, "csrf": csrf}.items())
-    body = (f'<p>{e(question)}</p><form method="post" action="{e(action)}">{hidden}'
-            f'<button type="submit" id="confirm">Confirm</button> <a href="{e(back)}">Cancel</a></form>')
+    body = (
+        f'<p>{e(question)}</p><form method="post" action="{e(action)}">{hidden}'
+        f'<button type="submit" id="confirm">Confirm</button> <a href="{e(back)}">Cancel</a></form>'
+    )
     return layout("Confirm", body, csrf=csrf, logged_in=True)
 
 

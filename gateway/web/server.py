@@ -133,9 +133,12 @@ class HttpsServer:
             reader = asyncio.StreamReader(limit=MAX_HEAD)
             protocol = asyncio.StreamReaderProtocol(reader)
             transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=self.tls if secure else None,
+                lambda: protocol,
+                sock,
+                ssl=self.tls if secure else None,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None,
-                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if secure else None)
+                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if secure else None,
+            )
         except (OSError, TimeoutError, ssl.SSLError):
             self.stats.bad_requests += 1  # silent, gone, or a handshake the client gave up on
             sock.close()
@@ -150,8 +153,9 @@ class HttpsServer:
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), SHUTDOWN_TIMEOUT)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str,
-                        handler: Handler) -> None:
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, handler: Handler
+    ) -> None:
         """Requests and responses on one connection, kept alive while the client wants."""
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         while True:
@@ -250,8 +254,15 @@ async def _read_request(connection: h11.Connection, reader: asyncio.StreamReader
             text = head.target.decode("ascii", "replace")
             target = urlsplit(text)
             headers = {name.decode("ascii").lower(): value.decode("latin-1") for name, value in head.headers}
-            return Request(head.method.decode("ascii"), text, target.path or "/", _fields(target.query), headers,
-                           bytes(body), client)
+            return Request(
+                head.method.decode("ascii"),
+                text,
+                target.path or "/",
+                _fields(target.query),
+                headers,
+                bytes(body),
+                client,
+            )
         elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
 

@@ -30,8 +30,9 @@ DeviceNames = Callable[[], Mapping[int, tuple[int, str]]]
 
 def served(point: Point) -> bool:
     """A polled number the faces publish (scale registers only scale others)."""
-    return (point.poll is not PollClass.NONE and point.encoding is not Encoding.STRING
-            and not point.key.endswith("_scale"))
+    return (
+        point.poll is not PollClass.NONE and point.encoding is not Encoding.STRING and not point.key.endswith("_scale")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,9 @@ class FaceState:
 
 
 class Source:
-    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None],
-                 device_names: DeviceNames) -> None:
+    def __init__(
+        self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None], device_names: DeviceNames
+    ) -> None:
         self.config = config
         self._service = nodes
         self._hub = hub
@@ -66,26 +68,34 @@ class Source:
 
     def faces(self) -> list[FaceState]:
         config = self.config
-        listed = (("BACnet/IP", config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
-                  ("SNMP v2c", config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
-                  ("Modbus TCP", config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
-                  ("Web (HTTPS)", config.web.enabled, f"{config.web.address}:{config.web.port}"))
-        return [FaceState(name, address if enabled else "-", "serving" if enabled else "off")
-                for name, enabled, address in listed]
+        listed = (
+            ("BACnet/IP", config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
+            ("SNMP v2c", config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
+            ("Modbus TCP", config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
+            ("Web (HTTPS)", config.web.enabled, f"{config.web.address}:{config.web.port}"),
+        )
+        return [
+            FaceState(name, address if enabled else "-", "serving" if enabled else "off")
+            for name, enabled, address in listed
+        ]
 
     def bus(self) -> dict[str, Any]:
         statistics = self._service.statistics()
         stats, cycle = statistics.line, statistics.last_cycle
         serial = self.config.serial
         return {
-            "port": serial.port, "baudrate": serial.baudrate, "framing": f"8{serial.parity}{serial.stopbits}",
+            "port": serial.port,
+            "baudrate": serial.baudrate,
+            "framing": f"8{serial.parity}{serial.stopbits}",
             "poll_interval_s": statistics.poll_interval,
             "cycle_s": round(cycle.duration, 3) if cycle else None,
             "wire_floor_s": round(cycle.wire_time, 3) if cycle else None,
             "transactions_per_s": round(cycle.transactions / cycle.duration, 1) if cycle and cycle.duration else None,
-            "transactions": stats.transactions, "replies": stats.replies,
+            "transactions": stats.transactions,
+            "replies": stats.replies,
             "errors": {"timeout": stats.timeouts, "corrupt": stats.corrupt, "exception": stats.exceptions},
-            "stale_bytes": stats.stale_bytes, "busy_s": round(stats.busy_seconds, 3),
+            "stale_bytes": stats.stale_bytes,
+            "busy_s": round(stats.busy_seconds, 3),
         }
 
     def node_list(self) -> list[dict[str, Any]]:
@@ -122,8 +132,11 @@ class Source:
             "channels": channels,
             "voltage": [cell(p) for p in ordered if p.group == "voltage"],
             "aux_totals": [cell(p) for p in ordered if p.group == "aux" and p.channel is None],
-            "meters": [cell(p) for p in ordered
-                       if p.group in ("meter2", "meter3") and p.phase is None and p.key in METER_TOTALS],
+            "meters": [
+                cell(p)
+                for p in ordered
+                if p.group in ("meter2", "meter3") and p.phase is None and p.key in METER_TOTALS
+            ],
             "voltage_alarms": [cell(p) for p in ordered if p.key == "voltage_alarm_status"],
         }
 
@@ -135,21 +148,30 @@ class Source:
                 continue
             settings = getattr(self.config, section.name)
             shown[section.name] = {
-                item.name: ("(set)" if getattr(settings, item.name) else "(not set)") if item.name in SECRET_KEYS
-                else _show(getattr(settings, item.name)) for item in fields(settings)}
+                item.name: ("(set)" if getattr(settings, item.name) else "(not set)")
+                if item.name in SECRET_KEYS
+                else _show(getattr(settings, item.name))
+                for item in fields(settings)
+            }
         return shown
 
     def _summary(self, node: NodeView, identity: tuple[int, str] | None) -> dict[str, Any]:
         profile, health = node.profile, node.health
         return {
-            "address": node.address, "panel": profile.panel, "board": profile.primary_address,
-            "model": profile.model, "serial": f"0x{profile.serial:08X}",
+            "address": node.address,
+            "panel": profile.panel,
+            "board": profile.primary_address,
+            "model": profile.model,
+            "serial": f"0x{profile.serial:08X}",
             "firmware": f"RS {profile.firmware_rs} OS {profile.firmware_os}",
             "online": health.online,
             "last_poll_age_s": round(time.time() - health.last_success, 1) if health.last_success else None,
-            "transactions": health.transactions, "failures": health.failures, "went_offline": health.went_offline,
+            "transactions": health.transactions,
+            "failures": health.failures,
+            "went_offline": health.went_offline,
             "last_error": health.last_error,
-            "bacnet_device_id": identity[0] if identity else None, "bacnet_name": identity[1] if identity else None,
+            "bacnet_device_id": identity[0] if identity else None,
+            "bacnet_name": identity[1] if identity else None,
             "snmp_index": node.address,  # the panel index of every SNMP table
         }
 
@@ -172,16 +194,24 @@ def value_of(point: Point, reading: Reading) -> dict[str, Any]:
     """A reading for the API and the pages; `shown` is how a page writes it (bitmaps in hex)."""
     value = reading.value
     shown = "-" if value is None else f"0x{value:04X}" if point.encoding is Encoding.BITMAP else str(value)
-    return {"register": point.register, "name": point.label, "value": value, "shown": shown, "units": point.units,
-            "quality": str(reading.quality)}
+    return {
+        "register": point.register,
+        "name": point.label,
+        "value": value,
+        "shown": shown,
+        "units": point.units,
+        "quality": str(reading.quality),
+    }
 
 
 def describe(event: Event) -> str:
     """One line for the events page."""
     if isinstance(event, AlarmChanged):
         what = event.point.label
-        parts = [f"raised 0x{event.raised:04X}" if event.raised else "",
-                 f"cleared 0x{event.cleared:04X}" if event.cleared else ""]
+        parts = [
+            f"raised 0x{event.raised:04X}" if event.raised else "",
+            f"cleared 0x{event.cleared:04X}" if event.cleared else "",
+        ]
         return f"node {event.address}: {what} {' '.join(p for p in parts if p)} (now 0x{event.new_bits:04X})"
     if isinstance(event, NetworkFinding):
         return f"BACnet network doctor: {'cleared: ' if event.cleared else ''}{finding(event)}"

@@ -46,13 +46,25 @@ async def server_context(config: Config) -> ssl.SSLContext:
 
 async def _self_signed_by_a_child(cert: Path, key: Path, address: str) -> None:
     # At the lowest priority: it starts while discovery probes with timeouts of a few ms.
-    child = await asyncio.create_subprocess_exec("nice", "-n", "19", sys.executable, "-m", __name__, str(cert),
-                                                 str(key), address, stdout=asyncio.subprocess.DEVNULL,
-                                                 stderr=asyncio.subprocess.PIPE)
+    child = await asyncio.create_subprocess_exec(
+        "nice",
+        "-n",
+        "19",
+        sys.executable,
+        "-m",
+        __name__,
+        str(cert),
+        str(key),
+        address,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, error = await child.communicate()
     if child.returncode != 0:
-        raise GatewayError(error.decode(errors="replace").strip() or f"web: no self-signed certificate made in "
-                           f"{cert.parent} (exit status {child.returncode})")
+        raise GatewayError(
+            error.decode(errors="replace").strip()
+            or f"web: no self-signed certificate made in {cert.parent} (exit status {child.returncode})"
+        )
 
 
 def write_self_signed(cert_path: Path, key_path: Path, address: IPv4Address) -> None:
@@ -66,13 +78,17 @@ def write_self_signed(cert_path: Path, key_path: Path, address: IPv4Address) -> 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, socket.gethostname() or "bcpm-gateway")])
     now = datetime.datetime.now(datetime.UTC)
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(socket.gethostname() or "bcpm-gateway"),
-                                     x509.IPAddress(IPv4Address("127.0.0.1"))]
+    names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.DNSName(socket.gethostname() or "bcpm-gateway"),
+        x509.IPAddress(IPv4Address("127.0.0.1")),
+    ]
     if not address.is_unspecified and address != IPv4Address("127.0.0.1"):
         names.append(x509.IPAddress(address))
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name)
+        .subject_name(name)
+        .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
@@ -85,8 +101,11 @@ def write_self_signed(cert_path: Path, key_path: Path, address: IPv4Address) -> 
         cert_path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as file:
-            file.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
+            file.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
         cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     except OSError as error:
         raise GatewayError(f"web: cannot write the self-signed certificate to {cert_path.parent}: {error}") from None

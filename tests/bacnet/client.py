@@ -70,18 +70,32 @@ def reported(notification: Notification) -> dict[str, Any]:
 
 
 class Client:
-    def __init__(self, router_port: int, instance: int = CLIENT_INSTANCE, *, foreign_ttl: int | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        router_port: int,
+        instance: int = CLIENT_INSTANCE,
+        *,
+        foreign_ttl: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.port = free_udp_port()
         self.router = Address(f"127.0.0.1:{router_port}")
         self.gateway = IPv4Address(f"127.0.0.1:{router_port}")  # where BVLL requests go
-        device = DeviceObject(objectIdentifier=("device", instance), objectName=f"test client {instance}",
-                              vendorIdentifier=999)
-        mode = {} if foreign_ttl is None else {
-            "bacnetIPMode": "foreign", "fdBBMDAddress": HostNPort(f"127.0.0.1:{router_port}"),
-            "fdSubscriptionLifetime": foreign_ttl}
-        port = NetworkPortObject(f"{host}/8:{self.port}", objectIdentifier=("network-port", 1),
-                                 objectName="BACnet/IP", **mode)
+        device = DeviceObject(
+            objectIdentifier=("device", instance), objectName=f"test client {instance}", vendorIdentifier=999
+        )
+        mode = (
+            {}
+            if foreign_ttl is None
+            else {
+                "bacnetIPMode": "foreign",
+                "fdBBMDAddress": HostNPort(f"127.0.0.1:{router_port}"),
+                "fdSubscriptionLifetime": foreign_ttl,
+            }
+        )
+        port = NetworkPortObject(
+            f"{host}/8:{self.port}", objectIdentifier=("network-port", 1), objectName="BACnet/IP", **mode
+        )
         self.app = RecordingApplication.from_object_list([device, port])
         self.app.notifications = asyncio.Queue()
         self.link_layer = self.app.nsap.local_adapter.clientPeer
@@ -113,16 +127,29 @@ class Client:
 
     async def write_raw(self, address: Address, objid: str, prop: str, value: Any) -> None:
         """WriteProperty with `value` as given, where `write` would convert it to the property's type."""
-        await self.app.request(WritePropertyRequest(objectIdentifier=ObjectIdentifier(objid),
-                                                    propertyIdentifier=PropertyIdentifier(prop),
-                                                    propertyValue=value, destination=address))
+        await self.app.request(
+            WritePropertyRequest(
+                objectIdentifier=ObjectIdentifier(objid),
+                propertyIdentifier=PropertyIdentifier(prop),
+                propertyValue=value,
+                destination=address,
+            )
+        )
 
-    async def subscribe(self, address: Address, objid: str, process: int = 1, *, confirmed: bool | None = True,
-                        lifetime: int | None = 60) -> None:
+    async def subscribe(
+        self,
+        address: Address,
+        objid: str,
+        process: int = 1,
+        *,
+        confirmed: bool | None = True,
+        lifetime: int | None = 60,
+    ) -> None:
         """SubscribeCOV as given: `lifetime=None` leaves Lifetime out (indefinite); `confirmed=None`
         with `lifetime=None` cancels."""
-        request = SubscribeCOVRequest(subscriberProcessIdentifier=process,
-                                      monitoredObjectIdentifier=ObjectIdentifier(objid), destination=address)
+        request = SubscribeCOVRequest(
+            subscriberProcessIdentifier=process, monitoredObjectIdentifier=ObjectIdentifier(objid), destination=address
+        )
         if confirmed is not None:
             request.issueConfirmedNotifications = confirmed
         if lifetime is not None:

@@ -38,8 +38,13 @@ async def serving(gateway: Gateway) -> Gateway:
 async def make_client() -> AsyncIterator[Callable[..., Client]]:
     clients: list[Client] = []
 
-    def make(gateway_or_port: Gateway | int, instance: int = CLIENT_INSTANCE, *,
-             foreign_ttl: int | None = None, host: str = "127.0.0.1") -> Client:
+    def make(
+        gateway_or_port: Gateway | int,
+        instance: int = CLIENT_INSTANCE,
+        *,
+        foreign_ttl: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> Client:
         port = gateway_or_port if isinstance(gateway_or_port, int) else gateway_or_port.config.bacnet.port
         client = Client(port, instance, foreign_ttl=foreign_ttl, host=host)
         clients.append(client)
@@ -51,8 +56,9 @@ async def make_client() -> AsyncIterator[Callable[..., Client]]:
 
 
 @pytest.fixture
-async def bacnet_gateway(make_line: Callable[..., SimulatedLine], start_gateway: Callable[[Config], Any],
-                         tmp_path: Path) -> AsyncIterator[tuple[Gateway, SimulatedLine]]:
+async def bacnet_gateway(
+    make_line: Callable[..., SimulatedLine], start_gateway: Callable[[Config], Any], tmp_path: Path
+) -> AsyncIterator[tuple[Gateway, SimulatedLine]]:
     """One model-A board (nodes 1 and 2) behind a gateway serving BACnet/IP."""
     line = make_line(1)
     gateway = await serving(await start_gateway(bacnet_config(line, tmp_path)))

@@ -35,7 +35,8 @@ async def bacnet_js(port: int, *steps: dict[str, Any]) -> list[Any]:
     """Run the steps against the gateway at 127.0.0.1:`port`; one result per step."""
     argv, env = js_command({"serverPort": port, "clientPort": free_udp_port(), "steps": list(steps)})
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env})
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env}
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     return json.loads(out)

@@ -45,8 +45,10 @@ class Process:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         assert process.stdout is not None and process.stderr is not None
-        self._readers = [asyncio.ensure_future(self._collect(process.stdout, self.stdout)),
-                         asyncio.ensure_future(self._collect(process.stderr, self.stderr))]
+        self._readers = [
+            asyncio.ensure_future(self._collect(process.stdout, self.stdout)),
+            asyncio.ensure_future(self._collect(process.stderr, self.stderr)),
+        ]
 
     @staticmethod
     async def _collect(stream: asyncio.StreamReader, lines: list[str]) -> None:
@@ -130,9 +132,16 @@ class Site:
 
     async def start(self, host: str, *argv: str, env: dict[str, str] | None = None) -> Process:
         process = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.namespace(host), *argv,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})},
-            cwd=ROOT)
+            "ip",
+            "netns",
+            "exec",
+            self.namespace(host),
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
         running = Process(process, f"{host}: {' '.join(argv)}")
         self._processes.append(running)
         return running

@@ -27,23 +27,39 @@ OTHER_IP_NETWORK = 99
 
 def device(address: str, instance: int) -> Application:
     """A device at `address` ("ip/prefix:port")."""
-    return Application.from_object_list([
-        DeviceObject(objectIdentifier=("device", instance), objectName="other device", vendorIdentifier=999),
-        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP"),
-    ])
+    return Application.from_object_list(
+        [
+            DeviceObject(objectIdentifier=("device", instance), objectName="other device", vendorIdentifier=999),
+            NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP"),
+        ]
+    )
 
 
 def router(address: str, network: int, interface: str, ip_network: int = OTHER_IP_NETWORK) -> Application:
     """A router from the IP network at `address` to `network`, a virtual network registered as
     `interface` (make it first)."""
-    return Application.from_object_list([
-        DeviceObject(objectIdentifier=("device", ROUTER_INSTANCE), objectName="other router", vendorIdentifier=999),
-        NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="IP",
-                          networkNumber=ip_network, networkNumberQuality="configured"),
-        NetworkPortObject(objectIdentifier=("network-port", 2), objectName="VLAN", networkType="virtual",
-                          protocolLevel="bacnet-application", macAddress=b"\x00", networkInterfaceName=interface,
-                          networkNumber=network, networkNumberQuality="configured"),
-    ])
+    return Application.from_object_list(
+        [
+            DeviceObject(objectIdentifier=("device", ROUTER_INSTANCE), objectName="other router", vendorIdentifier=999),
+            NetworkPortObject(
+                address,
+                objectIdentifier=("network-port", 1),
+                objectName="IP",
+                networkNumber=ip_network,
+                networkNumberQuality="configured",
+            ),
+            NetworkPortObject(
+                objectIdentifier=("network-port", 2),
+                objectName="VLAN",
+                networkType="virtual",
+                protocolLevel="bacnet-application",
+                macAddress=b"\x00",
+                networkInterfaceName=interface,
+                networkNumber=network,
+                networkNumberQuality="configured",
+            ),
+        ]
+    )
 
 
 def _build(kind: str, address: str, number: int) -> Application:

@@ -26,11 +26,18 @@ PEER_INSTANCE = 3999000
 def peer_bbmd(address: str, bdt: Sequence[str], instance: int = PEER_INSTANCE) -> Application:
     """A BBMD at `address` ("ip/prefix:port") forwarding to `bdt` ("ip/mask:port" each, itself
     included). Build it inside the running loop."""
-    device = DeviceObject(objectIdentifier=("device", instance), objectName=f"peer BBMD {instance}",
-                          vendorIdentifier=999)
-    port = NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="BACnet/IP",
-                             bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, bbmdForeignDeviceTable=[],
-                             bbmdBroadcastDistributionTable=[BDTEntry(entry) for entry in bdt])
+    device = DeviceObject(
+        objectIdentifier=("device", instance), objectName=f"peer BBMD {instance}", vendorIdentifier=999
+    )
+    port = NetworkPortObject(
+        address,
+        objectIdentifier=("network-port", 1),
+        objectName="BACnet/IP",
+        bacnetIPMode="bbmd",
+        bbmdAcceptFDRegistrations=True,
+        bbmdForeignDeviceTable=[],
+        bbmdBroadcastDistributionTable=[BDTEntry(entry) for entry in bdt],
+    )
     return Application.from_object_list([device, port])
 
 

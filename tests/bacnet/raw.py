@@ -35,23 +35,41 @@ COMPLEX_ACK, SEGMENT_ACK, ABORT = 0x30, 0x40, 0x70
 
 
 def read_property(objid: str, prop: str, index: int | None = None) -> ReadPropertyRequest:
-    return ReadPropertyRequest(objectIdentifier=ObjectIdentifier(objid), propertyIdentifier=prop,
-                               propertyArrayIndex=index)
+    return ReadPropertyRequest(
+        objectIdentifier=ObjectIdentifier(objid), propertyIdentifier=prop, propertyArrayIndex=index
+    )
 
 
 def read_property_multiple(
-        objects: Sequence[tuple[Any, Sequence[str | tuple[str, int]]]]) -> ReadPropertyMultipleRequest:
+    objects: Sequence[tuple[Any, Sequence[str | tuple[str, int]]]],
+) -> ReadPropertyMultipleRequest:
     """An RPM of (object, [property or (property, array index)]) pairs."""
-    return ReadPropertyMultipleRequest(listOfReadAccessSpecs=[
-        ReadAccessSpecification(objectIdentifier=ObjectIdentifier(objid), listOfPropertyReferences=[
-            PropertyReference(propertyIdentifier=prop) if isinstance(prop, str)
-            else PropertyReference(propertyIdentifier=prop[0], propertyArrayIndex=prop[1])
-            for prop in props])
-        for objid, props in objects])
+    return ReadPropertyMultipleRequest(
+        listOfReadAccessSpecs=[
+            ReadAccessSpecification(
+                objectIdentifier=ObjectIdentifier(objid),
+                listOfPropertyReferences=[
+                    PropertyReference(propertyIdentifier=prop)
+                    if isinstance(prop, str)
+                    else PropertyReference(propertyIdentifier=prop[0], propertyArrayIndex=prop[1])
+                    for prop in props
+                ],
+            )
+            for objid, props in objects
+        ]
+    )
 
 
-def routed(network: int, node: int, request: APCISequence, *, invoke: int = 0, max_apdu: int = 1476,
-           max_segments: int = 0, segmented_accepted: bool = False) -> bytes:
+def routed(
+    network: int,
+    node: int,
+    request: APCISequence,
+    *,
+    invoke: int = 0,
+    max_apdu: int = 1476,
+    max_segments: int = 0,
+    segmented_accepted: bool = False,
+) -> bytes:
     """A confirmed request to node `node` on `network`, as a BACnet/IP datagram."""
     request.apduInvokeID, request.apduSeg, request.apduMor, request.apduSA = invoke, False, False, segmented_accepted
     request.apduMaxSegs = encode_max_segments_accepted(max_segments)
@@ -59,13 +77,14 @@ def routed(network: int, node: int, request: APCISequence, *, invoke: int = 0, m
     return _datagram(network, node, request.encode())
 
 
-def segmented(network: int, node: int, request: APCISequence, *, invoke: int = 0, size: int = 1400,
-              window: int = 16) -> list[bytes]:
+def segmented(
+    network: int, node: int, request: APCISequence, *, invoke: int = 0, size: int = 1400, window: int = 16
+) -> list[bytes]:
     """A confirmed request to node `node` on `network` in segments of `size` bytes of service data
     (the client accepts segmented answers of up to 16 segments of 1476 bytes)."""
     whole = request.encode()
     data = whole.pduData
-    chunks = [data[start:start + size] for start in range(0, len(data), size)]
+    chunks = [data[start : start + size] for start in range(0, len(data), size)]
     datagrams = []
     for number, chunk in enumerate(chunks):
         segment = ConfirmedRequestPDU(whole.apduService, invoke)
@@ -123,6 +142,6 @@ class RawClient:
         """The next APDU that is not a Segment-ACK."""
         while True:
             datagram = await self.receive(timeout)
-            apdu = datagram[apdu_offset(datagram):]
+            apdu = datagram[apdu_offset(datagram) :]
             if apdu[0] & 0xF0 != SEGMENT_ACK:
                 return apdu

@@ -51,11 +51,19 @@ class ListeningApplication(Application):
 
 async def run(program: dict[str, Any]) -> list[Any]:
     foreign = program.get("foreign")
-    mode = {} if foreign is None else {"bacnetIPMode": "foreign", "fdBBMDAddress": HostNPort(foreign["bbmd"]),
-                                       "fdSubscriptionLifetime": foreign["ttl"]}
+    mode = (
+        {}
+        if foreign is None
+        else {
+            "bacnetIPMode": "foreign",
+            "fdBBMDAddress": HostNPort(foreign["bbmd"]),
+            "fdSubscriptionLifetime": foreign["ttl"],
+        }
+    )
     instance = program.get("instance", INSTANCE)
-    device = DeviceObject(objectIdentifier=("device", instance), objectName=f"remote test client {instance}",
-                          vendorIdentifier=999)
+    device = DeviceObject(
+        objectIdentifier=("device", instance), objectName=f"remote test client {instance}", vendorIdentifier=999
+    )
     port = NetworkPortObject(program["address"], objectIdentifier=("network-port", 1), objectName="BACnet/IP", **mode)
     app = ListeningApplication.from_object_list([device, port])
     app.heard = []
@@ -91,8 +99,9 @@ async def _step(app: ListeningApplication, bvll: BVLLServiceElement, step: dict[
             return table and [f"{entry.ip}:{entry.addrPort} mask {entry.netmask}" for entry in table]
         if op == "readFDT":
             table = await bvll.read_foreign_device_table(bbmd)
-            return table and [[f"{entry.fdAddress.ip}:{entry.fdAddress.addrPort}", entry.fdTTL, entry.fdRemain]
-                              for entry in table]
+            return table and [
+                [f"{entry.fdAddress.ip}:{entry.fdAddress.addrPort}", entry.fdTTL, entry.fdRemain] for entry in table
+            ]
         if op == "writeBDT":
             await bvll.write_broadcast_distribution_table(bbmd, [IPv4Address("10.231.9.9/32:47808")])
             return "ok"

@@ -31,8 +31,12 @@ PEER_PORT = free_udp_port()
 
 
 def bdt_text(port: int, *peers: str) -> str:
-    return "\n".join(["// Bdt.ini", "//BBMD IP_Address , BBMD port , BBMD subnet Mask",
-                      f"127.0.0.1,{port},{TWO_HOP}", *peers]) + "\n"
+    return (
+        "\n".join(
+            ["// Bdt.ini", "//BBMD IP_Address , BBMD port , BBMD subnet Mask", f"127.0.0.1,{port},{TWO_HOP}", *peers]
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -64,7 +68,8 @@ async def test_write_bdt_is_refused_with_the_standard_nak_and_changes_nothing(bb
 
 
 async def test_a_foreign_device_registers_and_read_fdt_shows_its_ttl_with_the_grace_period(
-        bbmd_gateway, make_client) -> None:
+    bbmd_gateway, make_client
+) -> None:
     gateway, _ = bbmd_gateway
     device = make_client(gateway, foreign_ttl=60)
     await eventually(lambda: device.link_layer.bbmdRegistrationStatus == 0, 10, "the registration")
@@ -75,7 +80,8 @@ async def test_a_foreign_device_registers_and_read_fdt_shows_its_ttl_with_the_gr
 
 
 async def test_a_registered_foreign_devices_broadcast_who_is_finds_the_router_and_every_node(
-        bbmd_gateway, make_client) -> None:
+    bbmd_gateway, make_client
+) -> None:
     gateway, _ = bbmd_gateway
     device = make_client(gateway, foreign_ttl=60)
     await eventually(lambda: device.link_layer.bbmdRegistrationStatus == 0, 10, "the registration")
@@ -93,7 +99,9 @@ async def test_the_network_port_shows_bbmd_mode_and_the_live_tables(bbmd_gateway
     assert str(await client.read(router, "network-port,1", "bacnet-ip-mode")) == "bbmd"
     bdt = await client.read(router, "network-port,1", "bbmd-broadcast-distribution-table")
     assert [(str(entry.bbmdAddress.address), bytes(entry.broadcastMask)) for entry in bdt] == [
-        (f"127.0.0.1:{port}", b"\xff" * 4), (f"{PEER}:{PEER_PORT}", b"\xff" * 4)]
+        (f"127.0.0.1:{port}", b"\xff" * 4),
+        (f"{PEER}:{PEER_PORT}", b"\xff" * 4),
+    ]
     [fdt] = await client.read(router, "network-port,1", "bbmd-foreign-device-table")
     assert (bytes(fdt.bacnetIPAddress), fdt.timeToLive) == (IPv4Address(f"127.0.0.1:{device.port}").addrAddr, 60)
     with pytest.raises(ErrorPDU) as refused:
@@ -117,8 +125,7 @@ async def test_registrations_beyond_the_table_size_are_refused_and_renewals_stil
         bbmd.close()
 
 
-async def test_sighup_reload_takes_a_good_file_and_a_bad_one_keeps_the_table_in_use(
-        bbmd_gateway, make_client) -> None:
+async def test_sighup_reload_takes_a_good_file_and_a_bad_one_keeps_the_table_in_use(bbmd_gateway, make_client) -> None:
     gateway, bdt = bbmd_gateway
     port = gateway.config.bacnet.port
     face = bacnet_face(gateway)
@@ -158,4 +165,3 @@ async def test_the_bbmd_table_size_is_a_setting_with_a_range() -> None:
     for bad in (0, 1025, "64"):
         with pytest.raises(ConfigError, match="bacnet.max_foreign_devices"):
             parse_config({"bacnet": {"max_foreign_devices": bad}})
-

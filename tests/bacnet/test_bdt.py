@@ -24,53 +24,68 @@ def problems(text: str) -> tuple[str, ...]:
 
 def test_the_example_file_is_a_valid_table_for_the_example_config() -> None:
     table = read_bdt(EXAMPLE, (IPv4Address("192.168.1.24"), 47808))
-    assert [str(entry) for entry in table] == ["192.168.1.24:47808 mask 255.255.255.255",
-                                               "10.20.0.5:47808 mask 255.255.255.255"]
+    assert [str(entry) for entry in table] == [
+        "192.168.1.24:47808 mask 255.255.255.255",
+        "10.20.0.5:47808 mask 255.255.255.255",
+    ]
 
 
 def test_the_bcpme_guides_sample_reads_as_two_two_hop_bbmds() -> None:
-    text = ("// Bdt.ini\n// The format of this table must be (without the forward slashes - they are\n//\n"
-            "//BBMD IP_Address , BBMD port , BBMD subnet Mask\n//\n"
-            "147.26.116.217,47808,255.255.255.255\n172.16.17.198,47808,255.255.255.255\n")
+    text = (
+        "// Bdt.ini\n// The format of this table must be (without the forward slashes - they are\n//\n"
+        "//BBMD IP_Address , BBMD port , BBMD subnet Mask\n//\n"
+        "147.26.116.217,47808,255.255.255.255\n172.16.17.198,47808,255.255.255.255\n"
+    )
     table = parse_bdt(text, (IPv4Address("172.16.17.198"), 47808))
     assert [(str(e.address), e.port, str(e.mask)) for e in table] == [
-        ("147.26.116.217", 47808, "255.255.255.255"), ("172.16.17.198", 47808, "255.255.255.255")]
+        ("147.26.116.217", 47808, "255.255.255.255"),
+        ("172.16.17.198", 47808, "255.255.255.255"),
+    ]
 
 
 def test_blank_lines_spaces_windows_line_ends_and_indented_comments_are_tolerated() -> None:
-    text = ("\r\n  // indented comment\r\n\r\n 10.0.1.5 , 47808 , 255.255.255.255 \t\r\n"
-            "\n10.0.2.1,47809,255.255.255.0   \n\n")
+    text = (
+        "\r\n  // indented comment\r\n\r\n 10.0.1.5 , 47808 , 255.255.255.255 \t\r\n"
+        "\n10.0.2.1,47809,255.255.255.0   \n\n"
+    )
     table = parse_bdt(text, OWN)
-    assert [str(entry) for entry in table] == ["10.0.1.5:47808 mask 255.255.255.255",
-                                               "10.0.2.1:47809 mask 255.255.255.0"]
+    assert [str(entry) for entry in table] == [
+        "10.0.1.5:47808 mask 255.255.255.255",
+        "10.0.2.1:47809 mask 255.255.255.0",
+    ]
 
 
 def test_a_file_without_this_gateways_line_is_an_error_not_a_guess() -> None:
     assert problems("10.0.2.1,47808,255.255.255.255\n") == (
         "no line for this gateway (10.0.1.5:47808, from bacnet.address and bacnet.port): "
-        "list every BBMD of the network, this one included",)
+        "list every BBMD of the network, this one included",
+    )
     # The same address on another port is another BBMD.
     assert "no line for this gateway" in problems("10.0.1.5,47809,255.255.255.255\n")[0]
     assert "no line for this gateway" in problems("// only comments\n\n")[0]
 
 
 def test_every_bad_line_is_reported_with_its_number_and_why() -> None:
-    found = problems("\n".join([
-        "// comment",
-        "10.0.1.5,47808,255.255.255.255",
-        "10.0.2.1 47808 255.255.255.255",
-        "10.0.2.300,47808,255.255.255.255",
-        "host.example,47808,255.255.255.255",
-        "224.0.0.1,47808,255.255.255.255",
-        "10.0.2.2,0,255.255.255.255",
-        "10.0.2.3,bac0,255.255.255.255",
-        "10.0.2.4,47808,255.0.255.0",
-        "10.0.2.5,47808,0.0.0.0",
-        "10.0.2.6,47808,24",
-        "10.0.1.5,47808,255.255.255.0",
-        "10.0.2.7,47808,255.255.255.255 // a trailing comment",
-        "10.0.2.8,47808,255.255.255.255,",
-    ]))
+    found = problems(
+        "\n".join(
+            [
+                "// comment",
+                "10.0.1.5,47808,255.255.255.255",
+                "10.0.2.1 47808 255.255.255.255",
+                "10.0.2.300,47808,255.255.255.255",
+                "host.example,47808,255.255.255.255",
+                "224.0.0.1,47808,255.255.255.255",
+                "10.0.2.2,0,255.255.255.255",
+                "10.0.2.3,bac0,255.255.255.255",
+                "10.0.2.4,47808,255.0.255.0",
+                "10.0.2.5,47808,0.0.0.0",
+                "10.0.2.6,47808,24",
+                "10.0.1.5,47808,255.255.255.0",
+                "10.0.2.7,47808,255.255.255.255 // a trailing comment",
+                "10.0.2.8,47808,255.255.255.255,",
+            ]
+        )
+    )
     assert [problem.split(":")[0] for problem in found] == [f"line {n}" for n in range(3, 15)]
     assert "expected ip,port,mask (3 fields separated by commas), found 1" in found[0]
     assert "'10.0.2.300' is not an IPv4 address" in found[1]
@@ -99,7 +114,8 @@ def test_a_file_that_cannot_be_read_names_the_file(tmp_path: Path) -> None:
         read_bdt(bad, OWN)
     assert str(refused.value).splitlines() == [
         f"bdt file {bad}:",
-        "  line 2: '10.0.2.1,47808': expected ip,port,mask (3 fields separated by commas), found 2 field(s)"]
+        "  line 2: '10.0.2.1,47808': expected ip,port,mask (3 fields separated by commas), found 2 field(s)",
+    ]
 
 
 def check_config(tmp_path: Path, bdt: str | None, *, bbmd: bool = True) -> subprocess.CompletedProcess[str]:
@@ -107,10 +123,13 @@ def check_config(tmp_path: Path, bdt: str | None, *, bbmd: bool = True) -> subpr
     if bdt is not None:
         bdt_file.write_text(bdt)
     config = tmp_path / "gateway.toml"
-    config.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
-                      f'[bacnet]\naddress = "10.0.1.5/24"\nbbmd = {str(bbmd).lower()}\nbdt_file = "{bdt_file}"\n')
-    return subprocess.run([sys.executable, "-m", "gateway", "check-config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    config.write_text(
+        f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
+        f'[bacnet]\naddress = "10.0.1.5/24"\nbbmd = {str(bbmd).lower()}\nbdt_file = "{bdt_file}"\n'
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_check_config_checks_the_bdt_file_of_a_bbmd(tmp_path: Path) -> None:

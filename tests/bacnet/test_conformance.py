@@ -26,10 +26,17 @@ def meter(address: int) -> dict[str, Any]:
 
 
 def wpm(*objects: tuple[int, int, list[tuple[int, float]]]) -> dict[str, Any]:
-    return {"service": "writePropertyMultiple", "objects": [
-        {"objectType": kind, "instance": instance,
-         "properties": [{"property": prop, "real": value} for prop, value in properties]}
-        for kind, instance, properties in objects]}
+    return {
+        "service": "writePropertyMultiple",
+        "objects": [
+            {
+                "objectType": kind,
+                "instance": instance,
+                "properties": [{"property": prop, "real": value} for prop, value in properties],
+            }
+            for kind, instance, properties in objects
+        ],
+    }
 
 
 def confirmed(target: dict[str, Any] | None, request: dict[str, Any], wait_ms: int = 3000) -> dict[str, Any]:
@@ -44,8 +51,11 @@ async def ask(port: int, target: dict[str, Any] | None, request: dict[str, Any],
 
 async def test_write_property_multiple_applies_every_write_and_acknowledges(bacnet_gateway) -> None:
     gateway, line = bacnet_gateway
-    answer = await ask(gateway.config.bacnet.port, meter(1), wpm(
-        (ANALOG_VALUE, 8, [(PRESENT_VALUE, 150.0)]), (ANALOG_VALUE, 9, [(PRESENT_VALUE, 175.0)])))
+    answer = await ask(
+        gateway.config.bacnet.port,
+        meter(1),
+        wpm((ANALOG_VALUE, 8, [(PRESENT_VALUE, 150.0)]), (ANALOG_VALUE, 9, [(PRESENT_VALUE, 175.0)])),
+    )
     assert answer == {"pdu": "simpleAck", "service": WRITE_PROPERTY_MULTIPLE}
     assert line.panel(1).read(CT_SIZE_5.register, 2) == [150, 175]
 
@@ -53,13 +63,23 @@ async def test_write_property_multiple_applies_every_write_and_acknowledges(bacn
 async def test_write_property_multiple_stops_at_the_first_refused_write_and_names_it(bacnet_gateway) -> None:
     gateway, line = bacnet_gateway
     before = line.panel(1).read(CT_SIZE_6.register, 1)
-    answer = await ask(gateway.config.bacnet.port, meter(1), wpm(
-        (ANALOG_VALUE, 8, [(PRESENT_VALUE, 125.0)]),
-        (ANALOG_VALUE, 9, [(PRESENT_VALUE, 99999.0)]),  # out of range: refused, and nothing after it
-        (ANALOG_VALUE, 10, [(PRESENT_VALUE, 200.0)])))
-    assert answer == {"pdu": "error", "service": WRITE_PROPERTY_MULTIPLE, "nested": True, "errorClass": PROPERTY,
-                      "errorCode": VALUE_OUT_OF_RANGE,
-                      "firstFailed": {"objectType": ANALOG_VALUE, "instance": 9, "property": PRESENT_VALUE}}
+    answer = await ask(
+        gateway.config.bacnet.port,
+        meter(1),
+        wpm(
+            (ANALOG_VALUE, 8, [(PRESENT_VALUE, 125.0)]),
+            (ANALOG_VALUE, 9, [(PRESENT_VALUE, 99999.0)]),  # out of range: refused, and nothing after it
+            (ANALOG_VALUE, 10, [(PRESENT_VALUE, 200.0)]),
+        ),
+    )
+    assert answer == {
+        "pdu": "error",
+        "service": WRITE_PROPERTY_MULTIPLE,
+        "nested": True,
+        "errorClass": PROPERTY,
+        "errorCode": VALUE_OUT_OF_RANGE,
+        "firstFailed": {"objectType": ANALOG_VALUE, "instance": 9, "property": PRESENT_VALUE},
+    }
     assert line.panel(1).read(CT_SIZE_5.register, 1) == [125]  # applied, in order
     assert line.panel(1).read(CT_SIZE_6.register, 1) == before
 
@@ -68,14 +88,22 @@ async def test_write_property_multiple_to_a_read_only_input_is_refused_with_its_
     gateway, _ = bacnet_gateway
     answer = await ask(gateway.config.bacnet.port, meter(1), wpm((ANALOG_INPUT, 1336, [(PRESENT_VALUE, 1.0)])))
     assert (answer["pdu"], answer["nested"], answer["errorCode"], answer["firstFailed"]) == (
-        "error", True, WRITE_ACCESS_DENIED, {"objectType": ANALOG_INPUT, "instance": 1336, "property": PRESENT_VALUE})
+        "error",
+        True,
+        WRITE_ACCESS_DENIED,
+        {"objectType": ANALOG_INPUT, "instance": 1336, "property": PRESENT_VALUE},
+    )
 
 
 async def test_write_property_multiple_to_an_unknown_object_gets_the_wpm_error_structure(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
     answer = await ask(gateway.config.bacnet.port, meter(1), wpm((ANALOG_VALUE, 9999, [(PRESENT_VALUE, 1.0)])))
     assert (answer["pdu"], answer["nested"], answer["errorClass"], answer["errorCode"]) == (
-        "error", True, OBJECT, UNKNOWN_OBJECT)
+        "error",
+        True,
+        OBJECT,
+        UNKNOWN_OBJECT,
+    )
     assert answer["firstFailed"]["instance"] == 9999
 
 
@@ -106,8 +134,11 @@ async def test_an_answer_too_long_for_what_the_client_accepts_is_aborted(bacnet_
     object_list = {"service": 12, "hex": "0c0200c351194c"}  # device 50001's Object_List: some 9 KB
     unsegmented = {**object_list, "maxSegments": 0, "maxApdu": 3}  # 480 octets, no segments
     two_segments = {**object_list, "maxSegments": 16, "maxApdu": 3}
-    assert await ask(port, meter(1), unsegmented) == {"pdu": "abort", "reason": SEGMENTATION_NOT_SUPPORTED,
-                                                      "server": True}
+    assert await ask(port, meter(1), unsegmented) == {
+        "pdu": "abort",
+        "reason": SEGMENTATION_NOT_SUPPORTED,
+        "server": True,
+    }
     assert await ask(port, meter(1), two_segments) == {"pdu": "abort", "reason": APDU_TOO_LONG, "server": True}
 
 
@@ -121,20 +152,36 @@ async def test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_n
 async def test_a_fraction_written_to_a_whole_number_point_is_refused_not_truncated(bacnet_gateway) -> None:
     gateway, line = bacnet_gateway
     before = line.panel(1).read(CT_SIZE_5.register, 1)
-    [refused] = await bacnet_js(gateway.config.bacnet.port, {
-        "op": "writeProperty", "target": meter(1), "objectType": ANALOG_VALUE, "instance": 8,
-        "property": PRESENT_VALUE, "real": 2.7})
+    [refused] = await bacnet_js(
+        gateway.config.bacnet.port,
+        {
+            "op": "writeProperty",
+            "target": meter(1),
+            "objectType": ANALOG_VALUE,
+            "instance": 8,
+            "property": PRESENT_VALUE,
+            "real": 2.7,
+        },
+    )
     assert "BacnetError" in refused["error"] and f"Code:{VALUE_OUT_OF_RANGE}" in refused["error"]
     assert line.panel(1).read(CT_SIZE_5.register, 1) == before
 
 
 async def test_an_empty_or_over_long_device_name_is_out_of_range(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
-    write_name = {"op": "writeProperty", "target": meter(1), "objectType": DEVICE, "instance": 50001,
-                  "property": OBJECT_NAME}
+    write_name = {
+        "op": "writeProperty",
+        "target": meter(1),
+        "objectType": DEVICE,
+        "instance": 50001,
+        "property": OBJECT_NAME,
+    }
     empty, too_long, kept = await bacnet_js(
-        gateway.config.bacnet.port, {**write_name, "text": ""}, {**write_name, "text": "x" * 65},
-        {"op": "readProperty", "target": meter(1), "objectType": DEVICE, "instance": 50001, "property": OBJECT_NAME})
+        gateway.config.bacnet.port,
+        {**write_name, "text": ""},
+        {**write_name, "text": "x" * 65},
+        {"op": "readProperty", "target": meter(1), "objectType": DEVICE, "instance": 50001, "property": OBJECT_NAME},
+    )
     for refused in (empty, too_long):
         assert "BacnetError" in refused["error"] and f"Code:{VALUE_OUT_OF_RANGE}" in refused["error"], refused
     assert kept == ["BCPM_1"]

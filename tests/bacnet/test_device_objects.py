@@ -26,12 +26,18 @@ NEVER_LISTED = {75, 77, 79, 371}  # Object_Identifier, Object_Name, Object_Type,
 # BACnet service choices (confirmed, then unconfirmed at 26 + choice: the bit positions of
 # Protocol_Services_Supported).
 NODE_SERVICES = {
-    5: "SubscribeCOV", 12: "ReadProperty", 14: "ReadPropertyMultiple", 15: "WriteProperty",
-    16: "WritePropertyMultiple", 17: "DeviceCommunicationControl", 26: "I-Am", 27: "I-Have",
-    33: "Who-Has", 34: "Who-Is",
+    5: "SubscribeCOV",
+    12: "ReadProperty",
+    14: "ReadPropertyMultiple",
+    15: "WriteProperty",
+    16: "WritePropertyMultiple",
+    17: "DeviceCommunicationControl",
+    26: "I-Am",
+    27: "I-Have",
+    33: "Who-Has",
+    34: "Who-Is",
 }
-ROUTER_SERVICES = {**NODE_SERVICES, 20: "ReinitializeDevice", 32: "TimeSynchronization",
-                   36: "UTCTimeSynchronization"}
+ROUTER_SERVICES = {**NODE_SERVICES, 20: "ReinitializeDevice", 32: "TimeSynchronization", 36: "UTCTimeSynchronization"}
 
 
 def bits(octets: list[int]) -> set[int]:
@@ -40,26 +46,31 @@ def bits(octets: list[int]) -> set[int]:
 
 
 def read(target: dict[str, Any] | None, object_type: int, instance: int, prop: int) -> dict[str, Any]:
-    return {"op": "readProperty", "target": target, "objectType": object_type, "instance": instance,
-            "property": prop}
+    return {"op": "readProperty", "target": target, "objectType": object_type, "instance": instance, "property": prop}
 
 
 async def test_protocol_services_supported_lists_exactly_what_each_device_executes(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
-    router, node = await bacnet_js(gateway.config.bacnet.port,
-                                   read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED),
-                                   read(meter(1), DEVICE, 50001, PROTOCOL_SERVICES_SUPPORTED))
+    router, node = await bacnet_js(
+        gateway.config.bacnet.port,
+        read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED),
+        read(meter(1), DEVICE, 50001, PROTOCOL_SERVICES_SUPPORTED),
+    )
     assert bits(router[0]) == set(ROUTER_SERVICES)
     assert bits(node[0]) == set(NODE_SERVICES)
 
 
 async def test_property_list_leaves_out_what_every_object_has(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
-    lists = await bacnet_js(gateway.config.bacnet.port,
-                            read(None, DEVICE, 50000, PROPERTY_LIST), read(None, ANALOG_VALUE, 1, PROPERTY_LIST),
-                            read(None, NETWORK_PORT, 1, PROPERTY_LIST), read(meter(1), DEVICE, 50001, PROPERTY_LIST),
-                            read(meter(1), ANALOG_INPUT, 1336, PROPERTY_LIST),
-                            read(meter(1), ANALOG_VALUE, 8, PROPERTY_LIST))
+    lists = await bacnet_js(
+        gateway.config.bacnet.port,
+        read(None, DEVICE, 50000, PROPERTY_LIST),
+        read(None, ANALOG_VALUE, 1, PROPERTY_LIST),
+        read(None, NETWORK_PORT, 1, PROPERTY_LIST),
+        read(meter(1), DEVICE, 50001, PROPERTY_LIST),
+        read(meter(1), ANALOG_INPUT, 1336, PROPERTY_LIST),
+        read(meter(1), ANALOG_VALUE, 8, PROPERTY_LIST),
+    )
     for listed in lists:
         assert isinstance(listed, list) and listed, listed
         assert not NEVER_LISTED & set(listed)
@@ -69,9 +80,11 @@ async def test_property_list_leaves_out_what_every_object_has(bacnet_gateway) ->
 async def test_active_cov_subscriptions_lists_the_live_ones(bacnet_gateway, client) -> None:
     gateway, _ = bacnet_gateway
     await client.subscribe(client.node(1), "analog-input,1336", process=7, confirmed=False, lifetime=300)
-    [subscriptions, none] = await bacnet_js(gateway.config.bacnet.port,
-                                            read(meter(1), DEVICE, 50001, ACTIVE_COV_SUBSCRIPTIONS),
-                                            read(meter(2), DEVICE, 50002, ACTIVE_COV_SUBSCRIPTIONS))
+    [subscriptions, none] = await bacnet_js(
+        gateway.config.bacnet.port,
+        read(meter(1), DEVICE, 50001, ACTIVE_COV_SUBSCRIPTIONS),
+        read(meter(2), DEVICE, 50002, ACTIVE_COV_SUBSCRIPTIONS),
+    )
     [subscription] = subscriptions
     assert subscription["subscriptionProcessId"] == 7
     assert subscription["monitoredObjectId"] == {"type": ANALOG_INPUT, "instance": 1336}
@@ -82,8 +95,11 @@ async def test_active_cov_subscriptions_lists_the_live_ones(bacnet_gateway, clie
 
 async def test_a_device_that_takes_utc_time_has_utc_offset_and_daylight_saving(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
-    offset, dst = await bacnet_js(gateway.config.bacnet.port, read(None, DEVICE, 50000, UTC_OFFSET),
-                                  read(None, DEVICE, 50000, DAYLIGHT_SAVINGS_STATUS))
+    offset, dst = await bacnet_js(
+        gateway.config.bacnet.port,
+        read(None, DEVICE, 50000, UTC_OFFSET),
+        read(None, DEVICE, 50000, DAYLIGHT_SAVINGS_STATUS),
+    )
     assert offset == [time.timezone // 60]
     assert dst == [time.localtime().tm_isdst > 0]
 
@@ -103,12 +119,25 @@ async def test_a_device_whose_id_changed_announces_itself(bacnet_gateway, client
 
 async def test_the_bacnet_ip_port_has_what_clause_12_requires(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
-    ip_port, virtual_port = await bacnet_js(gateway.config.bacnet.port, read(None, NETWORK_PORT, 1, PROPERTY_LIST),
-                                            read(meter(1), NETWORK_PORT, 1, PROPERTY_LIST))
+    ip_port, virtual_port = await bacnet_js(
+        gateway.config.bacnet.port,
+        read(None, NETWORK_PORT, 1, PROPERTY_LIST),
+        read(meter(1), NETWORK_PORT, 1, PROPERTY_LIST),
+    )
     apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask = 399, 420, 408, 400, 412, 411
     default_gateway, dns_server, network_number, quality = 401, 406, 425, 426
-    assert {apdu_length, link_speed, bacnet_ip_mode, ip_address, udp_port, subnet_mask, default_gateway,
-            dns_server, network_number, quality} <= set(ip_port)
+    assert {
+        apdu_length,
+        link_speed,
+        bacnet_ip_mode,
+        ip_address,
+        udp_port,
+        subnet_mask,
+        default_gateway,
+        dns_server,
+        network_number,
+        quality,
+    } <= set(ip_port)
     assert {apdu_length, network_number, quality} <= set(virtual_port)
 
 
@@ -126,8 +155,17 @@ async def test_database_revision_goes_up_with_a_new_name_and_stays_up_after_a_re
         await serving(gateway)
         before = await bacnet_js(port, *revisions(*EVERY_DEVICE))
         written, *after = await bacnet_js(
-            port, {"op": "writeProperty", "target": meter(2), "objectType": DEVICE, "instance": 50002,
-                   "property": OBJECT_NAME, "text": "PDU-B"}, *revisions(*EVERY_DEVICE))
+            port,
+            {
+                "op": "writeProperty",
+                "target": meter(2),
+                "objectType": DEVICE,
+                "instance": 50002,
+                "property": OBJECT_NAME,
+                "text": "PDU-B",
+            },
+            *revisions(*EVERY_DEVICE),
+        )
         assert written == "ok"
         [[same_name]] = await bacnet_js(port, read(meter(2), DEVICE, 50002, OBJECT_NAME))
         assert same_name == "PDU-B"
@@ -144,15 +182,22 @@ async def test_database_revision_goes_up_when_a_node_is_found_later(make_line, s
     line = make_line(1, 3)
     line.vanish(3)
     line.vanish(4)
-    config = gateway_config(line, tmp_path, serial={"rescan_interval": 1},
-                            bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()})
+    config = gateway_config(
+        line,
+        tmp_path,
+        serial={"rescan_interval": 1},
+        bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()},
+    )
     gateway = await serving(await start_gateway(config))
     [[before]] = await bacnet_js(config.bacnet.port, *revisions((meter(1), 50001)))
     line.restore(3)
     line.restore(4)
     face = bacnet_face(gateway)
-    await eventually(lambda: face.network is not None and sorted(face.network.applications) == [1, 2, 3, 4],
-                     20, "the rescan finding board 3, and BACnet serving it")
+    await eventually(
+        lambda: face.network is not None and sorted(face.network.applications) == [1, 2, 3, 4],
+        20,
+        "the rescan finding board 3, and BACnet serving it",
+    )
 
     after = await bacnet_js(config.bacnet.port, *revisions((None, 50000), (meter(1), 50001), (meter(3), 50003)))
 

@@ -29,24 +29,36 @@ NOTIFY_OBJECTS = {c.name: dotted(c.oid) for c in default_layout().notify_objects
 
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
-    async with site_of({name: f"{address}/24" for name, address in
-                        (("gw", GW), ("device", OTHER_DEVICE), ("rival", OTHER_ROUTER), ("doctor", DOCTOR))}) as site:
+    async with site_of(
+        {
+            name: f"{address}/24"
+            for name, address in (("gw", GW), ("device", OTHER_DEVICE), ("rival", OTHER_ROUTER), ("doctor", DOCTOR))
+        }
+    ) as site:
         yield site
 
 
 async def start_other(site: Site, kind: str, host: str, address: str, number: int) -> Process:
-    other = await site.start(host, sys.executable, "-m", "tests.bacnet.other_party", kind, f"{address}/24:{BACNET}",
-                             str(number))
+    other = await site.start(
+        host, sys.executable, "-m", "tests.bacnet.other_party", kind, f"{address}/24:{BACNET}", str(number)
+    )
     await other.wait_for(lambda: "ready" in other.stdout, 30, f"the other {kind}")
     return other
 
 
 async def router_reliability(site: Site) -> int:
-    argv, env = js_command({"interface": DOCTOR, "server": f"{GW}:{BACNET}",
-                            "broadcastAddress": f"10.231.1.255:{BACNET}", "clientPort": CLIENT_PORT,
-                            "serverPort": BACNET,
-                            "steps": [{"op": "readProperty", "target": None, "objectType": 8, "instance": 50000,
-                                       "property": RELIABILITY}]})
+    argv, env = js_command(
+        {
+            "interface": DOCTOR,
+            "server": f"{GW}:{BACNET}",
+            "broadcastAddress": f"10.231.1.255:{BACNET}",
+            "clientPort": CLIENT_PORT,
+            "serverPort": BACNET,
+            "steps": [
+                {"op": "readProperty", "target": None, "objectType": 8, "instance": 50000, "property": RELIABILITY}
+            ],
+        }
+    )
     [value] = json.loads(await site.run("doctor", *argv, env=env))
     return int(value[0])
 
@@ -55,8 +67,21 @@ async def trap_receiver(site: Site, folder: Path) -> Process:
     """snmptrapd on the gateway's host; one line a trap: "OID = TYPE: value" fields split by |."""
     folder.mkdir()
     (folder / "snmptrapd.conf").write_text("disableAuthorization yes\n")
-    receiver = await site.start("gw", tool("snmptrapd"), "-f", "-Lo", "-C", "-c", str(folder / "snmptrapd.conf"),
-                                "-n", "-On", "-F", "TRAP %V|%v\n", f"udp:{GW}:{TRAPS}", env=environment(folder))
+    receiver = await site.start(
+        "gw",
+        tool("snmptrapd"),
+        "-f",
+        "-Lo",
+        "-C",
+        "-c",
+        str(folder / "snmptrapd.conf"),
+        "-n",
+        "-On",
+        "-F",
+        "TRAP %V|%v\n",
+        f"udp:{GW}:{TRAPS}",
+        env=environment(folder),
+    )
     await receiver.wait_for(lambda: any("NET-SNMP version" in line for line in receiver.stdout), 10, "snmptrapd")
     return receiver
 
@@ -67,16 +92,23 @@ def traps(receiver: Process, notification: str) -> list[dict[str, str]]:
     for line in receiver.stdout:
         fields = dict(field.split(" = ", 1) for field in line.removeprefix("TRAP ").split("|") if " = " in field)
         if fields.get(".1.3.6.1.6.3.1.1.4.1.0") == f"OID: {NOTIFICATIONS[notification]}":
-            found.append({name: fields.get(oid + ".0", "") for name, oid in NOTIFY_OBJECTS.items()
-                          if oid + ".0" in fields})
+            found.append(
+                {name: fields.get(oid + ".0", "") for name, oid in NOTIFY_OBJECTS.items() if oid + ".0" in fields}
+            )
     return found
 
 
-async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cleared(site, make_line,
-                                                                                      tmp_path) -> None:
+async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cleared(
+    site, make_line, tmp_path
+) -> None:
     receiver = await trap_receiver(site, tmp_path / "snmptrapd")
-    gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1",
-                                  snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]')
+    gateway = await start_gateway(
+        site,
+        make_line(1),
+        tmp_path,
+        "doctor_interval = 1",
+        snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]',
+    )
     assert await router_reliability(site) == NO_FAULT_DETECTED
     other = await start_other(site, "device", "device", OTHER_DEVICE, 50001)
     conflict = await gateway.logged("bacnet device id conflict", 30)
@@ -101,16 +133,20 @@ async def test_another_router_to_the_virtual_network_is_a_network_conflict(site,
 
 async def test_the_doctor_command_prints_what_it_finds(site, tmp_path: Path) -> None:
     config = tmp_path / "doctor.toml"
-    config.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
-                      f'[bacnet]\naddress = "{DOCTOR}/24"\nport = {BACNET}\n')
+    config.write_text(
+        f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n[bacnet]\naddress = "{DOCTOR}/24"\nport = {BACNET}\n'
+    )
     doctor = [sys.executable, "-m", "gateway", "doctor", "--config", str(config)]
-    assert (await site.run("doctor", *doctor)).strip() == \
-        "no conflict: nobody else routes network 50 or has device IDs 50000"
+    assert (
+        await site.run("doctor", *doctor)
+    ).strip() == "no conflict: nobody else routes network 50 or has device IDs 50000"
     await start_other(site, "device", "device", OTHER_DEVICE, 50000)
     await start_other(site, "router", "rival", OTHER_ROUTER, 50)
     process = await site.start("doctor", *doctor)
     await process.process.wait()
     await process.stop()
     assert process.process.returncode == 1
-    assert process.stdout == [f"conflict: device ID 50000 is also used by {OTHER_DEVICE}",
-                              f"conflict: network 50 is also used by {OTHER_ROUTER}"]
+    assert process.stdout == [
+        f"conflict: device ID 50000 is also used by {OTHER_DEVICE}",
+        f"conflict: network 50 is also used by {OTHER_ROUTER}",
+    ]

@@ -15,8 +15,10 @@ from gateway.pointmap import load
 from gateway.state import DeviceOverride, State, StateStore
 
 PM = load()
-PROFILES = {1: NodeProfile(1, 0x4D150001, "A", 15172, 1023, 2001, 1),
-            2: NodeProfile(2, 0x4D150001, "A", 15172, 1023, 2001, 1)}
+PROFILES = {
+    1: NodeProfile(1, 0x4D150001, "A", 15172, 1023, 2001, 1),
+    2: NodeProfile(2, 0x4D150001, "A", 15172, 1023, 2001, 1),
+}
 
 
 def rows(text: str) -> list[list[str]]:
@@ -48,9 +50,15 @@ def test_one_row_per_device_and_object_with_numeric_codes() -> None:
     current = next(row for row in listed if row["device obj.-instance"] == "61234" and row["object-instance"] == "1347")
     assert (current["object-name"], current["object-type"], current["unit-code"]) == ("Current Ch 12", "0", "3")
     assert (current["settable"], current["supports COV"], current["vendor-specific-address"]) == (
-        "N", "Y", "modbus 2:1347")
-    av1 = next(row for row in listed if row["device obj.-instance"] == "50001" and row["object-type"] == "2"
-               and row["object-instance"] == "1")
+        "N",
+        "Y",
+        "modbus 2:1347",
+    )
+    av1 = next(
+        row
+        for row in listed
+        if row["device obj.-instance"] == "50001" and row["object-type"] == "2" and row["object-instance"] == "1"
+    )
     assert (av1["object-name"], av1["settable"], av1["max-present-value"]) == ("CT Numbering Configuration", "Y", "3")
     assert len({row["keyname"] for row in listed}) == len(listed)
 
@@ -64,7 +72,10 @@ def test_export_ede_writes_the_list_of_the_saved_meters(tmp_path, capsys) -> Non
     assert main(["export-ede", "--config", str(config), "--output", str(out), "--project", "Hall 2"]) == 0
     listed = objects_of(out.read_text())
     assert [row["object-name"] for row in listed if row["object-type"] == "8"] == [
-        "BCPM_Gateway_7000", "BCPM_1", "BCPM_2"]
+        "BCPM_Gateway_7000",
+        "BCPM_1",
+        "BCPM_2",
+    ]
     assert main(["export-ede", "--config", str(config), "--project", "Hall 2"]) == 0
     assert capsys.readouterr().out == out.read_bytes().decode()
 

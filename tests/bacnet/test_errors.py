@@ -17,18 +17,21 @@ from gateway.nodes.errors import (
 )
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (OutOfRange("x"), ("property", "valueOutOfRange")),
-    (NotWritable("x"), ("property", "writeAccessDenied")),
-    (UnknownTarget("x"), ("object", "unknownObject")),
-    (NodeUnavailable("x"), ("communication", "timeout")),
-    (MeterRefused(0x03, "x"), ("property", "valueOutOfRange")),
-    (MeterRefused(0x02, "x"), ("property", "writeAccessDenied")),
-    (MeterRefused(0x04, "x"), ("device", "operationalProblem")),
-    (LineUnavailable("x"), ("device", "deviceBusy")),
-    (WriteRefused("scale not known yet"), ("device", "operationalProblem")),
-    (GatewayError("x"), ("device", "operationalProblem")),
-])
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OutOfRange("x"), ("property", "valueOutOfRange")),
+        (NotWritable("x"), ("property", "writeAccessDenied")),
+        (UnknownTarget("x"), ("object", "unknownObject")),
+        (NodeUnavailable("x"), ("communication", "timeout")),
+        (MeterRefused(0x03, "x"), ("property", "valueOutOfRange")),
+        (MeterRefused(0x02, "x"), ("property", "writeAccessDenied")),
+        (MeterRefused(0x04, "x"), ("device", "operationalProblem")),
+        (LineUnavailable("x"), ("device", "deviceBusy")),
+        (WriteRefused("scale not known yet"), ("device", "operationalProblem")),
+        (GatewayError("x"), ("device", "operationalProblem")),
+    ],
+)
 def test_write_errors(error, expected) -> None:
     converted = write_error(error)
     assert (converted.errorClass, converted.errorCode) == expected

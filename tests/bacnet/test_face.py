@@ -72,11 +72,17 @@ async def test_read_property_and_rpm_give_the_meters_values(bacnet_gateway, clie
     assert await client.read(node, "analog-input,1347", "cov-increment") > 0
     assert await client.read(node, "analog-value,8", "object-name") == "Branch CT Size Ch 5"
 
-    results = await client.app.read_property_multiple(node, [
-        ObjectIdentifier("analog-input,1347"), ["present-value", "reliability", "out-of-service"],
-        ObjectIdentifier("analog-value,8"), ["present-value", "status-flags"],
-        ObjectIdentifier("analog-value,1"), ["present-value"],
-    ])
+    results = await client.app.read_property_multiple(
+        node,
+        [
+            ObjectIdentifier("analog-input,1347"),
+            ["present-value", "reliability", "out-of-service"],
+            ObjectIdentifier("analog-value,8"),
+            ["present-value", "status-flags"],
+            ObjectIdentifier("analog-value,1"),
+            ["present-value"],
+        ],
+    )
     values = {(str(objid), str(prop)): value for objid, prop, _, value in results}
     assert values[("analog-input,1347", "present-value")] == 17.5
     assert str(values[("analog-input,1347", "reliability")]) == "no-fault-detected"
@@ -178,8 +184,9 @@ async def test_cov_subscription_is_cancelled_on_request(bacnet_gateway, client) 
     assert len(application.subscriptions()) == 0
 
 
-async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(make_line, start_gateway, make_client,
-                                                                               tmp_path) -> None:
+async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     line = make_line(1)
     config = bacnet_config(line, tmp_path, max_cov_per_client=3, max_cov_subscriptions=5)
     gateway = await serving(await start_gateway(config))
@@ -203,8 +210,9 @@ async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(mak
     assert event_counts()["bacnet cov subscriptions refused: a cap is full"] >= 2
 
 
-async def test_indefinite_cov_subscriptions_have_a_cap_of_their_own(make_line, start_gateway, make_client,
-                                                                    tmp_path) -> None:
+async def test_indefinite_cov_subscriptions_have_a_cap_of_their_own(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     line = make_line(1)
     gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_cov_indefinite=2)))
     client = make_client(gateway)
@@ -265,7 +273,11 @@ async def test_garbage_from_the_network_never_stops_the_face(bacnet_gateway, cli
     gateway, _ = bacnet_gateway
     target = ("127.0.0.1", gateway.config.bacnet.port)
     junk = [
-        b"", b"\x81", b"\x81\x0a\x00\x04", b"\x81\x0a\xff\xff\x01", b"\x81\x0a\x00\x08\x01\x00\x30\x01",
+        b"",
+        b"\x81",
+        b"\x81\x0a\x00\x04",
+        b"\x81\x0a\xff\xff\x01",
+        b"\x81\x0a\x00\x08\x01\x00\x30\x01",
         b"\x81\x0a\x00\x0c\x01\x20\xff\xff\x00\xff\x10\x08",  # global Who-Is, truncated NPDU
         b"\x81\x0a\x00\x09\x01\x04\x02\x75\x01",  # confirmed request cut short
         b"\x81\x0a\x00\x11\x01\x04\x00\x05\x01\x0c\x0c\x02\x00\xc3\x53\x19\x55\x3e",  # bad tags

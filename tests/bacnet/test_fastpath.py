@@ -29,8 +29,17 @@ from tests.support import discovered, eventually, simulated_line
 
 NODE = 1
 CURRENT = load().find("current", group="branch", channel=1)
-SERVED = ("present-value", "status-flags", "reliability", "event-state", "out-of-service", "units",
-          "object-name", "description", "cov-increment")
+SERVED = (
+    "present-value",
+    "status-flags",
+    "reliability",
+    "event-state",
+    "out-of-service",
+    "units",
+    "object-name",
+    "description",
+    "cov-increment",
+)
 #: One of each kind: a current (its channel's alarm is its Event_State), a power (no alarm), a
 #: setting (writable AV), an alarm status AV, and a power factor.
 OBJECTS = ("analog-input,1336", "analog-input,1630", "analog-value,1", "analog-value,109", "analog-input,262")
@@ -48,8 +57,9 @@ async def still_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         config = bacnet_config(line, tmp_path_factory.mktemp("still"))
         async with running(replace(config, serial=replace(config.serial, slow_every=1))) as gateway:
             await serving(await discovered(gateway))
-            await eventually(lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).entry.installed, 20,
-                             "full poll cycles")
+            await eventually(
+                lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).entry.installed, 20, "full poll cycles"
+            )
             yield gateway
 
 
@@ -59,8 +69,9 @@ def _network(gateway: Gateway) -> BacnetNetwork:
     return network
 
 
-async def _three_ways(gateway: Gateway, request: APCISequence, monkeypatch: pytest.MonkeyPatch,
-                      **options: Any) -> tuple[bytes, bytes, bytes, str]:
+async def _three_ways(
+    gateway: Gateway, request: APCISequence, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> tuple[bytes, bytes, bytes, str]:
     """The answers of the fast path, the gateway's handler and bacpypes3's, and which path took
     the first ("fast" or "full")."""
     network = _network(gateway)
@@ -77,8 +88,11 @@ async def _three_ways(gateway: Gateway, request: APCISequence, monkeypatch: pyte
     try:
         own = await ask()
         with monkeypatch.context() as patch:
-            patch.setattr(DeviceApplication, "do_ReadPropertyMultipleRequest",
-                          ReadWritePropertyMultipleServices.do_ReadPropertyMultipleRequest)
+            patch.setattr(
+                DeviceApplication,
+                "do_ReadPropertyMultipleRequest",
+                ReadWritePropertyMultipleServices.do_ReadPropertyMultipleRequest,
+            )
             stock = await ask()
     finally:
         network.set_fast_reads(True)
@@ -88,14 +102,14 @@ async def _three_ways(gateway: Gateway, request: APCISequence, monkeypatch: pyte
 @SHARED
 @pytest.mark.parametrize("objid", OBJECTS)
 async def test_every_served_property_is_the_full_stacks_bytes(
-        still_gateway: Gateway, objid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    still_gateway: Gateway, objid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for prop in SERVED:
         fast, own, stock, path = await _three_ways(still_gateway, read_property(objid, prop), monkeypatch)
         assert path == "fast", prop
         assert fast[apdu_offset(fast)] == COMPLEX_ACK, prop
         assert fast == own == stock, prop
-    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple([(objid, SERVED)]),
-                                               monkeypatch)
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple([(objid, SERVED)]), monkeypatch)
     assert path == "fast"
     assert fast == own == stock
 
@@ -108,28 +122,47 @@ async def test_a_bms_poll_of_forty_objects(still_gateway: Gateway, monkeypatch: 
     assert fast == own == stock
 
 
-@pytest.mark.parametrize("request_", [
-    pytest.param(read_property("analog-input,99999", "present-value"), id="rp-unknown-object"),
-    pytest.param(read_property("analog-input,1336", "priority-array"), id="rp-unknown-property"),
-    pytest.param(read_property("analog-input,1336", "present-value", 1), id="rp-array-index"),
-    pytest.param(read_property("analog-input,1336", "property-list"), id="rp-other-property"),
-    pytest.param(read_property_multiple([("multi-state-value,1", ["present-value", "status-flags"])]),
-                 id="rpm-reset-msv"),
-    pytest.param(read_property_multiple([("analog-input,99999", ["present-value"]),
-                                         ("analog-input,1336", ["present-value"])]), id="rpm-unknown-object"),
-    pytest.param(read_property_multiple([("analog-input,99999", ["present-value"])]), id="rpm-only-unknown"),
-    pytest.param(read_property_multiple([("analog-input,1336", ["present-value", "priority-array"])]),
-                 id="rpm-unknown-property"),
-    pytest.param(read_property_multiple([("analog-input,1336", [("status-flags", 1)])]), id="rpm-array-index"),
-    pytest.param(read_property_multiple([("analog-input,1336", ["all"]), ("analog-value,1", ["required"]),
-                                         ("analog-value,109", ["optional"])]), id="rpm-all-required-optional"),
-    pytest.param(read_property_multiple([("device,4194303", ["object-name"])]), id="rpm-wildcard-device"),
-    pytest.param(read_property_multiple([("device,50001", ["object-name", "system-status"]),
-                                         ("analog-input,1336", ["present-value"])]), id="rpm-device-object"),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pytest.param(read_property("analog-input,99999", "present-value"), id="rp-unknown-object"),
+        pytest.param(read_property("analog-input,1336", "priority-array"), id="rp-unknown-property"),
+        pytest.param(read_property("analog-input,1336", "present-value", 1), id="rp-array-index"),
+        pytest.param(read_property("analog-input,1336", "property-list"), id="rp-other-property"),
+        pytest.param(
+            read_property_multiple([("multi-state-value,1", ["present-value", "status-flags"])]), id="rpm-reset-msv"
+        ),
+        pytest.param(
+            read_property_multiple(
+                [("analog-input,99999", ["present-value"]), ("analog-input,1336", ["present-value"])]
+            ),
+            id="rpm-unknown-object",
+        ),
+        pytest.param(read_property_multiple([("analog-input,99999", ["present-value"])]), id="rpm-only-unknown"),
+        pytest.param(
+            read_property_multiple([("analog-input,1336", ["present-value", "priority-array"])]),
+            id="rpm-unknown-property",
+        ),
+        pytest.param(read_property_multiple([("analog-input,1336", [("status-flags", 1)])]), id="rpm-array-index"),
+        pytest.param(
+            read_property_multiple(
+                [("analog-input,1336", ["all"]), ("analog-value,1", ["required"]), ("analog-value,109", ["optional"])]
+            ),
+            id="rpm-all-required-optional",
+        ),
+        pytest.param(read_property_multiple([("device,4194303", ["object-name"])]), id="rpm-wildcard-device"),
+        pytest.param(
+            read_property_multiple(
+                [("device,50001", ["object-name", "system-status"]), ("analog-input,1336", ["present-value"])]
+            ),
+            id="rpm-device-object",
+        ),
+    ],
+)
 @SHARED
 async def test_what_the_fast_path_does_not_serve_goes_to_the_full_stack(
-        still_gateway: Gateway, request_: APCISequence, monkeypatch: pytest.MonkeyPatch) -> None:
+    still_gateway: Gateway, request_: APCISequence, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fast, own, stock, path = await _three_ways(still_gateway, request_, monkeypatch)
     assert path == "full"
     assert fast == own == stock
@@ -137,17 +170,23 @@ async def test_what_the_fast_path_does_not_serve_goes_to_the_full_stack(
 
 @SHARED
 async def test_an_answer_that_needs_segments_goes_to_the_full_stack(
-        still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     objects = [(f"analog-input,{register}", SERVED) for register in range(1336, 1346)]
-    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple(objects), monkeypatch,
-                                               max_apdu=480, max_segments=16, segmented_accepted=True)
+    fast, own, stock, path = await _three_ways(
+        still_gateway,
+        read_property_multiple(objects),
+        monkeypatch,
+        max_apdu=480,
+        max_segments=16,
+        segmented_accepted=True,
+    )
     assert path == "full"
     assert fast == own == stock
 
 
 @SHARED
-async def test_a_device_silenced_by_device_communication_control_answers_no_read(
-        still_gateway: Gateway) -> None:
+async def test_a_device_silenced_by_device_communication_control_answers_no_read(still_gateway: Gateway) -> None:
     network = _network(still_gateway)
     datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
     answered = network.entry.answered["fast"]
@@ -165,7 +204,8 @@ async def test_a_device_silenced_by_device_communication_control_answers_no_read
 
 
 async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
-        bacnet_gateway: tuple[Gateway, SimulatedLine], client: Client) -> None:
+    bacnet_gateway: tuple[Gateway, SimulatedLine], client: Client
+) -> None:
     gateway, line = bacnet_gateway
     network = _network(gateway)
     node = client.node(NODE)

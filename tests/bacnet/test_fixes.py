@@ -50,9 +50,16 @@ WILDCARD = ObjectIdentifier("device,4194303")
 
 
 def analog_input(**properties: object) -> AnalogInputObject:
-    return AnalogInputObject(objectIdentifier=("analog-input", 1), objectName="Current Ch 1", presentValue=1.0,
-                             units="amperes", eventState="normal", outOfService=False,
-                             reliability="no-fault-detected", **properties)
+    return AnalogInputObject(
+        objectIdentifier=("analog-input", 1),
+        objectName="Current Ch 1",
+        presentValue=1.0,
+        units="amperes",
+        eventState="normal",
+        outOfService=False,
+        reliability="no-fault-detected",
+        **properties,
+    )
 
 
 def device(cls: type = DeviceObject, instance: int = 9001) -> DeviceObject:
@@ -65,10 +72,13 @@ def device(cls: type = DeviceObject, instance: int = 9001) -> DeviceObject:
 async def stock_server(*objects: object):
     """A plain bacpypes3 device on loopback."""
     port = free_udp_port()
-    app = Application.from_object_list([
-        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
-        *objects,
-    ])
+    app = Application.from_object_list(
+        [
+            device(),
+            NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
+            *objects,
+        ]
+    )
     try:
         yield port
     finally:
@@ -89,10 +99,13 @@ async def test_stock_subscribe_cov_without_lifetime_fails() -> None:
 
 async def test_stock_cancel_of_a_subscription_that_does_not_exist_leaves_an_empty_detection() -> None:
     port = free_udp_port()
-    stock = Application.from_object_list([
-        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
-        analog_input(covIncrement=1.0),
-    ])
+    stock = Application.from_object_list(
+        [
+            device(),
+            NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP"),
+            analog_input(covIncrement=1.0),
+        ]
+    )
     client = Client(port)
     try:
         await client.subscribe(client.router, "analog-input,1", confirmed=None, lifetime=None)  # acknowledged
@@ -192,8 +205,11 @@ async def test_stock_object_types_supported_is_empty() -> None:
 
 
 async def test_stock_write_of_the_wrong_datatype_is_rejected_instead_of_an_error() -> None:
-    request = WritePropertyRequest(objectIdentifier=ObjectIdentifier("analog-input,1"),
-                                   propertyIdentifier="covIncrement", propertyValue=CharacterString("x"))
+    request = WritePropertyRequest(
+        objectIdentifier=ObjectIdentifier("analog-input,1"),
+        propertyIdentifier="covIncrement",
+        propertyValue=CharacterString("x"),
+    )
     request = WritePropertyRequest.decode(request.encode())  # as it comes off the wire
     stock = Application.from_object_list([device(), analog_input(covIncrement=1.0)])
     ours = DeviceApplication.from_object_list([device(GatewayDevice, 9005), analog_input(covIncrement=1.0)])
@@ -206,8 +222,10 @@ async def test_stock_write_of_the_wrong_datatype_is_rejected_instead_of_an_error
 
 async def test_stock_write_property_multiple_with_a_refused_write_gets_no_answer() -> None:
     async with stock_server(analog_input(covIncrement=1.0)) as port:
-        request = {"service": "writePropertyMultiple", "objects": [
-            {"objectType": 0, "instance": 1, "properties": [{"property": 9999, "real": 2.0}]}]}  # no such property
+        request = {
+            "service": "writePropertyMultiple",
+            "objects": [{"objectType": 0, "instance": 1, "properties": [{"property": 9999, "real": 2.0}]}],
+        }  # no such property
         [answer] = await bacnet_js(port, {"op": "confirmed", "target": None, "request": request, "waitMs": 1500})
     assert answer == {"pdu": "none"}
     # The gateway's: tests/bacnet/test_conformance.py::
@@ -230,8 +248,9 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
     try:
         router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-reject-test", ip_network=1)
         read_name = {"service": 12, "hex": "0c02002329194d"}
-        [answer] = await bacnet_js(port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name,
-                                          "waitMs": 4000})
+        [answer] = await bacnet_js(
+            port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name, "waitMs": 4000}
+        )
         router.close()
     finally:
         VirtualNetwork._networks.pop("stock-reject-test")
@@ -243,8 +262,9 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
 async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disabled(monkeypatch) -> None:
     monkeypatch.setattr(bacpypes3.app, "ApplicationServiceAccessPoint", DccOnUndecodedPdu.__mro__[1])
     port = free_udp_port()
-    stock = Application.from_object_list([
-        device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP")])
+    stock = Application.from_object_list(
+        [device(), NetworkPortObject(f"127.0.0.1/8:{port}", objectIdentifier=("network-port", 1), objectName="IP")]
+    )
     try:
         stock.asap.dccEnableDisable = "disable"
         with pytest.raises(AttributeError, match="apduType"):
@@ -261,9 +281,15 @@ def test_stock_device_communication_control_handler_fails() -> None:
 
 
 async def test_stock_multi_state_value_cannot_be_subscribed() -> None:
-    stock = MultiStateValueObject(objectIdentifier=("multi-state-value", 1), objectName="reset", presentValue=1,
-                                  numberOfStates=2, stateText=["Ready", "Reset"], outOfService=False,
-                                  eventState="normal")
+    stock = MultiStateValueObject(
+        objectIdentifier=("multi-state-value", 1),
+        objectName="reset",
+        presentValue=1,
+        numberOfStates=2,
+        stateText=["Ready", "Reset"],
+        outOfService=False,
+        eventState="normal",
+    )
     async with stock_server(stock) as port:
         client = Client(port)
         try:

@@ -58,10 +58,15 @@ async def test_the_gateway_registers_with_the_bbmd_renews_and_says_it_is_registe
         assert [entry.fdAddress for entry in bbmd.bbmdFDT] == [own]
         assert foreign.registration.state is REGISTERED
         assert (foreign.registration.bbmd, foreign.registration.ttl, foreign.registration.result) == (
-            f"127.0.0.1:{port}", 2, 0)
+            f"127.0.0.1:{port}",
+            2,
+            0,
+        )
         # One line for the change of state, not one per renewal.
         assert [entry["event"] for entry in logs if entry["event"].startswith("foreign device")] == [
-            "foreign device registering", "foreign device registered"]
+            "foreign device registering",
+            "foreign device registered",
+        ]
 
 
 async def test_a_broadcast_who_is_through_the_bbmd_finds_the_router_and_every_node(start_foreign, make_client) -> None:

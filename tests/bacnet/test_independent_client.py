@@ -23,7 +23,10 @@ async def test_a_global_who_is_finds_the_router_and_every_node(bacnet_gateway) -
     gateway, _ = bacnet_gateway
     [found] = await bacnet_js(gateway.config.bacnet.port, {"op": "whoIs", "waitMs": 1500})
     assert sorted((device["deviceId"], device["net"], device["adr"]) for device in found) == [
-        (50000, None, None), (50001, 50, [1]), (50002, 50, [2])]
+        (50000, None, None),
+        (50001, 50, [1]),
+        (50002, 50, [2]),
+    ]
 
 
 async def test_read_property_through_the_router_gives_the_meters_values(bacnet_gateway) -> None:
@@ -31,8 +34,16 @@ async def test_read_property_through_the_router_gives_the_meters_values(bacnet_g
     line.panel(2).set_current(12, 21.5)
     port = gateway.config.bacnet.port
     for _ in range(50):
-        [value] = await bacnet_js(port, {"op": "readProperty", "target": meter(2), "objectType": ANALOG_INPUT,
-                                         "instance": 1347, "property": PRESENT_VALUE})
+        [value] = await bacnet_js(
+            port,
+            {
+                "op": "readProperty",
+                "target": meter(2),
+                "objectType": ANALOG_INPUT,
+                "instance": 1347,
+                "property": PRESENT_VALUE,
+            },
+        )
         if value == [21.5]:
             break
         await asyncio.sleep(0.2)
@@ -48,11 +59,17 @@ async def test_read_property_through_the_router_gives_the_meters_values(bacnet_g
 async def test_read_property_multiple_through_the_router(bacnet_gateway) -> None:
     gateway, line = bacnet_gateway
     ct_size = line.panel(1).read(CT_SIZE_5.register, 1)[0]
-    [objects] = await bacnet_js(gateway.config.bacnet.port, {
-        "op": "readPropertyMultiple", "target": meter(1), "objects": [
-            {"objectType": ANALOG_INPUT, "instance": 1336, "properties": [OBJECT_NAME, UNITS, STATUS_FLAGS]},
-            {"objectType": ANALOG_VALUE, "instance": 8, "properties": [OBJECT_NAME, PRESENT_VALUE]},
-        ]})
+    [objects] = await bacnet_js(
+        gateway.config.bacnet.port,
+        {
+            "op": "readPropertyMultiple",
+            "target": meter(1),
+            "objects": [
+                {"objectType": ANALOG_INPUT, "instance": 1336, "properties": [OBJECT_NAME, UNITS, STATUS_FLAGS]},
+                {"objectType": ANALOG_VALUE, "instance": 8, "properties": [OBJECT_NAME, PRESENT_VALUE]},
+            ],
+        },
+    )
     assert isinstance(objects, list), objects
     current, ct = objects
     assert (current["objectType"], current["instance"]) == (ANALOG_INPUT, 1336)
@@ -66,12 +83,29 @@ async def test_write_property_through_the_router_reaches_the_meter_and_a_bad_one
     gateway, line = bacnet_gateway
     written, refused, read_back = await bacnet_js(
         gateway.config.bacnet.port,
-        {"op": "writeProperty", "target": meter(2), "objectType": ANALOG_VALUE, "instance": 8,
-         "property": PRESENT_VALUE, "real": 175.0},
-        {"op": "writeProperty", "target": meter(2), "objectType": ANALOG_VALUE, "instance": 8,
-         "property": PRESENT_VALUE, "real": 99999.0},
-        {"op": "readProperty", "target": meter(2), "objectType": ANALOG_VALUE, "instance": 8,
-         "property": PRESENT_VALUE},
+        {
+            "op": "writeProperty",
+            "target": meter(2),
+            "objectType": ANALOG_VALUE,
+            "instance": 8,
+            "property": PRESENT_VALUE,
+            "real": 175.0,
+        },
+        {
+            "op": "writeProperty",
+            "target": meter(2),
+            "objectType": ANALOG_VALUE,
+            "instance": 8,
+            "property": PRESENT_VALUE,
+            "real": 99999.0,
+        },
+        {
+            "op": "readProperty",
+            "target": meter(2),
+            "objectType": ANALOG_VALUE,
+            "instance": 8,
+            "property": PRESENT_VALUE,
+        },
     )
     assert written == "ok"
     assert "BacnetError" in refused["error"] and "Code:37" in refused["error"]  # value-out-of-range

@@ -21,8 +21,9 @@ WHAT_IS_NETWORK_NUMBER = 0x12
 
 
 async def ip_side(port: int) -> tuple[int, int]:
-    number, quality = await bacnet_js(port, read(None, NETWORK_PORT, 1, NETWORK_NUMBER),
-                                      read(None, NETWORK_PORT, 1, NETWORK_NUMBER_QUALITY))
+    number, quality = await bacnet_js(
+        port, read(None, NETWORK_PORT, 1, NETWORK_NUMBER), read(None, NETWORK_PORT, 1, NETWORK_NUMBER_QUALITY)
+    )
     return number[0], quality[0]
 
 

@@ -131,8 +131,9 @@ async def test_settings_and_identities_survive_reinitialize_device(make_line, ma
 
 
 async def reinitialize(client: Client, state: str, password: str) -> None:
-    await client.app.request(ReinitializeDeviceRequest(reinitializedStateOfDevice=state, password=password,
-                                                       destination=client.router))
+    await client.app.request(
+        ReinitializeDeviceRequest(reinitializedStateOfDevice=state, password=password, destination=client.router)
+    )
 
 
 async def eventually_async(ask, expected, timeout: float, what: str) -> None:
@@ -155,13 +156,15 @@ async def test_time_synchronization_sets_the_gateway_clock(bacnet_gateway, clien
     await client.app.request(kind(time=told, destination=client.router))
     fields = (2030, 5, 6, 12, 0, 0, 0, 0, -1)
     expected = Date.now(calendar.timegm(fields) if utc else time.mktime(fields))
-    await eventually_async(lambda: client.read(client.router, "device,50000", "local-date"), expected, 10,
-                           "local date 2030-05-06")
+    await eventually_async(
+        lambda: client.read(client.router, "device,50000", "local-date"), expected, 10, "local date 2030-05-06"
+    )
     assert await client.read(client.node(1), "device,50001", "local-date") == expected  # one clock
 
 
-async def test_time_synchronization_is_only_recorded_when_modbus_owns_the_clock(make_line, start_gateway, make_client,
-                                                                                tmp_path) -> None:
+async def test_time_synchronization_is_only_recorded_when_modbus_owns_the_clock(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     line = make_line(1)
     gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, rtc_control="modbus")))
     client = make_client(gateway)
@@ -181,8 +184,7 @@ async def test_an_address_of_another_machine_stops_the_face_with_a_clear_error(m
             pytest.fail("the gateway started without its BACnet face")
 
 
-async def test_stopping_while_the_sockets_open_logs_no_error_and_leaves_no_socket(make_line, tmp_path,
-                                                                                   caplog) -> None:
+async def test_stopping_while_the_sockets_open_logs_no_error_and_leaves_no_socket(make_line, tmp_path, caplog) -> None:
     line = make_line(1)
     for _ in range(3):
         config = bacnet_config(line, tmp_path)

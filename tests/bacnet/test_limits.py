@@ -41,12 +41,20 @@ AVS = [f"analog-value,{instance}" for instance in range(1, 211)]
 def _objects(count: int) -> list[tuple[tuple[str, int], list[str]]]:
     """The Present_Value of `count` objects of a node (unknown ones past its last)."""
     specs = object_specs(load(), "A")
-    return [((specs[number].object_type, specs[number].instance) if number < len(specs)
-             else ("analog-input", 100000 + number), ["present-value"]) for number in range(count)]
+    return [
+        (
+            (specs[number].object_type, specs[number].instance)
+            if number < len(specs)
+            else ("analog-input", 100000 + number),
+            ["present-value"],
+        )
+        for number in range(count)
+    ]
 
 
-async def _gateway(make_line: Callable[..., SimulatedLine], start_gateway: Callable[[Config], Any],
-                   tmp_path: Path, **bacnet: Any) -> tuple[Gateway, BacnetNetwork]:
+async def _gateway(
+    make_line: Callable[..., SimulatedLine], start_gateway: Callable[[Config], Any], tmp_path: Path, **bacnet: Any
+) -> tuple[Gateway, BacnetNetwork]:
     gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, **bacnet)))
     network = bacnet_face(gateway).network
     assert network is not None
@@ -58,17 +66,21 @@ def _abort(apdu: bytes, invoke: int, reason: int) -> bool:
     return apdu[0] == ABORT | 0x01 and apdu[1] == invoke and apdu[2] == reason
 
 
-async def test_an_unsegmented_request_above_the_max_apdu_is_refused_unread(make_line, start_gateway,
-                                                                           tmp_path) -> None:
+async def test_an_unsegmented_request_above_the_max_apdu_is_refused_unread(make_line, start_gateway, tmp_path) -> None:
     gateway, network = await _gateway(make_line, start_gateway, tmp_path, fast_reads=False)
     request = routed(gateway.config.bacnet.network, NODE, read_property_multiple(_objects(200)), invoke=3)
-    assert len(request[apdu_offset(request):]) > 1476
+    assert len(request[apdu_offset(request) :]) > 1476
     async with RawClient(gateway.config.bacnet.port) as client:
         answer = await client.ask(request)
-        assert _abort(answer[apdu_offset(answer):], 3, AbortReason.bufferOverflow)
+        assert _abort(answer[apdu_offset(answer) :], 3, AbortReason.bufferOverflow)
         # a request that fits is answered
-        fits = await client.ask(routed(gateway.config.bacnet.network, NODE,
-                                       read_property_multiple([(objid, ["present-value"]) for objid in CURRENTS[:20]])))
+        fits = await client.ask(
+            routed(
+                gateway.config.bacnet.network,
+                NODE,
+                read_property_multiple([(objid, ["present-value"]) for objid in CURRENTS[:20]]),
+            )
+        )
         assert fits[apdu_offset(fits)] == COMPLEX_ACK
         broadcast = bytearray(request)
         broadcast[1] = 0x0B  # the same as an Original-Broadcast-NPDU: refused without an answer
@@ -100,46 +112,56 @@ async def test_a_segmented_request_is_bounded_by_max_segments(make_line, start_g
     assert refused["bufferOverflow"] == 1 and refused["drop"] == 3
 
 
-async def test_segmented_requests_at_once_are_capped_per_client_and_overall(make_line, start_gateway,
-                                                                            tmp_path) -> None:
-    gateway, network = await _gateway(make_line, start_gateway, tmp_path, max_segmented_requests=2,
-                                      max_segmented_requests_per_client=1)
+async def test_segmented_requests_at_once_are_capped_per_client_and_overall(make_line, start_gateway, tmp_path) -> None:
+    gateway, network = await _gateway(
+        make_line, start_gateway, tmp_path, max_segmented_requests=2, max_segmented_requests_per_client=1
+    )
     net, port = gateway.config.bacnet.network, gateway.config.bacnet.port
 
     def first_segment(invoke: int) -> bytes:
         return segmented(net, NODE, read_property_multiple(_objects(200)), invoke=invoke)[0]
 
-    async with (RawClient(port, "127.0.0.1") as one, RawClient(port, "127.0.0.2") as two,
-                RawClient(port, "127.0.0.3") as three):
+    async with (
+        RawClient(port, "127.0.0.1") as one,
+        RawClient(port, "127.0.0.2") as two,
+        RawClient(port, "127.0.0.3") as three,
+    ):
         first = await one.ask(first_segment(1))
         assert first[apdu_offset(first)] & 0xF0 == SEGMENT_ACK
         refused = await one.ask(first_segment(2))
-        assert _abort(refused[apdu_offset(refused):], 2, AbortReason.outOfResources)  # one per client
+        assert _abort(refused[apdu_offset(refused) :], 2, AbortReason.outOfResources)  # one per client
         accepted = await two.ask(first_segment(1))
         assert accepted[apdu_offset(accepted)] & 0xF0 == SEGMENT_ACK
         full = await three.ask(first_segment(1))
-        assert _abort(full[apdu_offset(full):], 1, AbortReason.outOfResources)  # two over the gateway
+        assert _abort(full[apdu_offset(full) :], 1, AbortReason.outOfResources)  # two over the gateway
         await asyncio.sleep(SEGMENT_TIMEOUT * 1.5)  # the unfinished ones fall silent: places free again
         again = await three.ask(first_segment(1))
         assert again[apdu_offset(again)] & 0xF0 == SEGMENT_ACK
     assert network.entry.limits.refused["outOfResources"] == 2
 
 
-async def test_an_answer_that_cannot_fit_is_aborted_before_reading_everything(make_line, start_gateway,
-                                                                              tmp_path) -> None:
+async def test_an_answer_that_cannot_fit_is_aborted_before_reading_everything(
+    make_line, start_gateway, tmp_path
+) -> None:
     gateway, network = await _gateway(make_line, start_gateway, tmp_path, fast_reads=False)
     request = read_property_multiple([(objid, ["all"]) for objid in AVS[:100]])
     async with RawClient(gateway.config.bacnet.port) as client:
         answer = await client.ask(routed(gateway.config.bacnet.network, NODE, request, invoke=9, max_apdu=480))
-    assert _abort(answer[apdu_offset(answer):], 9, AbortReason.segmentationNotSupported)
+    assert _abort(answer[apdu_offset(answer) :], 9, AbortReason.segmentationNotSupported)
     assert len(network.pool) < 10  # it stopped at the object that did not fit
 
 
 async def test_a_big_answer_lets_other_requests_through(make_line, start_gateway, tmp_path) -> None:
     gateway, _ = await _gateway(make_line, start_gateway, tmp_path, fast_reads=False)
     net = gateway.config.bacnet.network
-    big = routed(net, NODE, read_property_multiple([(objid, ["all"]) for objid in AVS[:60]]), invoke=1,
-                 max_segments=64, segmented_accepted=True)
+    big = routed(
+        net,
+        NODE,
+        read_property_multiple([(objid, ["all"]) for objid in AVS[:60]]),
+        invoke=1,
+        max_segments=64,
+        segmented_accepted=True,
+    )
     small = routed(net, NODE, read_property("analog-input,1336", "present-value"), invoke=2)
     async with RawClient(gateway.config.bacnet.port) as client:
         await client.send(big)
@@ -151,10 +173,12 @@ async def test_a_big_answer_lets_other_requests_through(make_line, start_gateway
 
 async def test_an_unacknowledged_first_segment_is_sent_again(make_line, start_gateway, tmp_path) -> None:
     gateway, _ = await _gateway(make_line, start_gateway, tmp_path)
-    request = read_property_multiple([(objid, ["present-value", "status-flags", "object-name", "description"])
-                                      for objid in CURRENTS[:20]])
-    datagram = routed(gateway.config.bacnet.network, NODE, request, invoke=4, max_apdu=480, max_segments=16,
-                      segmented_accepted=True)
+    request = read_property_multiple(
+        [(objid, ["present-value", "status-flags", "object-name", "description"]) for objid in CURRENTS[:20]]
+    )
+    datagram = routed(
+        gateway.config.bacnet.network, NODE, request, invoke=4, max_apdu=480, max_segments=16, segmented_accepted=True
+    )
     async with RawClient(gateway.config.bacnet.port) as client:
         first = await client.ask(datagram)
         again = await client.receive()  # no Segment-ACK from us: the gateway tries again

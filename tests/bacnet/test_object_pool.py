@@ -21,15 +21,17 @@ CURRENTS = [f"analog-input,{1336 + channel}" for channel in range(12)]  # channe
 async def _gateway(make_line, start_gateway, make_client, tmp_path, fast_reads=False):
     """Without fast reads by default: a read of Present_Value then builds the object, as any other read."""
     line = make_line(1)
-    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, max_built_objects=CAPACITY,
-                                                              fast_reads=fast_reads)))
+    gateway = await serving(
+        await start_gateway(bacnet_config(line, tmp_path, max_built_objects=CAPACITY, fast_reads=fast_reads))
+    )
     client = make_client(gateway)
     await client.find_router()
     return gateway, line, client, bacnet_face(gateway).network
 
 
-async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(make_line, start_gateway,
-                                                                               make_client, tmp_path) -> None:
+async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     gateway, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
     node = client.node(2)
     for channel in range(1, 13):
@@ -38,8 +40,11 @@ async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
     assert len(objects) == 2 + len(object_specs(PM, "A"))
     assert objects[2] == ObjectIdentifier("analog-value,1")  # AVs then AIs, as the plan orders them
     assert len(network.pool) == 0  # listing builds nothing, and neither do the value changes polled meanwhile
-    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=12))
-                     .value == 12.0, 20, "the currents polled")
+    await eventually(
+        lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=12)).value == 12.0,
+        20,
+        "the currents polled",
+    )
     for channel, objid in enumerate(CURRENTS, start=1):
         assert await client.read(node, objid, "present-value") == channel
         assert await client.read(node, objid, "object-name") == f"Current Ch {channel}"
@@ -50,8 +55,11 @@ async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
     assert ObjectIdentifier(CURRENTS[4]) in built and ObjectIdentifier(CURRENTS[5]) not in built
 
     line.panel(2).set_current(1, 42.0)  # channel 1's object was dropped: rebuilt from the cache
-    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=1))
-                     .value == 42.0, 20, "the new current polled")
+    await eventually(
+        lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=1)).value == 42.0,
+        20,
+        "the new current polled",
+    )
     assert await client.read(node, CURRENTS[0], "present-value") == 42.0
     assert len(network.pool) == CAPACITY
 
@@ -60,8 +68,11 @@ async def test_fast_reads_build_nothing(make_line, start_gateway, make_client, t
     gateway, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path, fast_reads=True)
     node = client.node(2)
     line.panel(2).set_current(3, 7.0)
-    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=3))
-                     .value == 7.0, 20, "the current polled")
+    await eventually(
+        lambda: gateway.nodes.nodes[2].cache.reading(PM.find("current", group="branch", channel=3)).value == 7.0,
+        20,
+        "the current polled",
+    )
     for objid in CURRENTS:
         await client.read(node, objid, "present-value")
         await client.read(node, objid, "status-flags")
@@ -86,7 +97,7 @@ async def test_a_subscribed_object_stays_built_and_notifies(make_line, start_gat
 async def test_subscriptions_beyond_the_cap_all_notify(make_line, start_gateway, make_client, tmp_path) -> None:
     _, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
     node = client.node(2)
-    watched = CURRENTS[:CAPACITY + 2]  # more subscribed objects than may be built: they stay, on top
+    watched = CURRENTS[: CAPACITY + 2]  # more subscribed objects than may be built: they stay, on top
     for process, objid in enumerate(watched):
         await client.subscribe(node, objid, process=process, confirmed=False, lifetime=120)
     assert len(network.pool) == len(watched)
@@ -95,16 +106,18 @@ async def test_subscriptions_beyond_the_cap_all_notify(make_line, start_gateway,
     assert changed["present-value"] == 55.0
 
 
-async def test_cancelling_a_subscription_that_does_not_exist_builds_nothing(make_line, start_gateway, make_client,
-                                                                           tmp_path) -> None:
+async def test_cancelling_a_subscription_that_does_not_exist_builds_nothing(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
     for objid in CURRENTS:  # what a BMS does for its old subscriptions after a restart
         await client.subscribe(client.node(2), objid, confirmed=None, lifetime=None)  # acknowledged
     assert len(network.pool) == 0
 
 
-async def test_a_device_cannot_take_the_name_of_one_of_its_objects(make_line, start_gateway, make_client,
-                                                                   tmp_path) -> None:
+async def test_a_device_cannot_take_the_name_of_one_of_its_objects(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
     _, _, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
     node = client.node(2)
     for taken in ("Current Ch 3", "Virtual network"):  # an object not built, and the network port

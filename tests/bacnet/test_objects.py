@@ -47,9 +47,13 @@ def test_every_polled_point_and_every_reset_of_the_model_is_exactly_one_object(m
     specs = object_specs(PM, model)
     served = {spec.point.register for spec in specs}
     for point in PM.for_model(model):
-        expected = (point.poll is not PollClass.NONE and point.encoding is not Encoding.STRING
-                    and point.register not in PM.scale_registers and point.key not in DEVICE_PROPERTY_KEYS
-                    or point.key in RESET_KEYS)
+        expected = (
+            point.poll is not PollClass.NONE
+            and point.encoding is not Encoding.STRING
+            and point.register not in PM.scale_registers
+            and point.key not in DEVICE_PROPERTY_KEYS
+            or point.key in RESET_KEYS
+        )
         assert (point.register in served) == expected, point
     assert len(served) == len(specs)
     assert all(spec.point.writable == (spec.object_type != "analog-input") for spec in specs)

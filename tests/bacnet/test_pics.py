@@ -36,7 +36,9 @@ async def test_the_pics_lists_the_services_and_object_types_the_devices_report(b
         read(None, DEVICE, 50000, PROTOCOL_SERVICES_SUPPORTED),
         read(None, DEVICE, 50000, PROTOCOL_OBJECT_TYPES_SUPPORTED),
         read(meter(1), DEVICE, 50001, PROTOCOL_SERVICES_SUPPORTED),
-        read(meter(1), DEVICE, 50001, PROTOCOL_OBJECT_TYPES_SUPPORTED), read(None, DEVICE, 50000, PROTOCOL_REVISION))
+        read(meter(1), DEVICE, 50001, PROTOCOL_OBJECT_TYPES_SUPPORTED),
+        read(None, DEVICE, 50000, PROTOCOL_REVISION),
+    )
     assert {ROUTER_SERVICES[bit] for bit in bits(router_services[0])} == executed(1)
     assert {ROUTER_SERVICES[bit] for bit in bits(node_services[0])} == executed(2)
     names = {number: name for name, number in OBJECT_TYPES.items()}

@@ -29,8 +29,7 @@ def read_name(instance: int) -> dict[str, Any]:
 
 
 def dcc(state: int, password: str | None = None, minutes: int = 0) -> dict[str, Any]:
-    return {"service": "deviceCommunicationControl", "enableDisable": state, "minutes": minutes,
-            "password": password}
+    return {"service": "deviceCommunicationControl", "enableDisable": state, "minutes": minutes, "password": password}
 
 
 def reinitialize(password: str | None) -> dict[str, Any]:
@@ -57,8 +56,12 @@ async def test_without_a_configured_password_dcc_and_reinitialize_are_refused(ba
     gateway, _ = bacnet_gateway
     port = gateway.config.bacnet.port
     refused = {"pdu": "error", "nested": False, "errorClass": SECURITY, "errorCode": PASSWORD_FAILURE}
-    for target, request, service in ((None, reinitialize(None), 20), (None, reinitialize("anything"), 20),
-                                     (None, dcc(DISABLE), 17), (meter(1), dcc(DISABLE, "anything"), 17)):
+    for target, request, service in (
+        (None, reinitialize(None), 20),
+        (None, reinitialize("anything"), 20),
+        (None, dcc(DISABLE), 17),
+        (meter(1), dcc(DISABLE, "anything"), 17),
+    ):
         assert await ask(port, target, request) == {**refused, "service": service}
     assert (await ask(port, meter(1), read_name(50001)))["pdu"] == "complexAck"  # still talking
 
@@ -74,9 +77,15 @@ async def test_dcc_disable_silences_one_device_until_enabled_again(guarded_gatew
         confirmed(meter(2), read_name(50002)),
         {"op": "whoIs", "waitMs": 1500},
         confirmed(meter(1), dcc(ENABLE, "secret")),
-        confirmed(meter(1), read_name(50001)))
+        confirmed(meter(1), read_name(50001)),
+    )
     assert guessed == {
-        "pdu": "error", "service": 17, "nested": False, "errorClass": SECURITY, "errorCode": PASSWORD_FAILURE}
+        "pdu": "error",
+        "service": 17,
+        "nested": False,
+        "errorClass": SECURITY,
+        "errorCode": PASSWORD_FAILURE,
+    }
     assert disabled == {"pdu": "simpleAck", "service": 17}
     assert silent == {"pdu": "none"}
     assert other["pdu"] == "complexAck"  # the others go on
@@ -96,7 +105,9 @@ async def test_a_disabled_router_still_routes_to_the_meters(guarded_gateway) -> 
 async def test_dcc_ends_when_its_minutes_run_out(guarded_gateway) -> None:
     gateway, _ = guarded_gateway
     assert await ask(gateway.config.bacnet.port, meter(1), dcc(DISABLE, "secret", minutes=2)) == {
-        "pdu": "simpleAck", "service": 17}
+        "pdu": "simpleAck",
+        "service": 17,
+    }
     app = bacnet_face(gateway).network.applications[1]
     remaining = app._dcc_end.when() - asyncio.get_running_loop().time()
     assert 100 < remaining <= 120  # communication comes back at the end of the two minutes
@@ -120,8 +131,9 @@ async def test_dcc_ends_on_a_restart(make_line, tmp_path) -> None:
         await asyncio.gather(server, return_exceptions=True)
 
 
-async def test_with_initiation_disabled_a_device_answers_but_sends_no_cov_notification(guarded_gateway,
-                                                                                          make_client) -> None:
+async def test_with_initiation_disabled_a_device_answers_but_sends_no_cov_notification(
+    guarded_gateway, make_client
+) -> None:
     gateway, line = guarded_gateway
     port = gateway.config.bacnet.port
     client = make_client(gateway)
@@ -137,7 +149,7 @@ async def test_with_initiation_disabled_a_device_answers_but_sends_no_cov_notifi
         await client.notification_where(lambda values: values["present-value"] == 30.0, timeout=2.0)
     assert await ask(port, meter(1), dcc(ENABLE, "secret")) == {"pdu": "simpleAck", "service": 17}
     line.panel(1).set_current(1, 10.0)
-    assert (await client.notification_where(lambda values: values["present-value"] == 10.0))
+    assert await client.notification_where(lambda values: values["present-value"] == 10.0)
 
 
 async def test_read_only_refuses_every_write_and_leaves_the_meter_alone(make_line, start_gateway, tmp_path) -> None:
@@ -145,8 +157,17 @@ async def test_read_only_refuses_every_write_and_leaves_the_meter_alone(make_lin
     gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, read_only=True)))
     port = gateway.config.bacnet.port
     before = line.panel(1).read(CT_SIZE_5.register, 1)
-    [written] = await bacnet_js(port, {"op": "writeProperty", "target": meter(1), "objectType": ANALOG_VALUE,
-                                       "instance": 8, "property": PRESENT_VALUE, "real": 150.0})
+    [written] = await bacnet_js(
+        port,
+        {
+            "op": "writeProperty",
+            "target": meter(1),
+            "objectType": ANALOG_VALUE,
+            "instance": 8,
+            "property": PRESENT_VALUE,
+            "real": 150.0,
+        },
+    )
     assert "BacnetError" in written["error"] and f"Code:{WRITE_ACCESS_DENIED}" in written["error"]
     answer = await ask(port, meter(1), wpm((ANALOG_VALUE, 8, [(PRESENT_VALUE, 150.0)])))
     assert (answer["pdu"], answer["errorCode"]) == ("error", WRITE_ACCESS_DENIED)

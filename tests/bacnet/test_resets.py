@@ -16,13 +16,18 @@ READY, CLEAR_MAXIMA = 1, 3
 
 
 def read(instance: int, prop: int, object_type: int = MULTI_STATE_VALUE) -> dict[str, Any]:
-    return {"op": "readProperty", "target": meter(1), "objectType": object_type, "instance": instance,
-            "property": prop}
+    return {"op": "readProperty", "target": meter(1), "objectType": object_type, "instance": instance, "property": prop}
 
 
 def write(state: int) -> dict[str, Any]:
-    return {"op": "writeProperty", "target": meter(1), "objectType": MULTI_STATE_VALUE, "instance": RESET_CH_1,
-            "property": PRESENT_VALUE, "unsigned": state}
+    return {
+        "op": "writeProperty",
+        "target": meter(1),
+        "objectType": MULTI_STATE_VALUE,
+        "instance": RESET_CH_1,
+        "property": PRESENT_VALUE,
+        "unsigned": state,
+    }
 
 
 async def max_current_becomes(port: int, amps: float) -> float:
@@ -38,8 +43,13 @@ async def max_current_becomes(port: int, amps: float) -> float:
 async def test_a_reset_object_reads_ready_and_names_its_states(bacnet_gateway) -> None:
     gateway, _ = bacnet_gateway
     name, value, count, texts, global_texts = await bacnet_js(
-        gateway.config.bacnet.port, read(RESET_CH_1, OBJECT_NAME), read(RESET_CH_1, PRESENT_VALUE),
-        read(RESET_CH_1, NUMBER_OF_STATES), read(RESET_CH_1, STATE_TEXT), read(2, STATE_TEXT))
+        gateway.config.bacnet.port,
+        read(RESET_CH_1, OBJECT_NAME),
+        read(RESET_CH_1, PRESENT_VALUE),
+        read(RESET_CH_1, NUMBER_OF_STATES),
+        read(RESET_CH_1, STATE_TEXT),
+        read(2, STATE_TEXT),
+    )
     assert (name, value, count) == (["Reset Ch 1"], [READY], [3])
     assert texts == ["Ready", "Clear energy", "Clear maxima"]
     assert "Clear latched alarms" in global_texts  # MSV2 = register 295, the global reset

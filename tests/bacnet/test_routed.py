@@ -37,8 +37,9 @@ WRITE_BDT_NAK = 0x0010
 
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
-    async with site_of({name: f"{address}/24" for name, address in
-                        (("gw", GW), ("near", NEAR), ("peer", PEER), ("far", FAR))}) as site:
+    async with site_of(
+        {name: f"{address}/24" for name, address in (("gw", GW), ("near", NEAR), ("peer", PEER), ("far", FAR))}
+    ) as site:
         yield site
 
 
@@ -58,9 +59,10 @@ async def start_gateway(site: Site, line: Any, tmp_path: Path, bacnet: str, snmp
     config.write_text(
         f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n'
         f'[serial]\nport = "{line.path}"\nbaudrate = {TEST_BAUDRATE}\nscan = "1-4"\n'
-        'timeout = 0.05\nprobe_timeout = 0.02\n'
+        "timeout = 0.05\nprobe_timeout = 0.02\n"
         f'[bacnet]\naddress = "{GW}/24"\nport = {BACNET}\n{bacnet}\n'
-        f'[snmp]\n{snmp}\n[modbus_tcp]\nenabled = false\n[log]\nformat = "json"\n')
+        f'[snmp]\n{snmp}\n[modbus_tcp]\nenabled = false\n[log]\nformat = "json"\n'
+    )
     gateway = await site.start("gw", sys.executable, "-m", "gateway", "run", "--config", str(config))
     await gateway.logged("bacnet ready", 60)
     return gateway
@@ -90,8 +92,10 @@ async def bacpypes(site: Site, host: str, *steps: dict[str, Any], port: int = BA
 async def listening(site: Site, host: str, instance: int, until: str, port: int = BACNET, **options: Any) -> Process:
     """A bacpypes3 client on `host` that notes the Who-Is it hears (and answers it) for 8 s, or
     until it has answered one from `until`."""
-    client = await site.start(host, *remote_client(host, [{"op": "listen", "seconds": 8, "until": until}], port,
-                                                   {"instance": instance, **options}))
+    client = await site.start(
+        host,
+        *remote_client(host, [{"op": "listen", "seconds": 8, "until": until}], port, {"instance": instance, **options}),
+    )
     await client.wait_for(lambda: "ready" in client.stderr, 30, "listening client")
     return client
 
@@ -105,8 +109,15 @@ async def heard_by(client: Process) -> list[str]:
 
 async def bacnet_js(site: Site, *steps: dict[str, Any], port: int = BACNET) -> list[Any]:
     """@bacnet-js/client on the far subnet."""
-    argv, env = js_command({"interface": FAR, "clientPort": port, "broadcastAddress": f"10.231.2.255:{BACNET}",
-                            "server": f"{GW}:{BACNET}", "steps": list(steps)})
+    argv, env = js_command(
+        {
+            "interface": FAR,
+            "clientPort": port,
+            "broadcastAddress": f"10.231.2.255:{BACNET}",
+            "server": f"{GW}:{BACNET}",
+            "steps": list(steps),
+        }
+    )
     return json.loads(await site.run("far", *argv, env=env))
 
 
@@ -121,7 +132,8 @@ def js_devices(found: list[dict[str, Any]]) -> list[tuple[int, int | None, list[
 
 
 async def test_a_who_is_on_the_far_subnet_crosses_the_bbmd_pair_and_the_router_and_every_node_answer(
-        site: Site, bbmd_pair) -> None:
+    site: Site, bbmd_pair
+) -> None:
     near = await listening(site, "near", NEAR_INSTANCE, until=FAR)
     [found] = await bacpypes(site, "far", {"op": "whoIs", "seconds": 3})
     assert sorted(found) == [*GATEWAY_DEVICES, [PEER_INSTANCE, PEER], [NEAR_INSTANCE, NEAR]]
@@ -130,14 +142,16 @@ async def test_a_who_is_on_the_far_subnet_crosses_the_bbmd_pair_and_the_router_a
 
 
 async def test_the_independent_client_on_the_far_subnet_finds_every_device_through_the_bbmd_pair(
-        site: Site, bbmd_pair) -> None:
+    site: Site, bbmd_pair
+) -> None:
     [found] = await bacnet_js(site, {"op": "whoIs", "waitMs": 3000})
     assert js_devices(found) == [(50000, None, None), (50001, 50, [1]), (50002, 50, [2]), (PEER_INSTANCE, None, None)]
 
 
 @pytest.mark.parametrize("mask", [TWO_HOP, "255.255.255.0"])
 async def test_a_broadcast_on_the_gateways_subnet_is_forwarded_to_the_peer_two_hop_or_directed(
-        site: Site, make_line, tmp_path: Path, mask: str) -> None:
+    site: Site, make_line, tmp_path: Path, mask: str
+) -> None:
     table = tmp_path / "bdt.ini"
     table.write_text(bdt(f"{GW},{BACNET},{TWO_HOP}", f"{PEER},{BACNET},{mask}"))
     if mask != TWO_HOP:
@@ -153,19 +167,31 @@ async def test_read_bdt_answers_the_files_table_and_write_bdt_is_refused(site: S
     expected = table_of(table)
     assert expected == [f"{GW}:{BACNET} mask {TWO_HOP}", f"{PEER}:{BACNET} mask {TWO_HOP}"]
     gateway = f"{GW}:{BACNET}"
-    read, refused, read_again = await bacpypes(site, "far", {"op": "readBDT", "bbmd": gateway},
-                                               {"op": "writeBDT", "bbmd": gateway}, {"op": "readBDT", "bbmd": gateway})
+    read, refused, read_again = await bacpypes(
+        site,
+        "far",
+        {"op": "readBDT", "bbmd": gateway},
+        {"op": "writeBDT", "bbmd": gateway},
+        {"op": "readBDT", "bbmd": gateway},
+    )
     assert (read, refused, read_again) == (expected, {"nak": WRITE_BDT_NAK}, expected)
     read, refused = await bacnet_js(site, {"op": "readBDT", "bbmd": gateway}, {"op": "writeBDT", "bbmd": gateway})
     assert (read, refused) == (expected, {"result": WRITE_BDT_NAK})
 
 
 async def test_a_foreign_device_on_the_far_subnet_registers_shows_in_read_fdt_and_finds_every_device(
-        site: Site, bbmd_pair) -> None:
+    site: Site, bbmd_pair
+) -> None:
     gateway = f"{GW}:{BACNET}"
     near = await listening(site, "near", NEAR_INSTANCE, until=f"{FAR}:{FOREIGN_PORT}")
-    table, found = await bacpypes(site, "far", {"op": "readFDT", "bbmd": gateway}, {"op": "whoIs", "seconds": 3},
-                                  port=FOREIGN_PORT, foreign={"bbmd": gateway, "ttl": 60})
+    table, found = await bacpypes(
+        site,
+        "far",
+        {"op": "readFDT", "bbmd": gateway},
+        {"op": "whoIs", "seconds": 3},
+        port=FOREIGN_PORT,
+        foreign={"bbmd": gateway, "ttl": 60},
+    )
     [(address, ttl, remaining)] = table
     assert (address, ttl) == (f"{FAR}:{FOREIGN_PORT}", 60) and 60 < remaining <= 90
     # Its Distribute-Broadcast-To-Network reached the gateway, the gateway's subnet and the peer.
@@ -175,19 +201,24 @@ async def test_a_foreign_device_on_the_far_subnet_registers_shows_in_read_fdt_an
 
 async def test_broadcasts_on_the_gateways_subnet_reach_its_foreign_devices(site: Site, bbmd_pair) -> None:
     gateway = f"{GW}:{BACNET}"
-    device = await listening(site, "far", FOREIGN_INSTANCE, until=NEAR, port=FOREIGN_PORT,
-                             foreign={"bbmd": gateway, "ttl": 60})
+    device = await listening(
+        site, "far", FOREIGN_INSTANCE, until=NEAR, port=FOREIGN_PORT, foreign={"bbmd": gateway, "ttl": 60}
+    )
     [found] = await bacpypes(site, "near", {"op": "whoIs", "seconds": 3})
     assert [FOREIGN_INSTANCE, f"{FAR}:{FOREIGN_PORT}"] in found
     assert NEAR in await heard_by(device)
 
 
 async def test_the_independent_client_registers_as_a_foreign_device_and_its_who_is_goes_through(
-        site: Site, bbmd_pair) -> None:
+    site: Site, bbmd_pair
+) -> None:
     gateway = f"{GW}:{BACNET}"
-    registered, found = await bacnet_js(site, {"op": "registerForeignDevice", "bbmd": gateway, "ttl": 60},
-                                        {"op": "whoIsThroughBBMD", "bbmd": gateway, "waitMs": 3000},
-                                        port=FOREIGN_PORT)
+    registered, found = await bacnet_js(
+        site,
+        {"op": "registerForeignDevice", "bbmd": gateway, "ttl": 60},
+        {"op": "whoIsThroughBBMD", "bbmd": gateway, "waitMs": 3000},
+        port=FOREIGN_PORT,
+    )
     assert registered == "ok"
     # The library sends a local Who-Is (no global DNET) this way: the router and the peer answer;
     # the meters behind the router answer only a global one.
@@ -223,7 +254,8 @@ async def test_the_gateway_as_a_foreign_device_of_the_far_bbmd(site: Site, make_
     gateway = await start_gateway(site, make_line(1), tmp_path, f'foreign_bbmd = "{PEER}:{BACNET}"\nforeign_ttl = 60')
     registered = await gateway.logged("foreign device registered")
     assert (registered["bbmd"], registered["ttl"], registered["state"]) == (f"{PEER}:{BACNET}", 60, "registered")
-    table, found = await bacpypes(site, "far", {"op": "readFDT", "bbmd": f"{PEER}:{BACNET}"},
-                                    {"op": "whoIs", "seconds": 3})
+    table, found = await bacpypes(
+        site, "far", {"op": "readFDT", "bbmd": f"{PEER}:{BACNET}"}, {"op": "whoIs", "seconds": 3}
+    )
     assert [(address, ttl) for address, ttl, _ in table] == [(f"{GW}:{BACNET}", 60)]
     assert sorted(found) == [*GATEWAY_DEVICES, [PEER_INSTANCE, PEER]]

@@ -80,17 +80,18 @@ async def raw_peer() -> AsyncIterator[Callable[..., Awaitable[RawPeer]]]:
 def test_the_apdu_of_a_datagram_is_found_through_bvlc_and_npdu_headers() -> None:
     assert apdu_head(WHO_IS_GLOBAL) == (1, 8)
     assert apdu_head(read_property(50000, 7)) == (0, 12)
-    routed = bytes.fromhex("810a0013" "0124" "0032" "0101" "ff" "0005070c" "0c00000001")  # to 50:1, hop count
+    routed = bytes.fromhex("810a0013012400320101ff0005070c0c00000001")  # to 50:1, hop count
     assert apdu_head(routed) == (0, 12)
-    forwarded = bytes.fromhex("81040010" "7f000001bac0" "0100" "1008")  # Forwarded-NPDU: 6 more header bytes
+    forwarded = bytes.fromhex("810400107f000001bac001001008")  # Forwarded-NPDU: 6 more header bytes
     assert apdu_head(forwarded) == (1, 8)
     assert apdu_head(bytes.fromhex("81050006003c")) is None  # Register-Foreign-Device: BVLL only
-    assert apdu_head(bytes.fromhex("810a00070180" "01")) is None  # a network-layer message
+    assert apdu_head(bytes.fromhex("810a0007018001")) is None  # a network-layer message
     assert apdu_head(b"\x81\x0a\x00") is None  # too short to tell: bacpypes3 judges it
 
 
 async def test_confirmed_requests_beyond_a_sources_rate_are_dropped_and_counted(
-        make_line, start_gateway, tmp_path, raw_peer) -> None:
+    make_line, start_gateway, tmp_path, raw_peer
+) -> None:
     gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, rate_limit=5)))
     port = gateway.config.bacnet.port
     flooder, other = await raw_peer(), await raw_peer("127.0.0.2")
@@ -144,7 +145,8 @@ async def test_saved_writes_beyond_a_sources_share_get_busy(make_line, start_gat
 
 
 async def test_foreign_device_ttl_is_capped_and_only_the_entry_or_a_peer_may_delete_it(
-        make_line, start_gateway, tmp_path, raw_peer) -> None:
+    make_line, start_gateway, tmp_path, raw_peer
+) -> None:
     port, peer_port = free_udp_port(), free_udp_port()
     bdt = tmp_path / "bdt.ini"
     bdt.write_text(f"127.0.0.1,{port},255.255.255.255\n127.0.0.2,{peer_port},255.255.255.255\n")
@@ -191,15 +193,22 @@ async def test_bvll_requests_count_in_the_sources_share(make_line, start_gateway
 
 
 async def test_a_flood_read_in_one_batch_is_judged_datagram_by_datagram(
-        make_line, start_gateway, tmp_path, raw_peer, caplog: pytest.LogCaptureFixture) -> None:
+    make_line, start_gateway, tmp_path, raw_peer, caplog: pytest.LogCaptureFixture
+) -> None:
     gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, rate_limit=2)))
     port = gateway.config.bacnet.port
     flooder = await raw_peer()
     before = event_counts().get("bacnet requests refused by bacnet.rate_limit", 0)
     # All queued before the gateway reads any: the third is refused, and what follows it is read
     # at once: a Who-Is taken between two copies of the refused request, which stay refused.
-    for datagram in (read_property(50000, 1), read_property(50000, 2), read_property(50000, 3), WHO_IS_GLOBAL,
-                     read_property(50000, 3), read_property(50000, 3)):
+    for datagram in (
+        read_property(50000, 1),
+        read_property(50000, 2),
+        read_property(50000, 3),
+        WHO_IS_GLOBAL,
+        read_property(50000, 3),
+        read_property(50000, 3),
+    ):
         flooder.transport.sendto(datagram, ("127.0.0.1", port))
     await eventually(lambda: flooder.received.qsize() >= 5, 10, "two answers and three I-Ams")
     await asyncio.sleep(0.2)

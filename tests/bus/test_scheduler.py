@@ -191,9 +191,7 @@ async def test_submit_from_another_thread_and_loop(start_bus: StartBus, line: Si
     }
 
 
-async def test_queue_full_is_refused_with_bus_overloaded(
-    start_bus: StartBus, line: SimulatedLine
-) -> None:
+async def test_queue_full_is_refused_with_bus_overloaded(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus(max_queue=3, timeout=1.0)
     line.script.add(Fault(delay=0.2))
     bus.submit(1, read(0), Priority.POLL)
@@ -205,9 +203,7 @@ async def test_queue_full_is_refused_with_bus_overloaded(
         await asyncio.wrap_future(future)
 
 
-async def test_stop_fails_pending_requests_with_bus_closed(
-    start_bus: StartBus, line: SimulatedLine
-) -> None:
+async def test_stop_fails_pending_requests_with_bus_closed(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus()
     line.script.add(Fault(delay=1.0))
     on_the_wire = bus.submit(1, read(0), Priority.POLL)
@@ -222,9 +218,7 @@ async def test_stop_fails_pending_requests_with_bus_closed(
     assert len(line.requests) == 1
 
 
-async def test_a_cancelled_caller_does_not_break_the_scheduler(
-    start_bus: StartBus, line: SimulatedLine
-) -> None:
+async def test_a_cancelled_caller_does_not_break_the_scheduler(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus(timeout=1.0)
     line.script.add(Fault(delay=0.2))
     waiting = asyncio.ensure_future(bus.transact(1, read(0), Priority.POLL))
@@ -274,9 +268,7 @@ async def test_serve_runs_on_the_callers_loop_too(line: SimulatedLine) -> None:
         await serving
 
 
-async def test_stats_count_outcomes_and_busy_time(
-    start_bus: StartBus, line: SimulatedLine
-) -> None:
+async def test_stats_count_outcomes_and_busy_time(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus(timeout=0.05)
     await bus.transact(1, read(0), Priority.POLL)
     line.script.add(Fault(crc_error=True))

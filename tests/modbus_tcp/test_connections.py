@@ -53,8 +53,15 @@ async def test_a_read_only_face_refuses_writes_and_other_functions_with_01(make_
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         # diagnostics (restart communications), mask write, read/write multiple, a vendor code
-        for tid, pdu in enumerate((bytes.fromhex("08000100 00"), bytes.fromhex("160002ffff0000"),
-                                   bytes.fromhex("170000000100020001020001"), bytes.fromhex("41")), 1):
+        for tid, pdu in enumerate(
+            (
+                bytes.fromhex("08000100 00"),
+                bytes.fromhex("160002ffff0000"),
+                bytes.fromhex("170000000100020001020001"),
+                bytes.fromhex("41"),
+            ),
+            1,
+        ):
             assert await _ask(reader, writer, tid, 1, pdu) == bytes([pdu[0] | 0x80, ILLEGAL_FUNCTION])
         report = await _ask(reader, writer, 9, 1, bytes([0x11]))  # Report Slave ID reads: it passes
         assert report[0] == 0x11
@@ -62,8 +69,9 @@ async def test_a_read_only_face_refuses_writes_and_other_functions_with_01(make_
         writer.close()
     await eventually(lambda: len(face.finished) == 2, what="both masters gone")
     # mbpoll, which this project did not write: its write is refused too
-    result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(CT_SIZE_3.register - 1), "-p", str(port),
-                                     "127.0.0.1", "50")
+    result = await asyncio.to_thread(
+        _mbpoll, "-a", "1", "-r", str(CT_SIZE_3.register - 1), "-p", str(port), "127.0.0.1", "50"
+    )
     assert result.returncode != 0 and "Illegal function" in result.stderr + result.stdout
     assert panel.read(CT_SIZE_3.register, 1) == before
     raw = next(m for m in face.finished if m.requests == 5)
@@ -71,8 +79,9 @@ async def test_a_read_only_face_refuses_writes_and_other_functions_with_01(make_
     assert face.counts["refused_writes"] == 7
 
 
-async def test_a_host_outside_allow_is_disconnected_and_counted_once_in_the_log(make_line, start_gateway, tmp_path,
-                                                                                capfd) -> None:
+async def test_a_host_outside_allow_is_disconnected_and_counted_once_in_the_log(
+    make_line, start_gateway, tmp_path, capfd
+) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, allow=["10.0.0.0/8", "192.0.2.7"])
     for _ in range(20):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -94,10 +103,10 @@ async def test_a_host_inside_allow_is_served(make_line, start_gateway, tmp_path)
     assert face.closed[Closed.NOT_ALLOWED].dropped == 0
 
 
-async def test_silent_and_stalled_masters_are_disconnected_and_busy_ones_are_not(make_line, start_gateway,
-                                                                               tmp_path) -> None:
-    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, idle_timeout=1.0,
-                                               frame_timeout=0.5)
+async def test_silent_and_stalled_masters_are_disconnected_and_busy_ones_are_not(
+    make_line, start_gateway, tmp_path
+) -> None:
+    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, idle_timeout=1.0, frame_timeout=0.5)
     silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
     stalled_reader, stalled = await asyncio.open_connection("127.0.0.1", port)
     stalled.write(_frame(1, 1, READ_TWO)[:4])  # half a header, then nothing
@@ -113,8 +122,7 @@ async def test_silent_and_stalled_masters_are_disconnected_and_busy_ones_are_not
     assert (face.closed[Closed.IDLE].dropped, face.closed[Closed.SLOW_FRAME].dropped) == (1, 1)
 
 
-async def test_connections_have_tcp_keepalive_so_a_vanished_master_is_found(make_line, start_gateway,
-                                                                            tmp_path) -> None:
+async def test_connections_have_tcp_keepalive_so_a_vanished_master_is_found(make_line, start_gateway, tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, keepalive=9)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -147,8 +155,9 @@ async def test_at_the_cap_the_longest_idle_master_makes_room(make_line, start_ga
 
 
 async def test_at_the_cap_a_master_waiting_for_its_answer_keeps_its_slot(make_line, start_gateway, tmp_path) -> None:
-    line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, max_connections=1,
-                                               serial={"timeout": 2.0})
+    line, gateway, face, port = await _gateway(
+        make_line, start_gateway, tmp_path, max_connections=1, serial={"timeout": 2.0}
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await _ask(reader, writer, 1, 1, READ_TWO)
@@ -167,7 +176,6 @@ async def test_at_the_cap_a_master_waiting_for_its_answer_keeps_its_slot(make_li
         writer.close()
 
 
-
 async def test_the_status_line_shows_the_counts(make_line, start_gateway, tmp_path, monkeypatch, capfd) -> None:
     monkeypatch.setattr(app, "STATUS_EVERY", 0.2)
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path, allow=["10.0.0.0/8"])
@@ -177,8 +185,12 @@ async def test_the_status_line_shows_the_counts(make_line, start_gateway, tmp_pa
 
     def status_with_the_refusal() -> bool:
         logged = capfd.readouterr()
-        return any("status" in row and "'modbus tcp connection refused (not in modbus_tcp.allow)': 1" in row
-                   and "'refused_writes': 0" in row for row in (logged.out + logged.err).splitlines())
+        return any(
+            "status" in row
+            and "'modbus tcp connection refused (not in modbus_tcp.allow)': 1" in row
+            and "'refused_writes': 0" in row
+            for row in (logged.out + logged.err).splitlines()
+        )
 
     reporting = asyncio.create_task(app._report_status(gateway))
     try:

@@ -21,13 +21,17 @@ CT_SIZE_3 = PM.find("ct_size", group="setup", channel=3)  # register 75
 FLOAT_COPY = 2251  # 0-based: channel 1 current as a float, not polled, so a read of it goes through the bus
 
 
-async def _gateway(make_line, start_gateway, tmp_path, *primaries: int, serial: dict[str, object] | None = None,
-                   **modbus: object):
+async def _gateway(
+    make_line, start_gateway, tmp_path, *primaries: int, serial: dict[str, object] | None = None, **modbus: object
+):
     line = make_line(*(primaries or (1,)))
     port = free_port()
-    config = gateway_config(line, tmp_path, serial=serial or {},
-                            modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port, "cache_max_age": 5.0,
-                                        **modbus})
+    config = gateway_config(
+        line,
+        tmp_path,
+        serial=serial or {},
+        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port, "cache_max_age": 5.0, **modbus},
+    )
     gateway = await start_gateway(config)
     face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
     await eventually(lambda: face.bound is not None, what="the server listening")
@@ -47,8 +51,9 @@ async def test_mbpoll_reads_a_branch_current_equal_to_the_simulators(make_line, 
     await eventually(lambda: node.cache.reading(CURRENT_12).value == 17.5, what="current polled")
     # mbpoll: -a unit, -r first register (0-based with -0), -c count, -t 4 holding / -t 3 input registers
     for table in ("4", "3"):
-        result = await asyncio.to_thread(_mbpoll, "-a", "2", "-r", str(CURRENT_12.register - 1), "-c", "1",
-                                         "-t", table, "-p", str(port), "127.0.0.1")
+        result = await asyncio.to_thread(
+            _mbpoll, "-a", "2", "-r", str(CURRENT_12.register - 1), "-c", "1", "-t", table, "-p", str(port), "127.0.0.1"
+        )
         assert result.returncode == 0, result.stderr
         assert f"[{CURRENT_12.register - 1}]: \t175" in result.stdout  # 17.5 A at scale -1
 
@@ -60,8 +65,10 @@ async def test_three_masters_at_once_get_correct_untangled_replies(make_line, st
         line.panel(2).set_current(channel, channel / 5)
     currents = [PM.find("current", group="branch", channel=channel) for channel in range(1, 43)]
     expected = {1: [c / 10 for c in range(1, 43)], 2: [c / 5 for c in range(1, 43)]}
-    await eventually(lambda: all([gateway.nodes.nodes[a].cache.reading(p).value for p in currents] == expected[a]
-                                 for a in (1, 2)), what="currents polled")
+    await eventually(
+        lambda: all([gateway.nodes.nodes[a].cache.reading(p).value for p in currents] == expected[a] for a in (1, 2)),
+        what="currents polled",
+    )
 
     async def master(unit: int, scale: int) -> None:
         client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
@@ -85,15 +92,17 @@ async def test_three_masters_at_once_get_correct_untangled_replies(make_line, st
 
 async def test_a_write_of_a_ct_size_reaches_the_simulator_and_the_cache(make_line, start_gateway, tmp_path) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
-    result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(CT_SIZE_3.register - 1), "-t", "4",
-                                     "-p", str(port), "127.0.0.1", "250")
+    result = await asyncio.to_thread(
+        _mbpoll, "-a", "1", "-r", str(CT_SIZE_3.register - 1), "-t", "4", "-p", str(port), "127.0.0.1", "250"
+    )
     assert result.returncode == 0, result.stderr
     assert line.panel(1).read(CT_SIZE_3.register, 1) == [250]
     assert gateway.nodes.nodes[1].cache.reading(CT_SIZE_3).value == 250
 
 
-async def test_meter_exceptions_and_a_vanished_node_come_back_as_modbus_exceptions(make_line, start_gateway,
-                                                                                   tmp_path) -> None:
+async def test_meter_exceptions_and_a_vanished_node_come_back_as_modbus_exceptions(
+    make_line, start_gateway, tmp_path
+) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     await client.connect()
@@ -124,8 +133,9 @@ async def test_garbage_closes_only_that_connection(make_line, start_gateway, tmp
         good.close()
 
 
-async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(make_line, start_gateway,
-                                                                               tmp_path) -> None:
+async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(
+    make_line, start_gateway, tmp_path
+) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     unserved, bad_frames = line.stats.unserved, line.stats.bad_frames
@@ -139,13 +149,16 @@ async def test_requests_that_cannot_reach_a_meter_are_answered_without_the_bus(m
         header = await reader.readexactly(7)
         replies[what] = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
     writer.close()
-    assert replies == {"unit 9, where discovery found nothing": b"\x83\x0b",
-                       "a read whose count field is cut short": b"\x83\x03"}
+    assert replies == {
+        "unit 9, where discovery found nothing": b"\x83\x0b",
+        "a read whose count field is cut short": b"\x83\x03",
+    }
     assert (line.stats.unserved, line.stats.bad_frames) == (unserved, bad_frames)  # neither went on the line
 
 
-async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_reset(make_line, start_gateway,
-                                                                                    tmp_path) -> None:
+async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_reset(
+    make_line, start_gateway, tmp_path
+) -> None:
     line, gateway, face, port = await _gateway(make_line, start_gateway, tmp_path)
     panel = line.panel(1)
     panel.write(165, [0, 0, 0, 0, 0, 30])  # latch at once
@@ -156,8 +169,9 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
     await eventually(lambda: all(node.cache.reading(a).value == 0x0103 for a in (alarm_7, alarm_9)), what="latched")
     for channel in (7, 9):
         panel.set_current(channel, 10.0)
-    await eventually(lambda: all(node.cache.reading(a).value == 0x0003 for a in (alarm_7, alarm_9)),
-                     what="only latched")
+    await eventually(
+        lambda: all(node.cache.reading(a).value == 0x0003 for a in (alarm_7, alarm_9)), what="only latched"
+    )
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     await client.connect()
     try:
@@ -171,11 +185,13 @@ async def test_a_latched_alarm_is_cleared_by_a_modbus_write_and_by_the_global_re
         client.close()
 
 
-async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(make_line, start_gateway,
-                                                                                   tmp_path) -> None:
+async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailable(
+    make_line, start_gateway, tmp_path
+) -> None:
     masters = 24  # more than the queue holds (16, the least serial.max_queue allows) and the request on the wire
-    line, _, face, port = await _gateway(make_line, start_gateway, tmp_path, serial={"max_queue": 16, "timeout": 2.0},
-                                         max_connections=masters)
+    line, _, face, port = await _gateway(
+        make_line, start_gateway, tmp_path, serial={"max_queue": 16, "timeout": 2.0}, max_connections=masters
+    )
     clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=30, retries=0) for _ in range(masters)]
     try:
         for client in clients:
@@ -184,8 +200,9 @@ async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailabl
         # Every reply a second late, well within the 2 s timeout (the node stays online): the bus works
         # through its queue far slower than the masters fill it.
         line.faults = Faults(slow=1.0, slow_delay=1.0)
-        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
-                 for client in clients]
+        reads = [
+            asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1)) for client in clients
+        ]
         await eventually(lambda: any(task.done() and task.result().isError() for task in reads), what="a refusal")
         line.faults = Faults()  # the queued requests now go through at line speed
         replies = await asyncio.gather(*reads)
@@ -200,12 +217,14 @@ async def test_pass_through_beyond_a_full_bus_queue_gets_gateway_path_unavailabl
             client.close()
 
 
-async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailable(make_line, start_gateway,
-                                                                                tmp_path) -> None:
+async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailable(
+    make_line, start_gateway, tmp_path
+) -> None:
     line = make_line(1)
     port = free_port()
-    config = gateway_config(line, tmp_path, serial={"timeout": 2.0},
-                            modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port})
+    config = gateway_config(
+        line, tmp_path, serial={"timeout": 2.0}, modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": port}
+    )
     gateway = await start_gateway(config)
     face = next(f for f in gateway.faces if isinstance(f, ModbusTcpFace))
     await eventually(lambda: face.bound is not None, what="the server listening")
@@ -214,10 +233,13 @@ async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailabl
         for client in clients:
             await client.connect()
         line.faults = Faults(slow=1.0, slow_delay=1.0)  # the requests wait, on the wire or queued
-        reads = [asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1))
-                 for client in clients]
-        await eventually(lambda: sum(m.bus_trips for m in face.masters.values()) == len(clients),
-                         what="every request passed to the bus")
+        reads = [
+            asyncio.create_task(client.read_input_registers(FLOAT_COPY, count=2, device_id=1)) for client in clients
+        ]
+        await eventually(
+            lambda: sum(m.bus_trips for m in face.masters.values()) == len(clients),
+            what="every request passed to the bus",
+        )
         line.stop()  # the RS-485 adapter unplugged
         caught = await asyncio.gather(*reads)
         assert [reply.exception_code for reply in caught] == [GATEWAY_PATH_UNAVAILABLE] * len(clients)
@@ -228,7 +250,8 @@ async def test_pass_through_to_a_closed_serial_port_gets_gateway_path_unavailabl
     finally:
         for client in clients:
             client.close()
-    result = await asyncio.to_thread(_mbpoll, "-a", "1", "-r", str(FLOAT_COPY), "-c", "2", "-t", "3",
-                                     "-p", str(port), "127.0.0.1")
+    result = await asyncio.to_thread(
+        _mbpoll, "-a", "1", "-r", str(FLOAT_COPY), "-c", "2", "-t", "3", "-p", str(port), "127.0.0.1"
+    )
     assert result.returncode != 0 and "Target device failed to respond" in result.stderr
     assert not gateway.thread.done

@@ -16,13 +16,16 @@ from tests.support import eventually, gateway_config
 READ_INPUT_1000 = bytes.fromhex("0403e70001")  # FC04, register 1000 (address 999), one register
 
 
-@pytest.mark.parametrize(("bus_error", "expected"), [
-    (NoResponse("silent"), NodeUnavailable),
-    (CorruptReply("bad CRC"), NodeUnavailable),
-    (BusClosed("port gone"), LineUnavailable),
-    (BusOverloaded("queue full"), LineUnavailable),
-    (ExceptionReply(0x02), MeterRefused),
-])
+@pytest.mark.parametrize(
+    ("bus_error", "expected"),
+    [
+        (NoResponse("silent"), NodeUnavailable),
+        (CorruptReply("bad CRC"), NodeUnavailable),
+        (BusClosed("port gone"), LineUnavailable),
+        (BusOverloaded("queue full"), LineUnavailable),
+        (ExceptionReply(0x02), MeterRefused),
+    ],
+)
 def test_a_bus_error_becomes_the_node_error_a_face_handles(bus_error, expected) -> None:
     error = node_error(bus_error)
     assert type(error) is expected and str(error) == str(bus_error)

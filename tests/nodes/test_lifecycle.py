@@ -27,6 +27,7 @@ from tests.support import eventually
 PM = load()
 CURRENT_1 = PM.find("current", group="branch", channel=1)
 
+
 def line_of(*primaries: int) -> MemoryLine:
     return MemoryLine(Board(primary) for primary in primaries)
 
@@ -39,14 +40,32 @@ class Services:
         self.tasks: dict[NodeService, asyncio.Task[None]] = {}
         self.ports: dict[NodeService, MemoryPort] = {}
 
-    async def start(self, line: MemoryLine, mode: str = "discovery", *, wait: bool = True,
-                    hub: EventHub | None = None, rescan_interval: float = 0,
-                    emulate_wire: bool = False, **serial: object) -> NodeService:
-        config = parse_config({
-            "gateway": {"state_file": str(self.tmp_path / "state.json"), "operating_mode": mode},
-            "serial": {"port": "memory", "scan": "1-10", "poll_interval": 0.1, "timeout": 0.05,
-                       "probe_timeout": 0.02, "slow_every": 2, "rescan_interval": rescan_interval, **serial},
-        })
+    async def start(
+        self,
+        line: MemoryLine,
+        mode: str = "discovery",
+        *,
+        wait: bool = True,
+        hub: EventHub | None = None,
+        rescan_interval: float = 0,
+        emulate_wire: bool = False,
+        **serial: object,
+    ) -> NodeService:
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(self.tmp_path / "state.json"), "operating_mode": mode},
+                "serial": {
+                    "port": "memory",
+                    "scan": "1-10",
+                    "poll_interval": 0.1,
+                    "timeout": 0.05,
+                    "probe_timeout": 0.02,
+                    "slow_every": 2,
+                    "rescan_interval": rescan_interval,
+                    **serial,
+                },
+            }
+        )
         hub = hub or EventHub(asyncio.get_running_loop())
         port = MemoryPort(line, emulate_wire=emulate_wire)
         service = NodeService(config, IdentityStore(StateStore(config.gateway.state_file)), hub, PM, port)
@@ -217,7 +236,9 @@ async def test_auto_line_settings_no_meter_answers_is_a_line_down_not_a_failure(
     line = MemoryLine([Board(1, baudrate=57600)])  # a rate a BCPM's DIP switches do not offer
     service = await services.start(line, wait=False, baudrate="auto")
     await eventually(lambda: service.bus.line_down, what="the line given up for now")
-    assert service.bus.closed_reason == ("no meter answers on memory at 19200 8N1, 19200 8E1, 19200 8O1, "
-                                         "9600 8N1, 9600 8E1, 9600 8O1, 38400 8N1, 38400 8E1, 38400 8O1")
+    assert service.bus.closed_reason == (
+        "no meter answers on memory at 19200 8N1, 19200 8E1, 19200 8O1, "
+        "9600 8N1, 9600 8E1, 9600 8O1, 38400 8N1, 38400 8E1, 38400 8O1"
+    )
     assert not service.ready.is_set() and not services.tasks[service].done()
     assert StateStore(tmp_path / "state.json").load().line is None

@@ -27,8 +27,9 @@ def reading(gateway, address, point):
     return gateway.nodes.nodes[address].cache.reading(point)
 
 
-async def test_discovery_finds_exactly_the_simulated_addresses_on_a_bus_with_gaps(make_line, start_gateway,
-                                                                                  tmp_path) -> None:
+async def test_discovery_finds_exactly_the_simulated_addresses_on_a_bus_with_gaps(
+    make_line, start_gateway, tmp_path
+) -> None:
     line = make_line(1, 5)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     assert sorted(gateway.nodes.nodes) == [1, 2, 5, 6]
@@ -58,8 +59,9 @@ async def test_polled_values_equal_the_simulators(make_line, start_gateway, tmp_
             assert got.value == pytest.approx(expected, abs=1e-9), point
 
 
-async def test_vanished_node_goes_offline_and_returns_while_the_others_keep_polling(make_line, start_gateway,
-                                                                                   tmp_path) -> None:
+async def test_vanished_node_goes_offline_and_returns_while_the_others_keep_polling(
+    make_line, start_gateway, tmp_path
+) -> None:
     line = make_line(1)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     await eventually(lambda: reading(gateway, 2, CURRENT[1]).quality is Quality.GOOD, what="node 2 polled")
@@ -95,8 +97,9 @@ async def test_crc_errors_garbage_and_exception_replies_are_survived(make_line, 
     assert all(node.health.online for node in gateway.nodes.nodes.values())
 
 
-async def test_write_outside_the_range_is_refused_and_the_meter_is_untouched(make_line, start_gateway,
-                                                                             tmp_path) -> None:
+async def test_write_outside_the_range_is_refused_and_the_meter_is_untouched(
+    make_line, start_gateway, tmp_path
+) -> None:
     line = make_line(1)
     gateway = await start_gateway(gateway_config(line, tmp_path))
     with pytest.raises(OutOfRange, match="0-32767"):
@@ -147,8 +150,9 @@ async def test_locked_mode_starts_from_saved_profiles_without_a_scan(make_line, 
     assert line.stats.unserved == unserved  # no address outside the saved ones was asked
 
 
-async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(make_line, start_gateway, tmp_path,
-                                                                   monkeypatch) -> None:
+async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(
+    make_line, start_gateway, tmp_path, monkeypatch
+) -> None:
     monkeypatch.setattr(service, "RESCAN_START", 0.5)  # the same back-off from 0.5 s, not 5 s
     line = make_line(1)
     line.vanish(1)
@@ -163,8 +167,9 @@ async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(make_line, st
         assert sorted(gateway.nodes.nodes) == [1, 2]
 
 
-async def test_the_bus_thread_waits_at_most_half_a_millisecond_for_the_interpreter(make_line, start_gateway,
-                                                                                    tmp_path) -> None:
+async def test_the_bus_thread_waits_at_most_half_a_millisecond_for_the_interpreter(
+    make_line, start_gateway, tmp_path
+) -> None:
     previous = sys.getswitchinterval()
     sys.setswitchinterval(0.005)  # Python's default
     try:

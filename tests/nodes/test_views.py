@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MYPY = Path(sys.executable).parent / "mypy"
 
-FACE = '''\
+FACE = """\
 from gateway.nodes.api import NodeAPI
 
 
@@ -24,13 +24,18 @@ def face(nodes: NodeAPI) -> None:
     node.cache.store(1000, [1], 0.0)
     node.profile = node.profile
     node.profile.serial = 7  # line 13
-'''
+"""
 
 
 def test_a_face_that_writes_to_a_node_view_does_not_type_check(tmp_path) -> None:
     (tmp_path / "face.py").write_text(FACE)
-    result = subprocess.run([str(MYPY), "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "face.py")],
-                            cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(MYPY), "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "face.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     errors = dict(re.findall(r"face\.py:(\d+): error: (.*)", result.stdout))
     assert {int(line) for line in errors} == set(range(8, 14)), result.stdout + result.stderr  # reads pass
     assert errors["9"].startswith('Property "online" defined in "HealthView" is read-only')

@@ -15,8 +15,15 @@ from gateway.pointmap import Access, load
 VENDOR_CSV = Path(__file__).resolve().parent / "data" / "bcpmsc_modbus_point_map_revI.csv"
 
 #: The legacy map the gateway covers (the firmware-download and EEPROM interfaces stay out).
-COVERED = [range(1, 544), range(1000, 2924), range(4000, 5924), range(7000, 8812), range(60000, 60005),
-           range(62017, 62018), range(62116, 62162)]
+COVERED = [
+    range(1, 544),
+    range(1000, 2924),
+    range(4000, 5924),
+    range(7000, 8812),
+    range(60000, 60005),
+    range(62017, 62018),
+    range(62116, 62162),
+]
 
 
 def _covered(register: int) -> bool:

@@ -107,7 +107,8 @@ def test_simulate_refuses_a_bad_load_file_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "load.csv"
     bad.write_text("channel,amps\n50,3\n")
     command = [sys.executable, "-m", "gateway.sim", "--link", str(tmp_path / "tty"), "--load", str(bad)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            cwd=ROOT, timeout=30)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=30
+    )
     assert result.returncode == 2
     assert f"load file {bad}, line 2" in result.stderr and "Traceback" not in result.stderr

@@ -26,8 +26,9 @@ POINTS = load_pointmap()
 STEP = 0.5  # seconds between ticks of a simulated run
 
 
-def value(board: Board, address: int, key: str, group: str | None = None, channel: int | None = None,
-          phase: int | None = None) -> float:
+def value(
+    board: Board, address: int, key: str, group: str | None = None, channel: int | None = None, phase: int | None = None
+) -> float:
     """A measurement as a master reads it: the float copy of the point."""
     point = POINTS.find(key, group=group, channel=channel, phase=phase)
     panel = board.panel(address)
@@ -102,9 +103,13 @@ def test_values_move_every_poll_and_stay_in_their_bands() -> None:
     readings = []
     for second in range(61):
         board.tick(float(second))
-        readings.append(([current(board, 1, c) for c in BRANCH_CHANNELS],
-                         [value(board, 1, "volts_ln", "voltage", phase=p) for p in (1, 2, 3)],
-                         value(board, 1, "frequency", "voltage")))
+        readings.append(
+            (
+                [current(board, 1, c) for c in BRANCH_CHANNELS],
+                [value(board, 1, "volts_ln", "voltage", phase=p) for p in (1, 2, 3)],
+                value(board, 1, "frequency", "voltage"),
+            )
+        )
     loaded = [c for c in BRANCH_CHANNELS if readings[-1][0][c - 1] > 0]
     pairs = list(zip(readings, readings[1:], strict=False))
     for before, after in pairs:

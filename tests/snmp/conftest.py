@@ -20,8 +20,15 @@ def snmp_agent(make_line, start_gateway, tmp_path) -> Callable[..., Any]:
     async def start(*primaries: int, line_options: dict[str, Any] | None = None, **snmp: Any) -> Agent:
         line = make_line(*(primaries or (1,)), **(line_options or {}))
         port = free_port(socket.SOCK_DGRAM)
-        settings = {"enabled": True, "address": "127.0.0.1", "port": port, "read_community": READ,
-                    "write_community": WRITE, "trap_community": TRAP, **snmp}
+        settings = {
+            "enabled": True,
+            "address": "127.0.0.1",
+            "port": port,
+            "read_community": READ,
+            "write_community": WRITE,
+            "trap_community": TRAP,
+            **snmp,
+        }
         gateway = await start_gateway(gateway_config(line, tmp_path, snmp=settings))
         face = next(f for f in gateway.faces if isinstance(f, SnmpFace))
         agent = Agent(line, gateway, face, port, tmp_path / "netsnmp")
@@ -37,4 +44,3 @@ def trap_receiver(tmp_path) -> Iterator[TrapReceiver]:
     receiver.wait_listening()
     yield receiver
     receiver.stop()
-

@@ -17,8 +17,17 @@ from pathlib import Path
 import pytest
 
 #: Where each tool comes from (Debian), for the message when it is missing.
-PACKAGES = {"snmpget": "snmp", "snmpbulkwalk": "snmp", "snmpbulkget": "snmp", "snmpwalk": "snmp", "snmpset": "snmp",
-            "snmptrap": "snmp", "snmptranslate": "snmp", "snmptrapd": "snmptrapd", "smilint": "smitools"}
+PACKAGES = {
+    "snmpget": "snmp",
+    "snmpbulkwalk": "snmp",
+    "snmpbulkget": "snmp",
+    "snmpwalk": "snmp",
+    "snmpset": "snmp",
+    "snmptrap": "snmp",
+    "snmptranslate": "snmp",
+    "snmptrapd": "snmptrapd",
+    "smilint": "smitools",
+}
 
 REPO = Path(__file__).resolve().parents[2]
 MIB_FILE = REPO / "mibs" / "BCPM-GATEWAY-MIB.txt"
@@ -40,10 +49,16 @@ def environment(folder: Path) -> dict[str, str]:
     return {**os.environ, "SNMPCONFPATH": str(folder), "SNMP_PERSISTENT_DIR": str(folder), "MIBS": ""}
 
 
-def run(folder: Path, name: str, *args: str, timeout: float = 60,
-        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool(name), *args], capture_output=True, text=True,
-                          env={**environment(folder), **(env_extra or {})}, timeout=timeout)
+def run(
+    folder: Path, name: str, *args: str, timeout: float = 60, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool(name), *args],
+        capture_output=True,
+        text=True,
+        env={**environment(folder), **(env_extra or {})},
+        timeout=timeout,
+    )
 
 
 async def run_async(folder: Path, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

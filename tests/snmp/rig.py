@@ -43,12 +43,14 @@ class Agent:
     def target(self) -> str:
         return f"udp:127.0.0.1:{self.port}"
 
-    async def tool(self, name: str, *args: str, community: str = READ,
-                   timeout: float = 2) -> subprocess.CompletedProcess[str]:
+    async def tool(
+        self, name: str, *args: str, community: str = READ, timeout: float = 2
+    ) -> subprocess.CompletedProcess[str]:
         """A net-snmp tool against the agent: v2c, numeric OIDs, `timeout` seconds and one retry.
         Where no answer is expected, a short timeout and a counter of what the agent dropped."""
-        return await run_async(self.folder, name, "-v2c", "-c", community, "-On", "-t", str(timeout), "-r", "1",
-                               self.target, *args)
+        return await run_async(
+            self.folder, name, "-v2c", "-c", community, "-On", "-t", str(timeout), "-r", "1", self.target, *args
+        )
 
     def all_values_present(self) -> bool:
         """Every served instance has a value (all nodes swept at least once)."""
@@ -67,9 +69,24 @@ class TrapReceiver:
         self.lines: list[str] = []
         # -C: no configuration but ours; -n: numeric addresses; one line a trap, fields split by |
         self._process = subprocess.Popen(
-            [tool("snmptrapd"), "-f", "-Lo", "-C", "-c", str(conf), "-n", "-On", "-F", "TRAP %B|%P|%V|%v\n",
-             f"udp:127.0.0.1:{self.port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment(folder))
+            [
+                tool("snmptrapd"),
+                "-f",
+                "-Lo",
+                "-C",
+                "-c",
+                str(conf),
+                "-n",
+                "-On",
+                "-F",
+                "TRAP %B|%P|%V|%v\n",
+                f"udp:127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment(folder),
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

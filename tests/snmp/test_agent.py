@@ -54,8 +54,9 @@ async def test_bulkwalk_of_the_whole_subtree_returns_every_expected_oid_in_order
     result = await agent.tool("snmpbulkwalk", "-Cr25", dotted(BASE))
     assert result.returncode == 0 and result.stderr == "", result.stderr
     walked = varbinds(result.stdout)
-    assert [vb.value for vb in walked if vb.exception] == ["No more variables left in this MIB View (It is past "
-                                                          "the end of the MIB tree)"]  # one row, not 25
+    assert [vb.value for vb in walked if vb.exception] == [
+        "No more variables left in this MIB View (It is past the end of the MIB tree)"
+    ]  # one row, not 25
     expected = sorted(i.oid for i in LAYOUT.instances(dict.fromkeys((1, 2, 3, 4), "A")))
     assert [vb.oid for vb in walked if not vb.exception] == expected
     assert BASE + (1, 5, 1, 1, 7, 4, 42) in expected  # current of channel 42 of panel 4
@@ -192,14 +193,20 @@ async def test_a_getbulk_response_is_cut_to_fit_one_udp_datagram(snmp_agent) -> 
     greedy = await agent.tool("snmpbulkget", "-Cn0", "-Cr4096", dotted(BASE))
     assert greedy.returncode == 0, greedy.stderr  # answered, not dropped by pysnmp as too big
     got = [vb.oid for vb in varbinds(greedy.stdout)]
-    assert 1000 < len(got) < served and got == walked[:len(got)]  # cut by size, not by the cap or the view
+    assert 1000 < len(got) < served and got == walked[: len(got)]  # cut by size, not by the cap or the view
 
 
 async def test_garbage_and_greedy_requests_never_stop_the_agent(snmp_agent, caplog) -> None:
     agent = await snmp_agent(1, max_response_varbinds=20)
-    hostile = [b"", os.urandom(300), b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01", b"\x30\x03\x02\x01\x09",
-               bytes.fromhex("302902010104067075626c6963a01c02020001020100020100301030"),  # truncated GET
-               b"\x30" + b"\x80" * 2000, bytes.fromhex("7706f85d")]  # the last makes pyasn1 raise TypeError
+    hostile = [
+        b"",
+        os.urandom(300),
+        b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01",
+        b"\x30\x03\x02\x01\x09",
+        bytes.fromhex("302902010104067075626c6963a01c02020001020100020100301030"),  # truncated GET
+        b"\x30" + b"\x80" * 2000,
+        bytes.fromhex("7706f85d"),
+    ]  # the last makes pyasn1 raise TypeError
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         for datagram in hostile * 20:
             sender.sendto(datagram, ("127.0.0.1", agent.port))
@@ -209,8 +216,9 @@ async def test_garbage_and_greedy_requests_never_stop_the_agent(snmp_agent, capl
     assert "genError" in wide.stderr  # an answer, as pysnmp gives it: 200 repeaters leave no room
     deep = await agent.tool("snmpget", "." + ".".join(["1"] * 120))
     assert "No Such Object" in deep.stdout
-    version_1 = await run_async(agent.folder, "snmpget", "-v1", "-c", READ, "-t", "2", "-r", "0", agent.target,
-                                SYS_DESCR)  # SNMPv1 is not served: refused with an error, not a crash
+    version_1 = await run_async(
+        agent.folder, "snmpget", "-v1", "-c", READ, "-t", "2", "-r", "0", agent.target, SYS_DESCR
+    )  # SNMPv1 is not served: refused with an error, not a crash
     assert "noSuchName" in version_1.stderr
     trap = await run_async(agent.folder, "snmptrap", "-v2c", "-c", READ, agent.target, "", ".1.3.6.1.6.3.1.1.5.1")
     assert trap.returncode == 0

@@ -29,8 +29,16 @@ POLL_AGE = NODE_TABLE + (3,)  # bcpmNodeLastPollAge: moves with the clock
 CURRENT_1_3 = Branch.BRANCH_INPUTS.oid + (1, 1, 3, 1, 3)  # a branch current: panel 1, channel 3
 
 
-def request(kind: type, names: Sequence[Oid], *, community: str = READ, request_id: int = 4242,
-            non_repeaters: int = 0, max_repetitions: int = 0, version: object = v2c) -> bytes:
+def request(
+    kind: type,
+    names: Sequence[Oid],
+    *,
+    community: str = READ,
+    request_id: int = 4242,
+    non_repeaters: int = 0,
+    max_repetitions: int = 0,
+    version: object = v2c,
+) -> bytes:
     pdu = kind()
     if kind is BULK:
         v2c.apiBulkPDU.set_defaults(pdu)
@@ -60,8 +68,11 @@ def decoded(response: bytes) -> tuple[int, int, list[tuple[Oid, str, object]]]:
     """(error status, error index, [(name, type, value)]) of a v2c response."""
     message, _ = decoder.decode(response, asn1Spec=v2c.Message())
     pdu = v2c.apiMessage.get_pdu(message)
-    return (int(v2c.apiPDU.get_error_status(pdu)), int(v2c.apiPDU.get_error_index(pdu)),
-            [(tuple(name), type(value).__name__, value.prettyPrint()) for name, value in v2c.apiPDU.get_varbinds(pdu)])
+    return (
+        int(v2c.apiPDU.get_error_status(pdu)),
+        int(v2c.apiPDU.get_error_index(pdu)),
+        [(tuple(name), type(value).__name__, value.prettyPrint()) for name, value in v2c.apiPDU.get_varbinds(pdu)],
+    )
 
 
 class Client:
@@ -112,8 +123,9 @@ def same(fast: bytes, slow: bytes, moving: tuple[Oid, ...] = ()) -> bool:
     (status, index, ours), (their_status, their_index, theirs) = decoded(fast), decoded(slow)
 
     def still(varbinds: list[tuple[Oid, str, object]]) -> list[tuple[Oid, str, object]]:
-        return [(name, kind, None if any(name[:len(m)] == m for m in moving) else value)
-                for name, kind, value in varbinds]
+        return [
+            (name, kind, None if any(name[: len(m)] == m for m in moving) else value) for name, kind, value in varbinds
+        ]
 
     return (status, index, still(ours)) == (their_status, their_index, still(theirs)) and len(fast) == len(slow)
 
@@ -121,8 +133,9 @@ def same(fast: bytes, slow: bytes, moving: tuple[Oid, ...] = ()) -> bool:
 @pytest.fixture
 async def still_agent(snmp_agent) -> Agent:
     """An agent with two panels, every value read, and polling paused (values stand still)."""
-    agent = await snmp_agent(1, max_response_varbinds=40, name="panel-room", location="Room 12", contact="ops",
-                             rate_limit=1000000)  # walks through pysnmp alone, each request counting as ten
+    agent = await snmp_agent(
+        1, max_response_varbinds=40, name="panel-room", location="Room 12", contact="ops", rate_limit=1000000
+    )  # walks through pysnmp alone, each request counting as ten
     await eventually(agent.all_values_present, 20, "every instance read once")
     poller = agent.gateway.nodes.poller
     poller.interval = 3600
@@ -148,15 +161,27 @@ async def test_gets_are_answered_byte_for_byte_as_pysnmp_answers(still_agent) ->
         assert fast == slow, names
     result = await still_agent.tool("snmpget", *(dotted(SYSTEM + (number, 0)) for number in (4, 5, 6)))
     assert [(vb.type, vb.value) for vb in varbinds(result.stdout)] == [  # sysContact, sysName, sysLocation
-        ("STRING", '"ops"'), ("STRING", '"panel-room"'), ("STRING", '"Room 12"')]
+        ("STRING", '"ops"'),
+        ("STRING", '"panel-room"'),
+        ("STRING", '"Room 12"'),
+    ]
 
 
 async def test_getnexts_are_answered_as_pysnmp_answers_up_to_the_end_of_the_view(still_agent) -> None:
     client = Client(still_agent)
     index = still_agent.face.controller.index
     last = index.oid(len(index) - 1)
-    cases = [[(1, 0)], [(0, 0)], [CURRENT_1_3], [CURRENT_1_3[:-2]], [last[:-1]], [last], [(2, 1)],
-             [(1, 3, 6, 1, 2, 1, 1, 9)], [CURRENT_1_3, last, (1, 3), SYSTEM]]
+    cases = [
+        [(1, 0)],
+        [(0, 0)],
+        [CURRENT_1_3],
+        [CURRENT_1_3[:-2]],
+        [last[:-1]],
+        [last],
+        [(2, 1)],
+        [(1, 3, 6, 1, 2, 1, 1, 9)],
+        [CURRENT_1_3, last, (1, 3), SYSTEM],
+    ]
     for names in cases:
         datagram = request(NEXT, names)
         assert client.answers_fast(datagram)
@@ -222,13 +247,18 @@ async def test_a_request_with_an_unknown_community_is_dropped_and_counted_as_pys
     client = Client(still_agent)
     counter = request(GET, [SNMP_IN_BAD_COMMUNITY_NAMES, SNMP_IN_PKTS])
     _, _, [(_, _, before), (_, _, packets)] = decoded(await client.ask(counter))
-    wrong = [request(GET, [CURRENT_1_3], community="wrong"), request(NEXT, [CURRENT_1_3], community=TRAP),
-             request(BULK, [CURRENT_1_3], community="x" * 32, max_repetitions=5),
-             request(NEXT, [CURRENT_1_3], community="wrong", version=v1)]
+    wrong = [
+        request(GET, [CURRENT_1_3], community="wrong"),
+        request(NEXT, [CURRENT_1_3], community=TRAP),
+        request(BULK, [CURRENT_1_3], community="x" * 32, max_repetitions=5),
+        request(NEXT, [CURRENT_1_3], community="wrong", version=v1),
+    ]
     assert all(client.answers_fast(datagram) for datagram in wrong)  # dropped there
     fast, slow = await client.both(counter, *wrong)  # no answer to any of the four, on either path
     (_, _, [(_, _, after_fast), (_, _, packets_fast)]), (_, _, [(_, _, after_slow), (_, _, packets_slow)]) = (
-        decoded(fast), decoded(slow))
+        decoded(fast),
+        decoded(slow),
+    )
     assert (int(after_fast) - int(before), int(after_slow) - int(after_fast)) == (4 + 4, 4)  # answers_fast too
     # The four, the GET of the counters, and the probe after the previous GET (and answers_fast's four).
     assert (int(packets_fast) - int(packets), int(packets_slow) - int(packets_fast)) == (6 + 4, 6)
@@ -236,16 +266,26 @@ async def test_a_request_with_an_unknown_community_is_dropped_and_counted_as_pys
 
 async def test_the_write_community_reads_on_the_fast_path_too(still_agent) -> None:
     client = Client(still_agent)
-    for datagram in (request(GET, [CURRENT_1_3], community=WRITE),
-                     request(BULK, [CURRENT_1_3], community=WRITE, max_repetitions=20)):
+    for datagram in (
+        request(GET, [CURRENT_1_3], community=WRITE),
+        request(BULK, [CURRENT_1_3], community=WRITE, max_repetitions=20),
+    ):
         assert client.answers_fast(datagram)
         fast, slow = await client.both(datagram)
         assert fast == slow
 
 
-def crafted(*, version: bytes = b"\x02\x01\x01", pdu: int = 0xA0, request_id: bytes = b"\x02\x01\x05",
-            name: bytes = b"", value: bytes = b"\x05\x00", length: Callable[[int], bytes] = ber.length) -> bytes:
+def crafted(
+    *,
+    version: bytes = b"\x02\x01\x01",
+    pdu: int = 0xA0,
+    request_id: bytes = b"\x02\x01\x05",
+    name: bytes = b"",
+    value: bytes = b"\x05\x00",
+    length: Callable[[int], bytes] = ber.length,
+) -> bytes:
     """A GET of CURRENT_1_3 written by hand, with one part changed (``length`` writes every length)."""
+
     def tlv(tag: int, content: bytes) -> bytes:
         return bytes((tag,)) + length(len(content)) + content
 
@@ -265,8 +305,9 @@ async def test_what_the_fast_path_does_not_read_goes_to_pysnmp_unchanged(still_a
         "a GETBULK with nothing to answer": request(BULK, [CURRENT_1_3]),
         "a request-id padded with a zero": crafted(request_id=b"\x02\x02\x00\x05"),
         "a value that is not NULL": crafted(value=b"\x02\x01\x00"),
-        "a sub-identifier padded with 0x80": crafted(name=long[:1] + bytes((long[1] + 1,)) + long[2:5] + b"\x80"
-                                                     + long[5:]),
+        "a sub-identifier padded with 0x80": crafted(
+            name=long[:1] + bytes((long[1] + 1,)) + long[2:5] + b"\x80" + long[5:]
+        ),
         "lengths in the long form": crafted(length=lambda size: bytes((0x81, size))),
         "bytes after the message": crafted() + b"\x00",
         "a GET whose answer would not fit one datagram": request(GET, [SYSTEM + (1, 0)] * 600),  # sysDescr
@@ -274,8 +315,13 @@ async def test_what_the_fast_path_does_not_read_goes_to_pysnmp_unchanged(still_a
     for what, datagram in unusual.items():
         assert not client.answers_fast(datagram), what
     # Answered by pysnmp: the same answer with the fast path on or set aside.
-    for what in ("a GETBULK with nothing to answer", "SNMPv1", "lengths in the long form", "a SET",
-                 "a GET whose answer would not fit one datagram"):
+    for what in (
+        "a GETBULK with nothing to answer",
+        "SNMPv1",
+        "lengths in the long form",
+        "a SET",
+        "a GET whose answer would not fit one datagram",
+    ):
         fast, slow = await client.both(unusual[what])
         assert fast == slow, what
 

@@ -11,8 +11,13 @@ from pysnmp.proto import rfc1905
 
 from gateway.snmp.index import Entry, OidIndex
 
-OBJECTS = [(1, 3, 6, 1, 2, 1, 1, 1), (1, 3, 6, 1, 2, 1, 1, 3), (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 5, 1, 1, 3),
-           (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 5, 1, 1, 4), (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 7, 1, 1, 2)]
+OBJECTS = [
+    (1, 3, 6, 1, 2, 1, 1, 1),
+    (1, 3, 6, 1, 2, 1, 1, 3),
+    (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 5, 1, 1, 3),
+    (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 5, 1, 1, 4),
+    (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 7, 1, 1, 2),
+]
 ROWS = [[(0,)], [(0,)], [(1, 1), (1, 2), (1, 42), (200, 1)], [(1, 1), (1, 2), (1, 42), (200, 1)], [(1,), (2,), (247,)]]
 
 
@@ -52,7 +57,7 @@ def test_a_miss_is_no_such_instance_inside_an_object_and_no_such_object_elsewher
     for query in queries(oids):
         if query in oids:
             assert index.get(query) == query
-        elif any(query[:len(obj)] == obj and len(query) > len(obj) for obj in OBJECTS):
+        elif any(query[: len(obj)] == obj and len(query) > len(obj) for obj in OBJECTS):
             assert index.get(query) is rfc1905.noSuchInstance, query
         else:
             assert index.get(query) is rfc1905.noSuchObject, query
@@ -65,11 +70,17 @@ def test_rows_are_kept_once_for_objects_that_share_them() -> None:
     assert index._suffixes[2] is index._suffixes[3]
 
 
-@pytest.mark.parametrize("entries", [
-    [Entry((1, 2), (1,), lambda suffix: 1, plain), Entry((1, 2, 1), (0,), lambda suffix: 2, plain)],  # nested objects
-    [Entry((1, 2), (1,), plain, plain), Entry((1, 2), (1,), plain, plain)],  # one OID twice
-    [Entry((1, 2), (1,), lambda suffix: 1, plain), Entry((1, 2), (2,), lambda suffix: 2, plain)],  # two readers
-])
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [
+            Entry((1, 2), (1,), lambda suffix: 1, plain),
+            Entry((1, 2, 1), (0,), lambda suffix: 2, plain),
+        ],  # nested objects
+        [Entry((1, 2), (1,), plain, plain), Entry((1, 2), (1,), plain, plain)],  # one OID twice
+        [Entry((1, 2), (1,), lambda suffix: 1, plain), Entry((1, 2), (2,), lambda suffix: 2, plain)],  # two readers
+    ],
+)
 def test_an_index_that_cannot_be_ordered_is_refused(entries) -> None:
     with pytest.raises(ValueError):
         OidIndex(entries)
@@ -78,5 +89,8 @@ def test_an_index_that_cannot_be_ordered_is_refused(entries) -> None:
 def test_bulk_walks_columns_side_by_side_to_the_end() -> None:
     index, oids = index_and_oids()
     rows = index.bulk([index.position_after(OBJECTS[2]), index.position_after(OBJECTS[4])], 3)
-    assert [(column, None if at is None else index.oid(at)) for column, at in rows] == list(itertools.chain(
-        *zip([(0, OBJECTS[2] + suffix) for suffix in ROWS[2][:3]], [(1, OBJECTS[4] + suffix) for suffix in ROWS[4]])))
+    assert [(column, None if at is None else index.oid(at)) for column, at in rows] == list(
+        itertools.chain(
+            *zip([(0, OBJECTS[2] + suffix) for suffix in ROWS[2][:3]], [(1, OBJECTS[4] + suffix) for suffix in ROWS[4]])
+        )
+    )

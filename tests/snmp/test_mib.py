@@ -31,7 +31,8 @@ def mib_path() -> str:
 
 def test_the_mib_file_is_what_the_tree_renders() -> None:
     assert MIB_FILE.read_text() == render(default_layout()), (
-        "mibs/BCPM-GATEWAY-MIB.txt is stale: python -m gateway.snmp.mib > mibs/BCPM-GATEWAY-MIB.txt")
+        "mibs/BCPM-GATEWAY-MIB.txt is stale: python -m gateway.snmp.mib > mibs/BCPM-GATEWAY-MIB.txt"
+    )
 
 
 def test_smilint_reports_nothing(mib_path, tmp_path) -> None:
@@ -62,8 +63,10 @@ def test_snmptranslate_resolves_names_both_ways(mib_path, tmp_path) -> None:
 def mib_objects(mib_path: str, folder: Path) -> dict[tuple[int, ...], str]:
     """{OID: access flags} of every object in our module and SNMPv2-MIB, as net-snmp parses them."""
     labels = run(folder, "snmptranslate", "-M", mib_path, "-m", f"{MODULE}:SNMPv2-MIB", "-Tz").stdout
-    oid_of = {label: tuple(int(n) for n in oid.split("."))
-              for label, oid in re.findall(r'^"(\w+)"\s+"([0-9.]+)"$', labels, re.MULTILINE)}
+    oid_of = {
+        label: tuple(int(n) for n in oid.split("."))
+        for label, oid in re.findall(r'^"(\w+)"\s+"([0-9.]+)"$', labels, re.MULTILINE)
+    }
     objects = {}
     for root in (dotted(BASE), ".1.3.6.1.2.1.1", ".1.3.6.1.2.1.11"):
         tree = run(folder, "snmptranslate", "-M", mib_path, "-m", f"{MODULE}:SNMPv2-MIB", "-Tp", root).stdout
@@ -91,4 +94,3 @@ async def test_the_agent_serves_exactly_the_readable_objects_of_the_mib(mib_path
     served_objects = {object_of(oid) for oid in walked}
     ours = {oid for oid in readable if oid[: len(BASE)] == BASE}
     assert sorted(dotted(oid) for oid in ours - served_objects) == []
-

@@ -29,8 +29,10 @@ SNMP_TRAP_OID = ".1.3.6.1.6.3.1.1.4.1.0"
 COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
 NODE_ONLINE = BASE + (1, 7, 1, 1, 2)  # bcpmNodeOnline
 HELD_BACK = next(n.oid for n in LAYOUT.notifications if n.name == "bcpmNotificationsHeldBack")
-HELD, CHANNELS = (dotted(next(c.oid for c in LAYOUT.notify_objects if c.name == name) + (0,))
-                  for name in ("bcpmNotifyHeldBack", "bcpmNotifyChannels"))
+HELD, CHANNELS = (
+    dotted(next(c.oid for c in LAYOUT.notify_objects if c.name == name) + (0,))
+    for name in ("bcpmNotifyHeldBack", "bcpmNotifyChannels")
+)
 
 
 def alarm_of(channel: int):
@@ -46,17 +48,31 @@ def names(trap) -> tuple[str, dict[str, int | str]]:
 def test_an_alarm_that_raises_one_bit_and_clears_another_gives_two_traps() -> None:
     event = AlarmChanged(1, ALARM_7, old_bits=0x0200, new_bits=0x0103)
     raised, cleared = (names(t) for t in traps_for(event, LAYOUT, measured=19.0))
-    assert raised == ("bcpmChannelAlarmRaised", {"bcpmNotifyPanel": 1, "bcpmNotifyChannel": 7,
-                                                 "bcpmNotifyStatus": 0x0103, "bcpmNotifyBits": 0x0103,
-                                                 "bcpmNotifyCurrent": 19000})
+    assert raised == (
+        "bcpmChannelAlarmRaised",
+        {
+            "bcpmNotifyPanel": 1,
+            "bcpmNotifyChannel": 7,
+            "bcpmNotifyStatus": 0x0103,
+            "bcpmNotifyBits": 0x0103,
+            "bcpmNotifyCurrent": 19000,
+        },
+    )
     assert cleared[0] == "bcpmChannelAlarmCleared" and cleared[1]["bcpmNotifyBits"] == 0x0200
 
 
 def test_a_voltage_alarm_carries_the_pairs_voltage() -> None:
     [trap] = traps_for(AlarmChanged(2, VOLTAGE_ALARM_AB, old_bits=0, new_bits=0x0100), LAYOUT, measured=277.1)
-    assert names(trap) == ("bcpmVoltageAlarmRaised", {"bcpmNotifyPanel": 2, "bcpmNotifyChannel": 1,
-                                                      "bcpmNotifyStatus": 0x0100, "bcpmNotifyBits": 0x0100,
-                                                      "bcpmNotifyVoltage": 2771})
+    assert names(trap) == (
+        "bcpmVoltageAlarmRaised",
+        {
+            "bcpmNotifyPanel": 2,
+            "bcpmNotifyChannel": 1,
+            "bcpmNotifyStatus": 0x0100,
+            "bcpmNotifyBits": 0x0100,
+            "bcpmNotifyVoltage": 2771,
+        },
+    )
 
 
 def test_first_readings_global_summaries_and_value_changes_give_no_trap() -> None:
@@ -73,18 +89,29 @@ def test_node_lost_and_restored() -> None:
 
 
 def test_the_bacnet_doctors_findings_and_their_end() -> None:
-    found = {(kind, cleared): names(trap) for kind, number in (("network", 50), ("device_id", 50001))
-             for cleared in (False, True)
-             for trap in traps_for(NetworkFinding(kind, number, "10.0.0.7", cleared), LAYOUT)}
+    found = {
+        (kind, cleared): names(trap)
+        for kind, number in (("network", 50), ("device_id", 50001))
+        for cleared in (False, True)
+        for trap in traps_for(NetworkFinding(kind, number, "10.0.0.7", cleared), LAYOUT)
+    }
     assert found == {
-        ("network", False): ("bcpmNetworkNumberConflict",
-                             {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"}),
-        ("network", True): ("bcpmNetworkNumberConflictCleared",
-                            {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"}),
-        ("device_id", False): ("bcpmDeviceIdConflict",
-                               {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"}),
-        ("device_id", True): ("bcpmDeviceIdConflictCleared",
-                              {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"}),
+        ("network", False): (
+            "bcpmNetworkNumberConflict",
+            {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"},
+        ),
+        ("network", True): (
+            "bcpmNetworkNumberConflictCleared",
+            {"bcpmNotifyBacnetNumber": 50, "bcpmNotifyBacnetOther": "10.0.0.7"},
+        ),
+        ("device_id", False): (
+            "bcpmDeviceIdConflict",
+            {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"},
+        ),
+        ("device_id", True): (
+            "bcpmDeviceIdConflictCleared",
+            {"bcpmNotifyBacnetNumber": 50001, "bcpmNotifyBacnetOther": "10.0.0.7"},
+        ),
     }
 
 
@@ -153,7 +180,8 @@ def test_the_token_bucket_gives_a_burst_then_its_rate() -> None:
 
 
 async def test_an_alarm_storm_is_paced_and_summed_up_per_panel_and_the_table_keeps_every_status(
-        snmp_agent, trap_receiver) -> None:
+    snmp_agent, trap_receiver
+) -> None:
     agent = await snmp_agent(1, notify_hosts=[trap_receiver.endpoint], trap_rate=5)
     await eventually(agent.all_values_present, 20, "every status read once")
     events = agent.gateway.hub.subscribe(AlarmChanged)

@@ -46,8 +46,14 @@ def test_only_scale_registers_unpolled_points_and_profile_identity_are_left_out(
 
 
 def test_the_six_guide_branches_come_first_in_the_guides_order() -> None:
-    assert [b.name for b in Branch][:6] == ["CONFIGURATION", "ALARMS", "VOLTAGE_INPUTS", "AUX_INPUTS",
-                                            "BRANCH_INPUTS", "FLEX_CIRCUITS"]
+    assert [b.name for b in Branch][:6] == [
+        "CONFIGURATION",
+        "ALARMS",
+        "VOLTAGE_INPUTS",
+        "AUX_INPUTS",
+        "BRANCH_INPUTS",
+        "FLEX_CIRCUITS",
+    ]
     assert Branch.BRANCH_INPUTS.oid == (1, 3, 6, 1, 4, 1, 3833, 1, 30, 1, 5)
     for table in LAYOUT.tables:
         assert table.oid[:-1] == table.branch.oid
@@ -79,17 +85,20 @@ def test_instance_oids_are_column_panel_row() -> None:
     assert column.oid + (2, 12) in oids
 
 
-@pytest.mark.parametrize(("key", "group", "value", "served", "units"), [
-    ("current", "branch", 17.5, 17500, "mA"),
-    ("kw", "branch", 1.234, 1234, "W"),
-    ("kva", "branch", 0.5, 500, "VA"),
-    ("kwh", "branch", 1234.5, 1234500, "Wh"),
-    ("pf", "branch", 0.95, 950, "0.001"),
-    ("frequency", "voltage", 59.98, 5998, "0.01 Hz"),
-    ("volts_ln_avg", "voltage", 120.3, 1203, "0.1 V"),
-    ("threshold_high", "setup", 60.0, 600, "0.1 %"),
-    ("ct_size", "setup", 100, 100, "A"),
-])
+@pytest.mark.parametrize(
+    ("key", "group", "value", "served", "units"),
+    [
+        ("current", "branch", 17.5, 17500, "mA"),
+        ("kw", "branch", 1.234, 1234, "W"),
+        ("kva", "branch", 0.5, 500, "VA"),
+        ("kwh", "branch", 1234.5, 1234500, "Wh"),
+        ("pf", "branch", 0.95, 950, "0.001"),
+        ("frequency", "voltage", 59.98, 5998, "0.01 Hz"),
+        ("volts_ln_avg", "voltage", 120.3, 1203, "0.1 V"),
+        ("threshold_high", "setup", 60.0, 600, "0.1 %"),
+        ("ct_size", "setup", 100, 100, "A"),
+    ],
+)
 def test_values_are_integers_in_fixed_units_without_loss(key, group, value, served, units) -> None:
     point = next(p for p in PM.points if p.key == key and p.group == group)
     column = LAYOUT.column_of(point)

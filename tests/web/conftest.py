@@ -39,14 +39,16 @@ class Endpoint:
 
     def client(self) -> aiohttp.ClientSession:
         # unsafe: the jar keeps cookies of a host given by IP address
-        return aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(ssl=self.tls()),
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True))
+        return aiohttp.ClientSession(
+            self.url, connector=aiohttp.TCPConnector(ssl=self.tls()), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
 
     async def logged_in(self) -> aiohttp.ClientSession:
         client = self.client()
         try:
-            async with client.post("/login", data={"user": "admin", "password": PASSWORD},
-                                   allow_redirects=False) as reply:
+            async with client.post(
+                "/login", data={"user": "admin", "password": PASSWORD}, allow_redirects=False
+            ) as reply:
                 assert reply.status == 303, await reply.text()
         except BaseException:
             await client.close()
@@ -64,6 +66,7 @@ class Site(Endpoint):
 @pytest.fixture
 async def web_site(make_line, start_gateway, tmp_path) -> AsyncIterator[Callable[..., Any]]:
     """Start simulated boards and a gateway with the web face on; returns the Site once it serves."""
+
     async def start(*primaries: int, sections: dict[str, Any] | None = None, **web: Any) -> Site:
         line = make_line(*(primaries or (1,)))
         port = free_port()
@@ -75,8 +78,13 @@ async def web_site(make_line, start_gateway, tmp_path) -> AsyncIterator[Callable
         # Locked without saved profiles serves no node; otherwise every simulated node, once polled.
         locked = (sections or {}).get("gateway", {}).get("operating_mode") == "locked"
         expected = set() if locked else set(line.addresses)
-        await eventually(lambda: expected <= set(gateway.nodes.nodes)
-                         and all(n.health.last_success for n in gateway.nodes.nodes.values()), what="found and polled")
+        await eventually(
+            lambda: (
+                expected <= set(gateway.nodes.nodes)
+                and all(n.health.last_success for n in gateway.nodes.nodes.values())
+            ),
+            what="found and polled",
+        )
         return site
 
     yield start

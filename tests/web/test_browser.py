@@ -29,9 +29,18 @@ from tests.support import eventually, free_port
 from tests.web.conftest import PASSWORD
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--ignore-certificate-errors")  # the face's self-signed certificate
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--ignore-certificate-errors",
+)  # the face's self-signed certificate
 WAIT = 20.0  # seconds a browser step may take on a loaded machine
 
 PM = load()
@@ -89,11 +98,13 @@ def clear_alarms(driver: WebDriver) -> str:
     return driver.find_element(By.ID, "outcome").text
 
 
-async def test_log_in_watch_values_change_live_and_clear_a_latched_alarm_seen_on_snmp(web_site, browser,
-                                                                                     tmp_path) -> None:
+async def test_log_in_watch_values_change_live_and_clear_a_latched_alarm_seen_on_snmp(
+    web_site, browser, tmp_path
+) -> None:
     snmp_port = free_port(socket.SOCK_DGRAM)
-    site = await web_site(1, sections={"snmp": {"enabled": True, "address": "127.0.0.1", "port": snmp_port,
-                                                "read_community": READ}})
+    site = await web_site(
+        1, sections={"snmp": {"enabled": True, "address": "127.0.0.1", "port": snmp_port, "read_community": READ}}
+    )
     panel = site.line.panel(1)
     node = site.gateway.nodes.nodes[1]
     panel.write(165, [0, 0, 0, 0, 0, 30])  # alarms latch at once
@@ -111,8 +122,20 @@ async def test_log_in_watch_values_change_live_and_clear_a_latched_alarm_seen_on
     assert await asyncio.to_thread(wait_for_cell, browser, CURRENT_7.register, "9.5"), "the page was reloaded"
 
     async def snmp_alarm() -> int:
-        result = await run_async(tmp_path / "netsnmp", "snmpget", "-v2c", "-c", READ, "-On", "-t", "2", "-r", "1",
-                                 f"udp:127.0.0.1:{snmp_port}", instance(ALARM_7, 1))
+        result = await run_async(
+            tmp_path / "netsnmp",
+            "snmpget",
+            "-v2c",
+            "-c",
+            READ,
+            "-On",
+            "-t",
+            "2",
+            "-r",
+            "1",
+            f"udp:127.0.0.1:{snmp_port}",
+            instance(ALARM_7, 1),
+        )
         [found] = varbinds(result.stdout)
         return found.number
 

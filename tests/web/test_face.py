@@ -84,8 +84,9 @@ async def test_plain_http_on_the_same_port_only_redirects_to_https(web_site) -> 
             assert reply.status == 308
             assert reply.headers["location"] == f"https://127.0.0.1:{site.port}/nodes/1?x=2"
             assert await reply.read() == b""
-        async with client.post(f"http://127.0.0.1:{site.port}/login", data={"user": "admin", "password": PASSWORD},
-                               allow_redirects=False) as reply:
+        async with client.post(
+            f"http://127.0.0.1:{site.port}/login", data={"user": "admin", "password": PASSWORD}, allow_redirects=False
+        ) as reply:
             assert reply.status == 308 and "set-cookie" not in reply.headers
 
 
@@ -95,13 +96,13 @@ async def test_actions_need_the_session_csrf_token_and_a_matching_origin(web_sit
     async with client:
         async with client.get("/confirm/restart") as reply:
             csrf = re.search(r'name="csrf" value="([^"]+)"', await reply.text())[1]
-        for data, headers in (({}, {}), ({"csrf": "forged"}, {}),
-                              ({"csrf": csrf}, {"Origin": "https://evil.example"})):
+        for data, headers in (({}, {}), ({"csrf": "forged"}, {}), ({"csrf": csrf}, {"Origin": "https://evil.example"})):
             async with client.post("/actions/restart", data=data, headers=headers) as reply:
                 assert reply.status == 403
         assert not site.gateway.restart.is_set()
-        async with client.post("/actions/restart", data={"csrf": csrf},
-                               headers={"Origin": f"https://127.0.0.1:{site.port}"}) as reply:
+        async with client.post(
+            "/actions/restart", data={"csrf": csrf}, headers={"Origin": f"https://127.0.0.1:{site.port}"}
+        ) as reply:
             assert reply.status == 200
         assert site.gateway.restart.is_set()
     assert any("restart the gateway" in what for _, what in site.face.events)
@@ -117,14 +118,22 @@ async def test_the_api_gives_the_cache_and_the_node_identity(web_site) -> None:
         async with client.get("/api/nodes") as reply:
             nodes = await reply.json()
         assert [(n["address"], n["panel"], n["board"], n["model"], n["online"]) for n in nodes] == [
-            (1, 1, 1, "A", True), (2, 2, 1, "A", True)]
+            (1, 1, 1, "A", True),
+            (2, 2, 1, "A", True),
+        ]
         assert nodes[0]["bacnet_device_id"] == 50001 and nodes[0]["bacnet_name"] == "BCPM_1"
         assert nodes[0]["snmp_index"] == 1 and nodes[0]["serial"] == f"0x{node.profile.serial:08X}"
         async with client.get("/api/nodes/1") as reply:
             detail = await reply.json()
         row = next(r for r in detail["channels"] if r["channel"] == 7)
-        assert row["current"] == {"register": 1342, "name": "Current Ch 7", "value": 12.5, "shown": "12.5",
-                                  "units": "A", "quality": "good"}
+        assert row["current"] == {
+            "register": 1342,
+            "name": "Current Ch 7",
+            "value": 12.5,
+            "shown": "12.5",
+            "units": "A",
+            "quality": "good",
+        }
         assert {r["channel"] for r in detail["channels"]} == set(range(1, 47))
         assert [v["name"] for v in detail["voltage"]][:2] == ["Frequency", "Voltage L-N Average"]
         assert detail["aux_totals"] and detail["meters"]
@@ -227,14 +236,18 @@ async def test_connections_beyond_the_limit_are_closed_and_the_others_served(web
             assert reply.status == 200
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GARBAGE\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
-    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"a" * 65536 + b"\r\n\r\n", 431),
-    (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + b"a" * 20000, 413),
-])
-async def test_malformed_and_oversized_requests_get_an_error_and_the_face_goes_on(web_site, request_bytes,
-                                                                                   status) -> None:
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 without Host
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"a" * 65536 + b"\r\n\r\n", 431),
+        (b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + b"a" * 20000, 413),
+    ],
+)
+async def test_malformed_and_oversized_requests_get_an_error_and_the_face_goes_on(
+    web_site, request_bytes, status
+) -> None:
     site = await web_site()
     reader, writer = await asyncio.open_connection("127.0.0.1", site.port, ssl=site.tls())
     writer.write(request_bytes)
@@ -282,9 +295,17 @@ async def test_a_configured_certificate_is_served_instead(web_site, tmp_path) ->
 
 async def test_an_unusable_certificate_stops_the_gateway_with_a_clear_error(make_line, tmp_path) -> None:
     (tmp_path / "cert.pem").write_text("not a certificate")
-    config = gateway_config(make_line(1), tmp_path, web={"enabled": True, "address": "127.0.0.1", "port": free_port(),
-                                                        "tls_cert": str(tmp_path / "cert.pem"),
-                                                        "tls_key": str(tmp_path / "cert.pem")})
+    config = gateway_config(
+        make_line(1),
+        tmp_path,
+        web={
+            "enabled": True,
+            "address": "127.0.0.1",
+            "port": free_port(),
+            "tls_cert": str(tmp_path / "cert.pem"),
+            "tls_key": str(tmp_path / "cert.pem"),
+        },
+    )
     with pytest.raises(GatewayError, match="web: cannot use the certificate"):
         async with running(config) as gateway:
             await gateway.face_tasks[0]
@@ -299,11 +320,15 @@ async def test_a_taken_port_stops_the_gateway_with_a_clear_error(make_line, tmp_
                 await gateway.face_tasks[0]
 
 
-async def test_the_restart_action_restarts_the_gateway_in_process_and_the_face_serves_again(make_line,
-                                                                                          tmp_path) -> None:
+async def test_the_restart_action_restarts_the_gateway_in_process_and_the_face_serves_again(
+    make_line, tmp_path
+) -> None:
     port = free_port()
-    config = gateway_config(make_line(1), tmp_path, web={"enabled": True, "address": "127.0.0.1", "port": port,
-                                                        "password_hash": PASSWORD_HASH})
+    config = gateway_config(
+        make_line(1),
+        tmp_path,
+        web={"enabled": True, "address": "127.0.0.1", "port": port, "password_hash": PASSWORD_HASH},
+    )
     server = asyncio.create_task(serve(lambda: config))
     site = Endpoint(port, tmp_path / CERT_NAME)
     try:

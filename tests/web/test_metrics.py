@@ -21,8 +21,11 @@ PROMTOOL = shutil.which("promtool", path=str(Path(sys.executable).parent)) or sh
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 async def scrape(site) -> str:
@@ -37,9 +40,14 @@ async def test_every_good_value_is_a_sample_in_base_units_with_its_labels(web_si
     site.line.panel(1).set_current(7, 12.5)
     node = site.gateway.nodes.nodes[1]
     every = [p for p in PM.for_model("A") if served(p) and p.group != "identity"]
-    await eventually(lambda: node.cache.reading(CURRENT_7).value == 12.5 and node.cache.reading(KW_7).value
-                     and all(node.cache.reading(p).quality is not Quality.UNKNOWN for p in every),
-                     what="the new current, its power and every slow point polled")
+    await eventually(
+        lambda: (
+            node.cache.reading(CURRENT_7).value == 12.5
+            and node.cache.reading(KW_7).value
+            and all(node.cache.reading(p).quality is not Quality.UNKNOWN for p in every)
+        ),
+        what="the new current, its power and every slow point polled",
+    )
     found = samples(await scrape(site))
     channel_7 = frozenset({"address": "1", "panel": "1", "channel": "7"}.items())
     assert found["bcpm_branch_current_amperes", channel_7] == 12.5
@@ -50,10 +58,19 @@ async def test_every_good_value_is_a_sample_in_base_units_with_its_labels(web_si
     assert ("bcpm_meter2_energy_joules", meter) in found
     assert found["bcpm_node_online", frozenset({"address": "1", "panel": "1"}.items())] == 1
     info = next(labels for (name, labels) in found if name == "bcpm_node_info" and ("address", "2") in labels)
-    assert dict(info) == {"address": "2", "panel": "2", "model": "A", "serial": f"0x{node.profile.serial:08X}",
-                          "firmware": f"RS {node.profile.firmware_rs} OS {node.profile.firmware_os}", "board": "1"}
-    per_point = [key for key in found if key[0].startswith("bcpm_") and ("address", "1") in key[1]
-                 and not key[0].startswith("bcpm_node_")]
+    assert dict(info) == {
+        "address": "2",
+        "panel": "2",
+        "model": "A",
+        "serial": f"0x{node.profile.serial:08X}",
+        "firmware": f"RS {node.profile.firmware_rs} OS {node.profile.firmware_os}",
+        "board": "1",
+    }
+    per_point = [
+        key
+        for key in found
+        if key[0].startswith("bcpm_") and ("address", "1") in key[1] and not key[0].startswith("bcpm_node_")
+    ]
     assert len(per_point) == len([p for p in every if node.cache.reading(p).quality is Quality.GOOD])
     assert found["bcpm_bus_transactions_total", frozenset()] > 0
 
@@ -73,7 +90,13 @@ async def test_promtool_accepts_the_exposition(web_site, tmp_path) -> None:
     assert PROMTOOL is not None, "promtool is missing: run .ci/install-tools"
     site = await web_site(1)
     text = await scrape(site)
-    checked = await asyncio.create_subprocess_exec(PROMTOOL, "check", "metrics", stdin=asyncio.subprocess.PIPE,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    checked = await asyncio.create_subprocess_exec(
+        PROMTOOL,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await checked.communicate(text.encode())
     assert checked.returncode == 0, output.decode()

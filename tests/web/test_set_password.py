@@ -13,8 +13,9 @@ COMMAND = [sys.executable, "-m", "gateway"]
 
 
 def set_password(config: Path, typed: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMMAND, "set-password", "--config", str(config)], input=typed, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [*COMMAND, "set-password", "--config", str(config)], input=typed, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_hash_replaces_the_key_in_web_and_keeps_comments_and_permissions(tmp_path: Path) -> None:
@@ -26,8 +27,9 @@ def test_the_hash_replaces_the_key_in_web_and_keeps_comments_and_permissions(tmp
     stored = load_config(config).web.password_hash
     assert stored is not None and stored.startswith("scrypt$")
     assert verify_password("plug and play", stored) and not verify_password("plug and pray", stored)
-    assert config.read_text() == (f'# site A\n[web]\n# the hash\npassword_hash = "{stored}"\nport = 8443\n'
-                                  '[log]\nlevel = "info"\n')
+    assert config.read_text() == (
+        f'# site A\n[web]\n# the hash\npassword_hash = "{stored}"\nport = 8443\n[log]\nlevel = "info"\n'
+    )
     assert config.stat().st_mode & 0o777 == 0o640
     assert "plug and play" not in config.read_text()
 
@@ -42,10 +44,10 @@ def test_a_file_without_a_web_section_gets_one(tmp_path: Path) -> None:
 
 def test_a_short_password_or_a_broken_file_changes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
-    config.write_text('[web]\nport = 8443\n')
+    config.write_text("[web]\nport = 8443\n")
     result = set_password(config, "abc\n")
     assert result.returncode == 2 and "at least 4 characters" in result.stderr
-    assert config.read_text() == '[web]\nport = 8443\n'
+    assert config.read_text() == "[web]\nport = 8443\n"
     config.write_text('[web]\nport = "https"\n')
     result = set_password(config, "abcdef\n")
     assert result.returncode == 2 and 'web.port = "https"' in result.stderr
