@@ -9,8 +9,10 @@ Each package imports only those listed above it (checked by import-linter, see p
     gateway.state       the state file and the identity store (profiles, device names and IDs)
     gateway.bacnet      the faces, each independent of the others and of the bus:
     gateway.snmp            BACnet/IP router and devices, SNMP v2c agent and traps,
-    gateway.modbus_tcp      Modbus TCP server for several masters
+    gateway.modbus_tcp      Modbus TCP server for several masters,
+    gateway.web             HTTPS status pages, JSON API and /metrics
     gateway.app         builds and runs everything from the configuration
+    gateway.demo        the demo: simulated boards and a gateway in one process
     gateway.cli         the command line
 
 Beside them: gateway.modbus (Modbus protocol constants, for every layer), gateway.sim (a BCPM
