@@ -75,7 +75,7 @@ def gateway_config(line: SimulatedLine, tmp_path: Path, **sections: dict[str, An
 
 
 async def eventually(
-    check: Callable[[], bool], timeout: float = 10.0, what: str = "condition", *, step: float = 0.02
+    check: Callable[[], bool], timeout: float = 30.0, what: str = "condition", *, step: float = 0.02
 ) -> None:
     """Wait until ``check()`` holds, asking every ``step`` seconds (0: at every turn of the event
     loop); fail with ``what`` if it does not within ``timeout`` seconds."""
