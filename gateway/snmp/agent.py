@@ -8,6 +8,7 @@ A request with any other community gets no answer and counts in snmpInBadCommuni
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 
 import structlog
@@ -82,7 +83,9 @@ class SnmpFace:
         transport = self.transport = GuardedUdpTransport(Gate(self.settings.allow, self.settings.rate_limit))
         config.add_transport(engine, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
         counts = FastCounts()
-        index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, self.settings, counts)])
+        index = OidIndex(
+            itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
+        )
         controller = self.controller = CacheController(index, self._communities(engine))
         limits = BulkLimits(
             self.settings.max_response_varbinds, self.settings.bulk_amplification, max_varbind_bytes(engine)
@@ -117,7 +120,7 @@ class SnmpFace:
         async for _ in added:
             nodes = dict(self.nodes.nodes)
             controller.index = OidIndex(
-                [*layout_entries(layout, nodes), *standard_entries(engine, self.settings, counts)]
+                itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
             )
             log.info("snmp serving the nodes known now", nodes=sorted(nodes), instances=len(controller.index))
 

@@ -1,6 +1,6 @@
 """Index entries bound to live data: node caches and health, and the engine's own counters.
 
-    index = OidIndex([*layout_entries(layout, nodes), *standard_entries(engine, settings, counts)])
+    index = OidIndex(itertools.chain(layout_entries(layout, nodes), standard_entries(engine, settings, counts)))
 
 One reader per object serves all its instances: a table column's reads the row its suffix names
 (the panel, then the channel, pair or meter) from that node's cache as decoded by the poller, or
