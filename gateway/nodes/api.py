@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.bus import BusStats
-from gateway.nodes.cache import Reading
+from gateway.nodes.cache import Quality, Reading
 from gateway.nodes.poller import CycleReport
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import Point, PointMap
@@ -55,6 +55,10 @@ class CacheView(Protocol):
         ...
 
     def reading(self, point: Point) -> Reading: ...
+
+    def current(self, register: int) -> tuple[float | int | str | None, Quality]:
+        """A point's value and quality now, leaving nothing behind (for faces that read every point)."""
+        ...
 
     def scale_of(self, point: Point) -> int | None:
         """The power-of-ten exponent that applies to a point now (None while unknown)."""

@@ -100,6 +100,14 @@ class NodeCache:
             made = readings.made[at] = readings.reading(at)
         return made
 
+    def current(self, register: int) -> tuple[float | int | str | None, Quality]:
+        """A point's value and quality now, by register, making no Reading (nor keeping one): for
+        faces that read every point of every node (an SNMP walk, a /metrics scrape), where a kept
+        Reading a point would stay behind, some 0.2 MB a node."""
+        readings = self._readings  # one reference: a store on the bus thread swaps in new ones
+        at = self._places[register]
+        return readings.value(at), _QUALITIES[readings.kinds[at] & 3]
+
     def scale_of(self, point: Point) -> int | None:
         """The power-of-ten exponent that applies to a point now: None while its scale register
         is unread, or holds what no meter would (beyond 10^±MAX_EXPONENT: a garbled reply)."""
@@ -237,20 +245,19 @@ class _Readings:
         return self.reading(at) if made is None else made
 
     def reading(self, at: int) -> Reading:
-        kind = self.kinds[at]
-        form = kind >> 2
-        value: float | int | str | None
-        if form == _FLOAT:
-            value = self.numbers[at]
-        elif form == _INT:
-            value = int(self.numbers[at])
-        elif form == _TEXT:
-            value = self.texts[at]
-        else:
-            value = None
         timestamp = self.times[at]
         shared = None if timestamp != timestamp else self.stamps.setdefault(timestamp, timestamp)  # NaN: never read
-        return Reading(value, _QUALITIES[kind & 3], shared)
+        return Reading(self.value(at), _QUALITIES[self.kinds[at] & 3], shared)
+
+    def value(self, at: int) -> float | int | str | None:
+        form = self.kinds[at] >> 2
+        if form == _FLOAT:
+            return self.numbers[at]
+        if form == _INT:
+            return int(self.numbers[at])
+        if form == _TEXT:
+            return self.texts[at]
+        return None
 
     def with_readings(self, renewed: dict[int, Reading]) -> _Readings:
         """New readings: these ones by place, the others as they are (with the objects made of them)."""

@@ -91,7 +91,7 @@ def _node_value(node: NodeView, field: NodeField) -> int | str | None:
 def _point_value(node: NodeView, point: Point, column: Column) -> int | str | None:
     if point.access is Access.W:
         return 0  # what the meter reads write-only registers as
-    return column.to_snmp(node.cache.readings[point.register].value)
+    return column.to_snmp(node.cache.current(point.register)[0])
 
 
 def _locator(layout: Layout, column: Column, nodes: Mapping[int, NodeView]) -> Callable[[Oid], tuple[NodeView, Point]]:

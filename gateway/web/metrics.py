@@ -109,12 +109,12 @@ class Collector:
         for name, family in families.items():
             gauge = GaugeMetricFamily(name, family.help, labels=family.labels)
             for address, node in nodes:
-                readings = node.cache.readings
+                current = node.cache.current
                 head = [str(address), str(node.profile.panel)]
                 for register, tail in exported[node.profile.model].get(family, ()):
-                    reading = readings[register]
-                    if reading.quality is Quality.GOOD:
-                        gauge.add_metric(head + tail, float(reading.value) * family.factor)  # type: ignore[arg-type]
+                    value, quality = current(register)
+                    if quality is Quality.GOOD:
+                        gauge.add_metric(head + tail, float(value) * family.factor)  # type: ignore[arg-type]
             if gauge.samples:
                 yield gauge
 
