@@ -60,3 +60,21 @@ def test_readings_keep_their_value_types_and_one_object_until_they_change() -> N
     assert (node.reading(CURRENT_1).quality, node.reading(serial).value) == (Quality.STALE, 0x10002)
     assert node.reading(location) == Reading("ABC", Quality.STALE, 1.0)
     assert len(node.readings) == len(PM.for_model("A")) and set(node.readings) >= {1, 7, 1336}
+
+
+def test_current_agrees_with_the_readings_and_keeps_no_reading_object() -> None:
+    node = cache()
+    place = node._places[CURRENT_1.register]
+    assert node.current(CURRENT_1.register) == (None, Quality.UNKNOWN)
+    node.store(1, [0x0001, 0x0002], 1.0)  # the serial number: an int
+    node.store(1000, [0xFFFF], 1.0)
+    node.store(1336, [123, 0x8000], 2.0)  # a value, and channel 2 without one
+    assert node.current(CURRENT_1.register) == (12.3, Quality.GOOD)
+    assert node._readings.made[place] is None  # what SNMP and /metrics read leaves nothing behind
+    for stale in (False, True):
+        if stale:
+            node.mark_stale()
+        for point in PM.for_model("A"):
+            reading = node.reading(point)
+            assert node.current(point.register) == (reading.value, reading.quality), point
+    assert node.current(PM.find("serial_number", group="identity").register) == (0x10002, Quality.STALE)
