@@ -35,6 +35,9 @@ from bacpypes3.pdu import IPv4Address
 
 INSTANCE = 3999100
 REGISTRATION_TIMEOUT = 10.0
+# A listener stopping on a Who-Is stays this long: its I-Am goes down bacpypes3's stack in tasks of
+# their own, and a process that closed at once lost it now and then on a busy machine.
+ANSWER_SENT = 0.5
 
 
 class ListeningApplication(Application):
@@ -45,7 +48,7 @@ class ListeningApplication(Application):
     async def do_WhoIsRequest(self, apdu: WhoIsRequest) -> None:
         try:
             await super().do_WhoIsRequest(apdu)
-        finally:  # noted once answered: a listener that stops on it has sent its I-Am
+        finally:  # noted once answered; the I-Am is on its way down the stack (see ANSWER_SENT)
             self.heard.append(str(apdu.pduSource))
 
 
@@ -75,7 +78,9 @@ async def run(program: dict[str, Any]) -> list[Any]:
             async with asyncio.timeout(REGISTRATION_TIMEOUT):
                 while link_layer.bbmdRegistrationStatus != 0:
                     await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # the sockets bind in the background
+        # bacpypes3 binds the sockets in tasks of its own: ready means they are bound (a Who-Is sent
+        # before would go unheard), which on a busy machine can take longer than any fixed pause
+        await asyncio.gather(*link_layer.server._transport_tasks)
         print("ready", file=sys.stderr, flush=True)
         return [await _step(app, bvll, step) for step in program["steps"]]
     finally:
@@ -91,6 +96,7 @@ async def _step(app: ListeningApplication, bvll: BVLLServiceElement, step: dict[
         deadline = asyncio.get_running_loop().time() + step["seconds"]
         while step.get("until") not in app.heard and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        await asyncio.sleep(ANSWER_SENT)
         return app.heard
     bbmd = IPv4Address(step["bbmd"])
     try:
