@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -240,7 +240,7 @@ async def _report_status(gateway: Gateway) -> None:
             offline=sorted(a for a, n in gateway.nodes.nodes.items() if not n.health.online),
             cycle_seconds=round(cycle.duration, 3) if cycle else None,
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
-            bus=statistics.line,
+            bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
             peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

@@ -264,3 +264,4 @@ async def test_the_status_line_carries_the_count_of_every_class_of_peer_events(
         reporting.cancel()
     status = next(entry for entry in logs if entry["event"] == "status")
     assert status["peer_events"]["test status refusals"] == 1
+    assert status["bus"]["transactions"] > 0  # the bus's counters as an object, each by name
