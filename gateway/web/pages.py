@@ -110,6 +110,21 @@ def overview(
     return layout("Overview", body, csrf=csrf, logged_in=True)
 
 
+#: The columns the node list and a node's page share, in order.
+_NODE_HEADERS = (
+    "Address",
+    "Panel",
+    "Board",
+    "Model",
+    "Serial",
+    "Firmware",
+    "Online",
+    "Last poll",
+    "Failures",
+    "BACnet device",
+)
+
+
 def nodes(rows: list[dict[str, Any]], csrf: str) -> str:
     cells = (
         (
@@ -127,40 +142,16 @@ def nodes(rows: list[dict[str, Any]], csrf: str) -> str:
         )
         for n in rows
     )
-    headers = (
-        "Address",
-        "Panel",
-        "Board",
-        "Model",
-        "Serial",
-        "Firmware",
-        "Online",
-        "Last poll",
-        "Failures",
-        "BACnet device",
-        "SNMP index",
+    body = (
+        table((*_NODE_HEADERS, "SNMP index"), cells) if rows else "<p>No meter node known yet (discovery running?).</p>"
     )
-    body = table(headers, cells) if rows else "<p>No meter node known yet (discovery running?).</p>"
     return layout("Nodes", body, csrf=csrf, logged_in=True)
 
 
 def node(detail: dict[str, Any], csrf: str) -> str:
     n = detail["node"]
     summary = table(
-        (
-            "Address",
-            "Panel",
-            "Board",
-            "Model",
-            "Serial",
-            "Firmware",
-            "Online",
-            "Last poll",
-            "Failures",
-            "BACnet device",
-            "BACnet name",
-            "SNMP index",
-        ),
+        (*_NODE_HEADERS, "BACnet name", "SNMP index"),
         [
             (
                 e(n["address"]),
