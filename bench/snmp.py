@@ -25,6 +25,7 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,11 +34,13 @@ from typing import Any
 
 from common import free_port, report
 
-from gateway.app import running
-from gateway.config import parse_config
-from gateway.nodes.events import AlarmChanged
-from gateway.sim import Board, SimulatedLine
-from gateway.snmp import SnmpFace
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the test suite's SNMP rig
+from gateway.app import running  # noqa: E402
+from gateway.config import parse_config  # noqa: E402
+from gateway.nodes.events import AlarmChanged  # noqa: E402
+from gateway.sim import Board, SimulatedLine  # noqa: E402
+from gateway.snmp import SnmpFace  # noqa: E402
+from tests.snmp.rig import swept  # noqa: E402
 
 SNMPD = "/usr/sbin/snmpd"
 
@@ -149,12 +152,6 @@ def walk(env: dict[str, str], port: int, *command: str) -> tuple[int, float]:
     seconds = time.monotonic() - started
     oids = sum(1 for line in result.stdout.splitlines() if " = " in line)
     return oids, oids / seconds
-
-
-def swept(face: SnmpFace) -> bool:
-    """The tree is served and every instance has a value."""
-    index = face.controller.index if face.controller else None
-    return index is not None and len(index) > 100 and index.all_have_values()
 
 
 async def trap_latencies(line: SimulatedLine, gateway: Any, traps: TrapLog) -> tuple[list[float], list[float]]:

@@ -31,6 +31,12 @@ def instance(point: Point, address: int) -> str:
     return dotted(column.oid + ((address,) if per_panel else (address, point.channel)))
 
 
+def swept(face: SnmpFace) -> bool:
+    """The face serves its tree and every instance has a value (all nodes swept at least once)."""
+    index = face.controller.index if face.controller else None
+    return index is not None and len(index) > 100 and index.all_have_values()
+
+
 @dataclass
 class Agent:
     line: SimulatedLine
@@ -54,8 +60,7 @@ class Agent:
 
     def all_values_present(self) -> bool:
         """Every served instance has a value (all nodes swept at least once)."""
-        index = self.face.controller.index if self.face.controller else None
-        return index is not None and len(index) > 100 and index.all_have_values()
+        return swept(self.face)
 
 
 class TrapReceiver:
