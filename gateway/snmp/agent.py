@@ -80,13 +80,10 @@ class SnmpFace:
 
     async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription, added: Subscription) -> None:
         layout = default_layout()
-        nodes = dict(self.nodes.nodes)
         transport = self.transport = GuardedUdpTransport(Gate(self.settings.allow, self.settings.rate_limit))
         config.add_transport(engine, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
         counts = FastCounts()
-        index = OidIndex(
-            itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
-        )
+        nodes, index = self._index(layout, engine, counts)
         controller = self.controller = CacheController(index, self._communities(engine))
         limits = BulkLimits(
             self.settings.max_response_varbinds, self.settings.bulk_amplification, max_varbind_bytes(engine)
@@ -105,7 +102,7 @@ class SnmpFace:
                 address=sock.getsockname()[0],
                 port=sock.getsockname()[1],
                 instances=len(index),
-                nodes=sorted(nodes),
+                nodes=nodes,
                 receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts],
             )
             _return_free_heap()
@@ -120,11 +117,14 @@ class SnmpFace:
         """A meter found later gets its rows, a forgotten one loses them: the index (both paths read
         the controller's) is built again from the nodes known now, and swapped in."""
         async for _ in added:
-            nodes = dict(self.nodes.nodes)
-            controller.index = OidIndex(
-                itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
-            )
-            log.info("snmp serving the nodes known now", nodes=sorted(nodes), instances=len(controller.index))
+            nodes, controller.index = self._index(layout, engine, counts)
+            log.info("snmp serving the nodes known now", nodes=nodes, instances=len(controller.index))
+
+    def _index(self, layout: Layout, engine: SnmpEngine, counts: FastCounts) -> tuple[list[int], OidIndex]:
+        """The nodes known now, and the index of their rows and the agent's own objects."""
+        nodes = dict(self.nodes.nodes)
+        entries = itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
+        return sorted(nodes), OidIndex(entries)
 
     def _bind(self) -> socket.socket:
         """Bind here, so that a taken or unknown address fails the face now, with its reason."""
