@@ -78,9 +78,11 @@ async def run(program: dict[str, Any]) -> list[Any]:
             async with asyncio.timeout(REGISTRATION_TIMEOUT):
                 while link_layer.bbmdRegistrationStatus != 0:
                     await asyncio.sleep(0.05)
-        # bacpypes3 binds the sockets in tasks of its own: ready means they are bound (a Who-Is sent
-        # before would go unheard), which on a busy machine can take longer than any fixed pause
-        await asyncio.gather(*link_layer.server._transport_tasks)
+        # bacpypes3 binds the sockets in tasks of its own (retrying a failed bind for ever): ready
+        # means they are bound (a Who-Is sent before would go unheard), which on a busy machine can
+        # take longer than any fixed pause
+        async with asyncio.timeout(REGISTRATION_TIMEOUT):
+            await asyncio.gather(*link_layer.server._transport_tasks)
         print("ready", file=sys.stderr, flush=True)
         return [await _step(app, bvll, step) for step in program["steps"]]
     finally:
