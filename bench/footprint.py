@@ -102,9 +102,11 @@ def gateway(
 def product_python() -> Path:
     """The interpreter of a virtualenv with the gateway's own dependencies only, made on first use."""
     python = PRODUCT_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PRODUCT_VENV)], check=True)
+    installed = PRODUCT_VENV / "installed"  # written once pip has succeeded: a failed install is made again
+    if not installed.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PRODUCT_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT)], check=True)
+        installed.touch()
     return python
 
 
