@@ -349,7 +349,6 @@ class SimulatedLine:
             self._transmit(fault.noise, first_byte_at)
         answer = fault.answer(pdu_bytes)
         if answer is None:
-            panel.board.tick(time.monotonic())
             answer = reply_pdu(panel, pdu_bytes)
         self._count(exceptions=fault.exception is not None)
         if fault.silent:
@@ -454,7 +453,9 @@ class SimulatedLine:
 
 
 def reply_pdu(panel: Panel, pdu_bytes: bytes) -> bytes:
-    """The reply PDU (function code and data, or an exception) of a meter to a request PDU."""
+    """The reply PDU (function code and data, or an exception) of a meter to a request PDU, from
+    its board's state now."""
+    panel.board.tick(time.monotonic())
     try:
         return _execute(panel, pdu_bytes)
     except MeterRefusal as refusal:

@@ -15,7 +15,6 @@ no frames here, so the script takes only the faults that change the answer (gate
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from gateway.sim.faults import FaultScript
@@ -64,6 +63,5 @@ class MemoryLine:
         fault = self.script.take(unit)
         answer = None if fault is None else fault.answer(pdu)
         if answer is None:
-            panel.board.tick(time.monotonic())
             answer = reply_pdu(panel, pdu)
         return None if fault is not None and fault.silent else answer
