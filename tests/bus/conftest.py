@@ -8,10 +8,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from gateway.bus import Bus, BusClosed, LineSettings, MemoryPort, RtuTransport
+from gateway.pointmap import load
 from gateway.sim import Board, MemoryLine, SimulatedLine
 from gateway.threads import LoopThread
 
 TURNAROUND = 0.002  # seconds the simulated meters think before answering
+# The PDU address (0-based) of channel 1's CT size: a static register the meters let a master write,
+# the first of 42 alike
+CT_SIZE = load().find("ct_size", group="setup", channel=1).register - 1
 
 StartBus = Callable[..., Bus]
 

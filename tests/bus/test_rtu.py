@@ -22,10 +22,9 @@ from gateway.bus import (
 from gateway.sim import Board, Fault, MemoryLine, SimulatedLine
 from tests.support import eventually
 
-from .conftest import TURNAROUND, StartBus, serve_on_a_thread
+from .conftest import CT_SIZE, TURNAROUND, StartBus, serve_on_a_thread
 
 ON_BOTH_LINES = pytest.mark.parametrize("line", ["pty", "memory"], indirect=True)
-CT_SIZES = 72  # the address of the first of the CT size registers: static, and writable
 
 
 def read(address: int, count: int, function: int = 0x03) -> bytes:
@@ -44,10 +43,10 @@ def held(line: SimulatedLine | MemoryLine, unit: int, address: int, count: int) 
 
 @ON_BOTH_LINES
 async def test_reads_registers_from_two_units(start_bus: StartBus, line: SimulatedLine | MemoryLine) -> None:
-    line.panel(2).write(CT_SIZES + 1, [5, 6, 7])
+    line.panel(2).write(CT_SIZE + 1, [5, 6, 7])
     bus = start_bus()
-    first = await bus.transact(1, read(CT_SIZES, 5), Priority.POLL)
-    second = await bus.transact(2, read(CT_SIZES, 3, function=0x04), Priority.POLL)
+    first = await bus.transact(1, read(CT_SIZE, 5), Priority.POLL)
+    second = await bus.transact(2, read(CT_SIZE, 3, function=0x04), Priority.POLL)
     assert first[0] == 0x03 and registers_of(first) == [100] * 5
     assert second[0] == 0x04 and registers_of(second) == [5, 6, 7]
     assert bus.stats.replies == 2

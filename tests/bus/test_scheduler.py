@@ -23,7 +23,7 @@ from gateway.bus import (
 from gateway.sim import Fault, SimulatedLine
 from tests.support import eventually
 
-from .conftest import StartBus
+from .conftest import CT_SIZE, StartBus
 
 
 def read(address: int, count: int = 1) -> bytes:
@@ -42,9 +42,6 @@ def read_reply(line: SimulatedLine, unit: int, address: int) -> bytes:
 async def heard(line: SimulatedLine, count: int) -> None:
     """Wait until the simulator has heard `count` requests (a short step: the line is held briefly)."""
     await eventually(lambda: line.stats.requests >= count, what=f"{count} requests on the line", step=0.005)
-
-
-CT_SIZE = 72  # a register the meters let a master write (the CT size of channel 1)
 
 
 POLLED, PASSED_THROUGH = 1, 2  # the unit each kind of client asks, to tell them apart on the line
