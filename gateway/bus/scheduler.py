@@ -1,6 +1,7 @@
 """The bus: the one owner of the serial line, running one RTU transaction at a time by priority.
 
-Writes go first and discovery last; pass-through and polling share the line (see `POLL_SHARE`).
+Writes go first and discovery last; pass-through and polling share the line (see `POLL_SHARE`),
+and discovery keeps a bounded share of it however busy polling is (see `DISCOVERY_SHARE`).
 
 The line itself is a `Transport` the bus opens (`RtuTransport` by default, see `gateway.bus.transport`), and
 opens again when it fails. `Bus.serve()` runs on its own event loop, normally on a thread of its
@@ -52,7 +53,8 @@ _log = structlog.get_logger("gateway.bus")
 class Priority(IntEnum):
     """Which queued request goes on the line next: lower first, first come first within one.
 
-    One exception: a waiting poll gets its share of the line ahead of pass-through, see POLL_SHARE.
+    Two exceptions, so that no class starves: a waiting poll gets its turn ahead of pass-through
+    (POLL_SHARE), and waiting discovery its share of the line's time ahead of both (DISCOVERY_SHARE).
     """
 
     WRITE = 0
@@ -71,6 +73,18 @@ Pass-through outranks polling because a Modbus TCP master waits on it, but sixte
 would then hold the line for good and every polled value would go stale. So once POLL_SHARE - 1
 pass-through transactions have run since the last poll, a waiting poll goes first. 2 means they
 take turns while both wait; pass-through keeps the rest, so neither starves (keep it 2 or more).
+"""
+
+DISCOVERY_SHARE = 0.1
+"""The share of the line's time that waiting discovery requests are owed, and take, under load.
+
+Discovery is last in line, but a scan that only gets the line between poll cycles never finishes
+on a line that polling keeps busy. So the bus counts what discovery owes: each of its
+transactions during which another request waited adds its time x (1 - DISCOVERY_SHARE), each
+other transaction pays off its time x DISCOVERY_SHARE; while nothing is owed, a waiting discovery
+request goes ahead of pass-through and polls (never ahead of a write). Discovery that kept nobody
+waiting (an otherwise idle line) costs nothing. Under load it gets this share of the line and,
+when its requests keep coming, no more (the node layer paces its probes to about this share too).
 """
 
 
@@ -93,6 +107,7 @@ class _Request:
     pdu: bytes
     timeout: float
     future: Future[bytes]
+    priority: Priority
 
 
 class Bus:
@@ -112,6 +127,7 @@ class Bus:
         self._queues: dict[Priority, deque[_Request]] = {priority: deque() for priority in Priority}
         self._queued = 0
         self._passthrough_since_poll = 0
+        self._discovery_owes = 0.0  # seconds of line time; see DISCOVERY_SHARE
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -149,7 +165,7 @@ class Bus:
             raise ValueError(f"a PDU is 1..{MAX_PDU} bytes, not {len(pdu)}")
         future: Future[bytes] = Future()
         allowance = self.settings.timeout if timeout is None else timeout
-        request = _Request(unit, bytes(pdu), allowance, future)
+        request = _Request(unit, bytes(pdu), allowance, future, priority)
         with self._lock:
             if self._loop is None or self._wake is None:
                 future.set_exception(BusClosed(self._closed_reason))
@@ -280,7 +296,9 @@ class Bus:
             request = await self._next(transport, wake)
             # False when the caller cancelled before the request went on the line.
             if request.future.set_running_or_notify_cancel():
-                await self._execute(transport, request)
+                contended = self._others_wait()
+                seconds = await self._execute(transport, request)
+                self._share(request.priority, seconds, contended or self._others_wait())
 
     async def _next(self, transport: Transport, wake: asyncio.Event) -> _Request:
         while True:
@@ -292,10 +310,17 @@ class Bus:
                 wake.clear()
             await wake.wait()
 
+    def _others_wait(self) -> bool:
+        """Whether a request other than discovery is waiting for the line."""
+        return self._queued > len(self._queues[Priority.DISCOVERY])
+
     def _pop(self) -> _Request:
-        """The next request by priority, unless a waiting poll is owed its turn (POLL_SHARE)."""
+        """The next request by priority, unless discovery or a waiting poll is owed its turn
+        (DISCOVERY_SHARE, POLL_SHARE)."""
         priority = next(priority for priority in Priority if self._queues[priority])
-        if (
+        if priority is not Priority.WRITE and self._queues[Priority.DISCOVERY] and self._discovery_owes <= 0:
+            priority = Priority.DISCOVERY
+        elif (
             priority is Priority.PASSTHROUGH
             and self._queues[Priority.POLL]
             and self._passthrough_since_poll >= POLL_SHARE - 1
@@ -308,7 +333,16 @@ class Bus:
         self._queued -= 1
         return self._queues[priority].popleft()
 
-    async def _execute(self, transport: Transport, request: _Request) -> None:
+    def _share(self, priority: Priority, seconds: float, contended: bool) -> None:
+        """Count a transaction's line time toward what discovery owes the others (DISCOVERY_SHARE);
+        `contended`: another request waited for the line at its start or end."""
+        if priority is not Priority.DISCOVERY:
+            self._discovery_owes = max(0.0, self._discovery_owes - seconds * DISCOVERY_SHARE)
+        elif contended:
+            self._discovery_owes += seconds * (1 - DISCOVERY_SHARE)
+
+    async def _execute(self, transport: Transport, request: _Request) -> float:
+        """Run one transaction and settle its future; the seconds it held the line."""
         started = time.monotonic()
         try:
             reply = await transport.transact(request.unit, request.pdu, request.timeout)
@@ -325,6 +359,7 @@ class Bus:
         else:
             self._record(transport, started, reply)
             request.future.set_result(reply)
+        return time.monotonic() - started
 
     def _record(self, transport: Transport, started: float, outcome: bytes | BusError) -> None:
         """Count one transaction; a broadcast's b"" is not a reply."""

@@ -123,15 +123,70 @@ async def test_priorities_run_writes_then_passthrough_then_polls_then_discovery(
     start_bus: StartBus, line: SimulatedLine
 ) -> None:
     bus = start_bus(timeout=1.0)
+    # Discovery that held up a waiting poll owes the line some time before it may go ahead again.
     line.script.add(Fault(delay=0.2))
-    bus.submit(1, read(0), Priority.POLL)
+    bus.submit(1, read(0), Priority.DISCOVERY)
     await heard(line, 1)
+    bus.submit(1, read(1), Priority.POLL)
+    await heard(line, 2)
+    line.script.add(Fault(delay=0.2))
+    bus.submit(1, read(2), Priority.POLL)
+    await heard(line, 3)
     order = [Priority.DISCOVERY, Priority.POLL, Priority.PASSTHROUGH, Priority.WRITE]
     futures = [bus.submit(1, read(10 + priority), priority) for priority in order]
     for future in futures:
         await asyncio.wrap_future(future)
-    served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in line.requests[1:]]
+    served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in line.requests[3:]]
     assert served == [Priority.WRITE, Priority.PASSTHROUGH, Priority.POLL, Priority.DISCOVERY]
+
+
+async def test_discovery_owed_its_share_goes_ahead_of_polls_and_pass_through_but_not_writes(
+    start_bus: StartBus, line: SimulatedLine
+) -> None:
+    bus = start_bus(timeout=1.0)
+    line.script.add(Fault(delay=0.2))
+    bus.submit(1, read(0), Priority.POLL)
+    await heard(line, 1)
+    order = [Priority.POLL, Priority.PASSTHROUGH, Priority.DISCOVERY, Priority.WRITE]
+    futures = [bus.submit(1, read(10 + priority), priority) for priority in order]
+    for future in futures:
+        await asyncio.wrap_future(future)
+    served = [struct.unpack(">H", pdu[1:3])[0] - 10 for _, pdu in line.requests[1:]]
+    assert served == [Priority.WRITE, Priority.DISCOVERY, Priority.PASSTHROUGH, Priority.POLL]
+
+
+@pytest.mark.parametrize("pollers", [1, 4])
+async def test_discovery_keeps_a_tenth_of_the_line_while_polls_never_pause(
+    start_bus: StartBus, line: SimulatedLine, pollers: int
+) -> None:
+    bus = start_bus(timeout=1.0)
+    line.script.add(Fault(delay=0.2))  # every client queues its first request meanwhile
+    bus.submit(1, read(0), Priority.POLL)
+    await heard(line, 1)
+    polls = [keep_asking(bus, POLLED, [read(index)] * (400 // pollers), Priority.POLL) for index in range(pollers)]
+    scan = keep_asking(bus, PASSED_THROUGH, [read(50)] * 30, Priority.DISCOVERY)
+    await asyncio.wrap_future(scan)
+    assert not any(future.done() for future in polls), "polling never paused while the scan ran"
+    kinds = [unit for unit, _ in line.requests[1:]]
+    served = kinds[: len(kinds) - kinds[::-1].index(PASSED_THROUGH)]  # up to the scan's last probe
+    # Every transaction reads one register, so their line times are alike: one in ten is discovery's.
+    assert served.count(PASSED_THROUGH) == 30
+    assert 9 * 30 <= len(served) <= 11 * 30
+    for future in polls:
+        await asyncio.wrap_future(future)
+
+
+async def test_discovery_on_an_idle_line_owes_nothing(start_bus: StartBus, line: SimulatedLine) -> None:
+    bus = start_bus(timeout=1.0)
+    for index in range(20):  # a first scan, with nothing else to do
+        await bus.transact(1, read(index), Priority.DISCOVERY)
+    line.script.add(Fault(delay=0.2))
+    bus.submit(1, read(0), Priority.POLL)
+    await heard(line, 21)
+    polled = bus.submit(1, read(1), Priority.POLL)
+    probed = bus.submit(1, read(2), Priority.DISCOVERY)
+    await asyncio.wrap_future(polled)
+    assert probed.done(), "discovery went first: the scan before kept nobody waiting"
 
 
 async def test_polls_get_their_share_while_sixteen_masters_keep_the_queue_full(
