@@ -19,9 +19,10 @@ from gateway.bus import BusStats
 from gateway.nodes.cache import Quality, Reading
 from gateway.nodes.poller import CycleReport
 from gateway.nodes.profile import NodeProfile
+from gateway.nodes.scanning import ScanProgress
 from gateway.pointmap import Point, PointMap
 
-__all__ = ["CacheView", "HealthView", "NodeAPI", "NodeStatistics", "NodeView"]
+__all__ = ["CacheView", "HealthView", "NodeAPI", "NodeStatistics", "NodeView", "ScanProgress"]
 
 
 class HealthView(Protocol):
@@ -84,11 +85,13 @@ class NodeView(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NodeStatistics:
-    """How polling goes: the configured interval, the last cycle (None before the first), the line."""
+    """How polling goes: the configured interval, the last cycle (None before the first), the line;
+    and where the search for meters stands."""
 
     poll_interval: float
     last_cycle: CycleReport | None
     line: BusStats
+    scan: ScanProgress
 
 
 class NodeAPI(Protocol):

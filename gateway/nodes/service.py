@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import time
 from collections.abc import Coroutine, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -29,13 +28,12 @@ from gateway.bus import (
     OpenTransport,
     Priority,
     RtuTransport,
-    expected_reply_length,
 )
 from gateway.config import Config
 from gateway.modbus import ILLEGAL_DATA_VALUE
 from gateway.nodes.api import NodeStatistics
 from gateway.nodes.client import NodeClient
-from gateway.nodes.discovery import AUTO_LINES, IDENTITY, LineFinder, boards, identify, scan
+from gateway.nodes.discovery import AUTO_LINES, LineFinder, boards
 from gateway.nodes.errors import (
     LineUnavailable,
     MeterRefused,
@@ -48,21 +46,18 @@ from gateway.nodes.errors import (
     WriteRefused,
 )
 from gateway.nodes.events import EventHub, NodeAdded, NodeRemoved
-from gateway.nodes.modbus import malformed, read_registers, write_registers, written_registers
+from gateway.nodes.modbus import malformed, write_registers, written_registers
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, PollPlan, Read, poll_plan
 from gateway.nodes.poller import Poller
 from gateway.nodes.profile import NodeProfile
+from gateway.nodes.scanning import Scanner
 from gateway.pointmap import Encoding, Point, PointMap, load, signed
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-RESCAN_START = 5.0  # seconds before scanning an empty bus again
-RESCAN_MAX = 300.0
-RESCAN_SHARE = 0.1  # most of the line's time the background rescan may take (polling keeps 90 %)
 
 #: What the planner assumes a meter needs to start answering (the BCPM's is not published).
 ASSUMED_TURNAROUND = 0.005
@@ -157,9 +152,16 @@ class NodeService:
             interval=config.serial.poll_interval,
             slow_every=config.serial.slow_every,
         )
-        self.ready = threading.Event()  # set once the nodes are known (after discovery)
+        self.scanner = Scanner(
+            self.bus,
+            config.serial.scan,
+            probe_timeout=config.serial.probe_timeout,
+            patient_timeout=config.serial.timeout,
+            known=lambda: {address: node.profile for address, node in self.nodes.items()},
+            found=self._found,
+        )
+        self.ready = threading.Event()  # set once the nodes are known (saved ones loaded, or a first scan done)
         self._plans: dict[str, PollPlan] = {}  # by model
-        self._rescan_now = asyncio.Event()  # a user asked for a rescan pass (bound to the bus thread's loop)
         self._thread: LoopThread | None = None
 
     # --- on the bus thread ---
@@ -175,100 +177,27 @@ class NodeService:
             await self._run()
 
     async def _run(self) -> None:
+        discovery = self.config.gateway.operating_mode == "discovery"
         async with asyncio.TaskGroup() as group:
             group.create_task(self.bus.serve())
             self._add(self.saved.saved_profiles())
+            known_at_start = bool(self.nodes)
             group.create_task(self.poller.run())
-            if self.config.gateway.operating_mode == "locked":
-                if not self.nodes:
+            if not known_at_start:
+                if discovery:
+                    await self.scanner.run_first_scan()  # a first start: the line is the scan's alone
+                else:
                     log.error("locked mode without saved profiles: nothing to poll; run once in discovery mode")
-            else:
-                await self._discover_until_a_meter_is_known()
             log.info("nodes ready", addresses=sorted(self.nodes), boards=boards(n.profile for n in self.nodes.values()))
             self.ready.set()
-            if self.config.gateway.operating_mode == "discovery":
-                group.create_task(self._rescan(self.config.serial.rescan_interval))
-
-    async def _discover_until_a_meter_is_known(self) -> None:
-        """Scan the addresses of ``serial.scan`` no known node holds, and keep what answers.
-
-        Meters powered up together with the gateway may still be booting: while no meter is known
-        at all, the scan runs again with back-off rather than serving nothing until a restart.
-        """
-        pause = RESCAN_START
-        while True:
-            started = time.monotonic()
-            profiles = await self._scan([a for a in self.config.serial.scan if a not in self.nodes])
-            log.info("discovery done", seconds=round(time.monotonic() - started, 2), found=len(profiles))
-            self._found(profiles)
-            if self.nodes:
-                return
-            log.warning("no meter answered; scanning again", seconds=pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RESCAN_MAX)
-
-    async def _scan(self, addresses: Sequence[int]) -> list[NodeProfile]:
-        """The BCPM profiles found at `addresses`; a pass the line interrupts is run again."""
-        while True:
-            await self.bus.wait_open()
-            try:
-                found = await scan(
-                    self.bus, addresses, self.config.serial.probe_timeout, patient_timeout=self.config.serial.timeout
-                )
-            except BusClosed:
-                continue
-            for item in found:
-                if not item.is_bcpm:
-                    log.warning("not a bcpm, left alone", address=item.address, detail=item.detail)
-            return [item.profile for item in found if item.profile is not None]
-
-    async def _rescan(self, interval: float) -> None:
-        """Find meters that appear later: the addresses of ``serial.scan`` no node holds, one probe
-        at a time, a full pass every `interval` seconds (none when 0), but probes start no closer
-        together than their line time over RESCAN_SHARE, so polling keeps the rest of the line.
-        A pass a user asks for (``rescan``) starts at once and runs at that closest spacing."""
-        probe = read_registers(IDENTITY.start, IDENTITY.count)
-        line_time = (
-            self.line.wire_time(len(probe) + 3)
-            + self.line.wire_time(expected_reply_length(probe) or 0)
-            + self.config.serial.probe_timeout
-            + 2 * self.line.silence
-        )  # of a silent address
-        while True:
-            asked = self._rescan_now.is_set()
-            self._rescan_now.clear()
-            unused = [a for a in self.config.serial.scan if a not in self.nodes]
-            if not unused or not (asked or interval):
-                await self._pause(interval or None)
-                continue
-            spacing = line_time / RESCAN_SHARE if asked else max(interval / len(unused), line_time / RESCAN_SHARE)
-            if asked:
-                log.info("rescan asked for", addresses=len(unused))
-            for address in unused:
-                next_start = time.monotonic() + spacing
-                await self.bus.wait_open()
-                try:
-                    found = await identify(self.bus, address, self.config.serial.probe_timeout)
-                except BusClosed:
-                    continue
-                if found is not None and found.profile is not None and address not in self.nodes:
-                    self._found([found.profile])
-                if await self._pause(next_start - time.monotonic()):
-                    break  # a user asked for a pass: it starts over now
-
-    async def _pause(self, seconds: float | None) -> bool:
-        """Sleep `seconds` (None: for ever) unless a rescan is asked for first; whether one was."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._rescan_now.wait()
-        except TimeoutError:
-            return False
-        return True
+            if discovery:
+                # The known nodes are served now; the rest of serial.scan is looked at beside polling.
+                group.create_task(self.scanner.run(self.config.serial.rescan_interval, pass_now=known_at_start))
 
     async def _ask_rescan(self) -> None:
         if self.config.gateway.operating_mode != "discovery":
             raise ScanRefused("locked mode serves exactly the saved nodes and never scans (gateway.operating_mode)")
-        self._rescan_now.set()
+        self.scanner.ask()
 
     async def _forget(self, addresses: Sequence[int]) -> None:
         unknown = sorted(set(addresses) - set(self.nodes))
@@ -365,7 +294,9 @@ class NodeService:
 
     def statistics(self) -> NodeStatistics:
         reports = self.poller.reports
-        return NodeStatistics(self.poller.interval, reports[-1] if reports else None, self.bus.stats)
+        return NodeStatistics(
+            self.poller.interval, reports[-1] if reports else None, self.bus.stats, self.scanner.progress
+        )
 
     async def wait_ready(self) -> None:
         """Until the nodes are known (discovery done, or the saved profiles loaded)."""

@@ -117,14 +117,54 @@ async def test_a_known_node_that_is_silent_at_start_is_served_offline_and_kept(s
     await eventually(lambda: service.nodes[6].cache.reading(CURRENT_1).quality is Quality.GOOD, what="node 6 polled")
 
 
-async def test_known_nodes_are_polled_while_discovery_looks_for_new_ones(services, tmp_path) -> None:
+async def test_known_nodes_are_served_at_once_and_the_rest_of_the_scan_runs_beside_them(services, tmp_path) -> None:
     await services.stop(await services.start(line_of(1)))
     line = line_of(1, 3)
-    service = await services.start(line)
+    hub = EventHub(asyncio.get_running_loop())
+    added = hub.subscribe(NodeAdded)
+    service = await services.start(line, hub=hub)
+    # Announced as added, so found after the faces were told the nodes were ready.
+    assert {(await added.get()).address, (await added.get()).address} == {3, 4}
     assert sorted(service.nodes) == [1, 2, 3, 4]
     assert saved(tmp_path) == [1, 2, 3, 4]
     identified = {unit for unit, pdu in line.requests if pdu == REPORT_SLAVE_ID}
     assert identified == {3, 4}  # the known nodes were not scanned again
+
+
+async def test_a_restart_on_a_wide_scan_is_ready_before_the_scan_of_the_unused_addresses(services, tmp_path) -> None:
+    wide = {"scan": "1-247", "baudrate": 19200, "poll_interval": 1.0, "timeout": 0.2, "probe_timeout": 0.015}
+    await services.stop(await services.start(line_of(1, 3), **wide))
+    line = line_of(1, 3)
+    service = await services.start(line, emulate_wire=True, rescan_interval=60, **wide)
+    assert sorted(service.nodes) == [1, 2, 3, 4]
+    progress = service.scanner.progress
+    assert progress.running and progress.left > 200 and progress.passes == 0
+    await eventually(lambda: online(service) == [1, 2, 3, 4] and service.poller.cycles >= 1, what="a poll cycle")
+    assert service.scanner.progress.running, "the scan of the rest goes on beside polling"
+
+
+async def test_a_pass_probes_the_next_boards_first_and_again_while_it_lasts_and_polling_never_pauses(
+    services, tmp_path
+) -> None:
+    await services.stop(await services.start(line_of(1, 3)))
+    line = line_of(1, 3, 5)
+    for address in (5, 6):
+        line.vanish(address)
+    hub = EventHub(asyncio.get_running_loop())
+    added = hub.subscribe(NodeAdded)
+    # Four nodes at 19200 baud with wire time: a cycle takes longer than the poll interval. A probe
+    # holds the line ~38 ms, so at a tenth of the line 20 addresses take ~8 s: longer than the interval.
+    service = await services.start(line, hub=hub, emulate_wire=True, rescan_interval=5, scan="1-24", baudrate=19200)
+    await eventually(lambda: service.scanner.progress.passes >= 1, what="a first pass")
+    probed = [unit for unit, pdu in line.requests if pdu == read_registers(1, 5) and unit not in (1, 2, 3, 4)]
+    assert probed[:4] == [5, 6, 7, 8], "the next two boards first"
+    assert sorted(probed) == sorted([*range(5, 25), 5, 6, 7, 8]), "and again once the pass outlasted the interval"
+    await eventually(lambda: service.poller.cycles >= 2, what="two poll cycles")
+    assert min(report.duration for report in service.poller.reports) > service.poller.interval, "polling never paused"
+    line.restore(5)
+    line.restore(6)
+    assert {(await added.get()).address, (await added.get()).address} == {5, 6}
+    await eventually(lambda: online(service) == [1, 2, 3, 4, 5, 6], what="the late board polled")
 
 
 async def test_a_vanishing_port_takes_every_node_offline_and_back(services) -> None:

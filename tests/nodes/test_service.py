@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gateway.app import running
-from gateway.nodes import service
+from gateway.nodes import scanning
 from gateway.nodes.cache import Quality
 from gateway.nodes.errors import NotWritable, OutOfRange
 from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline
@@ -153,7 +153,7 @@ async def test_locked_mode_starts_from_saved_profiles_without_a_scan(make_line, 
 async def test_an_empty_bus_is_scanned_again_until_a_meter_answers(
     make_line, start_gateway, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(service, "RESCAN_START", 0.5)  # the same back-off from 0.5 s, not 5 s
+    monkeypatch.setattr(scanning, "FIRST_SCAN_RETRY_START", 0.5)  # the same back-off from 0.5 s, not 5 s
     line = make_line(1)
     line.vanish(1)
     line.vanish(2)
