@@ -241,6 +241,7 @@ async def _report_status(gateway: Gateway) -> None:
             cycle_seconds=round(cycle.duration, 3) if cycle else None,
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
+            scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
             **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
             peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

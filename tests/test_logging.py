@@ -265,3 +265,4 @@ async def test_the_status_line_carries_the_count_of_every_class_of_peer_events(
     status = next(entry for entry in logs if entry["event"] == "status")
     assert status["peer_events"]["test status refusals"] == 1
     assert status["bus"]["transactions"] > 0  # the bus's counters as an object, each by name
+    assert status["scan"]["passes"] == 1 and status["scan"]["last_finished"] is not None  # the search for meters

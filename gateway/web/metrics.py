@@ -179,6 +179,17 @@ class Collector:
         ):
             if bus[key] is not None:
                 yield GaugeMetricFamily(name, text, value=bus[key])
+        scan = bus["scan"]
+        yield GaugeMetricFamily("bcpm_scan_running", "1 while a scan for meters is under way", value=scan["running"])
+        yield GaugeMetricFamily(
+            "bcpm_scan_addresses_left", "Addresses the running scan has still to probe", value=scan["left"]
+        )
+        yield CounterMetricFamily("bcpm_scan_passes", "Scans for meters finished", value=scan["passes"])
+        if scan["last_finished"] is not None:
+            yield GaugeMetricFamily("bcpm_scan_last_seconds", "Duration of the last scan", value=scan["last_seconds"])
+            yield GaugeMetricFamily(
+                "bcpm_scan_last_finished_timestamp_seconds", "When the last scan finished", value=scan["last_finished"]
+            )
 
     def _web(self) -> Iterator[Metric]:
         web = self.web

@@ -8,6 +8,7 @@ allows nothing else). The node page's script refreshes its values from /api/node
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,6 +95,7 @@ def overview(
         ("Transactions", bus["transactions"]),
         ("Errors", errors),
         ("Stale bytes flushed", bus["stale_bytes"]),
+        ("Search for meters", _scan(bus["scan"])),
     )
     body = (
         pairs([("Uptime", uptime)])
@@ -108,6 +110,16 @@ def overview(
         + action_button("/confirm/restart", "Restart the gateway")
     )
     return layout("Overview", body, csrf=csrf, logged_in=True)
+
+
+def _scan(scan: dict[str, Any]) -> str:
+    """Whether a meter not served is not found yet (a pass running) or not there (the last pass done)."""
+    if scan["running"]:
+        return f"pass running, {scan['left']} addresses left"
+    if scan["last_finished"] is None:
+        return "no pass yet"
+    finished = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(scan["last_finished"]))
+    return f"last pass took {_seconds(scan['last_seconds'])}, finished {finished}"
 
 
 #: The columns the node list and a node's page share, in order.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from gateway.config import SECRET_KEYS, Config
@@ -96,6 +96,7 @@ class Source:
             "errors": {"timeout": stats.timeouts, "corrupt": stats.corrupt, "exception": stats.exceptions},
             "stale_bytes": stats.stale_bytes,
             "busy_s": round(stats.busy_seconds, 3),
+            "scan": asdict(statistics.scan),
         }
 
     def node_list(self) -> list[dict[str, Any]]:

@@ -452,7 +452,9 @@ async def test_a_rescan_from_the_overview_finds_a_meter_the_gateway_does_not_kno
     client = await site.logged_in()
     async with client:
         async with client.get("/") as reply:
-            assert "/confirm/rescan" in await reply.text()
+            page = await reply.text()
+            assert "/confirm/rescan" in page
+            assert re.search(r"Search for meters</td><td>last pass took [0-9.]+ s, finished 20", page), page
         csrf = await confirmed(client, "/confirm/rescan")
         async with client.post("/actions/rescan", data={"csrf": csrf}) as reply:
             assert reply.status == 200

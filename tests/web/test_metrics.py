@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -84,6 +85,16 @@ async def test_an_offline_node_shows_as_offline_and_its_values_leave(web_site) -
     assert found["bcpm_node_poll_age_seconds", frozenset({"address": "2", "panel": "2"}.items())] > 0
     assert not [key for key in found if ("address", "2") in key[1] and not key[0].startswith("bcpm_node_")]
     assert [key for key in found if ("address", "1") in key[1] and key[0] == "bcpm_branch_current_amperes"]
+
+
+async def test_the_search_for_meters_shows_the_pass_under_way_and_when_the_last_one_ended(web_site) -> None:
+    site = await web_site(1)  # scan 1-10: after the first scan, a pass over 3-10 spread over rescan_interval (60 s)
+    found = samples(await scrape(site))
+    assert found["bcpm_scan_passes_total", frozenset()] == 1  # the first scan
+    assert time.time() - 60 < found["bcpm_scan_last_finished_timestamp_seconds", frozenset()] <= time.time()
+    assert found["bcpm_scan_last_seconds", frozenset()] > 0
+    assert found["bcpm_scan_running", frozenset()] == 1
+    assert 0 < found["bcpm_scan_addresses_left", frozenset()] <= 8
 
 
 async def test_promtool_accepts_the_exposition(web_site, tmp_path) -> None:
