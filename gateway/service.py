@@ -87,6 +87,7 @@ def unit_text(command: Path) -> str:
 
 def install_steps(root: Path, command: Path) -> list[Step]:
     """What installing the service changes under `root`, in order; empty when it is all done."""
+    _check_accounts(root)
     steps = []
     if _account(root, "passwd", USER) is None:
         # The group outlives an uninstall where userdel keeps it; the user then joins it again.
@@ -183,6 +184,19 @@ def _account(root: Path, table: str, name: str) -> list[str] | None:
     except FileNotFoundError:
         return None
     return next((fields for fields in (line.split(":") for line in lines) if fields[0] == name), None)
+
+
+def _check_accounts(root: Path) -> None:
+    """The service user is added to the accounts of the system at `root`: they must be there."""
+    missing = [table for table in ("passwd", "group") if not _under(root, Path("/etc") / table).is_file()]
+    if missing:
+        files = " and ".join(f"etc/{table}" for table in missing)
+        raise ServiceError(
+            f"{root} has no {files}: --root takes the root folder of a system (an image being prepared), "
+            "whose accounts the service user joins"
+        )
+    if _account(root, "group", SERIAL_GROUP) is None:
+        raise ServiceError(f"{root} has no group {SERIAL_GROUP}, which the service user joins to use the serial port")
 
 
 def _members(root: Path, group: str) -> list[str]:

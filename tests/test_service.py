@@ -103,6 +103,21 @@ def test_dry_run_says_what_it_would_do_and_does_nothing(root: Path) -> None:
     assert sorted(path.relative_to(root) for path in root.rglob("*")) == before
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_root_folder_without_accounts_is_named_plainly(tmp_path: Path, dry_run: list[str]) -> None:
+    result = service("install-service", "--root", str(tmp_path), *dry_run)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path} has no etc/passwd and etc/group: --root takes the root folder of a system" in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_a_root_folder_without_the_serial_group_is_named_plainly(root: Path) -> None:
+    (root / "etc" / "group").write_text("root:x:0:\n")
+    result = service("install-service", "--root", str(root))
+    assert result.returncode == 2 and "has no group dialout" in result.stderr and "useradd" not in result.stderr
+    assert account(root, "passwd", USER) is None
+
+
 def test_uninstall_removes_the_unit_and_user_and_keeps_config_and_state(root: Path) -> None:
     assert service("install-service", "--root", str(root)).returncode == 0
     (under(root, STATE_DIR) / "state.json").write_text("{}")
@@ -128,6 +143,9 @@ def test_a_user_who_is_not_root_is_told_to_be_root(root: Path) -> None:
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
+            # Still able to read the checkout, wherever it is (a private folder too): only the user changes.
+            "--inh-caps=+dac_read_search",
+            "--ambient-caps=+dac_read_search",
             *COMMAND,
             "install-service",
             "--root",
