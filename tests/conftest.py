@@ -13,6 +13,20 @@ from gateway.sim import SimulatedLine
 from tests.support import discovered, simulated_line
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures the field acceptance suite measured (its `record_property`s), one line a case."""
+    measured = [
+        report
+        for report in terminalreporter.getreports("passed")
+        if report.when == "call" and report.user_properties and "tests/field/" in report.nodeid
+    ]
+    if measured:
+        terminalreporter.section("field acceptance: what a site can expect (config/gateway.toml as shipped)")
+        for report in measured:
+            figures = ", ".join(f"{name} {value}" for name, value in report.user_properties)
+            terminalreporter.line(f"{report.nodeid.split('::')[-1]}: {figures}")
+
+
 @pytest.fixture
 def make_line() -> Iterator[Callable[..., SimulatedLine]]:
     """Start simulated boards at the given primary addresses; stopped after the test."""
