@@ -29,8 +29,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 @contextlib.contextmanager
-def simulator(baudrate: int, folder: Path, boards: int) -> Iterator[str]:
-    """Simulated model-A boards in a process of their own; yields the serial device path."""
+def simulator(baudrate: int, folder: Path, boards: int, *options: str) -> Iterator[str]:
+    """Simulated model-A boards in a process of their own (more `simulate` options: `options`);
+    yields the serial device path."""
     link = folder / "ttyBCPM"
     addresses = ",".join(str(1 + 2 * i) for i in range(boards))
     command = [
@@ -46,6 +47,7 @@ def simulator(baudrate: int, folder: Path, boards: int) -> Iterator[str]:
         str(baudrate),
         "--turnaround",
         str(TURNAROUND * 1000),
+        *options,
     ]
     if shutil.which("chrt") and os.geteuid() == 0:
         command = ["chrt", "--fifo", "50", *command]

@@ -16,13 +16,19 @@ frame with the 3.5-character silence that opens every RTU frame, the meter's tur
 the reply frame, at the line's baud rate. `cycle_to_floor` is the cycle time over that floor
 (`beyond_floor_ms_per_transaction`: the difference, per transaction);
 `cycle_to_frames_and_turnarounds` leaves the silence out of the floor, so it shows the silence
-as overhead too. These runs leave the background rescan off; a third run at 19200 keeps it on
-(`serial.rescan_interval` 60 s, probing the 243 unused addresses meanwhile) and reports the
-share of the poll rate it leaves. A node that goes offline during a run stops it with an error (its
-short cycles would be no figure of the clock). Prints one JSON object.
+as overhead too. These runs leave the background rescan off. A node that goes offline during a
+run stops it with an error (its short cycles would be no figure of the clock).
 
-    python bench/poll.py            # quiet, with the rescan, then loaded; about 3 minutes
+The rescan runs (`rescan`) keep the shipped settings of `serial` (scan 1-247, rescan every 60 s,
+poll every 1 s, 0.2 s timeout, 15 ms probes), on 3 boards at 19200 and on 16 at 115200, the last
+board powered up LATE seconds after the gateway: they report how long after its power-up the
+gateway polled it, and the poll rate the rescan left the boards already there (their median
+cycle while the pass ran, against a run of the same boards with the rescan off). Prints one JSON
+object.
+
+    python bench/poll.py            # quiet, the rescan runs, then loaded; about 8 minutes
     python bench/poll.py --loaded   # loaded only
+    python bench/poll.py --rescan   # the rescan runs only
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ ENTERPRISE = ".1.3.6.1.4.1.3833.1.30"
 # at a lower priority, so that on the bench's two cores they take what the gateway leaves, as the
 # simulator (another device too) takes a real-time priority.
 CLIENT_NICENESS = 10
+LATE = 20.0  # seconds after the gateway's start that the rescan runs' last board powers up
 
 
 async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = False) -> dict[str, Any]:
@@ -143,6 +150,66 @@ async def measure(baudrate: int, rescan_interval: float = 0, loaded: bool = Fals
         "registers_needed_per_node": len(plans[0].needed),
         "registers_read_per_node_sweep": plans[0].registers_read,
         "registers_read_twice_per_cycle": _read_twice(plans[0]),
+    }
+
+
+async def measure_rescan(baudrate: int, boards: int) -> dict[str, Any]:
+    """The shipped serial settings, the last of `boards` powered up LATE s after the gateway; see the module."""
+    late = 1 + 2 * (boards - 1)
+    with_rescan = await _cycles_until_the_late_board(baudrate, boards, late, rescan=True)
+    without = await _cycles_until_the_late_board(baudrate, boards - 1, late, rescan=False)
+    return {
+        "baudrate": baudrate,
+        "boards": boards,
+        "late_board": f"{late}/{late + 1}, powered up {LATE:g} s after the gateway",
+        "settings": "config/gateway.toml as shipped (scan 1-247, rescan_interval 60, poll_interval 1.0)",
+        "ready_seconds": with_rescan["ready_seconds"],
+        "late_board_polled_after_power_up_seconds": with_rescan["late_polled"],
+        "cycle_seconds_median_during_the_pass": with_rescan["cycle"],
+        "cycle_seconds_median_without_rescan": without["cycle"],
+        "poll_rate_kept": round(without["cycle"] / with_rescan["cycle"], 3),
+        "nodes_before": f"1-{late - 1}",
+    }
+
+
+async def _cycles_until_the_late_board(baudrate: int, boards: int, late: int, *, rescan: bool) -> dict[str, Any]:
+    """Start from nothing with the shipped serial settings; the median poll cycle of the boards there
+    before the late one (rescan: until it is polled; else over as long), and when it was polled."""
+    options = ("--absent", f"{late}:{LATE}", "--absent", f"{late + 1}:{LATE}") if rescan else ()
+    with tempfile.TemporaryDirectory() as folder, simulator(baudrate, Path(folder), boards, *options) as port:
+        powered = time.monotonic() + LATE
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(Path(folder) / "state.json")},
+                "serial": {"port": port, "baudrate": baudrate, "rescan_interval": 60 if rescan else 0},
+                "bacnet": {"enabled": False},
+                "snmp": {"enabled": False},
+                "modbus_tcp": {"enabled": False},
+            }
+        )
+        started = time.monotonic()
+        async with running(config) as gateway:
+            service = gateway.nodes
+            while not service.ready.is_set():
+                await asyncio.sleep(0.01)
+            ready = time.monotonic() - started
+            polled = None
+            deadline = powered + 180
+            while time.monotonic() < deadline:
+                nodes = [service.nodes.get(address) for address in (late, late + 1)]
+                if rescan and all(node is not None and node.health.last_success for node in nodes):
+                    polled = time.monotonic() - powered
+                    break
+                if not rescan and time.monotonic() > powered + 60:
+                    break
+                await asyncio.sleep(0.1)
+            cycles = [report.duration for report in list(service.poller.reports)[1:]]  # after the start-up sweep
+    if rescan and polled is None:
+        raise RuntimeError(f"the late board was not polled within {deadline - powered:.0f} s of its power-up")
+    return {
+        "ready_seconds": round(ready, 2),
+        "late_polled": None if polled is None else round(polled, 1),
+        "cycle": round(statistics.median(cycles), 4),
     }
 
 
@@ -268,25 +335,26 @@ def _run(line: tuple[int, float, bool]) -> dict[str, Any]:
     return asyncio.run(measure(*line))
 
 
+def _run_rescan(line: tuple[int, int]) -> dict[str, Any]:
+    configure_logging("warning", "console")
+    return asyncio.run(measure_rescan(*line))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loaded", action="store_true", help="only the runs under load")
+    parser.add_argument("--rescan", action="store_true", help="only the rescan runs")
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "poll", "boards": BOARDS}
-    if not args.loaded:
-        # One process per line: the two runs do not share a GIL, so neither disturbs the other's timing.
-        with ProcessPoolExecutor(max_workers=2) as pool:
+    # One process per line: two runs at once do not share a GIL, so neither disturbs the other's timing.
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        if not (args.loaded or args.rescan):
             result["lines"] = list(pool.map(_run, ((19200, 0, False), (115200, 0, False))))
-            rescanning = pool.submit(_run, (19200, 60, False)).result()
-        kept = result["lines"][0]["cycle_seconds_median"] / rescanning["cycle_seconds_median"]
-        result["background_rescan"] = {
-            "baudrate": 19200,
-            "rescan_interval_s": 60,
-            "cycle_seconds_median": rescanning["cycle_seconds_median"],
-            "poll_rate_kept": round(kept, 3),
-        }
-    # Under load one line at a time: the clients need the other core.
-    result["lines_loaded"] = [_run((baudrate, 0, True)) for baudrate in (19200, 115200)]
+        if not args.loaded:
+            result["rescan"] = list(pool.map(_run_rescan, ((19200, 3), (115200, 16))))
+    if not args.rescan:
+        # Under load one line at a time: the clients need the other core.
+        result["lines_loaded"] = [_run((baudrate, 0, True)) for baudrate in (19200, 115200)]
     json.dump(result, sys.stdout, indent=2)
     print()
 
