@@ -27,6 +27,7 @@ from gateway import systemd
 from gateway.bacnet import BacnetFace
 from gateway.bacnet.identity import plan_devices
 from gateway.config import Config
+from gateway.cpu import CpuBudget
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
@@ -76,6 +77,7 @@ class Gateway:
     identities: IdentityStore
     nodes: NodeService
     thread: LoopThread  # the bus thread
+    budget: CpuBudget | None = None  # the pace of the faces' loop, when it has one
     restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
     faces: list[Face] = field(default_factory=list)
     face_tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -108,15 +110,18 @@ def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config) -> AsyncIterator[Gateway]:
-    """Start the gateway; stop it cleanly when the block ends."""
+async def running(config: Config, budget: CpuBudget | None = None) -> AsyncIterator[Gateway]:
+    """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
+    loop (see `gateway.cpu`), which leaves the bus thread its CPU first."""
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))
     hub = EventHub(asyncio.get_running_loop())
     nodes = NodeService(config, identities, hub)
     thread = nodes.start()
-    gateway = Gateway(config, hub, identities, nodes, thread)
+    if budget is not None:
+        budget.protect(thread.native_id)
+    gateway = Gateway(config, hub, identities, nodes, thread, budget)
     gateway.faces = build_faces(gateway)
     gateway.face_tasks = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
     try:
@@ -134,18 +139,18 @@ async def running(config: Config) -> AsyncIterator[Gateway]:
                 raise result
 
 
-async def serve(load: Callable[[], Config]) -> None:
+async def serve(load: Callable[[], Config], budget: CpuBudget | None = None) -> None:
     """Run until SIGTERM or SIGINT; an error on the bus thread ends the gateway with that error.
 
     A restart request (BACnet ReinitializeDevice) stops everything and starts again from a
-    fresh ``load()`` of the configuration, in the same process.
+    fresh ``load()`` of the configuration, in the same process. `budget`: see `running`.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        while await _serve_once(load(), stop):
+        while await _serve_once(load(), stop, budget):
             log.info("restarting")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -173,10 +178,10 @@ def reload(gateway: Gateway) -> None:
             face.reload()
 
 
-async def _serve_once(config: Config, stop: asyncio.Event) -> bool:
+async def _serve_once(config: Config, stop: asyncio.Event, budget: CpuBudget | None) -> bool:
     """Run one life of the gateway; True when it ended for a restart."""
     loop = asyncio.get_running_loop()
-    async with running(config) as gateway:
+    async with running(config, budget) as gateway:
         loop.add_signal_handler(signal.SIGHUP, reload, gateway)
         waits: dict[asyncio.Future[Any], str] = {
             asyncio.ensure_future(gateway.thread.wait()): "bus thread",
@@ -229,6 +234,15 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     return True
 
 
+def _cpu(budget: CpuBudget) -> dict[str, float]:
+    """What the line left the faces: the CPU they may take now, and how long they were held back."""
+    return {
+        "cores": round(budget.quota.cores, 3),
+        "faces_rate": round(budget.faces_rate, 3),
+        "faces_held_back_s": round(budget.held_back, 3),
+    }
+
+
 async def _report_status(gateway: Gateway) -> None:
     while True:
         await asyncio.sleep(STATUS_EVERY)
@@ -242,6 +256,7 @@ async def _report_status(gateway: Gateway) -> None:
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
+            **({"cpu": _cpu(gateway.budget)} if gateway.budget else {}),
             **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
             peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

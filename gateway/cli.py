@@ -29,6 +29,7 @@ from gateway.config import (
     readable_secrets_warning,
     with_key,
 )
+from gateway.cpu import CpuBudget
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, line_candidates, scan
@@ -148,8 +149,10 @@ def _run(args: argparse.Namespace) -> int:
     _without_snmpv3_ciphers()
     from gateway import app  # the faces and their libraries load for the commands that serve
 
-    # A restart (BACnet ReinitializeDevice) reads the file again.
-    asyncio.run(app.serve(lambda: load_config(args.config)))
+    # A restart (BACnet ReinitializeDevice) reads the file again. The faces' loop leaves the bus its CPU.
+    budget = CpuBudget()
+    with asyncio.Runner(loop_factory=budget.loop) as runner:
+        runner.run(app.serve(lambda: load_config(args.config), budget))
     return 0
 
 
@@ -158,7 +161,9 @@ def _demo(args: argparse.Namespace) -> int:
     _without_snmpv3_ciphers()
     from gateway import demo
 
-    asyncio.run(demo.run_demo(args.boards, args.config, load))
+    budget = CpuBudget()
+    with asyncio.Runner(loop_factory=budget.loop) as runner:
+        runner.run(demo.run_demo(args.boards, args.config, load, budget))
     return 0
 
 

@@ -18,6 +18,7 @@ import structlog
 from gateway.app import serve
 from gateway.bacnet.objects import av_instances
 from gateway.config import Config, merge_config, parse_config, read_toml
+from gateway.cpu import CpuBudget
 from gateway.logging import configure_logging
 from gateway.pointmap import load as load_pointmap
 from gateway.sim import Board, SimulatedLine
@@ -51,8 +52,8 @@ def demo_config(boards: int, state_dir: Path, user_file: Path | None) -> Config:
     return parse_config(raw)
 
 
-async def run_demo(boards: int, user_file: Path | None, load: Load | None) -> None:
-    """Run the simulator and the gateway together until SIGTERM or SIGINT."""
+async def run_demo(boards: int, user_file: Path | None, load: Load | None, budget: CpuBudget | None = None) -> None:
+    """Run the simulator and the gateway together until SIGTERM or SIGINT (`budget`: see `gateway.cpu`)."""
     with tempfile.TemporaryDirectory(prefix="bcpm-demo-") as state_dir:
         config = demo_config(boards, Path(state_dir), user_file)
         configure_logging(config.log.level, config.log.format)
@@ -69,7 +70,7 @@ async def run_demo(boards: int, user_file: Path | None, load: Load | None) -> No
                 "demo", serial=line.path, boards=boards, load=load.name if load else "none", **served_faces(config)
             )
             print(try_text(config, simulated[0]) + "\n", flush=True)
-            await serve(lambda: config)
+            await serve(lambda: config, budget)
 
 
 def served_faces(config: Config) -> dict[str, str]:

@@ -65,6 +65,11 @@ class LoopThread:
     def done(self) -> bool:
         return self._outcome.done()
 
+    @property
+    def native_id(self) -> int | None:
+        """The thread's id to the kernel (for its CPU time in /proc), once started."""
+        return self._thread.native_id if self._thread is not None else None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the main coroutine and wait for the thread to end."""
         if self.loop is not None and self._task is not None and not self._outcome.done():
