@@ -28,6 +28,7 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectIdentifier
 
+from gateway.bacnet.fixes import COMPLEX_ACK_HEADER
 from gateway.bacnet.limits import RequestLimits, Verdict
 from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
 from gateway.logging import DropReport
@@ -147,7 +148,7 @@ class Entry:
             body = read_property_body(encodings, objid, prop)
         else:
             body = b"".join(read_access_result(encodings, objid, properties) for objid, properties in plan)
-        if 3 + len(body) > max_apdu_of(limits & 0x0F):
+        if COMPLEX_ACK_HEADER + len(body) > max_apdu_of(limits & 0x0F):
             return None  # the full stack segments it, or aborts
         return bytes((COMPLEX_ACK, invoke, service)) + body
 

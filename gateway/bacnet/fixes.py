@@ -49,6 +49,10 @@ when an upgrade fixes one upstream, that test fails and the override here can go
   answer, the retry fails on an assertion in `fill_window` (no window is known before the first
   Segment-ACK): three tracebacks per request, and the segment is never sent again. The retry sends
   the first segment again, as the standard asks (a `RejectUndecodable` too).
+- `SegmentsWithinMaxApdu`: a segmented answer carries the client's whole max APDU of data in each
+  segment, with the segment header on top (5 bytes more than the client accepts; ASHRAE 135
+  bounds the whole APDU), and an unsegmented one up to 3 bytes more. Here each APDU, header
+  included, fits the client's max APDU (a `FirstSegmentRetry` too).
 `install_rejects()` installs these process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
@@ -116,6 +120,7 @@ __all__ = [
     "WildcardDeviceInstance",
     "RejectUndecodable",
     "RejectUnreachableNetwork",
+    "SegmentsWithinMaxApdu",
     "WriteDecodingErrors",
     "WritePropertyMultipleErrors",
     "has_subscription",
@@ -123,6 +128,8 @@ __all__ = [
 ]
 
 COV_FAILURES_TO_CANCEL = 3
+COMPLEX_ACK_HEADER = 3  # type and flags, invoke ID, service choice
+SEGMENTED_COMPLEX_ACK_HEADER = 5  # and the sequence number and window size
 NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason: no router to DNET answered
 WILDCARD_INSTANCE = 4194303
 
@@ -305,6 +312,26 @@ class FirstSegmentRetry(RejectUndecodable):
         await super().segmented_response_timeout()
 
 
+class SegmentsWithinMaxApdu(FirstSegmentRetry):
+    """The server transaction of a confirmed request; installed by `install_rejects()`."""
+
+    _data_room: int | None = None
+
+    @property
+    def segmentSize(self) -> int | None:
+        """The answer's data in one APDU (bacpypes3 cuts the answer into pieces of this size)."""
+        return self._data_room
+
+    @segmentSize.setter
+    def segmentSize(self, max_apdu: int | None) -> None:
+        # bacpypes3 sets the client's max APDU here, once the answer (segmentAPDU) is known
+        if max_apdu is None:
+            self._data_room = None
+            return
+        whole = len(self.segmentAPDU.pduData) + COMPLEX_ACK_HEADER <= max_apdu  # type: ignore[has-type]
+        self._data_room = max_apdu - (COMPLEX_ACK_HEADER if whole else SEGMENTED_COMPLEX_ACK_HEADER)
+
+
 class RejectUnreachableNetwork(NetworkServiceAccessPoint):
     """The network layer of every application; installed by `install_rejects()`."""
 
@@ -341,7 +368,7 @@ def install_rejects() -> None:
     """Give every application the Reject of an undecodable request and of an unreachable network,
     and a working DeviceCommunicationControl check (process-wide: bacpypes3 looks these classes
     up by their module names); safe to call again."""
-    bacpypes3.appservice.ServerSSM = FirstSegmentRetry  # type: ignore[misc]
+    bacpypes3.appservice.ServerSSM = SegmentsWithinMaxApdu  # type: ignore[misc]
     bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
     bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
 

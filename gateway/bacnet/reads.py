@@ -42,6 +42,7 @@ from bacpypes3.local.object import Object
 from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
 from bacpypes3.service.object import read_property_to_result_element
 
+from gateway.bacnet.fixes import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER
 from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
 from gateway.bacnet.objects import ObjectSpec
 from gateway.logging import DropReport
@@ -222,11 +223,15 @@ def read_property_body(encodings: MeterEncodings, objid: ObjectIdentifier, prop:
 
 
 def answer_budget(max_apdu_code: int, max_segments_code: int, segmented_accepted: bool) -> int:
-    """The largest answer body (bytes) a client takes: its max APDU in as many segments as it
-    accepts (bacpypes3 cuts a body into segments of the max APDU), `UNSPECIFIED_SEGMENTS` when it
-    does not say or says more than 64."""
+    """The largest answer body (bytes) a client takes: what its max APDU leaves after the header,
+    unsegmented or in as many segments as it accepts (`UNSPECIFIED_SEGMENTS` when it does not say
+    or says more than 64), as `fixes.SegmentsWithinMaxApdu` cuts it."""
+    max_apdu = decode_max_apdu_length_accepted(max_apdu_code)
+    whole = max_apdu - COMPLEX_ACK_HEADER
+    if not segmented_accepted:
+        return whole
     segments = decode_max_segments_accepted(max_segments_code) or UNSPECIFIED_SEGMENTS
-    return decode_max_apdu_length_accepted(max_apdu_code) * (segments if segmented_accepted else 1)
+    return max(whole, (max_apdu - SEGMENTED_COMPLEX_ACK_HEADER) * segments)
 
 
 class BoundedReads:

@@ -7,6 +7,7 @@ a benchmark can send many without encoding each (only the invoke ID changes).
     request = routed(50, 1, read_property_multiple([("analog-input,1336", ["present-value"])]))
     async with RawClient(port) as client:
         answer = await client.ask(request)
+        apdus = await client.answer_in_segments(50, 1, invoke=0)  # each APDU as it came, acknowledged
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 
 from bacpypes3.apdu import (
     APCISequence,
+    ComplexAckPDU,
     ConfirmedRequestPDU,
     ReadAccessSpecification,
     ReadPropertyMultipleRequest,
     ReadPropertyRequest,
+    SegmentAckPDU,
     encode_max_apdu_length_accepted,
     encode_max_segments_accepted,
 )
@@ -32,6 +35,7 @@ from bacpypes3.pdu import RemoteStation
 from bacpypes3.primitivedata import ObjectIdentifier
 
 COMPLEX_ACK, SEGMENT_ACK, ABORT = 0x30, 0x40, 0x70
+SEGMENTED, MORE_FOLLOWS = 0x08, 0x04
 
 
 def read_property(objid: str, prop: str, index: int | None = None) -> ReadPropertyRequest:
@@ -97,6 +101,20 @@ def segmented(
     return datagrams
 
 
+def segment_ack(network: int, node: int, invoke: int, sequence: int) -> bytes:
+    """The client's Segment-ACK of segment `sequence` (and a window of one segment)."""
+    return _datagram(network, node, SegmentAckPDU(False, False, invoke, sequence, 1))
+
+
+def reassembled(apdus: Sequence[bytes]) -> APCISequence:
+    """The Complex-ACK whose segments (or one whole APDU) these are, decoded by bacpypes3."""
+    first = apdus[0]
+    header = 5 if first[0] & SEGMENTED else 3
+    ack = ComplexAckPDU(first[header - 1], first[1])
+    ack.put_data(b"".join(apdu[header:] for apdu in apdus))
+    return APCISequence.decode(ack)
+
+
 def _datagram(network: int, node: int, apdu: Any) -> bytes:
     npdu = NPDU(apdu.encode().pduData)
     npdu.npduDADR, npdu.npduHopCount = RemoteStation(network, bytes([node])), 255
@@ -137,6 +155,20 @@ class RawClient:
     async def ask(self, datagram: bytes, timeout: float = 5.0) -> bytes:
         await self.send(datagram)
         return await self.receive(timeout)
+
+    async def answer_in_segments(self, network: int, node: int, invoke: int, timeout: float = 5.0) -> list[bytes]:
+        """Every APDU of the answer from node `node` on `network`: its segments, each acknowledged
+        (a repeat again), or the one APDU of an unsegmented answer, an Error, Reject or Abort."""
+        apdus: list[bytes] = []
+        while True:
+            apdu = await self.answer(timeout)
+            if apdu[0] & 0xF0 != COMPLEX_ACK or not apdu[0] & SEGMENTED:
+                return [apdu]
+            if apdu[2] == len(apdus) % 256:  # the next one, not a repeat
+                apdus.append(apdu)
+            await self.send(segment_ack(network, node, invoke, apdu[2]))
+            if not apdu[0] & MORE_FOLLOWS:
+                return apdus
 
     async def answer(self, timeout: float = 5.0) -> bytes:
         """The next APDU that is not a Segment-ACK."""

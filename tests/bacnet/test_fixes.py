@@ -16,7 +16,7 @@ import bacpypes3.appservice
 import pytest
 from bacpypes3.apdu import ComplexAckPDU, ErrorPDU, WritePropertyRequest
 from bacpypes3.app import Application
-from bacpypes3.appservice import SEGMENTED_RESPONSE, ServerSSM
+from bacpypes3.appservice import AWAIT_RESPONSE, SEGMENTED_RESPONSE, ServerSSM
 from bacpypes3.errors import ExecutionError, InvalidTag
 from bacpypes3.local.analog import AnalogInputObject
 from bacpypes3.local.cov import COVIncrementCriteria
@@ -38,6 +38,7 @@ from gateway.bacnet.fixes import (
     FirstSegmentRetry,
     RejectUndecodable,
     RejectUnreachableNetwork,
+    SegmentsWithinMaxApdu,
     StandardPropertyList,
     StatusFlagsCovCriteria,
 )
@@ -165,6 +166,31 @@ async def test_stock_retry_of_an_unacknowledged_first_segment_fails() -> None:
         finally:
             ssm.stop_timer()
     # The gateway's over the wire: tests/bacnet/test_limits.py::test_an_unacknowledged_first_segment_is_sent_again
+
+
+async def test_stock_segments_carry_the_whole_max_apdu_of_data_with_the_header_on_top() -> None:
+    app = Application.from_object_list([device()])
+    app.asap.segmentationSupported = "segmented-both"
+    longest = {}
+    for cls in (ServerSSM, SegmentsWithinMaxApdu):
+        ssm = cls(app.asap, Address("127.0.0.1:47809"))
+        ssm.state, ssm.invokeID, ssm.maxApduLengthAccepted, ssm.maxSegmentsAccepted = AWAIT_RESPONSE, 1, 206, None
+        ssm.segmented_response_accepted, ssm.device_info = True, None
+        sent: list[Any] = []
+
+        async def send(apdu: Any, sent: list[Any] = sent) -> None:
+            sent.append(apdu)
+
+        app.asap.request = send  # type: ignore[method-assign]
+        answer = ComplexAckPDU(12, 1)
+        answer.put_data(bytes(1000))
+        try:
+            await ssm.confirmation(answer)
+        finally:
+            ssm.stop_timer()
+        longest[cls] = len(sent[0].encode().pduData)  # the first segment, as it goes on the wire
+    assert longest == {ServerSSM: 206 + 5, SegmentsWithinMaxApdu: 206}
+    # The gateway's over the wire: tests/bacnet/test_segments.py
 
 
 async def test_stock_wildcard_device_instance_is_unknown() -> None:
