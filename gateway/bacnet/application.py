@@ -63,6 +63,7 @@ from gateway.bacnet.doctor import HearsIAm
 from gateway.bacnet.fixes import (
     CancelOnlyWhatExists,
     CovConfirmationGuard,
+    DccEnableDisableRequired,
     IndefiniteCovLifetime,
     UnconfirmedServicesSupported,
     WildcardDeviceInstance,
@@ -262,6 +263,7 @@ class BoundedCov:
 class DeviceApplication(  # type: ignore[misc]
     SavedWriteLimit,
     BoundedCov,
+    DccEnableDisableRequired,
     CommunicationControl,
     BoundedReads,
     IndefiniteCovLifetime,

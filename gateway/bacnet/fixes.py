@@ -37,7 +37,12 @@ when an upgrade fixes one upstream, that test fails and the override here can go
   (firstFailedWriteAttempt), with the same checks as WriteProperty.
 - `RejectUndecodable`: a confirmed request that does not decode (a required parameter missing, a
   bad tag, cut short) gets no answer (the Abort meant for the client goes up to the application
-  instead); the standard wants a Reject with the reason.
+  instead); the standard wants a Reject with the reason. A service the application does not
+  execute is rejected unrecognized-service before its body is decoded (bacpypes3 fails on the
+  choices it has no class for, 30 and above, as on a bad tag).
+- `DccEnableDisableRequired`: bacpypes3 takes Enable/Disable, which DeviceCommunicationControl
+  requires, as optional, so a request without it reached the password check; the standard wants
+  Reject missing-required-parameter.
 - `RejectUnreachableNetwork`: a message for a network the router cannot reach (its own
   Who-Is-Router-To-Network got no answer) is dropped with a traceback; the standard wants a
   Reject-Message-To-Network back to the sender.
@@ -79,6 +84,7 @@ import bacpypes3.appservice
 from bacpypes3.apdu import (
     APCISequence,
     ConfirmedServiceChoice,
+    DeviceCommunicationControlRequest,
     RejectPDU,
     SimpleAckPDU,
     SubscribeCOVRequest,
@@ -92,7 +98,15 @@ from bacpypes3.apdu import (
 from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, PropertyIdentifier, ServicesSupported
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import Array
-from bacpypes3.errors import DecodingError, ExecutionError, InvalidTag, RejectException, UnknownRoute
+from bacpypes3.errors import (
+    DecodingError,
+    ExecutionError,
+    InvalidTag,
+    MissingRequiredParameter,
+    RejectException,
+    UnknownRoute,
+    UnrecognizedService,
+)
 from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
 from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
 from bacpypes3.npdu import NPDU, RejectMessageToNetwork
@@ -111,6 +125,7 @@ __all__ = [
     "GuardedVirtualNetwork",
     "count_failed_datagrams",
     "CovConfirmationGuard",
+    "DccEnableDisableRequired",
     "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
     "MultiStateCov",
@@ -123,6 +138,7 @@ __all__ = [
     "SegmentsWithinMaxApdu",
     "WriteDecodingErrors",
     "WritePropertyMultipleErrors",
+    "executes",
     "has_subscription",
     "install_rejects",
 ]
@@ -203,9 +219,21 @@ class UnconfirmedServicesSupported:
             (UnconfirmedServiceChoice, unconfirmed_request_types),
         ):
             for choice, request_type in request_types.items():
-                if getattr(self, "do_" + request_type.__name__, None) is not None:
+                if executes(self, request_type):
                     supported[getattr(supported, choices(choice).attr)] = 1
         return supported
+
+
+def executes(app: Any, request_type: type) -> bool:
+    """Whether the application executes that service (a handler set to None is not executed)."""
+    return getattr(app, "do_" + request_type.__name__, None) is not None
+
+
+class DccEnableDisableRequired:
+    async def do_DeviceCommunicationControlRequest(self, apdu: DeviceCommunicationControlRequest) -> None:
+        if apdu.enableDisable is None:
+            raise MissingRequiredParameter("enable-disable")
+        await super().do_DeviceCommunicationControlRequest(apdu)  # type: ignore[misc]
 
 
 #: Properties every object has, which Property_List does not list (BACnet 12.1.1.4.1).
@@ -288,7 +316,10 @@ class RejectUndecodable(bacpypes3.appservice.ServerSSM):
         if isinstance(apdu, bacpypes3.appservice.AbortPDU):
             await super().request(apdu)
             return
+        request_type = confirmed_request_types.get(apdu.apduService)
         try:
+            if request_type is None or not executes(self.ssmSAP.serviceElement, request_type):
+                raise UnrecognizedService()  # whatever the body: it is not decoded
             decoded = APCISequence.decode(apdu)
         except RejectException as error:
             reason = error.rejectReason

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gateway.pointmap import load
+from tests.bacnet.conftest import bacnet_config, serving
 from tests.bacnet.js_client import bacnet_js
 
 ANALOG_INPUT, ANALOG_VALUE, DEVICE = 0, 2, 8
@@ -107,12 +110,39 @@ async def test_write_property_multiple_to_an_unknown_object_gets_the_wpm_error_s
     assert answer["firstFailed"]["instance"] == 9999
 
 
-async def test_an_unknown_service_is_rejected_by_the_router_and_by_a_node(bacnet_gateway) -> None:
+async def test_every_service_the_devices_do_not_execute_is_rejected_as_unrecognized_whatever_its_body(
+    bacnet_gateway,
+) -> None:
     gateway, _ = bacnet_gateway
-    port = gateway.config.bacnet.port
-    get_alarm_summary = {"service": 3, "hex": ""}  # a service no device of the gateway executes
-    assert await ask(port, None, get_alarm_summary) == {"pdu": "reject", "reason": UNRECOGNIZED_SERVICE}
-    assert await ask(port, meter(2), get_alarm_summary) == {"pdu": "reject", "reason": UNRECOGNIZED_SERVICE}
+    # GetAlarmSummary, ReadRange, GetEventInformation, the services of later revisions
+    # (SubscribeCOVPropertyMultiple ... AuthRequest), and choices no revision defines.
+    services = [3, 26, 29, 30, 31, 32, 33, 34, 35, 99, 255]
+    bodies = ["", "0901", "0c00000001"]  # none, an unsigned, an object identifier
+    steps = [
+        confirmed(target, {"service": service, "hex": body})
+        for target in (None, meter(2))
+        for service in services
+        for body in bodies
+    ]
+    answers = await bacnet_js(gateway.config.bacnet.port, *steps)
+    assert answers == [{"pdu": "reject", "reason": UNRECOGNIZED_SERVICE}] * len(steps)
+
+
+@pytest.mark.parametrize("password", ["", "secret"])
+async def test_device_communication_control_without_enable_disable_is_rejected_before_any_password_check(
+    make_line, start_gateway, tmp_path, password
+) -> None:
+    line = make_line(1)
+    gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, reinit_password=password)))
+    dcc = 17
+    requests = [
+        {"service": dcc, "hex": ""},
+        {"service": dcc, "hex": "2d0700736563726574"},  # the password "secret" alone
+        {"service": dcc, "hex": "0905" + "2d0700736563726574"},  # five minutes and the password
+    ]
+    steps = [confirmed(target, request) for target in (None, meter(1)) for request in requests]
+    answers = await bacnet_js(gateway.config.bacnet.port, *steps)
+    assert answers == [{"pdu": "reject", "reason": MISSING_REQUIRED_PARAMETER}] * len(steps)
 
 
 async def test_a_request_that_does_not_decode_is_rejected(bacnet_gateway) -> None:

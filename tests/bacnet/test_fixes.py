@@ -14,7 +14,14 @@ from typing import Any
 import bacpypes3.app
 import bacpypes3.appservice
 import pytest
-from bacpypes3.apdu import ComplexAckPDU, ErrorPDU, WritePropertyRequest
+from bacpypes3.apdu import (
+    APCISequence,
+    ComplexAckPDU,
+    ConfirmedRequestPDU,
+    DeviceCommunicationControlRequest,
+    ErrorPDU,
+    WritePropertyRequest,
+)
 from bacpypes3.app import Application
 from bacpypes3.appservice import AWAIT_RESPONSE, SEGMENTED_RESPONSE, ServerSSM
 from bacpypes3.errors import ExecutionError, InvalidTag
@@ -298,6 +305,15 @@ async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disa
     finally:
         stock.close()
     # The gateway's: tests/bacnet/test_protection.py::test_dcc_disable_silences_one_device_until_enabled_again
+
+
+def test_stock_device_communication_control_decodes_without_its_required_enable_disable() -> None:
+    password_only = ConfirmedRequestPDU(DeviceCommunicationControlRequest.service_choice, 1)
+    password_only.put_data(bytes.fromhex("2d0700736563726574"))
+    request = APCISequence.decode(password_only)
+    assert request.enableDisable is None and request.password == "secret"
+    # The gateway's: tests/bacnet/test_conformance.py::
+    #   test_device_communication_control_without_enable_disable_is_rejected_before_any_password_check
 
 
 def test_stock_device_communication_control_handler_fails() -> None:
