@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
 
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.vlan import VirtualNetwork
@@ -67,6 +66,7 @@ class DeviceBuilder:
         self._identities = identities
         self._clock = clock
         self._settings = settings
+        self._network = plan.router.network
         self._vendor = {
             "vendorIdentifier": plan.router.vendor_id,
             "vendorName": plan.router.vendor_name,
@@ -99,7 +99,7 @@ class DeviceBuilder:
         settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
         # The IP port first: the router's device object lives on the first bound port.
         app = RouterApplication.from_object_list(
-            [device, port, self._virtual_port(2, ROUTER_MAC, router.network), *settings]
+            [device, port, self._virtual_port(2, ROUTER_MAC, self._network), *settings]
         )
         app.configure(self._clock, restart)
         self._share(app)
@@ -121,7 +121,7 @@ class DeviceBuilder:
         )
         device._clock = self._clock
         device._address = plan.address
-        app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, None)])
+        app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, self._network)])
         app.serve(self._nodes, node, plan.objects, self.pool)
         self._share(app)
         self._identities.add_node(device, app)
@@ -167,12 +167,7 @@ class DeviceBuilder:
         obj._save = self._identities.save_setting
         return obj
 
-    def _virtual_port(self, instance: int, mac: int, network: int | None) -> VirtualPort:
-        numbering: dict[str, Any] = (
-            {"networkNumber": network, "networkNumberQuality": "configured"}
-            if network is not None
-            else {"networkNumber": 0, "networkNumberQuality": "unknown"}
-        )
+    def _virtual_port(self, instance: int, mac: int, network: int) -> VirtualPort:
         return VirtualPort(
             objectIdentifier=("network-port", instance),
             objectName="Virtual network",
@@ -185,7 +180,9 @@ class DeviceBuilder:
             outOfService=False,
             changesPending=False,
             apduLength=MAX_APDU,
-            **numbering,
+            linkSpeed=0.0,  # a virtual network has no link speed: 0 is "unknown" (12.56)
+            networkNumber=network,  # the gateway's configuration (bacnet.network, AV2)
+            networkNumberQuality="configured",
         )
 
 

@@ -104,7 +104,7 @@ class BacnetFace:
                     address=f"{settings.address}:{settings.port}",
                     router=plan.router.instance,
                     network=plan.router.network,
-                    ip_network=plan.router.ip_network,
+                    ip_network=plan.router.ip_network if plan.router.ip_network_configured else "auto",
                     devices={n.address: n.instance for n in plan.nodes},
                     **_ip_mode(settings, self._bdt),
                 )

@@ -46,6 +46,12 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `RejectUnreachableNetwork`: a message for a network the router cannot reach (its own
   Who-Is-Router-To-Network got no answer) is dropped with a traceback; the standard wants a
   Reject-Message-To-Network back to the sender.
+- `NetworkNumberFlags`: Network-Number-Is carries bacpypes3's number quality as its flag (3 for
+  a configured number, 1 "configured" for a learned one; the flag is 1 configured, 0 learned), a
+  router answers What-Is-Network-Number with a number it does not know, and every device answers
+  it, router or not; a Network-Number-Is from another network teaches a number, and a learned
+  flag is kept as a quality. Here only a router that knows its number answers, with the right
+  flag, and a number learned is learned or learned-configured.
 - `DccOnUndecodedPdu`: while DeviceCommunicationControl disables a device, the access point's
   check reads the APDU type and service off the PDU before decoding it, where neither exists:
   every datagram then fails, and a broadcast stops at the disabled device before it reaches the
@@ -95,7 +101,13 @@ from bacpypes3.apdu import (
     confirmed_request_types,
     unconfirmed_request_types,
 )
-from bacpypes3.basetypes import ErrorType, ObjectPropertyReference, PropertyIdentifier, ServicesSupported
+from bacpypes3.basetypes import (
+    ErrorType,
+    NetworkNumberQuality,
+    ObjectPropertyReference,
+    PropertyIdentifier,
+    ServicesSupported,
+)
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import Array
 from bacpypes3.errors import (
@@ -108,9 +120,9 @@ from bacpypes3.errors import (
     UnrecognizedService,
 )
 from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
-from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint
-from bacpypes3.npdu import NPDU, RejectMessageToNetwork
-from bacpypes3.pdu import PDU
+from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint, NetworkServiceElement
+from bacpypes3.npdu import NPDU, NetworkNumberIs, RejectMessageToNetwork
+from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectType, Unsigned
 from bacpypes3.service.cov import Subscription
 from bacpypes3.vlan import VirtualNetwork
@@ -129,6 +141,7 @@ __all__ = [
     "DccOnUndecodedPdu",
     "IndefiniteCovLifetime",
     "MultiStateCov",
+    "NetworkNumberFlags",
     "StandardPropertyList",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
@@ -146,6 +159,7 @@ __all__ = [
 COV_FAILURES_TO_CANCEL = 3
 COMPLEX_ACK_HEADER = 3  # type and flags, invoke ID, service choice
 SEGMENTED_COMPLEX_ACK_HEADER = 5  # and the sequence number and window size
+NETWORK_NUMBER_LEARNED, NETWORK_NUMBER_CONFIGURED = 0, 1  # the flag of Network-Number-Is
 NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason: no router to DNET answered
 WILDCARD_INSTANCE = 4194303
 
@@ -377,6 +391,56 @@ class RejectUnreachableNetwork(NetworkServiceAccessPoint):
             await adapter.process_npdu(reject)
 
 
+class NetworkNumberFlags(NetworkServiceElement):
+    """The network layer's own element of every application; installed by `install_rejects()`.
+
+    An adapter's `adapterNetConfigured` is its number's quality here, as on a Network Port:
+    unknown (a number the router uses until it learns the real one), learned, learned-configured
+    (from a router that has it configured) or configured."""
+
+    async def WhatIsNetworkNumber(self, adapter: NetworkAdapter, npdu: NPDU) -> None:
+        sap = self.elementService
+        known = adapter.adapterNetConfigured != NetworkNumberQuality.unknown
+        if known and len(sap.adapters) > 1 and npdu.npduSADR is None and npdu.npduDADR is None:
+            await self.network_number_is(adapter)  # only a router that knows its number answers
+
+    async def network_number_is(self, adapter: NetworkAdapter | None = None) -> None:
+        """Broadcast Network-Number-Is on `adapter` (its number known), or on every adapter whose
+        number is configured."""
+        adapters = (
+            [adapter]
+            if adapter is not None
+            else [each for each in self.elementService.adapters.values() if _configured(each)]
+        )
+        for each in adapters:
+            flag = NETWORK_NUMBER_CONFIGURED if _configured(each) else NETWORK_NUMBER_LEARNED
+            await self.request(each, NetworkNumberIs(net=each.adapterNet, flag=flag, destination=LocalBroadcast()))
+
+    def NetworkNumberIs(self, adapter: NetworkAdapter, npdu: NetworkNumberIs) -> None:
+        if npdu.npduSADR is not None or npdu.npduDADR is not None:
+            return  # about another network
+        waiting = self.what_is_network_number_resolution.get(adapter)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(npdu.nniNet)
+        if _configured(adapter):
+            return
+        sap = self.elementService
+        if npdu.nniNet != adapter.adapterNet:
+            asyncio.create_task(sap.router_info_cache.update_source_network(adapter.adapterNet, npdu.nniNet))
+            del sap.adapters[adapter.adapterNet]
+            adapter.adapterNet = npdu.nniNet
+            sap.adapters[adapter.adapterNet] = adapter
+        adapter.adapterNetConfigured = (
+            NetworkNumberQuality.learnedConfigured
+            if npdu.nniFlag == NETWORK_NUMBER_CONFIGURED
+            else NetworkNumberQuality.learned
+        )
+
+
+def _configured(adapter: NetworkAdapter) -> bool:
+    return adapter.adapterNetConfigured == NetworkNumberQuality.configured  # type: ignore[no-any-return]
+
+
 class DccOnUndecodedPdu(bacpypes3.appservice.ApplicationServiceAccessPoint):
     """The application service access point of every application; installed by `install_rejects()`."""
 
@@ -397,11 +461,13 @@ def _type_and_service(head: bytes) -> tuple[int | None, int | None]:
 
 def install_rejects() -> None:
     """Give every application the Reject of an undecodable request and of an unreachable network,
-    and a working DeviceCommunicationControl check (process-wide: bacpypes3 looks these classes
-    up by their module names); safe to call again."""
+    answers in segments that fit, a working DeviceCommunicationControl check and Network-Number-Is
+    flags (process-wide: bacpypes3 looks these classes up by their module names); safe to call
+    again."""
     bacpypes3.appservice.ServerSSM = SegmentsWithinMaxApdu  # type: ignore[misc]
     bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
     bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
+    bacpypes3.app.NetworkServiceElement = NetworkNumberFlags  # type: ignore[misc]
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(

@@ -39,7 +39,8 @@ _FdtList = ListOf(FDTEntry)
 
 class IPv4Port(GuardedWrites, NetworkPortObject):
     """Network_Number and its quality are the network layer's: a number learned after start
-    (`bacnet.ip_network = "auto"`) shows at once."""
+    (`bacnet.ip_network = "auto"`) shows at once; until then the number is unknown (0), whatever
+    fallback the router routes with."""
 
     _link_layer: Bbmd | ForeignDevice | None = None  # None: bacpypes3 builds the link layer
     _number: int
@@ -48,7 +49,9 @@ class IPv4Port(GuardedWrites, NetworkPortObject):
     @property
     def networkNumber(self) -> Any:
         adapter = self.adapter()
-        return self._number if adapter is None else Unsigned16(adapter.adapterNet)
+        if adapter is None:
+            return self._number
+        return Unsigned16(0 if adapter.adapterNetConfigured == NetworkNumberQuality.unknown else adapter.adapterNet)
 
     @networkNumber.setter
     def networkNumber(self, value: Any) -> None:
@@ -57,12 +60,7 @@ class IPv4Port(GuardedWrites, NetworkPortObject):
     @property
     def networkNumberQuality(self) -> Any:
         adapter = self.adapter()
-        if adapter is None:
-            return self._quality
-        # bacpypes3 keeps the flag of the Network-Number-Is it learned from (1 = the sender's
-        # number is configured) where it keeps a quality: anything but configured is learned here.
-        configured = adapter.adapterNetConfigured == NetworkNumberQuality.configured
-        return NetworkNumberQuality("configured" if configured else "learned")
+        return self._quality if adapter is None else NetworkNumberQuality(adapter.adapterNetConfigured)
 
     @networkNumberQuality.setter
     def networkNumberQuality(self, value: Any) -> None:
@@ -113,8 +111,8 @@ def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Seque
     common: dict[str, Any] = {
         "objectIdentifier": ("network-port", 1),
         "objectName": "BACnet/IP",
-        "networkNumber": network,
-        "networkNumberQuality": "configured" if configured else "learned",
+        "networkNumber": network,  # the link layer is bound with it; shown as 0 while unknown
+        "networkNumberQuality": "configured" if configured else "unknown",
         # Clause 12.56: every BACnet/IP port has these; the gateway routes only
         # on its own subnet and resolves no names, so none is configured.
         "apduLength": MAX_APDU,

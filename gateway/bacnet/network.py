@@ -92,9 +92,10 @@ class BacnetNetwork:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
         if not self._ip_network_configured:
-            # bacpypes3 numbers every bound port "configured"; a learned number yields to what a
-            # router of the IP network says (Network-Number-Is, see `learn_ip_network`).
-            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.learned
+            # bacpypes3 numbers every bound port "configured": the fallback is a number the router
+            # routes with, not one it knows, until a router of the IP network says (Network-Number-Is,
+            # see `learn_ip_network` and `fixes.NetworkNumberFlags`).
+            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.unknown
         for link_layer in self.router.link_layers.values():
             server = getattr(link_layer, "server", None)
             if isinstance(server, IPv4DatagramServer):  # the BACnet/IP port
@@ -110,17 +111,23 @@ class BacnetNetwork:
         network layer takes the answer (and any later Network-Number-Is) itself."""
         if self._ip_network_configured:
             return
-        fallback = self._ip_port.networkNumber
-        # The router hears its own answer too (the fallback, at once), so the future says little:
-        # what counts is the number once the others had their time.
-        asking = self.router.nse.what_is_network_number(self._ip_port.adapter())
+        adapter = self._ip_port.adapter()
+        fallback = adapter.adapterNet
+        # What counts is the number once the others had their time: one may announce it later.
+        asking = self.router.nse.what_is_network_number(adapter)
         await asyncio.sleep(LEARN_IP_NETWORK_TIMEOUT)
         asking.cancel()
-        learned = self._ip_port.networkNumber
-        if learned != fallback:
-            log.info("bacnet ip network learned", ip_network=learned, fallback=fallback)
+        if adapter.adapterNetConfigured != NetworkNumberQuality.unknown:
+            log.info(
+                "bacnet ip network learned",
+                ip_network=adapter.adapterNet,
+                quality=str(self._ip_port.networkNumberQuality),
+            )
         else:
-            log.info("bacnet ip network not learned: no other router answered", ip_network=fallback)
+            log.info(
+                "bacnet ip network not learned: no other router answered; the router stays silent about it",
+                routes_with=fallback,
+            )
 
     def set_fast_reads(self, on: bool) -> None:
         """Answer the common reads from encodings (`bacnet.fast_reads`), or all through the full stack."""

@@ -43,6 +43,7 @@ from gateway.bacnet.fixes import (
     FAILED_DATAGRAMS,
     DccOnUndecodedPdu,
     FirstSegmentRetry,
+    NetworkNumberFlags,
     RejectUndecodable,
     RejectUnreachableNetwork,
     SegmentsWithinMaxApdu,
@@ -52,6 +53,7 @@ from gateway.bacnet.fixes import (
 from tests.bacnet.client import Client, free_udp_port
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.other_party import router as stock_router
+from tests.bacnet.test_ip_network import answers_to_what_is_network_number, network_number_is
 from tests.bacnet.test_lifecycle import broadcast_listener, decode_broadcast
 
 WILDCARD = ObjectIdentifier("device,4194303")
@@ -290,6 +292,24 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
     assert answer == {"pdu": "none"}
     # The gateway's: tests/bacnet/test_conformance.py::
     #   test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
+
+
+async def test_stock_network_number_is_carries_the_number_quality_as_its_flag(monkeypatch) -> None:
+    monkeypatch.setattr(bacpypes3.app, "NetworkServiceElement", NetworkNumberFlags.__mro__[1])
+    port = free_udp_port()
+    VirtualNetwork("stock-network-number-test")
+    try:
+        router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-network-number-test", ip_network=7)
+        try:
+            heard = []
+            for _ in range(5):  # until its socket is open
+                heard = heard or await answers_to_what_is_network_number(port)
+        finally:
+            router.close()
+    finally:
+        VirtualNetwork._networks.pop("stock-network-number-test")
+    assert heard == [network_number_is(7, 3)]  # the quality "configured" (3), where the flag says 1
+    # The gateway's: tests/bacnet/test_ip_network.py::test_a_configured_ip_network_is_shown_and_answered_as_configured
 
 
 async def test_stock_access_point_fails_on_every_pdu_while_communication_is_disabled(monkeypatch) -> None:
