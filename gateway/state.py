@@ -15,15 +15,27 @@ The file is JSON a person can read and repair:
      "database_revision": 3,
      "line": {"baudrate": 9600, "parity": "N"}}
 
+`cov_subscriptions` are the BACnet COV subscriptions, so a BMS keeps its notifications across a
+restart (optional: a file without it loads with none):
+
+     "cov_subscriptions": [{"node": 1, "object": "analog-input,1336",
+                            "subscriber": "192.168.1.50:47808", "process": 7, "confirmed": true,
+                            "lifetime": 600, "expires": "2026-12-06T23:30:05Z"}]
+
+`node` is the Modbus address of the node device (null: the router's device), `subscriber` the
+subscriber's address on the BACnet/IP network ("net:address" behind another router), `lifetime`
+the seconds granted (0 = indefinite, `expires` null) and `expires` when a timed one ends (UTC).
+An entry that is not exactly this is skipped with a warning naming it; the rest of the file loads.
+
 `database_revision` is the BACnet devices' Database_Revision: the State's helpers raise it with
 every change a client's copy of the device database must notice (a node added or forgotten, a
 device name or ID written, the device ID offset set). A file written before it existed loads as 0.
 `line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
 start; a file without it (written before it existed, or before they were found) loads as None.
 
-A file that is not exactly this is refused with a StateError naming the file and the problem;
-nothing is ever silently dropped. The same check runs before a save, so the gateway never writes
-a file it would refuse at the next start.
+A file that is not exactly this is refused with a StateError naming the file and the problem
+(but for a COV subscription, see above); nothing is ever silently dropped. The same check runs
+before a save, so the gateway never writes a file it would refuse at the next start.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import ipaddress
 import json
 import os
 import re
@@ -38,10 +51,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import structlog
 
 from gateway.bus.line import PARITIES
 from gateway.config import (
@@ -54,7 +70,9 @@ from gateway.config import (
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
 
-__all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "State", "StateStore"]
+__all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "SavedSubscription", "State", "StateStore"]
+
+log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -68,6 +86,19 @@ class DeviceOverride:
 
     object_instance: int | None = None
     object_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSubscription:
+    """A BACnet COV subscription kept across restarts (see the module's docstring)."""
+
+    node: int | None  # the node device's Modbus address; None: the router's device
+    object: str  # "analog-input,1336"
+    subscriber: str  # "192.168.1.50:47808", or "9:0x0a0b" behind another router
+    process: int  # Subscriber_Process_Identifier
+    confirmed: bool
+    lifetime: int  # seconds granted; 0 = indefinite
+    expires: datetime | None  # when a timed one ends (UTC); None when indefinite
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +133,7 @@ class State:
     network: int | None = None
     database_revision: int = 0
     line: SavedLine | None = None
+    cov_subscriptions: tuple[SavedSubscription, ...] = ()
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -134,6 +166,10 @@ class State:
             overrides[address] = override
         changed = self.overrides.get(address, DeviceOverride()) != override
         return replace(self, overrides=overrides)._revised(changed)
+
+    def with_cov_subscriptions(self, subscriptions: Iterable[SavedSubscription]) -> State:
+        """Keep these COV subscriptions (all of them: they replace the ones kept)."""
+        return replace(self, cov_subscriptions=tuple(subscriptions))
 
     def with_line(self, line: SavedLine) -> State:
         """Keep the line settings found by ``serial.baudrate = "auto"``."""
@@ -186,7 +222,10 @@ class StateStore:
         problems = _problems(data)
         if problems:
             raise StateError(self._message(problems))
-        return _state_from_json(data)
+        subscriptions, skipped = _cov_subscriptions(data.get("cov_subscriptions", []))
+        for problem in skipped:
+            log.warning("state file cov subscription skipped", file=str(self.path), detail=problem)
+        return replace(_state_from_json(data), cov_subscriptions=subscriptions)
 
     def save(self, state: State) -> None:
         """Write `state` so that a power cut at any moment leaves the old or the new file.
@@ -195,7 +234,7 @@ class StateStore:
         (so the rename itself survives a power cut). Creates the folder. Raises StateError.
         """
         data = _state_to_json(state)
-        problems = _problems(data)
+        problems = _problems(data) + _cov_subscriptions(data.get("cov_subscriptions", []))[1]
         if problems:
             raise StateError(self._message(["refusing to save an invalid state", *problems]))
         payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
@@ -356,8 +395,26 @@ _LINE_RULES: dict[str, _Rule] = {
     "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
     "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
 }
+_OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
+_SUBSCRIBER = re.compile(
+    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
+)
+_SUBSCRIPTION_RULES: dict[str, _Rule] = {
+    "node": _nullable(_integer_in(MODBUS_ADDRESSES)),
+    "object": ((lambda value: isinstance(value, str) and _OBJECT.fullmatch(value) is not None), '"type,instance"'),
+    "subscriber": ((lambda value: isinstance(value, str) and _subscriber(value)), "a BACnet address"),
+    "process": _integer_in(range(2**32)),
+    "confirmed": ((lambda value: isinstance(value, bool)), "true, false"),
+    "lifetime": _integer_in(range(2**32)),
+    "expires": ((lambda value: value is None or _utc(value) is not None), 'null or "YYYY-MM-DDTHH:MM:SSZ"'),
+}
+_OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
+_SUBSCRIBER = re.compile(
+    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
+)
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
-_OPTIONAL_TOP_KEYS = ("database_revision", "line")  # absent from files written before them
+# absent from files written before them
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -449,8 +506,63 @@ def _problems(data: object) -> list[str]:
     return problems
 
 
+def _subscriber(text: str) -> bool:
+    """Whether `text` is "ip:port" (on the BACnet/IP network), or "network:ip:port" or
+    "network:0xMAC" (behind another router), as bacpypes3 writes addresses."""
+    match = _SUBSCRIBER.fullmatch(text)
+    if match is None:
+        return False
+    network, ip, port = match["network"], match["ip"], match["port"]
+    if network is not None and int(network) not in VALID_NETWORKS:
+        return False
+    if ip is None:
+        return network is not None  # a MAC is only meaningful with its network
+    try:
+        ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return int(port) in range(1, 65536)
+
+
+def _utc(text: object) -> datetime | None:
+    """The UTC time of a "YYYY-MM-DDTHH:MM:SSZ" text; None for anything else."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _cov_subscriptions(value: object) -> tuple[tuple[SavedSubscription, ...], list[str]]:
+    """The good entries of `cov_subscriptions`, and what is wrong with the others."""
+    problems: list[str] = []
+    if not isinstance(value, list):
+        return (), [f"cov_subscriptions = {_show(value)}: allowed a list"]
+    good = []
+    for index, entry in enumerate(value):
+        where = f"cov_subscriptions[{index}]"
+        entry_problems: list[str] = []
+        if not _check_fields(where, entry, _SUBSCRIPTION_RULES, entry_problems):
+            problems.extend(entry_problems)
+            continue
+        timed = entry["lifetime"] != 0
+        if timed != (entry["expires"] is not None):
+            problems.append(
+                f"{where}.expires = {_show(entry['expires'])}: allowed a time when lifetime is not 0, else null"
+            )
+            continue
+        good.append(SavedSubscription(**{**entry, "expires": _utc(entry["expires"])}))
+    return tuple(good), problems
+
+
 def _state_to_json(state: State) -> dict[str, Any]:
     line = {} if state.line is None else {"line": asdict(state.line)}
+    cov = (
+        {"cov_subscriptions": [_subscription_json(kept) for kept in state.cov_subscriptions]}
+        if state.cov_subscriptions
+        else {}
+    )
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -458,7 +570,13 @@ def _state_to_json(state: State) -> dict[str, Any]:
         "router": {"device_id_offset": state.device_id_offset, "network": state.network},
         "database_revision": state.database_revision,
         **line,
+        **cov,
     }
+
+
+def _subscription_json(kept: SavedSubscription) -> dict[str, Any]:
+    expires = None if kept.expires is None else kept.expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {**asdict(kept), "expires": expires}
 
 
 def _state_from_json(data: dict[str, Any]) -> State:

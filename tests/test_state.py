@@ -8,14 +8,16 @@ import stat
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import pytest
+import structlog
 
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
-from gateway.state import DeviceOverride, SavedLine, State, StateStore
+from gateway.state import DeviceOverride, SavedLine, SavedSubscription, State, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +92,83 @@ def test_the_line_settings_found_are_kept_and_a_file_written_before_them_still_l
 
     assert json.loads(store.path.read_text())["line"] == {"baudrate": 9600, "parity": "E"}
     assert store.load() == old.with_line(SavedLine(9600, "E"))
+
+
+KEPT = (
+    SavedSubscription(
+        1, "analog-input,1336", "192.168.1.50:47808", 7, True, 600, datetime(2026, 12, 6, 23, 30, 5, tzinfo=UTC)
+    ),
+    SavedSubscription(None, "analog-value,2", "9:0x0a0b", 4194303, False, 0, None),
+)
+
+
+def test_cov_subscriptions_are_kept_as_documented_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.path.write_bytes(document())  # no "cov_subscriptions": written before the key existed
+    old = store.load()
+    assert old.cov_subscriptions == ()
+
+    store.save(old.with_cov_subscriptions(KEPT))
+
+    assert json.loads(store.path.read_text())["cov_subscriptions"] == [
+        {
+            "node": 1,
+            "object": "analog-input,1336",
+            "subscriber": "192.168.1.50:47808",
+            "process": 7,
+            "confirmed": True,
+            "lifetime": 600,
+            "expires": "2026-12-06T23:30:05Z",
+        },
+        {
+            "node": None,
+            "object": "analog-value,2",
+            "subscriber": "9:0x0a0b",
+            "process": 4194303,
+            "confirmed": False,
+            "lifetime": 0,
+            "expires": None,
+        },
+    ]
+    assert store.load() == old.with_cov_subscriptions(KEPT)
+
+
+def test_a_garbled_cov_subscription_is_skipped_with_a_line_naming_it_and_the_rest_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.save(State().with_profiles(board(3)).with_cov_subscriptions(KEPT))
+    data = json.loads(store.path.read_text())
+    good = data["cov_subscriptions"]
+    data["cov_subscriptions"] = [
+        {**good[0], "subscriber": "somewhere"},
+        good[1],
+        "garbage",
+        {**good[0], "lifetime": 0},  # indefinite, yet an end
+        {**good[0], "node": 248, "process": -1},
+        {key: value for key, value in good[0].items() if key != "confirmed"},
+        {**good[0], "expires": "yesterday"},
+    ]
+    store.path.write_text(json.dumps(data))
+    with structlog.testing.capture_logs() as logs:
+        state = store.load()
+    assert state.cov_subscriptions == KEPT[1:]
+    assert list(state.profiles) == [3, 4]
+    assert [(log["event"], log["detail"]) for log in logs] == [
+        ("state file cov subscription skipped", detail)
+        for detail in (
+            'cov_subscriptions[0].subscriber = "somewhere": allowed a BACnet address',
+            'cov_subscriptions[2] = "garbage": allowed an object',
+            'cov_subscriptions[3].expires = "2026-12-06T23:30:05Z": allowed a time when lifetime is not 0, else null',
+            "cov_subscriptions[4].node = 248: allowed 1-247 or null",
+            "cov_subscriptions[4].process = -1: allowed 0-4294967295",
+            "cov_subscriptions[5].confirmed is missing",
+            'cov_subscriptions[6].expires = "yesterday": allowed null or "YYYY-MM-DDTHH:MM:SSZ"',
+        )
+    ]
+    data["cov_subscriptions"] = {"not": "a list"}
+    store.path.write_text(json.dumps(data))
+    with structlog.testing.capture_logs() as logs:
+        assert store.load().cov_subscriptions == ()
+    assert logs[0]["detail"] == 'cov_subscriptions = {"not": "a list"}: allowed a list'
 
 
 def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:

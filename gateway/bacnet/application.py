@@ -55,6 +55,7 @@ from bacpypes3.basetypes import (
     RecipientProcess,
 )
 from bacpypes3.errors import ExecutionError
+from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription
 
@@ -187,26 +188,53 @@ class CommunicationControl:
 
 class BoundedCov:
     cov_limits: CovLimits
+    keep_subscriptions: Callable[[], None] | None = None  # told of every change (`subscriptions.py`)
 
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
-        if not cancelling and self.cov_limits.refuses(apdu.pduSource, not apdu.lifetime, self._subscription(apdu)):
+        renewed = self._subscription(apdu.monitoredObjectIdentifier, apdu.pduSource, apdu.subscriberProcessIdentifier)
+        if not cancelling and self.cov_limits.refuses(apdu.pduSource, not apdu.lifetime, renewed):
             peer_events("bacnet cov subscriptions refused: a cap is full").count(
                 str(apdu.pduSource), f"lifetime={apdu.lifetime}"
             )
             raise ExecutionError("resources", "noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+        self._cov_changed()  # new, renewed or cancelled
 
-    def _subscription(self, apdu: SubscribeCOVRequest) -> Subscription | None:
-        """The subscription a SubscribeCOV renews (same object, subscriber and process), if any."""
-        detection = self._cov_detections.get(apdu.monitoredObjectIdentifier)  # type: ignore[attr-defined]
+    def cancel_subscription(self, cov: Subscription) -> None:
+        super().cancel_subscription(cov)  # type: ignore[misc]
+        self._cov_changed()  # cancelled, ran out, or its subscriber went away
+
+    def _cov_changed(self) -> None:
+        if self.keep_subscriptions is not None:
+            self.keep_subscriptions()
+
+    def restore_subscription(
+        self, address: Address, process: int, objid: ObjectIdentifier, confirmed: bool, lifetime: int
+    ) -> str | None:
+        """Take up a subscription kept across a restart, as a SubscribeCOV would make it, and
+        notify the subscriber of the current value; None, or why it cannot be taken up."""
+        if self._subscription(objid, address, process) is not None:
+            return "subscribed already"
+        obj = self.get_object_id(objid)  # type: ignore[attr-defined]
+        if obj is None:
+            return "no such object"
+        if self.cov_limits.refuses(address, not lifetime, None):
+            return "a cap is full"
+        detection = self._cov_detections.get(objid)  # type: ignore[attr-defined]
+        if detection is None:
+            detection = self._cov_detections[objid] = obj._cov_criteria(obj)  # type: ignore[attr-defined]
+        cov = Subscription(obj, address, process, objid, confirmed, lifetime, None)
+        self.add_subscription(cov)  # type: ignore[attr-defined]
+        asyncio.get_running_loop().call_soon(detection.send_cov_notifications, cov)
+        return None
+
+    def _subscription(self, objid: ObjectIdentifier, address: Address, process: int) -> Subscription | None:
+        """The subscription of that object, subscriber and process, if any."""
+        detection = self._cov_detections.get(objid)  # type: ignore[attr-defined]
         return (
             next(
-                (
-                    cov
-                    for cov in detection.cov_subscriptions
-                    if cov.client_addr == apdu.pduSource and cov.proc_id == apdu.subscriberProcessIdentifier
-                ),
+                (cov for cov in detection.cov_subscriptions if cov.client_addr == address and cov.proc_id == process),
                 None,
             )
             if detection

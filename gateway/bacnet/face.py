@@ -153,6 +153,7 @@ async def _serve(events: Subscription, network: BacnetNetwork, doctor_interval: 
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(_follow(events, network))
         tasks.create_task(network.learn_ip_network())
+        tasks.create_task(network.restore_subscriptions())
         if doctor_interval:
             tasks.create_task(Doctor(network.diagnose, doctor_interval, network.show_conflicts, hub.publish).run())
         if network.foreign is not None:

@@ -13,7 +13,7 @@ router setting (AV1, AV2) is saved; every device shows the saved Database_Revisi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +92,10 @@ class DeviceIdentities:
         app = self._nodes[device._address][1]
         if app.communicating():
             app.i_am()  # a BMS that bound the old ID learns the new one
+
+    def save(self, change: Callable[[State], State]) -> asyncio.Future[None]:
+        """Save another change of the state file (the COV subscriptions), sharing fsyncs with these."""
+        return self._saves.save(change)
 
     async def save_setting(self, setting: RouterSetting, value: int) -> None:
         """Save a router setting (applied at the next restart)."""

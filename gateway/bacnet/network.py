@@ -7,7 +7,9 @@ names and IDs checked and saved by `DeviceIdentities` (`identities.py`); this ru
     builder = DeviceBuilder(plan, settings, nodes, identities, clock)
     network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=restart, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
+    await network.restore_subscriptions()  # the COV subscriptions kept across the restart
     network.apply(event)          # a node event -> Present_Value, Reliability, COV
+    network.kept                  # the COV subscriptions kept across restarts (`subscriptions.py`)
     network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
     await network.close()
@@ -34,6 +36,7 @@ from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import DevicePlan, NodePlan, plan_devices
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
+from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
@@ -44,6 +47,8 @@ log = structlog.get_logger(__name__)
 
 SOCKET_OPEN_TIMEOUT = 2.0  # seconds; opening a UDP socket on an address of the board is immediate
 LEARN_IP_NETWORK_TIMEOUT = 3.0  # seconds a router of the IP network has to answer What-Is-Network-Number
+RESTORE_WAIT = 30.0  # seconds kept COV subscriptions wait for the first poll cycle at most
+RESTORE_CHECK = 0.05  # seconds between two looks
 
 
 class BacnetNetwork:
@@ -73,6 +78,8 @@ class BacnetNetwork:
         self.devices: dict[int, NodeDevice] = {}
         self.applications: dict[int, NodeApplication] = {}
         self.pool = builder.pool
+        self.kept = KeptSubscriptions(identities.save, identities.state.cov_subscriptions, self)
+        self.router.keep_subscriptions = self.kept.changed
         for node in plan.nodes:
             self._add_node(node)
         limits = RequestLimits(
@@ -105,6 +112,24 @@ class BacnetNetwork:
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
+
+    async def restore_subscriptions(self) -> None:
+        """Take up the COV subscriptions kept across the restart once the meters' values are known
+        (the first poll cycle is done, or RESTORE_WAIT has passed), so each notifies a real value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESTORE_WAIT
+        while self._nodes.statistics().last_cycle is None and loop.time() < deadline:
+            await asyncio.sleep(RESTORE_CHECK)
+        self.kept.restore()
+
+    def cov_devices(self) -> Iterator[tuple[int | None, DeviceApplication]]:
+        """Each device's application with its node's address (None for the router)."""
+        yield None, self.router
+        yield from self.applications.items()
+
+    def ip_network(self) -> int:
+        """The number the router routes its BACnet/IP side with (known or not)."""
+        return int(self._ip_port.adapter().adapterNet)
 
     async def learn_ip_network(self) -> None:
         """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number); the
@@ -173,6 +198,7 @@ class BacnetNetwork:
     async def close(self) -> None:
         try:
             await self._sockets_open()
+            await self.kept.close()  # before the devices close, and their subscriptions with them
         finally:
             for app in self._all_applications():
                 app.cancel_all_subscriptions()
@@ -202,3 +228,4 @@ class BacnetNetwork:
 
     def _add_node(self, plan: NodePlan) -> None:
         self.devices[plan.address], self.applications[plan.address] = self._builder.node(plan)
+        self.applications[plan.address].keep_subscriptions = self.kept.changed
