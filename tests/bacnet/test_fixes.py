@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import bacpypes3.app
@@ -276,19 +277,29 @@ async def test_stock_confirmed_request_that_does_not_decode_gets_no_answer(monke
     # The gateway's: tests/bacnet/test_conformance.py::test_a_request_that_does_not_decode_is_rejected
 
 
+@contextlib.contextmanager
+def a_stock_router(ip_network: int) -> Iterator[int]:
+    """A plain bacpypes3 router on loopback to network 50 (a virtual network of its own); its port."""
+    port = free_udp_port()
+    network_name = f"stock-router-{port}"
+    VirtualNetwork(network_name)
+    try:
+        router = stock_router(f"127.0.0.1/8:{port}", 50, network_name, ip_network=ip_network)
+        try:
+            yield port
+        finally:
+            router.close()
+    finally:
+        VirtualNetwork._networks.pop(network_name)
+
+
 async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkeypatch) -> None:
     monkeypatch.setattr(bacpypes3.app, "NetworkServiceAccessPoint", RejectUnreachableNetwork.__mro__[1])
-    port = free_udp_port()
-    VirtualNetwork("stock-reject-test")
-    try:
-        router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-reject-test", ip_network=1)
+    with a_stock_router(ip_network=1) as port:
         read_name = {"service": 12, "hex": "0c02002329194d"}
         [answer] = await bacnet_js(
             port, {"op": "confirmed", "target": {"net": 77, "adr": [1]}, "request": read_name, "waitMs": 4000}
         )
-        router.close()
-    finally:
-        VirtualNetwork._networks.pop("stock-reject-test")
     assert answer == {"pdu": "none"}
     # The gateway's: tests/bacnet/test_conformance.py::
     #   test_a_message_for_a_network_nobody_routes_to_gets_reject_message_to_network
@@ -296,18 +307,10 @@ async def test_stock_router_drops_a_message_for_a_network_it_cannot_reach(monkey
 
 async def test_stock_network_number_is_carries_the_number_quality_as_its_flag(monkeypatch) -> None:
     monkeypatch.setattr(bacpypes3.app, "NetworkServiceElement", NetworkNumberFlags.__mro__[1])
-    port = free_udp_port()
-    VirtualNetwork("stock-network-number-test")
-    try:
-        router = stock_router(f"127.0.0.1/8:{port}", 50, "stock-network-number-test", ip_network=7)
-        try:
-            heard = []
-            for _ in range(5):  # until its socket is open
-                heard = heard or await answers_to_what_is_network_number(port)
-        finally:
-            router.close()
-    finally:
-        VirtualNetwork._networks.pop("stock-network-number-test")
+    with a_stock_router(ip_network=7) as port:
+        heard: list[bytes] = []
+        for _ in range(5):  # until its socket is open
+            heard = heard or await answers_to_what_is_network_number(port)
     assert heard == [network_number_is(7, 3)]  # the quality "configured" (3), where the flag says 1
     # The gateway's: tests/bacnet/test_ip_network.py::test_a_configured_ip_network_is_shown_and_answered_as_configured
 
