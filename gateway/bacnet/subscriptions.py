@@ -75,21 +75,25 @@ class KeptSubscriptions:
         now = time.time()
         outcome: Counter[str] = Counter()
         for kept in self._kept:
-            app = apps.get(kept.node)
-            left = None if kept.expires is None else kept.expires.timestamp() - now
-            if app is None:
-                why: str | None = "its device is gone"
-            elif left is not None and left < 1:
-                why = "its time ran out"
-            else:
-                lifetime = 0 if left is None else min(round(left), kept.lifetime)  # a clock set back
-                why = app.restore_subscription(
-                    self._address(kept), kept.process, ObjectIdentifier(kept.object), kept.confirmed, lifetime
-                )
+            try:
+                why = self._take_up(apps.get(kept.node), kept, now)
+            except ValueError:  # the state file's check passed it, bacpypes3 does not know it
+                why = "no such object type or address"
             outcome[why or "restored"] += 1
         if self._kept:
             log.info("bacnet cov subscriptions restored", **{why.replace(" ", "_"): n for why, n in outcome.items()})
             self.changed()
+
+    def _take_up(self, app: DeviceApplication | None, kept: SavedSubscription, now: float) -> str | None:
+        """Take up one kept subscription on its device: None, or why it cannot be."""
+        left = None if kept.expires is None else kept.expires.timestamp() - now
+        if app is None:
+            return "its device is gone"
+        if left is not None and left < 1:
+            return "its time ran out"
+        lifetime = 0 if left is None else min(round(left), kept.lifetime)  # not beyond it: a clock set back
+        address, objid = self._address(kept), ObjectIdentifier(kept.object)
+        return app.restore_subscription(address, kept.process, objid, kept.confirmed, lifetime)
 
     def changed(self) -> None:
         """A subscription was made, renewed, cancelled or ran out: save soon."""

@@ -98,6 +98,7 @@ async def test_a_start_takes_up_what_is_kept_and_drops_what_ran_out_is_gone_or_b
                 kept(2, "analog-input,1337", 3, ends=-5),  # ran out while the gateway was stopped
                 kept(3, CURRENT_1, 4),  # node 3 is not on the line any more
                 kept(1, "analog-input,999999", 5),  # no such object
+                kept(1, "no-such-type,1", 8),  # passes the state file's check, not BACnet's
                 kept(2, CURRENT_1, 6),
                 kept(2, "analog-input,1338", 7),  # a fourth: beyond max_cov_subscriptions = 3
             ]
@@ -116,11 +117,11 @@ async def test_a_start_takes_up_what_is_kept_and_drops_what_ran_out_is_gone_or_b
         ("analog-value,1", "device,50000", 2, False),
     ]
     assert [log["detail"] for log in logs if log["event"] == "state file cov subscription skipped"] == [
-        "cov_subscriptions[7].subscriber is missing",
-        "cov_subscriptions[7].process is missing",
-        "cov_subscriptions[7].confirmed is missing",
-        "cov_subscriptions[7].lifetime is missing",
-        "cov_subscriptions[7].expires is missing",
+        "cov_subscriptions[8].subscriber is missing",
+        "cov_subscriptions[8].process is missing",
+        "cov_subscriptions[8].confirmed is missing",
+        "cov_subscriptions[8].lifetime is missing",
+        "cov_subscriptions[8].expires is missing",
     ]
     [restored] = [log for log in logs if log["event"] == "bacnet cov subscriptions restored"]
     assert {key: value for key, value in restored.items() if key not in ("event", "log_level")} == {
@@ -128,6 +129,7 @@ async def test_a_start_takes_up_what_is_kept_and_drops_what_ran_out_is_gone_or_b
         "its_time_ran_out": 1,
         "its_device_is_gone": 1,
         "no_such_object": 1,
+        "no_such_object_type_or_address": 1,
         "a_cap_is_full": 1,
     }
     await client.find_router()
