@@ -85,6 +85,7 @@ async def test_auto_claims_no_number_until_a_router_tells_it(bacnet_gateway) -> 
     await announce(port, 9, configured=True)
     await _until_numbered(port, (9, LEARNED_CONFIGURED))
     assert await answers_to_what_is_network_number(port) == [network_number_is(9, FLAG_LEARNED)]
+    assert await port_numbering(port) == (9, LEARNED_CONFIGURED)  # its own answer teaches it nothing
 
 
 async def test_auto_takes_a_learned_number_as_learned(bacnet_gateway) -> None:
