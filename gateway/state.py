@@ -535,7 +535,7 @@ def _utc(text: object) -> datetime | None:
 
 
 def _cov_subscriptions(value: object) -> tuple[tuple[SavedSubscription, ...], list[str]]:
-    """The good entries of `cov_subscriptions`, and what is wrong with the others."""
+    """The good entries of `cov_subscriptions`, and what is wrong with each of the others."""
     problems: list[str] = []
     if not isinstance(value, list):
         return (), [f"cov_subscriptions = {_show(value)}: allowed a list"]
@@ -544,7 +544,7 @@ def _cov_subscriptions(value: object) -> tuple[tuple[SavedSubscription, ...], li
         where = f"cov_subscriptions[{index}]"
         entry_problems: list[str] = []
         if not _check_fields(where, entry, _SUBSCRIPTION_RULES, entry_problems):
-            problems.extend(entry_problems)
+            problems.append("; ".join(entry_problems))  # one line an entry
             continue
         timed = entry["lifetime"] != 0
         if timed != (entry["expires"] is not None):

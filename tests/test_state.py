@@ -158,7 +158,7 @@ def test_a_garbled_cov_subscription_is_skipped_with_a_line_naming_it_and_the_res
             'cov_subscriptions[0].subscriber = "somewhere": allowed a BACnet address',
             'cov_subscriptions[2] = "garbage": allowed an object',
             'cov_subscriptions[3].expires = "2026-12-06T23:30:05Z": allowed a time when lifetime is not 0, else null',
-            "cov_subscriptions[4].node = 248: allowed 1-247 or null",
+            "cov_subscriptions[4].node = 248: allowed 1-247 or null; "
             "cov_subscriptions[4].process = -1: allowed 0-4294967295",
             "cov_subscriptions[5].confirmed is missing",
             'cov_subscriptions[6].expires = "yesterday": allowed null or "YYYY-MM-DDTHH:MM:SSZ"',

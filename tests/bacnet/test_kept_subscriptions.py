@@ -117,11 +117,10 @@ async def test_a_start_takes_up_what_is_kept_and_drops_what_ran_out_is_gone_or_b
         ("analog-value,1", "device,50000", 2, False),
     ]
     assert [log["detail"] for log in logs if log["event"] == "state file cov subscription skipped"] == [
-        "cov_subscriptions[8].subscriber is missing",
-        "cov_subscriptions[8].process is missing",
-        "cov_subscriptions[8].confirmed is missing",
-        "cov_subscriptions[8].lifetime is missing",
-        "cov_subscriptions[8].expires is missing",
+        "; ".join(
+            f"cov_subscriptions[8].{key} is missing"
+            for key in ("subscriber", "process", "confirmed", "lifetime", "expires")
+        )
     ]
     [restored] = [log for log in logs if log["event"] == "bacnet cov subscriptions restored"]
     assert {key: value for key, value in restored.items() if key not in ("event", "log_level")} == {
