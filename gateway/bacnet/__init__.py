@@ -21,6 +21,7 @@ optionally a BBMD or a foreign device.
     building.py       making the router and node applications, on one virtual network
     identities.py     device names and IDs while running: checked unique, saved; Database_Revision
     network.py        running them: start, node events, the doctor's questions, close
+    subscriptions.py  COV subscriptions kept in the state file across restarts, taken up again
     face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
 """
 
