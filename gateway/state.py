@@ -47,7 +47,6 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -68,6 +67,7 @@ from gateway.config import (
     VALID_NETWORKS,
 )
 from gateway.errors import StateError
+from gateway.files import write_atomically
 from gateway.nodes.profile import NodeProfile
 
 __all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "SavedSubscription", "State", "StateStore"]
@@ -241,7 +241,7 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temp_files()
-            self._replace_atomically(payload)
+            write_atomically(self.path, payload)
         except OSError as err:
             reason = err.strerror or str(err)
             raise StateError(f"state file {self.path}: cannot save it: {reason}") from err
@@ -281,25 +281,6 @@ class StateStore:
         # Only a crash between write and rename leaves one; with one writer none can be live.
         for stale in self.path.parent.glob(glob.escape(self._temp_prefix()) + "*.tmp"):
             stale.unlink(missing_ok=True)
-
-    def _replace_atomically(self, payload: bytes) -> None:
-        directory = self.path.parent
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=self._temp_prefix(), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(payload)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def _message(self, problems: list[str]) -> str:
         return "\n".join(f"state file {self.path}: {problem}" for problem in problems)
