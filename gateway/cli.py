@@ -6,15 +6,14 @@ import argparse
 import asyncio
 import getpass
 import json
-import shutil
 import sys
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
 from gateway import service
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.doctor import check_once
 from gateway.bacnet.ede import ede_text
@@ -27,13 +26,15 @@ from gateway.config import (
     load_config,
     parse_config,
     readable_secrets_warning,
-    with_key,
+    settings_file,
 )
+from gateway.config_file import overridden_keys, set_site_key
 from gateway.cpu import CpuBudget
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
 from gateway.nodes.discovery import Found, boards, line_candidates, scan
 from gateway.pointmap import load
+from gateway.privileges import NoSuchUser, drop_root
 from gateway.sim import cli as sim_cli
 from gateway.state import StateStore
 from gateway.web.auth import MIN_PASSWORD, hash_password
@@ -57,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the gateway as a service")
     run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.add_argument(
+        "--user",
+        help=f"started as root, serve as this user (default {service.USER}; without that user, stay root and warn)",
+    )
     run.set_defaults(command=_run)
 
     demo = commands.add_parser("demo", help="run the gateway against the built-in simulated BCPM, on loopback")
@@ -109,16 +114,16 @@ def _parser() -> argparse.ArgumentParser:
         ("install-service", "install the gateway as a systemd service (as root)"),
         ("uninstall-service", "remove the systemd service and its user; keep config and state"),
     ):
-        service = commands.add_parser(name, help=helped)
-        service.add_argument(
+        installer = commands.add_parser(name, help=helped)
+        installer.add_argument(
             "--root",
             type=Path,
             default=Path("/"),
             metavar="DIR",
             help="install into another root folder, e.g. an image being prepared (default /)",
         )
-        service.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
-        service.set_defaults(command=_service, install=name == "install-service")
+        installer.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+        installer.set_defaults(command=_service, install=name == "install-service")
 
     doctor = commands.add_parser("doctor", help="look for another user of the gateway's BACnet network or device IDs")
     doctor.add_argument(
@@ -146,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     for warning in (readable_secrets_warning(args.config), defaults_to_change_warning(config)):
         if warning:
             structlog.get_logger(__name__).warning("config", detail=warning)
+    _serve_as(args.user, config.gateway.state_file.parent)
     _without_snmpv3_ciphers()
     from gateway import app  # the faces and their libraries load for the commands that serve
 
@@ -154,6 +160,18 @@ def _run(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=budget.loop) as runner:
         runner.run(app.serve(lambda: load_config(args.config), budget))
     return 0
+
+
+def _serve_as(user: str | None, state_folder: Path) -> None:
+    """Started as root: become the service user (or `user`), keeping only the right to bind
+    ports below 1024. Without the default user (never installed), stay root and say so."""
+    try:
+        if drop_root(user or service.USER, state_folder):
+            structlog.get_logger(__name__).info("serving as", user=user or service.USER)
+    except NoSuchUser as error:
+        if user is not None:
+            raise
+        structlog.get_logger(__name__).warning("running as root", detail=str(error))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -185,11 +203,18 @@ def _check_config(args: argparse.Namespace) -> int:
             f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
             "meters as offline and opens the port when it appears"
         )
+    overridden = overridden_keys(args.file)
+    changed_warning = (
+        f"{settings_file(config)} (changed on the running gateway) sets {', '.join(overridden)} over this file"
+        if overridden
+        else None
+    )
     for warning in (
         *config.warnings,
         readable_secrets_warning(args.file),
         defaults_to_change_warning(config),
         port_warning,
+        changed_warning,
     ):
         if warning:
             print(f"warning: {warning}")
@@ -234,7 +259,7 @@ def _forget(args: argparse.Namespace) -> int:
 def _set_password(args: argparse.Namespace) -> int:
     """Ask for the password (twice on a terminal; one line from a pipe) and keep only its hash."""
     path: Path = args.config
-    load_config(path)  # a file the gateway would refuse is not edited
+    config = load_config(path)  # a file the gateway would refuse is not edited
     if sys.stdin.isatty():
         password = getpass.getpass("New password for admin: ")
         if getpass.getpass("Again: ") != password:
@@ -243,12 +268,8 @@ def _set_password(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     if len(password) < MIN_PASSWORD:
         raise GatewayError(f"a password of at least {MIN_PASSWORD} characters, please; nothing changed")
-    text = with_key(path.read_text(encoding="utf-8"), "web", "password_hash", hash_password(password))
-    parse_config(tomllib.loads(text))
-    temporary = path.with_name(f".{path.name}.new")
-    temporary.write_text(text, encoding="utf-8")
-    shutil.copymode(path, temporary)  # the file holds secrets: keep its permissions
-    temporary.replace(path)
+    audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
+    set_site_key(path, "web", "password_hash", hash_password(password), audit)
     print(f"{path}: web.password_hash set; restart the gateway to use it")
     return 0
 

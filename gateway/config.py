@@ -16,7 +16,6 @@ caller to log.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import stat
 import tomllib
@@ -44,9 +43,13 @@ __all__ = [
     "SerialSettings",
     "SnmpSettings",
     "WebSettings",
+    "SETTABLE",
+    "SETTINGS_FILE",
     "default_config",
     "load_config",
     "merge_config",
+    "read_settings",
+    "settings_file",
     "parse_config",
 ]
 
@@ -492,13 +495,25 @@ class WebSettings:
     tls_cert: Path | None = _key(None, _optional(_path(), "a self-signed certificate in the state folder"))
     tls_key: Path | None = _key(None, _optional(_path(), "the self-signed certificate's key"))
     password_hash: str | None = _key(None, _optional(_password_hash(), "nobody can log in"))
-    # Clients (addresses or networks) the pages and /metrics answer; () = any.
+    # Clients (addresses or networks) the pages answer; () = any. /metrics answers `metrics_allow`,
+    # or while that is () the same clients as the pages (see `metrics_clients`).
     allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
     metrics_allow: tuple[IPv4Network, ...] = _key((), _list_of(_ipv4_network(), "IPv4 addresses or networks"))
     session_minutes: int = _key(60, _integer(1, 1440))
-    # Failed logins from one client address per minute; more are refused without a check.
+    # Failed logins from one client address per minute, those being checked included; more are
+    # refused without a check.
     login_attempts: int = _key(5, _integer(1, 100))
+    # Connections open at once: in all, and from one client address (the smaller of the two counts;
+    # at a cap, a newcomer closes an idle one of its own address or of the address holding most).
     max_connections: int = _key(32, _integer(1, 1024))
+    max_connections_per_client: int = _key(8, _integer(1, 1024))
+    # Requests, and new connections, one client address may make a second (twice as many in a burst).
+    rate_limit: int = _key(20, _integer(1, 10000))
+
+    @property
+    def metrics_clients(self) -> tuple[IPv4Network, ...]:
+        """Who may read /metrics (no login): `metrics_allow`, else the clients of the pages."""
+        return self.metrics_allow or self.allow
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,13 +554,73 @@ def default_config() -> Config:
     return Config()
 
 
+#: The keys a running gateway may change in its configuration (the web face's settings), by
+#: section. Never a path (the files a gateway reads or writes: the state file, bdt.ini, the TLS
+#: certificate and key, the serial device) and never who may reach the web face and how (enabled,
+#: address, port, allow lists, password): those only an administrator of the machine changes, in
+#: the site's file. A key added to a section is not settable until it is listed here.
+SETTABLE: Mapping[str, frozenset[str]] = {
+    section: frozenset(names.split())
+    for section, names in {
+        "gateway": "operating_mode",
+        "serial": "baudrate parity stopbits rs485 rts_delay_before rts_delay_after echo timeout scan rescan_interval "
+        "poll_interval probe_timeout offline_after retries slow_every max_queue",
+        "bacnet": "enabled address port device_id_offset network ip_network vendor_id bbmd max_foreign_devices "
+        "max_cov_subscriptions max_cov_per_client max_cov_indefinite rate_limit unconfirmed_rate max_saved_writes "
+        "max_foreign_ttl max_built_objects fast_reads max_segments max_segmented_requests "
+        "max_segmented_requests_per_client foreign_bbmd foreign_ttl rtc_control reinit_password read_only "
+        "doctor_interval",
+        "snmp": "enabled address port read_community write_community trap_community notify_hosts "
+        "max_response_varbinds bulk_amplification rate_limit allow trap_rate location contact name",
+        "modbus_tcp": "enabled address port cache_max_age max_connections read_only allow idle_timeout frame_timeout "
+        "keepalive",
+        "web": "session_minutes login_attempts max_connections max_connections_per_client rate_limit",
+        "log": "level format",
+    }.items()
+}
+#: Where a running gateway keeps what it was told to change: beside the state file, owned by the
+#: gateway's user, laid over the site's file by `load_config`.
+SETTINGS_FILE = "web-settings.toml"
+
+
+def settings_file(config: Config) -> Path:
+    """The file of settings changed while running (see SETTABLE), beside the state file."""
+    return config.gateway.state_file.parent / SETTINGS_FILE
+
+
 def load_config(path: Path) -> Config:
-    """Read and validate a TOML file; raise ConfigError naming the file and every problem."""
+    """Read and validate a TOML file with the settings changed while running laid over it (see
+    SETTABLE); raise ConfigError naming the file(s) and every problem."""
     data = read_toml(path)
     try:
-        return parse_config(data)
+        config = parse_config(data)
     except ConfigError as err:
         raise ConfigError(err.problems, heading=f"config file {path}:") from None
+    changed_file = settings_file(config)
+    if not changed_file.exists():
+        return config
+    changed = read_settings(changed_file)
+    try:
+        return parse_config(merge_config(data, changed))
+    except ConfigError as err:
+        raise ConfigError(err.problems, heading=f"config file {path} with {changed_file} over it:") from None
+
+
+def read_settings(path: Path) -> dict[str, dict[str, Any]]:
+    """The settings changed while running, as raw TOML tables; ConfigError for a key not in
+    SETTABLE (or a file that is not TOML). {} when there is no such file."""
+    if not path.exists():
+        return {}
+    data = read_toml(path)
+    problems = [
+        ConfigProblem(f"{section}.{key}", value, "a key the running gateway may change (see SETTABLE)")
+        for section, keys in data.items()
+        for key, value in (keys.items() if isinstance(keys, Mapping) else [("", keys)])
+        if key not in SETTABLE.get(section, ())
+    ]
+    if problems:
+        raise ConfigError(problems, heading=f"settings file {path}:")
+    return data
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -655,7 +730,7 @@ def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warni
 
 def defaults_to_change_warning(config: Config) -> str | None:
     """A warning naming the keys left at a default that opens a face on a non-loopback address to anyone."""
-    bacnet, snmp, modbus = config.bacnet, config.snmp, config.modbus_tcp
+    bacnet, snmp, modbus, web = config.bacnet, config.snmp, config.modbus_tcp, config.web
     found = []
     if snmp.enabled and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
         found.append('snmp.read_community = "public" (anyone can read)')
@@ -663,15 +738,19 @@ def defaults_to_change_warning(config: Config) -> str | None:
         found.append('bacnet.reinit_password = "" (no password for ReinitializeDevice)')
     if modbus.enabled and not IPv4Address(modbus.address).is_loopback and not modbus.read_only and not modbus.allow:
         found.append("modbus_tcp.read_only = false with modbus_tcp.allow = [] (any host can write to the meters)")
+    if web.enabled and not IPv4Address(web.address).is_loopback and not web.metrics_clients:
+        found.append("web.allow = [] with web.metrics_allow = [] (any host reads /metrics, serial numbers included)")
     if not found:
         return None
     return "faces on the network run with defaults a site should change: " + "; ".join(found)
 
 
-def with_key(text: str, section: str, key: str, value: str) -> str:
-    """TOML text with `key` of `[section]` set to the string `value`, comments and the rest kept:
-    the key's line replaced, or added under the section's header, or a new section at the end."""
-    line = f"{key} = {json.dumps(value)}"  # a JSON string is a TOML basic string
+def with_key(text: str, section: str, key: str, value: object) -> str:
+    """TOML text with `key` of `[section]` set to `value`, comments and the rest kept: the key's
+    line replaced, or added under the section's header, or a new section at the end."""
+    import tomli_w  # only the commands that write a config file need it
+
+    line = tomli_w.dumps({key: value}).strip()
     lines = text.splitlines()
     header = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?")
     current, header_at = None, None

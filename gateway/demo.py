@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,19 @@ def demo_defaults(boards: int, state_dir: Path) -> dict[str, Any]:
 
 
 def demo_config(boards: int, state_dir: Path, user_file: Path | None) -> Config:
-    """The demo's defaults with the user's file laid over them (the serial port is set later)."""
+    """The demo's defaults with the user's file laid over them (the serial port is set later).
+
+    The demo's login (admin / demo) holds on loopback only: a file that moves the web face to
+    another address without a password hash of its own leaves it with none (nobody logs in).
+    """
     raw = demo_defaults(boards, state_dir)
     if user_file is not None:
         raw = merge_config(raw, read_toml(user_file))
-    return parse_config(raw)
+    config = parse_config(raw)
+    web = config.web
+    if web.password_hash == DEMO_PASSWORD_HASH and not IPv4Address(web.address).is_loopback:
+        config = replace(config, web=replace(web, password_hash=None))
+    return config
 
 
 async def run_demo(boards: int, user_file: Path | None, load: Load | None, budget: CpuBudget | None = None) -> None:
@@ -128,9 +137,13 @@ def try_text(config: Config, board: Board) -> str:
             f"clear: {mbpoll} -r {status.register} -1 {config.modbus_tcp.address} 0"
         )
     if config.web.enabled:
+        login = {
+            DEMO_PASSWORD_HASH: "user admin, password demo",
+            None: "no login: the demo's password holds on loopback only, set web.password_hash",
+        }.get(config.web.password_hash, "user admin, your password")
         lines.append(
             f"Web        https://{config.web.address}:{config.web.port}/nodes/{address} in a browser "
-            "(self-signed certificate), user admin, password demo: live values, Clear latched alarms"
+            f"(self-signed certificate), {login}: live values, Clear latched alarms"
         )
     return "\n".join(lines)
 
