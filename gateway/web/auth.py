@@ -1,4 +1,4 @@
-"""Who may act: the administrator's password hash, login sessions, CSRF tokens, login rate limit.
+"""Who may act: the administrator's password hash, its check, login sessions, CSRF tokens, login limit.
 
 One account ("admin"); its password is kept only as a scrypt hash in the config file
 (``scrypt$N$r$p$salt$hash``, base64 parts), written by ``bcpm-gateway set-password``. Sessions
@@ -7,13 +7,16 @@ live in memory: a restart logs everyone out, and nothing secret is ever written 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import ctypes
 import hashlib
 import hmac
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 USER = "admin"
 # scrypt cost: 2^14 x 8 x 1 takes about 50 ms and 16 MB once per login, freed straight after.
@@ -21,6 +24,9 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 MAX_SESSIONS = 64  # logins kept at once; the oldest goes first
 MIN_PASSWORD = 4
+MAX_SESSION_HOURS = 12  # a login ends after this, however busy
+LARGE_BLOCK = 1024 * 1024  # glibc hands a freed block this large back to the system at once
+_M_MMAP_THRESHOLD = -3
 
 
 class PasswordHashError(ValueError):
@@ -70,11 +76,18 @@ def _b64(data: bytes) -> str:
 class Session:
     token: str  # the cookie
     csrf: str  # the hidden field every action form carries
-    expires: float  # monotonic
+    id: str  # names the session in the log and the audit (the token never leaves the gateway's memory)
+    expires: float  # monotonic: idle until then, restarted by each request
+    ends: float  # monotonic: the login's absolute end, whatever its use
+
+    def seconds_left(self) -> int:
+        """What the cookie's Max-Age says now."""
+        return max(0, int(min(self.expires, self.ends) - time.monotonic()))
 
 
 class Sessions:
-    """Logged-in browsers, by the random token of their cookie; idle ones expire."""
+    """Logged-in browsers, by the random token of their cookie; idle ones expire, and every one
+    after MAX_SESSION_HOURS."""
 
     def __init__(self, minutes: int) -> None:
         self.lifetime = minutes * 60.0
@@ -83,16 +96,24 @@ class Sessions:
     def create(self) -> Session:
         while len(self._sessions) >= MAX_SESSIONS:
             del self._sessions[next(iter(self._sessions))]
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.monotonic() + self.lifetime)
+        now = time.monotonic()
+        session = Session(
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(32),
+            secrets.token_hex(4),
+            now + self.lifetime,
+            now + MAX_SESSION_HOURS * 3600.0,
+        )
         self._sessions[session.token] = session
         return session
 
     def find(self, token: str | None) -> Session | None:
         """The live session of a cookie, its idle time restarted; None if unknown or expired."""
         session = self._sessions.pop(token, None) if token else None
-        if session is None or session.expires < time.monotonic():
+        now = time.monotonic()
+        if session is None or session.expires < now or session.ends < now:
             return None
-        session = Session(session.token, session.csrf, time.monotonic() + self.lifetime)
+        session = replace(session, expires=now + self.lifetime)
         self._sessions[session.token] = session  # re-inserted: the dict stays in order of use
         return session
 
@@ -101,28 +122,81 @@ class Sessions:
 
 
 class LoginLimiter:
-    """At most `per_minute` failed logins per client address in any 60 s; the rest are refused
-    without checking the password (scrypt is costly on purpose)."""
+    """At most `per_minute` logins per client address in any 60 s that failed or are being
+    checked; more are refused without checking the password (scrypt is costly on purpose). A
+    login that succeeds gives its place back. Addresses count apart: one address's failures never
+    refuse another's login."""
 
     WINDOW = 60.0
     MAX_CLIENTS = 1024  # addresses remembered; beyond, the oldest failures are forgotten
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
         self.refused = 0
 
-    def allows(self, client: str) -> bool:
-        failures = self._failures.get(client)
+    def attempt(self, client: str) -> float | None:
+        """Take a place for a login from `client`: its stamp, or None when there is none left."""
         now = time.monotonic()
-        while failures and failures[0] < now - self.WINDOW:
-            failures.popleft()
-        if failures is not None and len(failures) >= self.per_minute:
+        attempts = self._attempts.pop(client, None)
+        if attempts is None:
+            while len(self._attempts) >= self.MAX_CLIENTS:
+                del self._attempts[next(iter(self._attempts))]
+            attempts = deque()
+        self._attempts[client] = attempts  # last in order: the most recently seen address
+        while attempts and attempts[0] <= now - self.WINDOW:
+            attempts.popleft()
+        if len(attempts) >= self.per_minute:
             self.refused += 1
-            return False
-        return True
+            return None
+        attempts.append(now)
+        return now
 
-    def failed(self, client: str) -> None:
-        if client not in self._failures and len(self._failures) >= self.MAX_CLIENTS:
-            del self._failures[next(iter(self._failures))]
-        self._failures.setdefault(client, deque(maxlen=self.per_minute)).append(time.monotonic())
+    def succeeded(self, client: str, stamp: float) -> None:
+        """A login that took a place succeeded: the place is free again."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._attempts[client].remove(stamp)
+
+
+class CheckerBusy(Exception):
+    """Too many logins wait for their password check already."""
+
+
+class PasswordChecker:
+    """Checks a login, user and password, in the same time whatever is wrong: scrypt runs for a
+    wrong user too. One check at a time gateway-wide, in a worker thread (each takes 16 MB for
+    some 50 ms; a burst checked at once took 16 MB each, and kept them); at most MAX_WAITING wait
+    their turn, more are refused at once (CheckerBusy)."""
+
+    MAX_WAITING = 16
+
+    def __init__(self) -> None:
+        self._turn = asyncio.Semaphore(1)
+        self.waiting = 0
+        self.checked = 0
+        _return_large_blocks()
+
+    async def check(self, user: str, password: str, stored: str) -> bool:
+        if self.waiting >= self.MAX_WAITING:
+            raise CheckerBusy
+        self.waiting += 1
+        try:
+            async with self._turn:
+                self.checked += 1
+                good_password = await asyncio.to_thread(verify_password, password, stored)
+        finally:
+            self.waiting -= 1
+        return hmac.compare_digest(user.encode(), USER.encode()) and good_password
+
+
+def _return_large_blocks() -> None:
+    """Make glibc give a large freed block back to the system at once (nothing without glibc).
+
+    glibc serves a block above its threshold (128 KiB at first) from a memory map of its own and
+    unmaps it when freed, but only until the first such block is freed: it then raises the
+    threshold to that size, and the next scrypt buffers (16 MB) come from a heap that keeps them
+    resident for good, one per worker thread. A threshold set once stays fixed.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK)

@@ -2,7 +2,8 @@
 
     GET  /  /nodes  /nodes/{a}  /events  /config      pages (logged in)
     GET  /api/nodes  /api/nodes/{a}                   the same data as JSON (logged in)
-    GET  /metrics                                     Prometheus text, no login, web.metrics_allow only
+    GET  /metrics                                     Prometheus text (gzip if asked), no login, web.metrics_allow
+                                                      (or web.allow while that is empty) only
     GET  /login  POST /login  POST /logout
     GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms, forget, rescan (logged in, CSRF token)
 
@@ -26,14 +27,26 @@ from typing import Any
 
 import structlog
 
+from gateway.audit import AUDIT_FILE, Actor, AuditLog
 from gateway.config import Config
 from gateway.errors import GatewayError, ListenError
+from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import EventHub, NetworkFinding
+from gateway.ratelimit import RateLimit
 from gateway.web import pages
-from gateway.web.auth import USER, LoginLimiter, PasswordHashError, Session, Sessions, check_hash, verify_password
-from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics
-from gateway.web.server import HttpsServer, Request, Response, ServerStats, within
+from gateway.web.auth import (
+    USER,
+    CheckerBusy,
+    LoginLimiter,
+    PasswordChecker,
+    PasswordHashError,
+    Session,
+    Sessions,
+    check_hash,
+)
+from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics, decompressed
+from gateway.web.server import HttpsServer, Limits, Request, Response, ServerStats, within
 from gateway.web.source import DeviceNames, Source, describe, finding
 from gateway.web.tls import server_context
 
@@ -41,6 +54,10 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "bcpm_session"
 EVENTS_KEPT = 200
+METRICS_RATE, METRICS_BURST = 1, 5  # scrapes a second from one address, and in a burst
+#: Requests that carry a body: (path or path prefix ending in "/", most bytes, login needed). The
+#: body is read only after the session is checked (when needed). Any other request takes none.
+BODIES = (("/login", 4096, False), ("/logout", 1024, True), ("/actions/", 4096, True))
 STATIC = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
@@ -64,11 +81,20 @@ class WebFace:
         self.source = Source(config, nodes, hub, restart, device_names)
         self.sessions = Sessions(self.settings.session_minutes)
         self.limiter = LoginLimiter(self.settings.login_attempts)
+        self.checker = PasswordChecker()
+        self.audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
+        self._audits: set[asyncio.Future[None]] = set()  # audit records being written
+        self._scrapes = RateLimit(METRICS_RATE, METRICS_BURST)
+        self._login_failures = peer_events("web login failed")
+        self._logins_refused = peer_events("web login refused: too many failures or checks")
         self.events: deque[tuple[str, str]] = deque(maxlen=EVENTS_KEPT)  # (UTC time, what), newest first
         self._findings: set[str] = set()  # what the BACnet network doctor finds now
         self.server: HttpsServer | None = None
         self.stats = ServerStats()
-        self.metrics = Metrics(Collector(self.source, self.stats, lambda: self.limiter.refused))
+        self.metrics = Metrics(
+            Collector(self.source, self.stats, lambda: self.limiter.refused),
+            fresh_for=max(1.0, config.serial.poll_interval),
+        )
         self._static = {
             path: resources.files(__package__).joinpath("static", name).read_bytes()
             for path, (name, _) in STATIC.items()
@@ -85,8 +111,9 @@ class WebFace:
         self.listening.set()
         # Prometheus need not be among the hosts that see the pages: either list lets a client in.
         web = self.settings
-        admitted = web.allow + web.metrics_allow if web.allow and web.metrics_allow else ()
-        self.server = HttpsServer(self._handle, tls, admitted, self.settings.max_connections, self.stats)
+        admitted = web.allow + web.metrics_clients if web.allow and web.metrics_clients else ()
+        limits = Limits(web.max_connections, min(web.max_connections_per_client, web.max_connections), web.rate_limit)
+        self.server = HttpsServer(self._handle, self._admit, tls, admitted, limits, self.stats)
         host, port = listener.getsockname()[:2]
         log.info(
             "web listening",
@@ -122,6 +149,21 @@ class WebFace:
 
     # --- requests ---
 
+    def _admit(self, request: Request) -> int | Response:
+        """Before a request's body is read: how much of it its route takes, or the answer now."""
+        found = [(most, login) for route, most, login in BODIES if _on(request.path, route)]
+        if not found:
+            return 0
+        most, login_needed = found[0]
+        if not within(IPv4Address(request.client), self.settings.allow):
+            return _outside_allow()
+        if request.method != "POST":
+            return 0  # the handler answers it without a body
+        if login_needed and self.sessions.find(request.cookie(COOKIE)) is None:
+            self._refused(request, None, "no session")
+            return self._not_logged_in(request)
+        return most
+
     async def _handle(self, request: Request) -> Response:
         response = await self._route(request)
         return replace(response, headers=response.headers + SECURITY_HEADERS)
@@ -129,9 +171,9 @@ class WebFace:
     async def _route(self, request: Request) -> Response:
         path, method = request.path, request.method
         if path == "/metrics" and method == "GET":
-            return self._metrics(request)
+            return await self._metrics(request)
         if not within(IPv4Address(request.client), self.settings.allow):
-            return Response(403, b"only /metrics is served to this address (web.allow)", "text/plain")
+            return _outside_allow()
         if path in STATIC and method == "GET":
             return Response(200, self._static[path], STATIC[path][1])
         if path == "/login":
@@ -142,17 +184,24 @@ class WebFace:
             )
         session = self.sessions.find(request.cookie(COOKIE))
         if session is None:
-            if path.startswith("/api/"):
-                return _json(401, {"error": "log in first: POST /login with user and password"})
-            return _redirect("/login")
+            return self._not_logged_in(request)
+        if method == "POST" and path == "/logout" and self._csrf_ok(request, session):
+            self.sessions.end(session.token)
+            return _redirect("/login", cookie=_cookie("", 0))
+        response = await self._as_logged_in(request, session)
+        # The cookie lives as long as the session: its idle time restarted, never past its end.
+        return replace(
+            response, headers=(*response.headers, ("set-cookie", _cookie(session.token, session.seconds_left())))
+        )
+
+    async def _as_logged_in(self, request: Request, session: Session) -> Response:
+        path, method = request.path, request.method
         if method == "POST":
             if not self._csrf_ok(request, session):
+                self._refused(request, session, "csrf token or origin")
                 return Response(
                     403, b"refused: the form is stale or came from another site; reload the page", "text/plain"
                 )
-            if path == "/logout":
-                self.sessions.end(session.token)
-                return _redirect("/login", cookie=f"{COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict")
             if path.startswith("/actions/"):
                 return await self._act(path.removeprefix("/actions/"), request, session)
         elif method == "GET":
@@ -160,8 +209,13 @@ class WebFace:
             if page is not None:
                 return page
         if method not in ("GET", "POST"):
-            return Response(405, b"only GET and POST", "text/plain", (("allow", "GET, POST"),))
+            return Response(405, b"only GET, HEAD and POST", "text/plain", (("allow", "GET, HEAD, POST"),))
         return Response(404, b"not found", "text/plain")
+
+    def _not_logged_in(self, request: Request) -> Response:
+        if request.path.startswith("/api/"):
+            return _json(401, {"error": "log in first: POST /login with user and password"})
+        return _redirect("/login")
 
     def _page(self, path: str, request: Request, session: Session) -> Response | None:
         csrf = session.csrf
@@ -188,31 +242,43 @@ class WebFace:
             return self._confirm(path.removeprefix("/confirm/"), request, csrf)
         return None
 
-    def _metrics(self, request: Request) -> Response:
-        if not within(IPv4Address(request.client), self.settings.metrics_allow):
-            return Response(403, b"metrics are not served to this address (web.metrics_allow)", "text/plain")
-        return Response(200, content_type=CONTENT_TYPE, parts=self.metrics.parts())
+    async def _metrics(self, request: Request) -> Response:
+        if not within(IPv4Address(request.client), self.settings.metrics_clients):
+            return Response(403, b"metrics are not served to this address (web.metrics_allow, web.allow)", "text/plain")
+        if not self._scrapes.allow(request.client):
+            return Response(429, b"at most one scrape a second", "text/plain", (("retry-after", "1"),))
+        snapshot = await self.metrics.snapshot()
+        vary = ("vary", "accept-encoding")
+        if _takes_gzip(request.headers.get("accept-encoding", "")):
+            return Response(200, snapshot, CONTENT_TYPE, (("content-encoding", "gzip"), vary))
+        return Response(200, content_type=CONTENT_TYPE, headers=(vary,), parts=decompressed(snapshot))
 
     async def _login(self, request: Request) -> Response:
         stored = self.settings.password_hash
         if stored is None:
             return _html(pages.login("", password_set=False), 403)
-        if not self.limiter.allows(request.client):
-            log.warning("web login refused: too many failures", client=request.client)
+        actor = Actor(USER, request.client)
+        attempt = self.limiter.attempt(request.client)
+        if attempt is None:
+            self._logins_refused.count(request.client, "too many failed logins")
+            self._audit(actor, "log in", "refused: too many failed logins")
             return _html(pages.login("Too many failed logins: wait a minute.", password_set=True), 429)
         form = request.form()
-        # scrypt takes tens of milliseconds: off the event loop, so other faces keep answering.
-        good = form.get("user") == USER and await asyncio.to_thread(verify_password, form.get("password", ""), stored)
+        try:
+            good = await self.checker.check(form.get("user", ""), form.get("password", ""), stored)
+        except CheckerBusy:
+            self.limiter.succeeded(request.client, attempt)  # not checked: it takes no place
+            self._logins_refused.count(request.client, "too many logins waiting")
+            return _html(pages.login("The gateway is busy checking logins: try again.", password_set=True), 503)
         if not good:
-            self.limiter.failed(request.client)
-            log.warning("web login failed", client=request.client)
+            self._login_failures.count(request.client, "wrong user or password")
+            self._audit(actor, "log in", "refused: wrong user or password")
             return _html(pages.login("Wrong user or password.", password_set=True), 403)
+        self.limiter.succeeded(request.client, attempt)
         session = self.sessions.create()
-        log.info("web login", client=request.client)
-        minutes = self.settings.session_minutes
-        return _redirect(
-            "/", cookie=f"{COOKIE}={session.token}; Max-Age={minutes * 60}; Path=/; Secure; HttpOnly; SameSite=Strict"
-        )
+        log.info("web login", client=request.client, session=session.id)
+        self._audit(replace(actor, session=session.id), "log in", "done")
+        return _redirect("/", cookie=_cookie(session.token, session.seconds_left()))
 
     def _csrf_ok(self, request: Request, session: Session) -> bool:
         """The form's token is the session's, and a browser that names its origin names ours."""
@@ -274,7 +340,7 @@ class WebFace:
     async def _act(self, action: str, request: Request, session: Session) -> Response:
         form = request.form()
         if action == "restart":
-            self._log_action(request, "restart the gateway")
+            self._log_action(request, session, "restart the gateway")
             self.source.restart()
             return _html(
                 pages.outcome(
@@ -314,6 +380,7 @@ class WebFace:
                     f"Node {address} is forgotten: no longer polled, served or saved.",
                     "/nodes",
                 )
+        self._refused(request, session, "no such action or node")
         return Response(404, b"no such action or node", "text/plain")
 
     async def _attempt(
@@ -324,16 +391,34 @@ class WebFace:
         try:
             await work
         except GatewayError as error:
-            self._log_action(request, f"{what}: failed: {error}")
+            self._log_action(request, session, what, f"failed: {error}")
             return _html(
                 pages.outcome("Not done", f"The gateway did not take it: {error}", back, session.csrf, ok=False), 502
             )
-        self._log_action(request, what)
+        self._log_action(request, session, what)
         return _html(pages.outcome("Done", done, back, session.csrf, ok=True))
 
-    def _log_action(self, request: Request, what: str) -> None:
-        log.info("web action", action=what, client=request.client)
-        self._record(f"{USER} from {request.client}: {what}")
+    def _log_action(self, request: Request, session: Session, what: str, outcome: str = "done") -> None:
+        """An action run: in the log, the events page and the audit."""
+        shown = what if outcome == "done" else f"{what}: {outcome}"
+        log.info("web action", action=shown, client=request.client, session=session.id)
+        self._record(f"{USER} from {request.client}: {shown}")
+        self._audit(Actor(USER, request.client, session.id), what, outcome)
+
+    def _refused(self, request: Request, session: Session | None, why: str) -> None:
+        """An action refused before it ran (no session, a stale or forged form): in the audit."""
+        actor = Actor(USER, request.client, session.id if session else "-")
+        self._audit(actor, f"{request.method} {request.path}", f"refused: {why}")
+
+    def _audit(self, actor: Actor, action: str, outcome: str) -> None:
+        """Into the audit log, off the event loop (a write and an fsync: milliseconds of disk)."""
+        written = asyncio.get_running_loop().run_in_executor(None, self.audit.record, actor, action, outcome)
+        self._audits.add(written)
+        written.add_done_callback(self._audits.discard)
+
+
+def _outside_allow() -> Response:
+    return Response(403, b"only /metrics is served to this address (web.allow)", "text/plain")
 
 
 def _html(text: str, status: int = 200) -> Response:
@@ -350,4 +435,27 @@ def _redirect(location: str, cookie: str | None = None) -> Response:
 
 
 def _address(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) <= 3 else None
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
+
+
+def _on(path: str, route: str) -> bool:
+    """Whether a path is a route, or under it when the route ends in "/"."""
+    return path == route or (route.endswith("/") and path.startswith(route))
+
+
+def _cookie(token: str, seconds: int) -> str:
+    return f"{COOKIE}={token}; Max-Age={seconds}; Path=/; Secure; HttpOnly; SameSite=Strict"
+
+
+def _takes_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (named, or "*", with a weight above 0)."""
+    for coding in accept_encoding.lower().split(","):
+        name, _, weight = coding.partition(";")
+        if name.strip() in ("gzip", "*"):
+            quality = weight.strip().removeprefix("q=")
+            try:
+                return not weight or float(quality) > 0
+            except ValueError:
+                return False
+    return False

@@ -4,9 +4,28 @@ Why not a framework: aiohttp (the obvious asyncio choice) adds about 10 MB of re
 the gateway, a sixth of its whole budget; h11 adds 0.3 MB and leaves only the socket loop here.
 
 One port serves both: the first byte of a connection tells a TLS handshake (0x16) from plain
-HTTP, which gets nothing but a redirect to the same address over HTTPS. Clients outside `allow`
-(the face's `allow` and `metrics_allow` together) are disconnected at once, before any TLS work;
-beyond `max_connections` new ones are too.
+HTTP, which gets nothing but a redirect to the same address over HTTPS, and is closed.
+
+No client can hold the face for itself (`Limits`):
+
+- Clients outside `allow` are disconnected at once, before any TLS work.
+- Connections: at most `max_connections` in all and `per_client` from one address. At either cap
+  a newcomer closes an idle connection (none being answered) to make room: its own address's
+  longest idle at the per-address cap; at the total cap, the longest idle of the address holding
+  the most, if that holds more than the newcomer would. So a flooding host keeps its share and
+  the administrator and a scraper still get in.
+- Requests and new connections: `rate` a second from one address (a burst of twice that); beyond,
+  a request gets 429 and its connection waits a second, a new connection is closed at once.
+- Deadlines no request restarts: the handshake and first request within `request_timeout` of the
+  accept, each later request whole within `idle_timeout` of the answer before it, and no
+  connection lives longer than `lifetime` (the answer then says ``Connection: close``); each
+  answer is sent within SEND_TIMEOUT.
+- A request's body is read only after the handler's `admit` has seen the head (the session is
+  checked there for routes that need one) and within the size `admit` gives for its route.
+
+Every request gets an answer: a malformed one its 4xx, a failure of the handler 500 (the
+traceback stays in the gateway, summarised in the log at most once a minute), HEAD the headers
+of GET.
 """
 
 from __future__ import annotations
@@ -15,37 +34,44 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from ipaddress import IPv4Address, IPv4Network
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import h11
 import structlog
+
+from gateway.logging import peer_events
+from gateway.ratelimit import RateLimit
 
 log = structlog.get_logger(__name__)
 
 TLS_RECORD_HANDSHAKE = 0x16  # the first byte a TLS client sends
 MAX_HEAD = 16 * 1024  # request line and headers
-MAX_BODY = 16 * 1024  # a login or action form is a few hundred bytes
-FIRST_BYTE_TIMEOUT = 10.0  # seconds a new connection may stay silent
-HANDSHAKE_TIMEOUT = 10.0
-IDLE_TIMEOUT = 30.0  # seconds to wait for the next request on a kept-alive connection
+MAX_BODY = 16 * 1024  # what `admit` allows unless it says otherwise
+REQUEST_TIMEOUT = 10.0  # seconds from the accept to the first request whole (TLS handshake included)
+IDLE_TIMEOUT = 10.0  # seconds from an answer to the next request whole, on a kept-alive connection
+LIFETIME = 120.0  # seconds a connection may live, however busy
+SEND_TIMEOUT = 30.0  # seconds an answer may take to go out
+RATE_PAUSE = 1.0  # seconds a connection waits after a request refused for its address's rate
 SHUTDOWN_TIMEOUT = 2.0
 ACCEPT_PAUSE = 0.5  # seconds before accepting again after the system refused a connection to us
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    method: str
+    method: str  # HEAD comes as GET (see head_only)
     target: str  # path and query, as sent
     path: str
     query: dict[str, str]
     headers: dict[str, str]  # names in lower case; a repeated header keeps its last value
     body: bytes
     client: str  # the peer's IPv4 address
+    head_only: bool = False  # a HEAD request: answered as GET, the body left out
 
     def cookie(self, name: str) -> str | None:
         cookies: SimpleCookie = SimpleCookie()
@@ -74,6 +100,19 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Sees a request's head (its body empty) before the body is read: the most body bytes its route
+#: takes, or the answer to send at once without reading any.
+Admit = Callable[[Request], "int | Response"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_connections: int
+    per_client: int
+    rate: int  # requests, and new connections, a second from one address
+    request_timeout: float = REQUEST_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    lifetime: float = LIFETIME
 
 
 @dataclass(slots=True)
@@ -81,20 +120,43 @@ class ServerStats:
     connections: int = 0
     requests: int = 0
     refused_not_allowed: int = 0
-    refused_full: int = 0
+    refused_full: int = 0  # at a cap with no idle connection to close
+    refused_rate: int = 0  # requests and connections beyond an address's rate
+    made_room: int = 0  # idle connections closed for a newcomer
+    timed_out: int = 0  # connections closed at a deadline
     bad_requests: int = 0  # malformed HTTP, too large, or a failed TLS handshake
     redirected: int = 0  # plain HTTP requests sent to HTTPS
     accept_errors: int = 0
+    internal_errors: int = 0  # answered 500, or a connection that failed in the server itself
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    client: str
+    accepted: float  # loop time
+    idle_since: float
+    busy: bool = False  # a request is being answered
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass
 class HttpsServer:
     handler: Handler
+    admit: Admit
     tls: ssl.SSLContext
     allow: tuple[IPv4Network, ...]  # () = any
-    max_connections: int
+    limits: Limits
     stats: ServerStats = field(default_factory=ServerStats)
-    _open: set[asyncio.Task[None]] = field(default_factory=set)
+    _open: dict[str, set[_Connection]] = field(default_factory=dict)  # by client address
+    _rate: RateLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rate = RateLimit(self.limits.rate, 2 * self.limits.rate)
+        self._failed = peer_events("web request failed", level="error")
+
+    @property
+    def open_connections(self) -> int:
+        return sum(len(connections) for connections in self._open.values())
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept connections on a bound, listening socket until cancelled."""
@@ -112,88 +174,212 @@ class HttpsServer:
                 if not within(IPv4Address(host), self.allow):
                     self.stats.refused_not_allowed += 1
                     sock.close()
-                elif len(self._open) >= self.max_connections:
+                elif not self._rate.allow(host):
+                    self.stats.refused_rate += 1
+                    sock.close()
+                elif not self._room_for(host):
                     self.stats.refused_full += 1
                     sock.close()
                 else:
-                    self.stats.connections += 1
-                    task = asyncio.create_task(self._connection(sock, host))
-                    self._open.add(task)
-                    task.add_done_callback(self._open.discard)
+                    self._start(sock, host, loop.time())
         finally:
-            for task in tuple(self._open):
+            tasks = [c.task for connections in self._open.values() for c in connections if c.task is not None]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._open, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _connection(self, sock: socket.socket, client: str) -> None:
+    def _start(self, sock: socket.socket, client: str, now: float) -> None:
+        self.stats.connections += 1
+        connection = _Connection(client, now, now)
+        self._open.setdefault(client, set()).add(connection)
+        connection.task = asyncio.create_task(self._connection(sock, connection))
+        connection.task.add_done_callback(lambda _: self._forget(connection))
+
+    def _forget(self, connection: _Connection) -> None:
+        held = self._open.get(connection.client)
+        if held is not None:
+            held.discard(connection)
+            if not held:
+                del self._open[connection.client]
+
+    def _room_for(self, client: str) -> bool:
+        """Whether a new connection from `client` may open, closing an idle one to make room."""
+        own = len(self._open.get(client, ()))
+        if own >= self.limits.per_client:
+            return self._close_idlest(client)
+        if self.open_connections < self.limits.max_connections:
+            return True
+        heaviest = max(self._open, key=lambda address: len(self._open[address]))
+        return len(self._open[heaviest]) > own + 1 and self._close_idlest(heaviest)
+
+    def _close_idlest(self, client: str) -> bool:
+        idle = [c for c in self._open.get(client, ()) if not c.busy and c.task is not None]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.idle_since)
+        assert victim.task is not None
+        victim.task.cancel()
+        self._forget(victim)  # its place is free now; its task ends on its own
+        self.stats.made_room += 1
+        return True
+
+    async def _connection(self, sock: socket.socket, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()
         try:
-            first = await asyncio.wait_for(_peek(loop, sock), FIRST_BYTE_TIMEOUT)
-            secure = first == bytes([TLS_RECORD_HANDSHAKE])
-            reader = asyncio.StreamReader(limit=MAX_HEAD)
-            protocol = asyncio.StreamReaderProtocol(reader)
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol,
-                sock,
-                ssl=self.tls if secure else None,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None,
-                ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if secure else None,
-            )
+            async with asyncio.timeout_at(connection.accepted + self.limits.request_timeout):
+                first = await _peek(loop, sock)
+                secure = first == bytes([TLS_RECORD_HANDSHAKE])
+                reader = asyncio.StreamReader(limit=MAX_HEAD)
+                protocol = asyncio.StreamReaderProtocol(reader)
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol,
+                    sock,
+                    ssl=self.tls if secure else None,
+                    ssl_handshake_timeout=self.limits.request_timeout if secure else None,
+                    ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if secure else None,
+                )
         except (OSError, TimeoutError, ssl.SSLError):
             self.stats.bad_requests += 1  # silent, gone, or a handshake the client gave up on
             sock.close()
             return
+        except asyncio.CancelledError:  # closed to make room, or the face stops
+            sock.close()
+            raise
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
-            await self._exchange(reader, writer, client, self.handler if secure else self._redirect)
-        except (OSError, TimeoutError, ssl.SSLError):
+            await self._exchange(reader, writer, connection, secure)
+        except TimeoutError:  # before OSError, of which it is a kind
+            self.stats.timed_out += 1
+        except (OSError, ssl.SSLError):
             pass  # the client went away mid-request
+        except Exception as error:  # a fault of the server itself: counted, summarised in the log
+            self._fault(connection.client, error)
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), SHUTDOWN_TIMEOUT)
 
     async def _exchange(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, handler: Handler
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection, secure: bool
     ) -> None:
-        """Requests and responses on one connection, kept alive while the client wants."""
-        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        """Requests and responses on one connection, kept alive while the client wants and the
+        deadlines allow."""
+        loop = asyncio.get_running_loop()
+        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        limits = self.limits
+        ends = connection.accepted + limits.lifetime
+        deadline = connection.accepted + limits.request_timeout
         while True:
+            read_by = min(deadline, ends)
             try:
-                request = await asyncio.wait_for(_read_request(connection, reader, client), IDLE_TIMEOUT)
-            except (h11.RemoteProtocolError, _TooLarge) as error:
+                async with asyncio.timeout_at(read_by):
+                    request = await self._next_request(parser, reader, connection.client)
+                if request is None:
+                    return
+                connection.busy = True
+                response, unread = await self._respond(request, parser, reader, read_by, writer if not secure else None)
+            except (h11.RemoteProtocolError, _Refused) as error:
                 self.stats.bad_requests += 1
-                status = 413 if isinstance(error, _TooLarge) else error.error_status_hint
-                if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await _send(connection, writer, Response(status, b"", "text/plain", (("connection", "close"),)))
+                status = error.status if isinstance(error, _Refused) else error.error_status_hint
+                if parser.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._send(parser, writer, Response(status, b"", "text/plain"), closing=True)
                 return
-            except TimeoutError:
+            last = not secure or unread or loop.time() >= ends - limits.idle_timeout
+            async with asyncio.timeout(SEND_TIMEOUT):
+                sent = await self._send(parser, writer, response, closing=last, head_only=request.head_only)
+            if not sent or last or parser.our_state is not h11.DONE or parser.their_state is not h11.DONE:
                 return
-            if request is None:
-                return
-            self.stats.requests += 1
-            try:
-                response = await handler(request)
-            except Exception:
-                log.exception("web request failed", method=request.method, path=request.path)
-                response = Response(500, b"internal error; see the gateway's log", "text/plain")
-            try:
-                await _send(connection, writer, response)
-            except (OSError, ssl.SSLError):
-                raise  # the client went away
-            except Exception:  # a body made while it is sent failed: the client sees it cut short
-                log.exception("web response failed", method=request.method, path=request.path)
-                return
-            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-                return
-            connection.start_next_cycle()
+            if response.status == HTTPStatus.TOO_MANY_REQUESTS:
+                await asyncio.sleep(RATE_PAUSE)
+            parser.start_next_cycle()
+            connection.busy = False
+            connection.idle_since = loop.time()
+            deadline = connection.idle_since + limits.idle_timeout
 
-    async def _redirect(self, request: Request) -> Response:
+    async def _next_request(self, parser: h11.Connection, reader: asyncio.StreamReader, client: str) -> Request | None:
+        """The head of the next request (its body not read yet); None when the client closed."""
+        while True:
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                parser.receive_data(await reader.read(8192))
+            elif isinstance(event, h11.Request):
+                return _request(event, client)
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+
+    async def _respond(
+        self,
+        request: Request,
+        parser: h11.Connection,
+        reader: asyncio.StreamReader,
+        read_by: float,
+        plain: asyncio.StreamWriter | None,
+    ) -> tuple[Response, bool]:
+        """The answer to a request (on a `plain` HTTP connection, the redirect), and whether the
+        request's body was left unread (the connection must then close)."""
+        self.stats.requests += 1
+        unread = "content-length" in request.headers or "transfer-encoding" in request.headers
+        if plain is not None:
+            return self._redirect(request, plain), unread
+        if not self._rate.allow(request.client):
+            self.stats.refused_rate += 1
+            return Response(429, b"too many requests from this address", "text/plain", (("retry-after", "1"),)), unread
+        admitted = self.admit(request)
+        if isinstance(admitted, Response):
+            return admitted, unread
+        if int(request.headers.get("content-length", "0")) > admitted:
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        async with asyncio.timeout_at(read_by):
+            request = replace(request, body=await _read_body(parser, reader, admitted))
+        try:
+            return await self.handler(request), False
+        except Exception as error:
+            self._fault(request.client, error)
+            return Response(500, b"internal error; see the gateway's log", "text/plain"), False
+
+    def _redirect(self, request: Request, writer: asyncio.StreamWriter) -> Response:
+        """To the same path over HTTPS, at the address and port the client reached (never the
+        Host header's: a client must not make the gateway send anyone elsewhere)."""
         self.stats.redirected += 1
-        host = request.headers.get("host", "")
-        if not host or any(char in host for char in "/\\@ "):
-            return Response(400, b"plain HTTP is not served: use https://", "text/plain")
-        return Response(308, b"", "text/plain", (("location", f"https://{host}{request.target}"),))
+        host, port = writer.get_extra_info("sockname")[:2]
+        return Response(308, b"", "text/plain", (("location", f"https://{host}:{port}{request.target}"),))
+
+    async def _send(
+        self,
+        parser: h11.Connection,
+        writer: asyncio.StreamWriter,
+        response: Response,
+        *,
+        closing: bool,
+        head_only: bool = False,
+    ) -> bool:
+        """Send a response; False when a body made while it was sent failed (the client sees it cut
+        short, the server logs it)."""
+        length = [] if response.parts is not None else [("content-length", str(len(response.body)))]
+        close = [("connection", "close")] if closing else []
+        headers = [("content-type", response.content_type), *length, *response.headers, *close]
+        reason = HTTPStatus(response.status).phrase.encode()
+        writer.write(parser.send(h11.Response(status_code=response.status, headers=headers, reason=reason)))
+        parts = () if head_only else (response.body,) if response.parts is None else response.parts
+        try:
+            for part in parts:
+                if part:
+                    writer.write(parser.send(h11.Data(data=part)))
+                    await writer.drain()  # the client takes each part before the next is made
+        except (OSError, ssl.SSLError, TimeoutError):
+            raise  # the client went away, or did not take the answer in time
+        except Exception as error:
+            self._fault("-", error)
+            return False
+        writer.write(parser.send(h11.EndOfMessage()))
+        await writer.drain()
+        return True
+
+    def _fault(self, client: str, error: Exception) -> None:
+        self.stats.internal_errors += 1
+        where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        place = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+        self._failed.count(client, f"{error!r}{place}")
 
 
 def within(address: IPv4Address, networks: tuple[IPv4Network, ...]) -> bool:
@@ -209,8 +395,49 @@ def _fields(text: str) -> dict[str, str]:
         return {}
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """A request refused before its handler saw it, with the status to answer."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _request(head: h11.Request, client: str) -> Request:
+    """The request of a head h11 parsed, or _Refused when it is one the face never serves."""
+    target = head.target.decode("ascii", "replace")
+    names = {name for name, _ in head.headers}
+    # Only the origin form ("/path?query"); both framings at once is how requests are smuggled.
+    if not target.startswith("/") or {b"content-length", b"transfer-encoding"} <= names:
+        raise _Refused(HTTPStatus.BAD_REQUEST)
+    path, _, query = target.partition("?")
+    method = head.method.decode("ascii", "replace")
+    return Request(
+        "GET" if method == "HEAD" else method,
+        target,
+        path,
+        _fields(query),
+        {name.decode("ascii").lower(): value.decode("latin-1") for name, value in head.headers},
+        b"",
+        client,
+        method == "HEAD",
+    )
+
+
+async def _read_body(parser: h11.Connection, reader: asyncio.StreamReader, most: int) -> bytes:
+    body = bytearray()
+    while True:
+        event = parser.next_event()
+        if event is h11.NEED_DATA:
+            parser.receive_data(await reader.read(8192))
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > most:
+                raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ConnectionResetError("the client closed mid-body")
 
 
 async def _peek(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
@@ -234,47 +461,3 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
         await ready
     finally:
         loop.remove_reader(sock.fileno())
-
-
-async def _read_request(connection: h11.Connection, reader: asyncio.StreamReader, client: str) -> Request | None:
-    """The next whole request, or None when the client closed the connection."""
-    head: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = connection.next_event()
-        if event is h11.NEED_DATA:
-            connection.receive_data(await reader.read(8192))
-        elif isinstance(event, h11.Request):
-            head = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > MAX_BODY:
-                raise _TooLarge
-        elif isinstance(event, h11.EndOfMessage) and head is not None:
-            text = head.target.decode("ascii", "replace")
-            target = urlsplit(text)
-            headers = {name.decode("ascii").lower(): value.decode("latin-1") for name, value in head.headers}
-            return Request(
-                head.method.decode("ascii"),
-                text,
-                target.path or "/",
-                _fields(target.query),
-                headers,
-                bytes(body),
-                client,
-            )
-        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return None
-
-
-async def _send(connection: h11.Connection, writer: asyncio.StreamWriter, response: Response) -> None:
-    length = [] if response.parts is not None else [("content-length", str(len(response.body)))]
-    headers = [("content-type", response.content_type), *length, *response.headers]
-    reason = HTTPStatus(response.status).phrase.encode()
-    writer.write(connection.send(h11.Response(status_code=response.status, headers=headers, reason=reason)))
-    for part in (response.body,) if response.parts is None else response.parts:
-        if part:
-            writer.write(connection.send(h11.Data(data=part)))
-            await writer.drain()  # the client takes each part before the next is made
-    writer.write(connection.send(h11.EndOfMessage()))
-    await writer.drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -37,14 +38,26 @@ class Endpoint:
         """A client context that trusts only the face's certificate, host name checked (127.0.0.1)."""
         return ssl.create_default_context(cafile=str(self.certificate))
 
-    def client(self) -> aiohttp.ClientSession:
+    def client(self, source: str = "127.0.0.1") -> aiohttp.ClientSession:
+        """An HTTPS client whose connections come from `source` (any 127.x address is this host)."""
         # unsafe: the jar keeps cookies of a host given by IP address
         return aiohttp.ClientSession(
-            self.url, connector=aiohttp.TCPConnector(ssl=self.tls()), cookie_jar=aiohttp.CookieJar(unsafe=True)
+            self.url,
+            connector=aiohttp.TCPConnector(ssl=self.tls(), local_addr=(source, 0)),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
         )
 
-    async def logged_in(self) -> aiohttp.ClientSession:
-        client = self.client()
+    async def raw(self, data: bytes, source: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
+        """What the face answers to `data` sent as is over TLS, until it closes the connection."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls(), local_addr=(source, 0))
+        try:
+            writer.write(data)
+            return await asyncio.wait_for(reader.read(), timeout)
+        finally:
+            writer.close()
+
+    async def logged_in(self, source: str = "127.0.0.1") -> aiohttp.ClientSession:
+        client = self.client(source)
         try:
             async with client.post(
                 "/login", data={"user": "admin", "password": PASSWORD}, allow_redirects=False
