@@ -9,7 +9,7 @@ folder, so the gateway's user appends to it whoever made it), each written and f
     {"time": "2025-05-01T12:00:00Z", "user": "admin", "client": "192.0.2.7", "session": "3f9c1ab2",
      "action": "change setting", "key": "snmp.trap_rate", "outcome": "done", "detail": "10 -> 20"}
 
-At `MAX_BYTES` the file becomes ``audit.log.1`` (the one before is dropped), so it never fills the
+At `max_bytes` (MAX_BYTES) the file becomes ``audit.log.1`` (the one before is dropped), so it never fills the
 disk. Refusals are what anyone on the network can cause: from one client address at most
 `REFUSALS_PER_MINUTE` are written a minute; those left out are counted in the next one written
 (``"left_out": n``). A change is never left out. Thread-safe: a write may come from a worker thread.
@@ -47,8 +47,9 @@ class Actor:
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = MAX_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._refusals = RateLimit(rate=REFUSALS_PER_MINUTE / 60, burst=REFUSALS_PER_MINUTE)
         self._left_out: dict[str, int] = {}
@@ -84,7 +85,7 @@ class AuditLog:
     def _append(self, line: bytes) -> None:
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size + len(line) > MAX_BYTES:
+        if self.path.exists() and self.path.stat().st_size + len(line) > self.max_bytes:
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))
         descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -151,9 +151,10 @@ def _run(args: argparse.Namespace) -> int:
     for warning in (readable_secrets_warning(args.config), defaults_to_change_warning(config)):
         if warning:
             structlog.get_logger(__name__).warning("config", detail=warning)
-    _serve_as(args.user, config.gateway.state_file.parent)
     _without_snmpv3_ciphers()
     from gateway import app  # the faces and their libraries load for the commands that serve
+
+    _serve_as(args.user, config.gateway.state_file.parent)
 
     # A restart (BACnet ReinitializeDevice) reads the file again. The faces' loop leaves the bus its CPU.
     budget = CpuBudget()

@@ -82,7 +82,7 @@ class Session:
 
     def seconds_left(self) -> int:
         """What the cookie's Max-Age says now."""
-        return max(0, int(min(self.expires, self.ends) - time.monotonic()))
+        return max(0, round(min(self.expires, self.ends) - time.monotonic()))
 
 
 class Sessions:

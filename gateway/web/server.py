@@ -99,6 +99,7 @@ class Response:
     parts: Iterable[bytes] | None = None
 
 
+RATE_REFUSED = Response(429, b"too many requests from this address", "text/plain", (("retry-after", "1"),))
 Handler = Callable[[Request], Awaitable[Response]]
 #: Sees a request's head (its body empty) before the body is read: the most body bytes its route
 #: takes, or the answer to send at once without reading any.
@@ -289,11 +290,11 @@ class HttpsServer:
                 sent = await self._send(parser, writer, response, closing=last, head_only=request.head_only)
             if not sent or last or parser.our_state is not h11.DONE or parser.their_state is not h11.DONE:
                 return
-            if response.status == HTTPStatus.TOO_MANY_REQUESTS:
-                await asyncio.sleep(RATE_PAUSE)
             parser.start_next_cycle()
             connection.busy = False
             connection.idle_since = loop.time()
+            if response is RATE_REFUSED:
+                await asyncio.sleep(RATE_PAUSE)
             deadline = connection.idle_since + limits.idle_timeout
 
     async def _next_request(self, parser: h11.Connection, reader: asyncio.StreamReader, client: str) -> Request | None:
@@ -323,7 +324,7 @@ class HttpsServer:
             return self._redirect(request, plain), unread
         if not self._rate.allow(request.client):
             self.stats.refused_rate += 1
-            return Response(429, b"too many requests from this address", "text/plain", (("retry-after", "1"),)), unread
+            return RATE_REFUSED, unread
         admitted = self.admit(request)
         if isinstance(admitted, Response):
             return admitted, unread

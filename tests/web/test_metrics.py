@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.nodes.cache import Quality
@@ -111,3 +114,50 @@ async def test_promtool_accepts_the_exposition(web_site, tmp_path) -> None:
     )
     output, _ = await checked.communicate(text.encode())
     assert checked.returncode == 0, output.decode()
+
+
+async def test_gzip_when_asked_and_the_same_text_decompressed_while_sent_otherwise(web_site) -> None:
+    site = await web_site(1)
+    connector = aiohttp.TCPConnector(ssl=site.tls())
+    async with aiohttp.ClientSession(site.url, connector=connector, auto_decompress=False) as client:
+        async with client.get("/metrics", headers={"Accept-Encoding": "gzip"}) as reply:
+            assert reply.headers["content-encoding"] == "gzip" and reply.headers["vary"] == "accept-encoding"
+            compressed = await reply.read()
+            assert int(reply.headers["content-length"]) == len(compressed)
+        async with client.get("/metrics", headers={"Accept-Encoding": "identity"}) as reply:
+            assert "content-encoding" not in reply.headers
+            assert reply.headers["transfer-encoding"] == "chunked"
+            plain = await reply.read()
+    assert gzip.decompress(compressed) == plain  # one snapshot served both
+    assert len(compressed) * 5 < len(plain)
+    assert site.face.metrics.made == 1
+
+
+async def test_scrapes_beyond_one_a_second_from_an_address_are_refused_and_others_served(web_site) -> None:
+    site = await web_site(1)
+    async with site.client() as client:
+        statuses = []
+        for _ in range(8):
+            async with client.get("/metrics") as reply:
+                statuses.append(reply.status)
+    assert statuses[:5] == [200] * 5 and 429 in statuses  # a burst of 5, then one a second
+    async with site.client("127.0.0.2") as other, other.get("/metrics") as reply:
+        assert reply.status == 200
+
+
+async def test_by_default_metrics_go_to_the_clients_of_the_pages_only(web_site) -> None:
+    site = await web_site(1, allow=["127.0.0.2"])  # metrics_allow = [] as shipped
+    async with site.client("127.0.0.2") as client, client.get("/metrics") as reply:
+        assert reply.status == 200
+    with pytest.raises(aiohttp.ClientError):  # disconnected before any TLS
+        async with site.client("127.0.0.3") as client:
+            await client.get("/metrics")
+    assert site.face.server.stats.refused_not_allowed == 1
+
+
+async def test_metrics_allow_names_who_scrapes_apart_from_who_sees_the_pages(web_site) -> None:
+    site = await web_site(1, allow=["127.0.0.2"], metrics_allow=["127.0.0.3"])
+    async with site.client("127.0.0.3") as scraper, scraper.get("/metrics") as reply:
+        assert reply.status == 200
+    async with site.client("127.0.0.2") as browser, browser.get("/metrics") as reply:
+        assert reply.status == 403
