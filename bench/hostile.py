@@ -1,12 +1,14 @@
 """Hostile traffic against a running gateway, one attack at a time, with legitimate clients on
 every face asking before, during and after each.
 
-The gateway (one simulated model-A board at 115200 baud, every face on loopback, BACnet as a
-BBMD so that the foreign-device attacks apply) runs in a process of its own, with a task that
-measures how late its event loop wakes up. Each attack is bounded in time and count, comes from
-127.0.0.1 in a process of its own, and aims at 127.0.0.1 only. The legitimate clients are another
-host, 127.0.0.2: a routed BACnet ReadProperty, an SNMP GET and a Modbus TCP FC03 on a new
-connection, each one at a time, every PROBE_EVERY seconds, PROBE_TIMEOUT to answer.
+The gateway (one simulated model-A board at 115200 baud, every face on loopback, the web face
+too, BACnet as a BBMD so that the foreign-device attacks apply) runs in a process of its own, with
+a task that measures how late its event loop wakes up. Each attack is bounded in time and count,
+comes from 127.0.0.1 (and other 127.x addresses where it plays several hosts) in a process of its
+own, and aims at 127.0.0.1 only. The legitimate clients are another host, 127.0.0.2: a routed
+BACnet ReadProperty, an SNMP GET and a Modbus TCP FC03 on a new connection, each one at a time,
+every PROBE_EVERY seconds, and an administrator's browser asking for the login page on a
+kept-alive HTTPS connection every WEB_PROBE_EVERY seconds; PROBE_TIMEOUT to answer.
 
 Per attack it prints: the share of legitimate requests served on each face before, during and
 after the attack (and their latency during it), the event loop's worst lag during and after,
@@ -28,17 +30,20 @@ import contextlib
 import json
 import multiprocessing
 import os
+import secrets
 import socket
 import statistics
 import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import h11
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import free_port, resident_kib, simulator  # noqa: E402
@@ -57,15 +62,28 @@ from traffic import (  # noqa: E402
     snmp_request_id,
     unrouted,
 )
+from web_client import WebClient  # noqa: E402
+
+from gateway.web.auth import hash_password  # noqa: E402
 
 NETWORK = 50  # the gateway's virtual network (its default)
 BAUDRATE = 115200
 LEGITIMATE = "127.0.0.2"  # the legitimate clients' host; every attack comes from 127.0.0.1
 PROBE_EVERY = 0.05
+WEB_PROBE_EVERY = 0.25  # an administrator's page, four a second: within any address's request rate
 PROBE_TIMEOUT = 1.0
 QUIET = 2.0  # seconds of probing before and after each attack (by default)
 LAG_TICK = 0.01
-TARGETS = {"memory_growth_mb": 10.0, "log_bytes_per_s": 1024.0, "loop_lag_ms": 100.0, "share_elsewhere": 0.95}
+TARGETS = {
+    "memory_growth_mb": 10.0,
+    "log_bytes_per_s": 1024.0,
+    "loop_lag_ms": 100.0,
+    "share_elsewhere": 0.95,
+    # The web attacks: an SNMP GET's p99 during a /metrics flood against before it, and what a
+    # burst of logins leaves resident once it is over.
+    "metrics_flood_snmp_p99_shift_ms": 20.0,
+    "login_burst_memory_left_mb": 4.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +93,7 @@ class Target:
     bacnet: int
     snmp: int
     modbus_tcp: int
+    web: int
     pid: int = 0
 
 
@@ -104,7 +123,7 @@ def _serve(raw: dict[str, Any], log: str, beat: Any) -> None:
 
 @contextlib.contextmanager
 def gateway(folder: Path) -> Iterator[tuple[Target, Path, Any, Any]]:
-    bacnet, snmp, modbus_tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port()
+    bacnet, snmp, modbus_tcp, web = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(), free_port()
     bdt = folder / "bdt.ini"
     bdt.write_text(f"127.0.0.1,{bacnet},255.255.255.255\n")
     log = folder / "gateway.log"
@@ -115,13 +134,19 @@ def gateway(folder: Path) -> Iterator[tuple[Target, Path, Any, Any]]:
             "bacnet": {"address": "127.0.0.1/8", "port": bacnet, "bbmd": True, "bdt_file": str(bdt)},
             "snmp": {"address": "127.0.0.1", "port": snmp, "read_community": "public"},
             "modbus_tcp": {"address": "127.0.0.1", "port": modbus_tcp},
+            "web": {
+                "enabled": True,
+                "address": "127.0.0.1",
+                "port": web,
+                "password_hash": hash_password(secrets.token_urlsafe()),
+            },
         }
         context = multiprocessing.get_context("spawn")
         beat = context.Value("d", 0.0)
         process = context.Process(target=_serve, args=(raw, str(log), beat), daemon=True)
         process.start()
         try:
-            target = Target(bacnet, snmp, modbus_tcp, process.pid)
+            target = Target(bacnet, snmp, modbus_tcp, web, process.pid)
             _wait_until_served(target, process)
             yield target, log, beat, process
         finally:
@@ -139,10 +164,16 @@ def _wait_until_served(target: Target, process: Any, timeout: float = 60.0) -> N
                 raise RuntimeError("the gateway ended")
             sock.sendto(bvll(routed(NETWORK, 1, read_property(1, "analog-input", 1336))), ("127.0.0.1", target.bacnet))
             with contextlib.suppress(TimeoutError):
-                if invoke_id_of(sock.recv(65536)) == (3, 1):
+                if invoke_id_of(sock.recv(65536)) == (3, 1) and _listens(target.web):
                     time.sleep(1.0)  # a few poll cycles: every value known
                     return
-    raise RuntimeError("the gateway did not answer BACnet within a minute")
+    raise RuntimeError("the gateway did not answer BACnet, or listen for HTTPS, within a minute")
+
+
+def _listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
+        return True
+    return False
 
 
 # --- legitimate clients --------------------------------------------------------------------------
@@ -166,7 +197,9 @@ class Served:
                 result["asked_during"] = len(outcomes)
                 if answered:
                     result["p50_ms"] = round(1000 * statistics.median(answered), 1)
-                    result["p99_ms"] = round(1000 * answered[min(len(answered) - 1, int(0.99 * len(answered)))], 1)
+            if phase != "after" and answered:
+                p99 = round(1000 * answered[min(len(answered) - 1, int(0.99 * len(answered)))], 1)
+                result["p99_ms" if phase == "during" else "p99_before_ms"] = p99
         return result
 
 
@@ -222,6 +255,25 @@ async def _modbus_probe(port: int, record: Callable[[float | None], None]) -> No
             writer.close()
         record(latency)
         await asyncio.sleep(PROBE_EVERY)
+
+
+async def _web_probe(port: int, record: Callable[[float | None], None]) -> None:
+    """The login page on a kept-alive HTTPS connection, as an administrator's browser asks."""
+    loop = asyncio.get_running_loop()
+    client = WebClient(port, source=LEGITIMATE)
+    try:
+        while True:
+            sent = loop.time()
+            latency = None
+            with contextlib.suppress(OSError, TimeoutError, h11.ProtocolError):
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    status, _ = await client.request("GET", "/login")
+                    if status == 200:
+                        latency = loop.time() - sent
+            record(latency)
+            await asyncio.sleep(WEB_PROBE_EVERY)
+    finally:
+        await client.close()
 
 
 def _bacnet_answer(datagram: bytes) -> int | None:
@@ -540,6 +592,131 @@ def _disk_writes(pid: int) -> int:
     return 0
 
 
+def _run_async(attack: Callable[[], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    return asyncio.run(attack())
+
+
+def web_connection_hold(target: Target, seconds: float) -> dict[str, Any]:
+    """32 plain-HTTP keep-alive connections from one address, each asking for the login page every
+    2 s, and 32 silent TLS connections from another: every connection of the default cap."""
+
+    async def hold() -> dict[str, Any]:
+        plain = [WebClient(target.web, tls=False) for _ in range(32)]
+        silent: list[asyncio.StreamWriter] = []
+        for _ in range(32):
+            with contextlib.suppress(OSError):
+                silent.append((await asyncio.open_connection("127.0.0.1", target.web, local_addr=("127.0.0.3", 0)))[1])
+        answered = failed = 0
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            for client in plain:
+                try:
+                    await client.request("GET", "/login")
+                    answered += 1
+                except (OSError, h11.ProtocolError):
+                    failed += 1
+            await asyncio.sleep(min(2.0, max(0.0, seconds - (time.monotonic() - started))))
+        for client in plain:
+            await client.close()
+        for writer in silent:
+            writer.close()
+        return {
+            "requests_answered": answered,
+            "requests_failed": failed,
+            "connections_made": sum(client.connections for client in plain) + len(silent),
+        }
+
+    return _run_async(hold)
+
+
+def web_request_flood(target: Target, seconds: float) -> dict[str, Any]:
+    """8 kept-alive HTTPS connections from one address (its share), each asking for the login page
+    as soon as the last answer came."""
+
+    async def flood() -> dict[str, Any]:
+        statuses: dict[int, int] = {}
+        started = time.monotonic()
+
+        async def one() -> None:
+            client = WebClient(target.web)
+            while time.monotonic() - started < seconds and sum(statuses.values()) < 20_000:
+                try:
+                    status, _ = await client.request("GET", "/login")
+                except (OSError, h11.ProtocolError):
+                    status = 0
+                statuses[status] = statuses.get(status, 0) + 1
+            await client.close()
+
+        await asyncio.gather(*(one() for _ in range(8)))
+        return {"answers_by_status": dict(sorted(statuses.items()))}
+
+    return _run_async(flood)
+
+
+def web_login_burst(target: Target, seconds: float) -> dict[str, Any]:
+    """30 wrong passwords at once from one address (each on a connection of its own), once a
+    second; then single logins from fresh addresses, a wrong user against a wrong password."""
+
+    async def burst() -> dict[str, Any]:
+        statuses: dict[int, int] = {}
+
+        async def guess(form: dict[str, str], source: str = "127.0.0.1") -> tuple[int, float]:
+            client = WebClient(target.web, source=source)
+            sent = time.monotonic()
+            try:
+                status, _ = await client.request("POST", "/login", form)
+            except (OSError, h11.ProtocolError):
+                status = 0  # refused: one address's share of connections
+            finally:
+                await client.close()
+            return status, time.monotonic() - sent
+
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            for status, _ in await asyncio.gather(*(guess({"user": "admin", "password": "guess"}) for _ in range(30))):
+                statuses[status] = statuses.get(status, 0) + 1
+            await asyncio.sleep(1.0)
+        wrong_user, wrong_password = [], []
+        for n in range(5):  # a fresh address each: the limiter counts per address
+            wrong_user.append((await guess({"user": "root", "password": "guess"}, f"127.0.2.{n + 1}"))[1])
+            wrong_password.append((await guess({"user": "admin", "password": "guess"}, f"127.0.3.{n + 1}"))[1])
+        return {
+            "answers_by_status": dict(sorted(statuses.items())),
+            "wrong_user_ms": round(1000 * statistics.median(wrong_user), 1),
+            "wrong_password_ms": round(1000 * statistics.median(wrong_password), 1),
+        }
+
+    return _run_async(burst)
+
+
+def metrics_flood(target: Target, seconds: float) -> dict[str, Any]:
+    """20 Prometheus scrapers from 10 addresses, each scraping again as soon as it has an answer,
+    half of them taking gzip."""
+
+    async def flood() -> dict[str, Any]:
+        statuses: dict[int, int] = {}
+        received = 0
+        started = time.monotonic()
+
+        async def scraper(number: int) -> None:
+            nonlocal received
+            client = WebClient(target.web, source=f"127.0.1.{number % 10 + 1}")
+            headers = (("accept-encoding", "gzip"),) if number % 2 else ()
+            while time.monotonic() - started < seconds:
+                try:
+                    status, body = await client.request("GET", "/metrics", headers=headers)
+                    received += len(body)
+                except (OSError, h11.ProtocolError):
+                    status = 0
+                statuses[status] = statuses.get(status, 0) + 1
+            await client.close()
+
+        await asyncio.gather(*(scraper(number) for number in range(20)))
+        return {"answers_by_status": dict(sorted(statuses.items())), "bytes_received": received}
+
+    return _run_async(flood)
+
+
 # The attacks of the issue's table, by the face each is aimed at.
 _AIMED = {
     "bacnet": (
@@ -555,6 +732,7 @@ _AIMED = {
     ),
     "snmp": (getbulk_flood,),
     "modbus_tcp": (modbus_idle_connections, modbus_refused_connections, modbus_bad_headers),
+    "web": (web_connection_hold, web_request_flood, web_login_burst, metrics_flood),
 }
 ATTACKS: dict[str, tuple[str, Callable[[Target, float], dict[str, Any]]]] = {
     attack.__name__: (face, attack) for face, attacks in _AIMED.items() for attack in attacks
@@ -568,7 +746,7 @@ async def _attack(
     name: str, target: Target, log: Path, beat: Any, seconds: float, quiet: float, pool: ProcessPoolExecutor
 ) -> dict[str, Any]:
     face, attack = ATTACKS[name]
-    served = {each: Served() for each in ("bacnet", "snmp", "modbus_tcp")}
+    served = {each: Served() for each in ("bacnet", "snmp", "modbus_tcp", "web")}
     phase = "before"
     memory: list[int] = []
 
@@ -598,6 +776,7 @@ async def _attack(
             _udp_probe(target.snmp, lambda n: snmp_message("get", SYS_DESCR, "public", n), _snmp_answer, record("snmp"))
         ),
         asyncio.create_task(_modbus_probe(target.modbus_tcp, record("modbus_tcp"))),
+        asyncio.create_task(_web_probe(target.web, record("web"))),
     ]
     try:
         recovered = await _settle(beat)
@@ -674,15 +853,24 @@ def _by_event(logged: bytes) -> dict[str, int]:
 def _missed(result: dict[str, Any]) -> list[str]:
     missed = []
     growth = result["memory_mb"]["peak"] - result["memory_mb"]["before"]
-    if growth > TARGETS["memory_growth_mb"]:
+    # A password check takes scrypt's 16 MB while it runs (one at a time): what counts is after.
+    if growth > TARGETS["memory_growth_mb"] and result["attack"] != "web_login_burst":
         missed.append(f"memory grew {growth:.1f} MB")
     if result["log_bytes_per_s"] > TARGETS["log_bytes_per_s"]:
         missed.append(f"log {result['log_bytes_per_s']} B/s")
     if result["loop_lag_max_ms"] > TARGETS["loop_lag_ms"]:
         missed.append(f"loop lag {result['loop_lag_max_ms']} ms")
     for face, shares in result["served"].items():
-        if face != result["face"] and (shares.get("during") or 0) < TARGETS["share_elsewhere"]:
+        # The web probe is another host: a web attack must leave it its share too.
+        if (face != result["face"] or face == "web") and (shares.get("during") or 0) < TARGETS["share_elsewhere"]:
             missed.append(f"{face} served {shares.get('during')} during")
+    snmp = result["served"]["snmp"]
+    shift = (snmp.get("p99_ms") or 0) - (snmp.get("p99_before_ms") or 0)
+    if result["attack"] == "metrics_flood" and shift > TARGETS["metrics_flood_snmp_p99_shift_ms"]:
+        missed.append(f"snmp p99 {shift:+.1f} ms")
+    left = result["memory_mb"]["after"] - result["memory_mb"]["before"]
+    if result["attack"] == "web_login_burst" and left > TARGETS["login_burst_memory_left_mb"]:
+        missed.append(f"{left:.1f} MB left after the logins")
     return missed
 
 

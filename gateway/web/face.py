@@ -91,10 +91,7 @@ class WebFace:
         self._findings: set[str] = set()  # what the BACnet network doctor finds now
         self.server: HttpsServer | None = None
         self.stats = ServerStats()
-        self.metrics = Metrics(
-            Collector(self.source, self.stats, lambda: self.limiter.refused),
-            fresh_for=max(1.0, config.serial.poll_interval),
-        )
+        self.metrics = Metrics(Collector(self.source, self.stats, lambda: self.limiter.refused), self._poll_cycle)
         self._static = {
             path: resources.files(__package__).joinpath("static", name).read_bytes()
             for path, (name, _) in STATIC.items()
@@ -133,6 +130,7 @@ class WebFace:
         finally:
             events.close()
             listener.close()
+            self.metrics.close()
 
     def _bind(self) -> socket.socket:
         try:
@@ -143,6 +141,12 @@ class WebFace:
                 f"(web.address, web.port): {error.strerror}"
             ) from error
         return listener
+
+    def _poll_cycle(self) -> float:
+        """Seconds a /metrics snapshot serves: a poll cycle (the last one's, at least the interval
+        and a second)."""
+        last = self.source.bus()["cycle_s"] or 0.0
+        return max(1.0, self.source.config.serial.poll_interval, last)
 
     def _record(self, what: str) -> None:
         self.events.appendleft((datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"), what))

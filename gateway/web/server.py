@@ -15,7 +15,8 @@ No client can hold the face for itself (`Limits`):
   the most, if that holds more than the newcomer would. So a flooding host keeps its share and
   the administrator and a scraper still get in.
 - Requests and new connections: `rate` a second from one address (a burst of twice that); beyond,
-  a request gets 429 and its connection waits a second, a new connection is closed at once.
+  a request gets 429 and its connection waits a second (as after any 429), a new connection is
+  closed at once.
 - Deadlines no request restarts: the handshake and first request within `request_timeout` of the
   accept, each later request whole within `idle_timeout` of the answer before it, and no
   connection lives longer than `lifetime` (the answer then says ``Connection: close``); each
@@ -57,7 +58,7 @@ REQUEST_TIMEOUT = 10.0  # seconds from the accept to the first request whole (TL
 IDLE_TIMEOUT = 10.0  # seconds from an answer to the next request whole, on a kept-alive connection
 LIFETIME = 120.0  # seconds a connection may live, however busy
 SEND_TIMEOUT = 30.0  # seconds an answer may take to go out
-RATE_PAUSE = 1.0  # seconds a connection waits after a request refused for its address's rate
+RATE_PAUSE = 1.0  # seconds a connection waits after a request refused for a rate (429)
 SHUTDOWN_TIMEOUT = 2.0
 ACCEPT_PAUSE = 0.5  # seconds before accepting again after the system refused a connection to us
 
@@ -137,6 +138,7 @@ class _Connection:
     accepted: float  # loop time
     idle_since: float
     busy: bool = False  # a request is being answered
+    started: bool = False  # its task has begun (and so closes the socket however it ends)
     task: asyncio.Task[None] | None = None
 
 
@@ -194,7 +196,12 @@ class HttpsServer:
         connection = _Connection(client, now, now)
         self._open.setdefault(client, set()).add(connection)
         connection.task = asyncio.create_task(self._connection(sock, connection))
-        connection.task.add_done_callback(lambda _: self._forget(connection))
+        connection.task.add_done_callback(lambda _: self._ended(connection, sock))
+
+    def _ended(self, connection: _Connection, sock: socket.socket) -> None:
+        self._forget(connection)
+        if not connection.started:  # cancelled before it ran (closed to make room): nobody closed it
+            sock.close()
 
     def _forget(self, connection: _Connection) -> None:
         held = self._open.get(connection.client)
@@ -225,6 +232,7 @@ class HttpsServer:
         return True
 
     async def _connection(self, sock: socket.socket, connection: _Connection) -> None:
+        connection.started = True
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(connection.accepted + self.limits.request_timeout):
@@ -293,7 +301,7 @@ class HttpsServer:
             parser.start_next_cycle()
             connection.busy = False
             connection.idle_since = loop.time()
-            if response is RATE_REFUSED:
+            if response.status == HTTPStatus.TOO_MANY_REQUESTS:  # the server's or a route's limit
                 await asyncio.sleep(RATE_PAUSE)
             deadline = connection.idle_since + limits.idle_timeout
 

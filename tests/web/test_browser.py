@@ -144,3 +144,20 @@ async def test_log_in_watch_values_change_live_and_clear_a_latched_alarm_seen_on
     await eventually(lambda: node.cache.reading(ALARM_7).value == 0, what="the next poll reads the alarm cleared")
     assert await snmp_alarm() == 0
     assert panel.read(ALARM_7.register, 1) == [0]
+
+
+async def test_a_browser_logs_in_while_other_hosts_hold_every_connection(web_site, browser) -> None:
+    site = await web_site()  # 32 connections, 8 an address, as shipped
+    flood = [
+        await asyncio.open_connection("127.0.0.1", site.port, local_addr=(host, 0))
+        for host in ("127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7")
+        for _ in range(8)
+    ]
+    await eventually(lambda: site.face.server.open_connections == 32, what="every connection held")
+    overview = await asyncio.to_thread(log_in, browser, site.url)
+    assert "RS-485 bus" in overview
+    cookie = await asyncio.to_thread(browser.get_cookie, "bcpm_session")
+    assert cookie is not None and cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert site.face.server.stats.made_room >= 1
+    for _, writer in flood:
+        writer.close()

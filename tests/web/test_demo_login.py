@@ -19,6 +19,7 @@ from tests.web.conftest import PASSWORD_HASH
         ('[web]\naddress = "0.0.0.0"\n', None),  # off loopback: nobody logs in with "demo"
         (f'[web]\naddress = "0.0.0.0"\npassword_hash = "{PASSWORD_HASH}"\n', PASSWORD_HASH),
     ],
+    ids=["no file", "another face", "another loopback address", "off loopback", "off loopback, own hash"],
 )
 def test_the_demo_password_stays_on_loopback(tmp_path: Path, user_file: str | None, expected: str | None) -> None:
     path = None
