@@ -14,8 +14,9 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
 - its resident memory again after a client has read every object of every node (what a BMS that
   reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built);
 - the web face's share: resident memory with every face on, less the same without the web face;
-- the CPU time of one /metrics scrape (as Prometheus scrapes: one kept-alive HTTPS connection),
-  beyond what the gateway spends meanwhile anyway, and its resident memory after 50 of them.
+- the CPU time /metrics costs beyond what the gateway spends meanwhile anyway: the first scrape,
+  which makes the snapshot, and each of 50 more, which it serves (as Prometheus scrapes: gzip);
+  the size of the text and of what a scrape sends with gzip; resident memory after them.
 
 The gateway runs from a virtualenv of its own holding only what `pip install .` brings, as on a
 site: the test tools' libraries in the development virtualenv (rich, pulled in by import-linter,
@@ -43,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,28 +161,50 @@ def settled_memory(folder: Path, port: str, boards: int, web: bool) -> int:
         return resident_kib(process.pid)
 
 
-def scrape_cpu_ms(pid: int, port: int) -> tuple[float, int, float | None]:
-    """CPU milliseconds one /metrics scrape costs the gateway (its CPU meanwhile less its idle rate,
-    measured just before over the same time), the size of one scrape, and the last poll cycle's
-    duration as the scrape says it (None while the first is not done: with 16 boards at 19200 baud
-    it takes some 90 s)."""
+@dataclass(frozen=True, slots=True)
+class Scrapes:
+    snapshot_cpu_ms: float  # the first scrape: the snapshot made (the metrics thread's CPU included)
+    scrape_cpu_ms: float  # each of the next, from the snapshot
+    text_bytes: int  # the exposition's text
+    gzip_bytes: int  # what a scrape sends with gzip, as Prometheus asks
+    cycle_s: float | None  # the last poll cycle as the scrape says it
+
+
+def scrapes(pid: int, port: int) -> Scrapes:
+    """What /metrics costs the gateway (its CPU meanwhile less its idle rate, measured just before
+    over the same time): the first scrape, which makes the snapshot, and SCRAPES more, which the
+    snapshot serves while a poll cycle lasts; each as Prometheus scrapes (gzip, a kept-alive HTTPS
+    connection) from an address of its own (one address may scrape once a second)."""
     idle_before, wall = cpu_seconds(pid), time.monotonic()
     time.sleep(5.0)
     idle_rate = (cpu_seconds(pid) - idle_before) / (time.monotonic() - wall)
-    connection = http.client.HTTPSConnection("127.0.0.1", port, context=ssl._create_unverified_context())
-    try:
+
+    def scrape(source: str, gzip: bool = True) -> bytes:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, context=ssl._create_unverified_context(), source_address=(source, 0)
+        )
+        try:
+            connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip" if gzip else "identity"})
+            reply = connection.getresponse()
+            assert reply.status == 200, reply.status
+            return reply.read()
+        finally:
+            connection.close()
+
+    def cpu_ms(work: Callable[[], object]) -> float:
         before, wall = cpu_seconds(pid), time.monotonic()
-        for _ in range(SCRAPES):
-            connection.request("GET", "/metrics")
-            body = connection.getresponse().read()
-        spent = cpu_seconds(pid) - before - idle_rate * (time.monotonic() - wall)
-    finally:
-        connection.close()
+        work()
+        return 1000 * (cpu_seconds(pid) - before - idle_rate * (time.monotonic() - wall))
+
+    compressed: list[bytes] = []
+    first = cpu_ms(lambda: compressed.append(scrape("127.0.1.1")))
+    more = cpu_ms(lambda: [scrape(f"127.0.2.{n + 1}") for n in range(SCRAPES)])
+    text = scrape("127.0.1.2", gzip=False)
     cycle = next(
-        (float(line.split()[-1]) for line in body.decode().splitlines() if line.startswith("bcpm_poll_cycle_seconds ")),
+        (float(line.split()[-1]) for line in text.decode().splitlines() if line.startswith("bcpm_poll_cycle_seconds ")),
         None,
     )
-    return 1000 * spent / SCRAPES, len(body), cycle
+    return Scrapes(first, more / SCRAPES, len(text), len(compressed[0]), cycle)
 
 
 def run(sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -200,7 +223,7 @@ def run(sizes: tuple[int, ...]) -> dict[str, Any]:
                 time.sleep(CPU_SECONDS)
                 cpu = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
                 memory_polled = resident_kib(process.pid)
-                scrape_ms, scrape_bytes, cycle_s = scrape_cpu_ms(process.pid, ports.web)
+                scraped = scrapes(process.pid, ports.web)
                 memory_scraped = resident_kib(process.pid)
                 objects = asyncio.run(read_every_object(ports.bacnet, 2 * boards))
                 memory_read_all = resident_kib(process.pid)
@@ -212,10 +235,14 @@ def run(sizes: tuple[int, ...]) -> dict[str, Any]:
             "start_to_answer_locked": locked,
             "cpu_share_of_one_core": round(cpu, 3),
             "web_face_resident_mb": round((memory - without_web) / 1024, 1),
-            "metrics_scrape_cpu_ms": round(scrape_ms, 1),
-            "poll_cycle_s": cycle_s,
-            "gateway_cpu_ms_per_poll_cycle": None if cycle_s is None else round(1000 * cpu * max(cycle_s, 1.0)),
-            "metrics_scrape_bytes": scrape_bytes,
+            "metrics_snapshot_cpu_ms": round(scraped.snapshot_cpu_ms, 1),
+            "metrics_scrape_cpu_ms": round(scraped.scrape_cpu_ms, 1),
+            "poll_cycle_s": scraped.cycle_s,
+            "gateway_cpu_ms_per_poll_cycle": (
+                None if scraped.cycle_s is None else round(1000 * cpu * max(scraped.cycle_s, 1.0))
+            ),
+            "metrics_scrape_bytes": scraped.text_bytes,
+            "metrics_scrape_gzip_bytes": scraped.gzip_bytes,
             "resident_mb_after_scrapes": round(memory_scraped / 1024, 1),
             "objects_read": objects,
             "resident_mb_after_reading_every_object": round(memory_read_all / 1024, 1),
