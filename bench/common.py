@@ -1,5 +1,5 @@
 """What the benchmarks share: free loopback ports, the simulator in a process of its own, memory
-readings, and printing one JSON object."""
+and CPU readings, and printing one JSON object."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def simulator(baudrate: int, folder: Path, boards: int, *options: str) -> Iterat
     finally:
         process.terminate()
         process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, every thread of it, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def resident_kib(pid: int) -> int:

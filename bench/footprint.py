@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -51,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the test suite's BACnet client
 from bacnet import rpm_requests  # noqa: E402
-from common import free_port, resident_kib, simulator  # noqa: E402
+from common import cpu_seconds, free_port, resident_kib, simulator  # noqa: E402
 from fuzz import snmp_templates  # noqa: E402
 
 from gateway.web.auth import hash_password  # noqa: E402
@@ -122,11 +121,6 @@ def first_answer(port: int, request: bytes, started: float, timeout: float = 60.
                 if sock.recv(65536):
                     return time.monotonic() - started
     raise TimeoutError(f"no answer on port {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def read_every_object(port: int, nodes: int) -> int:

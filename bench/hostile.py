@@ -46,7 +46,7 @@ from typing import Any
 import h11
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import free_port, resident_kib, simulator  # noqa: E402
+from common import cpu_seconds, free_port, resident_kib, simulator  # noqa: E402
 from traffic import (  # noqa: E402
     OBJECT_NAME,
     PRESENT_VALUE,
@@ -785,12 +785,13 @@ async def _attack(
         memory_before = resident_kib(target.pid)
         log_before = log.stat().st_size
         sampler = asyncio.create_task(sample())
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), cpu_seconds(target.pid)
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(pool, attack, target, seconds)
         except Exception as error:  # the attack's own client failed: say so, go on with the next
             outcome = {"attack_failed": repr(error)}
         attacked = time.monotonic() - started
+        cpu_share = (cpu_seconds(target.pid) - cpu_before) / attacked
         phase = "after"
         await asyncio.sleep(quiet)
         sampler.cancel()
@@ -810,6 +811,7 @@ async def _attack(
         **outcome,
         "served": shares,
         "loop_lag_max_ms": round(lag_ms, 1),
+        "gateway_cpu_share_during": round(cpu_share, 2),  # of one core, every thread of the gateway
         "memory_mb": {
             "before": round(memory_before / 1024, 1),
             "peak": round(max(memory, default=0) / 1024, 1),
