@@ -608,9 +608,12 @@ def load_config(path: Path) -> Config:
 
 def read_settings(path: Path) -> dict[str, dict[str, Any]]:
     """The settings changed while running, as raw TOML tables; ConfigError for a key not in
-    SETTABLE (or a file that is not TOML). {} when there is no such file."""
+    SETTABLE, a file others than its owner may write, or one that is not TOML. {} when there is
+    no such file."""
     if not path.exists():
         return {}
+    if path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(heading=f"settings file {path} is writable by others than its owner: chmod go-w {path}")
     data = read_toml(path)
     problems = [
         ConfigProblem(f"{section}.{key}", value, "a key the running gateway may change (see SETTABLE)")

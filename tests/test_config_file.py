@@ -112,6 +112,13 @@ def test_a_key_planted_in_the_settings_file_stops_the_gateway_naming_it(site: Pa
     assert str(folder / SETTINGS_FILE) in str(refused.value)
 
 
+def test_a_settings_file_others_may_write_is_refused(site: Path) -> None:
+    change_settings(site, {"snmp.trap_rate": 20}, ADMIN, audit(site))
+    (site.parent / "state" / SETTINGS_FILE).chmod(0o620)
+    with pytest.raises(ConfigError, match="writable by others than its owner: chmod go-w"):
+        load_config(site)
+
+
 def test_check_config_names_the_keys_the_settings_file_sets(site: Path) -> None:
     change_settings(site, {"snmp.trap_rate": 20}, ADMIN, audit(site))
     result = subprocess.run(

@@ -159,7 +159,7 @@ async def test_connections_being_answered_are_never_closed_to_make_room(serve) -
 
 
 async def test_a_connection_ends_at_its_lifetime_however_often_it_asks(serve) -> None:
-    running = await serve(lifetime=2.0, idle_timeout=0.5)
+    running = await serve(lifetime=4.0, idle_timeout=2.0)  # the last answer comes 2 s before the end
     reader, writer = await running.open()
     answers = b""
     for _ in range(40):  # one request every 0.2 s: each restarts nothing
@@ -171,7 +171,7 @@ async def test_a_connection_ends_at_its_lifetime_however_often_it_asks(serve) ->
         await asyncio.sleep(0.2)
     assert reader.at_eof() or await closed_soon(reader)
     assert b"connection: close" in answers.lower()
-    assert 3 <= len(statuses(answers)) < 20
+    assert 3 <= len(statuses(answers)) < 30
 
 
 async def test_a_request_sent_a_byte_at_a_time_is_cut_at_its_deadline(serve) -> None:
