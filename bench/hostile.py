@@ -17,7 +17,7 @@ the gateway's resident memory before, at its peak and after, the bytes per secon
 memory growth at most 10 MB, log at most 1 KB/s, loop lag at most 100 ms, and at least 95 % of
 legitimate requests served on every face not under attack.
 
-    python bench/hostile.py                       # every attack, 5 s each, about 3 minutes
+    python bench/hostile.py                       # every attack, 5 s each, about 4 minutes
     python bench/hostile.py --seconds 1 --quiet 1 # a short round (the test suite runs one)
     python bench/hostile.py --attack who_is_flood # one attack (repeat --attack for several)
 """
