@@ -27,9 +27,17 @@ subscriber's address on the BACnet/IP network ("net:address" behind another rout
 the seconds granted (0 = indefinite, `expires` null) and `expires` when a timed one ends (UTC).
 An entry that is not exactly this is skipped with a warning naming it; the rest of the file loads.
 
+`circuit_names` are the names users gave circuits (CT channels 1-46: branch circuits 1-42, AUX
+43-46), by node and channel; every face that describes a circuit shows them (optional: a file
+without it loads with none):
+
+     "circuit_names": {"1": {"7": "Rack A12 PDU A", "43": "Mains L1"}}
+
+What a name may hold: `gateway.nodes.circuits`.
+
 `database_revision` is the BACnet devices' Database_Revision: the State's helpers raise it with
 every change a client's copy of the device database must notice (a node added or forgotten, a
-device name or ID written, the device ID offset set). A file written before it existed loads as 0.
+device name or ID written, the device ID offset set, a circuit named). A file written before it existed loads as 0.
 `line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
 start; a file without it (written before it existed, or before they were found) loads as None.
 
@@ -68,7 +76,9 @@ from gateway.config import (
 )
 from gateway.errors import StateError
 from gateway.files import write_atomically
+from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.profile import NodeProfile
+from gateway.pointmap import CIRCUITS
 
 __all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "SavedSubscription", "State", "StateStore"]
 
@@ -134,11 +144,14 @@ class State:
     database_revision: int = 0
     line: SavedLine | None = None
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
+    circuit_names: Mapping[int, Mapping[int, str]] = field(default_factory=_frozen_mapping)
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
         object.__setattr__(self, "profiles", MappingProxyType(dict(sorted(self.profiles.items()))))
         object.__setattr__(self, "overrides", MappingProxyType(dict(sorted(self.overrides.items()))))
+        names = {a: MappingProxyType(dict(sorted(n.items()))) for a, n in sorted(self.circuit_names.items()) if n}
+        object.__setattr__(self, "circuit_names", MappingProxyType(names))
         for address, profile in self.profiles.items():
             if profile.address != address:
                 raise ValueError(f"profile of address {profile.address} filed under {address}")
@@ -155,6 +168,7 @@ class State:
             self,
             profiles={a: p for a, p in self.profiles.items() if a not in gone},
             overrides={a: o for a, o in self.overrides.items() if a not in gone},
+            circuit_names={a: n for a, n in self.circuit_names.items() if a not in gone},
         )._revised(not gone.isdisjoint(self.profiles))
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
@@ -166,6 +180,18 @@ class State:
             overrides[address] = override
         changed = self.overrides.get(address, DeviceOverride()) != override
         return replace(self, overrides=overrides)._revised(changed)
+
+    def with_circuit_names(self, address: int, names: Mapping[int, str | None]) -> State:
+        """Name circuits of one node (channel -> name; None or "" removes the name), the others kept.
+        A description a BMS holds changes: Database_Revision goes up."""
+        kept = dict(self.circuit_names.get(address, {}))
+        for channel, name in names.items():
+            if name:
+                kept[channel] = name
+            else:
+                kept.pop(channel, None)
+        changed = kept != dict(self.circuit_names.get(address, {}))
+        return replace(self, circuit_names={**self.circuit_names, address: kept})._revised(changed)
 
     def with_cov_subscriptions(self, subscriptions: Iterable[SavedSubscription]) -> State:
         """Keep these COV subscriptions (all of them: they replace the ones kept)."""
@@ -333,6 +359,12 @@ class IdentityStore:
         if self.saved_line() != (baudrate, parity):
             self.update(lambda state: state.with_line(SavedLine(baudrate, parity)))
 
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        return self._state.circuit_names.get(address, MappingProxyType({}))
+
+    def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        self.update(lambda state: state.with_circuit_names(address, names))
+
 
 _Rule = tuple[Callable[[object], bool], str]
 
@@ -389,15 +421,12 @@ _SUBSCRIPTION_RULES: dict[str, _Rule] = {
     "lifetime": _integer_in(range(2**32)),
     "expires": ((lambda value: value is None or _utc(value) is not None), 'null or "YYYY-MM-DDTHH:MM:SSZ"'),
 }
-_OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
-_SUBSCRIBER = re.compile(
-    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
-)
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "circuit_names")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
+_CHANNEL_KEY = re.compile(r"[1-9][0-9]?")
 
 
 def _show(value: object) -> str:
@@ -484,7 +513,27 @@ def _problems(data: object) -> list[str]:
         problems.append(f"database_revision = {_show(top['database_revision'])}: allowed {allowed}")
     if "line" in top:
         _check_fields("line", top["line"], _LINE_RULES, problems)
+    if "circuit_names" in top:
+        _check_circuit_names(top["circuit_names"], problems)
     return problems
+
+
+def _check_circuit_names(value: object, problems: list[str]) -> None:
+    if not isinstance(value, dict):
+        problems.append(f"circuit_names = {_show(value)}: allowed an object keyed by Modbus address")
+        return
+    for key, names in value.items():
+        where = f"circuit_names[{_show(key)}]"
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in MODBUS_ADDRESSES:
+            problems.append(f"{where}: allowed keys are Modbus addresses 1-247")
+        elif not isinstance(names, dict):
+            problems.append(f"{where} = {_show(names)}: allowed an object keyed by CT channel")
+        else:
+            for channel, name in names.items():
+                if not _CHANNEL_KEY.fullmatch(channel) or int(channel) not in CIRCUITS:
+                    problems.append(f"{where}[{_show(channel)}]: allowed keys are CT channels 1-46")
+                elif (problem := circuit_name_problem(name)) is not None:
+                    problems.append(f"{where}[{_show(channel)}] = {_show(name)}: allowed {problem}")
 
 
 def _subscriber(text: str) -> bool:
@@ -544,6 +593,11 @@ def _state_to_json(state: State) -> dict[str, Any]:
         if state.cov_subscriptions
         else {}
     )
+    names = (
+        {"circuit_names": {str(a): {str(c): name for c, name in n.items()} for a, n in state.circuit_names.items()}}
+        if state.circuit_names
+        else {}
+    )
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -552,6 +606,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         "database_revision": state.database_revision,
         **line,
         **cov,
+        **names,
     }
 
 
@@ -569,4 +624,7 @@ def _state_from_json(data: dict[str, Any]) -> State:
         network=data["router"]["network"],
         database_revision=data.get("database_revision", 0),
         line=SavedLine(**data["line"]) if "line" in data else None,
+        circuit_names={
+            int(a): {int(c): name for c, name in names.items()} for a, names in data.get("circuit_names", {}).items()
+        },
     )

@@ -18,7 +18,7 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.local.multistate import MultiStateValueObject
-from bacpypes3.primitivedata import Null
+from bacpypes3.primitivedata import CharacterString, Null
 
 from gateway.bacnet.errors import write_error
 from gateway.bacnet.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
@@ -86,6 +86,10 @@ class PointBinding:
         alarm = self.spec.alarm
         return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
 
+    def description(self) -> str:
+        """The object's Description now: its register, and its circuit's name (`NodeAPI.circuit_names`)."""
+        return self.spec.describe(self.nodes.circuit_names(self.node.address))
+
     async def reset(self, code: int) -> None:
         """Write a reset code to the point's register."""
         await self.nodes.write(self.node.address, self.spec.point.register, [code])
@@ -99,11 +103,20 @@ class PointBinding:
         await self.nodes.write_value(self.node.address, point.register, value)
 
 
-class MeterObject(GuardedWrites):
+class Described:
+    """A meter object's Description is read when asked (a circuit's name may change meanwhile)."""
+
+    _binding: PointBinding
+
+    @property
+    def description(self) -> CharacterString:
+        return CharacterString(self._binding.description())  # as an assignment would cast it
+
+
+class MeterObject(Described, GuardedWrites):
     """What the AI and AV of a meter point share."""
 
     _cov_criteria = StatusFlagsCovCriteria
-    _binding: PointBinding
 
     def show(self) -> None:
         """Take Present_Value, Reliability and Event_State from the node cache (COV follows)."""
@@ -140,10 +153,8 @@ class MeterValue(MeterObject, AnalogValueObject):
         self.show()
 
 
-class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
+class MeterReset(Described, MultiStateCov, GuardedWrites, MultiStateValueObject):
     """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
-
-    _binding: PointBinding
 
     def show(self) -> None:
         self.reliability = "no-fault-detected" if self._binding.node.health.online else "communication-failure"
@@ -177,7 +188,6 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
         reset = MeterReset(
             objectIdentifier=(spec.object_type, spec.instance),
             objectName=spec.name,
-            description=spec.description,
             presentValue=1,
             numberOfStates=len(spec.states),
             stateText=list(spec.states),
@@ -194,7 +204,6 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
     obj = cls(
         objectIdentifier=(spec.object_type, spec.instance),
         objectName=spec.name,
-        description=spec.description,
         presentValue=value,
         reliability=reliability,
         eventState=event,

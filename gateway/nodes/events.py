@@ -81,6 +81,13 @@ class NodeRemoved:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitsNamed:
+    """A user named (or unnamed) circuits of a node; the names are the node API's `circuit_names`."""
+
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkFinding:
     """A gateway-level finding a face made that others may tell too: the BACnet network doctor
     found (or no longer finds) another party using the gateway's network number or a device ID."""
@@ -92,7 +99,15 @@ class NetworkFinding:
 
 
 Event = (
-    ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved | NetworkFinding
+    ValueChanged
+    | AlarmChanged
+    | NodeOnline
+    | NodeOffline
+    | RegistersRead
+    | NodeAdded
+    | NodeRemoved
+    | CircuitsNamed
+    | NetworkFinding
 )
 
 

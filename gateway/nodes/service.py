@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +32,7 @@ from gateway.bus import (
 from gateway.config import Config
 from gateway.modbus import ILLEGAL_DATA_VALUE
 from gateway.nodes.api import NodeStatistics
+from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.client import NodeClient
 from gateway.nodes.discovery import AUTO_LINES, LineFinder, boards
 from gateway.nodes.errors import (
@@ -45,14 +46,14 @@ from gateway.nodes.errors import (
     UnknownTarget,
     WriteRefused,
 )
-from gateway.nodes.events import EventHub, NodeAdded, NodeRemoved
+from gateway.nodes.events import CircuitsNamed, EventHub, NodeAdded, NodeRemoved
 from gateway.nodes.modbus import malformed, write_registers, written_registers
 from gateway.nodes.node import Node
 from gateway.nodes.plan import LineCost, PollPlan, Read, poll_plan
 from gateway.nodes.poller import Poller
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.scanning import Scanner
-from gateway.pointmap import Encoding, Point, PointMap, load, signed
+from gateway.pointmap import CIRCUITS, Encoding, Point, PointMap, load, signed
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -88,6 +89,11 @@ class SavedProfiles(Protocol):
         """The line settings (rate, parity) ``serial.baudrate = "auto"`` found last, if ever."""
 
     def save_line(self, baudrate: int, parity: str) -> None: ...
+
+    def circuit_names(self, address: int) -> Mapping[int, str]: ...
+
+    def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        """Save names of a node's circuits (None or "" removes one)."""
 
 
 def line_settings(config: Config, found: tuple[int, str] | None = None) -> LineSettings:
@@ -338,6 +344,23 @@ class NodeService:
         parse (``MeterRefused(3)``).
         """
         return await self._on_bus_thread(self._passthrough(unit, pdu))
+
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        return self.saved.circuit_names(address)
+
+    async def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        """Name circuits of a node (None or "" removes a name), saved before this returns; then
+        ``CircuitsNamed``. ``WriteRefused`` names the first problem, and nothing is saved."""
+        if address not in self.nodes:
+            raise UnknownTarget(f"no meter node at address {address}")
+        for channel, name in names.items():
+            if channel not in CIRCUITS:
+                raise UnknownTarget(f"no CT channel {channel}: channels are 1-46")
+            problem = None if not name else circuit_name_problem(name)
+            if problem is not None:
+                raise OutOfRange(f"the name of channel {channel} must be {problem}, not {name!r}")
+        await asyncio.to_thread(self.saved.name_circuits, address, names)  # an fsync: off the faces' loop
+        self.publish([CircuitsNamed(address)])
 
     async def _on_bus_thread(self, work: Coroutine[Any, Any, T]) -> T:
         """Run work on the bus thread and await it here; a stopped bus thread is an unavailable line."""

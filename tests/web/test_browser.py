@@ -76,7 +76,7 @@ def log_in(driver: WebDriver, url: str) -> str:
 
 
 def open_node(driver: WebDriver, url: str) -> str:
-    driver.get(f"{url}/nodes/1")
+    driver.get(f"{url}/nodes/1/values")
     driver.execute_script("window.loadedOnce = true;")  # gone if the page reloads
     return cell(driver, CURRENT_7.register)
 

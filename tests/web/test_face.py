@@ -140,7 +140,7 @@ async def test_the_api_gives_the_cache_and_the_node_identity(web_site) -> None:
         for missing in ("/api/nodes/9", "/api/nodes/x", "/api/nodes/1234567"):
             async with client.get(missing) as reply:
                 assert reply.status == 404
-        async with client.get("/nodes/1") as reply:
+        async with client.get("/nodes/1/values") as reply:
             page = await reply.text()
         assert 'data-register="1342">12.5<' in page and "BCPM_1" in page
         async with client.get("/config") as reply:
