@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 import typing
 from pathlib import Path
 
@@ -14,8 +16,14 @@ import pytest
 
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
 from gateway.config import SECTIONS, SETTABLE, SETTINGS_FILE, Config, load_config
-from gateway.config_file import change_settings
-from gateway.errors import ConfigError
+from gateway.config_file import (
+    change_settings,
+    configuration_text,
+    previous_settings,
+    revert_settings,
+    upload_changes,
+)
+from gateway.errors import ConfigError, GatewayError
 from gateway.files import write_atomically
 
 ADMIN = Actor("admin", "192.0.2.7", "3f9c1ab2")
@@ -176,3 +184,68 @@ def test_the_audit_log_keeps_bounded_refusals_per_address_and_every_change(tmp_p
     assert (tmp_path / (AUDIT_FILE + ".1")).exists()
     assert (tmp_path / AUDIT_FILE).stat().st_size <= 4000
     assert (tmp_path / AUDIT_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_file_before_a_change_is_kept_and_taken_back_by_a_revert(site: Path) -> None:
+    settings = site.parent / "state" / SETTINGS_FILE
+    with pytest.raises(ConfigError, match="no earlier settings"):
+        revert_settings(site, ADMIN, audit(site))
+    change_settings(site, {"snmp.trap_rate": 20}, ADMIN, audit(site))
+    assert not previous_settings(settings).exists()  # there was no file before
+    change_settings(site, {"snmp.trap_rate": 30}, ADMIN, audit(site))
+    assert "trap_rate = 20" in previous_settings(settings).read_text()
+    assert previous_settings(settings).stat().st_mode & 0o777 == 0o600
+    assert revert_settings(site, ADMIN, audit(site)).snmp.trap_rate == 20
+    assert load_config(site).snmp.trap_rate == 20
+    assert revert_settings(site, ADMIN, audit(site)).snmp.trap_rate == 30  # a second revert undoes the first
+    assert [e["action"] for e in audit_of(site)][-2:] == ["revert settings", "revert settings"]
+
+
+def test_a_check_beyond_the_keys_refuses_a_change_and_nothing_is_written(site: Path) -> None:
+    def no_bbmd(config: Config) -> None:
+        if config.bacnet.bbmd:
+            raise GatewayError("bdt file /etc/bcpm-gateway/bdt.ini: cannot read it: No such file or directory")
+
+    with pytest.raises(ConfigError, match="not changed: bdt file .* cannot read it"):
+        change_settings(site, {"bacnet.bbmd": True}, ADMIN, audit(site), no_bbmd)
+    assert not (site.parent / "state" / SETTINGS_FILE).exists()
+    assert [(e["key"], e["outcome"]) for e in audit_of(site)] == [
+        ("bacnet.bbmd", "refused: the gateway would not start with it")
+    ]
+
+
+def test_a_downloaded_configuration_uploads_back_as_no_change_and_leaves_its_secrets_out(site: Path) -> None:
+    change_settings(site, {"bacnet.device_id_offset": 60000}, ADMIN, audit(site))
+    text = configuration_text(load_config(site), secrets=False)
+    assert "site-secret" not in text and "# Left out" in text and "snmp.read_community" in text
+    assert tomllib.loads(text)["bacnet"]["device_id_offset"] == 60000
+    assert upload_changes(site, text) == {}  # every key as it is; the secrets left out are kept
+    with_secrets = configuration_text(load_config(site), secrets=True)
+    assert 'read_community = "site-secret"' in with_secrets and upload_changes(site, with_secrets) == {}
+
+
+def test_an_upload_changes_only_what_differs_and_may_leave_keys_out(site: Path) -> None:
+    text = configuration_text(load_config(site), secrets=False).replace(
+        "device_id_offset = 50000", "device_id_offset = 61000"
+    )
+    assert upload_changes(site, text) == {"bacnet.device_id_offset": 61000}
+    assert upload_changes(site, '[snmp]\nnotify_hosts = ["192.0.2.50"]\n') == {"snmp.notify_hosts": ["192.0.2.50"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[snmp\n", "not valid TOML"),
+        ("[snmp]\ntrap_rate = 0\n", "snmp.trap_rate = 0: allowed an integer 1-1000"),
+        ("[bacnet]\nnosuch = 1\n", "bacnet.nosuch = 1: allowed keys in [bacnet]"),
+        ('[web]\nport = 8443\n[gateway]\nstate_file = "/tmp/x.json"\n', "web.port = 8443: allowed 443 (only the site's"),
+    ],
+)
+def test_an_upload_that_check_config_refuses_or_that_changes_a_key_outside_settable_changes_nothing(
+    site: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        upload_changes(site, text)
+    assert "not changed" in str(refused.value)
+    if "state_file" in text:
+        assert "gateway.state_file" in str(refused.value)  # every one named
