@@ -723,6 +723,8 @@ def _raw(value: object, rule: _Rule | None = None) -> Any:
         return next(word for word in ("", "auto") if rule is not None and _gives_none(rule, word))
     if isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, IPv4Network) and value.prefixlen == 32:
+        return str(value.network_address)  # a host, as a site writes it
     if isinstance(value, Path | IPv4Interface | IPv4Network):
         return str(value)
     if isinstance(value, tuple):
