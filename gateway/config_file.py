@@ -118,11 +118,10 @@ def change_settings(
             if tomllib.loads(text) != wanted:  # what is written reads back the same, or nothing is
                 raise ConfigError(heading=f"not changed: the settings would not read back from {target}")
             _replace_keeping(target, text.encode())
-    before = merge_config(site, current)
+    before = raw_settings(running)  # each key's value, whether the site's file, a change or the default gave it
     for name, value in changes.items():
         section, key = name.split(".", 1)
-        was = before.get(section, {}).get(key, "(default)")
-        detail = "(a secret)" if key in SECRET_KEYS else f"{was!r} -> {value!r}"
+        detail = "(a secret)" if key in SECRET_KEYS else f"{before[section][key]!r} -> {value!r}"
         audit.record(actor, action, "done", key=name, detail=detail)
     return config
 

@@ -385,7 +385,11 @@ CHANGED = {
     "gateway": {"operating_mode": "locked", "state_file": "/srv/state.json"},
     "serial": {"baudrate": "auto", "scan": "1-10,20,30-32", "rts_delay_after": 1.5, "stopbits": 2},
     "bacnet": {"address": "10.1.2.3/24", "ip_network": 7, "foreign_bbmd": "10.9.9.9:47809", "max_segments": 8},
-    "snmp": {"write_community": "private", "notify_hosts": ["192.0.2.1:162", "192.0.2.2:1162"], "allow": ["10.0.0.0/8"]},
+    "snmp": {
+        "write_community": "private",
+        "notify_hosts": ["192.0.2.1:162", "192.0.2.2:1162"],
+        "allow": ["10.0.0.0/8"],
+    },
     "web": {"tls_cert": "/etc/c.pem", "tls_key": "/etc/k.pem", "metrics_allow": ["192.0.2.9"], "trend_hours": 6},
 }
 

@@ -64,7 +64,7 @@ def test_a_change_goes_to_the_settings_file_beside_the_state_and_the_site_file_i
     done = [(e["key"], e["outcome"], e["detail"], e["client"], e["session"]) for e in audit_of(site)]
     assert done == [
         ("snmp.trap_rate", "done", "10 -> 20", "192.0.2.7", "3f9c1ab2"),
-        ("bacnet.network", "done", "'(default)' -> 77", "192.0.2.7", "3f9c1ab2"),
+        ("bacnet.network", "done", "50 -> 77", "192.0.2.7", "3f9c1ab2"),  # 50: the default
         ("snmp.trap_rate", "done", "20 -> 30", "192.0.2.7", "3f9c1ab2"),
     ]
 
@@ -238,7 +238,10 @@ def test_an_upload_changes_only_what_differs_and_may_leave_keys_out(site: Path) 
         ("[snmp\n", "not valid TOML"),
         ("[snmp]\ntrap_rate = 0\n", "snmp.trap_rate = 0: allowed an integer 1-1000"),
         ("[bacnet]\nnosuch = 1\n", "bacnet.nosuch = 1: allowed keys in [bacnet]"),
-        ('[web]\nport = 8443\n[gateway]\nstate_file = "/tmp/x.json"\n', "web.port = 8443: allowed 443 (only the site's"),
+        (
+            '[web]\nport = 8443\n[gateway]\nstate_file = "/tmp/x.json"\n',
+            "web.port = 8443: allowed 443 (only the site's",
+        ),
     ],
 )
 def test_an_upload_that_check_config_refuses_or_that_changes_a_key_outside_settable_changes_nothing(

@@ -131,7 +131,7 @@ class ObjectSpec:
     def describe(self, names: Mapping[int, str]) -> str:
         """Description with the name a user gave the object's circuit (names by CT channel), if any."""
         name = names.get(self.point.circuit) if self.point.circuit else None
-        return self.description if name is None else f"{name}; {self.description}"
+        return self.description if name is None else f"{name} ({self.description})"
 
 
 def object_specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:

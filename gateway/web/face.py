@@ -305,7 +305,8 @@ class WebFace:
         if address is None or address not in source.nodes:
             return None
         if view == "":
-            return _html(panel_page(source.panel(address) or {}, csrf))
+            panel = source.panel(address) or {}
+            return _html(panel_page(panel, source.summary(address), source.refresh_seconds(), csrf))
         if view == "values":
             return _html(pages.node(source.node_detail(address) or {}, csrf))
         if view == "names":
@@ -343,12 +344,14 @@ class WebFace:
         if view == "":
             return _json(200, source.node_detail(address))
         if view == "panel":
-            # A node's values change once a poll cycle at most: an unchanged panel costs an ETag.
-            body = json.dumps(source.panel(address), separators=(",", ":")).encode()
-            etag = f'"{hashlib.blake2s(body, digest_size=8).hexdigest()}"'
+            # Values change once a poll cycle at most, often not at all: an unchanged panel costs a 304.
+            panel = json.dumps(source.panel(address), separators=(",", ":"))
+            etag = f'"{hashlib.blake2s(panel.encode(), digest_size=8).hexdigest()}"'
+            headers = (("etag", etag),)
             if request.headers.get("if-none-match") == etag:
-                return Response(304, headers=(("etag", etag),))
-            return Response(200, body, "application/json", (("etag", etag),))
+                return Response(304, headers=headers)
+            body = f'{{"refresh_s":{source.refresh_seconds()},"panel":{panel}}}'.encode()
+            return Response(200, body, "application/json", headers)
         if view == "trends":
             channels = _channels(request.query.get("channels", ""))
             times, series = source.trends(address, channels)
@@ -378,6 +381,7 @@ class WebFace:
         found: list[SettingField] = []
         previous = False
         problems = list(errors)
+        wanted = config
         if site is not None:
             running = raw_settings(config)
             try:
@@ -394,8 +398,8 @@ class WebFace:
             errors=problems,
             saved=list(saved),
             previous=previous,
-            certificate=certificate_in_use(config),
-            bdt=bdt_in_use(config),
+            certificate=certificate_in_use(wanted),
+            bdt=bdt_in_use(wanted),
         )
 
     async def _change_settings(self, what: str, request: Request, session: Session) -> Response:
@@ -440,13 +444,13 @@ class WebFace:
             if what == "bdt":
                 text = _text(files.get("file", b""))
                 await asyncio.to_thread(install_bdt, load_config(config.source), text, self.source.wiring.check_bdt)
-                done = "upload the bdt table"
+                done = "upload the bdt"
             else:
                 certificate, key = files.get("certificate", b""), files.get("key", b"")
                 await asyncio.to_thread(install_certificate, config, certificate, key)
-                done = "upload the web certificate and key"
+                done = "upload the certificate and key"
         except (GatewayError, UnicodeDecodeError) as error:
-            self._log_action(request, session, what, f"refused: {str(error).splitlines()[0]}")
+            self._log_action(request, session, f"upload the {what}", f"refused: {str(error).splitlines()[0]}")
             return _html(self._settings_page(session.csrf, errors=_lines(error)), 400)
         self._log_action(request, session, done)
         return _html(self._settings_page(session.csrf, saved=[f"{done}; in use from the next restart"]))

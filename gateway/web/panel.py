@@ -131,9 +131,9 @@ def _state(
 # --- the page ---
 
 
-def panel_page(view: dict[str, Any], csrf: str) -> str:
-    """The panel schedule of a node, drawn complete on the server; panel.js keeps it live."""
-    node = view["node"]
+def panel_page(view: dict[str, Any], node: dict[str, Any], refresh_s: float, csrf: str) -> str:
+    """The panel schedule of a node (`node`: its summary), drawn complete on the server;
+    panel.js keeps it live, asking every `refresh_s` seconds."""
     address = view["address"]
     volts = "".join(
         f'<span>{label} <b id="v-{key}{i}">{_number(v, 1)}</b> V</span>'
@@ -157,11 +157,10 @@ def panel_page(view: dict[str, Any], csrf: str) -> str:
     legend = "".join(f'<span class="s-{state}">{state}</span>' for state in STATES)
     body = (
         node_tabs(address, "panel")
-        + f'<section id="panel" data-address="{address}" data-refresh="{view["refresh_s"]}">'
+        + f'<section id="panel" data-address="{address}" data-refresh="{refresh_s}">'
         + f'<p class="summary">Board {e(node["board"])}, panel {e(node["panel"])}; model {e(node["model"])}, '
         f"serial {e(node['serial'])}; BACnet device {e(node['bacnet_device_id'])}; "
-        f'<span id="online">{"online" if node["online"] else "offline"}</span>, '
-        f'last poll <span id="age">{e(node["last_poll_age_s"])}</span> s ago.</p>'
+        f'<span id="online">{"online" if view["online"] else "offline"}</span>.</p>'
         + f'<h2>Mains</h2><div class="meters">{meters}</div><div class="mains">{mains}</div>'
         + f'<h2>Branch circuits</h2><p class="note">Current as a share of the breaker; {e(threshold)}.</p>'
         + f'<div class="schedule">{schedule}</div><p class="legend">{legend}</p></section>'

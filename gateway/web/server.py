@@ -422,7 +422,7 @@ def within(address: IPv4Address, networks: tuple[IPv4Network, ...]) -> bool:
 def _fields(text: str) -> dict[str, str]:
     """Form or query fields; text with more fields than any page sends gives none."""
     try:
-        return dict(parse_qsl(text, max_num_fields=MAX_FIELDS))
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS))
     except ValueError:
         return {}
 

@@ -84,8 +84,11 @@ def form_changes(form: Mapping[str, str], wanted: Mapping[str, Mapping[str, Any]
     changes: dict[str, Any] = {}
     for name, text in form.items():
         section, _, key = name.partition(".")
+        if section not in SECTIONS:
+            continue  # the CSRF token, a "clear" box
         if key not in SETTABLE.get(section, ()):
-            continue  # the CSRF token, a "clear" box, or a key this page never offers
+            changes[name] = text  # a key no form offers: refused and audited by the write
+            continue
         hint = typing.get_type_hints(SECTIONS[section])[key]
         if key in SECRET_KEYS:
             value: Any = "" if form.get(CLEAR + name) else text
@@ -236,7 +239,10 @@ def _row(field: SettingField, ident: str) -> str:
     elif field.kind == "text":
         control = f'<input name="{name}" id="{ident}" value="{e(field.value)}">'
     else:
-        control = f"<code>{e(_shown(field.value))}</code>"
+        shown = (
+            ("(set)" if field.value else "(not set)") if field.name.partition(".")[2] in SECRET_KEYS else field.value
+        )
+        control = f"<code>{e(_shown(shown))}</code>"
         hint = "<small>set in the site's file</small>" if field.allowed else ""
     pending = ' <span class="pending">(restart to apply)</span>' if field.pending and field.kind != "secret" else ""
     return f'<tr><th><label for="{ident}">{name}</label></th><td>{control}{pending}<br>{hint}</td></tr>'

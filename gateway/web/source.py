@@ -171,14 +171,14 @@ class Source:
         }
 
     def panel(self, address: int) -> dict[str, Any] | None:
-        """A node's panel view (`gateway.web.panel`), with its summary; None for no such node."""
+        """A node's panel view (`gateway.web.panel`): what changes only when its values do (no poll
+        age, no counters); None for no such node."""
         node = self.nodes.get(address)
-        if node is None:
-            return None
-        view = self._panels.of(node, self._service.circuit_names(address))
-        view["node"] = self._summary(node, self._device_names().get(address))
-        view["refresh_s"] = self.refresh_seconds()
-        return view
+        return None if node is None else self._panels.of(node, self._service.circuit_names(address))
+
+    def summary(self, address: int) -> dict[str, Any]:
+        """A node as the node list shows it (its identity, health and counters now)."""
+        return self._summary(self.nodes[address], self._device_names().get(address))
 
     def circuit_names(self, address: int) -> Mapping[int, str]:
         return self._service.circuit_names(address)

@@ -94,8 +94,8 @@ def test_a_named_circuit_is_in_the_description_of_each_of_its_objects() -> None:
     described = {
         (row["device obj.-instance"], row["object-type"], row["object-instance"]): row["description"] for row in listed
     }
-    assert described["50002", "0", "1347"] == "Rack C3; PDU B; register 1347"  # its current
-    assert described["50002", "2", "61"] == "Rack C3; PDU B; register 130"  # its breaker size, AVn = register n + 69
-    assert described["50002", "0", "265"] == "Mains L1; register 265"  # AUX current, phase 1
+    assert described["50002", "0", "1347"] == "Rack C3; PDU B (register 1347)"  # its current
+    assert described["50002", "2", "61"] == "Rack C3; PDU B (register 130)"  # its breaker size, AVn = register n + 69
+    assert described["50002", "0", "265"] == "Mains L1 (register 265)"  # AUX current, phase 1
     assert described["50001", "0", "1347"] == "register 1347"  # node 1 has no names
     assert described["50002", "0", "256"] == "register 256"  # a total belongs to no circuit

@@ -231,7 +231,7 @@ async def test_a_circuits_name_is_in_the_description_of_its_objects_on_every_pat
                 fast, own, stock, path = await _three_ways(still_gateway, request, monkeypatch)
                 assert path == "fast"
                 assert fast == own == stock, objid
-                assert f"{name}; register ".encode() in fast
+                assert f"{name} (register ".encode() in fast
         fast, *_ = await _three_ways(still_gateway, read_property("analog-input,1337", "description"), monkeypatch)
         assert b"Rack" not in fast and b"register 1337" in fast  # channel 2 has no name
     finally:

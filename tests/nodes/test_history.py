@@ -1,4 +1,5 @@
-"""The currents' history for the trends (gateway/nodes/history.py): what a sample keeps, for how long, in how much memory."""
+"""The currents' history for the trends (gateway/nodes/history.py): what a sample keeps, how long, in how
+much memory."""
 
 from __future__ import annotations
 

@@ -39,8 +39,7 @@ function show(view) {
   view.volts_ll.forEach((volts, i) => { document.getElementById("v-ll" + i).textContent = number(volts, 1); });
   document.getElementById("v-hz").textContent = number(view.frequency, 2);
   document.getElementById("v-kw").textContent = number(view.kw_total, 2);
-  document.getElementById("online").textContent = view.node.online ? "online" : "offline";
-  document.getElementById("age").textContent = view.node.last_poll_age_s === null ? "-" : view.node.last_poll_age_s;
+  document.getElementById("online").textContent = view.online ? "online" : "offline";
 }
 
 async function refresh() {
@@ -49,10 +48,11 @@ async function refresh() {
     const headers = shown ? {"If-None-Match": shown} : {};
     const reply = await fetch(`/api/nodes/${panel.dataset.address}/panel`, {cache: "no-store", headers});
     if (reply.status === 200) {
-      const view = await reply.json();
-      show(view);
+      const answer = await reply.json();
+      show(answer.panel);
       shown = reply.headers.get("ETag");
-      wait = view.refresh_s * 1000;
+      panel.dataset.refresh = answer.refresh_s;
+      wait = answer.refresh_s * 1000;
     }
   } catch (error) {
     // The gateway is restarting or the network is gone: the next refresh tries again.
