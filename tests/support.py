@@ -6,7 +6,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,15 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(step)
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """`eventually` for a check that must await (a request over the network)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

@@ -36,6 +36,14 @@ NEAR_MARGIN = 10.0  # points of the breaker below the high threshold where a cir
 STATES = ("normal", "near", "alarm", "latched", "spare", "no-data", "stale")
 NON_LATCHING = 0x0300  # b8 High, b9 Low: on while the condition holds
 LATCHED = 0x000F  # b0-b3 High-High, High, Low, Low-Low (b4, OFF, is a state, not an alarm)
+ALARMS = (
+    (0x0100, "High"),
+    (0x0200, "Low"),
+    (0x0001, "High-High latched"),
+    (0x0002, "High latched"),
+    (0x0004, "Low latched"),
+    (0x0008, "Low-Low latched"),
+)
 HIGH_THRESHOLDS = ("threshold_high_high", "threshold_high", "threshold_nl_high")
 
 
@@ -80,7 +88,7 @@ class Panels:
 
         def channel(number: int) -> dict[str, Any]:
             amps, breaker = value(self._current.get(number)), value(self._breaker.get(number))
-            alarm = value(self._alarm.get(number))
+            alarm = int(value(self._alarm.get(number)) or 0)
             share = None if amps is None or not breaker else round(100 * amps / breaker, 1)
             return {
                 "channel": number,
@@ -89,7 +97,8 @@ class Panels:
                 "kw": value(self._kw.get(number)),
                 "breaker": breaker,
                 "share": share,
-                "state": _state(online, amps, breaker, int(alarm or 0), share, high),
+                "state": _state(online, amps, breaker, alarm, share, high),
+                "alarms": ", ".join(name for bit, name in ALARMS if alarm & bit),
             }
 
         return {
@@ -190,9 +199,10 @@ def describe(channel: dict[str, Any]) -> str:
     name = channel.get("label") or channel["name"]
     share = "-" if channel["share"] is None else f"{channel['share']:g} %"
     breaker = "-" if channel["breaker"] is None else f"{channel['breaker']:g} A"
+    alarms = f" ({channel['alarms']})" if channel.get("alarms") else ""
     return (
         f"Ch {channel['channel']}{' ' + name if name else ''}: {_number(channel['amps'], 1)} A, "
-        f"{_number(channel['kw'], 2)} kW, {share} of {breaker}; {channel['state']}"
+        f"{_number(channel['kw'], 2)} kW, {share} of {breaker}; {channel['state']}{alarms}"
     )
 
 

@@ -6,7 +6,6 @@ import asyncio
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -19,7 +18,7 @@ from gateway.nodes.events import NetworkFinding
 from gateway.pointmap import load
 from gateway.state import StateStore
 from gateway.web.tls import CERT_NAME, KEY_NAME, server_context, write_self_signed
-from tests.support import eventually, free_port, gateway_config
+from tests.support import eventually, eventually_async, free_port, gateway_config
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, Endpoint
 
 PM = load()
@@ -364,14 +363,6 @@ async def eventually_logged_in(site: Endpoint) -> aiohttp.ClientSession:
         except aiohttp.ClientError:
             await asyncio.sleep(0.1)
     pytest.fail("the face never accepted a login")
-
-
-async def eventually_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_unknown_pages_and_methods_are_refused_with_their_status(web_site) -> None:

@@ -81,6 +81,7 @@ def test_each_circuit_is_in_the_first_state_that_applies() -> None:
     found = states(node)
     assert NEAR_MARGIN == 10.0
     assert [found[c] for c in range(1, 8)] == ["normal", "near", "alarm", "latched", "spare", "no-data", "normal"]
+    assert PANELS.of(node, {})["circuits"][2]["alarms"] == "High, High latched"  # the hover text says which
     node.health.online = False
     for channel in range(1, 8):  # the last values stay, marked stale
         node.amps(channel, 5.0, Quality.STALE)
@@ -116,6 +117,7 @@ def test_a_circuit_shows_its_share_of_the_breaker_its_name_and_the_mains_their_p
         "breaker": 20.0,
         "share": 45.0,
         "state": "normal",
+        "alarms": "",
     }
     assert [m["label"] for m in view["mains"]] == ["Phase 1", "Phase 2", "Phase 3", "Neutral"]
     assert view["mains"][0]["share"] == 66.7

@@ -49,6 +49,10 @@ async def test_the_mains_and_a_chosen_circuit_are_drawn_and_the_history_download
         for bad in ("", "0", "47", "7,x", "1" * 5):
             async with client.get(f"/nodes/1/chart?channels={bad}") as reply:
                 assert reply.status == 400, bad
+        async with client.get("/metrics") as reply:
+            scraped = await reply.text()
+    assert history.nbytes == 1440 * 8 + 2 * 46 * 1440 * 2  # both nodes of the board, a day each
+    assert f"bcpm_web_trend_history_bytes {float(history.nbytes)}" in scraped
 
 
 async def test_without_a_history_the_page_says_so(web_site) -> None:

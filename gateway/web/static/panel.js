@@ -15,8 +15,9 @@ function describe(channel) {
   const name = channel.label || channel.name;
   const share = channel.share === null ? "-" : channel.share + " %";
   const breaker = channel.breaker === null ? "-" : channel.breaker + " A";
+  const alarms = channel.alarms ? ` (${channel.alarms})` : "";
   return `Ch ${channel.channel}${name ? " " + name : ""}: ${number(channel.amps, 1)} A, ` +
-    `${number(channel.kw, 2)} kW, ${share} of ${breaker}; ${channel.state}`;
+    `${number(channel.kw, 2)} kW, ${share} of ${breaker}; ${channel.state}${alarms}`;
 }
 
 function showChannel(channel) {
