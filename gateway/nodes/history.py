@@ -77,14 +77,15 @@ class History:
                     buffer[offset : offset + 2] = NAN_BYTES
         self._next = (slot + 1) % self.slots
 
-    def series(self, address: int, channels: Sequence[int]) -> tuple[list[float], dict[int, list[float | None]]]:
+    def series(
+        self, address: int, channels: Sequence[int], now: float | None = None
+    ) -> tuple[list[float], dict[int, list[float | None]]]:
         """The sample times (oldest first) and, for each channel asked, its currents then (None:
-        a gap). Empty when the node was never sampled."""
+        a gap). Empty when the node was never sampled. See `_taken` for `now`."""
         buffer = self._nodes.get(address)
         if buffer is None:
             return [], {}
-        order = [*range(self._next, self.slots), *range(self._next)]  # oldest slot first
-        taken = [slot for slot in order if not math.isnan(self._times[slot])]
+        taken = self._taken(now)
         times = [self._times[slot] for slot in taken]
         found: dict[int, list[float | None]] = {}
         for channel in channels:
@@ -92,18 +93,24 @@ class History:
             found[channel] = [None if math.isnan(ring[slot]) else ring[slot] for slot in taken]
         return times, found
 
-    def rows(self, address: int) -> Iterator[tuple[float, tuple[float, ...]]]:
+    def rows(self, address: int, now: float | None = None) -> Iterator[tuple[float, tuple[float, ...]]]:
         """Each sample of a node, oldest first: its time and every channel's current (NaN: a gap).
-        One row at a time: a day of a node is some 66,000 values."""
+        One row at a time: a day of a node is some 66,000 values. See `_taken` for `now`."""
         buffer = self._nodes.get(address)
         if buffer is None:
             return
-        channels = range(len(self._registers))
-        for slot in [*range(self._next, self.slots), *range(self._next)]:
-            at = self._times[slot]
-            if not math.isnan(at):
-                unpack = _HALF.unpack_from
-                yield at, tuple(unpack(buffer, 2 * (channel * self.slots + slot))[0] for channel in channels)
+        channels, unpack = range(len(self._registers)), _HALF.unpack_from
+        for slot in self._taken(now):
+            yield self._times[slot], tuple(unpack(buffer, 2 * (channel * self.slots + slot))[0] for channel in channels)
+
+    def _taken(self, now: float | None) -> list[int]:
+        """The slots sampled within the hours kept before `now` (the clock's), oldest first. A clock
+        stepped since (a board without one, set by NTP after it booted) leaves samples dated outside
+        that window: left out, rather than drawn years away."""
+        now = time.time() if now is None else now
+        earliest, latest = now - self.slots * self.step, now + self.step
+        taken = [slot for slot in range(self.slots) if earliest <= self._times[slot] <= latest]  # NaN: never
+        return sorted(taken, key=self._times.__getitem__)
 
     def _empty(self) -> bytearray:
         return bytearray(NAN_BYTES * (len(self._registers) * self.slots))

@@ -416,8 +416,12 @@ class WebFace:
                 changes = form_changes(request.form(), raw_settings(load_config(site)))
                 done = "change settings"
             elif what == "upload":
-                changes = upload_changes(site, _text(request.files().get("file", b"")))
                 done = "upload a configuration"
+                try:
+                    changes = upload_changes(site, _text(request.files().get("file", b"")))
+                except (ConfigError, UnicodeDecodeError) as error:  # before any key is tried: audited here
+                    self._log_action(request, session, done, f"refused: {_lines(error)[0]}")
+                    raise
             elif what == "revert":
                 await asyncio.to_thread(revert_settings, site, actor, self.audit, check)
                 self._log_action(request, session, "take back the settings before the last change", audited=True)

@@ -183,7 +183,7 @@ def _cell(channel: dict[str, Any], side: str) -> str:
     """One circuit: its number and name, a bar of its current against the breaker, amps and kW."""
     number, share = channel["channel"], channel["share"]
     width = 0.0 if share is None else max(0.0, min(100.0, share))
-    label = e(channel.get("label") or channel["name"] or "")
+    label = e(channel["name"] or channel.get("label") or "")
     return (
         f'<div class="circuit {side} s-{channel["state"]}" id="c{number}" title="{e(describe(channel))}">'
         f'<span class="num">{number}</span><span class="name">{label}</span>'
@@ -196,7 +196,7 @@ def _cell(channel: dict[str, Any], side: str) -> str:
 
 def describe(channel: dict[str, Any]) -> str:
     """What a circuit's hover text says (panel.js writes the same)."""
-    name = channel.get("label") or channel["name"]
+    name = channel["name"] or channel.get("label")
     share = "-" if channel["share"] is None else f"{channel['share']:g} %"
     breaker = "-" if channel["breaker"] is None else f"{channel['breaker']:g} A"
     alarms = f" ({channel['alarms']})" if channel.get("alarms") else ""

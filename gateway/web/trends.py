@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from gateway.nodes.history import History
@@ -63,7 +63,7 @@ def chart(times: Sequence[float], series: Mapping[int, Sequence[float | None]], 
     legend = []
     for number, (channel, values) in enumerate(series.items()):
         for run in _runs(times, values):
-            points = " ".join(f"{x(at):.1f},{y(amps):.1f}" for at, amps in run)
+            points = " ".join(f"{column},{y(amps):.1f}" for column, amps in _peaks(run, x))
             parts.append(f'<polyline class="line t{number % 6}" points="{points}"/>')
         last = next((v for v in reversed(values) if v is not None), None)
         now = "-" if last is None else f"{last:.1f} A"
@@ -99,6 +99,16 @@ def _runs(times: Sequence[float], values: Sequence[float | None]) -> Iterator[li
             run.append((at, amps))
     if len(run) > 1:
         yield run
+
+
+def _peaks(run: list[tuple[float, float]], x: Callable[[float], float]) -> list[tuple[int, float]]:
+    """One point a column of the chart (some 660 for a day's 1,440 samples): the highest current in
+    it, so a peak is never drawn away."""
+    columns: dict[int, float] = {}
+    for at, amps in run:
+        column = round(x(at))
+        columns[column] = max(amps, columns.get(column, amps))
+    return list(columns.items())
 
 
 def csv_parts(history: History, address: int, names: Mapping[int, str]) -> Iterator[bytes]:

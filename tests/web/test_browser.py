@@ -219,9 +219,7 @@ def settings_form(driver: WebDriver, url: str, values: dict[str, str]) -> str:
         field.clear()
         field.send_keys(value)
     field.find_element(By.XPATH, "ancestor::form//button[@type='submit']").click()
-    WebDriverWait(driver, WAIT).until(
-        lambda d: d.find_elements(By.ID, "saved") or d.find_elements(By.ID, "errors")
-    )
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.ID, "saved") or d.find_elements(By.ID, "errors"))
     found = driver.find_elements(By.ID, "errors") or driver.find_elements(By.ID, "saved")
     return found[0].text
 

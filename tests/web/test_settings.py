@@ -177,6 +177,8 @@ async def test_the_configuration_downloads_without_secrets_unless_asked_and_uplo
     assert load_config(site.gateway.config.source).bacnet.device_id_offset == 61000  # nothing else replaced
     actions = [e["action"] for e in audit(site)]
     assert "download the configuration with secrets" in actions and "download the configuration" in actions
+    refused = [e["outcome"] for e in audit(site) if e["action"] == "upload a configuration"]
+    assert len(refused) == 3 and all(outcome.startswith("refused: ") for outcome in refused)
 
 
 async def test_a_bdt_upload_is_checked_as_the_bacnet_face_reads_it_and_kept_at_a_fixed_name(web_site) -> None:

@@ -37,14 +37,15 @@ async def test_the_mains_and_a_chosen_circuit_are_drawn_and_the_history_download
         assert chart.startswith('<svg class="chart"') and chart.count("<polyline") == 1
         async with client.get("/api/nodes/1/trends?channels=7,8") as reply:
             data = await reply.json()
-        assert data["times"] == [start, start + 60, start + 120]
-        assert data["currents"] == {"7": [4.0, 6.0, 8.0], "8": [0.0, 0.0, 0.0]}
+        # the gateway's own sample of a whole minute may come after these, dated now
+        assert data["times"][:3] == [start, start + 60, start + 120] and len(data["times"]) <= 4
+        assert {c: values[:3] for c, values in data["currents"].items()} == {"7": [4.0, 6.0, 8.0], "8": [0.0] * 3}
         async with client.get("/nodes/1/trends.csv") as reply:
             assert reply.headers["content-disposition"] == 'attachment; filename="bcpm-node-1-trends.csv"'
             text = await reply.text()
         table = list(csv.reader(io.StringIO(text)))
         assert table[0][:2] == ["time (UTC)", "ch1 (A)"] and table[0][7] == 'ch7 Rack, "A12" (A)'
-        assert len(table[0]) == 47 and [row[7] for row in table[1:]] == ["4", "6", "8"]
+        assert len(table[0]) == 47 and [row[7] for row in table[1:4]] == ["4", "6", "8"]
         assert table[1][0].endswith("Z") and table[1][43] != ""  # the mains sampled too
         for bad in ("", "0", "47", "7,x", "1" * 5):
             async with client.get(f"/nodes/1/chart?channels={bad}") as reply:

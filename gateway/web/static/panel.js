@@ -12,7 +12,7 @@ function number(value, decimals) {
 
 function describe(channel) {
   // The hover text; gateway/web/panel.py writes the same.
-  const name = channel.label || channel.name;
+  const name = channel.name || channel.label;
   const share = channel.share === null ? "-" : channel.share + " %";
   const breaker = channel.breaker === null ? "-" : channel.breaker + " A";
   const alarms = channel.alarms ? ` (${channel.alarms})` : "";
@@ -30,7 +30,7 @@ function showChannel(channel) {
   cell.querySelector("rect.fill").setAttribute("width", width.toFixed(1));
   cell.querySelector(".amps").textContent = number(channel.amps, 1) + " A";
   cell.querySelector(".kw").textContent = number(channel.kw, 2) + " kW";
-  cell.querySelector(".name").textContent = channel.label || channel.name;
+  cell.querySelector(".name").textContent = channel.name || channel.label;
 }
 
 function show(view) {
