@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Config, merge_config, parse_config
+from gateway.nodes.cache import Quality
 from gateway.sim import Board, SimulatedLine
 
 TEST_BAUDRATE = 115200
@@ -100,3 +102,14 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass
+class StillCache:
+    """A node cache as a face reads every point of it (`current`): each register's value and
+    quality as a test sets them; unknown until set."""
+
+    values: dict[int, tuple[float | None, Quality]] = field(default_factory=dict)
+
+    def current(self, register: int) -> tuple[float | None, Quality]:
+        return self.values.get(register, (None, Quality.UNKNOWN))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from gateway.nodes.cache import Quality
 from gateway.nodes.history import History, current_registers
 from gateway.pointmap import CIRCUITS, load
+from tests.support import StillCache
 
 PM = load()
 REGISTERS = dict(zip(CIRCUITS, current_registers(PM)))
@@ -16,19 +17,9 @@ T0 = 1_800_000_000.0
 
 
 @dataclass
-class Cache:
-    """The node cache as the history reads it: each register's value and quality now."""
-
-    values: dict[int, tuple[float | None, Quality]] = field(default_factory=dict)
-
-    def current(self, register: int) -> tuple[float | None, Quality]:
-        return self.values.get(register, (None, Quality.UNKNOWN))
-
-
-@dataclass
 class Node:
     address: int
-    cache: Cache = field(default_factory=Cache)
+    cache: StillCache = field(default_factory=StillCache)
 
     def amps(self, channel: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
         self.cache.values[REGISTERS[channel]] = (value, quality)

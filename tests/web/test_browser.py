@@ -94,12 +94,17 @@ def wait_for_cell(driver: WebDriver, register: int, text: str) -> bool:
     return bool(driver.execute_script("return window.loadedOnce === true;"))
 
 
-def clear_alarms(driver: WebDriver) -> str:
-    driver.find_element(By.LINK_TEXT, "Clear latched alarms").click()
+def confirmed(driver: WebDriver, link: str) -> str:
+    """Follow an action's link, confirm it on its page; the outcome the page tells."""
+    driver.find_element(By.LINK_TEXT, link).click()
     WebDriverWait(driver, WAIT).until(expected_conditions.title_contains("Confirm"))
     driver.find_element(By.ID, "confirm").click()
     WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.ID, "outcome")))
     return driver.find_element(By.ID, "outcome").text
+
+
+def clear_alarms(driver: WebDriver) -> str:
+    return confirmed(driver, "Clear latched alarms")
 
 
 async def test_log_in_watch_values_change_live_and_clear_a_latched_alarm_seen_on_snmp(
@@ -224,14 +229,6 @@ def settings_form(driver: WebDriver, url: str, values: dict[str, str]) -> str:
     return found[0].text
 
 
-def restart_from_the_settings_page(driver: WebDriver) -> str:
-    driver.find_element(By.LINK_TEXT, "Restart the gateway now").click()
-    WebDriverWait(driver, WAIT).until(expected_conditions.title_contains("Confirm"))
-    driver.find_element(By.ID, "confirm").click()
-    WebDriverWait(driver, WAIT).until(expected_conditions.presence_of_element_located((By.ID, "outcome")))
-    return driver.find_element(By.ID, "outcome").text
-
-
 async def test_a_setting_changed_in_the_browser_is_applied_by_the_restart_it_asks_for(
     make_line, browser, tmp_path
 ) -> None:
@@ -257,7 +254,7 @@ async def test_a_setting_changed_in_the_browser_is_applied_by_the_restart_it_ask
         assert await client.read(client.node(1), "device,4194303", "object-identifier") == ObjectIdentifier(
             "device,50001"
         )  # until the restart
-        assert "restarting" in await asyncio.to_thread(restart_from_the_settings_page, browser)
+        assert "restarting" in await asyncio.to_thread(confirmed, browser, "Restart the gateway now")
 
         async def new_offset() -> bool:
             try:

@@ -1,8 +1,11 @@
-"""Downloads from the web face: the MIB module and the PICS as shipped, the EDE list as the devices are now."""
+"""Downloads from the web face: the MIB module and the PICS as shipped, the EDE list as the devices are now;
+what is off is said and not served."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from tests.bacnet.client import free_udp_port
 
@@ -32,11 +35,21 @@ async def test_the_mib_the_pics_and_the_ede_list_download(web_site) -> None:
                 assert reply.status == 404, missing
 
 
-async def test_without_bacnet_there_is_no_ede_list(web_site) -> None:
-    site = await web_site(1)
+@pytest.mark.parametrize(
+    ("web", "page", "says", "missing"),
+    [
+        ({}, "/downloads", "No EDE list: BACnet is off.", "/downloads/bcpm-gateway-ede.csv"),
+        ({"trend_hours": 0}, "/nodes/1/trends", "No trends: web.trend_hours = 0", "/nodes/1/trends.csv"),
+    ],
+    ids=["no-bacnet", "no-trends"],
+)
+async def test_what_is_off_is_said_on_its_page_and_its_file_is_not_served(
+    web_site, web: dict[str, object], page: str, says: str, missing: str
+) -> None:
+    site = await web_site(1, **web)
     client = await site.logged_in()
     async with client:
-        async with client.get("/downloads") as reply:
-            assert "No EDE list: BACnet is off." in await reply.text()
-        async with client.get("/downloads/bcpm-gateway-ede.csv") as reply:
+        async with client.get(page) as reply:
+            assert says in await reply.text()
+        async with client.get(missing) as reply:
             assert reply.status == 404

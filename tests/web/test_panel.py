@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from gateway.nodes.cache import Quality
 from gateway.pointmap import load
 from gateway.web.panel import NEAR_MARGIN, Panels, rows
-from tests.support import eventually
+from tests.support import StillCache, eventually
 
 PM = load()
 PANELS = Panels(PM)
@@ -18,14 +18,6 @@ PANELS = Panels(PM)
 
 def register(key: str, group: str, channel: int | None = None) -> int:
     return next(p.register for p in PM.points if p.key == key and p.group == group and p.channel == channel)
-
-
-@dataclass
-class Cache:
-    values: dict[int, tuple[float | None, Quality]] = field(default_factory=dict)
-
-    def current(self, at: int) -> tuple[float | None, Quality]:
-        return self.values.get(at, (None, Quality.UNKNOWN))
 
 
 @dataclass
@@ -39,7 +31,7 @@ class Node:
     70 %, the non-latching one at 60 %."""
 
     address: int = 1
-    cache: Cache = field(default_factory=Cache)
+    cache: StillCache = field(default_factory=StillCache)
     health: Health = field(default_factory=Health)
 
     def __post_init__(self) -> None:

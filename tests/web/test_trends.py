@@ -54,14 +54,3 @@ async def test_the_mains_and_a_chosen_circuit_are_drawn_and_the_history_download
             scraped = await reply.text()
     assert history.nbytes == 1440 * 8 + 2 * 46 * 1440 * 2  # both nodes of the board, a day each
     assert f"bcpm_web_trend_history_bytes {float(history.nbytes)}" in scraped
-
-
-async def test_without_a_history_the_page_says_so(web_site) -> None:
-    site = await web_site(1, trend_hours=0)
-    assert site.gateway.history is None
-    client = await site.logged_in()
-    async with client:
-        async with client.get("/nodes/1/trends") as reply:
-            assert "No trends: web.trend_hours = 0" in await reply.text()
-        async with client.get("/nodes/1/trends.csv") as reply:
-            assert reply.status == 404
