@@ -92,7 +92,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
     if config.snmp.enabled:
-        faces.append(SnmpFace(config.snmp, nodes, hub))
+        faces.append(SnmpFace(config.snmp, nodes, hub, gateway.identities))
     if config.web.enabled:
         from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
 

@@ -3,7 +3,7 @@ gateway may change from its web face, and the audit of both.
 
 Two files, two owners. The site's file (``/etc/bcpm-gateway/gateway.toml``, ``0640
 root:bcpm-gateway``) is read by the gateway and written only by root: by hand, or by
-``bcpm-gateway set-password`` through `set_site_key`. The gateway, which faces the network, never
+``bcpm-gateway set-password`` through `set_site_keys`. The gateway, which faces the network, never
 gets write access to it (the systemd unit's ``ProtectSystem=strict`` keeps /etc read-only; a gateway
 started as root drops to its user, `gateway.privileges`). What the web face may change goes to the
 settings file beside the state file (`gateway.config.SETTINGS_FILE`, ``0600``, the gateway user's),
@@ -31,7 +31,7 @@ import fcntl
 import os
 import threading
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from gateway.config import (
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.files import write_atomically
 
-__all__ = ["change_settings", "overridden_keys", "set_site_key"]
+__all__ = ["change_settings", "overridden_keys", "set_site_keys"]
 
 _writing = threading.Lock()  # one change at a time in this process; the file lock for others
 
@@ -105,13 +105,16 @@ def overridden_keys(site_file: Path) -> list[str]:
     return [f"{section}.{key}" for section, keys in read_settings(settings_file(config)).items() for key in keys]
 
 
-def set_site_key(site_file: Path, section: str, key: str, value: object, audit: AuditLog | None = None) -> None:
-    """Set one key in the site's own file, comments and the rest kept (a command run by root).
+def set_site_keys(site_file: Path, changes: Sequence[tuple[str, str, object]], audit: AuditLog | None = None) -> None:
+    """Set keys (section, key, value; None removes the key) in the site's own file, comments and
+    the rest kept, in one write (a command run by root).
 
     The file keeps its owner and group, and its mode but at most 0640 (it holds secrets). Raises
     ConfigError, writing nothing, when the result is refused.
     """
-    text = with_key(site_file.read_text(encoding="utf-8"), section, key, value)
+    text = site_file.read_text(encoding="utf-8")
+    for section, key, value in changes:
+        text = with_key(text, section, key, value)
     try:
         parse_config(tomllib.loads(text))
     except ConfigError as error:
@@ -120,7 +123,8 @@ def set_site_key(site_file: Path, section: str, key: str, value: object, audit: 
     owner = (status.st_uid, status.st_gid) if os.geteuid() == 0 else None
     write_atomically(site_file, text.encode(), status.st_mode & 0o740, owner)
     if audit is not None:
-        audit.record(Actor("root", "local"), "change the site's config file", "done", key=f"{section}.{key}")
+        for section, key, _ in changes:
+            audit.record(Actor("root", "local"), "change the site's config file", "done", key=f"{section}.{key}")
 
 
 def _tables(changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

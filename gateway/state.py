@@ -13,7 +13,8 @@ The file is JSON a person can read and repair:
      "overrides": {"1": {"object_instance": 1001, "object_name": "PDU_A"}},
      "router": {"device_id_offset": null, "network": null},
      "database_revision": 3,
-     "line": {"baudrate": 9600, "parity": "N"}}
+     "line": {"baudrate": 9600, "parity": "N"},
+     "snmp_engine": {"id": "80000ef905a1b2c3d4e5f60718", "boots": 12}}
 
 `cov_subscriptions` are the BACnet COV subscriptions, so a BMS keeps its notifications across a
 restart (optional: a file without it loads with none):
@@ -32,6 +33,8 @@ every change a client's copy of the device database must notice (a node added or
 device name or ID written, the device ID offset set). A file written before it existed loads as 0.
 `line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
 start; a file without it (written before it existed, or before they were found) loads as None.
+`snmp_engine` is the SNMP agent's snmpEngineID and snmpEngineBoots (RFC 3414: the boots rise at
+every start, so a manager's cached engine time stays valid); None until the agent first started.
 
 A file that is not exactly this is refused with a StateError naming the file and the problem
 (but for a COV subscription, see above); nothing is ever silently dropped. The same check runs
@@ -70,7 +73,15 @@ from gateway.errors import StateError
 from gateway.files import write_atomically
 from gateway.nodes.profile import NodeProfile
 
-__all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "SavedSubscription", "State", "StateStore"]
+__all__ = [
+    "DeviceOverride",
+    "IdentityStore",
+    "SavedEngine",
+    "SavedLine",
+    "SavedSubscription",
+    "State",
+    "StateStore",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +120,14 @@ class SavedLine:
     parity: str
 
 
+@dataclass(frozen=True, slots=True)
+class SavedEngine:
+    """The SNMP agent's engine ID, and how many times it started with it (snmpEngineBoots)."""
+
+    id: bytes
+    boots: int
+
+
 class _Keep(Enum):
     KEEP = "keep"
 
@@ -125,6 +144,7 @@ class State:
     None means "use the configured value". `database_revision` goes up with every change of the
     devices' names, IDs or number, in the same save as the change.
     `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
+    `snmp_engine` is None until the SNMP agent first started.
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
@@ -134,6 +154,7 @@ class State:
     database_revision: int = 0
     line: SavedLine | None = None
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
+    snmp_engine: SavedEngine | None = None
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -174,6 +195,10 @@ class State:
     def with_line(self, line: SavedLine) -> State:
         """Keep the line settings found by ``serial.baudrate = "auto"``."""
         return replace(self, line=line)
+
+    def with_snmp_engine(self, engine: SavedEngine) -> State:
+        """Keep the SNMP agent's engine ID and boots."""
+        return replace(self, snmp_engine=engine)
 
     def with_router(
         self,
@@ -376,6 +401,14 @@ _LINE_RULES: dict[str, _Rule] = {
     "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
     "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
 }
+_SNMP_ENGINE_RULES: dict[str, _Rule] = {
+    # snmpEngineID: 5-32 octets (RFC 3411), in hex
+    "id": (
+        (lambda value: isinstance(value, str) and re.fullmatch(r"(?:[0-9a-f]{2}){5,32}", value) is not None),
+        "5-32 octets in lowercase hex",
+    ),
+    "boots": _integer_in(range(1, 2**31)),
+}
 _OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
 _SUBSCRIBER = re.compile(
     r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
@@ -395,7 +428,7 @@ _SUBSCRIBER = re.compile(
 )
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -484,6 +517,8 @@ def _problems(data: object) -> list[str]:
         problems.append(f"database_revision = {_show(top['database_revision'])}: allowed {allowed}")
     if "line" in top:
         _check_fields("line", top["line"], _LINE_RULES, problems)
+    if "snmp_engine" in top:
+        _check_fields("snmp_engine", top["snmp_engine"], _SNMP_ENGINE_RULES, problems)
     return problems
 
 
@@ -544,6 +579,8 @@ def _state_to_json(state: State) -> dict[str, Any]:
         if state.cov_subscriptions
         else {}
     )
+    engine = state.snmp_engine
+    snmp_engine = {} if engine is None else {"snmp_engine": {"id": engine.id.hex(), "boots": engine.boots}}
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -552,6 +589,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         "database_revision": state.database_revision,
         **line,
         **cov,
+        **snmp_engine,
     }
 
 
@@ -569,4 +607,9 @@ def _state_from_json(data: dict[str, Any]) -> State:
         network=data["router"]["network"],
         database_revision=data.get("database_revision", 0),
         line=SavedLine(**data["line"]) if "line" in data else None,
+        snmp_engine=(
+            SavedEngine(bytes.fromhex(data["snmp_engine"]["id"]), data["snmp_engine"]["boots"])
+            if "snmp_engine" in data
+            else None
+        ),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pysnmp.entity.engine import SnmpEngine
@@ -40,7 +40,19 @@ UNSIGNED32_MAX = 2**32 - 1  # a poll age past 49 days stays there
 
 SYSTEM = (1, 3, 6, 1, 2, 1, 1)
 SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)
-SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP v2c"
+SNMP_ENGINE = (1, 3, 6, 1, 6, 3, 10, 2, 1)  # SNMP-FRAMEWORK-MIB (RFC 3411)
+MPD_STATS = (1, 3, 6, 1, 6, 3, 11, 2, 1)  # SNMP-MPD-MIB (RFC 3412)
+USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB (RFC 3414)
+#: The usmStats counters by their number under USM_STATS.
+USM_COUNTERS = {
+    1: "usmStatsUnsupportedSecLevels",
+    2: "usmStatsNotInTimeWindows",
+    3: "usmStatsUnknownUserNames",
+    4: "usmStatsUnknownEngineIDs",
+    5: "usmStatsWrongDigests",
+    6: "usmStatsDecryptionErrors",
+}
+SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP"
 SYS_SERVICES = 72  # applications (layer 7) and end-to-end (layer 4)
 SNMP_AUTHEN_TRAPS_DISABLED = 2
 
@@ -52,6 +64,9 @@ class FastCounts:
 
     in_packets: int = 0  # snmpInPkts
     bad_community_names: int = 0  # snmpInBadCommunityNames
+    bad_versions: int = 0  # snmpInBadVersions: SNMPv1 and v2c while snmp.v2c is false
+    invalid_msgs: int = 0  # snmpInvalidMsgs
+    usm: list[int] = field(default_factory=lambda: [0] * (len(USM_COUNTERS) + 1))  # by USM_COUNTERS number
 
 
 def _node_value(node: NodeView, field: NodeField) -> int | str | None:
@@ -130,17 +145,37 @@ def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[En
         yield Entry(column.oid, instance.oid[len(column.oid) :], read, SYNTAX[column.smi], targets)
 
 
+def usm_counter(engine: SnmpEngine, fast: FastCounts) -> Callable[[int], int]:
+    """A usmStats counter as served, by its number: pysnmp's count and the fast path's."""
+    builder = engine.get_mib_builder()
+    instances = {
+        number: builder.import_symbols("__SNMP-USER-BASED-SM-MIB", symbol)[0] for number, symbol in USM_COUNTERS.items()
+    }
+    return lambda number: (int(instances[number].syntax) + fast.usm[number]) % COUNTER32_WRAP
+
+
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
     """The system group (sysContact, sysName, sysLocation from the settings) and the snmp group's
-    current objects (RFC 3418), from the engine's counters."""
+    current objects (RFC 3418); the engine's identity (RFC 3411), its message processing (RFC 3412)
+    and USM (RFC 3414) counters: from the engine, and the counts of the fast path."""
     builder = engine.get_mib_builder()
 
-    def engine_scalar(symbol: str, also: Callable[[], int] = lambda: 0) -> tuple[Reader, Syntax]:
-        (instance,) = builder.import_symbols("__SNMPv2-MIB", symbol)
-        if symbol == "sysUpTime":
-            return lambda suffix: int(instance.syntax.clone()), rfc1902.TimeTicks  # clone() computes it
+    def engine_scalar(
+        symbol: str, also: Callable[[], int] = lambda: 0, module: str = "__SNMPv2-MIB"
+    ) -> tuple[Reader, Syntax]:
+        (instance,) = builder.import_symbols(module, symbol)
+        if symbol in ("sysUpTime", "snmpEngineTime"):  # clone() computes it
+            syntax = rfc1902.TimeTicks if symbol == "sysUpTime" else rfc1902.Integer32
+            return lambda suffix: int(instance.syntax.clone()), syntax
+        if symbol == "snmpEngineID":
+            return lambda suffix: bytes(instance.syntax), rfc1902.OctetString
         # A counter is replaced as it counts: read the current one.
         return lambda suffix: (int(instance.syntax) + also()) % COUNTER32_WRAP, instance.syntax.clone
+
+    usm = usm_counter(engine, fast)
+
+    def usm_stat(number: int) -> tuple[Reader, Syntax]:
+        return (lambda suffix: usm(number)), rfc1902.Counter32
 
     constants: dict[Oid, tuple[Syntax, Any]] = {
         SYSTEM + (1,): (rfc1902.OctetString, SYS_DESCR),
@@ -155,12 +190,22 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
     counters: dict[Oid, tuple[Reader, Syntax]] = {
         SYSTEM + (3,): engine_scalar("sysUpTime"),
         SNMP_GROUP + (1,): engine_scalar("snmpInPkts", lambda: fast.in_packets),
-        SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions"),
+        SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions", lambda: fast.bad_versions),
         SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames", lambda: fast.bad_community_names),
         SNMP_GROUP + (5,): engine_scalar("snmpInBadCommunityUses"),
         SNMP_GROUP + (6,): engine_scalar("snmpInASNParseErrs"),
         SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),
         SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
+        **{
+            SNMP_ENGINE + (number,): engine_scalar(symbol, module="__SNMP-FRAMEWORK-MIB")
+            for number, symbol in enumerate(
+                ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"), 1
+            )
+        },
+        MPD_STATS + (1,): engine_scalar("snmpUnknownSecurityModels", module="__SNMP-MPD-MIB"),
+        MPD_STATS + (2,): engine_scalar("snmpInvalidMsgs", lambda: fast.invalid_msgs, module="__SNMP-MPD-MIB"),
+        MPD_STATS + (3,): engine_scalar("snmpUnknownPDUHandlers", module="__SNMP-MPD-MIB"),
+        **{USM_STATS + (number,): usm_stat(number) for number in USM_COUNTERS},
     }
     for oid, (syntax, value) in constants.items():
         yield Entry(oid, (0,), _constant(value), syntax)
