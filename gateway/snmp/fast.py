@@ -17,6 +17,7 @@ tests/snmp/test_fast.py shows the answers byte-identical to pysnmp's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,12 +25,12 @@ from pyasn1.codec.ber import encoder
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import rfc1905
 
-from gateway.logging import DropReport
+from gateway.logging import DropReport, peer_events
 from gateway.snmp import ber
 from gateway.snmp.controller import BulkLimits, CacheController
 from gateway.snmp.engine import max_message_size
 from gateway.snmp.index import Oid, OidIndex
-from gateway.snmp.readers import FastCounts
+from gateway.snmp.readers import UNKNOWN_CONTEXTS, FastCounts, engine_counter
 from gateway.snmp.usm import Opened, Usm
 
 V1, V2C, V3 = 0, 1, 3
@@ -38,6 +39,7 @@ _KINDS = {V1: (GET, GETNEXT), V2C: (GET, GETNEXT, GETBULK)}
 _VERSION = ber.tlv(ber.INTEGER, bytes((V2C,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _NULL = ber.tlv(ber.NULL, b"")
+UNKNOWN_CONTEXT = "snmpv3 requests for an unknown context"
 _END_OF_VIEW = encoder.encode(rfc1905.endOfMibView)
 # By identity: pyasn1 finds the two equal (both NULL).
 _EXCEPTIONS = {id(exception): encoder.encode(exception) for exception in (rfc1905.noSuchObject, rfc1905.noSuchInstance)}
@@ -86,20 +88,17 @@ def read_request(data: bytes) -> Request:
     return Request(version, community, read_pdu(data, at))
 
 
-def read_scoped(scoped: bytes) -> tuple[bytes, bytes, Pdu]:
-    """(contextEngineID, contextName, the PDU) of a plaintext ScopedPDU holding a GET, GETNEXT or
-    GETBULK with NULL values; `ber.Unusual` for anything else."""
+def read_context(scoped: bytes) -> tuple[bytes, bytes, int]:
+    """(contextEngineID, contextName, where the PDU starts) of a plaintext ScopedPDU."""
     try:
         start, end = ber.header(scoped, 0, ber.SEQUENCE)
         engine_start, at = ber.header(scoped, start, ber.OCTET_STRING)
-        engine_id = scoped[engine_start:at]
-        name_start, at = ber.header(scoped, at, ber.OCTET_STRING)
-        name = scoped[name_start:at]
-        if end != len(scoped) or scoped[at] not in _KINDS[V2C]:
+        name_start, pdu_at = ber.header(scoped, at, ber.OCTET_STRING)
+        if end != len(scoped) or pdu_at >= end:
             raise ber.Unusual
     except IndexError:
         raise ber.Unusual from None
-    return engine_id, name, read_pdu(scoped, at)
+    return scoped[engine_start:at], scoped[name_start:pdu_at], pdu_at
 
 
 def read_pdu(data: bytes, at: int) -> Pdu:
@@ -146,6 +145,10 @@ class FastResponder:
         self.counts = counts
         self.bad_communities = DropReport("snmp requests with an unknown community")
         self.bad_versions = DropReport("snmp v1 and v2c requests while snmp.v2c is false")
+        self.unknown_contexts = peer_events(UNKNOWN_CONTEXT)
+        self._unknown_contexts = engine_counter(
+            engine, "__SNMP-TARGET-MIB", "snmpUnknownContexts", lambda: counts.unknown_contexts
+        )
         self.max_message = max_message_size(engine)
 
     @property
@@ -195,16 +198,24 @@ class FastResponder:
         if not isinstance(opened, Opened):
             return opened
         try:
-            context_engine_id, context_name, pdu = read_scoped(opened.scoped)
+            context_engine_id, context_name, pdu_at = read_context(opened.scoped)
         except ber.Unusual:
-            pdu = None
-        if pdu is not None and context_engine_id == self.usm.engine_id and not context_name:
+            context_engine_id, context_name, pdu_at = b"", b"", 0
+        if context_engine_id == self.usm.engine_id and context_name:  # the agent serves "" alone
+            self.counts.unknown_contexts += 1
+            self.unknown_contexts.count(source, repr(context_name)[1:])
+            return self.usm.report(opened, UNKNOWN_CONTEXTS + (0,), self._unknown_contexts())
+        pdu = None
+        if context_engine_id == self.usm.engine_id and opened.scoped[pdu_at] in _KINDS[V2C]:
+            with contextlib.suppress(ber.Unusual):
+                pdu = read_pdu(opened.scoped, pdu_at)
+        if pdu is not None:
             varbinds = self._varbinds(pdu, len(data))
             if varbinds:
                 response = self.usm.seal(opened, _response(pdu, varbinds))
                 if len(response) <= min(self.max_message, opened.message.max_size):
                     return response
-        self.counts.in_packets -= 1  # pysnmp answers (SET, other contexts, tooBig) and counts it itself
+        self.counts.in_packets -= 1  # pysnmp answers (SET, tooBig, ...) and counts it itself
         return None
 
     def _varbinds(self, pdu: Pdu, size: int) -> list[bytes]:

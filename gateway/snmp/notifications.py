@@ -39,7 +39,7 @@ from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings, SnmpUser
-from gateway.logging import PeerEvents
+from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import (
     AlarmChanged,
@@ -229,8 +229,8 @@ class Notifier:
         self.informs = self._inform_receivers(settings)
         if self._trap_receivers:
             config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
-        self._unacknowledged = PeerEvents("snmp informs not acknowledged", level="info")
-        self._too_many = PeerEvents("snmp informs dropped (too many waiting for their acknowledgement)")
+        self._unacknowledged = peer_events("snmp informs not acknowledged", level="info")
+        self._too_many = peer_events("snmp informs dropped (too many waiting for their acknowledgement)")
 
     def _v2c_receivers(self, settings: SnmpSettings) -> list[str]:
         if not settings.notify_hosts:

@@ -43,6 +43,7 @@ SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)
 SNMP_ENGINE = (1, 3, 6, 1, 6, 3, 10, 2, 1)  # SNMP-FRAMEWORK-MIB (RFC 3411)
 MPD_STATS = (1, 3, 6, 1, 6, 3, 11, 2, 1)  # SNMP-MPD-MIB (RFC 3412)
 USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB (RFC 3414)
+UNKNOWN_CONTEXTS = (1, 3, 6, 1, 6, 3, 12, 1, 5)  # snmpUnknownContexts (SNMP-TARGET-MIB, RFC 3413)
 #: The usmStats counters by their number under USM_STATS.
 USM_COUNTERS = {
     1: "usmStatsUnsupportedSecLevels",
@@ -66,6 +67,7 @@ class FastCounts:
     bad_community_names: int = 0  # snmpInBadCommunityNames
     bad_versions: int = 0  # snmpInBadVersions: SNMPv1 and v2c while snmp.v2c is false
     invalid_msgs: int = 0  # snmpInvalidMsgs
+    unknown_contexts: int = 0  # snmpUnknownContexts
     usm: list[int] = field(default_factory=lambda: [0] * (len(USM_COUNTERS) + 1))  # by USM_COUNTERS number
 
 
@@ -145,38 +147,33 @@ def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[En
         yield Entry(column.oid, instance.oid[len(column.oid) :], read, SYNTAX[column.smi], targets)
 
 
+def engine_counter(
+    engine: SnmpEngine, module: str, symbol: str, also: Callable[[], int] = lambda: 0
+) -> Callable[[], int]:
+    """A counter of the engine's as served: pysnmp's count and the fast path's (``also``)."""
+    (instance,) = engine.get_mib_builder().import_symbols(module, symbol)
+    # A counter is replaced as it counts: read the current one.
+    return lambda: (int(instance.syntax) + also()) % COUNTER32_WRAP
+
+
 def usm_counter(engine: SnmpEngine, fast: FastCounts) -> Callable[[int], int]:
-    """A usmStats counter as served, by its number: pysnmp's count and the fast path's."""
-    builder = engine.get_mib_builder()
-    instances = {
-        number: builder.import_symbols("__SNMP-USER-BASED-SM-MIB", symbol)[0] for number, symbol in USM_COUNTERS.items()
+    """A usmStats counter as served, by its number."""
+    counters = {
+        number: engine_counter(engine, "__SNMP-USER-BASED-SM-MIB", symbol, _usm_count(fast, number))
+        for number, symbol in USM_COUNTERS.items()
     }
-    return lambda number: (int(instances[number].syntax) + fast.usm[number]) % COUNTER32_WRAP
+    return lambda number: counters[number]()
 
 
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
     """The system group (sysContact, sysName, sysLocation from the settings) and the snmp group's
-    current objects (RFC 3418); the engine's identity (RFC 3411), its message processing (RFC 3412)
-    and USM (RFC 3414) counters: from the engine, and the counts of the fast path."""
+    current objects (RFC 3418); the engine's identity (RFC 3411), its message processing (RFC 3412),
+    context (RFC 3413) and USM (RFC 3414) counters: from the engine, and the counts of the fast path."""
     builder = engine.get_mib_builder()
-
-    def engine_scalar(
-        symbol: str, also: Callable[[], int] = lambda: 0, module: str = "__SNMPv2-MIB"
-    ) -> tuple[Reader, Syntax]:
-        (instance,) = builder.import_symbols(module, symbol)
-        if symbol in ("sysUpTime", "snmpEngineTime"):  # clone() computes it
-            syntax = rfc1902.TimeTicks if symbol == "sysUpTime" else rfc1902.Integer32
-            return lambda suffix: int(instance.syntax.clone()), syntax
-        if symbol == "snmpEngineID":
-            return lambda suffix: bytes(instance.syntax), rfc1902.OctetString
-        # A counter is replaced as it counts: read the current one.
-        return lambda suffix: (int(instance.syntax) + also()) % COUNTER32_WRAP, instance.syntax.clone
-
-    usm = usm_counter(engine, fast)
-
-    def usm_stat(number: int) -> tuple[Reader, Syntax]:
-        return (lambda suffix: usm(number)), rfc1902.Counter32
-
+    (up_time,) = builder.import_symbols("__SNMPv2-MIB", "sysUpTime")
+    identity, boots, seconds, max_size = builder.import_symbols(
+        "__SNMP-FRAMEWORK-MIB", "snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"
+    )
     constants: dict[Oid, tuple[Syntax, Any]] = {
         SYSTEM + (1,): (rfc1902.OctetString, SYS_DESCR),
         SYSTEM + (2,): (rfc1902.ObjectIdentifier, BASE),
@@ -186,28 +183,42 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
         SYSTEM + (7,): (rfc1902.Integer32, SYS_SERVICES),
         SYSTEM + (8,): (rfc1902.TimeTicks, 0),
         SNMP_GROUP + (30,): (rfc1902.Integer32, SNMP_AUTHEN_TRAPS_DISABLED),
+        SNMP_ENGINE + (1,): (rfc1902.OctetString, bytes(identity.syntax)),
+        SNMP_ENGINE + (2,): (rfc1902.Integer32, int(boots.syntax)),
+        SNMP_ENGINE + (4,): (rfc1902.Integer32, int(max_size.syntax)),
     }
-    counters: dict[Oid, tuple[Reader, Syntax]] = {
-        SYSTEM + (3,): engine_scalar("sysUpTime"),
-        SNMP_GROUP + (1,): engine_scalar("snmpInPkts", lambda: fast.in_packets),
-        SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions", lambda: fast.bad_versions),
-        SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames", lambda: fast.bad_community_names),
-        SNMP_GROUP + (5,): engine_scalar("snmpInBadCommunityUses"),
-        SNMP_GROUP + (6,): engine_scalar("snmpInASNParseErrs"),
-        SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),
-        SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
+    clocks: dict[Oid, tuple[Reader, Syntax]] = {  # clone() computes them
+        SYSTEM + (3,): (lambda suffix: int(up_time.syntax.clone()), rfc1902.TimeTicks),
+        SNMP_ENGINE + (3,): (lambda suffix: int(seconds.syntax.clone()), rfc1902.Integer32),
+    }
+    counters: dict[Oid, tuple[str, str, Callable[[], int]]] = {  # (module, symbol, the fast path's count)
+        SNMP_GROUP + (1,): ("__SNMPv2-MIB", "snmpInPkts", lambda: fast.in_packets),
+        SNMP_GROUP + (3,): ("__SNMPv2-MIB", "snmpInBadVersions", lambda: fast.bad_versions),
+        SNMP_GROUP + (4,): ("__SNMPv2-MIB", "snmpInBadCommunityNames", lambda: fast.bad_community_names),
+        SNMP_GROUP + (5,): ("__SNMPv2-MIB", "snmpInBadCommunityUses", lambda: 0),
+        SNMP_GROUP + (6,): ("__SNMPv2-MIB", "snmpInASNParseErrs", lambda: 0),
+        SNMP_GROUP + (31,): ("__SNMPv2-MIB", "snmpSilentDrops", lambda: 0),
+        SNMP_GROUP + (32,): ("__SNMPv2-MIB", "snmpProxyDrops", lambda: 0),
+        MPD_STATS + (1,): ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels", lambda: 0),
+        MPD_STATS + (2,): ("__SNMP-MPD-MIB", "snmpInvalidMsgs", lambda: fast.invalid_msgs),
+        MPD_STATS + (3,): ("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers", lambda: 0),
+        UNKNOWN_CONTEXTS: ("__SNMP-TARGET-MIB", "snmpUnknownContexts", lambda: fast.unknown_contexts),
         **{
-            SNMP_ENGINE + (number,): engine_scalar(symbol, module="__SNMP-FRAMEWORK-MIB")
-            for number, symbol in enumerate(
-                ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"), 1
-            )
+            USM_STATS + (number,): ("__SNMP-USER-BASED-SM-MIB", symbol, _usm_count(fast, number))
+            for number, symbol in USM_COUNTERS.items()
         },
-        MPD_STATS + (1,): engine_scalar("snmpUnknownSecurityModels", module="__SNMP-MPD-MIB"),
-        MPD_STATS + (2,): engine_scalar("snmpInvalidMsgs", lambda: fast.invalid_msgs, module="__SNMP-MPD-MIB"),
-        MPD_STATS + (3,): engine_scalar("snmpUnknownPDUHandlers", module="__SNMP-MPD-MIB"),
-        **{USM_STATS + (number,): usm_stat(number) for number in USM_COUNTERS},
     }
     for oid, (syntax, value) in constants.items():
         yield Entry(oid, (0,), _constant(value), syntax)
-    for oid, (read, syntax) in counters.items():
+    for oid, (read, syntax) in clocks.items():
         yield Entry(oid, (0,), read, syntax)
+    for oid, (module, symbol, also) in counters.items():
+        yield Entry(oid, (0,), _counted(engine_counter(engine, module, symbol, also)), rfc1902.Counter32)
+
+
+def _usm_count(fast: FastCounts, number: int) -> Callable[[], int]:
+    return lambda: fast.usm[number]
+
+
+def _counted(count: Callable[[], int]) -> Reader:
+    return lambda suffix: count()

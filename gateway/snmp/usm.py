@@ -34,10 +34,11 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpUser
-from gateway.logging import PeerEvents
+from gateway.logging import peer_events
 from gateway.snmp import ber
 from gateway.snmp.engine import MAX_BOOTS, EngineClock
-from gateway.snmp.readers import FastCounts
+from gateway.snmp.index import Oid
+from gateway.snmp.readers import USM_STATS, FastCounts
 
 V3 = 3
 USM = 3  # msgSecurityModel
@@ -63,10 +64,8 @@ PRIV_PROTOCOLS: dict[str, tuple[int, ...]] = {
     "aes256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
 }
 
-_USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)
 UNSUPPORTED_SEC_LEVELS, NOT_IN_TIME_WINDOWS, UNKNOWN_USER_NAMES = 1, 2, 3
 UNKNOWN_ENGINE_IDS, WRONG_DIGESTS, DECRYPTION_ERRORS = 4, 5, 6
-_COUNTER_NAMES = {number: encoder.encode(rfc1902.ObjectName(_USM_STATS + (number, 0))) for number in range(1, 7)}
 
 
 def localized_keys(user: SnmpUser, engine_id: bytes) -> tuple[bytes, bytes | None]:
@@ -230,7 +229,8 @@ _VERSION = ber.tlv(ber.INTEGER, bytes((V3,)))
 _SECURITY_MODEL = ber.tlv(ber.INTEGER, bytes((USM,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _FLAGS = {NO_AUTH_NO_PRIV: 0, AUTH_NO_PRIV: AUTH, AUTH_PRIV: AUTH | PRIV}
-_REFUSALS = {  # what the log says of each class, once a minute at most
+INVALID_FLAGS = "snmpv3 messages with privacy but no authentication (snmpInvalidMsgs)"
+REFUSALS = {  # what the log says of each class, once a minute at most
     UNKNOWN_ENGINE_IDS: "snmpv3 requests for another engine id",
     UNKNOWN_USER_NAMES: "snmpv3 requests from unknown users",
     UNSUPPORTED_SEC_LEVELS: "snmpv3 requests at a security level the user is not served at",
@@ -260,8 +260,8 @@ class Usm:
         self._encrypt: Cipher = aes_cfb(True) if private else _no_cipher
         self._decrypt: Cipher = aes_cfb(False) if private else _no_cipher
         self._salt = int.from_bytes(os.urandom(8), "big")  # RFC 3826 3.1.2.1: a counter from a random start
-        self._refusals = {number: PeerEvents(what) for number, what in _REFUSALS.items()}
-        self._invalid = PeerEvents("snmpv3 messages with privacy but no authentication (snmpInvalidMsgs)")
+        self._refusals = {number: peer_events(what) for number, what in REFUSALS.items()}
+        self._invalid = peer_events(INVALID_FLAGS)
 
     def open(self, data: bytes, source: str) -> Opened | bytes | None:
         """The request to answer; or the Report to send instead (b"": drop it); or None: pysnmp's."""
@@ -281,7 +281,9 @@ class Usm:
                 return None  # a response or report to this engine's informs
             if not message.engine_id:  # discovery (RFC 3414 4): routine, counted but not logged
                 self.counts.usm[UNKNOWN_ENGINE_IDS] += 1
-                return self._report(message, UNKNOWN_ENGINE_IDS, NO_AUTH_NO_PRIV)
+                return self._report(
+                    message, _counter(UNKNOWN_ENGINE_IDS), self._served(UNKNOWN_ENGINE_IDS), NO_AUTH_NO_PRIV
+                )
             return self._refuse(message, UNKNOWN_ENGINE_IDS, source, message.engine_id.hex())
         user = self.users.get(message.user)
         if user is None:
@@ -342,15 +344,20 @@ class Usm:
     ) -> bytes:
         self.counts.usm[number] += 1
         self._refusals[number].count(source, detail)
-        return self._report(message, number, level, signer)
+        return self._report(message, _counter(number), self._served(number), level, signer)
 
-    def _report(self, message: Message, number: int, level: int, signer: UsmUser | None = None) -> bytes:
+    def report(self, opened: Opened, counter: Oid, value: int) -> bytes:
+        """A Report of ``counter`` (its new ``value``) to an opened request, at the request's level
+        (RFC 3413 3.2: an unknown context)."""
+        return self._report(opened.message, counter, value, opened.user.level, opened.user)
+
+    def _report(self, message: Message, counter: Oid, value: int, level: int, signer: UsmUser | None = None) -> bytes:
         """The Report of a refused request (RFC 3412 7.1.3): the counter, at ``level``; b"" when the
         request asked for none."""
         if not message.flags & REPORTABLE:
             return b""
-        value = ber.tlv(COUNTER32, _unsigned(self._served(number) % 2**32))
-        varbinds = ber.tlv(ber.SEQUENCE, ber.tlv(ber.SEQUENCE, _COUNTER_NAMES[number] + value))
+        name = encoder.encode(rfc1902.ObjectName(counter))
+        varbinds = ber.tlv(ber.SEQUENCE, ber.tlv(ber.SEQUENCE, name + ber.tlv(COUNTER32, _unsigned(value % 2**32))))
         pdu = ber.tlv(REPORT, ber.tlv(ber.INTEGER, _request_id(message)) + _NO_ERROR + varbinds)
         return self._message(message, level, signer, pdu)
 
@@ -389,6 +396,11 @@ class Usm:
         at = len(whole) - len(data) - len(privacy) - mac_length  # the digest's place, zeroed
         digest = hmac.digest(user.auth_key, whole, user.digest)[:mac_length]
         return whole[:at] + digest + whole[at + mac_length :]
+
+
+def _counter(number: int) -> Oid:
+    """The instance of a usmStats counter."""
+    return USM_STATS + (number, 0)
 
 
 def _request_id(message: Message) -> bytes:

@@ -11,7 +11,7 @@ from gateway.pointmap import load
 from gateway.sim import Faults
 from gateway.snmp.placement import default_layout
 from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE
-from tests.snmp.netsnmp import dotted, run_async, varbinds
+from tests.snmp.netsnmp import dotted, error_of, run_async, varbinds
 from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE, instance
 from tests.support import eventually
 
@@ -23,14 +23,6 @@ ALARM_7 = PM.find("alarm_status", group="alarms", channel=7)
 SNMP_IN_BAD_COMMUNITY_NAMES = ".1.3.6.1.2.1.11.4.0"
 SNMP_IN_ASN_PARSE_ERRS = ".1.3.6.1.2.1.11.6.0"
 SYS_DESCR = ".1.3.6.1.2.1.1.1.0"
-
-
-def error_of(result) -> str:
-    """The error status net-snmp reports ("noAccess", ...), or "" when the request succeeded."""
-    for line in result.stderr.splitlines():
-        if line.startswith("Reason: "):
-            return line.removeprefix("Reason: ").split()[0]
-    return ""
 
 
 async def test_snmpget_of_a_branch_current_equals_the_simulators(snmp_agent) -> None:

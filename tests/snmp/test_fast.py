@@ -18,7 +18,7 @@ from gateway.snmp import ber
 from gateway.snmp.readers import SNMP_ENGINE, SNMP_GROUP, SYSTEM
 from gateway.snmp.tree import BASE, Branch
 from tests.snmp.netsnmp import dotted, varbinds
-from tests.snmp.rig import READ, TRAP, WRITE, Agent
+from tests.snmp.rig import NMS, READ, TRAP, WRITE, Agent
 from tests.support import eventually
 
 Oid = tuple[int, ...]
@@ -135,8 +135,14 @@ def same(fast: bytes, slow: bytes, moving: tuple[Oid, ...] = ()) -> bool:
 async def still_agent(snmp_agent) -> Agent:
     """An agent with two panels, every value read, and polling paused (values stand still)."""
     agent = await snmp_agent(
-        1, max_response_varbinds=40, name="panel-room", location="Room 12", contact="ops", rate_limit=1000000
-    )  # walks through pysnmp alone, each request counting as ten
+        1,
+        max_response_varbinds=40,
+        name="panel-room",
+        location="Room 12",
+        contact="ops",
+        rate_limit=1000000,  # walks through pysnmp alone, each request counting as ten
+        users={NMS.name: NMS.settings()},
+    )
     await eventually(agent.all_values_present, 20, "every instance read once")
     poller = agent.gateway.nodes.poller
     poller.interval = 3600
@@ -327,22 +333,35 @@ async def test_what_the_fast_path_does_not_read_goes_to_pysnmp_unchanged(still_a
         assert fast == slow, what
 
 
-async def test_net_snmp_walks_print_the_same_from_either_path(still_agent) -> None:
+@pytest.mark.parametrize("version", ["v2c", "v3 authPriv"])
+async def test_net_snmp_walks_print_the_same_from_either_path(still_agent, version: str) -> None:
     transport = still_agent.face.transport
+    assert transport is not None and transport.fast is not None
     nodes = dotted(Branch.NODES.oid)  # whose poll ages move
+    ask = still_agent.tool if version == "v2c" else still_agent.v3
 
     async def walks() -> list[list[str]]:
         printed = []
         for command in (("snmpbulkwalk", "-Cr25"), ("snmpwalk",)):
-            result = await still_agent.tool(*command, dotted(BASE))
+            result = await ask(*command, dotted(BASE))
             assert result.returncode == 0 and result.stderr == "", result.stderr
             printed.append([line for line in result.stdout.splitlines() if not line.startswith(nodes + ".1.1.3.")])
         return printed
 
+    usm, sealed = transport.fast.usm, 0
+    seal = usm.seal
+
+    def counted(*args: object) -> bytes:  # answers the fast path sealed, once per v3 response
+        nonlocal sealed
+        sealed += 1
+        return seal(*args)
+
+    usm.seal = counted  # type: ignore[method-assign]
     fast = await walks()
+    assert sealed > 100 if version != "v2c" else sealed == 0
     transport.fast, kept = None, transport.fast
     try:
-        slow = await walks()
+        slow = await walks()  # pysnmp's USM and responders
     finally:
         transport.fast = kept
     assert fast == slow and len(fast[0]) > 1000
