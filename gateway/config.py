@@ -378,6 +378,7 @@ def _engine_id() -> _Rule:
 
 
 _LOCALIZED_KEY = _hex_octets("a localized key", 16, 64, secret=True)
+_NOT_SHOWN = "(not shown)"
 _USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
@@ -385,19 +386,19 @@ def _snmp_users() -> _Rule:
     allowed = "tables [snmp.users.NAME], NAME of 1-32 letters, digits, _ or -"
 
     def check(raw: object) -> tuple[SnmpUser, ...]:
-        if not isinstance(raw, Mapping):
-            raise _Refused(allowed)
+        if not isinstance(raw, Mapping):  # the value is not shown: it may hold keys
+            raise _Refused(allowed, (ConfigProblem("", _NOT_SHOWN, allowed),))
         users: list[SnmpUser] = []
         problems: list[ConfigProblem] = []
         for name, table in raw.items():
             where = f"snmp.users.{name}"
             if not _USER_NAME.fullmatch(name):
-                problems.append(ConfigProblem(where, table, allowed))
+                problems.append(ConfigProblem(where, _NOT_SHOWN, allowed))
             elif not isinstance(table, Mapping):
-                problems.append(ConfigProblem(where, table, f"a table [{where}]"))
+                problems.append(ConfigProblem(where, _NOT_SHOWN, f"a table [{where}]"))
             else:
                 found = len(problems)
-                user = replace(_parse_section(where, SnmpUser, table, problems), name=name)
+                user = replace(_parse_section(where, SnmpUser, table, problems, secret=True), name=name)
                 if len(problems) == found:  # the rules between keys only once each key is good
                     users.append(_checked_user(user, where, problems))
         if problems:  # keys relative to snmp.users, as the rules of a key give them
@@ -414,7 +415,7 @@ def _checked_user(user: SnmpUser, where: str, problems: list[ConfigProblem]) -> 
         if protocol is None:
             if passphrase is not None or key is not None:
                 given = f"{kind}_passphrase" if passphrase is not None else f"{kind}_key"
-                problems.append(ConfigProblem(f"{where}.{given}", "(not shown)", f'none with {kind} = "none"'))
+                problems.append(ConfigProblem(f"{where}.{given}", _NOT_SHOWN, f'none with {kind} = "none"'))
         elif (passphrase is None) == (key is None):
             problems.append(
                 ConfigProblem(
@@ -876,14 +877,18 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     return merged
 
 
-def _parse_section(name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> Any:
+def _parse_section(
+    name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem], *, secret: bool = False
+) -> Any:
+    """The section's settings; a ``secret`` section does not show the value of a key it does not
+    know (a misspelt passphrase)."""
     declared = {spec.name: spec for spec in fields(cls) if _RULE in spec.metadata}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         spec = declared.get(key)
         if spec is None:
             allowed = f"keys in [{name}]: " + ", ".join(declared)
-            problems.append(ConfigProblem(f"{name}.{key}", value, allowed))
+            problems.append(ConfigProblem(f"{name}.{key}", _NOT_SHOWN if secret else value, allowed))
             continue
         try:
             values[key] = spec.metadata[_RULE](value)
@@ -943,7 +948,7 @@ def _check_snmp(snmp: SnmpSettings, problems: list[ConfigProblem], warnings: lis
             problems.append(
                 ConfigProblem(
                     f"snmp.users.{user.name}.{key}",
-                    "(not shown)",
+                    _NOT_SHOWN,
                     "a localized key only with snmp.engine_id set (the engine it was localized for), or a passphrase",
                 )
             )

@@ -82,7 +82,7 @@ def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -
     try:
         logged = _wait_for_line(process, '"nodes ready"')
         assert json.loads(logged[-1])["addresses"] == [1, 2]
-        # pysnmp would load cryptography (6.5 MB) for the SNMPv3 privacy a serving gateway never uses
+        # pysnmp would load cryptography (6.5 MB) for SNMPv3 privacy, which no user has here
         libraries = Path(f"/proc/{process.pid}/maps").read_text()
         assert "libpython" in libraries or "python3" in libraries
         assert "cryptography" not in libraries

@@ -17,7 +17,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
-from gateway.state import DeviceOverride, SavedLine, SavedSubscription, State, StateStore
+from gateway.state import DeviceOverride, SavedEngine, SavedLine, SavedSubscription, State, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,6 +171,21 @@ def test_a_garbled_cov_subscription_is_skipped_with_a_line_naming_it_and_the_res
     assert logs[0]["detail"] == 'cov_subscriptions = {"not": "a list"}: allowed a list'
 
 
+def test_the_snmp_engine_is_kept_and_a_file_written_before_it_still_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    store.path.write_bytes(document())  # no "snmp_engine": written before the key existed
+    old = store.load()
+    assert old.snmp_engine is None
+    store.save(old)
+    assert "snmp_engine" not in json.loads(store.path.read_text())
+
+    engine = SavedEngine(bytes.fromhex("80000ef9050102030405060708"), 3)
+    store.save(old.with_snmp_engine(engine))
+
+    assert json.loads(store.path.read_text())["snmp_engine"] == {"id": "80000ef9050102030405060708", "boots": 3}
+    assert store.load() == old.with_snmp_engine(engine)
+
+
 def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:
     state = StateStore(tmp_path / "nothing-here.json").load()
 
@@ -257,6 +272,10 @@ def document(**changes: object) -> bytes:
         (document(line={"baudrate": 9600, "parity": "X"}), 'line.parity = "X": allowed N, E, O'),
         (document(line={"baudrate": 9600}), "line.parity is missing"),
         (document(line=None), "line = null: allowed an object"),
+        (document(snmp_engine={"id": "80000ef905", "boots": 0}), "snmp_engine.boots = 0: allowed 1-2147483647"),
+        (document(snmp_engine={"id": "80000ef9", "boots": 1}), 'snmp_engine.id = "80000ef9": allowed 5-32 octets'),
+        (document(snmp_engine={"id": "80000EF905", "boots": 1}), "allowed 5-32 octets in lowercase hex"),
+        (document(snmp_engine={"id": "80000ef905"}), "snmp_engine.boots is missing"),
     ],
 )
 def test_a_broken_state_file_is_refused_with_its_name_and_the_problem_and_left_untouched(

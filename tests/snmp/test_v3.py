@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import signal
 import socket
+import subprocess
+import sys
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +23,7 @@ from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
 from gateway.app import running
+from gateway.config import load_config
 from gateway.logging import peer_events
 from gateway.pointmap import load
 from gateway.snmp import SnmpFace
@@ -35,11 +39,12 @@ from gateway.snmp.usm import (
     WRONG_DIGESTS,
 )
 from gateway.state import StateStore
-from tests.snmp.netsnmp import dotted, error_of, run_async, varbinds
+from tests.snmp.netsnmp import dotted, environment, error_of, run_async, tool, varbinds
 from tests.snmp.rig import (
     AUTH_PASSPHRASE,
     ENGINE_ID,
     NMS,
+    PRIV_PASSPHRASE,
     READ,
     STANDARD_INSTANCES,
     Agent,
@@ -47,7 +52,7 @@ from tests.snmp.rig import (
     V3User,
     instance,
 )
-from tests.support import eventually, free_port, gateway_config
+from tests.support import config_file, eventually, free_port, gateway_config
 
 PM = load()
 CT_SIZE_5 = PM.find("ct_size", group="setup", channel=5)
@@ -363,3 +368,66 @@ async def test_an_inform_nobody_acknowledges_is_retried_a_bounded_number_of_time
     [receiver] = notifier.informs
     assert (receiver.sent, receiver.pending, receiver.acknowledged) == (1, 0, 0)
     assert "BCPM gateway" in (await agent.v3("snmpget", SYS_DESCR)).stdout
+
+
+async def test_snmp_user_keeps_only_keys_localized_for_the_engine_the_gateway_already_uses(
+    make_line, tmp_path: Path
+) -> None:
+    line = make_line(1)
+    port = free_port(socket.SOCK_DGRAM)
+    path = config_file(line, tmp_path, snmp={"enabled": True, "address": "127.0.0.1", "port": port})
+    config = load_config(path)
+    async with serving(config, line, tmp_path / "netsnmp"):
+        pass  # the first start made the engine ID and kept it in the state file
+    first = StateStore(config.gateway.state_file).load().snmp_engine
+    assert first is not None and first.boots == 1
+
+    def snmp_user(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway", "snmp-user", "--config", str(path), *args]
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60)
+
+    before = path.read_text()
+    short = snmp_user("nms", stdin=f"{AUTH_PASSPHRASE}\nseven77\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr and path.read_text() == before
+    written = snmp_user("nms", "--access", "read-write", stdin=f"{AUTH_PASSPHRASE}\n{PRIV_PASSPHRASE}\n")
+    assert written.returncode == 0, written.stderr
+    assert f"0x{first.id.hex()}" in written.stdout
+    text = path.read_text()
+    assert AUTH_PASSPHRASE not in text and PRIV_PASSPHRASE not in text
+    config = load_config(path)
+    [nms] = config.snmp.users
+    assert config.snmp.engine_id == first.id and nms.localized and nms.access == "read-write"
+    async with serving(config, line, tmp_path / "netsnmp") as agent:
+        result = await agent.v3("snmpget", SYS_DESCR, *ENGINE_GROUP[:2])  # with the passphrases
+        [descr, engine_id, boots] = varbinds(result.stdout)
+        assert "BCPM gateway" in descr.value and boots.number == 2  # the same engine, started again
+
+
+def test_the_gateway_run_as_a_command_loads_the_ciphers_its_users_need(make_line, tmp_path: Path) -> None:
+    """`run` keeps the `cryptography` package out unless a user has privacy (tests/test_cli.py)."""
+    line = make_line(1)
+    port = free_port(socket.SOCK_DGRAM)
+    path = config_file(line, tmp_path, snmp={"enabled": True, "address": "127.0.0.1", "port": port})
+    keys = "".join(f'{key} = "{value}"\n' for key, value in NMS.settings().items())
+    path.write_text(path.read_text() + f"[snmp.users.nms]\n{keys}")
+    command = [sys.executable, "-m", "gateway", "run", "--config", str(path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for logged in process.stderr:
+            if "snmp agent serving" in logged:
+                break
+        target = f"udp:127.0.0.1:{port}"
+        result = subprocess.run(
+            [tool("snmpget"), *NMS.options(), "-On", "-t", "2", "-r", "1", target, SYS_DESCR],
+            capture_output=True,
+            text=True,
+            env=environment(tmp_path / "netsnmp"),
+            timeout=30,
+        )
+        assert "BCPM gateway" in result.stdout, result.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait()
