@@ -21,7 +21,7 @@ def test_every_attack_leaves_the_gateway_alive_quiet_and_answering() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     attacks = {attack["attack"]: attack for attack in report["attacks"]}
-    assert len(attacks) == 17
+    assert len(attacks) == 18
     for name, attack in attacks.items():
         assert attack["gateway_alive_afterwards"], name
         assert attack["errors_logged"] == 0, (name, attack.get("first_error"))
