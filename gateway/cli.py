@@ -288,18 +288,14 @@ def _set_password(args: argparse.Namespace) -> int:
     """Ask for the password (twice on a terminal; one line from a pipe) and keep only its hash."""
     path: Path = args.config
     config = load_config(path)  # a file the gateway would refuse is not edited
-    if sys.stdin.isatty():
-        password = getpass.getpass("New password for admin: ")
-        if getpass.getpass("Again: ") != password:
-            raise GatewayError("the two passwords differ; nothing changed")
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    if len(password) < MIN_PASSWORD:
-        raise GatewayError(f"a password of at least {MIN_PASSWORD} characters, please; nothing changed")
+    password = _secret("New password for admin: ", "password", MIN_PASSWORD)
     audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
     set_site_keys(path, [("web", "password_hash", hash_password(password))], audit)
     print(f"{path}: web.password_hash set; restart the gateway to use it")
     return 0
+
+
+_PASSPHRASE = ("passphrase", MIN_PASSPHRASE, " (RFC 3414)")
 
 
 def _snmp_user(args: argparse.Namespace) -> int:
@@ -321,8 +317,8 @@ def _snmp_user(args: argparse.Namespace) -> int:
         known,
         auth=auth,
         priv=priv,
-        auth_passphrase=_passphrase(f"Authentication passphrase for {name}: "),
-        priv_passphrase=_passphrase(f"Privacy passphrase for {name}: ") if priv else None,
+        auth_passphrase=_secret(f"Authentication passphrase for {name}: ", *_PASSPHRASE),
+        priv_passphrase=_secret(f"Privacy passphrase for {name}: ", *_PASSPHRASE) if priv else None,
     )
     auth_key, priv_key = localized_keys(user, engine_id)
     section = f"snmp.users.{name}"
@@ -350,17 +346,17 @@ def _snmp_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def _passphrase(prompt: str) -> str:
-    """A passphrase: asked twice on a terminal, one line from a pipe."""
+def _secret(prompt: str, what: str, shortest: int, why: str = "") -> str:
+    """A password or passphrase: asked twice on a terminal, one line from a pipe."""
     if sys.stdin.isatty():
-        passphrase = getpass.getpass(prompt)
-        if getpass.getpass("Again: ") != passphrase:
-            raise GatewayError("the two passphrases differ; nothing changed")
+        secret = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != secret:
+            raise GatewayError(f"the two {what}s differ; nothing changed")
     else:
-        passphrase = sys.stdin.readline().rstrip("\n")
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise GatewayError(f"a passphrase of at least {MIN_PASSPHRASE} characters (RFC 3414), please; nothing changed")
-    return passphrase
+        secret = sys.stdin.readline().rstrip("\n")
+    if len(secret) < shortest:
+        raise GatewayError(f"a {what} of at least {shortest} characters{why}, please; nothing changed")
+    return secret
 
 
 def _export_ede(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -80,18 +81,32 @@ def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_
     assert store.load().database_revision == 1
 
 
-def test_the_line_settings_found_are_kept_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "change", "saved"),
+    [
+        ("line", lambda state: state.with_line(SavedLine(9600, "E")), {"baudrate": 9600, "parity": "E"}),
+        (
+            "snmp_engine",
+            lambda state: state.with_snmp_engine(SavedEngine(bytes.fromhex("80000ef9050102030405060708"), 3)),
+            {"id": "80000ef9050102030405060708", "boots": 3},
+        ),
+    ],
+)
+def test_a_later_part_is_kept_and_a_file_written_before_it_still_loads(
+    tmp_path: Path, key: str, change: Callable[[State], State], saved: dict[str, object]
+) -> None:
+    """The line settings found, and the SNMP engine, each absent until there is one."""
     store = StateStore(tmp_path / "state.json")
-    store.path.write_bytes(document())  # no "line": written before the key existed
+    store.path.write_bytes(document())  # written before the key existed
     old = store.load()
-    assert old.line is None
+    assert getattr(old, key) is None
     store.save(old)
-    assert "line" not in json.loads(store.path.read_text())  # not written until found
+    assert key not in json.loads(store.path.read_text())  # not written until there is one
 
-    store.save(old.with_line(SavedLine(9600, "E")))
+    store.save(change(old))
 
-    assert json.loads(store.path.read_text())["line"] == {"baudrate": 9600, "parity": "E"}
-    assert store.load() == old.with_line(SavedLine(9600, "E"))
+    assert json.loads(store.path.read_text())[key] == saved
+    assert store.load() == change(old)
 
 
 KEPT = (
@@ -169,21 +184,6 @@ def test_a_garbled_cov_subscription_is_skipped_with_a_line_naming_it_and_the_res
     with structlog.testing.capture_logs() as logs:
         assert store.load().cov_subscriptions == ()
     assert logs[0]["detail"] == 'cov_subscriptions = {"not": "a list"}: allowed a list'
-
-
-def test_the_snmp_engine_is_kept_and_a_file_written_before_it_still_loads(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "state.json")
-    store.path.write_bytes(document())  # no "snmp_engine": written before the key existed
-    old = store.load()
-    assert old.snmp_engine is None
-    store.save(old)
-    assert "snmp_engine" not in json.loads(store.path.read_text())
-
-    engine = SavedEngine(bytes.fromhex("80000ef9050102030405060708"), 3)
-    store.save(old.with_snmp_engine(engine))
-
-    assert json.loads(store.path.read_text())["snmp_engine"] == {"id": "80000ef9050102030405060708", "boots": 3}
-    assert store.load() == old.with_snmp_engine(engine)
 
 
 def test_a_missing_state_file_loads_as_an_empty_state(tmp_path: Path) -> None:

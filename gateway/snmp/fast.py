@@ -1,4 +1,4 @@
-"""The fast path: v2c GET, GETNEXT and GETBULK answered from pre-encoded varbinds, without pysnmp.
+"""The fast path: GET, GETNEXT and GETBULK answered from pre-encoded varbinds, without pysnmp.
 
 pysnmp's message pipeline costs ~0.6 ms per request and ~70 µs per varbind (stack notes, "SNMP
 agent: measured speed"): it builds pyasn1 objects for every varbind and BER-encodes them again for
@@ -7,12 +7,16 @@ varbind is encoded once per value change (`OidIndex.varbind`), and the answer is
 concatenation in a response envelope, with the same lookups (`OidIndex`) and the same GETBULK
 limits (`BulkLimits`) as pysnmp's path.
 
-Only requests with the read or write community are answered here (both read the whole tree); a
-request in this shape (or an SNMPv1 GET or GETNEXT) with any other community is counted as pysnmp
-counts it (snmpInBadCommunityNames), reported once a minute, and dropped. Anything else (SET,
-SNMPv1 with a community, an odd encoding, an answer that would not fit one datagram) returns None
-and goes to pysnmp unchanged, which keeps security, SET and notifications.
-tests/snmp/test_fast.py shows the answers byte-identical to pysnmp's.
+SNMPv1 and v2c: only requests with the read or write community are answered here (both read the
+whole tree); a request in this shape (or an SNMPv1 GET or GETNEXT) with any other community is
+counted as pysnmp counts it (snmpInBadCommunityNames), reported once a minute, and dropped; with
+snmp.v2c false, every v1 and v2c message is dropped and counted in snmpInBadVersions.
+SNMPv3: the USM (gateway.snmp.usm) checks every request first, reports what it refuses, and hands
+over the plaintext of the others; those in the default context in this shape are answered at
+their security level, a request for another context gets a snmpUnknownContexts Report.
+Anything else (SET, SNMPv1 with a community, an odd encoding, an answer that would not fit one
+datagram) returns None and goes to pysnmp unchanged, which keeps SET and notifications.
+tests/snmp/test_fast.py shows the answers byte-identical to pysnmp's (for v3: the same to net-snmp).
 """
 
 from __future__ import annotations

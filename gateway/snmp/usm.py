@@ -117,8 +117,13 @@ def aes_cfb(encrypt: bool) -> Cipher:
     from cryptography.hazmat.primitives.ciphers import Cipher as AesCipher
     from cryptography.hazmat.primitives.ciphers import algorithms
 
+    keys: dict[bytes, algorithms.AES] = {}  # one per user: made once, not per message
+
     def run(key: bytes, iv: bytes, data: bytes) -> bytes:
-        cipher = AesCipher(algorithms.AES(key), CFB(iv))
+        aes = keys.get(key)
+        if aes is None:
+            aes = keys[key] = algorithms.AES(key)
+        cipher = AesCipher(aes, CFB(iv))
         context = cipher.encryptor() if encrypt else cipher.decryptor()
         return context.update(data) + context.finalize()
 
@@ -260,6 +265,16 @@ class Usm:
         self._encrypt: Cipher = aes_cfb(True) if private else _no_cipher
         self._decrypt: Cipher = aes_cfb(False) if private else _no_cipher
         self._salt = int.from_bytes(os.urandom(8), "big")  # RFC 3826 3.1.2.1: a counter from a random start
+        # What every message from this engine holds: its ID, its context (the default alone), and
+        # the header's msgMaxSize, msgFlags (never reportable) and msgSecurityModel at each level
+        self._engine = ber.tlv(ber.OCTET_STRING, engine_id)
+        self._context = self._engine + ber.tlv(ber.OCTET_STRING, b"")
+        self._header = {
+            level: ber.tlv(ber.INTEGER, _unsigned(max_size))
+            + ber.tlv(ber.OCTET_STRING, bytes((flags,)))
+            + _SECURITY_MODEL
+            for level, flags in _FLAGS.items()
+        }
         self._refusals = {number: peer_events(what) for number, what in REFUSALS.items()}
         self._invalid = peer_events(INVALID_FLAGS)
 
@@ -363,7 +378,7 @@ class Usm:
 
     def _message(self, request: Message, level: int, user: UsmUser | None, pdu: bytes) -> bytes:
         """A message from this engine answering ``request``: its ScopedPDU carries ``pdu``."""
-        scoped = ber.tlv(ber.SEQUENCE, ber.tlv(ber.OCTET_STRING, self.engine_id) + ber.tlv(ber.OCTET_STRING, b"") + pdu)
+        scoped = ber.tlv(ber.SEQUENCE, self._context + pdu)
         boots, time = self.clock.boots, self.clock.time()
         salt, data = b"", scoped
         if level == AUTH_PRIV:
@@ -375,20 +390,15 @@ class Usm:
         privacy = ber.tlv(ber.OCTET_STRING, salt)
         parameters = ber.tlv(
             ber.SEQUENCE,
-            ber.tlv(ber.OCTET_STRING, self.engine_id)
+            self._engine
             + ber.tlv(ber.INTEGER, _unsigned(boots))
             + ber.tlv(ber.INTEGER, _unsigned(time))
             + ber.tlv(ber.OCTET_STRING, request.user)
-            + ber.tlv(ber.OCTET_STRING, bytes(mac_length))
+            + bytes((ber.OCTET_STRING, mac_length))
+            + bytes(mac_length)
             + privacy,
         )
-        header = ber.tlv(
-            ber.SEQUENCE,
-            ber.tlv(ber.INTEGER, _unsigned(request.msg_id))
-            + ber.tlv(ber.INTEGER, _unsigned(self.max_size))
-            + ber.tlv(ber.OCTET_STRING, bytes((_FLAGS[level],)))
-            + _SECURITY_MODEL,
-        )
+        header = ber.tlv(ber.SEQUENCE, ber.tlv(ber.INTEGER, _unsigned(request.msg_id)) + self._header[level])
         whole = ber.tlv(ber.SEQUENCE, _VERSION + header + ber.tlv(ber.OCTET_STRING, parameters) + data)
         if not mac_length:
             return whole
