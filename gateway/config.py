@@ -963,7 +963,7 @@ def defaults_to_change_warning(config: Config) -> str | None:
     """A warning naming the keys left at a default that opens a face on a non-loopback address to anyone."""
     bacnet, snmp, modbus, web = config.bacnet, config.snmp, config.modbus_tcp, config.web
     found = []
-    if snmp.enabled and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
+    if snmp.enabled and snmp.v2c and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
         found.append('snmp.read_community = "public" (anyone can read)')
     if bacnet.enabled and not bacnet.address.ip.is_loopback and not bacnet.reinit_password:
         found.append('bacnet.reinit_password = "" (no password for ReinitializeDevice)')

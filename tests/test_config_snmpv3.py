@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import parse_config
+from gateway.config import defaults_to_change_warning, parse_config
 from gateway.errors import ConfigError, ConfigProblem
 
 PASSPHRASES = {"auth_passphrase": "correct horse", "priv_passphrase": "battery staple"}
@@ -143,3 +143,9 @@ def test_v2c_off_needs_a_user_and_no_v2c_receivers() -> None:
 @pytest.mark.parametrize(("key", "value"), [("inform_timeout", 0.05), ("inform_timeout", 61), ("inform_retries", 11)])
 def test_inform_timing_out_of_range_is_refused(key: str, value: object) -> None:
     assert f"snmp.{key}" in problems_of({key: value})
+
+
+def test_the_public_read_community_is_not_named_while_v2c_is_off() -> None:
+    assert "snmp.read_community" in (defaults_to_change_warning(parse_config({"snmp": user()})) or "")
+    off = parse_config({"snmp": {"v2c": False, **user()}})
+    assert "snmp" not in (defaults_to_change_warning(off) or "")
