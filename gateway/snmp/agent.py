@@ -132,10 +132,8 @@ class SnmpFace:
                 receivers=notifier.receivers,
             )
             if clock.boots == MAX_BOOTS:
-                log.error(
-                    "snmp engine boots at its maximum: snmpv3 requests fail (outside the time window) "
-                    "until snmp.engine_id is changed (RFC 3414 2.2.2)"
-                )
+                # RFC 3414 2.2.2: every SNMPv3 request is outside the time window until then
+                log.error("snmp engine boots at their maximum: snmpv3 fails until snmp.engine_id changes")
             _return_free_heap()
             readers = self._readers() if settings.v2c else None
             transport.fast = FastResponder(engine, controller, readers, usm, limits, counts)

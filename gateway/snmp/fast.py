@@ -43,7 +43,7 @@ _KINDS = {V1: (GET, GETNEXT), V2C: (GET, GETNEXT, GETBULK)}
 _VERSION = ber.tlv(ber.INTEGER, bytes((V2C,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _NULL = ber.tlv(ber.NULL, b"")
-UNKNOWN_CONTEXT = "snmpv3 requests for an unknown context"
+UNKNOWN_CONTEXT = peer_events("snmpv3 requests for an unknown context")
 _END_OF_VIEW = encoder.encode(rfc1905.endOfMibView)
 # By identity: pyasn1 finds the two equal (both NULL).
 _EXCEPTIONS = {id(exception): encoder.encode(exception) for exception in (rfc1905.noSuchObject, rfc1905.noSuchInstance)}
@@ -149,7 +149,6 @@ class FastResponder:
         self.counts = counts
         self.bad_communities = DropReport("snmp requests with an unknown community")
         self.bad_versions = DropReport("snmp v1 and v2c requests while snmp.v2c is false")
-        self.unknown_contexts = peer_events(UNKNOWN_CONTEXT)
         self._unknown_contexts = engine_counter(
             engine, "__SNMP-TARGET-MIB", "snmpUnknownContexts", lambda: counts.unknown_contexts
         )
@@ -207,7 +206,7 @@ class FastResponder:
             context_engine_id, context_name, pdu_at = b"", b"", 0
         if context_engine_id == self.usm.engine_id and context_name:  # the agent serves "" alone
             self.counts.unknown_contexts += 1
-            self.unknown_contexts.count(source, repr(context_name)[1:])
+            UNKNOWN_CONTEXT.count(source, repr(context_name)[1:])
             return self.usm.report(opened, UNKNOWN_CONTEXTS + (0,), self._unknown_contexts())
         pdu = None
         if context_engine_id == self.usm.engine_id and opened.scoped[pdu_at] in _KINDS[V2C]:

@@ -1,7 +1,7 @@
 """SNMPv3 messages to this engine, opened and sealed by the User-based Security Model (RFC 3414,
 RFC 3826 for AES, RFC 7860 for SHA-2), before pysnmp sees them.
 
-    usm = Usm(engine_id, clock, users, counts)
+    usm = Usm(engine_id, clock, users, counts, served_counter, max_size)
     opened = usm.open(datagram, source)   # Opened, a Report (bytes), b"" (drop) or None (pysnmp's)
     usm.seal(opened, response_pdu)        # the response, signed and encrypted as the request was
 
@@ -234,15 +234,16 @@ _VERSION = ber.tlv(ber.INTEGER, bytes((V3,)))
 _SECURITY_MODEL = ber.tlv(ber.INTEGER, bytes((USM,)))
 _NO_ERROR = ber.tlv(ber.INTEGER, b"\x00") * 2  # error-status, error-index
 _FLAGS = {NO_AUTH_NO_PRIV: 0, AUTH_NO_PRIV: AUTH, AUTH_PRIV: AUTH | PRIV}
-INVALID_FLAGS = "snmpv3 messages with privacy but no authentication (snmpInvalidMsgs)"
-REFUSALS = {  # what the log says of each class, once a minute at most
-    UNKNOWN_ENGINE_IDS: "snmpv3 requests for another engine id",
-    UNKNOWN_USER_NAMES: "snmpv3 requests from unknown users",
-    UNSUPPORTED_SEC_LEVELS: "snmpv3 requests at a security level the user is not served at",
-    WRONG_DIGESTS: "snmpv3 requests with a wrong digest (authentication key)",
-    NOT_IN_TIME_WINDOWS: "snmpv3 requests outside the time window (replayed, or cached before a restart)",
-    DECRYPTION_ERRORS: "snmpv3 requests that did not decrypt (privacy key)",
+# What the log says of each class of refusal, once a minute at most (counted for the status line)
+REFUSALS = {
+    UNKNOWN_ENGINE_IDS: peer_events("snmpv3 requests for another engine id"),
+    UNKNOWN_USER_NAMES: peer_events("snmpv3 requests from unknown users"),
+    UNSUPPORTED_SEC_LEVELS: peer_events("snmpv3 requests at a security level the user is not served at"),
+    WRONG_DIGESTS: peer_events("snmpv3 requests with a wrong digest (authentication key)"),
+    NOT_IN_TIME_WINDOWS: peer_events("snmpv3 requests outside the time window (replayed, or cached before a restart)"),
+    DECRYPTION_ERRORS: peer_events("snmpv3 requests that did not decrypt (privacy key)"),
 }
+INVALID_FLAGS = peer_events("snmpv3 messages with privacy but no authentication")
 
 
 class Usm:
@@ -275,8 +276,6 @@ class Usm:
             + _SECURITY_MODEL
             for level, flags in _FLAGS.items()
         }
-        self._refusals = {number: peer_events(what) for number, what in REFUSALS.items()}
-        self._invalid = peer_events(INVALID_FLAGS)
 
     def open(self, data: bytes, source: str) -> Opened | bytes | None:
         """The request to answer; or the Report to send instead (b"": drop it); or None: pysnmp's."""
@@ -289,7 +288,7 @@ class Usm:
         level = _LEVELS.get(message.flags & (AUTH | PRIV))
         if level is None:  # RFC 3412 7.2.5
             self.counts.invalid_msgs += 1
-            self._invalid.count(source, f"msgFlags {message.flags:#04x}")
+            INVALID_FLAGS.count(source, f"msgFlags {message.flags:#04x}")
             return b""
         if message.engine_id != self.engine_id:
             if not message.flags & REPORTABLE:
@@ -358,7 +357,7 @@ class Usm:
         signer: UsmUser | None = None,
     ) -> bytes:
         self.counts.usm[number] += 1
-        self._refusals[number].count(source, detail)
+        REFUSALS[number].count(source, detail)
         return self._report(message, _counter(number), self._served(number), level, signer)
 
     def report(self, opened: Opened, counter: Oid, value: int) -> bytes:
