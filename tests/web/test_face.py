@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import socket
 import ssl
@@ -475,3 +476,20 @@ async def test_a_rescan_is_refused_in_locked_mode_and_the_face_goes_on(web_site)
             assert "locked mode" in await reply.text()
         async with client.get("/events") as reply:
             assert "rescan the bus: failed" in await reply.text()
+
+
+async def test_the_overview_shows_the_snmp_versions_and_users_on_and_no_key_anywhere(web_site) -> None:
+    keys = {"auth_passphrase": "nms-auth-passphrase", "priv_passphrase": "nms-priv-passphrase"}
+    users = {"nms": {**keys, "access": "read-write"}, "mon": {"auth_passphrase": "mon-passphrase", "priv": "none"}}
+    snmp = {"enabled": True, "address": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM), "v2c": False, "users": users}
+    site = await web_site(1, sections={"snmp": snmp})
+    client = await site.logged_in()
+    async with client:
+        async with client.get("/") as reply:
+            overview = html.unescape(await reply.text())
+        async with client.get("/config") as reply:
+            settings = html.unescape(await reply.text())
+    shown = "SNMP v3: nms (sha256, aes128, authPriv, read-write), mon (sha256, no privacy, authNoPriv, read-only)"
+    assert shown in overview and "SNMP v2c" not in overview  # snmp.v2c = false
+    for page in (overview, settings):
+        assert not any(secret in page for secret in ("nms-auth-passphrase", "nms-priv-passphrase", "mon-passphrase"))
