@@ -38,7 +38,7 @@ from pysnmp.entity.engine import SnmpEngine
 from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
-from gateway.config import SnmpSettings, SnmpUser
+from gateway.config import SnmpSettings
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import (
@@ -193,11 +193,6 @@ class _HeldBack:
         return ",".join(ordered)[:_CHANNELS_SIZE]
 
 
-def _parameters(user: SnmpUser) -> str:
-    """The name of the security parameters (SNMP-TARGET-MIB) a user's notifications are sent with."""
-    return f"bcpm-v3-{user.name}"
-
-
 def measured_point(pointmap: PointMap, status: Point) -> Point:
     """The current of an alarm's channel, or the line-to-line voltage of a voltage alarm's pair."""
     if status.key == "voltage_alarm_status":
@@ -222,11 +217,8 @@ class Notifier:
         self._held: dict[int, _HeldBack] = {}  # by panel
         self._holding = asyncio.Event()  # set from the first notification held back to its summaries
         self.held_back = 0  # notifications held back, in all
-        for user in settings.users:  # the USM user and its VACM notify view are the agent's
-            if user.notify_hosts:
-                config.add_target_parameters(engine, _parameters(user), user.name, user.level, mpModel=3)
-        self._trap_receivers = self._v2c_receivers(settings) + self._v3_receivers(settings)
-        self.informs = self._inform_receivers(settings)
+        v3_traps, self.informs = self._v3_receivers(settings)
+        self._trap_receivers = self._v2c_receivers(settings) + v3_traps
         if self._trap_receivers:
             config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
         self._unacknowledged = peer_events("snmp informs not acknowledged", level="info")
@@ -247,43 +239,34 @@ class Notifier:
             )
         return [f"{host}:{port}" for host, port in settings.notify_hosts]
 
-    def _v3_receivers(self, settings: SnmpSettings) -> list[str]:
-        """The users' trap receivers."""
-        receivers = []
+    def _v3_receivers(self, settings: SnmpSettings) -> tuple[list[str], list[InformReceiver]]:
+        """The users' trap receivers, and their inform receivers: each of those alone under a tag
+        of its own, with a notification target of its own, so that its acknowledgements are its own.
+        (The user, and its VACM notify view, are the agent's.)"""
+        engine, traps, informs = self._engine, [], []
         for user in settings.users:
-            if user.notify_type == "trap":
-                for number, (host, port) in enumerate(user.notify_hosts):
-                    config.add_target_address(
-                        self._engine,
-                        f"bcpm-{user.name}-{number}",
-                        udp.DOMAIN_NAME,
-                        (host, port),
-                        _parameters(user),
-                        tagList=_RECEIVER_TAG,
-                    )
-                    receivers.append(f"{host}:{port}")
-        return receivers
-
-    def _inform_receivers(self, settings: SnmpSettings) -> list[InformReceiver]:
-        """A notification target for each inform receiver, so that its acknowledgements are its own."""
-        receivers = []
-        for user in settings.users:
-            if user.notify_type == "inform":
-                for number, (host, port) in enumerate(user.notify_hosts):
-                    target = f"bcpm-{user.name}-{number}"
-                    config.add_target_address(
-                        self._engine,
-                        target,
-                        udp.DOMAIN_NAME,
-                        (host, port),
-                        _parameters(user),
-                        timeout=round(settings.inform_timeout * 100),  # hundredths of a second
-                        retryCount=settings.inform_retries,
-                        tagList=target,
-                    )
-                    config.add_notification_target(self._engine, target, _parameters(user), target, "inform")
-                    receivers.append(InformReceiver(target, f"{host}:{port}"))
-        return receivers
+            parameters = f"bcpm-v3-{user.name}"
+            if user.notify_hosts:
+                config.add_target_parameters(engine, parameters, user.name, user.level, mpModel=3)
+            inform = user.notify_type == "inform"
+            for number, (host, port) in enumerate(user.notify_hosts):
+                target = f"bcpm-{user.name}-{number}"
+                config.add_target_address(
+                    engine,
+                    target,
+                    udp.DOMAIN_NAME,
+                    (host, port),
+                    parameters,
+                    timeout=round(settings.inform_timeout * 100),  # hundredths of a second
+                    retryCount=settings.inform_retries,
+                    tagList=target if inform else _RECEIVER_TAG,
+                )
+                if inform:
+                    config.add_notification_target(engine, target, parameters, target, "inform")
+                    informs.append(InformReceiver(target, f"{host}:{port}"))
+                else:
+                    traps.append(f"{host}:{port}")
+        return traps, informs
 
     @property
     def receivers(self) -> list[str]:
