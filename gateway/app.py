@@ -228,7 +228,8 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     if gateway.thread.done:
         return False
     try:
-        await asyncio.wait_for(asyncio.wrap_future(gateway.thread.call(asyncio.sleep(0))), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.wrap_future(gateway.thread.call(asyncio.sleep(0)))
     except (TimeoutError, RuntimeError):
         return False
     return True

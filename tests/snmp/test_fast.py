@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from pyasn1.codec.ber import decoder, encoder
@@ -137,7 +137,7 @@ def same(fast: bytes, slow: bytes, moving: tuple[Oid, ...] = ()) -> bool:
 
 
 @pytest.fixture
-async def still_agent(snmp_agent) -> Agent:
+async def still_agent(snmp_agent) -> AsyncIterator[Agent]:
     """An agent with two panels, every value read, and polling paused (values stand still)."""
     agent = await snmp_agent(
         1,
@@ -153,7 +153,7 @@ async def still_agent(snmp_agent) -> Agent:
     poller.interval = 3600
     cycles = len(poller.reports)
     await eventually(lambda: len(poller.reports) > cycles, 10, "the cycle under way to end")
-    return agent
+    yield agent
 
 
 async def test_gets_are_answered_byte_for_byte_as_pysnmp_answers(still_agent) -> None:

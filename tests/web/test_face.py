@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 
 import aiohttp
 import pytest
+import structlog
 
 from gateway.app import running, serve
 from gateway.errors import GatewayError, ListenError
@@ -89,6 +90,22 @@ async def test_plain_http_on_the_same_port_only_redirects_to_https(web_site) -> 
             f"http://127.0.0.1:{site.port}/login", data={"user": "admin", "password": PASSWORD}, allow_redirects=False
         ) as reply:
             assert reply.status == 308 and "set-cookie" not in reply.headers
+
+
+async def test_plain_http_with_a_host_or_target_beyond_ascii_is_refused_not_failed(web_site) -> None:
+    site = await web_site()
+    with structlog.testing.capture_logs() as logs:
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: caf\xe9.example\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(request)
+            writer.write_eof()
+            reply = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert reply.startswith(b"HTTP/1.1 400 "), reply
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
 
 
 async def test_actions_need_the_session_csrf_token_and_a_matching_origin(web_site) -> None:
