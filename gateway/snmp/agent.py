@@ -52,8 +52,9 @@ from gateway.state import IdentityStore, SavedEngine
 
 log = structlog.get_logger(__name__)
 
-_READER = "bcpm-read"
-_WRITER = "bcpm-write"
+# The security names of the read and the write community (VACM principals).
+READER = "bcpm-read"
+WRITER = "bcpm-write"
 
 
 class SnmpFace:
@@ -68,6 +69,7 @@ class SnmpFace:
         self.controller: CacheController | None = None  # set once the agent answers
         self.transport: GuardedUdpTransport | None = None  # likewise
         self.notifier: Notifier | None = None  # likewise
+        self.snmp_engine: SnmpEngine | None = None  # likewise: pysnmp's, whose access control is the VACM's
 
     async def run(self) -> None:
         configured = self.settings.engine_id
@@ -84,7 +86,7 @@ class SnmpFace:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with
             # short timeouts on the bus thread. Requests meanwhile wait in the socket.
             await self.nodes.wait_ready()
-            engine = snmp_engine(self.engine.id, clock)
+            engine = self.snmp_engine = snmp_engine(self.engine.id, clock)
             try:
                 await self._serve(engine, clock, sock, events, added)
             finally:
@@ -176,13 +178,13 @@ class SnmpFace:
         """Register the communities; those that may write."""
         read, write = self.settings.read_community, self.settings.write_community
         if write != read:  # one community that is both is the writer
-            config.add_v1_system(engine, _READER, read)
-            config.add_vacm_user(engine, 2, _READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=NO_VIEW)
+            config.add_v1_system(engine, READER, read)
+            config.add_vacm_user(engine, 2, READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=NO_VIEW)
         if write is None:
             return frozenset()
-        config.add_v1_system(engine, _WRITER, write)
-        config.add_vacm_user(engine, 2, _WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
-        return frozenset({(2, _WRITER)})
+        config.add_v1_system(engine, WRITER, write)
+        config.add_vacm_user(engine, 2, WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
+        return frozenset({(2, WRITER)})
 
     def _users(self, engine: SnmpEngine) -> frozenset[Writer]:
         """Register the SNMPv3 users (USM and VACM); those that may write."""

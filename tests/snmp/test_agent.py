@@ -7,8 +7,12 @@ import logging
 import os
 import socket
 
+from pysnmp.entity import config
+
 from gateway.pointmap import load
 from gateway.sim import Faults
+from gateway.snmp.agent import READER
+from gateway.snmp.controller import READ_VIEW
 from gateway.snmp.placement import default_layout
 from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE
 from tests.snmp.netsnmp import dotted, error_of, run_async, varbinds
@@ -91,6 +95,36 @@ async def test_set_with_the_read_community_is_refused_and_the_register_is_unchan
     result = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)
     assert error_of(result) == "noAccess"
     assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+
+
+class Everyone(frozenset[str]):
+    """A set of writers that holds every security name: the controller's own check let through."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+async def test_the_read_communitys_set_is_refused_by_its_write_view_alone(snmp_agent) -> None:
+    """Two guards refuse the read community's SET; here the agent's VACM view (an empty write view
+    for the read community) must do it with the controller's list of writers let through."""
+    agent = await snmp_agent(1)
+    assert agent.face.controller is not None
+    agent.face.controller.writers = Everyone()
+    assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)) == "noAccess"
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+    # the guard left is the one that refused: the write community still writes
+    assert (await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=WRITE)).returncode == 0
+
+
+async def test_the_read_communitys_set_is_refused_by_the_list_of_writers_alone(snmp_agent) -> None:
+    """The other guard alone: the read community given the write view of the enterprise tree, the
+    controller, which lets only the write community's security name write, must refuse it."""
+    agent = await snmp_agent(1)
+    assert agent.face.snmp_engine is not None
+    config.add_vacm_user(agent.face.snmp_engine, 2, READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
+    assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)) == "noAccess"
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+    assert error_of(await agent.tool("snmpset", SYS_DESCR, "s", "x", community=WRITE)) == "noAccess"  # views hold
 
 
 async def test_sets_the_meter_cannot_take_are_refused_with_the_matching_error(snmp_agent) -> None:
