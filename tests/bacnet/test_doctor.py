@@ -1,7 +1,8 @@
 """The network doctor, on hosts of network namespaces: another device with one of the gateway's
-device IDs, or another router to its virtual network, is logged once, shown on the router device
-(read with @bacnet-js/client), sent as an SNMP notification (received by net-snmp's snmptrapd) and
-cleared when it goes away; `bcpm-gateway doctor` runs the same checks once and prints them."""
+device IDs, or another router to its virtual network, is each logged once, shown on the router
+device's Reliability (read with @bacnet-js/client), sent as an SNMP notification (received by
+net-snmp's snmptrapd) and cleared when it goes away; `bcpm-gateway doctor` runs the same checks
+once and prints them."""
 
 from __future__ import annotations
 
@@ -124,11 +125,28 @@ async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cl
     assert traps(receiver, "bcpmDeviceIdConflictCleared") == [expected]
 
 
-async def test_another_router_to_the_virtual_network_is_a_network_conflict(site, make_line, tmp_path) -> None:
-    gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1")
-    await start_other(site, "router", "rival", OTHER_ROUTER, 50)
+async def test_another_router_to_the_virtual_network_is_logged_shown_notified_and_cleared(
+    site, make_line, tmp_path
+) -> None:
+    receiver = await trap_receiver(site, tmp_path / "snmptrapd")
+    gateway = await start_gateway(
+        site,
+        make_line(1),
+        tmp_path,
+        "doctor_interval = 1",
+        snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]',
+    )
+    rival = await start_other(site, "router", "rival", OTHER_ROUTER, 50)
     conflict = await gateway.logged("bacnet network conflict", 30)
-    assert (conflict["number"], conflict["other"]) == (50, OTHER_ROUTER)
+    assert (conflict["level"], conflict["number"], conflict["other"]) == ("error", 50, OTHER_ROUTER)
+    assert await router_reliability(site) == CONFIGURATION_ERROR
+    await rival.stop()
+    await gateway.logged("bacnet network conflict cleared", 30)
+    assert await router_reliability(site) == NO_FAULT_DETECTED
+    await receiver.wait_for(lambda: bool(traps(receiver, "bcpmNetworkNumberConflictCleared")), 10, "the cleared trap")
+    expected = {"bcpmNotifyBacnetNumber": "Gauge32: 50", "bcpmNotifyBacnetOther": f'STRING: "{OTHER_ROUTER}"'}
+    assert traps(receiver, "bcpmNetworkNumberConflict") == [expected]
+    assert traps(receiver, "bcpmNetworkNumberConflictCleared") == [expected]
 
 
 async def test_the_doctor_command_prints_what_it_finds(site, tmp_path: Path) -> None:
