@@ -266,6 +266,13 @@ def document(**changes: object) -> bytes:
             "router.network = 0: allowed 1-65534 or null",
         ),
         (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router, database_revision, line"),
+        *(
+            (
+                document(profiles={"3": {**GOOD_PROFILE, key: 65536}}),
+                f'profiles["3"].{key} = 65536: allowed 0-65535',
+            )
+            for key in ("device_id", "firmware_rs", "firmware_os")
+        ),
         (document(database_revision=-1), "database_revision = -1: allowed 0-4294967295"),
         (document(database_revision="2"), 'database_revision = "2": allowed 0-4294967295'),
         (document(line={"baudrate": 4800, "parity": "N"}), "line.baudrate = 4800: allowed 9600, 19200, 38400"),
@@ -440,6 +447,12 @@ def test_the_database_revision_goes_up_with_the_devices_names_ids_and_number_onl
     assert {what: kept.database_revision for what, kept in same.items()} == dict.fromkeys(same, revision)
 
 
+def test_the_database_revision_is_an_unsigned32_that_wraps_to_0_only_after_its_last_value() -> None:
+    renamed = DeviceOverride(object_name="PDU_C")
+    assert State(database_revision=2**31 - 1).with_override(1, renamed).database_revision == 2**31
+    assert State(database_revision=2**32 - 1).with_override(1, renamed).database_revision == 0
+
+
 def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:
     state = sample_state().with_profiles(board(5))
 
@@ -484,3 +497,10 @@ def test_a_held_state_file_is_refused_to_a_second_holder_with_the_holders_proces
                 pass
     with store.held():  # released
         pass
+
+
+def test_a_lock_that_cannot_be_made_is_a_state_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")  # where the state folder should be
+    with pytest.raises(StateError, match=r"cannot create its lock .*state\.json\.lock"):
+        with StateStore(tmp_path / "file" / "state.json").held():
+            pass
