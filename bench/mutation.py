@@ -41,7 +41,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "snmp_writes": ("gateway/snmp/controller.py", ("tests/snmp/test_agent.py",)),
     "snmp_agent": ("gateway/snmp/agent.py", ("tests/snmp/test_agent.py",)),
     "doctor": ("gateway/bacnet/doctor.py", ("tests/bacnet/test_doctor.py",)),
-    "fastpath": ("gateway/bacnet/fastpath.py", ("tests/bacnet/test_fastpath.py",)),
+    "fastpath": ("gateway/bacnet/fastpath.py", ("tests/bacnet/test_fastpath.py", "tests/bacnet/test_limits.py")),
 }
 
 # The operators kept: each turns one decision of the code into another plausible one.
