@@ -38,7 +38,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "scheduler": ("gateway/bus/scheduler.py", ("tests/bus/test_scheduler.py",)),
     "discovery": ("gateway/nodes/discovery.py", ("tests/nodes/test_discovery.py", "tests/nodes/test_lifecycle.py")),
     "state": ("gateway/state.py", ("tests/test_state.py", "tests/test_state_saves.py")),
-    "snmp_writes": ("gateway/snmp/controller.py", ("tests/snmp/test_agent.py",)),
+    "snmp_writes": (
+        "gateway/snmp/controller.py",
+        ("tests/snmp/test_agent.py", "tests/snmp/test_fast.py", "tests/snmp/test_notifications.py"),
+    ),
     "snmp_agent": ("gateway/snmp/agent.py", ("tests/snmp/test_agent.py",)),
     "doctor": ("gateway/bacnet/doctor.py", ("tests/bacnet/test_doctor.py",)),
     "fastpath": ("gateway/bacnet/fastpath.py", ("tests/bacnet/test_fastpath.py", "tests/bacnet/test_limits.py")),

@@ -227,6 +227,9 @@ async def test_getbulks_are_answered_as_pysnmp_answers_within_every_cap(still_ag
         assert same(fast, slow, (SYS_UP_TIME, SNMP_IN_PKTS, POLL_AGE, ENGINE_TIME)), (non_repeaters, repetitions, names)
     _, _, capped = decoded(await client.ask(request(BULK, [CURRENT_1_3, BASE, SYSTEM], max_repetitions=10000)))
     assert len(capped) == 39
+    # the non-repeaters count against the cap too: 2 of them and 38 rows of the one column
+    with_non_repeaters = request(BULK, [CURRENT_1_3] * 3, non_repeaters=2, max_repetitions=10000)
+    assert len(decoded(await client.ask(with_non_repeaters))[2]) == 40
 
 
 def varbind_sizes(response: bytes) -> list[int]:
