@@ -4,12 +4,13 @@ fits and when the meter refuses it), a second chance for a panel."""
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.bus import Bus, LineSettings
-from gateway.modbus import ILLEGAL_DATA_ADDRESS
+from gateway.modbus import ILLEGAL_DATA_ADDRESS, ILLEGAL_FUNCTION
 from gateway.nodes.discovery import DIP_ADDRESS, boards, scan
 from gateway.nodes.modbus import read_registers
 from gateway.sim import Fault, SimulatedLine
@@ -87,3 +88,13 @@ async def test_a_dip_address_that_fits_neither_n_nor_n_plus_1_pairs_nothing(make
     assert dip_reads_of(line, 2) == 1
     assert found[1].profile.primary_address == 2  # its own board, not one at 9 and 10
     assert boards(f.profile for f in found) == {1: [1], 2: [2]}
+
+
+async def test_a_device_that_is_not_a_bcpm_is_reported_with_its_device_id_and_left_alone(make_line, bus_on) -> None:
+    line = make_line(1)
+    identity = struct.pack(">BB5H", 0x03, 10, 0, 7, 100, 200, 1234)  # serial 7, firmware, device ID 1234
+    line.script.add(Fault(reply=identity), address=1)
+    line.script.add(Fault(exception=ILLEGAL_FUNCTION), address=1)  # and no Report Slave ID
+    found = await scan(await bus_on(line), range(1, 2), timeout=0.5)
+    assert [(f.address, f.is_bcpm, f.detail) for f in found] == [(1, False, "device ID 1234 is not a BCPM")]
+    assert not any(pdu == DIP_READ for _, pdu in line.requests)  # nothing more asked of it
