@@ -65,7 +65,6 @@ class SnmpFace:
         self.identities = identities
         self.engine: SavedEngine | None = None  # this start's engine ID and boots, once saved
         self.listening = asyncio.Event()  # set once the socket is bound
-        self.bound: tuple[str, int] | None = None  # the address actually listening
         self.controller: CacheController | None = None  # set once the agent answers
         self.transport: GuardedUdpTransport | None = None  # likewise
         self.notifier: Notifier | None = None  # likewise
@@ -170,7 +169,6 @@ class SnmpFace:
                 f"(snmp.address, snmp.port): {error.strerror}"
             ) from error
         sock.setblocking(False)
-        self.bound = sock.getsockname()[:2]
         self.listening.set()
         return sock
 

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 
+import structlog
 from pysnmp.entity import config
 
 from gateway.pointmap import load
@@ -79,6 +80,13 @@ async def test_a_walk_is_served_from_the_cache_while_the_bus_is_slow(snmp_agent)
     assert result.returncode == 0
     served = len(agent.face.controller.index) - STANDARD_INSTANCES
     assert len([vb for vb in varbinds(result.stdout) if not vb.exception]) == served
+
+
+async def test_the_agent_logs_the_address_and_port_it_serves_on(snmp_agent) -> None:
+    with structlog.testing.capture_logs() as logs:
+        agent = await snmp_agent(1)
+    [serving] = [entry for entry in logs if entry["event"] == "snmp agent serving"]
+    assert (serving["address"], serving["port"]) == ("127.0.0.1", agent.port)
 
 
 async def test_set_with_the_write_community_reaches_the_meter(snmp_agent) -> None:

@@ -221,6 +221,7 @@ async def test_an_alarm_storm_is_paced_and_summed_up_per_panel_and_the_table_kee
         notifier = agent.face.notifier
         assert notifier.counts["informs_sent"] == len(sent) + len(summaries) + 1
         await eventually(lambda: notifier.counts["informs_acknowledged"] == notifier.counts["informs_sent"])
+    assert agent.face.counts["traps_held_back"] == agent.face.notifier.held_back  # in the status log
     for channel in storm:  # every alarm is in the table meanwhile
         [status] = varbinds((await agent.tool("snmpget", instance(alarm_of(channel), 1))).stdout)
         assert status.number & 0x0100, channel
