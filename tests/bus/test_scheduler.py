@@ -171,9 +171,10 @@ async def test_discovery_keeps_a_tenth_of_the_line_while_polls_never_pause(
     assert not any(future.done() for future in polls), "polling never paused while the scan ran"
     kinds = [unit for unit, _ in line.requests[1:]]
     served = kinds[: len(kinds) - kinds[::-1].index(PASSED_THROUGH)]  # up to the scan's last probe
-    # Every transaction reads one register, so their line times are alike: one in ten is discovery's.
+    # Every transaction reads one register, so their line times are alike: about one in ten is
+    # discovery's (the share counts seconds, and a busy machine stretches some transactions).
     assert served.count(PASSED_THROUGH) == 30
-    assert 9 * 30 <= len(served) <= 11 * 30
+    assert 8 * 30 <= len(served) <= 12 * 30
     for future in polls:
         await asyncio.wrap_future(future)
 
