@@ -43,6 +43,7 @@ __all__ = [
     "SerialSettings",
     "SnmpSettings",
     "SnmpUser",
+    "UpstreamSettings",
     "WebSettings",
     "SETTABLE",
     "SETTINGS_FILE",
@@ -60,6 +61,10 @@ MAX_DEVICE_INSTANCE = 4194303
 MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
 VALID_NETWORKS = range(1, 65535)
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
+# The upstream port's rates: MS/TP's (ASHRAE 135 clause 9.2: 9600-76800) and Modbus RTU's.
+MSTP_BAUDRATES = (9600, 19200, 38400, 76800)
+UPSTREAM_MODES = ("off", "mstp", "modbus_rtu")
+MSTP_MACS = range(128)  # master nodes; 128-254 are slaves only, 255 is broadcast
 # What the BCPME does with a virtual network number outside VALID_NETWORKS.
 FALLBACK_NETWORK = 5
 
@@ -680,6 +685,35 @@ class ModbusTcpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """[upstream]: the second RS-485 port, toward the building system (the BCPME's Protocol_Mode).
+
+    "mstp": a BACnet MS/TP master node, the router's port on the MS/TP network `network`
+    (`baudrate` from MSTP_BAUDRATES, 8N1). "modbus_rtu": a Modbus RTU slave serving the meters as
+    Modbus TCP does, answering `units` (None: the meters' own addresses).
+    """
+
+    mode: Literal["off", "mstp", "modbus_rtu"] = _key("off", _choice(*UPSTREAM_MODES))
+    port: str = _key("/dev/ttyUSB1", _string())
+    baudrate: int = _key(38400, _choice(*sorted({*BAUDRATES, *MSTP_BAUDRATES})))
+    parity: Literal["N", "E", "O"] = _key("N", _choice("N", "E", "O"))
+    stopbits: Literal[1, 2] = _key(1, _choice(1, 2))
+    rs485: Literal["none", "kernel", "rts"] = _key("none", _choice("none", "kernel", "rts"))
+    rts_delay_before: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    rts_delay_after: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    echo: bool = _key(False, _boolean())
+    # MS/TP
+    mac: int = _key(127, _integer(MSTP_MACS[0], MSTP_MACS[-1]))
+    max_master: int = _key(127, _integer(1, MSTP_MACS[-1]))
+    max_info_frames: int = _key(10, _integer(1, 255))
+    network: int = _key(51, _integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]))
+    # Modbus RTU slave
+    units: tuple[int, ...] | None = _key(None, _optional(_address_ranges(), "the meters' own addresses"))
+    read_only: bool = _key(False, _boolean())
+    cache_max_age: float = _key(2.0, _number(0.0, 3600.0))
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """[web]: HTTPS status pages, JSON API and /metrics.
 
@@ -732,6 +766,7 @@ class Config:
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     modbus_tcp: ModbusTcpSettings = field(default_factory=ModbusTcpSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     log: LogSettings = field(default_factory=LogSettings)
     warnings: tuple[str, ...] = ()
 
@@ -743,6 +778,7 @@ _SECTIONS: dict[str, type] = {
     "snmp": SnmpSettings,
     "modbus_tcp": ModbusTcpSettings,
     "web": WebSettings,
+    "upstream": UpstreamSettings,
     "log": LogSettings,
 }
 
@@ -923,6 +959,7 @@ def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warni
             )
         )
     _check_snmp(sections["snmp"], problems, warnings)
+    _check_upstream(sections, problems)
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(
@@ -957,6 +994,46 @@ def _check_snmp(snmp: SnmpSettings, problems: list[ConfigProblem], warnings: lis
             "snmp.v2c = true beside SNMPv3 users: v2c communities travel in clear text; "
             "set snmp.v2c = false once every manager speaks SNMPv3"
         )
+
+
+def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem]) -> None:
+    """What the upstream port's mode asks of its other keys and of the other sections."""
+    upstream: UpstreamSettings = sections["upstream"]
+    bacnet: BacnetSettings = sections["bacnet"]
+    if upstream.mode == "off":
+        return
+    if upstream.port == sections["serial"].port:
+        problems.append(
+            ConfigProblem("upstream.port", upstream.port, "a port other than serial.port (the meters' line)")
+        )
+    if upstream.mode == "modbus_rtu":
+        if upstream.baudrate not in BAUDRATES:
+            allowed = ", ".join(map(str, BAUDRATES))
+            problems.append(
+                ConfigProblem("upstream.baudrate", upstream.baudrate, f'{allowed} with mode = "modbus_rtu"')
+            )
+        return
+    mstp = 'with mode = "mstp"'
+    if upstream.baudrate not in MSTP_BAUDRATES:
+        allowed = ", ".join(map(str, MSTP_BAUDRATES))
+        problems.append(ConfigProblem("upstream.baudrate", upstream.baudrate, f"{allowed} {mstp}"))
+    for key, value, fixed in (("parity", upstream.parity, "N"), ("stopbits", upstream.stopbits, 1)):
+        if value != fixed:
+            problems.append(ConfigProblem(f"upstream.{key}", value, f"{show_value(fixed)} {mstp} (MS/TP is 8N1)"))
+    if upstream.mac > upstream.max_master:
+        problems.append(
+            ConfigProblem("upstream.max_master", upstream.max_master, f"{upstream.mac}-127 (at least upstream.mac)")
+        )
+    if not bacnet.enabled:
+        problems.append(
+            ConfigProblem("upstream.mode", upstream.mode, '"off" or "modbus_rtu" with bacnet.enabled = false')
+        )
+    taken = {"bacnet.network": bacnet.network, "bacnet.ip_network": bacnet.ip_network}
+    for key, number in taken.items():
+        if upstream.network == number:
+            problems.append(
+                ConfigProblem("upstream.network", upstream.network, f"a number other than {key} ({number})")
+            )
 
 
 def defaults_to_change_warning(config: Config) -> str | None:
