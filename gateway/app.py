@@ -26,8 +26,9 @@ import structlog
 from gateway import systemd
 from gateway.bacnet import BacnetFace
 from gateway.bacnet.identity import plan_devices
-from gateway.config import Config
+from gateway.config import MSTP_NOT_AVAILABLE, Config
 from gateway.cpu import CpuBudget
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
@@ -35,6 +36,7 @@ from gateway.nodes.service import NodeService
 from gateway.snmp import SnmpFace
 from gateway.state import IdentityStore, StateStore
 from gateway.threads import LoopThread
+from gateway.upstream import UpstreamFace
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,8 @@ def build_faces(gateway: Gateway) -> list[Face]:
         from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
 
         faces.append(WebFace(config, nodes, hub, gateway.restart.set, lambda: bacnet_device_names(gateway)))
+    if config.upstream.mode == "modbus_rtu":
+        faces.append(UpstreamFace(config.upstream, nodes))
     return faces
 
 
@@ -113,6 +117,8 @@ def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
 async def running(config: Config, budget: CpuBudget | None = None) -> AsyncIterator[Gateway]:
     """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
     loop (see `gateway.cpu`), which leaves the bus thread its CPU first."""
+    if config.upstream.mode == "mstp":
+        raise ConfigError([ConfigProblem("upstream.mode", "mstp", f'"off" or "modbus_rtu": {MSTP_NOT_AVAILABLE}')])
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))

@@ -65,6 +65,7 @@ BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 MSTP_BAUDRATES = (9600, 19200, 38400, 76800)
 UPSTREAM_MODES = ("off", "mstp", "modbus_rtu")
 MSTP_MACS = range(128)  # master nodes; 128-254 are slaves only, 255 is broadcast
+MSTP_NOT_AVAILABLE = "the BACnet router's MS/TP port is not available in this version yet"
 # What the BCPME does with a virtual network number outside VALID_NETWORKS.
 FALLBACK_NETWORK = 5
 
@@ -959,7 +960,7 @@ def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warni
             )
         )
     _check_snmp(sections["snmp"], problems, warnings)
-    _check_upstream(sections, problems)
+    _check_upstream(sections, problems, warnings)
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(
@@ -996,7 +997,7 @@ def _check_snmp(snmp: SnmpSettings, problems: list[ConfigProblem], warnings: lis
         )
 
 
-def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem]) -> None:
+def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem], warnings: list[str]) -> None:
     """What the upstream port's mode asks of its other keys and of the other sections."""
     upstream: UpstreamSettings = sections["upstream"]
     bacnet: BacnetSettings = sections["bacnet"]
@@ -1014,6 +1015,7 @@ def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem]) -> 
             )
         return
     mstp = 'with mode = "mstp"'
+    warnings.append(f'upstream.mode = "mstp" is valid, but `bcpm-gateway run` refuses it: {MSTP_NOT_AVAILABLE}')
     if upstream.baudrate not in MSTP_BAUDRATES:
         allowed = ", ".join(map(str, MSTP_BAUDRATES))
         problems.append(ConfigProblem("upstream.baudrate", upstream.baudrate, f"{allowed} {mstp}"))

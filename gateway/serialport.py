@@ -5,19 +5,14 @@ fails), switch the RS-485 driver's direction the same way (the UART's RS-485 mod
 around each frame), drop the echo a transceiver that hears itself returns, and are opened again
 with back-off when they vanish (a USB adapter unplugged), logged once per outage:
 
-    transport = await open_serial(settings, lambda: protocol)   # PortUnavailable(reason)
+    transport = await open_serial(settings, protocol)            # PortUnavailable(reason)
     set_direction(transport, settings)
     ends = transmit(transport, settings, frame)                  # when its last bit leaves the wire
 
-    reopening = Reopening("upstream", settings.port)
-    while True:
-        try:
-            opened = await open_it()
-        except PortUnavailable as error:
-            await reopening.failed(str(error))      # logged the first time; then a pause
-            continue
-        reopening.opened()
-        ...                                         # on a failure: reopening.lost(reason)
+A protocol that only listens and answers derives from `SerialProtocol` and lets `serve_port` keep
+its port open (the bus, which queues requests of its own, uses `Reopening` directly):
+
+    await serve_port("upstream", settings, lambda: RtuSlave(...))   # until cancelled
 """
 
 from __future__ import annotations
@@ -28,6 +23,7 @@ import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import serial
 import serial_asyncio
@@ -87,10 +83,8 @@ class PortSettings:
         return nbytes * self.bits_per_char / self.baudrate
 
 
-async def open_serial(
-    settings: PortSettings, protocol_factory: Callable[[], asyncio.Protocol]
-) -> serial_asyncio.SerialTransport:
-    """Open the port on the running loop for the protocol `protocol_factory` makes.
+async def open_serial(settings: PortSettings, protocol: asyncio.Protocol) -> serial_asyncio.SerialTransport:
+    """Open the port on the running loop for `protocol`.
 
     Raises PortUnavailable with the operating system's reason. The protocol's connection_made
     follows on the loop's next turn.
@@ -98,7 +92,7 @@ async def open_serial(
     try:
         transport, _ = await serial_asyncio.create_serial_connection(
             asyncio.get_running_loop(),
-            protocol_factory,
+            lambda: protocol,
             settings.port,
             baudrate=settings.baudrate,
             parity=settings.parity,
@@ -244,6 +238,97 @@ class Reopening:
         """The open port failed; it is opened again at once, and failures to are not logged again."""
         self._log.warning(f"{self.name} port lost", port=self.port, reason=reason, retry=self._retry)
         self._reported = True
+
+
+class SerialProtocol(asyncio.Protocol):
+    """A protocol on an open port: sends frames (direction and echo handled), and says when the port is lost.
+
+    Subclasses take what arrives in `received` (the echo of our own frames already dropped; a
+    mismatched echo goes to `echo_failed`), send with `send`, and run what they do beside in `serve`.
+    """
+
+    def __init__(self, settings: PortSettings) -> None:
+        loop = asyncio.get_running_loop()
+        self.settings = settings
+        self.transport: serial_asyncio.SerialTransport | None = None
+        self.made: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[str] = loop.create_future()  # why the port closed
+        self.last_rx = 0.0  # monotonic time of the last byte heard
+        self.tx_end = 0.0  # and of the last bit of our last frame
+        self._echo = Echo()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(serial_asyncio.SerialTransport, transport)
+        self.made.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f"port {self.settings.port} closed" if exc is None else f"port {self.settings.port} failed: {exc}"
+        if not self.lost.done():
+            self.lost.set_result(reason)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        if self._echo.due:
+            try:
+                data = self._echo.strip(data)
+            except EchoMismatch as exc:
+                self.echo_failed(str(exc))
+                return
+        if data:
+            self.received(data)
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the line that are not our own echo."""
+        raise NotImplementedError
+
+    def echo_failed(self, reason: str) -> None:
+        """What came back while our echo was due was something else: the line is garbled."""
+
+    def send(self, frame: bytes) -> float:
+        """Put a frame on the line now; when its last bit leaves the wire. A failed port closes."""
+        assert self.transport is not None
+        try:
+            self.tx_end = transmit(self.transport, self.settings, frame)
+        except PortUnavailable as exc:
+            self.close(str(exc))
+            return time.monotonic()
+        if self.settings.echo:
+            self._echo.expect(frame)
+        return self.tx_end
+
+    async def serve(self) -> str:
+        """The protocol's own work on the open port, until the port is lost; why it was."""
+        return await self.lost
+
+    def close(self, reason: str) -> None:
+        """Close the port now (if still open); `lost` says `reason` unless it already says why."""
+        if not self.lost.done():
+            self.lost.set_result(reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+
+async def serve_port(name: str, settings: PortSettings, protocol_factory: Callable[[], SerialProtocol]) -> None:
+    """Keep a protocol on the port until cancelled: open it, and open it again with back-off when
+    it cannot be opened or is lost (`Reopening`); logs ``"<name> port open"`` each time it opens."""
+    reopening = Reopening(name, settings.port)
+    log = structlog.get_logger(f"gateway.{name}")
+    while True:
+        protocol = protocol_factory()
+        try:
+            transport = await open_serial(settings, protocol)
+            await protocol.made
+            set_direction(transport, settings)
+        except PortUnavailable as exc:
+            await reopening.failed(str(exc))
+            continue
+        reopening.opened()
+        log.info(f"{name} port open", port=settings.port, baudrate=settings.baudrate)
+        try:
+            reason = await protocol.serve()
+        finally:
+            protocol.close("stopped")
+        reopening.lost(reason)
 
 
 def _reason(exc: serial.SerialException | OSError) -> str:

@@ -91,7 +91,7 @@ class RtuTransport(asyncio.Protocol):
         """
         rtu = cls(settings, on_lost)
         try:
-            transport = await open_serial(settings, lambda: rtu)
+            transport = await open_serial(settings, rtu)
             # open_serial only schedules connection_made.
             await rtu._made
             set_direction(transport, settings)
