@@ -156,7 +156,7 @@ async def test_noise_and_a_two_percent_crc_error_line_cost_retries_not_the_link(
             line.noise(bytes([0x55, 0xFF, 0x00]) + bytes(range(round_ * 7, round_ * 7 + 20)))
             assert await rusty_reads_gateway(endpoint) == 42.5
         await eventually(lambda: line.stats.corrupted > 0, what="corrupted frames")
-    assert link.counts.invalid_frames > 0 and link.counts.npdus_received == 10
+    assert link.counts.invalid_frames > 0 and link.counts.npdus_received >= 10  # a retried request counts again
 
 
 async def test_the_port_unplugged_is_logged_once_and_the_link_comes_back(multidrop, links) -> None:
