@@ -12,6 +12,7 @@ station's adapter and plug it in again (its pty vanishes, then comes back under 
         line.noise(b"\\x55\\x00\\xff")       # bytes nobody sent, to everyone
         line.unplug(0); line.plug(0)      # station 0's adapter out and back in
         line.stats.chunks, line.stats.corrupted
+        line.record = []                  # from now: (when its last octet arrived, sender, octets)
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class MultidropLine:
         self._stats = MultidropStats()
         self._noise: list[bytes] = []
         self._busy_until = 0.0
+        self.record: list[tuple[float, int | None, bytes]] | None = None  # what the line carried, when asked
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake_read, self._wake_write = -1, -1
@@ -165,6 +167,7 @@ class MultidropLine:
             self._busy_until = due
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
+        arrived = time.monotonic()
         corrupted = sender is not None and self._rng.random() < self.corrupt
         if corrupted:
             at = self._rng.randrange(len(data))
@@ -172,6 +175,8 @@ class MultidropLine:
         for index, station in enumerate(self._stations):
             if station is not None and (index != sender or index in self.echo):
                 _write_all(station.master, data)
+        if self.record is not None:
+            self.record.append((arrived, sender, data))
         if sender is not None:
             self._count(chunks=1, octets=len(data), corrupted=int(corrupted))
 
