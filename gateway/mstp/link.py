@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.mstp.frames import Frame, encode
+from gateway.mstp.frames import BROADCAST, MAX_DATA, Frame, encode
 from gateway.mstp.master import MasterCounts, MasterNode, Outgoing, Received
 from gateway.mstp.receiver import Invalid, Receiver
 from gateway.serialport import PortSettings, SerialProtocol, serve_port
@@ -93,7 +93,12 @@ class MstpLink:
 
     def send(self, destination: int, npdu: bytes, *, expecting_reply: bool = False) -> bool:
         """Queue an NPDU for `destination` (255: every station); thread-safe. False when the port is
-        down (the NPDU is dropped: the network layer above retries as it would on any link)."""
+        down (the NPDU is dropped: the network layer above retries as it would on any link).
+        ValueError for an address or an NPDU that MS/TP cannot carry."""
+        if not 0 <= destination <= BROADCAST:
+            raise ValueError(f"an MS/TP address is 0-255, not {destination}")
+        if len(npdu) > MAX_DATA:
+            raise ValueError(f"an NPDU of {len(npdu)} octets: an MS/TP frame carries at most {MAX_DATA}")
         loop = self._thread.loop
         if loop is None or not self.port_open:
             return False
