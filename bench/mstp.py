@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ import rusty_bacnet as bacnet
 from common import report
 
 from gateway.mstp import Frame, FrameType, MstpLink, MstpSettings, Received, Receiver
+from gateway.nodes.service import GIL_SWITCH_INTERVAL
 from gateway.serialport import PortSettings
 from gateway.sim.multidrop import MultidropLine
 
@@ -218,6 +220,8 @@ async def lossy(line: Line, link: MstpLink, stations: list[Any]) -> dict[str, An
 
 
 async def measure() -> dict[str, Any]:
+    # As in the gateway (gateway.nodes.service): a thread woken by its line gets the interpreter soon.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     with tempfile.TemporaryDirectory() as folder:
         figures: dict[str, Any] = {"baudrate": BAUD}
         for masters in (2, 3, 5):
