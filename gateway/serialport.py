@@ -37,6 +37,7 @@ STOPBITS = (1, 2)
 RS485_MODES = ("none", "kernel", "rts")  # the adapter switches; the UART's RS-485 mode; we drive RTS
 REOPEN_START = 1.0  # seconds before opening a failed or missing port again, doubling
 REOPEN_MAX = 30.0
+ECHO_GRACE = 0.05  # seconds after a frame's end within which its echo must be back, or it never comes
 
 
 class PortUnavailable(GatewayError):
@@ -268,6 +269,9 @@ class SerialProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        if self._echo.due and self.last_rx > self.tx_end + ECHO_GRACE:
+            self._echo.clear()  # a transceiver that does not hear itself, though `echo` says it does
+            self.echo_failed("the echo of our last frame never came")
         if self._echo.due:
             try:
                 data = self._echo.strip(data)

@@ -13,8 +13,9 @@ One request is answered at a time. A request that arrives while one is being ans
 gave up waiting) replaces any other still waiting, and the answer to the older one is not sent:
 late, it would be taken for the answer to the newer.
 
-    slave = RtuSlave(settings, requests, units=lambda: {1, 2})
-    await serve_port("upstream", settings, lambda: slave)   # on the upstream thread
+    counts = SlaveCounts()
+    make = lambda: RtuSlave(settings, requests, units=lambda: {1, 2}, counts=counts)
+    await serve_port("upstream", settings, make)   # on the upstream thread; a new slave at each opening
 """
 
 from __future__ import annotations

@@ -91,9 +91,10 @@ class NetworkLayer:
                 return received
 
 
-def gateway_link(path: str, station: int, upper: NetworkLayer, **settings: Any) -> MstpLink:
+def gateway_link(path: str, station: int, upper: NetworkLayer, *, echo: bool = False, **settings: Any) -> MstpLink:
     """Our data link on `path` at 38400 baud, started, with `upper` above it."""
-    link = MstpLink(MstpSettings(PortSettings(path, BAUD, section="upstream"), station, **settings), upper)
+    port = PortSettings(path, BAUD, echo=echo, section="upstream")
+    link = MstpLink(MstpSettings(port, station, **settings), upper)
     upper.link = link
     link.start()
     return link
