@@ -225,11 +225,15 @@ def _check_config(args: argparse.Namespace) -> int:
     StateStore(config.gateway.state_file).load()
     if config.bacnet.enabled and config.bacnet.bbmd:
         load_bdt(config.bacnet)
-    port_warning = None
+    port_warnings = []
     if not Path(config.serial.port).exists():
-        port_warning = (
+        port_warnings.append(
             f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
             "meters as offline and opens the port when it appears"
+        )
+    if config.upstream.mode != "off" and not Path(config.upstream.port).exists():
+        port_warnings.append(
+            f"upstream.port = {config.upstream.port!r} does not exist (yet): the gateway opens it when it appears"
         )
     overridden = overridden_keys(args.file)
     changed_warning = (
@@ -241,7 +245,7 @@ def _check_config(args: argparse.Namespace) -> int:
         *config.warnings,
         readable_secrets_warning(args.file),
         defaults_to_change_warning(config),
-        port_warning,
+        *port_warnings,
         changed_warning,
     ):
         if warning:

@@ -75,6 +75,7 @@ def test_check_config_accepts_mstp_saying_run_refuses_it_and_run_refuses_it(make
     checked = subprocess.run([*COMMAND, "check-config", str(path)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert 'warning: upstream.mode = "mstp" is valid, but `bcpm-gateway run` refuses it' in checked.stdout
+    assert f"warning: upstream.port = '{tmp_path / 'ttyMSTP'}' does not exist (yet)" in checked.stdout
     ran = subprocess.run([*COMMAND, "run", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 2
     assert 'upstream.mode = "mstp": allowed "off" or "modbus_rtu": the BACnet router\'s MS/TP port' in ran.stderr
