@@ -153,3 +153,15 @@ def test_a_frame_from_another_station_with_our_address_is_counted_and_never_acte
     assert mine.node.counts.mac_conflicts == 1
     assert not any(f.kind == FrameType.REPLY_TO_POLL_FOR_MASTER for _, f in line.sent[start:])
     assert ring(line) == {3: 1, 1: 3}
+
+
+def test_a_two_percent_crc_error_line_costs_a_retry_now_and_then_never_the_ring() -> None:
+    line = VirtualLine(corrupt=0.02, seed=3)
+    for address in (1, 3, 7):
+        line.add(address, max_master=10)
+    line.run(20.0)
+    counts = [line.stations[a].node.counts for a in (1, 3, 7)]
+    assert ring(line) == {1: 3, 3: 7, 7: 1}
+    assert all(c.invalid_frames > 10 and c.tokens_received > 500 for c in counts)
+    # A garbled token is sent again (Nretry_token); the token is lost only when a retry is garbled too.
+    assert sum(c.tokens_lost for c in counts) < sum(c.invalid_frames for c in counts) / 10
