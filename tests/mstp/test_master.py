@@ -27,6 +27,8 @@ def test_three_masters_form_a_ring_and_pass_the_token_in_turn() -> None:
     assert [c.tokens_lost for c in counts] == [1, 1, 1]
     tokens = [frame for _, frame in line.sent if frame.kind == FrameType.TOKEN]
     assert {(f.source, f.destination) for f in tokens[-30:]} == {(1, 3), (3, 7), (7, 1)}
+    rotation = line.stations[3].node.rotation  # three tokens of 8 octets at 38400 baud, and now and then a poll
+    assert rotation is not None and 3 * 8 * 10 / 38400 <= rotation < 0.1
 
 
 def test_a_lone_master_declares_itself_sole_master_and_still_sends() -> None:
