@@ -24,10 +24,9 @@ import threading
 import time
 import tty
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
-from types import TracebackType
+from dataclasses import dataclass
 
-from gateway.sim.line import _read_available, _replace_link, _write_all
+from gateway.sim.line import Serving, _read_available, _replace_link, _write_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class _Station:
         os.close(self.slave)
 
 
-class MultidropLine:
+class MultidropLine(Serving):
     """Stations at `links` on one line; `start()` relays from a daemon thread until `stop()`.
 
     `baudrate` None relays at once; `echo` lists the stations that hear their own bytes.
@@ -87,32 +86,17 @@ class MultidropLine:
     def start(self) -> None:
         self._stations = [_Station(link) for link in self.links]
         self._wake_read, self._wake_write = os.pipe()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._relay, name="multidrop line", daemon=True)
-        self._thread.start()
+        self._run(self._relay, "multidrop line")
 
     def stop(self) -> None:
-        if self._thread is None:
+        if not self._end():
             return
-        self._stopping.set()
-        os.write(self._wake_write, b"\0")
-        self._thread.join()
-        self._thread = None
         for station in self._stations:
             if station is not None:
                 station.close()
         self._stations = []
         os.close(self._wake_read)
         os.close(self._wake_write)
-
-    def __enter__(self) -> MultidropLine:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def stats(self) -> MultidropStats:
@@ -179,7 +163,3 @@ class MultidropLine:
             self.record.append((arrived, sender, data))
         if sender is not None:
             self._count(chunks=1, octets=len(data), corrupted=int(corrupted))
-
-    def _count(self, **increments: int) -> None:
-        with self._lock:
-            self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ MAX_MASTER = 10
 
 @contextlib.asynccontextmanager
 async def station(path: Path, mac: int, value: float, **options: Any) -> AsyncIterator[Any]:
-    """A rusty-bacnet MS/TP station (device 1000 + mac) with analog input 1 = `value`."""
+    """A rusty-bacnet MS/TP station (device 1000 + mac) with analog input 1 = `value`; its requests are
+    retried as a BACnet client's are (Number_Of_APDU_Retries 3), since the token may be lost meanwhile."""
     bacnet = rusty()
+    options = {"apdu_timeout_ms": 2000, "apdu_retries": 3, **options}
     endpoint = bacnet.MstpEndpoint(
         1000 + mac, str(path), mstp_baud=BAUD, mstp_mac=mac, mstp_max_master=MAX_MASTER, **options
     )
@@ -48,10 +51,16 @@ async def rusty_reads_gateway(endpoint: Any) -> float:
 
 
 async def gateway_reads(link: MstpLink, upper: NetworkLayer, mac: int, invoke: int) -> float:
-    assert link.send(mac, read_property(invoke), expecting_reply=True)
-    received = await asyncio.to_thread(upper.next, 10.0, lambda r: r.source == mac)
-    assert read_value(received.npdu)[0] == invoke
-    return read_value(received.npdu)[1]
+    """A ReadProperty from the gateway's link to station `mac`, retried as a client's (3 retries)."""
+    for _ in range(4):
+        assert link.send(mac, read_property(invoke), expecting_reply=True)
+        try:
+            received = await asyncio.to_thread(upper.next, 3.0, lambda r: r.source == mac)
+        except queue.Empty:
+            continue
+        assert read_value(received.npdu)[0] == invoke
+        return read_value(received.npdu)[1]
+    raise AssertionError(f"no answer from station {mac}")
 
 
 @pytest.fixture
@@ -150,7 +159,7 @@ async def test_noise_and_a_two_percent_crc_error_line_cost_retries_not_the_link(
     line, paths = multidrop(2, baudrate=BAUD, corrupt=0.02, seed=7)
     upper = NetworkLayer()
     link = links(paths[0], upper)
-    async with station(paths[1], 1, 1.5, apdu_timeout_ms=1000, apdu_retries=3) as endpoint:
+    async with station(paths[1], 1, 1.5, apdu_timeout_ms=1000) as endpoint:
         await eventually(lambda: link.node.next_station == 1, what="the ring of two")
         for round_ in range(10):
             line.noise(bytes([0x55, 0xFF, 0x00]) + bytes(range(round_ * 7, round_ * 7 + 20)))
@@ -164,7 +173,7 @@ async def test_the_port_unplugged_is_logged_once_and_the_link_comes_back(multidr
     upper = NetworkLayer()
     with structlog.testing.capture_logs() as logs:
         link = links(paths[0], upper)
-        async with station(paths[1], 1, 1.5, apdu_retries=2) as endpoint:
+        async with station(paths[1], 1, 1.5) as endpoint:
             await eventually(lambda: link.node.next_station == 1, what="the ring of two")
             line.unplug(0)
             await eventually(lambda: not link.port_open, what="the port lost")
