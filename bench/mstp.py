@@ -14,7 +14,7 @@ BACnet stack above it.
 - a 2 % CRC-error line: one write in fifty arrives with a bit flipped; the frames lost, what the
   gateway saw of them, and what the client's ReadProperty (3 retries, 1 s timeout) got.
 
-Prints one JSON object. Runs in about 40 s.
+Prints one JSON object. Runs in about a minute.
 
     python bench/mstp.py
 """
