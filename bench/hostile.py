@@ -132,7 +132,12 @@ def gateway(folder: Path) -> Iterator[tuple[Target, Path, Any, Any]]:
             "gateway": {"operating_mode": "discovery", "state_file": str(folder / "state.json")},
             "serial": {"port": serial_port, "baudrate": BAUDRATE, "scan": "1-4", "probe_timeout": 0.02},
             "bacnet": {"address": "127.0.0.1/8", "port": bacnet, "bbmd": True, "bdt_file": str(bdt)},
-            "snmp": {"address": "127.0.0.1", "port": snmp, "read_community": "public"},
+            "snmp": {
+                "address": "127.0.0.1",
+                "port": snmp,
+                "read_community": "public",
+                "users": {SNMPV3_USER.decode(): {"auth_passphrase": "hostile-auth", "priv_passphrase": "hostile-priv"}},
+            },
             "modbus_tcp": {"address": "127.0.0.1", "port": modbus_tcp},
             "web": {
                 "enabled": True,
@@ -492,6 +497,61 @@ def getbulk_flood(target: Target, seconds: float) -> dict[str, Any]:
     return _flood(target.snmp, lambda n: requests[n % 256], seconds, int(100 * seconds), per_second=100)
 
 
+SNMPV3_USER = b"nms"  # a user the gateway has; the attacker does not have its keys
+
+
+def _snmpv3(engine_id: bytes, boots: int, seconds: int, user: bytes, flags: int, data: Any, message_id: int) -> bytes:
+    """An SNMPv3 message with USM security parameters (a digest and salt of random bytes),
+    encoded by pysnmp; ``data`` is a plaintext ScopedPDU or, at authPriv, the encrypted bytes."""
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
+    from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
+
+    digest, salt = (os.urandom(24), os.urandom(8)) if flags & 1 else (b"", b"")
+    parameters = UsmSecurityParameters()
+    for position, value in enumerate((engine_id, boots, seconds, user, digest, salt)):
+        parameters.setComponentByPosition(position, value)
+    message = SNMPv3Message()
+    message.setComponentByPosition(0, 3)
+    header = message.setComponentByPosition(1).getComponentByPosition(1)
+    for position, value in enumerate((message_id, 65507, bytes((flags,)), 3)):
+        header.setComponentByPosition(position, value)
+    message.setComponentByPosition(2, encoder.encode(parameters))
+    message.setComponentByPosition(3).getComponentByPosition(3).setComponentByPosition(1 if flags & 2 else 0, data)
+    return encoder.encode(message)
+
+
+def _discover_engine(port: int) -> tuple[bytes, int, int]:
+    """(engine ID, boots, time) from the Report to an empty request, as any manager learns them."""
+    from pyasn1.codec.ber import decoder
+    from pysnmp.proto.api import v2c
+    from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
+    from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
+
+    pdu = v2c.GetRequestPDU()
+    v2c.apiPDU.set_defaults(pdu)
+    scoped = ScopedPDU()
+    scoped.setComponentByPosition(0, b"")
+    scoped.setComponentByPosition(1, b"")
+    scoped.setComponentByPosition(2).getComponentByPosition(2).setComponentByType(pdu.tagSet, pdu)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2.0)
+        sock.sendto(_snmpv3(b"", 0, 0, b"", 0x04, scoped, 1), ("127.0.0.1", port))
+        report, _ = decoder.decode(sock.recv(65536), asn1Spec=SNMPv3Message())
+    parameters, _ = decoder.decode(bytes(report[2]), asn1Spec=UsmSecurityParameters())
+    return bytes(parameters[0]), int(parameters[1]), int(parameters[2])
+
+
+def snmpv3_wrong_keys(target: Target, seconds: float) -> dict[str, Any]:
+    """SNMPv3 GETs at authPriv as a user the gateway has, with wrong keys (its digest and
+    ciphertext random), 20,000 a second, after a discovery as any manager makes: each one is
+    checked, counted in usmStatsWrongDigests and answered with a Report."""
+    engine_id, boots, seconds_now = _discover_engine(target.snmp)
+    requests = [_snmpv3(engine_id, boots, seconds_now, SNMPV3_USER, 0x07, os.urandom(48), n) for n in range(256)]
+    return _flood(target.snmp, lambda n: requests[n % 256], seconds, int(20_000 * seconds), per_second=20_000)
+
+
 def _connect(port: int) -> socket.socket | None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(1.0)
@@ -730,7 +790,7 @@ _AIMED = {
         foreign_device_churn,
         cov_indefinite,
     ),
-    "snmp": (getbulk_flood,),
+    "snmp": (getbulk_flood, snmpv3_wrong_keys),
     "modbus_tcp": (modbus_idle_connections, modbus_refused_connections, modbus_bad_headers),
     "web": (web_connection_hold, web_request_flood, web_login_burst, metrics_flood),
 }

@@ -6,9 +6,9 @@ Each package imports only those listed above it (checked by import-linter, see p
     gateway.pointmap    what every register means (data)
     gateway.bus         the one owner of the serial line, over a transport (`RtuTransport`, or one in memory)
     gateway.nodes       discovery, polling, the cache, events, validated writes; `api` for the faces
-    gateway.state       the state file and the identity store (profiles, device names and IDs)
+    gateway.state       the state file and the identity store (profiles, device names and IDs, SNMP engine)
     gateway.bacnet      the faces, each independent of the others and of the bus:
-    gateway.snmp            BACnet/IP router and devices, SNMP v2c agent and traps,
+    gateway.snmp            BACnet/IP router and devices, SNMP agent (v2c, v3) and notifications,
     gateway.modbus_tcp      Modbus TCP server for several masters,
     gateway.web             HTTPS status pages, JSON API and /metrics
     gateway.app         builds and runs everything from the configuration

@@ -29,7 +29,7 @@ from gateway import systemd
 from gateway.bacnet import BacnetFace
 from gateway.bacnet.bdt import load_bdt, parse_bdt
 from gateway.bacnet.identity import plan_devices
-from gateway.config import Config
+from gateway.config import MSTP_NOT_AVAILABLE, Config
 from gateway.cpu import CpuBudget
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.logging import event_counts
@@ -41,6 +41,7 @@ from gateway.service import shipped
 from gateway.snmp import SnmpFace
 from gateway.state import IdentityStore, StateStore
 from gateway.threads import LoopThread
+from gateway.upstream import UpstreamFace
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +100,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
     if config.snmp.enabled:
-        faces.append(SnmpFace(config.snmp, nodes, hub))
+        faces.append(SnmpFace(config.snmp, nodes, hub, gateway.identities))
     if config.web.enabled:
         from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
         from gateway.web.source import Wiring
@@ -114,6 +115,8 @@ def build_faces(gateway: Gateway) -> list[Face]:
             shipped=lambda name: shipped(name).read_bytes(),
         )
         faces.append(WebFace(config, nodes, hub, wiring))
+    if config.upstream.mode == "modbus_rtu":
+        faces.append(UpstreamFace(config.upstream, nodes))
     return faces
 
 
@@ -180,6 +183,8 @@ async def running(
     """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
     loop (see `gateway.cpu`), which leaves the bus thread its CPU first. `history`: the currents'
     history of a life before (see `kept_history`), sampled on from here."""
+    if config.upstream.mode == "mstp":
+        raise ConfigError([ConfigProblem("upstream.mode", "mstp", f'"off" or "modbus_rtu": {MSTP_NOT_AVAILABLE}')])
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))
@@ -315,7 +320,8 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     if gateway.thread.done:
         return False
     try:
-        await asyncio.wait_for(asyncio.wrap_future(gateway.thread.call(asyncio.sleep(0))), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.wrap_future(gateway.thread.call(asyncio.sleep(0)))
     except (TimeoutError, RuntimeError):
         return False
     return True

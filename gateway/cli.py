@@ -1,4 +1,5 @@
-"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, set-password, export-ede, doctor."""
+"""The ``bcpm-gateway`` command: run, demo, discover, check-config, simulate, set-password, snmp-user,
+export-ede, doctor."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -21,15 +23,22 @@ from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
 from gateway.bus.line import PARITIES
 from gateway.config import (
+    AUTH_KEY_OCTETS,
     BAUDRATES,
+    MIN_PASSPHRASE,
+    PRIV_KEY_OCTETS,
+    Config,
+    SnmpUser,
+    default_config,
     defaults_to_change_warning,
     load_config,
     parse_config,
+    read_toml,
     readable_secrets_warning,
     settings_file,
     uploaded_bdt,
 )
-from gateway.config_file import overridden_keys, set_site_key
+from gateway.config_file import overridden_keys, set_site_keys
 from gateway.cpu import CpuBudget
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
@@ -136,6 +145,20 @@ def _parser() -> argparse.ArgumentParser:
     password.add_argument("--config", type=Path, required=True, help="TOML configuration file to write the hash into")
     password.set_defaults(command=_set_password)
 
+    user = commands.add_parser(
+        "snmp-user", help="write an SNMPv3 user's keys, localized for the agent's engine, into the config"
+    )
+    user.add_argument("--config", type=Path, required=True, help="TOML configuration file to write the user into")
+    user.add_argument("name", help="the user's name (1-32 letters, digits, _ or -)")
+    user.add_argument(
+        "--auth", choices=tuple(AUTH_KEY_OCTETS), help="authentication protocol (default: as set, or sha256)"
+    )
+    user.add_argument(
+        "--priv", choices=(*PRIV_KEY_OCTETS, "none"), help="privacy protocol (default: as set, or aes128)"
+    )
+    user.add_argument("--access", choices=("read-only", "read-write"), help="(default: as set, or read-only)")
+    user.set_defaults(command=_snmp_user)
+
     ede = commands.add_parser("export-ede", help="write the EDE point list of every BACnet device and object")
     ede.add_argument(
         "--config", type=Path, required=True, help="TOML configuration file (its state file names the meters)"
@@ -152,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     for warning in (readable_secrets_warning(args.config), defaults_to_change_warning(config)):
         if warning:
             structlog.get_logger(__name__).warning("config", detail=warning)
-    _without_snmpv3_ciphers()
+    _without_unused_ciphers(config)
     from gateway import app  # the faces and their libraries load for the commands that serve
 
     _serve_as(args.user, config.gateway.state_file.parent)
@@ -178,7 +201,10 @@ def _serve_as(user: str | None, state_folder: Path) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     load = sim_cli.load_argument(args.load, seed=None)
-    _without_snmpv3_ciphers()
+    try:  # the demo's own defaults have no SNMPv3 user; the file, if any, may add some
+        _without_unused_ciphers(parse_config(read_toml(args.config)) if args.config else default_config())
+    except GatewayError:
+        pass  # the demo says what is wrong with the file
     from gateway import demo
 
     budget = CpuBudget()
@@ -187,11 +213,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without_snmpv3_ciphers() -> None:
-    """Keep `cryptography` out of a serving gateway: pysnmp imports it only for SNMPv3 privacy,
-    which this v2c agent never uses, and goes without it as when it is not installed (6.5 MB
+def _without_unused_ciphers(config: Config) -> None:
+    """Keep `cryptography` out of a serving gateway whose SNMPv3 users (if any) have no privacy:
+    only SNMPv3 privacy needs it, and pysnmp goes without it as when it is not installed (6.5 MB
     resident saved). The web face's self-signed certificate is made by a child process."""
-    sys.modules.setdefault("cryptography", None)  # type: ignore[arg-type]  # None: "not importable"
+    if not any(user.priv for user in config.snmp.users):
+        sys.modules.setdefault("cryptography", None)  # type: ignore[arg-type]  # None: "not importable"
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -199,11 +226,15 @@ def _check_config(args: argparse.Namespace) -> int:
     StateStore(config.gateway.state_file).load()
     if config.bacnet.enabled and config.bacnet.bbmd:
         load_bdt(config.bacnet)
-    port_warning = None
+    port_warnings = []
     if not Path(config.serial.port).exists():
-        port_warning = (
+        port_warnings.append(
             f"serial.port = {config.serial.port!r} does not exist (yet): the gateway serves the known "
             "meters as offline and opens the port when it appears"
+        )
+    if config.upstream.mode != "off" and not Path(config.upstream.port).exists():
+        port_warnings.append(
+            f"upstream.port = {config.upstream.port!r} does not exist (yet): the gateway opens it when it appears"
         )
     overridden = overridden_keys(args.file)
     changed_warning = (
@@ -221,7 +252,7 @@ def _check_config(args: argparse.Namespace) -> int:
         *config.warnings,
         readable_secrets_warning(args.file),
         defaults_to_change_warning(config),
-        port_warning,
+        *port_warnings,
         changed_warning,
         bdt_warning,
     ):
@@ -269,18 +300,75 @@ def _set_password(args: argparse.Namespace) -> int:
     """Ask for the password (twice on a terminal; one line from a pipe) and keep only its hash."""
     path: Path = args.config
     config = load_config(path)  # a file the gateway would refuse is not edited
-    if sys.stdin.isatty():
-        password = getpass.getpass("New password for admin: ")
-        if getpass.getpass("Again: ") != password:
-            raise GatewayError("the two passwords differ; nothing changed")
-    else:
-        password = sys.stdin.readline().rstrip("\n")
-    if len(password) < MIN_PASSWORD:
-        raise GatewayError(f"a password of at least {MIN_PASSWORD} characters, please; nothing changed")
+    password = _secret("New password for admin: ", "password", MIN_PASSWORD)
     audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
-    set_site_key(path, "web", "password_hash", hash_password(password), audit)
+    set_site_keys(path, [("web", "password_hash", hash_password(password))], audit)
     print(f"{path}: web.password_hash set; restart the gateway to use it")
     return 0
+
+
+_PASSPHRASE = ("passphrase", MIN_PASSPHRASE, " (RFC 3414)")
+
+
+def _snmp_user(args: argparse.Namespace) -> int:
+    """Ask for the user's passphrases and keep only its keys, localized for the agent's engine: the
+    configured engine ID, else the one the gateway made (state file), else a new one, set in the
+    file (localized keys hold only for it)."""
+    from gateway.snmp.engine import new_engine_id  # pysnmp: only this command needs it
+    from gateway.snmp.usm import localized_keys
+
+    path: Path = args.config
+    config = load_config(path)  # a file the gateway would refuse is not edited
+    name: str = args.name
+    known = {user.name: user for user in config.snmp.users}.get(name, SnmpUser(name=name))
+    auth = args.auth or known.auth
+    priv = known.priv if args.priv is None else None if args.priv == "none" else args.priv
+    saved = StateStore(config.gateway.state_file).load().snmp_engine
+    engine_id = config.snmp.engine_id or (saved.id if saved is not None else new_engine_id())
+    user = replace(
+        known,
+        auth=auth,
+        priv=priv,
+        auth_passphrase=_secret(f"Authentication passphrase for {name}: ", *_PASSPHRASE),
+        priv_passphrase=_secret(f"Privacy passphrase for {name}: ", *_PASSPHRASE) if priv else None,
+    )
+    auth_key, priv_key = localized_keys(user, engine_id)
+    section = f"snmp.users.{name}"
+    changes = [("snmp", "engine_id", f"0x{engine_id.hex()}")] if config.snmp.engine_id is None else []
+    changes += [
+        (section, key, value)
+        for key, value in reversed(  # each new key goes under the table's header: the last first
+            (
+                ("auth", auth),
+                ("auth_key", f"0x{auth_key.hex()}"),
+                ("auth_passphrase", None),
+                ("priv", priv or "none"),
+                ("priv_key", None if priv_key is None else f"0x{priv_key.hex()}"),
+                ("priv_passphrase", None),
+                ("level", "authPriv" if priv else "authNoPriv"),
+                ("access", args.access or known.access),
+            )
+        )
+    ]
+    set_site_keys(path, changes, AuditLog(config.gateway.state_file.parent / AUDIT_FILE))
+    print(
+        f"{path}: snmp.users.{name} keys written, localized for engine ID 0x{engine_id.hex()} (snmp.engine_id); "
+        "restart the gateway to use them"
+    )
+    return 0
+
+
+def _secret(prompt: str, what: str, shortest: int, why: str = "") -> str:
+    """A password or passphrase: asked twice on a terminal, one line from a pipe."""
+    if sys.stdin.isatty():
+        secret = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != secret:
+            raise GatewayError(f"the two {what}s differ; nothing changed")
+    else:
+        secret = sys.stdin.readline().rstrip("\n")
+    if len(secret) < shortest:
+        raise GatewayError(f"a {what} of at least {shortest} characters{why}, please; nothing changed")
+    return secret
 
 
 def _export_ede(args: argparse.Namespace) -> int:

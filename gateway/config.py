@@ -42,6 +42,8 @@ __all__ = [
     "ModbusTcpSettings",
     "SerialSettings",
     "SnmpSettings",
+    "SnmpUser",
+    "UpstreamSettings",
     "WebSettings",
     "SECTIONS",
     "SETTABLE",
@@ -63,6 +65,11 @@ MAX_DEVICE_INSTANCE = 4194303
 MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
 VALID_NETWORKS = range(1, 65535)
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
+# The upstream port's rates: MS/TP's (ASHRAE 135 clause 9.2: 9600-76800) and Modbus RTU's.
+MSTP_BAUDRATES = (9600, 19200, 38400, 76800)
+UPSTREAM_MODES = ("off", "mstp", "modbus_rtu")
+MSTP_MACS = range(128)  # master nodes; 128-254 are slaves only, 255 is broadcast
+MSTP_NOT_AVAILABLE = "the BACnet router's MS/TP port is not available in this version yet"
 # What the BCPME does with a virtual network number outside VALID_NETWORKS.
 FALLBACK_NETWORK = 5
 
@@ -84,9 +91,10 @@ class _Refused(Exception):
         return [ConfigProblem(key, value, self.allowed)]
 
 
-def _key(default: object, rule: _Rule) -> Any:
-    """Declare a settings key: its default (already in parsed form) and its rule."""
-    return field(default=default, metadata={_RULE: rule})
+def _key(default: object, rule: _Rule, *, secret: bool = False) -> Any:
+    """Declare a settings key: its default (already in parsed form) and its rule; a secret one is
+    left out of the settings' repr (and so of any log line or traceback that shows them)."""
+    return field(default=default, metadata={_RULE: rule}, repr=not secret)
 
 
 # Rules: each takes the raw TOML value and returns the parsed one or raises _Refused.
@@ -324,6 +332,133 @@ def _address_ranges() -> _Rule:
     return check
 
 
+def _protocol(octets: Mapping[str, int], refused: Mapping[str, str]) -> _Rule:
+    """One of the names in `octets`; a name in `refused` gets its reason."""
+    allowed = ", ".join(show_value(name) for name in octets)
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str) and raw in octets:
+            return raw
+        reason = refused.get(raw.lower()) if isinstance(raw, str) else None
+        raise _Refused(f"{allowed} ({reason})" if reason else allowed)
+
+    return check
+
+
+def _passphrase() -> _Rule:
+    allowed = f"at least {MIN_PASSPHRASE} characters (RFC 3414), at most 1024"
+
+    def check(raw: object) -> str:
+        if isinstance(raw, str) and MIN_PASSPHRASE <= len(raw) <= 1024:
+            return raw
+        # The passphrase itself never goes into a message.
+        raise _Refused(allowed, (ConfigProblem("", _hidden(raw), allowed),))
+
+    return check
+
+
+def _hidden(raw: object) -> str:
+    return f"({len(raw)} characters, not shown)" if isinstance(raw, str) else "(not a string)"
+
+
+_HEX = re.compile(r"0x(?:[0-9A-Fa-f]{2})+")
+
+
+def _hex_octets(what: str, low: int, high: int, *, secret: bool) -> _Rule:
+    allowed = f'{what}: "0x" and {low}-{high} octets in hex'
+
+    def check(raw: object) -> bytes:
+        if isinstance(raw, str) and _HEX.fullmatch(raw) and low <= len(raw) // 2 - 1 <= high:
+            return bytes.fromhex(raw[2:])
+        raise _Refused(allowed, (ConfigProblem("", _hidden(raw), allowed),) if secret else ())
+
+    return check
+
+
+def _engine_id() -> _Rule:
+    octets = _hex_octets("an SNMP engine ID", 5, 32, secret=False)
+
+    def check(raw: object) -> bytes:
+        engine_id = octets(raw)
+        if engine_id.strip(b"\x00") and engine_id.strip(b"\xff"):
+            return engine_id
+        raise _Refused('an SNMP engine ID: "0x" and 5-32 octets in hex, not all 00 nor all ff (RFC 3411)')
+
+    return check
+
+
+_LOCALIZED_KEY = _hex_octets("a localized key", 16, 64, secret=True)
+_NOT_SHOWN = "(not shown)"
+_USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _snmp_users() -> _Rule:
+    allowed = "tables [snmp.users.NAME], NAME of 1-32 letters, digits, _ or -"
+
+    def check(raw: object) -> tuple[SnmpUser, ...]:
+        if not isinstance(raw, Mapping):  # the value is not shown: it may hold keys
+            raise _Refused(allowed, (ConfigProblem("", _NOT_SHOWN, allowed),))
+        users: list[SnmpUser] = []
+        problems: list[ConfigProblem] = []
+        for name, table in raw.items():
+            where = f"snmp.users.{name}"
+            if not _USER_NAME.fullmatch(name):
+                problems.append(ConfigProblem(where, _NOT_SHOWN, allowed))
+            elif not isinstance(table, Mapping):
+                problems.append(ConfigProblem(where, _NOT_SHOWN, f"a table [{where}]"))
+            else:
+                found = len(problems)
+                user = replace(_parse_section(where, SnmpUser, table, problems, secret=True), name=name)
+                if len(problems) == found:  # the rules between keys only once each key is good
+                    users.append(_checked_user(user, where, problems))
+        if problems:  # keys relative to snmp.users, as the rules of a key give them
+            raise _Refused(allowed, tuple(replace(p, key=p.key.removeprefix("snmp.users")) for p in problems))
+        return tuple(users)
+
+    return check
+
+
+def _checked_user(user: SnmpUser, where: str, problems: list[ConfigProblem]) -> SnmpUser:
+    """The rules between a user's keys; the level, when not given, follows the privacy protocol."""
+    for kind, protocol, octets in (("auth", user.auth, AUTH_KEY_OCTETS), ("priv", user.priv, PRIV_KEY_OCTETS)):
+        passphrase, key = getattr(user, f"{kind}_passphrase"), getattr(user, f"{kind}_key")
+        if protocol is None:
+            if passphrase is not None or key is not None:
+                given = f"{kind}_passphrase" if passphrase is not None else f"{kind}_key"
+                problems.append(ConfigProblem(f"{where}.{given}", _NOT_SHOWN, f'none with {kind} = "none"'))
+        elif (passphrase is None) == (key is None):
+            problems.append(
+                ConfigProblem(
+                    f"{where}.{kind}_passphrase",
+                    "(both given)" if key is not None else "(missing)",
+                    f"one of {kind}_passphrase (at least {MIN_PASSPHRASE} characters) or {kind}_key "
+                    "(the key localized for snmp.engine_id, as `bcpm-gateway snmp-user` writes it)",
+                )
+            )
+        elif key is not None and len(key) != octets[protocol]:
+            problems.append(
+                ConfigProblem(
+                    f"{where}.{kind}_key",
+                    f"({len(key)} octets, not shown)",
+                    f'{octets[protocol]} octets for {kind} = "{protocol}" ("0x" and {2 * octets[protocol]} hex digits)',
+                )
+            )
+    level = user.level or ("authPriv" if user.priv else "authNoPriv")
+    if (level == "authPriv") != (user.priv is not None):
+        allowed = '"authNoPriv" with priv = "none"' if user.priv is None else '"authPriv" with a privacy protocol'
+        problems.append(ConfigProblem(f"{where}.level", level, allowed + " (a user is served at its one level)"))
+    if user.notify_type == "inform" and (user.auth_key is not None or user.priv_key is not None):
+        problems.append(
+            ConfigProblem(
+                f"{where}.notify_type",
+                "inform",
+                '"trap" for a user with localized keys, or passphrases: an inform is signed with keys '
+                "localized for the receiver's engine",
+            )
+        )
+    return replace(user, level=level)
+
+
 _PORT = _integer(1, 65535)
 _COMMUNITY = _string(1, 32, printable=True)
 
@@ -429,12 +564,66 @@ class BacnetSettings:
     doctor_interval: float = _key(300.0, _number(0.0, 86400.0))
 
 
+#: The octets of a localized key: the hash's size for authentication (RFC 3414, RFC 7860), the
+#: cipher's key for privacy (RFC 3826; AES-192 and AES-256 keys extended as net-snmp does).
+AUTH_KEY_OCTETS = {"sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
+PRIV_KEY_OCTETS = {"aes128": 16, "aes192": 24, "aes256": 32}
+MIN_PASSPHRASE = 8  # RFC 3414 11.2
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpUser:
+    """[snmp.users.NAME]: an SNMPv3 user of the User-based Security Model (RFC 3414).
+
+    Each key is a passphrase (localized for the engine at start) or a key already localized for
+    `snmp.engine_id` (as `bcpm-gateway snmp-user` writes it). `priv` None: no privacy, and the user
+    is served at authNoPriv; otherwise at authPriv (`level`, the one level it is served at). Its
+    notifications go to `notify_hosts` as traps (signed by this engine) or informs (acknowledged).
+    """
+
+    name: str = ""  # the table's own name: no key inside it
+    auth: str = _key("sha256", _protocol(AUTH_KEY_OCTETS, {"md5": "MD5 is refused: it is broken; SHA-2 is RFC 7860's"}))
+    auth_passphrase: str | None = _key(None, _passphrase(), secret=True)
+    auth_key: bytes | None = _key(None, _LOCALIZED_KEY, secret=True)
+    priv: str | None = _key(
+        "aes128",
+        _optional(
+            _protocol(
+                PRIV_KEY_OCTETS,
+                {
+                    "des": "DES is refused: its 56-bit key is broken",
+                    "3des": "3DES is refused: use AES",
+                    "aes": 'spelled "aes128"',
+                },
+            ),
+            "no privacy",
+            word="none",
+        ),
+    )
+    priv_passphrase: str | None = _key(None, _passphrase(), secret=True)
+    priv_key: bytes | None = _key(None, _LOCALIZED_KEY, secret=True)
+    level: Literal["authNoPriv", "authPriv"] | None = _key(None, _choice("authNoPriv", "authPriv"))
+    access: Literal["read-only", "read-write"] = _key("read-only", _choice("read-only", "read-write"))
+    notify_hosts: tuple[tuple[str, int], ...] = _key((), _list_of(_endpoint(162), "receivers"))
+    notify_type: Literal["trap", "inform"] = _key("trap", _choice("trap", "inform"))
+
+    @property
+    def localized(self) -> bool:
+        """Its keys were given localized (for snmp.engine_id)."""
+        return self.auth_key is not None or self.priv_key is not None
+
+    def __str__(self) -> str:
+        """What a status page shows of it: nms (sha256, aes128, authPriv, read-write)."""
+        return f"{self.name} ({self.auth}, {self.priv or 'no privacy'}, {self.level}, {self.access})"
+
+
 @dataclass(frozen=True, slots=True)
 class SnmpSettings:
-    """[snmp]: the SNMP v2c agent and its notification receivers.
+    """[snmp]: the SNMP agent (v2c with communities, v3 with users) and its notification receivers.
 
     `write_community` None means SNMP SET is off; there is deliberately no default.
-    `notify_hosts` is a tuple of (host, port).
+    `notify_hosts` is a tuple of (host, port): v2c trap receivers. `engine_id` None: the engine ID
+    made at the first start, kept in the state file.
     """
 
     enabled: bool = _key(True, _boolean())
@@ -446,6 +635,13 @@ class SnmpSettings:
     notify_hosts: tuple[tuple[str, int], ...] = _key(
         (), _list_of(_endpoint(162), 'receivers, "ipv4" or "ipv4:port" (port 162 by default)')
     )
+    # SNMPv1 and v2c (communities in clear text): requests answered and traps sent.
+    v2c: bool = _key(True, _boolean())
+    engine_id: bytes | None = _key(None, _optional(_engine_id(), "made once, kept in the state file"))
+    users: tuple[SnmpUser, ...] = _key((), _snmp_users())
+    # Seconds an inform waits for its acknowledgement, and how often it is sent again after that.
+    inform_timeout: float = _key(1.0, _number(0.1, 60.0))
+    inform_retries: int = _key(2, _integer(0, 10))
     # Varbinds in one GETBULK response, whatever max-repetitions asks: bounds the agent's work.
     # Above 4096 a cap means nothing: a varbind takes at least about 16 bytes, so more never fit
     # one 65507-byte UDP datagram (the response is cut to fit one anyway).
@@ -466,6 +662,14 @@ class SnmpSettings:
     contact: str = _key("", _display_string())
     name: str = _key("", _display_string())
 
+    @property
+    def versions(self) -> str:
+        """Which versions answer, and the v3 users: "v2c, v3: nms (sha256, aes128, authPriv, read-only)"."""
+        on = ["v2c"] if self.v2c else []
+        if self.users:
+            on.append("v3: " + ", ".join(map(str, self.users)))
+        return ", ".join(on)
+
 
 @dataclass(frozen=True, slots=True)
 class ModbusTcpSettings:
@@ -485,6 +689,35 @@ class ModbusTcpSettings:
     idle_timeout: float = _key(60.0, _number(0.0, 86400.0))
     frame_timeout: float = _key(5.0, _number(0.1, 60.0))
     keepalive: int = _key(20, _integer(0, 7200))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """[upstream]: the second RS-485 port, toward the building system (the BCPME's Protocol_Mode).
+
+    "mstp": a BACnet MS/TP master node, the router's port on the MS/TP network `network`
+    (`baudrate` from MSTP_BAUDRATES, 8N1). "modbus_rtu": a Modbus RTU slave serving the meters as
+    Modbus TCP does, answering `units` (None: the meters' own addresses).
+    """
+
+    mode: Literal["off", "mstp", "modbus_rtu"] = _key("off", _choice(*UPSTREAM_MODES))
+    port: str = _key("/dev/ttyUSB1", _string())
+    baudrate: int = _key(38400, _choice(*sorted({*BAUDRATES, *MSTP_BAUDRATES})))
+    parity: Literal["N", "E", "O"] = _key("N", _choice("N", "E", "O"))
+    stopbits: Literal[1, 2] = _key(1, _choice(1, 2))
+    rs485: Literal["none", "kernel", "rts"] = _key("none", _choice("none", "kernel", "rts"))
+    rts_delay_before: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    rts_delay_after: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
+    echo: bool = _key(False, _boolean())
+    # MS/TP
+    mac: int = _key(127, _integer(MSTP_MACS[0], MSTP_MACS[-1]))
+    max_master: int = _key(127, _integer(1, MSTP_MACS[-1]))
+    max_info_frames: int = _key(10, _integer(1, 255))
+    network: int = _key(51, _integer(VALID_NETWORKS[0], VALID_NETWORKS[-1]))
+    # Modbus RTU slave
+    units: tuple[int, ...] | None = _key(None, _optional(_address_ranges(), "the meters' own addresses"))
+    read_only: bool = _key(False, _boolean())
+    cache_max_age: float = _key(2.0, _number(0.0, 3600.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +777,7 @@ class Config:
     snmp: SnmpSettings = field(default_factory=SnmpSettings)
     modbus_tcp: ModbusTcpSettings = field(default_factory=ModbusTcpSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     log: LogSettings = field(default_factory=LogSettings)
     warnings: tuple[str, ...] = ()
     source: Path | None = None
@@ -557,6 +791,7 @@ SECTIONS: Mapping[str, type] = {
     "snmp": SnmpSettings,
     "modbus_tcp": ModbusTcpSettings,
     "web": WebSettings,
+    "upstream": UpstreamSettings,
     "log": LogSettings,
 }
 
@@ -582,8 +817,9 @@ SETTABLE: Mapping[str, frozenset[str]] = {
         "max_foreign_ttl max_built_objects fast_reads max_segments max_segmented_requests "
         "max_segmented_requests_per_client foreign_bbmd foreign_ttl rtc_control reinit_password read_only "
         "doctor_interval",
-        "snmp": "enabled address port read_community write_community trap_community notify_hosts "
-        "max_response_varbinds bulk_amplification rate_limit allow trap_rate location contact name",
+        "snmp": "enabled address port read_community write_community trap_community notify_hosts v2c users "
+        "inform_timeout inform_retries max_response_varbinds bulk_amplification rate_limit allow trap_rate location "
+        "contact name",
         "modbus_tcp": "enabled address port cache_max_age max_connections read_only allow idle_timeout frame_timeout "
         "keepalive",
         "web": "session_minutes login_attempts max_connections max_connections_per_client rate_limit trend_hours",
@@ -707,26 +943,42 @@ _NOTHING = object()  # what no rule takes
 def raw_settings(config: Config) -> dict[str, dict[str, Any]]:
     """Every key of every section as the TOML value that gives what `config` holds (the rules
     undone): `parse_config` of it gives the same settings back. For a download of the whole
-    configuration and for forms that show each key as a user would write it.
+    configuration and for forms that show each key as a user would write it. A key whose value
+    TOML cannot write (an SNMPv3 user's passphrase it does not have) is left out, as the file
+    leaves it out.
 
     >>> raw_settings(default_config())["serial"]["scan"], raw_settings(default_config())["bacnet"]["ip_network"]
     ('1-247', 'auto')
     """
-    return {
-        name: {spec.name: _raw(getattr(getattr(config, name), spec.name), spec.metadata[_RULE]) for spec in fields(cls)}
-        for name, cls in SECTIONS.items()
-    }
+    return {name: _raw_table(getattr(config, name)) for name in SECTIONS}
+
+
+def _raw_table(settings: object) -> dict[str, Any]:
+    table = {}
+    for spec in fields(settings):  # type: ignore[arg-type]
+        if _RULE in spec.metadata:  # (an SNMPv3 user's name is its table's, not a key)
+            value = _raw(getattr(settings, spec.name), spec.metadata[_RULE])
+            if value is not _LEFT_OUT:
+                table[spec.name] = value
+    return table
+
+
+_LEFT_OUT = object()  # a key none of whose words stands for its value (None): not written
 
 
 def _raw(value: object, rule: _Rule | None = None) -> Any:
-    if value is None:  # an optional key's word for none: "" or "auto"
-        return next(word for word in ("", "auto") if rule is not None and _gives_none(rule, word))
+    if value is None:  # an optional key's word for none: "" or "auto", or none at all
+        return next((word for word in ("", "auto") if rule is not None and _gives_none(rule, word)), _LEFT_OUT)
     if isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
     if isinstance(value, IPv4Network) and value.prefixlen == 32:
         return str(value.network_address)  # a host, as a site writes it
     if isinstance(value, Path | IPv4Interface | IPv4Network):
         return str(value)
+    if isinstance(value, tuple) and all(isinstance(item, SnmpUser) for item in value) and not _takes(rule, []):
+        return {user.name: _raw_table(user) for user in value}  # [snmp.users.NAME], none: an empty table
     if isinstance(value, tuple):
         if len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int:
             return f"{value[0]}:{value[1]}"  # an endpoint
@@ -737,10 +989,15 @@ def _raw(value: object, rule: _Rule | None = None) -> Any:
 
 
 def _gives_none(rule: _Rule, word: str) -> bool:
+    return _takes(rule, word) and rule(word) is None
+
+
+def _takes(rule: _Rule | None, raw: object) -> bool:
     try:
-        return rule(word) is None
+        rule and rule(raw)
     except _Refused:
         return False
+    return True
 
 
 def _ranges(numbers: tuple[int, ...]) -> str:
@@ -770,14 +1027,18 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     return merged
 
 
-def _parse_section(name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem]) -> Any:
-    declared = {spec.name: spec for spec in fields(cls)}
+def _parse_section(
+    name: str, cls: type, raw: Mapping[str, Any], problems: list[ConfigProblem], *, secret: bool = False
+) -> Any:
+    """The section's settings; a ``secret`` section does not show the value of a key it does not
+    know (a misspelt passphrase)."""
+    declared = {spec.name: spec for spec in fields(cls) if _RULE in spec.metadata}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         spec = declared.get(key)
         if spec is None:
             allowed = f"keys in [{name}]: " + ", ".join(declared)
-            problems.append(ConfigProblem(f"{name}.{key}", value, allowed))
+            problems.append(ConfigProblem(f"{name}.{key}", _NOT_SHOWN if secret else value, allowed))
             continue
         try:
             values[key] = spec.metadata[_RULE](value)
@@ -811,6 +1072,8 @@ def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warni
                 "both web.tls_cert and web.tls_key, or neither (self-signed)",
             )
         )
+    _check_snmp(sections["snmp"], problems, warnings)
+    _check_upstream(sections, problems, warnings)
     if bacnet.bbmd and bacnet.foreign_bbmd is not None:
         host, port = bacnet.foreign_bbmd
         problems.append(
@@ -822,11 +1085,77 @@ def _check_across(sections: dict[str, Any], problems: list[ConfigProblem], warni
         )
 
 
+def _check_snmp(snmp: SnmpSettings, problems: list[ConfigProblem], warnings: list[str]) -> None:
+    if not snmp.v2c and not snmp.users:
+        problems.append(
+            ConfigProblem("snmp.v2c", False, "true, or false with SNMPv3 users ([snmp.users.NAME]) to answer")
+        )
+    if not snmp.v2c and snmp.notify_hosts:
+        receivers = [f"{host}:{port}" for host, port in snmp.notify_hosts]
+        problems.append(ConfigProblem("snmp.notify_hosts", receivers, "[] with snmp.v2c = false (they get v2c traps)"))
+    for user in snmp.users:
+        if user.localized and snmp.engine_id is None:
+            key = "auth_key" if user.auth_key is not None else "priv_key"
+            problems.append(
+                ConfigProblem(
+                    f"snmp.users.{user.name}.{key}",
+                    _NOT_SHOWN,
+                    "a localized key only with snmp.engine_id set (the engine it was localized for), or a passphrase",
+                )
+            )
+    if snmp.enabled and snmp.v2c and snmp.users:
+        warnings.append(
+            "snmp.v2c = true beside SNMPv3 users: v2c communities travel in clear text; "
+            "set snmp.v2c = false once every manager speaks SNMPv3"
+        )
+
+
+def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem], warnings: list[str]) -> None:
+    """What the upstream port's mode asks of its other keys and of the other sections."""
+    upstream: UpstreamSettings = sections["upstream"]
+    bacnet: BacnetSettings = sections["bacnet"]
+    if upstream.mode == "off":
+        return
+    if upstream.port == sections["serial"].port:
+        problems.append(
+            ConfigProblem("upstream.port", upstream.port, "a port other than serial.port (the meters' line)")
+        )
+    if upstream.mode == "modbus_rtu":
+        if upstream.baudrate not in BAUDRATES:
+            allowed = ", ".join(map(str, BAUDRATES))
+            problems.append(
+                ConfigProblem("upstream.baudrate", upstream.baudrate, f'{allowed} with mode = "modbus_rtu"')
+            )
+        return
+    mstp = 'with mode = "mstp"'
+    warnings.append(f'upstream.mode = "mstp" is valid, but `bcpm-gateway run` refuses it: {MSTP_NOT_AVAILABLE}')
+    if upstream.baudrate not in MSTP_BAUDRATES:
+        allowed = ", ".join(map(str, MSTP_BAUDRATES))
+        problems.append(ConfigProblem("upstream.baudrate", upstream.baudrate, f"{allowed} {mstp}"))
+    for key, value, fixed in (("parity", upstream.parity, "N"), ("stopbits", upstream.stopbits, 1)):
+        if value != fixed:
+            problems.append(ConfigProblem(f"upstream.{key}", value, f"{show_value(fixed)} {mstp} (MS/TP is 8N1)"))
+    if upstream.mac > upstream.max_master:
+        problems.append(
+            ConfigProblem("upstream.max_master", upstream.max_master, f"{upstream.mac}-127 (at least upstream.mac)")
+        )
+    if not bacnet.enabled:
+        problems.append(
+            ConfigProblem("upstream.mode", upstream.mode, '"off" or "modbus_rtu" with bacnet.enabled = false')
+        )
+    taken = {"bacnet.network": bacnet.network, "bacnet.ip_network": bacnet.ip_network}
+    for key, number in taken.items():
+        if upstream.network == number:
+            problems.append(
+                ConfigProblem("upstream.network", upstream.network, f"a number other than {key} ({number})")
+            )
+
+
 def defaults_to_change_warning(config: Config) -> str | None:
     """A warning naming the keys left at a default that opens a face on a non-loopback address to anyone."""
     bacnet, snmp, modbus, web = config.bacnet, config.snmp, config.modbus_tcp, config.web
     found = []
-    if snmp.enabled and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
+    if snmp.enabled and snmp.v2c and not IPv4Address(snmp.address).is_loopback and snmp.read_community == "public":
         found.append('snmp.read_community = "public" (anyone can read)')
     if bacnet.enabled and not bacnet.address.ip.is_loopback and not bacnet.reinit_password:
         found.append('bacnet.reinit_password = "" (no password for ReinitializeDevice)')
@@ -841,10 +1170,11 @@ def defaults_to_change_warning(config: Config) -> str | None:
 
 def with_key(text: str, section: str, key: str, value: object) -> str:
     """TOML text with `key` of `[section]` set to `value`, comments and the rest kept: the key's
-    line replaced, or added under the section's header, or a new section at the end."""
+    line replaced, or added under the section's header, or a new section at the end. `value`
+    None removes the key's line, if there is one."""
     import tomli_w  # only the commands that write a config file need it
 
-    line = tomli_w.dumps({key: value}).strip()
+    line = "" if value is None else tomli_w.dumps({key: value}).strip()
     lines = text.splitlines()
     header = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?")
     current, header_at = None, None
@@ -854,15 +1184,27 @@ def with_key(text: str, section: str, key: str, value: object) -> str:
             current = found[1]
             header_at = number if current == section else header_at
         elif current == section and re.match(rf"\s*{re.escape(key)}\s*=", existing):
-            lines[number] = line
+            lines[number : number + 1] = [] if value is None else [line]
             return "\n".join(lines) + "\n"
+    if value is None:
+        return text
     if header_at is None:
         return "\n".join([*lines, "", f"[{section}]", line]) + "\n"
     lines.insert(header_at + 1, line)
     return "\n".join(lines) + "\n"
 
 
-SECRET_KEYS = ("read_community", "write_community", "trap_community", "reinit_password", "password_hash")
+SECRET_KEYS = (
+    "read_community",
+    "write_community",
+    "trap_community",
+    "reinit_password",
+    "password_hash",
+    "auth_passphrase",
+    "auth_key",
+    "priv_passphrase",
+    "priv_key",
+)
 
 
 def readable_secrets_warning(path: Path) -> str | None:

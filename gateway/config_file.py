@@ -3,7 +3,7 @@ gateway may change from its web face, and the audit of both.
 
 Two files, two owners. The site's file (``/etc/bcpm-gateway/gateway.toml``, ``0640
 root:bcpm-gateway``) is read by the gateway and written only by root: by hand, or by
-``bcpm-gateway set-password`` through `set_site_key`. The gateway, which faces the network, never
+``bcpm-gateway set-password`` through `set_site_keys`. The gateway, which faces the network, never
 gets write access to it (the systemd unit's ``ProtectSystem=strict`` keeps /etc read-only; a gateway
 started as root drops to its user, `gateway.privileges`). What the web face may change goes to the
 settings file beside the state file (`gateway.config.SETTINGS_FILE`, ``0600``, the gateway user's),
@@ -38,7 +38,7 @@ import fcntl
 import os
 import threading
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +68,7 @@ __all__ = [
     "overridden_keys",
     "previous_settings",
     "revert_settings",
-    "set_site_key",
+    "set_site_keys",
     "upload_changes",
 ]
 
@@ -184,13 +184,7 @@ def configuration_text(config: Config, *, secrets: bool, host: str = "") -> str:
     import tomli_w  # only a download needs it
 
     tables = raw_settings(config)
-    left_out = []
-    if not secrets:
-        for section, keys in tables.items():
-            for key in SECRET_KEYS:
-                if key in keys:
-                    del keys[key]
-                    left_out.append(f"{section}.{key}")
+    left_out = [] if secrets else _secrets_taken_out(tables)
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     heading = [
         f"# The configuration of the BCPM gateway{f' {host}' if host else ''} as it runs after a restart, {made}:",
@@ -201,19 +195,35 @@ def configuration_text(config: Config, *, secrets: bool, host: str = "") -> str:
     return "\n".join(heading) + "\n\n" + tomli_w.dumps(tables)
 
 
+def _secrets_taken_out(tables: dict[str, Any], where: str = "") -> list[str]:
+    """Take every secret out of raw TOML tables, however deep (an SNMPv3 user's keys); their names."""
+    taken = []
+    for key, value in list(tables.items()):
+        name = f"{where}.{key}" if where else key
+        if key in SECRET_KEYS:
+            del tables[key]
+            taken.append(name)
+        elif isinstance(value, dict):
+            taken += _secrets_taken_out(value, name)
+    return taken
+
+
 def overridden_keys(site_file: Path) -> list[str]:
     """The keys of the settings file that the gateway runs with instead of the site file's."""
     config = load_config(site_file)
     return [f"{section}.{key}" for section, keys in read_settings(settings_file(config)).items() for key in keys]
 
 
-def set_site_key(site_file: Path, section: str, key: str, value: object, audit: AuditLog | None = None) -> None:
-    """Set one key in the site's own file, comments and the rest kept (a command run by root).
+def set_site_keys(site_file: Path, changes: Sequence[tuple[str, str, object]], audit: AuditLog | None = None) -> None:
+    """Set keys (section, key, value; None removes the key) in the site's own file, comments and
+    the rest kept, in one write (a command run by root).
 
     The file keeps its owner and group, and its mode but at most 0640 (it holds secrets). Raises
     ConfigError, writing nothing, when the result is refused.
     """
-    text = with_key(site_file.read_text(encoding="utf-8"), section, key, value)
+    text = site_file.read_text(encoding="utf-8")
+    for section, key, value in changes:
+        text = with_key(text, section, key, value)
     try:
         parse_config(tomllib.loads(text))
     except ConfigError as error:
@@ -222,7 +232,8 @@ def set_site_key(site_file: Path, section: str, key: str, value: object, audit: 
     owner = (status.st_uid, status.st_gid) if os.geteuid() == 0 else None
     write_atomically(site_file, text.encode(), status.st_mode & 0o740, owner)
     if audit is not None:
-        audit.record(Actor("root", "local"), "change the site's config file", "done", key=f"{section}.{key}")
+        for section, key, _ in changes:
+            audit.record(Actor("root", "local"), "change the site's config file", "done", key=f"{section}.{key}")
 
 
 def _checked(

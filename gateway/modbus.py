@@ -5,6 +5,7 @@ Serial Line V1.02): the limits and codes several layers share, so each states th
     MAX_READ_REGISTERS           # 125: registers one FC03/FC04 read may ask for
     UNIT_ADDRESSES               # range(1, 248): the addresses a serial slave may have
     EXCEPTION_NAMES[0x0B]        # "gateway target device failed to respond"
+    rtu_silence(19200)           # 0.002005: t3.5, the silence that ends an RTU frame
 """
 
 from __future__ import annotations
@@ -35,3 +36,17 @@ EXCEPTION_NAMES: dict[int, str] = {
     GATEWAY_PATH_UNAVAILABLE: "gateway path unavailable",
     GATEWAY_TARGET_FAILED: "gateway target device failed to respond",
 }
+
+
+# Modbus RTU counts a character as 11 bits for t3.5 whatever the framing, and fixes t3.5 above
+# 19200 baud because the computed value becomes too short for UARTs to honour.
+_RTU_CHAR_BITS = 11
+_FAST_BAUD = 19200
+_FAST_SILENCE = 0.00175
+
+
+def rtu_silence(baudrate: int) -> float:
+    """The inter-frame gap t3.5 of Modbus RTU in seconds at a baud rate (Modbus over Serial Line 2.5.1.1)."""
+    if baudrate > _FAST_BAUD:
+        return _FAST_SILENCE
+    return 3.5 * _RTU_CHAR_BITS / baudrate

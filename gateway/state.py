@@ -13,7 +13,8 @@ The file is JSON a person can read and repair:
      "overrides": {"1": {"object_instance": 1001, "object_name": "PDU_A"}},
      "router": {"device_id_offset": null, "network": null},
      "database_revision": 3,
-     "line": {"baudrate": 9600, "parity": "N"}}
+     "line": {"baudrate": 9600, "parity": "N"},
+     "snmp_engine": {"id": "80000ef905a1b2c3d4e5f60718", "boots": 12}}
 
 `cov_subscriptions` are the BACnet COV subscriptions, so a BMS keeps its notifications across a
 restart (optional: a file without it loads with none):
@@ -40,6 +41,8 @@ every change a client's copy of the device database must notice (a node added or
 device name or ID written, the device ID offset set, a circuit named). A file written before it existed loads as 0.
 `line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
 start; a file without it (written before it existed, or before they were found) loads as None.
+`snmp_engine` is the SNMP agent's snmpEngineID and snmpEngineBoots (RFC 3414: the boots rise at
+every start, so a manager's cached engine time stays valid); None until the agent first started.
 
 A file that is not exactly this is refused with a StateError naming the file and the problem
 (but for a COV subscription, see above); nothing is ever silently dropped. The same check runs
@@ -80,7 +83,15 @@ from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import CIRCUITS
 
-__all__ = ["DeviceOverride", "IdentityStore", "SavedLine", "SavedSubscription", "State", "StateStore"]
+__all__ = [
+    "DeviceOverride",
+    "IdentityStore",
+    "SavedEngine",
+    "SavedLine",
+    "SavedSubscription",
+    "State",
+    "StateStore",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +130,14 @@ class SavedLine:
     parity: str
 
 
+@dataclass(frozen=True, slots=True)
+class SavedEngine:
+    """The SNMP agent's engine ID, and how many times it started with it (snmpEngineBoots)."""
+
+    id: bytes
+    boots: int
+
+
 class _Keep(Enum):
     KEEP = "keep"
 
@@ -135,6 +154,7 @@ class State:
     None means "use the configured value". `database_revision` goes up with every change of the
     devices' names, IDs or number, in the same save as the change.
     `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
+    `snmp_engine` is None until the SNMP agent first started.
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
@@ -145,6 +165,7 @@ class State:
     line: SavedLine | None = None
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
     circuit_names: Mapping[int, Mapping[int, str]] = field(default_factory=_frozen_mapping)
+    snmp_engine: SavedEngine | None = None
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -200,6 +221,10 @@ class State:
     def with_line(self, line: SavedLine) -> State:
         """Keep the line settings found by ``serial.baudrate = "auto"``."""
         return replace(self, line=line)
+
+    def with_snmp_engine(self, engine: SavedEngine) -> State:
+        """Keep the SNMP agent's engine ID and boots."""
+        return replace(self, snmp_engine=engine)
 
     def with_router(
         self,
@@ -408,6 +433,14 @@ _LINE_RULES: dict[str, _Rule] = {
     "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
     "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
 }
+_SNMP_ENGINE_RULES: dict[str, _Rule] = {
+    # snmpEngineID: 5-32 octets (RFC 3411), in hex
+    "id": (
+        (lambda value: isinstance(value, str) and re.fullmatch(r"(?:[0-9a-f]{2}){5,32}", value) is not None),
+        "5-32 octets in lowercase hex",
+    ),
+    "boots": _integer_in(range(1, 2**31)),
+}
 _OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
 _SUBSCRIBER = re.compile(
     r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
@@ -423,7 +456,7 @@ _SUBSCRIPTION_RULES: dict[str, _Rule] = {
 }
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "circuit_names")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "circuit_names")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 _CHANNEL_KEY = re.compile(r"[1-9][0-9]?")
@@ -515,6 +548,8 @@ def _problems(data: object) -> list[str]:
         _check_fields("line", top["line"], _LINE_RULES, problems)
     if "circuit_names" in top:
         _check_circuit_names(top["circuit_names"], problems)
+    if "snmp_engine" in top:
+        _check_fields("snmp_engine", top["snmp_engine"], _SNMP_ENGINE_RULES, problems)
     return problems
 
 
@@ -598,6 +633,8 @@ def _state_to_json(state: State) -> dict[str, Any]:
         if state.circuit_names
         else {}
     )
+    engine = state.snmp_engine
+    snmp_engine = {} if engine is None else {"snmp_engine": {"id": engine.id.hex(), "boots": engine.boots}}
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -607,6 +644,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         **line,
         **cov,
         **names,
+        **snmp_engine,
     }
 
 
@@ -627,4 +665,9 @@ def _state_from_json(data: dict[str, Any]) -> State:
         circuit_names={
             int(a): {int(c): name for c, name in names.items()} for a, names in data.get("circuit_names", {}).items()
         },
+        snmp_engine=(
+            SavedEngine(bytes.fromhex(data["snmp_engine"]["id"]), data["snmp_engine"]["boots"])
+            if "snmp_engine" in data
+            else None
+        ),
     )

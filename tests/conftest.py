@@ -12,6 +12,26 @@ from gateway.config import Config
 from gateway.sim import SimulatedLine
 from tests.support import discovered, simulated_line
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_exception_interact(node: pytest.Item) -> None:
+    """A test failed: pytest-timeout is about to stop its clock (as for a debugger), which would
+    leave a teardown that hangs after the failure unbounded. Unless a debugger is wanted, the clock
+    goes on (`pytest_timeout_cancel_timer` below)."""
+    if not node.config.getoption("usepdb"):
+        node.stash[_FAILED] = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    """Keep the test's time bound through the teardown of a failed test; cancel it otherwise."""
+    if item.stash.get(_FAILED, False):
+        item.stash[_FAILED] = False
+        return True  # handled: pytest-timeout leaves its timer running
+    return None
+
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The figures the field acceptance suite measured (its `record_property`s), one line a case."""

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.modbus import ILLEGAL_DATA_ADDRESS
+from gateway.sim import Fault
+from tests.nodes.test_discovery import answer_the_dip_read_of
 from tests.support import TEST_BAUDRATE, config_file
 
 COMMAND = [sys.executable, "-m", "gateway"]
@@ -32,6 +35,25 @@ def test_discover_prints_each_node_with_its_board_pairing(make_line) -> None:
     assert all(row["bcpm"] and row["model"] == "A" and row["serial"].startswith("0x") for row in found)
     table = run("discover", "--port", line.path, "--baudrate", str(TEST_BAUDRATE), "--range", "1-3")
     assert "panel 2 of board 1,2" in table.stdout
+
+
+def test_discover_shows_a_panel_whose_meter_refuses_the_dip_read_as_a_board_of_its_own(make_line) -> None:
+    line = make_line(1)
+    answer_the_dip_read_of(line, 2, Fault(exception=ILLEGAL_DATA_ADDRESS))
+    result = run(
+        "discover",
+        "--port",
+        line.path,
+        "--baudrate",
+        str(TEST_BAUDRATE),
+        "--range",
+        "1-3",
+        "--timeout",
+        "0.5",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert {row["address"]: row["board"] for row in json.loads(result.stdout)} == {1: [1], 2: [2]}
 
 
 def test_discover_on_a_missing_port_says_so(tmp_path: Path) -> None:
@@ -82,7 +104,7 @@ def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -
     try:
         logged = _wait_for_line(process, '"nodes ready"')
         assert json.loads(logged[-1])["addresses"] == [1, 2]
-        # pysnmp would load cryptography (6.5 MB) for the SNMPv3 privacy a serving gateway never uses
+        # pysnmp would load cryptography (6.5 MB) for SNMPv3 privacy, which no user has here
         libraries = Path(f"/proc/{process.pid}/maps").read_text()
         assert "libpython" in libraries or "python3" in libraries
         assert "cryptography" not in libraries

@@ -12,6 +12,7 @@ from gateway.config import (
     SECTIONS,
     UPLOADED_BDT,
     Config,
+    SnmpUser,
     allowed_values,
     default_config,
     load_config,
@@ -43,7 +44,11 @@ def test_the_example_config_file_documents_every_key() -> None:
     for section in ("gateway", "serial", "bacnet", "snmp", "modbus_tcp", "web", "log"):
         assert f"[{section}]" in text
         for key in type(getattr(config, section)).__dataclass_fields__:
-            assert f"\n{key} = " in text, f"{section}.{key} is not in {EXAMPLE.name}"
+            # a table of tables is shown by an example of one, commented out
+            documented = f"\n{key} = " in text or f"\n# [{section}.{key}." in text
+            assert documented, f"{section}.{key} is not in {EXAMPLE.name}"
+    for key in SnmpUser.__dataclass_fields__:
+        assert f"\n# {key} = " in text or key == "name", f"snmp.users.NAME.{key} is not in {EXAMPLE.name}"
 
 
 def test_an_empty_file_gives_the_documented_defaults() -> None:

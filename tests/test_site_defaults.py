@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import defaults_to_change_warning, parse_config
-from tests.support import config_file
+from tests.support import config_file, free_port
 
 COMMAND = [sys.executable, "-m", "gateway"]
 #: TEST-NET-1 (RFC 5737): an address no interface of this machine has, so a bind to it fails
@@ -63,11 +63,12 @@ def test_check_config_prints_the_warning_once(tmp_path: Path) -> None:
 
 def test_run_logs_the_warning_once_before_serving(make_line, tmp_path: Path) -> None:
     line = make_line(1)
+    port = free_port()
     config = config_file(
-        line, tmp_path, modbus_tcp={"enabled": True, "address": ELSEWHERE, "port": 1502}, log={"format": "json"}
+        line, tmp_path, modbus_tcp={"enabled": True, "address": ELSEWHERE, "port": port}, log={"format": "json"}
     )
     result = subprocess.run([*COMMAND, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
     # The bind to an address this machine does not have fails, which ends the gateway: the warning came first.
-    assert result.returncode == 2 and f"cannot listen on {ELSEWHERE}:1502" in result.stderr
+    assert result.returncode == 2 and f"cannot listen on {ELSEWHERE}:{port}" in result.stderr
     assert result.stderr.count("defaults a site should change") == 1
     assert "modbus_tcp.read_only" in result.stderr and "snmp" not in result.stderr.split("cannot listen")[0]

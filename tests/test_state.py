@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ import structlog
 
 from gateway.errors import StateError
 from gateway.nodes.profile import NodeProfile
-from gateway.state import DeviceOverride, SavedLine, SavedSubscription, State, StateStore
+from gateway.state import DeviceOverride, SavedEngine, SavedLine, SavedSubscription, State, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,18 +81,32 @@ def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_
     assert store.load().database_revision == 1
 
 
-def test_the_line_settings_found_are_kept_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "change", "saved"),
+    [
+        ("line", lambda state: state.with_line(SavedLine(9600, "E")), {"baudrate": 9600, "parity": "E"}),
+        (
+            "snmp_engine",
+            lambda state: state.with_snmp_engine(SavedEngine(bytes.fromhex("80000ef9050102030405060708"), 3)),
+            {"id": "80000ef9050102030405060708", "boots": 3},
+        ),
+    ],
+)
+def test_a_later_part_is_kept_and_a_file_written_before_it_still_loads(
+    tmp_path: Path, key: str, change: Callable[[State], State], saved: dict[str, object]
+) -> None:
+    """The line settings found, and the SNMP engine, each absent until there is one."""
     store = StateStore(tmp_path / "state.json")
-    store.path.write_bytes(document())  # no "line": written before the key existed
+    store.path.write_bytes(document())  # written before the key existed
     old = store.load()
-    assert old.line is None
+    assert getattr(old, key) is None
     store.save(old)
-    assert "line" not in json.loads(store.path.read_text())  # not written until found
+    assert key not in json.loads(store.path.read_text())  # not written until there is one
 
-    store.save(old.with_line(SavedLine(9600, "E")))
+    store.save(change(old))
 
-    assert json.loads(store.path.read_text())["line"] == {"baudrate": 9600, "parity": "E"}
-    assert store.load() == old.with_line(SavedLine(9600, "E"))
+    assert json.loads(store.path.read_text())[key] == saved
+    assert store.load() == change(old)
 
 
 KEPT = (
@@ -251,12 +266,23 @@ def document(**changes: object) -> bytes:
             "router.network = 0: allowed 1-65534 or null",
         ),
         (document(extra=1), "extra = 1: allowed keys version, profiles, overrides, router, database_revision, line"),
+        *(
+            (
+                document(profiles={"3": {**GOOD_PROFILE, key: 65536}}),
+                f'profiles["3"].{key} = 65536: allowed 0-65535',
+            )
+            for key in ("device_id", "firmware_rs", "firmware_os")
+        ),
         (document(database_revision=-1), "database_revision = -1: allowed 0-4294967295"),
         (document(database_revision="2"), 'database_revision = "2": allowed 0-4294967295'),
         (document(line={"baudrate": 4800, "parity": "N"}), "line.baudrate = 4800: allowed 9600, 19200, 38400"),
         (document(line={"baudrate": 9600, "parity": "X"}), 'line.parity = "X": allowed N, E, O'),
         (document(line={"baudrate": 9600}), "line.parity is missing"),
         (document(line=None), "line = null: allowed an object"),
+        (document(snmp_engine={"id": "80000ef905", "boots": 0}), "snmp_engine.boots = 0: allowed 1-2147483647"),
+        (document(snmp_engine={"id": "80000ef9", "boots": 1}), 'snmp_engine.id = "80000ef9": allowed 5-32 octets'),
+        (document(snmp_engine={"id": "80000EF905", "boots": 1}), "allowed 5-32 octets in lowercase hex"),
+        (document(snmp_engine={"id": "80000ef905"}), "snmp_engine.boots is missing"),
     ],
 )
 def test_a_broken_state_file_is_refused_with_its_name_and_the_problem_and_left_untouched(
@@ -421,6 +447,12 @@ def test_the_database_revision_goes_up_with_the_devices_names_ids_and_number_onl
     assert {what: kept.database_revision for what, kept in same.items()} == dict.fromkeys(same, revision)
 
 
+def test_the_database_revision_is_an_unsigned32_that_wraps_to_0_only_after_its_last_value() -> None:
+    renamed = DeviceOverride(object_name="PDU_C")
+    assert State(database_revision=2**31 - 1).with_override(1, renamed).database_revision == 2**31
+    assert State(database_revision=2**32 - 1).with_override(1, renamed).database_revision == 0
+
+
 def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:
     state = sample_state().with_profiles(board(5))
 
@@ -465,6 +497,13 @@ def test_a_held_state_file_is_refused_to_a_second_holder_with_the_holders_proces
                 pass
     with store.held():  # released
         pass
+
+
+def test_a_lock_that_cannot_be_made_is_a_state_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")  # where the state folder should be
+    with pytest.raises(StateError, match=r"cannot create its lock .*state\.json\.lock"):
+        with StateStore(tmp_path / "file" / "state.json").held():
+            pass
 
 
 def test_circuit_names_are_kept_as_documented_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:

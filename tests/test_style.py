@@ -45,8 +45,18 @@ SETTING_KEY = re.compile(rf"\b(?:{'|'.join(SECTIONS)})\.[a-z0-9_]+\b")
 EVENT_NAME = re.compile(r"[a-z0-9(][a-z0-9 ,:;()\-]*")
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 NAMERS = {"peer_events", "PeerEvents", "DropReport"}
-# Names made at run time, each checked below: the doctor's conflicts, the Modbus TCP face's refusals.
-MADE_AT_RUN_TIME = {"conflict.event", "f'{conflict.event} cleared'", "f'modbus tcp connection {reason}'"}
+# Names made at run time, each checked below: the doctor's conflicts, the Modbus TCP face's refusals,
+# the serial ports' outages (the bus, the upstream port, an MS/TP link) and an MS/TP address conflict.
+MADE_AT_RUN_TIME = {
+    "conflict.event",
+    "f'{conflict.event} cleared'",
+    "f'modbus tcp connection {reason}'",
+    "f'{self.name} port unavailable'",
+    "f'{self.name} port lost'",
+    "f'{name} port open'",
+    "f'{self.settings.name} mac conflict'",
+}
+PORT_NAMES = ("bus", "upstream", "mstp")
 
 
 def event_name_breaks_convention(name: str) -> bool:
@@ -87,6 +97,8 @@ def test_every_log_event_name_follows_the_convention() -> None:
     [
         *(Conflict(kind, 1, "?").event for kind in get_args(get_type_hints(Conflict)["kind"])),
         *(f"modbus tcp connection {reason}" for reason in Closed),
+        *(f"{port} {event}" for port in PORT_NAMES for event in ("port unavailable", "port lost", "port open")),
+        *(f"{port} mac conflict" for port in PORT_NAMES),
     ],
 )
 def test_event_names_made_at_run_time_follow_the_convention(name: str) -> None:

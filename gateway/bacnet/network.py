@@ -107,7 +107,8 @@ class BacnetNetwork:
             server = getattr(link_layer, "server", None)
             if isinstance(server, IPv4DatagramServer):  # the BACnet/IP port
                 # its socket's protocol is known once bacpypes3's callback has run after the opening
-                await asyncio.wait_for(server._local_transport_ready.wait(), SOCKET_OPEN_TIMEOUT)
+                async with asyncio.timeout(SOCKET_OPEN_TIMEOUT):
+                    await server._local_transport_ready.wait()
                 self.entry.install(server)
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():

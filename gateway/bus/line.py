@@ -10,63 +10,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.modbus import MAX_FRAME
+from gateway.modbus import MAX_FRAME, rtu_silence
+from gateway.serialport import PARITIES, RS485_MODES, STOPBITS, PortSettings
 
-PARITIES = ("N", "E", "O")
-STOPBITS = (1, 2)
+__all__ = ["PARITIES", "QUIET_MAX", "RS485_MODES", "STOPBITS", "LineSettings", "expected_reply_length"]
+
 QUIET_MAX = 0.5  # seconds of quiet after opening the port that satisfy the bus, whatever the allowance
-RS485_MODES = ("none", "kernel", "rts")  # the adapter switches; the UART's RS-485 mode; we drive RTS
-
-# Modbus RTU counts a character as 11 bits for t3.5 whatever the framing, and fixes t3.5 above
-# 19200 baud because the computed value becomes too short for UARTs to honour.
-_RTU_CHAR_BITS = 11
-_FAST_BAUD = 19200
-_FAST_SILENCE = 0.00175
 
 
 @dataclass(frozen=True, slots=True)
-class LineSettings:
+class LineSettings(PortSettings):
     """How to open the RS-485 port, and how long a slave may think before answering.
 
     `timeout` is the slave's allowance beyond the wire time of request and reply, so one
     value fits short and long reads alike.
     """
 
-    port: str
-    baudrate: int = 19200
-    parity: str = "N"
-    stopbits: int = 1
     timeout: float = 0.2
     max_queue: int = 1024
-    rs485: str = "none"  # who switches the driver's direction: see RS485_MODES
-    rts_delay_before: float = 0.0  # seconds RTS is raised before a frame ("kernel", "rts")
-    rts_delay_after: float = 0.0  # and kept after its last bit
-    echo: bool = False  # the receiver hears our own transmission first
 
     def __post_init__(self) -> None:
-        if self.baudrate <= 0:
-            raise ValueError(f"baudrate must be positive, not {self.baudrate}")
-        if self.parity not in PARITIES:
-            raise ValueError(f"parity must be one of {PARITIES}, not {self.parity!r}")
-        if self.stopbits not in STOPBITS:
-            raise ValueError(f"stopbits must be one of {STOPBITS}, not {self.stopbits}")
+        PortSettings.__post_init__(self)  # zero-argument super() fails in a slotted dataclass
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, not {self.max_queue}")
-        if self.rs485 not in RS485_MODES:
-            raise ValueError(f"rs485 must be one of {RS485_MODES}, not {self.rs485!r}")
-        if self.rts_delay_before < 0 or self.rts_delay_after < 0:
-            raise ValueError("RTS delays must not be negative")
-
-    @property
-    def bits_per_char(self) -> int:
-        """Bits one byte takes on the wire: start, 8 data, parity if any, stop bits."""
-        return 1 + 8 + (self.parity != "N") + self.stopbits
-
-    def wire_time(self, nbytes: int) -> float:
-        """Seconds that `nbytes` bytes take on the wire at this baud rate."""
-        return nbytes * self.bits_per_char / self.baudrate
 
     @property
     def quiet_after_open(self) -> float:
@@ -77,9 +45,7 @@ class LineSettings:
     @property
     def silence(self) -> float:
         """The inter-frame gap t3.5 in seconds."""
-        if self.baudrate > _FAST_BAUD:
-            return _FAST_SILENCE
-        return 3.5 * _RTU_CHAR_BITS / self.baudrate
+        return rtu_silence(self.baudrate)
 
 
 def expected_reply_length(pdu: bytes) -> int | None:

@@ -10,7 +10,7 @@ so the next request waits until the line has been quiet for that allowance (the 
 as stale), or every later reply would arrive one request behind. Frames, CRC and reply
 lengths come from pymodbus's `FramerRTU`. For RS-485 hardware it can switch the driver's direction
 (the UART's RS-485 mode, or RTS raised around each frame) and check the echo of each request from
-a transceiver that hears itself.
+a transceiver that hears itself (`gateway.serialport`, shared with the upstream port).
 
     transport = await RtuTransport.open(LineSettings("/dev/ttyUSB0"), on_lost=print)
     reply = await transport.transact(1, bytes.fromhex("0300000002"), timeout=0.2)   # b"\\x03\\x04..."
@@ -22,23 +22,21 @@ One transaction at a time: the scheduler in `gateway.bus.scheduler` guarantees t
 from __future__ import annotations
 
 import asyncio
-import os
 import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-import serial
 import serial_asyncio
 import structlog
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
-from serial.rs485 import RS485Settings
 
 from gateway.bus.errors import BusClosed, CorruptReply, ExceptionReply, NoResponse
 from gateway.bus.line import LineSettings, expected_reply_length
 from gateway.modbus import BROADCAST, MAX_FRAME
+from gateway.serialport import Echo, EchoMismatch, PortUnavailable, open_serial, set_direction, transmit
 
 QUIET_ATTEMPTS = 5  # waits for a quiet line after opening the port before going ahead anyway
 PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the event loop
@@ -77,7 +75,7 @@ class RtuTransport(asyncio.Protocol):
         self._last_rx = 0.0
         self._tx_end = 0.0
         self._buf = bytearray()
-        self._echo = b""  # the part of our request's echo not yet heard back (LineSettings.echo)
+        self._echo = Echo()  # our request's echo, still to be heard back (LineSettings.echo)
         self._expected: _Expected | None = None
         self._waiter: asyncio.Future[bytes] | None = None
         self._silence_timer: asyncio.TimerHandle | None = None
@@ -93,25 +91,12 @@ class RtuTransport(asyncio.Protocol):
         """
         rtu = cls(settings, on_lost)
         try:
-            await serial_asyncio.create_serial_connection(
-                asyncio.get_running_loop(),
-                lambda: rtu,
-                settings.port,
-                baudrate=settings.baudrate,
-                parity=settings.parity,
-                stopbits=settings.stopbits,
-                bytesize=8,
-            )
-        except (serial.SerialException, OSError) as exc:
-            raise BusClosed(f"cannot open {settings.port}: {_reason(exc)}") from exc
-        except termios.error as exc:  # a port that refuses these line settings (a pty any parity)
-            raise BusClosed(
-                f"cannot open {settings.port} at {settings.baudrate} baud, "
-                f"8{settings.parity}{settings.stopbits}: {exc.args[-1]}"
-            ) from exc
-        # create_serial_connection only schedules connection_made.
-        await rtu._made
-        rtu._direction_control()
+            transport = await open_serial(settings, rtu)
+            # open_serial only schedules connection_made.
+            await rtu._made
+            set_direction(transport, settings)
+        except PortUnavailable as exc:
+            raise BusClosed(str(exc)) from exc
         await rtu._quiet_line()
         _log.info("bus port open", port=settings.port, baudrate=settings.baudrate)
         return rtu
@@ -121,66 +106,6 @@ class RtuTransport(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.abort()
         await self._lost
-
-    def _direction_control(self) -> None:
-        """Set up how the RS-485 driver switches direction (LineSettings.rs485); BusClosed if the
-        port cannot do it (a plain serial port has no RS-485 mode, a pty not even RTS)."""
-        settings = self._settings
-        assert self._transport is not None
-        port = self._transport.serial
-        try:
-            if settings.rs485 == "kernel":
-                port.rs485_mode = RS485Settings(
-                    rts_level_for_tx=True,
-                    rts_level_for_rx=False,
-                    delay_before_tx=settings.rts_delay_before,
-                    delay_before_rx=settings.rts_delay_after,
-                )
-            elif settings.rs485 == "rts":
-                port.rts = False  # listening
-        except (ValueError, OSError, serial.SerialException) as exc:
-            self._transport.abort()
-            raise BusClosed(
-                f"cannot switch the RS-485 direction of {settings.port} (serial.rs485 = {settings.rs485!r}): {exc}"
-            ) from exc
-
-    def _send(self, serial_transport: serial_asyncio.SerialTransport, frame: bytes) -> None:
-        """Write the frame to the port now, right after the silence before it was measured.
-
-        pyserial-asyncio's serial transport would write it only on the event loop's next turn
-        (it waits for the port to be writable first): one more wake-up, and under load one more
-        wait for the interpreter, all of it silence on the line. What the port does not take at
-        once (an empty output buffer always takes a frame) is left to the serial transport, as is
-        everything while it still holds bytes, so the order on the line stays.
-        """
-        written = 0
-        if not serial_transport.get_write_buffer_size():
-            try:
-                written = os.write(serial_transport.serial.fileno(), frame)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
-        if written < len(frame):
-            serial_transport.write(frame[written:])
-
-    def _send_driving_rts(self, frame: bytes) -> None:
-        """Raise RTS, send the frame and wait until its last bit is out, then lower RTS.
-
-        Blocking on purpose: the bus thread has nothing else to do meanwhile, and the driver must
-        release the line before the meter's turnaround ends.
-        """
-        assert self._transport is not None
-        port = self._transport.serial
-        try:
-            port.rts = True
-            time.sleep(self._settings.rts_delay_before)
-            port.write(frame)
-            port.flush()  # tcdrain: until the UART has sent the last bit
-            time.sleep(self._settings.rts_delay_after)
-            port.rts = False
-        except (OSError, serial.SerialException) as exc:
-            raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
 
     async def _quiet_line(self) -> None:
         """Before the first request: drop what is waiting and wait until the line stays quiet.
@@ -220,12 +145,12 @@ class RtuTransport(asyncio.Protocol):
         if self._waiter is None or self._waiter.done():
             self.stale_bytes += len(data)  # nothing is waiting
             return
-        if self._echo:  # our own request, heard back first: it must be exactly what we sent
-            heard, data = data[: len(self._echo)], data[len(self._echo) :]
-            if heard != self._echo[: len(heard)]:
-                self._settle(CorruptReply(f"echo {heard.hex()} does not match the request"))
+        if self._echo.due:  # our own request, heard back first: it must be exactly what we sent
+            try:
+                data = self._echo.strip(data)
+            except EchoMismatch as exc:
+                self._settle(CorruptReply(str(exc)))
                 return
-            self._echo = self._echo[len(heard) :]
             if not data:
                 return
         elif now < self._tx_end:
@@ -255,20 +180,17 @@ class RtuTransport(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         frame = self._framer.encode(pdu, unit, 0)
         wire = self._settings.wire_time
-        if self._settings.rs485 == "rts":
-            self._send_driving_rts(frame)
-            sent = self._tx_end = time.monotonic()
-        else:
-            # Before the write, which lets go of the interpreter: taken after it, a late return would
-            # move _tx_end past a quick slave's reply, and drop that as bytes from before our frame.
-            sent = time.monotonic()
-            self._send(transport, frame)
-            self._tx_end = sent + wire(len(frame))
+        try:
+            # A reply that comes before this can have left the wire is dropped as stale.
+            self._tx_end = transmit(transport, self._settings, frame)
+        except PortUnavailable as exc:
+            raise BusClosed(str(exc)) from exc
         if unit == BROADCAST:
-            await asyncio.sleep(self._tx_end + self._settings.silence - sent)
+            await asyncio.sleep(self._tx_end + self._settings.silence - time.monotonic())
             return b""
         self._expected = _Expected(unit, pdu, timeout)
-        self._echo = frame if self._settings.echo else b""
+        if self._settings.echo:
+            self._echo.expect(frame)
         self._waiter = loop.create_future()
         reply_length = expected_reply_length(pdu) or MAX_FRAME
         patience = wire(len(frame)) + timeout + wire(reply_length)
@@ -282,7 +204,7 @@ class RtuTransport(asyncio.Protocol):
                 self._silence_timer = None
             self._waiter = None
             self._expected = None
-            self._echo = b""
+            self._echo.clear()
             self._buf.clear()  # what is left belongs to no request: never carry it over
 
     async def _wait_for_silence(self, limit: float) -> None:
@@ -400,8 +322,3 @@ def _answers(request: bytes, reply: bytes) -> bool:
     if request[0] in (0x0F, 0x10):
         return reply[1:5] == request[1:5]
     return True
-
-
-def _reason(exc: serial.SerialException | OSError) -> str:
-    """The operating system's words for why a port cannot be opened."""
-    return os.strerror(exc.errno) if exc.errno else str(exc)

@@ -46,6 +46,7 @@ from gateway.bus.line import LineSettings
 from gateway.bus.rtu import RtuTransport
 from gateway.bus.transport import OpenTransport, Transport
 from gateway.modbus import MAX_PDU, MAX_UNIT
+from gateway.serialport import Reopening
 
 _log = structlog.get_logger("gateway.bus")
 
@@ -62,9 +63,6 @@ class Priority(IntEnum):
     POLL = 2
     DISCOVERY = 3
 
-
-REOPEN_START = 1.0  # seconds before opening a failed or missing port again, doubling
-REOPEN_MAX = 30.0
 
 POLL_SHARE = 2
 """While polls wait, at least one in every POLL_SHARE pass-through-or-poll transactions is a poll.
@@ -206,8 +204,8 @@ class Bus:
     async def serve(self) -> None:
         """Keep the line open and run transactions on the running loop until cancelled.
 
-        A port that cannot be opened, or fails, is opened again with back-off (REOPEN_START
-        doubling to REOPEN_MAX seconds), and it is logged once, not at every attempt. While the
+        A port that cannot be opened, or fails, is opened again with back-off (`Reopening`: 1 s
+        doubling to 30 s), and it is logged once, not at every attempt. While the
         line is down every request fails at once with BusClosed; `wait_ready` reports the first
         attempt. Re-raises cancellation, after closing the port and failing what is queued.
         """
@@ -216,8 +214,7 @@ class Bus:
                 raise RuntimeError("this bus is already serving")
             self._task = asyncio.current_task()
         self._settled.clear()
-        pause = REOPEN_START
-        reported = False
+        reopening = Reopening("bus", self.settings.port)
         try:
             while True:
                 wake = asyncio.Event()
@@ -225,28 +222,13 @@ class Bus:
                     transport = await self._open_transport(self.settings, _waker(wake))
                 except BusClosed as exc:
                     self._shut(str(exc))
-                    if not reported:
-                        _log.warning(
-                            "bus port unavailable",
-                            port=self.settings.port,
-                            reason=str(exc),
-                            retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s",
-                        )
-                        reported = True
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, REOPEN_MAX)
+                    await reopening.failed(str(exc))
                     continue
-                pause, reported = REOPEN_START, False
+                reopening.opened()
                 try:
                     await self._serve_transport(transport, wake)
                 except BusClosed as exc:
-                    _log.warning(
-                        "bus port lost",
-                        port=self.settings.port,
-                        reason=str(exc),
-                        retry=f"every {REOPEN_START:g} s doubling to {REOPEN_MAX:g} s",
-                    )
-                    reported = True
+                    reopening.lost(str(exc))
         finally:
             self._shut("bus stopped")
             self._task = None

@@ -1,16 +1,9 @@
 """Modbus TCP for several masters: polled registers from the cache, everything else through the bus.
 
-Unit ID = the node's Modbus address. A read (FC03/FC04) of registers the poller keeps fresh is
-answered from the cache while every register in it is younger than ``cache_max_age``; any other
-request, of any function code, goes to the bus in its turn (pass-through priority: behind writes,
-taking turns with polling while both wait) and its reply goes back under the master's transaction
-id. Each connection's requests are answered in the order they arrived.
-
-Errors, as a Modbus gateway reports them: a node that does not answer, is offline, or was not
-found by discovery gives exception 0x0B (gateway target device failed to respond), the last two
-without using the bus; a stopped or overloaded bus gives 0x0A (gateway path unavailable); a
-standard request that does not parse gives 0x03; a meter's own exception goes back as it came.
-With ``read_only`` only the read function codes (`READ_FUNCTIONS`) pass; any other gets 0x01.
+Unit ID = the node's Modbus address. What a request gets (from the cache, or from the meter in its
+turn on the line; the exceptions; ``read_only``) is `gateway.modbus_requests`, which the upstream
+port's Modbus RTU slave shares; here the reply goes back under the master's transaction id, and
+each connection's requests are answered in the order they arrived.
 
 Connections are bounded: a host outside ``allow`` is disconnected at once; a connection silent for
 ``idle_timeout`` between requests, or whose frame takes longer than ``frame_timeout`` once
@@ -33,26 +26,17 @@ from ipaddress import IPv4Address
 import structlog
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU
-from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
 from gateway.config import ModbusTcpSettings
 from gateway.errors import ListenError
 from gateway.logging import DropReport
+from gateway.modbus import MAX_PDU
+from gateway.modbus_requests import ModbusRequests
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable
 
 log = structlog.get_logger(__name__)
 
 MBAP = struct.Struct(">HHHB")  # transaction id, protocol id (0), length (unit + PDU), unit id
-MAX_PDU = 253
-GATEWAY_PATH_UNAVAILABLE = 0x0A
-GATEWAY_TARGET_FAILED = 0x0B
-MAX_UNIT = 247
-ILLEGAL_FUNCTION = 0x01
-#: What a read-only face lets through: reads of coils, inputs and registers, exception status,
-#: comm event counter and log, Report Slave ID, file records, FIFO queue; 43 only as Read Device ID.
-READ_FUNCTIONS = frozenset({0x01, 0x02, 0x03, 0x04, 0x07, 0x0B, 0x0C, 0x11, 0x14, 0x18})
-READ_DEVICE_ID = bytes([0x2B, 0x0E])
 KEEPALIVE_PROBES = 3
 SWEEP_EVERY = 1.0  # seconds between two looks for idle and stalled connections, at most
 
@@ -66,9 +50,6 @@ class Closed(enum.StrEnum):
     IDLE = "closed idle (modbus_tcp.idle_timeout)"
     SLOW_FRAME = "closed mid-frame (modbus_tcp.frame_timeout)"
     MALFORMED = "closed (malformed mbap header)"
-
-
-_RESPONSES = {0x03: ReadHoldingRegistersResponse, 0x04: ReadInputRegistersResponse}
 
 
 @dataclass(slots=True)
@@ -98,7 +79,7 @@ class ModbusTcpFace:
         self.masters: dict[int, MasterStats] = {}  # live connections, by id
         self.finished: list[MasterStats] = []  # closed connections, newest last (bounded)
         self._framer = FramerSocket(DecodePDU(is_server=True))
-        self._requests = DecodePDU(is_server=True)
+        self._requests = ModbusRequests(nodes, cache_max_age=settings.cache_max_age, read_only=settings.read_only)
         self.bound: tuple[str, int] | None = None  # the address actually listening
         self._connections: dict[int, asyncio.StreamWriter] = {}  # by id of the master's stats
         self.closed = {reason: DropReport(f"modbus tcp connection {reason}") for reason in Closed}
@@ -147,7 +128,6 @@ class ModbusTcpFace:
             while True:
                 tid, unit, pdu = await self._read_frame(reader, stats)
                 stats.frame_started = None
-                stats.requests += 1
                 stats.answering = True
                 reply = await self._answer(unit, pdu, stats)
                 writer.write(self._framer.encode(reply, unit, tid))
@@ -208,54 +188,10 @@ class ModbusTcpFace:
         return tid, unit, await reader.readexactly(length - 1)
 
     async def _answer(self, unit: int, pdu: bytes, stats: MasterStats) -> bytes:
-        if self.settings.read_only and not _reads(pdu):
-            stats.refused_writes += 1
-            self.refused_writes += 1
-            stats.exceptions += 1
-            return _exception(pdu[0], ILLEGAL_FUNCTION)
-        cached = self._from_cache(unit, pdu)
-        if cached is not None:
-            stats.cache_hits += 1
-            return cached
-        if not 1 <= unit <= MAX_UNIT:
-            stats.exceptions += 1
-            return _exception(pdu[0], GATEWAY_PATH_UNAVAILABLE)  # no device lives there on a serial bus
-        stats.bus_trips += 1
-        try:
-            return await self.nodes.passthrough(unit, pdu)
-        except MeterRefused as error:
-            code = error.code
-        except NodeUnavailable:
-            code = GATEWAY_TARGET_FAILED
-        except LineUnavailable:
-            code = GATEWAY_PATH_UNAVAILABLE
-        stats.exceptions += 1
-        return _exception(pdu[0], code)
-
-    def _from_cache(self, unit: int, pdu: bytes) -> bytes | None:
-        """The reply to a read of fresh, polled registers; None when the bus must answer."""
-        response = _RESPONSES.get(pdu[0])
-        node = self.nodes.nodes.get(unit)
-        if response is None or node is None or not node.health.online:
-            return None
-        request = self._requests.decode(pdu)
-        if request is None or not 1 <= request.count <= 125:
-            return None
-        found = node.cache.block(range(request.address + 1, request.address + 1 + request.count))
-        if found is None or found[1] < time.time() - self.settings.cache_max_age:
-            return None
-        words = found[0]
-        reply = response(registers=words)
-        return reply.function_code.to_bytes(1, "big") + reply.encode()
-
-
-def _exception(function: int, code: int) -> bytes:
-    return bytes([(function | 0x80) & 0xFF, code])
-
-
-def _reads(pdu: bytes) -> bool:
-    """Whether a request only reads (a read-only face lets it pass)."""
-    return pdu[0] in READ_FUNCTIONS or pdu[:2] == READ_DEVICE_ID
+        refused = stats.refused_writes
+        reply = await self._requests.answer(unit, pdu, stats)
+        self.refused_writes += stats.refused_writes - refused
+        return reply
 
 
 def _keep_alive(writer: asyncio.StreamWriter, idle: int) -> None:

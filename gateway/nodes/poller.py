@@ -87,7 +87,8 @@ class Poller:
                     if node.health.online:
                         self.client.line_lost(node)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(bus.wait_open(), LINE_CHECK)
+                async with asyncio.timeout(LINE_CHECK):
+                    await bus.wait_open()
         for node in self.nodes.values():
             node.health.next_probe = 0.0
             node.health.backoff = PROBE_BACKOFF_START

@@ -26,9 +26,10 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Any, Self
 
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ModbusPDU
@@ -82,7 +83,52 @@ class LineStats:
     mismatched: int = 0  # bytes from a master at another baud rate or parity, ignored
 
 
-class SimulatedLine:
+class Serving:
+    """A line served from a thread between `start()` and `stop()` (or in a `with` block), whose
+    counters are one frozen dataclass replaced under a lock."""
+
+    _lock: threading.Lock
+    _stats: Any
+    _thread: threading.Thread | None
+    _stopping: threading.Event
+    _wake_write: int  # a byte written here wakes the thread
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _run(self, target: Callable[[], None], name: str) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+        self._thread.start()
+
+    def _end(self) -> bool:
+        """Stop the thread and wait for it; False when it was not running."""
+        if self._thread is None:
+            return False
+        self._stopping.set()
+        os.write(self._wake_write, b"\0")
+        self._thread.join()
+        self._thread = None
+        return True
+
+    def _count(self, **increments: int) -> None:
+        with self._lock:
+            self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()})
+
+
+class SimulatedLine(Serving):
     """Boards on a pty; `start()` serves them from a daemon thread until `stop()`."""
 
     def __init__(
@@ -162,17 +208,11 @@ class SimulatedLine:
             except OSError:
                 self._close_fds()
                 raise
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._serve, name=f"bcpm-sim {self._path}", daemon=True)
-        self._thread.start()
+        self._run(self._serve, f"bcpm-sim {self._path}")
 
     def stop(self) -> None:
-        if self._thread is None:
+        if not self._end():
             return
-        self._stopping.set()
-        os.write(self._wake_write, b"\0")
-        self._thread.join()
-        self._thread = None
         if self.link and os.path.islink(self.link) and os.readlink(self.link) == self._path:
             os.unlink(self.link)
         self._close_fds()
@@ -182,15 +222,6 @@ class SimulatedLine:
             os.close(fd)
         self._master = self._slave = self._wake_read = self._wake_write = -1
         self._path = None
-
-    def __enter__(self) -> SimulatedLine:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- what tests and the demo use ----------------------------------------------------------
 
@@ -446,10 +477,6 @@ class SimulatedLine:
                 since, period = self._flapping[address]
                 return int((now - since) // period) % 2 == 0
         return False
-
-    def _count(self, **increments: int) -> None:
-        with self._lock:
-            self._stats = replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()})
 
 
 def reply_pdu(panel: Panel, pdu_bytes: bytes) -> bytes:

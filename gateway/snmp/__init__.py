@@ -1,4 +1,5 @@
-"""SNMP face: a v2c agent serving the node cache under the BCPME's enterprise branch, with traps.
+"""SNMP face: an agent (v2c, and v3 with USM users) serving the node cache under the BCPME's
+enterprise branch, with notifications.
 
 gateway.snmp.tree           the OID tree's OIDs and types: branches, tables, columns, the layout (pure)
 gateway.snmp.placement      which point lands in which table and column, in what units; builds the layout
@@ -9,11 +10,13 @@ gateway.snmp.readers        index entries bound to node caches, health and engin
 gateway.snmp.controller     the pysnmp MIB controller: reads from the index, checks SETs; GETBULK limits
 gateway.snmp.responders     one-call GETBULK; SET answered once the meter took it
 gateway.snmp.ber            the little BER the fast path reads and writes
+gateway.snmp.engine         the engine's ID, boots and time (RFC 3411, 3414), kept across restarts
+gateway.snmp.usm            SNMPv3 messages checked, reported, opened and sealed (USM: SHA-2, AES)
 gateway.snmp.fast           GET, GETNEXT, GETBULK answered from pre-encoded varbinds, beside pysnmp
 gateway.snmp.gate           snmp.allow and snmp.rate_limit, per source address
-gateway.snmp.notifications  node events to traps, and sending them
+gateway.snmp.notifications  node events to notifications, sent as v2c traps, v3 traps or informs
 gateway.snmp.transport      pysnmp's UDP transport behind the gate and the fast path
-gateway.snmp.agent          the face: engine, socket, communities, tasks
+gateway.snmp.agent          the face: engine, socket, communities and users, tasks
 """
 
 from gateway.snmp.agent import SnmpFace

@@ -1,8 +1,13 @@
-"""The SNMP face: a v2c agent on the main event loop, serving the node cache, sending traps.
+"""The SNMP face: an agent on the main event loop, serving the node cache, sending notifications.
 
-Communities: the read community reads everything served; the write community (none: SET is off)
-also writes the writable objects under the enterprise tree; the trap community only signs traps.
-A request with any other community gets no answer and counts in snmpInBadCommunityNames.
+SNMPv2c (unless snmp.v2c is false): the read community reads everything served; the write
+community (none: SET is off) also writes the writable objects under the enterprise tree; the trap
+community only signs traps. A request with any other community gets no answer and counts in
+snmpInBadCommunityNames.
+
+SNMPv3 (snmp.users): each user reads everything served, and a read-write user also writes what
+the write community writes, at the user's security level (gateway.snmp.usm). The engine's ID and
+boots (gateway.snmp.engine) are saved in the state file before the agent answers.
 """
 
 from __future__ import annotations
@@ -31,35 +36,47 @@ from gateway.nodes.events import (
     NodeRemoved,
     Subscription,
 )
-from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write
+from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write, Writer
+from gateway.snmp.engine import MAX_BOOTS, EngineClock, max_message_size, next_start, snmp_engine
 from gateway.snmp.fast import FastResponder
 from gateway.snmp.gate import Gate
 from gateway.snmp.index import OidIndex
 from gateway.snmp.notifications import COLD_START, Notifier
 from gateway.snmp.placement import default_layout
-from gateway.snmp.readers import FastCounts, layout_entries, standard_entries
+from gateway.snmp.readers import FastCounts, layout_entries, standard_entries, usm_counter
 from gateway.snmp.responders import BulkResponder, DeferredSetResponder, max_varbind_bytes
 from gateway.snmp.transport import GuardedUdpTransport
 from gateway.snmp.tree import BASE, Layout
+from gateway.snmp.usm import Usm, UsmUser, register
+from gateway.state import IdentityStore, SavedEngine
 
 log = structlog.get_logger(__name__)
 
-_READER = "bcpm-read"
-_WRITER = "bcpm-write"
+# The security names of the read and the write community (VACM principals).
+READER = "bcpm-read"
+WRITER = "bcpm-write"
 
 
 class SnmpFace:
-    def __init__(self, settings: SnmpSettings, nodes: NodeAPI, hub: EventHub) -> None:
+    def __init__(self, settings: SnmpSettings, nodes: NodeAPI, hub: EventHub, identities: IdentityStore) -> None:
         self.settings = settings
         self.nodes = nodes
         self.hub = hub
+        self.identities = identities
+        self.engine: SavedEngine | None = None  # this start's engine ID and boots, once saved
         self.listening = asyncio.Event()  # set once the socket is bound
-        self.bound: tuple[str, int] | None = None  # the address actually listening
         self.controller: CacheController | None = None  # set once the agent answers
         self.transport: GuardedUdpTransport | None = None  # likewise
         self.notifier: Notifier | None = None  # likewise
+        self.snmp_engine: SnmpEngine | None = None  # likewise: pysnmp's, whose access control is the VACM's
 
     async def run(self) -> None:
+        configured = self.settings.engine_id
+        # Saved before the socket is bound: no answer ever goes out with a boots count used before.
+        saved = self.identities.update(lambda state: state.with_snmp_engine(next_start(state.snmp_engine, configured)))
+        assert saved.snmp_engine is not None
+        self.engine = saved.snmp_engine
+        clock = EngineClock(self.engine.boots)
         sock = self._bind()
         # Subscribed before anything else waits, so that no event between start and serving is lost.
         events = self.hub.subscribe(AlarmChanged, NodeOnline, NodeOffline, NetworkFinding)
@@ -68,9 +85,9 @@ class SnmpFace:
             # Building the agent takes a few hundred ms of CPU: not while discovery probes with
             # short timeouts on the bus thread. Requests meanwhile wait in the socket.
             await self.nodes.wait_ready()
-            engine = SnmpEngine()
+            engine = self.snmp_engine = snmp_engine(self.engine.id, clock)
             try:
-                await self._serve(engine, sock, events, added)
+                await self._serve(engine, clock, sock, events, added)
             finally:
                 engine.close_dispatcher()
         finally:
@@ -78,13 +95,20 @@ class SnmpFace:
             added.close()
             sock.close()
 
-    async def _serve(self, engine: SnmpEngine, sock: socket.socket, events: Subscription, added: Subscription) -> None:
+    async def _serve(
+        self, engine: SnmpEngine, clock: EngineClock, sock: socket.socket, events: Subscription, added: Subscription
+    ) -> None:
         layout = default_layout()
-        transport = self.transport = GuardedUdpTransport(Gate(self.settings.allow, self.settings.rate_limit))
+        settings = self.settings
+        transport = self.transport = GuardedUdpTransport(Gate(settings.allow, settings.rate_limit))
         config.add_transport(engine, udp.DOMAIN_NAME, transport.open_server_mode(sock=sock))
         counts = FastCounts()
         nodes, index = self._index(layout, engine, counts)
-        controller = self.controller = CacheController(index, self._communities(engine))
+        writers = (self._communities(engine) if settings.v2c else frozenset()) | self._users(engine)
+        controller = self.controller = CacheController(index, writers)
+        engine_id = bytes(engine.snmpEngineID)
+        users = [UsmUser.of(user, engine_id) for user in settings.users]
+        usm = Usm(engine_id, clock, users, counts, usm_counter(engine, counts), max_message_size(engine))
         limits = BulkLimits(
             self.settings.max_response_varbinds, self.settings.bulk_amplification, max_varbind_bytes(engine)
         )
@@ -103,10 +127,17 @@ class SnmpFace:
                 port=sock.getsockname()[1],
                 instances=len(index),
                 nodes=nodes,
-                receivers=[f"{host}:{port}" for host, port in self.settings.notify_hosts],
+                versions=settings.versions,
+                engine_id=engine_id.hex(),
+                engine_boots=clock.boots,
+                receivers=notifier.receivers,
             )
+            if clock.boots == MAX_BOOTS:
+                # RFC 3414 2.2.2: every SNMPv3 request is outside the time window until then
+                log.error("snmp engine boots at their maximum: snmpv3 fails until snmp.engine_id changes")
             _return_free_heap()
-            transport.fast = FastResponder(engine, controller, self._readers(), limits, counts)
+            readers = self._readers() if settings.v2c else None
+            transport.fast = FastResponder(engine, controller, readers, usm, limits, counts)
             notifier.send(COLD_START)
             group.create_task(notifier.run(events))
             group.create_task(self._follow_new_nodes(added, layout, engine, controller, counts))
@@ -140,26 +171,35 @@ class SnmpFace:
                 f"(snmp.address, snmp.port): {error.strerror}"
             ) from error
         sock.setblocking(False)
-        self.bound = sock.getsockname()[:2]
         self.listening.set()
         return sock
 
-    def _communities(self, engine: SnmpEngine) -> frozenset[str]:
-        """Register the communities; the security names that may write."""
+    def _communities(self, engine: SnmpEngine) -> frozenset[Writer]:
+        """Register the communities; those that may write."""
         read, write = self.settings.read_community, self.settings.write_community
         if write != read:  # one community that is both is the writer
-            config.add_v1_system(engine, _READER, read)
-            config.add_vacm_user(engine, 2, _READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=NO_VIEW)
+            config.add_v1_system(engine, READER, read)
+            config.add_vacm_user(engine, 2, READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=NO_VIEW)
         if write is None:
             return frozenset()
-        config.add_v1_system(engine, _WRITER, write)
-        config.add_vacm_user(engine, 2, _WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
-        return frozenset({_WRITER})
+        config.add_v1_system(engine, WRITER, write)
+        config.add_vacm_user(engine, 2, WRITER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
+        return frozenset({(2, WRITER)})
+
+    def _users(self, engine: SnmpEngine) -> frozenset[Writer]:
+        """Register the SNMPv3 users (USM and VACM); those that may write."""
+        for user in self.settings.users:
+            register(engine, user)
+            write = BASE if user.access == "read-write" else NO_VIEW
+            config.add_vacm_user(
+                engine, 3, user.name, user.level, readSubTree=READ_VIEW, writeSubTree=write, notifySubTree=READ_VIEW
+            )
+        return frozenset((3, user.name) for user in self.settings.users if user.access == "read-write")
 
     @property
     def counts(self) -> dict[str, int]:
-        """Notifications held back so far (the dropped datagrams are PeerEvents)."""
-        return {} if self.notifier is None else {"traps_held_back": self.notifier.held_back}
+        """Notifications held back and informs so far (the dropped datagrams are PeerEvents)."""
+        return {} if self.notifier is None else self.notifier.counts
 
     def _readers(self) -> list[str]:
         """The communities that read (the whole tree: see READ_VIEW)."""

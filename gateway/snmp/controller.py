@@ -28,6 +28,7 @@ READ_VIEW = (1, 3, 6, 1)  # everything served lies under it
 NO_VIEW = (0, 0)  # a view entry that matches nothing: an empty view would allow everything (VACM bug)
 
 VarBind = tuple[Any, Any]
+Writer = tuple[int, str]  # security model (2: community, 3: USM user), security name
 _Principal = tuple[Any, ...]
 
 
@@ -81,9 +82,9 @@ class BulkLimits:
 
 
 class CacheController(AbstractMibInstrumController):
-    def __init__(self, index: OidIndex, writers: frozenset[str]) -> None:
+    def __init__(self, index: OidIndex, writers: frozenset[Writer]) -> None:
         self.index = index
-        self.writers = writers  # security names that may SET
+        self.writers = writers  # (security model, security name) of those that may SET
         self._may_read: dict[_Principal, bool] = {}
 
     # --- reads ---
@@ -137,7 +138,8 @@ class CacheController(AbstractMibInstrumController):
     def plan_writes(self, var_binds: Sequence[VarBind], context: dict[str, Any]) -> list[Write]:
         """Check every varbind of a SET (all before any is written); raise the SMI error of the first
         that cannot be written."""
-        writer = str(_principal(context)[1]) in self.writers
+        model, name = _principal(context)[:2]
+        writer = (int(model), str(name)) in self.writers
         return [self._plan(at, name, value, writer, context) for at, (name, value) in enumerate(var_binds)]
 
     def _plan(self, at: int, name: Any, value: Any, writer: bool, context: dict[str, Any]) -> Write:

@@ -1,4 +1,5 @@
-"""Notifications: v2c traps with the trap community to every configured receiver.
+"""Notifications to every configured receiver: v2c traps with the trap community (notify_hosts),
+and for each SNMPv3 user's receivers, traps signed by this engine or informs (acknowledged).
 
     coldStart                                    when the agent starts
     bcpmChannelAlarmRaised / ...Cleared          alarm bits of a CT channel (latching and non-latching)
@@ -9,7 +10,9 @@
     bcpmNotificationsHeldBack                    what snmp.trap_rate held back, per panel
 
 `traps_for` turns a node event into traps (pure); `Notifier` configures the engine's notification
-targets once and sends. Traps leave from the agent's own socket.
+targets once and sends. Notifications leave from the agent's own socket. An inform is sent again
+after snmp.inform_timeout, snmp.inform_retries times; at most `MAX_PENDING_INFORMS` wait for their
+acknowledgement at each receiver (more are dropped), and each receiver's are counted.
 
 Calm: node events (not the doctor's rare findings) are sent at most snmp.trap_rate a second, with
 a burst of one second's worth (every receiver gets every notification, so one `TokenBucket` paces
@@ -26,6 +29,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pysnmp.carrier.asyncio.dgram import udp
@@ -35,6 +39,7 @@ from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
+from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import (
     AlarmChanged,
@@ -58,10 +63,12 @@ COLD_START = (1, 3, 6, 1, 6, 3, 1, 1, 5, 1)
 SUMMARY_AFTER = 1.0  # seconds from the first notification held back to the summaries
 _CHANNELS_SIZE = 255  # of bcpmNotifyChannels (DisplayString)
 
+MAX_PENDING_INFORMS = 64  # at one receiver
+
 _PRINCIPAL = "bcpm-trap"
 _PARAMS = "bcpm-trap-params"
 _TARGET = "bcpm-notification"
-_RECEIVER_TAG = "bcpm-receiver"
+_RECEIVER_TAG = "bcpm-receiver"  # of every trap receiver, v2c and v3
 # The trap community's entry carries a tag no receiving address has, so a request using it is not
 # accepted as a community of the agent (it is only for sending).
 _SEND_ONLY_TAG = "bcpm-send-only"
@@ -162,6 +169,19 @@ class TokenBucket:
 
 
 @dataclass
+class InformReceiver:
+    """A receiver of informs, and what became of those sent to it."""
+
+    target: str  # the notification target that sends to it alone
+    address: str
+    pending: int = 0  # sent, not yet acknowledged nor given up
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0  # not acknowledged after every retry
+    dropped: int = 0  # not sent: MAX_PENDING_INFORMS were pending
+
+
+@dataclass
 class _HeldBack:
     """What was held back about one panel since its last summary."""
 
@@ -192,34 +212,108 @@ class Notifier:
         self._layout = layout
         self._nodes = nodes
         self._hub = hub
-        self._receivers = settings.notify_hosts
         self._originator = ntforg.NotificationOriginator()
         self._pace = TokenBucket(settings.trap_rate, settings.trap_rate)
         self._held: dict[int, _HeldBack] = {}  # by panel
         self._holding = asyncio.Event()  # set from the first notification held back to its summaries
         self.held_back = 0  # notifications held back, in all
+        v3_traps, self.informs = self._v3_receivers(settings)
+        self._trap_receivers = self._v2c_receivers(settings) + v3_traps
+        if self._trap_receivers:
+            config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
+        self._unacknowledged = peer_events("snmp informs not acknowledged", level="info")
+        self._too_many = peer_events("snmp informs dropped (too many waiting for their acknowledgement)")
+
+    def _v2c_receivers(self, settings: SnmpSettings) -> list[str]:
+        if not settings.notify_hosts:
+            return []
+        engine = self._engine
         config.add_v1_system(engine, _PRINCIPAL, settings.trap_community, transportTag=_SEND_ONLY_TAG)
         config.add_vacm_user(
             engine, 2, _PRINCIPAL, "noAuthNoPriv", readSubTree=NO_VIEW, writeSubTree=NO_VIEW, notifySubTree=READ_VIEW
         )
         config.add_target_parameters(engine, _PARAMS, _PRINCIPAL, "noAuthNoPriv", mpModel=1)  # v2c
-        for number, (host, port) in enumerate(self._receivers):
+        for number, (host, port) in enumerate(settings.notify_hosts):
             config.add_target_address(
                 engine, f"bcpm-receiver-{number}", udp.DOMAIN_NAME, (host, port), _PARAMS, tagList=_RECEIVER_TAG
             )
-        config.add_notification_target(engine, _TARGET, _PARAMS, _RECEIVER_TAG, "trap")
+        return [f"{host}:{port}" for host, port in settings.notify_hosts]
+
+    def _v3_receivers(self, settings: SnmpSettings) -> tuple[list[str], list[InformReceiver]]:
+        """The users' trap receivers, and their inform receivers: each of those alone under a tag
+        of its own, with a notification target of its own, so that its acknowledgements are its own.
+        (The user, and its VACM notify view, are the agent's.)"""
+        engine, traps, informs = self._engine, [], []
+        for user in settings.users:
+            parameters = f"bcpm-v3-{user.name}"
+            if user.notify_hosts:
+                config.add_target_parameters(engine, parameters, user.name, user.level, mpModel=3)
+            inform = user.notify_type == "inform"
+            for number, (host, port) in enumerate(user.notify_hosts):
+                target = f"bcpm-{user.name}-{number}"
+                config.add_target_address(
+                    engine,
+                    target,
+                    udp.DOMAIN_NAME,
+                    (host, port),
+                    parameters,
+                    timeout=round(settings.inform_timeout * 100),  # hundredths of a second
+                    retryCount=settings.inform_retries,
+                    tagList=target if inform else _RECEIVER_TAG,
+                )
+                if inform:
+                    config.add_notification_target(engine, target, parameters, target, "inform")
+                    informs.append(InformReceiver(target, f"{host}:{port}"))
+                else:
+                    traps.append(f"{host}:{port}")
+        return traps, informs
+
+    @property
+    def receivers(self) -> list[str]:
+        return self._trap_receivers + [receiver.address for receiver in self.informs]
 
     def send(self, oid: tuple[int, ...], objects: tuple[tuple[Column, int | str], ...] = ()) -> None:
-        if not self._receivers:
+        if not self._trap_receivers and not self.informs:
             return
         var_binds = [
             (SNMP_TRAP_OID, rfc1902.ObjectIdentifier(oid)),
             *((column.oid + (0,), SYNTAX[column.smi](value)) for column, value in objects),
         ]
         try:
-            self._originator.send_varbinds(self._engine, _TARGET, None, b"", var_binds)
-        except Exception:  # a trap that cannot leave must not stop the agent
+            if self._trap_receivers:
+                self._originator.send_varbinds(self._engine, _TARGET, None, b"", var_binds)
+            for receiver in self.informs:
+                self._inform(receiver, var_binds)
+        except Exception:  # a notification that cannot leave must not stop the agent
             log.exception("snmp notification not sent", notification=oid)
+
+    def _inform(self, receiver: InformReceiver, var_binds: list[tuple[Any, Any]]) -> None:
+        if receiver.pending >= MAX_PENDING_INFORMS:
+            receiver.dropped += 1
+            self._too_many.count(receiver.address, f"{receiver.pending} waiting")
+            return
+        receiver.pending += 1
+        receiver.sent += 1
+        self._originator.send_varbinds(self._engine, receiver.target, None, b"", var_binds, self._answered, receiver)
+
+    def _answered(
+        self, engine: Any, handle: Any, error: Any, status: Any, index: Any, var_binds: Any, receiver: InformReceiver
+    ) -> None:
+        receiver.pending -= 1
+        if error:
+            receiver.failed += 1
+            self._unacknowledged.count(receiver.address, str(error))
+        else:
+            receiver.acknowledged += 1
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Notifications held back, and informs sent, acknowledged, failed and dropped (all receivers)."""
+        counts = {"traps_held_back": self.held_back}
+        for what in ("sent", "acknowledged", "failed", "dropped"):
+            if self.informs:
+                counts[f"informs_{what}"] = sum(getattr(receiver, what) for receiver in self.informs)
+        return counts
 
     async def run(self, events: Subscription) -> None:
         """Send the traps of node events until cancelled."""

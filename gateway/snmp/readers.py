@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pysnmp.entity.engine import SnmpEngine
@@ -42,7 +42,20 @@ UNSIGNED32_MAX = 2**32 - 1  # a poll age past 49 days stays there
 
 SYSTEM = (1, 3, 6, 1, 2, 1, 1)
 SNMP_GROUP = (1, 3, 6, 1, 2, 1, 11)
-SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP v2c"
+SNMP_ENGINE = (1, 3, 6, 1, 6, 3, 10, 2, 1)  # SNMP-FRAMEWORK-MIB (RFC 3411)
+MPD_STATS = (1, 3, 6, 1, 6, 3, 11, 2, 1)  # SNMP-MPD-MIB (RFC 3412)
+USM_STATS = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB (RFC 3414)
+UNKNOWN_CONTEXTS = (1, 3, 6, 1, 6, 3, 12, 1, 5)  # snmpUnknownContexts (SNMP-TARGET-MIB, RFC 3413)
+#: The usmStats counters by their number under USM_STATS.
+USM_COUNTERS = {
+    1: "usmStatsUnsupportedSecLevels",
+    2: "usmStatsNotInTimeWindows",
+    3: "usmStatsUnknownUserNames",
+    4: "usmStatsUnknownEngineIDs",
+    5: "usmStatsWrongDigests",
+    6: "usmStatsDecryptionErrors",
+}
+SYS_DESCR = "BCPM gateway: Schneider Electric / Veris BCPM branch circuit power meters (Modbus RTU) over SNMP"
 SYS_SERVICES = 72  # applications (layer 7) and end-to-end (layer 4)
 SNMP_AUTHEN_TRAPS_DISABLED = 2
 
@@ -54,6 +67,10 @@ class FastCounts:
 
     in_packets: int = 0  # snmpInPkts
     bad_community_names: int = 0  # snmpInBadCommunityNames
+    bad_versions: int = 0  # snmpInBadVersions: SNMPv1 and v2c while snmp.v2c is false
+    invalid_msgs: int = 0  # snmpInvalidMsgs
+    unknown_contexts: int = 0  # snmpUnknownContexts
+    usm: list[int] = field(default_factory=lambda: [0] * (len(USM_COUNTERS) + 1))  # by USM_COUNTERS number
 
 
 def _node_value(node: NodeView, field: NodeField) -> int | str | None:
@@ -138,18 +155,33 @@ def layout_entries(layout: Layout, nodes: Mapping[int, NodeView], names: Circuit
         yield Entry(column.oid, instance.oid[len(column.oid) :], read, SYNTAX[column.smi], targets)
 
 
+def engine_counter(
+    engine: SnmpEngine, module: str, symbol: str, also: Callable[[], int] = lambda: 0
+) -> Callable[[], int]:
+    """A counter of the engine's as served: pysnmp's count and the fast path's (``also``)."""
+    (instance,) = engine.get_mib_builder().import_symbols(module, symbol)
+    # A counter is replaced as it counts: read the current one.
+    return lambda: (int(instance.syntax) + also()) % COUNTER32_WRAP
+
+
+def usm_counter(engine: SnmpEngine, fast: FastCounts) -> Callable[[int], int]:
+    """A usmStats counter as served, by its number."""
+    counters = {
+        number: engine_counter(engine, "__SNMP-USER-BASED-SM-MIB", symbol, _usm_count(fast, number))
+        for number, symbol in USM_COUNTERS.items()
+    }
+    return lambda number: counters[number]()
+
+
 def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCounts) -> Iterator[Entry]:
     """The system group (sysContact, sysName, sysLocation from the settings) and the snmp group's
-    current objects (RFC 3418), from the engine's counters."""
+    current objects (RFC 3418); the engine's identity (RFC 3411), its message processing (RFC 3412),
+    context (RFC 3413) and USM (RFC 3414) counters: from the engine, and the counts of the fast path."""
     builder = engine.get_mib_builder()
-
-    def engine_scalar(symbol: str, also: Callable[[], int] = lambda: 0) -> tuple[Reader, Syntax]:
-        (instance,) = builder.import_symbols("__SNMPv2-MIB", symbol)
-        if symbol == "sysUpTime":
-            return lambda suffix: int(instance.syntax.clone()), rfc1902.TimeTicks  # clone() computes it
-        # A counter is replaced as it counts: read the current one.
-        return lambda suffix: (int(instance.syntax) + also()) % COUNTER32_WRAP, instance.syntax.clone
-
+    (up_time,) = builder.import_symbols("__SNMPv2-MIB", "sysUpTime")
+    identity, boots, seconds, max_size = builder.import_symbols(
+        "__SNMP-FRAMEWORK-MIB", "snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"
+    )
     constants: dict[Oid, tuple[Syntax, Any]] = {
         SYSTEM + (1,): (rfc1902.OctetString, SYS_DESCR),
         SYSTEM + (2,): (rfc1902.ObjectIdentifier, BASE),
@@ -159,18 +191,42 @@ def standard_entries(engine: SnmpEngine, settings: SnmpSettings, fast: FastCount
         SYSTEM + (7,): (rfc1902.Integer32, SYS_SERVICES),
         SYSTEM + (8,): (rfc1902.TimeTicks, 0),
         SNMP_GROUP + (30,): (rfc1902.Integer32, SNMP_AUTHEN_TRAPS_DISABLED),
+        SNMP_ENGINE + (1,): (rfc1902.OctetString, bytes(identity.syntax)),
+        SNMP_ENGINE + (2,): (rfc1902.Integer32, int(boots.syntax)),
+        SNMP_ENGINE + (4,): (rfc1902.Integer32, int(max_size.syntax)),
     }
-    counters: dict[Oid, tuple[Reader, Syntax]] = {
-        SYSTEM + (3,): engine_scalar("sysUpTime"),
-        SNMP_GROUP + (1,): engine_scalar("snmpInPkts", lambda: fast.in_packets),
-        SNMP_GROUP + (3,): engine_scalar("snmpInBadVersions"),
-        SNMP_GROUP + (4,): engine_scalar("snmpInBadCommunityNames", lambda: fast.bad_community_names),
-        SNMP_GROUP + (5,): engine_scalar("snmpInBadCommunityUses"),
-        SNMP_GROUP + (6,): engine_scalar("snmpInASNParseErrs"),
-        SNMP_GROUP + (31,): engine_scalar("snmpSilentDrops"),
-        SNMP_GROUP + (32,): engine_scalar("snmpProxyDrops"),
+    clocks: dict[Oid, tuple[Reader, Syntax]] = {  # clone() computes them
+        SYSTEM + (3,): (lambda suffix: int(up_time.syntax.clone()), rfc1902.TimeTicks),
+        SNMP_ENGINE + (3,): (lambda suffix: int(seconds.syntax.clone()), rfc1902.Integer32),
+    }
+    counters: dict[Oid, tuple[str, str, Callable[[], int]]] = {  # (module, symbol, the fast path's count)
+        SNMP_GROUP + (1,): ("__SNMPv2-MIB", "snmpInPkts", lambda: fast.in_packets),
+        SNMP_GROUP + (3,): ("__SNMPv2-MIB", "snmpInBadVersions", lambda: fast.bad_versions),
+        SNMP_GROUP + (4,): ("__SNMPv2-MIB", "snmpInBadCommunityNames", lambda: fast.bad_community_names),
+        SNMP_GROUP + (5,): ("__SNMPv2-MIB", "snmpInBadCommunityUses", lambda: 0),
+        SNMP_GROUP + (6,): ("__SNMPv2-MIB", "snmpInASNParseErrs", lambda: 0),
+        SNMP_GROUP + (31,): ("__SNMPv2-MIB", "snmpSilentDrops", lambda: 0),
+        SNMP_GROUP + (32,): ("__SNMPv2-MIB", "snmpProxyDrops", lambda: 0),
+        MPD_STATS + (1,): ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels", lambda: 0),
+        MPD_STATS + (2,): ("__SNMP-MPD-MIB", "snmpInvalidMsgs", lambda: fast.invalid_msgs),
+        MPD_STATS + (3,): ("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers", lambda: 0),
+        UNKNOWN_CONTEXTS: ("__SNMP-TARGET-MIB", "snmpUnknownContexts", lambda: fast.unknown_contexts),
+        **{
+            USM_STATS + (number,): ("__SNMP-USER-BASED-SM-MIB", symbol, _usm_count(fast, number))
+            for number, symbol in USM_COUNTERS.items()
+        },
     }
     for oid, (syntax, value) in constants.items():
         yield Entry(oid, (0,), _constant(value), syntax)
-    for oid, (read, syntax) in counters.items():
+    for oid, (read, syntax) in clocks.items():
         yield Entry(oid, (0,), read, syntax)
+    for oid, (module, symbol, also) in counters.items():
+        yield Entry(oid, (0,), _counted(engine_counter(engine, module, symbol, also)), rfc1902.Counter32)
+
+
+def _usm_count(fast: FastCounts, number: int) -> Callable[[], int]:
+    return lambda: fast.usm[number]
+
+
+def _counted(count: Callable[[], int]) -> Reader:
+    return lambda suffix: count()

@@ -32,6 +32,7 @@ from pysnmp.smi import error as smi_error
 from gateway.errors import GatewayError
 from gateway.nodes.errors import LineUnavailable, MeterRefused, NotWritable, OutOfRange, UnknownTarget, WriteRefused
 from gateway.snmp.controller import BulkLimits, CacheController, VarBind, Write
+from gateway.snmp.engine import max_message_size
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +65,8 @@ class BulkResponder(cmdrsp.BulkCommandResponder):
 
 
 def max_varbind_bytes(engine: SnmpEngine) -> int:
-    """What the varbinds of a response may take to fit the largest message the engine sends (pysnmp
-    drops a response above it: 65507 by default, the largest UDP payload)."""
-    (max_size,) = engine.get_mib_builder().import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize")
-    return int(max_size.syntax) - _ENVELOPE
+    """What the varbinds of a response may take to fit the largest message the engine sends."""
+    return max_message_size(engine) - _ENVELOPE
 
 
 def _leading_fit(var_binds: list[VarBind], limits: BulkLimits, request_size: int) -> list[VarBind]:

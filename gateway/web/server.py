@@ -289,7 +289,8 @@ class HttpsServer:
         finally:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), SHUTDOWN_TIMEOUT)
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                    await writer.wait_closed()
 
     async def _exchange(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: _Connection, secure: bool

@@ -239,16 +239,18 @@ def _row(field: SettingField, ident: str) -> str:
     elif field.kind == "text":
         control = f'<input name="{name}" id="{ident}" value="{e(field.value)}">'
     else:
-        shown = (
-            ("(set)" if field.value else "(not set)") if field.name.partition(".")[2] in SECRET_KEYS else field.value
-        )
+        section, _, key = field.name.partition(".")
+        shown = ("(set)" if field.value else "(not set)") if key in SECRET_KEYS else field.value
         control = f"<code>{e(_shown(shown))}</code>"
-        hint = "<small>set in the site's file</small>" if field.allowed else ""
+        where = "a configuration uploaded (below)" if key in SETTABLE.get(section, ()) else "the site's file"
+        hint = f"<small>set in {where}</small>"
     pending = ' <span class="pending">(restart to apply)</span>' if field.pending and field.kind != "secret" else ""
     return f'<tr><th><label for="{ident}">{name}</label></th><td>{control}{pending}<br>{hint}</td></tr>'
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, dict):  # tables (SNMPv3 users): their names, never what they hold
+        return ", ".join(f"[{name}]" for name in value) or "(none)"
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "(none)"
     return "(none)" if value in ("", None) else str(value).lower() if isinstance(value, bool) else str(value)

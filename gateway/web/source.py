@@ -97,7 +97,7 @@ class Source:
         config = self.config
         listed = (
             ("BACnet/IP", config.bacnet.enabled, f"{config.bacnet.address}:{config.bacnet.port}"),
-            ("SNMP v2c", config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
+            (f"SNMP {config.snmp.versions}", config.snmp.enabled, f"{config.snmp.address}:{config.snmp.port}"),
             ("Modbus TCP", config.modbus_tcp.enabled, f"{config.modbus_tcp.address}:{config.modbus_tcp.port}"),
             ("Web (HTTPS)", config.web.enabled, f"{config.web.address}:{config.web.port}"),
         )

@@ -66,8 +66,10 @@ async def bacnet_gateway(
 
 
 @pytest.fixture
-async def client(bacnet_gateway: tuple[Gateway, SimulatedLine], make_client: Callable[..., Client]) -> Client:
+async def client(
+    bacnet_gateway: tuple[Gateway, SimulatedLine], make_client: Callable[..., Client]
+) -> AsyncIterator[Client]:
     """A client that has found the gateway's router."""
     found = make_client(bacnet_gateway[0])
     await found.find_router()
-    return found
+    yield found

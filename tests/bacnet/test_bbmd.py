@@ -4,6 +4,7 @@ test_routed.py, in network namespaces."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from bacpypes3.apdu import ErrorPDU
 from bacpypes3.ipv4.bvll import Result
 from bacpypes3.pdu import IPv4Address
 
-from gateway.app import running
+from gateway.app import Gateway, running
 from gateway.bacnet.bbmd import GRACE_PERIOD, REGISTER_FOREIGN_DEVICE_NAK, Bbmd
 from gateway.bacnet.bdt import BdtError
 from gateway.config import parse_config
@@ -40,14 +41,14 @@ def bdt_text(port: int, *peers: str) -> str:
 
 
 @pytest.fixture
-async def bbmd_gateway(make_line, start_gateway, tmp_path: Path):
+async def bbmd_gateway(make_line, start_gateway, tmp_path: Path) -> AsyncIterator[tuple[Gateway, Path]]:
     """A gateway that is a BBMD with itself and one two-hop peer in its table, at most 2 foreign
-    devices; returns the gateway and its bdt.ini."""
+    devices; yields the gateway and its bdt.ini."""
     port = free_udp_port()
     bdt = tmp_path / "bdt.ini"
     bdt.write_text(bdt_text(port, f"{PEER},{PEER_PORT},{TWO_HOP}"))
     config = bacnet_config(make_line(1), tmp_path, port=port, bbmd=True, bdt_file=str(bdt), max_foreign_devices=2)
-    return await serving(await start_gateway(config)), bdt
+    yield await serving(await start_gateway(config)), bdt
 
 
 async def test_read_bdt_answers_the_table_of_the_file(bbmd_gateway, make_client) -> None:

@@ -1,7 +1,8 @@
 """The network doctor, on hosts of network namespaces: another device with one of the gateway's
-device IDs, or another router to its virtual network, is logged once, shown on the router device
-(read with @bacnet-js/client), sent as an SNMP notification (received by net-snmp's snmptrapd) and
-cleared when it goes away; `bcpm-gateway doctor` runs the same checks once and prints them."""
+device IDs, or another router to its virtual network, is each logged once, shown on the router
+device's Reliability (read with @bacnet-js/client), sent as an SNMP notification (received by
+net-snmp's snmptrapd) and cleared when it goes away; `bcpm-gateway doctor` runs the same checks
+once and prints them."""
 
 from __future__ import annotations
 
@@ -98,8 +99,16 @@ def traps(receiver: Process, notification: str) -> list[dict[str, str]]:
     return found
 
 
-async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cleared(
-    site, make_line, tmp_path
+@pytest.mark.parametrize(
+    ("kind", "host", "address", "number", "event", "notification"),
+    [
+        ("device", "device", OTHER_DEVICE, 50001, "bacnet device id conflict", "bcpmDeviceIdConflict"),
+        ("router", "rival", OTHER_ROUTER, 50, "bacnet network conflict", "bcpmNetworkNumberConflict"),
+    ],
+    ids=["a device ID in use elsewhere", "another router to the virtual network"],
+)
+async def test_a_conflict_is_logged_once_shown_on_the_router_notified_and_cleared(
+    site, make_line, tmp_path, kind: str, host: str, address: str, number: int, event: str, notification: str
 ) -> None:
     receiver = await trap_receiver(site, tmp_path / "snmptrapd")
     gateway = await start_gateway(
@@ -110,25 +119,18 @@ async def test_a_device_id_in_use_elsewhere_is_logged_once_shown_notified_and_cl
         snmp=f'address = "{GW}"\nport = {SNMP}\nnotify_hosts = ["{GW}:{TRAPS}"]',
     )
     assert await router_reliability(site) == NO_FAULT_DETECTED
-    other = await start_other(site, "device", "device", OTHER_DEVICE, 50001)
-    conflict = await gateway.logged("bacnet device id conflict", 30)
-    assert (conflict["level"], conflict["number"], conflict["other"]) == ("error", 50001, OTHER_DEVICE)
+    other = await start_other(site, kind, host, address, number)
+    conflict = await gateway.logged(event, 30)
+    assert (conflict["level"], conflict["number"], conflict["other"]) == ("error", number, address)
     assert await router_reliability(site) == CONFIGURATION_ERROR
     await other.stop()
-    await gateway.logged("bacnet device id conflict cleared", 30)
+    await gateway.logged(f"{event} cleared", 30)
     assert await router_reliability(site) == NO_FAULT_DETECTED
-    assert [event["event"] for event in gateway.events()].count("bacnet device id conflict") == 1
-    await receiver.wait_for(lambda: bool(traps(receiver, "bcpmDeviceIdConflictCleared")), 10, "the cleared trap")
-    expected = {"bcpmNotifyBacnetNumber": "Gauge32: 50001", "bcpmNotifyBacnetOther": f'STRING: "{OTHER_DEVICE}"'}
-    assert traps(receiver, "bcpmDeviceIdConflict") == [expected]
-    assert traps(receiver, "bcpmDeviceIdConflictCleared") == [expected]
-
-
-async def test_another_router_to_the_virtual_network_is_a_network_conflict(site, make_line, tmp_path) -> None:
-    gateway = await start_gateway(site, make_line(1), tmp_path, "doctor_interval = 1")
-    await start_other(site, "router", "rival", OTHER_ROUTER, 50)
-    conflict = await gateway.logged("bacnet network conflict", 30)
-    assert (conflict["number"], conflict["other"]) == (50, OTHER_ROUTER)
+    assert [logged["event"] for logged in gateway.events()].count(event) == 1
+    await receiver.wait_for(lambda: bool(traps(receiver, f"{notification}Cleared")), 10, "the cleared trap")
+    expected = {"bcpmNotifyBacnetNumber": f"Gauge32: {number}", "bcpmNotifyBacnetOther": f'STRING: "{address}"'}
+    assert traps(receiver, notification) == [expected]
+    assert traps(receiver, f"{notification}Cleared") == [expected]
 
 
 async def test_the_doctor_command_prints_what_it_finds(site, tmp_path: Path) -> None:

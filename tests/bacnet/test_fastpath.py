@@ -8,6 +8,7 @@ nothing by itself but energies). The entry's counters show which path answered.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,8 @@ from tests.bacnet.raw import COMPLEX_ACK, RawClient, apdu_offset, read_property,
 from tests.support import discovered, eventually, simulated_line
 
 NODE = 1
+CLIENT = ("127.0.0.1", 47999)  # where the requests handed to the entry itself come from
+DISTRIBUTE_BROADCAST_TO_NETWORK = 0x09
 CURRENT = load().find("current", group="branch", channel=1)
 SERVED = (
     "present-value",
@@ -81,9 +84,9 @@ async def _three_ways(
         async with RawClient(gateway.config.bacnet.port) as client:
             return await client.ask(datagram)
 
-    before = network.entry.answered["fast"]
+    before = network.entry.answered.copy()
     fast = await ask()
-    path = "fast" if network.entry.answered["fast"] > before else "full"
+    path = "fast" if network.entry.answered["fast"] > before["fast"] else "full"
     network.set_fast_reads(False)
     try:
         own = await ask()
@@ -96,6 +99,8 @@ async def _three_ways(
             stock = await ask()
     finally:
         network.set_fast_reads(True)
+    # each answer is counted by the path that gave it
+    assert network.entry.answered - before == Counter(fast=path == "fast", full=3 - (path == "fast"))
     return fast, own, stock, path
 
 
@@ -120,6 +125,55 @@ async def test_a_bms_poll_of_forty_objects(still_gateway: Gateway, monkeypatch: 
     fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple(objects), monkeypatch)
     assert path == "fast"
     assert fast == own == stock
+
+
+@SHARED
+async def test_an_answer_up_to_the_clients_max_apdu_is_a_fast_one(
+    still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = [("analog-input,1336", ("present-value", "status-flags"))] * 55
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple(objects), monkeypatch)
+    assert 1024 < len(fast) - apdu_offset(fast) <= 1476  # above the next smaller max APDU
+    assert path == "fast"
+    assert fast == own == stock
+
+
+@SHARED
+async def test_a_request_for_another_network_is_left_to_the_router(still_gateway: Gateway) -> None:
+    entry = _network(still_gateway).entry
+    other = still_gateway.config.bacnet.network + 1
+    datagram = routed(other, NODE, read_property("analog-input,1336", "present-value"))
+    assert entry.reply(datagram, CLIENT) is None  # not a node of this gateway, whatever its MAC
+
+
+@SHARED
+async def test_a_request_over_the_limits_in_a_broadcast_to_a_network_is_dropped(still_gateway: Gateway) -> None:
+    entry = _network(still_gateway).entry
+    objects = [(f"analog-input,{register}", ("present-value", "status-flags")) for register in range(1336, 1536)]
+    datagram = bytearray(routed(still_gateway.config.bacnet.network, NODE, read_property_multiple(objects)))
+    assert len(datagram) - apdu_offset(datagram) > 1476  # an unsegmented request above any max APDU
+    datagram[1] = DISTRIBUTE_BROADCAST_TO_NETWORK
+    refused = entry.limits.refused["bufferOverflow"]
+    assert entry.reply(bytes(datagram), CLIENT) == b""
+    assert entry.limits.refused["bufferOverflow"] == refused + 1
+
+
+@SHARED
+async def test_a_read_the_fast_path_fails_on_is_answered_by_the_full_stack(
+    still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = _network(still_gateway)
+
+    def broken() -> None:
+        raise RuntimeError("encodings lost")
+
+    monkeypatch.setattr(network.applications[NODE], "read_encodings", broken)
+    failed = network.entry.failed.dropped
+    datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
+    async with RawClient(still_gateway.config.bacnet.port) as client:
+        answer = await client.ask(datagram)
+    assert answer[apdu_offset(answer)] == COMPLEX_ACK
+    assert network.entry.failed.dropped == failed + 1
 
 
 @pytest.mark.parametrize(

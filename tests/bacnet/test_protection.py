@@ -5,13 +5,15 @@ device for a while, and `bacnet.read_only` refuses every write. Client side: @ba
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from gateway.app import serve
+from gateway.app import Gateway, serve
 from gateway.bacnet.application import RESTART_DELAY
 from gateway.pointmap import load
+from gateway.sim import SimulatedLine
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.test_conformance import ANALOG_VALUE, PRESENT_VALUE, ask, confirmed, meter, wpm
@@ -46,10 +48,10 @@ async def until_answered(port: int, target: dict[str, Any] | None, request: dict
 
 
 @pytest.fixture
-async def guarded_gateway(make_line, start_gateway, tmp_path):
+async def guarded_gateway(make_line, start_gateway, tmp_path) -> AsyncIterator[tuple[Gateway, SimulatedLine]]:
     line = make_line(1)
     gateway = await serving(await start_gateway(bacnet_config(line, tmp_path, reinit_password="secret")))
-    return gateway, line
+    yield gateway, line
 
 
 async def test_without_a_configured_password_dcc_and_reinitialize_are_refused(bacnet_gateway) -> None:

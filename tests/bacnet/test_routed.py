@@ -69,13 +69,13 @@ async def start_gateway(site: Site, line: Any, tmp_path: Path, bacnet: str, snmp
 
 
 @pytest.fixture
-async def bbmd_pair(site: Site, make_line, tmp_path: Path) -> tuple[Process, Path]:
+async def bbmd_pair(site: Site, make_line, tmp_path: Path) -> AsyncIterator[tuple[Process, Path]]:
     """The gateway a BBMD with the far peer in its table (two-hop), and the peer with it."""
     table = tmp_path / "bdt.ini"
     table.write_text(bdt(f"{GW},{BACNET},{TWO_HOP}", f"{PEER},{BACNET},{TWO_HOP}"))
     await start_peer(site, f"{PEER}/32:{BACNET}", f"{GW}/32:{BACNET}")
     gateway = await start_gateway(site, make_line(1), tmp_path, f'bbmd = true\nbdt_file = "{table}"')
-    return gateway, table
+    yield gateway, table
 
 
 def remote_client(host: str, steps: list[dict[str, Any]], port: int, options: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import struct
 import threading
 from concurrent.futures import Future
+from dataclasses import astuple
 from itertools import pairwise
 
 import pytest
@@ -16,6 +17,7 @@ from gateway.bus import (
     BusClosed,
     BusOverloaded,
     CorruptReply,
+    ExceptionReply,
     LineSettings,
     NoResponse,
     Priority,
@@ -169,9 +171,10 @@ async def test_discovery_keeps_a_tenth_of_the_line_while_polls_never_pause(
     assert not any(future.done() for future in polls), "polling never paused while the scan ran"
     kinds = [unit for unit, _ in line.requests[1:]]
     served = kinds[: len(kinds) - kinds[::-1].index(PASSED_THROUGH)]  # up to the scan's last probe
-    # Every transaction reads one register, so their line times are alike: one in ten is discovery's.
+    # Every transaction reads one register, so their line times are alike: about one in ten is
+    # discovery's (the share counts seconds, and a busy machine stretches some transactions).
     assert served.count(PASSED_THROUGH) == 30
-    assert 9 * 30 <= len(served) <= 11 * 30
+    assert 8 * 30 <= len(served) <= 12 * 30
     for future in polls:
         await asyncio.wrap_future(future)
 
@@ -322,12 +325,30 @@ async def test_serve_runs_on_the_callers_loop_too(line: SimulatedLine) -> None:
 
 async def test_stats_count_outcomes_and_busy_time(start_bus: StartBus, line: SimulatedLine) -> None:
     bus = start_bus(timeout=0.05)
+    assert not any(astuple(bus.stats))  # nothing counted before the first transaction
     await bus.transact(1, read(0), Priority.POLL)
     line.script.add(Fault(crc_error=True))
     with pytest.raises(CorruptReply):
         await bus.transact(1, read(0), Priority.POLL)
     with pytest.raises(NoResponse):
         await bus.transact(9, read(0), Priority.POLL)
+    line.script.add(Fault(exception=0x02))
+    with pytest.raises(ExceptionReply):
+        await bus.transact(1, read(0), Priority.POLL)
     stats = bus.stats
-    assert (stats.transactions, stats.replies, stats.corrupt, stats.timeouts) == (3, 1, 1, 1)
-    assert stats.busy_seconds > 3 * bus.settings.wire_time(8)
+    assert (stats.transactions, stats.replies, stats.corrupt, stats.timeouts, stats.exceptions) == (4, 1, 1, 1, 1)
+    assert stats.busy_seconds > 4 * bus.settings.wire_time(8)
+
+
+async def test_a_broadcast_is_sent_and_resolves_to_nothing(start_bus: StartBus, line: SimulatedLine) -> None:
+    bus = start_bus()
+    assert await bus.transact(0, write(CT_SIZE, 100), Priority.WRITE) == b""
+    await heard(line, 1)
+    assert line.requests[-1] == (0, write(CT_SIZE, 100))
+
+
+async def test_a_bus_served_in_an_async_with_block_stops_at_its_end(line: SimulatedLine) -> None:
+    async with Bus(LineSettings(line.path)) as bus:
+        assert await bus.transact(1, read(0), Priority.POLL)
+    with pytest.raises(BusClosed):
+        await bus.transact(1, read(0), Priority.POLL)

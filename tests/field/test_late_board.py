@@ -5,7 +5,11 @@ it must be served on every face within rescan_interval + 15 s of coming up.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.field.site import Site
+
+pytestmark = pytest.mark.timeout(900)  # a case waits for the line as a site does: minutes, not seconds
 
 LATE = 20.0  # seconds the late board stays silent after the simulator starts
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
+
 from tests.field.site import Site
+
+pytestmark = pytest.mark.timeout(900)  # a case waits for the line as a site does: minutes, not seconds
 
 NODES = {1, 2, 3, 4}
 

@@ -9,7 +9,8 @@ import socket
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway import app
-from gateway.modbus_tcp.server import ILLEGAL_FUNCTION, Closed
+from gateway.modbus import ILLEGAL_FUNCTION
+from gateway.modbus_tcp.server import Closed
 from gateway.sim import Faults
 from tests.modbus_tcp.test_server import CT_SIZE_3, FLOAT_COPY, _gateway, _mbpoll
 from tests.support import eventually

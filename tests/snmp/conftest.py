@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.snmp import SnmpFace
-from tests.snmp.rig import READ, TRAP, WRITE, Agent, TrapReceiver
+from tests.snmp.rig import NMS, READ, TRAP, WRITE, Agent, TrapReceiver
 from tests.support import eventually, free_port, gateway_config
 
 
@@ -40,7 +40,7 @@ def snmp_agent(make_line, start_gateway, tmp_path) -> Callable[..., Any]:
 
 @pytest.fixture
 def trap_receiver(tmp_path) -> Iterator[TrapReceiver]:
-    receiver = TrapReceiver(tmp_path / "snmptrapd")
+    receiver = TrapReceiver(tmp_path / "snmptrapd", users=(NMS,))
     receiver.wait_listening()
     yield receiver
     receiver.stop()

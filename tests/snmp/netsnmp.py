@@ -24,6 +24,7 @@ PACKAGES = {
     "snmpwalk": "snmp",
     "snmpset": "snmp",
     "snmptrap": "snmp",
+    "snmpinform": "snmp",
     "snmptranslate": "snmp",
     "snmptrapd": "snmptrapd",
     "smilint": "smitools",
@@ -64,6 +65,14 @@ def run(
 async def run_async(folder: Path, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`run` off the event loop, so the gateway in this process keeps serving meanwhile."""
     return await asyncio.to_thread(run, folder, name, *args, timeout=timeout)
+
+
+def error_of(result: subprocess.CompletedProcess[str]) -> str:
+    """The error status net-snmp reports ("noAccess", ...), or "" when the request succeeded."""
+    for line in result.stderr.splitlines():
+        if line.startswith("Reason: "):
+            return line.removeprefix("Reason: ").split()[0]
+    return ""
 
 
 @dataclass(frozen=True, slots=True)

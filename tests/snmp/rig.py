@@ -20,7 +20,14 @@ from tests.snmp.netsnmp import dotted, environment, run_async, tool
 from tests.support import free_port
 
 READ, WRITE, TRAP = "public", "private", "traps"  # the communities the rig configures
-STANDARD_INSTANCES = 16  # system group (8) and the snmp group's current objects (8), outside the enterprise tree
+AUTH_PASSPHRASE, PRIV_PASSPHRASE = "maplesyrup-auth", "maplesyrup-priv"  # every SNMPv3 user's
+ENGINE_ID = bytes.fromhex("80000ef9050102030405060708")  # snmp.engine_id where a test fixes it
+#: net-snmp's names of the protocols
+NETSNMP_AUTH = {"sha1": "SHA", "sha224": "SHA-224", "sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512"}
+NETSNMP_PRIV = {"aes128": "AES", "aes192": "AES-192", "aes256": "AES-256"}
+# Outside the enterprise tree: the system group (8), the snmp group's current objects (8), the
+# engine (4), the message processing (3), snmpUnknownContexts and the USM counters (6).
+STANDARD_INSTANCES = 30
 
 
 def instance(point: Point, address: int) -> str:
@@ -35,6 +42,39 @@ def swept(face: SnmpFace) -> bool:
     """The face serves its tree and every instance has a value (all nodes swept at least once)."""
     index = face.controller.index if face.controller else None
     return index is not None and len(index) > 100 and index.all_have_values()
+
+
+@dataclass(frozen=True)
+class V3User:
+    """An SNMPv3 user with the rig's passphrases: its [snmp.users.NAME] table and net-snmp's options."""
+
+    name: str
+    auth: str = "sha256"
+    priv: str | None = "aes128"
+
+    def settings(self, **extra: object) -> dict[str, object]:
+        keys = {"auth_passphrase": AUTH_PASSPHRASE}
+        if self.priv:
+            keys["priv_passphrase"] = PRIV_PASSPHRASE
+        return {"auth": self.auth, "priv": self.priv or "none", **keys, **extra}
+
+    @property
+    def level(self) -> str:
+        return "authPriv" if self.priv else "authNoPriv"
+
+    def options(self, auth: str = AUTH_PASSPHRASE, priv: str = PRIV_PASSPHRASE) -> list[str]:
+        """net-snmp's options for this user (with other passphrases, for the tests of wrong keys)."""
+        options = ["-v3", "-l", self.level, "-u", self.name, "-a", NETSNMP_AUTH[self.auth], "-A", auth]
+        return options + (["-x", NETSNMP_PRIV[self.priv], "-X", priv] if self.priv else [])
+
+    def create_user(self, engine_id: bytes | None = None) -> str:
+        """snmptrapd's createUser line: with the sender's engine ID for traps, without for informs."""
+        engine = f"-e 0x{engine_id.hex()} " if engine_id else ""
+        priv = f" {NETSNMP_PRIV[self.priv]} {PRIV_PASSPHRASE}" if self.priv else ""
+        return f"createUser {engine}{self.name} {NETSNMP_AUTH[self.auth]} {AUTH_PASSPHRASE}{priv}"
+
+
+NMS = V3User("nms")
 
 
 @dataclass
@@ -58,6 +98,13 @@ class Agent:
             self.folder, name, "-v2c", "-c", community, "-On", "-t", str(timeout), "-r", "1", self.target, *args
         )
 
+    async def v3(
+        self, name: str, *args: str, user: V3User = NMS, options: list[str] | None = None, timeout: float = 2
+    ) -> subprocess.CompletedProcess[str]:
+        """A net-snmp tool against the agent as an SNMPv3 user (its own options, or ``options``)."""
+        security = user.options() if options is None else options
+        return await run_async(self.folder, name, *security, "-On", "-t", str(timeout), "-r", "1", self.target, *args)
+
     def all_values_present(self) -> bool:
         """Every served instance has a value (all nodes swept at least once)."""
         return swept(self.face)
@@ -66,10 +113,12 @@ class Agent:
 class TrapReceiver:
     """snmptrapd on a free loopback port; collects the notifications it prints, one a line."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, users: tuple[V3User, ...] = (), engine_id: bytes = ENGINE_ID) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         conf = folder / "snmptrapd.conf"
-        conf.write_text("disableAuthorization yes\n")
+        # Each user twice: for the traps of the agent's engine, and for informs to snmptrapd's own.
+        created = [user.create_user(engine) for user in users for engine in (engine_id, None)]
+        conf.write_text("\n".join(["disableAuthorization yes", *created]) + "\n")
         self.port = free_port(socket.SOCK_DGRAM)
         self.lines: list[str] = []
         # -C: no configuration but ours; -n: numeric addresses; one line a trap, fields split by |

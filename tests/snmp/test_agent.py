@@ -7,11 +7,16 @@ import logging
 import os
 import socket
 
+import structlog
+from pysnmp.entity import config
+
 from gateway.pointmap import load
 from gateway.sim import Faults
+from gateway.snmp.agent import READER
+from gateway.snmp.controller import READ_VIEW
 from gateway.snmp.placement import default_layout
 from gateway.snmp.tree import ADVANCED_FEATURES_OID, BASE
-from tests.snmp.netsnmp import dotted, run_async, varbinds
+from tests.snmp.netsnmp import dotted, error_of, run_async, varbinds
 from tests.snmp.rig import READ, STANDARD_INSTANCES, TRAP, WRITE, instance
 from tests.support import eventually
 
@@ -23,14 +28,6 @@ ALARM_7 = PM.find("alarm_status", group="alarms", channel=7)
 SNMP_IN_BAD_COMMUNITY_NAMES = ".1.3.6.1.2.1.11.4.0"
 SNMP_IN_ASN_PARSE_ERRS = ".1.3.6.1.2.1.11.6.0"
 SYS_DESCR = ".1.3.6.1.2.1.1.1.0"
-
-
-def error_of(result) -> str:
-    """The error status net-snmp reports ("noAccess", ...), or "" when the request succeeded."""
-    for line in result.stderr.splitlines():
-        if line.startswith("Reason: "):
-            return line.removeprefix("Reason: ").split()[0]
-    return ""
 
 
 async def test_snmpget_of_a_branch_current_equals_the_simulators(snmp_agent) -> None:
@@ -51,14 +48,15 @@ async def test_snmpget_of_a_branch_current_equals_the_simulators(snmp_agent) -> 
 async def test_bulkwalk_of_the_whole_subtree_returns_every_expected_oid_in_order(snmp_agent) -> None:
     agent = await snmp_agent(1, 3)
     await eventually(agent.all_values_present, 20, "every instance read once")
-    result = await agent.tool("snmpbulkwalk", "-Cr25", dotted(BASE))
+    result = await agent.tool("snmpbulkwalk", "-Cr25", ".1")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     walked = varbinds(result.stdout)
     assert [vb.value for vb in walked if vb.exception] == [
         "No more variables left in this MIB View (It is past the end of the MIB tree)"
     ]  # one row, not 25
     expected = sorted(i.oid for i in LAYOUT.instances(dict.fromkeys((1, 2, 3, 4), "A")))
-    assert [vb.oid for vb in walked if not vb.exception] == expected
+    assert [vb.oid for vb in walked if vb.oid[: len(BASE)] == BASE] == expected
+    assert len(walked) == len(expected) + STANDARD_INSTANCES + 1
     assert BASE + (1, 5, 1, 1, 7, 4, 42) in expected  # current of channel 42 of panel 4
     assert ADVANCED_FEATURES_OID + (0,) in expected
 
@@ -84,6 +82,13 @@ async def test_a_walk_is_served_from_the_cache_while_the_bus_is_slow(snmp_agent)
     assert len([vb for vb in varbinds(result.stdout) if not vb.exception]) == served
 
 
+async def test_the_agent_logs_the_address_and_port_it_serves_on(snmp_agent) -> None:
+    with structlog.testing.capture_logs() as logs:
+        agent = await snmp_agent(1)
+    [serving] = [entry for entry in logs if entry["event"] == "snmp agent serving"]
+    assert (serving["address"], serving["port"]) == ("127.0.0.1", agent.port)
+
+
 async def test_set_with_the_write_community_reaches_the_meter(snmp_agent) -> None:
     agent = await snmp_agent(1)
     result = await agent.tool("snmpset", instance(CT_SIZE_5, 2), "u", "200", community=WRITE)
@@ -98,6 +103,36 @@ async def test_set_with_the_read_community_is_refused_and_the_register_is_unchan
     result = await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)
     assert error_of(result) == "noAccess"
     assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+
+
+class Everyone(frozenset[str]):
+    """A set of writers that holds every security name: the controller's own check let through."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+async def test_the_read_communitys_set_is_refused_by_its_write_view_alone(snmp_agent) -> None:
+    """Two guards refuse the read community's SET; here the agent's VACM view (an empty write view
+    for the read community) must do it with the controller's list of writers let through."""
+    agent = await snmp_agent(1)
+    assert agent.face.controller is not None
+    agent.face.controller.writers = Everyone()
+    assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)) == "noAccess"
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+    # the guard left is the one that refused: the write community still writes
+    assert (await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=WRITE)).returncode == 0
+
+
+async def test_the_read_communitys_set_is_refused_by_the_list_of_writers_alone(snmp_agent) -> None:
+    """The other guard alone: the read community given the write view of the enterprise tree, the
+    controller, which lets only the write community's security name write, must refuse it."""
+    agent = await snmp_agent(1)
+    assert agent.face.snmp_engine is not None
+    config.add_vacm_user(agent.face.snmp_engine, 2, READER, "noAuthNoPriv", readSubTree=READ_VIEW, writeSubTree=BASE)
+    assert error_of(await agent.tool("snmpset", instance(CT_SIZE_5, 1), "u", "200", community=READ)) == "noAccess"
+    assert agent.line.panel(1).read(CT_SIZE_5.register, 1) == [100]
+    assert error_of(await agent.tool("snmpset", SYS_DESCR, "s", "x", community=WRITE)) == "noAccess"  # views hold
 
 
 async def test_sets_the_meter_cannot_take_are_refused_with_the_matching_error(snmp_agent) -> None:

@@ -1,4 +1,5 @@
-"""Notifications: node events become traps (pure), and arrive at snmptrapd with the trap community."""
+"""Notifications: node events become traps (pure), and arrive at snmptrapd with the trap community
+(or as an SNMPv3 user's informs, paced alike)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from gateway.snmp.notifications import TokenBucket, traps_for
 from gateway.snmp.placement import default_layout
 from gateway.snmp.tree import BASE
 from tests.snmp.netsnmp import dotted, varbinds
-from tests.snmp.rig import STANDARD_INSTANCES, TRAP, instance
+from tests.snmp.rig import ENGINE_ID, NMS, STANDARD_INSTANCES, TRAP, instance
 from tests.support import eventually
 
 PM = load()
@@ -179,10 +180,16 @@ def test_the_token_bucket_gives_a_burst_then_its_rate() -> None:
     assert sum(bucket.take() for _ in range(20)) == 10  # never more than the burst saved up
 
 
+@pytest.mark.parametrize("sent_as", ["v2c traps", "v3 informs"])
 async def test_an_alarm_storm_is_paced_and_summed_up_per_panel_and_the_table_keeps_every_status(
-    snmp_agent, trap_receiver
+    snmp_agent, trap_receiver, sent_as: str
 ) -> None:
-    agent = await snmp_agent(1, notify_hosts=[trap_receiver.endpoint], trap_rate=5)
+    if sent_as == "v2c traps":
+        receivers: dict[str, object] = {"notify_hosts": [trap_receiver.endpoint]}
+    else:
+        informs = NMS.settings(notify_hosts=[trap_receiver.endpoint], notify_type="inform")
+        receivers = {"engine_id": f"0x{ENGINE_ID.hex()}", "users": {"nms": informs}}
+    agent = await snmp_agent(1, trap_rate=5, **receivers)
     await eventually(agent.all_values_present, 20, "every status read once")
     events = agent.gateway.hub.subscribe(AlarmChanged)
     storm = range(1, 21)
@@ -210,6 +217,11 @@ async def test_an_alarm_storm_is_paced_and_summed_up_per_panel_and_the_table_kee
         held |= {int(channel) for channel in summary[CHANNELS].split(": ", 1)[1].strip('"').split(",")}
     assert held | {int(trap[dotted(OBJECTS + (2, 0))].split()[1]) for trap in sent} == set(storm)
     assert agent.face.notifier.held_back == called_for - len(sent)
+    if sent_as == "v3 informs":  # each was acknowledged: summaries, alarms sent and the coldStart
+        notifier = agent.face.notifier
+        assert notifier.counts["informs_sent"] == len(sent) + len(summaries) + 1
+        await eventually(lambda: notifier.counts["informs_acknowledged"] == notifier.counts["informs_sent"])
+    assert agent.face.counts["traps_held_back"] == agent.face.notifier.held_back  # in the status log
     for channel in storm:  # every alarm is in the table meanwhile
         [status] = varbinds((await agent.tool("snmpget", instance(alarm_of(channel), 1))).stdout)
         assert status.number & 0x0100, channel

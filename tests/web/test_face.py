@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import socket
 import ssl
@@ -11,6 +12,7 @@ from ipaddress import IPv4Address
 
 import aiohttp
 import pytest
+import structlog
 
 from gateway.app import running, serve
 from gateway.errors import GatewayError, ListenError
@@ -87,6 +89,22 @@ async def test_plain_http_on_the_same_port_only_redirects_to_https(web_site) -> 
             f"http://127.0.0.1:{site.port}/login", data={"user": "admin", "password": PASSWORD}, allow_redirects=False
         ) as reply:
             assert reply.status == 308 and "set-cookie" not in reply.headers
+
+
+async def test_plain_http_with_a_host_or_target_beyond_ascii_is_refused_not_failed(web_site) -> None:
+    site = await web_site()
+    with structlog.testing.capture_logs() as logs:
+        for request in (
+            b"GET / HTTP/1.1\r\nHost: caf\xe9.example\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(request)
+            writer.write_eof()
+            reply = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert reply.startswith(b"HTTP/1.1 400 "), reply
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
 
 
 async def test_actions_need_the_session_csrf_token_and_a_matching_origin(web_site) -> None:
@@ -466,3 +484,20 @@ async def test_a_rescan_is_refused_in_locked_mode_and_the_face_goes_on(web_site)
             assert "locked mode" in await reply.text()
         async with client.get("/events") as reply:
             assert "rescan the bus: failed" in await reply.text()
+
+
+async def test_the_overview_shows_the_snmp_versions_and_users_on_and_no_key_anywhere(web_site) -> None:
+    keys = {"auth_passphrase": "nms-auth-passphrase", "priv_passphrase": "nms-priv-passphrase"}
+    users = {"nms": {**keys, "access": "read-write"}, "mon": {"auth_passphrase": "mon-passphrase", "priv": "none"}}
+    snmp = {"enabled": True, "address": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM), "v2c": False, "users": users}
+    site = await web_site(1, sections={"snmp": snmp})
+    client = await site.logged_in()
+    async with client:
+        async with client.get("/") as reply:
+            overview = html.unescape(await reply.text())
+        async with client.get("/config") as reply:
+            settings = html.unescape(await reply.text())
+    shown = "SNMP v3: nms (sha256, aes128, authPriv, read-write), mon (sha256, no privacy, authNoPriv, read-only)"
+    assert shown in overview and "SNMP v2c" not in overview  # snmp.v2c = false
+    for page in (overview, settings):
+        assert not any(secret in page for secret in ("nms-auth-passphrase", "nms-priv-passphrase", "mon-passphrase"))

@@ -14,6 +14,10 @@
 //   {"op": "writeProperty", "target": T, "objectType": n, "instance": n, "property": n, "real": x}
 //                                                     (or "text": "..." for a CharacterString, "unsigned": n)
 //                                                     -> "ok"
+//   {"op": "subscribeCov", "target": T, "objectType": n, "instance": n, "processId": n, "lifetime": n, "waitMs": 4000}
+//                                                     -> [notifications] (unconfirmed, heard within waitMs of the
+//                                                        acknowledged subscription): {device, objectType, instance,
+//                                                        timeRemaining, values: {property: [values]}}
 //   {"op": "registerForeignDevice", "bbmd": "ip:port", "ttl": n}
 //                                                     -> "ok" once the BBMD accepted
 //   {"op": "whoIsThroughBBMD", "bbmd": "ip:port", "waitMs": 1500}
@@ -24,6 +28,7 @@
 //                                                     -> the answer as it came, see `answer()`:
 //      {"pdu": "simpleAck" | "complexAck" | "error" | "reject" | "abort" | "rejectMessageToNetwork" | "none", ...}
 //   R is one of (encoded with the library's service encoders, or as given):
+//      {"service": "readPropertyMultiple", "objects": [{"objectType", "instance", "properties": [n]}]}
 //      {"service": "writePropertyMultiple", "objects": [{"objectType", "instance", "properties": [{"property", "real"}]}]}
 //      {"service": "deviceCommunicationControl", "enableDisable": 0|1|2, "minutes": n, "password": "..."}
 //      {"service": "reinitializeDevice", "state": n, "password": "..."}
@@ -132,6 +137,13 @@ async function writeBDT(client, transport, bbmd) {
 // The body of a confirmed request; returns its service choice.
 function encodeRequest(buffer, request) {
   switch (request.service) {
+    case 'subscribeCov':
+      services.SubscribeCov.encode(buffer, request.processId, { type: request.objectType, instance: request.instance }, false,
+        false, request.lifetime);
+      return ConfirmedServiceChoice.SUBSCRIBE_COV;
+    case 'readPropertyMultiple':
+      services.ReadPropertyMultiple.encode(buffer, accessSpecifications(request.objects));
+      return ConfirmedServiceChoice.READ_PROPERTY_MULTIPLE;
     case 'writePropertyMultiple':
       services.WritePropertyMultiple.encodeObject(buffer, request.objects.map((o) => ({
         objectId: { type: o.objectType, instance: o.instance },
@@ -153,6 +165,41 @@ function encodeRequest(buffer, request) {
       return request.service;
     }
   }
+}
+
+function accessSpecifications(objects) {
+  return objects.map((o) => ({
+    objectId: { type: o.objectType, instance: o.instance },
+    properties: o.properties.map((id) => ({ id, index: ARRAY_ALL })),
+  }));
+}
+
+// Subscribes (unconfirmed notifications) and collects the notifications heard for waitMs after the ack.
+// The request goes through `confirmed`: the library's subscribeCov (3.3.2) encodes a routed NPDU
+// without a hop count (0), which a router drops.
+async function subscribeCov(client, transport, program, step) {
+  const notifications = [];
+  const listener = (content) => {
+    const p = content.payload;
+    notifications.push({
+      device: p.initiatingDeviceId.instance,
+      objectType: p.monitoredObjectId.type,
+      instance: p.monitoredObjectId.instance,
+      timeRemaining: p.timeRemaining,
+      values: Object.fromEntries(p.values.map((v) => [v.property.id, plain(v.value)])),
+    });
+  };
+  client.on('covNotifyUnconfirmed', listener);
+  try {
+    const request = { service: 'subscribeCov', objectType: step.objectType, instance: step.instance, processId: step.processId,
+      lifetime: step.lifetime ?? 0 };
+    const acknowledged = await confirmed(client, transport, program, { target: step.target, request });
+    if (acknowledged.pdu !== 'simpleAck') throw new Error(`subscription not acknowledged: ${JSON.stringify(acknowledged)}`);
+    await new Promise((resolve) => setTimeout(resolve, step.waitMs ?? 3000));
+  } finally {
+    client.off('covNotifyUnconfirmed', listener);
+  }
+  return notifications;
 }
 
 // A WritePropertyMultiple-Error (BACnet 21) is [0] { class, code } then [1] { object, property, [index] }.
@@ -260,11 +307,7 @@ async function run(client, transport, program, step) {
       return plain(result.values);
     }
     case 'readPropertyMultiple': {
-      const request = step.objects.map((o) => ({
-        objectId: { type: o.objectType, instance: o.instance },
-        properties: o.properties.map((id) => ({ id, index: ARRAY_ALL })),
-      }));
-      const result = await client.readPropertyMultiple(receiver(program, step.target), request);
+      const result = await client.readPropertyMultiple(receiver(program, step.target), accessSpecifications(step.objects));
       return result.values.map((o) => ({
         objectType: o.objectId.type,
         instance: o.objectId.instance,
@@ -273,6 +316,8 @@ async function run(client, transport, program, step) {
     }
     case 'confirmed':
       return confirmed(client, transport, program, step);
+    case 'subscribeCov':
+      return subscribeCov(client, transport, program, step);
     case 'networkNumberIs': {
       const target = receiver(program, null);
       const buffer = client._getApduBuffer(target);
