@@ -122,6 +122,7 @@ async def test_the_panel_page_and_its_api_show_a_circuit_going_into_alarm_and_an
     panel = site.line.panel(1)
     node = site.gateway.nodes.nodes[1]
     alarm_7 = PM.find("alarm_status", group="alarms", channel=7)
+    await eventually(lambda: site.gateway.nodes.poller.cycles >= 2, what="every block read (slow ones too)")
     await site.gateway.nodes.name_circuits(1, {7: "Rack A12 <PDU>"})
     client = await site.logged_in()
     async with client:
