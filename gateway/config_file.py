@@ -121,7 +121,8 @@ def change_settings(
     before = raw_settings(running)  # each key's value, whether the site's file, a change or the default gave it
     for name, value in changes.items():
         section, key = name.split(".", 1)
-        detail = "(a secret)" if key in SECRET_KEYS else f"{before[section][key]!r} -> {value!r}"
+        was = before[section].get(key, "(none)")
+        detail = "(a secret)" if key in SECRET_KEYS else f"{_redacted(was)!r} -> {_redacted(value)!r}"
         audit.record(actor, action, "done", key=name, detail=detail)
     return config
 
@@ -193,6 +194,13 @@ def configuration_text(config: Config, *, secrets: bool, host: str = "") -> str:
     if left_out:
         heading.append(f"# Left out (kept as they are when this file is uploaded): {', '.join(left_out)}.")
     return "\n".join(heading) + "\n\n" + tomli_w.dumps(tables)
+
+
+def _redacted(value: Any) -> Any:
+    """A raw value as the audit may show it: a secret inside a table (an SNMPv3 user's key) masked."""
+    if isinstance(value, dict):
+        return {key: "(a secret)" if key in SECRET_KEYS else _redacted(item) for key, item in value.items()}
+    return value
 
 
 def _secrets_taken_out(tables: dict[str, Any], where: str = "") -> list[str]:

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
 from gateway.config import SECTIONS, SETTABLE, SETTINGS_FILE, Config, load_config
@@ -252,3 +253,17 @@ def test_an_upload_that_check_config_refuses_or_that_changes_a_key_outside_setta
     assert "not changed" in str(refused.value)
     if "state_file" in text:
         assert "gateway.state_file" in str(refused.value)  # every one named
+
+
+def test_snmpv3_users_go_out_without_their_keys_and_come_back_through_an_upload(site: Path) -> None:
+    user = {"auth_passphrase": "correct horse battery", "priv_passphrase": "staple of the NMS", "access": "read-write"}
+    changes = upload_changes(site, tomli_w.dumps({"snmp": {"users": {"nms": user}, "v2c": False}}))
+    assert changes == {"snmp.users": {"nms": user}, "snmp.v2c": False}
+    config = change_settings(site, changes, ADMIN, audit(site))
+    assert [str(u) for u in config.snmp.users] == ["nms (sha256, aes128, authPriv, read-write)"]
+    text = configuration_text(load_config(site), secrets=False)
+    assert "correct horse" not in text and "staple" not in text
+    assert "snmp.users.nms.auth_passphrase, snmp.users.nms.priv_passphrase" in text
+    assert tomllib.loads(text)["snmp"]["users"]["nms"]["access"] == "read-write"
+    assert upload_changes(site, configuration_text(load_config(site), secrets=True)) == {}
+    assert "correct horse" not in (site.parent / "state" / AUDIT_FILE).read_text()

@@ -36,8 +36,8 @@ FIRST = (
     ),
     (
         "SNMP",
-        "snmp.enabled snmp.read_community snmp.write_community snmp.trap_community snmp.notify_hosts snmp.allow "
-        "snmp.location snmp.contact snmp.name",
+        "snmp.enabled snmp.v2c snmp.read_community snmp.write_community snmp.trap_community snmp.notify_hosts "
+        "snmp.users snmp.allow snmp.location snmp.contact snmp.name",
     ),
     ("Modbus TCP", "modbus_tcp.enabled modbus_tcp.allow modbus_tcp.read_only"),
 )
