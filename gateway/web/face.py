@@ -29,7 +29,7 @@ import json
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -39,15 +39,8 @@ from typing import Any
 import structlog
 
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
-from gateway.config import Config, load_config, raw_settings, settings_file
-from gateway.config_file import (
-    change_settings,
-    configuration_text,
-    previous_settings,
-    revert_settings,
-    upload_changes,
-)
-from gateway.errors import ConfigError, GatewayError, ListenError
+from gateway.config import Config
+from gateway.errors import GatewayError, ListenError
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import EventHub, NetworkFinding
@@ -64,20 +57,13 @@ from gateway.web.auth import (
     Sessions,
     check_hash,
 )
+from gateway.web.configuring import Configuring
 from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics, decompressed
 from gateway.web.pages import MAINS
 from gateway.web.panel import panel_page
 from gateway.web.server import HttpsServer, Limits, Request, Response, ServerStats, within
-from gateway.web.settings import (
-    SettingField,
-    bdt_in_use,
-    form_changes,
-    install_bdt,
-    setting_fields,
-    settings_page,
-)
 from gateway.web.source import Source, Wiring, describe, finding
-from gateway.web.tls import certificate_in_use, install_certificate, server_context
+from gateway.web.tls import server_context
 from gateway.web.trends import chart, csv_parts, trends_page
 
 log = structlog.get_logger(__name__)
@@ -127,6 +113,7 @@ class WebFace:
         self.limiter = LoginLimiter(self.settings.login_attempts)
         self.checker = PasswordChecker()
         self.audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
+        self.configuring = Configuring(self.source, self.audit, self._log_action)
         self._audits: set[asyncio.Future[None]] = set()  # audit records being written
         self._scrapes = RateLimit(METRICS_RATE, METRICS_BURST)
         self._login_failures = peer_events("web login failed")
@@ -253,7 +240,7 @@ class WebFace:
             if path.startswith("/actions/"):
                 return await self._act(path.removeprefix("/actions/"), request, session)
             if path == "/settings" or path.startswith("/settings/"):
-                return await self._change_settings(path.removeprefix("/settings").lstrip("/"), request, session)
+                return await self.configuring.post(path.removeprefix("/settings").lstrip("/"), request, session)
         elif method == "GET":
             page = await self._page(path, request, session)
             if page is not None:
@@ -287,9 +274,9 @@ class WebFace:
         if path == "/config":
             return _html(pages.configuration(source.running_settings(), csrf))
         if path == "/settings":
-            return _html(self._settings_page(csrf))
+            return _html(self.configuring.page(csrf))
         if path == "/settings/download":
-            return self._configuration_download(request, session)
+            return self.configuring.download(request, session)
         if path == "/downloads":
             return _html(pages.downloads(csrf, ede=source.config.bacnet.enabled))
         if path.startswith("/downloads/"):
@@ -371,103 +358,6 @@ class WebFace:
         else:
             body = await asyncio.to_thread(wiring.shipped, name)
         return Response(200, body, content_type, (("content-disposition", f'attachment; filename="{name}"'),))
-
-    # --- settings ---
-
-    def _settings_page(self, csrf: str, errors: Sequence[str] = (), saved: Sequence[str] = ()) -> str:
-        """The settings form: each key as the gateway runs it now and as a restart would run it."""
-        config = self.source.config
-        site = config.source
-        found: list[SettingField] = []
-        previous = False
-        problems = list(errors)
-        wanted = config
-        if site is not None:
-            running = raw_settings(config)
-            try:
-                wanted = load_config(site)
-            except ConfigError as error:  # the files changed under the gateway: say so, show what runs
-                problems.append(str(error))
-                wanted = config
-            found = setting_fields(running, raw_settings(wanted))
-            previous = previous_settings(settings_file(config)).exists()
-        return settings_page(
-            found,
-            csrf,
-            site_file=None if site is None else str(site),
-            errors=problems,
-            saved=list(saved),
-            previous=previous,
-            certificate=certificate_in_use(wanted),
-            bdt=bdt_in_use(wanted),
-        )
-
-    async def _change_settings(self, what: str, request: Request, session: Session) -> Response:
-        """A settings form, a revert, or an upload: checked whole, written by `gateway.config_file`
-        (off the event loop: files and fsyncs), audited there; the page then says what waits for a
-        restart."""
-        site = self.source.config.source
-        if site is None:
-            return _html(self._settings_page(session.csrf), 409)
-        actor = Actor(USER, request.client, session.id)
-        check = self.source.wiring.check
-        try:
-            if what == "":
-                changes = form_changes(request.form(), raw_settings(load_config(site)))
-                done = "change settings"
-            elif what == "upload":
-                done = "upload a configuration"
-                try:
-                    changes = upload_changes(site, _text(request.files().get("file", b"")))
-                except (ConfigError, UnicodeDecodeError) as error:  # before any key is tried: audited here
-                    self._log_action(request, session, done, f"refused: {_lines(error)[0]}")
-                    raise
-            elif what == "revert":
-                await asyncio.to_thread(revert_settings, site, actor, self.audit, check)
-                self._log_action(request, session, "take back the settings before the last change", audited=True)
-                return _html(self._settings_page(session.csrf, saved=["the settings before the last change"]))
-            elif what in ("bdt", "certificate"):
-                return await self._upload(what, request, session)
-            else:
-                return Response(404, b"not found", "text/plain")
-            if not changes:
-                return _html(self._settings_page(session.csrf, saved=["nothing: every value is as it was"]))
-            await asyncio.to_thread(change_settings, site, changes, actor, self.audit, check)
-        except (ConfigError, UnicodeDecodeError) as error:
-            return _html(self._settings_page(session.csrf, errors=_lines(error)), 400)
-        self._log_action(request, session, f"{done}: {', '.join(changes)}", audited=True)
-        return _html(self._settings_page(session.csrf, saved=list(changes)))
-
-    async def _upload(self, what: str, request: Request, session: Session) -> Response:
-        """A BBMD table or a certificate and key: checked as their loaders would, then written at
-        their fixed names beside the state file."""
-        config = self.source.config
-        assert config.source is not None
-        files = request.files()
-        try:
-            if what == "bdt":
-                text = _text(files.get("file", b""))
-                await asyncio.to_thread(install_bdt, load_config(config.source), text, self.source.wiring.check_bdt)
-                done = "upload the bdt"
-            else:
-                certificate, key = files.get("certificate", b""), files.get("key", b"")
-                await asyncio.to_thread(install_certificate, config, certificate, key)
-                done = "upload the certificate and key"
-        except (GatewayError, UnicodeDecodeError) as error:
-            self._log_action(request, session, f"upload the {what}", f"refused: {str(error).splitlines()[0]}")
-            return _html(self._settings_page(session.csrf, errors=_lines(error)), 400)
-        self._log_action(request, session, done)
-        return _html(self._settings_page(session.csrf, saved=[f"{done}; in use from the next restart"]))
-
-    def _configuration_download(self, request: Request, session: Session) -> Response:
-        """Every key as a restart would run it, as TOML; secrets only when asked (and audited)."""
-        site = self.source.config.source
-        config = self.source.config if site is None else load_config(site)
-        secrets = request.query.get("secrets") == "1"
-        self._log_action(request, session, "download the configuration" + (" with secrets" if secrets else ""))
-        text = configuration_text(config, secrets=secrets, host=socket.gethostname())
-        attachment = ("content-disposition", 'attachment; filename="gateway.toml"')
-        return Response(200, text.encode(), "application/toml; charset=utf-8", (attachment,))
 
     async def _metrics(self, request: Request) -> Response:
         if not within(IPv4Address(request.client), self.settings.metrics_clients):
@@ -672,15 +562,6 @@ class WebFace:
         written = asyncio.get_running_loop().run_in_executor(None, self.audit.record, actor, action, outcome)
         self._audits.add(written)
         written.add_done_callback(self._audits.discard)
-
-
-def _text(upload: bytes) -> str:
-    """An uploaded text file (a BOM from a Windows editor dropped); UnicodeDecodeError if not UTF-8."""
-    return upload.decode("utf-8-sig")
-
-
-def _lines(error: Exception) -> list[str]:
-    return [line.strip() for line in str(error).splitlines() if line.strip()]
 
 
 def _channel(text: str) -> int | None:
