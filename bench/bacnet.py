@@ -49,10 +49,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import report  # noqa: E402
 
 from gateway.app import running  # noqa: E402
-from gateway.bacnet import BacnetFace, speedups  # noqa: E402
+from gateway.bacnet import BacnetFace  # noqa: E402
 from gateway.bacnet.network import BacnetNetwork  # noqa: E402
 from gateway.bacnet.objects import object_specs  # noqa: E402
 from gateway.bacnet.reads import TOO_BIG  # noqa: E402
+from gateway.bacnet.stack import speedups  # noqa: E402
 from gateway.config import BacnetSettings, parse_config  # noqa: E402
 from gateway.pointmap import load  # noqa: E402
 from gateway.sim import Board, SimulatedLine  # noqa: E402

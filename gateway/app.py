@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from gateway import systemd
-from gateway.bacnet import BacnetFace
+from gateway.bacnet import BacnetFace, install_stack
 from gateway.bacnet.identity import plan_devices
 from gateway.config import MSTP_NOT_AVAILABLE, Config
 from gateway.cpu import CpuBudget
@@ -90,6 +90,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
     config, nodes, hub = gateway.config, gateway.nodes, gateway.hub
     faces: list[Face] = []
     if config.bacnet.enabled:
+        install_stack()  # bacpypes3's workarounds are process-wide: in place before any device is built
         faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set))
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))

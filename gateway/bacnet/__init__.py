@@ -9,8 +9,6 @@ optionally a BBMD or a foreign device.
     devices.py        the device objects and the router's AV1/AV2
     application.py    the bacpypes3 applications (objects built on demand, bounded COV, TimeSync,
                       ReinitializeDevice)
-    fixes.py          workarounds for bacpypes3 0.0.110 bugs
-    speedups.py       a cached `inspect.getattr_static` for bacpypes3
     clock.py          the clock TimeSynchronization sets
     bdt.py            bdt.ini -> the broadcast distribution table (checked line by line)
     bbmd.py           the BBMD link layer (table from bdt.ini, bounded foreign-device table and TTLs)
@@ -23,8 +21,11 @@ optionally a BBMD or a foreign device.
     network.py        running them: start, node events, the doctor's questions, close
     subscriptions.py  COV subscriptions kept in the state file across restarts, taken up again
     face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
+    stack/            bacpypes3, mended and sped up: the one place that knows its insides;
+                      `install_stack()` once, by the composition root, before any device is built
 """
 
 from gateway.bacnet.face import BacnetFace
+from gateway.bacnet.stack import install as install_stack
 
-__all__ = ["BacnetFace"]
+__all__ = ["BacnetFace", "install_stack"]

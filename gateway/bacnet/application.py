@@ -61,7 +61,12 @@ from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
 from gateway.bacnet.doctor import HearsIAm
-from gateway.bacnet.fixes import (
+from gateway.bacnet.ip_port import IPv4Port
+from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
+from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.reads import BoundedReads, MeterEncodings
+from gateway.bacnet.shares import SavedWriteLimit, source_host
+from gateway.bacnet.stack.fixes import (
     CancelOnlyWhatExists,
     CovConfirmationGuard,
     DccEnableDisableRequired,
@@ -71,11 +76,6 @@ from gateway.bacnet.fixes import (
     WriteDecodingErrors,
     WritePropertyMultipleErrors,
 )
-from gateway.bacnet.ip_port import IPv4Port
-from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
-from gateway.bacnet.objects import ObjectSpec
-from gateway.bacnet.reads import BoundedReads, MeterEncodings
-from gateway.bacnet.shares import SavedWriteLimit, source_host
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI, NodeView
 

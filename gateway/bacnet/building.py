@@ -34,12 +34,12 @@ from gateway.bacnet.application import (
 )
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
-from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port
 from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.shares import Shares
+from gateway.bacnet.stack.fixes import GuardedVirtualNetwork
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
 

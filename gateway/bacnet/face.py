@@ -24,7 +24,6 @@ from ipaddress import IPv4Interface
 
 import structlog
 
-from gateway.bacnet import fixes, speedups
 from gateway.bacnet.bdt import BdtEntry, BdtError, load_bdt
 from gateway.bacnet.building import DeviceBuilder
 from gateway.bacnet.clock import Clock
@@ -86,9 +85,6 @@ class BacnetFace:
         await nodes.wait_ready()
         events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
         try:
-            speedups.install()
-            fixes.count_failed_datagrams()
-            fixes.install_rejects()
             profiles = [node.profile for node in nodes.nodes.values()]
             plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")

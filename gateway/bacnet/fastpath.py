@@ -28,9 +28,9 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectIdentifier
 
-from gateway.bacnet.fixes import COMPLEX_ACK_HEADER
 from gateway.bacnet.limits import RequestLimits, Verdict
 from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
+from gateway.bacnet.stack.fixes import COMPLEX_ACK_HEADER
 from gateway.logging import DropReport
 
 __all__ = ["MAX_PLANS", "Entry"]

@@ -21,8 +21,8 @@ from bacpypes3.local.multistate import MultiStateValueObject
 from bacpypes3.primitivedata import Null
 
 from gateway.bacnet.errors import write_error
-from gateway.bacnet.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.stack.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.logging import peer_events

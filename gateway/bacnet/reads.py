@@ -42,9 +42,9 @@ from bacpypes3.local.object import Object
 from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
 from bacpypes3.service.object import read_property_to_result_element
 
-from gateway.bacnet.fixes import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER
 from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.stack.fixes import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER
 from gateway.logging import DropReport
 from gateway.nodes.api import NodeAPI, NodeView
 

@@ -1,4 +1,4 @@
-"""Each workaround for bacpypes3 0.0.110 (gateway/bacnet/fixes.py and friends): the stock
+"""Each workaround for bacpypes3 0.0.110 (gateway/bacnet/stack/fixes.py and friends): the stock
 behaviour is still broken, and the gateway's is right.
 
 When a `test_stock_*` here fails after a bacpypes3 upgrade, upstream fixed that bug: drop the
@@ -40,7 +40,7 @@ from bacpypes3.vlan import VirtualNetwork
 from gateway.bacnet.application import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import (
+from gateway.bacnet.stack.fixes import (
     FAILED_DATAGRAMS,
     DccOnUndecodedPdu,
     FirstSegmentRetry,
