@@ -1,7 +1,7 @@
 """The BACnet/IP entry: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
 
     entry = Entry(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
-    entry.install(link_layer.server)   # once the socket is open
+    entry.install(socket)   # the router's BACnet/IP socket (`stack.IpSocket`), once open
 
 First the request limits (`limits.py`): a confirmed request beyond them is answered Abort (or
 dropped) here and never reaches bacpypes3. Then the fast read path: a ReadProperty or
@@ -19,17 +19,17 @@ an answer that needs segments, a body bacpypes3 cannot decode) goes to bacpypes3
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from bacpypes3.apdu import AbortPDU, APCISequence, ConfirmedRequestPDU, ConfirmedServiceChoice
 from bacpypes3.apdu import decode_max_apdu_length_accepted as max_apdu_of
 from bacpypes3.basetypes import PropertyIdentifier
-from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.limits import RequestLimits, Verdict
 from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
+from gateway.bacnet.stack import IpSocket
 from gateway.bacnet.stack.fixes import COMPLEX_ACK_HEADER
 from gateway.logging import DropReport
 
@@ -73,20 +73,10 @@ class Entry:
         self.installed = False  # until the BACnet/IP socket is open
         self._plans: dict[tuple[int, bytes], Plan | None] = {}
 
-    def install(self, server: Any) -> None:
-        """Look at every datagram the server takes in (after the fair shares, `shares.py`) before
+    def install(self, socket: IpSocket) -> None:
+        """Look at every datagram the socket takes in (after the fair shares, `shares.py`) before
         the rest of bacpypes3 does; answers go out of its unicast socket, as bacpypes3's do."""
-        stock: Callable[[PDU], Awaitable[None]] = server.confirmation
-
-        async def confirmation(pdu: PDU) -> None:
-            source = pdu.pduSource.addrTuple
-            reply = self.reply(bytes(pdu.pduData), source, not isinstance(pdu.pduDestination, LocalBroadcast))
-            if reply is None:
-                await stock(pdu)
-            elif reply:
-                server.local_transport.sendto(reply, source)
-
-        server.confirmation = confirmation
+        socket.take_in_with(self.reply)
         self.installed = True
 
     def reply(self, data: bytes, source: tuple[str, int], unicast: bool = True) -> bytes | None:

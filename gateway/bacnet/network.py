@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import structlog
 from bacpypes3.basetypes import NetworkNumberQuality
-from bacpypes3.ipv4 import IPv4DatagramServer
 
 from gateway.bacnet.application import DeviceApplication, NodeApplication
 from gateway.bacnet.bbmd import Bbmd
@@ -36,6 +35,7 @@ from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import DevicePlan, NodePlan, plan_devices
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
+from gateway.bacnet.stack import IpSocket, settled
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
@@ -103,13 +103,9 @@ class BacnetNetwork:
             # routes with, not one it knows, until a router of the IP network says (Network-Number-Is,
             # see `learn_ip_network` and `fixes.NetworkNumberFlags`).
             self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.unknown
-        for link_layer in self.router.link_layers.values():
-            server = getattr(link_layer, "server", None)
-            if isinstance(server, IPv4DatagramServer):  # the BACnet/IP port
-                # its socket's protocol is known once bacpypes3's callback has run after the opening
-                async with asyncio.timeout(SOCKET_OPEN_TIMEOUT):
-                    await server._local_transport_ready.wait()
-                self.entry.install(server)
+        for socket in IpSocket.of(self.router):  # the BACnet/IP port's
+            await socket.opened(SOCKET_OPEN_TIMEOUT)
+            self.entry.install(socket)
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
@@ -207,21 +203,9 @@ class BacnetNetwork:
             self._builder.close()
 
     async def _sockets_open(self) -> None:
-        """Until the BACnet/IP sockets are open.
-
-        bacpypes3 opens them in tasks of their own, which its first send gathers: cancelling that
-        send (the gateway stopping) cancels them too, and their callbacks fail; closing before
-        they are open leaves them to open afterwards, never closed. `asyncio.wait` cancels nothing.
-        A bind that keeps failing (bacpypes3 retries every second) is not waited for beyond
-        SOCKET_OPEN_TIMEOUT; `check_bindable` has made that unlikely.
-        """
-        opening = [
-            task
-            for link_layer in self.router.link_layers.values()
-            for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())
-        ]
-        if opening:
-            await asyncio.wait(opening, timeout=SOCKET_OPEN_TIMEOUT)
+        """Until the BACnet/IP sockets are open (`stack.settled`); `check_bindable` has made a bind
+        that keeps failing unlikely."""
+        await settled(self.router, SOCKET_OPEN_TIMEOUT)
 
     def _all_applications(self) -> Iterator[DeviceApplication]:
         yield self.router
