@@ -11,9 +11,7 @@ optionally a BBMD or a foreign device.
                       ReinitializeDevice)
     clock.py          the clock TimeSynchronization sets
     bdt.py            bdt.ini -> the broadcast distribution table (checked line by line)
-    bbmd.py           the BBMD link layer (table from bdt.ini, bounded foreign-device table and TTLs)
     shares.py         fair shares: requests per source, unconfirmed requests, saved writes
-    foreign.py        the foreign-device link layer (registers, renews, reports its state)
     ip_port.py        the router's BACnet/IP port in its mode: normal, BBMD or foreign device
     errors.py         failed meter writes -> BACnet errors
     building.py       making the router and node applications, on one virtual network
@@ -21,8 +19,10 @@ optionally a BBMD or a foreign device.
     network.py        running them: start, node events, the doctor's questions, close
     subscriptions.py  COV subscriptions kept in the state file across restarts, taken up again
     face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
-    stack/            bacpypes3, mended and sped up: the one place that knows its insides;
-                      `install_stack()` once, by the composition root, before any device is built
+    stack/            bacpypes3, mended and sped up: the one place that knows its insides (its
+                      workarounds, the BACnet/IP sockets' hooks, the ports and link layers: BBMD,
+                      foreign device, virtual network); `install_stack()` once, by the
+                      composition root, before any device is built
 """
 
 from gateway.bacnet.face import BacnetFace

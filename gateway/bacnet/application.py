@@ -61,11 +61,11 @@ from bacpypes3.service.cov import Subscription
 
 from gateway.bacnet.clock import Clock, epoch_of
 from gateway.bacnet.doctor import HearsIAm
-from gateway.bacnet.ip_port import IPv4Port
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.reads import BoundedReads, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit, source_host
+from gateway.bacnet.stack import LinkedPort, bind_port
 from gateway.bacnet.stack.fixes import (
     CancelOnlyWhatExists,
     CovConfirmationGuard,
@@ -457,17 +457,10 @@ class RouterApplication(HearsIAm, DeviceApplication):
     _restart: Callable[[], None]
 
     def add_object(self, obj: Any) -> None:
-        link_layer = obj._link_layer if isinstance(obj, IPv4Port) else None
-        if link_layer is None:
+        if isinstance(obj, LinkedPort) and obj.link_layer() is not None:
+            bind_port(self, obj)  # bacpypes3 would build its stock link layer for the port
+        else:
             super().add_object(obj)
-            return
-        # bacpypes3 builds its stock link layer for every IPv4 port, with no way to choose another
-        # class: register the port and bind the one it brings the same way here.
-        self.objectName[obj.objectName] = obj
-        self.objectIdentifier[obj.objectIdentifier] = obj
-        obj._app = self
-        self.link_layers[obj.objectIdentifier] = link_layer
-        self.nsap.bind(link_layer, net=obj.networkNumber, address=obj.address)
 
     def configure(self, clock: Clock, restart: Callable[[], None]) -> None:
         self._clock = clock

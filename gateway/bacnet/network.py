@@ -21,21 +21,18 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 
 import structlog
-from bacpypes3.basetypes import NetworkNumberQuality
 
 from gateway.bacnet.application import DeviceApplication, NodeApplication
-from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.building import DeviceBuilder, system_status
 from gateway.bacnet.devices import NodeDevice
 from gateway.bacnet.doctor import Conflict, diagnose
 from gateway.bacnet.fastpath import Entry
-from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import DevicePlan, NodePlan, plan_devices
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
-from gateway.bacnet.stack import IpSocket, settled
+from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, network_side, settled
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
@@ -72,7 +69,7 @@ class BacnetNetwork:
         self._ip_port = port
         self._ip_network_configured = plan.router.ip_network_configured
         self._network = plan.router.network
-        self._ip_link_layer = port._link_layer  # None in normal mode
+        self._ip_link_layer = port.link_layer()  # None in normal mode
         self.router = builder.router(plan.router, port, restart)
         builder.shares.guard(self.router)
         self.devices: dict[int, NodeDevice] = {}
@@ -99,10 +96,9 @@ class BacnetNetwork:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
         if not self._ip_network_configured:
-            # bacpypes3 numbers every bound port "configured": the fallback is a number the router
-            # routes with, not one it knows, until a router of the IP network says (Network-Number-Is,
-            # see `learn_ip_network` and `fixes.NetworkNumberFlags`).
-            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.unknown
+            # the fallback is a number the router routes with, not one it knows, until a router of
+            # the IP network says (Network-Number-Is, see `learn_ip_network`)
+            self._ip_side().mark_unknown()
         for socket in IpSocket.of(self.router):  # the BACnet/IP port's
             await socket.opened(SOCKET_OPEN_TIMEOUT)
             self.entry.install(socket)
@@ -126,25 +122,21 @@ class BacnetNetwork:
 
     def ip_network(self) -> int:
         """The number the router routes its BACnet/IP side with (known or not)."""
-        return int(self._ip_port.adapter().adapterNet)
+        return self._ip_side().number
 
     async def learn_ip_network(self) -> None:
         """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number); the
         network layer takes the answer (and any later Network-Number-Is) itself."""
         if self._ip_network_configured:
             return
-        adapter = self._ip_port.adapter()
-        fallback = adapter.adapterNet
+        side = self._ip_side()
+        fallback = side.number
         # What counts is the number once the others had their time: one may announce it later.
-        asking = self.router.nse.what_is_network_number(adapter)
+        asking = side.ask_number()
         await asyncio.sleep(LEARN_IP_NETWORK_TIMEOUT)
         asking.cancel()
-        if adapter.adapterNetConfigured != NetworkNumberQuality.unknown:
-            log.info(
-                "bacnet ip network learned",
-                ip_network=adapter.adapterNet,
-                quality=str(self._ip_port.networkNumberQuality),
-            )
+        if side.known:
+            log.info("bacnet ip network learned", ip_network=side.number, quality=side.quality)
         else:
             log.info(
                 "bacnet ip network not learned: no other router answered; the router stays silent about it",
@@ -206,6 +198,12 @@ class BacnetNetwork:
         """Until the BACnet/IP sockets are open (`stack.settled`); `check_bindable` has made a bind
         that keeps failing unlikely."""
         await settled(self.router, SOCKET_OPEN_TIMEOUT)
+
+    def _ip_side(self) -> NetworkSide:
+        """The network layer's view of the BACnet/IP port (bound when the router was built)."""
+        side = network_side(self._ip_port)
+        assert side is not None, "the router binds its BACnet/IP port when it is built"
+        return side
 
     def _all_applications(self) -> Iterator[DeviceApplication]:
         yield self.router

@@ -1,18 +1,40 @@
 """The BACnet stack: bacpypes3 0.0.110, mended and sped up for the gateway.
 
 The one place in the gateway that knows how bacpypes3 works inside: its workarounds
-(`fixes.py`), its speed-up (`speedups.py`) and the hooks in front of its BACnet/IP sockets
-(`datagrams.py`). Some are process-wide (bacpypes3 looks classes
-up by module name), so the composition root calls `install()` once, before any BACnet
-application is built.
+(`fixes.py`), its speed-up (`speedups.py`), the hooks in front of its BACnet/IP sockets
+(`datagrams.py`), the ports and the link layers the router binds (`ports.py`: where a new port
+plugs in; `bbmd.py`, `foreign.py`) and the virtual network of the nodes (`virtual.py`). Some
+workarounds are process-wide (bacpypes3 looks classes up by module name), so the composition
+root calls `install()` once, before any BACnet application is built.
 """
 
 from __future__ import annotations
 
 from gateway.bacnet.stack import datagrams, fixes, speedups
+from gateway.bacnet.stack.bbmd import Bbmd, BdtPeer, RegisteredDevice
 from gateway.bacnet.stack.datagrams import Intake, IpSocket, Judge, settled
+from gateway.bacnet.stack.foreign import ForeignDevice, Registration, RegistrationState
+from gateway.bacnet.stack.ports import LinkedPort, NetworkSide, bind_port, network_side
+from gateway.bacnet.stack.virtual import VirtualLan
 
-__all__ = ["Intake", "IpSocket", "Judge", "install", "settled"]
+__all__ = [
+    "Bbmd",
+    "BdtPeer",
+    "ForeignDevice",
+    "Intake",
+    "IpSocket",
+    "Judge",
+    "LinkedPort",
+    "NetworkSide",
+    "RegisteredDevice",
+    "Registration",
+    "RegistrationState",
+    "VirtualLan",
+    "bind_port",
+    "install",
+    "network_side",
+    "settled",
+]
 
 
 def install() -> None:
