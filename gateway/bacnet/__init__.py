@@ -7,8 +7,10 @@ optionally a BBMD or a foreign device.
     ede.py            the EDE point list for BMS tools (`bcpm-gateway export-ede`)
     local_objects.py  the bacpypes3 AI/AV of a meter point (value push, checked writes)
     devices.py        the device objects and the router's AV1/AV2
-    application.py    the bacpypes3 applications (objects built on demand, bounded COV, TimeSync,
+    applications.py   the devices' applications (objects built on demand, protection, TimeSync,
                       ReinitializeDevice)
+    cov_limits.py     the COV subscription caps of the whole gateway
+    pool.py           the meter objects built in memory, the least recently used dropped first
     clock.py          the clock TimeSynchronization sets
     bdt.py            bdt.ini -> the broadcast distribution table (checked line by line)
     shares.py         fair shares: requests per source, unconfirmed requests, saved writes
@@ -20,9 +22,9 @@ optionally a BBMD or a foreign device.
     subscriptions.py  COV subscriptions kept in the state file across restarts, taken up again
     face.py           `BacnetFace`: builds the network, follows the node events, reloads bdt.ini
     stack/            bacpypes3, mended and sped up: the one place that knows its insides (its
-                      workarounds, the BACnet/IP sockets' hooks, the ports and link layers: BBMD,
-                      foreign device, virtual network); `install_stack()` once, by the
-                      composition root, before any device is built
+                      workarounds, COV subscriptions, DeviceCommunicationControl, the BACnet/IP
+                      sockets' hooks, the ports and link layers: BBMD, foreign device, virtual
+                      network); `install_stack()` once, by the composition root
 """
 
 from gateway.bacnet.face import BacnetFace

@@ -22,20 +22,20 @@ from importlib import metadata
 
 from bacpypes3.local.networkport import NetworkPortObject
 
-from gateway.bacnet.application import (
-    CovLimits,
+from gateway.bacnet.applications import (
     DeviceApplication,
     NodeApplication,
-    ObjectPool,
     Protection,
     RouterApplication,
 )
 from gateway.bacnet.clock import Clock
+from gateway.bacnet.cov_limits import CovLimits
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.pool import ObjectPool
 from gateway.bacnet.shares import Shares
 from gateway.bacnet.stack import VirtualLan
 from gateway.config import BacnetSettings
@@ -90,7 +90,7 @@ class DeviceBuilder:
             databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
-        device._clock = self._clock
+        device.keep_time(self._clock)
         settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
         # The IP port first: the router's device object lives on the first bound port.
         app = RouterApplication.from_object_list(
@@ -114,8 +114,8 @@ class DeviceBuilder:
             databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
-        device._clock = self._clock
-        device._address = plan.address
+        device.keep_time(self._clock)
+        device.serve(plan.address, self._identities)
         app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, self._network)])
         app.serve(self._nodes, node, plan.objects, self.pool)
         self._share(app)
@@ -157,8 +157,7 @@ class DeviceBuilder:
             minPresValue=float(setting.valid.start),
             maxPresValue=float(setting.valid.stop - 1),
         )
-        obj._setting = setting
-        obj._save = self._identities.save_setting
+        obj.serve(setting, self._identities.save_setting)
         return obj
 
     def _virtual_port(self, instance: int, mac: int, network: int) -> VirtualPort:

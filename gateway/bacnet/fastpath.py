@@ -55,7 +55,7 @@ class NodeReads(Protocol):
 
     def read_encodings(self) -> MeterEncodings: ...
 
-    def answers_reads(self) -> bool: ...
+    def answers_requests(self) -> bool: ...
 
 
 class Entry:
@@ -127,7 +127,7 @@ class Entry:
         ):
             return None
         app = self._node(destination)
-        if app is None or not app.answers_reads():
+        if app is None or not app.answers_requests():
             return None
         encodings = app.read_encodings()
         plan = self._plan(service, bytes(apdu[4:]))

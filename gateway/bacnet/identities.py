@@ -19,7 +19,7 @@ from typing import Any
 
 from bacpypes3.errors import ExecutionError
 
-from gateway.bacnet.application import NodeApplication
+from gateway.bacnet.applications import NodeApplication
 from gateway.bacnet.devices import GatewayDevice, NodeDevice
 from gateway.bacnet.identity import RouterSetting
 from gateway.config import MAX_DEVICE_INSTANCE
@@ -48,8 +48,7 @@ class DeviceIdentities:
         self._router = device
 
     def add_node(self, device: NodeDevice, app: NodeApplication) -> None:
-        device._identities = self
-        self._nodes[device._address] = device, app
+        self._nodes[device.address] = device, app
 
     def remove_node(self, address: int) -> None:
         del self._nodes[address]
@@ -62,9 +61,9 @@ class DeviceIdentities:
         async with self._lock:  # check and assign as one: two writes may interleave
             if any(
                 other is not device and str(other.objectName) == name for other in self._all_devices()
-            ) or self._nodes[device._address][1].names(name, device):  # unique within the device too
+            ) or self._nodes[device.address][1].names(name, device):  # unique within the device too
                 raise ExecutionError("property", "duplicateName")
-            saved = self._save_override(device._address, object_name=name)
+            saved = self._save_override(device.address, object_name=name)
             old, device.objectName = str(device.objectName), name  # so the next write's check sees it
         try:
             await saved  # acknowledged once on disk
@@ -80,7 +79,7 @@ class DeviceIdentities:
         async with self._lock:
             if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
                 raise ExecutionError("property", "duplicateObjectId")
-            saved = self._save_override(device._address, object_instance=instance)
+            saved = self._save_override(device.address, object_instance=instance)
             old, device.objectIdentifier = device.objectIdentifier, ("device", instance)
         try:
             await saved
@@ -89,7 +88,7 @@ class DeviceIdentities:
                 device.objectIdentifier = old
             raise
         self.show_revision()
-        app = self._nodes[device._address][1]
+        app = self._nodes[device.address][1]
         if app.communicating():
             app.i_am()  # a BMS that bound the old ID learns the new one
 

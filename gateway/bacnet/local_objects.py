@@ -22,7 +22,7 @@ from bacpypes3.primitivedata import Null
 
 from gateway.bacnet.errors import write_error
 from gateway.bacnet.objects import ObjectSpec
-from gateway.bacnet.stack.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
+from gateway.bacnet.stack import MultiStateCov, StandardPropertyList, StatusFlagsCov, owner
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.logging import peer_events
@@ -42,18 +42,26 @@ __all__ = [
 
 class GuardedWrites(StandardPropertyList):
     """The base of every object the gateway serves: only what `_write` accepts is writable remotely
-    (bacpypes3 lets a client write anything), and nothing when the device is read-only
-    (`bacnet.read_only`); its Property_List is the standard's."""
+    (bacpypes3 lets a client write anything), and nothing when the device refuses writes
+    (`bacnet.read_only`); its Property_List is the standard's. A write of a property listed in
+    `_saved_properties` is saved in the state file (`saves`)."""
+
+    _saved_properties: frozenset[str] = frozenset()
 
     async def write_property(
         self, attr: Any, value: Any, index: int | None = None, priority: int | None = None
     ) -> None:
-        protection = getattr(getattr(self, "_app", None), "protection", None)
-        if protection is not None and protection.read_only:
+        app = owner(self)
+        if app is not None and app.refuses_writes():
             raise ExecutionError("property", "writeAccessDenied")
         if index is not None:
             raise ExecutionError("property", "propertyIsNotAnArray")
         await self._write(PropertyIdentifier(attr).attr, value)
+
+    def saves(self, name: str) -> bool:
+        """Whether a write of that property is saved in the state file (and charged to its source's
+        share: `shares.SavedWriteLimit`)."""
+        return name in self._saved_properties
 
     async def _write(self, name: str, value: Any) -> None:
         raise ExecutionError("property", "writeAccessDenied")
@@ -99,10 +107,10 @@ class PointBinding:
         await self.nodes.write_value(self.node.address, point.register, value)
 
 
-class MeterObject(GuardedWrites):
-    """What the AI and AV of a meter point share."""
+class MeterObject(StatusFlagsCov, GuardedWrites):
+    """What the AI and AV of a meter point share (a COV notification also when Reliability or
+    Event_State changes)."""
 
-    _cov_criteria = StatusFlagsCovCriteria
     _binding: PointBinding
 
     def show(self) -> None:

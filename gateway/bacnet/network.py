@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import structlog
 
-from gateway.bacnet.application import DeviceApplication, NodeApplication
+from gateway.bacnet.applications import DeviceApplication, NodeApplication
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.building import DeviceBuilder, system_status
 from gateway.bacnet.devices import NodeDevice

@@ -22,14 +22,13 @@ never logged one by one.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bacpypes3.apdu import WritePropertyRequest
 from bacpypes3.errors import ExecutionError
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import PropertyIdentifier
 
-from gateway.bacnet.stack import IpSocket
+from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.stack import IpSocket, StackApplication
 from gateway.config import BacnetSettings
 from gateway.logging import PeerEvents, peer_events
 from gateway.ratelimit import RateLimit
@@ -77,7 +76,7 @@ class Shares:
         self._refused = peer_events("bacnet requests refused by bacnet.rate_limit")
         self._dropped = peer_events("bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate", "info")
 
-    def guard(self, app: Any) -> None:
+    def guard(self, app: StackApplication) -> None:
         """Judge every datagram of `app`'s BACnet/IP ports with `judge`. Call it as soon as `app`
         is built: bacpypes3 opens its sockets in tasks that have not run yet."""
         for socket in IpSocket.of(app):
@@ -104,7 +103,7 @@ class Shares:
 def source_host(address: Address) -> str:
     """The IP address of a BACnet source: of a BACnet/IP station, or of a station routed from
     a BACnet/IP network (its 6-byte MAC is IP and port); anything else as itself."""
-    tuple_ = getattr(address, "addrTuple", None)
+    tuple_ = getattr(address, "addrTuple", None)  # IPv4 and IPv6 addresses have one
     if tuple_ is not None:
         return str(tuple_[0])
     mac = getattr(address, "addrAddr", None)
@@ -113,18 +112,18 @@ def source_host(address: Address) -> str:
     return str(address)
 
 
-class SavedWriteLimit:
-    """Application mixin: a write to a property the gateway saves in its state file (the object
-    lists it in `_saved_properties`) is charged to its source's share first."""
+class SavedWriteLimit(StackApplication):
+    """An application whose writes of a property the gateway saves in its state file (the object
+    `saves` it) are charged to their source's share first."""
 
     shares: Shares
 
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
-        obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
-        saved = PropertyIdentifier(apdu.propertyIdentifier).attr in getattr(obj, "_saved_properties", ())
+        obj = self.get_object_id(apdu.objectIdentifier)
+        saved = isinstance(obj, GuardedWrites) and obj.saves(PropertyIdentifier(apdu.propertyIdentifier).attr)
         if saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
             peer_events("bacnet saved writes refused by bacnet.max_saved_writes").count(
                 str(apdu.pduSource), str(apdu.propertyIdentifier)
             )
             raise ExecutionError("device", "busy")
-        await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
+        await super().do_WritePropertyRequest(apdu)

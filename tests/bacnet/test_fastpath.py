@@ -19,7 +19,7 @@ from bacpypes3.apdu import APCISequence
 from bacpypes3.service.object import ReadWritePropertyMultipleServices
 
 from gateway.app import Gateway, running
-from gateway.bacnet.application import DeviceApplication
+from gateway.bacnet.applications import DeviceApplication
 from gateway.bacnet.network import BacnetNetwork
 from gateway.pointmap import load
 from gateway.sim import SimulatedLine

@@ -37,7 +37,7 @@ from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
 from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.applications import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
 from gateway.bacnet.stack.fixes import (
@@ -342,7 +342,7 @@ def test_stock_device_communication_control_decodes_without_its_required_enable_
 def test_stock_device_communication_control_handler_fails() -> None:
     with pytest.raises(AttributeError, match="smap"):
         DeviceCommunicationControlServices().enable_communications()
-    # The gateway's own: gateway/bacnet/application.py CommunicationControl
+    # The gateway's own: gateway/bacnet/stack/control.py CommunicationControl
 
 
 async def test_stock_multi_state_value_cannot_be_subscribed() -> None:

@@ -1,5 +1,5 @@
 """Meter objects built on first use, at most `bacnet.max_built_objects` of them kept over the
-gateway (gateway/bacnet/application.py): what a client sees must not depend on which are built."""
+gateway (gateway/bacnet/pool.py): what a client sees must not depend on which are built."""
 
 from __future__ import annotations
 

@@ -11,13 +11,25 @@ root calls `install()` once, before any BACnet application is built.
 from __future__ import annotations
 
 from gateway.bacnet.stack import datagrams, fixes, speedups
+from gateway.bacnet.stack.application import StackApplication
 from gateway.bacnet.stack.bbmd import Bbmd, BdtPeer, RegisteredDevice
+from gateway.bacnet.stack.cov import Subscribed
 from gateway.bacnet.stack.datagrams import Intake, IpSocket, Judge, settled
+from gateway.bacnet.stack.fixes import (
+    COMPLEX_ACK_HEADER,
+    SEGMENTED_COMPLEX_ACK_HEADER,
+    MultiStateCov,
+    StandardPropertyList,
+    StatusFlagsCov,
+)
 from gateway.bacnet.stack.foreign import ForeignDevice, Registration, RegistrationState
-from gateway.bacnet.stack.ports import LinkedPort, NetworkSide, bind_port, network_side
+from gateway.bacnet.stack.objects import bits, owner, read_access_result, status_flags
+from gateway.bacnet.stack.ports import LinkedPort, NetworkSide, network_side
 from gateway.bacnet.stack.virtual import VirtualLan
 
 __all__ = [
+    "COMPLEX_ACK_HEADER",
+    "SEGMENTED_COMPLEX_ACK_HEADER",
     "Bbmd",
     "BdtPeer",
     "ForeignDevice",
@@ -25,15 +37,23 @@ __all__ = [
     "IpSocket",
     "Judge",
     "LinkedPort",
+    "MultiStateCov",
     "NetworkSide",
     "RegisteredDevice",
     "Registration",
     "RegistrationState",
+    "StackApplication",
+    "StandardPropertyList",
+    "StatusFlagsCov",
+    "Subscribed",
     "VirtualLan",
-    "bind_port",
+    "bits",
     "install",
     "network_side",
+    "owner",
+    "read_access_result",
     "settled",
+    "status_flags",
 ]
 
 
