@@ -107,11 +107,18 @@ class PointBinding:
         await self.nodes.write_value(self.node.address, point.register, value)
 
 
-class MeterObject(StatusFlagsCov, GuardedWrites):
-    """What the AI and AV of a meter point share (a COV notification also when Reliability or
-    Event_State changes)."""
+class PointObject(GuardedWrites):
+    """An object that shows one point of a node."""
 
     _binding: PointBinding
+
+    def bind(self, binding: PointBinding) -> None:
+        self._binding = binding
+
+
+class MeterObject(StatusFlagsCov, PointObject):
+    """What the AI and AV of a meter point share (a COV notification also when Reliability or
+    Event_State changes)."""
 
     def show(self) -> None:
         """Take Present_Value, Reliability and Event_State from the node cache (COV follows)."""
@@ -148,10 +155,8 @@ class MeterValue(MeterObject, AnalogValueObject):
         self.show()
 
 
-class MeterReset(MultiStateCov, GuardedWrites, MultiStateValueObject):
+class MeterReset(MultiStateCov, PointObject, MultiStateValueObject):
     """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
-
-    _binding: PointBinding
 
     def show(self) -> None:
         self.reliability = "no-fault-detected" if self._binding.node.health.online else "communication-failure"
@@ -193,7 +198,7 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
             outOfService=False,
             reliability="no-fault-detected",
         )
-        reset._binding = binding
+        reset.bind(binding)
         reset.show()
         return reset
     limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
@@ -212,5 +217,5 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
         covIncrement=binding.cov_increments.get(spec.point.register, spec.cov_increment),
         **{key: limit for key, limit in limits.items() if limit is not None},
     )
-    obj._binding = binding
+    obj.bind(binding)
     return obj

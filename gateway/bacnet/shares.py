@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bacpypes3.apdu import WritePropertyRequest
 from bacpypes3.errors import ExecutionError
-from bacpypes3.pdu import Address
+from bacpypes3.pdu import Address, IPv4Address, IPv6Address
 from bacpypes3.primitivedata import PropertyIdentifier
 
 from gateway.bacnet.local_objects import GuardedWrites
@@ -103,10 +103,9 @@ class Shares:
 def source_host(address: Address) -> str:
     """The IP address of a BACnet source: of a BACnet/IP station, or of a station routed from
     a BACnet/IP network (its 6-byte MAC is IP and port); anything else as itself."""
-    tuple_ = getattr(address, "addrTuple", None)  # IPv4 and IPv6 addresses have one
-    if tuple_ is not None:
-        return str(tuple_[0])
-    mac = getattr(address, "addrAddr", None)
+    if isinstance(address, IPv4Address | IPv6Address):
+        return str(address.addrTuple[0])
+    mac = address.addrAddr  # None for a broadcast
     if isinstance(mac, bytes) and len(mac) == 6:
         return ".".join(str(byte) for byte in mac[:4])
     return str(address)
