@@ -310,7 +310,7 @@ async def _lags(stop: asyncio.Event) -> list[float]:
 
 async def _attack_runs(port: int, settings: BacnetSettings, network: BacnetNetwork) -> list[dict[str, Any]]:
     runs = []
-    limits = network.entry.limits
+    limits = network.fast_path.limits
     for attack in ATTACKS:
         refused_before, too_big_before = dict(limits.refused), TOO_BIG.dropped
         attacker = multiprocessing.Process(

@@ -24,8 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from gateway import systemd
-from gateway.bacnet import BacnetFace, install_stack
-from gateway.bacnet.identity import plan_devices
+from gateway.bacnet import BacnetFace, device_plan, install_stack
 from gateway.config import MSTP_NOT_AVAILABLE, Config
 from gateway.cpu import CpuBudget
 from gateway.errors import ConfigError, ConfigProblem
@@ -99,19 +98,20 @@ def build_faces(gateway: Gateway) -> list[Face]:
     if config.web.enabled:
         from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
 
-        faces.append(WebFace(config, nodes, hub, gateway.restart.set, lambda: bacnet_device_names(gateway)))
+        # it shows each node's BACnet device ID and name now (written ones included), as the BACnet face plans them
+        devices = gateway.identities
+        faces.append(
+            WebFace(
+                config,
+                nodes,
+                hub,
+                gateway.restart.set,
+                lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
+            )
+        )
     if config.upstream.mode == "modbus_rtu":
         faces.append(UpstreamFace(config.upstream, nodes))
     return faces
-
-
-def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
-    """Each node's BACnet device ID and name now (written ones included), for faces that show them."""
-    nodes = gateway.nodes
-    plan = plan_devices(
-        gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()], nodes.pointmap
-    )
-    return {node.address: (node.instance, node.name) for node in plan.nodes}
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@
 optionally a BBMD or a foreign device.
 
     objects.py        point map -> BACnet objects (type, instance, name, units, COV increment)
-    identity.py       config + state + profiles -> the router and node devices (IDs, names)
+    plan.py           config + state + profiles -> the router and node devices (IDs, names)
     status.py         a cached reading -> Present_Value and Reliability
     ede.py            the EDE point list for BMS tools (`bcpm-gateway export-ede`)
     local_objects.py  the bacpypes3 AI/AV of a meter point (value push, checked writes)
@@ -28,6 +28,7 @@ optionally a BBMD or a foreign device.
 """
 
 from gateway.bacnet.face import BacnetFace
+from gateway.bacnet.plan import DevicePlan, device_plan
 from gateway.bacnet.stack import install as install_stack
 
-__all__ = ["BacnetFace", "install_stack"]
+__all__ = ["BacnetFace", "DevicePlan", "device_plan", "install_stack"]

@@ -32,9 +32,9 @@ from gateway.bacnet.clock import Clock
 from gateway.bacnet.cov_limits import CovLimits
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.plan import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.pool import ObjectPool
 from gateway.bacnet.shares import Shares
 from gateway.bacnet.stack import VirtualLan

@@ -2,7 +2,7 @@
 
 A node device's Object_Name and Object_Identifier are writable; the write is checked, saved in
 the state file and applied at once, and survives restarts, offset changes and rediscovery (see
-`identity.py`). The router's identity is its configuration: its Object_Identifier is the device
+`plan.py`). The router's identity is its configuration: its Object_Identifier is the device
 ID offset, so it changes through AV1 (applied at the next restart), and neither is writable.
 """
 
@@ -19,8 +19,8 @@ from bacpypes3.local.device import ArrayOfObjectIdentifier, DeviceObject
 from bacpypes3.primitivedata import Boolean, CharacterString, Date, Integer, ObjectIdentifier, Time
 
 from gateway.bacnet.clock import Clock
-from gateway.bacnet.identity import RouterSetting
 from gateway.bacnet.local_objects import GuardedWrites, real_value
+from gateway.bacnet.plan import RouterSetting
 from gateway.bacnet.stack import bits, owner
 
 __all__ = ["GatewayDevice", "NodeDevice", "NodeIdentities", "RouterSettingValue"]

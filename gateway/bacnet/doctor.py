@@ -29,7 +29,7 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address, IPv4Address
 
-from gateway.bacnet.identity import DevicePlan
+from gateway.bacnet.plan import DevicePlan
 from gateway.bacnet.stack import StackApplication
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.events import Event, NetworkFinding

@@ -2,7 +2,7 @@
 
 It checks that its address and port can be listened on (and, as a BBMD, reads its table), says
 it is listening, waits for the node service to know its nodes, plans the devices
-(`identity.plan_devices`), wires the network that runs them (`network.py`) to the builder that makes
+(`plan.device_plan`), wires the network that runs them (`network.py`) to the builder that makes
 them (`building.py`) and the identities that check and save their names and IDs (`identities.py`),
 announces them, then follows the node events: every value change,
 node loss and return shows on the objects, and COV notifications follow from there. An event
@@ -29,8 +29,8 @@ from gateway.bacnet.building import DeviceBuilder
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.doctor import Doctor
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
+from gateway.bacnet.plan import device_plan
 from gateway.config import BacnetSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
@@ -86,7 +86,7 @@ class BacnetFace:
         events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
         try:
             profiles = [node.profile for node in nodes.nodes.values()]
-            plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
+            plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             identities = DeviceIdentities(self._identities)
             builder = DeviceBuilder(plan, settings, nodes, identities, clock)

@@ -1,7 +1,7 @@
-"""The BACnet/IP entry: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
+"""The fast path: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
 
-    entry = Entry(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
-    entry.install(socket)   # the router's BACnet/IP socket (`stack.IpSocket`), once open
+    fast_path = FastPath(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
+    fast_path.install(socket)   # the router's BACnet/IP socket (`stack.IpSocket`), once open
 
 First the request limits (`limits.py`): a confirmed request beyond them is answered Abort (or
 dropped) here and never reaches bacpypes3. Then the fast read path: a ReadProperty or
@@ -33,7 +33,7 @@ from gateway.bacnet.stack import IpSocket
 from gateway.bacnet.stack.fixes import COMPLEX_ACK_HEADER
 from gateway.logging import DropReport
 
-__all__ = ["MAX_PLANS", "Entry"]
+__all__ = ["MAX_PLANS", "FastPath"]
 
 MAX_PLANS = 256  # distinct request bodies kept decoded
 BVLL_TYPE, BVLL_ORIGINAL_UNICAST = 0x81, 0x0A
@@ -51,15 +51,15 @@ Plan = tuple[tuple[ObjectIdentifier, Properties], ...]
 
 
 class NodeReads(Protocol):
-    """What the entry needs of a node's application (`NodeApplication`)."""
+    """What the fast path needs of a node's application (`NodeApplication`)."""
 
     def read_encodings(self) -> MeterEncodings: ...
 
     def answers_requests(self) -> bool: ...
 
 
-class Entry:
-    """The limits and the fast reads in front of bacpypes3, with their counters."""
+class FastPath:
+    """The request limits and the fast reads in front of bacpypes3, with their counters."""
 
     def __init__(
         self, network: int, applications: Mapping[int, NodeReads], limits: RequestLimits, fast_reads: bool

@@ -1,4 +1,4 @@
-"""The identities of the gateway's BACnet devices while it runs (`identity.py` plans them at start).
+"""The identities of the gateway's BACnet devices while it runs (`plan.py` plans them at start).
 
 A node device's new name or ID is checked against every device of the gateway (names and IDs are
 unique among them, and a name within its own device too) and saved before it is acknowledged; a
@@ -21,7 +21,7 @@ from bacpypes3.errors import ExecutionError
 
 from gateway.bacnet.applications import NodeApplication
 from gateway.bacnet.devices import GatewayDevice, NodeDevice
-from gateway.bacnet.identity import RouterSetting
+from gateway.bacnet.plan import RouterSetting
 from gateway.config import MAX_DEVICE_INSTANCE
 from gateway.state import DeviceOverride, IdentityStore, State
 from gateway.state_saves import StateSaves

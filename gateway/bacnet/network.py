@@ -27,11 +27,11 @@ from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.building import DeviceBuilder, system_status
 from gateway.bacnet.devices import NodeDevice
 from gateway.bacnet.doctor import Conflict, diagnose
-from gateway.bacnet.fastpath import Entry
+from gateway.bacnet.fastpath import FastPath
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import DevicePlan, NodePlan, plan_devices
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
+from gateway.bacnet.plan import DevicePlan, NodePlan, device_plan
 from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, network_side, settled
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
@@ -82,7 +82,7 @@ class BacnetNetwork:
         limits = RequestLimits(
             settings.max_segments, settings.max_segmented_requests, settings.max_segmented_requests_per_client
         )
-        self.entry = Entry(plan.router.network, self.applications, limits, settings.fast_reads)
+        self.fast_path = FastPath(plan.router.network, self.applications, limits, settings.fast_reads)
 
     @property
     def bbmd(self) -> Bbmd | None:
@@ -101,7 +101,7 @@ class BacnetNetwork:
             self._ip_side().mark_unknown()
         for socket in IpSocket.of(self.router):  # the BACnet/IP port's
             await socket.opened(SOCKET_OPEN_TIMEOUT)
-            self.entry.install(socket)
+            self.fast_path.install(socket)
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
@@ -145,7 +145,7 @@ class BacnetNetwork:
 
     def set_fast_reads(self, on: bool) -> None:
         """Answer the common reads from encodings (`bacnet.fast_reads`), or all through the full stack."""
-        self.entry.fast_reads = on
+        self.fast_path.fast_reads = on
         for app in self._all_applications():
             app.fast_reads = on
 
@@ -154,7 +154,7 @@ class BacnetNetwork:
         forgotten one loses it."""
         if isinstance(event, NodeAdded):
             if event.address not in self.applications:
-                plan = plan_devices(self._settings, self._identities.state, [event.profile], self._nodes.pointmap)
+                plan = device_plan(self._settings, self._identities.state, self._nodes.pointmap, [event.profile])
                 self._add_node(plan.nodes[0])
                 self._identities.show_revision()  # the node layer saved the node, and the revision with it
                 self.applications[event.address].i_am()

@@ -61,7 +61,9 @@ async def still_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         async with running(replace(config, serial=replace(config.serial, slow_every=1))) as gateway:
             await serving(await discovered(gateway))
             await eventually(
-                lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).entry.installed, 20, "full poll cycles"
+                lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).fast_path.installed,
+                20,
+                "full poll cycles",
             )
             yield gateway
 
@@ -84,9 +86,9 @@ async def _three_ways(
         async with RawClient(gateway.config.bacnet.port) as client:
             return await client.ask(datagram)
 
-    before = network.entry.answered.copy()
+    before = network.fast_path.answered.copy()
     fast = await ask()
-    path = "fast" if network.entry.answered["fast"] > before["fast"] else "full"
+    path = "fast" if network.fast_path.answered["fast"] > before["fast"] else "full"
     network.set_fast_reads(False)
     try:
         own = await ask()
@@ -100,7 +102,7 @@ async def _three_ways(
     finally:
         network.set_fast_reads(True)
     # each answer is counted by the path that gave it
-    assert network.entry.answered - before == Counter(fast=path == "fast", full=3 - (path == "fast"))
+    assert network.fast_path.answered - before == Counter(fast=path == "fast", full=3 - (path == "fast"))
     return fast, own, stock, path
 
 
@@ -168,12 +170,12 @@ async def test_a_read_the_fast_path_fails_on_is_answered_by_the_full_stack(
         raise RuntimeError("encodings lost")
 
     monkeypatch.setattr(network.applications[NODE], "read_encodings", broken)
-    failed = network.entry.failed.dropped
+    failed = network.fast_path.failed.dropped
     datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
     async with RawClient(still_gateway.config.bacnet.port) as client:
         answer = await client.ask(datagram)
     assert answer[apdu_offset(answer)] == COMPLEX_ACK
-    assert network.entry.failed.dropped == failed + 1
+    assert network.fast_path.failed.dropped == failed + 1
 
 
 @pytest.mark.parametrize(
@@ -243,7 +245,7 @@ async def test_an_answer_that_needs_segments_goes_to_the_full_stack(
 async def test_a_device_silenced_by_device_communication_control_answers_no_read(still_gateway: Gateway) -> None:
     network = _network(still_gateway)
     datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
-    answered = network.entry.answered["fast"]
+    answered = network.fast_path.answered["fast"]
     async with RawClient(still_gateway.config.bacnet.port) as client:
         network.applications[NODE].asap.dccEnableDisable = "disable"
         try:
@@ -254,7 +256,7 @@ async def test_a_device_silenced_by_device_communication_control_answers_no_read
             network.applications[NODE].asap.dccEnableDisable = "enable"
         answer = await client.ask(datagram)
     assert answer[apdu_offset(answer)] == COMPLEX_ACK
-    assert network.entry.answered["fast"] == answered + 1
+    assert network.fast_path.answered["fast"] == answered + 1
 
 
 async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
@@ -269,4 +271,4 @@ async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
     line.panel(NODE).set_current(1, 33.0)
     await eventually(lambda: gateway.nodes.nodes[NODE].cache.reading(CURRENT).value == 33.0, 20, "the current polled")
     assert await client.read(node, "analog-input,1336", "present-value") == 33.0
-    assert network.entry.answered["fast"] >= 3
+    assert network.fast_path.answered["fast"] >= 3

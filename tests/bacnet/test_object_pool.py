@@ -77,7 +77,7 @@ async def test_fast_reads_build_nothing(make_line, start_gateway, make_client, t
         await client.read(node, objid, "present-value")
         await client.read(node, objid, "status-flags")
     assert await client.read(node, CURRENTS[2], "present-value") == 7.0
-    assert len(network.pool) == 0 and network.entry.answered["fast"] >= 2 * len(CURRENTS)
+    assert len(network.pool) == 0 and network.fast_path.answered["fast"] >= 2 * len(CURRENTS)
     await client.read(node, CURRENTS[0], "property-list")  # not a fast read: built
     assert len(network.pool) == 1
 
