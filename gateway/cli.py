@@ -16,7 +16,7 @@ import structlog
 
 from gateway import service
 from gateway.audit import AUDIT_FILE, AuditLog
-from gateway.bacnet import device_plan
+from gateway.bacnet import device_plan, forgotten
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.doctor import check_once
 from gateway.bacnet.ede import ede_text
@@ -279,7 +279,7 @@ def _forget(args: argparse.Namespace) -> int:
                 f"{config.gateway.state_file}: no node known at {', '.join(map(str, unknown))} "
                 f"(known: {known}); nothing changed"
             )
-        state = state.without_nodes(args.addresses)
+        state = forgotten(state, args.addresses)  # their BACnet devices go too
         store.save(state)
     print(
         f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "

@@ -28,7 +28,8 @@ optionally a BBMD or a foreign device.
 """
 
 from gateway.bacnet.face import BacnetFace
+from gateway.bacnet.identities import forgotten
 from gateway.bacnet.plan import DevicePlan, device_plan
 from gateway.bacnet.stack import install as install_stack
 
-__all__ = ["BacnetFace", "DevicePlan", "device_plan", "install_stack"]
+__all__ = ["BacnetFace", "DevicePlan", "device_plan", "forgotten", "install_stack"]

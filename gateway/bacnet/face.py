@@ -86,9 +86,11 @@ class BacnetFace:
         events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
         try:
             profiles = [node.profile for node in nodes.nodes.values()]
+            identities = DeviceIdentities(self._identities)
+            if {profile.address for profile in profiles} != set(self._identities.at_start.profiles):
+                await identities.nodes_changed()  # nodes found before the devices were planned (a first scan)
             plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
-            identities = DeviceIdentities(self._identities)
             builder = DeviceBuilder(plan, settings, nodes, identities, clock)
             self.network = BacnetNetwork(
                 plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt
@@ -166,7 +168,7 @@ async def _follow(events: Subscription, network: BacnetNetwork) -> None:
                 )
                 dropped = events.dropped
                 network.sync()
-            network.apply(event)
+            await network.apply(event)
         except Exception:
             log.exception("bacnet could not show a node event", event=repr(event))
 

@@ -8,7 +8,7 @@ names and IDs checked and saved by `DeviceIdentities` (`identities.py`); this ru
     network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=restart, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
     await network.restore_subscriptions()  # the COV subscriptions kept across the restart
-    network.apply(event)          # a node event -> Present_Value, Reliability, COV
+    await network.apply(event)    # a node event -> Present_Value, Reliability, COV; a device comes or goes
     network.kept                  # the COV subscriptions kept across restarts (`subscriptions.py`)
     network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
@@ -149,20 +149,20 @@ class BacnetNetwork:
         for app in self._all_applications():
             app.fast_reads = on
 
-    def apply(self, event: Event) -> None:
+    async def apply(self, event: Event) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced; a
-        forgotten one loses it."""
+        forgotten one loses it (Database_Revision goes up first, `identities.nodes_changed`)."""
         if isinstance(event, NodeAdded):
             if event.address not in self.applications:
+                await self._identities.nodes_changed()
                 plan = device_plan(self._settings, self._identities.state, self._nodes.pointmap, [event.profile])
                 self._add_node(plan.nodes[0])
-                self._identities.show_revision()  # the node layer saved the node, and the revision with it
                 self.applications[event.address].i_am()
         elif isinstance(event, NodeRemoved):
             if event.address in self.applications:
+                await self._identities.nodes_changed()
                 self._builder.remove(event.address, self.applications.pop(event.address))
                 del self.devices[event.address]
-                self._identities.show_revision()  # the node layer saved the state without it, and the revision
         elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
                 app.show(event.point.register)

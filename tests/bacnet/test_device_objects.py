@@ -178,6 +178,20 @@ async def test_database_revision_goes_up_with_a_new_name_and_stays_up_after_a_re
     assert restarted == after
 
 
+async def test_database_revision_goes_up_with_the_nodes_a_first_start_finds_and_not_at_a_restart(
+    make_line, tmp_path
+) -> None:
+    config = bacnet_config(make_line(1), tmp_path)
+    revisions_seen = []
+    for _ in range(2):
+        async with running(config) as gateway:
+            await serving(gateway)
+            revisions_seen.append(await bacnet_js(config.bacnet.port, *revisions(*EVERY_DEVICE)))
+
+    first, restarted = revisions_seen
+    assert first == restarted == [[1]] * 3  # the nodes the first scan found; none new at the restart
+
+
 async def test_database_revision_goes_up_when_a_node_is_found_later(make_line, start_gateway, tmp_path) -> None:
     line = make_line(1, 3)
     line.vanish(3)
