@@ -29,8 +29,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.limits import RequestLimits, Verdict
 from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
-from gateway.bacnet.stack import IpSocket
-from gateway.bacnet.stack.fixes import COMPLEX_ACK_HEADER
+from gateway.bacnet.stack import COMPLEX_ACK_HEADER, IpSocket
 from gateway.logging import DropReport
 
 __all__ = ["MAX_PLANS", "FastPath"]
