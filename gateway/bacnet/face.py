@@ -2,12 +2,14 @@
 
 It checks that its address and port can be listened on (and, as a BBMD, reads its table), says
 it is listening, waits for the node service to know its nodes, plans the devices
-(`plan.device_plan`), wires the network that runs them (`network.py`) to the builder that makes
-them (`building.py`) and the identities that check and save their names and IDs (`identities.py`),
-announces them, then follows the node events: every value change,
-node loss and return shows on the objects, and COV notifications follow from there. An event
-that cannot be shown is logged and the face goes on; if the event queue overflowed, every
-object is refreshed from the cache.
+(`plan.device_plan`; Database_Revision goes up first if there are nodes the state file did not
+hold at start), wires the network that runs them (`network.py`) to the builder that makes them
+(`building.py`) and the identities that check and save their names and IDs (`identities.py`),
+announces them, then follows the node events: every value change, node loss and return shows on
+the objects, and COV notifications follow from there; a node found or forgotten gets or loses its
+device. An event that cannot be shown is logged and the face goes on; if the event queue
+overflowed, every object is refreshed from the cache. The bacpypes3 stack it runs on is installed
+by the composition root (`install_stack()`), not here.
 
 With `bbmd = true` the gateway is also a BBMD with the table of `bdt_file`, read at start (a bad
 file keeps the BACnet face from starting) and again by `reload()` on SIGHUP (a bad file then
