@@ -10,7 +10,7 @@ names and IDs checked and saved by `DeviceIdentities` (`identities.py`); this ru
     await network.restore_subscriptions()  # the COV subscriptions kept across the restart
     await network.apply(event)    # a node event -> Present_Value, Reliability, COV; a device comes or goes
     network.kept                  # the COV subscriptions kept across restarts (`subscriptions.py`)
-    network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
+    network.bbmd                  # the BBMD link layer when bbmd = true (`stack/bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
     await network.close()
 """
