@@ -313,14 +313,16 @@ class IdentityStore:
     """The saved state while the gateway runs: node profiles, device names and IDs, router settings.
 
     One copy for every thread: discovery saves profiles on the bus thread, BACnet clients rename
-    devices on the main loop. `update` saves a change before anyone sees it.
+    devices on the main loop. `update` saves a change before anyone sees it. `at_start` is the
+    state as the gateway found it, before anything was saved (the BACnet face raises
+    Database_Revision when the nodes it starts with are not those).
     """
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._state = store.load()
-        self.at_start = self._state  # as the gateway found it (a face compares what it finds with it)
+        self.at_start = self._state
 
     @property
     def state(self) -> State:
