@@ -15,14 +15,16 @@ BBMD or foreign device (`bbmd.py`, `foreign.py`), and the application binds it a
 its own (`bind_port`; `StackApplication.add_object` does it for every `LinkedPort` that brings one).
 
 A new port plugs in here, without anything outside this package touching bacpypes3's network
-layer. A BACnet MS/TP port, for example, from a data link object that sends an NPDU to a MAC
-(or broadcasts it) and calls back with each NPDU received and its source MAC:
+layer. The BACnet MS/TP port, for example, from the data link of `gateway.mstp` (`MstpLink`: it
+sends an NPDU to a MAC, 255 for every station, expecting a reply or not, and hands up each NPDU
+received with its source MAC on the link's own thread):
 
-1. an adapter (a bacpypes3 `Server`, as `VirtualLinkLayer` is) between that object and the
-   network layer: its `indication(pdu)` sends `pdu.pduData` to the MAC of `pdu.pduDestination`
-   (`LocalStation`; a `LocalBroadcast` broadcasts), and the data link's callback wraps what it
-   receives in a `PDU(npdu, source=LocalStation(mac), destination=<its own station>)` and calls
-   `self.response(pdu)`;
+1. an adapter (a bacpypes3 `Server`, as `VirtualLinkLayer` is) between that link and the network
+   layer: its `indication(pdu)` calls `link.send(mac, pdu.pduData, expecting_reply=...)` with the
+   MAC of `pdu.pduDestination` (`LocalStation`; 255 for a `LocalBroadcast`) and the NPDU's
+   data-expecting-reply bit, and the link's `on_receive` hops to the router's loop
+   (`call_soon_threadsafe`) and calls `self.response(PDU(npdu, source=LocalStation(mac),
+   destination=...))`; `close()` stops the link;
 2. a `LinkedPort` of Network_Type mstp, its MAC address and network number, which `bring`s that
    adapter; listed in the router's object list beside the BACnet/IP and virtual ports, it is bound
    like them, and the router routes between all three (Who-Is-Router-To-Network,
