@@ -437,12 +437,6 @@ def test_the_state_keeps_the_database_revision_and_leaves_raising_it_to_the_bacn
     # when it goes up: tests/bacnet/test_revision.py
 
 
-def test_the_database_revision_is_an_unsigned32_that_wraps_to_0_only_after_its_last_value() -> None:
-    renamed = DeviceOverride(object_name="PDU_C")
-    assert State(database_revision=2**31 - 1).with_override(1, renamed).database_revision == 2**31
-    assert State(database_revision=2**32 - 1).with_override(1, renamed).database_revision == 0
-
-
 def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:
     state = sample_state().with_profiles(board(5))
 

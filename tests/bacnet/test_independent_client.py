@@ -123,7 +123,7 @@ async def test_a_cov_subscription_notifies_at_once_and_on_a_change(bacnet_gatewa
     current = load().find("current", group="branch", channel=1)
 
     async def change_once_subscribed() -> None:
-        await eventually(lambda: len(application.subscriptions()) == 1, 20, "the subscription")
+        await eventually(lambda: len(application.cov_subscriptions()) == 1, 20, "the subscription")
         line.panel(1).set_current(1, 12.5)
 
     changing = asyncio.create_task(change_once_subscribed())

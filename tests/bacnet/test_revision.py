@@ -53,5 +53,7 @@ def test_each_rule_saves_its_change_with_the_revision() -> None:
     assert (with_setting(state, OFFSET, 61000).device_id_offset, with_setting(state, NETWORK, 9).network) == (61000, 9)
 
 
-def test_after_the_last_revision_comes_0_still_a_change_to_a_client() -> None:
-    assert revised(State().with_database_revision(2**32 - 1)).database_revision == 0
+def test_the_revision_is_an_unsigned32_that_wraps_to_0_only_after_its_last_value() -> None:
+    assert revised(State().with_database_revision(2**31 - 1)).database_revision == 2**31
+    assert with_identity(State().with_database_revision(2**31 - 1), 1, object_name="PDU_C").database_revision == 2**31
+    assert revised(State().with_database_revision(2**32 - 1)).database_revision == 0  # still a change to a client
