@@ -3,7 +3,7 @@
 Each request goes over UDP three times with the same invoke ID: answered by the fast path, by
 the gateway's own ReadPropertyMultiple handler (`reads.BoundedReads`) with `fast_reads` off, and
 by bacpypes3's stock handler. The objects read hold still values (the simulated meter changes
-nothing by itself but energies). The entry's counters show which path answered.
+nothing by itself but energies). The fast path's counters show which path answered.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.bacnet.raw import COMPLEX_ACK, RawClient, apdu_offset, read_property,
 from tests.support import discovered, eventually, simulated_line
 
 NODE = 1
-CLIENT = ("127.0.0.1", 47999)  # where the requests handed to the entry itself come from
+CLIENT = ("127.0.0.1", 47999)  # where the requests handed to the fast path itself come from
 DISTRIBUTE_BROADCAST_TO_NETWORK = 0x09
 CURRENT = load().find("current", group="branch", channel=1)
 SERVED = (
@@ -142,22 +142,22 @@ async def test_an_answer_up_to_the_clients_max_apdu_is_a_fast_one(
 
 @SHARED
 async def test_a_request_for_another_network_is_left_to_the_router(still_gateway: Gateway) -> None:
-    entry = _network(still_gateway).entry
+    fast_path = _network(still_gateway).fast_path
     other = still_gateway.config.bacnet.network + 1
     datagram = routed(other, NODE, read_property("analog-input,1336", "present-value"))
-    assert entry.reply(datagram, CLIENT) is None  # not a node of this gateway, whatever its MAC
+    assert fast_path.reply(datagram, CLIENT) is None  # not a node of this gateway, whatever its MAC
 
 
 @SHARED
 async def test_a_request_over_the_limits_in_a_broadcast_to_a_network_is_dropped(still_gateway: Gateway) -> None:
-    entry = _network(still_gateway).entry
+    fast_path = _network(still_gateway).fast_path
     objects = [(f"analog-input,{register}", ("present-value", "status-flags")) for register in range(1336, 1536)]
     datagram = bytearray(routed(still_gateway.config.bacnet.network, NODE, read_property_multiple(objects)))
     assert len(datagram) - apdu_offset(datagram) > 1476  # an unsegmented request above any max APDU
     datagram[1] = DISTRIBUTE_BROADCAST_TO_NETWORK
-    refused = entry.limits.refused["bufferOverflow"]
-    assert entry.reply(bytes(datagram), CLIENT) == b""
-    assert entry.limits.refused["bufferOverflow"] == refused + 1
+    refused = fast_path.limits.refused["bufferOverflow"]
+    assert fast_path.reply(bytes(datagram), CLIENT) == b""
+    assert fast_path.limits.refused["bufferOverflow"] == refused + 1
 
 
 @SHARED
