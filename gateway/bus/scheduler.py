@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 
 import structlog
@@ -127,6 +127,7 @@ class Bus:
         self._passthrough_since_poll = 0
         self._discovery_owes = 0.0  # seconds of line time; see DISCOVERY_SHARE
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._serving_thread: int | None = None  # the thread of that loop
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed_reason = "bus not started"
@@ -173,7 +174,10 @@ class Bus:
                 return future
             self._queues[priority].append(request)
             self._queued += 1
-            loop, wake = self._loop, self._wake
+            loop, wake, serving = self._loop, self._wake, self._serving_thread
+        if threading.get_ident() == serving:  # the poller, on the serving loop: not through its self-pipe
+            wake.set()
+            return future
         # RuntimeError: the loop has closed, and serve() failed the queue, this request included.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(wake.set)
@@ -181,7 +185,10 @@ class Bus:
 
     async def transact(self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None) -> bytes:
         """Like `submit`, awaited from any event loop."""
-        return await asyncio.wrap_future(self.submit(unit, pdu, priority, timeout=timeout))
+        future = self.submit(unit, pdu, priority, timeout=timeout)
+        if asyncio.get_running_loop() is self._loop:
+            return await _settled_here(future)
+        return await asyncio.wrap_future(future)
 
     def stop(self) -> None:
         """Cancel `serve()` from any thread; queued requests fail with BusClosed."""
@@ -256,7 +263,7 @@ class Bus:
     async def _serve_transport(self, transport: Transport, wake: asyncio.Event) -> None:
         """Run transactions on one open transport until it fails (BusClosed) or serve() is cancelled."""
         with self._lock:
-            self._loop, self._wake = asyncio.get_running_loop(), wake
+            self._loop, self._wake, self._serving_thread = asyncio.get_running_loop(), wake, threading.get_ident()
         self._stale_before = self._stats.stale_bytes
         self.ready.set()
         self._settled.set()
@@ -346,8 +353,7 @@ class Bus:
     def _record(self, transport: Transport, started: float, outcome: bytes | BusError) -> None:
         """Count one transaction; a broadcast's b"" is not a reply."""
         stats = self._stats
-        self._stats = replace(
-            stats,
+        self._stats = BusStats(
             transactions=stats.transactions + 1,
             replies=stats.replies + (isinstance(outcome, bytes) and outcome != b""),
             timeouts=stats.timeouts + isinstance(outcome, NoResponse),
@@ -360,7 +366,7 @@ class Bus:
     def _shut(self, reason: str) -> None:
         """Stop taking requests and fail the queued ones with BusClosed(reason)."""
         with self._lock:
-            self._loop = self._wake = None
+            self._loop = self._wake = self._serving_thread = None
             self._closed_reason = reason
             queued = [request for priority in Priority for request in self._queues[priority]]
             for waiting in self._queues.values():
@@ -371,6 +377,32 @@ class Bus:
         for request in queued:
             if request.future.set_running_or_notify_cancel():
                 request.future.set_exception(BusClosed(reason))
+
+
+def _settled_here(future: Future[bytes]) -> asyncio.Future[bytes]:
+    """A request of the serving loop's own, awaited there: the bus settles `future` on this loop's
+    thread, so the outcome is handed over at once, where `asyncio.wrap_future` would post it through
+    the loop's self-pipe (a write, a wake-up and a read a transaction). Cancelling the waiter
+    cancels the request, as with `wrap_future`."""
+    waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def settle(done: Future[bytes]) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+        elif (error := done.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    def cancel(waited: asyncio.Future[bytes]) -> None:
+        if waited.cancelled():
+            future.cancel()
+
+    waiter.add_done_callback(cancel)
+    future.add_done_callback(settle)
+    return waiter
 
 
 def _waker(wake: asyncio.Event) -> Callable[[BusClosed], None]:
