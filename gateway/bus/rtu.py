@@ -75,6 +75,7 @@ class RtuTransport(asyncio.Protocol):
         self._last_rx = 0.0
         self._tx_end = 0.0
         self._buf = bytearray()
+        self._frame_size = 0  # bytes the frame begun in _buf takes, once pymodbus can tell (see _decode_by_length)
         self._echo = Echo()  # our request's echo, still to be heard back (LineSettings.echo)
         self._expected: _Expected | None = None
         self._waiter: asyncio.Future[bytes] | None = None
@@ -206,6 +207,7 @@ class RtuTransport(asyncio.Protocol):
             self._expected = None
             self._echo.clear()
             self._buf.clear()  # what is left belongs to no request: never carry it over
+            self._frame_size = 0
 
     async def _wait_for_silence(self, limit: float) -> None:
         """Wait until nothing has been on the line for t3.5; a line that never quiets is garbage.
@@ -253,17 +255,35 @@ class RtuTransport(asyncio.Protocol):
     # reply framing
 
     def _decode_by_length(self) -> None:
+        # A reply comes in pieces (a UART's FIFO, a USB packet); until the frame is as long as its
+        # header says, pymodbus would only find it not ready, so it is not asked on every piece.
+        if len(self._buf) < self._frame_size:
+            return
         try:
             used, unit, _, pdu = self._framer.decode(bytes(self._buf))
         except Exception as exc:  # garbage can lead pymodbus's length guess into any error
             self._settle(CorruptReply(f"undecodable reply {self._buf.hex()}: {exc}"))
             return
         if not used:
+            self._frame_size = self._begun_frame_size()
             return
         if not pdu:
             self._settle(CorruptReply(f"CRC error or garbage: {self._buf.hex()}"))
             return
         self._accept(unit, pdu)
+
+    def _begun_frame_size(self) -> int:
+        """The size pymodbus gives the frame that starts the buffer, as its `decode` finds it
+        (which waits for that many bytes once it has a frame's type at the start); 0 while it
+        cannot tell, or when the start is no frame (then `decode` looks further on each piece)."""
+        frame = bytes(self._buf)
+        if len(frame) < FramerRTU.MIN_SIZE:
+            return 0
+        try:
+            kind = self._framer.decoder.lookupPduClass(frame)
+            return kind.calculateRtuFrameSize(frame) if kind is not None else 0
+        except Exception:  # whatever garbage does to the guess, decode tells on the next piece
+            return 0
 
     def _decode_by_silence(self) -> None:
         self._silence_timer = None

@@ -5,11 +5,16 @@ Register numbers here are the vendor's (1-based); the PDU address is ``register 
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Sequence
 
+from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
     WriteMultipleRegistersRequest,
     WriteSingleRegisterRequest,
 )
@@ -18,14 +23,17 @@ from gateway.bus import CorruptReply
 
 REPORT_SLAVE_ID = b"\x11"
 WRITE_FUNCTIONS = frozenset({0x06, 0x10})
-_decoder = DecodePDU(is_server=False)
 _request_decoder = DecodePDU(is_server=True)
+# The replies that carry registers, decoded by their own class: `DecodePDU.decode` also formats
+# every PDU it decodes for a debug line, logged or not, which cost as much again on every poll.
+_REGISTER_REPLIES = {pdu.function_code: pdu for pdu in (ReadHoldingRegistersResponse, ReadInputRegistersResponse)}
 
 
 def _encode(pdu: ModbusPDU) -> bytes:
     return pdu.function_code.to_bytes(1, "big") + pdu.encode()
 
 
+@functools.lru_cache(maxsize=1024)  # the same few dozen requests, every poll cycle
 def read_registers(register: int, count: int) -> bytes:
     return _encode(ReadHoldingRegistersRequest(address=register - 1, count=count))
 
@@ -38,11 +46,18 @@ def write_registers(register: int, words: Sequence[int]) -> bytes:
 
 def registers_of(reply: bytes, count: int) -> list[int]:
     """The register values of a read reply; a reply of the wrong size is corrupt."""
-    pdu = _decoder.decode(reply)
-    registers = getattr(pdu, "registers", None)
+    kind = _REGISTER_REPLIES.get(reply[0]) if reply else None
+    registers: list[int] | None = None
+    if kind is not None:
+        pdu = kind()
+        try:
+            pdu.decode(reply[1:])
+            registers = list(pdu.registers)
+        except (ModbusException, ValueError, IndexError, struct.error):
+            pass  # garbled: as DecodePDU.decode, no registers
     if registers is None or len(registers) != count:
         raise CorruptReply(f"expected {count} registers, got {reply.hex()}")
-    return list(registers)
+    return registers
 
 
 def slave_id_text(reply: bytes) -> str:
