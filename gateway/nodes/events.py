@@ -9,7 +9,7 @@ slow face can never hold up polling or grow memory without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,16 +107,29 @@ class Subscription:
     def __init__(self, hub: EventHub, kinds: tuple[type, ...], maxsize: int) -> None:
         self._hub = hub
         self._kinds = kinds
+        self._wants: dict[type, bool] = {}  # each event class met so far: one of `kinds`?
         self._events: deque[Event] = deque(maxlen=maxsize)
         self._arrived = asyncio.Event()
         self.dropped = 0
 
-    def _offer(self, batch: tuple[Event, ...]) -> None:
-        wanted = [event for event in batch if isinstance(event, self._kinds)] if self._kinds else batch
-        if wanted:
-            self.dropped += max(0, len(self._events) + len(wanted) - (self._events.maxlen or 0))
-            self._events.extend(wanted)
-            self._arrived.set()
+    def _offer(self, batch: tuple[Event, ...], classes: set[type]) -> None:
+        """Take the events of `batch` (of these `classes`) that are of our kinds."""
+        if self._kinds:
+            wanted_classes = {kind for kind in classes if self._wanted(kind)}
+            if not wanted_classes:
+                return
+            wanted = batch if wanted_classes == classes else [e for e in batch if type(e) in wanted_classes]
+        else:
+            wanted = batch
+        self.dropped += max(0, len(self._events) + len(wanted) - (self._events.maxlen or 0))
+        self._events.extend(wanted)
+        self._arrived.set()
+
+    def _wanted(self, kind: type) -> bool:
+        wanted = self._wants.get(kind)
+        if wanted is None:
+            wanted = self._wants[kind] = issubclass(kind, self._kinds)
+        return wanted
 
     async def get(self) -> Event:
         while not self._events:
@@ -145,6 +158,10 @@ class EventHub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._subscriptions: set[Subscription] = set()
+        # Batches published but not yet delivered; while some wait, the loop has been called
+        # already, so a busy loop is woken once for all of them, not once a poll read.
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Event, ...]] = []
 
     def subscribe(self, *kinds: type, maxsize: int = 10_000) -> Subscription:
         """Events of the given kinds (all kinds when none are given), from now on."""
@@ -155,10 +172,23 @@ class EventHub:
     def publish(self, events: Iterable[Event]) -> None:
         """Deliver a batch of events; safe to call from any thread."""
         batch = tuple(events)
-        if batch:
-            with contextlib.suppress(RuntimeError):  # the main loop has closed: nobody listens
-                self._loop.call_soon_threadsafe(self._deliver, batch)
+        if not batch:
+            return
+        with self._lock:
+            self._waiting.append(batch)
+            if len(self._waiting) > 1:
+                return  # the loop has been called for the first of them
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the main loop has closed: nobody listens
+            with self._lock:
+                self._waiting.clear()
 
-    def _deliver(self, batch: tuple[Event, ...]) -> None:
-        for subscription in tuple(self._subscriptions):
-            subscription._offer(batch)
+    def _deliver(self) -> None:
+        with self._lock:
+            batches, self._waiting = self._waiting, []
+        subscriptions = tuple(self._subscriptions)
+        for batch in batches:
+            classes = set(map(type, batch))
+            for subscription in subscriptions:
+                subscription._offer(batch, classes)

@@ -31,3 +31,27 @@ def _has_events(subscription) -> bool:
     except asyncio.QueueEmpty:
         return False
     return True
+
+
+async def test_batches_published_while_the_loop_is_busy_all_arrive_in_order_each_to_its_kinds() -> None:
+    hub = EventHub(asyncio.get_running_loop())
+    online, offline, everything = hub.subscribe(NodeOnline), hub.subscribe(NodeOffline), hub.subscribe()
+    batches = [[NodeOnline(n), NodeOffline(n, "gone")] if n % 2 else [NodeOnline(n)] for n in range(1, 40)]
+    publisher = threading.Thread(target=lambda: [hub.publish(batch) for batch in batches])
+    publisher.start()
+    publisher.join()  # the loop did not run meanwhile: every batch waits for one delivery
+    await asyncio.sleep(0)
+    flat = [event for batch in batches for event in batch]
+    assert [await everything.get() for _ in flat] == flat
+    assert [await online.get() for _ in range(39)] == [e for e in flat if isinstance(e, NodeOnline)]
+    assert [await offline.get() for _ in range(20)] == [e for e in flat if isinstance(e, NodeOffline)]
+    assert not any(map(_has_events, (online, offline, everything)))
+
+
+async def test_events_published_after_the_loop_closed_are_dropped() -> None:
+    loop = asyncio.new_event_loop()
+    hub = EventHub(loop)
+    loop.close()
+    for n in range(3):
+        hub.publish([NodeOnline(n)])  # no error, and nothing kept for a loop that is gone
+    assert not hub._waiting
