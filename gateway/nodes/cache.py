@@ -163,18 +163,15 @@ class NodeCache:
         kinds, times, made = renewed.kinds, renewed.times, renewed.made
         changes: dict[Point, tuple[Reading, Reading]] = {}
         for point, at, looked_at, offset in shape.covered:
-            if offset is not None:
-                found: tuple[Sequence[int], float] | None = words[offset : offset + point.count], timestamp
-            else:  # a point this read shares with another: its words and the older time of the two
-                found = self.block(point.registers)
-            if found is None:
-                continue
             if kinds[at] & 3 <= _LAST_FRESH and differ.isdisjoint(looked_at):
                 # Its words and scale as they were, its reading made of them: only its time is new.
-                if times[at] != found[1]:
-                    times[at] = found[1]
+                read_at = timestamp if offset is not None else self._oldest(point)
+                if times[at] != read_at:
+                    times[at] = read_at
                     made[at] = None
-            else:
+            elif offset is not None:
+                self._renew(readings, renewed, point, at, words[offset : offset + point.count], timestamp, changes)
+            elif (found := self.block(point.registers)) is not None:  # a point this read shares with another
                 self._renew(readings, renewed, point, at, *found, changes)
         slots = self._slots
         for point, at in shape.scaled:
@@ -216,6 +213,12 @@ class NodeCache:
         renewed.put(at, new)
         if not same:
             changes[point] = (readings.current(at), new)
+
+    def _oldest(self, point: Point) -> float:
+        """When the least recently read register of a point with a reading was read."""
+        found = self.block(point.registers)
+        assert found is not None  # a point has a reading once all its registers have been read
+        return found[1]
 
     def _shape(self, start: int, count: int) -> _Shape:
         """What a read of `count` registers from `start` touches: where its registers are kept, the
