@@ -22,6 +22,7 @@ One transaction at a time: the scheduler in `gateway.bus.scheduler` guarantees t
 from __future__ import annotations
 
 import asyncio
+import functools
 import termios
 import time
 from collections.abc import Callable
@@ -179,7 +180,7 @@ class RtuTransport(asyncio.Protocol):
         await self._wait_for_silence(timeout)
         transport = self._flush()
         loop = asyncio.get_running_loop()
-        frame = self._framer.encode(pdu, unit, 0)
+        frame = _frame(unit, pdu)
         wire = self._settings.wire_time
         try:
             # A reply that comes before this can have left the wire is dropped as stale.
@@ -330,6 +331,11 @@ class RtuTransport(asyncio.Protocol):
             self._waiter.set_exception(outcome)
         else:
             self._waiter.set_result(outcome)
+
+
+@functools.lru_cache(maxsize=1024)  # polling sends the same requests every cycle: framed (CRC) once
+def _frame(unit: int, pdu: bytes) -> bytes:
+    return FramerRTU(DecodePDU(is_server=False)).encode(pdu, unit, 0)
 
 
 def _answers(request: bytes, reply: bytes) -> bool:
