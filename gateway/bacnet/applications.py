@@ -40,7 +40,7 @@ from gateway.bacnet.cov_limits import BoundedCov
 from gateway.bacnet.doctor import HearsIAm
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
 from gateway.bacnet.objects import ObjectSpec
-from gateway.bacnet.pool import ObjectIndex, ObjectPool
+from gateway.bacnet.pool import ObjectIndex, ObjectPool, shown_registers
 from gateway.bacnet.reads import BoundedReads, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit
 from gateway.logging import peer_events
@@ -144,11 +144,15 @@ class NodeApplication(DeviceApplication):
     def drop(self, objid: ObjectIdentifier) -> None:
         self.delete_object(self.objectIdentifier[objid])
 
+    def shown_by(self, objid: ObjectIdentifier) -> list[tuple[int, int]]:
+        return [(self._node.address, register) for register in shown_registers(self._index.by_id[objid])]
+
     def close(self) -> None:
         self._pool.release(self)
         super().close()
 
     def _build(self, spec: ObjectSpec) -> MeterInput | MeterValue | MeterReset:
+        self._pool.show(self, ObjectIdentifier((spec.object_type, spec.instance)))
         obj = meter_object(PointBinding(self._nodes, self._node, spec, self._cov_increments))
         self.add_object(obj)
         self._pool.added(self, obj.objectIdentifier)

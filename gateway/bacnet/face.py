@@ -94,6 +94,7 @@ class BacnetFace:
             plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             builder = DeviceBuilder(plan, settings, nodes, identities, clock)
+            events.show_only(builder.pool.shown)  # only built objects show values, and few are
             self.network = BacnetNetwork(
                 plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt
             )

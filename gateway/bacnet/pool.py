@@ -10,6 +10,7 @@ object takes its values from the node cache at once, so a rebuilt object is as f
     pool = ObjectPool(capacity=2048)
     pool.added(app, objid)      # a new object: the least recently used beyond capacity dropped
     pool.used(app, objid)       # a request named it again
+    pool.show(app, objid)       # about to build it: the changes of what it shows are wanted (pool.shown)
     pool.release(app)           # the application closed: its objects are no longer counted
 """
 
@@ -25,7 +26,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.objects import ObjectSpec
 
-__all__ = ["BuildsObjects", "ObjectIndex", "ObjectPool"]
+__all__ = ["BuildsObjects", "ObjectIndex", "ObjectPool", "shown_registers"]
 
 
 class BuildsObjects(Hashable, Protocol):
@@ -39,6 +40,10 @@ class BuildsObjects(Hashable, Protocol):
         """Drop that built object from memory."""
         ...
 
+    def shown_by(self, objid: ObjectIdentifier) -> list[tuple[int, int]]:
+        """(address, register) of the registers that meter object shows."""
+        ...
+
 
 class ObjectPool:
     """The meter objects built over the whole gateway, the least recently used first."""
@@ -46,6 +51,9 @@ class ObjectPool:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._built: OrderedDict[tuple[BuildsObjects, ObjectIdentifier], None] = OrderedDict()
+        # (address, register) of each register a built object shows, with how many show it: the
+        # node values whose changes the face takes (`Subscription.show_only`)
+        self.shown: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
         return len(self._built)
@@ -66,12 +74,27 @@ class ObjectPool:
                 self._built[oldest] = None  # to the end: kept while subscribed
             else:
                 oldest[0].drop(oldest[1])
+                self._unshow(*oldest)
         self._built[app, objid] = None
+
+    def show(self, app: BuildsObjects, objid: ObjectIdentifier) -> None:
+        """An object is about to be built: its values' changes are wanted from now on (before it
+        first reads the cache, so that no change falls in between)."""
+        for shown in app.shown_by(objid):
+            self.shown[shown] = self.shown.get(shown, 0) + 1
 
     def release(self, app: BuildsObjects) -> None:
         """The application closed: none of its objects counts any more."""
         for key in [key for key in self._built if key[0] is app]:
             del self._built[key]
+            self._unshow(*key)
+
+    def _unshow(self, app: BuildsObjects, objid: ObjectIdentifier) -> None:
+        for shown in app.shown_by(objid):
+            if self.shown[shown] > 1:
+                self.shown[shown] -= 1
+            else:
+                del self.shown[shown]
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,11 @@ class ObjectIndex:
             objid = ObjectIdentifier((spec.object_type, spec.instance))
             index.by_id[objid] = spec
             index.by_name[spec.name] = objid
-            for register in (spec.point.register, *([spec.alarm.register] if spec.alarm else [])):
+            for register in shown_registers(spec):
                 index.by_register.setdefault(register, []).append(objid)
         return index
+
+
+def shown_registers(spec: ObjectSpec) -> tuple[int, ...]:
+    """The registers a meter object shows: its point's, and its alarm status's."""
+    return (spec.point.register, *([spec.alarm.register] if spec.alarm else []))
