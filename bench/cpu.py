@@ -13,28 +13,39 @@ moment each arrived: utime + stime of the process, of its main thread (the faces
 of its bus thread (named "bus": polling, the cache, events published). CPU seconds, which the load
 of other processes on the machine inflates little, unlike the share of a core.
 
+With `--profile FILE`, py-spy samples both threads over the windows (the samples of the thread
+holding the interpreter, `--gil`, so waiting is left out) into FILE in its raw format, one stack a
+line with its count, for flamegraph.pl or a look with grep. py-spy is not in the test extra:
+`pip install py-spy==0.4.3`; sampling costs the gateway some CPU, so take the figures from a run
+without it.
+
 Prints one JSON object.
 
     python bench/cpu.py                 # about 2 minutes
     python bench/cpu.py --windows 3     # three windows in a row, each reported
+    python bench/cpu.py --profile build/cpu.raw
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the shipped file, as the field suite changes it
 from common import free_port, simulator  # noqa: E402
 
+from gateway.app import STATUS_EVERY  # noqa: E402
 from tests.field.site import shipped_with  # noqa: E402
 
 BAUDRATE = 115200
@@ -112,7 +123,24 @@ def _window(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(windows: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def profiled(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
+    """py-spy sampling `pid` into `path` for about `seconds` (nothing when `path` is None)."""
+    if path is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(pid), "--threads", "--gil", "--rate", "250", "--format", "raw"]
+    sampler = subprocess.Popen(
+        [*command, "--duration", str(round(seconds)), "--output", str(path)], stdout=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        sampler.wait(seconds + 30)
+
+
+def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "cpu",
         "boards": BOARDS,
@@ -141,13 +169,14 @@ def run(windows: int) -> dict[str, Any]:
             result["nodes_found"] = len(ready["addresses"])
             ready_at = time.monotonic()
             bus_thread = thread_named(process.pid, "bus")
-            samples = []
-            for line in lines:
-                if line["event"] != "status" or time.monotonic() < ready_at + SETTLE:
-                    continue
-                samples.append(_sample(process.pid, bus_thread, line))
-                if len(samples) > windows:
-                    break
+            first = next(line for line in lines if line["event"] == "status" and time.monotonic() >= ready_at + SETTLE)
+            samples = [_sample(process.pid, bus_thread, first)]
+            with profiled(process.pid, profile, windows * STATUS_EVERY):
+                for line in lines:
+                    if line["event"] == "status":
+                        samples.append(_sample(process.pid, bus_thread, line))
+                        if len(samples) > windows:
+                            break
         finally:
             process.terminate()
             process.wait(30)
@@ -158,7 +187,9 @@ def run(windows: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=1, help="status-line windows of 30 s to report (default 1)")
-    json.dump(run(parser.parse_args().windows), sys.stdout, indent=2)
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="py-spy's samples over the windows, raw")
+    args = parser.parse_args()
+    json.dump(run(args.windows, args.profile), sys.stdout, indent=2)
     print()
 
 
