@@ -16,7 +16,8 @@ of other processes on the machine inflates little, unlike the share of a core.
 With `--profile FILE`, py-spy samples both threads over the windows (the samples of the thread
 holding the interpreter, `--gil`, so waiting is left out) into FILE in its raw format, one stack a
 line with its count, for flamegraph.pl or a look with grep. py-spy is not in the test extra:
-`pip install py-spy==0.4.3`; sampling costs the gateway some CPU, so take the figures from a run
+`pip install py-spy==0.4.3`. It samples without stopping the process (`--nonblocking`), yet
+reading its memory 250 times a second still costs the gateway CPU: take the figures from a run
 without it.
 
 Prints one JSON object.
@@ -130,7 +131,19 @@ def profiled(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    command = [spy, "record", "--pid", str(pid), "--threads", "--gil", "--rate", "250", "--format", "raw"]
+    command = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--threads",
+        "--gil",
+        "--nonblocking",
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+    ]
     sampler = subprocess.Popen(
         [*command, "--duration", str(round(seconds)), "--output", str(path)], stdout=subprocess.DEVNULL
     )
