@@ -49,10 +49,11 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from common import report  # noqa: E402
 
 from gateway.app import running  # noqa: E402
-from gateway.bacnet import BacnetFace, speedups  # noqa: E402
+from gateway.bacnet import BacnetFace  # noqa: E402
 from gateway.bacnet.network import BacnetNetwork  # noqa: E402
 from gateway.bacnet.objects import object_specs  # noqa: E402
 from gateway.bacnet.reads import TOO_BIG  # noqa: E402
+from gateway.bacnet.stack import speedups  # noqa: E402
 from gateway.config import BacnetSettings, parse_config  # noqa: E402
 from gateway.pointmap import load  # noqa: E402
 from gateway.sim import Board, SimulatedLine  # noqa: E402
@@ -309,7 +310,7 @@ async def _lags(stop: asyncio.Event) -> list[float]:
 
 async def _attack_runs(port: int, settings: BacnetSettings, network: BacnetNetwork) -> list[dict[str, Any]]:
     runs = []
-    limits = network.entry.limits
+    limits = network.fast_path.limits
     for attack in ATTACKS:
         refused_before, too_big_before = dict(limits.refused), TOO_BIG.dropped
         attacker = multiprocessing.Process(

@@ -26,9 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from gateway import systemd
-from gateway.bacnet import BacnetFace
+from gateway.bacnet import BacnetFace, DevicePlan, device_plan, install_stack
 from gateway.bacnet.bdt import load_bdt, parse_bdt
-from gateway.bacnet.identity import plan_devices
 from gateway.config import MSTP_NOT_AVAILABLE, Config
 from gateway.cpu import CpuBudget
 from gateway.errors import ConfigError, ConfigProblem
@@ -96,6 +95,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
     config, nodes, hub = gateway.config, gateway.nodes, gateway.hub
     faces: list[Face] = []
     if config.bacnet.enabled:
+        install_stack()  # bacpypes3's workarounds are process-wide: in place before any device is built
         faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set))
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
@@ -107,7 +107,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
 
         wiring = Wiring(
             restart=gateway.restart.set,
-            device_names=lambda: bacnet_device_names(gateway),
+            device_names=lambda: bacnet_plan(gateway).node_devices(),
             history=gateway.history,
             ede=lambda: ede_list(gateway),
             check=check_startable,
@@ -124,11 +124,7 @@ def ede_list(gateway: Gateway) -> str:
     """The EDE point list of the BACnet devices as they are now (names and IDs written included)."""
     from gateway.bacnet.ede import ede_text  # only a download needs it
 
-    nodes = gateway.nodes
-    plan = plan_devices(
-        gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()], nodes.pointmap
-    )
-    return ede_text(plan, "BCPM gateway")
+    return ede_text(bacnet_plan(gateway), "BCPM gateway")
 
 
 def check_startable(config: Config) -> None:
@@ -167,13 +163,13 @@ def check_bdt(text: str, config: Config) -> None:
     parse_bdt(text, (config.bacnet.address.ip, config.bacnet.port))
 
 
-def bacnet_device_names(gateway: Gateway) -> dict[int, tuple[int, str]]:
-    """Each node's BACnet device ID and name now (written ones included), for faces that show them."""
+def bacnet_plan(gateway: Gateway) -> DevicePlan:
+    """The BACnet devices as the face plans them now, one per node served (names and IDs
+    written included): what the web face shows and the EDE list it hands out."""
     nodes = gateway.nodes
-    plan = plan_devices(
-        gateway.config.bacnet, gateway.identities.state, [n.profile for n in nodes.nodes.values()], nodes.pointmap
+    return device_plan(
+        gateway.config.bacnet, gateway.identities.state, nodes.pointmap, [n.profile for n in nodes.nodes.values()]
     )
-    return {node.address: (node.instance, node.name) for node in plan.nodes}
 
 
 @contextlib.asynccontextmanager

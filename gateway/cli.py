@@ -16,10 +16,10 @@ import structlog
 
 from gateway import service
 from gateway.audit import AUDIT_FILE, AuditLog
+from gateway.bacnet import device_plan, forgotten
 from gateway.bacnet.bdt import load_bdt
 from gateway.bacnet.doctor import check_once
 from gateway.bacnet.ede import ede_text
-from gateway.bacnet.identity import plan_devices
 from gateway.bus import Bus, BusError, LineSettings
 from gateway.bus.line import PARITIES
 from gateway.config import (
@@ -287,7 +287,7 @@ def _forget(args: argparse.Namespace) -> int:
                 f"{config.gateway.state_file}: no node known at {', '.join(map(str, unknown))} "
                 f"(known: {known}); nothing changed"
             )
-        state = state.without_nodes(args.addresses)
+        state = forgotten(state, args.addresses)  # their BACnet devices go too
         store.save(state)
     print(
         f"forgot {', '.join(map(str, sorted(set(args.addresses))))}; known now: "
@@ -376,7 +376,7 @@ def _export_ede(args: argparse.Namespace) -> int:
     state = StateStore(config.gateway.state_file).load()
     if not state.profiles:
         raise GatewayError(f"{config.gateway.state_file}: no meters known yet; run the gateway once in discovery mode")
-    text = ede_text(plan_devices(config.bacnet, state, state.profiles.values(), load()), args.project)
+    text = ede_text(device_plan(config.bacnet, state, load()), args.project)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -389,7 +389,7 @@ def _doctor(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging("warning", "console")
     state = StateStore(config.gateway.state_file).load()
-    plan = plan_devices(config.bacnet, state, state.profiles.values(), load())
+    plan = device_plan(config.bacnet, state, load())
     conflicts = asyncio.run(check_once(config.bacnet, plan))
     for conflict in sorted(conflicts, key=str):
         print(f"conflict: {conflict}")

@@ -36,9 +36,9 @@ without it loads with none):
 
 What a name may hold: `gateway.nodes.circuits`.
 
-`database_revision` is the BACnet devices' Database_Revision: the State's helpers raise it with
-every change a client's copy of the device database must notice (a node added or forgotten, a
-device name or ID written, the device ID offset set, a circuit named). A file written before it existed loads as 0.
+`database_revision` is the BACnet devices' Database_Revision, which the BACnet face raises and
+saves (`gateway/bacnet/identities.py`); it is kept here so that it survives restarts. A file
+written before it existed loads as 0.
 `line` holds the line settings ``serial.baudrate = "auto"`` found last, tried first at the next
 start; a file without it (written before it existed, or before they were found) loads as None.
 `snmp_engine` is the SNMP agent's snmpEngineID and snmpEngineBoots (RFC 3414: the boots rise at
@@ -151,8 +151,7 @@ class State:
     """Everything the gateway keeps across restarts. Immutable: the helpers return new States.
 
     `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
-    None means "use the configured value". `database_revision` goes up with every change of the
-    devices' names, IDs or number, in the same save as the change.
+    None means "use the configured value". `database_revision` is the BACnet face's (see above).
     `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
     `snmp_engine` is None until the SNMP agent first started.
     """
@@ -180,17 +179,17 @@ class State:
     def with_profiles(self, profiles: Iterable[NodeProfile]) -> State:
         """Add or replace the profiles of these nodes (a discovery's result); the others are kept."""
         merged: dict[int, NodeProfile] = {**self.profiles, **{profile.address: profile for profile in profiles}}
-        return replace(self, profiles=merged)._revised(merged.keys() != self.profiles.keys())
+        return replace(self, profiles=merged)
 
     def without_nodes(self, addresses: Iterable[int]) -> State:
-        """Forget these nodes: their profiles and overrides."""
+        """Forget these nodes: their profiles, overrides and circuit names."""
         gone = set(addresses)
         return replace(
             self,
             profiles={a: p for a, p in self.profiles.items() if a not in gone},
             overrides={a: o for a, o in self.overrides.items() if a not in gone},
             circuit_names={a: n for a, n in self.circuit_names.items() if a not in gone},
-        )._revised(not gone.isdisjoint(self.profiles))
+        )
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
         """Set the override of one node; an override with nothing set removes it."""
@@ -199,20 +198,17 @@ class State:
             overrides.pop(address, None)
         else:
             overrides[address] = override
-        changed = self.overrides.get(address, DeviceOverride()) != override
-        return replace(self, overrides=overrides)._revised(changed)
+        return replace(self, overrides=overrides)
 
     def with_circuit_names(self, address: int, names: Mapping[int, str | None]) -> State:
-        """Name circuits of one node (channel -> name; None or "" removes the name), the others kept.
-        A description a BMS holds changes: Database_Revision goes up."""
+        """Name circuits of one node (channel -> name; None or "" removes the name), the others kept."""
         kept = dict(self.circuit_names.get(address, {}))
         for channel, name in names.items():
             if name:
                 kept[channel] = name
             else:
                 kept.pop(channel, None)
-        changed = kept != dict(self.circuit_names.get(address, {}))
-        return replace(self, circuit_names={**self.circuit_names, address: kept})._revised(changed)
+        return replace(self, circuit_names={**self.circuit_names, address: kept})
 
     def with_cov_subscriptions(self, subscriptions: Iterable[SavedSubscription]) -> State:
         """Keep these COV subscriptions (all of them: they replace the ones kept)."""
@@ -238,14 +234,11 @@ class State:
             changes["device_id_offset"] = device_id_offset
         if not isinstance(network, _Keep):
             changes["network"] = network
-        # The offset is every device's ID; the network number is no part of the database.
-        return replace(self, **changes)._revised(
-            "device_id_offset" in changes and device_id_offset != self.device_id_offset
-        )
+        return replace(self, **changes)
 
-    def _revised(self, changed: bool) -> State:
-        # Database_Revision is an Unsigned32: after the last one comes 0, still a change to a client.
-        return replace(self, database_revision=(self.database_revision + 1) % 2**32) if changed else self
+    def with_database_revision(self, revision: int) -> State:
+        """Keep the BACnet devices' Database_Revision."""
+        return replace(self, database_revision=revision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,13 +337,16 @@ class IdentityStore:
     """The saved state while the gateway runs: node profiles, device names and IDs, router settings.
 
     One copy for every thread: discovery saves profiles on the bus thread, BACnet clients rename
-    devices on the main loop. `update` saves a change before anyone sees it.
+    devices on the main loop. `update` saves a change before anyone sees it. `at_start` is the
+    state as the gateway found it, before anything was saved (the BACnet face raises
+    Database_Revision when the nodes it starts with are not those).
     """
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._state = store.load()
+        self.at_start = self._state
 
     @property
     def state(self) -> State:

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -32,6 +33,8 @@ class LoopThread:
         self._started.wait()
 
     def _run(self, main: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        _name_native_thread(self.name)
+
         async def wrapper() -> Any:
             self.loop = asyncio.get_running_loop()
             self._task = asyncio.current_task()
@@ -77,3 +80,10 @@ class LoopThread:
                 self.loop.call_soon_threadsafe(self._task.cancel)
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def _name_native_thread(name: str) -> None:
+    """Give the calling thread its name in the operating system too (15 bytes at most), so that
+    `top -H`, `ps -L` and /proc/PID/task/TID/comm tell it apart from the main thread."""
+    with contextlib.suppress(OSError):  # no /proc (not Linux): the name stays Python's alone
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])

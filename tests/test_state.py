@@ -36,6 +36,7 @@ def sample_state() -> State:
         .with_override(2, DeviceOverride(object_instance=1002, object_name="PDU_A_panel_2"))
         .with_override(3, DeviceOverride(object_name="PDU_B"))
         .with_router(device_id_offset=60000)
+        .with_database_revision(4)
     )
 
 
@@ -67,7 +68,7 @@ def test_the_file_has_the_documented_json_layout(tmp_path: Path) -> None:
     }
     assert data["overrides"]["3"] == {"object_instance": None, "object_name": "PDU_B"}
     assert data["router"] == {"device_id_offset": 60000, "network": None}
-    assert data["database_revision"] == 4  # nodes found, two overrides, the offset
+    assert data["database_revision"] == 4
 
 
 def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_a_state_file_from_before_the_database_revision_loads_at_revision_0(tmp_
     state = store.load()
 
     assert (list(state.profiles), state.database_revision) == ([3], 0)
-    store.save(state.with_override(3, DeviceOverride(object_name="PDU_A")))
+    store.save(state.with_database_revision(1))
     assert store.load().database_revision == 1
 
 
@@ -417,40 +418,23 @@ def test_a_profile_filed_under_another_address_is_a_programming_error() -> None:
 def test_with_router_changes_only_what_it_is_given() -> None:
     state = State().with_router(device_id_offset=60000, network=7)
 
-    assert state.with_router(network=9) == State(device_id_offset=60000, network=9, database_revision=1)
-    assert state.with_router(device_id_offset=None) == State(network=7, database_revision=2)
+    assert state.with_router(network=9) == State(device_id_offset=60000, network=9)
+    assert state.with_router(device_id_offset=None) == State(network=7)
 
 
-def test_the_database_revision_goes_up_with_the_devices_names_ids_and_number_only() -> None:
+def test_the_state_keeps_the_database_revision_and_leaves_raising_it_to_the_bacnet_face() -> None:
     state = sample_state()
-    revision = state.database_revision
 
-    changes = {
-        "a node found": state.with_profiles(board(5)),
-        "a node forgotten": state.without_nodes([4]),
-        "a name written": state.with_override(1, DeviceOverride(object_name="PDU_C")),
-        "an ID written": state.with_override(2, DeviceOverride(object_instance=1003, object_name="PDU_A_panel_2")),
-        "an override removed": state.with_override(3, DeviceOverride()),
-        "the device ID offset": state.with_router(device_id_offset=61000),
-    }
-    same = {
-        "a known node found again": state.with_profiles(board(1)),
-        "an unknown node forgotten": state.without_nodes([9]),
-        "the same name written": state.with_override(3, DeviceOverride(object_name="PDU_B")),
-        "the same offset": state.with_router(device_id_offset=60000),
-        "the network number": state.with_router(network=9),
-    }
+    changed = [
+        state.with_profiles(board(5)),
+        state.without_nodes([4]),
+        state.with_override(1, DeviceOverride(object_name="PDU_C")),
+        state.with_router(device_id_offset=61000, network=9),
+    ]
 
-    assert {what: changed.database_revision for what, changed in changes.items()} == dict.fromkeys(
-        changes, revision + 1
-    )
-    assert {what: kept.database_revision for what, kept in same.items()} == dict.fromkeys(same, revision)
-
-
-def test_the_database_revision_is_an_unsigned32_that_wraps_to_0_only_after_its_last_value() -> None:
-    renamed = DeviceOverride(object_name="PDU_C")
-    assert State(database_revision=2**31 - 1).with_override(1, renamed).database_revision == 2**31
-    assert State(database_revision=2**32 - 1).with_override(1, renamed).database_revision == 0
+    assert [each.database_revision for each in changed] == [4] * 4
+    assert state.with_database_revision(2**32 - 1).database_revision == 2**32 - 1
+    # when it goes up: tests/bacnet/test_revision.py
 
 
 def test_with_profiles_adds_new_nodes_and_keeps_the_known_ones() -> None:
@@ -516,12 +500,10 @@ def test_circuit_names_are_kept_as_documented_and_a_file_written_before_them_sti
     assert store.load().circuit_names == {}
 
 
-def test_naming_circuits_keeps_the_others_removes_empty_ones_and_raises_the_revision() -> None:
+def test_naming_circuits_keeps_the_others_and_removes_empty_ones() -> None:
     state = State().with_circuit_names(1, {7: "Rack A12", 8: "Rack A13"})
     renamed = state.with_circuit_names(1, {7: "Rack B1", 8: None}).with_circuit_names(2, {1: ""})
     assert renamed.circuit_names == {1: {7: "Rack B1"}}  # node 2 named nothing: no entry
-    assert renamed.database_revision == state.database_revision + 1  # a Description a BMS holds changed
-    assert state.with_circuit_names(1, {7: "Rack A12"}).database_revision == state.database_revision
     assert state.without_nodes([1]).circuit_names == {}  # a node forgotten takes its names along
 
 

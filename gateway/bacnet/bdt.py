@@ -40,11 +40,6 @@ class BdtEntry:
     port: int
     mask: IPv4Address
 
-    @property
-    def bacpypes_address(self) -> str:
-        """The entry as bacpypes3 writes a BDT address: "ip/mask:port"."""
-        return f"{self.address}/{self.mask}:{self.port}"
-
     def __str__(self) -> str:
         return f"{self.address}:{self.port} mask {self.mask}"
 

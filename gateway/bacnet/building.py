@@ -17,36 +17,33 @@ one object pool; every device is added to the identities (`identities.py`).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from importlib import metadata
 
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import (
-    CovLimits,
+from gateway.bacnet.applications import (
     DeviceApplication,
     NodeApplication,
-    ObjectPool,
     Protection,
     RouterApplication,
 )
 from gateway.bacnet.clock import Clock
+from gateway.bacnet.cov_limits import CovLimits
 from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
-from gateway.bacnet.fixes import GuardedVirtualNetwork
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.plan import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
+from gateway.bacnet.pool import ObjectPool
 from gateway.bacnet.shares import Shares
+from gateway.bacnet.stack import VirtualLan
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
 
 __all__ = ["DeviceBuilder", "system_status"]
 
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
-_network_names = (f"bcpm-meters-{n}" for n in itertools.count(1))
 
 
 def _version() -> str:
@@ -74,9 +71,7 @@ class DeviceBuilder:
             "maxApduLengthAccepted": MAX_APDU,
             "maxSegmentsAccepted": settings.max_segments,
         }
-        # bacpypes3 keeps virtual networks in a process-wide registry by name.
-        self._network_name = next(_network_names)
-        GuardedVirtualNetwork(self._network_name)
+        self._lan = VirtualLan()
         self._cov_limits = CovLimits(
             settings.max_cov_subscriptions, settings.max_cov_per_client, settings.max_cov_indefinite
         )
@@ -95,7 +90,7 @@ class DeviceBuilder:
             databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
-        device._clock = self._clock
+        device.keep_time(self._clock)
         settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
         # The IP port first: the router's device object lives on the first bound port.
         app = RouterApplication.from_object_list(
@@ -119,8 +114,8 @@ class DeviceBuilder:
             databaseRevision=self._identities.state.database_revision,
             **self._vendor,
         )
-        device._clock = self._clock
-        device._address = plan.address
+        device.keep_time(self._clock)
+        device.serve(plan.address, self._identities)
         app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, self._network)])
         app.serve(self._nodes, node, plan.objects, self.pool)
         self._share(app)
@@ -133,12 +128,11 @@ class DeviceBuilder:
         app.cancel_all_subscriptions()
         self._cov_limits.apps.remove(app)
         app.close()
-        for link_layer in app.link_layers.values():
-            link_layer.node.lan.remove_node(link_layer.node)
+        self._lan.leave(app)
 
     def close(self) -> None:
-        """Forget the virtual network (bacpypes3 would keep it in its registry)."""
-        VirtualNetwork._networks.pop(self._network_name, None)
+        """Forget the virtual network."""
+        self._lan.close()
 
     def _share(self, app: DeviceApplication) -> None:
         """Every application counts against the gateway's one set of COV caps and fair shares, has
@@ -163,8 +157,7 @@ class DeviceBuilder:
             minPresValue=float(setting.valid.start),
             maxPresValue=float(setting.valid.stop - 1),
         )
-        obj._setting = setting
-        obj._save = self._identities.save_setting
+        obj.serve(setting, self._identities.save_setting)
         return obj
 
     def _virtual_port(self, instance: int, mac: int, network: int) -> VirtualPort:
@@ -174,7 +167,7 @@ class DeviceBuilder:
             networkType="virtual",
             protocolLevel="bacnet-application",
             macAddress=bytes([mac]),
-            networkInterfaceName=self._network_name,
+            networkInterfaceName=self._lan.name,
             statusFlags=[0, 0, 0, 0],
             reliability="no-fault-detected",
             outOfService=False,

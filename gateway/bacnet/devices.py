@@ -2,7 +2,7 @@
 
 A node device's Object_Name and Object_Identifier are writable; the write is checked, saved in
 the state file and applied at once, and survives restarts, offset changes and rediscovery (see
-`identity.py`). The router's identity is its configuration: its Object_Identifier is the device
+`plan.py`). The router's identity is its configuration: its Object_Identifier is the device
 ID offset, so it changes through AV1 (applied at the next restart), and neither is writable.
 """
 
@@ -19,8 +19,9 @@ from bacpypes3.local.device import ArrayOfObjectIdentifier, DeviceObject
 from bacpypes3.primitivedata import Boolean, CharacterString, Date, Integer, ObjectIdentifier, Time
 
 from gateway.bacnet.clock import Clock
-from gateway.bacnet.identity import RouterSetting
 from gateway.bacnet.local_objects import GuardedWrites, real_value
+from gateway.bacnet.plan import RouterSetting
+from gateway.bacnet.stack import bits, owner
 
 __all__ = ["GatewayDevice", "NodeDevice", "NodeIdentities", "RouterSettingValue"]
 
@@ -36,7 +37,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
     _clock: Clock
 
     @property
-    def localDate(self) -> Date:  # type: ignore[override]
+    def localDate(self) -> Date:
         return Date.now(self._clock.time())
 
     @localDate.setter
@@ -44,7 +45,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # computed
 
     @property
-    def localTime(self) -> Time:  # type: ignore[override]
+    def localTime(self) -> Time:
         return Time.now(self._clock.time())
 
     @localTime.setter
@@ -52,7 +53,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # computed
 
     @property
-    def utcOffset(self) -> Integer:  # type: ignore[override]
+    def utcOffset(self) -> Integer:
         """Minutes from local standard time to UTC (BACnet's sign: positive west of Greenwich)."""
         return Integer(time.timezone // 60)
 
@@ -61,7 +62,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # the board's time zone
 
     @property
-    def daylightSavingsStatus(self) -> Boolean:  # type: ignore[override]
+    def daylightSavingsStatus(self) -> Boolean:
         return Boolean(time.localtime(self._clock.time()).tm_isdst > 0)
 
     @daylightSavingsStatus.setter
@@ -69,7 +70,7 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # the board's time zone
 
     @property
-    def objectList(self) -> ArrayOfObjectIdentifier:  # type: ignore[override]
+    def objectList(self) -> ArrayOfObjectIdentifier:
         return ArrayOfObjectIdentifier(self._identifiers())
 
     @objectList.setter
@@ -77,18 +78,20 @@ class GatewayDevice(GuardedWrites, DeviceObject):
         pass  # computed
 
     @property
-    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
-        supported = ObjectTypesSupported([])
-        for object_type in {identifier[0] for identifier in self._identifiers()}:
-            supported[getattr(supported, object_type.attr)] = 1
-        return supported
+    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:
+        return bits(ObjectTypesSupported, {identifier[0].attr for identifier in self._identifiers()})
 
     @protocolObjectTypesSupported.setter
     def protocolObjectTypesSupported(self, value: Any) -> None:
         pass  # computed
 
+    def keep_time(self, clock: Clock) -> None:
+        """Show the time of `clock`."""
+        self._clock = clock
+
     def _identifiers(self) -> list[ObjectIdentifier]:
-        return [self.objectIdentifier] if self._app is None else self._app.object_identifiers()
+        app = owner(self)
+        return [self.objectIdentifier] if app is None else app.object_identifiers()
 
 
 class NodeIdentities(Protocol):
@@ -100,9 +103,19 @@ class NodeIdentities(Protocol):
 
 
 class NodeDevice(GatewayDevice):
-    _saved_properties = frozenset({"objectName", "objectIdentifier"})  # see shares.SavedWriteLimit
-    _address: int  # the node's Modbus address
+    _saved_properties = frozenset({"objectName", "objectIdentifier"})
+    _address: int
     _identities: NodeIdentities
+
+    def serve(self, address: int, identities: NodeIdentities) -> None:
+        """Be the device of the node at Modbus `address`; `identities` checks and saves a new name or ID."""
+        self._address = address
+        self._identities = identities
+
+    @property
+    def address(self) -> int:
+        """The node's Modbus address."""
+        return self._address
 
     async def _write(self, name: str, value: Any) -> None:
         if name == "objectName":
@@ -121,9 +134,14 @@ class NodeDevice(GatewayDevice):
 class RouterSettingValue(GuardedWrites, AnalogValueObject):
     """AV1 (device ID offset) or AV2 (virtual network): saved at once, applied at next start."""
 
-    _saved_properties = frozenset({"presentValue"})  # see shares.SavedWriteLimit
+    _saved_properties = frozenset({"presentValue"})
     _setting: RouterSetting
     _save: Callable[[RouterSetting, int], Awaitable[None]]
+
+    def serve(self, setting: RouterSetting, save: Callable[[RouterSetting, int], Awaitable[None]]) -> None:
+        """Show `setting`; `save` saves a value written to it."""
+        self._setting = setting
+        self._save = save
 
     async def _write(self, name: str, value: Any) -> None:
         if name != "presentValue":

@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import structlog
 from bacpypes3.apdu import IAmRequest
-from bacpypes3.app import Application
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address, IPv4Address
 
-from gateway.bacnet.identity import DevicePlan
+from gateway.bacnet.plan import DevicePlan
+from gateway.bacnet.stack import StackApplication
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
 from gateway.nodes.events import Event, NetworkFinding
 
@@ -60,31 +60,33 @@ class Conflict:
         return NetworkFinding(self.kind, self.number, self.other, cleared)
 
 
-class HearsIAm:
-    """An application that keeps the I-Ams it hears while `diagnose` listens."""
+class HearsIAm(StackApplication):
+    """An application that can keep the I-Ams it hears for a while."""
 
     _heard: list[IAmRequest] | None = None
 
     async def do_IAmRequest(self, apdu: IAmRequest) -> None:
         if self._heard is not None:
             self._heard.append(apdu)
-        await super().do_IAmRequest(apdu)  # type: ignore[misc]
+        await super().do_IAmRequest(apdu)
+
+    async def i_ams(self, low: int, high: int) -> list[IAmRequest]:
+        """The I-Ams heard in `ANSWER_WAIT` seconds after a Who-Is for instances `low` to `high`."""
+        self._heard = []
+        try:
+            await self.who_is(low, high, timeout=ANSWER_WAIT)
+            return self._heard
+        finally:
+            self._heard = None
 
 
-async def diagnose(app: Any, network: int, instances: Set[int], own: Address) -> frozenset[Conflict]:
-    """The conflicts over `network` and `instances` that others answer for; `app` (a `HearsIAm`
-    application at `own`) asks."""
+async def diagnose(app: HearsIAm, network: int, instances: Set[int], own: Address) -> frozenset[Conflict]:
+    """The conflicts over `network` and `instances` that others answer for; `app` (at `own`) asks."""
     routers = await app.nse.who_is_router_to_network(network=network)
     conflicts = {
         Conflict("network", network, str(answer.pduSource)) for _, answer in routers if answer.pduSource != own
     }
-    app._heard = []
-    try:
-        await app.who_is(min(instances), max(instances), timeout=ANSWER_WAIT)
-        heard = app._heard
-    finally:
-        app._heard = None
-    for i_am in heard:
+    for i_am in await app.i_ams(min(instances), max(instances)):
         instance, source = i_am.iAmDeviceIdentifier[1], i_am.pduSource
         if instance in instances and source != own and source.addrNet != network:  # not this gateway's
             conflicts.add(Conflict("device_id", instance, str(source)))
@@ -125,15 +127,11 @@ class Doctor:
         self._show(bool(found))
 
 
-class _DoctorApplication(HearsIAm, Application):  # type: ignore[misc]
-    pass
-
-
 async def check_once(settings: BacnetSettings, plan: DevicePlan) -> frozenset[Conflict]:
     """`bcpm-gateway doctor`: the same checks from a device of its own at the gateway's address and
     port (bacpypes3 shares the port with a running gateway, whose own answers it then ignores)."""
     address = IPv4Address(f"{settings.address}:{settings.port}")
-    app = _DoctorApplication.from_object_list(
+    app = HearsIAm.from_object_list(
         [
             DeviceObject(
                 objectIdentifier=("device", DOCTOR_INSTANCE),

@@ -21,8 +21,8 @@ from datetime import date
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.primitivedata import ObjectType
 
-from gateway.bacnet.identity import ROUTER_SETTINGS, DevicePlan, NodePlan
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.plan import ROUTER_SETTINGS, DevicePlan, NodePlan
 
 __all__ = ["ede_text"]
 

@@ -2,12 +2,14 @@
 
 It checks that its address and port can be listened on (and, as a BBMD, reads its table), says
 it is listening, waits for the node service to know its nodes, plans the devices
-(`identity.plan_devices`), wires the network that runs them (`network.py`) to the builder that makes
-them (`building.py`) and the identities that check and save their names and IDs (`identities.py`),
-announces them, then follows the node events: every value change,
-node loss and return shows on the objects, and COV notifications follow from there. An event
-that cannot be shown is logged and the face goes on; if the event queue overflowed, every
-object is refreshed from the cache.
+(`plan.device_plan`; Database_Revision goes up first if there are nodes the state file did not
+hold at start), wires the network that runs them (`network.py`) to the builder that makes them
+(`building.py`) and the identities that check and save their names and IDs (`identities.py`),
+announces them, then follows the node events: every value change, node loss and return shows on
+the objects, and COV notifications follow from there; a node found or forgotten gets or loses its
+device. An event that cannot be shown is logged and the face goes on; if the event queue
+overflowed, every object is refreshed from the cache. The bacpypes3 stack it runs on is installed
+by the composition root (`install_stack()`), not here.
 
 With `bbmd = true` the gateway is also a BBMD with the table of `bdt_file`, read at start (a bad
 file keeps the BACnet face from starting) and again by `reload()` on SIGHUP (a bad file then
@@ -24,18 +26,18 @@ from ipaddress import IPv4Interface
 
 import structlog
 
-from gateway.bacnet import fixes, speedups
 from gateway.bacnet.bdt import BdtEntry, BdtError, load_bdt
 from gateway.bacnet.building import DeviceBuilder
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.doctor import Doctor
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.network import BacnetNetwork
+from gateway.bacnet.plan import device_plan
 from gateway.config import BacnetSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import (
+    CircuitsNamed,
     EventHub,
     NodeAdded,
     NodeOffline,
@@ -84,16 +86,16 @@ class BacnetFace:
         check_bindable(settings.address, settings.port)
         self.listening.set()
         await nodes.wait_ready()
-        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
+        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved, CircuitsNamed)
         try:
-            speedups.install()
-            fixes.count_failed_datagrams()
-            fixes.install_rejects()
             profiles = [node.profile for node in nodes.nodes.values()]
-            plan = plan_devices(settings, self._identities.state, profiles, nodes.pointmap)
-            clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             identities = DeviceIdentities(self._identities)
+            if {profile.address for profile in profiles} != set(self._identities.at_start.profiles):
+                await identities.database_changed()  # nodes found before the devices were planned (a first scan)
+            plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
+            clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             builder = DeviceBuilder(plan, settings, nodes, identities, clock)
+            events.show_only(builder.pool.shown)  # only built objects show values, and few are
             self.network = BacnetNetwork(
                 plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt
             )
@@ -170,7 +172,7 @@ async def _follow(events: Subscription, network: BacnetNetwork) -> None:
                 )
                 dropped = events.dropped
                 network.sync()
-            network.apply(event)
+            await network.apply(event)
         except Exception:
             log.exception("bacnet could not show a node event", event=repr(event))
 

@@ -1,7 +1,7 @@
-"""The BACnet/IP entry: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
+"""The fast path: every datagram the router takes in passes here (after the fair shares) before bacpypes3.
 
-    entry = Entry(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
-    entry.install(link_layer.server)   # once the socket is open
+    fast_path = FastPath(network=50, applications={1: app1, 2: app2}, limits=limits, fast_reads=True)
+    fast_path.install(socket)   # the router's BACnet/IP socket (`stack.IpSocket`), once open
 
 First the request limits (`limits.py`): a confirmed request beyond them is answered Abort (or
 dropped) here and never reaches bacpypes3. Then the fast read path: a ReadProperty or
@@ -19,21 +19,20 @@ an answer that needs segments, a body bacpypes3 cannot decode) goes to bacpypes3
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from bacpypes3.apdu import AbortPDU, APCISequence, ConfirmedRequestPDU, ConfirmedServiceChoice
 from bacpypes3.apdu import decode_max_apdu_length_accepted as max_apdu_of
 from bacpypes3.basetypes import PropertyIdentifier
-from bacpypes3.pdu import PDU, LocalBroadcast
 from bacpypes3.primitivedata import ObjectIdentifier
 
-from gateway.bacnet.fixes import COMPLEX_ACK_HEADER
 from gateway.bacnet.limits import RequestLimits, Verdict
 from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
+from gateway.bacnet.stack import COMPLEX_ACK_HEADER, IpSocket
 from gateway.logging import DropReport
 
-__all__ = ["MAX_PLANS", "Entry"]
+__all__ = ["MAX_PLANS", "FastPath"]
 
 MAX_PLANS = 256  # distinct request bodies kept decoded
 BVLL_TYPE, BVLL_ORIGINAL_UNICAST = 0x81, 0x0A
@@ -51,15 +50,15 @@ Plan = tuple[tuple[ObjectIdentifier, Properties], ...]
 
 
 class NodeReads(Protocol):
-    """What the entry needs of a node's application (`NodeApplication`)."""
+    """What the fast path needs of a node's application (`NodeApplication`)."""
 
     def read_encodings(self) -> MeterEncodings: ...
 
-    def answers_reads(self) -> bool: ...
+    def answers_requests(self) -> bool: ...
 
 
-class Entry:
-    """The limits and the fast reads in front of bacpypes3, with their counters."""
+class FastPath:
+    """The request limits and the fast reads in front of bacpypes3, with their counters."""
 
     def __init__(
         self, network: int, applications: Mapping[int, NodeReads], limits: RequestLimits, fast_reads: bool
@@ -73,20 +72,10 @@ class Entry:
         self.installed = False  # until the BACnet/IP socket is open
         self._plans: dict[tuple[int, bytes], Plan | None] = {}
 
-    def install(self, server: Any) -> None:
-        """Look at every datagram the server takes in (after the fair shares, `shares.py`) before
+    def install(self, socket: IpSocket) -> None:
+        """Look at every datagram the socket takes in (after the fair shares, `shares.py`) before
         the rest of bacpypes3 does; answers go out of its unicast socket, as bacpypes3's do."""
-        stock: Callable[[PDU], Awaitable[None]] = server.confirmation
-
-        async def confirmation(pdu: PDU) -> None:
-            source = pdu.pduSource.addrTuple
-            reply = self.reply(bytes(pdu.pduData), source, not isinstance(pdu.pduDestination, LocalBroadcast))
-            if reply is None:
-                await stock(pdu)
-            elif reply:
-                server.local_transport.sendto(reply, source)
-
-        server.confirmation = confirmation
+        socket.take_in_with(self.reply)
         self.installed = True
 
     def reply(self, data: bytes, source: tuple[str, int], unicast: bool = True) -> bytes | None:
@@ -137,7 +126,7 @@ class Entry:
         ):
             return None
         app = self._node(destination)
-        if app is None or not app.answers_reads():
+        if app is None or not app.answers_requests():
             return None
         encodings = app.read_encodings()
         plan = self._plan(service, bytes(apdu[4:]))

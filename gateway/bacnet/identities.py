@@ -1,32 +1,77 @@
-"""The identities of the gateway's BACnet devices while it runs (`identity.py` plans them at start).
+"""The identities of the gateway's BACnet devices while it runs (`plan.py` plans them at start),
+and their Database_Revision.
 
 A node device's new name or ID is checked against every device of the gateway (names and IDs are
 unique among them, and a name within its own device too) and saved before it is acknowledged; a
-router setting (AV1, AV2) is saved; every device shows the saved Database_Revision.
+router setting (AV1, AV2) is saved.
+
+Database_Revision is one number for every device of the gateway, kept in the state file. It goes
+up with every change a client's copy of the device database must notice: a device name or ID
+written, or the device ID offset (AV1), in the same save as the change; a node's device found or
+forgotten (`database_changed`: the face sees NodeAdded or NodeRemoved, or finds at start nodes the
+state file did not hold; `bcpm-gateway forget` with the gateway stopped saves `forgotten`), saved
+before the device comes or goes; a circuit named (`database_changed` when the face sees
+CircuitsNamed: its objects' Description). Every device shows it once saved. The network number (AV2) is no
+part of the database; writing what is already there changes nothing.
 
     identities = DeviceIdentities(store)
     identities.add_router(device)             # as the builder makes the devices (`building.py`)
     identities.add_node(device, app)
     await identities.rename(device, "Panel 3")  # a NodeDevice's WriteProperty of Object_Name
+    await identities.database_changed()       # a node's device about to come or go
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import structlog
 from bacpypes3.errors import ExecutionError
 
-from gateway.bacnet.application import NodeApplication
+from gateway.bacnet.applications import NodeApplication
 from gateway.bacnet.devices import GatewayDevice, NodeDevice
-from gateway.bacnet.identity import RouterSetting
+from gateway.bacnet.plan import RouterSetting
 from gateway.config import MAX_DEVICE_INSTANCE
 from gateway.state import DeviceOverride, IdentityStore, State
 from gateway.state_saves import StateSaves
 
-__all__ = ["DeviceIdentities"]
+__all__ = ["DeviceIdentities", "forgotten", "revised", "with_identity", "with_setting"]
+
+log = structlog.get_logger(__name__)
+
+#: Database_Revision is an Unsigned32: after the last one comes 0, still a change to a client.
+REVISIONS = 2**32
+
+
+def revised(state: State) -> State:
+    """`state` with the devices' Database_Revision one higher."""
+    return state.with_database_revision((state.database_revision + 1) % REVISIONS)
+
+
+def forgotten(state: State, addresses: Iterable[int]) -> State:
+    """`state` without these nodes, their devices gone with them (Database_Revision up when one was
+    known): what `bcpm-gateway forget` saves with the gateway stopped."""
+    left = state.without_nodes(addresses)
+    return left if left.profiles.keys() == state.profiles.keys() else revised(left)
+
+
+def with_identity(state: State, address: int, **fields: Any) -> State:
+    """`state` with a node device's name or ID written (Database_Revision up when it changes)."""
+    old = state.overrides.get(address, DeviceOverride())
+    new = replace(old, **fields)
+    written = state.with_override(address, new)
+    return written if new == old else revised(written)
+
+
+def with_setting(state: State, setting: RouterSetting, value: int) -> State:
+    """`state` with a router setting written (Database_Revision up when the device ID offset, every
+    device's ID, changes)."""
+    changed = setting.key == "device_id_offset" and value != state.device_id_offset
+    written = state.with_router(**{setting.key: value})
+    return revised(written) if changed else written
 
 
 class DeviceIdentities:
@@ -48,8 +93,7 @@ class DeviceIdentities:
         self._router = device
 
     def add_node(self, device: NodeDevice, app: NodeApplication) -> None:
-        device._identities = self
-        self._nodes[device._address] = device, app
+        self._nodes[device.address] = device, app
 
     def remove_node(self, address: int) -> None:
         del self._nodes[address]
@@ -62,9 +106,9 @@ class DeviceIdentities:
         async with self._lock:  # check and assign as one: two writes may interleave
             if any(
                 other is not device and str(other.objectName) == name for other in self._all_devices()
-            ) or self._nodes[device._address][1].names(name, device):  # unique within the device too
+            ) or self._nodes[device.address][1].names(name, device):  # unique within the device too
                 raise ExecutionError("property", "duplicateName")
-            saved = self._save_override(device._address, object_name=name)
+            saved = self._save_override(device.address, object_name=name)
             old, device.objectName = str(device.objectName), name  # so the next write's check sees it
         try:
             await saved  # acknowledged once on disk
@@ -80,7 +124,7 @@ class DeviceIdentities:
         async with self._lock:
             if any(other is not device and other.objectIdentifier[1] == instance for other in self._all_devices()):
                 raise ExecutionError("property", "duplicateObjectId")
-            saved = self._save_override(device._address, object_instance=instance)
+            saved = self._save_override(device.address, object_instance=instance)
             old, device.objectIdentifier = device.objectIdentifier, ("device", instance)
         try:
             await saved
@@ -89,7 +133,7 @@ class DeviceIdentities:
                 device.objectIdentifier = old
             raise
         self.show_revision()
-        app = self._nodes[device._address][1]
+        app = self._nodes[device.address][1]
         if app.communicating():
             app.i_am()  # a BMS that bound the old ID learns the new one
 
@@ -99,11 +143,22 @@ class DeviceIdentities:
 
     async def save_setting(self, setting: RouterSetting, value: int) -> None:
         """Save a router setting (applied at the next restart)."""
-        await self._saves.save(lambda state: state.with_router(**{setting.key: value}))
+        await self._saves.save(lambda state: with_setting(state, setting, value))
+        self.show_revision()
+
+    async def database_changed(self) -> None:
+        """A node's device is about to come or go, or its objects' Descriptions changed (a circuit
+        named): Database_Revision goes up, saved, and every device shows it. A save that fails is
+        logged; the change goes on all the same."""
+        try:
+            await self._saves.save(revised)
+        except Exception as error:
+            log.error("bacnet database revision not saved", detail=str(error))
+            return
         self.show_revision()
 
     def show_revision(self) -> None:
-        """Every device shows the saved Database_Revision: `State` raises it in the save of a change."""
+        """Every device shows the saved Database_Revision."""
         for device in self._all_devices():
             device.databaseRevision = self._store.state.database_revision
 
@@ -114,7 +169,4 @@ class DeviceIdentities:
             yield device
 
     def _save_override(self, address: int, **fields: Any) -> asyncio.Future[None]:
-        def change(state: State) -> State:
-            return state.with_override(address, replace(state.overrides.get(address, DeviceOverride()), **fields))
-
-        return self._saves.save(change)
+        return self._saves.save(lambda state: with_identity(state, address, **fields))

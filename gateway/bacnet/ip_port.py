@@ -1,7 +1,7 @@
 """The router's BACnet/IP network port, in the mode the configuration asks for.
 
     port = ip_port(config.bacnet, network=1, configured=False, bdt=table)
-    port._link_layer     # Bbmd, ForeignDevice, or None: bacpypes3 builds its normal link layer
+    port.link_layer()    # Bbmd, ForeignDevice, or None: bacpypes3 builds its normal link layer
 
 - normal: bacpypes3's own link layer; BACnet_IP_Mode NORMAL.
 - `bbmd = true`: a `Bbmd` with the bdt.ini table; BACnet_IP_Mode BBMD, and the port shows the
@@ -19,14 +19,12 @@ from typing import Any
 
 from bacpypes3.basetypes import BDTEntry, FDTEntry, HostNPort, NetworkNumberQuality
 from bacpypes3.constructeddata import ListOf
-from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import IPv4Address
 from bacpypes3.primitivedata import Unsigned16
 
-from gateway.bacnet.bbmd import Bbmd
 from gateway.bacnet.bdt import BdtEntry
-from gateway.bacnet.foreign import ForeignDevice
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.stack import Bbmd, ForeignDevice, LinkedPort, network_side
 from gateway.config import BacnetSettings
 
 __all__ = ["MAX_APDU", "BbmdPort", "IPv4Port", "ip_port"]
@@ -37,21 +35,20 @@ _BdtList = ListOf(BDTEntry)
 _FdtList = ListOf(FDTEntry)
 
 
-class IPv4Port(GuardedWrites, NetworkPortObject):
+class IPv4Port(GuardedWrites, LinkedPort):
     """Network_Number and its quality are the network layer's: a number learned after start
     (`bacnet.ip_network = "auto"`) shows at once; until then the number is unknown (0), whatever
     fallback the router routes with."""
 
-    _link_layer: Bbmd | ForeignDevice | None = None  # None: bacpypes3 builds the link layer
     _number: int
     _quality: str
 
     @property
     def networkNumber(self) -> Any:
-        adapter = self.adapter()
-        if adapter is None:
+        side = network_side(self)
+        if side is None:
             return self._number
-        return Unsigned16(0 if adapter.adapterNetConfigured == NetworkNumberQuality.unknown else adapter.adapterNet)
+        return Unsigned16(side.number if side.known else 0)
 
     @networkNumber.setter
     def networkNumber(self, value: Any) -> None:
@@ -59,19 +56,12 @@ class IPv4Port(GuardedWrites, NetworkPortObject):
 
     @property
     def networkNumberQuality(self) -> Any:
-        adapter = self.adapter()
-        return self._quality if adapter is None else NetworkNumberQuality(adapter.adapterNetConfigured)
+        side = network_side(self)
+        return self._quality if side is None else NetworkNumberQuality(side.quality)
 
     @networkNumberQuality.setter
     def networkNumberQuality(self, value: Any) -> None:
         self._quality = value
-
-    def adapter(self) -> Any:
-        """The network layer's adapter of this port, once bound."""
-        app = getattr(self, "_app", None)
-        if app is None or (link_layer := app.link_layers.get(self.objectIdentifier)) is None:
-            return None
-        return next((adapter for adapter in app.nsap.adapters.values() if adapter.clientPeer is link_layer), None)
 
 
 class BbmdPort(IPv4Port):
@@ -81,7 +71,7 @@ class BbmdPort(IPv4Port):
 
     @property
     def bbmdBroadcastDistributionTable(self) -> Any:
-        return _BdtList([BDTEntry(f"{peer.ip}/{peer.netmask}:{peer.addrPort}") for peer in self._link_layer.bbmdBDT])
+        return _BdtList([BDTEntry(peer) for peer in self._link_layer.peers()])
 
     @bbmdBroadcastDistributionTable.setter
     def bbmdBroadcastDistributionTable(self, value: Any) -> None:
@@ -91,10 +81,8 @@ class BbmdPort(IPv4Port):
     def bbmdForeignDeviceTable(self) -> Any:
         return _FdtList(
             [
-                FDTEntry(
-                    bacnetIPAddress=entry.fdAddress.addrAddr, timeToLive=entry.fdTTL, remainingTimeToLive=entry.fdRemain
-                )
-                for entry in self._link_layer.bbmdFDT
+                FDTEntry(bacnetIPAddress=entry.address, timeToLive=entry.ttl, remainingTimeToLive=entry.remaining)
+                for entry in self._link_layer.foreign_devices()
             ]
         )
 
@@ -122,7 +110,7 @@ def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Seque
     port: IPv4Port
     if settings.bbmd:
         port = BbmdPort(address, bacnetIPMode="bbmd", bbmdAcceptFDRegistrations=True, **common)
-        port._link_layer = Bbmd(address, bdt, settings.max_foreign_devices, settings.max_foreign_ttl)
+        port.bring(Bbmd(address, bdt, settings.max_foreign_devices, settings.max_foreign_ttl))
     elif settings.foreign_bbmd is not None:
         host, bbmd_port = settings.foreign_bbmd
         port = IPv4Port(
@@ -132,7 +120,7 @@ def ip_port(settings: BacnetSettings, network: int, configured: bool, bdt: Seque
             fdSubscriptionLifetime=settings.foreign_ttl,
             **common,
         )
-        port._link_layer = ForeignDevice(address, settings.foreign_bbmd, settings.foreign_ttl)
+        port.bring(ForeignDevice(address, settings.foreign_bbmd, settings.foreign_ttl))
     else:
         port = IPv4Port(address, **common)
     return port

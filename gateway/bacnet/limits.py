@@ -1,4 +1,5 @@
-"""Bounded requests at the BACnet/IP entry: size, reassembly, concurrent segmented transactions.
+"""Bounded requests where they enter the gateway (`fastpath.py`): size, reassembly, concurrent
+segmented transactions.
 
 bacpypes3 accepts a confirmed request of any size, evaluates an unsegmented one above the max APDU
 it advertises, and reassembles a segmented one for as long as segments come (the sequence number
@@ -37,7 +38,7 @@ SEGMENTED_HEADER = 6  # type, max segments/APDU, invoke ID, sequence number, win
 
 
 class Verdict(enum.StrEnum):
-    """What the entry does with a request: pass it to bacpypes3, drop it, or abort it (the values
+    """What the fast path does with a request: pass it to bacpypes3, drop it, or abort it (the values
     of the aborts are bacpypes3's AbortReason names)."""
 
     PASS = "pass"
@@ -98,7 +99,7 @@ class RequestLimits:
         return Verdict.PASS
 
     def _begin(self, key: tuple[Any, ...], source: tuple[str, int], size: int, more: bool, now: float) -> Verdict:
-        self._forget_silent(now)
+        self._drop_silent(now)
         client = source[0]
         if (
             len(self._reassembling) >= self.max_segmented
@@ -109,7 +110,7 @@ class RequestLimits:
             self._reassembling[key] = _Reassembly(client, 1, size, now)
         return Verdict.PASS
 
-    def _forget_silent(self, now: float) -> None:
+    def _drop_silent(self, now: float) -> None:
         for key in [key for key, each in self._reassembling.items() if now - each.heard > SEGMENT_TIMEOUT]:
             del self._reassembling[key]
 

@@ -21,8 +21,8 @@ from bacpypes3.local.multistate import MultiStateValueObject
 from bacpypes3.primitivedata import CharacterString, Null
 
 from gateway.bacnet.errors import write_error
-from gateway.bacnet.fixes import MultiStateCov, StandardPropertyList, StatusFlagsCovCriteria
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.stack import MultiStateCov, StandardPropertyList, StatusFlagsCov, owner
 from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.logging import peer_events
@@ -42,18 +42,26 @@ __all__ = [
 
 class GuardedWrites(StandardPropertyList):
     """The base of every object the gateway serves: only what `_write` accepts is writable remotely
-    (bacpypes3 lets a client write anything), and nothing when the device is read-only
-    (`bacnet.read_only`); its Property_List is the standard's."""
+    (bacpypes3 lets a client write anything), and nothing when the device refuses writes
+    (`bacnet.read_only`); its Property_List is the standard's. A write of a property listed in
+    `_saved_properties` is saved in the state file (`saves`)."""
+
+    _saved_properties: frozenset[str] = frozenset()
 
     async def write_property(
         self, attr: Any, value: Any, index: int | None = None, priority: int | None = None
     ) -> None:
-        protection = getattr(getattr(self, "_app", None), "protection", None)
-        if protection is not None and protection.read_only:
+        app = owner(self)
+        if app is not None and app.refuses_writes():
             raise ExecutionError("property", "writeAccessDenied")
         if index is not None:
             raise ExecutionError("property", "propertyIsNotAnArray")
         await self._write(PropertyIdentifier(attr).attr, value)
+
+    def saves(self, name: str) -> bool:
+        """Whether a write of that property is saved in the state file (and charged to its source's
+        share: `shares.SavedWriteLimit`)."""
+        return name in self._saved_properties
 
     async def _write(self, name: str, value: Any) -> None:
         raise ExecutionError("property", "writeAccessDenied")
@@ -103,8 +111,9 @@ class PointBinding:
         await self.nodes.write_value(self.node.address, point.register, value)
 
 
-class Described:
-    """A meter object's Description is read when asked (a circuit's name may change meanwhile)."""
+class PointObject(GuardedWrites):
+    """An object that shows one point of a node. Its Description is read when asked (a user may
+    name the point's circuit meanwhile)."""
 
     _binding: PointBinding
 
@@ -112,11 +121,13 @@ class Described:
     def description(self) -> CharacterString:
         return CharacterString(self._binding.description())  # as an assignment would cast it
 
+    def bind(self, binding: PointBinding) -> None:
+        self._binding = binding
 
-class MeterObject(Described, GuardedWrites):
-    """What the AI and AV of a meter point share."""
 
-    _cov_criteria = StatusFlagsCovCriteria
+class MeterObject(StatusFlagsCov, PointObject):
+    """What the AI and AV of a meter point share (a COV notification also when Reliability or
+    Event_State changes)."""
 
     def show(self) -> None:
         """Take Present_Value, Reliability and Event_State from the node cache (COV follows)."""
@@ -153,7 +164,7 @@ class MeterValue(MeterObject, AnalogValueObject):
         self.show()
 
 
-class MeterReset(Described, MultiStateCov, GuardedWrites, MultiStateValueObject):
+class MeterReset(MultiStateCov, PointObject, MultiStateValueObject):
     """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
 
     def show(self) -> None:
@@ -195,7 +206,7 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
             outOfService=False,
             reliability="no-fault-detected",
         )
-        reset._binding = binding
+        reset.bind(binding)
         reset.show()
         return reset
     limits = {"minPresValue": spec.min_value, "maxPresValue": spec.max_value} if spec.writable else {}
@@ -213,5 +224,5 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
         covIncrement=binding.cov_increments.get(spec.point.register, spec.cov_increment),
         **{key: limit for key, limit in limits.items() if limit is not None},
     )
-    obj._binding = binding
+    obj.bind(binding)
     return obj

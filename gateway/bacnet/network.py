@@ -8,9 +8,9 @@ names and IDs checked and saved by `DeviceIdentities` (`identities.py`); this ru
     network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=restart, bdt=table)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
     await network.restore_subscriptions()  # the COV subscriptions kept across the restart
-    network.apply(event)          # a node event -> Present_Value, Reliability, COV
+    await network.apply(event)    # a node event -> Present_Value, Reliability, COV; a device comes or goes
     network.kept                  # the COV subscriptions kept across restarts (`subscriptions.py`)
-    network.bbmd                  # the BBMD link layer when bbmd = true (`bbmd.py`)
+    network.bbmd                  # the BBMD link layer when bbmd = true (`stack/bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
     await network.close()
 """
@@ -21,25 +21,22 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 
 import structlog
-from bacpypes3.basetypes import NetworkNumberQuality
-from bacpypes3.ipv4 import IPv4DatagramServer
 
-from gateway.bacnet.application import DeviceApplication, NodeApplication
-from gateway.bacnet.bbmd import Bbmd
+from gateway.bacnet.applications import DeviceApplication, NodeApplication
 from gateway.bacnet.bdt import BdtEntry
 from gateway.bacnet.building import DeviceBuilder, system_status
 from gateway.bacnet.devices import NodeDevice
 from gateway.bacnet.doctor import Conflict, diagnose
-from gateway.bacnet.fastpath import Entry
-from gateway.bacnet.foreign import ForeignDevice
+from gateway.bacnet.fastpath import FastPath
 from gateway.bacnet.identities import DeviceIdentities
-from gateway.bacnet.identity import DevicePlan, NodePlan, plan_devices
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
+from gateway.bacnet.plan import DevicePlan, NodePlan, device_plan
+from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, network_side, settled
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import Event, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
+from gateway.nodes.events import CircuitsNamed, Event, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 
 __all__ = ["BacnetNetwork"]
 
@@ -72,7 +69,7 @@ class BacnetNetwork:
         self._ip_port = port
         self._ip_network_configured = plan.router.ip_network_configured
         self._network = plan.router.network
-        self._ip_link_layer = port._link_layer  # None in normal mode
+        self._ip_link_layer = port.link_layer()  # None in normal mode
         self.router = builder.router(plan.router, port, restart)
         builder.shares.guard(self.router)
         self.devices: dict[int, NodeDevice] = {}
@@ -85,7 +82,7 @@ class BacnetNetwork:
         limits = RequestLimits(
             settings.max_segments, settings.max_segmented_requests, settings.max_segmented_requests_per_client
         )
-        self.entry = Entry(plan.router.network, self.applications, limits, settings.fast_reads)
+        self.fast_path = FastPath(plan.router.network, self.applications, limits, settings.fast_reads)
 
     @property
     def bbmd(self) -> Bbmd | None:
@@ -99,17 +96,12 @@ class BacnetNetwork:
         """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
         if not self._ip_network_configured:
-            # bacpypes3 numbers every bound port "configured": the fallback is a number the router
-            # routes with, not one it knows, until a router of the IP network says (Network-Number-Is,
-            # see `learn_ip_network` and `fixes.NetworkNumberFlags`).
-            self._ip_port.adapter().adapterNetConfigured = NetworkNumberQuality.unknown
-        for link_layer in self.router.link_layers.values():
-            server = getattr(link_layer, "server", None)
-            if isinstance(server, IPv4DatagramServer):  # the BACnet/IP port
-                # its socket's protocol is known once bacpypes3's callback has run after the opening
-                async with asyncio.timeout(SOCKET_OPEN_TIMEOUT):
-                    await server._local_transport_ready.wait()
-                self.entry.install(server)
+            # the fallback is a number the router routes with, not one it knows, until a router of
+            # the IP network says (Network-Number-Is, see `learn_ip_network`)
+            self._ip_side().mark_unknown()
+        for socket in IpSocket.of(self.router):  # the BACnet/IP port's
+            await socket.opened(SOCKET_OPEN_TIMEOUT)
+            self.fast_path.install(socket)
         await self.router.nse.i_am_router_to_network()
         for app in self._all_applications():
             app.i_am()
@@ -130,25 +122,21 @@ class BacnetNetwork:
 
     def ip_network(self) -> int:
         """The number the router routes its BACnet/IP side with (known or not)."""
-        return int(self._ip_port.adapter().adapterNet)
+        return self._ip_side().number
 
     async def learn_ip_network(self) -> None:
         """With `ip_network = "auto"`: ask the IP network its number (What-Is-Network-Number); the
         network layer takes the answer (and any later Network-Number-Is) itself."""
         if self._ip_network_configured:
             return
-        adapter = self._ip_port.adapter()
-        fallback = adapter.adapterNet
+        side = self._ip_side()
+        fallback = side.number
         # What counts is the number once the others had their time: one may announce it later.
-        asking = self.router.nse.what_is_network_number(adapter)
+        asking = side.ask_number()
         await asyncio.sleep(LEARN_IP_NETWORK_TIMEOUT)
         asking.cancel()
-        if adapter.adapterNetConfigured != NetworkNumberQuality.unknown:
-            log.info(
-                "bacnet ip network learned",
-                ip_network=adapter.adapterNet,
-                quality=str(self._ip_port.networkNumberQuality),
-            )
+        if side.known:
+            log.info("bacnet ip network learned", ip_network=side.number, quality=side.quality)
         else:
             log.info(
                 "bacnet ip network not learned: no other router answered; the router stays silent about it",
@@ -157,24 +145,28 @@ class BacnetNetwork:
 
     def set_fast_reads(self, on: bool) -> None:
         """Answer the common reads from encodings (`bacnet.fast_reads`), or all through the full stack."""
-        self.entry.fast_reads = on
+        self.fast_path.fast_reads = on
         for app in self._all_applications():
             app.fast_reads = on
 
-    def apply(self, event: Event) -> None:
+    async def apply(self, event: Event) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced; a
-        forgotten one loses it."""
+        forgotten one loses it (Database_Revision goes up first, `identities.database_changed`); a
+        circuit named changes Descriptions its objects read when asked, and Database_Revision."""
         if isinstance(event, NodeAdded):
             if event.address not in self.applications:
-                plan = plan_devices(self._settings, self._identities.state, [event.profile], self._nodes.pointmap)
+                await self._identities.database_changed()
+                plan = device_plan(self._settings, self._identities.state, self._nodes.pointmap, [event.profile])
                 self._add_node(plan.nodes[0])
-                self._identities.show_revision()  # the node layer saved the node, and the revision with it
                 self.applications[event.address].i_am()
         elif isinstance(event, NodeRemoved):
             if event.address in self.applications:
+                await self._identities.database_changed()
                 self._builder.remove(event.address, self.applications.pop(event.address))
                 del self.devices[event.address]
-                self._identities.show_revision()  # the node layer saved the state without it, and the revision
+        elif isinstance(event, CircuitsNamed):
+            if event.address in self.applications:
+                await self._identities.database_changed()
         elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
                 app.show(event.point.register)
@@ -207,21 +199,15 @@ class BacnetNetwork:
             self._builder.close()
 
     async def _sockets_open(self) -> None:
-        """Until the BACnet/IP sockets are open.
+        """Until the BACnet/IP sockets are open (`stack.settled`); `check_bindable` has made a bind
+        that keeps failing unlikely."""
+        await settled(self.router, SOCKET_OPEN_TIMEOUT)
 
-        bacpypes3 opens them in tasks of their own, which its first send gathers: cancelling that
-        send (the gateway stopping) cancels them too, and their callbacks fail; closing before
-        they are open leaves them to open afterwards, never closed. `asyncio.wait` cancels nothing.
-        A bind that keeps failing (bacpypes3 retries every second) is not waited for beyond
-        SOCKET_OPEN_TIMEOUT; `check_bindable` has made that unlikely.
-        """
-        opening = [
-            task
-            for link_layer in self.router.link_layers.values()
-            for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ())
-        ]
-        if opening:
-            await asyncio.wait(opening, timeout=SOCKET_OPEN_TIMEOUT)
+    def _ip_side(self) -> NetworkSide:
+        """The network layer's view of the BACnet/IP port (bound when the router was built)."""
+        side = network_side(self._ip_port)
+        assert side is not None, "the router binds its BACnet/IP port when it is built"
+        return side
 
     def _all_applications(self) -> Iterator[DeviceApplication]:
         yield self.router

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from bacpypes3.apdu import (
@@ -36,15 +34,14 @@ from bacpypes3.apdu import (
     decode_max_apdu_length_accepted,
     decode_max_segments_accepted,
 )
-from bacpypes3.basetypes import PropertyIdentifier, ReadAccessResult
+from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ObjectError
-from bacpypes3.local.object import Object
 from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
-from bacpypes3.service.object import read_property_to_result_element
 
-from gateway.bacnet.fixes import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER
 from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
 from gateway.bacnet.objects import ObjectSpec
+from gateway.bacnet.stack import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER, StackApplication, status_flags
+from gateway.bacnet.stack import read_access_result as full_read_access_result
 from gateway.logging import DropReport
 from gateway.nodes.api import NodeAPI, NodeView
 
@@ -197,14 +194,7 @@ class MeterEncodings:
 
 @functools.cache
 def _status_flags(object_type: str, reliability: str, event: str) -> bytes:
-    """Status_Flags as bacpypes3's objects compute them (never out of service here)."""
-    cls = _CLASSES[object_type]
-    shown = SimpleNamespace(
-        reliability=cls.get_property_type("reliability")(reliability),
-        eventState=cls.get_property_type("eventState")(event),
-        outOfService=False,
-    )
-    return _bytes(Object.statusFlags.fget(shown).encode())  # type: ignore[attr-defined]
+    return _bytes(status_flags(_CLASSES[object_type], reliability, event).encode())
 
 
 def read_access_result(
@@ -235,7 +225,7 @@ def answer_budget(max_apdu_code: int, max_segments_code: int, segmented_accepted
     return max(whole, (max_apdu - SEGMENTED_COMPLEX_ACK_HEADER) * segments)
 
 
-class BoundedReads:
+class BoundedReads(StackApplication):
     """ReadPropertyMultiple in slices, from encodings where there are, aborted once too big."""
 
     fast_reads = True  # the network's `bacnet.fast_reads`
@@ -246,7 +236,7 @@ class BoundedReads:
 
     def has_object(self, objid: ObjectIdentifier) -> bool:
         """Whether the device has this object, built or not (nothing is built to find out)."""
-        return self.get_object_id(objid) is not None  # type: ignore[attr-defined]
+        return self.get_object_id(objid) is not None
 
     async def do_ReadPropertyMultipleRequest(self, apdu: ReadPropertyMultipleRequest) -> None:
         specs = apdu.listOfReadAccessSpecs
@@ -263,12 +253,13 @@ class BoundedReads:
             if encodings is not None and encodings.serves(objid, properties):
                 part = read_access_result(encodings, objid, properties)
             else:
-                part = await self._read_access_result(objid, properties)
+                obj = self.get_object_id(objid) if self.has_object(objid) else None
+                part = await full_read_access_result(obj, objid, properties)
             size += len(part)
             if size > budget:  # as the transaction state machine would abort it, sent by the server
                 TOO_BIG.drop(str(apdu.pduSource), f"answer beyond {budget} bytes")
                 reason = AbortReason.apduTooLong if apdu.apduSA else AbortReason.segmentationNotSupported
-                await self.response(AbortPDU(True, apdu.apduInvokeID, reason, context=apdu))  # type: ignore[attr-defined]
+                await self.response(AbortPDU(True, apdu.apduInvokeID, reason, context=apdu))
                 return
             parts.append(part)
             if time.perf_counter() - sliced_at > SLICE_SECONDS:
@@ -276,42 +267,4 @@ class BoundedReads:
                 sliced_at = time.perf_counter()
         ack = ComplexAckPDU(RPM, apdu.apduInvokeID, context=apdu)
         ack.put_data(b"".join(parts))
-        await self.response(ack)  # type: ignore[attr-defined]
-
-    async def _read_access_result(
-        self, objid: ObjectIdentifier, properties: Sequence[tuple[PropertyIdentifier, int | None]]
-    ) -> bytes:
-        """One ReadAccessResult through bacpypes3, as its own RPM handler builds it."""
-        obj = self.get_object_id(objid) if self.has_object(objid) else None  # type: ignore[attr-defined]
-        elements = []
-        for prop, index in properties:
-            names = None if obj is None else _property_set(obj, prop)
-            if names is None or len(names) == 1:
-                elements.append(await read_property_to_result_element(obj, prop, None if names else index))
-                continue
-            for name in names:  # all, required, optional: only what the object has, no errors
-                if inspect.getattr_static(obj, name, None) is None:
-                    continue
-                element = await read_property_to_result_element(obj, name, None)
-                if not element.readResult.propertyAccessError:
-                    elements.append(element)
-        result = ReadAccessResult(objectIdentifier=objid, listOfResults=elements)
-        return bytes(result.encode().encode().pduData)
-
-
-def _property_set(obj: Any, prop: PropertyIdentifier) -> set[str] | None:
-    """The properties `all`, `required` or `optional` stand for on this object (None for any other
-    property), built as bacpypes3's RPM handler builds them, so they come in the same order."""
-    if prop not in (PropertyIdentifier.all, PropertyIdentifier.required, PropertyIdentifier.optional):
-        return None
-    required: set[str] = set()
-    for cls in reversed(obj.__class__.__mro__):
-        if hasattr(cls, "_required"):
-            required = required.union(set(cls._required))
-    if prop == PropertyIdentifier.optional:
-        return set(obj._elements.keys()).difference(required)
-    names = set(obj._elements.keys())
-    if prop == PropertyIdentifier.required:
-        names = names.intersection(required)
-    names.discard("propertyList")
-    return names
+        await self.response(ack)

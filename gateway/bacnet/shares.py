@@ -22,16 +22,13 @@ never logged one by one.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-from typing import Any
-
-import bacpypes3.ipv4
 from bacpypes3.apdu import WritePropertyRequest
 from bacpypes3.errors import ExecutionError
-from bacpypes3.pdu import Address
+from bacpypes3.pdu import Address, IPv4Address, IPv6Address
 from bacpypes3.primitivedata import PropertyIdentifier
 
+from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.stack import IpSocket, StackApplication
 from gateway.config import BacnetSettings
 from gateway.logging import PeerEvents, peer_events
 from gateway.ratelimit import RateLimit
@@ -40,8 +37,6 @@ __all__ = ["SavedWriteLimit", "Shares", "apdu_head", "source_host"]
 
 _CONFIRMED_REQUEST = 0
 _UNCONFIRMED_REQUEST = 1
-DRAIN_BATCH = 256  # datagrams read at once after one was refused
-MAX_DATAGRAM = 65536
 _BVLC_HEADERS = {0x04: 10, 0x09: 4, 0x0A: 4, 0x0B: 4}  # BVLC functions carrying an NPDU: header length
 _NPDU_FUNCTIONS = {bytes([function]) for function in _BVLC_HEADERS}
 
@@ -81,14 +76,11 @@ class Shares:
         self._refused = peer_events("bacnet requests refused by bacnet.rate_limit")
         self._dropped = peer_events("bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate", "info")
 
-    def guard(self, app: Any) -> None:
+    def guard(self, app: StackApplication) -> None:
         """Judge every datagram of `app`'s BACnet/IP ports with `judge`. Call it as soon as `app`
         is built: bacpypes3 opens its sockets in tasks that have not run yet."""
-        _install()
-        for link_layer in app.link_layers.values():
-            server = getattr(link_layer, "server", None)
-            if server is not None:
-                server.judge = self.judge
+        for socket in IpSocket.of(app):
+            socket.judge_with(self.judge)
 
     def judge(self, data: bytes, addr: tuple[str, int]) -> PeerEvents | None:
         """None to take the datagram; else the class of refusal it was counted in."""
@@ -108,84 +100,29 @@ class Shares:
         return None
 
 
-class _AdmittingProtocol(bacpypes3.ipv4.IPv4DatagramProtocol):
-    """bacpypes3's datagram protocol, asking its server's `judge` (when it has one) first.
-
-    asyncio reads one datagram per turn of the event loop, which caps what a flood costs the
-    other faces but also what the gateway can throw away: past some 50,000 datagrams a second
-    the socket's buffer overflows and the kernel drops legitimate requests with the rest. So a
-    refused datagram, a sign of a flood, is followed by up to DRAIN_BATCH more read at once from
-    the same socket (a duplicate of its descriptor) and judged the same way; one that repeats
-    the last refused, from the same host, is refused again without a second look.
-    """
-
-    _drain: socket.socket | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self._drain = sock.dup()
-            self._drain.setblocking(False)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        judge = getattr(self.server, "judge", None)
-        # its own broadcasts come back to the gateway: bacpypes3 drops them, they cost no share
-        refusal = None if judge is None or addr == self.server.local_address else judge(data, addr)
-        if refusal is None:
-            super().datagram_received(data, addr)
-            return
-        refused = (data, addr[0])  # the last refused, and its host
-        for _ in range(DRAIN_BATCH if self._drain is not None else 0):
-            try:
-                data, addr = self._drain.recvfrom(MAX_DATAGRAM)  # type: ignore[union-attr]
-            except OSError:  # nothing more queued (BlockingIOError), or the socket is closing
-                return
-            if (data, addr[0]) == refused:  # the same again from the same host, a moment later
-                refusal.count(addr[0], "the same datagram again")
-                continue
-            judged = judge(data, addr)  # type: ignore[misc]
-            if judged is None:
-                super().datagram_received(data, addr)
-            else:
-                refused, refusal = (data, addr[0]), judged
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._drain is not None:
-            self._drain.close()
-        super().connection_lost(exc)
-
-
-def _install() -> None:
-    """bacpypes3 builds every datagram endpoint from its module's protocol class: use ours. Safe
-    to call more than once; a server without `judge` takes every datagram, as before."""
-    bacpypes3.ipv4.IPv4DatagramProtocol = _AdmittingProtocol  # type: ignore[misc]
-
-
 def source_host(address: Address) -> str:
     """The IP address of a BACnet source: of a BACnet/IP station, or of a station routed from
     a BACnet/IP network (its 6-byte MAC is IP and port); anything else as itself."""
-    tuple_ = getattr(address, "addrTuple", None)
-    if tuple_ is not None:
-        return str(tuple_[0])
-    mac = getattr(address, "addrAddr", None)
+    if isinstance(address, IPv4Address | IPv6Address):
+        return str(address.addrTuple[0])
+    mac = address.addrAddr  # None for a broadcast
     if isinstance(mac, bytes) and len(mac) == 6:
         return ".".join(str(byte) for byte in mac[:4])
     return str(address)
 
 
-class SavedWriteLimit:
-    """Application mixin: a write to a property the gateway saves in its state file (the object
-    lists it in `_saved_properties`) is charged to its source's share first."""
+class SavedWriteLimit(StackApplication):
+    """An application whose writes of a property the gateway saves in its state file (the object
+    `saves` it) are charged to their source's share first."""
 
     shares: Shares
 
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
-        obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
-        saved = PropertyIdentifier(apdu.propertyIdentifier).attr in getattr(obj, "_saved_properties", ())
+        obj = self.get_object_id(apdu.objectIdentifier)
+        saved = isinstance(obj, GuardedWrites) and obj.saves(PropertyIdentifier(apdu.propertyIdentifier).attr)
         if saved and not self.shares.saved_writes.allow(source_host(apdu.pduSource)):
             peer_events("bacnet saved writes refused by bacnet.max_saved_writes").count(
                 str(apdu.pduSource), str(apdu.propertyIdentifier)
             )
             raise ExecutionError("device", "busy")
-        await super().do_WritePropertyRequest(apdu)  # type: ignore[misc]
+        await super().do_WritePropertyRequest(apdu)

@@ -31,9 +31,9 @@ from typing import Protocol
 import structlog
 from bacpypes3.pdu import Address, RemoteStation
 from bacpypes3.primitivedata import ObjectIdentifier
-from bacpypes3.service.cov import Subscription
 
-from gateway.bacnet.application import DeviceApplication
+from gateway.bacnet.applications import DeviceApplication
+from gateway.bacnet.stack import Subscribed
 from gateway.state import SavedSubscription, State
 
 __all__ = ["SAVE_DELAY", "KeptSubscriptions"]
@@ -93,7 +93,7 @@ class KeptSubscriptions:
             return "its time ran out"
         lifetime = 0 if left is None else min(round(left), kept.lifetime)  # not beyond it: a clock set back
         address, objid = self._address(kept), ObjectIdentifier(kept.object)
-        return app.restore_subscription(address, kept.process, objid, kept.confirmed, lifetime)
+        return app.take_up(address, kept.process, objid, kept.confirmed, lifetime)
 
     def changed(self) -> None:
         """A subscription was made, renewed, cancelled or ran out: save soon."""
@@ -125,7 +125,7 @@ class KeptSubscriptions:
         running = [
             _saved(node, cov, ip_network, to_wall_clock)
             for node, app in self._devices.cov_devices()
-            for cov in app.subscriptions()
+            for cov in app.cov_subscriptions()
         ]
         return running if self._restored else [*self._kept, *running]
 
@@ -138,18 +138,18 @@ class KeptSubscriptions:
         return address
 
 
-def _saved(node: int | None, cov: Subscription, ip_network: int, to_wall_clock: float) -> SavedSubscription:
+def _saved(node: int | None, cov: Subscribed, ip_network: int, to_wall_clock: float) -> SavedSubscription:
     """A running subscription as the state file keeps it (`to_wall_clock`: from loop to wall-clock time)."""
-    ends = None if cov.cancel_handle is None else cov.cancel_handle.when() + to_wall_clock
-    address = cov.client_addr
+    ends = None if cov.ends is None else cov.ends + to_wall_clock
+    address = cov.subscriber
     if node is not None and address.addrNet == ip_network:  # on the BACnet/IP network, whatever its number
         address = Address(address.addrAddr)
     return SavedSubscription(
         node=node,
-        object=str(cov.obj_id),
+        object=str(cov.object),
         subscriber=str(address),
-        process=cov.proc_id,
-        confirmed=bool(cov.confirmed),
-        lifetime=int(cov.lifetime or 0),
+        process=cov.process,
+        confirmed=cov.confirmed,
+        lifetime=cov.lifetime,
         expires=None if ends is None else datetime.fromtimestamp(ends, UTC),
     )

@@ -22,6 +22,7 @@ One transaction at a time: the scheduler in `gateway.bus.scheduler` guarantees t
 from __future__ import annotations
 
 import asyncio
+import functools
 import termios
 import time
 from collections.abc import Callable
@@ -75,6 +76,7 @@ class RtuTransport(asyncio.Protocol):
         self._last_rx = 0.0
         self._tx_end = 0.0
         self._buf = bytearray()
+        self._frame_size = 0  # bytes the frame begun in _buf takes, once pymodbus can tell (see _decode_by_length)
         self._echo = Echo()  # our request's echo, still to be heard back (LineSettings.echo)
         self._expected: _Expected | None = None
         self._waiter: asyncio.Future[bytes] | None = None
@@ -178,7 +180,7 @@ class RtuTransport(asyncio.Protocol):
         await self._wait_for_silence(timeout)
         transport = self._flush()
         loop = asyncio.get_running_loop()
-        frame = self._framer.encode(pdu, unit, 0)
+        frame = _frame(unit, pdu)
         wire = self._settings.wire_time
         try:
             # A reply that comes before this can have left the wire is dropped as stale.
@@ -206,6 +208,7 @@ class RtuTransport(asyncio.Protocol):
             self._expected = None
             self._echo.clear()
             self._buf.clear()  # what is left belongs to no request: never carry it over
+            self._frame_size = 0
 
     async def _wait_for_silence(self, limit: float) -> None:
         """Wait until nothing has been on the line for t3.5; a line that never quiets is garbage.
@@ -253,17 +256,35 @@ class RtuTransport(asyncio.Protocol):
     # reply framing
 
     def _decode_by_length(self) -> None:
+        # A reply comes in pieces (a UART's FIFO, a USB packet); until the frame is as long as its
+        # header says, pymodbus would only find it not ready, so it is not asked on every piece.
+        if len(self._buf) < self._frame_size:
+            return
         try:
             used, unit, _, pdu = self._framer.decode(bytes(self._buf))
         except Exception as exc:  # garbage can lead pymodbus's length guess into any error
             self._settle(CorruptReply(f"undecodable reply {self._buf.hex()}: {exc}"))
             return
         if not used:
+            self._frame_size = self._begun_frame_size()
             return
         if not pdu:
             self._settle(CorruptReply(f"CRC error or garbage: {self._buf.hex()}"))
             return
         self._accept(unit, pdu)
+
+    def _begun_frame_size(self) -> int:
+        """The size pymodbus gives the frame that starts the buffer, as its `decode` finds it
+        (which waits for that many bytes once it has a frame's type at the start); 0 while it
+        cannot tell, or when the start is no frame (then `decode` looks further on each piece)."""
+        frame = bytes(self._buf)
+        if len(frame) < FramerRTU.MIN_SIZE:
+            return 0
+        try:
+            kind = self._framer.decoder.lookupPduClass(frame)
+            return kind.calculateRtuFrameSize(frame) if kind is not None else 0
+        except Exception:  # whatever garbage does to the guess, decode tells on the next piece
+            return 0
 
     def _decode_by_silence(self) -> None:
         self._silence_timer = None
@@ -310,6 +331,11 @@ class RtuTransport(asyncio.Protocol):
             self._waiter.set_exception(outcome)
         else:
             self._waiter.set_result(outcome)
+
+
+@functools.lru_cache(maxsize=1024)  # polling sends the same requests every cycle: framed (CRC) once
+def _frame(unit: int, pdu: bytes) -> bytes:
+    return FramerRTU(DecodePDU(is_server=False)).encode(pdu, unit, 0)
 
 
 def _answers(request: bytes, reply: bytes) -> bool:

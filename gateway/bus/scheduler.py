@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 
 import structlog
@@ -104,8 +104,26 @@ class _Request:
     unit: int
     pdu: bytes
     timeout: float
-    future: Future[bytes]
+    # The caller's future: a thread-safe one, or, for a caller on the serving loop itself (the
+    # poller), a plain asyncio future, settled in place (a thread-safe one takes a lock, and
+    # `asyncio.wrap_future` hands its outcome over through the loop's self-pipe).
+    future: Future[bytes] | asyncio.Future[bytes]
     priority: Priority
+
+    def start(self) -> bool:
+        """Whether the caller still waits (it did not cancel); from now on it cannot cancel the
+        transaction, only stop waiting for it."""
+        if isinstance(self.future, asyncio.Future):
+            return not self.future.cancelled()
+        return self.future.set_running_or_notify_cancel()
+
+    def settle(self, outcome: bytes | BaseException) -> None:
+        if self.future.done():
+            return  # a caller on the serving loop stopped waiting while the transaction ran
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
 
 class Bus:
@@ -127,6 +145,7 @@ class Bus:
         self._passthrough_since_poll = 0
         self._discovery_owes = 0.0  # seconds of line time; see DISCOVERY_SHARE
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._serving_thread: int | None = None  # the thread of that loop
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed_reason = "bus not started"
@@ -157,31 +176,43 @@ class Bus:
         Unit 0 broadcasts and resolves to b"". `timeout` overrides the line's reply allowance.
         Thread-safe; never blocks.
         """
-        if not 0 <= unit <= MAX_UNIT:
-            raise ValueError(f"unit must be 0..{MAX_UNIT}, not {unit}")
-        if not 1 <= len(pdu) <= MAX_PDU:
-            raise ValueError(f"a PDU is 1..{MAX_PDU} bytes, not {len(pdu)}")
         future: Future[bytes] = Future()
-        allowance = self.settings.timeout if timeout is None else timeout
-        request = _Request(unit, bytes(pdu), allowance, future, priority)
-        with self._lock:
-            if self._loop is None or self._wake is None:
-                future.set_exception(BusClosed(self._closed_reason))
-                return future
-            if self._queued >= self.settings.max_queue:
-                future.set_exception(BusOverloaded(f"{self._queued} requests already queued on {self.settings.port}"))
-                return future
-            self._queues[priority].append(request)
-            self._queued += 1
-            loop, wake = self._loop, self._wake
-        # RuntimeError: the loop has closed, and serve() failed the queue, this request included.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(wake.set)
+        self._queue(_Request(unit, bytes(pdu), self._allowance(timeout), future, priority))
         return future
 
     async def transact(self, unit: int, pdu: bytes, priority: Priority, *, timeout: float | None = None) -> bytes:
         """Like `submit`, awaited from any event loop."""
-        return await asyncio.wrap_future(self.submit(unit, pdu, priority, timeout=timeout))
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            return await asyncio.wrap_future(self.submit(unit, pdu, priority, timeout=timeout))
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._queue(_Request(unit, bytes(pdu), self._allowance(timeout), future, priority))
+        return await future
+
+    def _allowance(self, timeout: float | None) -> float:
+        return self.settings.timeout if timeout is None else timeout
+
+    def _queue(self, request: _Request) -> None:
+        if not 0 <= request.unit <= MAX_UNIT:
+            raise ValueError(f"unit must be 0..{MAX_UNIT}, not {request.unit}")
+        if not 1 <= len(request.pdu) <= MAX_PDU:
+            raise ValueError(f"a PDU is 1..{MAX_PDU} bytes, not {len(request.pdu)}")
+        with self._lock:
+            if self._loop is None or self._wake is None:
+                request.settle(BusClosed(self._closed_reason))
+                return
+            if self._queued >= self.settings.max_queue:
+                request.settle(BusOverloaded(f"{self._queued} requests already queued on {self.settings.port}"))
+                return
+            self._queues[request.priority].append(request)
+            self._queued += 1
+            loop, wake, serving = self._loop, self._wake, self._serving_thread
+        if threading.get_ident() == serving:  # the poller, on the serving loop: not through its self-pipe
+            wake.set()
+            return
+        # RuntimeError: the loop has closed, and serve() failed the queue, this request included.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake.set)
 
     def stop(self) -> None:
         """Cancel `serve()` from any thread; queued requests fail with BusClosed."""
@@ -256,7 +287,7 @@ class Bus:
     async def _serve_transport(self, transport: Transport, wake: asyncio.Event) -> None:
         """Run transactions on one open transport until it fails (BusClosed) or serve() is cancelled."""
         with self._lock:
-            self._loop, self._wake = asyncio.get_running_loop(), wake
+            self._loop, self._wake, self._serving_thread = asyncio.get_running_loop(), wake, threading.get_ident()
         self._stale_before = self._stats.stale_bytes
         self.ready.set()
         self._settled.set()
@@ -277,7 +308,7 @@ class Bus:
         while True:
             request = await self._next(transport, wake)
             # False when the caller cancelled before the request went on the line.
-            if request.future.set_running_or_notify_cancel():
+            if request.start():
                 contended = self._others_wait()
                 seconds = await self._execute(transport, request)
                 self._share(request.priority, seconds, contended or self._others_wait())
@@ -330,24 +361,23 @@ class Bus:
             reply = await transport.transact(request.unit, request.pdu, request.timeout)
         except BusError as exc:
             self._record(transport, started, exc)
-            request.future.set_exception(exc)
+            request.settle(exc)
             if isinstance(exc, BusClosed):
                 raise
         except BaseException:
             stopped = BusClosed("bus stopped during the transaction")
             self._record(transport, started, stopped)
-            request.future.set_exception(stopped)
+            request.settle(stopped)
             raise
         else:
             self._record(transport, started, reply)
-            request.future.set_result(reply)
+            request.settle(reply)
         return time.monotonic() - started
 
     def _record(self, transport: Transport, started: float, outcome: bytes | BusError) -> None:
         """Count one transaction; a broadcast's b"" is not a reply."""
         stats = self._stats
-        self._stats = replace(
-            stats,
+        self._stats = BusStats(
             transactions=stats.transactions + 1,
             replies=stats.replies + (isinstance(outcome, bytes) and outcome != b""),
             timeouts=stats.timeouts + isinstance(outcome, NoResponse),
@@ -360,7 +390,7 @@ class Bus:
     def _shut(self, reason: str) -> None:
         """Stop taking requests and fail the queued ones with BusClosed(reason)."""
         with self._lock:
-            self._loop = self._wake = None
+            self._loop = self._wake = self._serving_thread = None
             self._closed_reason = reason
             queued = [request for priority in Priority for request in self._queues[priority]]
             for waiting in self._queues.values():
@@ -369,8 +399,8 @@ class Bus:
         self.ready.clear()
         self._settled.set()
         for request in queued:
-            if request.future.set_running_or_notify_cancel():
-                request.future.set_exception(BusClosed(reason))
+            if request.start():
+                request.settle(BusClosed(reason))
 
 
 def _waker(wake: asyncio.Event) -> Callable[[BusClosed], None]:

@@ -45,6 +45,19 @@ MAX_EXPONENT = 9
 MAX_READ_SHAPES = 1024  # (start, count) pairs whose points are kept per model: the plans' reads, write read-backs
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a read of some registers touches in the nodes of a model and plan."""
+
+    slots: tuple[int | None, ...]  # each register's place in the raw arrays (None: the plan does not read it)
+    first: int | None  # the first register's place, when the read's are consecutive there (a plan read)
+    # The points it covers, in register order: each with its place in the readings, the offsets in
+    # the read of the words its reading is made of (its scale register's too), and the offset of its
+    # words when all of them are in the read.
+    covered: tuple[tuple[Point, int, frozenset[int], int | None], ...]
+    scaled: tuple[tuple[Point, int], ...]  # read elsewhere, scaled by a scale register the read covers
+
+
 class NodeCache:
     """Raw registers and decoded readings of one node."""
 
@@ -62,7 +75,7 @@ class NodeCache:
         self._slots = _slots(plan)  # register -> its place in the arrays
         count = len(self._slots)
         self._raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
-        self._touched_by_read = _touched_by_read(self._points)
+        self._shapes = _shapes(self._points, plan)
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
@@ -120,45 +133,100 @@ class NodeCache:
         return exponent if exponent is not None and abs(exponent) <= MAX_EXPONENT else None
 
     def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
-        """Keep registers the meter returned; return the points whose reading changed (old, new)."""
-        registers = range(start, start + len(words))
+        """Keep registers the meter returned; return the points whose reading changed (old, new).
+
+        Only what the read changed is decoded: a point whose registers (and scale register) hold
+        the words they held, with a reading of them, keeps its reading and gets the read's time.
+        """
+        count = len(words)
+        shape = self._shape(start, count)
         # New arrays, swapped in whole: a reader on another thread sees one read or the other, never
         # a 32-bit value made of two reads.
         before = self._raw
         stored = array("H", before[0]), array("d", before[1])
-        slots = self._slots
-        for register, word in zip(registers, words):
-            at = slots.get(register)
-            if at is not None:
-                stored[0][at] = word
-                stored[1][at] = timestamp
+        if shape.first is not None:  # the read's registers are consecutive in the arrays (a plan read)
+            first = shape.first
+            old = before[0][first : first + count]
+            stored[0][first : first + count] = array("H", words)
+            stored[1][first : first + count] = array("d", (timestamp,)) * count
+        else:
+            old = array("H", bytes(2 * count))
+            for index, (slot, word) in enumerate(zip(shape.slots, words)):
+                if slot is not None:
+                    old[index] = before[0][slot]
+                    stored[0][slot] = word
+                    stored[1][slot] = timestamp
         self._raw = stored
-        covered, scaled = self._touched(start, len(words))
-        # A point read elsewhere changes only if its scale register, read here, changed.
-        rescaled = [
-            point
-            for point in scaled
-            if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register)
-        ]
+        differ = {index for index, (was, word) in enumerate(zip(old, words)) if was != word}
+        readings = self._readings
+        renewed = readings.copy()
+        kinds, times, made = renewed.kinds, renewed.times, renewed.made
         changes: dict[Point, tuple[Reading, Reading]] = {}
-        renewed: dict[int, Reading] = {}
-        for point in (*covered, *rescaled):
-            new = self._decode(point)
-            at = self._places[point.register]
-            old_reading = self._readings.current(at)
-            if new is not None and new != old_reading:
-                renewed[at] = new
-                if (new.value, new.quality) != (old_reading.value, old_reading.quality):
-                    changes[point] = (old_reading, new)
-        self._readings = self._readings.with_readings(renewed)
+        for point, at, looked_at, offset in shape.covered:
+            if kinds[at] & 3 <= _LAST_FRESH and differ.isdisjoint(looked_at):
+                # Its words and scale as they were, its reading made of them: only its time is new.
+                read_at = timestamp if offset is not None else self._oldest(point)
+                if times[at] != read_at:
+                    times[at] = read_at
+                    made[at] = None
+            elif offset is not None:
+                self._renew(readings, renewed, point, at, words[offset : offset + point.count], timestamp, changes)
+            elif (found := self.block(point.registers)) is not None:  # a point this read shares with another
+                self._renew(readings, renewed, point, at, *found, changes)
+        slots = self._slots
+        for point, at in shape.scaled:
+            # A point read elsewhere changes only if its scale register, read here, changed.
+            if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register):
+                found = self.block(point.registers)
+                if found is not None:
+                    self._renew(readings, renewed, point, at, *found, changes)
+        self._readings = renewed
         return changes
 
-    def _touched(self, start: int, count: int) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
-        """The points a read of `count` registers from `start` can change: those it covers, and
-        those read elsewhere but scaled by a scale register it covers. Kept per read (the poll
-        plan's, and those of write read-backs up to MAX_READ_SHAPES), shared by the nodes of the model."""
-        touched = self._touched_by_read.get((start, count))
-        if touched is None:
+    def _renew(
+        self,
+        readings: _Readings,
+        renewed: _Readings,
+        point: Point,
+        at: int,
+        words: Sequence[int],
+        read_at: float,
+        changes: dict[Point, tuple[Reading, Reading]],
+    ) -> None:
+        """Decode a point's words into `renewed`; a value or quality unlike in `readings` goes in `changes`."""
+        scale = self.scale_of(point)
+        if scale is not None:
+            value = point.decode(words, scale)
+            quality = Quality.NO_DATA if value is None and point.encoding is not Encoding.STRING else Quality.GOOD
+        elif point.scale_register is not None and self.word(point.scale_register) is None:
+            return  # an unread scale register: wait for it
+        else:
+            value, quality = None, Quality.NO_DATA  # one that holds garbage: no usable value
+        kind = readings.kinds[at]
+        same = value == readings.value(at) and quality is _QUALITIES[kind & 3]
+        if same and _FORMS[type(value)] == kind >> 2:
+            if renewed.times[at] != read_at:
+                renewed.times[at] = read_at
+                renewed.made[at] = None
+            return
+        new = Reading(value, quality, read_at)
+        renewed.put(at, new)
+        if not same:
+            changes[point] = (readings.current(at), new)
+
+    def _oldest(self, point: Point) -> float:
+        """When the least recently read register of a point with a reading was read."""
+        found = self.block(point.registers)
+        assert found is not None  # a point has a reading once all its registers have been read
+        return found[1]
+
+    def _shape(self, start: int, count: int) -> _Shape:
+        """What a read of `count` registers from `start` touches: where its registers are kept, the
+        points it covers, and those read elsewhere but scaled by a scale register it covers. Kept per
+        read (the poll plan's, and those of write read-backs up to MAX_READ_SHAPES), shared by the
+        nodes of the model."""
+        shape = self._shapes.get((start, count))
+        if shape is None:
             registers = range(start, start + count)
             covered = {
                 point
@@ -166,26 +234,32 @@ class NodeCache:
                 if (point := self._pointmap.point_at(register)) is not None and self._model in point.models
             }
             scaled = {point for point in self._points if point.scale_register in registers} - covered
-            by_register = operator.attrgetter("register")
-            touched = tuple(sorted(covered, key=by_register)), tuple(sorted(scaled, key=by_register))
-            if len(self._touched_by_read) < MAX_READ_SHAPES:
-                self._touched_by_read[start, count] = touched
-        return touched
+            slots = tuple(self._slots.get(register) for register in registers)
+            consecutive = slots[0] is not None and slots == tuple(range(slots[0], slots[0] + count))
+            places = self._places
 
-    def _decode(self, point: Point) -> Reading | None:
-        found = self.block(point.registers)
-        if found is None:
-            return None
-        words, timestamp = found
-        scale = self.scale_of(point)
-        if scale is None:
-            # An unread scale register: wait for it. One that holds garbage: no usable value.
-            unread = point.scale_register is not None and self.word(point.scale_register) is None
-            return None if unread else Reading(None, Quality.NO_DATA, timestamp)
-        value = point.decode(words, scale)
-        if point.encoding is Encoding.STRING:
-            return Reading(value, Quality.GOOD, timestamp)
-        return Reading(value, Quality.NO_DATA if value is None else Quality.GOOD, timestamp)
+            def looked_at(point: Point) -> frozenset[int]:
+                """The offsets in the read of the words a point is decoded from (its scale's too)."""
+                used = (*point.registers, point.scale_register)
+                return frozenset(register - start for register in used if register in registers)
+
+            def offset(point: Point) -> int | None:
+                """Where a point's words are in the read, if all of them are."""
+                inside = start <= point.register and point.registers.stop <= registers.stop
+                return point.register - start if inside else None
+
+            shape = _Shape(
+                slots,
+                slots[0] if consecutive else None,
+                tuple(
+                    (point, places[point.register], looked_at(point), offset(point))
+                    for point in sorted(covered, key=_BY_REGISTER)
+                ),
+                tuple((point, places[point.register]) for point in sorted(scaled, key=_BY_REGISTER)),
+            )
+            if len(self._shapes) < MAX_READ_SHAPES:
+                self._shapes[start, count] = shape
+        return shape
 
     def mark_stale(self) -> dict[Point, tuple[Reading, Reading]]:
         """The node went offline: every value it gave is now stale (kept, but flagged)."""
@@ -201,6 +275,8 @@ class NodeCache:
 
 
 _QUALITIES = tuple(Quality)  # a reading's quality, by the low two bits of its kind
+_LAST_FRESH = _QUALITIES.index(Quality.NO_DATA)  # the kinds of fresh readings have low bits up to this
+_BY_REGISTER = operator.attrgetter("register")
 _FORMS = {type(None): 0, int: 1, float: 2, str: 3}  # a reading's value type, by the high bits of its kind
 _NONE, _INT, _FLOAT, _TEXT = _FORMS.values()
 
@@ -263,24 +339,28 @@ class _Readings:
         """New readings: these ones by place, the others as they are (with the objects made of them)."""
         if not renewed:
             return self
-        numbers, kinds, times, texts, made = (
-            array("d", self.numbers),
-            bytearray(self.kinds),
-            array("d", self.times),
-            dict(self.texts),
-            list(self.made),
-        )
+        readings = self.copy()
         for at, reading in renewed.items():
-            value = reading.value
-            texts.pop(at, None)
-            if isinstance(value, str):
-                texts[at] = value
-            else:
-                numbers[at] = 0.0 if value is None else value
-            kinds[at] = _FORMS[type(value)] << 2 | _QUALITIES.index(reading.quality)
-            times[at] = math.nan if reading.timestamp is None else reading.timestamp
-            made[at] = None  # made when a face asks
-        return _Readings(numbers, kinds, times, texts, made)
+            readings.put(at, reading)
+        return readings
+
+    def copy(self) -> _Readings:
+        """The same readings in new arrays, for a writer to change before swapping them in."""
+        return _Readings(
+            array("d", self.numbers), bytearray(self.kinds), array("d", self.times), dict(self.texts), list(self.made)
+        )
+
+    def put(self, at: int, reading: Reading) -> None:
+        """Set the reading at a place (in a copy not yet swapped in)."""
+        value = reading.value
+        self.texts.pop(at, None)
+        if isinstance(value, str):
+            self.texts[at] = value
+        else:
+            self.numbers[at] = 0.0 if value is None else value
+        self.kinds[at] = _FORMS[type(value)] << 2 | _QUALITIES.index(reading.quality)
+        self.times[at] = math.nan if reading.timestamp is None else reading.timestamp
+        self.made[at] = None  # made when a face asks
 
 
 class _ReadingsView(Mapping[int, Reading]):
@@ -302,8 +382,8 @@ class _ReadingsView(Mapping[int, Reading]):
 
 
 @functools.cache
-def _touched_by_read(points: tuple[Point, ...]) -> dict[tuple[int, int], tuple[tuple[Point, ...], tuple[Point, ...]]]:
-    """What each read shape touches, for the nodes of one model (filled on the bus thread only)."""
+def _shapes(points: tuple[Point, ...], plan: PollPlan) -> dict[tuple[int, int], _Shape]:
+    """What each read shape touches, for the nodes of one model and plan (filled on the bus thread only)."""
     return {}
 
 

@@ -9,9 +9,9 @@ slow face can never hold up polling or grow memory without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.nodes.cache import Reading
@@ -122,16 +122,51 @@ class Subscription:
     def __init__(self, hub: EventHub, kinds: tuple[type, ...], maxsize: int) -> None:
         self._hub = hub
         self._kinds = kinds
+        self._wants: dict[type, bool] = {}  # each event class met so far: one of `kinds`?
         self._events: deque[Event] = deque(maxlen=maxsize)
         self._arrived = asyncio.Event()
         self.dropped = 0
+        self.values: Container[tuple[int, int]] | None = None  # see `show_only`
 
-    def _offer(self, batch: tuple[Event, ...]) -> None:
-        wanted = [event for event in batch if isinstance(event, self._kinds)] if self._kinds else batch
-        if wanted:
-            self.dropped += max(0, len(self._events) + len(wanted) - (self._events.maxlen or 0))
-            self._events.extend(wanted)
-            self._arrived.set()
+    def show_only(self, values: Container[tuple[int, int]]) -> None:
+        """Take a `ValueChanged` only for the (address, register) pairs in `values`, which the
+        subscriber keeps up to date: a face that shows a few points (the BACnet objects a client
+        asked for) is not handed every value a poll read changes. A value that changes while no
+        subscriber takes it is not even handed over to this loop."""
+        self.values = values
+
+    def _offer(self, batch: tuple[Event, ...], classes: set[type]) -> None:
+        """Take the events of `batch` (of these `classes`) that are of our kinds."""
+        wanted_classes = self._taken(classes)
+        if not wanted_classes:
+            return
+        values = self.values if ValueChanged in wanted_classes else None
+        if values is not None:
+            wanted: Sequence[Event] = [
+                e
+                for e in batch
+                if type(e) in wanted_classes
+                and (not isinstance(e, ValueChanged) or (e.address, e.point.register) in values)
+            ]
+        else:
+            wanted = batch if wanted_classes == classes else [e for e in batch if type(e) in wanted_classes]
+        if not wanted:
+            return
+        self.dropped += max(0, len(self._events) + len(wanted) - (self._events.maxlen or 0))
+        self._events.extend(wanted)
+        self._arrived.set()
+
+    def _taken(self, classes: set[type]) -> set[type]:
+        """Which of these event classes are of our kinds."""
+        if not self._kinds:
+            return classes
+        return {kind for kind in classes if self._wanted(kind)}
+
+    def _wanted(self, kind: type) -> bool:
+        wanted = self._wants.get(kind)
+        if wanted is None:
+            wanted = self._wants[kind] = issubclass(kind, self._kinds)
+        return wanted
 
     async def get(self) -> Event:
         while not self._events:
@@ -160,6 +195,10 @@ class EventHub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._subscriptions: set[Subscription] = set()
+        # Batches published but not yet delivered; while some wait, the loop has been called
+        # already, so a busy loop is woken once for all of them, not once a poll read.
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[Event, ...]] = []
 
     def subscribe(self, *kinds: type, maxsize: int = 10_000) -> Subscription:
         """Events of the given kinds (all kinds when none are given), from now on."""
@@ -168,12 +207,46 @@ class EventHub:
         return subscription
 
     def publish(self, events: Iterable[Event]) -> None:
-        """Deliver a batch of events; safe to call from any thread."""
-        batch = tuple(events)
-        if batch:
-            with contextlib.suppress(RuntimeError):  # the main loop has closed: nobody listens
-                self._loop.call_soon_threadsafe(self._deliver, batch)
+        """Deliver a batch of events; safe to call from any thread.
 
-    def _deliver(self, batch: tuple[Event, ...]) -> None:
-        for subscription in tuple(self._subscriptions):
-            subscription._offer(batch)
+        What no subscriber would take is left out here, on the publisher's thread, and a batch
+        left empty does not wake the loop at all: most poll reads change only values nobody shows.
+        """
+        batch = tuple(events)
+        subscriptions = tuple(self._subscriptions)
+        classes = set(map(type, batch))
+        if ValueChanged in classes:
+            batch = _shown(batch, [s.values for s in subscriptions if s._taken({ValueChanged})])
+            classes = set(map(type, batch))
+        if not any(s._taken(classes) for s in subscriptions):
+            return
+        with self._lock:
+            self._waiting.append(batch)
+            if len(self._waiting) > 1:
+                return  # the loop has been called for the first of them
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the main loop has closed: nobody listens
+            with self._lock:
+                self._waiting.clear()
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batches, self._waiting = self._waiting, []
+        subscriptions = tuple(self._subscriptions)
+        for batch in batches:
+            classes = set(map(type, batch))
+            for subscription in subscriptions:
+                subscription._offer(batch, classes)
+
+
+def _shown(batch: tuple[Event, ...], values: list[Container[tuple[int, int]] | None]) -> tuple[Event, ...]:
+    """The batch less the value changes that none of these subscribers' `values` takes (None: all)."""
+    shown = [taken for taken in values if taken is not None]
+    if len(shown) < len(values):
+        return batch
+    return tuple(
+        event
+        for event in batch
+        if not isinstance(event, ValueChanged) or any((event.address, event.point.register) in v for v in shown)
+    )

@@ -350,7 +350,8 @@ class NodeService:
 
     async def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
         """Name circuits of a node (None or "" removes a name), saved before this returns; then
-        ``CircuitsNamed``. ``WriteRefused`` names the first problem, and nothing is saved."""
+        ``CircuitsNamed`` if a name changed. ``WriteRefused`` names the first problem, and nothing
+        is saved."""
         if address not in self.nodes:
             raise UnknownTarget(f"no meter node at address {address}")
         for channel, name in names.items():
@@ -359,8 +360,10 @@ class NodeService:
             problem = None if not name else circuit_name_problem(name)
             if problem is not None:
                 raise OutOfRange(f"the name of channel {channel} must be {problem}, not {name!r}")
+        before = dict(self.saved.circuit_names(address))
         await asyncio.to_thread(self.saved.name_circuits, address, names)  # an fsync: off the faces' loop
-        self.publish([CircuitsNamed(address)])
+        if self.saved.circuit_names(address) != before:
+            self.publish([CircuitsNamed(address)])
 
     async def _on_bus_thread(self, work: Coroutine[Any, Any, T]) -> T:
         """Run work on the bus thread and await it here; a stopped bus thread is an unavailable line."""

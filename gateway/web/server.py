@@ -257,12 +257,25 @@ class HttpsServer:
     async def _connection(self, sock: socket.socket, connection: _Connection) -> None:
         connection.started = True
         loop = asyncio.get_running_loop()
+        deadline = connection.accepted + self.limits.request_timeout
         try:
-            async with asyncio.timeout_at(connection.accepted + self.limits.request_timeout):
+            async with asyncio.timeout_at(deadline):
                 first = await _peek(loop, sock)
-                secure = first == bytes([TLS_RECORD_HANDSHAKE])
-                reader = asyncio.StreamReader(limit=MAX_HEAD)
-                protocol = asyncio.StreamReaderProtocol(reader)
+        except (OSError, TimeoutError):
+            self.stats.bad_requests += 1  # silent or gone
+            sock.close()
+            return
+        except asyncio.CancelledError:  # closed to make room, or the face stops
+            sock.close()
+            raise
+        secure = first == bytes([TLS_RECORD_HANDSHAKE])
+        reader = asyncio.StreamReader(limit=MAX_HEAD)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        # From here the transport asyncio makes owns the socket, and closes it whatever happens:
+        # closed here as well, its number could come back with the next client while the
+        # transport (shutting TLS down) still held it.
+        try:
+            async with asyncio.timeout_at(deadline):
                 transport, _ = await loop.connect_accepted_socket(
                     lambda: protocol,
                     sock,
@@ -271,12 +284,8 @@ class HttpsServer:
                     ssl_shutdown_timeout=SHUTDOWN_TIMEOUT if secure else None,
                 )
         except (OSError, TimeoutError, ssl.SSLError):
-            self.stats.bad_requests += 1  # silent, gone, or a handshake the client gave up on
-            sock.close()
+            self.stats.bad_requests += 1  # a handshake the client gave up on, or failed
             return
-        except asyncio.CancelledError:  # closed to make room, or the face stops
-            sock.close()
-            raise
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
             await self._exchange(reader, writer, connection, secure)

@@ -30,7 +30,7 @@ def bacnet_face(gateway: Gateway) -> BacnetFace:
 async def serving(gateway: Gateway) -> Gateway:
     """Until the gateway's BACnet devices are built and its BACnet/IP socket takes datagrams."""
     face = bacnet_face(gateway)
-    await eventually(lambda: face.network is not None and face.network.entry.installed, 20, "the BACnet face")
+    await eventually(lambda: face.network is not None and face.network.fast_path.installed, 20, "the BACnet face")
     return gateway
 
 

@@ -14,8 +14,8 @@ from bacpypes3.ipv4.bvll import Result
 from bacpypes3.pdu import IPv4Address
 
 from gateway.app import Gateway, running
-from gateway.bacnet.bbmd import GRACE_PERIOD, REGISTER_FOREIGN_DEVICE_NAK, Bbmd
 from gateway.bacnet.bdt import BdtError
+from gateway.bacnet.stack.bbmd import GRACE_PERIOD, REGISTER_FOREIGN_DEVICE_NAK, Bbmd
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.bacnet.client import free_udp_port

@@ -6,8 +6,8 @@ import csv
 from datetime import date
 
 from gateway.bacnet.ede import COLUMNS, ede_text
-from gateway.bacnet.identity import plan_devices
 from gateway.bacnet.objects import object_specs
+from gateway.bacnet.plan import device_plan
 from gateway.cli import main
 from gateway.config import parse_config
 from gateway.nodes.profile import NodeProfile
@@ -30,7 +30,7 @@ def objects_of(text: str) -> list[dict[str, str]]:
 
 
 def test_header_is_the_big_eu_layout() -> None:
-    plan = plan_devices(parse_config({}).bacnet, State(), PROFILES.values(), PM)
+    plan = device_plan(parse_config({}).bacnet, State(), PM, PROFILES.values())
     head = rows(ede_text(plan, "Hall 2", today=date(2026, 11, 1)))[:8]
     assert head[0] == ["#Engineering-Data-Exchange - B.I.G.-EU"]
     assert head[1] == ["PROJECT_NAME", "Hall 2"]
@@ -41,7 +41,7 @@ def test_header_is_the_big_eu_layout() -> None:
 
 def test_one_row_per_device_and_object_with_numeric_codes() -> None:
     state = State(overrides={2: DeviceOverride(object_instance=61234, object_name="PDU;A")})
-    plan = plan_devices(parse_config({}).bacnet, state, PROFILES.values(), PM)
+    plan = device_plan(parse_config({}).bacnet, state, PM, PROFILES.values())
     listed = objects_of(ede_text(plan, "x"))
     assert len(listed) == 1 + 2 + 2 * (1 + len(object_specs(PM, "A")))
     assert all(len(row) == 16 for row in listed)
@@ -89,7 +89,7 @@ def test_export_ede_without_known_meters_says_what_to_do(tmp_path, capsys) -> No
 
 def test_a_named_circuit_is_in_the_description_of_each_of_its_objects() -> None:
     state = State().with_circuit_names(2, {12: "Rack C3; PDU B", 43: "Mains L1"})
-    plan = plan_devices(parse_config({}).bacnet, state, PROFILES.values(), PM)
+    plan = device_plan(parse_config({}).bacnet, state, PM, PROFILES.values())
     listed = objects_of(ede_text(plan, "x"))
     described = {
         (row["device obj.-instance"], row["object-type"], row["object-instance"]): row["description"] for row in listed

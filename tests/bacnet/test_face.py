@@ -179,9 +179,9 @@ async def test_cov_subscription_is_cancelled_on_request(bacnet_gateway, client) 
     gateway, _ = bacnet_gateway
     application = bacnet_face(gateway).network.applications[2]
     await client.subscribe(client.node(2), "analog-input,1347", process=5)
-    assert len(application.subscriptions()) == 1
+    assert len(application.cov_subscriptions()) == 1
     await client.subscribe(client.node(2), "analog-input,1347", process=5, confirmed=None, lifetime=None)
-    assert len(application.subscriptions()) == 0
+    assert len(application.cov_subscriptions()) == 0
 
 
 async def test_cov_subscriptions_are_bounded_per_client_address_and_in_total(
@@ -258,9 +258,9 @@ async def test_a_confirmed_subscriber_that_went_away_is_dropped(bacnet_gateway, 
     for amps in range(20, 80, 3):
         line.panel(2).set_current(12, float(amps))
         await asyncio.sleep(0.5)
-        if len(application.subscriptions()) == 0:
+        if len(application.cov_subscriptions()) == 0:
             break
-    await eventually(lambda: len(application.subscriptions()) == 0, 60, "the dead subscription to be cancelled")
+    await eventually(lambda: len(application.cov_subscriptions()) == 0, 60, "the dead subscription to be cancelled")
 
 
 async def test_who_has_finds_an_object_by_name_on_every_node(bacnet_gateway, client) -> None:

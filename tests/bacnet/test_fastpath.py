@@ -3,7 +3,7 @@
 Each request goes over UDP three times with the same invoke ID: answered by the fast path, by
 the gateway's own ReadPropertyMultiple handler (`reads.BoundedReads`) with `fast_reads` off, and
 by bacpypes3's stock handler. The objects read hold still values (the simulated meter changes
-nothing by itself but energies). The entry's counters show which path answered.
+nothing by itself but energies). The fast path's counters show which path answered.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bacpypes3.apdu import APCISequence
 from bacpypes3.service.object import ReadWritePropertyMultipleServices
 
 from gateway.app import Gateway, running
-from gateway.bacnet.application import DeviceApplication
+from gateway.bacnet.applications import DeviceApplication
 from gateway.bacnet.network import BacnetNetwork
 from gateway.pointmap import load
 from gateway.sim import SimulatedLine
@@ -29,7 +29,7 @@ from tests.bacnet.raw import COMPLEX_ACK, RawClient, apdu_offset, read_property,
 from tests.support import discovered, eventually, simulated_line
 
 NODE = 1
-CLIENT = ("127.0.0.1", 47999)  # where the requests handed to the entry itself come from
+CLIENT = ("127.0.0.1", 47999)  # where the requests handed to the fast path itself come from
 DISTRIBUTE_BROADCAST_TO_NETWORK = 0x09
 CURRENT = load().find("current", group="branch", channel=1)
 SERVED = (
@@ -61,7 +61,9 @@ async def still_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         async with running(replace(config, serial=replace(config.serial, slow_every=1))) as gateway:
             await serving(await discovered(gateway))
             await eventually(
-                lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).entry.installed, 20, "full poll cycles"
+                lambda: gateway.nodes.poller.cycles >= 2 and _network(gateway).fast_path.installed,
+                20,
+                "full poll cycles",
             )
             yield gateway
 
@@ -84,9 +86,9 @@ async def _three_ways(
         async with RawClient(gateway.config.bacnet.port) as client:
             return await client.ask(datagram)
 
-    before = network.entry.answered.copy()
+    before = network.fast_path.answered.copy()
     fast = await ask()
-    path = "fast" if network.entry.answered["fast"] > before["fast"] else "full"
+    path = "fast" if network.fast_path.answered["fast"] > before["fast"] else "full"
     network.set_fast_reads(False)
     try:
         own = await ask()
@@ -100,7 +102,7 @@ async def _three_ways(
     finally:
         network.set_fast_reads(True)
     # each answer is counted by the path that gave it
-    assert network.entry.answered - before == Counter(fast=path == "fast", full=3 - (path == "fast"))
+    assert network.fast_path.answered - before == Counter(fast=path == "fast", full=3 - (path == "fast"))
     return fast, own, stock, path
 
 
@@ -140,22 +142,22 @@ async def test_an_answer_up_to_the_clients_max_apdu_is_a_fast_one(
 
 @SHARED
 async def test_a_request_for_another_network_is_left_to_the_router(still_gateway: Gateway) -> None:
-    entry = _network(still_gateway).entry
+    fast_path = _network(still_gateway).fast_path
     other = still_gateway.config.bacnet.network + 1
     datagram = routed(other, NODE, read_property("analog-input,1336", "present-value"))
-    assert entry.reply(datagram, CLIENT) is None  # not a node of this gateway, whatever its MAC
+    assert fast_path.reply(datagram, CLIENT) is None  # not a node of this gateway, whatever its MAC
 
 
 @SHARED
 async def test_a_request_over_the_limits_in_a_broadcast_to_a_network_is_dropped(still_gateway: Gateway) -> None:
-    entry = _network(still_gateway).entry
+    fast_path = _network(still_gateway).fast_path
     objects = [(f"analog-input,{register}", ("present-value", "status-flags")) for register in range(1336, 1536)]
     datagram = bytearray(routed(still_gateway.config.bacnet.network, NODE, read_property_multiple(objects)))
     assert len(datagram) - apdu_offset(datagram) > 1476  # an unsegmented request above any max APDU
     datagram[1] = DISTRIBUTE_BROADCAST_TO_NETWORK
-    refused = entry.limits.refused["bufferOverflow"]
-    assert entry.reply(bytes(datagram), CLIENT) == b""
-    assert entry.limits.refused["bufferOverflow"] == refused + 1
+    refused = fast_path.limits.refused["bufferOverflow"]
+    assert fast_path.reply(bytes(datagram), CLIENT) == b""
+    assert fast_path.limits.refused["bufferOverflow"] == refused + 1
 
 
 @SHARED
@@ -168,12 +170,12 @@ async def test_a_read_the_fast_path_fails_on_is_answered_by_the_full_stack(
         raise RuntimeError("encodings lost")
 
     monkeypatch.setattr(network.applications[NODE], "read_encodings", broken)
-    failed = network.entry.failed.dropped
+    failed = network.fast_path.failed.dropped
     datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
     async with RawClient(still_gateway.config.bacnet.port) as client:
         answer = await client.ask(datagram)
     assert answer[apdu_offset(answer)] == COMPLEX_ACK
-    assert network.entry.failed.dropped == failed + 1
+    assert network.fast_path.failed.dropped == failed + 1
 
 
 @pytest.mark.parametrize(
@@ -243,7 +245,7 @@ async def test_an_answer_that_needs_segments_goes_to_the_full_stack(
 async def test_a_device_silenced_by_device_communication_control_answers_no_read(still_gateway: Gateway) -> None:
     network = _network(still_gateway)
     datagram = routed(still_gateway.config.bacnet.network, NODE, read_property("analog-input,1336", "present-value"))
-    answered = network.entry.answered["fast"]
+    answered = network.fast_path.answered["fast"]
     async with RawClient(still_gateway.config.bacnet.port) as client:
         network.applications[NODE].asap.dccEnableDisable = "disable"
         try:
@@ -254,7 +256,7 @@ async def test_a_device_silenced_by_device_communication_control_answers_no_read
             network.applications[NODE].asap.dccEnableDisable = "enable"
         answer = await client.ask(datagram)
     assert answer[apdu_offset(answer)] == COMPLEX_ACK
-    assert network.entry.answered["fast"] == answered + 1
+    assert network.fast_path.answered["fast"] == answered + 1
 
 
 async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
@@ -269,7 +271,7 @@ async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
     line.panel(NODE).set_current(1, 33.0)
     await eventually(lambda: gateway.nodes.nodes[NODE].cache.reading(CURRENT).value == 33.0, 20, "the current polled")
     assert await client.read(node, "analog-input,1336", "present-value") == 33.0
-    assert network.entry.answered["fast"] >= 3
+    assert network.fast_path.answered["fast"] >= 3
 
 
 @SHARED

@@ -1,4 +1,4 @@
-"""Each workaround for bacpypes3 0.0.110 (gateway/bacnet/fixes.py and friends): the stock
+"""Each workaround for bacpypes3 0.0.110 (gateway/bacnet/stack/fixes.py and friends): the stock
 behaviour is still broken, and the gateway's is right.
 
 When a `test_stock_*` here fails after a bacpypes3 upgrade, upstream fixed that bug: drop the
@@ -37,10 +37,10 @@ from bacpypes3.primitivedata import CharacterString, ObjectIdentifier
 from bacpypes3.service.device import DeviceCommunicationControlServices
 from bacpypes3.vlan import VirtualNetwork
 
-from gateway.bacnet.application import DeviceApplication, RouterApplication
+from gateway.bacnet.applications import DeviceApplication, RouterApplication
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.devices import GatewayDevice
-from gateway.bacnet.fixes import (
+from gateway.bacnet.stack.fixes import (
     FAILED_DATAGRAMS,
     DccOnUndecodedPdu,
     FirstSegmentRetry,
@@ -342,7 +342,7 @@ def test_stock_device_communication_control_decodes_without_its_required_enable_
 def test_stock_device_communication_control_handler_fails() -> None:
     with pytest.raises(AttributeError, match="smap"):
         DeviceCommunicationControlServices().enable_communications()
-    # The gateway's own: gateway/bacnet/application.py CommunicationControl
+    # The gateway's own: gateway/bacnet/stack/control.py CommunicationControl
 
 
 async def test_stock_multi_state_value_cannot_be_subscribed() -> None:

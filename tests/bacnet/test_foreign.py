@@ -12,8 +12,8 @@ from bacpypes3.ipv4.link import BBMDLinkLayer
 from bacpypes3.pdu import IPv4Address
 
 from gateway.app import Gateway
-from gateway.bacnet.bbmd import REGISTER_FOREIGN_DEVICE_NAK, Bbmd
-from gateway.bacnet.foreign import ForeignDevice, RegistrationState
+from gateway.bacnet.stack.bbmd import REGISTER_FOREIGN_DEVICE_NAK, Bbmd
+from gateway.bacnet.stack.foreign import ForeignDevice, RegistrationState
 from tests.bacnet.client import free_udp_port
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.bacnet.peer import PEER_INSTANCE, peer_bbmd

@@ -123,7 +123,7 @@ async def test_a_cov_subscription_notifies_at_once_and_on_a_change(bacnet_gatewa
     current = load().find("current", group="branch", channel=1)
 
     async def change_once_subscribed() -> None:
-        await eventually(lambda: len(application.subscriptions()) == 1, 20, "the subscription")
+        await eventually(lambda: len(application.cov_subscriptions()) == 1, 20, "the subscription")
         line.panel(1).set_current(1, 12.5)
 
     changing = asyncio.create_task(change_once_subscribed())
@@ -160,7 +160,7 @@ async def test_the_fast_path_answers_every_object_kind_as_the_full_stack_does(ba
     of every object kind and a ReadProperty of each give the values the full stack's do."""
     gateway, _ = bacnet_gateway
     network = bacnet_face(gateway).network
-    await eventually(lambda: gateway.nodes.poller.cycles >= 2 and network.entry.installed, 20, "full poll cycles")
+    await eventually(lambda: gateway.nodes.poller.cycles >= 2 and network.fast_path.installed, 20, "full poll cycles")
     steps = [
         {
             "op": "readPropertyMultiple",
@@ -176,9 +176,9 @@ async def test_the_fast_path_answers_every_object_kind_as_the_full_stack_does(ba
             for prop in FAST_PROPERTIES
         ),
     ]
-    before = network.entry.answered["fast"]
+    before = network.fast_path.answered["fast"]
     fast = await bacnet_js(gateway.config.bacnet.port, *steps)
-    assert network.entry.answered["fast"] - before == len(steps)  # every answer from the fast path
+    assert network.fast_path.answered["fast"] - before == len(steps)  # every answer from the fast path
     network.set_fast_reads(False)
     try:
         full = await bacnet_js(gateway.config.bacnet.port, *steps)

@@ -58,7 +58,7 @@ async def _gateway(
     gateway = await serving(await start_gateway(bacnet_config(make_line(1), tmp_path, **bacnet)))
     network = bacnet_face(gateway).network
     assert network is not None
-    await eventually(lambda: network.entry.installed, 10, "the BACnet/IP entry")
+    await eventually(lambda: network.fast_path.installed, 10, "the fast path")
     return gateway, network
 
 
@@ -87,7 +87,7 @@ async def test_an_unsegmented_request_above_the_max_apdu_is_refused_unread(make_
         await client.send(bytes(broadcast))
         with pytest.raises(TimeoutError):
             await client.receive(timeout=1.0)
-    assert network.entry.limits.refused["bufferOverflow"] == 2
+    assert network.fast_path.limits.refused["bufferOverflow"] == 2
     assert len(network.pool) == 20  # the refused requests built nothing
 
 
@@ -108,7 +108,7 @@ async def test_a_segmented_request_is_bounded_by_max_segments(make_line, start_g
             await client.send(segment)  # dropped: that request is over
         with pytest.raises(TimeoutError):
             await client.answer(timeout=2 * SEGMENT_TIMEOUT)
-    refused = network.entry.limits.refused
+    refused = network.fast_path.limits.refused
     assert refused["bufferOverflow"] == 1 and refused["drop"] == 3
 
 
@@ -137,7 +137,7 @@ async def test_segmented_requests_at_once_are_capped_per_client_and_overall(make
         await asyncio.sleep(SEGMENT_TIMEOUT * 1.5)  # the unfinished ones fall silent: places free again
         again = await three.ask(first_segment(1))
         assert again[apdu_offset(again)] & 0xF0 == SEGMENT_ACK
-    assert network.entry.limits.refused["outOfResources"] == 2
+    assert network.fast_path.limits.refused["outOfResources"] == 2
 
 
 async def test_an_answer_that_cannot_fit_is_aborted_before_reading_everything(

@@ -1,5 +1,5 @@
 """Meter objects built on first use, at most `bacnet.max_built_objects` of them kept over the
-gateway (gateway/bacnet/application.py): what a client sees must not depend on which are built."""
+gateway (gateway/bacnet/pool.py): what a client sees must not depend on which are built."""
 
 from __future__ import annotations
 
@@ -64,6 +64,23 @@ async def test_objects_are_built_when_named_and_the_least_recently_used_dropped(
     assert len(network.pool) == CAPACITY
 
 
+async def test_the_face_takes_the_value_changes_of_its_built_objects_only(
+    make_line, start_gateway, make_client, tmp_path
+) -> None:
+    """The node events of values no built object shows are left out before they reach the loop."""
+    _, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path)
+    node, app = client.node(2), network.applications[2]
+    assert network.pool.shown == {}
+    for objid in CURRENTS[: CAPACITY + 2]:  # the first two are dropped again
+        await client.read(node, objid, "present-value")
+    built = [objid for objid in app.objectIdentifier if objid in app._index.by_id]
+    assert len(built) == CAPACITY and ObjectIdentifier(CURRENTS[0]) not in built
+    assert network.pool.shown == {shown: 1 for objid in built for shown in app.shown_by(objid)}
+    last = app.objectIdentifier[ObjectIdentifier(CURRENTS[CAPACITY + 1])]
+    line.panel(2).set_current(CAPACITY + 2, 33.0)
+    await eventually(lambda: last.presentValue == 33.0, 20, "the built object shown the new current")
+
+
 async def test_fast_reads_build_nothing(make_line, start_gateway, make_client, tmp_path) -> None:
     gateway, line, client, network = await _gateway(make_line, start_gateway, make_client, tmp_path, fast_reads=True)
     node = client.node(2)
@@ -77,7 +94,7 @@ async def test_fast_reads_build_nothing(make_line, start_gateway, make_client, t
         await client.read(node, objid, "present-value")
         await client.read(node, objid, "status-flags")
     assert await client.read(node, CURRENTS[2], "present-value") == 7.0
-    assert len(network.pool) == 0 and network.entry.answered["fast"] >= 2 * len(CURRENTS)
+    assert len(network.pool) == 0 and network.fast_path.answered["fast"] >= 2 * len(CURRENTS)
     await client.read(node, CURRENTS[0], "property-list")  # not a fast read: built
     assert len(network.pool) == 1
 

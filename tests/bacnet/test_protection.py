@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway, serve
-from gateway.bacnet.application import RESTART_DELAY
+from gateway.bacnet.applications import RESTART_DELAY
 from gateway.pointmap import load
 from gateway.sim import SimulatedLine
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving

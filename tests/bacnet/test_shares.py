@@ -16,8 +16,8 @@ import pytest
 from bacpypes3.apdu import ErrorPDU
 
 from gateway.app import Gateway
-from gateway.bacnet.bbmd import DELETE_FDT_ENTRY_NAK, Bbmd
 from gateway.bacnet.shares import apdu_head
+from gateway.bacnet.stack.bbmd import DELETE_FDT_ENTRY_NAK, Bbmd
 from gateway.logging import event_counts
 from tests.bacnet.client import free_udp_port
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving

@@ -1,4 +1,4 @@
-"""The cached getattr_static gives bacpypes3 the stdlib's answers (gateway/bacnet/speedups.py)."""
+"""The cached getattr_static gives bacpypes3 the stdlib's answers (gateway/bacnet/stack/speedups.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import inspect
 
 from bacpypes3.local.analog import AnalogInputObject
 
-from gateway.bacnet import speedups
 from gateway.bacnet.devices import GatewayDevice, NodeDevice
 from gateway.bacnet.local_objects import MeterInput, MeterValue
+from gateway.bacnet.stack import speedups
 
 MISSING = object()
 

@@ -288,6 +288,31 @@ async def test_a_cancelled_caller_does_not_break_the_scheduler(start_bus: StartB
     assert bus.stats.transactions == 2 and bus.stats.replies == 2
 
 
+async def test_a_cancelled_caller_on_the_serving_loop_does_not_break_the_scheduler(line: SimulatedLine) -> None:
+    """The poller asks from the loop that serves the bus, which settles its requests in place."""
+    bus = Bus(LineSettings(line.path, timeout=1.0))
+    serving = asyncio.create_task(bus.serve())
+    await asyncio.to_thread(bus.wait_ready, 5)
+    try:
+        line.script.add(Fault(delay=0.2))
+        on_the_wire = asyncio.ensure_future(bus.transact(1, read(0), Priority.POLL))
+        await heard(line, 1)
+        never_sent = asyncio.ensure_future(bus.transact(1, read(1), Priority.POLL))
+        await asyncio.sleep(0)  # queued behind the one on the wire
+        never_sent.cancel()
+        on_the_wire.cancel()  # it finishes and the reply is dropped
+        for cancelled in (never_sent, on_the_wire):
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        assert await bus.transact(1, read(2), Priority.POLL) == read_reply(line, 1, 2)
+        assert [pdu for _, pdu in line.requests] == [read(0), read(2)]
+        assert bus.stats.transactions == 2 and bus.stats.replies == 2
+    finally:
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+
+
 async def test_missing_port_gives_bus_closed_with_the_os_error() -> None:
     with pytest.raises(BusClosed) as raised:
         async with Bus(LineSettings("/dev/ttyUSB9")):

@@ -99,5 +99,8 @@ async def test_circuit_names_are_checked_saved_and_told_to_the_faces(make_line, 
             with pytest.raises(refused):
                 await nodes.name_circuits(address, names)
         assert nodes.circuit_names(2) == {7: "Rack A12 PDU A", 43: "Mains L1"}
+        await nodes.name_circuits(2, {7: "Rack A12 PDU A"})  # no name changed: no event
+        await nodes.name_circuits(1, {1: "Rack B1"})
+        assert (await named.get()).address == 1
         await nodes.name_circuits(2, {7: None, 43: ""})
         assert nodes.circuit_names(2) == {}

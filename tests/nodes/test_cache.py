@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
-from gateway.nodes.cache import NodeCache, Quality, Reading
+from gateway.nodes.cache import MAX_EXPONENT, NodeCache, Quality, Reading
 from gateway.nodes.plan import LineCost, Read, poll_plan
-from gateway.pointmap import load
+from gateway.pointmap import Encoding, Point, load, signed
 
 PM = load()
 CURRENT_1 = PM.find("current", group="branch", channel=1)  # register 1336, scaled by register 1000
@@ -78,3 +79,73 @@ def test_current_agrees_with_the_readings_and_keeps_no_reading_object() -> None:
             reading = node.reading(point)
             assert node.current(point.register) == (reading.value, reading.quality), point
     assert node.current(PM.find("serial_number", group="identity").register) == (0x10002, Quality.STALE)
+
+
+def _word(node: NodeCache, register: int) -> int | None:
+    found = node.word(register)
+    return None if found is None else found[0]
+
+
+def _decoded(node: NodeCache, point: Point) -> tuple[object, Quality, float] | None:
+    """A point's reading as its raw registers give it now; None while a register or its scale is unread."""
+    found = node.block(point.registers)
+    if found is None:
+        return None
+    words, timestamp = found
+    if point.exponent is None and point.scale_register is not None:
+        scale_word = node.word(point.scale_register)
+        if scale_word is None:
+            return None
+        if abs(signed(scale_word[0])) > MAX_EXPONENT:
+            return None, Quality.NO_DATA, timestamp
+    value = point.decode(words, node.scale_of(point) or 0)
+    return (
+        value,
+        Quality.NO_DATA if value is None and point.encoding is not Encoding.STRING else Quality.GOOD,
+        timestamp,
+    )
+
+
+def test_every_read_leaves_each_reading_as_its_registers_give_it_and_reports_exactly_what_changed() -> None:
+    """Reads of the plan's blocks, of single registers (write read-backs) and across blocks, with
+    words that mostly stay, scale registers that change, no-data words and the node going stale:
+    after each, a point the read touched reads as its raw registers give it (else as it was), and
+    the changes are exactly the points whose value or quality moved."""
+    rng = random.Random(7)
+    plan = poll_plan(PM, "A", LineCost(11 / 115200, 0.007))
+    node = NodeCache(PM, "A", plan)
+    points = PM.for_model("A")
+    scales = sorted({p.scale_register for p in points if p.scale_register is not None})
+    raw: dict[int, int] = {}
+    shapes = [*plan.reads, *(Read(s, 1) for s in scales), Read(1330, 20), Read(1337, 3)]
+    for step in range(400):
+        read = rng.choice(shapes)
+        if step % 100 == 99:
+            node.mark_stale()
+        words = []
+        for register in read.registers:
+            if register not in raw or rng.random() < 0.1:
+                choice = rng.random()
+                raw[register] = (
+                    rng.choice([0xFFFF, 0xFFFE, 0, 1, 900])
+                    if register in scales
+                    else 0x8000
+                    if choice < 0.1
+                    else rng.randrange(0x10000)
+                )
+            words.append(raw[register])
+        before = {point: node.reading(point) for point in points}
+        scale_words = {register: _word(node, register) for register in scales}
+        changes = node.store(read.start, words, float(step))
+        for point in points:
+            was = before[point]
+            touched = any(r in read.registers for r in point.registers) or (
+                point.scale_register in read.registers
+                and scale_words[point.scale_register] != _word(node, point.scale_register)
+            )
+            expected = (_decoded(node, point) if touched else None) or (was.value, was.quality, was.timestamp)
+            now = node.reading(point)
+            assert (now.value, now.quality, now.timestamp) == expected, (step, read, point)
+            if (now.value, now.quality) != (was.value, was.quality):
+                assert changes.pop(point) == (was, now), (step, read, point)
+        assert not changes, (step, read)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from gateway.nodes.events import EventHub, NodeOffline, NodeOnline
+from gateway.nodes.cache import UNREAD
+from gateway.nodes.events import EventHub, NodeOffline, NodeOnline, RegistersRead, ValueChanged
+from gateway.pointmap import load
+
+CURRENT_1, CURRENT_2 = (load().find("current", group="branch", channel=channel) for channel in (1, 2))
 
 
 async def test_a_subscriber_gets_its_kinds_in_order_and_loses_its_oldest_when_behind() -> None:
@@ -31,3 +35,47 @@ def _has_events(subscription) -> bool:
     except asyncio.QueueEmpty:
         return False
     return True
+
+
+async def test_batches_published_while_the_loop_is_busy_all_arrive_in_order_each_to_its_kinds() -> None:
+    hub = EventHub(asyncio.get_running_loop())
+    online, offline, everything = hub.subscribe(NodeOnline), hub.subscribe(NodeOffline), hub.subscribe()
+    batches = [[NodeOnline(n), NodeOffline(n, "gone")] if n % 2 else [NodeOnline(n)] for n in range(1, 40)]
+    publisher = threading.Thread(target=lambda: [hub.publish(batch) for batch in batches])
+    publisher.start()
+    publisher.join()  # the loop did not run meanwhile: every batch waits for one delivery
+    await asyncio.sleep(0)
+    flat = [event for batch in batches for event in batch]
+    assert [await everything.get() for _ in flat] == flat
+    assert [await online.get() for _ in range(39)] == [e for e in flat if isinstance(e, NodeOnline)]
+    assert [await offline.get() for _ in range(20)] == [e for e in flat if isinstance(e, NodeOffline)]
+    assert not any(map(_has_events, (online, offline, everything)))
+
+
+async def test_events_published_after_the_loop_closed_are_dropped() -> None:
+    loop = asyncio.new_event_loop()
+    hub = EventHub(loop)
+    hub.subscribe()
+    loop.close()
+    for n in range(3):
+        hub.publish([NodeOnline(n)])  # no error, and nothing kept for a loop that is gone
+    assert not hub._waiting
+
+
+async def test_a_subscriber_that_shows_some_values_gets_their_changes_only() -> None:
+    hub = EventHub(asyncio.get_running_loop())
+    shown: set[tuple[int, int]] = set()
+    values = hub.subscribe(ValueChanged, NodeOnline)
+    values.show_only(shown)
+    changes = [ValueChanged(1, CURRENT_1, UNREAD, UNREAD), ValueChanged(1, CURRENT_2, UNREAD, UNREAD)]
+    hub.publish([*changes, RegistersRead(1, 1336, 2)])  # nothing anybody takes: the loop is not even called
+    assert not hub._waiting
+    shown.add((1, CURRENT_2.register))
+    hub.publish([*changes, NodeOnline(1)])
+    await asyncio.sleep(0)
+    assert [values.get_nowait(), values.get_nowait()] == [changes[1], NodeOnline(1)]
+    everything = hub.subscribe()  # a subscriber of every value change: they all go
+    hub.publish(changes)
+    await asyncio.sleep(0)
+    assert [everything.get_nowait(), everything.get_nowait()] == changes
+    assert values.get_nowait() == changes[1] and not _has_events(values)

@@ -264,3 +264,28 @@ async def test_plain_http_is_redirected_to_the_address_reached_never_to_the_host
     writer.close()
     assert statuses(reply) == [308]  # one answer, then closed: plain HTTP holds nothing
     assert f"location: https://127.0.0.1:{running.port}/nodes/1?x=2\r\n".encode() in reply.lower()
+
+
+async def test_a_deadline_met_as_the_handshake_ends_leaves_the_socket_to_its_transport(serve, monkeypatch) -> None:
+    """When the deadline cancels the wait just as the TLS handshake ends, asyncio closes the
+    transport it made, which owns the socket from then on. Were the server to close the socket
+    as well, its number would come back with the next client while the transport still held it,
+    and that client's wait for data would fail."""
+    loop = asyncio.get_running_loop()
+    faults: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: faults.append(context))
+    made = loop.connect_accepted_socket
+
+    async def too_late(*args: object, **kwargs: object) -> object:
+        monkeypatch.setattr(loop, "connect_accepted_socket", made)  # the first connection only
+        transport, _ = await made(*args, **kwargs)
+        transport.close()  # as asyncio does when the wait for the handshake is cancelled
+        raise TimeoutError
+
+    monkeypatch.setattr(loop, "connect_accepted_socket", too_late)
+    running = await serve()
+    first = await running.open()
+    assert await closed_soon(first[0])
+    assert statuses(await running.exchange(get("/", "Connection: close"))) == [200]
+    assert running.server.stats.bad_requests == 1
+    assert faults == []

@@ -1,15 +1,16 @@
 """Who is who on BACnet: the router device and one device per meter node. Pure functions, no I/O.
 
-    plan = plan_devices(config.bacnet, state, profiles, load())
+    plan = device_plan(config.bacnet, state, load())   # the nodes of the state file
     plan.router.instance                     # 50000: the device ID offset (AV1)
     plan.router.network                      # 50: the virtual network (AV2)
-    [(n.instance, n.name) for n in plan.nodes]   # [(50001, "BCPM_1"), (50002, "BCPM_2")]
+    plan.node_devices()                      # {1: (50001, "BCPM_1"), 2: (50002, "BCPM_2")}
 
 The offset and network written over BACnet (AV1/AV2, kept in the state file) take precedence
 over the configuration. A node's device ID is offset + Modbus address and its name
 "BCPM_<address>", unless a client wrote them: an override in the state file wins from then on,
-whatever the offset or a rediscovery say. The running face and the EDE export both
-build from this plan, so they always agree.
+whatever the offset or a rediscovery say. `device_plan` is the one place the plan is made: the
+running face, the web face (through the composition root) and the commands (`export-ede`,
+`doctor`) all ask it, so they always agree.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import PointMap
 from gateway.state import DeviceOverride, State
 
-__all__ = ["ROUTER_SETTINGS", "DevicePlan", "NodePlan", "RouterPlan", "RouterSetting", "plan_devices"]
+__all__ = ["ROUTER_SETTINGS", "DevicePlan", "NodePlan", "RouterPlan", "RouterSetting", "device_plan"]
 
 #: The series abbreviation in default device names ("BCPM_1").
 SERIES = "BCPM"
@@ -99,17 +100,23 @@ class DevicePlan:
     router: RouterPlan
     nodes: tuple[NodePlan, ...]
 
+    def node_devices(self) -> dict[int, tuple[int, str]]:
+        """Each node's device ID and name, by Modbus address."""
+        return {node.address: (node.instance, node.name) for node in self.nodes}
 
-def plan_devices(
-    settings: BacnetSettings, state: State, profiles: Iterable[NodeProfile], pointmap: PointMap
+
+def device_plan(
+    settings: BacnetSettings, state: State, pointmap: PointMap, profiles: Iterable[NodeProfile] | None = None
 ) -> DevicePlan:
+    """The devices of the gateway: the router, and one per node of `profiles` (the state file's
+    when None)."""
     offset = settings.device_id_offset if state.device_id_offset is None else state.device_id_offset
     network = settings.network if state.network is None else state.network
     configured = settings.ip_network not in (None, network)  # AV2 may have taken it since
     number = settings.ip_network if settings.ip_network is not None and configured else ip_network(network)
     router = RouterPlan(offset, f"{SERIES}_Gateway_{offset}", network, number, configured, settings.vendor_id)
     nodes = []
-    for profile in sorted(profiles, key=lambda p: p.address):
+    for profile in sorted(state.profiles.values() if profiles is None else profiles, key=lambda p: p.address):
         override = state.overrides.get(profile.address, DeviceOverride())
         nodes.append(
             NodePlan(

@@ -30,7 +30,7 @@ from bacpypes3.ipv4.bvll import LPDU, DistributeBroadcastToNetwork, RegisterFore
 from bacpypes3.ipv4.link import NormalLinkLayer
 from bacpypes3.pdu import PDU, Address, IPv4Address
 
-from gateway.bacnet.bbmd import REGISTER_FOREIGN_DEVICE_NAK
+from gateway.bacnet.stack.bbmd import REGISTER_FOREIGN_DEVICE_NAK
 
 __all__ = ["ANSWER_TIMEOUT", "RETRY_INTERVAL", "ForeignDevice", "Registration", "RegistrationState"]
 

@@ -1,8 +1,8 @@
-"""Device IDs and names of the router and the nodes (gateway/bacnet/identity.py)."""
+"""Device IDs and names of the router and the nodes (gateway/bacnet/plan.py)."""
 
 from __future__ import annotations
 
-from gateway.bacnet.identity import ROUTER_SETTINGS, ip_network, plan_devices
+from gateway.bacnet.plan import ROUTER_SETTINGS, device_plan, ip_network
 from gateway.config import parse_config
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import load
@@ -13,7 +13,7 @@ PROFILES = [NodeProfile(address, 0x4D150001, "A", 15172, 1023, 2001, 1) for addr
 
 
 def plan(state: State = State(), **bacnet: object):
-    return plan_devices(parse_config({"bacnet": bacnet}).bacnet, state, PROFILES, PM)
+    return device_plan(parse_config({"bacnet": bacnet}).bacnet, state, PM, PROFILES)
 
 
 def test_defaults_follow_the_bcpme() -> None:

@@ -2,6 +2,8 @@
 
     bbmd = Bbmd(IPv4Address("10.0.1.5/24:47808"), read_bdt(path, own), max_foreign_devices=64, max_ttl=900)
     bbmd.set_table(new_table)      # SIGHUP: the new bdt.ini; the socket and the FDT stay
+    bbmd.peers()                   # ["10.0.1.5/255.255.255.255:47808", ...]: the table in use
+    bbmd.foreign_devices()         # [RegisteredDevice(address, ttl, remaining), ...]: the FDT
 
 bacpypes3's `BIPBBMD` does the forwarding (local broadcasts to the BDT peers, two-hop or
 directed by each entry's mask, and to the registered foreign devices; Forwarded-NPDUs from
@@ -24,16 +26,17 @@ most once a minute per kind (`gateway.logging.PeerEvents`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from ipaddress import IPv4Address as Ip
+from typing import Any, Protocol
 
 from bacpypes3.ipv4.bvll import DeleteForeignDeviceTableEntry, Result
 from bacpypes3.ipv4.link import BBMDLinkLayer
 from bacpypes3.pdu import IPv4Address
 
-from gateway.bacnet.bdt import BdtEntry
 from gateway.logging import peer_events
 
-__all__ = ["DELETE_FDT_ENTRY_NAK", "GRACE_PERIOD", "REGISTER_FOREIGN_DEVICE_NAK", "Bbmd"]
+__all__ = ["DELETE_FDT_ENTRY_NAK", "GRACE_PERIOD", "REGISTER_FOREIGN_DEVICE_NAK", "Bbmd", "BdtPeer", "RegisteredDevice"]
 
 GRACE_PERIOD = 30  # seconds a foreign device may be late in renewing (BACnet J.5.2.3)
 REGISTER_FOREIGN_DEVICE_NAK = 0x0030
@@ -41,18 +44,47 @@ DELETE_FDT_ENTRY_NAK = 0x0050
 _MAX_REMAINING = 0xFFFF  # Read-FDT carries the time remaining in 16 bits
 
 
+class BdtPeer(Protocol):
+    """A BBMD of the table (`bdt.BdtEntry`): where it listens, and the mask its broadcasts go with."""
+
+    @property
+    def address(self) -> Ip: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def mask(self) -> Ip: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    """A foreign device in the table: its B/IP address (IP and port, 6 bytes), the time to live it
+    was granted and the seconds it has left (the grace period included)."""
+
+    address: bytes
+    ttl: int
+    remaining: int
+
+
 class Bbmd(BBMDLinkLayer):
     def __init__(
-        self, address: IPv4Address, table: Sequence[BdtEntry], max_foreign_devices: int, max_ttl: int = _MAX_REMAINING
+        self, address: IPv4Address, table: Sequence[BdtPeer], max_foreign_devices: int, max_ttl: int = _MAX_REMAINING
     ) -> None:
         super().__init__(address)
         self.max_foreign_devices = max_foreign_devices
         self.max_ttl = max_ttl
         self.set_table(table)
 
-    def set_table(self, table: Sequence[BdtEntry]) -> None:
+    def set_table(self, table: Sequence[BdtPeer]) -> None:
         """Forward to the BBMDs of `table` from now on."""
-        self.bbmdBDT[:] = [IPv4Address(entry.bacpypes_address) for entry in table]
+        self.bbmdBDT[:] = [IPv4Address(f"{peer.address}/{peer.mask}:{peer.port}") for peer in table]
+
+    def peers(self) -> list[str]:
+        """The table in use, each BBMD as "ip/mask:port"."""
+        return [f"{peer.ip}/{peer.netmask}:{peer.addrPort}" for peer in self.bbmdBDT]
+
+    def foreign_devices(self) -> list[RegisteredDevice]:
+        """The foreign devices registered now."""
+        return [RegisteredDevice(entry.fdAddress.addrAddr, entry.fdTTL, entry.fdRemain) for entry in self.bbmdFDT]
 
     def register_foreign_device(self, addr: IPv4Address, ttl: int) -> int:
         known = any(entry.fdAddress == addr for entry in self.bbmdFDT)

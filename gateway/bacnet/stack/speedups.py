@@ -67,4 +67,4 @@ def install() -> None:
     shim = _Inspect("inspect")
     for module in _PATCHED:
         if not isinstance(module.inspect, _Inspect):
-            module.inspect = shim  # type: ignore[attr-defined]
+            module.inspect = shim

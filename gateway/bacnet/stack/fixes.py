@@ -13,9 +13,9 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `CovConfirmationGuard`: a confirmed COV notification to a subscriber that went away raises in
   `cov_confirmation` (one traceback per notification) and the subscription goes on for its whole
   lifetime, forever when indefinite. Here it is cancelled after `COV_FAILURES_TO_CANCEL` misses.
-- `StatusFlagsCovCriteria`: Status_Flags is computed from Reliability and Event_State, so a change
-  of either never reaches the COV detection: a node going offline, or a channel going into alarm,
-  would notify nobody.
+- `StatusFlagsCov`: Status_Flags is computed from Reliability and Event_State, so a change of
+  either never reaches the COV detection: a node going offline, or a channel going into alarm,
+  would notify nobody. Its objects' detection (`StatusFlagsCovCriteria`) watches both.
 - `WildcardDeviceInstance`: device instance 4194303 ("this device") is compared with a string
   and never matches, so ReadProperty of it gives unknown-object.
 - `UnconfirmedServicesSupported`: Protocol_Services_Supported maps unconfirmed services with the
@@ -71,12 +71,14 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `GuardedVirtualNetwork`: a routed request whose APDU a node cannot decode raises inside a task
   nobody awaits ("Task exception was never retrieved"); it is counted the same way.
 
-Two more are done where the thing is built: every analog object gets a COV_Increment (without
-one the first Present_Value change raises inside the caller, see `local_objects.py`), and the
-router announces itself (`NetworkServiceElement.startup` never awaits its announcement; see
-`network.py`). The application answers TimeSynchronization, UTCTimeSynchronization and
-ReinitializeDevice itself (`application.py`): bacpypes3 has no handler for them; and
-DeviceCommunicationControl, whose bacpypes3 handler fails.
+In this package too: DeviceCommunicationControl, whose bacpypes3 handler fails (`control.py`),
+and the listing, taking up and bounding of COV subscriptions, which bacpypes3 has no way to do
+(`cov.py`). Two more are done where the thing is built, outside it: every analog object gets a
+COV_Increment (without one the first Present_Value change raises inside the caller, see
+`gateway/bacnet/local_objects.py`), and the router announces itself
+(`NetworkServiceElement.startup` never awaits its announcement; see `gateway/bacnet/network.py`).
+The router's application answers TimeSynchronization, UTCTimeSynchronization and
+ReinitializeDevice itself (`gateway/bacnet/applications.py`): bacpypes3 has no handler for them.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ from bacpypes3.apdu import (
     confirmed_request_types,
     unconfirmed_request_types,
 )
+from bacpypes3.app import Application
 from bacpypes3.basetypes import (
     ErrorType,
     NetworkNumberQuality,
@@ -120,6 +123,7 @@ from bacpypes3.errors import (
     UnrecognizedService,
 )
 from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
+from bacpypes3.local.object import Object
 from bacpypes3.netservice import NetworkAdapter, NetworkServiceAccessPoint, NetworkServiceElement
 from bacpypes3.npdu import NPDU, NetworkNumberIs, RejectMessageToNetwork
 from bacpypes3.pdu import PDU, LocalBroadcast
@@ -143,6 +147,7 @@ __all__ = [
     "MultiStateCov",
     "NetworkNumberFlags",
     "StandardPropertyList",
+    "StatusFlagsCov",
     "StatusFlagsCovCriteria",
     "UnconfirmedServicesSupported",
     "WildcardDeviceInstance",
@@ -164,20 +169,20 @@ NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason: no router to DNET a
 WILDCARD_INSTANCE = 4194303
 
 
-class IndefiniteCovLifetime:
+class IndefiniteCovLifetime(Application):
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
             apdu.lifetime = 0
-        await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+        await super().do_SubscribeCOVRequest(apdu)
 
 
-class CancelOnlyWhatExists:
+class CancelOnlyWhatExists(Application):
     async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
         cancelling = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
         if cancelling and not has_subscription(self, apdu):
-            await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+            await self.response(SimpleAckPDU(context=apdu))
             return
-        await super().do_SubscribeCOVRequest(apdu)  # type: ignore[misc]
+        await super().do_SubscribeCOVRequest(apdu)
 
 
 def has_subscription(app: Any, apdu: SubscribeCOVRequest) -> bool:
@@ -189,7 +194,7 @@ def has_subscription(app: Any, apdu: SubscribeCOVRequest) -> bool:
     )
 
 
-class CovConfirmationGuard:
+class CovConfirmationGuard(Application):
     def cov_confirmation(self, cov: Subscription, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
             return
@@ -197,9 +202,9 @@ class CovConfirmationGuard:
         if cov.obj_ref is None:  # cancelled meanwhile; notifications were still in flight
             return
         failures = 0 if error is None else getattr(cov, "failures", 0) + 1
-        cov.failures = failures  # type: ignore[attr-defined]
+        cov.failures = failures
         if failures >= COV_FAILURES_TO_CANCEL:
-            self.cancel_subscription(cov)  # type: ignore[attr-defined]
+            self.cancel_subscription(cov)
 
 
 class StatusFlagsCovCriteria(COVIncrementCriteria):
@@ -213,19 +218,23 @@ class StatusFlagsCovCriteria(COVIncrementCriteria):
         super().send_cov_notifications(subscription)
 
 
-class MultiStateCov:
+class StatusFlagsCov(Object):
+    _cov_criteria = StatusFlagsCovCriteria
+
+
+class MultiStateCov(Object):
     _cov_criteria = GenericCriteria
 
 
-class WildcardDeviceInstance:
+class WildcardDeviceInstance(Application):
     def get_object_id(self, objid: Any) -> Any:
         device = getattr(self, "device_object", None)
         if device is not None and objid[0] == ObjectType.device and objid[1] == WILDCARD_INSTANCE:
             return device
-        return super().get_object_id(objid)  # type: ignore[misc]
+        return super().get_object_id(objid)
 
 
-class UnconfirmedServicesSupported:
+class UnconfirmedServicesSupported(Application):
     def get_services_supported(self) -> ServicesSupported:
         supported = ServicesSupported([])
         for choices, request_types in (
@@ -243,21 +252,21 @@ def executes(app: Any, request_type: type) -> bool:
     return getattr(app, "do_" + request_type.__name__, None) is not None
 
 
-class DccEnableDisableRequired:
+class DccEnableDisableRequired(Application):
     async def do_DeviceCommunicationControlRequest(self, apdu: DeviceCommunicationControlRequest) -> None:
         if apdu.enableDisable is None:
             raise MissingRequiredParameter("enable-disable")
-        await super().do_DeviceCommunicationControlRequest(apdu)  # type: ignore[misc]
+        await super().do_DeviceCommunicationControlRequest(apdu)
 
 
 #: Properties every object has, which Property_List does not list (BACnet 12.1.1.4.1).
 NOT_IN_PROPERTY_LIST = frozenset({"objectIdentifier", "objectName", "objectType", "propertyList"})
 
 
-class StandardPropertyList:
+class StandardPropertyList(Object):
     @property
     def propertyList(self) -> Any:
-        listed = super().propertyList  # type: ignore[misc]
+        listed = super().propertyList
         return type(listed)([prop for prop in listed if prop.attr not in NOT_IN_PROPERTY_LIST])
 
     @propertyList.setter
@@ -265,19 +274,19 @@ class StandardPropertyList:
         pass  # computed
 
 
-class WriteDecodingErrors:
+class WriteDecodingErrors(Application):
     async def do_WritePropertyRequest(self, apdu: WritePropertyRequest) -> None:
-        obj = self.get_object_id(apdu.objectIdentifier)  # type: ignore[attr-defined]
+        obj = self.get_object_id(apdu.objectIdentifier)
         if obj is None:
             raise ExecutionError("object", "unknownObject")
         await write_checked(obj, apdu.propertyIdentifier, apdu.propertyValue, apdu.propertyArrayIndex, apdu.priority)
-        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+        await self.response(SimpleAckPDU(context=apdu))
 
 
-class WritePropertyMultipleErrors:
+class WritePropertyMultipleErrors(Application):
     async def do_WritePropertyMultipleRequest(self, apdu: WritePropertyMultipleRequest) -> None:
         for spec in apdu.listOfWriteAccessSpecs:
-            obj = self.get_object_id(spec.objectIdentifier)  # type: ignore[attr-defined]
+            obj = self.get_object_id(spec.objectIdentifier)
             for write in spec.listOfProperties:
                 try:
                     if obj is None:
@@ -291,7 +300,7 @@ class WritePropertyMultipleErrors:
                     )
                     if write.propertyArrayIndex is not None:
                         failed.propertyArrayIndex = write.propertyArrayIndex
-                    await self.response(  # type: ignore[attr-defined]
+                    await self.response(
                         WritePropertyMultipleError(
                             errorType=ErrorType(errorClass=error.errorClass, errorCode=error.errorCode),
                             firstFailedWriteAttempt=failed,
@@ -299,7 +308,7 @@ class WritePropertyMultipleErrors:
                         )
                     )
                     return
-        await self.response(SimpleAckPDU(context=apdu))  # type: ignore[attr-defined]
+        await self.response(SimpleAckPDU(context=apdu))
 
 
 async def write_checked(obj: Any, prop: Any, value: AnyValue, index: int | None, priority: int | None) -> None:
@@ -351,8 +360,10 @@ class RejectUndecodable(bacpypes3.appservice.ServerSSM):
 class FirstSegmentRetry(RejectUndecodable):
     """The server transaction of a confirmed request; installed by `install_rejects()`."""
 
+    actualWindowSize: int | None  # bacpypes3's, set once the client's first Segment-ACK is known
+
     async def segmented_response_timeout(self) -> None:
-        if self.actualWindowSize is None:  # type: ignore[has-type]  # no Segment-ACK: one segment went out
+        if self.actualWindowSize is None:  # no Segment-ACK: one segment went out
             self.actualWindowSize = 1
         await super().segmented_response_timeout()
 
@@ -373,7 +384,7 @@ class SegmentsWithinMaxApdu(FirstSegmentRetry):
         if max_apdu is None:
             self._data_room = None
             return
-        whole = len(self.segmentAPDU.pduData) + COMPLEX_ACK_HEADER <= max_apdu  # type: ignore[has-type]
+        whole = len(self.segmentAPDU.pduData) + COMPLEX_ACK_HEADER <= max_apdu
         self._data_room = max_apdu - (COMPLEX_ACK_HEADER if whole else SEGMENTED_COMPLEX_ACK_HEADER)
 
 
@@ -438,7 +449,7 @@ class NetworkNumberFlags(NetworkServiceElement):
 
 
 def _configured(adapter: NetworkAdapter) -> bool:
-    return adapter.adapterNetConfigured == NetworkNumberQuality.configured  # type: ignore[no-any-return]
+    return adapter.adapterNetConfigured == NetworkNumberQuality.configured
 
 
 class DccOnUndecodedPdu(bacpypes3.appservice.ApplicationServiceAccessPoint):
@@ -446,7 +457,7 @@ class DccOnUndecodedPdu(bacpypes3.appservice.ApplicationServiceAccessPoint):
 
     async def confirmation(self, pdu: PDU) -> None:
         if self.dccEnableDisable != "enable":
-            pdu.apduType, pdu.apduService = _type_and_service(bytes(pdu.pduData[:6]))  # type: ignore[attr-defined]
+            pdu.apduType, pdu.apduService = _type_and_service(bytes(pdu.pduData[:6]))
         await super().confirmation(pdu)
 
 
@@ -464,10 +475,10 @@ def install_rejects() -> None:
     answers in segments that fit, a working DeviceCommunicationControl check and Network-Number-Is
     flags (process-wide: bacpypes3 looks these classes up by their module names); safe to call
     again."""
-    bacpypes3.appservice.ServerSSM = SegmentsWithinMaxApdu  # type: ignore[misc]
-    bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork  # type: ignore[misc]
-    bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu  # type: ignore[misc]
-    bacpypes3.app.NetworkServiceElement = NetworkNumberFlags  # type: ignore[misc]
+    bacpypes3.appservice.ServerSSM = SegmentsWithinMaxApdu
+    bacpypes3.app.NetworkServiceAccessPoint = RejectUnreachableNetwork
+    bacpypes3.app.ApplicationServiceAccessPoint = DccOnUndecodedPdu
+    bacpypes3.app.NetworkServiceElement = NetworkNumberFlags
 
 
 FAILED_DATAGRAMS = LibraryErrorFilter(
