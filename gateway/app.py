@@ -25,9 +25,8 @@ import structlog
 
 from gateway import systemd
 from gateway.bacnet import BacnetFace, device_plan, install_stack
-from gateway.config import MSTP_NOT_AVAILABLE, Config
+from gateway.config import Config
 from gateway.cpu import CpuBudget
-from gateway.errors import ConfigError, ConfigProblem
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
 from gateway.nodes.events import EventHub
@@ -69,6 +68,14 @@ class Counting(Protocol):
     def counts(self) -> dict[str, int]: ...
 
 
+@runtime_checkable
+class ServesUpstream(Protocol):
+    """The face that serves the upstream serial port: the Modbus RTU slave, or the BACnet face
+    whose router has its MS/TP port there. The status line and the web face show its counters."""
+
+    def upstream_counts(self) -> dict[str, int]: ...
+
+
 @dataclass(slots=True)
 class Gateway:
     """A running gateway, for the faces, the command line and tests that drive it."""
@@ -90,7 +97,8 @@ def build_faces(gateway: Gateway) -> list[Face]:
     faces: list[Face] = []
     if config.bacnet.enabled:
         install_stack()  # bacpypes3's workarounds are process-wide: in place before any device is built
-        faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set))
+        mstp = config.upstream if config.upstream.mode == "mstp" else None
+        faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set, mstp))
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
     if config.snmp.enabled:
@@ -100,15 +108,15 @@ def build_faces(gateway: Gateway) -> list[Face]:
 
         # it shows each node's BACnet device ID and name now (written ones included), as the BACnet face plans them
         devices = gateway.identities
-        faces.append(
-            WebFace(
-                config,
-                nodes,
-                hub,
-                gateway.restart.set,
-                lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
-            )
+        web = WebFace(
+            config,
+            nodes,
+            hub,
+            gateway.restart.set,
+            lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
         )
+        web.source.upstream_counts = lambda: upstream_counts(gateway)
+        faces.append(web)
     if config.upstream.mode == "modbus_rtu":
         faces.append(UpstreamFace(config.upstream, nodes))
     return faces
@@ -118,8 +126,6 @@ def build_faces(gateway: Gateway) -> list[Face]:
 async def running(config: Config, budget: CpuBudget | None = None) -> AsyncIterator[Gateway]:
     """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
     loop (see `gateway.cpu`), which leaves the bus thread its CPU first."""
-    if config.upstream.mode == "mstp":
-        raise ConfigError([ConfigProblem("upstream.mode", "mstp", f'"off" or "modbus_rtu": {MSTP_NOT_AVAILABLE}')])
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))
@@ -242,6 +248,26 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     return True
 
 
+def upstream_counts(gateway: Gateway) -> dict[str, int]:
+    """The counters of the face that serves the upstream port (none while it is off)."""
+    return next((face.upstream_counts() for face in gateway.faces if isinstance(face, ServesUpstream)), {})
+
+
+def _upstream(gateway: Gateway) -> dict[str, Any]:
+    """What the status line says of the upstream port: its mode, port, rate (MAC) and counters."""
+    upstream = gateway.config.upstream
+    if upstream.mode == "off":
+        return {"mode": "off"}
+    mac = {"mac": upstream.mac} if upstream.mode == "mstp" else {}
+    return {
+        "mode": upstream.mode,
+        "port": upstream.port,
+        "baudrate": upstream.baudrate,
+        **mac,
+        **upstream_counts(gateway),
+    }
+
+
 def _cpu(budget: CpuBudget) -> dict[str, float]:
     """What the line left the faces: the CPU they may take now, and how long they were held back."""
     return {
@@ -265,6 +291,11 @@ async def _report_status(gateway: Gateway) -> None:
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
             **({"cpu": _cpu(gateway.budget)} if gateway.budget else {}),
-            **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
+            upstream=_upstream(gateway),
+            **{
+                type(face).__name__: face.counts
+                for face in gateway.faces
+                if isinstance(face, Counting) and not isinstance(face, ServesUpstream)  # shown as "upstream"
+            },
             peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

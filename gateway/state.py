@@ -35,6 +35,8 @@ written before it existed loads as 0.
 start; a file without it (written before it existed, or before they were found) loads as None.
 `snmp_engine` is the SNMP agent's snmpEngineID and snmpEngineBoots (RFC 3414: the boots rise at
 every start, so a manager's cached engine time stays valid); None until the agent first started.
+`mstp` holds the Max_Master a BACnet client wrote to the router's MS/TP port (`{"max_master": 32}`);
+a file without it loads as None (the configured `upstream.max_master`).
 
 A file that is not exactly this is refused with a StateError naming the file and the problem
 (but for a COV subscription, see above); nothing is ever silently dropped. The same check runs
@@ -143,7 +145,8 @@ class State:
     `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
     None means "use the configured value". `database_revision` is the BACnet face's (see above).
     `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
-    `snmp_engine` is None until the SNMP agent first started.
+    `snmp_engine` is None until the SNMP agent first started. `mstp_max_master` is the MS/TP port's
+    Max_Master as written by a BACnet client; None means "use the configured value".
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
@@ -154,6 +157,7 @@ class State:
     line: SavedLine | None = None
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
     snmp_engine: SavedEngine | None = None
+    mstp_max_master: int | None = None
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -211,6 +215,10 @@ class State:
         if not isinstance(network, _Keep):
             changes["network"] = network
         return replace(self, **changes)
+
+    def with_mstp_max_master(self, max_master: int) -> State:
+        """Keep the MS/TP port's Max_Master written over BACnet."""
+        return replace(self, mstp_max_master=max_master)
 
     def with_database_revision(self, revision: int) -> State:
         """Keep the BACnet devices' Database_Revision."""
@@ -395,6 +403,7 @@ _ROUTER_RULES: dict[str, _Rule] = {
     "device_id_offset": _nullable(_integer_in(range(MAX_DEVICE_ID_OFFSET + 1))),
     "network": _nullable(_integer_in(VALID_NETWORKS)),
 }
+_MSTP_RULES: dict[str, _Rule] = {"max_master": _integer_in(range(1, 128))}
 _LINE_RULES: dict[str, _Rule] = {
     "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
     "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
@@ -426,7 +435,7 @@ _SUBSCRIBER = re.compile(
 )
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -517,6 +526,8 @@ def _problems(data: object) -> list[str]:
         _check_fields("line", top["line"], _LINE_RULES, problems)
     if "snmp_engine" in top:
         _check_fields("snmp_engine", top["snmp_engine"], _SNMP_ENGINE_RULES, problems)
+    if "mstp" in top:
+        _check_fields("mstp", top["mstp"], _MSTP_RULES, problems)
     return problems
 
 
@@ -579,6 +590,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
     )
     engine = state.snmp_engine
     snmp_engine = {} if engine is None else {"snmp_engine": {"id": engine.id.hex(), "boots": engine.boots}}
+    mstp = {} if state.mstp_max_master is None else {"mstp": {"max_master": state.mstp_max_master}}
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -588,6 +600,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         **line,
         **cov,
         **snmp_engine,
+        **mstp,
     }
 
 
@@ -610,4 +623,5 @@ def _state_from_json(data: dict[str, Any]) -> State:
             if "snmp_engine" in data
             else None
         ),
+        mstp_max_master=data["mstp"]["max_master"] if "mstp" in data else None,
     )
