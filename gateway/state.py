@@ -418,7 +418,8 @@ _SNMP_ENGINE_RULES: dict[str, _Rule] = {
 }
 _OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
 _SUBSCRIBER = re.compile(
-    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
+    r"(?:(?P<network>[0-9]{1,5}):)?"
+    r"(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+|(?P<station>[0-9]{1,3}))"
 )
 _SUBSCRIPTION_RULES: dict[str, _Rule] = {
     "node": _nullable(_integer_in(MODBUS_ADDRESSES)),
@@ -429,10 +430,6 @@ _SUBSCRIPTION_RULES: dict[str, _Rule] = {
     "lifetime": _integer_in(range(2**32)),
     "expires": ((lambda value: value is None or _utc(value) is not None), 'null or "YYYY-MM-DDTHH:MM:SSZ"'),
 }
-_OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
-_SUBSCRIBER = re.compile(
-    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
-)
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
 _OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp")
@@ -532,10 +529,11 @@ def _problems(data: object) -> list[str]:
 
 
 def _subscriber(text: str) -> bool:
-    """Whether `text` is "ip:port" (on the BACnet/IP network), or "network:ip:port" or
-    "network:0xMAC" (behind another router), as bacpypes3 writes addresses."""
+    """Whether `text` is "ip:port" (on the BACnet/IP network), or "network:ip:port",
+    "network:0xMAC" or "network:station" (an MS/TP station, its one-octet MAC in decimal; behind
+    another router, or on the router's MS/TP port), as bacpypes3 writes addresses."""
     match = _SUBSCRIBER.fullmatch(text)
-    if match is None:
+    if match is None or (match["station"] is not None and int(match["station"]) > 255):
         return False
     network, ip, port = match["network"], match["ip"], match["port"]
     if network is not None and int(network) not in VALID_NETWORKS:

@@ -27,7 +27,7 @@ datagram endpoints from classes it looks up by module name), so the composition 
 
 from __future__ import annotations
 
-from gateway.bacnet.stack import datagrams, fixes, speedups
+from gateway.bacnet.stack import datagrams, fixes, mstp, speedups
 from gateway.bacnet.stack.application import StackApplication
 from gateway.bacnet.stack.bbmd import Bbmd, BdtPeer, RegisteredDevice
 from gateway.bacnet.stack.cov import Subscribed
@@ -82,4 +82,5 @@ def install() -> None:
     speedups.install()
     fixes.count_failed_datagrams()
     fixes.install_rejects()
+    mstp.install()
     datagrams.install()

@@ -14,6 +14,13 @@ it, counted, as the BACnet/IP sockets' judge does) and given to the network laye
 `LocalStation(mac)`. An NPDU the network layer cannot handle is counted and dropped, as on the
 virtual network; one too long for an MS/TP frame (never an answer: the devices' segments fit the
 port's APDU length) is counted and dropped too.
+
+The router's device is a station of the MS/TP trunk too, at the port's MAC, as a router device on
+MS/TP is (bacpypes3 puts a device on its first port only, here BACnet/IP, and drops what a
+neighbour on another port sends it): `StationRouter`, the network layer of every application
+(`install()`), takes a request or broadcast that an MS/TP station sends without a destination
+network as one to the device, and sends the device's answers and announcements to MS/TP stations
+as a neighbour's, without the IP network's source address. Routed traffic is left as it is.
 """
 
 from __future__ import annotations
@@ -21,15 +28,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import bacpypes3.app
 from bacpypes3.app import Application
 from bacpypes3.comm import Server
-from bacpypes3.pdu import PDU, Address, LocalBroadcast, LocalStation
+from bacpypes3.netservice import NetworkAdapter
+from bacpypes3.npdu import NPDU
+from bacpypes3.pdu import PCI, PDU, Address, GlobalBroadcast, LocalBroadcast, LocalStation, RemoteStation
 
-from gateway.bacnet.stack.fixes import FAILED_DATAGRAMS
+from gateway.bacnet.stack.fixes import FAILED_DATAGRAMS, RejectUnreachableNetwork
 from gateway.logging import PeerEvents
 from gateway.mstp import BROADCAST, MstpLink, MstpSettings, Received
 
-__all__ = ["MstpLinkLayer", "NpduJudge"]
+__all__ = ["MstpLinkLayer", "NpduJudge", "StationRouter", "install"]
 
 EXPECTING_REPLY = 0x04  # the NPDU control octet's data-expecting-reply bit
 
@@ -101,3 +111,57 @@ class MstpLinkLayer(Server[PDU]):
             await self.response(pdu)
         except Exception as error:  # the NPDU is lost; the link goes on
             FAILED_DATAGRAMS.report.drop(str(pdu.pduSource), repr(error))
+
+
+class StationRouter(RejectUnreachableNetwork):
+    """The network layer of every application; installed by `install()` (see the module)."""
+
+    async def process_npdu(self, adapter: NetworkAdapter, npdu: NPDU) -> None:
+        local = self.local_adapter
+        if _hosts_device(adapter) and npdu.npduNetMessage is None and npdu.npduDADR is None and local is not None:
+            # to the router's device, from a neighbour: as if addressed to it on its first port
+            npdu.npduDADR = RemoteStation(local.adapterNet, local.adapterAddr.addrAddr)
+        await super().process_npdu(adapter, npdu)
+
+    async def indication(self, pdu: PDU) -> None:
+        destination: Address = pdu.pduDestination
+        local = self.local_adapter
+        hosting = [each for each in self.adapters.values() if _hosts_device(each)]
+        if local is None or not hosting:
+            await super().indication(pdu)
+        elif destination.addrType == Address.globalBroadcastAddr:
+            # everywhere; to the MS/TP trunk from the station the device is there
+            source = RemoteStation(local.adapterNet, local.adapterAddr.addrAddr)
+            for adapter in self.adapters.values():
+                routed = None if adapter is local or adapter in hosting else source
+                await adapter.process_npdu(_npdu(pdu, LocalBroadcast(), GlobalBroadcast(), routed))
+        elif destination.addrType in (Address.remoteStationAddr, Address.remoteBroadcastAddr) and (
+            (adapter := self.adapters.get(destination.addrNet)) in hosting
+        ):
+            neighbour = (
+                LocalStation(destination.addrAddr)
+                if destination.addrType == Address.remoteStationAddr
+                else LocalBroadcast()
+            )
+            await adapter.process_npdu(_npdu(pdu, neighbour, None, None))
+        else:
+            await super().indication(pdu)
+
+
+def _hosts_device(adapter: NetworkAdapter) -> bool:
+    return isinstance(adapter.clientPeer, MstpLinkLayer)
+
+
+def _npdu(pdu: PDU, destination: Address, dadr: Address | None, sadr: Address | None) -> NPDU:
+    npdu = NPDU(pdu.pduData, user_data=pdu.pduUserData)
+    PCI.update(npdu, pdu)
+    npdu.pduDestination, npdu.npduDADR, npdu.npduSADR = destination, dadr, sadr
+    npdu.npduHopCount = 255
+    return npdu
+
+
+def install() -> None:
+    """Every application's network layer treats the router's device as a station of its MS/TP
+    ports (process-wide: bacpypes3 looks the class up by its module name); after
+    `fixes.install_rejects()`, whose network layer it extends. Safe to call again."""
+    bacpypes3.app.NetworkServiceAccessPoint = StationRouter
