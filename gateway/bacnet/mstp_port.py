@@ -23,8 +23,9 @@ from bacpypes3.pdu import Address, LocalStation
 from bacpypes3.primitivedata import Unsigned
 
 from gateway.bacnet.identities import DeviceIdentities
+from gateway.bacnet.ip_port import NumberedByTheNetworkLayer
 from gateway.bacnet.local_objects import GuardedWrites
-from gateway.bacnet.stack import LinkedPort, MstpLinkLayer, network_side
+from gateway.bacnet.stack import MstpLinkLayer
 from gateway.config import UpstreamSettings
 from gateway.mstp import MstpLink, MstpSettings
 from gateway.serialport import PortSettings
@@ -81,7 +82,7 @@ class MaxMasterWrites(GuardedWrites):
             await super()._write(name, value)
 
 
-class MstpPort(MaxMasterWrites, LinkedPort):
+class MstpPort(MaxMasterWrites, NumberedByTheNetworkLayer):
     """The MS/TP port; Network_Number and its quality are the network layer's, as on the BACnet/IP port."""
 
     _link_layer: MstpLinkLayer
@@ -93,15 +94,6 @@ class MstpPort(MaxMasterWrites, LinkedPort):
     @property
     def address(self) -> Address:
         return LocalStation(self.macAddress)
-
-    @property
-    def networkNumberQuality(self) -> Any:
-        side = network_side(self)
-        return self._quality if side is None else side.quality
-
-    @networkNumberQuality.setter
-    def networkNumberQuality(self, value: Any) -> None:
-        self._quality = value
 
 
 def mstp_port(upstream: UpstreamSettings, identities: DeviceIdentities) -> MstpPort:

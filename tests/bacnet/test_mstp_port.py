@@ -22,19 +22,19 @@ import pytest
 import rusty_bacnet as rb
 from bacpypes3.apdu import (
     APDU,
-    ReadPropertyACK,
     ReadPropertyRequest,
     SubscribeCOVRequest,
     UnconfirmedCOVNotificationRequest,
     WhoIsRequest,
     unconfirmed_request_types,
 )
-from bacpypes3.constructeddata import ArrayOf
+from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.npdu import NPDU, RejectMessageToNetwork
 from bacpypes3.pdu import PDU, Address, GlobalBroadcast, RemoteStation
 from bacpypes3.primitivedata import ObjectIdentifier, Real
 
 from gateway.app import Gateway
+from gateway.config import UpstreamSettings
 from gateway.logging import event_counts
 from gateway.mstp import MstpLink, Received
 from gateway.pointmap import load
@@ -45,6 +45,7 @@ from gateway.state import StateStore
 from tests.bacnet.client import CLIENT_INSTANCE, Client, free_udp_port
 from tests.bacnet.conftest import bacnet_face, serving
 from tests.bacnet.rusty_client import oid, prop
+from tests.bacnet.test_pics import header, names, property_id, stated, table
 from tests.mstp.stations import NetworkLayer, gateway_link
 from tests.support import eventually, gateway_config
 
@@ -366,3 +367,31 @@ async def test_a_segmented_object_list_read_from_mstp_comes_in_apdus_of_at_most_
     first = bytes(NPDU.decode(PDU(received.npdu)).pduData)
     assert first[0] & 0x0C == 0x0C and first[2] == 0  # the first segment, more follow
     assert len(first) == 480  # as large as the port allows, no larger
+
+
+async def test_the_pics_states_the_mstp_port_as_the_router_reports_it(
+    trunk, make_line, start_gateway, tmp_path: Path
+) -> None:
+    line = make_line(1)
+    _, paths = trunk(2)
+    shipped = UpstreamSettings()  # the shipped [upstream] but for the mode and the port
+    upstream = {"mode": "mstp", "port": str(paths[0])}
+    bacnet = {"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()}
+    gateway = await start_gateway(gateway_config(line, tmp_path, bacnet=bacnet, upstream=upstream))
+    await serving(gateway)
+    router = str(shipped.mac)
+    objects = {
+        "Network Port (router, MS/TP)": oid("network-port", 3),
+        "Device (router, with the MS/TP port)": oid("device", 50000),
+    }
+    rows = {row[0]: names(row[1]) for row in table("MS/TP port")}
+    assert rows.keys() == objects.keys()
+    async with rb.BACnetClient(transport="mstp", serial_port=str(paths[1]), mstp_mac=1) as client:
+        for label, objid in objects.items():
+            reported = await client.read_property(router, objid, prop("property-list"))
+            assert sorted(reported.value) == sorted(property_id(name) for name in rows[label]), label
+        assert header("MS/TP port values")[1:] == ["Router, MS/TP"]
+        for name, cell in table("MS/TP port values"):
+            pid = rb.PropertyIdentifier.from_raw(property_id(name))
+            value = await client.read_property(router, objects["Network Port (router, MS/TP)"], pid)
+            assert value.value == stated(NetworkPortObject, name, cell), name
