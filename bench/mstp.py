@@ -202,13 +202,20 @@ async def reply_time(line: Line, link: MstpLink, stations: list[Any]) -> dict[st
 async def lossy(line: Line, link: MstpLink, stations: list[Any]) -> dict[str, Any]:
     client = await stations[0].client()
     objid = bacnet.ObjectIdentifier(bacnet.ObjectType.ANALOG_INPUT, 1)
+    return await reads_on_a_lossy_line(
+        line, link, lambda: client.read_property(str(GATEWAY), objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+    )
+
+
+async def reads_on_a_lossy_line(line: Line, link: MstpLink, read: Any) -> dict[str, Any]:
+    """Ten seconds of `read()` one after the other: what the line carried and lost, what the client got."""
     before, stats_before = link.counts.invalid_frames, line.stats()
     done = failed = 0
     with line.recording() as record:
         end = time.monotonic() + 10
         while time.monotonic() < end:
             try:
-                await client.read_property(str(GATEWAY), objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+                await read()
                 done += 1
             except Exception:  # noqa: BLE001 - counted: what a client sees of the line
                 failed += 1
@@ -298,26 +305,9 @@ async def router_rotation(line: Line, link: MstpLink, client: Any) -> dict[str, 
 
 async def router_lossy(line: Line, link: MstpLink, client: Any) -> dict[str, Any]:
     device, objid = METER_VALUE
-    before, stats_before = link.counts.invalid_frames, line.stats()
-    done = failed = 0
-    with line.recording() as record:
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                await client.read_property_from_device(device, objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
-                done += 1
-            except Exception:  # noqa: BLE001 - counted: what a client sees of the line
-                failed += 1
-    carried = line.stats()
-    return {
-        "writes_on_line": carried["chunks"] - stats_before["chunks"],
-        "writes_corrupted": carried["corrupted"] - stats_before["corrupted"],
-        "valid_frames_on_line": len(frames_on(record)),
-        "invalid_frames_seen_by_gateway": link.counts.invalid_frames - before,
-        "reads_done": done,
-        "reads_failed": failed,
-        "tokens_lost": link.counts.tokens_lost,
-    }
+    return await reads_on_a_lossy_line(
+        line, link, lambda: client.read_property_from_device(device, objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+    )
 
 
 async def measure() -> dict[str, Any]:

@@ -115,7 +115,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
             gateway.restart.set,
             lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
         )
-        web.source.upstream_counts = lambda: upstream_counts(gateway)
+        web.source.upstream = lambda: upstream_status(gateway)
         faces.append(web)
     if config.upstream.mode == "modbus_rtu":
         faces.append(UpstreamFace(config.upstream, nodes))
@@ -248,24 +248,15 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     return True
 
 
-def upstream_counts(gateway: Gateway) -> dict[str, int]:
-    """The counters of the face that serves the upstream port (none while it is off)."""
-    return next((face.upstream_counts() for face in gateway.faces if isinstance(face, ServesUpstream)), {})
-
-
-def _upstream(gateway: Gateway) -> dict[str, Any]:
-    """What the status line says of the upstream port: its mode, port, rate (MAC) and counters."""
+def upstream_status(gateway: Gateway) -> dict[str, Any]:
+    """The upstream port as the status line and the web overview show it: its mode, port, rate
+    (MAC for MS/TP) and the counters of the face that serves it."""
     upstream = gateway.config.upstream
     if upstream.mode == "off":
         return {"mode": "off"}
+    counts = next((face.upstream_counts() for face in gateway.faces if isinstance(face, ServesUpstream)), {})
     mac = {"mac": upstream.mac} if upstream.mode == "mstp" else {}
-    return {
-        "mode": upstream.mode,
-        "port": upstream.port,
-        "baudrate": upstream.baudrate,
-        **mac,
-        **upstream_counts(gateway),
-    }
+    return {"mode": upstream.mode, "port": upstream.port, "baudrate": upstream.baudrate, **mac, "counts": counts}
 
 
 def _cpu(budget: CpuBudget) -> dict[str, float]:
@@ -291,7 +282,7 @@ async def _report_status(gateway: Gateway) -> None:
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
             **({"cpu": _cpu(gateway.budget)} if gateway.budget else {}),
-            upstream=_upstream(gateway),
+            upstream=upstream_status(gateway),
             **{
                 type(face).__name__: face.counts
                 for face in gateway.faces

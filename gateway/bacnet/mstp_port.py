@@ -28,7 +28,7 @@ from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.stack import MstpLinkLayer
 from gateway.config import UpstreamSettings
 from gateway.mstp import MstpLink, MstpSettings
-from gateway.serialport import PortSettings
+from gateway.serialport import PortSettings, driver_keys
 
 __all__ = ["MSTP_APDU", "MaxMaster", "MstpPort", "mstp_port"]
 
@@ -101,15 +101,7 @@ def mstp_port(upstream: UpstreamSettings, identities: DeviceIdentities) -> MstpP
     Build it inside the running loop; its link starts once the router binds it."""
     saved = identities.state.mstp_max_master
     max_master = upstream.max_master if saved is None or saved < upstream.mac else saved
-    serial = PortSettings(
-        port=upstream.port,
-        baudrate=upstream.baudrate,
-        rs485=upstream.rs485,
-        rts_delay_before=upstream.rts_delay_before / 1000,
-        rts_delay_after=upstream.rts_delay_after / 1000,
-        echo=upstream.echo,
-        section="upstream",
-    )
+    serial = PortSettings(port=upstream.port, baudrate=upstream.baudrate, section="upstream", **driver_keys(upstream))
     layer = MstpLinkLayer(MstpSettings(serial, upstream.mac, max_master, upstream.max_info_frames, name="upstream"))
     port = MstpPort(
         objectIdentifier=("network-port", PORT_INSTANCE),

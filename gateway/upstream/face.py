@@ -22,7 +22,7 @@ from gateway.config import UpstreamSettings
 from gateway.errors import GatewayError
 from gateway.modbus_requests import ModbusRequests
 from gateway.nodes.api import NodeAPI
-from gateway.serialport import PortSettings, serve_port
+from gateway.serialport import PortSettings, driver_keys, serve_port
 from gateway.threads import LoopThread
 from gateway.upstream.rtu import RtuSlave, SlaveCounts
 
@@ -39,11 +39,8 @@ class UpstreamFace:
             baudrate=settings.baudrate,
             parity=settings.parity,
             stopbits=settings.stopbits,
-            rs485=settings.rs485,
-            rts_delay_before=settings.rts_delay_before / 1000,
-            rts_delay_after=settings.rts_delay_after / 1000,
-            echo=settings.echo,
             section="upstream",
+            **driver_keys(settings),
         )
         self.requests = ModbusRequests(nodes, cache_max_age=settings.cache_max_age, read_only=settings.read_only)
         self.slave_counts = SlaveCounts()

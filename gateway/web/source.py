@@ -52,8 +52,8 @@ class Source:
         self.restart = restart
         self._device_names = device_names
         self.started = time.time()
-        #: The counters of the face that serves the upstream port (the composition root hands them in).
-        self.upstream_counts: Callable[[], Mapping[str, int]] = dict
+        #: The upstream port: mode, port, rate, MAC and counters (the composition root hands it in).
+        self.upstream: Callable[[], dict[str, Any]] = lambda: {"mode": "off"}
 
     @property
     def nodes(self) -> Mapping[int, NodeView]:
@@ -100,20 +100,6 @@ class Source:
             "busy_s": round(stats.busy_seconds, 3),
             "scan": asdict(statistics.scan),
             "upstream": self.upstream(),
-        }
-
-    def upstream(self) -> dict[str, Any]:
-        """The upstream serial port: its mode, port, rate (MAC for MS/TP) and counters."""
-        upstream = self.config.upstream
-        if upstream.mode == "off":
-            return {"mode": "off"}
-        mac = {"mac": upstream.mac} if upstream.mode == "mstp" else {}
-        return {
-            "mode": upstream.mode,
-            "port": upstream.port,
-            "baudrate": upstream.baudrate,
-            **mac,
-            "counts": dict(self.upstream_counts()),
         }
 
     def node_list(self) -> list[dict[str, Any]]:

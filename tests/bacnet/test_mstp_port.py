@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import queue
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from gateway.mstp import MstpLink, Received
 from gateway.pointmap import load
 from gateway.sim import SimulatedLine
 from gateway.sim.faults import Fault
-from gateway.sim.multidrop import MultidropLine
 from gateway.state import StateStore
 from tests.bacnet.client import CLIENT_INSTANCE, Client, free_udp_port
 from tests.bacnet.conftest import bacnet_face, serving
@@ -59,23 +58,6 @@ PROPERTY, VALUE_OUT_OF_RANGE = 2, 37  # error class and code
 NO_ROUTE_TO_NETWORK = 1  # Reject-Message-To-Network reason
 
 
-@pytest.fixture
-def trunk(tmp_path: Path) -> Iterator[Callable[..., tuple[MultidropLine, list[Path]]]]:
-    """`trunk(n)`: a multidrop line of n stations at 38400 baud; the gateway takes the first."""
-    lines: list[MultidropLine] = []
-
-    def make(count: int, **options: Any) -> tuple[MultidropLine, list[Path]]:
-        paths = [tmp_path / f"ttyMstp{index}" for index in range(count)]
-        line = MultidropLine([str(path) for path in paths], baudrate=BAUD, **options)
-        line.start()
-        lines.append(line)
-        return line, paths
-
-    yield make
-    for line in lines:
-        line.stop()
-
-
 async def mstp_gateway(
     line: SimulatedLine, start_gateway: Callable[..., Any], tmp_path: Path, port: Path, **sections: Any
 ) -> Gateway:
@@ -87,6 +69,19 @@ async def mstp_gateway(
     link = mstp_link(gateway)
     await eventually(lambda: link.port_open, 10, "the MS/TP port open")
     return gateway
+
+
+@pytest.fixture
+def on_a_trunk(multidrop, make_line, start_gateway, tmp_path: Path) -> Callable[..., Any]:
+    """`await on_a_trunk(stations, **sections)`: one board (nodes 1 and 2) behind a gateway whose
+    MS/TP port is the first station of a trunk of `stations`; (gateway, line, trunk, paths)."""
+
+    async def start(stations: int, **sections: Any) -> tuple[Gateway, SimulatedLine, Any, list[Path]]:
+        line = make_line(1)
+        trunk, paths = multidrop(stations, baudrate=BAUD)
+        return await mstp_gateway(line, start_gateway, tmp_path, paths[0], **sections), line, trunk, paths
+
+    return start
 
 
 def mstp_link(gateway: Gateway) -> MstpLink:
@@ -119,6 +114,13 @@ async def raw_station(path: Path, mac: int, **settings: Any) -> AsyncIterator[tu
         link.stop()
 
 
+def confirmed(request: APDU, invoke: int, *, segmented_answer: bool = False) -> None:
+    """A confirmed request's header: unsegmented, answers of up to 1476 octets (more than MS/TP
+    carries), in any number of segments when `segmented_answer`."""
+    request.apduInvokeID, request.apduSeg, request.apduMor, request.apduSA = invoke, False, False, segmented_answer
+    request.apduMaxResp, request.apduMaxSegs = 5, 7 if segmented_answer else 0
+
+
 def routed(apdu: APDU | bytes, destination: Address, *, expecting_reply: bool) -> bytes:
     """An NPDU for `destination` behind the router (DNET, DADR), of an APDU or its octets."""
     npdu = NPDU(apdu if isinstance(apdu, bytes) else bytes(apdu.encode().encode().pduData))
@@ -148,12 +150,8 @@ async def next_received(upper: NetworkLayer, check: Callable[[Received], bool], 
         pytest.fail("nothing of the kind arrived")
 
 
-async def test_from_mstp_a_who_is_finds_the_router_and_every_meter_and_reads_and_writes_go_through(
-    trunk, make_line, start_gateway, tmp_path: Path
-) -> None:
-    line = make_line(1)
-    _, paths = trunk(2)
-    gateway = await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+async def test_from_mstp_a_who_is_finds_the_router_and_every_meter_and_reads_and_writes_go_through(on_a_trunk) -> None:
+    gateway, line, _, paths = await on_a_trunk(2)
     line.panel(1).set_current(1, 12.5)
     async with mstp_client(paths[1]) as client:
         found = sorted(
@@ -208,12 +206,8 @@ async def test_from_mstp_a_who_is_finds_the_router_and_every_meter_and_reads_and
     assert link.counts.invalid_frames == 0 and link.counts.mac_conflicts == 0
 
 
-async def test_max_master_written_on_the_router_from_mstp_is_saved_and_applied(
-    trunk, make_line, start_gateway, tmp_path: Path
-) -> None:
-    line = make_line(1)
-    _, paths = trunk(2)
-    gateway = await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+async def test_max_master_written_on_the_router_from_mstp_is_saved_and_applied(on_a_trunk) -> None:
+    gateway, line, _, paths = await on_a_trunk(2)
     link = mstp_link(gateway)
     router, device, port = str(GATEWAY), oid("device", 50000), oid("network-port", 3)
     async with mstp_client(paths[1]) as client:
@@ -228,12 +222,8 @@ async def test_max_master_written_on_the_router_from_mstp_is_saved_and_applied(
     assert StateStore(gateway.config.gateway.state_file).load().mstp_max_master == 20
 
 
-async def test_a_subscription_from_mstp_to_a_meter_is_notified_through_the_router(
-    trunk, make_line, start_gateway, tmp_path: Path
-) -> None:
-    line = make_line(1)
-    _, paths = trunk(2)
-    await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+async def test_a_subscription_from_mstp_to_a_meter_is_notified_through_the_router(on_a_trunk) -> None:
+    gateway, line, _, paths = await on_a_trunk(2)
     meter = RemoteStation(50, 1)
     async with raw_station(paths[1], 1) as (link, upper):
         request = SubscribeCOVRequest(
@@ -242,8 +232,7 @@ async def test_a_subscription_from_mstp_to_a_meter_is_notified_through_the_route
             issueConfirmedNotifications=False,
             lifetime=300,
         )
-        request.apduInvokeID, request.apduSeg, request.apduMor, request.apduSA = 5, False, False, False
-        request.apduMaxResp, request.apduMaxSegs = 5, 0
+        confirmed(request, 5)
         link.send(GATEWAY, routed(request, meter, expecting_reply=True), expecting_reply=True)
         ack = decoded(await next_received(upper, lambda r: apdu_type(r) == 2))  # SimpleACK
         assert ack.apduInvokeID == 5
@@ -262,11 +251,9 @@ async def test_a_subscription_from_mstp_to_a_meter_is_notified_through_the_route
 
 
 async def test_an_ip_client_and_an_mstp_device_reach_each_other_through_the_router_with_three_masters(
-    trunk, make_line, start_gateway, tmp_path: Path, make_client: Callable[..., Client]
+    on_a_trunk, make_client: Callable[..., Client]
 ) -> None:
-    line = make_line(1)
-    _, paths = trunk(3)
-    gateway = await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+    gateway, line, _, paths = await on_a_trunk(3)
     link = mstp_link(gateway)
     device = rb.MstpEndpoint(
         1001, str(paths[1]), mstp_baud=BAUD, mstp_mac=1, mstp_max_master=MAX_MASTER, apdu_timeout_ms=2000
@@ -296,11 +283,9 @@ async def test_an_ip_client_and_an_mstp_device_reach_each_other_through_the_rout
 
 
 async def test_the_port_unplugged_leaves_bacnet_ip_served_and_mstp_comes_back(
-    trunk, make_line, start_gateway, tmp_path: Path, make_client: Callable[..., Client]
+    on_a_trunk, make_client: Callable[..., Client]
 ) -> None:
-    line = make_line(1)
-    drop, paths = trunk(2)
-    gateway = await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+    gateway, line, drop, paths = await on_a_trunk(2)
     link = mstp_link(gateway)
     ip = make_client(gateway)
     await ip.find_router()
@@ -316,17 +301,14 @@ async def test_the_port_unplugged_leaves_bacnet_ip_served_and_mstp_comes_back(
 
 
 async def test_edges_from_mstp_unknown_network_broadcast_storm_and_a_postponed_answer(
-    trunk, make_line, start_gateway, tmp_path: Path
+    on_a_trunk,
 ) -> None:
-    line = make_line(1)
-    _, paths = trunk(2)
-    # a meter's write answered late (0.3 s): the gateway's answer is not ready within the reply delay
-    gateway = await mstp_gateway(line, start_gateway, tmp_path, paths[0], serial={"timeout": 0.6})
+    # a meter's write answered late: the gateway's answer is not ready within the reply delay
+    gateway, line, _, paths = await on_a_trunk(2, serial={"timeout": 0.6})
     link = mstp_link(gateway)
     async with raw_station(paths[1], 1, max_info_frames=100) as (station, upper):
         request = ReadPropertyRequest(objectIdentifier=ObjectIdentifier("device,1"), propertyIdentifier="object-name")
-        request.apduInvokeID, request.apduSeg, request.apduMor, request.apduSA = 1, False, False, False
-        request.apduMaxResp, request.apduMaxSegs = 5, 0
+        confirmed(request, 1)
         station.send(GATEWAY, routed(request, RemoteStation(99, 1), expecting_reply=True), expecting_reply=True)
         reject = decoded(await next_received(upper, lambda r: NPDU.decode(PDU(r.npdu)).npduNetMessage == 0x03))
         reject = RejectMessageToNetwork.decode(reject)
@@ -349,19 +331,13 @@ async def test_edges_from_mstp_unknown_network_broadcast_storm_and_a_postponed_a
     assert link.counts.replies_postponed > postponed  # Reply Postponed, then the answer in its token
 
 
-async def test_a_segmented_object_list_read_from_mstp_comes_in_apdus_of_at_most_480_octets(
-    trunk, make_line, start_gateway, tmp_path: Path
-) -> None:
-    line = make_line(1)
-    _, paths = trunk(2)
-    await mstp_gateway(line, start_gateway, tmp_path, paths[0])
+async def test_a_segmented_object_list_read_from_mstp_comes_in_apdus_of_at_most_480_octets(on_a_trunk) -> None:
+    gateway, line, _, paths = await on_a_trunk(2)
     async with raw_station(paths[1], 1) as (station, upper):
         request = ReadPropertyRequest(
             objectIdentifier=ObjectIdentifier("device,50001"), propertyIdentifier="object-list"
         )
-        # segmented answers accepted, up to 1476 octets each (more than MS/TP carries), any number
-        request.apduInvokeID, request.apduSeg, request.apduMor, request.apduSA = 7, False, False, True
-        request.apduMaxResp, request.apduMaxSegs = 5, 7
+        confirmed(request, 7, segmented_answer=True)
         station.send(GATEWAY, routed(request, RemoteStation(50, 1), expecting_reply=True), expecting_reply=True)
         received = await next_received(upper, lambda r: apdu_type(r) == 3)  # a ComplexACK
     first = bytes(NPDU.decode(PDU(received.npdu)).pduData)
@@ -370,10 +346,10 @@ async def test_a_segmented_object_list_read_from_mstp_comes_in_apdus_of_at_most_
 
 
 async def test_the_pics_states_the_mstp_port_as_the_router_reports_it(
-    trunk, make_line, start_gateway, tmp_path: Path
+    multidrop, make_line, start_gateway, tmp_path: Path
 ) -> None:
     line = make_line(1)
-    _, paths = trunk(2)
+    _, paths = multidrop(2, baudrate=BAUD)
     shipped = UpstreamSettings()  # the shipped [upstream] but for the mode and the port
     upstream = {"mode": "mstp", "port": str(paths[0])}
     bacnet = {"enabled": True, "address": "127.0.0.1/8", "port": free_udp_port()}

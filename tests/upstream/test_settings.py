@@ -5,8 +5,10 @@ port, an MS/TP station (rusty-bacnet)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,15 +83,29 @@ def test_check_config_accepts_mstp_without_a_warning_but_for_a_missing_port(make
     ]
 
 
-async def test_the_shipped_file_with_the_mstp_port_on_serves_an_mstp_station(tmp_path: Path) -> None:
-    cable = SocatPair(tmp_path / "ttyUpstream", tmp_path / "ttyStation")
+@contextlib.contextmanager
+def shipped_site(tmp_path: Path, mode: str) -> Iterator[tuple[Site, Path]]:
+    """`bcpm-gateway run` from the shipped file with the upstream port on in `mode`, on one end of a
+    socat pair; yields the site and the pair's other end, and checks the log stayed clean."""
+    cable = SocatPair(tmp_path / "ttyUpstream", tmp_path / "ttyOther")
     cable.start()
-    site = Site(tmp_path / "site", addresses=(1,), upstream={"mode": "mstp", "port": str(cable.a)})
+    site = Site(tmp_path / "site", addresses=(1,), upstream={"mode": mode, "port": str(cable.a)})
     site.simulator.start()
     site.start()
     try:
+        yield site, cable.b
+        assert len(site.events("upstream port open")) == 1
+    finally:
+        site.stop()
+        site.simulator.stop()
+        cable.stop()
+    assert site.errors() == []
+
+
+async def test_the_shipped_file_with_the_mstp_port_on_serves_an_mstp_station(tmp_path: Path) -> None:
+    with shipped_site(tmp_path, "mstp") as (site, station):
         # rusty-bacnet as an MS/TP master at the shipped rate (38400) and Max_Master (127)
-        async with rb.BACnetClient(transport="mstp", serial_port=str(cable.b), mstp_mac=1) as client:
+        async with rb.BACnetClient(transport="mstp", serial_port=str(station), mstp_mac=1) as client:
             for _ in range(60):  # the shipped line: 19200 baud with wire time; discovery first
                 found = {device.object_identifier.instance for device in await client.discover(timeout_ms=2000)}
                 if found >= {50000, 50001, 50002}:
@@ -98,33 +114,16 @@ async def test_the_shipped_file_with_the_mstp_port_on_serves_an_mstp_station(tmp
             assert found >= {50000, 50001, 50002}
             name = await client.read_property_from_device(50002, oid("device", 50002), prop("object-name"))
         assert name.value == "BCPM_2"
-        assert len(site.events("upstream port open")) == 1
-    finally:
-        site.stop()
-        site.simulator.stop()
-        cable.stop()
-    assert site.errors() == []
 
 
-async def test_the_shipped_file_with_the_port_on_serves_a_serial_master(make_line, tmp_path: Path) -> None:
-    cable = SocatPair(tmp_path / "ttyUpstream", tmp_path / "ttyMaster")
-    cable.start()
-    site = Site(tmp_path / "site", addresses=(1,), upstream={"mode": "modbus_rtu", "port": str(cable.a)})
-    site.simulator.start()
-    site.start()
-    try:
+async def test_the_shipped_file_with_the_port_on_serves_a_serial_master(tmp_path: Path) -> None:
+    with shipped_site(tmp_path, "modbus_rtu") as (site, master):
         command = [mbpoll(), "-m", "rtu", "-b", "38400", "-P", "none", "-1", "-o", "1", "-a", "1,2"]
         for _ in range(300):  # the shipped line: 19200 baud with wire time; discovery first
             result = await asyncio.to_thread(
-                subprocess.run, [*command, "-r", "1336", str(cable.b)], capture_output=True, text=True
+                subprocess.run, [*command, "-r", "1336", str(master)], capture_output=True, text=True
             )
             if result.stdout.count("[1336]:") == 2:
                 break
             assert site.alive(), site.log.read_text()[-4000:]
         assert result.stdout.count("[1336]:") == 2, result.stdout + result.stderr
-        assert len(site.events("upstream port open")) == 1
-    finally:
-        site.stop()
-        site.simulator.stop()
-        cable.stop()
-    assert site.errors() == []
