@@ -14,7 +14,18 @@ BACnet stack above it.
 - a 2 % CRC-error line: one write in fifty arrives with a bit flipped; the frames lost, what the
   gateway saw of them, and what the client's ReadProperty (3 retries, 1 s timeout) got.
 
-Prints one JSON object. Runs in about a minute.
+Then the same with the whole gateway: the BACnet router with its MS/TP port at MAC 3 (a simulated
+board behind it, nodes 1 and 2, polled every second) and a rusty-bacnet client at MAC 1:
+
+- router reply time: from the last octet of the client's ReadProperty of a meter's Present_Value
+  (analog-input 1336 of device 50001, routed to network 50) to the first octet of the gateway's
+  answer, which comes from the cache through bacpypes3 (the fast path serves BACnet/IP only); an
+  answer not ready within the reply delay goes out after a Reply Postponed, in the gateway's next
+  token, which is counted too;
+- token rotation with the router on the line (2 masters);
+- the 2 % CRC-error line with the router: the client's reads of the meter through it.
+
+Prints one JSON object. Runs in about two minutes.
 
     python bench/mstp.py
 """
@@ -24,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import socket
 import statistics
 import sys
 import tempfile
@@ -34,11 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import rusty_bacnet as bacnet
-from common import report
+from common import free_port, report
 
+from gateway.app import running
+from gateway.bacnet import BacnetFace
+from gateway.config import parse_config
 from gateway.mstp import Frame, FrameType, MstpLink, MstpSettings, Received, Receiver
 from gateway.nodes.service import GIL_SWITCH_INTERVAL
 from gateway.serialport import PortSettings
+from gateway.sim import Board, SimulatedLine
 from gateway.sim.multidrop import MultidropLine
 
 BAUD = 38400
@@ -180,29 +196,26 @@ async def reply_time(line: Line, link: MstpLink, stations: list[Any]) -> dict[st
     with line.recording() as record:
         for _ in range(300):
             await client.read_property(str(GATEWAY), objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
-    frames = frames_on(record)
-    replies, postponed, unanswered = [], 0, 0
-    for index, (_, ended, frame) in enumerate(frames):
-        if frame.kind == FrameType.DATA_EXPECTING_REPLY and frame.destination == GATEWAY:
-            began, _, answer = next(f for f in frames[index + 1 :] if f[2].source == GATEWAY)
-            if answer.destination != frame.source or answer.kind not in ANSWERS:
-                unanswered += 1  # the gateway's next frame was something else: no reply at all
-                continue
-            replies.append(began - ended)
-            postponed += answer.kind == FrameType.REPLY_POSTPONED
-    return {**percentiles(replies), "reply_postponed": postponed, "unanswered": unanswered, "limit_ms": 250}
+    return replies_on(frames_on(record))
 
 
 async def lossy(line: Line, link: MstpLink, stations: list[Any]) -> dict[str, Any]:
     client = await stations[0].client()
     objid = bacnet.ObjectIdentifier(bacnet.ObjectType.ANALOG_INPUT, 1)
+    return await reads_on_a_lossy_line(
+        line, link, lambda: client.read_property(str(GATEWAY), objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+    )
+
+
+async def reads_on_a_lossy_line(line: Line, link: MstpLink, read: Any) -> dict[str, Any]:
+    """Ten seconds of `read()` one after the other: what the line carried and lost, what the client got."""
     before, stats_before = link.counts.invalid_frames, line.stats()
     done = failed = 0
     with line.recording() as record:
         end = time.monotonic() + 10
         while time.monotonic() < end:
             try:
-                await client.read_property(str(GATEWAY), objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+                await read()
                 done += 1
             except Exception:  # noqa: BLE001 - counted: what a client sees of the line
                 failed += 1
@@ -219,6 +232,84 @@ async def lossy(line: Line, link: MstpLink, stations: list[Any]) -> dict[str, An
     }
 
 
+METER_VALUE = (50001, bacnet.ObjectIdentifier(bacnet.ObjectType.ANALOG_INPUT, 1336))
+METER_BAUD = 115200  # the simulated meters' line (no wire time: the figures are the MS/TP side's)
+
+
+async def on_a_router_line(folder: Path, corrupt: float, run: Any) -> dict[str, Any]:
+    """The gateway, its router's MS/TP port at MAC 3, and a rusty-bacnet client at MAC 1;
+    `run(line, link, client)`."""
+    folder.mkdir()
+    paths = [folder / "tty0", folder / "tty1"]
+    line = Line(paths, corrupt)
+    meters = SimulatedLine([Board(1, model="A", baudrate=METER_BAUD)], baudrate=METER_BAUD, turnaround=0.001, seed=1)
+    meters.start()
+    try:
+        config = parse_config(
+            {
+                "gateway": {"state_file": str(folder / "state.json")},
+                "serial": {"port": meters.path, "baudrate": METER_BAUD, "scan": "1-2", "poll_interval": 1.0},
+                "bacnet": {"address": "127.0.0.1/8", "port": free_port(socket.SOCK_DGRAM)},
+                "snmp": {"enabled": False},
+                "modbus_tcp": {"enabled": False},
+                "upstream": {"mode": "mstp", "port": str(paths[0]), "mac": GATEWAY, "max_master": MAX_MASTER},
+                "log": {"level": "warning"},
+            }
+        )
+        async with running(config) as gateway:
+            await gateway.nodes.wait_ready()
+            face = next(each for each in gateway.faces if isinstance(each, BacnetFace))
+            while face.network is None or face.network.mstp is None:
+                await asyncio.sleep(0.05)
+            link = face.network.mstp.link
+            async with bacnet.BACnetClient(
+                transport="mstp",
+                serial_port=str(paths[1]),
+                mstp_mac=1,
+                mstp_max_master=MAX_MASTER,
+                apdu_timeout_ms=1000,
+            ) as client:
+                while len(await client.discover(timeout_ms=1000)) < 3:
+                    pass
+                return await run(line, link, client)
+    finally:
+        meters.stop()
+        line.close()
+
+
+def replies_on(frames: list[tuple[float, float, Frame]]) -> dict[str, Any]:
+    """The gateway's reply times to the Data Expecting Reply frames sent to it, and how it answered."""
+    replies, postponed, unanswered = [], 0, 0
+    for index, (_, ended, frame) in enumerate(frames):
+        if frame.kind == FrameType.DATA_EXPECTING_REPLY and frame.destination == GATEWAY:
+            began, _, answer = next(f for f in frames[index + 1 :] if f[2].source == GATEWAY)
+            if answer.destination != frame.source or answer.kind not in ANSWERS:
+                unanswered += 1  # the gateway's next frame was something else: no reply at all
+                continue
+            replies.append(began - ended)
+            postponed += answer.kind == FrameType.REPLY_POSTPONED
+    return {**percentiles(replies), "reply_postponed": postponed, "unanswered": unanswered, "limit_ms": 250}
+
+
+async def router_reply_time(line: Line, link: MstpLink, client: Any) -> dict[str, Any]:
+    device, objid = METER_VALUE
+    with line.recording() as record:
+        for _ in range(300):
+            await client.read_property_from_device(device, objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+    return {**replies_on(frames_on(record)), "postponed_by_the_link": link.counts.replies_postponed}
+
+
+async def router_rotation(line: Line, link: MstpLink, client: Any) -> dict[str, Any]:
+    return await rotation(line, link, [client])
+
+
+async def router_lossy(line: Line, link: MstpLink, client: Any) -> dict[str, Any]:
+    device, objid = METER_VALUE
+    return await reads_on_a_lossy_line(
+        line, link, lambda: client.read_property_from_device(device, objid, bacnet.PropertyIdentifier.PRESENT_VALUE)
+    )
+
+
 async def measure() -> dict[str, Any]:
     # As in the gateway (gateway.nodes.service): a thread woken by its line gets the interpreter soon.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -230,6 +321,13 @@ async def measure() -> dict[str, Any]:
             )
         figures["reply_time"] = await on_a_line(Path(folder) / "reply", 2, 0.0, reply_time)
         figures["crc_errors_2_percent"] = await on_a_line(Path(folder) / "lossy", 2, 0.02, lossy)
+        figures["router_reply_time"] = await on_a_router_line(Path(folder) / "router", 0.0, router_reply_time)
+        figures["router_token_rotation_2_masters"] = await on_a_router_line(
+            Path(folder) / "router-ring", 0.0, router_rotation
+        )
+        figures["router_crc_errors_2_percent"] = await on_a_router_line(
+            Path(folder) / "router-lossy", 0.02, router_lossy
+        )
         return figures
 
 

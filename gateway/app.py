@@ -28,8 +28,8 @@ import structlog
 from gateway import systemd
 from gateway.bacnet import BacnetFace, DevicePlan, device_plan, install_stack
 from gateway.bacnet.bdt import load_bdt, parse_bdt
-from gateway.config import MSTP_NOT_AVAILABLE, Config
-from gateway.cpu import CpuBudget
+from gateway.config import Config
+from gateway.cpu import CpuBudget, datagrams_dropped
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
@@ -74,6 +74,14 @@ class Counting(Protocol):
     def counts(self) -> dict[str, int]: ...
 
 
+@runtime_checkable
+class ServesUpstream(Protocol):
+    """The face that serves the upstream serial port: the Modbus RTU slave, or the BACnet face
+    whose router has its MS/TP port there. The status line and the web face show its counters."""
+
+    def upstream_counts(self) -> dict[str, int]: ...
+
+
 @dataclass(slots=True)
 class Gateway:
     """A running gateway, for the faces, the command line and tests that drive it."""
@@ -96,7 +104,8 @@ def build_faces(gateway: Gateway) -> list[Face]:
     faces: list[Face] = []
     if config.bacnet.enabled:
         install_stack()  # bacpypes3's workarounds are process-wide: in place before any device is built
-        faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set))
+        mstp = config.upstream if config.upstream.mode == "mstp" else None
+        faces.append(BacnetFace(config.bacnet, nodes, hub, gateway.identities, gateway.restart.set, mstp))
     if config.modbus_tcp.enabled:
         faces.append(ModbusTcpFace(config.modbus_tcp, nodes))
     if config.snmp.enabled:
@@ -113,6 +122,8 @@ def build_faces(gateway: Gateway) -> list[Face]:
             check=check_startable,
             check_bdt=check_bdt,
             shipped=lambda name: shipped(name).read_bytes(),
+            upstream=lambda: upstream_status(gateway),
+            cpu=lambda: cpu_status(gateway.budget),
         )
         faces.append(WebFace(config, nodes, hub, wiring))
     if config.upstream.mode == "modbus_rtu":
@@ -179,8 +190,6 @@ async def running(
     """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
     loop (see `gateway.cpu`), which leaves the bus thread its CPU first. `history`: the currents'
     history of a life before (see `kept_history`), sampled on from here."""
-    if config.upstream.mode == "mstp":
-        raise ConfigError([ConfigProblem("upstream.mode", "mstp", f'"off" or "modbus_rtu": {MSTP_NOT_AVAILABLE}')])
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))
@@ -323,13 +332,30 @@ async def _healthy(gateway: Gateway, timeout: float = 2.0) -> bool:
     return True
 
 
-def _cpu(budget: CpuBudget) -> dict[str, float]:
-    """What the line left the faces: the CPU they may take now, and how long they were held back."""
-    return {
-        "cores": round(budget.quota.cores, 3),
-        "faces_rate": round(budget.faces_rate, 3),
-        "faces_held_back_s": round(budget.held_back, 3),
-    }
+def upstream_status(gateway: Gateway) -> dict[str, Any]:
+    """The upstream port as the status line and the web overview show it: its mode, port, rate
+    (MAC for MS/TP) and the counters of the face that serves it."""
+    upstream = gateway.config.upstream
+    if upstream.mode == "off":
+        return {"mode": "off"}
+    counts = next((face.upstream_counts() for face in gateway.faces if isinstance(face, ServesUpstream)), {})
+    mac = {"mac": upstream.mac} if upstream.mode == "mstp" else {}
+    return {"mode": upstream.mode, "port": upstream.port, "baudrate": upstream.baudrate, **mac, "counts": counts}
+
+
+def cpu_status(budget: CpuBudget | None) -> dict[str, Any]:
+    """What the line left the faces: the CPU they may take now and how long they were held back
+    (with a budget), and the datagrams their sockets dropped meanwhile, by port."""
+    paced = (
+        {}
+        if budget is None
+        else {
+            "cores": round(budget.quota.cores, 3),
+            "faces_rate": round(budget.faces_rate, 3),
+            "faces_held_back_s": round(budget.held_back, 3),
+        }
+    )
+    return {**paced, "datagrams_dropped": datagrams_dropped()}
 
 
 async def _report_status(gateway: Gateway) -> None:
@@ -345,7 +371,12 @@ async def _report_status(gateway: Gateway) -> None:
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
-            **({"cpu": _cpu(gateway.budget)} if gateway.budget else {}),
-            **{type(face).__name__: face.counts for face in gateway.faces if isinstance(face, Counting)},
+            cpu=cpu_status(gateway.budget),
+            upstream=upstream_status(gateway),
+            **{
+                type(face).__name__: face.counts
+                for face in gateway.faces
+                if isinstance(face, Counting) and not isinstance(face, ServesUpstream)  # shown as "upstream"
+            },
             peer_events=event_counts(),  # counted, not logged one by one (gateway.logging.PeerEvents)
         )

@@ -69,7 +69,6 @@ BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 MSTP_BAUDRATES = (9600, 19200, 38400, 76800)
 UPSTREAM_MODES = ("off", "mstp", "modbus_rtu")
 MSTP_MACS = range(128)  # master nodes; 128-254 are slaves only, 255 is broadcast
-MSTP_NOT_AVAILABLE = "the BACnet router's MS/TP port is not available in this version yet"
 # What the BCPME does with a virtual network number outside VALID_NETWORKS.
 FALLBACK_NETWORK = 5
 
@@ -1128,7 +1127,6 @@ def _check_upstream(sections: dict[str, Any], problems: list[ConfigProblem], war
             )
         return
     mstp = 'with mode = "mstp"'
-    warnings.append(f'upstream.mode = "mstp" is valid, but `bcpm-gateway run` refuses it: {MSTP_NOT_AVAILABLE}')
     if upstream.baudrate not in MSTP_BAUDRATES:
         allowed = ", ".join(map(str, MSTP_BAUDRATES))
         problems.append(ConfigProblem("upstream.baudrate", upstream.baudrate, f"{allowed} {mstp}"))

@@ -23,7 +23,7 @@ import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import serial
 import serial_asyncio
@@ -38,6 +38,17 @@ RS485_MODES = ("none", "kernel", "rts")  # the adapter switches; the UART's RS-4
 REOPEN_START = 1.0  # seconds before opening a failed or missing port again, doubling
 REOPEN_MAX = 30.0
 ECHO_GRACE = 0.05  # seconds after a frame's end within which its echo must be back, or it never comes
+
+
+def driver_keys(section: Any) -> dict[str, Any]:
+    """How a configuration section ([serial], [upstream]) drives its RS-485 port, as `PortSettings`
+    takes it: the direction mode, the RTS delays (milliseconds there, seconds here) and the echo."""
+    return {
+        "rs485": section.rs485,
+        "rts_delay_before": section.rts_delay_before / 1000,
+        "rts_delay_after": section.rts_delay_after / 1000,
+        "echo": section.echo,
+    }
 
 
 class PortUnavailable(GatewayError):

@@ -43,6 +43,8 @@ written before it existed loads as 0.
 start; a file without it (written before it existed, or before they were found) loads as None.
 `snmp_engine` is the SNMP agent's snmpEngineID and snmpEngineBoots (RFC 3414: the boots rise at
 every start, so a manager's cached engine time stays valid); None until the agent first started.
+`mstp` holds the Max_Master a BACnet client wrote to the router's MS/TP port (`{"max_master": 32}`);
+a file without it loads as None (the configured `upstream.max_master`).
 
 A file that is not exactly this is refused with a StateError naming the file and the problem
 (but for a COV subscription, see above); nothing is ever silently dropped. The same check runs
@@ -153,7 +155,8 @@ class State:
     `device_id_offset` and `network` are the router's AV1 and AV2 as written by a BACnet client;
     None means "use the configured value". `database_revision` is the BACnet face's (see above).
     `line` is None until ``serial.baudrate = "auto"`` has found the line settings once.
-    `snmp_engine` is None until the SNMP agent first started.
+    `snmp_engine` is None until the SNMP agent first started. `mstp_max_master` is the MS/TP port's
+    Max_Master as written by a BACnet client; None means "use the configured value".
     """
 
     profiles: Mapping[int, NodeProfile] = field(default_factory=_frozen_mapping)
@@ -165,6 +168,7 @@ class State:
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
     circuit_names: Mapping[int, Mapping[int, str]] = field(default_factory=_frozen_mapping)
     snmp_engine: SavedEngine | None = None
+    mstp_max_master: int | None = None
 
     def __post_init__(self) -> None:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
@@ -235,6 +239,10 @@ class State:
         if not isinstance(network, _Keep):
             changes["network"] = network
         return replace(self, **changes)
+
+    def with_mstp_max_master(self, max_master: int) -> State:
+        """Keep the MS/TP port's Max_Master written over BACnet."""
+        return replace(self, mstp_max_master=max_master)
 
     def with_database_revision(self, revision: int) -> State:
         """Keep the BACnet devices' Database_Revision."""
@@ -425,6 +433,7 @@ _ROUTER_RULES: dict[str, _Rule] = {
     "device_id_offset": _nullable(_integer_in(range(MAX_DEVICE_ID_OFFSET + 1))),
     "network": _nullable(_integer_in(VALID_NETWORKS)),
 }
+_MSTP_RULES: dict[str, _Rule] = {"max_master": _integer_in(range(1, 128))}
 _LINE_RULES: dict[str, _Rule] = {
     "baudrate": ((lambda value: type(value) is int and value in BAUDRATES), ", ".join(map(str, BAUDRATES))),
     "parity": ((lambda value: value in PARITIES), ", ".join(PARITIES)),
@@ -439,7 +448,8 @@ _SNMP_ENGINE_RULES: dict[str, _Rule] = {
 }
 _OBJECT = re.compile(r"[a-z][a-z-]*,[0-9]{1,7}")
 _SUBSCRIBER = re.compile(
-    r"(?:(?P<network>[0-9]{1,5}):)?(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+)"
+    r"(?:(?P<network>[0-9]{1,5}):)?"
+    r"(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+|(?P<station>[0-9]{1,3}))"
 )
 _SUBSCRIPTION_RULES: dict[str, _Rule] = {
     "node": _nullable(_integer_in(MODBUS_ADDRESSES)),
@@ -452,7 +462,7 @@ _SUBSCRIPTION_RULES: dict[str, _Rule] = {
 }
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "circuit_names")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp", "circuit_names")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
 _CHANNEL_KEY = re.compile(r"[1-9][0-9]?")
@@ -546,6 +556,8 @@ def _problems(data: object) -> list[str]:
         _check_circuit_names(top["circuit_names"], problems)
     if "snmp_engine" in top:
         _check_fields("snmp_engine", top["snmp_engine"], _SNMP_ENGINE_RULES, problems)
+    if "mstp" in top:
+        _check_fields("mstp", top["mstp"], _MSTP_RULES, problems)
     return problems
 
 
@@ -568,10 +580,11 @@ def _check_circuit_names(value: object, problems: list[str]) -> None:
 
 
 def _subscriber(text: str) -> bool:
-    """Whether `text` is "ip:port" (on the BACnet/IP network), or "network:ip:port" or
-    "network:0xMAC" (behind another router), as bacpypes3 writes addresses."""
+    """Whether `text` is "ip:port" (on the BACnet/IP network), or "network:ip:port",
+    "network:0xMAC" or "network:station" (an MS/TP station, its one-octet MAC in decimal; behind
+    another router, or on the router's MS/TP port), as bacpypes3 writes addresses."""
     match = _SUBSCRIBER.fullmatch(text)
-    if match is None:
+    if match is None or (match["station"] is not None and int(match["station"]) > 255):
         return False
     network, ip, port = match["network"], match["ip"], match["port"]
     if network is not None and int(network) not in VALID_NETWORKS:
@@ -631,6 +644,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
     )
     engine = state.snmp_engine
     snmp_engine = {} if engine is None else {"snmp_engine": {"id": engine.id.hex(), "boots": engine.boots}}
+    mstp = {} if state.mstp_max_master is None else {"mstp": {"max_master": state.mstp_max_master}}
     return {
         "version": SCHEMA_VERSION,
         "profiles": {str(address): asdict(profile) for address, profile in state.profiles.items()},
@@ -641,6 +655,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         **cov,
         **names,
         **snmp_engine,
+        **mstp,
     }
 
 
@@ -666,4 +681,5 @@ def _state_from_json(data: dict[str, Any]) -> State:
             if "snmp_engine" in data
             else None
         ),
+        mstp_max_master=data["mstp"]["max_master"] if "mstp" in data else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from gateway.app import Gateway, running
 from gateway.config import Config
 from gateway.sim import SimulatedLine
+from gateway.sim.multidrop import MultidropLine
 from tests.support import discovered, simulated_line
 
 _FAILED = pytest.StashKey[bool]()
@@ -77,3 +79,20 @@ async def start_gateway() -> AsyncIterator[Callable[[Config], Any]]:
     yield start
     for context in reversed(stack):
         await context.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def multidrop(tmp_path: Path) -> Iterator[Any]:
+    """`multidrop(n, **options)`: a virtual RS-485 line of n stations (ptys tty0...); stopped after the test."""
+    lines: list[MultidropLine] = []
+
+    def make(count: int, **options: Any) -> tuple[MultidropLine, list[Path]]:
+        paths = [tmp_path / f"tty{index}" for index in range(count)]
+        line = MultidropLine([str(path) for path in paths], **options)
+        line.start()
+        lines.append(line)
+        return line, paths
+
+    yield make
+    for line in lines:
+        line.stop()

@@ -2,14 +2,16 @@
 
 The pattern that works with bacpypes3 (it serves one device object per application): one
 `Application` per device. The router's has the BACnet/IP port first (so its device sits on the IP
-network; normal, BBMD or foreign device, see `ip_port.py`) and a port on a private in-process
-virtual network numbered `network` (AV2); each node's has one port on that virtual network, its MAC
-address the node's Modbus address, so node 3 is "50:3". Every application counts against the
+network; normal, BBMD or foreign device, see `ip_port.py`), a port on a private in-process
+virtual network numbered `network` (AV2) and, with `upstream.mode = "mstp"`, the MS/TP port
+(`mstp_port.py`; its Max_Master shown and writable on the router's device object too); each
+node's has one port on that virtual network, its MAC address the node's Modbus address, so node 3
+is "50:3". Every application counts against the
 gateway's one set of COV caps and fair shares, has its protection, and builds its objects in the
 one object pool; every device is added to the identities (`identities.py`).
 
-    builder = DeviceBuilder(plan, settings, nodes, identities, clock)
-    router = builder.router(plan.router, ip_port(...), restart)
+    builder = DeviceBuilder(plan, settings, nodes, identities, clock, max_apdu=MAX_APDU)
+    router = builder.router(plan.router, ip_port(...), restart, mstp=None)
     device, app = builder.node(plan.nodes[0])
     builder.remove(app)             # a forgotten node's device leaves the virtual network
     builder.close()                 # the virtual network goes, once every application is closed
@@ -34,6 +36,7 @@ from gateway.bacnet.devices import GatewayDevice, NodeDevice, RouterSettingValue
 from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.ip_port import MAX_APDU, IPv4Port
 from gateway.bacnet.local_objects import GuardedWrites
+from gateway.bacnet.mstp_port import MaxMasterWrites, MstpPort
 from gateway.bacnet.plan import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.pool import ObjectPool
 from gateway.bacnet.shares import Shares
@@ -57,7 +60,13 @@ class DeviceBuilder:
     """Makes the router's and the nodes' applications on one virtual network. Build it inside the running loop."""
 
     def __init__(
-        self, plan: DevicePlan, settings: BacnetSettings, nodes: NodeAPI, identities: DeviceIdentities, clock: Clock
+        self,
+        plan: DevicePlan,
+        settings: BacnetSettings,
+        nodes: NodeAPI,
+        identities: DeviceIdentities,
+        clock: Clock,
+        max_apdu: int = MAX_APDU,
     ) -> None:
         self._nodes = nodes
         self._identities = identities
@@ -68,7 +77,8 @@ class DeviceBuilder:
             "vendorIdentifier": plan.router.vendor_id,
             "vendorName": plan.router.vendor_name,
             "applicationSoftwareVersion": _version(),
-            "maxApduLengthAccepted": MAX_APDU,
+            # what the smallest network of the router carries: no device answers in larger APDUs
+            "maxApduLengthAccepted": max_apdu,
             "maxSegmentsAccepted": settings.max_segments,
         }
         self._lan = VirtualLan()
@@ -79,22 +89,36 @@ class DeviceBuilder:
         self._protection = Protection(settings.reinit_password, settings.read_only)
         self.pool = ObjectPool(settings.max_built_objects)
 
-    def router(self, router: RouterPlan, port: IPv4Port, restart: Callable[[], None]) -> RouterApplication:
-        device = GatewayDevice(
-            objectIdentifier=("device", router.instance),
-            objectName=router.name,
-            modelName="BCPM gateway (BACnet router)",
-            firmwareRevision=_version(),
-            description=f"BACnet router to the meters on network {router.network}",
-            reliability="no-fault-detected",  # configuration-error while the doctor finds a conflict
-            databaseRevision=self._identities.state.database_revision,
+    def router(
+        self, router: RouterPlan, port: IPv4Port, restart: Callable[[], None], mstp: MstpPort | None = None
+    ) -> RouterApplication:
+        identity = {
+            "objectIdentifier": ("device", router.instance),
+            "objectName": router.name,
+            "modelName": "BCPM gateway (BACnet router)",
+            "firmwareRevision": _version(),
+            "description": f"BACnet router to the meters on network {router.network}",
+            "reliability": "no-fault-detected",  # configuration-error while the doctor finds a conflict
+            "databaseRevision": self._identities.state.database_revision,
             **self._vendor,
-        )
+        }
+        device: GatewayDevice
+        if mstp is None:
+            device = GatewayDevice(**identity)
+        else:
+            device = RouterDevice(**identity, maxInfoFrames=mstp.maxInfoFrames)
+            device.show_max_master(mstp.max_master)
         device.keep_time(self._clock)
         settings = [self._router_setting(setting, router.setting(setting)) for setting in ROUTER_SETTINGS]
         # The IP port first: the router's device object lives on the first bound port.
         app = RouterApplication.from_object_list(
-            [device, port, self._virtual_port(2, ROUTER_MAC, self._network), *settings]
+            [
+                device,
+                port,
+                self._virtual_port(2, ROUTER_MAC, self._network),
+                *([] if mstp is None else [mstp]),
+                *settings,
+            ]
         )
         app.configure(self._clock, restart)
         self._share(app)
@@ -177,6 +201,10 @@ class DeviceBuilder:
             networkNumber=network,  # the gateway's configuration (bacnet.network, AV2)
             networkNumberQuality="configured",
         )
+
+
+class RouterDevice(MaxMasterWrites, GatewayDevice):
+    """The router's device object with an MS/TP port: Max_Master and Max_Info_Frames are the port's."""
 
 
 class VirtualPort(GuardedWrites, NetworkPortObject):

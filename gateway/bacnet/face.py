@@ -11,6 +11,9 @@ device. An event that cannot be shown is logged and the face goes on; if the eve
 overflowed, every object is refreshed from the cache. The bacpypes3 stack it runs on is installed
 by the composition root (`install_stack()`), not here.
 
+With `upstream.mode = "mstp"` the router has a third port, on the MS/TP trunk of the upstream
+serial port (`mstp_port.py`); `upstream_counts` are its data link's counters.
+
 With `bbmd = true` the gateway is also a BBMD with the table of `bdt_file`, read at start (a bad
 file keeps the BACnet face from starting) and again by `reload()` on SIGHUP (a bad file then
 keeps the table in use). With `foreign_bbmd` set it registers as a foreign device for as long as
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from dataclasses import asdict
 from ipaddress import IPv4Interface
 
 import structlog
@@ -31,9 +35,11 @@ from gateway.bacnet.building import DeviceBuilder
 from gateway.bacnet.clock import Clock
 from gateway.bacnet.doctor import Doctor
 from gateway.bacnet.identities import DeviceIdentities
+from gateway.bacnet.ip_port import MAX_APDU
+from gateway.bacnet.mstp_port import MSTP_APDU, MstpPort, mstp_port
 from gateway.bacnet.network import BacnetNetwork
 from gateway.bacnet.plan import device_plan
-from gateway.config import BacnetSettings
+from gateway.config import BacnetSettings, UpstreamSettings
 from gateway.errors import ListenError
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import (
@@ -65,8 +71,10 @@ class BacnetFace:
         hub: EventHub,
         identities: IdentityStore,
         restart: Callable[[], None],
+        mstp: UpstreamSettings | None = None,
     ) -> None:
         self.settings = settings
+        self._mstp = mstp
         self._nodes = nodes
         self._hub = hub
         self._identities = identities
@@ -94,10 +102,11 @@ class BacnetFace:
                 await identities.database_changed()  # nodes found before the devices were planned (a first scan)
             plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
-            builder = DeviceBuilder(plan, settings, nodes, identities, clock)
+            mstp = None if self._mstp is None else mstp_port(self._mstp, identities)
+            builder = DeviceBuilder(plan, settings, nodes, identities, clock, MAX_APDU if mstp is None else MSTP_APDU)
             events.show_only(builder.pool.shown)  # only built objects show values, and few are
             self.network = BacnetNetwork(
-                plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt
+                plan, settings, nodes, builder, identities, restart=self._restart, bdt=self._bdt, mstp=mstp
             )
             try:
                 await self.network.start()
@@ -109,6 +118,7 @@ class BacnetFace:
                     ip_network=plan.router.ip_network if plan.router.ip_network_configured else "auto",
                     devices={n.address: n.instance for n in plan.nodes},
                     **_ip_mode(settings, self._bdt),
+                    **({} if mstp is None else {"mstp": _mstp_port(mstp)}),
                 )
                 await _serve(events, self.network, settings.doctor_interval, self._hub)
             finally:
@@ -116,6 +126,13 @@ class BacnetFace:
                 self.network = None
         finally:
             events.close()
+
+    def upstream_counts(self) -> dict[str, int]:
+        """The MS/TP data link's counters (none without an MS/TP port); `port_open` 1 while open."""
+        mstp = None if self.network is None else self.network.mstp
+        if mstp is None:
+            return {}
+        return {**asdict(mstp.link.counts), "port_open": int(mstp.link.port_open)}
 
     def reload(self) -> None:
         """SIGHUP: a BBMD reads its bdt_file again; a bad file keeps the table in use and says why."""
@@ -135,6 +152,19 @@ class BacnetFace:
         if self.network is not None and self.network.bbmd is not None:
             self.network.bbmd.set_table(table)
         log.info("bdt file reloaded", table=[str(entry) for entry in table])
+
+
+def _mstp_port(port: MstpPort) -> dict[str, object]:
+    """What the log says about the MS/TP port."""
+    link = port.link.settings
+    return {
+        "port": link.port.port,
+        "baudrate": link.port.baudrate,
+        "mac": link.station,
+        "network": int(port.networkNumber),
+        "max_master": port.max_master.value,
+        "max_info_frames": link.max_info_frames,
+    }
 
 
 def _ip_mode(settings: BacnetSettings, bdt: tuple[BdtEntry, ...]) -> dict[str, object]:

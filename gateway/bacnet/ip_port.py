@@ -27,7 +27,7 @@ from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.stack import Bbmd, ForeignDevice, LinkedPort, network_side
 from gateway.config import BacnetSettings
 
-__all__ = ["MAX_APDU", "BbmdPort", "IPv4Port", "ip_port"]
+__all__ = ["MAX_APDU", "BbmdPort", "IPv4Port", "NumberedByTheNetworkLayer", "ip_port"]
 
 MAX_APDU = 1476  # what fits a BACnet/IP frame
 NOT_CONFIGURED = bytes(4)  # 0.0.0.0
@@ -35,10 +35,10 @@ _BdtList = ListOf(BDTEntry)
 _FdtList = ListOf(FDTEntry)
 
 
-class IPv4Port(GuardedWrites, LinkedPort):
-    """Network_Number and its quality are the network layer's: a number learned after start
-    (`bacnet.ip_network = "auto"`) shows at once; until then the number is unknown (0), whatever
-    fallback the router routes with."""
+class NumberedByTheNetworkLayer(LinkedPort):
+    """A port whose Network_Number and its quality are the network layer's: a number learned after
+    start (`bacnet.ip_network = "auto"`) shows at once; until then the number is unknown (0),
+    whatever fallback the router routes with."""
 
     _number: int
     _quality: str
@@ -62,6 +62,10 @@ class IPv4Port(GuardedWrites, LinkedPort):
     @networkNumberQuality.setter
     def networkNumberQuality(self, value: Any) -> None:
         self._quality = value
+
+
+class IPv4Port(GuardedWrites, NumberedByTheNetworkLayer):
+    """The router's BACnet/IP port."""
 
 
 class BbmdPort(IPv4Port):

@@ -1,17 +1,18 @@
-"""The BACnet side of a running gateway: a router on BACnet/IP and the meters behind it.
+"""The BACnet side of a running gateway: a router on BACnet/IP (and BACnet MS/TP) and the meters behind it.
 
 The face (`face.py`) wires it: the devices are made by a `DeviceBuilder` (`building.py`) and their
 names and IDs checked and saved by `DeviceIdentities` (`identities.py`); this runs them.
 
     identities = DeviceIdentities(store)
     builder = DeviceBuilder(plan, settings, nodes, identities, clock)
-    network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=restart, bdt=table)
+    network = BacnetNetwork(plan, settings, nodes, builder, identities, restart=restart, bdt=table, mstp=port)
     await network.start()         # I-Am-Router-To-Network and I-Am for every device
     await network.restore_subscriptions()  # the COV subscriptions kept across the restart
     await network.apply(event)    # a node event -> Present_Value, Reliability, COV; a device comes or goes
     network.kept                  # the COV subscriptions kept across restarts (`subscriptions.py`)
     network.bbmd                  # the BBMD link layer when bbmd = true (`stack/bbmd.py`)
     network.foreign               # the foreign-device link layer when foreign_bbmd is set
+    network.mstp                  # the MS/TP port when upstream.mode = "mstp" (`mstp_port.py`)
     await network.close()
 """
 
@@ -31,6 +32,7 @@ from gateway.bacnet.fastpath import FastPath
 from gateway.bacnet.identities import DeviceIdentities
 from gateway.bacnet.ip_port import ip_port
 from gateway.bacnet.limits import RequestLimits
+from gateway.bacnet.mstp_port import MstpPort
 from gateway.bacnet.plan import DevicePlan, NodePlan, device_plan
 from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, network_side, settled
 from gateway.bacnet.subscriptions import KeptSubscriptions
@@ -60,6 +62,7 @@ class BacnetNetwork:
         identities: DeviceIdentities,
         restart: Callable[[], None],
         bdt: Sequence[BdtEntry] = (),
+        mstp: MstpPort | None = None,
     ) -> None:
         self._nodes = nodes
         self._settings = settings
@@ -70,7 +73,8 @@ class BacnetNetwork:
         self._ip_network_configured = plan.router.ip_network_configured
         self._network = plan.router.network
         self._ip_link_layer = port.link_layer()  # None in normal mode
-        self.router = builder.router(plan.router, port, restart)
+        self.mstp = mstp
+        self.router = builder.router(plan.router, port, restart, mstp)
         builder.shares.guard(self.router)
         self.devices: dict[int, NodeDevice] = {}
         self.applications: dict[int, NodeApplication] = {}
@@ -93,7 +97,7 @@ class BacnetNetwork:
         return self._ip_link_layer if isinstance(self._ip_link_layer, ForeignDevice) else None
 
     async def start(self) -> None:
-        """Tell the IP network who is here; bacpypes3 announces nothing by itself."""
+        """Tell the IP (and MS/TP) network who is here; bacpypes3 announces nothing by itself."""
         await self._sockets_open()
         if not self._ip_network_configured:
             # the fallback is a number the router routes with, not one it knows, until a router of

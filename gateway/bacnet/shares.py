@@ -1,7 +1,7 @@
 """Fair shares of the BACnet face: no one source can take it over.
 
     shares = Shares(config.bacnet)
-    shares.guard(router)          # every BACnet/IP datagram of the router's port is judged first
+    shares.guard(router)          # every BACnet/IP datagram (and MS/TP NPDU) of the router's ports is judged first
 
 - Confirmed requests, and BVLL requests (Register-Foreign-Device, Delete-FDT-Entry, Read-BDT...):
   at most `bacnet.rate_limit` a second from one source IP address (its burst as large); more
@@ -28,12 +28,12 @@ from bacpypes3.pdu import Address, IPv4Address, IPv6Address
 from bacpypes3.primitivedata import PropertyIdentifier
 
 from gateway.bacnet.local_objects import GuardedWrites
-from gateway.bacnet.stack import IpSocket, StackApplication
+from gateway.bacnet.stack import IpSocket, MstpLinkLayer, StackApplication
 from gateway.config import BacnetSettings
 from gateway.logging import PeerEvents, peer_events
 from gateway.ratelimit import RateLimit
 
-__all__ = ["SavedWriteLimit", "Shares", "apdu_head", "source_host"]
+__all__ = ["SavedWriteLimit", "Shares", "apdu_head", "npdu_apdu_head", "source_host"]
 
 _CONFIRMED_REQUEST = 0
 _UNCONFIRMED_REQUEST = 1
@@ -44,10 +44,15 @@ _NPDU_FUNCTIONS = {bytes([function]) for function in _BVLC_HEADERS}
 def apdu_head(data: bytes) -> tuple[int, int] | None:
     """(PDU type, service choice) of the APDU a BACnet/IP datagram carries; None for a BVLL or
     network-layer message, or anything too short to tell (bacpypes3 then judges it)."""
+    if data[:1] != b"\x81" or data[1:2] not in _NPDU_FUNCTIONS:
+        return None
+    return npdu_apdu_head(data, _BVLC_HEADERS[data[1]])
+
+
+def npdu_apdu_head(data: bytes, at: int = 0) -> tuple[int, int] | None:
+    """(PDU type, service choice) of the APDU of the NPDU at `at` in `data`; None for a
+    network-layer message, or anything too short to tell."""
     try:
-        if data[0] != 0x81 or data[1] not in _BVLC_HEADERS:
-            return None
-        at = _BVLC_HEADERS[data[1]]
         control = data[at + 1]
         if control & 0x80:  # a network-layer message
             return None
@@ -77,10 +82,13 @@ class Shares:
         self._dropped = peer_events("bacnet unconfirmed requests dropped by bacnet.unconfirmed_rate", "info")
 
     def guard(self, app: StackApplication) -> None:
-        """Judge every datagram of `app`'s BACnet/IP ports with `judge`. Call it as soon as `app`
-        is built: bacpypes3 opens its sockets in tasks that have not run yet."""
+        """Judge every datagram of `app`'s BACnet/IP ports with `judge`, every NPDU of its MS/TP
+        ports with `judge_npdu`. Call it as soon as `app` is built: bacpypes3 opens its sockets in
+        tasks that have not run yet."""
         for socket in IpSocket.of(app):
             socket.judge_with(self.judge)
+        for layer in MstpLinkLayer.of(app):
+            layer.judge_with(self.judge_npdu)
 
     def judge(self, data: bytes, addr: tuple[str, int]) -> PeerEvents | None:
         """None to take the datagram; else the class of refusal it was counted in."""
@@ -90,12 +98,20 @@ class Shares:
                 self._refused.count(addr[0], f"BVLL function {data[1:2].hex()}")  # registrations, reads of tables
                 return self._refused
             return None
+        return self._share(head, addr[0])
+
+    def judge_npdu(self, npdu: bytes, source: str) -> PeerEvents | None:
+        """The same for an NPDU from a data link without BVLL (MS/TP); `source` names the station."""
+        head = npdu_apdu_head(npdu)
+        return None if head is None else self._share(head, source)
+
+    def _share(self, head: tuple[int, int], source: str) -> PeerEvents | None:
         kind, choice = head
-        if kind == _CONFIRMED_REQUEST and not self.requests.allow(addr[0]):
-            self._refused.count(addr[0], f"{choice=}")
+        if kind == _CONFIRMED_REQUEST and not self.requests.allow(source):
+            self._refused.count(source, f"{choice=}")
             return self._refused
         if kind == _UNCONFIRMED_REQUEST and not self.unconfirmed.allow(None):
-            self._dropped.count(addr[0], f"{choice=}")
+            self._dropped.count(source, f"{choice=}")
             return self._dropped
         return None
 

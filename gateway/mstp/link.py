@@ -15,6 +15,7 @@ the link's thread (hop to your own loop from there):
     link = MstpLink(MstpSettings(PortSettings("/dev/ttyUSB1", 38400), station=3), on_receive=hand_up)
     link.start()
     link.send(7, npdu, expecting_reply=True)      # thread-safe; False if the port is down
+    link.set_max_master(32)                       # thread-safe, at once
     link.counts, link.port_open                   # for the status line
     link.stop()
 
@@ -90,6 +91,19 @@ class MstpLink:
     async def wait(self) -> None:
         """Until the link's thread ends (it runs until stopped; an error of its own is raised here)."""
         await self._thread.wait()
+
+    def set_max_master(self, max_master: int) -> None:
+        """Take a new Max_Master (thread-safe; ValueError below this station's address or past 127)."""
+        if not self.settings.station <= max_master <= 127:
+            raise ValueError(f"max_master {max_master}: {self.settings.station}-127 (at least the station's address)")
+        loop = self._thread.loop
+        try:
+            if loop is not None:
+                loop.call_soon_threadsafe(self.node.set_max_master, max_master)
+                return
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+        self.node.set_max_master(max_master)
 
     def send(self, destination: int, npdu: bytes, *, expecting_reply: bool = False) -> bool:
         """Queue an NPDU for `destination` (255: every station); thread-safe. False when the port is

@@ -167,6 +167,17 @@ class MasterNode:
         """Time passed, or a frame was queued: act on what is due."""
         self._run(now)
 
+    def set_max_master(self, max_master: int) -> None:
+        """Take a new Max_Master at once; a successor or a poll past it is forgotten, so the next
+        station is looked for again (Poll For Master) within the new range."""
+        if not self.station <= max_master <= 127:
+            raise ValueError(f"max_master {max_master}: {self.station}-127 (at least the station's address)")
+        self.max_master = max_master
+        if self.next_station > max_master:
+            self.next_station = self.station
+        if self.poll_station > max_master:
+            self.poll_station = self.station
+
     def enqueue(self, outgoing: Outgoing) -> bool:
         """Queue an NPDU for the token (or for the reply slot); False when the queue is full."""
         if len(self.queue) >= QUEUE_LIMIT:

@@ -54,6 +54,7 @@ from gateway.nodes.poller import Poller
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.scanning import Scanner
 from gateway.pointmap import CIRCUITS, Encoding, Point, PointMap, load, signed
+from gateway.serialport import driver_keys
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -107,10 +108,7 @@ def line_settings(config: Config, found: tuple[int, str] | None = None) -> LineS
         stopbits=serial.stopbits,
         timeout=serial.timeout,
         max_queue=serial.max_queue,
-        rs485=serial.rs485,
-        rts_delay_before=serial.rts_delay_before / 1000,
-        rts_delay_after=serial.rts_delay_after / 1000,
-        echo=serial.echo,
+        **driver_keys(serial),
     )
 
 

@@ -2,7 +2,8 @@
 
 Each station opens its own pty (by a stable symlink, as a USB adapter's by-id name) like a serial
 port; a relay thread copies what each writes to every other one, as the shared pair of wires does.
-The line can pace bytes at a baud rate (a chunk arrives when its last byte would), corrupt a share
+The line can pace bytes at a baud rate (a write arrives in pieces of 16 octets, each when its last
+byte would), corrupt a share
 of what it carries (one byte flipped, so the receivers see a CRC error), carry noise, let
 stations hear their own transmission (a transceiver whose receiver stays on), and unplug a
 station's adapter and plug it in again (its pty vanishes, then comes back under the same name).
@@ -12,7 +13,7 @@ station's adapter and plug it in again (its pty vanishes, then comes back under 
         line.noise(b"\\x55\\x00\\xff")       # bytes nobody sent, to everyone
         line.unplug(0); line.plug(0)      # station 0's adapter out and back in
         line.stats.chunks, line.stats.corrupted
-        line.record = []                  # from now: (when its last octet arrived, sender, octets)
+        line.record = []                  # from now: (when its last octet arrived, sender, octets), by piece
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from gateway.sim.line import Serving, _read_available, _replace_link, _write_all
+
+PIECE = 16  # octets a paced line hands over at once (a USB adapter's receive FIFO, read as it fills)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,21 +148,28 @@ class MultidropLine(Serving):
                         self._deliver(index, data)
 
     def _deliver(self, sender: int | None, data: bytes) -> None:
+        corrupted = sender is not None and self._rng.random() < self.corrupt
+        if corrupted:
+            at = self._rng.randrange(len(data))
+            data = data[:at] + bytes([data[at] ^ (1 << self._rng.randrange(8))]) + data[at + 1 :]
+        # Paced, a write reaches the others in pieces, each when its last byte would: a long frame
+        # is heard as it goes, as on a wire (its first octets within a station's usage timeout).
+        step = PIECE if self.baudrate is not None else max(len(data), 1)
+        for start in range(0, len(data), step):
+            self._arrive(sender, data[start : start + step])
+        if sender is not None:
+            self._count(chunks=1, octets=len(data), corrupted=int(corrupted))
+
+    def _arrive(self, sender: int | None, data: bytes) -> None:
         if self.baudrate is not None:
-            # The line carries one thing at a time: this chunk's last byte arrives a wire time later.
+            # The line carries one thing at a time: this piece's last byte arrives a wire time later.
             due = max(time.monotonic(), self._busy_until) + len(data) * 10 / self.baudrate
             self._busy_until = due
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
         arrived = time.monotonic()
-        corrupted = sender is not None and self._rng.random() < self.corrupt
-        if corrupted:
-            at = self._rng.randrange(len(data))
-            data = data[:at] + bytes([data[at] ^ (1 << self._rng.randrange(8))]) + data[at + 1 :]
         for index, station in enumerate(self._stations):
             if station is not None and (index != sender or index in self.echo):
                 _write_all(station.master, data)
         if self.record is not None:
             self.record.append((arrived, sender, data))
-        if sender is not None:
-            self._count(chunks=1, octets=len(data), corrupted=int(corrupted))

@@ -5,7 +5,8 @@ event loop (`gateway.threads.LoopThread`), so BACnet or SNMP work on the main lo
 the 3.5-character silences or a master's patience. A port missing at start or lost later (a USB
 adapter unplugged) is logged once and opened again with back-off (`gateway.serialport`), without
 stopping the gateway. Mode "modbus_rtu" serves the meters as a Modbus RTU slave
-(`gateway.upstream.rtu`). Mode "mstp" is the BACnet router's port and is not run here.
+(`gateway.upstream.rtu`). Mode "mstp" is the BACnet router's port (`gateway.bacnet.mstp_port`),
+not run here.
 
     face = UpstreamFace(config.upstream, nodes)
     await face.run()                        # until cancelled; face.counts for the status line
@@ -21,7 +22,7 @@ from gateway.config import UpstreamSettings
 from gateway.errors import GatewayError
 from gateway.modbus_requests import ModbusRequests
 from gateway.nodes.api import NodeAPI
-from gateway.serialport import PortSettings, serve_port
+from gateway.serialport import PortSettings, driver_keys, serve_port
 from gateway.threads import LoopThread
 from gateway.upstream.rtu import RtuSlave, SlaveCounts
 
@@ -38,11 +39,8 @@ class UpstreamFace:
             baudrate=settings.baudrate,
             parity=settings.parity,
             stopbits=settings.stopbits,
-            rs485=settings.rs485,
-            rts_delay_before=settings.rts_delay_before / 1000,
-            rts_delay_after=settings.rts_delay_after / 1000,
-            echo=settings.echo,
             section="upstream",
+            **driver_keys(settings),
         )
         self.requests = ModbusRequests(nodes, cache_max_age=settings.cache_max_age, read_only=settings.read_only)
         self.slave_counts = SlaveCounts()
@@ -57,6 +55,9 @@ class UpstreamFace:
     def counts(self) -> dict[str, int]:
         """What the port heard and answered; ``port_open`` 1 while it is open."""
         return {**asdict(self.slave_counts), "port_open": int(self.port_open)}
+
+    def upstream_counts(self) -> dict[str, int]:
+        return self.counts
 
     def units(self) -> Set[int]:
         """The units answered now: those configured, or the meters' own addresses."""

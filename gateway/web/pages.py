@@ -129,6 +129,7 @@ def overview(
         ("Errors", errors),
         ("Stale bytes flushed", bus["stale_bytes"]),
         ("Search for meters", _scan(bus["scan"])),
+        ("Upstream port", _upstream(bus["upstream"])),
     )
     body = (
         pairs([("Uptime", uptime)])
@@ -143,6 +144,27 @@ def overview(
         + action_button("/confirm/restart", "Restart the gateway")
     )
     return layout("Overview", body, csrf=csrf, logged_in=True)
+
+
+def _upstream(upstream: dict[str, Any]) -> str:
+    """The upstream port in one line: what it is, where, and what it has done."""
+    if upstream["mode"] == "off":
+        return "off"
+    counts = upstream["counts"]
+    where = f"{upstream['port']} at {upstream['baudrate']} baud"
+    if upstream["mode"] == "mstp":
+        done = (
+            f"frames {counts.get('frames_sent', 0)} sent, {counts.get('frames_received', 0)} received, "
+            f"tokens {counts.get('tokens_received', 0)}, CRC errors {counts.get('invalid_frames', 0)}"
+        )
+        what = f"BACnet MS/TP, MAC {upstream['mac']}, {where}"
+    else:
+        refused = counts.get("exceptions", 0)  # refused writes among them
+        answered = max(0, counts.get("replies", 0) - refused)
+        done = f"requests {counts.get('requests', 0)}, answered {answered}, refused {refused}"
+        what = f"Modbus RTU slave, {where}"
+    state = "open" if counts.get("port_open") else "not open"
+    return f"{what} (port {state}): {done}"
 
 
 def _scan(scan: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ Reads come from the node cache and counters as they stand (never from the bus), 
 history of the currents; the actions are a validated write, forgetting a node, a rescan and naming
 circuits through the node service, and the gateway's restart request. What only another part of
 the gateway knows (BACnet device names, the EDE list, the checks of a BBMD table, the shipped MIB
-and PICS) comes as functions the composition root hands over (`Wiring`), so this face imports no
+and PICS, the upstream port's status, the faces' CPU) comes as functions the composition root hands over (`Wiring`), so this face imports no
 other. Values are handed out as JSON-ready dictionaries, which the pages render and the API
 returns as they are.
 """
@@ -46,6 +46,8 @@ class Wiring:
     check: Callable[[Config], None]
     check_bdt: Callable[[str, Config], None]  # a BBMD table's text, as the BACnet face would take it
     shipped: Callable[[str], bytes]  # a file shipped with the gateway: the MIB module, the PICS
+    upstream: Callable[[], dict[str, Any]]  # the upstream port: mode, port, rate, MAC and counters
+    cpu: Callable[[], dict[str, Any]]  # the faces' CPU and the datagrams their sockets dropped
 
 
 def served(point: Point) -> bool:
@@ -72,6 +74,8 @@ class Source:
         self._device_names = wiring.device_names
         self._panels = Panels(nodes.pointmap)
         self.started = time.time()
+        self.upstream = wiring.upstream
+        self.cpu = wiring.cpu
 
     @property
     def nodes(self) -> Mapping[int, NodeView]:
@@ -124,6 +128,7 @@ class Source:
             "stale_bytes": stats.stale_bytes,
             "busy_s": round(stats.busy_seconds, 3),
             "scan": asdict(statistics.scan),
+            "upstream": self.upstream(),
         }
 
     def node_list(self) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import rusty_bacnet as rb
 from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.primitivedata import Boolean, Enumerated, Real, Unsigned
+from bacpypes3.primitivedata import Boolean, Enumerated, OctetString, Real, Unsigned
 
 from tests.bacnet.js_client import bacnet_js
 from tests.bacnet.rusty_client import oid, prop, rusty_client
@@ -93,6 +93,8 @@ def stated(object_class: type, name: str, text: str) -> Any:
         return {"true": True, "false": False}[text]
     if issubclass(kind, Real):
         return float(text)
+    if issubclass(kind, OctetString):
+        return bytes.fromhex(text)
     assert issubclass(kind, Unsigned), f"{name}: no rule for {kind.__name__}"
     return int(text)
 

@@ -16,7 +16,6 @@ import pytest
 import structlog
 
 from gateway.mstp import MstpLink
-from gateway.sim.multidrop import MultidropLine
 from tests.mstp.stations import BAUD, NetworkLayer, gateway_link, read_property, read_value, rusty
 from tests.support import eventually
 from tests.upstream.serial_rig import SocatPair
@@ -61,22 +60,6 @@ async def gateway_reads(link: MstpLink, upper: NetworkLayer, mac: int, invoke: i
         assert read_value(received.npdu)[0] == invoke
         return read_value(received.npdu)[1]
     raise AssertionError(f"no answer from station {mac}")
-
-
-@pytest.fixture
-def multidrop(tmp_path: Path) -> Iterator[Any]:
-    lines: list[MultidropLine] = []
-
-    def make(count: int, **options: Any) -> tuple[MultidropLine, list[Path]]:
-        paths = [tmp_path / f"tty{index}" for index in range(count)]
-        line = MultidropLine([str(path) for path in paths], **options)
-        line.start()
-        lines.append(line)
-        return line, paths
-
-    yield make
-    for line in lines:
-        line.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ this module exports, and bacpypes3 only for its data types, PDUs, errors and obj
                     (`network_side`): where a new port, such as BACnet MS/TP, plugs in
     bbmd.py         the BBMD link layer (bounded foreign-device table, TTLs, who may delete)
     foreign.py      the foreign-device link layer (registers, renews, reports its state)
+    mstp.py         the BACnet MS/TP link layer: `gateway.mstp`'s data link under the network layer
     virtual.py      the virtual network the node devices sit on
 
 Some workarounds are process-wide (bacpypes3 builds its access points, server transactions and
@@ -26,7 +27,7 @@ datagram endpoints from classes it looks up by module name), so the composition 
 
 from __future__ import annotations
 
-from gateway.bacnet.stack import datagrams, fixes, speedups
+from gateway.bacnet.stack import datagrams, fixes, mstp, speedups
 from gateway.bacnet.stack.application import StackApplication
 from gateway.bacnet.stack.bbmd import Bbmd, BdtPeer, RegisteredDevice
 from gateway.bacnet.stack.cov import Subscribed
@@ -39,6 +40,7 @@ from gateway.bacnet.stack.fixes import (
     StatusFlagsCov,
 )
 from gateway.bacnet.stack.foreign import ForeignDevice, Registration, RegistrationState
+from gateway.bacnet.stack.mstp import MstpLinkLayer, NpduJudge
 from gateway.bacnet.stack.objects import bits, owner, read_access_result, status_flags
 from gateway.bacnet.stack.ports import LinkedPort, NetworkSide, network_side
 from gateway.bacnet.stack.virtual import VirtualLan
@@ -53,8 +55,10 @@ __all__ = [
     "IpSocket",
     "Judge",
     "LinkedPort",
+    "MstpLinkLayer",
     "MultiStateCov",
     "NetworkSide",
+    "NpduJudge",
     "RegisteredDevice",
     "Registration",
     "RegistrationState",
@@ -78,4 +82,5 @@ def install() -> None:
     speedups.install()
     fixes.count_failed_datagrams()
     fixes.install_rejects()
+    mstp.install()
     datagrams.install()

@@ -63,7 +63,8 @@ when an upgrade fixes one upstream, that test fails and the override here can go
 - `SegmentsWithinMaxApdu`: a segmented answer carries the client's whole max APDU of data in each
   segment, with the segment header on top (5 bytes more than the client accepts; ASHRAE 135
   bounds the whole APDU), and an unsegmented one up to 3 bytes more. Here each APDU, header
-  included, fits the client's max APDU (a `FirstSegmentRetry` too).
+  included, fits the client's max APDU and the device's own Max_APDU_Length_Accepted (bacpypes3
+  uses the client's alone, so an MS/TP port's 480 would not bound it; a `FirstSegmentRetry` too).
 `install_rejects()` installs these process-wide: bacpypes3 builds them by module name.
 - `count_failed_datagrams`: every datagram the stack fails on (malformed, or routed to a network
   it does not know) is logged at ERROR with a traceback, so any peer could fill the journal; it is
@@ -380,10 +381,14 @@ class SegmentsWithinMaxApdu(FirstSegmentRetry):
 
     @segmentSize.setter
     def segmentSize(self, max_apdu: int | None) -> None:
-        # bacpypes3 sets the client's max APDU here, once the answer (segmentAPDU) is known
+        # bacpypes3 sets the client's max APDU here, once the answer (segmentAPDU) is known; no
+        # APDU is larger than the device's own Max_APDU_Length_Accepted either, which is what the
+        # smallest of the router's networks carries (480 with an MS/TP port)
         if max_apdu is None:
             self._data_room = None
             return
+        own = getattr(self.ssmSAP.device_object, "maxApduLengthAccepted", None)
+        max_apdu = max_apdu if own is None else min(max_apdu, int(own))
         whole = len(self.segmentAPDU.pduData) + COMPLEX_ACK_HEADER <= max_apdu
         self._data_room = max_apdu - (COMPLEX_ACK_HEADER if whole else SEGMENTED_COMPLEX_ACK_HEADER)
 

@@ -15,34 +15,32 @@ BBMD or foreign device (`bbmd.py`, `foreign.py`), and the application binds it a
 its own (`bind_port`; `StackApplication.add_object` does it for every `LinkedPort` that brings one).
 
 A new port plugs in here, without anything outside this package touching bacpypes3's network
-layer. The BACnet MS/TP port, for example, from the data link of `gateway.mstp` (`MstpLink`: it
-sends an NPDU to a MAC, 255 for every station, expecting a reply or not, and hands up each NPDU
-received with its source MAC on the link's own thread):
-
-1. an adapter (a bacpypes3 `Server`, as `VirtualLinkLayer` is) between that link and the network
-   layer: its `indication(pdu)` calls `link.send(mac, pdu.pduData, expecting_reply=...)` with the
-   MAC of `pdu.pduDestination` (`LocalStation`; 255 for a `LocalBroadcast`) and the NPDU's
-   data-expecting-reply bit, and the link's `on_receive` hops to the router's loop
-   (`call_soon_threadsafe`) and calls `self.response(PDU(npdu, source=LocalStation(mac),
-   destination=...))`; `close()` stops the link;
-2. a `LinkedPort` of Network_Type mstp, its MAC address and network number, which `bring`s that
-   adapter; listed in the router's object list beside the BACnet/IP and virtual ports, it is bound
-   like them, and the router routes between all three (Who-Is-Router-To-Network,
-   I-Am-Router-To-Network and Network-Number-Is cover every bound port);
-3. `network_side(port)` then tells its number and quality to the port object's properties, as it
-   does for the BACnet/IP port.
+layer. The BACnet MS/TP port is one: `MstpLinkLayer` (`mstp.py`) is the link layer of
+`gateway.mstp`'s data link, brought by a `LinkedPort` of Network_Type mstp with its MAC address
+and network number; listed in the router's object list beside the BACnet/IP and virtual ports, it
+is bound like them, and the router routes between all three (Who-Is-Router-To-Network,
+I-Am-Router-To-Network and Network-Number-Is cover every bound port). A link layer with a
+`start()` (the MS/TP one: it opens its serial port) is started once bound, and closed with the
+application. `network_side(port)` tells any bound port's number and quality.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bacpypes3.app import Application
 from bacpypes3.basetypes import NetworkNumberQuality
 from bacpypes3.local.networkport import NetworkPortObject
 
 __all__ = ["LinkedPort", "NetworkSide", "bind_port", "network_side"]
+
+
+@runtime_checkable
+class Starting(Protocol):
+    """A link layer that starts working once bound (its own thread, its own port)."""
+
+    def start(self) -> None: ...
 
 
 class LinkedPort(NetworkPortObject):
@@ -67,6 +65,8 @@ def bind_port(app: Application, port: LinkedPort) -> None:
     port._app = app
     app.link_layers[port.objectIdentifier] = port.link_layer()
     app.nsap.bind(port.link_layer(), net=port.networkNumber, address=port.address)
+    if isinstance(port.link_layer(), Starting):
+        port.link_layer().start()
 
 
 class NetworkSide:
