@@ -4,9 +4,9 @@ Reads come from the node cache and counters as they stand (never from the bus), 
 history of the currents; the actions are a validated write, forgetting a node, a rescan and naming
 circuits through the node service, and the gateway's restart request. What only another part of
 the gateway knows (BACnet device names, the EDE list, the checks of a BBMD table, the shipped MIB
-and PICS, the upstream port's status, the faces' CPU) comes as functions the composition root hands over (`Wiring`), so this face imports no
-other. Values are handed out as JSON-ready dictionaries, which the pages render and the API
-returns as they are.
+and PICS, the upstream port's status, the faces' CPU) comes as functions the composition root
+hands over (`Wiring`), so this face imports no other. Values are handed out as JSON-ready
+dictionaries, which the pages render and the API returns as they are.
 """
 
 from __future__ import annotations
