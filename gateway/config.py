@@ -544,6 +544,9 @@ class BacnetSettings:
     max_built_objects: int = _key(2048, _integer(1, 100000))
     # Reads of the common properties of meter objects answered from encodings (see reads.py).
     fast_reads: bool = _key(True, _boolean())
+    # Meter objects whose changing values the fast reads keep encoded over all nodes (a few
+    # hundred bytes each); the least recently read are encoded again when read (some 40 us).
+    max_encoded_objects: int = _key(4096, _integer(1, 1000000))
     # Max_Segments_Accepted of every device: a segmented request of at most this many 1476-byte
     # segments (bacpypes3 decodes a request in one piece: its size bounds that work). Segmented
     # requests being received at once, over the gateway and from one IP address.
@@ -813,7 +816,7 @@ SETTABLE: Mapping[str, frozenset[str]] = {
         "poll_interval probe_timeout offline_after retries slow_every max_queue",
         "bacnet": "enabled address port device_id_offset network ip_network vendor_id bbmd max_foreign_devices "
         "max_cov_subscriptions max_cov_per_client max_cov_indefinite rate_limit unconfirmed_rate max_saved_writes "
-        "max_foreign_ttl max_built_objects fast_reads max_segments max_segmented_requests "
+        "max_foreign_ttl max_built_objects fast_reads max_encoded_objects max_segments max_segmented_requests "
         "max_segmented_requests_per_client foreign_bbmd foreign_ttl rtc_control reinit_password read_only "
         "doctor_interval",
         "snmp": "enabled address port read_community write_community trap_community notify_hosts v2c users "

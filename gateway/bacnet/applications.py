@@ -41,7 +41,7 @@ from gateway.bacnet.doctor import HearsIAm
 from gateway.bacnet.local_objects import MeterInput, MeterReset, MeterValue, PointBinding, meter_object
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.pool import ObjectIndex, ObjectPool, shown_registers
-from gateway.bacnet.reads import BoundedReads, MeterEncodings
+from gateway.bacnet.reads import BoundedReads, KeptEncodings, MeterEncodings
 from gateway.bacnet.shares import SavedWriteLimit
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI, NodeView
@@ -92,10 +92,12 @@ class NodeApplication(DeviceApplication):
     _cov_increments: dict[int, float]
     _encodings: MeterEncodings
 
-    def serve(self, nodes: NodeAPI, node: NodeView, specs: tuple[ObjectSpec, ...], pool: ObjectPool) -> None:
+    def serve(
+        self, nodes: NodeAPI, node: NodeView, specs: tuple[ObjectSpec, ...], pool: ObjectPool, kept: KeptEncodings
+    ) -> None:
         self._nodes, self._node, self._index, self._pool = nodes, node, ObjectIndex.of(specs), pool
         self._cov_increments = {}
-        self._encodings = MeterEncodings(nodes, node, self._index.by_id, self._cov_increments)
+        self._encodings = MeterEncodings(nodes, node, self._index.by_id, self._cov_increments, kept)
 
     def read_encodings(self) -> MeterEncodings:
         return self._encodings

@@ -39,6 +39,7 @@ from gateway.bacnet.local_objects import GuardedWrites
 from gateway.bacnet.mstp_port import MaxMasterWrites, MstpPort
 from gateway.bacnet.plan import ROUTER_SETTINGS, DevicePlan, NodePlan, RouterPlan, RouterSetting
 from gateway.bacnet.pool import ObjectPool
+from gateway.bacnet.reads import KeptEncodings
 from gateway.bacnet.shares import Shares
 from gateway.bacnet.stack import VirtualLan
 from gateway.config import BacnetSettings
@@ -88,6 +89,7 @@ class DeviceBuilder:
         self.shares = Shares(settings)
         self._protection = Protection(settings.reinit_password, settings.read_only)
         self.pool = ObjectPool(settings.max_built_objects)
+        self.kept_encodings = KeptEncodings(settings.max_encoded_objects)
 
     def router(
         self, router: RouterPlan, port: IPv4Port, restart: Callable[[], None], mstp: MstpPort | None = None
@@ -141,7 +143,7 @@ class DeviceBuilder:
         device.keep_time(self._clock)
         device.serve(plan.address, self._identities)
         app = NodeApplication.from_object_list([device, self._virtual_port(1, plan.address, self._network)])
-        app.serve(self._nodes, node, plan.objects, self.pool)
+        app.serve(self._nodes, node, plan.objects, self.pool, self.kept_encodings)
         self._share(app)
         self._identities.add_node(device, app)
         return device, app

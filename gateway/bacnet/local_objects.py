@@ -27,6 +27,7 @@ from gateway.bacnet.status import event_state, present_state
 from gateway.errors import GatewayError
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI, NodeView
+from gateway.nodes.cache import Reading
 
 __all__ = [
     "GuardedWrites",
@@ -37,7 +38,10 @@ __all__ = [
     "PointBinding",
     "meter_object",
     "real_value",
+    "reset_reliability",
 ]
+
+READY = 1  # the state a reset's Multi-state Value always reads
 
 
 class GuardedWrites(StandardPropertyList):
@@ -88,11 +92,16 @@ class PointBinding:
     cov_increments: dict[int, float]  # by register
 
     def state(self) -> tuple[float, str, str]:
-        """Present_Value, Reliability and Event_State from the node cache."""
+        """Present_Value, Reliability and Event_State from the node cache. The cache keeps no
+        reading object for them: a client that reads every object would leave one a point."""
         cache = self.node.cache
-        shown = present_state(cache.reading(self.spec.point), self.node.health.online)
+        shown = present_state(Reading(*cache.current(self.spec.point.register), None), self.node.health.online)
         alarm = self.spec.alarm
-        return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
+        return (
+            shown.value,
+            shown.reliability,
+            event_state(alarm, Reading(*cache.current(alarm.register), None)) if alarm else "normal",
+        )
 
     def description(self) -> str:
         """The object's Description now: its register, and its circuit's name (`NodeAPI.circuit_names`)."""
@@ -168,7 +177,7 @@ class MeterReset(MultiStateCov, PointObject, MultiStateValueObject):
     """A reset register: it reads state 1 ("Ready"); writing state n writes the n-1th reset code."""
 
     def show(self) -> None:
-        self.reliability = "no-fault-detected" if self._binding.node.health.online else "communication-failure"
+        self.reliability = reset_reliability(self._binding.node.health.online)
 
     async def _write(self, name: str, value: Any) -> None:
         if name != "presentValue":
@@ -179,8 +188,8 @@ class MeterReset(MultiStateCov, PointObject, MultiStateValueObject):
         codes = self._binding.spec.codes
         if not 1 <= value <= len(codes) + 1:
             raise ExecutionError("property", "valueOutOfRange")
-        if value == 1:
-            return  # "Ready": nothing to do
+        if value == READY:
+            return  # nothing to do
         try:
             await self._binding.reset(codes[value - 2])
         except GatewayError as error:
@@ -193,13 +202,18 @@ class MeterReset(MultiStateCov, PointObject, MultiStateValueObject):
         peer_events("bacnet meter resets", "info").count(str(self.objectIdentifier), state)
 
 
+def reset_reliability(online: bool) -> str:
+    """A reset's Reliability: it has no value of its own, only its node's health."""
+    return "no-fault-detected" if online else "communication-failure"
+
+
 def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
     spec = binding.spec
     if spec.object_type == "multi-state-value":
         reset = MeterReset(
             objectIdentifier=(spec.object_type, spec.instance),
             objectName=spec.name,
-            presentValue=1,
+            presentValue=READY,
             numberOfStates=len(spec.states),
             stateText=list(spec.states),
             eventState="normal",

@@ -1,10 +1,14 @@
 """Reads of meter objects from encodings, and ReadPropertyMultiple with bounded work.
 
 A BMS polls the same few properties of the same objects over and over, and they change at most
-once a poll cycle. `MeterEncodings` keeps, per analog meter object of a node, the encodings of the
-properties BMS front-ends poll (`SERVED`), made by bacpypes3's own encoders from the same state
-the object shows (`PointBinding.state`), again only when that state changes; the object need not be
-built. `read_access_result` and `read_property_body` assemble them into the body of an RPM or RP
+once a poll cycle. `MeterEncodings` answers, for the meter objects of a node (its Analog Inputs
+and Values, and the resets' Multi-state Values), the properties BMS front-ends poll (`SERVED`, as
+far as the object has them) from encodings made by bacpypes3's own encoders from the same state
+the object shows (`PointBinding.state`); the object need not be built. What varies per analog
+object (Present_Value, COV_Increment) is encoded again only when that state changes, and kept
+for the `bacnet.max_encoded_objects` objects read most recently over the gateway
+(`KeptEncodings`): a client that reads every object of every node leaves no more behind.
+`read_access_result` and `read_property_body` assemble them into the body of an RPM or RP
 answer, byte for byte what bacpypes3 would encode.
 
 `BoundedReads` answers ReadPropertyMultiple on every device of the gateway: object by object,
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,14 +43,22 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ObjectError
 from bacpypes3.primitivedata import ClosingTag, ObjectIdentifier, OpeningTag, TagList
 
-from gateway.bacnet.local_objects import MeterInput, MeterValue, PointBinding
+from gateway.bacnet.local_objects import READY, MeterInput, MeterReset, MeterValue, PointBinding, reset_reliability
 from gateway.bacnet.objects import ObjectSpec
 from gateway.bacnet.stack import COMPLEX_ACK_HEADER, SEGMENTED_COMPLEX_ACK_HEADER, StackApplication, status_flags
 from gateway.bacnet.stack import read_access_result as full_read_access_result
 from gateway.logging import DropReport
 from gateway.nodes.api import NodeAPI, NodeView
 
-__all__ = ["SERVED", "BoundedReads", "MeterEncodings", "answer_budget", "read_access_result", "read_property_body"]
+__all__ = [
+    "SERVED",
+    "BoundedReads",
+    "KeptEncodings",
+    "MeterEncodings",
+    "answer_budget",
+    "read_access_result",
+    "read_property_body",
+]
 
 #: What BMS front-ends poll: answered from encodings on meter objects.
 SERVED = frozenset(
@@ -66,7 +79,13 @@ SLICE_SECONDS = 0.01  # the longest an RPM holds the event loop between two yiel
 UNSPECIFIED_SEGMENTS = 64
 TOO_BIG = DropReport("bacnet answers beyond what the client accepts (aborted)")
 RPM = ConfirmedServiceChoice.readPropertyMultiple
-_CLASSES: dict[str, Any] = {"analog-input": MeterInput, "analog-value": MeterValue}  # bacpypes3 objects
+RESET = "multi-state-value"
+_CLASSES: dict[str, Any] = {"analog-input": MeterInput, "analog-value": MeterValue, RESET: MeterReset}
+#: The served properties each kind of meter object has (a reset has no Units nor COV_Increment).
+_SERVES = {
+    kind: SERVED - {PropertyIdentifier.units, PropertyIdentifier.covIncrement} if kind == RESET else SERVED
+    for kind in _CLASSES
+}
 
 
 def _bytes(tags: Iterable[Any]) -> bytes:
@@ -128,10 +147,34 @@ class _Shown:
     cov_increment: bytes
 
 
+class KeptEncodings:
+    """The encodings of what analog meter objects show, kept over the whole gateway for the
+    `capacity` objects read most recently (the least recently read dropped first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._kept: OrderedDict[tuple[int, ObjectIdentifier], _Shown] = OrderedDict()  # by (node, object)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: tuple[int, ObjectIdentifier]) -> _Shown | None:
+        shown = self._kept.get(key)
+        if shown is not None:
+            self._kept.move_to_end(key)
+        return shown
+
+    def put(self, key: tuple[int, ObjectIdentifier], shown: _Shown) -> None:
+        self._kept[key] = shown
+        self._kept.move_to_end(key)
+        if len(self._kept) > self.capacity:
+            self._kept.popitem(last=False)
+
+
 class MeterEncodings:
-    """The `SERVED` properties of one node's meter objects, encoded once per change of what the
-    object shows (Present_Value, Reliability, Event_State, COV_Increment); kept for the objects
-    clients read (a few hundred bytes each), the encodings common to many objects shared."""
+    """The `SERVED` properties of one node's meter objects: what varies per analog object
+    encoded once per change of what it shows (Present_Value, Reliability, Event_State,
+    COV_Increment) and kept in `kept`, the encodings common to many objects shared."""
 
     def __init__(
         self,
@@ -139,19 +182,16 @@ class MeterEncodings:
         node: NodeView,
         specs: dict[ObjectIdentifier, ObjectSpec],
         cov_increments: dict[int, float],
+        kept: KeptEncodings,
     ) -> None:
         self._nodes, self._node, self._specs, self._cov_increments = nodes, node, specs, cov_increments
-        self._shown: dict[ObjectIdentifier, _Shown] = {}
+        self._kept = kept
 
     def serves(self, objid: ObjectIdentifier, properties: Iterable[tuple[PropertyIdentifier, int | None]]) -> bool:
-        """Whether these are served properties of an analog meter object (the resets' Multi-state
-        Values go to the full stack)."""
+        """Whether these are served properties of a meter object (that it has)."""
         spec = self._specs.get(objid)
-        return (
-            spec is not None
-            and spec.object_type in _CLASSES
-            and all(prop in SERVED and index is None for prop, index in properties)
-        )
+        served = _SERVES.get(spec.object_type) if spec is not None else None
+        return served is not None and all(prop in served and index is None for prop, index in properties)
 
     def value(self, objid: ObjectIdentifier, prop: PropertyIdentifier) -> bytes:
         """The application-tagged encoding of a served property of a meter object."""
@@ -166,6 +206,8 @@ class MeterEncodings:
             return _constant(kind, prop, spec.units)
         if prop == PropertyIdentifier.outOfService:
             return _constant(kind, prop, False)
+        if kind == RESET:
+            return _reset_value(prop, reset_reliability(self._node.health.online))
         shown = self._current(objid, spec)
         if prop == PropertyIdentifier.presentValue:
             return shown.present_value
@@ -181,15 +223,28 @@ class MeterEncodings:
     def _current(self, objid: ObjectIdentifier, spec: ObjectSpec) -> _Shown:
         value, reliability, event = PointBinding(self._nodes, self._node, spec, self._cov_increments).state()
         state = (value, reliability, event, self._cov_increments.get(spec.point.register, spec.cov_increment))
-        shown = self._shown.get(objid)
+        key = (self._node.address, objid)
+        shown = self._kept.get(key)
         if shown is None or shown.state != state:
             shown = _Shown(
                 state,
                 _encoded(spec.object_type, PropertyIdentifier.presentValue, value),
                 _encoded(spec.object_type, PropertyIdentifier.covIncrement, state[3]),
             )
-            self._shown[objid] = shown
+            self._kept.put(key, shown)
         return shown
+
+
+def _reset_value(prop: PropertyIdentifier, reliability: str) -> bytes:
+    """A served property of a reset's Multi-state Value: it reads "Ready", its Reliability is its
+    node's (`MeterReset`)."""
+    if prop == PropertyIdentifier.presentValue:
+        return _constant(RESET, prop, READY)
+    if prop == PropertyIdentifier.reliability:
+        return _constant(RESET, prop, reliability)
+    if prop == PropertyIdentifier.eventState:
+        return _constant(RESET, prop, "normal")
+    return _status_flags(RESET, reliability, "normal")
 
 
 @functools.cache

@@ -43,9 +43,23 @@ SERVED = (
     "description",
     "cov-increment",
 )
-#: One of each kind: a current (its channel's alarm is its Event_State), a power (no alarm), a
-#: setting (writable AV), an alarm status AV, and a power factor.
-OBJECTS = ("analog-input,1336", "analog-input,1630", "analog-value,1", "analog-value,109", "analog-input,262")
+RESET_SERVED = tuple(prop for prop in SERVED if prop not in ("units", "cov-increment"))  # an MSV has neither
+#: One of each kind, with the served properties it has: a current (its channel's alarm is its
+#: Event_State), a power (no alarm), a setting (writable AV), an alarm status AV, a power factor,
+#: and a reset (Multi-state Value).
+OBJECTS = (
+    *(
+        (objid, SERVED)
+        for objid in (
+            "analog-input,1336",
+            "analog-input,1630",
+            "analog-value,1",
+            "analog-value,109",
+            "analog-input,262",
+        )
+    ),
+    ("multi-state-value,1", RESET_SERVED),
+)
 
 
 #: The tests of the still gateway share it (they read, and put fast reads back on): one event loop.
@@ -107,16 +121,16 @@ async def _three_ways(
 
 
 @SHARED
-@pytest.mark.parametrize("objid", OBJECTS)
+@pytest.mark.parametrize(("objid", "served"), OBJECTS, ids=[objid for objid, _ in OBJECTS])
 async def test_every_served_property_is_the_full_stacks_bytes(
-    still_gateway: Gateway, objid: str, monkeypatch: pytest.MonkeyPatch
+    still_gateway: Gateway, objid: str, served: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for prop in SERVED:
+    for prop in served:
         fast, own, stock, path = await _three_ways(still_gateway, read_property(objid, prop), monkeypatch)
         assert path == "fast", prop
         assert fast[apdu_offset(fast)] == COMPLEX_ACK, prop
         assert fast == own == stock, prop
-    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple([(objid, SERVED)]), monkeypatch)
+    fast, own, stock, path = await _three_ways(still_gateway, read_property_multiple([(objid, served)]), monkeypatch)
     assert path == "fast"
     assert fast == own == stock
 
@@ -185,9 +199,12 @@ async def test_a_read_the_fast_path_fails_on_is_answered_by_the_full_stack(
         pytest.param(read_property("analog-input,1336", "priority-array"), id="rp-unknown-property"),
         pytest.param(read_property("analog-input,1336", "present-value", 1), id="rp-array-index"),
         pytest.param(read_property("analog-input,1336", "property-list"), id="rp-other-property"),
+        pytest.param(read_property("multi-state-value,1", "units"), id="rp-reset-units"),
         pytest.param(
-            read_property_multiple([("multi-state-value,1", ["present-value", "status-flags"])]), id="rpm-reset-msv"
+            read_property_multiple([("multi-state-value,1", ["present-value", "cov-increment"])]),
+            id="rpm-reset-cov-increment",
         ),
+        pytest.param(read_property("multi-state-value,1", "state-text"), id="rp-reset-state-text"),
         pytest.param(
             read_property_multiple(
                 [("analog-input,99999", ["present-value"]), ("analog-input,1336", ["present-value"])]
