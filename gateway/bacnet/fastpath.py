@@ -28,7 +28,7 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.limits import RequestLimits, Verdict
-from gateway.bacnet.reads import MeterEncodings, read_access_result, read_property_body
+from gateway.bacnet.reads import SERVED, MeterEncodings, read_access_result, read_property_body
 from gateway.bacnet.stack import COMPLEX_ACK_HEADER, IpSocket
 from gateway.logging import DropReport
 
@@ -46,7 +46,7 @@ READ_PROPERTY_MULTIPLE = ConfirmedServiceChoice.readPropertyMultiple
 MAX_APDU_CODES = 6  # 50 .. 1476 bytes; other codes are invalid
 
 Properties = tuple[tuple[PropertyIdentifier, int | None], ...]
-Plan = tuple[tuple[ObjectIdentifier, Properties], ...]
+Plan = tuple[tuple[tuple[int, int], Properties], ...]  # (object type, instance), its properties
 
 
 class NodeReads(Protocol):
@@ -161,14 +161,31 @@ def _decoded(service: int, body: bytes) -> Plan | None:
     except Exception:  # noqa: BLE001 - any body bacpypes3 cannot decode goes to the full stack
         return None
     if service == READ_PROPERTY:
-        return ((request.objectIdentifier, ((request.propertyIdentifier, request.propertyArrayIndex),)),)
+        return (
+            (_object(request.objectIdentifier), ((_property(request.propertyIdentifier), request.propertyArrayIndex),)),
+        )
     return tuple(
         (
-            spec.objectIdentifier,
-            tuple((ref.propertyIdentifier, ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences),
+            _object(spec.objectIdentifier),
+            tuple((_property(ref.propertyIdentifier), ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences),
         )
         for spec in request.listOfReadAccessSpecs
     )
+
+
+# A plan is kept while its request is polled: it holds plain numbers where it can (equal to, and
+# hashed as, bacpypes3's identifiers; a tenth of their size) and the served properties' own
+# identifiers, rather than the objects bacpypes3 decoded.
+_SERVED = {prop: prop for prop in SERVED}
+
+
+def _object(objid: ObjectIdentifier) -> tuple[int, int]:
+    object_type, instance = objid
+    return int(object_type), int(instance)
+
+
+def _property(prop: PropertyIdentifier) -> PropertyIdentifier:
+    return _SERVED.get(prop, prop)
 
 
 def _envelope(data: bytes) -> tuple[bool, tuple[int, bytes] | None, int] | None:
