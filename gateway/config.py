@@ -546,7 +546,7 @@ class BacnetSettings:
     fast_reads: bool = _key(True, _boolean())
     # Meter objects whose changing values the fast reads keep encoded over all nodes (a few
     # hundred bytes each); the least recently read are encoded again when read (some 40 us).
-    max_encoded_objects: int = _key(4096, _integer(1, 1000000))
+    max_encoded_objects: int = _key(2048, _integer(1, 1000000))
     # Max_Segments_Accepted of every device: a segmented request of at most this many 1476-byte
     # segments (bacpypes3 decodes a request in one piece: its size bounds that work). Segmented
     # requests being received at once, over the gateway and from one IP address.

@@ -70,7 +70,7 @@ def test_an_empty_file_gives_the_documented_defaults() -> None:
     assert config.snmp.notify_hosts == ()
     assert config.snmp.max_response_varbinds == 128
     assert config.bacnet.max_built_objects == 2048
-    assert config.bacnet.max_encoded_objects == 4096
+    assert config.bacnet.max_encoded_objects == 2048
     assert (config.modbus_tcp.port, config.modbus_tcp.cache_max_age) == (502, 2.0)
     assert (config.log.level, config.log.format) == ("info", "auto")
     assert config.warnings == ()
@@ -138,7 +138,7 @@ def test_a_built_object_cap_outside_1_to_100000_is_refused(value: object) -> Non
     assert (problem.value, problem.allowed) == (value, "an integer 1-100000")
 
 
-@pytest.mark.parametrize("value", [0, 1000001, 2.5, "4096", True])
+@pytest.mark.parametrize("value", [0, 1000001, 2.5, "2048", True])
 def test_an_encoded_object_bound_outside_1_to_1000000_is_refused(value: object) -> None:
     problem = problems_of({"bacnet": {"max_encoded_objects": value}})["bacnet.max_encoded_objects"]
 
