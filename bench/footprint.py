@@ -12,7 +12,8 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
   profiles, no scan);
 - its CPU share of one core over 60 s of polling at a 1 s poll interval;
 - its resident memory again after a client has read every object of every node (what a BMS that
-  reads everything costs: the gateway keeps at most `bacnet.max_built_objects` of them built);
+  reads everything costs: the fast reads answer it building nothing, and keep the encodings of at
+  most `bacnet.max_encoded_objects` objects);
 - the web face's share: resident memory with every face on, less the same without the web face;
 - the CPU time /metrics costs beyond what the gateway spends meanwhile anyway: the first scrape,
   which makes the snapshot, and each of 50 more, which it serves (as Prometheus scrapes: gzip);
