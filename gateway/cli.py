@@ -41,7 +41,8 @@ from gateway.config_file import overridden_keys, set_site_keys
 from gateway.cpu import CpuBudget
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
-from gateway.nodes.discovery import Found, boards, line_candidates, scan
+from gateway.nodes.discovery import Found, boards, scan
+from gateway.nodes.line import line_candidates
 from gateway.pointmap import load
 from gateway.privileges import NoSuchUser, drop_root
 from gateway.sim import cli as sim_cli

@@ -249,7 +249,7 @@ async def test_auto_line_settings_find_the_rate_and_parity_and_try_them_first_ne
     service = await services.start(line, baudrate="auto")
     assert sorted(service.nodes) == [3, 4]
     assert (service.line.baudrate, service.line.parity) == (38400, "O")
-    assert (service.bus.settings.baudrate, service.poller.line.parity) == (38400, "O")
+    assert (service.bus.settings.baudrate, service.bus.settings.parity) == (38400, "O")
     await eventually(lambda: online(service) == [3, 4], what="both panels polled at the settings found")
     assert StateStore(tmp_path / "state.json").load().line == SavedLine(38400, "O")
     await services.stop(service)
