@@ -27,9 +27,9 @@ from gateway import systemd
 from gateway.bacnet import BacnetFace, device_plan, install_stack
 from gateway.config import Config
 from gateway.cpu import CpuBudget
+from gateway.hub import EventHub
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
-from gateway.nodes.events import EventHub
 from gateway.nodes.service import NodeService
 from gateway.snmp import SnmpFace
 from gateway.state import IdentityStore, StateStore

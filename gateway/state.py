@@ -63,17 +63,17 @@ from typing import Any
 
 import structlog
 
-from gateway.bus.line import PARITIES
 from gateway.config import (
     BAUDRATES,
     MAX_DEVICE_ID_OFFSET,
     MAX_DEVICE_INSTANCE,
-    MODBUS_ADDRESSES,
     VALID_NETWORKS,
 )
 from gateway.errors import StateError
 from gateway.files import write_atomically
+from gateway.modbus import UNIT_ADDRESSES
 from gateway.nodes.profile import NodeProfile
+from gateway.serialport import PARITIES
 
 __all__ = [
     "DeviceOverride",
@@ -385,14 +385,14 @@ def _text(value: object) -> bool:
 
 
 _PROFILE_RULES: dict[str, _Rule] = {
-    "address": _integer_in(MODBUS_ADDRESSES),
+    "address": _integer_in(UNIT_ADDRESSES),
     "serial": _integer_in(range(2**32)),
     "model": ((lambda value: value in ("A", "B", "C")), "A, B, C"),
     "device_id": _integer_in(range(2**16)),
     "firmware_rs": _integer_in(range(2**16)),
     "firmware_os": _integer_in(range(2**16)),
     # A node whose partner address is missing is its own board, even at 247.
-    "primary_address": _integer_in(MODBUS_ADDRESSES),
+    "primary_address": _integer_in(UNIT_ADDRESSES),
 }
 _OVERRIDE_RULES: dict[str, _Rule] = {
     # MAX_DEVICE_INSTANCE itself is the "any device" wildcard, not a usable identity.
@@ -422,7 +422,7 @@ _SUBSCRIBER = re.compile(
     r"(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+|(?P<station>[0-9]{1,3}))"
 )
 _SUBSCRIPTION_RULES: dict[str, _Rule] = {
-    "node": _nullable(_integer_in(MODBUS_ADDRESSES)),
+    "node": _nullable(_integer_in(UNIT_ADDRESSES)),
     "object": ((lambda value: isinstance(value, str) and _OBJECT.fullmatch(value) is not None), '"type,instance"'),
     "subscriber": ((lambda value: isinstance(value, str) and _subscriber(value)), "a BACnet address"),
     "process": _integer_in(range(2**32)),
@@ -485,8 +485,8 @@ def _check_by_address(name: str, value: object, rules: dict[str, _Rule], problem
     good = {}
     for key, record in value.items():
         where = f"{name}[{_show(key)}]"
-        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in MODBUS_ADDRESSES:
-            problems.append(f"{where}: allowed keys are Modbus addresses 1-247")
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in UNIT_ADDRESSES:
+            problems.append(f"{where}: allowed keys are Modbus addresses {UNIT_ADDRESSES[0]}-{UNIT_ADDRESSES[-1]}")
         elif _check_fields(where, record, rules, problems):
             good[key] = record
     return good

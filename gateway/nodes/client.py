@@ -7,23 +7,21 @@ node's health is judged from all of them in one place. Runs on the bus thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from typing import cast
 
 import structlog
 
 from gateway.bus import Bus, BusClosed, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
+from gateway.hub import Publish
 from gateway.nodes.cache import Quality, Reading
 from gateway.nodes.discovery import IDENTITY, identity_of
-from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, RegistersRead, ValueChanged
+from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
 from gateway.nodes.node import Node
 from gateway.nodes.plan import Read
 from gateway.pointmap import Encoding, Point
 
 log = structlog.get_logger(__name__)
-
-Publish = Callable[[Iterable[Event]], None]
 
 
 class NodeClient:
@@ -111,8 +109,8 @@ class NodeClient:
             )
 
 
-def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[Event]:
-    events: list[Event] = []
+def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[NodeEvent]:
+    events: list[NodeEvent] = []
     for point, (old, new) in changes.items():
         events.append(ValueChanged(address, point, old, new))
         is_alarm = point.group == "alarms" and point.encoding is Encoding.BITMAP

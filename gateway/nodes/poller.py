@@ -14,11 +14,11 @@ import contextlib
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import structlog
 
 from gateway.bus import BusClosed, BusError, CorruptReply, NoResponse
+from gateway.nodes.api import CycleReport
 from gateway.nodes.client import NodeClient
 from gateway.nodes.node import Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
@@ -28,14 +28,6 @@ log = structlog.get_logger(__name__)
 
 REPORTS_KEPT = 64
 LINE_CHECK = 0.1  # seconds between looks at a line that is not open yet
-
-
-@dataclass(frozen=True, slots=True)
-class CycleReport:
-    duration: float  # seconds from the first request to the last reply
-    transactions: int  # block reads planned (a node that fails skips the rest of its share)
-    registers: int  # registers those reads ask for
-    wire_time: float  # time those frames take on the wire at the line's baud rate
 
 
 class Poller:

@@ -37,6 +37,7 @@ from gateway.bus import (
     RtuTransport,
 )
 from gateway.config import Config
+from gateway.hub import EventHub
 from gateway.nodes.api import NodeStatistics
 from gateway.nodes.client import NodeClient
 from gateway.nodes.discovery import boards
@@ -48,7 +49,7 @@ from gateway.nodes.errors import (
     ScanRefused,
     UnknownTarget,
 )
-from gateway.nodes.events import EventHub, NodeAdded, NodeRemoved
+from gateway.nodes.events import NodeAdded, NodeRemoved
 from gateway.nodes.line import LineFinder, line_settings
 from gateway.nodes.node import Node
 from gateway.nodes.poller import Poller

@@ -30,9 +30,10 @@ import structlog
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
 from gateway.config import Config
 from gateway.errors import GatewayError, ListenError
+from gateway.findings import NetworkFinding
+from gateway.hub import EventHub
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import EventHub, NetworkFinding
 from gateway.ratelimit import RateLimit
 from gateway.web import pages
 from gateway.web.auth import (
@@ -47,7 +48,7 @@ from gateway.web.auth import (
 )
 from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics, decompressed
 from gateway.web.server import HttpsServer, Limits, Request, Response, ServerStats, within
-from gateway.web.source import DeviceNames, Source, describe, finding
+from gateway.web.source import CLEAR_LATCHED, GLOBAL_RESET, DeviceNames, Source, describe, finding
 from gateway.web.tls import server_context
 
 log = structlog.get_logger(__name__)
@@ -320,8 +321,8 @@ class WebFace:
         if action == "clear-alarms":
             return _html(
                 pages.confirm(
-                    f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
-                    "persists latch again.",
+                    f"Clear every latched alarm of node {address} (register {GLOBAL_RESET} = {CLEAR_LATCHED:d})? "
+                    "Alarms whose condition persists latch again.",
                     "/actions/clear-alarms",
                     {"address": str(address)},
                     csrf,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from gateway.hub import EventHub
 from gateway.nodes.cache import UNREAD
-from gateway.nodes.events import EventHub, NodeOffline, NodeOnline, RegistersRead, ValueChanged
+from gateway.nodes.events import NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.pointmap import load
 
 CURRENT_1, CURRENT_2 = (load().find("current", group="branch", channel=channel) for channel in (1, 2))

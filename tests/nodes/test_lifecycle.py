@@ -15,8 +15,9 @@ import pytest
 
 from gateway.bus import BusClosed, MemoryPort, Priority
 from gateway.config import parse_config
+from gateway.hub import EventHub
 from gateway.nodes.cache import Quality
-from gateway.nodes.events import EventHub, NodeAdded, NodeOffline, NodeOnline
+from gateway.nodes.events import NodeAdded, NodeOffline, NodeOnline
 from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers
 from gateway.nodes.service import NodeService
 from gateway.pointmap import load
