@@ -1,4 +1,4 @@
-"""The event fan-out (gateway/nodes/events.py): kinds, order, and a bounded backlog."""
+"""The event fan-out (gateway/hub.py) of the node events: kinds, order, and a bounded backlog."""
 
 from __future__ import annotations
 
