@@ -150,15 +150,15 @@ def _config(folder: Path, link: str, baudrate: int, ports: dict[str, int]) -> Pa
     return config
 
 
-def _status_cycles(log: Path, since: float) -> list[float]:
-    """The poll cycles the status lines logged after wall-clock time `since`."""
-    cycles = []
+def _status_lines(log: Path, since: float) -> list[dict[str, Any]]:
+    """The status lines logged after wall-clock time `since`."""
+    lines = []
     for line in log.read_text().splitlines():
         with contextlib.suppress(ValueError, KeyError):
             entry = json.loads(line)
-            if entry["event"] == "status" and entry.get("cycle_seconds") and _stamp(entry["timestamp"]) >= since:
-                cycles.append(entry["cycle_seconds"])
-    return cycles
+            if entry["event"] == "status" and _stamp(entry["timestamp"]) >= since:
+                lines.append(entry)
+    return lines
 
 
 def _stamp(text: str) -> float:
@@ -204,7 +204,7 @@ def measure(boards: int, percent: int, loaded: bool) -> dict[str, Any]:
             rss = resident_kib(gateway.pid) / 1024
             faces = _stop_load(load) if load is not None else None
             time.sleep(0.5)
-            cycles = _status_cycles(log, started_wall)
+            status = _status_lines(log, started_wall)
         finally:
             gateway.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -217,11 +217,22 @@ def measure(boards: int, percent: int, loaded: bool) -> dict[str, Any]:
         "quota_percent_of_a_core": percent,
         "loaded": loaded,
         "transactions_per_s": round(transactions / seconds, 1),
-        "poll_cycle_seconds": statistics.median(cycles) if cycles else None,
+        "poll_cycle_seconds": statistics.median(cycles) if (cycles := [e["cycle_seconds"] for e in status]) else None,
         "cpu_ms_per_transaction": round(cpu / transactions * 1000, 2) if transactions else None,
         "cpu_share_of_a_core": round(cpu / seconds, 3),
         "resident_mb": round(rss, 1),
         **({"faces": faces} if faces is not None else {}),
+        # The gateway's own count, since its start: datagrams its BACnet and SNMP sockets dropped
+        # while the faces were held back, and how long they were held back.
+        **({"gateway_shed": _shed(status[-1]["cpu"], ports)} if status else {}),
+    }
+
+
+def _shed(cpu: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
+    dropped = cpu["datagrams_dropped"]
+    return {
+        "faces_held_back_s": cpu.get("faces_held_back_s"),
+        **{f"{face}_datagrams_dropped": dropped.get(str(ports[face]), 0) for face in ("bacnet", "snmp")},
     }
 
 

@@ -26,7 +26,7 @@ import structlog
 from gateway import systemd
 from gateway.bacnet import BacnetFace, device_plan, install_stack
 from gateway.config import Config
-from gateway.cpu import CpuBudget
+from gateway.cpu import CpuBudget, datagrams_dropped
 from gateway.hub import EventHub
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
@@ -116,6 +116,7 @@ def build_faces(gateway: Gateway) -> list[Face]:
             lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
         )
         web.source.upstream = lambda: upstream_status(gateway)
+        web.source.cpu = lambda: cpu_status(gateway.budget)
         faces.append(web)
     if config.upstream.mode == "modbus_rtu":
         faces.append(UpstreamFace(config.upstream, nodes))
@@ -259,13 +260,19 @@ def upstream_status(gateway: Gateway) -> dict[str, Any]:
     return {"mode": upstream.mode, "port": upstream.port, "baudrate": upstream.baudrate, **mac, "counts": counts}
 
 
-def _cpu(budget: CpuBudget) -> dict[str, float]:
-    """What the line left the faces: the CPU they may take now, and how long they were held back."""
-    return {
-        "cores": round(budget.quota.cores, 3),
-        "faces_rate": round(budget.faces_rate, 3),
-        "faces_held_back_s": round(budget.held_back, 3),
-    }
+def cpu_status(budget: CpuBudget | None) -> dict[str, Any]:
+    """What the line left the faces: the CPU they may take now and how long they were held back
+    (with a budget), and the datagrams their sockets dropped meanwhile, by port."""
+    paced = (
+        {}
+        if budget is None
+        else {
+            "cores": round(budget.quota.cores, 3),
+            "faces_rate": round(budget.faces_rate, 3),
+            "faces_held_back_s": round(budget.held_back, 3),
+        }
+    )
+    return {**paced, "datagrams_dropped": datagrams_dropped()}
 
 
 async def _report_status(gateway: Gateway) -> None:
@@ -281,7 +288,7 @@ async def _report_status(gateway: Gateway) -> None:
             wire_seconds=round(cycle.wire_time, 3) if cycle else None,
             bus=asdict(statistics.line),  # an object in the JSON log, not the dataclass's repr
             scan=asdict(statistics.scan),  # "not found yet" (a pass running) or "not there" (passes done)
-            **({"cpu": _cpu(gateway.budget)} if gateway.budget else {}),
+            cpu=cpu_status(gateway.budget),
             upstream=upstream_status(gateway),
             **{
                 type(face).__name__: face.counts

@@ -18,6 +18,7 @@ shows as slower answers, then as requests their sockets drop, which clients retr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
 import time
@@ -92,6 +93,27 @@ def thread_cpu_seconds(native_id: int) -> float | None:
     """CPU time a thread of this process has used (its schedstat); None when it has ended."""
     text = _read(Path(f"/proc/self/task/{native_id}/schedstat"))
     return int(text.split()[0]) / 1e9 if text else None
+
+
+def datagrams_dropped(proc: Path = Path("/proc/self")) -> dict[int, int]:
+    """Datagrams the kernel dropped for this process's UDP sockets, by local port: what arrived
+    while a socket's receive buffer was full because its face fell behind (BACnet and SNMP
+    clients retry them). From the kernel's UDP tables, the sockets found among the open files."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in (proc / "fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    dropped: dict[int, int] = {}
+    for table in ("net/udp", "net/udp6"):
+        for line in _read(proc / table).splitlines()[1:]:
+            fields = line.split()  # sl local rem st queues tr retrnsmt uid timeout inode ref pointer drops
+            if len(fields) >= 13 and fields[9] in inodes:
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                dropped[port] = dropped.get(port, 0) + int(fields[-1])
+    return dropped
 
 
 class CpuBudget:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gateway.cpu import CpuBudget, Quota, own_quota, thread_cpu_seconds
+from gateway.cpu import CpuBudget, Quota, datagrams_dropped, own_quota, thread_cpu_seconds
 
 CORES = float(len(os.sched_getaffinity(0)))
 
@@ -102,3 +103,27 @@ def test_without_a_quota_on_a_machine_with_cores_to_spare_the_loop_is_never_held
     with asyncio.Runner(loop_factory=budget.loop) as runner:
         runner.run(spin())
     assert budget.held_back == 0 and budget.faces_rate >= 1
+
+
+def test_the_datagrams_a_full_socket_dropped_are_counted_by_its_port() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as face,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
+        face.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel's least: a few datagrams
+        face.bind(("127.0.0.1", 0))
+        port = face.getsockname()[1]
+        assert datagrams_dropped()[port] == 0
+        for _ in range(200):
+            client.sendto(b"request", ("127.0.0.1", port))
+        face.setblocking(False)
+        received = 0
+        while True:
+            try:
+                face.recv(64)
+            except BlockingIOError:
+                break
+            received += 1
+        assert 0 < received < 200
+        assert datagrams_dropped()[port] == 200 - received
+    assert port not in datagrams_dropped()  # closed: no longer the process's

@@ -104,6 +104,7 @@ class Collector:
         yield from self._points()
         yield from self._nodes()
         yield from self._bus()
+        yield from self._cpu()
         yield from self._web()
 
     def _points(self) -> Iterator[Metric]:
@@ -196,6 +197,27 @@ class Collector:
             yield GaugeMetricFamily(
                 "bcpm_scan_last_finished_timestamp_seconds", "When the last scan finished", value=scan["last_finished"]
             )
+
+    def _cpu(self) -> Iterator[Metric]:
+        """What the faces fell behind by when the CPU was short (the line's comes first)."""
+        cpu = self.source.cpu()
+        if "faces_rate" in cpu:
+            yield GaugeMetricFamily(
+                "bcpm_faces_cpu_cores", "CPU the faces' loop may take now, in cores", value=cpu["faces_rate"]
+            )
+            yield CounterMetricFamily(
+                "bcpm_faces_held_back_seconds",
+                "Time the faces' loop slept so that the line kept its CPU",
+                value=cpu["faces_held_back_s"],
+            )
+        dropped = CounterMetricFamily(
+            "bcpm_datagrams_dropped",
+            "Datagrams the kernel dropped for a face's UDP socket whose buffer was full (clients retry)",
+            labels=["port"],
+        )
+        for port, count in sorted(cpu["datagrams_dropped"].items()):
+            dropped.add_metric([str(port)], count)
+        yield dropped
 
     def _web(self) -> Iterator[Metric]:
         web = self.web

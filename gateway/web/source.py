@@ -56,6 +56,8 @@ class Source:
         self.started = time.time()
         #: The upstream port: mode, port, rate, MAC and counters (the composition root hands it in).
         self.upstream: Callable[[], dict[str, Any]] = lambda: {"mode": "off"}
+        #: The faces' CPU and the datagrams their sockets dropped (the composition root hands it in).
+        self.cpu: Callable[[], dict[str, Any]] = lambda: {"datagrams_dropped": {}}
 
     @property
     def nodes(self) -> Mapping[int, NodeView]:

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ CURRENT_1 = load().find("current", group="branch", channel=1)
 NODE_ONLINE = next(c for c in default_layout().objects if c.node_field is NodeField.ONLINE).oid  # the nodes table
 OFFSET = 50000  # bacnet.device_id_offset as shipped
 ROUTER = 0  # the router device's "address" among the meters' (its device ID is the offset itself)
+READY_EVENTS = ("nodes ready", "modbus tcp listening", "snmp agent serving", "bacnet ready")
 PATIENCE = 300.0  # seconds any one wait of this suite may take before the case fails
 
 
@@ -143,6 +145,7 @@ class Site:
         self.config.write_text(shipped_with(host))
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.started_at = 0.0  # wall clock, as the log's timestamps
 
     # --- the gateway process ---
 
@@ -153,6 +156,7 @@ class Site:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
         self.started = time.monotonic()
+        self.started_at = time.time()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -170,6 +174,12 @@ class Site:
     def events(self, name: str) -> list[dict[str, Any]]:
         lines = (json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{"))
         return [line for line in lines if line.get("event") == name]
+
+    def logged_ready(self) -> float:
+        """Seconds from the start to the last face's own "ready" line in its log: the time to ready
+        without the clients' part (a Who-Is waits half a second for its I-Ams, a client starts)."""
+        ready = [self.events(name)[-1] for name in READY_EVENTS]
+        return round(max(datetime.fromisoformat(line["timestamp"]).timestamp() for line in ready) - self.started_at, 2)
 
     def errors(self) -> list[dict[str, Any]]:
         lines = (json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.nodes.cache import Quality
 from gateway.pointmap import load
 from gateway.web.source import served
-from tests.support import eventually
+from tests.support import eventually, free_port
 
 PM = load()
 CURRENT_7 = PM.find("current", group="branch", channel=7)
@@ -98,6 +99,18 @@ async def test_the_search_for_meters_shows_the_pass_under_way_and_when_the_last_
     assert found["bcpm_scan_last_seconds", frozenset()] > 0
     assert found["bcpm_scan_running", frozenset()] == 1
     assert 0 < found["bcpm_scan_addresses_left", frozenset()] <= 8
+
+
+async def test_datagrams_a_face_had_no_time_to_take_are_counted_by_its_port(web_site) -> None:
+    site = await web_site(
+        1, sections={"snmp": {"enabled": True, "address": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM)}}
+    )
+    port = site.gateway.config.snmp.port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(3000):  # sent while this loop, the gateway's too, does nothing else: its buffer overflows
+            client.sendto(b"\x30\x00", ("127.0.0.1", port))
+    found = samples(await scrape(site))
+    assert found["bcpm_datagrams_dropped_total", frozenset({"port": str(port)}.items())] > 0
 
 
 async def test_promtool_accepts_the_exposition(web_site, tmp_path) -> None:
