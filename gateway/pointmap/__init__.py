@@ -11,7 +11,7 @@ Register numbers are the vendor's (1-based); the Modbus PDU address is ``registe
 >>> p = pm.point_at(1336)
 >>> (p.key, p.channel, p.units, p.scale_register)
 ('current', 1, 'A', 1000)
->>> [(code, code.action) for code in pm.find("global_reset").resets][2]
+>>> [(int(code), code.action) for code in pm.find("global_reset").resets][2]
 (26012, 'Start a demand subinterval')
 """
 
