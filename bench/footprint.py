@@ -16,7 +16,10 @@ The gateway runs as `bcpm-gateway run` (all faces on loopback) against simulated
 - the web face's share: resident memory with every face on, less the same without the web face;
 - the CPU time /metrics costs beyond what the gateway spends meanwhile anyway: the first scrape,
   which makes the snapshot, and each of 50 more, which it serves (as Prometheus scrapes: gzip);
-  the size of the text and of what a scrape sends with gzip; resident memory after them.
+  the size of the text and of what a scrape sends with gzip; resident memory after them;
+- the memory the web face's history of the currents takes after the minute of polling (made whole
+  at a node's first sample, once a minute: `bcpm_web_trend_history_bytes` on /metrics), within the
+  resident figures after that minute.
 
 The gateway runs from a virtualenv of its own holding only what `pip install .` brings, as on a
 site: the test tools' libraries in the development virtualenv (rich, pulled in by import-linter,
@@ -162,6 +165,7 @@ class Scrapes:
     text_bytes: int  # the exposition's text
     gzip_bytes: int  # what a scrape sends with gzip, as Prometheus asks
     cycle_s: float | None  # the last poll cycle as the scrape says it
+    trend_history_bytes: int | None  # what the trends' history of the currents takes, as the scrape says it
 
 
 def scrapes(pid: int, port: int) -> Scrapes:
@@ -194,11 +198,16 @@ def scrapes(pid: int, port: int) -> Scrapes:
     first = cpu_ms(lambda: compressed.append(scrape("127.0.1.1")))
     more = cpu_ms(lambda: [scrape(f"127.0.2.{n + 1}") for n in range(SCRAPES)])
     text = scrape("127.0.1.2", gzip=False)
-    cycle = next(
-        (float(line.split()[-1]) for line in text.decode().splitlines() if line.startswith("bcpm_poll_cycle_seconds ")),
-        None,
+
+    def gauge(name: str) -> float | None:
+        return next(
+            (float(line.split()[-1]) for line in text.decode().splitlines() if line.startswith(name + " ")), None
+        )
+
+    cycle, history = gauge("bcpm_poll_cycle_seconds"), gauge("bcpm_web_trend_history_bytes")
+    return Scrapes(
+        first, more / SCRAPES, len(text), len(compressed[0]), cycle, None if history is None else int(history)
     )
-    return Scrapes(first, more / SCRAPES, len(text), len(compressed[0]), cycle)
 
 
 def run(sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -238,6 +247,7 @@ def run(sizes: tuple[int, ...]) -> dict[str, Any]:
             "metrics_scrape_bytes": scraped.text_bytes,
             "metrics_scrape_gzip_bytes": scraped.gzip_bytes,
             "resident_mb_after_scrapes": round(memory_scraped / 1024, 1),
+            "trend_history_bytes": scraped.trend_history_bytes,
             "objects_read": objects,
             "resident_mb_after_reading_every_object": round(memory_read_all / 1024, 1),
         }

@@ -191,7 +191,7 @@ def measure(boards: int, percent: int, loaded: bool) -> dict[str, Any]:
             )
         try:
             _wait_polled(log, 2 * boards)
-            time.sleep(10)  # past the first cycle, which reads every slow block
+            _wait_cycled(log)  # past the first cycle, which reads every slow block
             load = _start_load(ports, boards) if loaded else None
             if load is not None:
                 time.sleep(3)  # the load at full strength
@@ -217,7 +217,9 @@ def measure(boards: int, percent: int, loaded: bool) -> dict[str, Any]:
         "quota_percent_of_a_core": percent,
         "loaded": loaded,
         "transactions_per_s": round(transactions / seconds, 1),
-        "poll_cycle_seconds": statistics.median(cycles) if (cycles := [e["cycle_seconds"] for e in status]) else None,
+        "poll_cycle_seconds": statistics.median(cycles)
+        if (cycles := [e["cycle_seconds"] for e in status if e["cycle_seconds"]])
+        else None,
         "cpu_ms_per_transaction": round(cpu / transactions * 1000, 2) if transactions else None,
         "cpu_share_of_a_core": round(cpu / seconds, 3),
         "resident_mb": round(rss, 1),
@@ -234,6 +236,16 @@ def _shed(cpu: dict[str, Any], ports: dict[str, int]) -> dict[str, Any]:
         "faces_held_back_s": cpu.get("faces_held_back_s"),
         **{f"{face}_datagrams_dropped": dropped.get(str(ports[face]), 0) for face in ("bacnet", "snmp")},
     }
+
+
+def _wait_cycled(log: Path, timeout: float = 300.0) -> None:
+    """Until a status line gives a poll cycle: the first one, which reads every block, is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(entry["cycle_seconds"] for entry in _status_lines(log, 0.0)):
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"no poll cycle done within {timeout:.0f} s")
 
 
 def _wait_polled(log: Path, nodes: int, timeout: float = 180.0) -> None:

@@ -31,6 +31,8 @@ class WebClient:
         self.source = source
         self.tls = tls
         self.connections = 0  # made, over the client's life
+        self.received = 0  # bytes of HTTP (heads and bodies) received, over the client's life
+        self.headers: dict[str, str] = {}  # of the last answer, names in lower case
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._parser: h11.Connection | None = None
 
@@ -61,9 +63,12 @@ class WebClient:
             while True:
                 event = parser.next_event()
                 if event is h11.NEED_DATA:
-                    parser.receive_data(await reader.read(65536))
+                    data = await reader.read(65536)
+                    self.received += len(data)
+                    parser.receive_data(data)
                 elif isinstance(event, h11.Response):
                     status = event.status_code
+                    self.headers = {name.decode(): value.decode("latin-1") for name, value in event.headers}
                 elif isinstance(event, h11.Data):
                     received += event.data
                 elif isinstance(event, h11.EndOfMessage):

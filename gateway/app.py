@@ -17,20 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
 from gateway import systemd
-from gateway.bacnet import BacnetFace, device_plan, install_stack
+from gateway.bacnet import BacnetFace, DevicePlan, device_plan, install_stack
+from gateway.bacnet.bdt import load_bdt, parse_bdt
 from gateway.config import Config
 from gateway.cpu import CpuBudget, datagrams_dropped
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.hub import EventHub
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
+from gateway.nodes.history import History
 from gateway.nodes.service import NodeService
+from gateway.service import shipped
 from gateway.snmp import SnmpFace
 from gateway.state import IdentityStore, StateStore
 from gateway.threads import LoopThread
@@ -87,6 +93,7 @@ class Gateway:
     thread: LoopThread  # the bus thread
     budget: CpuBudget | None = None  # the pace of the faces' loop, when it has one
     restart: asyncio.Event = field(default_factory=asyncio.Event)  # set to restart in-process
+    history: History | None = None  # the currents' history for the trends, kept across restarts
     faces: list[Face] = field(default_factory=list)
     face_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -105,28 +112,84 @@ def build_faces(gateway: Gateway) -> list[Face]:
         faces.append(SnmpFace(config.snmp, nodes, hub, gateway.identities))
     if config.web.enabled:
         from gateway.web.face import WebFace  # its libraries load only when it is on (it is off by default)
+        from gateway.web.source import Wiring
 
-        # it shows each node's BACnet device ID and name now (written ones included), as the BACnet face plans them
-        devices = gateway.identities
-        web = WebFace(
-            config,
-            nodes,
-            hub,
-            gateway.restart.set,
-            lambda: device_plan(config.bacnet, devices.state, nodes.pointmap).node_devices(),
+        wiring = Wiring(
+            restart=gateway.restart.set,
+            device_names=lambda: bacnet_plan(gateway).node_devices(),
+            history=gateway.history,
+            ede=lambda: ede_list(gateway),
+            check=check_startable,
+            check_bdt=check_bdt,
+            shipped=lambda name: shipped(name).read_bytes(),
+            upstream=lambda: upstream_status(gateway),
+            cpu=lambda: cpu_status(gateway.budget),
         )
-        web.source.upstream = lambda: upstream_status(gateway)
-        web.source.cpu = lambda: cpu_status(gateway.budget)
-        faces.append(web)
+        faces.append(WebFace(config, nodes, hub, wiring))
     if config.upstream.mode == "modbus_rtu":
         faces.append(UpstreamFace(config.upstream, nodes))
     return faces
 
 
+def ede_list(gateway: Gateway) -> str:
+    """The EDE point list of the BACnet devices as they are now (names and IDs written included)."""
+    from gateway.bacnet.ede import ede_text  # only a download needs it
+
+    return ede_text(bacnet_plan(gateway), "BCPM gateway")
+
+
+def check_startable(config: Config) -> None:
+    """What a configuration must pass beyond its keys for the gateway to start with it on this
+    board: a BBMD's table (as `check-config` reads it), and addresses the faces listen on that
+    are this board's. ConfigError or BdtError saying why not."""
+    if config.bacnet.enabled and config.bacnet.bbmd:
+        load_bdt(config.bacnet)
+    bacnet, snmp, modbus = config.bacnet, config.snmp, config.modbus_tcp
+    listening = (
+        ("bacnet.address", bacnet.enabled, str(bacnet.address), bacnet.address.ip),
+        ("snmp.address", snmp.enabled, snmp.address, IPv4Address(snmp.address)),
+        ("modbus_tcp.address", modbus.enabled, modbus.address, IPv4Address(modbus.address)),
+    )
+    problems = [
+        ConfigProblem(key, shown, "an address of this board (or 0.0.0.0): a face must listen there after the restart")
+        for key, enabled, shown, address in listening
+        if enabled and not _local(address)
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def _local(address: IPv4Address) -> bool:
+    """Whether this board has the address (or it is the wildcard)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((str(address), 0))
+        except OSError:
+            return False
+    return True
+
+
+def check_bdt(text: str, config: Config) -> None:
+    """A BBMD table as the BACnet face would take it with this configuration: BdtError if not."""
+    parse_bdt(text, (config.bacnet.address.ip, config.bacnet.port))
+
+
+def bacnet_plan(gateway: Gateway) -> DevicePlan:
+    """The BACnet devices as the face plans them now, one per node served (names and IDs
+    written included): what the web face shows and the EDE list it hands out."""
+    nodes = gateway.nodes
+    return device_plan(
+        gateway.config.bacnet, gateway.identities.state, nodes.pointmap, [n.profile for n in nodes.nodes.values()]
+    )
+
+
 @contextlib.asynccontextmanager
-async def running(config: Config, budget: CpuBudget | None = None) -> AsyncIterator[Gateway]:
+async def running(
+    config: Config, budget: CpuBudget | None = None, history: History | None = None
+) -> AsyncIterator[Gateway]:
     """Start the gateway; stop it cleanly when the block ends. `budget`: the pace of the running
-    loop (see `gateway.cpu`), which leaves the bus thread its CPU first."""
+    loop (see `gateway.cpu`), which leaves the bus thread its CPU first. `history`: the currents'
+    history of a life before (see `kept_history`), sampled on from here."""
     for warning in config.warnings:
         log.warning("config", detail=warning)
     identities = IdentityStore(StateStore(config.gateway.state_file))
@@ -135,15 +198,18 @@ async def running(config: Config, budget: CpuBudget | None = None) -> AsyncItera
     thread = nodes.start()
     if budget is not None:
         budget.protect(thread.native_id)
-    gateway = Gateway(config, hub, identities, nodes, thread, budget)
+    gateway = Gateway(config, hub, identities, nodes, thread, budget, history=kept_history(config, history, nodes))
     gateway.faces = build_faces(gateway)
     gateway.face_tasks = [asyncio.create_task(face.run(), name=type(face).__name__) for face in gateway.faces]
+    sampling = asyncio.create_task(gateway.history.run(nodes)) if gateway.history else None
     try:
         await _listening(gateway)
         yield gateway
     finally:
-        for task in gateway.face_tasks:
+        for task in (*gateway.face_tasks, *([sampling] if sampling else [])):
             task.cancel()
+        if sampling is not None:
+            await asyncio.gather(sampling, return_exceptions=True)
         results = await asyncio.gather(*gateway.face_tasks, return_exceptions=True)
         thread.stop()
         if thread.done:
@@ -153,18 +219,31 @@ async def running(config: Config, budget: CpuBudget | None = None) -> AsyncItera
                 raise result
 
 
+def kept_history(config: Config, before: History | None, nodes: NodeService) -> History | None:
+    """The currents' history for the trends (the web face's): the one before, while its length
+    stays the same; None without the web face or with ``web.trend_hours = 0``."""
+    hours = config.web.trend_hours if config.web.enabled else 0
+    if not hours:
+        return None
+    if before is not None and before.hours == hours:
+        return before
+    return History(hours, nodes.pointmap)
+
+
 async def serve(load: Callable[[], Config], budget: CpuBudget | None = None) -> None:
     """Run until SIGTERM or SIGINT; an error on the bus thread ends the gateway with that error.
 
-    A restart request (BACnet ReinitializeDevice) stops everything and starts again from a
-    fresh ``load()`` of the configuration, in the same process. `budget`: see `running`.
+    A restart request (BACnet ReinitializeDevice, the web face) stops everything and starts again
+    from a fresh ``load()`` of the configuration, in the same process; the currents' history goes
+    on. `budget`: see `running`.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    history: list[History | None] = [None]  # the life before's, for the next
     try:
-        while await _serve_once(load(), stop, budget):
+        while await _serve_once(load(), stop, budget, history):
             log.info("restarting")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -192,10 +271,14 @@ def reload(gateway: Gateway) -> None:
             face.reload()
 
 
-async def _serve_once(config: Config, stop: asyncio.Event, budget: CpuBudget | None) -> bool:
-    """Run one life of the gateway; True when it ended for a restart."""
+async def _serve_once(
+    config: Config, stop: asyncio.Event, budget: CpuBudget | None, history: list[History | None]
+) -> bool:
+    """Run one life of the gateway; True when it ended for a restart. `history` holds the
+    currents' history from one life to the next."""
     loop = asyncio.get_running_loop()
-    async with running(config, budget) as gateway:
+    async with running(config, budget, history[0]) as gateway:
+        history[0] = gateway.history
         loop.add_signal_handler(signal.SIGHUP, reload, gateway)
         waits: dict[asyncio.Future[Any], str] = {
             asyncio.ensure_future(gateway.thread.wait()): "bus thread",

@@ -36,6 +36,7 @@ from gateway.config import (
     read_toml,
     readable_secrets_warning,
     settings_file,
+    uploaded_bdt,
 )
 from gateway.config_file import overridden_keys, set_site_keys
 from gateway.cpu import CpuBudget
@@ -244,12 +245,19 @@ def _check_config(args: argparse.Namespace) -> int:
         if overridden
         else None
     )
+    uploaded = uploaded_bdt(config)
+    bdt_warning = (
+        f"bacnet.bdt_file: {uploaded} (uploaded on the running gateway) is used instead of this file's"
+        if config.bacnet.bdt_file == uploaded
+        else None
+    )
     for warning in (
         *config.warnings,
         readable_secrets_warning(args.file),
         defaults_to_change_warning(config),
         *port_warnings,
         changed_warning,
+        bdt_warning,
     ):
         if warning:
             print(f"warning: {warning}")

@@ -44,14 +44,18 @@ __all__ = [
     "SnmpUser",
     "UpstreamSettings",
     "WebSettings",
+    "SECTIONS",
     "SETTABLE",
     "SETTINGS_FILE",
+    "UPLOADED_BDT",
+    "allowed_values",
     "default_config",
     "load_config",
     "merge_config",
     "read_settings",
     "settings_file",
     "parse_config",
+    "raw_settings",
 ]
 
 # Limits shared with the faces and the state file (AV1/AV2 writes obey the same ranges).
@@ -625,7 +629,9 @@ class SnmpSettings:
     read_community: str = _key("public", _COMMUNITY)
     write_community: str | None = _key(None, _optional(_COMMUNITY, "SET off"))
     trap_community: str = _key("public", _COMMUNITY)
-    notify_hosts: tuple[tuple[str, int], ...] = _key((), _list_of(_endpoint(162), "receivers"))
+    notify_hosts: tuple[tuple[str, int], ...] = _key(
+        (), _list_of(_endpoint(162), 'receivers, "ipv4" or "ipv4:port" (port 162 by default)')
+    )
     # SNMPv1 and v2c (communities in clear text): requests answered and traps sent.
     v2c: bool = _key(True, _boolean())
     engine_id: bytes | None = _key(None, _optional(_engine_id(), "made once, kept in the state file"))
@@ -739,6 +745,9 @@ class WebSettings:
     max_connections_per_client: int = _key(8, _integer(1, 1024))
     # Requests, and new connections, one client address may make a second (twice as many in a burst).
     rate_limit: int = _key(20, _integer(1, 10000))
+    # Hours of every CT channel's current kept in memory for the trends, a sample a minute (0: none);
+    # 132 KB a node for 24 hours.
+    trend_hours: int = _key(24, _integer(0, 24))
 
     @property
     def metrics_clients(self) -> tuple[IPv4Network, ...]:
@@ -756,7 +765,8 @@ class LogSettings:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration; `warnings` are non-fatal notices the caller should log."""
+    """The whole configuration; `warnings` are non-fatal notices the caller should log; `source` the
+    site's file it was read from (None when made in code: the demo, tests)."""
 
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     serial: SerialSettings = field(default_factory=SerialSettings)
@@ -767,9 +777,11 @@ class Config:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     log: LogSettings = field(default_factory=LogSettings)
     warnings: tuple[str, ...] = ()
+    source: Path | None = None
 
 
-_SECTIONS: dict[str, type] = {
+#: The sections of the file, each with its dataclass, in the order of `Config`.
+SECTIONS: Mapping[str, type] = {
     "gateway": GatewaySettings,
     "serial": SerialSettings,
     "bacnet": BacnetSettings,
@@ -802,17 +814,21 @@ SETTABLE: Mapping[str, frozenset[str]] = {
         "max_foreign_ttl max_built_objects fast_reads max_segments max_segmented_requests "
         "max_segmented_requests_per_client foreign_bbmd foreign_ttl rtc_control reinit_password read_only "
         "doctor_interval",
-        "snmp": "enabled address port read_community write_community trap_community notify_hosts "
-        "max_response_varbinds bulk_amplification rate_limit allow trap_rate location contact name",
+        "snmp": "enabled address port read_community write_community trap_community notify_hosts v2c users "
+        "inform_timeout inform_retries max_response_varbinds bulk_amplification rate_limit allow trap_rate location "
+        "contact name",
         "modbus_tcp": "enabled address port cache_max_age max_connections read_only allow idle_timeout frame_timeout "
         "keepalive",
-        "web": "session_minutes login_attempts max_connections max_connections_per_client rate_limit",
+        "web": "session_minutes login_attempts max_connections max_connections_per_client rate_limit trend_hours",
         "log": "level format",
     }.items()
 }
 #: Where a running gateway keeps what it was told to change: beside the state file, owned by the
 #: gateway's user, laid over the site's file by `load_config`.
 SETTINGS_FILE = "web-settings.toml"
+#: A BBMD table uploaded on the running gateway, beside the state file: used instead of
+#: `bacnet.bdt_file` while it is there (a fixed name: an upload never names a path).
+UPLOADED_BDT = "web-bdt.ini"
 
 
 def settings_file(config: Config) -> Path:
@@ -829,13 +845,26 @@ def load_config(path: Path) -> Config:
     except ConfigError as err:
         raise ConfigError(err.problems, heading=f"config file {path}:") from None
     changed_file = settings_file(config)
-    if not changed_file.exists():
-        return config
-    changed = read_settings(changed_file)
-    try:
-        return parse_config(merge_config(data, changed))
-    except ConfigError as err:
-        raise ConfigError(err.problems, heading=f"config file {path} with {changed_file} over it:") from None
+    if changed_file.exists():
+        changed = read_settings(changed_file)
+        try:
+            config = parse_config(merge_config(data, changed))
+        except ConfigError as err:
+            raise ConfigError(err.problems, heading=f"config file {path} with {changed_file} over it:") from None
+    return with_uploads(replace(config, source=path))
+
+
+def uploaded_bdt(config: Config) -> Path:
+    """Where a BBMD table uploaded on the running gateway is kept (see UPLOADED_BDT)."""
+    return config.gateway.state_file.parent / UPLOADED_BDT
+
+
+def with_uploads(config: Config) -> Config:
+    """The configuration with what was uploaded on the running gateway in use: its BBMD table."""
+    uploaded = uploaded_bdt(config)
+    if uploaded.exists():
+        return replace(config, bacnet=replace(config.bacnet, bdt_file=uploaded))
+    return config
 
 
 def read_settings(path: Path) -> dict[str, dict[str, Any]]:
@@ -878,21 +907,105 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     problems: list[ConfigProblem] = []
     sections: dict[str, Any] = {}
     for name, raw in data.items():
-        cls = _SECTIONS.get(name)
+        cls = SECTIONS.get(name)
         if cls is None:
-            allowed = "sections " + ", ".join(f"[{section}]" for section in _SECTIONS)
+            allowed = "sections " + ", ".join(f"[{section}]" for section in SECTIONS)
             problems.append(ConfigProblem(name, raw, allowed))
         elif not isinstance(raw, Mapping):
             problems.append(ConfigProblem(name, raw, f"a table [{name}]"))
         else:
             sections[name] = _parse_section(name, cls, raw, problems)
-    for name, cls in _SECTIONS.items():
+    for name, cls in SECTIONS.items():
         sections.setdefault(name, cls())
     warnings: list[str] = []
     _check_across(sections, problems, warnings)
     if problems:
         raise ConfigError(problems)
     return Config(**sections, warnings=tuple(warnings))
+
+
+def allowed_values(section: str, key: str) -> str:
+    """What a key takes, in the words of its errors (``"an integer 1-65535"``)."""
+    rule = next(spec for spec in fields(SECTIONS[section]) if spec.name == key).metadata[_RULE]
+    try:
+        rule(_NOTHING)
+    except _Refused as refused:
+        return refused.allowed
+    return ""
+
+
+_NOTHING = object()  # what no rule takes
+
+
+def raw_settings(config: Config) -> dict[str, dict[str, Any]]:
+    """Every key of every section as the TOML value that gives what `config` holds (the rules
+    undone): `parse_config` of it gives the same settings back. For a download of the whole
+    configuration and for forms that show each key as a user would write it. A key whose value
+    TOML cannot write (an SNMPv3 user's passphrase it does not have) is left out, as the file
+    leaves it out.
+
+    >>> raw_settings(default_config())["serial"]["scan"], raw_settings(default_config())["bacnet"]["ip_network"]
+    ('1-247', 'auto')
+    """
+    return {name: _raw_table(getattr(config, name)) for name in SECTIONS}
+
+
+def _raw_table(settings: object) -> dict[str, Any]:
+    table = {}
+    for spec in fields(settings):  # type: ignore[arg-type]
+        if _RULE in spec.metadata:  # (an SNMPv3 user's name is its table's, not a key)
+            value = _raw(getattr(settings, spec.name), spec.metadata[_RULE])
+            if value is not _LEFT_OUT:
+                table[spec.name] = value
+    return table
+
+
+_LEFT_OUT = object()  # a key none of whose words stands for its value (None): not written
+
+
+def _raw(value: object, rule: _Rule | None = None) -> Any:
+    if value is None:  # an optional key's word for none: "" or "auto", or none at all
+        return next((word for word in ("", "auto") if rule is not None and _gives_none(rule, word)), _LEFT_OUT)
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, IPv4Network) and value.prefixlen == 32:
+        return str(value.network_address)  # a host, as a site writes it
+    if isinstance(value, Path | IPv4Interface | IPv4Network):
+        return str(value)
+    if isinstance(value, tuple) and all(isinstance(item, SnmpUser) for item in value) and not _takes(rule, []):
+        return {user.name: _raw_table(user) for user in value}  # [snmp.users.NAME], none: an empty table
+    if isinstance(value, tuple):
+        if len(value) == 2 and isinstance(value[0], str) and type(value[1]) is int:
+            return f"{value[0]}:{value[1]}"  # an endpoint
+        if value and all(type(item) is int for item in value):
+            return _ranges(value)  # Modbus addresses
+        return [_raw(item) for item in value]
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _gives_none(rule: _Rule, word: str) -> bool:
+    return _takes(rule, word) and rule(word) is None
+
+
+def _takes(rule: _Rule | None, raw: object) -> bool:
+    try:
+        rule and rule(raw)
+    except _Refused:
+        return False
+    return True
+
+
+def _ranges(numbers: tuple[int, ...]) -> str:
+    """Sorted numbers as "1-10,20,30-32"."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
 
 
 def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import structlog
 
 from gateway.app import serve
 from gateway.bacnet.objects import av_instances
-from gateway.config import Config, merge_config, parse_config, read_toml
+from gateway.config import Config, load_config, merge_config, parse_config, read_toml
+from gateway.config_file import configuration_text
 from gateway.cpu import CpuBudget
+from gateway.files import write_atomically
 from gateway.logging import configure_logging
 from gateway.pointmap import load as load_pointmap
 from gateway.sim import Board, SimulatedLine
@@ -79,7 +81,10 @@ async def run_demo(boards: int, user_file: Path | None, load: Load | None, budge
                 "demo", serial=line.path, boards=boards, load=load.name if load else "none", **served_faces(config)
             )
             print(try_text(config, simulated[0]) + "\n", flush=True)
-            await serve(lambda: config, budget)
+            # A site's file of its own in the temporary folder, so the web face's settings work as on a site.
+            site = Path(state_dir) / "gateway.toml"
+            write_atomically(site, configuration_text(config, secrets=True).encode(), 0o600)
+            await serve(lambda: load_config(site), budget)
 
 
 def served_faces(config: Config) -> dict[str, str]:

@@ -37,10 +37,11 @@ CONFIG_DIR = Path("/etc/bcpm-gateway")
 CONFIG_FILE = CONFIG_DIR / "gateway.toml"
 STATE_DIR = Path("/var/lib/bcpm-gateway")
 UNIT_FILE = Path("/etc/systemd/system") / UNIT
-#: Where a wheel install puts the documented config and the unit (pyproject's data-files); an
-#: editable install or a checkout has them in its config/ folder.
+#: Where a wheel install puts the documented config, the unit, the MIB module and the PICS
+#: (pyproject's data-files); an editable install or a checkout has them in its own folders.
 INSTALLED_FILES = Path(sysconfig.get_path("data")) / "share" / "bcpm-gateway"
-CHECKOUT_FILES = Path(__file__).resolve().parents[1] / "config"
+CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT_FILES = tuple(CHECKOUT / folder for folder in ("config", "mibs", "docs"))
 HIDDEN_FROM_SERVICE = (Path("/home"), Path("/root"), Path("/run/user"))  # ProtectHome=yes
 
 
@@ -57,11 +58,12 @@ class Step:
 
 
 def shipped(name: str) -> Path:
-    """A file shipped with the gateway (`gateway.toml`, the unit)."""
-    for folder in (INSTALLED_FILES, CHECKOUT_FILES):
+    """A file shipped with the gateway (`gateway.toml`, the unit, the MIB module, the PICS)."""
+    for folder in (INSTALLED_FILES, *CHECKOUT_FILES):
         if (folder / name).is_file():
             return folder / name
-    raise ServiceError(f"{name} is not installed with the gateway (looked in {INSTALLED_FILES} and {CHECKOUT_FILES})")
+    places = ", ".join(map(str, (INSTALLED_FILES, *CHECKOUT_FILES)))
+    raise ServiceError(f"{name} is not installed with the gateway (looked in {places})")
 
 
 def installed_command() -> Path:

@@ -28,6 +28,14 @@ subscriber's address on the BACnet/IP network ("net:address" behind another rout
 the seconds granted (0 = indefinite, `expires` null) and `expires` when a timed one ends (UTC).
 An entry that is not exactly this is skipped with a warning naming it; the rest of the file loads.
 
+`circuit_names` are the names users gave circuits (CT channels 1-46: branch circuits 1-42, AUX
+43-46), by node and channel; every face that describes a circuit shows them (optional: a file
+without it loads with none):
+
+     "circuit_names": {"1": {"7": "Rack A12 PDU A", "43": "Mains L1"}}
+
+What a name may hold: `gateway.nodes.circuits`.
+
 `database_revision` is the BACnet devices' Database_Revision, which the BACnet face raises and
 saves (`gateway/bacnet/identities.py`); it is kept here so that it survives restarts. A file
 written before it existed loads as 0.
@@ -72,7 +80,9 @@ from gateway.config import (
 from gateway.errors import StateError
 from gateway.files import write_atomically
 from gateway.modbus import UNIT_ADDRESSES
+from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.profile import NodeProfile
+from gateway.pointmap import CIRCUITS
 from gateway.serialport import PARITIES
 
 __all__ = [
@@ -156,6 +166,7 @@ class State:
     database_revision: int = 0
     line: SavedLine | None = None
     cov_subscriptions: tuple[SavedSubscription, ...] = ()
+    circuit_names: Mapping[int, Mapping[int, str]] = field(default_factory=_frozen_mapping)
     snmp_engine: SavedEngine | None = None
     mstp_max_master: int | None = None
 
@@ -163,6 +174,8 @@ class State:
         # Copy into read-only views, sorted by address, so no caller's dict can change a State.
         object.__setattr__(self, "profiles", MappingProxyType(dict(sorted(self.profiles.items()))))
         object.__setattr__(self, "overrides", MappingProxyType(dict(sorted(self.overrides.items()))))
+        names = {a: MappingProxyType(dict(sorted(n.items()))) for a, n in sorted(self.circuit_names.items()) if n}
+        object.__setattr__(self, "circuit_names", MappingProxyType(names))
         for address, profile in self.profiles.items():
             if profile.address != address:
                 raise ValueError(f"profile of address {profile.address} filed under {address}")
@@ -173,12 +186,13 @@ class State:
         return replace(self, profiles=merged)
 
     def without_nodes(self, addresses: Iterable[int]) -> State:
-        """Forget these nodes: their profiles and overrides."""
+        """Forget these nodes: their profiles, overrides and circuit names."""
         gone = set(addresses)
         return replace(
             self,
             profiles={a: p for a, p in self.profiles.items() if a not in gone},
             overrides={a: o for a, o in self.overrides.items() if a not in gone},
+            circuit_names={a: n for a, n in self.circuit_names.items() if a not in gone},
         )
 
     def with_override(self, address: int, override: DeviceOverride) -> State:
@@ -189,6 +203,16 @@ class State:
         else:
             overrides[address] = override
         return replace(self, overrides=overrides)
+
+    def with_circuit_names(self, address: int, names: Mapping[int, str | None]) -> State:
+        """Name circuits of one node (channel -> name; None or "" removes the name), the others kept."""
+        kept = dict(self.circuit_names.get(address, {}))
+        for channel, name in names.items():
+            if name:
+                kept[channel] = name
+            else:
+                kept.pop(channel, None)
+        return replace(self, circuit_names={**self.circuit_names, address: kept})
 
     def with_cov_subscriptions(self, subscriptions: Iterable[SavedSubscription]) -> State:
         """Keep these COV subscriptions (all of them: they replace the ones kept)."""
@@ -364,6 +388,12 @@ class IdentityStore:
         if self.saved_line() != (baudrate, parity):
             self.update(lambda state: state.with_line(SavedLine(baudrate, parity)))
 
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        return self._state.circuit_names.get(address, MappingProxyType({}))
+
+    def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        self.update(lambda state: state.with_circuit_names(address, names))
+
 
 _Rule = tuple[Callable[[object], bool], str]
 
@@ -432,9 +462,11 @@ _SUBSCRIPTION_RULES: dict[str, _Rule] = {
 }
 _TOP_KEYS = ("version", "profiles", "overrides", "router")
 # absent from files written before them
-_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp")
+_OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp", "circuit_names")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
+_ADDRESS_KEYS_ALLOWED = f"allowed keys are Modbus addresses {UNIT_ADDRESSES[0]}-{UNIT_ADDRESSES[-1]}"
+_CHANNEL_KEY = re.compile(r"[1-9][0-9]?")
 
 
 def _show(value: object) -> str:
@@ -486,7 +518,7 @@ def _check_by_address(name: str, value: object, rules: dict[str, _Rule], problem
     for key, record in value.items():
         where = f"{name}[{_show(key)}]"
         if not _ADDRESS_KEY.fullmatch(key) or int(key) not in UNIT_ADDRESSES:
-            problems.append(f"{where}: allowed keys are Modbus addresses {UNIT_ADDRESSES[0]}-{UNIT_ADDRESSES[-1]}")
+            problems.append(f"{where}: {_ADDRESS_KEYS_ALLOWED}")
         elif _check_fields(where, record, rules, problems):
             good[key] = record
     return good
@@ -521,11 +553,31 @@ def _problems(data: object) -> list[str]:
         problems.append(f"database_revision = {_show(top['database_revision'])}: allowed {allowed}")
     if "line" in top:
         _check_fields("line", top["line"], _LINE_RULES, problems)
+    if "circuit_names" in top:
+        _check_circuit_names(top["circuit_names"], problems)
     if "snmp_engine" in top:
         _check_fields("snmp_engine", top["snmp_engine"], _SNMP_ENGINE_RULES, problems)
     if "mstp" in top:
         _check_fields("mstp", top["mstp"], _MSTP_RULES, problems)
     return problems
+
+
+def _check_circuit_names(value: object, problems: list[str]) -> None:
+    if not isinstance(value, dict):
+        problems.append(f"circuit_names = {_show(value)}: allowed an object keyed by Modbus address")
+        return
+    for key, names in value.items():
+        where = f"circuit_names[{_show(key)}]"
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in UNIT_ADDRESSES:
+            problems.append(f"{where}: {_ADDRESS_KEYS_ALLOWED}")
+        elif not isinstance(names, dict):
+            problems.append(f"{where} = {_show(names)}: allowed an object keyed by CT channel")
+        else:
+            for channel, name in names.items():
+                if not _CHANNEL_KEY.fullmatch(channel) or int(channel) not in CIRCUITS:
+                    problems.append(f"{where}[{_show(channel)}]: allowed keys are CT channels 1-46")
+                elif (problem := circuit_name_problem(name)) is not None:
+                    problems.append(f"{where}[{_show(channel)}] = {_show(name)}: allowed {problem}")
 
 
 def _subscriber(text: str) -> bool:
@@ -586,6 +638,11 @@ def _state_to_json(state: State) -> dict[str, Any]:
         if state.cov_subscriptions
         else {}
     )
+    names = (
+        {"circuit_names": {str(a): {str(c): name for c, name in n.items()} for a, n in state.circuit_names.items()}}
+        if state.circuit_names
+        else {}
+    )
     engine = state.snmp_engine
     snmp_engine = {} if engine is None else {"snmp_engine": {"id": engine.id.hex(), "boots": engine.boots}}
     mstp = {} if state.mstp_max_master is None else {"mstp": {"max_master": state.mstp_max_master}}
@@ -597,6 +654,7 @@ def _state_to_json(state: State) -> dict[str, Any]:
         "database_revision": state.database_revision,
         **line,
         **cov,
+        **names,
         **snmp_engine,
         **mstp,
     }
@@ -616,6 +674,9 @@ def _state_from_json(data: dict[str, Any]) -> State:
         network=data["router"]["network"],
         database_revision=data.get("database_revision", 0),
         line=SavedLine(**data["line"]) if "line" in data else None,
+        circuit_names={
+            int(a): {int(c): name for c, name in names.items()} for a, names in data.get("circuit_names", {}).items()
+        },
         snmp_engine=(
             SavedEngine(bytes.fromhex(data["snmp_engine"]["id"]), data["snmp_engine"]["boots"])
             if "snmp_engine" in data

@@ -6,7 +6,8 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import Config, merge_config, parse_config
+from gateway.nodes.cache import Quality
 from gateway.sim import Board, SimulatedLine
 
 TEST_BAUDRATE = 115200
@@ -86,8 +88,28 @@ async def eventually(
         await asyncio.sleep(step)
 
 
+async def eventually_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """`eventually` for a check that must await (a request over the network)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass
+class StillCache:
+    """A node cache as a face reads every point of it (`current`): each register's value and
+    quality as a test sets them; unknown until set."""
+
+    values: dict[int, tuple[float | None, Quality]] = field(default_factory=dict)
+
+    def current(self, register: int) -> tuple[float | None, Quality]:
+        return self.values.get(register, (None, Quality.UNKNOWN))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 
 from gateway.config import (
+    SECTIONS,
+    UPLOADED_BDT,
     Config,
     SnmpUser,
+    allowed_values,
     default_config,
     load_config,
     merge_config,
     parse_config,
+    raw_settings,
 )
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -378,3 +383,44 @@ def test_the_baudrate_may_be_found_at_start() -> None:
         parse_config({"serial": {"baudrate": "Auto"}})
     with pytest.raises(ConfigError, match="serial.baudrate = true"):
         parse_config({"serial": {"baudrate": True}})
+
+
+#: A value other than its default for keys of every kind of rule, as a site would write it.
+CHANGED = {
+    "gateway": {"operating_mode": "locked", "state_file": "/srv/state.json"},
+    "serial": {"baudrate": "auto", "scan": "1-10,20,30-32", "rts_delay_after": 1.5, "stopbits": 2},
+    "bacnet": {"address": "10.1.2.3/24", "ip_network": 7, "foreign_bbmd": "10.9.9.9:47809", "max_segments": 8},
+    "snmp": {
+        "write_community": "private",
+        "notify_hosts": ["192.0.2.1:162", "192.0.2.2:1162"],
+        "allow": ["10.0.0.0/8"],
+    },
+    "web": {"tls_cert": "/etc/c.pem", "tls_key": "/etc/k.pem", "metrics_allow": ["192.0.2.9"], "trend_hours": 6},
+}
+
+
+@pytest.mark.parametrize("raw", [{}, CHANGED], ids=["defaults", "changed"])
+def test_every_key_written_back_as_toml_reads_the_same_settings(raw: dict[str, dict[str, object]]) -> None:
+    config = parse_config(raw)
+    written = raw_settings(config)
+    assert parse_config(written) == config
+    assert all(set(written[name]) == {f.name for f in fields(cls)} for name, cls in SECTIONS.items())
+    for section, keys in raw.items():
+        for key, value in keys.items():
+            assert written[section][key] == value, f"{section}.{key}"  # as the site wrote it
+
+
+def test_every_key_says_what_it_takes_in_the_words_of_its_errors() -> None:
+    for name, cls in SECTIONS.items():
+        for spec in fields(cls):
+            assert allowed_values(name, spec.name), f"{name}.{spec.name}"
+    assert allowed_values("bacnet", "device_id_offset") == "an integer 0-4194056 (offset + 247 <= 4194303)"
+
+
+def test_a_bdt_uploaded_on_the_running_gateway_is_read_instead_of_the_site_files(tmp_path: Path) -> None:
+    site = tmp_path / "gateway.toml"
+    site.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n[bacnet]\nbdt_file = "/etc/x/bdt.ini"\n')
+    assert load_config(site).bacnet.bdt_file == Path("/etc/x/bdt.ini")
+    (tmp_path / UPLOADED_BDT).write_text("127.0.0.1,47808,255.255.255.255\n")
+    config = load_config(site)
+    assert config.bacnet.bdt_file == tmp_path / UPLOADED_BDT and config.source == site

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 import typing
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
-from gateway.config import SETTABLE, SETTINGS_FILE, Config, load_config
-from gateway.config_file import change_settings
-from gateway.errors import ConfigError
+from gateway.config import SECTIONS, SETTABLE, SETTINGS_FILE, Config, load_config
+from gateway.config_file import (
+    change_settings,
+    configuration_text,
+    previous_settings,
+    revert_settings,
+    upload_changes,
+)
+from gateway.errors import ConfigError, GatewayError
 from gateway.files import write_atomically
 
 ADMIN = Actor("admin", "192.0.2.7", "3f9c1ab2")
@@ -57,7 +65,7 @@ def test_a_change_goes_to_the_settings_file_beside_the_state_and_the_site_file_i
     done = [(e["key"], e["outcome"], e["detail"], e["client"], e["session"]) for e in audit_of(site)]
     assert done == [
         ("snmp.trap_rate", "done", "10 -> 20", "192.0.2.7", "3f9c1ab2"),
-        ("bacnet.network", "done", "'(default)' -> 77", "192.0.2.7", "3f9c1ab2"),
+        ("bacnet.network", "done", "50 -> 77", "192.0.2.7", "3f9c1ab2"),  # 50: the default
         ("snmp.trap_rate", "done", "20 -> 30", "192.0.2.7", "3f9c1ab2"),
     ]
 
@@ -136,11 +144,7 @@ def _is_path(annotation: object) -> bool:
 
 def test_no_settable_key_is_a_path_or_opens_the_web_face() -> None:
     config = Config()
-    hints = {
-        section.name: typing.get_type_hints(type(getattr(config, section.name)))
-        for section in fields(Config)
-        if section.name != "warnings"
-    }
+    hints = {name: typing.get_type_hints(type(getattr(config, name))) for name in SECTIONS}
     for section, keys in SETTABLE.items():
         assert keys <= set(hints[section]), section
         for key in keys:
@@ -181,3 +185,85 @@ def test_the_audit_log_keeps_bounded_refusals_per_address_and_every_change(tmp_p
     assert (tmp_path / (AUDIT_FILE + ".1")).exists()
     assert (tmp_path / AUDIT_FILE).stat().st_size <= 4000
     assert (tmp_path / AUDIT_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_file_before_a_change_is_kept_and_taken_back_by_a_revert(site: Path) -> None:
+    settings = site.parent / "state" / SETTINGS_FILE
+    with pytest.raises(ConfigError, match="no earlier settings"):
+        revert_settings(site, ADMIN, audit(site))
+    change_settings(site, {"snmp.trap_rate": 20}, ADMIN, audit(site))
+    assert not previous_settings(settings).exists()  # there was no file before
+    change_settings(site, {"snmp.trap_rate": 30}, ADMIN, audit(site))
+    assert "trap_rate = 20" in previous_settings(settings).read_text()
+    assert previous_settings(settings).stat().st_mode & 0o777 == 0o600
+    assert revert_settings(site, ADMIN, audit(site)).snmp.trap_rate == 20
+    assert load_config(site).snmp.trap_rate == 20
+    assert revert_settings(site, ADMIN, audit(site)).snmp.trap_rate == 30  # a second revert undoes the first
+    assert [e["action"] for e in audit_of(site)][-2:] == ["revert settings", "revert settings"]
+
+
+def test_a_check_beyond_the_keys_refuses_a_change_and_nothing_is_written(site: Path) -> None:
+    def no_bbmd(config: Config) -> None:
+        if config.bacnet.bbmd:
+            raise GatewayError("bdt file /etc/bcpm-gateway/bdt.ini: cannot read it: No such file or directory")
+
+    with pytest.raises(ConfigError, match="not changed: bdt file .* cannot read it"):
+        change_settings(site, {"bacnet.bbmd": True}, ADMIN, audit(site), no_bbmd)
+    assert not (site.parent / "state" / SETTINGS_FILE).exists()
+    assert [(e["key"], e["outcome"]) for e in audit_of(site)] == [
+        ("bacnet.bbmd", "refused: the gateway would not start with it")
+    ]
+
+
+def test_a_downloaded_configuration_uploads_back_as_no_change_and_leaves_its_secrets_out(site: Path) -> None:
+    change_settings(site, {"bacnet.device_id_offset": 60000}, ADMIN, audit(site))
+    text = configuration_text(load_config(site), secrets=False)
+    assert "site-secret" not in text and "# Left out" in text and "snmp.read_community" in text
+    assert tomllib.loads(text)["bacnet"]["device_id_offset"] == 60000
+    assert upload_changes(site, text) == {}  # every key as it is; the secrets left out are kept
+    with_secrets = configuration_text(load_config(site), secrets=True)
+    assert 'read_community = "site-secret"' in with_secrets and upload_changes(site, with_secrets) == {}
+
+
+def test_an_upload_changes_only_what_differs_and_may_leave_keys_out(site: Path) -> None:
+    text = configuration_text(load_config(site), secrets=False).replace(
+        "device_id_offset = 50000", "device_id_offset = 61000"
+    )
+    assert upload_changes(site, text) == {"bacnet.device_id_offset": 61000}
+    assert upload_changes(site, '[snmp]\nnotify_hosts = ["192.0.2.50"]\n') == {"snmp.notify_hosts": ["192.0.2.50"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[snmp\n", "not valid TOML"),
+        ("[snmp]\ntrap_rate = 0\n", "snmp.trap_rate = 0: allowed an integer 1-1000"),
+        ("[bacnet]\nnosuch = 1\n", "bacnet.nosuch = 1: allowed keys in [bacnet]"),
+        (
+            '[web]\nport = 8443\n[gateway]\nstate_file = "/tmp/x.json"\n',
+            "web.port = 8443: allowed 443 (only the site's",
+        ),
+    ],
+)
+def test_an_upload_that_check_config_refuses_or_that_changes_a_key_outside_settable_changes_nothing(
+    site: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        upload_changes(site, text)
+    assert "not changed" in str(refused.value)
+    if "state_file" in text:
+        assert "gateway.state_file" in str(refused.value)  # every one named
+
+
+def test_snmpv3_users_go_out_without_their_keys_and_come_back_through_an_upload(site: Path) -> None:
+    user = {"auth_passphrase": "correct horse battery", "priv_passphrase": "staple of the NMS", "access": "read-write"}
+    changes = upload_changes(site, tomli_w.dumps({"snmp": {"users": {"nms": user}, "v2c": False}}))
+    assert changes == {"snmp.users": {"nms": user}, "snmp.v2c": False}
+    config = change_settings(site, changes, ADMIN, audit(site))
+    assert [str(u) for u in config.snmp.users] == ["nms (sha256, aes128, authPriv, read-write)"]
+    text = configuration_text(load_config(site), secrets=False)
+    assert "correct horse" not in text and "staple" not in text
+    assert "snmp.users.nms.auth_passphrase, snmp.users.nms.priv_passphrase" in text
+    assert tomllib.loads(text)["snmp"]["users"]["nms"]["access"] == "read-write"
+    assert upload_changes(site, configuration_text(load_config(site), secrets=True)) == {}
+    assert "correct horse" not in (site.parent / "state" / AUDIT_FILE).read_text()

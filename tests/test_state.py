@@ -488,3 +488,39 @@ def test_a_lock_that_cannot_be_made_is_a_state_error_naming_it(tmp_path: Path) -
     with pytest.raises(StateError, match=r"cannot create its lock .*state\.json\.lock"):
         with StateStore(tmp_path / "file" / "state.json").held():
             pass
+
+
+def test_circuit_names_are_kept_as_documented_and_a_file_written_before_them_still_loads(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    state = sample_state().with_circuit_names(1, {7: "Rack A12 PDU A", 43: "Mains L1"})
+    store.save(state)
+    assert json.loads(store.path.read_text())["circuit_names"] == {"1": {"7": "Rack A12 PDU A", "43": "Mains L1"}}
+    assert store.load() == state
+    store.path.write_bytes(document())  # written before them
+    assert store.load().circuit_names == {}
+
+
+def test_naming_circuits_keeps_the_others_and_removes_empty_ones() -> None:
+    state = State().with_circuit_names(1, {7: "Rack A12", 8: "Rack A13"})
+    renamed = state.with_circuit_names(1, {7: "Rack B1", 8: None}).with_circuit_names(2, {1: ""})
+    assert renamed.circuit_names == {1: {7: "Rack B1"}}  # node 2 named nothing: no entry
+    assert state.without_nodes([1]).circuit_names == {}  # a node forgotten takes its names along
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        ({"1": {"47": "x"}}, 'circuit_names["1"]["47"]: allowed keys are CT channels 1-46'),
+        ({"248": {"1": "x"}}, 'circuit_names["248"]: allowed keys are Modbus addresses 1-247'),
+        ({"1": {"1": ""}}, 'circuit_names["1"]["1"] = "": allowed a name of 1-40 characters'),
+        ({"1": {"1": "tab\there"}}, "allowed printable ASCII characters (spaces inside only)"),
+        ({"1": {"1": "x" * 41}}, "allowed a name of 1-40 characters"),
+        ({"1": ["x"]}, 'circuit_names["1"] = ["x"]: allowed an object keyed by CT channel'),
+    ],
+)
+def test_a_bad_circuit_name_is_refused_with_where_it_is(tmp_path: Path, names: object, problem: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(document(circuit_names=names))
+    with pytest.raises(StateError, match="circuit_names") as caught:
+        StateStore(path).load()
+    assert problem in str(caught.value)

@@ -8,14 +8,13 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import get_args, get_type_hints
 
 import pytest
 
 from gateway.bacnet.doctor import Conflict
-from gateway.config import Config
+from gateway.config import SECTIONS
 from gateway.modbus_tcp.server import Closed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +41,7 @@ def test_the_code_passes(command: tuple[str, ...]) -> None:
 # One convention for log event names (README, "Logs"): a lowercase phrase, the subject first, words
 # separated by single spaces, no dots, underscores or capitals but in a setting's key
 # (`snmp.trap_rate`); what varies goes in keys. A PeerEvents class name is an event name too.
-SETTING_KEY = re.compile(rf"\b(?:{'|'.join(f.name for f in fields(Config) if f.name != 'warnings')})\.[a-z0-9_]+\b")
+SETTING_KEY = re.compile(rf"\b(?:{'|'.join(SECTIONS)})\.[a-z0-9_]+\b")
 EVENT_NAME = re.compile(r"[a-z0-9(][a-z0-9 ,:;()\-]*")
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 NAMERS = {"peer_events", "PeerEvents", "DropReport"}

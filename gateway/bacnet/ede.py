@@ -109,7 +109,7 @@ def _object_row(node: NodePlan, spec: ObjectSpec) -> _Row:
         spec.object_type,
         spec.instance,
         spec.name,
-        description=spec.description,
+        description=spec.describe(node.circuit_names),
         low=spec.min_value,
         high=spec.max_value,
         settable=spec.writable,

@@ -43,7 +43,7 @@ from gateway.config import BacnetSettings, UpstreamSettings
 from gateway.errors import ListenError
 from gateway.hub import EventHub, Subscription
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 from gateway.state import IdentityStore
 
 __all__ = ["BacnetBindError", "BacnetFace"]
@@ -86,12 +86,12 @@ class BacnetFace:
         check_bindable(settings.address, settings.port)
         self.listening.set()
         await nodes.wait_ready()
-        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved)
+        events = self._hub.subscribe(ValueChanged, NodeOnline, NodeOffline, NodeAdded, NodeRemoved, CircuitsNamed)
         try:
             profiles = [node.profile for node in nodes.nodes.values()]
             identities = DeviceIdentities(self._identities)
             if {profile.address for profile in profiles} != set(self._identities.at_start.profiles):
-                await identities.nodes_changed()  # nodes found before the devices were planned (a first scan)
+                await identities.database_changed()  # nodes found before the devices were planned (a first scan)
             plan = device_plan(settings, self._identities.state, nodes.pointmap, profiles)
             clock = Clock(follows_bacnet=settings.rtc_control == "bacnet")
             mstp = None if self._mstp is None else mstp_port(self._mstp, identities)

@@ -8,16 +8,17 @@ router setting (AV1, AV2) is saved.
 Database_Revision is one number for every device of the gateway, kept in the state file. It goes
 up with every change a client's copy of the device database must notice: a device name or ID
 written, or the device ID offset (AV1), in the same save as the change; a node's device found or
-forgotten (`nodes_changed`: the face sees NodeAdded or NodeRemoved, or finds at start nodes the
+forgotten (`database_changed`: the face sees NodeAdded or NodeRemoved, or finds at start nodes the
 state file did not hold; `bcpm-gateway forget` with the gateway stopped saves `forgotten`), saved
-before the device comes or goes. Every device shows it once saved. The network number (AV2) is no
+before the device comes or goes; a circuit named (`database_changed` when the face sees
+CircuitsNamed: its objects' Description). Every device shows it once saved. The network number (AV2) is no
 part of the database; writing what is already there changes nothing.
 
     identities = DeviceIdentities(store)
     identities.add_router(device)             # as the builder makes the devices (`building.py`)
     identities.add_node(device, app)
     await identities.rename(device, "Panel 3")  # a NodeDevice's WriteProperty of Object_Name
-    await identities.nodes_changed()          # a node's device about to come or go
+    await identities.database_changed()       # a node's device about to come or go
 """
 
 from __future__ import annotations
@@ -145,9 +146,10 @@ class DeviceIdentities:
         await self._saves.save(lambda state: with_setting(state, setting, value))
         self.show_revision()
 
-    async def nodes_changed(self) -> None:
-        """A node's device is about to come or go: Database_Revision goes up, saved, and every
-        device shows it. A save that fails is logged; the device comes or goes all the same."""
+    async def database_changed(self) -> None:
+        """A node's device is about to come or go, or its objects' Descriptions changed (a circuit
+        named): Database_Revision goes up, saved, and every device shows it. A save that fails is
+        logged; the change goes on all the same."""
         try:
             await self._saves.save(revised)
         except Exception as error:

@@ -18,7 +18,7 @@ from bacpypes3.basetypes import PropertyIdentifier
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.local.multistate import MultiStateValueObject
-from bacpypes3.primitivedata import Null
+from bacpypes3.primitivedata import CharacterString, Null
 
 from gateway.bacnet.errors import write_error
 from gateway.bacnet.objects import ObjectSpec
@@ -94,6 +94,10 @@ class PointBinding:
         alarm = self.spec.alarm
         return shown.value, shown.reliability, event_state(alarm, cache.reading(alarm)) if alarm else "normal"
 
+    def description(self) -> str:
+        """The object's Description now: its register, and its circuit's name (`NodeAPI.circuit_names`)."""
+        return self.spec.describe(self.nodes.circuit_names(self.node.address))
+
     async def reset(self, code: int) -> None:
         """Write a reset code to the point's register."""
         await self.nodes.write(self.node.address, self.spec.point.register, [code])
@@ -108,9 +112,14 @@ class PointBinding:
 
 
 class PointObject(GuardedWrites):
-    """An object that shows one point of a node."""
+    """An object that shows one point of a node. Its Description is read when asked (a user may
+    name the point's circuit meanwhile)."""
 
     _binding: PointBinding
+
+    @property
+    def description(self) -> CharacterString:
+        return CharacterString(self._binding.description())  # as an assignment would cast it
 
     def bind(self, binding: PointBinding) -> None:
         self._binding = binding
@@ -190,7 +199,6 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
         reset = MeterReset(
             objectIdentifier=(spec.object_type, spec.instance),
             objectName=spec.name,
-            description=spec.description,
             presentValue=1,
             numberOfStates=len(spec.states),
             stateText=list(spec.states),
@@ -207,7 +215,6 @@ def meter_object(binding: PointBinding) -> MeterInput | MeterValue | MeterReset:
     obj = cls(
         objectIdentifier=(spec.object_type, spec.instance),
         objectName=spec.name,
-        description=spec.description,
         presentValue=value,
         reliability=reliability,
         eventState=event,

@@ -38,7 +38,7 @@ from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, net
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import NodeAdded, NodeEvent, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeEvent, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 
 __all__ = ["BacnetNetwork"]
 
@@ -155,18 +155,22 @@ class BacnetNetwork:
 
     async def apply(self, event: NodeEvent) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced; a
-        forgotten one loses it (Database_Revision goes up first, `identities.nodes_changed`)."""
+        forgotten one loses it (Database_Revision goes up first, `identities.database_changed`); a
+        circuit named changes Descriptions its objects read when asked, and Database_Revision."""
         if isinstance(event, NodeAdded):
             if event.address not in self.applications:
-                await self._identities.nodes_changed()
+                await self._identities.database_changed()
                 plan = device_plan(self._settings, self._identities.state, self._nodes.pointmap, [event.profile])
                 self._add_node(plan.nodes[0])
                 self.applications[event.address].i_am()
         elif isinstance(event, NodeRemoved):
             if event.address in self.applications:
-                await self._identities.nodes_changed()
+                await self._identities.database_changed()
                 self._builder.remove(event.address, self.applications.pop(event.address))
                 del self.devices[event.address]
+        elif isinstance(event, CircuitsNamed):
+            if event.address in self.applications:
+                await self._identities.database_changed()
         elif isinstance(event, ValueChanged):
             if (app := self.applications.get(event.address)) is not None:
                 app.show(event.point.register)

@@ -40,6 +40,7 @@ and a COV notification when it changes).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,11 @@ class ObjectSpec:
     @property
     def description(self) -> str:
         return f"register {self.point.register}"
+
+    def describe(self, names: Mapping[int, str]) -> str:
+        """Description with the name a user gave the object's circuit (names by CT channel), if any."""
+        name = names.get(self.point.circuit) if self.point.circuit else None
+        return self.description if name is None else f"{name} ({self.description})"
 
 
 def object_specs(pointmap: PointMap, model: str) -> tuple[ObjectSpec, ...]:

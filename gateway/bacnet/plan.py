@@ -15,8 +15,8 @@ running face, the web face (through the composition root) and the commands (`exp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from gateway.bacnet.objects import ObjectSpec, object_specs
 from gateway.config import MAX_DEVICE_ID_OFFSET, VALID_NETWORKS, BacnetSettings
@@ -71,6 +71,7 @@ class NodePlan:
     instance: int
     name: str
     objects: tuple[ObjectSpec, ...]
+    circuit_names: Mapping[int, str] = field(default_factory=dict)  # as saved when planned (the EDE list's)
 
     @property
     def address(self) -> int:
@@ -123,6 +124,7 @@ def device_plan(
                 offset + profile.address if override.object_instance is None else override.object_instance,
                 f"{SERIES}_{profile.address}" if override.object_name is None else override.object_name,
                 object_specs(pointmap, profile.model),
+                state.circuit_names.get(profile.address, {}),
             )
         )
     return DevicePlan(router, tuple(nodes))

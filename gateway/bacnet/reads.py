@@ -159,8 +159,9 @@ class MeterEncodings:
         kind = spec.object_type
         if prop == PropertyIdentifier.objectName:
             return _constant(kind, prop, spec.name)
-        if prop == PropertyIdentifier.description:
-            return _constant(kind, prop, spec.description)
+        if prop == PropertyIdentifier.description:  # kept encoded unless a user named the circuit
+            text = spec.describe(self._nodes.circuit_names(self._node.address))
+            return _constant(kind, prop, text) if text == spec.description else _encoded(kind, prop, text)
         if prop == PropertyIdentifier.units:
             return _constant(kind, prop, spec.units)
         if prop == PropertyIdentifier.outOfService:

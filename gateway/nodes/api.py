@@ -145,3 +145,14 @@ class NodeAPI(Protocol):
     async def passthrough(self, unit: int, pdu: bytes) -> bytes:
         """A Modbus request PDU of any function to a node, in its turn on the line; the reply PDU."""
         ...
+
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        """The names users gave a node's circuits, by CT channel (1-46); every face that describes a
+        circuit (``Point.circuit``) shows its name."""
+        ...
+
+    async def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        """Name circuits of a node (None or "" removes a name), saved before it returns
+        (``CircuitsNamed``); ``WriteRefused`` for an unknown node, channel or a name
+        `gateway.nodes.circuits.circuit_name_problem` refuses, and then nothing is changed."""
+        ...

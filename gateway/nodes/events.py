@@ -77,4 +77,13 @@ class NodeRemoved:
     address: int
 
 
-NodeEvent = ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved
+@dataclass(frozen=True, slots=True)
+class CircuitsNamed:
+    """A user named (or unnamed) circuits of a node; the names are the node API's `circuit_names`."""
+
+    address: int
+
+
+NodeEvent = (
+    ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved | CircuitsNamed
+)

@@ -39,6 +39,7 @@ from gateway.bus import (
 from gateway.config import Config
 from gateway.hub import EventHub
 from gateway.nodes.api import NodeStatistics
+from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.client import NodeClient
 from gateway.nodes.discovery import boards
 from gateway.nodes.errors import (
@@ -46,10 +47,11 @@ from gateway.nodes.errors import (
     MeterRefused,
     NodeError,
     NodeUnavailable,
+    OutOfRange,
     ScanRefused,
     UnknownTarget,
 )
-from gateway.nodes.events import NodeAdded, NodeRemoved
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeRemoved
 from gateway.nodes.line import LineFinder, line_settings
 from gateway.nodes.node import Node
 from gateway.nodes.poller import Poller
@@ -57,7 +59,7 @@ from gateway.nodes.profile import NodeProfile
 from gateway.nodes.registry import NodeRegistry
 from gateway.nodes.scanning import Scanner
 from gateway.nodes.writes import Writer
-from gateway.pointmap import PointMap, load
+from gateway.pointmap import CIRCUITS, PointMap, load
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
@@ -90,6 +92,11 @@ class SavedProfiles(Protocol):
         """The line settings (rate, parity) ``serial.baudrate = "auto"`` found last, if ever."""
 
     def save_line(self, baudrate: int, parity: str) -> None: ...
+
+    def circuit_names(self, address: int) -> Mapping[int, str]: ...
+
+    def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        """Save names of a node's circuits (None or "" removes one)."""
 
 
 class NodeService:
@@ -258,6 +265,26 @@ class NodeService:
         parse (``MeterRefused(3)``).
         """
         return await self._on_bus_thread(self.writer.passthrough(unit, pdu))
+
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        return self.saved.circuit_names(address)
+
+    async def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        """Name circuits of a node (None or "" removes a name), saved before this returns; then
+        ``CircuitsNamed`` if a name changed. ``WriteRefused`` names the first problem, and nothing
+        is saved."""
+        if address not in self.nodes:
+            raise UnknownTarget(f"no meter node at address {address}")
+        for channel, name in names.items():
+            if channel not in CIRCUITS:
+                raise UnknownTarget(f"no CT channel {channel}: channels are 1-46")
+            problem = None if not name else circuit_name_problem(name)
+            if problem is not None:
+                raise OutOfRange(f"the name of channel {channel} must be {problem}, not {name!r}")
+        before = dict(self.saved.circuit_names(address))
+        await asyncio.to_thread(self.saved.name_circuits, address, names)  # an fsync: off the faces' loop
+        if self.saved.circuit_names(address) != before:
+            self.publish([CircuitsNamed(address)])
 
     async def _on_bus_thread(self, work: Coroutine[Any, Any, T]) -> T:
         """Run work on the bus thread and await it here; a stopped bus thread is an unavailable line."""

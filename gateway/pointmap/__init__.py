@@ -37,6 +37,13 @@ INVALID_FLOAT_WORDS = (0x7FC0, 0x0000)
 #: b1 under latching, b8 over, b9 under non-latching.
 ALARM_BITS = {"alarm_status": (0x0103, 0x020C), "voltage_alarm_status": (0x0101, 0x0202)}
 
+#: Groups whose channel numbers are CT channels; in "alarms" too, but for these keys.
+CIRCUIT_GROUPS = frozenset({"branch", "aux", "setup"})
+NOT_CIRCUITS = frozenset({"voltage_alarm_status", "error_bitmap"})
+BRANCH_CIRCUITS = range(1, 43)
+AUX_CIRCUITS = range(43, 47)  # phases 1-3 (the mains when the AUX CTs are on them), then neutral
+CIRCUITS = range(1, 47)  # every CT channel
+
 #: Device ID (register 5) per model letter.
 Model = Literal["A", "B", "C"]
 MODEL_BY_DEVICE_ID: dict[int, Model] = {15170: "C", 15171: "B", 15172: "A"}
@@ -148,6 +155,21 @@ class Point:
     def resets(self) -> tuple[ResetCode, ...]:
         """Of a reset register, the codes it takes, in the map's order (none for other points)."""
         return tuple(ResetCode(low) for low, _ in self.valid) if self.key in RESET_KEYS else ()
+
+    @property
+    def circuit(self) -> int | None:
+        """The CT channel the point is about (1-42 branch circuits, 43-46 AUX inputs), if any: what a
+        user's name for that circuit describes. A logical meter's number, a voltage pair's or an
+        error bitmap's is none.
+
+        >>> [load().point_at(r).circuit for r in (1336, 119, 178, 241, 230)]
+        [1, 1, 1, None, None]
+        """
+        if self.channel is None:
+            return None
+        if self.group in CIRCUIT_GROUPS or (self.group == "alarms" and self.key not in NOT_CIRCUITS):
+            return self.channel
+        return None
 
     def accepts(self, raw: int) -> bool:
         """Whether ``raw`` may be written to this point."""

@@ -147,7 +147,9 @@ class SnmpFace:
     def _index(self, layout: Layout, engine: SnmpEngine, counts: FastCounts) -> tuple[list[int], OidIndex]:
         """The nodes known now, and the index of their rows and the agent's own objects."""
         nodes = dict(self.nodes.nodes)
-        entries = itertools.chain(layout_entries(layout, nodes), standard_entries(engine, self.settings, counts))
+        entries = itertools.chain(
+            layout_entries(layout, nodes, self.nodes.circuit_names), standard_entries(engine, self.settings, counts)
+        )
         return sorted(nodes), OidIndex(entries)
 
     def _bind(self) -> socket.socket:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.modbus import UNIT_ADDRESSES
+from gateway.nodes.circuits import CIRCUIT_NAME_MAX
 from gateway.pointmap import Access, Encoding, Point, PointMap, PollClass, load
 from gateway.snmp import prose
 from gateway.snmp.tree import (
@@ -49,6 +50,7 @@ class _TableSpec:
     description: str
     holds: Callable[[Point], bool]
     phase_in_name: bool = True  # False where the row (AUX channel) already says the phase
+    named_rows: bool = False  # a last column with the name a user gave each row's circuit
 
 
 _PROFILE_KEYS = frozenset({"serial_number", "firmware_rs", "firmware_os", "device_id"})
@@ -67,8 +69,10 @@ _TABLES = (
         Branch.CONFIGURATION,
         2,
         Rows.CHANNEL,
-        "Writable setup of each CT channel of each panel: CT size, breaker size, voltage phase.",
+        "Writable setup of each CT channel of each panel: CT size, breaker size, voltage phase; and the "
+        "circuit's name.",
         lambda p: p.group == "setup" and p.channel is not None,
+        named_rows=True,
     ),
     _TableSpec(
         "bcpmAlarmTable",
@@ -382,7 +386,23 @@ def _table(spec: _TableSpec, points: list[Point]) -> Table:
     columns: list[Column] = _node_columns(spec.name.removesuffix("Table"), entry) if spec.branch is Branch.NODES else []
     for group in by_column.values():
         columns.append(_point_column(spec, entry + (len(indexes) + len(columns) + 1,), group))
+    if spec.named_rows:
+        rows = tuple(sorted({p.channel for p in points if p.channel is not None}))
+        columns.append(_name_column(spec, entry + (len(indexes) + len(columns) + 1,), rows))
     return Table(spec.name, oid, spec.branch, spec.rows, spec.description, indexes, tuple(columns))
+
+
+def _name_column(spec: _TableSpec, oid: tuple[int, ...], rows: tuple[int, ...]) -> Column:
+    return Column(
+        spec.name.removesuffix("Table") + "Name",
+        oid,
+        Smi.DISPLAY_STRING,
+        MaxAccess.READ_ONLY,
+        "The name a user gave the circuit on the gateway's web face (what it feeds); empty if none.",
+        syntax_range=f"(SIZE (0..{CIRCUIT_NAME_MAX}))",
+        node_field=NodeField.CIRCUIT_NAME,
+        rows=rows,
+    )
 
 
 def _notify_objects() -> tuple[Column, ...]:

@@ -1,6 +1,6 @@
 """Index entries bound to live data: node caches and health, and the engine's own counters.
 
-    index = OidIndex(itertools.chain(layout_entries(layout, nodes), standard_entries(engine, settings, counts)))
+    index = OidIndex(itertools.chain(layout_entries(layout, nodes, names), standard_entries(engine, settings, counts)))
 
 One reader per object serves all its instances: a table column's reads the row its suffix names
 (the panel, then the channel, pair or meter) from that node's cache as decoded by the poller, or
@@ -33,6 +33,8 @@ SYNTAX: dict[Smi, Any] = {  # the pysnmp class of each syntax
     Smi.TRUTH_VALUE: rfc1902.Integer32,
     Smi.DISPLAY_STRING: rfc1902.OctetString,
 }
+
+CircuitNames = Callable[[int], Mapping[int, str]]  # the node API's circuit_names
 
 TRUE, FALSE = 1, 2  # TruthValue
 COUNTER32_WRAP = 2**32
@@ -103,6 +105,8 @@ def _node_value(node: NodeView, field: NodeField) -> int | str | None:
             return health.failures % COUNTER32_WRAP
         case NodeField.WENT_OFFLINE:
             return health.went_offline % COUNTER32_WRAP
+        case NodeField.CIRCUIT_NAME:
+            raise ValueError("a circuit's name is a row's, not a node's")
 
 
 def _point_value(node: NodeView, point: Point, column: Column) -> int | str | None:
@@ -121,9 +125,13 @@ def _locator(layout: Layout, column: Column, nodes: Mapping[int, NodeView]) -> C
     return lambda suffix: (nodes[suffix[0]], points[suffix[1] if len(suffix) > 1 else None])
 
 
-def _object(layout: Layout, column: Column, nodes: Mapping[int, NodeView]) -> tuple[Reader, Targets | None]:
+def _object(
+    layout: Layout, column: Column, nodes: Mapping[int, NodeView], names: CircuitNames
+) -> tuple[Reader, Targets | None]:
     """How every instance of a column (or the guide's scalar) is read, and written if it is writable."""
     field = column.node_field
+    if field is NodeField.CIRCUIT_NAME:
+        return lambda suffix: column.to_snmp(names(suffix[0]).get(suffix[1], "")), None
     if field is not None:
         return lambda suffix: column.to_snmp(_node_value(nodes[suffix[0]], field)), None
     locate = _locator(layout, column, nodes)
@@ -135,14 +143,14 @@ def _constant(value: Any) -> Reader:
     return lambda suffix: value
 
 
-def layout_entries(layout: Layout, nodes: Mapping[int, NodeView]) -> Iterator[Entry]:
-    """The enterprise tree's instances for these nodes."""
+def layout_entries(layout: Layout, nodes: Mapping[int, NodeView], names: CircuitNames) -> Iterator[Entry]:
+    """The enterprise tree's instances for these nodes (`names`: a node's circuit names by channel)."""
     models = {address: node.profile.model for address, node in nodes.items()}
     objects: dict[Oid, tuple[Reader, Targets | None]] = {}
     for instance in layout.instances(models):
         column = instance.column
         if column.oid not in objects:
-            objects[column.oid] = _object(layout, column, nodes)
+            objects[column.oid] = _object(layout, column, nodes, names)
         read, targets = objects[column.oid]
         yield Entry(column.oid, instance.oid[len(column.oid) :], read, SYNTAX[column.smi], targets)
 

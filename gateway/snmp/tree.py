@@ -111,7 +111,8 @@ class Rows(enum.Enum):
 
 
 class NodeField(enum.Enum):
-    """Node status columns the gateway computes (from health and the discovery profile)."""
+    """Columns the gateway computes: a node's status (from health and the discovery profile), and
+    the name a user gave a circuit (a row of a channel table)."""
 
     ONLINE = "online"
     POLL_AGE = "poll_age"
@@ -127,6 +128,7 @@ class NodeField(enum.Enum):
     TRANSACTIONS = "transactions"
     FAILED_TRANSACTIONS = "failed_transactions"
     WENT_OFFLINE = "went_offline"
+    CIRCUIT_NAME = "circuit_name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +136,9 @@ class Column:
     """One columnar object: the same quantity for every row (or the one scalar instance).
 
     ``points`` maps a row key (channel, pair or meter; None in per-panel tables) to the point behind
-    it; ``node_field`` is set instead for the node status columns the gateway computes. The SNMP integer
-    is the engineering value divided by ``10 ** exponent``.
+    it; ``node_field`` is set instead for the columns the gateway computes, one instance a node or,
+    with ``rows``, one a row of each node. The SNMP integer is the engineering value divided by
+    ``10 ** exponent``.
     """
 
     name: str
@@ -148,6 +151,7 @@ class Column:
     syntax_range: str = ""  # SMI sub-typing, e.g. "(0..65535)"
     points: Mapping[int | None, Point] = field(default_factory=dict)
     node_field: NodeField | None = None
+    rows: tuple[int, ...] = ()  # a computed column's rows (channels), when it has them
 
     @property
     def writable(self) -> bool:
@@ -257,7 +261,9 @@ class Layout:
             for column in table.columns:
                 for address, model in nodes.items():
                     if column.node_field is not None:
-                        yield Instance(column.oid + (address,), column, address, None)
+                        suffixes: list[tuple[int, ...]] = [(address, row) for row in column.rows] or [(address,)]
+                        for suffix in suffixes:
+                            yield Instance(column.oid + suffix, column, address, None)
                     for row, point in column.points.items():
                         if model in point.models:
                             suffix = (address,) if row is None else (address, row)

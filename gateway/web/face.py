@@ -1,24 +1,35 @@
 """The web face: status pages, the JSON API and /metrics over HTTPS, actions behind a login.
 
-    GET  /  /nodes  /nodes/{a}  /events  /config      pages (logged in)
-    GET  /api/nodes  /api/nodes/{a}                   the same data as JSON (logged in)
+    GET  /  /nodes  /events  /config  /downloads      pages (logged in)
+    GET  /nodes/{a}[/values|/trends|/names]           a node: its panel, every value, trends, circuit names
+    GET  /nodes/{a}/chart  /nodes/{a}/trends.csv      a trend chart (for the page's script), the history as CSV
+    GET  /api/nodes  /api/nodes/{a}[/panel|/trends]   the same data as JSON (logged in; the panel with an ETag)
+    GET  /settings  /settings/download[?secrets=1]    the settings form; the configuration as TOML
+    POST /settings  /settings/revert                  change settings; take back the ones before the last change
+    POST /settings/upload|bdt|certificate             a configuration, a BBMD table, a certificate and key
+    GET  /downloads/{file}                            the MIB module, the EDE list, the PICS
     GET  /metrics                                     Prometheus text (gzip if asked), no login, web.metrics_allow
                                                       (or web.allow while that is empty) only
     GET  /login  POST /login  POST /logout
-    GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms, forget, rescan (logged in, CSRF token)
+    GET  /confirm/{action}  POST /actions/{action}    restart, clear-alarms, forget, rescan, names (logged in,
+                                                      CSRF token)
 
-Everything is read from the node cache as it stands; nothing here waits on the bus, except an
-action's own write (forget and rescan hop to the bus thread, but send nothing themselves).
+Everything is read from the node cache and the history as they stand; nothing here waits on the
+bus, except an action's own write (forget and rescan hop to the bus thread, but send nothing
+themselves). Every POST needs the session's CSRF token; settings and uploads go through
+`gateway.config_file` and land at fixed names beside the state file, never at a path a request
+names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -34,6 +45,7 @@ from gateway.findings import NetworkFinding
 from gateway.hub import EventHub
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
+from gateway.pointmap import AUX_CIRCUITS, CIRCUITS
 from gateway.ratelimit import RateLimit
 from gateway.web import pages
 from gateway.web.auth import (
@@ -46,10 +58,14 @@ from gateway.web.auth import (
     Sessions,
     check_hash,
 )
+from gateway.web.configuring import Configuring
 from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics, decompressed
+from gateway.web.pages import MAINS
+from gateway.web.panel import panel_page
 from gateway.web.server import HttpsServer, Limits, Request, Response, ServerStats, within
-from gateway.web.source import CLEAR_LATCHED, GLOBAL_RESET, DeviceNames, Source, describe, finding
+from gateway.web.source import CLEAR_LATCHED, GLOBAL_RESET, Source, Wiring, describe, finding
 from gateway.web.tls import server_context
+from gateway.web.trends import chart, csv_parts, trends_page
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +74,26 @@ EVENTS_KEPT = 200
 METRICS_RATE, METRICS_BURST = 1, 5  # scrapes a second from one address, and in a burst
 #: Requests that carry a body: (path or path prefix ending in "/", most bytes, login needed). The
 #: body is read only after the session is checked (when needed). Any other request takes none.
-BODIES = (("/login", 4096, False), ("/logout", 1024, True), ("/actions/", 4096, True))
+BODIES = (
+    ("/login", 4096, False),
+    ("/logout", 1024, True),
+    ("/actions/", 8192, True),  # a node's 46 circuit names, every character escaped, and some
+    ("/settings", 16384, True),  # a section's keys
+    ("/settings/", 65536, True),  # an upload: a configuration, a BBMD table, a certificate chain and key
+)
 STATIC = {
-    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+    f"/static/{name}": (name, kind)
+    for name, kind in (
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("panel.js", "text/javascript; charset=utf-8"),
+        ("trends.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+    )
+}
+DOWNLOADS = {  # name -> (content type, what it is)
+    "BCPM-GATEWAY-MIB.txt": "text/plain; charset=utf-8",
+    "PICS.md": "text/markdown; charset=utf-8",
+    "bcpm-gateway-ede.csv": "text/csv; charset=utf-8",
 }
 SECURITY_HEADERS = (
     ("strict-transport-security", "max-age=31536000"),
@@ -74,16 +106,15 @@ SECURITY_HEADERS = (
 
 
 class WebFace:
-    def __init__(
-        self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None], device_names: DeviceNames
-    ) -> None:
+    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, wiring: Wiring) -> None:
         self.settings = config.web
         self.listening = asyncio.Event()  # set once the socket is bound
-        self.source = Source(config, nodes, hub, restart, device_names)
+        self.source = Source(config, nodes, hub, wiring)
         self.sessions = Sessions(self.settings.session_minutes)
         self.limiter = LoginLimiter(self.settings.login_attempts)
         self.checker = PasswordChecker()
         self.audit = AuditLog(config.gateway.state_file.parent / AUDIT_FILE)
+        self.configuring = Configuring(self.source, self.audit, self._log_action)
         self._audits: set[asyncio.Future[None]] = set()  # audit records being written
         self._scrapes = RateLimit(METRICS_RATE, METRICS_BURST)
         self._login_failures = peer_events("web login failed")
@@ -209,8 +240,10 @@ class WebFace:
                 )
             if path.startswith("/actions/"):
                 return await self._act(path.removeprefix("/actions/"), request, session)
+            if path == "/settings" or path.startswith("/settings/"):
+                return await self.configuring.post(path.removeprefix("/settings").lstrip("/"), request, session)
         elif method == "GET":
-            page = self._page(path, request, session)
+            page = await self._page(path, request, session)
             if page is not None:
                 return page
         if method not in ("GET", "POST"):
@@ -222,7 +255,7 @@ class WebFace:
             return _json(401, {"error": "log in first: POST /login with user and password"})
         return _redirect("/login")
 
-    def _page(self, path: str, request: Request, session: Session) -> Response | None:
+    async def _page(self, path: str, request: Request, session: Session) -> Response | None:
         csrf = session.csrf
         source = self.source
         if path == "/":
@@ -233,19 +266,99 @@ class WebFace:
             return _html(pages.nodes(source.node_list(), csrf))
         if path == "/api/nodes":
             return _json(200, source.node_list())
-        if path.startswith(("/nodes/", "/api/nodes/")):
-            detail = _address(path.rsplit("/", 1)[1])
-            found = source.node_detail(detail) if detail is not None else None
-            if found is None:
-                return _json(404, {"error": "no such node"}) if path.startswith("/api/") else None
-            return _json(200, found) if path.startswith("/api/") else _html(pages.node(found, csrf))
+        if path.startswith("/nodes/"):
+            return self._node_page(path.removeprefix("/nodes/"), request, csrf)
+        if path.startswith("/api/nodes/"):
+            return self._node_api(path.removeprefix("/api/nodes/"), request)
         if path == "/events":
             return _html(pages.events(list(self.events), csrf))
         if path == "/config":
             return _html(pages.configuration(source.running_settings(), csrf))
+        if path == "/settings":
+            return _html(self.configuring.page(csrf))
+        if path == "/settings/download":
+            return self.configuring.download(request, session)
+        if path == "/downloads":
+            return _html(pages.downloads(csrf, ede=source.config.bacnet.enabled))
+        if path.startswith("/downloads/"):
+            return await self._download(path.removeprefix("/downloads/"))
         if path.startswith("/confirm/"):
             return self._confirm(path.removeprefix("/confirm/"), request, csrf)
         return None
+
+    def _node_page(self, rest: str, request: Request, csrf: str) -> Response | None:
+        """A node's pages: its panel, every value, its trends (chart, CSV), its circuits' names."""
+        number, _, view = rest.partition("/")
+        address, source = _address(number), self.source
+        if address is None or address not in source.nodes:
+            return None
+        if view == "":
+            panel = source.panel(address) or {}
+            return _html(panel_page(panel, source.summary(address), source.refresh_seconds(), csrf))
+        if view == "values":
+            return _html(pages.node(source.node_detail(address) or {}, csrf))
+        if view == "names":
+            return _html(pages.names_page(address, dict(source.circuit_names(address)), csrf))
+        history = source.wiring.history
+        names = source.circuit_names(address)
+        if view == "trends":
+            chosen = _channel(request.query.get("channel", "")) or 1
+            charts = {
+                "Mains (AUX inputs)": self._chart(address, list(AUX_CIRCUITS), names),
+                _labels(names)[chosen]: self._chart(address, [chosen], names),
+            }
+            return _html(trends_page(address, names, chosen, charts if history else None, csrf))
+        if view == "chart":
+            channels = _channels(request.query.get("channels", ""))
+            if not channels:
+                return Response(400, b"channels=1,2,... (CT channels 1-46)", "text/plain")
+            return _html(self._chart(address, channels, names)[1])
+        if view == "trends.csv" and history is not None:
+            parts = csv_parts(history, address, source.circuit_names(address))
+            attachment = ("content-disposition", f'attachment; filename="bcpm-node-{address}-trends.csv"')
+            return Response(200, content_type="text/csv; charset=utf-8", headers=(attachment,), parts=parts)
+        return None
+
+    def _chart(self, address: int, channels: list[int], names: Mapping[int, str]) -> tuple[str, str]:
+        """A trend chart's own address (for the page's script) and its markup now."""
+        source = f"/nodes/{address}/chart?channels={','.join(map(str, channels))}"
+        return source, chart(*self.source.trends(address, channels), _labels(names))
+
+    def _node_api(self, rest: str, request: Request) -> Response:
+        number, _, view = rest.partition("/")
+        address, source = _address(number), self.source
+        if address is None or address not in source.nodes:
+            return _json(404, {"error": "no such node"})
+        if view == "":
+            return _json(200, source.node_detail(address))
+        if view == "panel":
+            # Values change once a poll cycle at most, often not at all: an unchanged panel costs a 304.
+            panel = json.dumps(source.panel(address), separators=(",", ":"))
+            etag = f'"{hashlib.blake2s(panel.encode(), digest_size=8).hexdigest()}"'
+            headers = (("etag", etag),)
+            if request.headers.get("if-none-match") == etag:
+                return Response(304, headers=headers)
+            body = f'{{"refresh_s":{source.refresh_seconds()},"panel":{panel}}}'.encode()
+            return Response(200, body, "application/json", headers)
+        if view == "trends":
+            channels = _channels(request.query.get("channels", ""))
+            times, series = source.trends(address, channels)
+            return _json(200, {"times": times, "currents": {str(c): values for c, values in series.items()}})
+        return _json(404, {"error": "no such view of a node"})
+
+    async def _download(self, name: str) -> Response | None:
+        """A shipped file, or the EDE list of the devices as they are now (made off the event loop)."""
+        content_type = DOWNLOADS.get(name)
+        if content_type is None:
+            return None
+        wiring = self.source.wiring
+        if name.endswith(".csv"):
+            if not self.source.config.bacnet.enabled:
+                return None
+            body = (await asyncio.to_thread(wiring.ede)).encode()
+        else:
+            body = await asyncio.to_thread(wiring.shipped, name)
+        return Response(200, body, content_type, (("content-disposition", f'attachment; filename="{name}"'),))
 
     async def _metrics(self, request: Request) -> Response:
         if not within(IPv4Address(request.client), self.settings.metrics_clients):
@@ -367,6 +480,8 @@ class WebFace:
             )
         address = _address(form.get("address", ""))
         if address is not None and address in self.source.nodes:
+            if action == "names":
+                return await self._name_circuits(address, form, request, session)
             if action == "clear-alarms":
                 return await self._attempt(
                     request,
@@ -388,6 +503,30 @@ class WebFace:
         self._refused(request, session, "no such action or node")
         return Response(404, b"no such action or node", "text/plain")
 
+    async def _name_circuits(
+        self, address: int, form: Mapping[str, str], request: Request, session: Session
+    ) -> Response:
+        """Names from the form (n1 ... n46; empty removes one), saved in the state file."""
+        names = {c: form[f"n{c}"].strip() or None for c in CIRCUITS if f"n{c}" in form}
+        before = self.source.circuit_names(address)
+        changed = sorted(c for c, name in names.items() if name != before.get(c))
+        try:
+            await self.source.name_circuits(address, names)
+        except GatewayError as error:
+            self._log_action(request, session, f"name circuits of node {address}", f"refused: {error}")
+            return _html(pages.names_page(address, dict(before), session.csrf, str(error)), 400)
+        if changed:
+            self._log_action(request, session, f"name circuits {changed} of node {address}")
+        return _html(
+            pages.outcome(
+                "Saved",
+                f"Names of node {address} saved; every face shows them.",
+                f"/nodes/{address}",
+                session.csrf,
+                ok=True,
+            )
+        )
+
     async def _attempt(
         self, request: Request, session: Session, what: str, work: Awaitable[None], done: str, back: str
     ) -> Response:
@@ -403,12 +542,16 @@ class WebFace:
         self._log_action(request, session, what)
         return _html(pages.outcome("Done", done, back, session.csrf, ok=True))
 
-    def _log_action(self, request: Request, session: Session, what: str, outcome: str = "done") -> None:
-        """An action run: in the log, the events page and the audit."""
+    def _log_action(
+        self, request: Request, session: Session, what: str, outcome: str = "done", *, audited: bool = False
+    ) -> None:
+        """An action run: in the log, the events page and the audit (unless `audited` already, key
+        by key, as `gateway.config_file` does)."""
         shown = what if outcome == "done" else f"{what}: {outcome}"
         log.info("web action", action=shown, client=request.client, session=session.id)
         self._record(f"{USER} from {request.client}: {shown}")
-        self._audit(Actor(USER, request.client, session.id), what, outcome)
+        if not audited:
+            self._audit(Actor(USER, request.client, session.id), what, outcome)
 
     def _refused(self, request: Request, session: Session | None, why: str) -> None:
         """An action refused before it ran (no session, a stale or forged form): in the audit."""
@@ -420,6 +563,21 @@ class WebFace:
         written = asyncio.get_running_loop().run_in_executor(None, self.audit.record, actor, action, outcome)
         self._audits.add(written)
         written.add_done_callback(self._audits.discard)
+
+
+def _channel(text: str) -> int | None:
+    number = _address(text)
+    return number if number in CIRCUITS else None
+
+
+def _channels(text: str) -> list[int]:
+    """CT channels from "43,44,45"; nothing for any other text."""
+    found = [_channel(part) for part in text.split(",")[: len(CIRCUITS)]]
+    return [] if None in found else [c for c in found if c is not None]
+
+
+def _labels(names: Mapping[int, str]) -> dict[int, str]:
+    return {c: f"Ch {c}" + (f" {names[c]}" if c in names else f" ({MAINS[c]})" if c in MAINS else "") for c in CIRCUITS}
 
 
 def _outside_allow() -> Response:

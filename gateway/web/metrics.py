@@ -244,6 +244,11 @@ class Collector:
             "Requests answered 500, and connections the server failed",
             value=web.internal_errors,
         )
+        history = self.source.wiring.history
+        if history is not None:
+            yield GaugeMetricFamily(
+                "bcpm_web_trend_history_bytes", "Memory the trends' history of the currents takes", value=history.nbytes
+            )
 
 
 class Metrics:

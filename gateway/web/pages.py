@@ -1,8 +1,11 @@
 """The HTML pages, rendered on the server from the same dictionaries the JSON API returns.
 
 No template engine and no assets from elsewhere: a page is a few f-strings with every value
-escaped, one stylesheet and one script served by the face itself (the Content-Security-Policy
-allows nothing else). The node page's script refreshes its values from /api/nodes/{address}.
+escaped, one stylesheet and at most one small script served by the face itself (the
+Content-Security-Policy allows nothing else). A node's pages (its panel, values, trends and
+circuit names) share tabs; the panel (`gateway.web.panel`), the trends (`gateway.web.trends`) and
+the settings (`gateway.web.settings`) are drawn in modules of their own. The scripts refresh
+values from the JSON API once a poll cycle, never faster than the bus brings them.
 """
 
 from __future__ import annotations
@@ -10,11 +13,31 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.web.source import FaceState
+from gateway.nodes.circuits import CIRCUIT_NAME_MAX
+from gateway.pointmap import CIRCUITS
 
-NAV = (("/", "Overview"), ("/nodes", "Nodes"), ("/events", "Events"), ("/config", "Configuration"))
+if TYPE_CHECKING:
+    from gateway.web.source import FaceState
+
+#: The AUX inputs, the mains when their CTs are on the incoming phases.
+MAINS = {43: "Phase 1", 44: "Phase 2", 45: "Phase 3", 46: "Neutral"}
+
+NAV = (
+    ("/", "Overview"),
+    ("/nodes", "Nodes"),
+    ("/events", "Events"),
+    ("/config", "Configuration"),
+    ("/settings", "Settings"),
+    ("/downloads", "Downloads"),
+)
+NODE_TABS = (
+    ("panel", "", "Panel"),
+    ("values", "/values", "All values"),
+    ("trends", "/trends", "Trends"),
+    ("names", "/names", "Circuit names"),
+)
 NO_PASSWORD = (
     "No administrator password is set, so nobody can log in and no action runs. On the gateway, run "
     "<code>bcpm-gateway set-password --config /etc/bcpm-gateway/gateway.toml</code> and restart it."
@@ -25,7 +48,8 @@ def e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def layout(title: str, body: str, *, csrf: str | None, logged_in: bool, script: bool = False) -> str:
+def layout(title: str, body: str, *, csrf: str | None, logged_in: bool, script: str | None = None) -> str:
+    """A whole page; `script` names the one script it loads (from /static/), if any."""
     links = "".join(f'<a href="{href}">{name}</a>' for href, name in NAV) if logged_in else ""
     logout = (
         (
@@ -39,10 +63,19 @@ def layout(title: str, body: str, *, csrf: str | None, logged_in: bool, script: 
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{e(title)} - BCPM gateway</title><link rel="stylesheet" href="/static/style.css">'
-        + ('<script src="/static/app.js" defer></script>' if script else "")
+        + (f'<script src="/static/{e(script)}" defer></script>' if script else "")
         + f"</head><body><header><strong>BCPM gateway</strong><nav>{links}</nav>{logout}</header>"
         f"<main><h1>{e(title)}</h1>{body}</main></body></html>"
     )
+
+
+def node_tabs(address: int, current: str) -> str:
+    """The links between a node's pages."""
+    links = "".join(
+        f'<a href="/nodes/{address}{path}"' + (' class="current"' if key == current else "") + f">{name}</a>"
+        for key, path, name in NODE_TABS
+    )
+    return f'<nav class="tabs">{links}</nav>'
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], **attributes: str) -> str:
@@ -204,10 +237,11 @@ def node(detail: dict[str, Any], csrf: str) -> str:
         ],
     )
     channels = table(
-        ("Channel", "Current (A)", "Power (kW)", "Power factor", "Alarm status"),
+        ("Channel", "Name", "Current (A)", "Power (kW)", "Power factor", "Alarm status"),
         (
             (
                 e(row["channel"]),
+                e(row["name"]),
                 value_cell(row["current"]),
                 value_cell(row["kw"]),
                 value_cell(row["pf"]),
@@ -229,10 +263,11 @@ def node(detail: dict[str, Any], csrf: str) -> str:
         )
 
     body = (
-        summary
+        node_tabs(n["address"], "values")
+        + summary
         + action_button(f"/confirm/clear-alarms?address={n['address']}", "Clear latched alarms")
         + action_button(f"/confirm/forget?address={n['address']}", "Forget this node")
-        + f'<section id="live" data-address="{n["address"]}">'
+        + f'<section id="live" data-address="{n["address"]}" data-refresh="{detail["refresh_s"]}">'
         + "<h2>Voltage</h2>"
         + values(detail["voltage"] + detail["voltage_alarms"])
         + "<h2>Channels</h2>"
@@ -243,7 +278,7 @@ def node(detail: dict[str, Any], csrf: str) -> str:
         + values(detail["meters"])
         + "</section>"
     )
-    return layout(f"Node {n['address']}", body, csrf=csrf, logged_in=True, script=True)
+    return layout(f"Node {n['address']}: all values", body, csrf=csrf, logged_in=True, script="app.js")
 
 
 def events(lines: list[tuple[str, str]], csrf: str) -> str:
@@ -294,3 +329,42 @@ def _online(online: bool) -> str:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value} s"
+
+
+def names_page(address: int, names: dict[int, str], csrf: str, error: str = "") -> str:
+    """A form with a name for each CT channel of a node (kept in the state file)."""
+    rows = "".join(
+        f'<tr><th><label for="n{channel}">{channel}{" (" + label + ")" if label else ""}</label></th>'
+        f'<td><input name="n{channel}" id="n{channel}" value="{e(names.get(channel, ""))}" '
+        f'maxlength="{CIRCUIT_NAME_MAX}"></td></tr>'
+        for channel, label in ((c, MAINS.get(c, "")) for c in CIRCUITS)
+    )
+    body = (
+        node_tabs(address, "names")
+        + (f'<p class="error" id="errors">{e(error)}</p>' if error else "")
+        + "<p>What each circuit feeds, as the BMS and NMS should show it: the panel, the trends, BACnet (each "
+        "object's Description), SNMP (bcpmChanConfigName) and the EDE list show it. 1-"
+        f"{CIRCUIT_NAME_MAX} printable ASCII characters; empty for none.</p>"
+        f'<form method="post" action="/actions/names" class="names"><input type="hidden" name="csrf" value="{e(csrf)}">'
+        f'<input type="hidden" name="address" value="{address}"><table class="pairs">{rows}</table>'
+        '<button type="submit">Save names</button></form>'
+    )
+    return layout(f"Node {address}: circuit names", body, csrf=csrf, logged_in=True)
+
+
+def downloads(csrf: str, ede: bool) -> str:
+    items = [
+        ("/downloads/BCPM-GATEWAY-MIB.txt", "BCPM-GATEWAY-MIB", "the SNMP MIB module, for the NMS"),
+        ("/downloads/PICS.md", "PICS", "BACnet Protocol Implementation Conformance Statement"),
+        ("/settings/download", "Configuration", "every setting as a restart runs it (secrets left out)"),
+    ]
+    if ede:
+        items.insert(1, ("/downloads/bcpm-gateway-ede.csv", "EDE point list", "every BACnet device and object"))
+    body = (
+        '<ul class="downloads">'
+        + "".join(f'<li><a href="{href}" download>{e(name)}</a>: {e(what)}</li>' for href, name, what in items)
+        + "</ul>"
+    )
+    if not ede:
+        body += "<p>No EDE list: BACnet is off.</p>"
+    return layout("Downloads", body, csrf=csrf, logged_in=True)

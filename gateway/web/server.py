@@ -54,6 +54,7 @@ log = structlog.get_logger(__name__)
 TLS_RECORD_HANDSHAKE = 0x16  # the first byte a TLS client sends
 MAX_HEAD = 16 * 1024  # request line and headers
 MAX_BODY = 16 * 1024  # what `admit` allows unless it says otherwise
+MAX_FIELDS = 64  # fields of a form or query: the most a page sends (a node's 46 circuit names) and some
 REQUEST_TIMEOUT = 10.0  # seconds from the accept to the first request whole (TLS handshake included)
 IDLE_TIMEOUT = 10.0  # seconds from an answer to the next request whole, on a kept-alive connection
 LIFETIME = 120.0  # seconds a connection may live, however busy
@@ -82,11 +83,33 @@ class Request:
         return morsel.value if morsel is not None else None
 
     def form(self) -> dict[str, str]:
-        """The fields of an application/x-www-form-urlencoded body (a field given twice: the last)."""
+        """The text fields of a form's body, urlencoded or multipart (a field given twice: the last)."""
+        if self.headers.get("content-type", "").startswith("multipart/form-data"):
+            return {name: value.decode("utf-8", "replace") for name, value in self.files().items()}
         try:
             return _fields(self.body.decode("ascii"))
         except UnicodeDecodeError:
             return {}
+
+    def files(self) -> dict[str, bytes]:
+        """The fields of a multipart/form-data body (an upload), as bytes; {} for any other body."""
+        content_type = self.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return {}
+        from email.parser import BytesParser  # only an upload needs it
+        from email.policy import HTTP
+
+        head = f"content-type: {content_type}\r\n\r\n".encode("latin-1")
+        message = BytesParser(policy=HTTP).parsebytes(head + self.body)
+        if not message.is_multipart():
+            return {}
+        found: dict[str, bytes] = {}
+        for part in message.iter_parts():  # type: ignore[attr-defined]
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and len(found) < MAX_FIELDS:
+                found[name] = payload if isinstance(payload, bytes) else b""
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +432,7 @@ def within(address: IPv4Address, networks: tuple[IPv4Network, ...]) -> bool:
 def _fields(text: str) -> dict[str, str]:
     """Form or query fields; text with more fields than any page sends gives none."""
     try:
-        return dict(parse_qsl(text, max_num_fields=32))
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS))
     except ValueError:
         return {}
 

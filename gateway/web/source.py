@@ -1,25 +1,30 @@
 """Everything the web face reads from, or asks of, the rest of the gateway: in this one module.
 
-Reads come from the node cache and counters as they stand (never from the bus); the only actions
-are a validated write, forgetting a node and a rescan through the node service, and the gateway's
-restart request. Values are
-handed out as JSON-ready dictionaries, which the pages render and the API returns as they are.
+Reads come from the node cache and counters as they stand (never from the bus), and from the
+history of the currents; the actions are a validated write, forgetting a node, a rescan and naming
+circuits through the node service, and the gateway's restart request. What only another part of
+the gateway knows (BACnet device names, the EDE list, the checks of a BBMD table, the shipped MIB
+and PICS, the upstream port's status, the faces' CPU) comes as functions the composition root
+hands over (`Wiring`), so this face imports no other. Values are handed out as JSON-ready
+dictionaries, which the pages render and the API returns as they are.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from gateway.config import SECRET_KEYS, Config
+from gateway.config import SECRET_KEYS, SECTIONS, Config
 from gateway.findings import NetworkFinding
 from gateway.hub import EventHub, Subscription
 from gateway.nodes.api import NodeAPI, NodeView
 from gateway.nodes.cache import Reading
 from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline
+from gateway.nodes.history import History
 from gateway.pointmap import Encoding, Point, PointMap, PollClass, ResetCode, load
+from gateway.web.panel import Panels
 
 GLOBAL_RESET = load().find("global_reset").register  # CLEAR_LATCHED there clears every latched alarm of the panel
 CLEAR_LATCHED = ResetCode.CLEAR_LATCHED_ALARMS
@@ -28,6 +33,23 @@ METER_TOTALS = ("kw", "kva", "kwh", "pf", "current_avg", "kw_demand")  # per log
 
 #: Each node's BACnet device ID and name by Modbus address, as the BACnet face names them now.
 DeviceNames = Callable[[], Mapping[int, tuple[int, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the composition root hands the web face beyond the node layer and the event hub."""
+
+    restart: Callable[[], None]
+    device_names: DeviceNames
+    history: History | None  # None: no trends (web.trend_hours = 0)
+    ede: Callable[[], str]  # the EDE point list of the devices as they are now
+    # What `check-config` checks beyond the keys, on a configuration a restart would run (the
+    # BBMD table, its own line in it): raises GatewayError. The settings pages write nothing it refuses.
+    check: Callable[[Config], None]
+    check_bdt: Callable[[str, Config], None]  # a BBMD table's text, as the BACnet face would take it
+    shipped: Callable[[str], bytes]  # a file shipped with the gateway: the MIB module, the PICS
+    upstream: Callable[[], dict[str, Any]]  # the upstream port: mode, port, rate, MAC and counters
+    cpu: Callable[[], dict[str, Any]]  # the faces' CPU and the datagrams their sockets dropped
 
 
 def served(point: Point) -> bool:
@@ -45,19 +67,17 @@ class FaceState:
 
 
 class Source:
-    def __init__(
-        self, config: Config, nodes: NodeAPI, hub: EventHub, restart: Callable[[], None], device_names: DeviceNames
-    ) -> None:
+    def __init__(self, config: Config, nodes: NodeAPI, hub: EventHub, wiring: Wiring) -> None:
         self.config = config
         self._service = nodes
         self._hub = hub
-        self.restart = restart
-        self._device_names = device_names
+        self.wiring = wiring
+        self.restart = wiring.restart
+        self._device_names = wiring.device_names
+        self._panels = Panels(nodes.pointmap)
         self.started = time.time()
-        #: The upstream port: mode, port, rate, MAC and counters (the composition root hands it in).
-        self.upstream: Callable[[], dict[str, Any]] = lambda: {"mode": "off"}
-        #: The faces' CPU and the datagrams their sockets dropped (the composition root hands it in).
-        self.cpu: Callable[[], dict[str, Any]] = lambda: {"datagrams_dropped": {}}
+        self.upstream = wiring.upstream
+        self.cpu = wiring.cpu
 
     @property
     def nodes(self) -> Mapping[int, NodeView]:
@@ -69,6 +89,13 @@ class Source:
 
     def subscribe_events(self) -> Subscription:
         return self._hub.subscribe(AlarmChanged, NodeOnline, NodeOffline, NetworkFinding)
+
+    def refresh_seconds(self) -> float:
+        """How often a page asks for values again: a poll cycle (at least the poll interval, and a
+        second), since values change no faster than the bus brings them."""
+        statistics = self._service.statistics()
+        cycle = statistics.last_cycle.duration if statistics.last_cycle else 0.0
+        return round(max(1.0, statistics.poll_interval, cycle), 1)
 
     # --- what the pages and the API show ---
 
@@ -126,10 +153,11 @@ class Source:
             return None if point is None else value_of(point, node.cache.reading(point))
 
         channels = []
+        names = self._service.circuit_names(address)
         for channel in sorted({c for (group, _, c, _) in by_place if group in ("branch", "aux") and c is not None}):
             group = "aux" if (("aux", "current", channel, channel - 42) in by_place) else "branch"
             phase = channel - 42 if group == "aux" else None
-            row: dict[str, Any] = {"channel": channel, "group": group}
+            row: dict[str, Any] = {"channel": channel, "group": group, "name": names.get(channel, "")}
             for key in CHANNEL_QUANTITIES:
                 row[key] = cell(by_place.get((group, key, channel, phase)))
             row["alarm"] = cell(by_place.get(("alarms", "alarm_status", channel, None)))
@@ -146,16 +174,36 @@ class Source:
                 if p.group in ("meter2", "meter3") and p.phase is None and p.key in METER_TOTALS
             ],
             "voltage_alarms": [cell(p) for p in ordered if p.key == "voltage_alarm_status"],
+            "refresh_s": self.refresh_seconds(),
         }
+
+    def panel(self, address: int) -> dict[str, Any] | None:
+        """A node's panel view (`gateway.web.panel`): what changes only when its values do (no poll
+        age, no counters); None for no such node."""
+        node = self.nodes.get(address)
+        return None if node is None else self._panels.of(node, self._service.circuit_names(address))
+
+    def summary(self, address: int) -> dict[str, Any]:
+        """A node as the node list shows it (its identity, health and counters now)."""
+        return self._summary(self.nodes[address], self._device_names().get(address))
+
+    def circuit_names(self, address: int) -> Mapping[int, str]:
+        return self._service.circuit_names(address)
+
+    async def name_circuits(self, address: int, names: Mapping[int, str | None]) -> None:
+        await self._service.name_circuits(address, names)
+
+    def trends(self, address: int, channels: Sequence[int]) -> tuple[list[float], dict[int, list[float | None]]]:
+        """Sample times and each channel's currents then (see `gateway.nodes.history`)."""
+        history = self.wiring.history
+        return ([], {}) if history is None else history.series(address, channels)
 
     def running_settings(self) -> dict[str, dict[str, str]]:
         """Every section and key as it runs, secrets masked."""
         shown: dict[str, dict[str, str]] = {}
-        for section in fields(self.config):
-            if section.name == "warnings":
-                continue
-            settings = getattr(self.config, section.name)
-            shown[section.name] = {
+        for name in SECTIONS:
+            settings = getattr(self.config, name)
+            shown[name] = {
                 item.name: ("(set)" if getattr(settings, item.name) else "(not set)")
                 if item.name in SECRET_KEYS
                 else _show(getattr(settings, item.name))

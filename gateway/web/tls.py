@@ -1,9 +1,10 @@
-"""The web face's TLS: the configured certificate, or a self-signed one made once and kept.
+"""The web face's TLS: the configured certificate, or one kept beside the state file.
 
-The self-signed certificate and its key live beside the state file (``web-cert.pem``,
-``web-key.pem``, the key readable by the gateway's user only), so browsers see the same one after
-every restart and can be told to trust it once. They are made by a child process
-(``python -m gateway.web.tls CERT KEY ADDRESS``): the cryptography library it loads would
+The certificate and its key beside the state file (``web-cert.pem``, ``web-key.pem``, the key
+readable by the gateway's user only) are a self-signed pair made at the first start, or the pair
+an administrator uploaded in their place (`install_certificate`, checked as the server would load
+it), so browsers see the same one after every restart. The self-signed pair is made by a child
+process (``python -m gateway.web.tls CERT KEY ADDRESS``): the cryptography library it loads would
 otherwise stay in the gateway's memory for good, some 4 MB for a job done once.
 """
 
@@ -15,11 +16,13 @@ import os
 import socket
 import ssl
 import sys
+import tempfile
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.files import write_atomically
 
 CERT_NAME, KEY_NAME = "web-cert.pem", "web-key.pem"
 VALID_DAYS = 3650
@@ -42,6 +45,51 @@ async def server_context(config: Config) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as error:
         raise GatewayError(f"web: cannot use the certificate {cert} with the key {key}: {error}") from None
     return context
+
+
+def certificate_in_use(config: Config) -> str:
+    """Which certificate the web face serves, in words."""
+    web = config.web
+    if web.tls_cert is not None:
+        return (
+            f"The site's file names the certificate: web.tls_cert = {web.tls_cert} (with web.tls_key); an upload "
+            "here would not be used while it does."
+        )
+    cert = config.gateway.state_file.parent / CERT_NAME
+    if not cert.exists():
+        return f"A self-signed certificate is made at the next start ({cert})."
+    changed = datetime.datetime.fromtimestamp(cert.stat().st_mtime, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{cert}, written {changed} (self-signed at the first start, or uploaded here since)."
+
+
+def install_certificate(config: Config, certificate: bytes, key: bytes) -> None:
+    """Put an uploaded certificate (chain) and key in the place of the self-signed pair, once
+    the TLS server takes them together as they are (a key with a password is refused: nobody
+    could type it at a start). GatewayError says why not, and nothing is replaced."""
+    if config.web.tls_cert is not None:
+        raise GatewayError(
+            f"web.tls_cert = {config.web.tls_cert} in the site's file names the certificate in use: "
+            "an uploaded one would never be used (empty web.tls_cert and web.tls_key there first)"
+        )
+    folder = config.gateway.state_file.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".upload-") as scratch:
+        cert_file, key_file = Path(scratch) / CERT_NAME, Path(scratch) / KEY_NAME
+        write_atomically(cert_file, certificate, 0o600)
+        write_atomically(key_file, key, 0o600)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file, password=_no_password)
+        except (ssl.SSLError, ValueError) as error:
+            raise GatewayError(
+                f"not used: the certificate and the key do not load together as PEM ({error.args[-1]}); "
+                "the key must be the certificate's, not encrypted"
+            ) from None
+    write_atomically(folder / KEY_NAME, key, 0o600)
+    write_atomically(folder / CERT_NAME, certificate, 0o644)
+
+
+def _no_password() -> bytes:
+    raise ValueError("the key is encrypted")
 
 
 async def _self_signed_by_a_child(cert: Path, key: Path, address: str) -> None:

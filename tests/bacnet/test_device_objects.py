@@ -148,7 +148,9 @@ def revisions(*devices: tuple[dict[str, Any] | None, int]) -> list[dict[str, Any
 EVERY_DEVICE = ((None, 50000), (meter(1), 50001), (meter(2), 50002))
 
 
-async def test_database_revision_goes_up_with_a_new_name_and_stays_up_after_a_restart(make_line, tmp_path) -> None:
+async def test_database_revision_goes_up_with_a_new_name_or_a_circuit_named_and_stays_up_after_a_restart(
+    make_line, tmp_path
+) -> None:
     config = bacnet_config(make_line(1), tmp_path)
     port = config.bacnet.port
     async with running(config) as gateway:
@@ -169,13 +171,19 @@ async def test_database_revision_goes_up_with_a_new_name_and_stays_up_after_a_re
         assert written == "ok"
         [[same_name]] = await bacnet_js(port, read(meter(2), DEVICE, 50002, OBJECT_NAME))
         assert same_name == "PDU-B"
+        await gateway.nodes.name_circuits(2, {7: "Rack A12 PDU A"})  # the Description of its objects
+        await eventually(
+            lambda: gateway.identities.state.database_revision == before[0][0] + 2, 10, "the revision of the name"
+        )
+        named = await bacnet_js(port, *revisions(*EVERY_DEVICE))
     async with running(config) as gateway:
         await serving(gateway)
         restarted = await bacnet_js(port, *revisions(*EVERY_DEVICE))
 
     assert len({revision for [revision] in before}) == 1  # one database: the gateway's
     assert [revision for [revision] in after] == [before[0][0] + 1] * 3
-    assert restarted == after
+    assert [revision for [revision] in named] == [before[0][0] + 2] * 3
+    assert restarted == named
 
 
 async def test_database_revision_goes_up_with_the_nodes_a_first_start_finds_and_not_at_a_restart(

@@ -85,3 +85,17 @@ def test_export_ede_without_known_meters_says_what_to_do(tmp_path, capsys) -> No
     config.write_text(f'[gateway]\nstate_file = "{tmp_path / "state.json"}"\n[serial]\nport = "/dev/null"\n')
     assert main(["export-ede", "--config", str(config)]) == 2
     assert "run the gateway once in discovery mode" in capsys.readouterr().err
+
+
+def test_a_named_circuit_is_in_the_description_of_each_of_its_objects() -> None:
+    state = State().with_circuit_names(2, {12: "Rack C3; PDU B", 43: "Mains L1"})
+    plan = device_plan(parse_config({}).bacnet, state, PM, PROFILES.values())
+    listed = objects_of(ede_text(plan, "x"))
+    described = {
+        (row["device obj.-instance"], row["object-type"], row["object-instance"]): row["description"] for row in listed
+    }
+    assert described["50002", "0", "1347"] == "Rack C3; PDU B (register 1347)"  # its current
+    assert described["50002", "2", "61"] == "Rack C3; PDU B (register 130)"  # its breaker size, AVn = register n + 69
+    assert described["50002", "0", "265"] == "Mains L1 (register 265)"  # AUX current, phase 1
+    assert described["50001", "0", "1347"] == "register 1347"  # node 1 has no names
+    assert described["50002", "0", "256"] == "register 256"  # a total belongs to no circuit

@@ -272,3 +272,23 @@ async def test_a_written_cov_increment_and_a_new_value_show_on_the_fast_path(
     await eventually(lambda: gateway.nodes.nodes[NODE].cache.reading(CURRENT).value == 33.0, 20, "the current polled")
     assert await client.read(node, "analog-input,1336", "present-value") == 33.0
     assert network.fast_path.answered["fast"] >= 3
+
+
+@SHARED
+async def test_a_circuits_name_is_in_the_description_of_its_objects_on_every_path_at_once(
+    still_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = still_gateway.nodes
+    try:
+        for name in ("Rack A1 PDU", "Rack B7 PDU"):  # the second: built objects show a rename too
+            await nodes.name_circuits(NODE, {1: name})
+            for objid in ("analog-input,1336", "analog-value,4", "analog-value,109"):  # current, CT size, alarm
+                request = read_property_multiple([(objid, ("object-name", "description"))])
+                fast, own, stock, path = await _three_ways(still_gateway, request, monkeypatch)
+                assert path == "fast"
+                assert fast == own == stock, objid
+                assert f"{name} (register ".encode() in fast
+        fast, *_ = await _three_ways(still_gateway, read_property("analog-input,1337", "description"), monkeypatch)
+        assert b"Rack" not in fast and b"register 1337" in fast  # channel 2 has no name
+    finally:
+        await nodes.name_circuits(NODE, {1: None})

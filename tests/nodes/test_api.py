@@ -6,8 +6,8 @@ import pytest
 
 from gateway.app import running
 from gateway.bus import BusClosed, BusOverloaded, CorruptReply, ExceptionReply, NoResponse
-from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable, UnknownTarget
-from gateway.nodes.events import RegistersRead
+from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable, OutOfRange, UnknownTarget
+from gateway.nodes.events import CircuitsNamed, RegistersRead
 from gateway.nodes.profile import NodeProfile
 from gateway.nodes.service import node_error
 from gateway.state import DeviceOverride, IdentityStore, StateStore
@@ -79,3 +79,28 @@ def test_the_identity_store_saves_each_change_before_it_is_seen(tmp_path) -> Non
     assert [p.address for p in identities.saved_profiles()] == [1, 2]
     assert store.load() == identities.state
     assert IdentityStore(store).state.overrides[2].object_name == "PDU-B"
+
+
+async def test_circuit_names_are_checked_saved_and_told_to_the_faces(make_line, tmp_path) -> None:
+    async with running(gateway_config(make_line(1), tmp_path)) as gateway:
+        nodes = gateway.nodes
+        await nodes.wait_ready()
+        named = gateway.hub.subscribe(CircuitsNamed)
+        await nodes.name_circuits(2, {7: "Rack A12 PDU A", 43: "Mains L1"})
+        assert (await named.get()).address == 2
+        assert nodes.circuit_names(2) == {7: "Rack A12 PDU A", 43: "Mains L1"}
+        assert StateStore(tmp_path / "state.json").load().circuit_names[2] == {7: "Rack A12 PDU A", 43: "Mains L1"}
+        for address, names, refused in (
+            (9, {1: "x"}, UnknownTarget),  # no such node
+            (2, {47: "x"}, UnknownTarget),  # no such channel
+            (2, {1: "ok", 2: "x" * 41}, OutOfRange),  # one bad name: none is saved
+            (2, {1: "Ünïcode"}, OutOfRange),
+        ):
+            with pytest.raises(refused):
+                await nodes.name_circuits(address, names)
+        assert nodes.circuit_names(2) == {7: "Rack A12 PDU A", 43: "Mains L1"}
+        await nodes.name_circuits(2, {7: "Rack A12 PDU A"})  # no name changed: no event
+        await nodes.name_circuits(1, {1: "Rack B1"})
+        assert (await named.get()).address == 1
+        await nodes.name_circuits(2, {7: None, 43: ""})
+        assert nodes.circuit_names(2) == {}

@@ -94,3 +94,20 @@ async def test_the_agent_serves_exactly_the_readable_objects_of_the_mib(mib_path
     served_objects = {object_of(oid) for oid in walked}
     ours = {oid for oid in readable if oid[: len(BASE)] == BASE}
     assert sorted(dotted(oid) for oid in ours - served_objects) == []
+
+
+async def test_a_circuits_name_is_served_by_its_name_in_the_mib(mib_path, snmp_agent) -> None:
+    agent = await snmp_agent(1)
+    await eventually(agent.all_values_present, 20, "every instance read once")
+
+    async def names(*channels: int) -> list[str]:
+        oids = [f"{MODULE}::bcpmChanConfigName.1.{channel}" for channel in channels]
+        result = await agent.tool("snmpget", "-M", mib_path, "-m", MODULE, "-Oqv", *oids)
+        assert result.returncode == 0, result.stderr
+        return [line.strip('"') for line in result.stdout.splitlines()]
+
+    assert await names(12, 43) == ["", ""]  # none yet: empty
+    await agent.gateway.nodes.name_circuits(1, {12: "Rack C3 PDU B", 43: "Mains L1"})
+    assert await names(12, 43, 13) == ["Rack C3 PDU B", "Mains L1", ""]
+    await agent.gateway.nodes.name_circuits(1, {12: "Rack C4 PDU A"})  # a rename shows at once
+    assert await names(12) == ["Rack C4 PDU A"]

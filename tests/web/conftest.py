@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
+from gateway.config import load_config
 from gateway.sim import SimulatedLine
 from gateway.web.auth import hash_password
 from gateway.web.face import WebFace
 from gateway.web.tls import CERT_NAME
-from tests.support import eventually, free_port, gateway_config
+from tests.support import config_file, eventually, free_port, gateway_config
 
 PASSWORD = "correct horse"
 PASSWORD_HASH = hash_password(PASSWORD)
@@ -80,11 +81,19 @@ class Site(Endpoint):
 async def web_site(make_line, start_gateway, tmp_path) -> AsyncIterator[Callable[..., Any]]:
     """Start simulated boards and a gateway with the web face on; returns the Site once it serves."""
 
-    async def start(*primaries: int, sections: dict[str, Any] | None = None, **web: Any) -> Site:
+    async def start(
+        *primaries: int, sections: dict[str, Any] | None = None, from_file: bool = False, **web: Any
+    ) -> Site:
+        """`from_file`: the configuration read from a site's file (`tmp_path / "gateway.toml"`), as
+        `run` reads it, so the settings pages have a file to change."""
         line = make_line(*(primaries or (1,)))
         port = free_port()
         settings = {"enabled": True, "address": "127.0.0.1", "port": port, "password_hash": PASSWORD_HASH, **web}
-        gateway = await start_gateway(gateway_config(line, tmp_path, web=settings, **(sections or {})))
+        if from_file:
+            config = load_config(config_file(line, tmp_path, web=settings, **(sections or {})))
+        else:
+            config = gateway_config(line, tmp_path, web=settings, **(sections or {}))
+        gateway = await start_gateway(config)
         face = next(f for f in gateway.faces if isinstance(f, WebFace))
         await eventually(lambda: face.server is not None, what="the web face listening")
         site = Site(port, tmp_path / CERT_NAME, line, gateway, face)

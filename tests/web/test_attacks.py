@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+import aiohttp
+
 from gateway.audit import AUDIT_FILE
 from tests.support import eventually
 from tests.web.conftest import PASSWORD
@@ -83,8 +85,12 @@ async def test_an_action_without_a_session_is_answered_before_its_body_is_read(w
     assert reply.startswith(b"HTTP/1.1 303 ") and b"location: /login" in reply
     client = await site.logged_in()
     async with client:
-        async with client.post("/actions/restart", data={"csrf": "x" * 5000}) as reply:
+        async with client.post("/actions/restart", data={"csrf": "x" * 9000}) as reply:
             assert reply.status == 413  # an action's form is small
+        upload = aiohttp.FormData({"csrf": "x"})
+        upload.add_field("file", b"#" * 70000, filename="gateway.toml")
+        async with client.post("/settings/upload", data=upload) as reply:
+            assert reply.status == 413  # an upload is larger, but bounded too
     async with site.client() as client, client.post("/login", data={"password": "x" * 5000}) as reply:
         assert reply.status == 413
     assert not site.gateway.restart.is_set()

@@ -7,7 +7,6 @@ import html
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -21,7 +20,7 @@ from gateway.findings import NetworkFinding
 from gateway.pointmap import load
 from gateway.state import StateStore
 from gateway.web.tls import CERT_NAME, KEY_NAME, server_context, write_self_signed
-from tests.support import eventually, free_port, gateway_config
+from tests.support import eventually, eventually_async, free_port, gateway_config
 from tests.web.conftest import PASSWORD, PASSWORD_HASH, Endpoint
 
 PM = load()
@@ -161,7 +160,7 @@ async def test_the_api_gives_the_cache_and_the_node_identity(web_site) -> None:
         for missing in ("/api/nodes/9", "/api/nodes/x", "/api/nodes/1234567"):
             async with client.get(missing) as reply:
                 assert reply.status == 404
-        async with client.get("/nodes/1") as reply:
+        async with client.get("/nodes/1/values") as reply:
             page = await reply.text()
         assert 'data-register="1342">12.5<' in page and "BCPM_1" in page
         async with client.get("/config") as reply:
@@ -385,14 +384,6 @@ async def eventually_logged_in(site: Endpoint) -> aiohttp.ClientSession:
         except aiohttp.ClientError:
             await asyncio.sleep(0.1)
     pytest.fail("the face never accepted a login")
-
-
-async def eventually_async(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_unknown_pages_and_methods_are_refused_with_their_status(web_site) -> None:

@@ -1,7 +1,7 @@
-// The node page: every second, its values again from /api/nodes/{address}, without a reload.
+// A node's "All values" page: its values again from /api/nodes/{address} once a poll cycle, without
+// a reload. The page says how long a cycle takes (data-refresh); values change no faster than that.
 "use strict";
 
-const REFRESH_MS = 1000;
 const live = document.getElementById("live");
 
 function values(item, found) {
@@ -15,25 +15,29 @@ function values(item, found) {
 }
 
 async function refresh() {
+  let wait = Number(live.dataset.refresh) * 1000;
   try {
     const reply = await fetch("/api/nodes/" + live.dataset.address, {cache: "no-store"});
-    if (!reply.ok) return;
-    const detail = await reply.json();
-    for (const value of values(detail, [])) {
-      const cell = live.querySelector(`[data-register="${value.register}"]`);
-      if (cell) {
-        cell.textContent = value.shown;
-        cell.className = "value " + value.quality;
+    if (reply.ok) {
+      const detail = await reply.json();
+      for (const value of values(detail, [])) {
+        const cell = live.querySelector(`[data-register="${value.register}"]`);
+        if (cell) {
+          cell.textContent = value.shown;
+          cell.className = "value " + value.quality;
+        }
       }
+      const node = detail.node;
+      document.getElementById("online").innerHTML = node.online
+        ? '<span class="good">online</span>' : '<span class="stale">offline</span>';
+      document.getElementById("age").textContent = node.last_poll_age_s === null ? "-" : node.last_poll_age_s + " s";
+      document.getElementById("failures").textContent = node.failures;
+      wait = detail.refresh_s * 1000;
     }
-    const node = detail.node;
-    document.getElementById("online").innerHTML = node.online
-      ? '<span class="good">online</span>' : '<span class="stale">offline</span>';
-    document.getElementById("age").textContent = node.last_poll_age_s === null ? "-" : node.last_poll_age_s + " s";
-    document.getElementById("failures").textContent = node.failures;
   } catch (error) {
     // The gateway is restarting or the network is gone: the next refresh tries again.
   }
+  setTimeout(refresh, wait);
 }
 
-if (live) setInterval(refresh, REFRESH_MS);
+if (live) setTimeout(refresh, Number(live.dataset.refresh) * 1000);
