@@ -3,9 +3,13 @@
 Data flows one way, meter -> bus -> node cache -> faces, and writes come back the same road.
 Each package imports only those listed above it (checked by import-linter, see pyproject.toml):
 
-    gateway.pointmap    what every register means (data)
+    gateway.pointmap    what every register means (data), and the codes the reset registers take
+    gateway.hub         the event hub, neutral: events from any thread fanned out to the faces' loop
+    gateway.findings    what one face finds that others tell (the BACnet doctor's network findings)
     gateway.bus         the one owner of the serial line, over a transport (`RtuTransport`, or one in memory)
-    gateway.nodes       discovery, polling, the cache, events, validated writes; `api` for the faces
+    gateway.nodes       the node service and its parts: the line, the node registry, discovery and
+                        rescans, polling, node health, the cache, node events, validated writes;
+                        `api` for the faces
     gateway.state       the state file and the identity store (profiles, device names and IDs, SNMP engine)
     gateway.bacnet      the faces, each independent of the others and of the bus:
     gateway.snmp            BACnet/IP router and devices, SNMP agent (v2c, v3) and notifications,
@@ -15,7 +19,7 @@ Each package imports only those listed above it (checked by import-linter, see p
     gateway.demo        the demo: simulated boards and a gateway in one process
     gateway.cli         the command line
 
-Beside them: gateway.modbus (Modbus protocol constants, for every layer), gateway.sim (a BCPM
+Beside them: gateway.modbus (the Modbus unit range, function and exception codes, for every layer), gateway.sim (a BCPM
 simulator behind a virtual serial line or in memory, sharing only the point map and the Modbus
 constants), gateway.config (TOML -> typed settings), gateway.errors, gateway.logging (with the
 counts of what peers can cause as often as they like), gateway.ratelimit (token buckets by

@@ -31,9 +31,9 @@ from gateway.bacnet.bdt import load_bdt, parse_bdt
 from gateway.config import Config
 from gateway.cpu import CpuBudget, datagrams_dropped
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.hub import EventHub
 from gateway.logging import event_counts
 from gateway.modbus_tcp import ModbusTcpFace
-from gateway.nodes.events import EventHub
 from gateway.nodes.history import History
 from gateway.nodes.service import NodeService
 from gateway.service import shipped

@@ -42,7 +42,9 @@ from gateway.config_file import overridden_keys, set_site_keys
 from gateway.cpu import CpuBudget
 from gateway.errors import GatewayError
 from gateway.logging import configure_logging
-from gateway.nodes.discovery import Found, boards, line_candidates, scan
+from gateway.modbus import UNIT_ADDRESSES
+from gateway.nodes.discovery import Found, boards, scan
+from gateway.nodes.line import line_candidates
 from gateway.pointmap import load
 from gateway.privileges import NoSuchUser, drop_root
 from gateway.sim import cli as sim_cli
@@ -97,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     discover.add_argument("--parity", default="N", choices=PARITIES, help="ignored with --baudrate auto")
     discover.add_argument("--stopbits", type=int, default=1, choices=(1, 2))
-    discover.add_argument("--range", dest="scan", default="1-247", help="addresses to scan, e.g. 1-247 or 1-10,20")
+    every = f"{UNIT_ADDRESSES[0]}-{UNIT_ADDRESSES[-1]}"
+    discover.add_argument("--range", dest="scan", default=every, help=f"addresses to scan, e.g. {every} or 1-10,20")
     discover.add_argument(
         "--timeout",
         type=float,

@@ -33,7 +33,6 @@ __all__ = [
     "FALLBACK_NETWORK",
     "MAX_DEVICE_ID_OFFSET",
     "MAX_DEVICE_INSTANCE",
-    "MODBUS_ADDRESSES",
     "VALID_NETWORKS",
     "BacnetSettings",
     "Config",
@@ -60,9 +59,8 @@ __all__ = [
 ]
 
 # Limits shared with the faces and the state file (AV1/AV2 writes obey the same ranges).
-MODBUS_ADDRESSES = UNIT_ADDRESSES
 MAX_DEVICE_INSTANCE = 4194303
-MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - MODBUS_ADDRESSES[-1]
+MAX_DEVICE_ID_OFFSET = MAX_DEVICE_INSTANCE - UNIT_ADDRESSES[-1]
 VALID_NETWORKS = range(1, 65535)
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 # The upstream port's rates: MS/TP's (ASHRAE 135 clause 9.2: 9600-76800) and Modbus RTU's.
@@ -310,8 +308,8 @@ _SCAN_PART = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
 
 
 def _address_ranges() -> _Rule:
-    low, high = MODBUS_ADDRESSES[0], MODBUS_ADDRESSES[-1]
-    allowed = f'address ranges like "1-247", "5" or "1-10,20-30" within {low}-{high}, low end first'
+    low, high = UNIT_ADDRESSES[0], UNIT_ADDRESSES[-1]
+    allowed = f'address ranges like "{low}-{high}", "5" or "1-10,20-30" within {low}-{high}, low end first'
 
     def check(raw: object) -> tuple[int, ...]:
         if not isinstance(raw, str):
@@ -491,7 +489,7 @@ class SerialSettings:
     rts_delay_after: float = _key(0.0, _number(0.0, 100.0))  # milliseconds
     echo: bool = _key(False, _boolean())
     timeout: float = _key(0.2, _number(0.01, 5.0))
-    scan: tuple[int, ...] = _key(tuple(MODBUS_ADDRESSES), _address_ranges())
+    scan: tuple[int, ...] = _key(tuple(UNIT_ADDRESSES), _address_ranges())
     rescan_interval: float = _key(60.0, _number(0.0, 86400.0))
     poll_interval: float = _key(1.0, _number(0.1, 3600.0))
     probe_timeout: float = _key(0.015, _number(0.01, 1.0))
@@ -514,7 +512,7 @@ class BacnetSettings:
     port: int = _key(47808, _PORT)
     device_id_offset: int = _key(
         50000,
-        _integer(0, MAX_DEVICE_ID_OFFSET, "offset + 247 <= 4194303"),
+        _integer(0, MAX_DEVICE_ID_OFFSET, f"offset + {UNIT_ADDRESSES[-1]} <= {MAX_DEVICE_INSTANCE}"),
     )
     network: int = _key(50, _integer())
     # The network number of the IP side; None ("auto") = learned at start, 1 until then.

@@ -1,5 +1,6 @@
 """Modbus protocol constants (Modbus Application Protocol Specification V1.1b3, Modbus over
-Serial Line V1.02): the limits and codes several layers share, so each states them once.
+Serial Line V1.02): the limits, function codes and exception codes, stated here once for the bus,
+the node layer, the Modbus faces and the simulator.
 
     MAX_PDU                      # 253: bytes of function code and data in one frame
     MAX_READ_REGISTERS           # 125: registers one FC03/FC04 read may ask for
@@ -17,6 +18,32 @@ MAX_PDU = 253
 MAX_FRAME = 256  # unit, PDU and CRC
 MAX_READ_REGISTERS = 125
 
+# Function codes (Application Protocol 6).
+READ_COILS = 0x01
+READ_DISCRETE_INPUTS = 0x02
+READ_HOLDING_REGISTERS = 0x03
+READ_INPUT_REGISTERS = 0x04
+WRITE_SINGLE_COIL = 0x05
+WRITE_SINGLE_REGISTER = 0x06
+READ_EXCEPTION_STATUS = 0x07
+DIAGNOSTICS = 0x08
+GET_COMM_EVENT_COUNTER = 0x0B
+GET_COMM_EVENT_LOG = 0x0C
+WRITE_MULTIPLE_COILS = 0x0F
+WRITE_MULTIPLE_REGISTERS = 0x10
+REPORT_SERVER_ID = 0x11
+READ_FILE_RECORD = 0x14
+WRITE_FILE_RECORD = 0x15
+MASK_WRITE_REGISTER = 0x16
+READ_WRITE_MULTIPLE_REGISTERS = 0x17
+READ_FIFO_QUEUE = 0x18
+ENCAPSULATED_INTERFACE = 0x2B  # 0x2B/0x0E: Read Device Identification
+EXCEPTION_BIT = 0x80  # set in the function code of an exception reply
+
+#: The writes of single and multiple coils and registers: what a broadcast may ask (Serial Line 2.1).
+WRITE_FUNCTIONS = frozenset({WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_COILS, WRITE_MULTIPLE_REGISTERS})
+
+# Exception codes (Application Protocol 7).
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
 ILLEGAL_DATA_VALUE = 0x03

@@ -30,10 +30,22 @@ from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
 from gateway.modbus import (
+    ENCAPSULATED_INTERFACE,
+    EXCEPTION_BIT,
     GATEWAY_PATH_UNAVAILABLE,
     GATEWAY_TARGET_FAILED,
+    GET_COMM_EVENT_COUNTER,
+    GET_COMM_EVENT_LOG,
     ILLEGAL_FUNCTION,
     MAX_READ_REGISTERS,
+    READ_COILS,
+    READ_DISCRETE_INPUTS,
+    READ_EXCEPTION_STATUS,
+    READ_FIFO_QUEUE,
+    READ_FILE_RECORD,
+    READ_HOLDING_REGISTERS,
+    READ_INPUT_REGISTERS,
+    REPORT_SERVER_ID,
     UNIT_ADDRESSES,
 )
 from gateway.nodes.api import NodeAPI
@@ -41,10 +53,23 @@ from gateway.nodes.errors import LineUnavailable, MeterRefused, NodeUnavailable
 
 #: What a read-only face lets through: reads of coils, inputs and registers, exception status,
 #: comm event counter and log, Report Slave ID, file records, FIFO queue; 43 only as Read Device ID.
-READ_FUNCTIONS = frozenset({0x01, 0x02, 0x03, 0x04, 0x07, 0x0B, 0x0C, 0x11, 0x14, 0x18})
-READ_DEVICE_ID = bytes([0x2B, 0x0E])
+READ_FUNCTIONS = frozenset(
+    {
+        READ_COILS,
+        READ_DISCRETE_INPUTS,
+        READ_HOLDING_REGISTERS,
+        READ_INPUT_REGISTERS,
+        READ_EXCEPTION_STATUS,
+        GET_COMM_EVENT_COUNTER,
+        GET_COMM_EVENT_LOG,
+        REPORT_SERVER_ID,
+        READ_FILE_RECORD,
+        READ_FIFO_QUEUE,
+    }
+)
+READ_DEVICE_ID = bytes([ENCAPSULATED_INTERFACE, 0x0E])
 
-_RESPONSES = {0x03: ReadHoldingRegistersResponse, 0x04: ReadInputRegistersResponse}
+_RESPONSES = {READ_HOLDING_REGISTERS: ReadHoldingRegistersResponse, READ_INPUT_REGISTERS: ReadInputRegistersResponse}
 
 
 class Counts(Protocol):
@@ -121,7 +146,7 @@ class ModbusRequests:
 
 def exception_pdu(function: int, code: int) -> bytes:
     """The exception reply to a request of `function`."""
-    return bytes([(function | 0x80) & 0xFF, code])
+    return bytes([(function | EXCEPTION_BIT) & 0xFF, code])
 
 
 def reads_only(pdu: bytes) -> bool:

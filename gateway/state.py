@@ -71,19 +71,19 @@ from typing import Any
 
 import structlog
 
-from gateway.bus.line import PARITIES
 from gateway.config import (
     BAUDRATES,
     MAX_DEVICE_ID_OFFSET,
     MAX_DEVICE_INSTANCE,
-    MODBUS_ADDRESSES,
     VALID_NETWORKS,
 )
 from gateway.errors import StateError
 from gateway.files import write_atomically
+from gateway.modbus import UNIT_ADDRESSES
 from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import CIRCUITS
+from gateway.serialport import PARITIES
 
 __all__ = [
     "DeviceOverride",
@@ -415,14 +415,14 @@ def _text(value: object) -> bool:
 
 
 _PROFILE_RULES: dict[str, _Rule] = {
-    "address": _integer_in(MODBUS_ADDRESSES),
+    "address": _integer_in(UNIT_ADDRESSES),
     "serial": _integer_in(range(2**32)),
     "model": ((lambda value: value in ("A", "B", "C")), "A, B, C"),
     "device_id": _integer_in(range(2**16)),
     "firmware_rs": _integer_in(range(2**16)),
     "firmware_os": _integer_in(range(2**16)),
     # A node whose partner address is missing is its own board, even at 247.
-    "primary_address": _integer_in(MODBUS_ADDRESSES),
+    "primary_address": _integer_in(UNIT_ADDRESSES),
 }
 _OVERRIDE_RULES: dict[str, _Rule] = {
     # MAX_DEVICE_INSTANCE itself is the "any device" wildcard, not a usable identity.
@@ -452,7 +452,7 @@ _SUBSCRIBER = re.compile(
     r"(?:(?P<ip>[0-9.]{7,15}):(?P<port>[0-9]{1,5})|0x(?:[0-9a-f]{2})+|(?P<station>[0-9]{1,3}))"
 )
 _SUBSCRIPTION_RULES: dict[str, _Rule] = {
-    "node": _nullable(_integer_in(MODBUS_ADDRESSES)),
+    "node": _nullable(_integer_in(UNIT_ADDRESSES)),
     "object": ((lambda value: isinstance(value, str) and _OBJECT.fullmatch(value) is not None), '"type,instance"'),
     "subscriber": ((lambda value: isinstance(value, str) and _subscriber(value)), "a BACnet address"),
     "process": _integer_in(range(2**32)),
@@ -465,6 +465,7 @@ _TOP_KEYS = ("version", "profiles", "overrides", "router")
 _OPTIONAL_TOP_KEYS = ("database_revision", "line", "cov_subscriptions", "snmp_engine", "mstp", "circuit_names")
 _DATABASE_REVISION = _integer_in(range(2**32))  # Database_Revision is an Unsigned
 _ADDRESS_KEY = re.compile(r"[1-9][0-9]{0,2}")
+_ADDRESS_KEYS_ALLOWED = f"allowed keys are Modbus addresses {UNIT_ADDRESSES[0]}-{UNIT_ADDRESSES[-1]}"
 _CHANNEL_KEY = re.compile(r"[1-9][0-9]?")
 
 
@@ -516,8 +517,8 @@ def _check_by_address(name: str, value: object, rules: dict[str, _Rule], problem
     good = {}
     for key, record in value.items():
         where = f"{name}[{_show(key)}]"
-        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in MODBUS_ADDRESSES:
-            problems.append(f"{where}: allowed keys are Modbus addresses 1-247")
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in UNIT_ADDRESSES:
+            problems.append(f"{where}: {_ADDRESS_KEYS_ALLOWED}")
         elif _check_fields(where, record, rules, problems):
             good[key] = record
     return good
@@ -567,8 +568,8 @@ def _check_circuit_names(value: object, problems: list[str]) -> None:
         return
     for key, names in value.items():
         where = f"circuit_names[{_show(key)}]"
-        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in MODBUS_ADDRESSES:
-            problems.append(f"{where}: allowed keys are Modbus addresses 1-247")
+        if not _ADDRESS_KEY.fullmatch(key) or int(key) not in UNIT_ADDRESSES:
+            problems.append(f"{where}: {_ADDRESS_KEYS_ALLOWED}")
         elif not isinstance(names, dict):
             problems.append(f"{where} = {_show(names)}: allowed an object keyed by CT channel")
         else:

@@ -19,7 +19,7 @@ notifications). `bcpm-gateway doctor` runs the same checks once from the command
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +32,8 @@ from bacpypes3.pdu import Address, IPv4Address
 from gateway.bacnet.plan import DevicePlan
 from gateway.bacnet.stack import StackApplication
 from gateway.config import MAX_DEVICE_INSTANCE, BacnetSettings
-from gateway.nodes.events import Event, NetworkFinding
+from gateway.findings import NetworkFinding
+from gateway.hub import Publish
 
 __all__ = ["ANSWER_WAIT", "Conflict", "Doctor", "HearsIAm", "check_once", "diagnose"]
 
@@ -103,7 +104,7 @@ class Doctor:
         check: Callable[[], Any],
         interval: float,
         show: Callable[[bool], None],
-        publish: Callable[[Iterable[Event]], None],
+        publish: Publish,
     ) -> None:
         self._check = check  # an awaitable of the conflicts
         self._interval = interval

@@ -41,17 +41,9 @@ from gateway.bacnet.network import BacnetNetwork
 from gateway.bacnet.plan import device_plan
 from gateway.config import BacnetSettings, UpstreamSettings
 from gateway.errors import ListenError
+from gateway.hub import EventHub, Subscription
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import (
-    CircuitsNamed,
-    EventHub,
-    NodeAdded,
-    NodeOffline,
-    NodeOnline,
-    NodeRemoved,
-    Subscription,
-    ValueChanged,
-)
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 from gateway.state import IdentityStore
 
 __all__ = ["BacnetBindError", "BacnetFace"]

@@ -38,7 +38,7 @@ from gateway.bacnet.stack import Bbmd, ForeignDevice, IpSocket, NetworkSide, net
 from gateway.bacnet.subscriptions import KeptSubscriptions
 from gateway.config import BacnetSettings
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import CircuitsNamed, Event, NodeAdded, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeEvent, NodeOffline, NodeOnline, NodeRemoved, ValueChanged
 
 __all__ = ["BacnetNetwork"]
 
@@ -153,7 +153,7 @@ class BacnetNetwork:
         for app in self._all_applications():
             app.fast_reads = on
 
-    async def apply(self, event: Event) -> None:
+    async def apply(self, event: NodeEvent) -> None:
         """Show a node event on the node's objects; a node found later gets its device, announced; a
         forgotten one loses it (Database_Revision goes up first, `identities.database_changed`); a
         circuit named changes Descriptions its objects read when asked, and Database_Revision."""

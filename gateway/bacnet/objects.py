@@ -29,7 +29,7 @@ The numbering, fixed so that a BMS database survives firmware and gateway upgrad
 - **Multi-state Value** (the meter's reset registers, write-only: 294 AUX, 295 global, and one
   per branch circuit and logical meter, 1126-1167, 4063-4083, 7042-7055), numbered over the whole
   map in register order: MSV1 = 294, MSV2 = 295, MSV3 = 1126 ... State 1 is "Ready" (what it
-  reads); writing another state writes that reset's code (`RESET_ACTIONS`) to the meter.
+  reads); writing another state writes that reset's code (the point map's `ResetCode`) to the meter.
 
 Present values are engineering values: the meter's scale registers applied. Units follow the
 point map; COV_Increment is per quantity (`COV_INCREMENTS`) and never 0. Each alarm status AV and
@@ -44,13 +44,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.pointmap import ALARM_BITS, Encoding, Point, PointMap, PollClass
+from gateway.pointmap import ALARM_BITS, RESET_KEYS, Encoding, Point, PointMap, PollClass, ResetCode
 
 __all__ = [
     "COV_INCREMENTS",
     "DEVICE_PROPERTY_KEYS",
-    "RESET_ACTIONS",
-    "RESET_KEYS",
     "ObjectSpec",
     "av_instances",
     "msv_instances",
@@ -83,16 +81,6 @@ COV_INCREMENTS = {
 #: A unitless scaled point is a power factor (exponent -3); unscaled ones are counts and codes.
 POWER_FACTOR_COV_INCREMENT = 0.01
 COUNT_COV_INCREMENT = 1.0
-#: What the meter does for each code written to a reset register (BCPME guide), by code.
-RESET_ACTIONS = {
-    10203: "Clear energy",
-    29877: "Clear maxima",
-    20097: "Clear maximum demand",
-    26012: "Start a demand subinterval",
-    26013: "Reset demand",
-    31010: "Clear latched alarms",
-}
-RESET_KEYS = frozenset({"global_reset", "aux_reset", "reset"})
 READY = "Ready"  # state 1 of a reset object: what it always reads
 #: Shown as properties of the device object instead of objects.
 DEVICE_PROPERTY_KEYS = frozenset({"serial_number", "firmware_rs", "firmware_os", "device_id"})
@@ -113,7 +101,7 @@ class ObjectSpec:
     min_value: float | None = None  # Min_Pres_Value / Max_Pres_Value of a writable point,
     max_value: float | None = None  # when its scale is fixed
     alarm: Point | None = None  # the alarm status whose bits set this object's Event_State
-    codes: tuple[int, ...] = ()  # of a reset object: the code each state after the first writes
+    codes: tuple[ResetCode, ...] = ()  # of a reset object: the code each state after the first writes
 
     @property
     def writable(self) -> bool:
@@ -122,7 +110,7 @@ class ObjectSpec:
     @property
     def states(self) -> tuple[str, ...]:
         """The State_Text of a reset object."""
-        return (READY, *(RESET_ACTIONS[code] for code in self.codes))
+        return (READY, *(code.action for code in self.codes))
 
     @property
     def description(self) -> str:
@@ -166,8 +154,9 @@ def msv_instances(pointmap: PointMap) -> dict[int, int]:
 
 
 def _reset_spec(point: Point, instance: int) -> ObjectSpec:
-    codes = tuple(low for low, _ in point.valid)
-    return ObjectSpec("multi-state-value", instance, _name(point), "noUnits", COUNT_COV_INCREMENT, point, codes=codes)
+    return ObjectSpec(
+        "multi-state-value", instance, _name(point), "noUnits", COUNT_COV_INCREMENT, point, codes=point.resets
+    )
 
 
 def _served(pointmap: PointMap, point: Point) -> bool:

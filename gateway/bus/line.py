@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway import modbus
 from gateway.modbus import MAX_FRAME, rtu_silence
 from gateway.serialport import PARITIES, RS485_MODES, STOPBITS, PortSettings
 
@@ -57,13 +58,18 @@ def expected_reply_length(pdu: bytes) -> int | None:
     if not pdu:
         return None
     match pdu[0]:
-        case 0x01 | 0x02 if len(pdu) >= 5:
+        case modbus.READ_COILS | modbus.READ_DISCRETE_INPUTS if len(pdu) >= 5:
             count = int.from_bytes(pdu[3:5], "big")
             return 5 + (count + 7) // 8
-        case 0x03 | 0x04 if len(pdu) >= 5:
+        case modbus.READ_HOLDING_REGISTERS | modbus.READ_INPUT_REGISTERS if len(pdu) >= 5:
             count = int.from_bytes(pdu[3:5], "big")
             return 5 + 2 * count
-        case 0x05 | 0x06 | 0x0F | 0x10:
+        case (
+            modbus.WRITE_SINGLE_COIL
+            | modbus.WRITE_SINGLE_REGISTER
+            | modbus.WRITE_MULTIPLE_COILS
+            | modbus.WRITE_MULTIPLE_REGISTERS
+        ):
             return 8
         case _:
             return None

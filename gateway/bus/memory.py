@@ -16,7 +16,7 @@ from typing import Protocol
 from gateway.bus.errors import BusClosed, ExceptionReply, NoResponse
 from gateway.bus.line import LineSettings, expected_reply_length
 from gateway.bus.transport import OnLost
-from gateway.modbus import BROADCAST, MAX_FRAME
+from gateway.modbus import BROADCAST, EXCEPTION_BIT, MAX_FRAME
 
 _FRAMING = 3  # unit byte and CRC around a PDU
 
@@ -78,7 +78,7 @@ class MemoryTransport:
             raise NoResponse(f"no reply from unit {unit}")
         await asyncio.sleep(sent + self.port.turnaround + wire(len(reply) + _FRAMING))
         self._check_plugged()  # unplugged meanwhile
-        if reply[0] & 0x80:
+        if reply[0] & EXCEPTION_BIT:
             raise ExceptionReply(reply[1])
         return reply
 

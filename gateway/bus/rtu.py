@@ -36,7 +36,27 @@ from pymodbus.pdu import DecodePDU
 
 from gateway.bus.errors import BusClosed, CorruptReply, ExceptionReply, NoResponse
 from gateway.bus.line import LineSettings, expected_reply_length
-from gateway.modbus import BROADCAST, MAX_FRAME
+from gateway.modbus import (
+    BROADCAST,
+    EXCEPTION_BIT,
+    GET_COMM_EVENT_COUNTER,
+    GET_COMM_EVENT_LOG,
+    MASK_WRITE_REGISTER,
+    MAX_FRAME,
+    READ_COILS,
+    READ_DISCRETE_INPUTS,
+    READ_EXCEPTION_STATUS,
+    READ_FILE_RECORD,
+    READ_HOLDING_REGISTERS,
+    READ_INPUT_REGISTERS,
+    READ_WRITE_MULTIPLE_REGISTERS,
+    REPORT_SERVER_ID,
+    WRITE_FILE_RECORD,
+    WRITE_MULTIPLE_COILS,
+    WRITE_MULTIPLE_REGISTERS,
+    WRITE_SINGLE_COIL,
+    WRITE_SINGLE_REGISTER,
+)
 from gateway.serialport import Echo, EchoMismatch, PortUnavailable, open_serial, set_direction, transmit
 
 QUIET_ATTEMPTS = 5  # waits for a quiet line after opening the port before going ahead anyway
@@ -45,7 +65,24 @@ PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the e
 # Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
 # (0x08, 0x18, 0x2B, custom codes) wrongly or not at all, so those replies are framed by silence.
 LENGTH_FRAMED = frozenset(
-    {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0B, 0x0C, 0x0F, 0x10, 0x11, 0x14, 0x15, 0x16, 0x17}
+    {
+        READ_COILS,
+        READ_DISCRETE_INPUTS,
+        READ_HOLDING_REGISTERS,
+        READ_INPUT_REGISTERS,
+        WRITE_SINGLE_COIL,
+        WRITE_SINGLE_REGISTER,
+        READ_EXCEPTION_STATUS,
+        GET_COMM_EVENT_COUNTER,
+        GET_COMM_EVENT_LOG,
+        WRITE_MULTIPLE_COILS,
+        WRITE_MULTIPLE_REGISTERS,
+        REPORT_SERVER_ID,
+        READ_FILE_RECORD,
+        WRITE_FILE_RECORD,
+        MASK_WRITE_REGISTER,
+        READ_WRITE_MULTIPLE_REGISTERS,
+    }
 )
 
 _log = structlog.get_logger("gateway.bus")
@@ -300,7 +337,7 @@ class RtuTransport(asyncio.Protocol):
         function = pdu[0]
         if unit != expected.unit:
             self._out_of_step(f"reply from unit {unit} to a request to unit {expected.unit}")
-        elif function == expected.function | 0x80 and len(pdu) == 2:
+        elif function == expected.function | EXCEPTION_BIT and len(pdu) == 2:
             self._settle(ExceptionReply(pdu[1]))
         elif function != expected.function:
             asked = expected.function
@@ -343,8 +380,8 @@ def _answers(request: bytes, reply: bytes) -> bool:
     length = expected_reply_length(request)
     if length is not None and len(reply) + 3 != length:
         return False
-    if request[0] in (0x05, 0x06):
+    if request[0] in (WRITE_SINGLE_COIL, WRITE_SINGLE_REGISTER):
         return reply == request
-    if request[0] in (0x0F, 0x10):
+    if request[0] in (WRITE_MULTIPLE_COILS, WRITE_MULTIPLE_REGISTERS):
         return reply[1:5] == request[1:5]
     return True

@@ -5,7 +5,7 @@ nodes through read-only views of the live nodes (profile, health, cache: single 
 only by the bus thread; mypy refuses a face that writes to them) and awaits writes, which hop to
 the bus thread and come back with the outcome or an error of :mod:`gateway.nodes.errors`. It
 never touches the bus. Events come from the
-:class:`~gateway.nodes.events.EventHub`. :class:`~gateway.nodes.service.NodeService` is the one
+:class:`~gateway.hub.EventHub` (:mod:`gateway.nodes.events`). :class:`~gateway.nodes.service.NodeService` is the one
 implementation; tests may give a face anything of this shape.
 """
 
@@ -17,12 +17,10 @@ from typing import Protocol
 
 from gateway.bus import BusStats
 from gateway.nodes.cache import Quality, Reading
-from gateway.nodes.poller import CycleReport
 from gateway.nodes.profile import NodeProfile
-from gateway.nodes.scanning import ScanProgress
 from gateway.pointmap import Point, PointMap
 
-__all__ = ["CacheView", "HealthView", "NodeAPI", "NodeStatistics", "NodeView", "ScanProgress"]
+__all__ = ["CacheView", "CycleReport", "HealthView", "NodeAPI", "NodeStatistics", "NodeView", "ScanProgress"]
 
 
 class HealthView(Protocol):
@@ -81,6 +79,25 @@ class NodeView(Protocol):
     def health(self) -> HealthView: ...
     @property
     def cache(self) -> CacheView: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    duration: float  # seconds from the first request to the last reply
+    transactions: int  # block reads planned (a node that fails skips the rest of its share)
+    registers: int  # registers those reads ask for
+    wire_time: float  # time those frames take on the wire at the line's baud rate
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress:
+    """Where the search for meters stands, for the status line, /metrics and the web face."""
+
+    running: bool = False  # a scan or a pass is under way
+    left: int = 0  # addresses it has still to probe
+    passes: int = 0  # scans and passes finished since start
+    last_seconds: float | None = None  # how long the last one took
+    last_finished: float | None = None  # wall-clock time it finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,23 +7,21 @@ node's health is judged from all of them in one place. Runs on the bus thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from typing import cast
 
 import structlog
 
 from gateway.bus import Bus, BusClosed, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
+from gateway.hub import Publish
 from gateway.nodes.cache import Quality, Reading
 from gateway.nodes.discovery import IDENTITY, identity_of
-from gateway.nodes.events import AlarmChanged, Event, NodeOffline, NodeOnline, RegistersRead, ValueChanged
+from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
-from gateway.nodes.node import PROBE_BACKOFF_MAX, PROBE_BACKOFF_START, Node
+from gateway.nodes.node import Node
 from gateway.nodes.plan import Read
 from gateway.pointmap import Encoding, Point
 
 log = structlog.get_logger(__name__)
-
-Publish = Callable[[Iterable[Event]], None]
 
 
 class NodeClient:
@@ -44,19 +42,19 @@ class NodeClient:
         # A node that has just failed gets no retries: one more silence is enough to judge it.
         attempts = 1 + (0 if health.consecutive_failures else self.retries if retries is None else retries)
         for attempt in range(attempts):
-            health.transactions += 1
+            health.attempted()
             try:
                 reply = await self.bus.transact(node.address, pdu, priority, timeout=timeout)
             except ExceptionReply:
-                self._answered(node)
+                health.answered()
                 raise
             except (NoResponse, CorruptReply) as error:
-                health.failures += 1
+                health.missed()
                 if attempt + 1 == attempts:
                     self._failed(node, error)
                     raise
             else:
-                self._answered(node)
+                health.answered()
                 return reply
         raise AssertionError("unreachable")
 
@@ -80,19 +78,14 @@ class NodeClient:
             )
             serial = identity_of(registers_of(reply, IDENTITY.count)).serial
         except BusError as error:
-            health.backoff = min(health.backoff * 2, PROBE_BACKOFF_MAX)
-            health.next_probe = time.monotonic() + health.backoff
-            health.last_error = str(error)
+            health.probe_failed(str(error))
             return
         if serial != node.profile.serial:
             # A different meter at this address: its plan may not fit. Keep it out until rediscovery.
-            health.last_error = f"serial changed from 0x{node.profile.serial:08X} to 0x{serial:08X}; rediscover"
-            health.next_probe = time.monotonic() + PROBE_BACKOFF_MAX
+            health.replaced(f"serial changed from 0x{node.profile.serial:08X} to 0x{serial:08X}; rediscover")
             log.warning("node replaced", address=node.address, detail=health.last_error)
             return
-        health.online = True
-        health.backoff = PROBE_BACKOFF_START
-        health.last_error = ""
+        health.restored()
         log.info("node restored", address=node.address)
         self.publish([NodeOnline(node.address)])
 
@@ -100,19 +93,13 @@ class NodeClient:
         """The serial port is gone: the node is offline whatever its failure count."""
         self._failed(node, BusClosed(f"line unavailable: {self.bus.closed_reason}"), force=True)
 
-    def _answered(self, node: Node) -> None:
-        node.health.consecutive_failures = 0
-        node.health.last_success = time.time()
+    def line_back(self, node: Node) -> None:
+        """The serial port is open again: the node is probed at once."""
+        node.health.probe_now()
 
     def _failed(self, node: Node, error: BusError, *, force: bool = False) -> None:
         health = node.health
-        health.consecutive_failures += 1
-        health.last_error = str(error) or type(error).__name__
-        if health.online and (force or health.consecutive_failures >= self.offline_after):
-            health.online = False
-            health.went_offline += 1
-            health.backoff = PROBE_BACKOFF_START
-            health.next_probe = time.monotonic() + health.backoff
+        if health.failed(str(error) or type(error).__name__, self.offline_after, force=force):
             # A lost port is logged once by the bus, not once per node.
             (log.debug if force else log.warning)(
                 "node lost", address=node.address, failures=health.consecutive_failures, error=health.last_error
@@ -122,8 +109,8 @@ class NodeClient:
             )
 
 
-def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[Event]:
-    events: list[Event] = []
+def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[NodeEvent]:
+    events: list[NodeEvent] = []
     for point, (old, new) in changes.items():
         events.append(ValueChanged(address, point, old, new))
         is_alarm = point.group == "alarms" and point.encoding is Encoding.BITMAP

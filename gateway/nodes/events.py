@@ -1,30 +1,27 @@
-"""Events the node layer publishes, and the fan-out that faces subscribe to.
-
-The poller runs on the bus thread; faces run on the main event loop. ``EventHub.publish`` may be
-called from any thread: it hands a batch of events to the hub's loop, which copies them into every
-subscriber's bounded queue. A subscriber that falls behind loses its oldest events (counted), so a
-slow face can never hold up polling or grow memory without bound.
+"""The events the node layer publishes on the :class:`~gateway.hub.EventHub`: values, alarms,
+nodes going offline and back, nodes found and forgotten.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections import deque
-from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
+from gateway.hub import Shown
 from gateway.nodes.cache import Reading
 from gateway.nodes.profile import NodeProfile
 from gateway.pointmap import Point
 
 
 @dataclass(frozen=True, slots=True)
-class ValueChanged:
+class ValueChanged(Shown):
     address: int
     point: Point
     old: Reading
     new: Reading
+
+    @property
+    def shown_as(self) -> tuple[int, int]:
+        return self.address, self.point.register
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,166 +84,6 @@ class CircuitsNamed:
     address: int
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkFinding:
-    """A gateway-level finding a face made that others may tell too: the BACnet network doctor
-    found (or no longer finds) another party using the gateway's network number or a device ID."""
-
-    kind: str  # "network" or "device_id"
-    number: int  # the network number or device instance both use
-    other: str  # the other party's address
-    cleared: bool  # False: found; True: gone again
-
-
-Event = (
-    ValueChanged
-    | AlarmChanged
-    | NodeOnline
-    | NodeOffline
-    | RegistersRead
-    | NodeAdded
-    | NodeRemoved
-    | CircuitsNamed
-    | NetworkFinding
+NodeEvent = (
+    ValueChanged | AlarmChanged | NodeOnline | NodeOffline | RegistersRead | NodeAdded | NodeRemoved | CircuitsNamed
 )
-
-
-class Subscription:
-    """A face's view of the event stream: ``async for event in subscription``.
-
-    Events wait in a bounded deque (the oldest go first when it is full) rather than an
-    asyncio.Queue: a batch of a few dozen arrives with every poll read, and the queue's per-event
-    bookkeeping cost more than what the faces do with them.
-    """
-
-    def __init__(self, hub: EventHub, kinds: tuple[type, ...], maxsize: int) -> None:
-        self._hub = hub
-        self._kinds = kinds
-        self._wants: dict[type, bool] = {}  # each event class met so far: one of `kinds`?
-        self._events: deque[Event] = deque(maxlen=maxsize)
-        self._arrived = asyncio.Event()
-        self.dropped = 0
-        self.values: Container[tuple[int, int]] | None = None  # see `show_only`
-
-    def show_only(self, values: Container[tuple[int, int]]) -> None:
-        """Take a `ValueChanged` only for the (address, register) pairs in `values`, which the
-        subscriber keeps up to date: a face that shows a few points (the BACnet objects a client
-        asked for) is not handed every value a poll read changes. A value that changes while no
-        subscriber takes it is not even handed over to this loop."""
-        self.values = values
-
-    def _offer(self, batch: tuple[Event, ...], classes: set[type]) -> None:
-        """Take the events of `batch` (of these `classes`) that are of our kinds."""
-        wanted_classes = self._taken(classes)
-        if not wanted_classes:
-            return
-        values = self.values if ValueChanged in wanted_classes else None
-        if values is not None:
-            wanted: Sequence[Event] = [
-                e
-                for e in batch
-                if type(e) in wanted_classes
-                and (not isinstance(e, ValueChanged) or (e.address, e.point.register) in values)
-            ]
-        else:
-            wanted = batch if wanted_classes == classes else [e for e in batch if type(e) in wanted_classes]
-        if not wanted:
-            return
-        self.dropped += max(0, len(self._events) + len(wanted) - (self._events.maxlen or 0))
-        self._events.extend(wanted)
-        self._arrived.set()
-
-    def _taken(self, classes: set[type]) -> set[type]:
-        """Which of these event classes are of our kinds."""
-        if not self._kinds:
-            return classes
-        return {kind for kind in classes if self._wanted(kind)}
-
-    def _wanted(self, kind: type) -> bool:
-        wanted = self._wants.get(kind)
-        if wanted is None:
-            wanted = self._wants[kind] = issubclass(kind, self._kinds)
-        return wanted
-
-    async def get(self) -> Event:
-        while not self._events:
-            self._arrived.clear()
-            await self._arrived.wait()
-        return self._events.popleft()
-
-    def get_nowait(self) -> Event:
-        if not self._events:
-            raise asyncio.QueueEmpty
-        return self._events.popleft()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        return await self.get()
-
-    def close(self) -> None:
-        self._hub._subscriptions.discard(self)
-
-
-class EventHub:
-    """Fan-out of node events to subscribers on one event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._subscriptions: set[Subscription] = set()
-        # Batches published but not yet delivered; while some wait, the loop has been called
-        # already, so a busy loop is woken once for all of them, not once a poll read.
-        self._lock = threading.Lock()
-        self._waiting: list[tuple[Event, ...]] = []
-
-    def subscribe(self, *kinds: type, maxsize: int = 10_000) -> Subscription:
-        """Events of the given kinds (all kinds when none are given), from now on."""
-        subscription = Subscription(self, kinds, maxsize)
-        self._subscriptions.add(subscription)
-        return subscription
-
-    def publish(self, events: Iterable[Event]) -> None:
-        """Deliver a batch of events; safe to call from any thread.
-
-        What no subscriber would take is left out here, on the publisher's thread, and a batch
-        left empty does not wake the loop at all: most poll reads change only values nobody shows.
-        """
-        batch = tuple(events)
-        subscriptions = tuple(self._subscriptions)
-        classes = set(map(type, batch))
-        if ValueChanged in classes:
-            batch = _shown(batch, [s.values for s in subscriptions if s._taken({ValueChanged})])
-            classes = set(map(type, batch))
-        if not any(s._taken(classes) for s in subscriptions):
-            return
-        with self._lock:
-            self._waiting.append(batch)
-            if len(self._waiting) > 1:
-                return  # the loop has been called for the first of them
-        try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the main loop has closed: nobody listens
-            with self._lock:
-                self._waiting.clear()
-
-    def _deliver(self) -> None:
-        with self._lock:
-            batches, self._waiting = self._waiting, []
-        subscriptions = tuple(self._subscriptions)
-        for batch in batches:
-            classes = set(map(type, batch))
-            for subscription in subscriptions:
-                subscription._offer(batch, classes)
-
-
-def _shown(batch: tuple[Event, ...], values: list[Container[tuple[int, int]] | None]) -> tuple[Event, ...]:
-    """The batch less the value changes that none of these subscribers' `values` takes (None: all)."""
-    shown = [taken for taken in values if taken is not None]
-    if len(shown) < len(values):
-        return batch
-    return tuple(
-        event
-        for event in batch
-        if not isinstance(event, ValueChanged) or any((event.address, event.point.register) in v for v in shown)
-    )

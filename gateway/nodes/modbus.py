@@ -18,10 +18,17 @@ from pymodbus.pdu.register_message import (
 )
 
 from gateway.bus import CorruptReply
+from gateway.modbus import (
+    READ_HOLDING_REGISTERS,
+    READ_INPUT_REGISTERS,
+    REPORT_SERVER_ID,
+    WRITE_MULTIPLE_REGISTERS,
+    WRITE_SINGLE_REGISTER,
+)
 
-REPORT_SLAVE_ID = b"\x11"
-WRITE_FUNCTIONS = frozenset({0x06, 0x10})
-READ_FUNCTIONS = frozenset({0x03, 0x04})
+REPORT_SLAVE_ID = bytes([REPORT_SERVER_ID])
+WRITE_FUNCTIONS = frozenset({WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS})  # the register writes
+READ_FUNCTIONS = frozenset({READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS})
 _request_decoder = DecodePDU(is_server=True)
 
 
@@ -52,7 +59,7 @@ def registers_of(reply: bytes, count: int) -> list[int]:
 
 def slave_id_text(reply: bytes) -> str:
     """The text of a Report Slave ID reply: function, byte count, slave id, run indicator, text."""
-    if len(reply) < 4 or reply[0] != 0x11 or reply[1] != len(reply) - 2:
+    if len(reply) < 4 or reply[0] != REPORT_SERVER_ID or reply[1] != len(reply) - 2:
         raise CorruptReply(f"malformed report slave id reply {reply.hex()}")
     return reply[4:].decode("ascii", "replace")
 

@@ -14,15 +14,15 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import structlog
 
-from gateway.bus import BusClosed, BusError, CorruptReply, LineSettings, NoResponse
+from gateway.bus import BusClosed, BusError, CorruptReply, NoResponse
+from gateway.nodes.api import CycleReport
 from gateway.nodes.client import NodeClient
-from gateway.nodes.node import PROBE_BACKOFF_START, Node
+from gateway.nodes.node import Node
 from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, REQUEST_BYTES, Read
+from gateway.nodes.registry import NodeRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -30,21 +30,10 @@ REPORTS_KEPT = 64
 LINE_CHECK = 0.1  # seconds between looks at a line that is not open yet
 
 
-@dataclass(frozen=True, slots=True)
-class CycleReport:
-    duration: float  # seconds from the first request to the last reply
-    transactions: int  # block reads planned (a node that fails skips the rest of its share)
-    registers: int  # registers those reads ask for
-    wire_time: float  # time those frames take on the wire at the line's baud rate
-
-
 class Poller:
-    def __init__(
-        self, client: NodeClient, nodes: Mapping[int, Node], line: LineSettings, *, interval: float, slow_every: int
-    ) -> None:
+    def __init__(self, client: NodeClient, registry: NodeRegistry, *, interval: float, slow_every: int) -> None:
         self.client = client
-        self.nodes = nodes
-        self.line = line
+        self.registry = registry
         self.interval = interval
         self.slow_every = slow_every
         self.cycles = 0
@@ -57,7 +46,7 @@ class Poller:
             if not bus.ready.is_set():
                 await self._wait_for_the_line()
             started = time.monotonic()
-            if self.nodes:  # none yet: discovery is still looking
+            if self.registry.nodes:  # none yet: discovery is still looking
                 self.reports.append(await self.cycle())
                 self.cycles += 1
             await asyncio.sleep(max(0.0, started + self.interval - time.monotonic()))
@@ -67,14 +56,16 @@ class Poller:
         now = started
         planned: list[Read] = []
         async with asyncio.TaskGroup() as group:
-            for node in self.nodes.values():
+            for node in self.registry.nodes.values():
                 if node.health.online:
                     reads = node.plan.fast + self._slow_slice(node)
                     planned.extend(reads)
                     group.create_task(self._poll(node, reads))
                 elif now >= node.health.next_probe:
                     group.create_task(self.client.probe(node))
-        wire = sum(self.line.wire_time(REQUEST_BYTES + REPLY_OVERHEAD_BYTES + 2 * r.count) for r in planned)
+        wire = sum(
+            self.client.bus.settings.wire_time(REQUEST_BYTES + REPLY_OVERHEAD_BYTES + 2 * r.count) for r in planned
+        )
         return CycleReport(time.monotonic() - started, len(planned), sum(r.count for r in planned), wire)
 
     async def _wait_for_the_line(self) -> None:
@@ -83,15 +74,14 @@ class Poller:
         bus = self.client.bus
         while not bus.ready.is_set():
             if bus.line_down:
-                for node in self.nodes.values():
+                for node in self.registry.nodes.values():
                     if node.health.online:
                         self.client.line_lost(node)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINE_CHECK):
                     await bus.wait_open()
-        for node in self.nodes.values():
-            node.health.next_probe = 0.0
-            node.health.backoff = PROBE_BACKOFF_START
+        for node in self.registry.nodes.values():
+            self.client.line_back(node)
 
     def _slow_slice(self, node: Node) -> tuple[Read, ...]:
         slow = node.plan.slow

@@ -17,11 +17,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import structlog
 
 from gateway.bus import DISCOVERY_SHARE, Bus, BusClosed, expected_reply_length
+from gateway.nodes.api import ScanProgress
 from gateway.nodes.discovery import IDENTITY, Found, identify, scan
 from gateway.nodes.modbus import read_registers
 from gateway.nodes.profile import NodeProfile
@@ -33,17 +34,6 @@ FIRST_SCAN_RETRY_MAX = 300.0
 
 LIKELY_AFTER = 4
 """Addresses right after the highest known board that a pass probes first: the next two boards."""
-
-
-@dataclass(frozen=True, slots=True)
-class ScanProgress:
-    """Where the search for meters stands, for the status line, /metrics and the web face."""
-
-    running: bool = False  # a scan or a pass is under way
-    left: int = 0  # addresses it has still to probe
-    passes: int = 0  # scans and passes finished since start
-    last_seconds: float | None = None  # how long the last one took
-    last_finished: float | None = None  # wall-clock time it finished
 
 
 def likely(addresses: Iterable[int], known: Iterable[NodeProfile]) -> list[int]:

@@ -1,4 +1,12 @@
-"""The node service: the bus, discovery or saved profiles, the poll loop, and validated writes.
+"""The node service: the bus and the parts of the node layer around one registry of nodes.
+
+Its parts, each a class of its own: the line (configured, or searched for by
+:class:`~gateway.nodes.line.LineFinder`), the :class:`~gateway.nodes.registry.NodeRegistry` of known
+nodes (saved profiles and meters found), the :class:`~gateway.nodes.scanning.Scanner` (the first
+scan and the rescans), the :class:`~gateway.nodes.poller.Poller`, the
+:class:`~gateway.nodes.client.NodeClient` (every transaction with a node, and the node's health)
+and the :class:`~gateway.nodes.writes.Writer`. The service builds them, runs them and keeps the
+state file in step.
 
 ``NodeService.run`` is the main coroutine of the bus thread (see :mod:`gateway.threads`). To the
 faces on the main loop it is a :class:`~gateway.nodes.api.NodeAPI`: they read ``nodes`` directly
@@ -26,43 +34,37 @@ from gateway.bus import (
     ExceptionReply,
     LineSettings,
     OpenTransport,
-    Priority,
     RtuTransport,
 )
 from gateway.config import Config
-from gateway.modbus import ILLEGAL_DATA_VALUE
+from gateway.hub import EventHub
 from gateway.nodes.api import NodeStatistics
 from gateway.nodes.circuits import circuit_name_problem
 from gateway.nodes.client import NodeClient
-from gateway.nodes.discovery import AUTO_LINES, LineFinder, boards
+from gateway.nodes.discovery import boards
 from gateway.nodes.errors import (
     LineUnavailable,
     MeterRefused,
     NodeError,
     NodeUnavailable,
-    NotWritable,
     OutOfRange,
     ScanRefused,
     UnknownTarget,
-    WriteRefused,
 )
-from gateway.nodes.events import CircuitsNamed, EventHub, NodeAdded, NodeRemoved
-from gateway.nodes.modbus import malformed, write_registers, written_registers
+from gateway.nodes.events import CircuitsNamed, NodeAdded, NodeRemoved
+from gateway.nodes.line import LineFinder, line_settings
 from gateway.nodes.node import Node
-from gateway.nodes.plan import LineCost, PollPlan, Read, poll_plan
 from gateway.nodes.poller import Poller
 from gateway.nodes.profile import NodeProfile
+from gateway.nodes.registry import NodeRegistry
 from gateway.nodes.scanning import Scanner
-from gateway.pointmap import CIRCUITS, Encoding, Point, PointMap, load, signed
-from gateway.serialport import driver_keys
+from gateway.nodes.writes import Writer
+from gateway.pointmap import CIRCUITS, PointMap, load
 from gateway.threads import LoopThread
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-#: What the planner assumes a meter needs to start answering (the BCPM's is not published).
-ASSUMED_TURNAROUND = 0.005
 
 #: Longest the bus thread waits for the interpreter while a face holds it on the main thread
 #: (Python's default is 5 ms, three inter-frame silences at 115200 baud). The bus thread needs it
@@ -97,25 +99,6 @@ class SavedProfiles(Protocol):
         """Save names of a node's circuits (None or "" removes one)."""
 
 
-def line_settings(config: Config, found: tuple[int, str] | None = None) -> LineSettings:
-    """The configured line; with ``baudrate = "auto"``, at the settings `found` last (or the first tried)."""
-    serial = config.serial
-    baudrate, parity = (serial.baudrate, serial.parity) if isinstance(serial.baudrate, int) else found or AUTO_LINES[0]
-    return LineSettings(
-        port=serial.port,
-        baudrate=baudrate,
-        parity=parity,
-        stopbits=serial.stopbits,
-        timeout=serial.timeout,
-        max_queue=serial.max_queue,
-        **driver_keys(serial),
-    )
-
-
-def line_cost(line: LineSettings) -> LineCost:
-    return LineCost(char_time=line.wire_time(1), fixed=ASSUMED_TURNAROUND + line.silence)
-
-
 class NodeService:
     def __init__(
         self,
@@ -128,7 +111,7 @@ class NodeService:
         self.config = config
         self.saved = saved
         self.pointmap = pointmap or load()
-        self.line = line_settings(config, saved.saved_line())
+        line = line_settings(config, saved.saved_line())
         if config.serial.baudrate == "auto":
             known = [profile.address for profile in saved.saved_profiles()]
             scanned = [] if config.gateway.operating_mode == "locked" else config.serial.scan
@@ -139,8 +122,8 @@ class NodeService:
                 self._line_found,
                 first=saved.saved_line(),
             )
-        self.bus = Bus(self.line, open_transport)
-        self.nodes: dict[int, Node] = {}
+        self.bus = Bus(line, open_transport)
+        self.registry = NodeRegistry(self.pointmap, lambda: self.bus.settings)
         self.publish = hub.publish
         self.client = NodeClient(
             self.bus,
@@ -150,23 +133,28 @@ class NodeService:
             publish=hub.publish,
         )
         self.poller = Poller(
-            self.client,
-            self.nodes,
-            self.line,
-            interval=config.serial.poll_interval,
-            slow_every=config.serial.slow_every,
+            self.client, self.registry, interval=config.serial.poll_interval, slow_every=config.serial.slow_every
         )
         self.scanner = Scanner(
             self.bus,
             config.serial.scan,
             probe_timeout=config.serial.probe_timeout,
             patient_timeout=config.serial.timeout,
-            known=lambda: {address: node.profile for address, node in self.nodes.items()},
+            known=self.registry.profiles,
             found=self._found,
         )
+        self.writer = Writer(self.client, self.registry)
         self.ready = threading.Event()  # set once the nodes are known (saved ones loaded, or a first scan done)
-        self._plans: dict[str, PollPlan] = {}  # by model
         self._thread: LoopThread | None = None
+
+    @property
+    def nodes(self) -> Mapping[int, Node]:
+        return self.registry.nodes
+
+    @property
+    def line(self) -> LineSettings:
+        """The line settings now (the ones found, with ``serial.baudrate = "auto"``)."""
+        return self.bus.settings
 
     # --- on the bus thread ---
 
@@ -184,7 +172,7 @@ class NodeService:
         discovery = self.config.gateway.operating_mode == "discovery"
         async with asyncio.TaskGroup() as group:
             group.create_task(self.bus.serve())
-            self._add(self.saved.saved_profiles())
+            self.registry.add(self.saved.saved_profiles())
             known_at_start = bool(self.nodes)
             group.create_task(self.poller.run())
             if not known_at_start:
@@ -208,91 +196,26 @@ class NodeService:
         if unknown:
             raise UnknownTarget(f"no node known at {', '.join(map(str, unknown))}; nothing forgotten")
         self.saved.forget_profiles(addresses)  # saved first: a failed save forgets nothing
-        # A new dict, not a changed one: faces on the main loop may be iterating the old one.
-        self.nodes = self.poller.nodes = {a: node for a, node in self.nodes.items() if a not in addresses}
+        self.registry.remove(addresses)
         log.info("nodes forgotten", addresses=sorted(set(addresses)), known=sorted(self.nodes))
         self.publish([NodeRemoved(address) for address in sorted(set(addresses))])
 
     def _line_found(self, line: LineSettings) -> None:
         """``serial.baudrate = "auto"`` found the line settings: use them, and try them first next time."""
         log.info("line settings found", port=line.port, baudrate=line.baudrate, parity=line.parity)
-        self.line = self.bus.settings = self.poller.line = line
+        self.bus.settings = line
         self.saved.save_line(line.baudrate, line.parity)
 
     def _found(self, profiles: Sequence[NodeProfile]) -> None:
         """New meters: polled from now on, saved, and announced to the faces once they serve."""
         if not profiles:
             return
-        self._add(profiles)
+        self.registry.add(profiles)
         self.saved.save_profiles(profiles)
         if self.ready.is_set():
             for profile in profiles:
                 log.info("node found", address=profile.address, model=profile.model, serial=f"0x{profile.serial:08X}")
             self.publish([NodeAdded(profile.address, profile) for profile in profiles])
-
-    def _add(self, profiles: Iterable[NodeProfile]) -> None:
-        cost = line_cost(self.line)
-        nodes = dict(self.nodes)
-        for profile in profiles:
-            if profile.model not in self._plans:
-                self._plans[profile.model] = poll_plan(self.pointmap, profile.model, cost)
-            nodes[profile.address] = Node.create(profile, self._plans[profile.model], self.pointmap)
-        # A new dict, not a changed one: faces on the main loop may be iterating the old one.
-        self.nodes = self.poller.nodes = nodes
-
-    async def _write(self, address: int, register: int, words: Sequence[int]) -> None:
-        node, point = self._check_write(address, register, words)
-        await self.client.transact(node, write_registers(register, words), Priority.WRITE)
-        # The cache follows what the meter now holds (an alarm status keeps its non-latching bits).
-        await self._read_back(node, Read(register, point.count), Priority.WRITE)
-
-    async def _passthrough(self, unit: int, pdu: bytes) -> bytes:
-        node = self.nodes.get(unit)
-        if node is None:
-            raise NodeUnavailable(f"no meter node answered at address {unit} during discovery")
-        if malformed(pdu):
-            raise MeterRefused(ILLEGAL_DATA_VALUE, "a request the meter would not parse")
-        if not node.health.online:
-            # Its probes will notice when it is back; a master's retries must not eat the bus meanwhile.
-            raise NodeUnavailable(f"node {unit} is offline: {node.health.last_error}")
-        # Straight to the bus: no retry (the master retries by itself), and no say in the node's
-        # health: a meter that ignores an odd request from a master is not offline.
-        reply = await self.bus.transact(unit, pdu, Priority.PASSTHROUGH)
-        written = written_registers(pdu)
-        if written is not None and any(node.cache.tracks(r) for r in written):
-            await self._read_back(node, Read(written.start, len(written)), Priority.PASSTHROUGH)
-        return reply
-
-    async def _read_back(self, node: Node, read: Read, priority: Priority) -> None:
-        """After a write the meter accepted: its registers into the cache, so every face sees them.
-
-        A failed read-back does not undo the write: the next poll catches up.
-        """
-        try:
-            await self.client.read(node, read, priority)
-        except BusError as error:
-            log.info("read-back after a write failed", address=node.address, register=read.start, error=str(error))
-
-    def _check_write(self, address: int, register: int, words: Sequence[int]) -> tuple[Node, Point]:
-        node = self.nodes.get(address)
-        if node is None:
-            raise UnknownTarget(f"no meter node at address {address}")
-        point = self.pointmap.point_at(register)
-        if point is None or point.register != register:
-            raise UnknownTarget(f"register {register} is not the first register of a point")
-        if not point.writable or node.profile.model not in point.models:
-            raise NotWritable(f"{point.label} (register {register}) is not writable on a model {node.profile.model}")
-        if len(words) != point.count:
-            raise OutOfRange(f"{point.label} takes {point.count} registers, got {len(words)}")
-        if point.encoding is not Encoding.STRING:
-            raw = (
-                words[0] << 16 | words[1]
-                if point.count == 2
-                else (signed(words[0]) if point.encoding is Encoding.INT16 else words[0])
-            )
-            if not point.accepts(raw):
-                raise OutOfRange(f"{point.label} (register {register}) accepts {point.valid_text()}, not {raw}")
-        return node, point
 
     # --- from any thread or loop ---
 
@@ -316,7 +239,7 @@ class NodeService:
 
     async def write(self, address: int, register: int, words: Sequence[int]) -> None:
         """Write raw registers of one point, checked against the point map, then read them back."""
-        await self._on_bus_thread(self._write(address, register, list(words)))
+        await self._on_bus_thread(self.writer.write(address, register, list(words)))
 
     async def forget(self, addresses: Sequence[int]) -> None:
         """Stop polling and serving these nodes and remove them from the state file (``NodeRemoved``).
@@ -341,7 +264,7 @@ class NodeService:
         meter and an offline node (``NodeUnavailable``), and a standard request that does not
         parse (``MeterRefused(3)``).
         """
-        return await self._on_bus_thread(self._passthrough(unit, pdu))
+        return await self._on_bus_thread(self.writer.passthrough(unit, pdu))
 
     def circuit_names(self, address: int) -> Mapping[int, str]:
         return self.saved.circuit_names(address)
@@ -386,14 +309,7 @@ class NodeService:
 
     async def write_value(self, address: int, register: int, value: float) -> None:
         """Write an engineering value, scaled the way the meter scales that point."""
-        node = self.nodes.get(address)
-        point = self.pointmap.point_at(register)
-        if node is None or point is None:
-            raise UnknownTarget(f"no point at register {register} of address {address}")
-        scale = node.cache.scale_of(point)
-        if scale is None:
-            raise WriteRefused(f"the scale of {point.label} is not known (its scale register unread or garbled)")
-        await self.write(address, register, point.encode(value, scale))
+        await self.write(address, register, self.writer.words_for(address, register, value))
 
 
 def node_error(error: BusError) -> NodeError:

@@ -11,6 +11,8 @@ Register numbers are the vendor's (1-based); the Modbus PDU address is ``registe
 >>> p = pm.point_at(1336)
 >>> (p.key, p.channel, p.units, p.scale_register)
 ('current', 1, 'A', 1000)
+>>> [(int(code), code.action) for code in pm.find("global_reset").resets][2]
+(26012, 'Start a demand subinterval')
 """
 
 from __future__ import annotations
@@ -46,6 +48,36 @@ CIRCUITS = range(1, 47)  # every CT channel
 Model = Literal["A", "B", "C"]
 MODEL_BY_DEVICE_ID: dict[int, Model] = {15170: "C", 15171: "B", 15172: "A"}
 DEVICE_ID_BY_MODEL: dict[str, int] = {model: device_id for device_id, model in MODEL_BY_DEVICE_ID.items()}
+
+
+class ResetCode(enum.IntEnum):
+    """The codes the meter's reset registers take (BCPME guide); which codes a register takes is
+    the `valid` column of its row (register 295, global_reset, takes them all)."""
+
+    NEW_SUBINTERVAL = 26012
+    RESET_DEMAND = 26013
+    CLEAR_LATCHED_ALARMS = 31010
+    CLEAR_ENERGY = 10203
+    CLEAR_MAXIMA = 29877  # max current and max kW
+    CLEAR_MAX_DEMAND = 20097
+
+    @property
+    def action(self) -> str:
+        """What the meter does for the code."""
+        return _RESET_ACTIONS[self]
+
+
+_RESET_ACTIONS = {
+    ResetCode.CLEAR_ENERGY: "Clear energy",
+    ResetCode.CLEAR_MAXIMA: "Clear maxima",
+    ResetCode.CLEAR_MAX_DEMAND: "Clear maximum demand",
+    ResetCode.NEW_SUBINTERVAL: "Start a demand subinterval",
+    ResetCode.RESET_DEMAND: "Reset demand",
+    ResetCode.CLEAR_LATCHED_ALARMS: "Clear latched alarms",
+}
+
+#: The keys of the reset registers: global (295), AUX (294) and each logical meter's.
+RESET_KEYS = frozenset({"global_reset", "aux_reset", "reset"})
 
 
 class Encoding(enum.StrEnum):
@@ -118,6 +150,11 @@ class Point:
             return self.name
         word = {"branch": "Ch", "aux": "Ch", "meter2": "Meter", "meter3": "Meter"}.get(self.group, "Ch")
         return f"{self.name} {word} {self.channel}"
+
+    @property
+    def resets(self) -> tuple[ResetCode, ...]:
+        """Of a reset register, the codes it takes, in the map's order (none for other points)."""
+        return tuple(ResetCode(low) for low, _ in self.valid) if self.key in RESET_KEYS else ()
 
     @property
     def circuit(self) -> int | None:

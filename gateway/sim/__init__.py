@@ -27,7 +27,6 @@ from gateway.sim.meter import (
     IllegalValue,
     MeterRefusal,
     Panel,
-    ResetCode,
     model_token,
 )
 
@@ -43,7 +42,6 @@ __all__ = [
     "MemoryLine",
     "MeterRefusal",
     "Panel",
-    "ResetCode",
     "SimulatedLine",
     "model_token",
 ]

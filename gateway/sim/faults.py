@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.modbus import MAX_PDU, MAX_UNIT, SERVER_DEVICE_FAILURE
+from gateway.modbus import EXCEPTION_BIT, MAX_PDU, MAX_UNIT, SERVER_DEVICE_FAILURE
 
 # What only a line of frames can do: a memory line hands over PDUs, at once.
 FRAME_FAULTS = ("delay", "unit", "crc_error", "truncate", "garbage", "noise")
@@ -63,7 +63,7 @@ class Fault:
     def answer(self, request: bytes) -> bytes | None:
         """The reply PDU that replaces the meter's answer to `request`; None: the meter answers."""
         if self.exception is not None:
-            return bytes([request[0] | 0x80, self.exception])
+            return bytes([request[0] | EXCEPTION_BIT, self.exception])
         return self.reply
 
     @property

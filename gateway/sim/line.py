@@ -41,6 +41,14 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
+from gateway.modbus import (
+    EXCEPTION_BIT,
+    READ_HOLDING_REGISTERS,
+    READ_INPUT_REGISTERS,
+    REPORT_SERVER_ID,
+    WRITE_MULTIPLE_REGISTERS,
+    WRITE_SINGLE_REGISTER,
+)
 from gateway.sim.faults import Faults, FaultScript
 from gateway.sim.meter import Board, IllegalFunction, IllegalValue, MeterRefusal, Panel
 
@@ -50,7 +58,6 @@ BUSY_WAIT = 0.0003  # the last stretch before a due time is spun, not slept, for
 WRITE_STALL = 1.0  # seconds a write waits for the pty to drain before the bytes are dropped
 SILENCES_KEPT = 4096
 REQUESTS_KEPT = 4096
-READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID = 0x03, 0x04, 0x06, 0x10, 0x11
 
 # Modbus RTU counts 11 bits a character for t3.5 whatever the framing, and fixes it above 19200
 # baud. The bus master has the same rule; the simulator keeps its own copy on purpose, so that a
@@ -486,26 +493,32 @@ def reply_pdu(panel: Panel, pdu_bytes: bytes) -> bytes:
     try:
         return _execute(panel, pdu_bytes)
     except MeterRefusal as refusal:
-        return bytes([pdu_bytes[0] | 0x80, refusal.code])
+        return bytes([pdu_bytes[0] | EXCEPTION_BIT, refusal.code])
 
 
 def _execute(panel: Panel, pdu_bytes: bytes) -> bytes:
     function = pdu_bytes[0]
-    if function not in (READ_HOLDING, READ_INPUT, WRITE_SINGLE, WRITE_MULTIPLE, REPORT_SLAVE_ID):
+    if function not in (
+        READ_HOLDING_REGISTERS,
+        READ_INPUT_REGISTERS,
+        WRITE_SINGLE_REGISTER,
+        WRITE_MULTIPLE_REGISTERS,
+        REPORT_SERVER_ID,
+    ):
         raise IllegalFunction(f"function {function:#04x}")
-    if function == REPORT_SLAVE_ID:
+    if function == REPORT_SERVER_ID:
         text = panel.report_slave_id().encode("ascii")
         # byte count, slave ID 0xFF, run indicator 0xFF (ON), then the text
-        return bytes([REPORT_SLAVE_ID, len(text) + 2, 0xFF, 0xFF]) + text
+        return bytes([REPORT_SERVER_ID, len(text) + 2, 0xFF, 0xFF]) + text
     request = _request_decoder.decode(pdu_bytes)
     if request is None:
         raise IllegalValue("malformed request (a count out of range)")
     response: ModbusPDU
-    if function in (READ_HOLDING, READ_INPUT):
+    if function in (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):
         registers = panel.read(request.address + 1, request.count)
-        kind = ReadHoldingRegistersResponse if function == READ_HOLDING else ReadInputRegistersResponse
+        kind = ReadHoldingRegistersResponse if function == READ_HOLDING_REGISTERS else ReadInputRegistersResponse
         response = kind(registers=registers)
-    elif function == WRITE_SINGLE:
+    elif function == WRITE_SINGLE_REGISTER:
         panel.write(request.address + 1, request.registers)
         response = WriteSingleRegisterResponse(address=request.address, registers=request.registers)
     else:

@@ -26,7 +26,6 @@ The meter's rules, as the vendor map gives them:
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
 import operator
@@ -34,13 +33,20 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from gateway.errors import GatewayError
-from gateway.modbus import MAX_READ_REGISTERS
+from gateway.modbus import (
+    ILLEGAL_DATA_ADDRESS,
+    ILLEGAL_DATA_VALUE,
+    ILLEGAL_FUNCTION,
+    MAX_READ_REGISTERS,
+    SERVER_DEVICE_FAILURE,
+)
 from gateway.pointmap import (
     DEVICE_ID_BY_MODEL,
     INVALID_WORD,
     Access,
     Encoding,
     Point,
+    ResetCode,
     float_words,
     load,
     signed,
@@ -78,17 +84,6 @@ MAX_READ = MAX_READ_REGISTERS
 MAX_WRITE = 123
 
 
-class ResetCode(enum.IntEnum):
-    """Values written to register 295 (global), 294 (AUX) or a logical meter's reset register."""
-
-    NEW_SUBINTERVAL = 26012
-    RESET_DEMAND = 26013
-    CLEAR_LATCHED_ALARMS = 31010
-    CLEAR_ENERGY = 10203
-    CLEAR_MAXIMA = 29877  # max current and max kW
-    CLEAR_MAX_DEMAND = 20097
-
-
 DEFAULT_VOLTS = 120.0
 DEFAULT_POWER_FACTOR = 0.95
 FREQUENCY = 60.0
@@ -110,19 +105,19 @@ _SLOTS = CHANNELS[-1] + 1  # per-channel lists are indexed by channel number; sl
 class MeterRefusal(GatewayError):
     """The meter refuses a request; `code` is the Modbus exception code it answers with."""
 
-    code = 0x04
+    code = SERVER_DEVICE_FAILURE
 
 
 class IllegalFunction(MeterRefusal):
-    code = 0x01
+    code = ILLEGAL_FUNCTION
 
 
 class IllegalAddress(MeterRefusal):
-    code = 0x02
+    code = ILLEGAL_DATA_ADDRESS
 
 
 class IllegalValue(MeterRefusal):
-    code = 0x03
+    code = ILLEGAL_DATA_VALUE
 
 
 def model_token(model: str) -> str:

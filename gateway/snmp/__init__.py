@@ -17,6 +17,10 @@ gateway.snmp.gate           snmp.allow and snmp.rate_limit, per source address
 gateway.snmp.notifications  node events to notifications, sent as v2c traps, v3 traps or informs
 gateway.snmp.transport      pysnmp's UDP transport behind the gate and the fast path
 gateway.snmp.agent          the face: engine, socket, communities and users, tasks
+
+They stand in layers, each importing only from those below it (the SNMP contract in
+pyproject.toml): tree and ber at the bottom; index, engine and gate; readers and prose; usm,
+controller and placement; fast, responders, notifications and mib; the transport; the agent on top.
 """
 
 from gateway.snmp.agent import SnmpFace

@@ -24,18 +24,11 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 
 from gateway.config import SnmpSettings
 from gateway.errors import ListenError
+from gateway.findings import NetworkFinding
+from gateway.hub import EventHub, Subscription
 from gateway.memory import return_free_heap
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import (
-    AlarmChanged,
-    EventHub,
-    NetworkFinding,
-    NodeAdded,
-    NodeOffline,
-    NodeOnline,
-    NodeRemoved,
-    Subscription,
-)
+from gateway.nodes.events import AlarmChanged, NodeAdded, NodeOffline, NodeOnline, NodeRemoved
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write, Writer
 from gateway.snmp.engine import MAX_BOOTS, EngineClock, max_message_size, next_start, snmp_engine
 from gateway.snmp.fast import FastResponder

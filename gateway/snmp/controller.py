@@ -108,19 +108,19 @@ class CacheController(AbstractMibInstrumController):
             return result + [(name, rfc1905.endOfMibView) for name, _ in repeaters]
         index = self.index
         names = [name for name, _ in repeaters]
-        for column, at in index.bulk([index.position_after(tuple(name)) for name in names], repetitions):
-            if at is None:
+        for column, served in index.bulk([index.position_after(tuple(name)) for name in names], repetitions):
+            if served is None:
                 result.append((names[column], rfc1905.endOfMibView))
             else:
-                names[column] = index.name(at)
-                result.append((names[column], index.value(at)))
+                names[column] = index.name(served[0])
+                result.append((names[column], index.value(*served)))
         return result
 
     def _next(self, name: Any, context: dict[str, Any]) -> VarBind:
         if self._readable(context):
-            at = self.index.next_served(self.index.position_after(tuple(name)))
-            if at is not None:
-                return self.index.name(at), self.index.value(at)
+            served = self.index.next_served(self.index.position_after(tuple(name)))
+            if served is not None:
+                return self.index.name(served[0]), self.index.value(*served)
         return name, rfc1905.endOfMibView
 
     def _readable(self, context: dict[str, Any]) -> bool:

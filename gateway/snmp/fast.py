@@ -231,16 +231,16 @@ class FastResponder:
     def _get(self, name: bytes, oid: Oid) -> bytes:
         index = self.index
         at = index.position(oid)
-        if at is not None and index.read(at) is not None:
-            return index.varbind(at)
+        if at is not None and (plain := index.read(at)) is not None:
+            return index.varbind(at, plain)
         return ber.tlv(ber.SEQUENCE, ber.tlv(ber.OID, name) + _EXCEPTIONS[id(index.get(oid))])
 
     def _next(self, name: bytes, oid: Oid) -> bytes:
         index = self.index
-        at = index.next_served(index.position_after(oid))
-        if at is None:
+        served = index.next_served(index.position_after(oid))
+        if served is None:
             return ber.tlv(ber.SEQUENCE, ber.tlv(ber.OID, name) + _END_OF_VIEW)
-        return index.varbind(at)
+        return index.varbind(*served)
 
     def _bulk(self, pdu: Pdu, size: int) -> list[bytes]:
         index, limits = self.index, self.limits
@@ -249,14 +249,14 @@ class FastResponder:
         varbinds = [self._next(name, oid) for name, oid in zip(names[:non_repeaters], oids)]
         repeaters = names[non_repeaters:]
         last: list[int | None] = [None] * len(repeaters)  # each column's latest position served
-        for column, at in index.bulk([index.position_after(oid) for oid in oids[non_repeaters:]], repetitions):
-            if at is None:  # endOfMibView, named as the column's latest name
+        for column, served in index.bulk([index.position_after(oid) for oid in oids[non_repeaters:]], repetitions):
+            if served is None:  # endOfMibView, named as the column's latest name
                 latest = last[column]
                 name = ber.tlv(ber.OID, repeaters[column]) if latest is None else index.name_ber(latest)
                 varbinds.append(ber.tlv(ber.SEQUENCE, name + _END_OF_VIEW))
             else:
-                varbinds.append(index.varbind(at))
-                last[column] = at
+                varbinds.append(index.varbind(*served))
+                last[column] = served[0]
         varbinds = varbinds[: limits.max_varbinds]
         return varbinds[: limits.fitting(map(len, varbinds), size)]
 

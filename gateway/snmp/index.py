@@ -5,7 +5,9 @@ An object's reader serves every instance of it: called with an instance's suffix
 plain value (an int, a str or an OID tuple), or None while the instance has no value (the meter
 has none, or it was not read yet): GET then answers noSuchInstance and GETNEXT skips it. The
 object's syntax makes the pysnmp value of it when pysnmp answers; the BER varbind the fast path
-answers with (`varbind`) is encoded once per value change, its name once per OID.
+answers with (`varbind`) is encoded once per value change, its name once per OID. A value is read
+once an answer (`read`, `next_served`, `bulk` hand it on) and given back to `value` or `varbind`:
+nothing depends on what was read before.
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ class Entry:
 class OidIndex:
     """Kept by object, as the tree is: each object's OID once, and the suffixes of its instances,
     one tuple of them shared by every object with the same rows (every column of a table, for the
-    same nodes), and one reader and syntax per object. Per instance only the plain value last read
-    and the varbind last served (with the value it was encoded from) are kept: three list slots (24
-    bytes) an instance, and the varbind once served. Positions number the instances in OID order, objects
+    same nodes), and one reader and syntax per object. Per instance only the varbind last served
+    and the value it was encoded from are kept: two list slots (16 bytes) an instance, and the
+    varbind once served. Positions number the instances in OID order, objects
     never nesting."""
 
     def __init__(self, entries: Iterable[Entry]) -> None:
@@ -98,13 +100,13 @@ class OidIndex:
             self._starts.append(count)
             count += len(suffixes)
         self._starts.append(count)
-        self._values: list[Any] = [None] * count  # as last read
+        self._count = count
         self._encoded: list[Any] = [_NEVER] * count  # the value each varbind below was encoded from
         # Encoded when first served (~30 µs each with pyasn1): a start builds none of them.
         self._varbinds: list[bytes] = [b""] * count
 
     def __len__(self) -> int:
-        return len(self._values)
+        return self._count
 
     def entry(self, oid: Oid) -> Entry | None:
         at = self.position(oid)
@@ -117,10 +119,11 @@ class OidIndex:
         )
 
     def get(self, oid: Oid) -> Any:
-        """The value of an instance, or noSuchInstance / noSuchObject; a value is kept for `varbind`."""
+        """The value of an instance, or noSuchInstance / noSuchObject."""
         at = self.position(oid)
         if at is not None:
-            return rfc1905.noSuchInstance if self.read(at) is None else self.value(at)
+            plain = self.read(at)
+            return rfc1905.noSuchInstance if plain is None else self.value(at, plain)
         number = self._object_before(oid)
         if number >= 0 and len(oid) > len(self._objects[number]) and self._inside(oid, number):
             return rfc1905.noSuchInstance
@@ -160,38 +163,37 @@ class OidIndex:
         return self._objects[number] + self._suffixes[number][at - self._starts[number]]
 
     def read(self, at: int) -> Any:
-        """The plain value at ``at`` now (None: none), kept for `value` and `varbind`."""
+        """The plain value at ``at`` now (None: none)."""
         number = self._object_of(at)
-        value = self._values[at] = self._readers[number](self._suffixes[number][at - self._starts[number]])
-        return value
+        return self._readers[number](self._suffixes[number][at - self._starts[number]])
 
     def all_have_values(self) -> bool:
         """Every instance has a value now (every node was read once)."""
         return all(self.read(at) is not None for at in range(len(self)))
 
-    def next_served(self, position: int) -> int | None:
-        """The position of the first instance at or after ``position`` that has a value (kept for
-        `value` and `varbind`); None at the end of the view."""
+    def next_served(self, position: int) -> tuple[int, Any] | None:
+        """The first instance at or after ``position`` that has a value: its position and plain
+        value; None at the end of the view."""
         read = self.read
-        for at in range(position, len(self._values)):
-            if read(at) is not None:
-                return at
+        for at in range(position, self._count):
+            plain = read(at)
+            if plain is not None:
+                return at, plain
         return None
 
     def name(self, at: int) -> Any:
         # Built per answer (a few µs): kept for every OID, they would take ~600 B each.
         return rfc1902.ObjectName(self.oid(at))
 
-    def value(self, at: int) -> Any:
-        """The pysnmp value of what was last read at ``at``."""
-        return self._syntaxes[self._object_of(at)](self._values[at])
+    def value(self, at: int, plain: Any) -> Any:
+        """The pysnmp value of the instance at ``at`` for a plain value read there."""
+        return self._syntaxes[self._object_of(at)](plain)
 
-    def varbind(self, at: int) -> bytes:
-        """The BER varbind of the value last read at ``at``."""
-        value = self._values[at]
-        if value != self._encoded[at]:
-            self._varbinds[at] = ber.tlv(ber.SEQUENCE, self.name_ber(at) + encoder.encode(self.value(at)))
-            self._encoded[at] = value
+    def varbind(self, at: int, plain: Any) -> bytes:
+        """The BER varbind of the instance at ``at`` with a plain value read there."""
+        if plain != self._encoded[at]:
+            self._varbinds[at] = ber.tlv(ber.SEQUENCE, self.name_ber(at) + encoder.encode(self.value(at, plain)))
+            self._encoded[at] = plain
         return self._varbinds[at]
 
     def name_ber(self, at: int) -> bytes:
@@ -203,22 +205,22 @@ class OidIndex:
         _, end = ber.header(varbind, start, ber.OID)
         return varbind[start:end]
 
-    def bulk(self, starts: list[int], repetitions: int) -> list[tuple[int, int | None]]:
+    def bulk(self, starts: list[int], repetitions: int) -> list[tuple[int, tuple[int, Any] | None]]:
         """The repeated part of a GETBULK response, from each column's start position: rows of
-        (column, position served, or None past the end of the view), ending after the first row
-        where every column has ended."""
+        (column, what `next_served` gives: position and plain value, or None past the end of the
+        view), ending after the first row where every column has ended."""
         positions = list(starts)
-        end = len(self._values)
-        rows: list[tuple[int, int | None]] = []
+        end = self._count
+        rows: list[tuple[int, tuple[int, Any] | None]] = []
         for _ in range(repetitions):
             ended = True
             for column, position in enumerate(positions):
-                at = self.next_served(position)
-                rows.append((column, at))
-                if at is None:
+                served = self.next_served(position)
+                rows.append((column, served))
+                if served is None:
                     positions[column] = end
                 else:
-                    positions[column] = at + 1
+                    positions[column] = served[0] + 1
                     ended = False
             if ended:
                 break

@@ -39,18 +39,11 @@ from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto import rfc1902
 
 from gateway.config import SnmpSettings
+from gateway.findings import NetworkFinding
+from gateway.hub import EventHub, Subscription
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import (
-    AlarmChanged,
-    Event,
-    EventHub,
-    NetworkFinding,
-    NodeOffline,
-    NodeOnline,
-    RegistersRead,
-    Subscription,
-)
+from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline, RegistersRead
 from gateway.pointmap import Point, PointMap
 from gateway.snmp.controller import NO_VIEW, READ_VIEW
 from gateway.snmp.readers import SYNTAX
@@ -81,7 +74,7 @@ class Trap:
     objects: tuple[tuple[Column, int | str], ...]  # notification objects and their values
 
 
-def alarm_transition(event: Event) -> AlarmChanged | None:
+def alarm_transition(event: NodeEvent) -> AlarmChanged | None:
     """The event if it is a channel or voltage alarm status that changed from a known value.
 
     The first reading of a status (old_bits None) is where it stands at start, not a transition.
@@ -91,7 +84,7 @@ def alarm_transition(event: Event) -> AlarmChanged | None:
     return None
 
 
-def traps_for(event: Event, layout: Layout, measured: float | int | None = None) -> list[Trap]:
+def traps_for(event: NodeEvent | NetworkFinding, layout: Layout, measured: float | int | None = None) -> list[Trap]:
     """The traps a node event calls for (none for value changes and global alarm summaries).
 
     ``measured`` is the alarm's current (channel) or line-to-line voltage (pair), if known.
@@ -133,7 +126,7 @@ def traps_for(event: Event, layout: Layout, measured: float | int | None = None)
     return []
 
 
-def channel_label(event: Event) -> str | None:
+def channel_label(event: NodeEvent) -> str | None:
     """How bcpmNotifyChannels names the channel (7) or line-to-line pair (V1) of an alarm event."""
     if isinstance(event, AlarmChanged) and event.point.channel is not None:
         return f"V{event.point.channel}" if event.point.key == "voltage_alarm_status" else str(event.point.channel)

@@ -19,6 +19,7 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gateway.modbus import UNIT_ADDRESSES
 from gateway.nodes.circuits import CIRCUIT_NAME_MAX
 from gateway.pointmap import Access, Encoding, Point, PointMap, PollClass, load
 from gateway.snmp import prose
@@ -36,6 +37,8 @@ from gateway.snmp.tree import (
     Smi,
     Table,
 )
+
+_UNIT_RANGE = f"({UNIT_ADDRESSES[0]}..{UNIT_ADDRESSES[-1]})"  # a panel index: the node's Modbus address
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +273,7 @@ def _index_columns(spec: _TableSpec, entry: tuple[int, ...], rows: Iterable[int 
         Smi.INTEGER32,
         MaxAccess.NOT_ACCESSIBLE,
         "The panel: the Modbus address of the meter node.",
-        syntax_range="(1..247)",
+        syntax_range=_UNIT_RANGE,
     )
     if spec.rows is Rows.PANEL:
         return (panel,)
@@ -406,7 +409,7 @@ def _notify_objects() -> tuple[Column, ...]:
     current_units, current_exponent = _SCALED_UNITS["A"]
     voltage_units, voltage_exponent = _SCALED_UNITS["V"]
     specs = (
-        ("bcpmNotifyPanel", Smi.INTEGER32, "(1..247)", "", 0, "The panel (Modbus address) of the event."),
+        ("bcpmNotifyPanel", Smi.INTEGER32, _UNIT_RANGE, "", 0, "The panel (Modbus address) of the event."),
         (
             "bcpmNotifyChannel",
             Smi.INTEGER32,

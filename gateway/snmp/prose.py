@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gateway.pointmap import Access, Point
+from gateway.pointmap import ResetCode as _R
 from gateway.snmp.tree import Rows
 
 _NOTES = {
@@ -22,11 +23,14 @@ _NOTES = {
     "global_latching_status": "OR of the channels' latching bits 0-4; bit 8 over-voltage, bit 9 "
     "under-voltage latching.",
     "global_nonlatching_status": "Bit 0 high, bit 1 low current, bit 8 over-voltage, bit 9 under-voltage.",
-    "reset": "Reads 0. Write 10203 to clear the energy, 29877 to clear max current and max power.",
-    "aux_reset": "Reads 0. Write 10203 to clear AUX energy, 29877 to clear AUX max current and max power.",
-    "global_reset": "Reads 0. Write 26012 to begin a new demand sub-interval, 26013 to reset demand, "
-    "31010 to clear all latched alarms, 10203 to clear all energy, 29877 to clear all "
-    "maxima, 20097 to clear all max demand.",
+    "reset": f"Reads 0. Write {_R.CLEAR_ENERGY:d} to clear the energy, {_R.CLEAR_MAXIMA:d} to clear max current "
+    "and max power.",
+    "aux_reset": f"Reads 0. Write {_R.CLEAR_ENERGY:d} to clear AUX energy, {_R.CLEAR_MAXIMA:d} to clear AUX max "
+    "current and max power.",
+    "global_reset": f"Reads 0. Write {_R.NEW_SUBINTERVAL:d} to begin a new demand sub-interval, "
+    f"{_R.RESET_DEMAND:d} to reset demand, {_R.CLEAR_LATCHED_ALARMS:d} to clear all latched alarms, "
+    f"{_R.CLEAR_ENERGY:d} to clear all energy, {_R.CLEAR_MAXIMA:d} to clear all maxima, "
+    f"{_R.CLEAR_MAX_DEMAND:d} to clear all max demand.",
     "advanced_features": "Bit 0: user CT phase assignment (registers 62116-62161) enabled.",
 }
 

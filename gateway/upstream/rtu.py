@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
-from gateway.modbus import BROADCAST, MAX_FRAME, rtu_silence
+from gateway.modbus import BROADCAST, MAX_FRAME, WRITE_FUNCTIONS, rtu_silence
 from gateway.modbus_requests import ModbusRequests, RequestCounts
 from gateway.serialport import PortSettings, SerialProtocol
 
-WRITE_FUNCTIONS = frozenset({0x05, 0x06, 0x0F, 0x10})  # what a broadcast may ask (Modbus over Serial Line 2.1)
 MIN_FRAME = 4  # unit, function code, CRC
 
 

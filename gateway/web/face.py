@@ -41,9 +41,10 @@ import structlog
 from gateway.audit import AUDIT_FILE, Actor, AuditLog
 from gateway.config import Config
 from gateway.errors import GatewayError, ListenError
+from gateway.findings import NetworkFinding
+from gateway.hub import EventHub
 from gateway.logging import peer_events
 from gateway.nodes.api import NodeAPI
-from gateway.nodes.events import EventHub, NetworkFinding
 from gateway.pointmap import AUX_CIRCUITS, CIRCUITS
 from gateway.ratelimit import RateLimit
 from gateway.web import pages
@@ -62,7 +63,7 @@ from gateway.web.metrics import CONTENT_TYPE, Collector, Metrics, decompressed
 from gateway.web.pages import MAINS
 from gateway.web.panel import panel_page
 from gateway.web.server import HttpsServer, Limits, Request, Response, ServerStats, within
-from gateway.web.source import Source, Wiring, describe, finding
+from gateway.web.source import CLEAR_LATCHED, GLOBAL_RESET, Source, Wiring, describe, finding
 from gateway.web.tls import server_context
 from gateway.web.trends import chart, csv_parts, trends_page
 
@@ -433,8 +434,8 @@ class WebFace:
         if action == "clear-alarms":
             return _html(
                 pages.confirm(
-                    f"Clear every latched alarm of node {address} (register 295 = 31010)? Alarms whose condition "
-                    "persists latch again.",
+                    f"Clear every latched alarm of node {address} (register {GLOBAL_RESET} = {CLEAR_LATCHED:d})? "
+                    "Alarms whose condition persists latch again.",
                     "/actions/clear-alarms",
                     {"address": str(address)},
                     csrf,

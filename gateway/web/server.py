@@ -222,11 +222,11 @@ class HttpsServer:
         connection.task.add_done_callback(lambda _: self._ended(connection, sock))
 
     def _ended(self, connection: _Connection, sock: socket.socket) -> None:
-        self._forget(connection)
+        self._drop(connection)
         if not connection.started:  # cancelled before it ran (closed to make room): nobody closed it
             sock.close()
 
-    def _forget(self, connection: _Connection) -> None:
+    def _drop(self, connection: _Connection) -> None:
         held = self._open.get(connection.client)
         if held is not None:
             held.discard(connection)
@@ -250,7 +250,7 @@ class HttpsServer:
         victim = min(idle, key=lambda c: c.idle_since)
         assert victim.task is not None
         victim.task.cancel()
-        self._forget(victim)  # its place is free now; its task ends on its own
+        self._drop(victim)  # its place is free now; its task ends on its own
         self.stats.made_room += 1
         return True
 

@@ -17,15 +17,17 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from gateway.config import SECRET_KEYS, SECTIONS, Config
+from gateway.findings import NetworkFinding
+from gateway.hub import EventHub, Subscription
 from gateway.nodes.api import NodeAPI, NodeView
 from gateway.nodes.cache import Reading
-from gateway.nodes.events import AlarmChanged, Event, EventHub, NetworkFinding, NodeOffline, NodeOnline, Subscription
+from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline
 from gateway.nodes.history import History
-from gateway.pointmap import Encoding, Point, PointMap, PollClass
+from gateway.pointmap import Encoding, Point, PointMap, PollClass, ResetCode, load
 from gateway.web.panel import Panels
 
-GLOBAL_RESET = 295  # writing 31010 there clears every latched alarm of the panel
-CLEAR_LATCHED = 31010
+GLOBAL_RESET = load().find("global_reset").register  # CLEAR_LATCHED there clears every latched alarm of the panel
+CLEAR_LATCHED = ResetCode.CLEAR_LATCHED_ALARMS
 CHANNEL_QUANTITIES = ("current", "kw", "pf")  # columns of a node's channel table, besides the alarm
 METER_TOTALS = ("kw", "kva", "kwh", "pf", "current_avg", "kw_demand")  # per logical meter, phase-less
 
@@ -232,7 +234,7 @@ class Source:
     # --- actions ---
 
     async def clear_latched_alarms(self, address: int) -> None:
-        """Register 295 = 31010: the panel clears every latched alarm (checked like any write)."""
+        """GLOBAL_RESET = CLEAR_LATCHED: the panel clears every latched alarm (checked like any write)."""
         await self._service.write(address, GLOBAL_RESET, [CLEAR_LATCHED])
 
     async def forget(self, address: int) -> None:
@@ -258,7 +260,7 @@ def value_of(point: Point, reading: Reading) -> dict[str, Any]:
     }
 
 
-def describe(event: Event) -> str:
+def describe(event: NodeEvent | NetworkFinding) -> str:
     """One line for the events page."""
     if isinstance(event, AlarmChanged):
         what = event.point.label

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from gateway.bacnet.objects import DEVICE_PROPERTY_KEYS, RESET_KEYS, av_instances, object_specs
-from gateway.pointmap import Encoding, PollClass, load
+from gateway.bacnet.objects import DEVICE_PROPERTY_KEYS, av_instances, object_specs
+from gateway.pointmap import RESET_KEYS, Encoding, PollClass, load
 
 PM = load()
 MODELS = ("A", "B", "C")

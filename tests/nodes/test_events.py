@@ -1,12 +1,13 @@
-"""The event fan-out (gateway/nodes/events.py): kinds, order, and a bounded backlog."""
+"""The event fan-out (gateway/hub.py) of the node events: kinds, order, and a bounded backlog."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+from gateway.hub import EventHub
 from gateway.nodes.cache import UNREAD
-from gateway.nodes.events import EventHub, NodeOffline, NodeOnline, RegistersRead, ValueChanged
+from gateway.nodes.events import NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.pointmap import load
 
 CURRENT_1, CURRENT_2 = (load().find("current", group="branch", channel=channel) for channel in (1, 2))

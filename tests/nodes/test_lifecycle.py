@@ -15,8 +15,9 @@ import pytest
 
 from gateway.bus import BusClosed, MemoryPort, Priority
 from gateway.config import parse_config
+from gateway.hub import EventHub
 from gateway.nodes.cache import Quality
-from gateway.nodes.events import EventHub, NodeAdded, NodeOffline, NodeOnline
+from gateway.nodes.events import NodeAdded, NodeOffline, NodeOnline
 from gateway.nodes.modbus import REPORT_SLAVE_ID, read_registers
 from gateway.nodes.service import NodeService
 from gateway.pointmap import load
@@ -249,7 +250,7 @@ async def test_auto_line_settings_find_the_rate_and_parity_and_try_them_first_ne
     service = await services.start(line, baudrate="auto")
     assert sorted(service.nodes) == [3, 4]
     assert (service.line.baudrate, service.line.parity) == (38400, "O")
-    assert (service.bus.settings.baudrate, service.poller.line.parity) == (38400, "O")
+    assert (service.bus.settings.baudrate, service.bus.settings.parity) == (38400, "O")
     await eventually(lambda: online(service) == [3, 4], what="both panels polled at the settings found")
     assert StateStore(tmp_path / "state.json").load().line == SavedLine(38400, "O")
     await services.stop(service)

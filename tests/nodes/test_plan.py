@@ -9,7 +9,7 @@ import pytest
 
 from gateway.bus import LineSettings
 from gateway.nodes.plan import MAX_READ, LineCost, Read, plan_reads, poll_plan
-from gateway.nodes.service import line_cost
+from gateway.nodes.registry import line_cost
 from gateway.pointmap import PollClass, load
 
 COST_19200 = line_cost(LineSettings("unused", baudrate=19200))

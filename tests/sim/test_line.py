@@ -12,8 +12,8 @@ from pymodbus.client import ModbusSerialClient
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest
 
-from gateway.pointmap import INVALID_WORD
-from gateway.sim import Board, Faults, ResetCode, SimulatedLine
+from gateway.pointmap import INVALID_WORD, ResetCode
+from gateway.sim import Board, Faults, SimulatedLine
 
 from .master import CrcFailure, Master
 

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from gateway.pointmap import INVALID_WORD, load, signed
-from gateway.sim import Board, IllegalAddress, IllegalValue, Panel, ResetCode
+from gateway.pointmap import INVALID_WORD, ResetCode, load, signed
+from gateway.sim import Board, IllegalAddress, IllegalValue, Panel
 
 MAP = load()
 VOLTS = 120.0

@@ -89,7 +89,7 @@ def test_an_index_that_cannot_be_ordered_is_refused(entries) -> None:
 def test_bulk_walks_columns_side_by_side_to_the_end() -> None:
     index, oids = index_and_oids()
     rows = index.bulk([index.position_after(OBJECTS[2]), index.position_after(OBJECTS[4])], 3)
-    assert [(column, None if at is None else index.oid(at)) for column, at in rows] == list(
+    assert [(column, None if served is None else index.oid(served[0])) for column, served in rows] == list(
         itertools.chain(
             *zip([(0, OBJECTS[2] + suffix) for suffix in ROWS[2][:3]], [(1, OBJECTS[4] + suffix) for suffix in ROWS[4]])
         )

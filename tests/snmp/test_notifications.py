@@ -8,8 +8,9 @@ import contextlib
 
 import pytest
 
+from gateway.findings import NetworkFinding
 from gateway.nodes.cache import UNREAD
-from gateway.nodes.events import AlarmChanged, NetworkFinding, NodeOffline, NodeOnline, ValueChanged
+from gateway.nodes.events import AlarmChanged, NodeOffline, NodeOnline, ValueChanged
 from gateway.pointmap import load
 from gateway.snmp.notifications import TokenBucket, traps_for
 from gateway.snmp.placement import default_layout

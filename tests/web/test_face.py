@@ -16,7 +16,7 @@ import structlog
 
 from gateway.app import running, serve
 from gateway.errors import GatewayError, ListenError
-from gateway.nodes.events import NetworkFinding
+from gateway.findings import NetworkFinding
 from gateway.pointmap import load
 from gateway.state import StateStore
 from gateway.web.tls import CERT_NAME, KEY_NAME, server_context, write_self_signed
