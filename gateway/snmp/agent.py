@@ -13,6 +13,7 @@ boots (gateway.snmp.engine) are saved in the state file before the agent answers
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import socket
 
@@ -26,7 +27,6 @@ from gateway.config import SnmpSettings
 from gateway.errors import ListenError
 from gateway.findings import NetworkFinding
 from gateway.hub import EventHub, Subscription
-from gateway.memory import return_free_heap
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import AlarmChanged, NodeAdded, NodeOffline, NodeOnline, NodeRemoved
 from gateway.snmp.controller import NO_VIEW, READ_VIEW, BulkLimits, CacheController, Write, Writer
@@ -128,9 +128,7 @@ class SnmpFace:
             if clock.boots == MAX_BOOTS:
                 # RFC 3414 2.2.2: every SNMPv3 request is outside the time window until then
                 log.error("snmp engine boots at their maximum: snmpv3 fails until snmp.engine_id changes")
-            # Building the agent leaves some 2 MB free in the C heap, for good: pysnmp compiles its MIB
-            # modules from source at every start (it looks for their bytecode where Python 2 kept it).
-            return_free_heap()
+            _return_free_heap()
             readers = self._readers() if settings.v2c else None
             transport.fast = FastResponder(engine, controller, readers, usm, limits, counts)
             notifier.send(COLD_START)
@@ -203,3 +201,14 @@ class SnmpFace:
 
     async def _write(self, write: Write) -> None:
         await self.nodes.write(write.address, write.register, [write.raw])
+
+
+def _return_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; nothing without glibc).
+
+    Building the agent leaves some 2 MB free in the heap, for good: pysnmp compiles its MIB modules
+    from source at every start (it looks for their bytecode where Python 2 kept it), and each once
+    more through runpy (in a run without -O). Nothing takes that much memory again afterwards."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

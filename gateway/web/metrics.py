@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest, registry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gateway.memory import return_free_heap
 from gateway.nodes.cache import Quality
 from gateway.pointmap import Point
 from gateway.web.server import ServerStats
@@ -294,11 +293,7 @@ class Metrics:
     def _make(self) -> bytes:
         compressor = zlib.compressobj(GZIP_LEVEL, wbits=GZIP)
         parts = [compressor.compress(generate_latest(_Only(family))) for family in self.collector.collect()]
-        snapshot = b"".join((*parts, compressor.flush()))
-        # The families' text (up to some 4 MB at a time with 16 boards) was freed in this thread's
-        # own C heap, where it would stay resident until the next snapshot.
-        return_free_heap()
-        return snapshot
+        return b"".join((*parts, compressor.flush()))
 
 
 def decompressed(snapshot: bytes) -> Iterator[bytes]:
