@@ -27,7 +27,7 @@ from pathlib import Path
 
 TARGET = 0.8  # of the CPU the process may use: the rest is room for bursts, so the quota is rarely hit
 BUS_MARGIN = 1.5  # the bus thread's recent CPU, times this, is kept for it
-FACES_FLOOR = 0.02  # of the CPU the process may use: the faces' least, however much the line takes
+FACES_FLOOR = 0.1  # of the CPU the process may use: the faces' least, however much the line takes
 REFRESH = 0.5  # seconds between looks at the quota and the bus thread's CPU
 BURST_PERIODS = 0.5  # the faces may run this share of one quota period's CPU in one go
 
