@@ -19,6 +19,8 @@ from typing import Any
 
 Publish = Callable[[Iterable[object]], None]
 """What a publisher is handed: `EventHub.publish`."""
+Watched = Callable[[type["Shown"]], Container[tuple[int, int]]]
+"""What a publisher of `Shown` events may be handed too: `EventHub.watched`."""
 
 
 class Shown:
@@ -125,6 +127,17 @@ class EventHub:
         self._subscriptions.add(subscription)
         return subscription
 
+    def watched(self, kind: type[Shown]) -> Container[tuple[int, int]]:
+        """The (address, register) pairs some subscriber takes events of this kind about (see
+        `Subscription.show_only`): for a publisher that would rather not make the events nobody
+        takes. Nothing when no subscriber takes the kind; everything when one takes all of them."""
+        shown = [s.values for s in tuple(self._subscriptions) if s._taken({kind})]
+        if not shown:
+            return frozenset()
+        if None in shown:
+            return _EVERYTHING
+        return _AnyOf(shown)  # type: ignore[arg-type]
+
     def publish(self, events: Iterable[object]) -> None:
         """Deliver a batch of events; safe to call from any thread.
 
@@ -158,6 +171,24 @@ class EventHub:
             classes = set(map(type, batch))
             for subscription in subscriptions:
                 subscription._offer(batch, classes)
+
+
+class _Everything:
+    def __contains__(self, _: object) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
+class _AnyOf:
+    """What any of these containers holds."""
+
+    def __init__(self, containers: list[Container[tuple[int, int]]]) -> None:
+        self._containers = containers
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in container for container in self._containers)
 
 
 @functools.cache

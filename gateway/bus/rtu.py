@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import select
 import termios
 import time
 from collections.abc import Callable
@@ -61,6 +63,8 @@ from gateway.serialport import Echo, EchoMismatch, PortUnavailable, open_serial,
 
 QUIET_ATTEMPTS = 5  # waits for a quiet line after opening the port before going ahead anyway
 PRECISE_WAIT = 0.0025  # the part of the inter-frame silence slept outside the event loop
+EXCEPTION_FRAME = 5  # unit, function | 0x80, exception code, CRC
+MAX_READ = 4096  # bytes read from the port at a time
 
 # Replies whose end pymodbus 3.16 finds from a fixed size or a byte count. It sizes others
 # (0x08, 0x18, 0x2B, custom codes) wrongly or not at all, so those replies are framed by silence.
@@ -93,6 +97,7 @@ class _Expected:
     unit: int
     request: bytes
     allowance: float  # the slave's time to answer, beyond the wire time
+    reply_length: int  # of a normal reply frame (MAX_FRAME when the request does not tell)
 
     @property
     def function(self) -> int:
@@ -179,6 +184,11 @@ class RtuTransport(asyncio.Protocol):
         self._on_lost(self.failure)
 
     def data_received(self, data: bytes) -> None:
+        self._take(data)
+        self._read_rest()
+
+    def _take(self, data: bytes) -> None:
+        """Bytes from the line: stale, our own echo, or part of the reply awaited."""
         now = time.monotonic()
         self._last_rx = now
         if self._waiter is None or self._waiter.done():
@@ -227,11 +237,11 @@ class RtuTransport(asyncio.Protocol):
         if unit == BROADCAST:
             await asyncio.sleep(self._tx_end + self._settings.silence - time.monotonic())
             return b""
-        self._expected = _Expected(unit, pdu, timeout)
+        reply_length = expected_reply_length(pdu) or MAX_FRAME
+        self._expected = _Expected(unit, pdu, timeout, reply_length)
         if self._settings.echo:
             self._echo.expect(frame)
         self._waiter = loop.create_future()
-        reply_length = expected_reply_length(pdu) or MAX_FRAME
         patience = wire(len(frame)) + timeout + wire(reply_length)
         deadline = loop.call_later(patience, self._expire, patience)
         try:
@@ -309,6 +319,37 @@ class RtuTransport(asyncio.Protocol):
             self._settle(CorruptReply(f"CRC error or garbage: {self._buf.hex()}"))
             return
         self._accept(unit, pdu)
+
+    def _read_rest(self) -> None:
+        """Once a reply has begun, read its rest here, blocking, at the moment it can have come.
+
+        The port hands a reply over in pieces (a UART's FIFO, a USB packet: some 16 for a long
+        read), and each would cost a turn of the event loop; the rest of the frame cannot be
+        complete before its wire time, and the bus thread has nothing else to do meanwhile. What is
+        not there by then (a slow adapter) comes through the loop, as the first piece did.
+        """
+        assert self._transport is not None
+        fd = self._transport.serial.fileno()
+        while (missing := self._missing()) > 0:
+            time.sleep(self._settings.wire_time(missing))
+            try:
+                data = os.read(fd, MAX_READ) if select.select([fd], [], [], 0)[0] else b""
+            except OSError:
+                return  # the serial transport finds the failure on its next read
+            if not data:
+                return
+            self._take(data)
+
+    def _missing(self) -> int:
+        """Bytes still to come of a begun reply framed by its length (0: none, or none awaited)."""
+        expected = self._expected
+        buf = self._buf
+        if not buf or expected is None or self._waiter is None or self._waiter.done():
+            return 0
+        if expected.function not in LENGTH_FRAMED:
+            return 0
+        size = EXCEPTION_FRAME if len(buf) > 1 and buf[1] & EXCEPTION_BIT else self._frame_size or expected.reply_length
+        return size - len(buf)
 
     def _begun_frame_size(self) -> int:
         """The size pymodbus gives the frame that starts the buffer, as its `decode` finds it

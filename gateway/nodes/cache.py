@@ -132,8 +132,8 @@ class NodeCache:
         exponent = signed(found[0]) if found else None
         return exponent if exponent is not None and abs(exponent) <= MAX_EXPONENT else None
 
-    def store(self, start: int, words: Sequence[int], timestamp: float) -> dict[Point, tuple[Reading, Reading]]:
-        """Keep registers the meter returned; return the points whose reading changed (old, new).
+    def store(self, start: int, words: Sequence[int], timestamp: float) -> Changes:
+        """Keep registers the meter returned; return the points whose reading changed.
 
         Only what the read changed is decoded: a point whose registers (and scale register) hold
         the words they held, with a reading of them, keeps its reading and gets the read's time.
@@ -161,7 +161,7 @@ class NodeCache:
         readings = self._readings
         renewed = readings.copy()
         kinds, times, made = renewed.kinds, renewed.times, renewed.made
-        changes: dict[Point, tuple[Reading, Reading]] = {}
+        changes: list[int] = []
         for point, at, looked_at, offset in shape.covered:
             if kinds[at] & 3 <= _LAST_FRESH and differ.isdisjoint(looked_at):
                 # Its words and scale as they were, its reading made of them: only its time is new.
@@ -181,7 +181,7 @@ class NodeCache:
                 if found is not None:
                     self._renew(readings, renewed, point, at, *found, changes)
         self._readings = renewed
-        return changes
+        return Changes(self._points, readings, renewed, changes)
 
     def _renew(
         self,
@@ -191,28 +191,29 @@ class NodeCache:
         at: int,
         words: Sequence[int],
         read_at: float,
-        changes: dict[Point, tuple[Reading, Reading]],
+        changes: list[int],
     ) -> None:
-        """Decode a point's words into `renewed`; a value or quality unlike in `readings` goes in `changes`."""
+        """Decode a point's words into `renewed`; its place goes in `changes` when its value or
+        quality is unlike in `readings`."""
         scale = self.scale_of(point)
         if scale is not None:
             value = point.decode(words, scale)
-            quality = Quality.NO_DATA if value is None and point.encoding is not Encoding.STRING else Quality.GOOD
+            no_data = value is None and point.encoding is not Encoding.STRING
+            quality = _NO_DATA if no_data else _GOOD
         elif point.scale_register is not None and self.word(point.scale_register) is None:
             return  # an unread scale register: wait for it
         else:
-            value, quality = None, Quality.NO_DATA  # one that holds garbage: no usable value
-        kind = readings.kinds[at]
-        same = value == readings.value(at) and quality is _QUALITIES[kind & 3]
-        if same and _FORMS[type(value)] == kind >> 2:
+            value, quality = None, _NO_DATA  # one that holds garbage: no usable value
+        kind = _FORMS[type(value)] << 2 | quality
+        was = readings.kinds[at]
+        if kind == was and value == readings.value(at):
             if renewed.times[at] != read_at:
                 renewed.times[at] = read_at
                 renewed.made[at] = None
             return
-        new = Reading(value, quality, read_at)
-        renewed.put(at, new)
-        if not same:
-            changes[point] = (readings.current(at), new)
+        renewed.set(at, value, kind, read_at)
+        if (was ^ kind) & 3 or value != readings.value(at):  # not merely 5 where it was 5.0
+            changes.append(at)
 
     def _oldest(self, point: Point) -> float:
         """When the least recently read register of a point with a reading was read."""
@@ -261,17 +262,44 @@ class NodeCache:
                 self._shapes[start, count] = shape
         return shape
 
-    def mark_stale(self) -> dict[Point, tuple[Reading, Reading]]:
+    def mark_stale(self) -> Changes:
         """The node went offline: every value it gave is now stale (kept, but flagged)."""
-        changes = {}
-        renewed = {}
-        for at, point in enumerate(self._points):
-            old = self._readings.current(at)
-            if old.quality in (Quality.GOOD, Quality.NO_DATA):
-                renewed[at] = new = Reading(old.value, Quality.STALE, old.timestamp)
-                changes[point] = (old, new)
-        self._readings = self._readings.with_readings(renewed)
-        return changes
+        readings = self._readings
+        renewed = readings.copy()
+        kinds, made = renewed.kinds, renewed.made
+        changes = [at for at, kind in enumerate(readings.kinds) if kind & 3 <= _LAST_FRESH]
+        for at in changes:
+            kinds[at] = kinds[at] & ~3 | _STALE
+            made[at] = None
+        self._readings = renewed
+        return Changes(self._points, readings, renewed, changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a store (or the node going stale) changed: the places of the points whose value or
+    quality moved, with the readings before and after, of which Reading objects are made only
+    for what somebody looks at (most values a poll read changes, no face shows)."""
+
+    points: tuple[Point, ...]  # the model's, by place
+    before: _Readings
+    after: _Readings
+    places: list[int]
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+    def __iter__(self) -> Iterator[tuple[Point, int]]:
+        points = self.points
+        return ((points[at], at) for at in self.places)
+
+    def pair(self, at: int) -> tuple[Reading, Reading]:
+        """The readings before and after of the point at this place."""
+        return self.before.current(at), self.after.current(at)
+
+    def pairs(self) -> dict[Point, tuple[Reading, Reading]]:
+        """Every change made into readings, by point."""
+        return {point: self.pair(at) for point, at in self}
 
 
 _QUALITIES = tuple(Quality)  # a reading's quality, by the low two bits of its kind
@@ -279,6 +307,7 @@ _LAST_FRESH = _QUALITIES.index(Quality.NO_DATA)  # the kinds of fresh readings h
 _BY_REGISTER = operator.attrgetter("register")
 _FORMS = {type(None): 0, int: 1, float: 2, str: 3}  # a reading's value type, by the high bits of its kind
 _NONE, _INT, _FLOAT, _TEXT = _FORMS.values()
+_GOOD, _NO_DATA, _STALE = (_QUALITIES.index(q) for q in (Quality.GOOD, Quality.NO_DATA, Quality.STALE))
 
 
 class _Readings:
@@ -335,31 +364,22 @@ class _Readings:
             return self.texts[at]
         return None
 
-    def with_readings(self, renewed: dict[int, Reading]) -> _Readings:
-        """New readings: these ones by place, the others as they are (with the objects made of them)."""
-        if not renewed:
-            return self
-        readings = self.copy()
-        for at, reading in renewed.items():
-            readings.put(at, reading)
-        return readings
-
     def copy(self) -> _Readings:
         """The same readings in new arrays, for a writer to change before swapping them in."""
         return _Readings(
             array("d", self.numbers), bytearray(self.kinds), array("d", self.times), dict(self.texts), list(self.made)
         )
 
-    def put(self, at: int, reading: Reading) -> None:
-        """Set the reading at a place (in a copy not yet swapped in)."""
-        value = reading.value
-        self.texts.pop(at, None)
-        if isinstance(value, str):
-            self.texts[at] = value
+    def set(self, at: int, value: float | int | str | None, kind: int, timestamp: float) -> None:
+        """Set the reading at a place (in a copy not yet swapped in); `kind` as in ``kinds``."""
+        if kind >> 2 == _TEXT:
+            self.texts[at] = value  # type: ignore[assignment]
         else:
-            self.numbers[at] = 0.0 if value is None else value
-        self.kinds[at] = _FORMS[type(value)] << 2 | _QUALITIES.index(reading.quality)
-        self.times[at] = math.nan if reading.timestamp is None else reading.timestamp
+            if self.texts:
+                self.texts.pop(at, None)
+            self.numbers[at] = 0.0 if value is None else value  # type: ignore[assignment]
+        self.kinds[at] = kind
+        self.times[at] = timestamp
         self.made[at] = None  # made when a face asks
 
 

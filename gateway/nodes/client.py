@@ -12,14 +12,14 @@ from typing import cast
 import structlog
 
 from gateway.bus import Bus, BusClosed, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
-from gateway.hub import Publish
-from gateway.nodes.cache import Quality, Reading
+from gateway.hub import Publish, Watched
+from gateway.nodes.cache import Changes, Quality
 from gateway.nodes.discovery import IDENTITY, identity_of
 from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
 from gateway.nodes.node import Node
 from gateway.nodes.plan import Read
-from gateway.pointmap import Encoding, Point
+from gateway.pointmap import Encoding
 
 log = structlog.get_logger(__name__)
 
@@ -27,12 +27,15 @@ log = structlog.get_logger(__name__)
 class NodeClient:
     """The node layer's Modbus client: transactions with nodes over the bus, judging their health."""
 
-    def __init__(self, bus: Bus, *, retries: int, offline_after: int, probe_timeout: float, publish: Publish) -> None:
+    def __init__(
+        self, bus: Bus, *, retries: int, offline_after: int, probe_timeout: float, publish: Publish, watched: Watched
+    ) -> None:
         self.bus = bus
         self.retries = retries
         self.offline_after = offline_after
         self.probe_timeout = probe_timeout
         self.publish = publish
+        self.watched = watched
 
     async def transact(
         self, node: Node, pdu: bytes, priority: Priority, *, timeout: float | None = None, retries: int | None = None
@@ -63,7 +66,7 @@ class NodeClient:
         reply = await self.transact(node, read_registers(read.start, read.count), priority)
         words = registers_of(reply, read.count)
         changes = node.cache.store(read.start, words, time.time())
-        self.publish([*_events(node.address, changes), RegistersRead(node.address, read.start, read.count)])
+        self.publish([*self._events(node.address, changes), RegistersRead(node.address, read.start, read.count)])
 
     async def probe(self, node: Node) -> None:
         """Ask an offline node whether it is back (identity registers, short timeout, no retry)."""
@@ -97,6 +100,21 @@ class NodeClient:
         """The serial port is open again: the node is probed at once."""
         node.health.probe_now()
 
+    def _events(self, address: int, changes: Changes) -> list[NodeEvent]:
+        """The events of what changed: a value only where some face shows it, an alarm bitmap's
+        transitions always."""
+        events: list[NodeEvent] = []
+        watched = self.watched(ValueChanged)
+        for point, at in changes:
+            if (address, point.register) in watched:
+                events.append(ValueChanged(address, point, *changes.pair(at)))
+            if point.group == "alarms" and point.encoding is Encoding.BITMAP:
+                old, new = changes.pair(at)
+                if new.quality is Quality.GOOD and (old.value or 0) != new.value:
+                    # A bitmap point decodes to an int (None before its first reading).
+                    events.append(AlarmChanged(address, point, cast("int | None", old.value), cast(int, new.value)))
+        return events
+
     def _failed(self, node: Node, error: BusError, *, force: bool = False) -> None:
         health = node.health
         if health.failed(str(error) or type(error).__name__, self.offline_after, force=force):
@@ -105,16 +123,5 @@ class NodeClient:
                 "node lost", address=node.address, failures=health.consecutive_failures, error=health.last_error
             )
             self.publish(
-                [NodeOffline(node.address, health.last_error), *_events(node.address, node.cache.mark_stale())]
+                [NodeOffline(node.address, health.last_error), *self._events(node.address, node.cache.mark_stale())]
             )
-
-
-def _events(address: int, changes: dict[Point, tuple[Reading, Reading]]) -> list[NodeEvent]:
-    events: list[NodeEvent] = []
-    for point, (old, new) in changes.items():
-        events.append(ValueChanged(address, point, old, new))
-        is_alarm = point.group == "alarms" and point.encoding is Encoding.BITMAP
-        if is_alarm and new.quality is Quality.GOOD and (old.value or 0) != new.value:
-            # A bitmap point decodes to an int (None before its first reading).
-            events.append(AlarmChanged(address, point, cast("int | None", old.value), cast(int, new.value)))
-    return events

@@ -131,6 +131,7 @@ class NodeService:
             offline_after=config.serial.offline_after,
             probe_timeout=config.serial.probe_timeout,
             publish=hub.publish,
+            watched=hub.watched,
         )
         self.poller = Poller(
             self.client, self.registry, interval=config.serial.poll_interval, slow_every=config.serial.slow_every

@@ -20,12 +20,12 @@ def cache() -> NodeCache:
 def test_a_read_decodes_with_the_scale_register_read_with_it() -> None:
     node = cache()
     assert CURRENT_1.scale_register == 1000
-    changes = node.store(1000, [0xFFFF], 1.0)  # scale -1; the current itself not read yet
+    changes = node.store(1000, [0xFFFF], 1.0).pairs()  # scale -1; the current itself not read yet
     assert CURRENT_1 not in changes and node.reading(CURRENT_1).quality is Quality.UNKNOWN
     node.store(1336, [123], 2.0)
     reading = node.reading(CURRENT_1)
     assert (reading.value, reading.quality, reading.timestamp) == (12.3, Quality.GOOD, 2.0)
-    changes = node.store(1000, [0xFFFE], 3.0)  # a new scale changes every value it scales
+    changes = node.store(1000, [0xFFFE], 3.0).pairs()  # a new scale changes every value it scales
     assert changes[CURRENT_1][1].value == 1.23
 
 
@@ -33,7 +33,7 @@ def test_a_garbled_scale_register_gives_no_value_and_no_error() -> None:
     node = cache()
     node.store(1336, [123], 1.0)
     for garbage in (900, 0x8000, 10):  # 10^900 overflows a float; 10^10 is no meter's scale
-        changes = node.store(1000, [garbage], 2.0)
+        changes = node.store(1000, [garbage], 2.0).pairs()
         assert changes[CURRENT_1][1].quality is Quality.NO_DATA
         assert node.reading(CURRENT_1).value is None
         assert node.scale_of(CURRENT_1) is None  # so a write of it is refused, not miscomputed
@@ -136,7 +136,7 @@ def test_every_read_leaves_each_reading_as_its_registers_give_it_and_reports_exa
             words.append(raw[register])
         before = {point: node.reading(point) for point in points}
         scale_words = {register: _word(node, register) for register in scales}
-        changes = node.store(read.start, words, float(step))
+        changes = node.store(read.start, words, float(step)).pairs()
         for point in points:
             was = before[point]
             touched = any(r in read.registers for r in point.registers) or (
