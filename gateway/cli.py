@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway import service
+from gateway import service, unused  # noqa: F401  # unused: before the libraries
 from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.bacnet import device_plan, forgotten
 from gateway.bacnet.bdt import load_bdt
@@ -219,7 +219,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _without_unused_ciphers(config: Config) -> None:
     """Keep `cryptography` out of a serving gateway whose SNMPv3 users (if any) have no privacy:
     only SNMPv3 privacy needs it, and pysnmp goes without it as when it is not installed (6.5 MB
-    resident saved). The web face's self-signed certificate is made by a child process."""
+    resident saved; `gateway.unused` says how). The web face's self-signed certificate is made by a
+    child process."""
     if not any(user.priv for user in config.snmp.users):
         sys.modules.setdefault("cryptography", None)  # type: ignore[arg-type]  # None: "not importable"
 

@@ -15,7 +15,7 @@ import pytest
 from gateway.modbus import ILLEGAL_DATA_ADDRESS
 from gateway.sim import Fault
 from tests.nodes.test_discovery import answer_the_dip_read_of
-from tests.support import TEST_BAUDRATE, config_file
+from tests.support import TEST_BAUDRATE, config_file, free_port
 
 COMMAND = [sys.executable, "-m", "gateway"]
 
@@ -99,15 +99,17 @@ def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 3
 
 def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -> None:
     line = make_line(1)
-    config = config_file(line, tmp_path, serial={"scan": "1-4"}, log={"format": "json"})
+    bacnet = {"enabled": True, "address": "127.0.0.1/8", "port": free_port(socket.SOCK_DGRAM)}
+    config = config_file(line, tmp_path, serial={"scan": "1-4"}, bacnet=bacnet, log={"format": "json"})
     process = subprocess.Popen([*COMMAND, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
     try:
         logged = _wait_for_line(process, '"nodes ready"')
         assert json.loads(logged[-1])["addresses"] == [1, 2]
-        # pysnmp would load cryptography (6.5 MB) for SNMPv3 privacy, which no user has here
+        # pysnmp would load cryptography (6.5 MB) for SNMPv3 privacy, which no user has here;
+        # bacpypes3, readline for its console, which a serving gateway has not
         libraries = Path(f"/proc/{process.pid}/maps").read_text()
         assert "libpython" in libraries or "python3" in libraries
-        assert "cryptography" not in libraries
+        assert "cryptography" not in libraries and "libreadline" not in libraries
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

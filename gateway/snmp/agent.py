@@ -13,7 +13,6 @@ boots (gateway.snmp.engine) are saved in the state file before the agent answers
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import itertools
 import socket
 
@@ -26,6 +25,7 @@ from pysnmp.entity.rfc3413 import cmdrsp, context
 from gateway.config import SnmpSettings
 from gateway.errors import ListenError
 from gateway.findings import NetworkFinding
+from gateway.heap import return_free_heap
 from gateway.hub import EventHub, Subscription
 from gateway.nodes.api import NodeAPI
 from gateway.nodes.events import AlarmChanged, NodeAdded, NodeOffline, NodeOnline, NodeRemoved
@@ -128,7 +128,10 @@ class SnmpFace:
             if clock.boots == MAX_BOOTS:
                 # RFC 3414 2.2.2: every SNMPv3 request is outside the time window until then
                 log.error("snmp engine boots at their maximum: snmpv3 fails until snmp.engine_id changes")
-            _return_free_heap()
+            # pysnmp compiles its MIB modules from source at every start (it looks for their
+            # bytecode where Python 2 kept it), and each once more through runpy: some 2 MB left
+            # free in the heap, for good
+            return_free_heap()
             readers = self._readers() if settings.v2c else None
             transport.fast = FastResponder(engine, controller, readers, usm, limits, counts)
             notifier.send(COLD_START)
@@ -201,14 +204,3 @@ class SnmpFace:
 
     async def _write(self, write: Write) -> None:
         await self.nodes.write(write.address, write.register, [write.raw])
-
-
-def _return_free_heap() -> None:
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim; nothing without glibc).
-
-    Building the agent leaves some 2 MB free in the heap, for good: pysnmp compiles its MIB modules
-    from source at every start (it looks for their bytecode where Python 2 kept it), and each once
-    more through runpy (in a run without -O). Nothing takes that much memory again afterwards."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    if trim is not None:
-        trim(0)

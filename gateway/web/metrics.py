@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from prometheus_client import generate_latest, registry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from gateway.heap import return_free_heap
 from gateway.nodes.cache import Quality
 from gateway.pointmap import Point
 from gateway.web.server import ServerStats
@@ -108,22 +109,24 @@ class Collector:
         yield from self._web()
 
     def _points(self) -> Iterator[Metric]:
-        """One gauge at a time, over every node: a scrape never holds more than one family's samples
-        (all of them at once would be some 5 MB with 4 boards, kept by the allocator afterwards)."""
+        """One gauge at a time, a node's samples of it at a time (the same family again for the
+        next node: `Metrics` writes its HELP and TYPE once). A scrape never holds more than one
+        node's samples of a family: all of a family's at once (1,344 with 32 nodes, some 0.7 MB of
+        objects) took new memory from the allocator that it kept afterwards."""
         nodes = sorted(self.source.nodes.items())
         exported = {model: self._exported(model) for model in {node.profile.model for _, node in nodes}}
         families = {family.name: family for points in exported.values() for family in points}
         for name, family in families.items():
-            gauge = GaugeMetricFamily(name, family.help, labels=family.labels)
             for address, node in nodes:
+                gauge = GaugeMetricFamily(name, family.help, labels=family.labels)
                 current = node.cache.current
                 head = [str(address), str(node.profile.panel)]
                 for register, tail in exported[node.profile.model].get(family, ()):
                     value, quality = current(register)
                     if quality is Quality.GOOD:
                         gauge.add_metric(head + tail, float(value) * family.factor)  # type: ignore[arg-type]
-            if gauge.samples:
-                yield gauge
+                if gauge.samples:
+                    yield gauge
 
     def _exported(self, model: str) -> dict[Family, list[tuple[int, list[str]]]]:
         """Per model, worked out once: each family's points as (register, their own label values)."""
@@ -257,11 +260,12 @@ class Metrics:
     the event loop, where BACnet and SNMP answer, next to nothing; scrapes that come while one is
     made wait for it.
 
-    The text is made one family at a time and each is compressed before the next is made: the
-    whole text (some 1 MB with 4 boards, 4 MB with 16) is never in memory at once, only the
-    compressed snapshot (a sixteenth of it). A client that takes no gzip gets it decompressed
-    while it is sent, a part at a time. One thread makes every snapshot, so what the allocator
-    keeps for it is kept once.
+    The text is made a node's samples of one family at a time and each part is compressed before
+    the next is made: the whole text (some 1 MB with 4 boards, 4.3 MB with 16) is never in memory
+    at once, only the compressed snapshot (a sixteenth to a twentieth of it). A client that takes
+    no gzip gets it decompressed while it is sent, a part at a time. One thread makes every
+    snapshot, and hands the free pages of the heap back to the system when it is done, so what
+    making it took does not stay resident.
     """
 
     def __init__(self, collector: Collector, fresh_for: Callable[[], float]) -> None:
@@ -292,8 +296,18 @@ class Metrics:
 
     def _make(self) -> bytes:
         compressor = zlib.compressobj(GZIP_LEVEL, wbits=GZIP)
-        parts = [compressor.compress(generate_latest(_Only(family))) for family in self.collector.collect()]
-        return b"".join((*parts, compressor.flush()))
+        parts, last = [], None
+        for family in self.collector.collect():
+            text = generate_latest(_Only(family))
+            if family.name == last:  # more samples of the family just written: its HELP and TYPE once
+                text = text.split(b"\n", 2)[2]
+            last = family.name
+            parts.append(compressor.compress(text))
+        parts.append(compressor.flush())
+        snapshot = b"".join(parts)
+        del parts
+        return_free_heap()  # the text and the compressor's state, freed on this thread's own heap
+        return snapshot
 
 
 def decompressed(snapshot: bytes) -> Iterator[bytes]:

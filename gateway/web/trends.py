@@ -122,7 +122,7 @@ def csv_parts(history: History, address: int, names: Mapping[int, str]) -> Itera
     rows: list[str] = []
     for at, values in history.rows(address):
         stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        rows.append(stamp + "," + ",".join("" if math.isnan(v) else f"{v:.4g}" for v in values) + "\r\n")
+        rows.append(stamp + "," + ",".join("" if math.isnan(v) else f"{v:g}" for v in values) + "\r\n")
         if len(rows) == ROWS_A_PART:
             yield "".join(rows).encode()
             rows = []

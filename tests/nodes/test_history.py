@@ -59,16 +59,21 @@ def test_the_ring_keeps_the_last_hours_and_drops_the_oldest() -> None:
     assert series[1] == [float(minute) for minute in range(15, 75)]
 
 
-def test_a_value_keeps_three_significant_digits_and_garbage_stays_in_range() -> None:
+def test_a_value_is_kept_exactly_at_the_meters_resolution_and_garbage_stays_in_range() -> None:
     history = History(1, PM)
     node = Node(1)
-    node.amps(1, 12.34)
-    node.amps(2, 212.4)
-    node.amps(3, 1e9)  # no meter reads that: clamped to what half a float holds
+    node.amps(1, 12.3)
+    node.amps(2, 3276.7)  # the largest a 16-bit register holds at 0.1 A
+    node.amps(3, 1e30)  # no meter reads that: clamped
+    node.amps(4, -0.5)
+    node.amps(5, 7.0)
     history.sample({1: node}, T0)
-    _, series = history.series(1, [1, 2, 3], T0)
-    assert math.isclose(series[1][0], 12.34, rel_tol=1e-3) and math.isclose(series[2][0], 212.4, rel_tol=1e-3)
-    assert series[3] == [65504.0]
+    node.amps(5, 7.25)  # a finer resolution later: the samples before stay as they were
+    history.sample({1: node}, T0 + 60)
+    _, series = history.series(1, [1, 2, 3, 4, 5], T0 + 60)
+    assert series[1] == [12.3, 12.3] and series[2] == [3276.7, 3276.7] and series[4] == [-0.5, -0.5]
+    assert series[3] == [2.0**62, 2.0**62] and series[5] == [7.0, 7.25]
+    assert all(isinstance(value, float) for values in series.values() for value in values)
 
 
 def test_the_memory_is_taken_whole_at_a_nodes_first_sample_and_a_node_gone_gives_it_back() -> None:
@@ -76,10 +81,26 @@ def test_the_memory_is_taken_whole_at_a_nodes_first_sample_and_a_node_gone_gives
     times_bytes = 1440 * 8
     assert history.nbytes == times_bytes
     history.sample({1: Node(1), 2: Node(2)}, T0)
-    assert history.nbytes == times_bytes + 2 * 46 * 1440 * 2  # 132,480 bytes a node for 24 hours
+    assert history.nbytes == times_bytes + 2 * 46 * 1440  # a byte a sample: 66,240 bytes a node for 24 hours
     history.sample({2: Node(2)}, T0 + 60)  # node 1 forgotten
-    assert history.nbytes == times_bytes + 46 * 1440 * 2
+    assert history.nbytes == times_bytes + 46 * 1440
     assert history.series(1, [1], T0 + 60) == ([], {})
+
+
+def test_a_channel_takes_two_bytes_a_sample_once_it_draws_more_than_a_byte_holds() -> None:
+    history = History(24, PM)
+    node = Node(1)
+    node.amps(7, 25.4)  # 254 tenths: a byte
+    history.sample({1: node}, T0)
+    assert history.nbytes == 1440 * 8 + 46 * 1440
+    node.amps(7, 25.5)
+    node.amps(43, 180.0)  # 180 A: a byte at 1 A; 180.5 A: 1805 tenths, two bytes
+    history.sample({1: node}, T0 + 60)
+    node.amps(43, 180.5)
+    history.sample({1: node}, T0 + 120)
+    assert history.nbytes == 1440 * 8 + 46 * 1440 + 2 * 1440
+    _, series = history.series(1, [7, 43, 8], T0 + 120)
+    assert series == {7: [25.4, 25.5, 25.5], 43: [None, 180.0, 180.5], 8: [None, None, None]}
 
 
 def test_rows_give_every_channel_of_a_sample_for_the_csv() -> None:

@@ -146,6 +146,28 @@ async def test_gzip_when_asked_and_the_same_text_decompressed_while_sent_otherwi
     assert site.face.metrics.made == 1
 
 
+async def test_a_full_segment_every_value_read_goes_in_at_most_a_megabyte_with_gzip(web_site) -> None:
+    """16 boards (32 nodes, a full RS-485 segment), every point read: what Prometheus receives."""
+    site = await web_site(*range(1, 33, 2), sections={"serial": {"scan": "1-32"}})
+    statistics = site.gateway.nodes.statistics
+    await eventually(lambda: statistics().last_cycle is not None, 60, "a poll cycle")
+    first = statistics().last_cycle
+    await eventually(lambda: statistics().last_cycle is not first, 60, "another poll cycle: the slow points read")
+    connector = aiohttp.TCPConnector(ssl=site.tls())
+    async with aiohttp.ClientSession(site.url, connector=connector, auto_decompress=False) as client:
+        async with client.get("/metrics", headers={"Accept-Encoding": "gzip"}) as reply:
+            assert reply.status == 200 and reply.headers["content-encoding"] == "gzip"
+            compressed = await reply.read()
+    text = gzip.decompress(compressed).decode()
+    assert len(compressed) <= 1_000_000 and len(text) > 3_000_000
+    found = samples(text)  # prometheus_client's parser: a family's HELP and TYPE once, its samples after them
+    currents = {dict(labels)["address"] for name, labels in found if name == "bcpm_branch_current_amperes"}
+    assert currents == {str(address) for address in range(1, 33)}
+    assert len([key for key in found if key[0] == "bcpm_branch_current_amperes"]) == 32 * 42
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))
+
+
 async def test_scrapes_beyond_one_a_second_from_an_address_are_refused_and_others_served(web_site) -> None:
     site = await web_site(1)
     async with site.client() as client:

@@ -52,5 +52,5 @@ async def test_the_mains_and_a_chosen_circuit_are_drawn_and_the_history_download
                 assert reply.status == 400, bad
         async with client.get("/metrics") as reply:
             scraped = await reply.text()
-    assert history.nbytes == 1440 * 8 + 2 * 46 * 1440 * 2  # both nodes of the board, a day each
+    assert history.nbytes == 1440 * 8 + 2 * 46 * 1440  # both nodes of the board, a day each, a byte a sample
     assert f"bcpm_web_trend_history_bytes {float(history.nbytes)}" in scraped
