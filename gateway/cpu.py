@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import selectors
 import time
@@ -53,28 +54,33 @@ def own_quota(proc: Path = Path("/proc/self"), cgroups: Path = Path("/sys/fs/cgr
 def _cgroup_limits(proc: Path, cgroups: Path) -> list[tuple[float, float]]:
     """(cores, period) of every quota on this process's cgroup and its parents."""
     limits = []
-    for line in _read(proc / "cgroup").splitlines():
+    for found in _quota_files(_read(proc / "cgroup"), cgroups):
+        text = " ".join(_read(file).strip() for file in found)
+        parts = text.split()
+        if len(parts) == 2 and parts[0] not in ("max", "-1") and all(p.isdigit() for p in parts):
+            quota, period = int(parts[0]), int(parts[1])
+            if period:
+                limits.append((quota / period, period / 1e6))
+    return limits
+
+
+@functools.lru_cache(maxsize=4)  # looked up twice a second: the same while the process stays in its cgroup
+def _quota_files(membership: str, cgroups: Path) -> tuple[tuple[Path, ...], ...]:
+    """The files that hold the quotas of the cgroups in `membership` (/proc/PID/cgroup) and their
+    parents, as far as they exist: v2's cpu.max ("quota period" or "max period"), v1's pair."""
+    files: list[tuple[Path, ...]] = []
+    for line in membership.splitlines():
         _, controllers, path = line.split(":", 2)
-        files: list[tuple[Path, ...]]
-        if controllers == "":  # v2: cpu.max is "quota period" or "max period"
-            files = [(folder / "cpu.max",) for folder in _ancestors(cgroups / "unified", path)]
+        if controllers == "":
+            files += [(folder / "cpu.max",) for folder in _ancestors(cgroups / "unified", path)]
             files += [(folder / "cpu.max",) for folder in _ancestors(cgroups, path)]
         elif "cpu" in controllers.split(","):
-            files = [
+            files += [
                 (folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us")
                 for root in (cgroups / controllers, cgroups / "cpu")
                 for folder in _ancestors(root, path)
             ]
-        else:
-            continue
-        for found in files:
-            text = " ".join(_read(file).strip() for file in found)
-            parts = text.split()
-            if len(parts) == 2 and parts[0] not in ("max", "-1") and all(p.isdigit() for p in parts):
-                quota, period = int(parts[0]), int(parts[1])
-                if period:
-                    limits.append((quota / period, period / 1e6))
-    return limits
+    return tuple(found for found in files if all(file.exists() for file in found))
 
 
 def _ancestors(root: Path, path: str) -> list[Path]:

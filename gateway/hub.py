@@ -132,11 +132,12 @@ class EventHub:
         `Subscription.show_only`): for a publisher that would rather not make the events nobody
         takes. Nothing when no subscriber takes the kind; everything when one takes all of them."""
         shown = [s.values for s in tuple(self._subscriptions) if s._taken({kind})]
-        if not shown:
-            return frozenset()
         if None in shown:
             return _EVERYTHING
-        return _AnyOf(shown)  # type: ignore[arg-type]
+        shown = [values for values in shown if values]  # a face that shows nothing yet is asked nothing
+        if not shown:
+            return frozenset()
+        return shown[0] if len(shown) == 1 else _AnyOf(shown)  # type: ignore[arg-type,return-value]
 
     def publish(self, events: Iterable[object]) -> None:
         """Deliver a batch of events; safe to call from any thread.

@@ -7,15 +7,19 @@ the node layer, the Modbus faces and the simulator.
     UNIT_ADDRESSES               # range(1, 248): the addresses a serial slave may have
     EXCEPTION_NAMES[0x0B]        # "gateway target device failed to respond"
     rtu_silence(19200)           # 0.002005: t3.5, the silence that ends an RTU frame
+    crc_holds(bytes.fromhex("010300000001840a"))   # True: the frame ends with the CRC of the rest
 """
 
 from __future__ import annotations
+
+import fastcrc
 
 BROADCAST = 0
 UNIT_ADDRESSES = range(1, 248)
 MAX_UNIT = 255  # the unit byte itself; 248-255 are reserved on a serial line
 MAX_PDU = 253
 MAX_FRAME = 256  # unit, PDU and CRC
+MIN_FRAME = 4  # unit, function code, CRC
 MAX_READ_REGISTERS = 125
 
 # Function codes (Application Protocol 6).
@@ -70,6 +74,15 @@ EXCEPTION_NAMES: dict[int, str] = {
 _RTU_CHAR_BITS = 11
 _FAST_BAUD = 19200
 _FAST_SILENCE = 0.00175
+
+
+def crc_holds(frame: bytes | bytearray) -> bool:
+    """Whether an RTU frame (unit, PDU, CRC low byte first) ends with the CRC of the rest.
+
+    The CRC is fastcrc's, in compiled code: pymodbus's, in Python, takes some 40 us for a long
+    read's reply, a tenth of what the gateway spends on a transaction.
+    """
+    return len(frame) >= MIN_FRAME and fastcrc.crc16.modbus(bytes(frame[:-2])) == int.from_bytes(frame[-2:], "little")
 
 
 def rtu_silence(baudrate: int) -> float:

@@ -58,6 +58,7 @@ from gateway.modbus import (
     WRITE_MULTIPLE_REGISTERS,
     WRITE_SINGLE_COIL,
     WRITE_SINGLE_REGISTER,
+    crc_holds,
 )
 from gateway.serialport import Echo, EchoMismatch, PortUnavailable, open_serial, set_direction, transmit
 
@@ -294,8 +295,9 @@ class RtuTransport(asyncio.Protocol):
         assert self._transport is not None
         port = self._transport.serial
         try:
-            self.stale_bytes += port.in_waiting
-            port.reset_input_buffer()
+            if stale := port.in_waiting:
+                self.stale_bytes += stale
+                port.reset_input_buffer()
         except (OSError, termios.error) as exc:
             raise BusClosed(f"port {self._settings.port} failed: {exc}") from exc
         return self._transport
@@ -305,7 +307,14 @@ class RtuTransport(asyncio.Protocol):
     def _decode_by_length(self) -> None:
         # A reply comes in pieces (a UART's FIFO, a USB packet); until the frame is as long as its
         # header says, pymodbus would only find it not ready, so it is not asked on every piece.
-        if len(self._buf) < self._frame_size:
+        buf = self._buf
+        size = self._frame_size = self._frame_size or self._begun_frame_size()
+        if len(buf) < size:
+            return
+        if size and crc_holds(buf[:size]):
+            # What pymodbus's decode finds in a frame at the start of the buffer, with a faster CRC;
+            # anything else (garbage first, a bad CRC) it judges as before.
+            self._accept(buf[0], bytes(buf[1 : size - 2]))
             return
         try:
             used, unit, _, pdu = self._framer.decode(bytes(self._buf))
@@ -367,7 +376,7 @@ class RtuTransport(asyncio.Protocol):
     def _decode_by_silence(self) -> None:
         self._silence_timer = None
         frame = bytes(self._buf)
-        if len(frame) < FramerRTU.MIN_SIZE or not FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
+        if not crc_holds(frame):
             self._settle(CorruptReply(f"CRC error or garbage: {frame.hex()}"))
             return
         self._accept(frame[0], frame[1:-2])

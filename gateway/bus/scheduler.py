@@ -330,7 +330,7 @@ class Bus:
     def _pop(self) -> _Request:
         """The next request by priority, unless discovery or a waiting poll is owed its turn
         (DISCOVERY_SHARE, POLL_SHARE)."""
-        priority = next(priority for priority in Priority if self._queues[priority])
+        priority = next(priority for priority in _PRIORITIES if self._queues[priority])
         if priority is not Priority.WRITE and self._queues[Priority.DISCOVERY] and self._discovery_owes <= 0:
             priority = Priority.DISCOVERY
         elif (
@@ -401,6 +401,9 @@ class Bus:
         for request in queued:
             if request.start():
                 request.settle(BusClosed(reason))
+
+
+_PRIORITIES = tuple(Priority)  # highest first (iterating the enum itself costs more, every transaction)
 
 
 def _waker(wake: asyncio.Event) -> Callable[[BusClosed], None]:

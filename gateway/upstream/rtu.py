@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
-from gateway.modbus import BROADCAST, MAX_FRAME, WRITE_FUNCTIONS, rtu_silence
+from gateway.modbus import BROADCAST, MAX_FRAME, WRITE_FUNCTIONS, crc_holds, rtu_silence
 from gateway.modbus_requests import ModbusRequests, RequestCounts
 from gateway.serialport import PortSettings, SerialProtocol
-
-MIN_FRAME = 4  # unit, function code, CRC
 
 
 @dataclass(slots=True)
@@ -98,7 +96,7 @@ class RtuSlave(SerialProtocol):
         self._buffer.clear()
         if not frame:
             return
-        if len(frame) < MIN_FRAME or not FramerRTU.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
+        if not crc_holds(frame):
             self.counts.bad_frames += 1
             return
         self._take(frame[0], frame[1:-2])
