@@ -80,3 +80,22 @@ async def test_a_subscriber_that_shows_some_values_gets_their_changes_only() -> 
     await asyncio.sleep(0)
     assert [everything.get_nowait(), everything.get_nowait()] == changes
     assert values.get_nowait() == changes[1] and not _has_events(values)
+
+
+async def test_a_publisher_learns_which_values_some_subscriber_would_take() -> None:
+    """What `watched` says a publisher may leave unmade is exactly what `publish` would drop."""
+    hub = EventHub(asyncio.get_running_loop())
+    alarms_only = hub.subscribe(NodeOnline)
+    assert (1, CURRENT_1.register) not in hub.watched(ValueChanged)  # nobody takes values
+    first: set[tuple[int, int]] = set()
+    hub.subscribe(ValueChanged).show_only(first)
+    assert (1, CURRENT_1.register) not in hub.watched(ValueChanged)  # one shows none yet
+    first.add((1, CURRENT_1.register))
+    second = {(2, CURRENT_2.register)}
+    hub.subscribe(ValueChanged).show_only(second)
+    watched = hub.watched(ValueChanged)
+    assert (1, CURRENT_1.register) in watched and (2, CURRENT_2.register) in watched
+    assert (1, CURRENT_2.register) not in watched and (2, CURRENT_1.register) not in watched
+    hub.subscribe()  # one that takes every event: every value is watched
+    assert (3, CURRENT_2.register) in hub.watched(ValueChanged)
+    alarms_only.close()
