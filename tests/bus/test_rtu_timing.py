@@ -15,7 +15,7 @@ import pytest
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
-from gateway.bus import Bus, CorruptReply, LineSettings, NoResponse, Priority
+from gateway.bus import Bus, CorruptReply, ExceptionReply, LineSettings, NoResponse, Priority
 
 from .conftest import serve_on_a_thread
 
@@ -96,3 +96,30 @@ async def test_after_a_reply_to_another_request_the_line_settles_before_the_next
         answer(meter, 2, bytes.fromhex("03020003"))
         assert await third == bytes.fromhex("03020003")
         assert bus.stats.stale_bytes == len(frame(2, bytes.fromhex("03020002")))
+
+
+async def test_a_reply_whose_rest_comes_later_than_its_wire_time_is_still_taken() -> None:
+    # A USB adapter holds bytes back (its latency timer): the rest of the frame is not there when
+    # its wire time is up, and is read when it comes.
+    with meter_and_bus(timeout=1.0) as (meter, _, bus):
+        reply = asyncio.wrap_future(bus.submit(1, bytes.fromhex("0300000040"), Priority.POLL))  # 64 registers
+        hear(meter, frame(1, bytes.fromhex("0300000040")))
+        whole = frame(1, bytes([0x03, 128, *range(128)]))
+        time.sleep(TURNAROUND)
+        os.write(meter, whole[:20])
+        time.sleep(0.1)  # the rest takes some 40 ms on the wire at 19200 baud
+        os.write(meter, whole[20:100])
+        time.sleep(0.05)
+        os.write(meter, whole[100:])
+        assert await reply == bytes([0x03, 128, *range(128)])
+        assert bus.stats.replies == 1 and bus.stats.stale_bytes == 0
+
+
+async def test_an_exception_reply_is_taken_at_once_though_a_long_reply_was_expected() -> None:
+    # Waited for as long as the 255 bytes asked for, it would be no reply (an incomplete frame).
+    with meter_and_bus(timeout=0.05) as (meter, _, bus):
+        reply = asyncio.wrap_future(bus.submit(1, bytes.fromhex("030000007d"), Priority.POLL))  # 125 registers
+        hear(meter, frame(1, bytes.fromhex("030000007d")))
+        answer(meter, 1, bytes.fromhex("8302"))
+        with pytest.raises(ExceptionReply):
+            await reply
