@@ -235,10 +235,13 @@ async def test_a_vanished_node_shows_fault_and_comm_failure_then_recovers(bacnet
     node = client.node(2)
     await client.subscribe(node, "analog-input,1347", confirmed=True, lifetime=120)
     await client.notification_where(lambda values: values["status-flags"] == NORMAL)
+    assert await client.read(node, "analog-input,1347", "present-value") == 10.0  # its encoding kept
     line.vanish(2)
     lost = await client.notification_where(lambda values: values["status-flags"] == FAULT, timeout=20)
     assert lost["status-flags"] == FAULT
     assert str(await client.read(node, "analog-input,1347", "reliability")) == "communication-failure"
+    assert await client.read(node, "analog-input,1347", "status-flags") == FAULT  # the value's is kept
+    assert await client.read(node, "analog-input,1347", "present-value") == 10.0
     assert await client.read(node, "analog-input,1347", "out-of-service") == 0
     assert str(await client.read(node, "device,50002", "system-status")) == "non-operational"
     line.restore(2)
