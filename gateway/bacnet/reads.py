@@ -146,8 +146,8 @@ class KeptEncodings:
     """The encodings of Present_Value and COV_Increment of analog meter objects, kept over the
     whole gateway for the `capacity` objects read most recently (the least recently read dropped
     first). An object's is one bytes object under one number (`key`): the values they encode
-    (`_ENCODED_FROM`), the length of the first encoding, then both (some 200 bytes an object in
-    all, where a tuple of values and the two encodings took 360)."""
+    (`_ENCODED_FROM`), the length of the first encoding, then both: 177 bytes an object with its
+    share of the table, where a record of what it showed and two encodings under a pair took 364."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
