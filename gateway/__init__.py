@@ -25,3 +25,5 @@ constants), gateway.config (TOML -> typed settings), gateway.errors, gateway.log
 counts of what peers can cause as often as they like), gateway.ratelimit (token buckets by
 source), gateway.state_saves (saves that many writes share), gateway.threads, gateway.systemd.
 """
+
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,45 @@ def test_run_serves_until_sigterm_and_stops_cleanly(make_line, tmp_path: Path) -
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_serving_gateway_imports_no_server_or_client_of_its_libraries(make_line, tmp_path: Path) -> None:
+    """Every face on, /metrics scraped: prometheus_client's own HTTP server, WSGI app and push
+    client (gateway.unused) and the package metadata reader (the version is the package's) are
+    never imported, nor what they bring (http.client, email): some 3 MB resident."""
+    line = make_line(1)
+    web_port = free_port()
+    config = config_file(
+        line,
+        tmp_path,
+        serial={"scan": "1-4"},
+        bacnet={"enabled": True, "address": "127.0.0.1/8", "port": free_port(socket.SOCK_DGRAM)},
+        snmp={"enabled": True, "address": "127.0.0.1", "port": free_port(socket.SOCK_DGRAM)},
+        modbus_tcp={"enabled": True, "address": "127.0.0.1", "port": free_port()},
+        web={"enabled": True, "address": "127.0.0.1", "port": web_port},
+        log={"format": "json"},
+    )
+    command = [sys.executable, "-X", "importtime", "-m", "gateway", "run", "--config", str(config)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = _wait_for_line(process, '"web listening"')
+        if not any('"nodes ready"' in line for line in seen):
+            seen += _wait_for_line(process, '"nodes ready"')
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://127.0.0.1:{web_port}/metrics", context=context, timeout=30) as reply:
+            assert reply.status == 200 and b"bcpm_node_online" in reply.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stderr is not None
+        seen += process.stderr.readlines()
+    finally:
+        process.kill()
+        process.wait()
+    imported = {line.rsplit("|", 1)[1].strip() for line in seen if line.startswith("import time:")}
+    assert "prometheus_client" in imported and "bacpypes3" in imported
+    unused = {"http.server", "urllib.request", "wsgiref.simple_server", "http.client", "email", "importlib.metadata"}
+    assert not imported & unused
 
 
 def test_check_config_warns_when_communities_are_readable_by_others(tmp_path: Path) -> None:

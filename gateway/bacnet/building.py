@@ -20,10 +20,10 @@ one object pool; every device is added to the identities (`identities.py`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
 
 from bacpypes3.local.networkport import NetworkPortObject
 
+from gateway import __version__
 from gateway.bacnet.applications import (
     DeviceApplication,
     NodeApplication,
@@ -50,13 +50,6 @@ __all__ = ["DeviceBuilder", "system_status"]
 ROUTER_MAC = 0  # node MACs are Modbus addresses, 1-247
 
 
-def _version() -> str:
-    try:
-        return metadata.version("bcpm-gateway")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        return "unknown"
-
-
 class DeviceBuilder:
     """Makes the router's and the nodes' applications on one virtual network. Build it inside the running loop."""
 
@@ -77,7 +70,7 @@ class DeviceBuilder:
         self._vendor = {
             "vendorIdentifier": plan.router.vendor_id,
             "vendorName": plan.router.vendor_name,
-            "applicationSoftwareVersion": _version(),
+            "applicationSoftwareVersion": __version__,
             # what the smallest network of the router carries: no device answers in larger APDUs
             "maxApduLengthAccepted": max_apdu,
             "maxSegmentsAccepted": settings.max_segments,
@@ -98,7 +91,7 @@ class DeviceBuilder:
             "objectIdentifier": ("device", router.instance),
             "objectName": router.name,
             "modelName": "BCPM gateway (BACnet router)",
-            "firmwareRevision": _version(),
+            "firmwareRevision": __version__,
             "description": f"BACnet router to the meters on network {router.network}",
             "reliability": "no-fault-detected",  # configuration-error while the doctor finds a conflict
             "databaseRevision": self._identities.state.database_revision,

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from bacpypes3.apdu import AbortPDU, APCISequence, ConfirmedRequestPDU, ConfirmedServiceChoice
 from bacpypes3.apdu import decode_max_apdu_length_accepted as max_apdu_of
-from bacpypes3.basetypes import PropertyIdentifier
+from bacpypes3.basetypes import PropertyIdentifier, ReadAccessSpecification
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.limits import RequestLimits, Verdict
@@ -164,18 +164,21 @@ def _decoded(service: int, body: bytes) -> Plan | None:
         return (
             (_object(request.objectIdentifier), ((_property(request.propertyIdentifier), request.propertyArrayIndex),)),
         )
-    return tuple(
-        (
-            _object(spec.objectIdentifier),
-            tuple((_property(ref.propertyIdentifier), ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences),
+    lists: dict[Properties, Properties] = {}  # one of each list of properties the request names
+
+    def named(spec: ReadAccessSpecification) -> Properties:
+        properties = tuple(
+            (_property(ref.propertyIdentifier), ref.propertyArrayIndex) for ref in spec.listOfPropertyReferences
         )
-        for spec in request.listOfReadAccessSpecs
-    )
+        return lists.setdefault(properties, properties)
+
+    return tuple((_object(spec.objectIdentifier), named(spec)) for spec in request.listOfReadAccessSpecs)
 
 
 # A plan is kept while its request is polled: it holds plain numbers where it can (equal to, and
-# hashed as, bacpypes3's identifiers; a tenth of their size) and the served properties' own
-# identifiers, rather than the objects bacpypes3 decoded.
+# hashed as, bacpypes3's identifiers; a tenth of their size), the served properties' own
+# identifiers rather than the objects bacpypes3 decoded, and each list of properties once (an RPM
+# names the same few for every object).
 _SERVED = {prop: prop for prop in SERVED}
 
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from bacpypes3.apdu import (
@@ -138,34 +138,38 @@ def _constant(object_type: str, prop: PropertyIdentifier, value: Any) -> bytes:
     return _encoded(object_type, prop, value)
 
 
-@dataclass(frozen=True, slots=True)
-class _Shown:
-    """What a meter object shows that changes, and the encodings that vary per object."""
-
-    state: tuple[float, str, str, float]  # Present_Value, Reliability, Event_State, COV_Increment
-    present_value: bytes
-    cov_increment: bytes
+#: What an analog meter object's kept encodings were made from: Present_Value and COV_Increment.
+_ENCODED_FROM = struct.Struct("<dd")
 
 
 class KeptEncodings:
-    """The encodings of what analog meter objects show, kept over the whole gateway for the
-    `capacity` objects read most recently (the least recently read dropped first)."""
+    """The encodings of Present_Value and COV_Increment of analog meter objects, kept over the
+    whole gateway for the `capacity` objects read most recently (the least recently read dropped
+    first). An object's is one bytes object under one number (`key`): the values they encode
+    (`_ENCODED_FROM`), the length of the first encoding, then both: 177 bytes an object with its
+    share of the table, where a record of what it showed and two encodings under a pair took 364."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._kept: OrderedDict[tuple[int, ObjectIdentifier], _Shown] = OrderedDict()  # by (node, object)
+        self._kept: OrderedDict[int, bytes] = OrderedDict()
+
+    @staticmethod
+    def key(node: int, objid: tuple[Any, int]) -> int:
+        """The number an object of a node is kept under: the node, then BACnet's object identifier."""
+        object_type, instance = objid
+        return node << 32 | int(object_type) << 22 | instance
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def get(self, key: tuple[int, ObjectIdentifier]) -> _Shown | None:
-        shown = self._kept.get(key)
-        if shown is not None:
+    def get(self, key: int) -> bytes | None:
+        kept = self._kept.get(key)
+        if kept is not None:
             self._kept.move_to_end(key)
-        return shown
+        return kept
 
-    def put(self, key: tuple[int, ObjectIdentifier], shown: _Shown) -> None:
-        self._kept[key] = shown
+    def put(self, key: int, kept: bytes) -> None:
+        self._kept[key] = kept
         self._kept.move_to_end(key)
         if len(self._kept) > self.capacity:
             self._kept.popitem(last=False)
@@ -173,8 +177,8 @@ class KeptEncodings:
 
 class MeterEncodings:
     """The `SERVED` properties of one node's meter objects: what varies per analog object
-    encoded once per change of what it shows (Present_Value, Reliability, Event_State,
-    COV_Increment) and kept in `kept`, the encodings common to many objects shared."""
+    (Present_Value, COV_Increment) encoded once per change and kept in `kept`, the encodings
+    common to many objects (Reliability, Event_State, Status_Flags among them) shared."""
 
     def __init__(
         self,
@@ -208,31 +212,30 @@ class MeterEncodings:
             return _constant(kind, prop, False)
         if kind == RESET:
             return _reset_value(prop, reset_reliability(self._node.health.online))
-        shown = self._current(objid, spec)
+        value, reliability, event = PointBinding(self._nodes, self._node, spec, self._cov_increments).state()
         if prop == PropertyIdentifier.presentValue:
-            return shown.present_value
+            return self._varying(objid, spec, value)[0]
         if prop == PropertyIdentifier.covIncrement:
-            return shown.cov_increment
-        _, reliability, event, _ = shown.state
+            return self._varying(objid, spec, value)[1]
         if prop == PropertyIdentifier.reliability:
             return _constant(kind, prop, reliability)
         if prop == PropertyIdentifier.eventState:
             return _constant(kind, prop, event)
         return _status_flags(kind, reliability, event)
 
-    def _current(self, objid: ObjectIdentifier, spec: ObjectSpec) -> _Shown:
-        value, reliability, event = PointBinding(self._nodes, self._node, spec, self._cov_increments).state()
-        state = (value, reliability, event, self._cov_increments.get(spec.point.register, spec.cov_increment))
-        key = (self._node.address, objid)
-        shown = self._kept.get(key)
-        if shown is None or shown.state != state:
-            shown = _Shown(
-                state,
-                _encoded(spec.object_type, PropertyIdentifier.presentValue, value),
-                _encoded(spec.object_type, PropertyIdentifier.covIncrement, state[3]),
-            )
-            self._kept.put(key, shown)
-        return shown
+    def _varying(self, objid: ObjectIdentifier, spec: ObjectSpec, value: float) -> tuple[bytes, bytes]:
+        """The encodings of Present_Value and COV_Increment of an analog object showing `value`."""
+        increment = self._cov_increments.get(spec.point.register, spec.cov_increment)
+        encoded_from = _ENCODED_FROM.pack(value, increment)
+        key = KeptEncodings.key(self._node.address, objid)
+        kept = self._kept.get(key)
+        if kept is None or not kept.startswith(encoded_from):
+            present_value = _encoded(spec.object_type, PropertyIdentifier.presentValue, value)
+            cov_increment = _encoded(spec.object_type, PropertyIdentifier.covIncrement, increment)
+            kept = b"".join((encoded_from, bytes((len(present_value),)), present_value, cov_increment))
+            self._kept.put(key, kept)
+        split = _ENCODED_FROM.size + 1 + kept[_ENCODED_FROM.size]
+        return kept[_ENCODED_FROM.size + 1 : split], kept[split:]
 
 
 def _reset_value(prop: PropertyIdentifier, reliability: str) -> bytes:

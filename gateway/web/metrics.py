@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from prometheus_client import generate_latest, registry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from gateway.heap import return_free_heap
 from gateway.nodes.cache import Quality
 from gateway.pointmap import Point
+from gateway.unused import SERVERS_AND_CLIENTS, kept_out
 from gateway.web.server import ServerStats
 from gateway.web.source import Source, served
+
+with kept_out(*SERVERS_AND_CLIENTS):  # prometheus_client's own servers and clients: never used here
+    from prometheus_client import generate_latest, registry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP = 16 + zlib.MAX_WBITS  # zlib's window bits for a gzip member

@@ -230,15 +230,19 @@ async def test_indefinite_cov_subscriptions_have_a_cap_of_their_own(
 
 
 async def test_a_vanished_node_shows_fault_and_comm_failure_then_recovers(bacnet_gateway, client) -> None:
-    _, line = bacnet_gateway
+    gateway, line = bacnet_gateway
     line.panel(2).set_current(12, 10.0)  # an idle channel (0 A) is in the meter's low alarm
     node = client.node(2)
     await client.subscribe(node, "analog-input,1347", confirmed=True, lifetime=120)
     await client.notification_where(lambda values: values["status-flags"] == NORMAL)
+    await eventually(lambda: gateway.nodes.nodes[2].cache.reading(CURRENT_12).value == 10.0, 20, "the current polled")
+    assert await client.read(node, "analog-input,1347", "present-value") == 10.0  # its encoding kept
     line.vanish(2)
     lost = await client.notification_where(lambda values: values["status-flags"] == FAULT, timeout=20)
     assert lost["status-flags"] == FAULT
     assert str(await client.read(node, "analog-input,1347", "reliability")) == "communication-failure"
+    assert await client.read(node, "analog-input,1347", "status-flags") == FAULT  # the value's is kept
+    assert await client.read(node, "analog-input,1347", "present-value") == 10.0
     assert await client.read(node, "analog-input,1347", "out-of-service") == 0
     assert str(await client.read(node, "device,50002", "system-status")) == "non-operational"
     line.restore(2)

@@ -5,6 +5,8 @@ keep no reading object (gateway/bacnet/reads.py)."""
 
 from __future__ import annotations
 
+import sys
+
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.objects import object_specs
@@ -60,14 +62,14 @@ async def test_reading_more_objects_than_the_bound_keeps_the_bound(
             await client.read(client.node(address), objid, "present-value")
             assert len(kept) <= CAPACITY
     assert len(kept) == CAPACITY and network.fast_path.answered["fast"] == fast + 2 * len(CURRENTS)
-    assert list(kept._kept) == [(2, ObjectIdentifier(objid)) for objid in CURRENTS[-CAPACITY:]]
+    assert list(kept._kept) == [KeptEncodings.key(2, ObjectIdentifier(objid)) for objid in CURRENTS[-CAPACITY:]]
 
     line.panel(1).set_current(1, 42.0)  # channel 1's encodings were dropped: encoded again, fresh
     await eventually(
         lambda: gateway.nodes.nodes[1].cache.reading(_current(1)).value == 42.0, 20, "the new current polled"
     )
     assert await client.read(client.node(1), CURRENTS[0], "present-value") == 42.0
-    assert len(kept) == CAPACITY and next(reversed(kept._kept)) == (1, ObjectIdentifier(CURRENTS[0]))
+    assert len(kept) == CAPACITY and next(reversed(kept._kept)) == KeptEncodings.key(1, ObjectIdentifier(CURRENTS[0]))
     assert len(network.pool) == 0
 
 
@@ -93,7 +95,10 @@ async def test_a_sweep_of_every_object_keeps_the_bound_builds_nothing_and_makes_
             assert len(answer) == len(request)  # two properties of each object
             requests += 1
     assert network.fast_path.answered["fast"] == fast + requests  # the resets' MSVs too
-    assert len(_kept(network)) == bound
+    kept = _kept(network)
+    assert len(kept) == bound
+    # each object's under one number, in one bytes object: its values and its two encodings
+    assert sum(sys.getsizeof(key) + sys.getsizeof(value) for key, value in kept._kept.items()) <= 100 * bound
     assert len(network.pool) == 0
     assert _made_readings(gateway, 1) == _made_readings(gateway, 2) == 0
 
