@@ -106,11 +106,14 @@ def gateway(
 def product_python() -> Path:
     """The interpreter of a virtualenv with the gateway's own dependencies only, made on first use."""
     python = PRODUCT_VENV / "bin" / "python"
-    installed = PRODUCT_VENV / "installed"  # written once pip has succeeded: a failed install is made again
-    if not installed.exists():
+    # What pip installed from, written once it has succeeded: a failed install, or one of other
+    # dependencies than the project's now, is made again.
+    installed = PRODUCT_VENV / "installed"
+    wanted = (ROOT / "pyproject.toml").read_text()
+    if not installed.exists() or installed.read_text() != wanted:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(PRODUCT_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT)], check=True)
-        installed.touch()
+        installed.write_text(wanted)
     return python
 
 
