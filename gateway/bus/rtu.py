@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import select
 import termios
 import time
 from collections.abc import Callable
@@ -342,7 +341,9 @@ class RtuTransport(asyncio.Protocol):
         while (missing := self._missing()) > 0:
             time.sleep(self._settings.wire_time(missing))
             try:
-                data = os.read(fd, MAX_READ) if select.select([fd], [], [], 0)[0] else b""
+                data = os.read(fd, MAX_READ)  # pyserial opens the port non-blocking
+            except BlockingIOError:
+                return  # not here yet: it comes through the loop
             except OSError:
                 return  # the serial transport finds the failure on its next read
             if not data:
