@@ -543,18 +543,13 @@ def _word(raw: _Raw, slots: dict[int, int], register: int) -> tuple[int, float] 
 def _block(raw: _Raw, slots: dict[int, int], registers: range) -> tuple[list[int], float] | None:
     """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
     words, times = raw
-    found = []
-    oldest = math.inf
-    for register in registers:  # one or two, mostly: a loop costs less than building lists
-        at = slots.get(register)
-        if at is None:
-            return None
-        read_at = times[at]
-        if read_at != read_at:  # NaN: never read
-            return None
-        found.append(words[at])
-        oldest = min(oldest, read_at)
-    return found, oldest
+    places = [slots.get(r) for r in registers]
+    if None in places:
+        return None
+    read = [times[at] for at in places]  # type: ignore[index]
+    if any(t != t for t in read):  # NaN: never read
+        return None
+    return [words[at] for at in places], min(read)  # type: ignore[index]
 
 
 def _scale_of(point: Point, raw: _Raw, slots: dict[int, int]) -> int | None:
