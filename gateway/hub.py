@@ -133,7 +133,7 @@ class EventHub:
         takes. Nothing when no subscriber takes the kind; everything when one takes all of them."""
         shown = [s.values for s in tuple(self._subscriptions) if s._taken({kind})]
         if None in shown:
-            return EVERYTHING
+            return _EVERYTHING
         shown = [values for values in shown if values]  # a face that shows nothing yet is asked nothing
         if not shown:
             return frozenset()
@@ -179,8 +179,7 @@ class _Everything:
         return True
 
 
-EVERYTHING: Container[Any] = _Everything()
-"""A container that holds whatever is asked of it."""
+_EVERYTHING = _Everything()
 
 
 class _AnyOf:

@@ -13,11 +13,9 @@ import functools
 import math
 import operator
 from array import array
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
 
-from gateway.hub import EVERYTHING
 from gateway.nodes.plan import PollPlan
 from gateway.pointmap import Encoding, Point, PointMap, signed
 
@@ -56,18 +54,8 @@ class _Shape:
     # The points it covers, in register order: each with its place in the readings, the offsets in
     # the read of the words its reading is made of (its scale register's too), and the offset of its
     # words when all of them are in the read.
-    covered: tuple[_Covered, ...]
-    # The places of the covered points whose words are all in the read, when they are consecutive
-    # (in register order, as places are): a read gives them all its time at once.
-    inside: slice | None
-    by_offset: dict[int, tuple[_Covered, ...]]  # the covered points a word of the read is used by
-    straddling: tuple[_Covered, ...]  # covered points with words outside the read too
-    # Points read elsewhere but scaled by a scale register the read covers, by that register's offset.
-    scaled: tuple[tuple[int, tuple[tuple[Point, int], ...]], ...]
-
-
-_Covered = tuple[Point, int, frozenset[int], int | None]
-_Raw: TypeAlias = "tuple[array[int], array[float]]"  # a node's raw registers and when each was read (NaN: never)
+    covered: tuple[tuple[Point, int, frozenset[int], int | None], ...]
+    scaled: tuple[tuple[Point, int], ...]  # read elsewhere, scaled by a scale register the read covers
 
 
 class NodeCache:
@@ -80,21 +68,14 @@ class NodeCache:
         self._model = model
         self._points = pointmap.for_model(model)
         self._places = _places(self._points)  # point register -> its place in the readings' arrays
+        self._readings = _Readings.unread(len(self._points))
         self.readings: Mapping[int, Reading] = _ReadingsView(self, self._places)
         # Raw registers and the wall-clock time each was read (NaN: never), in two arrays in the
         # plan's register order (2 + 8 bytes a register, where objects would take ~130).
         self._slots = _slots(plan)  # register -> its place in the arrays
         count = len(self._slots)
-        self._raw: _Raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
-        self._readings = _Readings.unread(self._points, self._slots, self._raw)
+        self._raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
         self._shapes = _shapes(self._points, plan)
-        self._scales = _scale_slots(self._points, plan)  # the plan's scale registers, by place
-        self._scaled = False  # whether every scale register has been read: then decoding can wait
-
-    @property
-    def points(self) -> tuple[Point, ...]:
-        """The model's points, by their place in the readings."""
-        return self._points
 
     def tracks(self, register: int) -> bool:
         """Whether the poll plan reads this register."""
@@ -102,11 +83,23 @@ class NodeCache:
 
     def word(self, register: int) -> tuple[int, float] | None:
         """A raw register and when it was read, if the plan reads it and it has been read."""
-        return _word(self._raw, self._slots, register)  # one reference: a store swaps in a new pair
+        words, times = self._raw  # one reference: a store on the bus thread swaps in a new pair
+        at = self._slots.get(register)
+        if at is None or times[at] != times[at]:  # not read by the plan, or not yet (NaN)
+            return None
+        return words[at], times[at]
 
     def block(self, registers: range) -> tuple[list[int], float] | None:
         """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
-        return _block(self._raw, self._slots, registers)
+        words, times = self._raw  # one reference: a store on the bus thread swaps in a new pair
+        slots = self._slots
+        places = [slots.get(r) for r in registers]
+        if None in places:
+            return None
+        read = [times[at] for at in places]  # type: ignore[index]
+        if any(t != t for t in read):  # NaN: never read
+            return None
+        return [words[at] for at in places], min(read)  # type: ignore[index]
 
     def reading(self, point: Point) -> Reading:
         at = self._places.get(point.register)
@@ -124,22 +117,26 @@ class NodeCache:
         """A point's value and quality now, by register, making no Reading (nor keeping one): for
         faces that read every point of every node (an SNMP walk, a /metrics scrape), where a kept
         Reading a point would stay behind, some 0.2 MB a node."""
-        value, kind = self._readings.resolved(self._places[register])
-        return value, _QUALITIES[kind & 3]
+        readings = self._readings  # one reference: a store on the bus thread swaps in new ones
+        at = self._places[register]
+        return readings.value(at), _QUALITIES[readings.kinds[at] & 3]
 
     def scale_of(self, point: Point) -> int | None:
         """The power-of-ten exponent that applies to a point now: None while its scale register
         is unread, or holds what no meter would (beyond 10^±MAX_EXPONENT: a garbled reply)."""
-        return _scale_of(point, self._raw, self._slots)
+        if point.exponent is not None:
+            return point.exponent
+        if point.scale_register is None:
+            return 0
+        found = self.word(point.scale_register)
+        exponent = signed(found[0]) if found else None
+        return exponent if exponent is not None and abs(exponent) <= MAX_EXPONENT else None
 
-    def store(self, start: int, words: Sequence[int], timestamp: float, keen: Container[int] = EVERYTHING) -> Changes:
-        """Keep registers the meter returned; return the points among `keen` (registers) whose
-        reading changed.
+    def store(self, start: int, words: Sequence[int], timestamp: float) -> Changes:
+        """Keep registers the meter returned; return the points whose reading changed.
 
-        Only what the read changed is looked at: a point whose registers (and scale register) hold
-        the words they held keeps its reading and gets the read's time. Of the others, only the
-        keen are decoded now, to tell whether they changed; the rest are decoded when a face asks
-        (most values a poll read changes, nobody looks at before the next read changes them again).
+        Only what the read changed is decoded: a point whose registers (and scale register) hold
+        the words they held, with a reading of them, keeps its reading and gets the read's time.
         """
         count = len(words)
         shape = self._shape(start, count)
@@ -149,89 +146,42 @@ class NodeCache:
         stored = array("H", before[0]), array("d", before[1])
         if shape.first is not None:  # the read's registers are consecutive in the arrays (a plan read)
             first = shape.first
-            old, read_before = before[0][first : first + count], before[1][first : first + count]
+            old = before[0][first : first + count]
             stored[0][first : first + count] = array("H", words)
             stored[1][first : first + count] = array("d", (timestamp,)) * count
         else:
-            old, read_before = array("H", bytes(2 * count)), array("d", bytes(8 * count))
+            old = array("H", bytes(2 * count))
             for index, (slot, word) in enumerate(zip(shape.slots, words)):
                 if slot is not None:
-                    old[index], read_before[index] = before[0][slot], before[1][slot]
+                    old[index] = before[0][slot]
                     stored[0][slot] = word
                     stored[1][slot] = timestamp
         self._raw = stored
-        # Decoding can wait once every scale register has been read (a point can then always be decoded).
-        self._scaled = self._scaled or all(stored[1][at] == stored[1][at] for at in self._scales)
-        lazy = self._scaled and keen is not EVERYTHING
+        differ = {index for index, (was, word) in enumerate(zip(old, words)) if was != word}
         readings = self._readings
-        renewed = readings.copy(stored)
+        renewed = readings.copy()
         kinds, times, made = renewed.kinds, renewed.times, renewed.made
         changes: list[int] = []
-        if (inside := shape.inside) is not None:
-            # Every point all of whose words the read holds was read now, whether or not it changed.
-            span = inside.stop - inside.start
-            times[inside] = array("d", (timestamp,)) * span
-            made[inside] = [None] * span
-        if lazy and inside is not None:
-            # They are all left to be decoded when asked for, but the keen, decoded now to tell whether
-            # they changed; a point the read shares with another read is looked at on its own.
-            kinds[inside] = _UNDECODED_KIND * span
-            for point, at, _, offset in shape.covered:
-                if point.register in keen:
-                    found = None if offset is None else (words[offset : offset + point.count], timestamp)
-                    self._renew(readings, renewed, point, at, changes, found)
-                elif offset is None and (found := _block(stored, self._slots, point.registers)) is not None:
-                    renewed.undecoded(at, found[1])
-        else:
-            self._look_at_changed(shape, words, timestamp, old, read_before, readings, renewed, changes)
-        for offset, scaled in shape.scaled:
-            # A point read elsewhere changes only if its scale register, read here, did.
-            if old[offset] != words[offset] or read_before[offset] != read_before[offset]:  # NaN: first read
-                for point, at in scaled:
-                    if lazy and point.register not in keen:
-                        if (found := _block(stored, self._slots, point.registers)) is not None:
-                            renewed.undecoded(at, found[1])
-                    else:
-                        self._renew(readings, renewed, point, at, changes)
-        self._readings = renewed
-        if keen is not EVERYTHING:  # decoded before the scale registers were read, yet not asked for
-            changes = [at for at in changes if self._points[at].register in keen]
-        return Changes(self._points, readings, renewed, changes)
-
-    def _look_at_changed(
-        self,
-        shape: _Shape,
-        words: Sequence[int],
-        timestamp: float,
-        old: array[int],
-        read_before: array[float],
-        readings: _Readings,
-        renewed: _Readings,
-        changes: list[int],
-    ) -> None:
-        """Decode into `renewed` each point the read covers whose words (or scale) changed, or
-        whose reading was stale or unread; the others keep their reading, with the read's time."""
-        differ = {index for index, (was, word) in enumerate(zip(old, words)) if was != word}
-        if (total := sum(read_before)) != total:  # NaN: words read for the first time are new too
-            differ.update(index for index, read_at in enumerate(read_before) if read_at != read_at)
-        kinds, times, made = renewed.kinds, renewed.times, renewed.made
-        inside = shape.inside
-        # Only the points the read may have changed are looked at, unless some reading is not fresh.
-        if inside is None or _UNSETTLED in kinds[inside].translate(_SETTLED):
-            candidates: Iterable[_Covered] = shape.covered
-        else:
-            touched = {entry for index in differ for entry in shape.by_offset.get(index, ())}
-            candidates = sorted(touched.union(shape.straddling), key=_BY_PLACE)
-        for point, at, looked_at, offset in candidates:
+        for point, at, looked_at, offset in shape.covered:
             if kinds[at] & 3 <= _LAST_FRESH and differ.isdisjoint(looked_at):
                 # Its words and scale as they were, its reading made of them: only its time is new.
                 read_at = timestamp if offset is not None else self._oldest(point)
                 if times[at] != read_at:
                     times[at] = read_at
                     made[at] = None
-            else:
-                found = None if offset is None else (words[offset : offset + point.count], timestamp)
-                self._renew(readings, renewed, point, at, changes, found)
+            elif offset is not None:
+                self._renew(readings, renewed, point, at, words[offset : offset + point.count], timestamp, changes)
+            elif (found := self.block(point.registers)) is not None:  # a point this read shares with another
+                self._renew(readings, renewed, point, at, *found, changes)
+        slots = self._slots
+        for point, at in shape.scaled:
+            # A point read elsewhere changes only if its scale register, read here, changed.
+            if _word(before, slots, point.scale_register) != _word(stored, slots, point.scale_register):
+                found = self.block(point.registers)
+                if found is not None:
+                    self._renew(readings, renewed, point, at, *found, changes)
+        self._readings = renewed
+        return Changes(self._points, readings, renewed, changes)
 
     def _renew(
         self,
@@ -239,24 +189,30 @@ class NodeCache:
         renewed: _Readings,
         point: Point,
         at: int,
+        words: Sequence[int],
+        read_at: float,
         changes: list[int],
-        found: tuple[Sequence[int], float] | None = None,
     ) -> None:
-        """Decode a point's words (`found` with their time, or looked up) into `renewed`; its place
-        goes in `changes` when its value or quality is unlike in `readings`."""
-        decoded = _decoded(point, renewed.raw, self._slots, found)
-        if decoded is None:  # a register or the scale register unread: wait for it
-            renewed.times[at], renewed.made[at] = readings.times[at], readings.made[at]
-            return
-        value, kind, read_at = decoded
-        before, was = readings.resolved(at)
-        if kind == was and value == before:
+        """Decode a point's words into `renewed`; its place goes in `changes` when its value or
+        quality is unlike in `readings`."""
+        scale = self.scale_of(point)
+        if scale is not None:
+            value = point.decode(words, scale)
+            no_data = value is None and point.encoding is not Encoding.STRING
+            quality = _NO_DATA if no_data else _GOOD
+        elif point.scale_register is not None and self.word(point.scale_register) is None:
+            return  # an unread scale register: wait for it
+        else:
+            value, quality = None, _NO_DATA  # one that holds garbage: no usable value
+        kind = _FORMS[type(value)] << 2 | quality
+        was = readings.kinds[at]
+        if kind == was and value == readings.value(at):
             if renewed.times[at] != read_at:
                 renewed.times[at] = read_at
                 renewed.made[at] = None
             return
         renewed.set(at, value, kind, read_at)
-        if (was ^ kind) & 3 or value != before:  # not merely 5 where it was 5.0
+        if (was ^ kind) & 3 or value != readings.value(at):  # not merely 5 where it was 5.0
             changes.append(at)
 
     def _oldest(self, point: Point) -> float:
@@ -293,27 +249,14 @@ class NodeCache:
                 inside = start <= point.register and point.registers.stop <= registers.stop
                 return point.register - start if inside else None
 
-            entries = tuple(
-                (point, places[point.register], looked_at(point), offset(point))
-                for point in sorted(covered, key=_BY_REGISTER)
-            )
-            inside = [entry[1] for entry in entries if entry[3] is not None]
-            span = range(inside[0], inside[-1] + 1) if inside else range(0)
-            by_offset: dict[int, list[_Covered]] = {}
-            for entry in entries:
-                for index in entry[2]:
-                    by_offset.setdefault(index, []).append(entry)
-            by_scale: dict[int, list[tuple[Point, int]]] = {}
-            for point in sorted(scaled, key=_BY_REGISTER):
-                by_scale.setdefault(point.scale_register - start, []).append((point, places[point.register]))  # type: ignore[operator]
             shape = _Shape(
                 slots,
                 slots[0] if consecutive else None,
-                entries,
-                slice(span.start, span.stop) if inside and inside == list(span) else None,
-                {index: tuple(covering) for index, covering in by_offset.items()},
-                tuple(entry for entry in entries if entry[3] is None),
-                tuple((index, tuple(points)) for index, points in sorted(by_scale.items())),
+                tuple(
+                    (point, places[point.register], looked_at(point), offset(point))
+                    for point in sorted(covered, key=_BY_REGISTER)
+                ),
+                tuple((point, places[point.register]) for point in sorted(scaled, key=_BY_REGISTER)),
             )
             if len(self._shapes) < MAX_READ_SHAPES:
                 self._shapes[start, count] = shape
@@ -322,7 +265,7 @@ class NodeCache:
     def mark_stale(self) -> Changes:
         """The node went offline: every value it gave is now stale (kept, but flagged)."""
         readings = self._readings
-        renewed = readings.copy(self._raw)
+        renewed = readings.copy()
         kinds, made = renewed.kinds, renewed.made
         changes = [at for at, kind in enumerate(readings.kinds) if kind & 3 <= _LAST_FRESH]
         for at in changes:
@@ -362,28 +305,20 @@ class Changes:
 _QUALITIES = tuple(Quality)  # a reading's quality, by the low two bits of its kind
 _LAST_FRESH = _QUALITIES.index(Quality.NO_DATA)  # the kinds of fresh readings have low bits up to this
 _BY_REGISTER = operator.attrgetter("register")
-_BY_PLACE = operator.itemgetter(1)
 _FORMS = {type(None): 0, int: 1, float: 2, str: 3}  # a reading's value type, by the high bits of its kind
 _NONE, _INT, _FLOAT, _TEXT = _FORMS.values()
-_UNDECODED = 4  # the form of a reading whose value is decoded from the raw registers when asked for
 _GOOD, _NO_DATA, _STALE = (_QUALITIES.index(q) for q in (Quality.GOOD, Quality.NO_DATA, Quality.STALE))
-# Kinds mapped to whether the reading is fresh, for bytes.translate: any stale or unread among many.
-_UNSETTLED = 1
-_SETTLED = bytes(int(kind & 3 > _LAST_FRESH) for kind in range(256))
-_UNDECODED_KIND = bytes([_UNDECODED << 2 | _GOOD])  # a fresh reading to be decoded when asked for
 
 
 class _Readings:
     """A node's decoded readings, in its model's point order: the numbers in an array, each one's
     kind (quality and value type) in a byte, its time in an array, the few texts by place (25
     bytes a point with ``made``, where a Reading object, its value and a dictionary slot take
-    ~110). A reading whose kind says it is not decoded yet is decoded from ``raw``, the raw
-    registers as they were when these readings were swapped in, when first asked for. Never
-    changed once swapped in but for those decoded values, ``made``, the Reading objects faces
-    asked for (kept so that a face comparing by identity sees a new object only when the reading
-    changed, and so that a value read thousands of times a second is made once), and ``stamps``."""
+    ~110). Never changed once swapped in but for ``made``, the Reading objects faces asked for
+    (kept so that a face comparing by identity sees a new object only when the reading changed,
+    and so that a value read thousands of times a second is made once), and ``stamps``."""
 
-    __slots__ = ("kinds", "made", "numbers", "points", "raw", "slots", "stamps", "texts", "times")
+    __slots__ = ("kinds", "made", "numbers", "stamps", "texts", "times")
 
     def __init__(
         self,
@@ -392,19 +327,14 @@ class _Readings:
         times: array[float],
         texts: dict[int, str],
         made: list[Reading | None],
-        points: tuple[Point, ...],
-        slots: dict[int, int],
-        raw: _Raw,
     ) -> None:
         self.numbers, self.kinds, self.times, self.texts, self.made = numbers, kinds, times, texts, made
-        self.points, self.slots, self.raw = points, slots, raw  # what an undecoded reading is decoded from
         # The made readings' times, one float object per read as the readings of a read share it
         # (24 bytes a reading otherwise); a few dozen, as many as the reads of the node's plan.
         self.stamps: dict[float, float] = {}
 
     @classmethod
-    def unread(cls, points: tuple[Point, ...], slots: dict[int, int], raw: _Raw) -> _Readings:
-        count = len(points)
+    def unread(cls, count: int) -> _Readings:
         kind = _NONE << 2 | _QUALITIES.index(Quality.UNKNOWN)
         return cls(
             array("d", bytes(8 * count)),
@@ -412,9 +342,6 @@ class _Readings:
             array("d", [math.nan]) * count,
             {},
             [UNREAD] * count,
-            points,
-            slots,
-            raw,
         )
 
     def current(self, at: int) -> Reading:
@@ -425,47 +352,22 @@ class _Readings:
     def reading(self, at: int) -> Reading:
         timestamp = self.times[at]
         shared = None if timestamp != timestamp else self.stamps.setdefault(timestamp, timestamp)  # NaN: never read
-        value, kind = self.resolved(at)
-        return Reading(value, _QUALITIES[kind & 3], shared)
+        return Reading(self.value(at), _QUALITIES[self.kinds[at] & 3], shared)
 
-    def resolved(self, at: int) -> tuple[float | int | str | None, int]:
-        """The value at a place and its kind, decoded now if it was left undecoded."""
-        kind = self.kinds[at]
-        form = kind >> 2
+    def value(self, at: int) -> float | int | str | None:
+        form = self.kinds[at] >> 2
         if form == _FLOAT:
-            return self.numbers[at], kind
+            return self.numbers[at]
         if form == _INT:
-            return int(self.numbers[at]), kind
+            return int(self.numbers[at])
         if form == _TEXT:
-            return self.texts[at], kind
-        if form == _UNDECODED:
-            decoded = _decoded(self.points[at], self.raw, self.slots)
-            assert decoded is not None  # left undecoded only once it could be decoded
-            value, fresh, _ = decoded
-            kind = fresh if kind & 3 <= _LAST_FRESH else fresh & ~3 | kind & 3  # stale, it stays so
-            # Kept for the next reader: the value first, its kind last, as `copy` copies the kinds
-            # first; a copy made meanwhile has it undecoded still, never a kind without its value.
-            if kind >> 2 == _TEXT:
-                self.texts[at] = value  # type: ignore[assignment]
-            else:
-                self.numbers[at] = 0.0 if value is None else value  # type: ignore[assignment]
-            self.kinds[at] = kind
-            return value, kind
-        return None, kind
+            return self.texts[at]
+        return None
 
-    def copy(self, raw: _Raw) -> _Readings:
-        """The same readings in new arrays, of these raw registers, for a writer to change before
-        swapping them in."""
-        kinds = bytearray(self.kinds)  # before the values: see `resolved`
+    def copy(self) -> _Readings:
+        """The same readings in new arrays, for a writer to change before swapping them in."""
         return _Readings(
-            array("d", self.numbers),
-            kinds,
-            array("d", self.times),
-            dict(self.texts),
-            list(self.made),
-            self.points,
-            self.slots,
-            raw,
+            array("d", self.numbers), bytearray(self.kinds), array("d", self.times), dict(self.texts), list(self.made)
         )
 
     def set(self, at: int, value: float | int | str | None, kind: int, timestamp: float) -> None:
@@ -479,12 +381,6 @@ class _Readings:
         self.kinds[at] = kind
         self.times[at] = timestamp
         self.made[at] = None  # made when a face asks
-
-    def undecoded(self, at: int, timestamp: float) -> None:
-        """A fresh reading at a place, read at `timestamp`, to be decoded from ``raw`` when asked."""
-        self.kinds[at] = _UNDECODED_KIND[0]
-        self.times[at] = timestamp
-        self.made[at] = None
 
 
 class _ReadingsView(Mapping[int, Reading]):
@@ -524,62 +420,8 @@ def _slots(plan: PollPlan) -> dict[int, int]:
     return {register: at for at, register in enumerate(registers)}
 
 
-@functools.cache
-def _scale_slots(points: tuple[Point, ...], plan: PollPlan) -> tuple[int, ...]:
-    """The places in the raw arrays of the scale registers of a model's points that a plan reads."""
-    slots = _slots(plan)
-    return tuple(sorted({slots[point.scale_register] for point in points if point.scale_register in slots}))
-
-
-def _word(raw: _Raw, slots: dict[int, int], register: int) -> tuple[int, float] | None:
-    """A raw register and when it was read, if the plan reads it and it has been read."""
-    words, times = raw
-    at = slots.get(register)
-    if at is None or times[at] != times[at]:  # not read by the plan, or not yet (NaN)
+def _word(raw: tuple[array[int], array[float]], slots: dict[int, int], register: int | None) -> int | None:
+    at = None if register is None else slots.get(register)
+    if at is None or raw[1][at] != raw[1][at]:  # not read by the plan, or not yet (NaN)
         return None
-    return words[at], times[at]
-
-
-def _block(raw: _Raw, slots: dict[int, int], registers: range) -> tuple[list[int], float] | None:
-    """Raw registers and the time of the oldest, all from one read of each (None if any unread)."""
-    words, times = raw
-    places = [slots.get(r) for r in registers]
-    if None in places:
-        return None
-    read = [times[at] for at in places]  # type: ignore[index]
-    if any(t != t for t in read):  # NaN: never read
-        return None
-    return [words[at] for at in places], min(read)  # type: ignore[index]
-
-
-def _scale_of(point: Point, raw: _Raw, slots: dict[int, int]) -> int | None:
-    """The power-of-ten exponent of a point in these raw registers: None while its scale register
-    is unread, or holds what no meter would (beyond 10^±MAX_EXPONENT: a garbled reply)."""
-    if point.exponent is not None:
-        return point.exponent
-    if point.scale_register is None:
-        return 0
-    found = _word(raw, slots, point.scale_register)
-    exponent = signed(found[0]) if found else None
-    return exponent if exponent is not None and abs(exponent) <= MAX_EXPONENT else None
-
-
-def _decoded(
-    point: Point, raw: _Raw, slots: dict[int, int], found: tuple[Sequence[int], float] | None = None
-) -> tuple[float | int | str | None, int, float] | None:
-    """A point's value in these raw registers (its words and their time in `found`, if known), its
-    kind (as in ``_Readings.kinds``, fresh) and the time of its oldest register; None while a
-    register of it or its scale register is unread."""
-    found = found or _block(raw, slots, point.registers)
-    if found is None:
-        return None
-    words, read_at = found
-    scale = _scale_of(point, raw, slots)
-    if scale is not None:
-        value = point.decode(words, scale)
-        quality = _NO_DATA if value is None and point.encoding is not Encoding.STRING else _GOOD
-    elif point.scale_register is not None and _word(raw, slots, point.scale_register) is None:
-        return None
-    else:
-        value, quality = None, _NO_DATA  # a scale register that holds garbage: no usable value
-    return value, _FORMS[type(value)] << 2 | quality, read_at
+    return raw[0][at]

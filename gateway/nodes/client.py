@@ -6,22 +6,20 @@ node's health is judged from all of them in one place. Runs on the bus thread.
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Container
 from typing import cast
 
 import structlog
 
 from gateway.bus import Bus, BusClosed, BusError, CorruptReply, ExceptionReply, NoResponse, Priority
-from gateway.hub import EVERYTHING, Publish, Watched
+from gateway.hub import Publish, Watched
 from gateway.nodes.cache import Changes, Quality
 from gateway.nodes.discovery import IDENTITY, identity_of
 from gateway.nodes.events import AlarmChanged, NodeEvent, NodeOffline, NodeOnline, RegistersRead, ValueChanged
 from gateway.nodes.modbus import read_registers, registers_of
 from gateway.nodes.node import Node
 from gateway.nodes.plan import Read
-from gateway.pointmap import Encoding, Point
+from gateway.pointmap import Encoding
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +65,7 @@ class NodeClient:
         """Read a block into the node's cache and publish what changed, and that it was read."""
         reply = await self.transact(node, read_registers(read.start, read.count), priority)
         words = registers_of(reply, read.count)
-        changes = node.cache.store(read.start, words, time.time(), self._keen(node))
+        changes = node.cache.store(read.start, words, time.time())
         self.publish([*self._events(node.address, changes), RegistersRead(node.address, read.start, read.count)])
 
     async def probe(self, node: Node) -> None:
@@ -102,15 +100,6 @@ class NodeClient:
         """The serial port is open again: the node is probed at once."""
         node.health.probe_now()
 
-    def _keen(self, node: Node) -> Container[int]:
-        """The registers of a node whose changes make events (see `_events`): the cache need not
-        decode the others as it stores them."""
-        watched = self.watched(ValueChanged)
-        if watched is EVERYTHING:
-            return EVERYTHING
-        alarms = _alarm_bitmaps(node.cache.points)
-        return alarms if watched == frozenset() else _Keen(node.address, watched, alarms)
-
     def _events(self, address: int, changes: Changes) -> list[NodeEvent]:
         """The events of what changed: a value only where some face shows it, an alarm bitmap's
         transitions always."""
@@ -119,7 +108,7 @@ class NodeClient:
         for point, at in changes:
             if (address, point.register) in watched:
                 events.append(ValueChanged(address, point, *changes.pair(at)))
-            if _is_alarm_bitmap(point):
+            if point.group == "alarms" and point.encoding is Encoding.BITMAP:
                 old, new = changes.pair(at)
                 if new.quality is Quality.GOOD and (old.value or 0) != new.value:
                     # A bitmap point decodes to an int (None before its first reading).
@@ -136,25 +125,3 @@ class NodeClient:
             self.publish(
                 [NodeOffline(node.address, health.last_error), *self._events(node.address, node.cache.mark_stale())]
             )
-
-
-class _Keen:
-    """A node's registers that some face shows, or that are alarm bitmaps."""
-
-    __slots__ = ("_address", "_alarms", "_watched")
-
-    def __init__(self, address: int, watched: Container[tuple[int, int]], alarms: frozenset[int]) -> None:
-        self._address, self._watched, self._alarms = address, watched, alarms
-
-    def __contains__(self, register: object) -> bool:
-        return register in self._alarms or (self._address, register) in self._watched
-
-
-def _is_alarm_bitmap(point: Point) -> bool:
-    return point.group == "alarms" and point.encoding is Encoding.BITMAP
-
-
-@functools.cache
-def _alarm_bitmaps(points: tuple[Point, ...]) -> frozenset[int]:
-    """The registers of a model's alarm bitmaps."""
-    return frozenset(point.register for point in points if _is_alarm_bitmap(point))
