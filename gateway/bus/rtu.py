@@ -342,10 +342,8 @@ class RtuTransport(asyncio.Protocol):
             time.sleep(self._settings.wire_time(missing))
             try:
                 data = os.read(fd, MAX_READ)  # pyserial opens the port non-blocking
-            except BlockingIOError:
-                return  # not here yet: it comes through the loop
-            except OSError:
-                return  # the serial transport finds the failure on its next read
+            except OSError:  # BlockingIOError: not here yet, it comes through the loop; or a failure,
+                return  # which the serial transport finds on its next read
             if not data:
                 return
             self._take(data)
