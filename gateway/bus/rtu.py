@@ -341,11 +341,11 @@ class RtuTransport(asyncio.Protocol):
         while (missing := self._missing()) > 0:
             time.sleep(self._settings.wire_time(missing))
             try:
-                data = os.read(fd, MAX_READ)  # pyserial opens the port non-blocking
-            except OSError:  # BlockingIOError: not here yet, it comes through the loop; or a failure,
-                return  # which the serial transport finds on its next read
+                data = os.read(fd, MAX_READ)  # at once: pyserial's port is non-blocking, with VMIN 0
+            except OSError:
+                return  # the serial transport finds the failure on its next read
             if not data:
-                return
+                return  # not here yet: it comes through the loop
             self._take(data)
 
     def _missing(self) -> int:
