@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
+from typing import Literal, get_args
 
 #: What the meter returns for a point that its model or a channel does not support.
 INVALID_WORD = 0x8000
@@ -46,6 +46,7 @@ CIRCUITS = range(1, 47)  # every CT channel
 
 #: Device ID (register 5) per model letter.
 Model = Literal["A", "B", "C"]
+MODELS: tuple[Model, ...] = get_args(Model)
 MODEL_BY_DEVICE_ID: dict[int, Model] = {15170: "C", 15171: "B", 15172: "A"}
 DEVICE_ID_BY_MODEL: dict[str, int] = {model: device_id for device_id, model in MODEL_BY_DEVICE_ID.items()}
 

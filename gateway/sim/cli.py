@@ -16,10 +16,8 @@ import threading
 from collections.abc import Sequence
 
 from gateway.modbus import UNIT_ADDRESSES
-from gateway.sim.faults import Faults
-from gateway.sim.line import SimulatedLine
+from gateway.pointmap import MODELS
 from gateway.sim.load import PROFILES, SWING_EVERY, Load, LoadFileError, load_named
-from gateway.sim.meter import MODELS, Board
 
 MAX_ADDRESS = UNIT_ADDRESSES[-1]
 
@@ -166,6 +164,11 @@ def load_argument(name: str, seed: int | None) -> Load | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The simulator itself loads here, not with the options: `bcpm-gateway run` has those too.
+    from gateway.sim.faults import Faults
+    from gateway.sim.line import SimulatedLine
+    from gateway.sim.meter import Board
+
     try:
         load = load_argument(args.load, args.seed)
     except LoadFileError as error:

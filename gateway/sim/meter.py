@@ -43,6 +43,7 @@ from gateway.modbus import (
 from gateway.pointmap import (
     DEVICE_ID_BY_MODEL,
     INVALID_WORD,
+    MODELS,
     Access,
     Encoding,
     Point,
@@ -79,7 +80,6 @@ from gateway.sim.physics import (
     two_phase_channels,
 )
 
-MODELS = ("A", "B", "C")
 MAX_READ = MAX_READ_REGISTERS
 MAX_WRITE = 123
 
