@@ -56,6 +56,9 @@ class _Shape:
     # words when all of them are in the read.
     covered: tuple[tuple[Point, int, frozenset[int], int | None], ...]
     scaled: tuple[tuple[Point, int], ...]  # read elsewhere, scaled by a scale register the read covers
+    # The places of the covered points, first and past the last, when they run unbroken (a plan read).
+    span: tuple[int, int] | None
+    touching: tuple[tuple[int, ...], ...]  # by offset in the read: the covered points that look at its word
 
 
 class NodeCache:
@@ -68,13 +71,13 @@ class NodeCache:
         self._model = model
         self._points = pointmap.for_model(model)
         self._places = _places(self._points)  # point register -> its place in the readings' arrays
-        self._readings = _Readings.unread(len(self._points))
-        self.readings: Mapping[int, Reading] = _ReadingsView(self, self._places)
         # Raw registers and the wall-clock time each was read (NaN: never), in two arrays in the
         # plan's register order (2 + 8 bytes a register, where objects would take ~130).
         self._slots = _slots(plan)  # register -> its place in the arrays
         count = len(self._slots)
         self._raw = (array("H", bytes(2 * count)), array("d", [math.nan]) * count)
+        self._readings = _Readings.unread(self._raw[1], _point_slots(self._points, plan))
+        self.readings: Mapping[int, Reading] = _ReadingsView(self, self._places)
         self._shapes = _shapes(self._points, plan)
 
     def tracks(self, register: int) -> bool:
@@ -109,7 +112,7 @@ class NodeCache:
         """The reading of the point at this place of the model's points (``PointMap.for_model``)."""
         readings = self._readings  # one reference: a store on the bus thread swaps in new ones
         made = readings.made[at]
-        if made is None:
+        if made is None or made.timestamp != readings.stamp(at):
             made = readings.made[at] = readings.reading(at)
         return made
 
@@ -136,7 +139,9 @@ class NodeCache:
         """Keep registers the meter returned; return the points whose reading changed.
 
         Only what the read changed is decoded: a point whose registers (and scale register) hold
-        the words they held, with a reading of them, keeps its reading and gets the read's time.
+        the words they held, with a reading of them, keeps its reading; its time is its registers'.
+        On a plan read where every point has such a reading (most reads, polling), only the points
+        of the words that changed are looked at.
         """
         count = len(words)
         shape = self._shape(start, count)
@@ -159,16 +164,17 @@ class NodeCache:
         self._raw = stored
         differ = {index for index, (was, word) in enumerate(zip(old, words)) if was != word}
         readings = self._readings
-        renewed = readings.copy()
-        kinds, times, made = renewed.kinds, renewed.times, renewed.made
+        renewed = readings.copy(stored[1])
+        kinds = renewed.kinds
+        covered = shape.covered
+        if shape.span is not None and _UNFRESH not in kinds[slice(*shape.span)].translate(_FRESHNESS):
+            touching = shape.touching
+            covered = tuple(covered[i] for i in sorted({i for index in differ for i in touching[index]}))
         changes: list[int] = []
-        for point, at, looked_at, offset in shape.covered:
+        for point, at, looked_at, offset in covered:
             if kinds[at] & 3 <= _LAST_FRESH and differ.isdisjoint(looked_at):
-                # Its words and scale as they were, its reading made of them: only its time is new.
-                read_at = timestamp if offset is not None else self._oldest(point)
-                if times[at] != read_at:
-                    times[at] = read_at
-                    made[at] = None
+                if offset is not None:
+                    renewed.read_apart(at, timestamp)  # its words and scale as they were: only its time is new
             elif offset is not None:
                 self._renew(readings, renewed, point, at, words[offset : offset + point.count], timestamp, changes)
             elif (found := self.block(point.registers)) is not None:  # a point this read shares with another
@@ -207,19 +213,11 @@ class NodeCache:
         kind = _FORMS[type(value)] << 2 | quality
         was = readings.kinds[at]
         if kind == was and value == readings.value(at):
-            if renewed.times[at] != read_at:
-                renewed.times[at] = read_at
-                renewed.made[at] = None
+            renewed.read_apart(at, read_at)
             return
         renewed.set(at, value, kind, read_at)
         if (was ^ kind) & 3 or value != readings.value(at):  # not merely 5 where it was 5.0
             changes.append(at)
-
-    def _oldest(self, point: Point) -> float:
-        """When the least recently read register of a point with a reading was read."""
-        found = self.block(point.registers)
-        assert found is not None  # a point has a reading once all its registers have been read
-        return found[1]
 
     def _shape(self, start: int, count: int) -> _Shape:
         """What a read of `count` registers from `start` touches: where its registers are kept, the
@@ -249,14 +247,21 @@ class NodeCache:
                 inside = start <= point.register and point.registers.stop <= registers.stop
                 return point.register - start if inside else None
 
+            entries = tuple(
+                (point, places[point.register], looked_at(point), offset(point))
+                for point in sorted(covered, key=_BY_REGISTER)
+            )
+            spread = [at for _, at, _, _ in entries]
+            unbroken = consecutive and spread == list(range(spread[0], spread[0] + len(spread)))
             shape = _Shape(
                 slots,
                 slots[0] if consecutive else None,
-                tuple(
-                    (point, places[point.register], looked_at(point), offset(point))
-                    for point in sorted(covered, key=_BY_REGISTER)
-                ),
+                entries,
                 tuple((point, places[point.register]) for point in sorted(scaled, key=_BY_REGISTER)),
+                (spread[0], spread[-1] + 1) if unbroken else None,
+                tuple(
+                    tuple(i for i, (_, _, looked, _) in enumerate(entries) if index in looked) for index in range(count)
+                ),
             )
             if len(self._shapes) < MAX_READ_SHAPES:
                 self._shapes[start, count] = shape
@@ -265,7 +270,7 @@ class NodeCache:
     def mark_stale(self) -> Changes:
         """The node went offline: every value it gave is now stale (kept, but flagged)."""
         readings = self._readings
-        renewed = readings.copy()
+        renewed = readings.copy(readings.raw_times)
         kinds, made = renewed.kinds, renewed.made
         changes = [at for at, kind in enumerate(readings.kinds) if kind & 3 <= _LAST_FRESH]
         for at in changes:
@@ -307,52 +312,66 @@ _LAST_FRESH = _QUALITIES.index(Quality.NO_DATA)  # the kinds of fresh readings h
 _BY_REGISTER = operator.attrgetter("register")
 _FORMS = {type(None): 0, int: 1, float: 2, str: 3}  # a reading's value type, by the high bits of its kind
 _NONE, _INT, _FLOAT, _TEXT = _FORMS.values()
-_GOOD, _NO_DATA, _STALE = (_QUALITIES.index(q) for q in (Quality.GOOD, Quality.NO_DATA, Quality.STALE))
+_GOOD, _NO_DATA, _STALE, _UNKNOWN = (_QUALITIES.index(q) for q in Quality)
+_UNFRESH = 1
+_FRESHNESS = bytes(_UNFRESH if kind & 3 > _LAST_FRESH else 0 for kind in range(256))  # kind -> _UNFRESH or 0
 
 
 class _Readings:
     """A node's decoded readings, in its model's point order: the numbers in an array, each one's
-    kind (quality and value type) in a byte, its time in an array, the few texts by place (25
-    bytes a point with ``made``, where a Reading object, its value and a dictionary slot take
-    ~110). Never changed once swapped in but for ``made``, the Reading objects faces asked for
-    (kept so that a face comparing by identity sees a new object only when the reading changed,
-    and so that a value read thousands of times a second is made once), and ``stamps``."""
+    kind (quality and value type) in a byte, the few texts by place (17 bytes a point with
+    ``made``, where a Reading object, its value and a dictionary slot take ~110). A reading's time
+    is not kept apart from its registers': it is when the least recently read of them was read
+    (``raw_times``, the raw registers' times swapped in with these readings), so a read that
+    changes no word of a point has nothing to do for it; only the points the plan does not read
+    keep theirs (``apart``: a write's read-back). Never changed once swapped in but for ``made``,
+    the Reading objects faces asked for (kept so that a face comparing by identity sees a new
+    object only when the reading changed, and so that a value read thousands of times a second is
+    made once), and ``stamps``."""
 
-    __slots__ = ("kinds", "made", "numbers", "stamps", "texts", "times")
+    __slots__ = ("apart", "kinds", "made", "numbers", "raw_times", "slots", "stamps", "texts")
 
     def __init__(
         self,
         numbers: array[float],
         kinds: bytearray,
-        times: array[float],
         texts: dict[int, str],
         made: list[Reading | None],
+        raw_times: array[float],
+        slots: tuple[tuple[int, ...] | None, ...],
+        apart: dict[int, float],
     ) -> None:
-        self.numbers, self.kinds, self.times, self.texts, self.made = numbers, kinds, times, texts, made
+        self.numbers, self.kinds, self.texts, self.made = numbers, kinds, texts, made
+        self.raw_times, self.slots, self.apart = raw_times, slots, apart
         # The made readings' times, one float object per read as the readings of a read share it
         # (24 bytes a reading otherwise); a few dozen, as many as the reads of the node's plan.
         self.stamps: dict[float, float] = {}
 
     @classmethod
-    def unread(cls, count: int) -> _Readings:
-        kind = _NONE << 2 | _QUALITIES.index(Quality.UNKNOWN)
-        return cls(
-            array("d", bytes(8 * count)),
-            bytearray([kind]) * count,
-            array("d", [math.nan]) * count,
-            {},
-            [UNREAD] * count,
-        )
+    def unread(cls, raw_times: array[float], slots: tuple[tuple[int, ...] | None, ...]) -> _Readings:
+        count = len(slots)
+        kind = _NONE << 2 | _UNKNOWN
+        return cls(array("d", bytes(8 * count)), bytearray([kind]) * count, {}, [UNREAD] * count, raw_times, slots, {})
 
     def current(self, at: int) -> Reading:
         """The reading at a place, as made for a face or made now (for the writer: not kept)."""
         made = self.made[at]
-        return self.reading(at) if made is None else made
+        return self.reading(at) if made is None or made.timestamp != self.stamp(at) else made
 
     def reading(self, at: int) -> Reading:
-        timestamp = self.times[at]
-        shared = None if timestamp != timestamp else self.stamps.setdefault(timestamp, timestamp)  # NaN: never read
+        timestamp = self.stamp(at)
+        shared = None if timestamp is None else self.stamps.setdefault(timestamp, timestamp)
         return Reading(self.value(at), _QUALITIES[self.kinds[at] & 3], shared)
+
+    def stamp(self, at: int) -> float | None:
+        """When the reading at a place was read: its least recently read register (None: never)."""
+        if self.kinds[at] & 3 == _UNKNOWN:
+            return None
+        slots = self.slots[at]
+        if slots is None:
+            return self.apart.get(at)
+        times = self.raw_times
+        return times[slots[0]] if len(slots) == 1 else min(times[slot] for slot in slots)
 
     def value(self, at: int) -> float | int | str | None:
         form = self.kinds[at] >> 2
@@ -364,10 +383,17 @@ class _Readings:
             return self.texts[at]
         return None
 
-    def copy(self) -> _Readings:
-        """The same readings in new arrays, for a writer to change before swapping them in."""
+    def copy(self, raw_times: array[float]) -> _Readings:
+        """The same readings in new arrays, with the raw registers' times swapped in with them,
+        for a writer to change before swapping them in."""
         return _Readings(
-            array("d", self.numbers), bytearray(self.kinds), array("d", self.times), dict(self.texts), list(self.made)
+            array("d", self.numbers),
+            bytearray(self.kinds),
+            dict(self.texts),
+            list(self.made),
+            raw_times,
+            self.slots,
+            dict(self.apart) if self.apart else self.apart,
         )
 
     def set(self, at: int, value: float | int | str | None, kind: int, timestamp: float) -> None:
@@ -379,8 +405,15 @@ class _Readings:
                 self.texts.pop(at, None)
             self.numbers[at] = 0.0 if value is None else value  # type: ignore[assignment]
         self.kinds[at] = kind
-        self.times[at] = timestamp
         self.made[at] = None  # made when a face asks
+        self.read_apart(at, timestamp)
+
+    def read_apart(self, at: int, timestamp: float) -> None:
+        """The time of a reading made of registers the plan does not read (the others' is theirs)."""
+        if self.slots[at] is None:
+            if not self.apart:
+                self.apart = {}  # the shared empty one of the unread readings stays empty
+            self.apart[at] = timestamp
 
 
 class _ReadingsView(Mapping[int, Reading]):
@@ -411,6 +444,17 @@ def _shapes(points: tuple[Point, ...], plan: PollPlan) -> dict[tuple[int, int], 
 def _places(points: tuple[Point, ...]) -> dict[int, int]:
     """Each point's register, with its place in the readings' arrays (shared by the model's nodes)."""
     return {point.register: at for at, point in enumerate(points)}
+
+
+@functools.cache
+def _point_slots(points: tuple[Point, ...], plan: PollPlan) -> tuple[tuple[int, ...] | None, ...]:
+    """Each point's registers' places in a node's raw arrays, by its place; None for a point the plan
+    does not read whole (shared by the nodes of a model and plan)."""
+    slots = _slots(plan)
+    return tuple(
+        tuple(slots[r] for r in point.registers) if all(r in slots for r in point.registers) else None
+        for point in points
+    )
 
 
 @functools.cache
