@@ -11,7 +11,9 @@ The window is the time between two status lines of the gateway's log (every 30 s
 time after the start-up sweep; the bus's counters come from those lines, the CPU from /proc at the
 moment each arrived: utime + stime of the process, of its main thread (the faces' event loop) and
 of its bus thread (named "bus": polling, the cache, events published). CPU seconds, which the load
-of other processes on the machine inflates little, unlike the share of a core.
+of other processes on the machine inflates little, unlike the share of a core. The simulator runs on
+a core of its own, the gateway on the others (`common.apart`): on a site the meters' work is done
+on the wire, not on the gateway's core.
 
 With `--profile FILE`, py-spy samples both threads over the windows (the samples of the thread
 holding the interpreter, `--gil`, so waiting is left out) into FILE in its raw format, one stack a
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the shipped file, as the field suite changes it
-from common import free_port, simulator  # noqa: E402
+from common import apart, free_port, pinned_to, simulator  # noqa: E402
 
 from gateway.app import STATUS_EVERY  # noqa: E402
 from tests.field.site import shipped_with  # noqa: E402
@@ -163,7 +165,12 @@ def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
         "settings": "config/gateway.toml as shipped (poll_interval 1.0, rescan_interval 60, every face but web on)",
         "clients": 0,
     }
-    with tempfile.TemporaryDirectory() as name, simulator(BAUDRATE, Path(name), BOARDS, "--load", LOAD) as port:
+    gateway_cores, simulator_cores = apart()
+    result["cores"] = {"gateway": sorted(gateway_cores), "simulator": sorted(simulator_cores)}
+    with (
+        tempfile.TemporaryDirectory() as name,
+        simulator(BAUDRATE, Path(name), BOARDS, "--load", LOAD, cores=simulator_cores) as port,
+    ):
         folder = Path(name)
         config = folder / "gateway.toml"
         config.write_text(config_text(folder, port))
@@ -173,6 +180,7 @@ def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=pinned_to(gateway_cores),
         )
         try:
             assert process.stderr is not None
