@@ -123,7 +123,7 @@ def test_a_serving_gateway_imports_no_server_or_client_of_its_libraries(make_lin
     """Every face on, /metrics scraped: prometheus_client's own HTTP server, WSGI app and push
     client (gateway.unused) and the package metadata reader (the version is the package's) are
     never imported, nor what they bring (http.client, email): some 3 MB resident. Nor is the
-    simulator, whose command's options every command parses: 1.2 MB more."""
+    simulator, whose command's options every command parses (some 0.3 MB more)."""
     line = make_line(1)
     web_port = free_port()
     config = config_file(
