@@ -111,9 +111,11 @@ class NodeCache:
     def reading_at(self, at: int) -> Reading:
         """The reading of the point at this place of the model's points (``PointMap.for_model``)."""
         readings = self._readings  # one reference: a store on the bus thread swaps in new ones
-        made = readings.made[at]
-        if made is None or made.timestamp != readings.stamp(at):
-            made = readings.made[at] = readings.reading(at)
+        made = readings.made.get(at)
+        if made is None:
+            made = readings.reading(at)
+            if made is not UNREAD:
+                readings.made[at] = made
         return made
 
     def current(self, register: int) -> tuple[float | int | str | None, Quality]:
@@ -165,6 +167,7 @@ class NodeCache:
         differ = {index for index, (was, word) in enumerate(zip(old, words)) if was != word}
         readings = self._readings
         renewed = readings.copy(stored[1])
+        renewed.forget_made(shape)
         kinds = renewed.kinds
         covered = shape.covered
         if shape.span is not None and _UNFRESH not in kinds[slice(*shape.span)].translate(_FRESHNESS):
@@ -275,7 +278,7 @@ class NodeCache:
         changes = [at for at, kind in enumerate(readings.kinds) if kind & 3 <= _LAST_FRESH]
         for at in changes:
             kinds[at] = kinds[at] & ~3 | _STALE
-            made[at] = None
+            made.pop(at, None)
         self._readings = renewed
         return Changes(self._points, readings, renewed, changes)
 
@@ -319,13 +322,13 @@ _FRESHNESS = bytes(_UNFRESH if kind & 3 > _LAST_FRESH else 0 for kind in range(2
 
 class _Readings:
     """A node's decoded readings, in its model's point order: the numbers in an array, each one's
-    kind (quality and value type) in a byte, the few texts by place (17 bytes a point with
-    ``made``, where a Reading object, its value and a dictionary slot take ~110). A reading's time
+    kind (quality and value type) in a byte, the few texts by place (9 bytes a point, where a
+    Reading object, its value and a dictionary slot take ~110). A reading's time
     is not kept apart from its registers': it is when the least recently read of them was read
     (``raw_times``, the raw registers' times swapped in with these readings), so a read that
     changes no word of a point has nothing to do for it; only the points the plan does not read
     keep theirs (``apart``: a write's read-back). Never changed once swapped in but for ``made``,
-    the Reading objects faces asked for (kept so that a face comparing by identity sees a new
+    the Reading objects faces asked for, by place (kept so that a face comparing by identity sees a new
     object only when the reading changed, and so that a value read thousands of times a second is
     made once), and ``stamps``."""
 
@@ -336,7 +339,7 @@ class _Readings:
         numbers: array[float],
         kinds: bytearray,
         texts: dict[int, str],
-        made: list[Reading | None],
+        made: dict[int, Reading],
         raw_times: array[float],
         slots: tuple[tuple[int, ...] | None, ...],
         apart: dict[int, float],
@@ -351,14 +354,16 @@ class _Readings:
     def unread(cls, raw_times: array[float], slots: tuple[tuple[int, ...] | None, ...]) -> _Readings:
         count = len(slots)
         kind = _NONE << 2 | _UNKNOWN
-        return cls(array("d", bytes(8 * count)), bytearray([kind]) * count, {}, [UNREAD] * count, raw_times, slots, {})
+        return cls(array("d", bytes(8 * count)), bytearray([kind]) * count, {}, {}, raw_times, slots, {})
 
     def current(self, at: int) -> Reading:
         """The reading at a place, as made for a face or made now (for the writer: not kept)."""
-        made = self.made[at]
-        return self.reading(at) if made is None or made.timestamp != self.stamp(at) else made
+        made = self.made.get(at)
+        return self.reading(at) if made is None else made
 
     def reading(self, at: int) -> Reading:
+        if self.kinds[at] & 3 == _UNKNOWN:
+            return UNREAD
         timestamp = self.stamp(at)
         shared = None if timestamp is None else self.stamps.setdefault(timestamp, timestamp)
         return Reading(self.value(at), _QUALITIES[self.kinds[at] & 3], shared)
@@ -390,7 +395,7 @@ class _Readings:
             array("d", self.numbers),
             bytearray(self.kinds),
             dict(self.texts),
-            list(self.made),
+            dict(self.made),
             raw_times,
             self.slots,
             dict(self.apart) if self.apart else self.apart,
@@ -405,8 +410,20 @@ class _Readings:
                 self.texts.pop(at, None)
             self.numbers[at] = 0.0 if value is None else value  # type: ignore[assignment]
         self.kinds[at] = kind
-        self.made[at] = None  # made when a face asks
+        self.made.pop(at, None)  # made when a face asks
         self.read_apart(at, timestamp)
+
+    def forget_made(self, shape: _Shape) -> None:
+        """Drop the Reading objects of the points a read covers: their time is the read's now."""
+        made = self.made
+        if made:
+            span = shape.span
+            if span is None:
+                gone = [at for _, at, _, _ in shape.covered if at in made]
+            else:
+                gone = [at for at in made if span[0] <= at < span[1]]
+            for at in gone:
+                del made[at]
 
     def read_apart(self, at: int, timestamp: float) -> None:
         """The time of a reading made of registers the plan does not read (the others' is theirs)."""

@@ -11,7 +11,6 @@ from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.bacnet.objects import object_specs
 from gateway.bacnet.reads import KeptEncodings
-from gateway.nodes.cache import UNREAD
 from gateway.pointmap import load
 from tests.bacnet.conftest import bacnet_config, bacnet_face, serving
 from tests.support import eventually
@@ -40,7 +39,7 @@ def _kept(network) -> KeptEncodings:
 
 def _made_readings(gateway, address: int) -> int:
     """The reading objects a node's cache keeps for the faces that asked for them."""
-    return sum(made is not None and made is not UNREAD for made in gateway.nodes.nodes[address].cache._readings.made)
+    return len(gateway.nodes.nodes[address].cache._readings.made)
 
 
 async def test_reading_more_objects_than_the_bound_keeps_the_bound(

@@ -71,7 +71,7 @@ def test_current_agrees_with_the_readings_and_keeps_no_reading_object() -> None:
     node.store(1000, [0xFFFF], 1.0)
     node.store(1336, [123, 0x8000], 2.0)  # a value, and channel 2 without one
     assert node.current(CURRENT_1.register) == (12.3, Quality.GOOD)
-    assert node._readings.made[place] is None  # what SNMP and /metrics read leaves nothing behind
+    assert place not in node._readings.made  # what SNMP and /metrics read leaves nothing behind
     for stale in (False, True):
         if stale:
             node.mark_stale()
