@@ -255,7 +255,7 @@ class NodeCache:
                 for point in sorted(covered, key=_BY_REGISTER)
             )
             spread = [at for _, at, _, _ in entries]
-            unbroken = consecutive and spread == list(range(spread[0], spread[0] + len(spread)))
+            unbroken = consecutive and bool(spread) and spread == list(range(spread[0], spread[0] + len(spread)))
             shape = _Shape(
                 slots,
                 slots[0] if consecutive else None,
@@ -420,8 +420,10 @@ class _Readings:
             span = shape.span
             if span is None:
                 gone = [at for _, at, _, _ in shape.covered if at in made]
-            else:
+            elif len(made) < span[1] - span[0]:
                 gone = [at for at in made if span[0] <= at < span[1]]
+            else:  # a face holds more readings of the node than the read covers (a page of all its values)
+                gone = [at for at in range(*span) if at in made]
             for at in gone:
                 del made[at]
 

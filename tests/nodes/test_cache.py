@@ -149,3 +149,17 @@ def test_every_read_leaves_each_reading_as_its_registers_give_it_and_reports_exa
             if (now.value, now.quality) != (was.value, was.quality):
                 assert changes.pop(point) == (was, now), (step, read, point)
         assert not changes, (step, read)
+
+
+def test_a_read_back_of_a_register_no_point_of_the_model_holds_is_kept_and_changes_nothing() -> None:
+    # A model C plan reads across registers only model A has a point in; a pass-through write to
+    # one is read back into the cache like any other.
+    plan = poll_plan(PM, "C", LineCost(11 / 19200, 0.007))
+    node = NodeCache(PM, "C", plan)
+    pointless = [
+        r for read in plan.reads for r in read.registers if "C" not in getattr(PM.point_at(r), "models", ())
+    ]
+    assert pointless
+    for register in pointless:
+        assert len(node.store(register, [7], 1.0)) == 0
+        assert node.word(register) == (7, 1.0)
