@@ -156,9 +156,7 @@ def test_a_read_back_of_a_register_no_point_of_the_model_holds_is_kept_and_chang
     # one is read back into the cache like any other.
     plan = poll_plan(PM, "C", LineCost(11 / 19200, 0.007))
     node = NodeCache(PM, "C", plan)
-    pointless = [
-        r for read in plan.reads for r in read.registers if "C" not in getattr(PM.point_at(r), "models", ())
-    ]
+    pointless = [r for read in plan.reads for r in read.registers if "C" not in getattr(PM.point_at(r), "models", ())]
     assert pointless
     for register in pointless:
         assert len(node.store(register, [7], 1.0)) == 0
