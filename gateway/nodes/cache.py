@@ -362,16 +362,15 @@ class _Readings:
         return self.reading(at) if made is None else made
 
     def reading(self, at: int) -> Reading:
-        if self.kinds[at] & 3 == _UNKNOWN:
+        quality = self.kinds[at] & 3
+        if quality == _UNKNOWN:
             return UNREAD
         timestamp = self.stamp(at)
         shared = None if timestamp is None else self.stamps.setdefault(timestamp, timestamp)
-        return Reading(self.value(at), _QUALITIES[self.kinds[at] & 3], shared)
+        return Reading(self.value(at), _QUALITIES[quality], shared)
 
     def stamp(self, at: int) -> float | None:
-        """When the reading at a place was read: its least recently read register (None: never)."""
-        if self.kinds[at] & 3 == _UNKNOWN:
-            return None
+        """When the reading at a place (one that was read) was read: its least recently read register."""
         slots = self.slots[at]
         if slots is None:
             return self.apart.get(at)
@@ -398,7 +397,7 @@ class _Readings:
             dict(self.made),
             raw_times,
             self.slots,
-            dict(self.apart) if self.apart else self.apart,
+            dict(self.apart),
         )
 
     def set(self, at: int, value: float | int | str | None, kind: int, timestamp: float) -> None:
@@ -430,8 +429,6 @@ class _Readings:
     def read_apart(self, at: int, timestamp: float) -> None:
         """The time of a reading made of registers the plan does not read (the others' is theirs)."""
         if self.slots[at] is None:
-            if not self.apart:
-                self.apart = {}  # the shared empty one of the unread readings stays empty
             self.apart[at] = timestamp
 
 
