@@ -22,9 +22,15 @@ line with its count, for flamegraph.pl or a look with grep. py-spy is not in the
 reading its memory 250 times a second still costs the gateway CPU: take the figures from a run
 without it.
 
+Before the gateway starts, the floor is taken on the same cores from the same boards:
+`bench/bare_master.py` polls the same plan with nothing but the line (no event loop, no faces),
+once as it is and once keeping each reply in the gateway's node cache; each window also gives the
+gateway's CPU a transaction against those two (`process_against`). The machine's speed, which
+varies between runs here by more than a tenth, moves the three together.
+
 Prints one JSON object.
 
-    python bench/cpu.py                 # about 2 minutes
+    python bench/cpu.py                 # about 3 minutes
     python bench/cpu.py --windows 3     # three windows in a row, each reported
     python bench/cpu.py --profile build/cpu.raw
 """
@@ -55,6 +61,7 @@ BAUDRATE = 115200
 BOARDS = 16
 LOAD = "datacenter"
 SETTLE = 40.0  # seconds after "nodes ready" before a window may start: the start-up sweep is over
+REFERENCE_SECONDS = 30.0  # each run of the bare master, as long as a window
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -155,6 +162,14 @@ def profiled(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
         sampler.wait(seconds + 30)
 
 
+def bare_master(port: str, cores: set[int], *options: str) -> dict[str, Any]:
+    """The floor, on the gateway's cores: `bench/bare_master.py` polling the same boards' plan."""
+    command = [sys.executable, str(Path(__file__).with_name("bare_master.py")), "--port", port]
+    command += ["--baudrate", str(BAUDRATE), "--units", str(2 * BOARDS), "--seconds", str(REFERENCE_SECONDS)]
+    done = subprocess.run([*command, *options], capture_output=True, text=True, check=True, preexec_fn=pinned_to(cores))
+    return json.loads(done.stdout)
+
+
 def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "cpu",
@@ -171,6 +186,11 @@ def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
         tempfile.TemporaryDirectory() as name,
         simulator(BAUDRATE, Path(name), BOARDS, "--load", LOAD, cores=simulator_cores) as port,
     ):
+        floors = {
+            "bare_master": bare_master(port, gateway_cores),
+            "bare_master_with_store": bare_master(port, gateway_cores, "--store"),
+        }
+        result["reference"] = {name: floor["cpu_ms_per_transaction"] for name, floor in floors.items()}
         folder = Path(name)
         config = folder / "gateway.toml"
         config.write_text(config_text(folder, port))
@@ -202,6 +222,9 @@ def run(windows: int, profile: Path | None = None) -> dict[str, Any]:
             process.terminate()
             process.wait(30)
     result["windows"] = [_window(a, b) for a, b in zip(samples, samples[1:])]
+    for window in result["windows"]:
+        spent = window["cpu_ms_per_transaction"]["process"]
+        window["process_against"] = {name: round(spent / floor, 2) for name, floor in result["reference"].items()}
     return result
 
 
