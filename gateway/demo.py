@@ -39,7 +39,9 @@ def demo_defaults(boards: int, state_dir: Path) -> dict[str, Any]:
     """The demo's configuration: loopback only, unprivileged ports, state in a temporary folder."""
     return {
         "gateway": {"operating_mode": "discovery", "state_file": str(state_dir / "state.json")},
-        "serial": {"baudrate": 19200, "scan": f"1-{max(16, 2 * boards)}", "probe_timeout": 0.02},
+        # The boards answer from a thread of this process, which the faces' start-up on the same
+        # interpreter can hold off for tens of milliseconds: more than a site's 15 ms allowance.
+        "serial": {"baudrate": 19200, "scan": f"1-{max(16, 2 * boards)}", "probe_timeout": 0.1},
         "bacnet": {"address": "127.0.0.1/8", "port": 47808},
         "snmp": {"address": "127.0.0.1", "port": 1161, "read_community": "public", "write_community": "private"},
         "modbus_tcp": {"address": "127.0.0.1", "port": 1502},
