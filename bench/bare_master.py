@@ -16,6 +16,7 @@ Prints one JSON object: transactions, replies, CPU seconds of the process, CPU a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -31,7 +32,7 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from gateway.bus import LineSettings  # noqa: E402
+from gateway.bus import CorruptReply, LineSettings  # noqa: E402
 from gateway.modbus import crc_holds  # noqa: E402
 from gateway.nodes.cache import NodeCache  # noqa: E402
 from gateway.nodes.modbus import read_registers, registers_of  # noqa: E402
@@ -48,7 +49,7 @@ def cycles(plan_fast: tuple[Read, ...], plan_slow: tuple[Read, ...]) -> Any:
     """Each cycle's reads of one node: the fast ones and the next slice of the slow ones."""
     size = math.ceil(len(plan_slow) / SLOW_EVERY)
     for start in itertools.count(0, size):
-        at = start % len(plan_slow)
+        at = start % len(plan_slow) if plan_slow else 0
         yield plan_fast + (plan_slow + plan_slow)[at : at + size]
 
 
@@ -91,7 +92,8 @@ def run(port: str, baudrate: int, units: int, seconds: float, store: bool) -> di
         if len(reply) == length and crc_holds(reply):
             counts["replies"] += 1
             if store:
-                caches[unit].store(read.start, registers_of(reply[1:-2], read.count), time.time())
+                with contextlib.suppress(CorruptReply):  # not a reply to this read: nothing to keep
+                    caches[unit].store(read.start, registers_of(reply[1:-2], read.count), time.time())
 
     for read in plan.reads:  # the start-up sweep, left out of the figures as in bench/cpu.py
         for unit in caches:
