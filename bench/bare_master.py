@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
-import math
 import os
 import select
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +32,33 @@ from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from gateway.bus import CorruptReply, LineSettings  # noqa: E402
+from gateway.bus import CorruptReply  # noqa: E402
+from gateway.config import parse_config, read_toml  # noqa: E402
 from gateway.modbus import crc_holds  # noqa: E402
 from gateway.nodes.cache import NodeCache  # noqa: E402
+from gateway.nodes.line import line_settings  # noqa: E402
 from gateway.nodes.modbus import read_registers, registers_of  # noqa: E402
-from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, Read, poll_plan  # noqa: E402
+from gateway.nodes.plan import REPLY_OVERHEAD_BYTES, PollPlan, Read, poll_plan  # noqa: E402
+from gateway.nodes.poller import slow_slice  # noqa: E402
 from gateway.nodes.registry import line_cost  # noqa: E402
 from gateway.pointmap import load  # noqa: E402
 
 MODEL = "A"
-SLOW_EVERY = 10  # config/gateway.toml's [nodes] slow_every
-TIMEOUT = 0.2  # config/gateway.toml's [serial] timeout: a meter's allowance to answer
+SHIPPED = Path(__file__).parent.parent / "config" / "gateway.toml"
 
 
-def cycles(plan_fast: tuple[Read, ...], plan_slow: tuple[Read, ...]) -> Any:
-    """Each cycle's reads of one node: the fast ones and the next slice of the slow ones."""
-    size = math.ceil(len(plan_slow) / SLOW_EVERY)
-    for start in itertools.count(0, size):
-        at = start % len(plan_slow) if plan_slow else 0
-        yield plan_fast + (plan_slow + plan_slow)[at : at + size]
+def cycles(plan: PollPlan, every: int) -> Iterator[tuple[Read, ...]]:
+    """Each cycle's reads of one node, as the gateway's poller picks them: the fast ones and the
+    next slice of the slow ones."""
+    cursor = 0
+    while True:
+        slow, cursor = slow_slice(plan.slow, cursor, every) if plan.slow else ((), 0)
+        yield plan.fast + slow
 
 
 def run(port: str, baudrate: int, units: int, seconds: float, store: bool) -> dict[str, Any]:
-    line = LineSettings(port, baudrate=baudrate)
+    shipped = parse_config(read_toml(SHIPPED))  # its reply timeout and share of the slow reads
+    line = line_settings(replace(shipped, serial=replace(shipped.serial, port=port, baudrate=baudrate)))
     pointmap = load()
     plan = poll_plan(pointmap, MODEL, line_cost(line))
     framer = FramerRTU(DecodePDU(is_server=False))
@@ -79,7 +83,7 @@ def run(port: str, baudrate: int, units: int, seconds: float, store: bool) -> di
         frame = requests[unit, read]
         os.write(fd, frame)
         length = REPLY_OVERHEAD_BYTES + 2 * read.count
-        give_up = time.monotonic() + wire(len(frame)) + TIMEOUT + wire(length)
+        give_up = time.monotonic() + wire(len(frame)) + line.timeout + wire(length)
         reply = b""
         while len(reply) < length and (left := give_up - time.monotonic()) > 0:
             if reply:
@@ -100,7 +104,7 @@ def run(port: str, baudrate: int, units: int, seconds: float, store: bool) -> di
             transact(unit, read)
     counts.update(dict.fromkeys(counts, 0))
     cpu_before, started = time.process_time(), time.monotonic()
-    schedule = cycles(plan.fast, plan.slow)
+    schedule = cycles(plan, shipped.serial.slow_every)
     while time.monotonic() < started + seconds:
         for read in next(schedule):
             for unit in caches:

@@ -88,10 +88,8 @@ class Poller:
         if node.needs_full_sweep or not slow:
             node.needs_full_sweep = False
             return slow
-        size = math.ceil(len(slow) / self.slow_every)
-        start = node.slow_cursor % len(slow)
-        node.slow_cursor = start + size
-        return (slow + slow)[start : start + size]
+        reads, node.slow_cursor = slow_slice(slow, node.slow_cursor, self.slow_every)
+        return reads
 
     async def _poll(self, node: Node, reads: tuple[Read, ...]) -> None:
         for read in reads:
@@ -112,3 +110,10 @@ class Poller:
                     log.exception("poll read not processed", address=node.address, start=read.start)
             else:
                 self._unprocessed.discard((node.address, read.start))
+
+
+def slow_slice(slow: tuple[Read, ...], cursor: int, every: int) -> tuple[tuple[Read, ...], int]:
+    """The next `1/every` of a node's slow reads from `cursor` (wrapping round), and the cursor after."""
+    size = math.ceil(len(slow) / every)
+    start = cursor % len(slow)
+    return (slow + slow)[start : start + size], start + size
